@@ -1,0 +1,22 @@
+/* Blocking calls: run a function that would block a shard (getaddrinfo,
+ * fsync, file I/O) on a small per-node thread pool. The calling process waits
+ * as for a receive; the other processes of its shard keep running.
+ */
+#ifndef HY_CORE_BLOCKING_H
+#define HY_CORE_BLOCKING_H
+
+#include <stdint.h>
+
+/* Work run on a pool thread: it must not call the Hydra runtime (it is not
+ * a shard) except hy_send_foreign(). Its return value is handed back. */
+typedef intptr_t (*hy_blocking_fn)(void *arg);
+
+/* Runs fn(arg) on the pool and waits for it; the result is written to
+ * *result (may be NULL). arg is borrowed until fn returns, so it may point
+ * into the caller's stack. The wait cannot be interrupted: an exit signal
+ * for the caller takes effect once fn has returned.
+ * Errors: HY_ENOTPROC, HY_ENOTSTARTED, HY_ENOMEM.
+ * Context: a process. */
+int hy_blocking_run(hy_blocking_fn fn, void *arg, intptr_t *result);
+
+#endif /* HY_CORE_BLOCKING_H */

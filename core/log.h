@@ -1,0 +1,32 @@
+/* Logging: one line per event to stderr (or a sink set by the user).
+ * Safe from any thread; lines are written with one write(2) each so they do
+ * not interleave. */
+#ifndef HY_CORE_LOG_H
+#define HY_CORE_LOG_H
+
+enum hy_log_level {
+    HY_LOG_ERROR = 0,
+    HY_LOG_WARNING,
+    HY_LOG_NOTICE,
+    HY_LOG_INFO,
+    HY_LOG_DEBUG,
+};
+
+/* Receives each formatted line (without trailing newline). line is
+ * borrowed for the call. */
+typedef void (*hy_log_sink_fn)(enum hy_log_level level, const char *line, void *ctx);
+
+/* Sets the most verbose level printed (default HY_LOG_NOTICE, or the
+ * HYDRA_LOG environment variable: error|warning|notice|info|debug). */
+void hy_log_set_level(enum hy_log_level level);
+enum hy_log_level hy_log_get_level(void);
+
+/* Replaces the sink (NULL restores stderr). ctx is borrowed.
+ * Context: anywhere but a signal handler. */
+void hy_log_set_sink(hy_log_sink_fn fn, void *ctx);
+
+/* Formats and emits one line, prefixed with the level and, on a shard, the
+ * shard and running pid. Context: any thread, not signal-safe. */
+void hy_log(enum hy_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif /* HY_CORE_LOG_H */

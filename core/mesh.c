@@ -1,0 +1,224 @@
+/* The ring mesh: one SPSC ring per ordered pair of shards, a local overflow
+ * queue behind each full ring, batched publish, and the foreign inbox.
+ *
+ * Entries are pointers to struct hy_msg (16-byte aligned), or, with bit 0
+ * set, the head of a list of buffers going back to their home shard. Both
+ * travel in the same FIFO so nothing can overtake anything else.
+ */
+#include <limits.h>
+#include <linux/futex.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "shard_internal.h"
+
+#define PUBLISH_BATCH 32
+#define DRAIN_BURST 32
+#define DRAIN_MAX_PER_RING 512
+
+void hy__ret_receive(struct hy_shard *sh, struct hy_msg *list);
+void hy__inbox_push(struct hy_shard *target, struct hy_msg *m);
+
+int hy__mesh_create(void)
+{
+    unsigned n = hy__rt.nshards;
+    uint32_t size = hy__rt.cfg.ring_size;
+    for (unsigned i = 0; i < n; i++) {
+        for (unsigned j = 0; j < n; j++) {
+            if (i == j)
+                continue;
+            /* the ring lives on the consumer's node: it polls it constantly */
+            struct hy_shard *cons = hy__rt.shards[j];
+            struct hy_ring *r = hy__shard_mem_alloc(cons, hy__ring_bytes(size));
+            if (!r)
+                return HY_ENOMEM;
+            hy__ring_init(r, size);
+            hy__rt.shards[i]->out[j] = r;
+            cons->in[i] = r;
+        }
+    }
+    return 0;
+}
+
+void hy__mesh_destroy(void)
+{
+    unsigned n = hy__rt.nshards;
+    uint32_t size = hy__rt.cfg.ring_size;
+    for (unsigned i = 0; i < n; i++) {
+        struct hy_shard *sh = hy__rt.shards[i];
+        if (!sh)
+            continue;
+        for (unsigned j = 0; j < n; j++) {
+            if (sh->out[j]) {
+                hy__shard_mem_free(hy__rt.shards[j], sh->out[j], hy__ring_bytes(size));
+                sh->out[j] = NULL;
+                hy__rt.shards[j]->in[i] = NULL;
+            }
+            free(sh->ovf[j].buf);
+            memset(&sh->ovf[j], 0, sizeof(sh->ovf[j]));
+        }
+    }
+}
+
+void hy__wake_shard(struct hy_shard *t)
+{
+    /* Dekker pairing: the sleeper stores sleeping=1 then re-checks its
+     * rings; we published (release) then load sleeping; the seq_cst fence
+     * on both sides orders store-before-load. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&t->sleeping, memory_order_relaxed) &&
+        atomic_exchange_explicit(&t->sleeping, 0, memory_order_seq_cst))
+        syscall(SYS_futex, &t->sleeping, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+static void ovf_push(struct hy__overflow *o, uintptr_t e)
+{
+    if (o->tail - o->head == o->cap) {
+        uint32_t ncap = o->cap ? o->cap * 2 : 256;
+        uintptr_t *nb = malloc(ncap * sizeof(uintptr_t));
+        if (!nb)
+            abort(); /* losing a message would break the ordering promise */
+        for (uint32_t i = 0; i < o->tail - o->head; i++)
+            nb[i] = o->buf[(o->head + i) & (o->cap - 1)];
+        o->tail -= o->head;
+        o->head = 0;
+        free(o->buf);
+        o->buf = nb;
+        o->cap = ncap;
+    }
+    o->buf[o->tail++ & (o->cap - 1)] = e;
+}
+
+static inline void mark_dirty(struct hy_shard *sh, unsigned dst)
+{
+    if (!sh->is_dirty[dst]) {
+        sh->is_dirty[dst] = 1;
+        sh->dirty[sh->ndirty++] = (uint16_t)dst;
+    }
+}
+
+void hy__mesh_push(struct hy_shard *sh, unsigned dst, uintptr_t entry)
+{
+    struct hy__overflow *o = &sh->ovf[dst];
+    struct hy_ring *r = sh->out[dst];
+    if (__builtin_expect(o->head == o->tail, 1) && hy__ring_push(r, entry)) {
+        mark_dirty(sh, dst);
+        if (hy__ring_staged(r) >= PUBLISH_BATCH) {
+            hy__ring_publish(r);
+            hy__wake_shard(hy__rt.shards[dst]);
+        }
+        return;
+    }
+    if (o->head == o->tail)
+        sh->ovf_list[sh->novf++] = (uint16_t)dst;
+    ovf_push(o, entry);
+    atomic_store_explicit(&sh->st.ring_overflows,
+                          atomic_load_explicit(&sh->st.ring_overflows, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+void hy__mesh_flush(struct hy_shard *sh)
+{
+    /* move what waits behind full rings first, in order */
+    for (unsigned k = 0; k < sh->novf;) {
+        unsigned dst = sh->ovf_list[k];
+        struct hy__overflow *o = &sh->ovf[dst];
+        struct hy_ring *r = sh->out[dst];
+        while (o->head != o->tail && hy__ring_push(r, o->buf[o->head & (o->cap - 1)]))
+            o->head++;
+        mark_dirty(sh, dst);
+        if (o->head == o->tail) {
+            o->head = o->tail = 0;
+            sh->ovf_list[k] = sh->ovf_list[--sh->novf];
+        } else {
+            k++;
+        }
+    }
+    for (unsigned k = 0; k < sh->ndirty; k++) {
+        unsigned dst = sh->dirty[k];
+        sh->is_dirty[dst] = 0;
+        struct hy_ring *r = sh->out[dst];
+        if (hy__ring_staged(r)) {
+            hy__ring_publish(r);
+            hy__wake_shard(hy__rt.shards[dst]);
+        }
+    }
+    sh->ndirty = 0;
+}
+
+bool hy__mesh_idle(struct hy_shard *sh)
+{
+    return sh->novf == 0 && sh->ndirty == 0 && !sh->ret_pending;
+}
+
+void hy__inbox_push(struct hy_shard *target, struct hy_msg *m)
+{
+    struct hy_msg *head = atomic_load_explicit(&target->inbox, memory_order_relaxed);
+    do {
+        m->next = head;
+        /* release: the message body is visible before the push */
+    } while (!atomic_compare_exchange_weak_explicit(&target->inbox, &head, m,
+                                                    memory_order_release, memory_order_relaxed));
+    hy__wake_shard(target);
+}
+
+static unsigned drain_inbox(struct hy_shard *sh)
+{
+    if (!atomic_load_explicit(&sh->inbox, memory_order_relaxed))
+        return 0;
+    /* acquire: pairs with the producers' release CAS */
+    struct hy_msg *list = atomic_exchange_explicit(&sh->inbox, NULL, memory_order_acquire);
+    struct hy_msg *rev = NULL;
+    unsigned n = 0;
+    while (list) {
+        struct hy_msg *next = list->next;
+        list->next = rev;
+        rev = list;
+        list = next;
+    }
+    while (rev) {
+        struct hy_msg *next = rev->next;
+        rev->next = NULL;
+        hy__dispatch(sh, rev);
+        rev = next;
+        n++;
+    }
+    return n;
+}
+
+unsigned hy__mesh_drain(struct hy_shard *sh)
+{
+    unsigned total = 0;
+    unsigned n = hy__rt.nshards;
+    uintptr_t buf[DRAIN_BURST];
+    for (unsigned j = 0; j < n; j++) {
+        struct hy_ring *r = sh->in[j];
+        if (!r)
+            continue;
+        unsigned got, done = 0;
+        while (done < DRAIN_MAX_PER_RING && (got = hy__ring_pop_burst(r, buf, DRAIN_BURST)) != 0) {
+            for (unsigned k = 0; k < got; k++) {
+                uintptr_t e = buf[k];
+                if (e & 1u)
+                    hy__ret_receive(sh, (struct hy_msg *)(e & ~(uintptr_t)1));
+                else
+                    hy__dispatch(sh, (struct hy_msg *)e);
+            }
+            done += got;
+        }
+        total += done;
+    }
+    total += drain_inbox(sh);
+    return total;
+}
+
+bool hy__mesh_has_input(struct hy_shard *sh)
+{
+    for (unsigned j = 0; j < hy__rt.nshards; j++)
+        if (sh->in[j] && !hy__ring_empty(sh->in[j]))
+            return true;
+    return atomic_load_explicit(&sh->inbox, memory_order_acquire) != NULL;
+}

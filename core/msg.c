@@ -1,0 +1,534 @@
+/* Message buffers, routing, mailboxes and selective receive. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "shard_internal.h"
+
+#define MSG_HDR sizeof(struct hy_msg)
+#define SLAB_BYTES (64 * 1024)
+#define SMALL_CLASS_MAX 5 /* classes 0..5 (128 B .. 4 KiB) are carved from slabs */
+#define BIG_CLASS (HY_MSG_CLASSES - 1)
+#define RET_BATCH 32
+#define POOL_KEEP_LARGE 64
+
+static inline void stat_add(_Atomic uint64_t *c, uint64_t v)
+{
+    /* single writer (the owning shard): a plain read-modify-write is enough */
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
+                          memory_order_relaxed);
+}
+
+static inline size_t class_bytes(unsigned cls) { return (size_t)128 << cls; }
+
+static inline unsigned class_of(size_t len)
+{
+    size_t need = len + MSG_HDR;
+    unsigned c = 0;
+    while (c < BIG_CLASS && class_bytes(c) < need)
+        c++;
+    return c;
+}
+
+struct slab {
+    struct slab *next;
+};
+
+static int refill_small(struct hy_shard *sh, unsigned cls)
+{
+    char *slab = hy__shard_mem_alloc(sh, SLAB_BYTES);
+    if (!slab)
+        return HY_ENOMEM;
+    /* the first object of each slab holds the slab-list link */
+    struct slab *sl = (struct slab *)slab;
+    sl->next = sh->msg_slabs;
+    sh->msg_slabs = sl;
+    size_t sz = class_bytes(cls);
+    size_t first = sz > 64 ? sz : 64;
+    if (first < sizeof(struct slab))
+        first = sizeof(struct slab);
+    first = (first + sz - 1) / sz * sz;
+    for (size_t off = first; off + sz <= SLAB_BYTES; off += sz) {
+        struct hy_msg *m = (struct hy_msg *)(slab + off);
+        m->cls = (uint8_t)cls;
+        m->home = (uint16_t)sh->id;
+        m->cap = (uint32_t)(sz - MSG_HDR);
+        m->next = sh->pools[cls].free;
+        sh->pools[cls].free = m;
+        sh->pools[cls].nfree++;
+    }
+    return 0;
+}
+
+int hy__msg_alloc(struct hy_shard *sh, size_t len, struct hy_msg **out)
+{
+    if (len > hy__rt.cfg.max_message_size)
+        return HY_EMSGSIZE;
+    unsigned cls = class_of(len);
+    struct hy_msg *m;
+    if (cls == BIG_CLASS || class_bytes(cls) < len + MSG_HDR) {
+        m = malloc(MSG_HDR + len);
+        if (!m)
+            return HY_ENOMEM;
+        m->cls = BIG_CLASS;
+        m->cap = (uint32_t)len;
+    } else {
+        struct hy__msg_pool *pool = &sh->pools[cls];
+        if (!pool->free) {
+            if (cls <= SMALL_CLASS_MAX) {
+                if (refill_small(sh, cls))
+                    return HY_ENOMEM;
+            } else {
+                struct hy_msg *nm = hy__shard_mem_alloc(sh, class_bytes(cls));
+                if (!nm)
+                    return HY_ENOMEM;
+                nm->cls = (uint8_t)cls;
+                nm->cap = (uint32_t)(class_bytes(cls) - MSG_HDR);
+                nm->next = NULL;
+                pool->free = nm;
+                pool->nfree = 1;
+            }
+        }
+        m = pool->free;
+        pool->free = m->next;
+        pool->nfree--;
+    }
+    m->next = NULL;
+    m->home = (uint16_t)sh->id;
+    m->size = (uint32_t)len;
+    m->kind = HY_K_MSG;
+    m->aux = 0;
+    m->ref = HY_REF_NONE;
+    struct hy_proc *cur = sh->current;
+    m->from = cur ? cur->pid : HY_PID_NONE;
+    stat_add(&sh->st.buffers_out, 1);
+    *out = m;
+    return 0;
+}
+
+/* Frees a buffer whose home is this shard. */
+static void free_home(struct hy_shard *sh, struct hy_msg *m)
+{
+    stat_add(&sh->st.buffers_out, (uint64_t)-1);
+    unsigned cls = m->cls;
+    if (cls == BIG_CLASS) {
+        free(m);
+        return;
+    }
+    struct hy__msg_pool *pool = &sh->pools[cls];
+    if (cls > SMALL_CLASS_MAX && pool->nfree >= POOL_KEEP_LARGE) {
+        hy__shard_mem_free(sh, m, class_bytes(cls));
+        return;
+    }
+    m->next = pool->free;
+    pool->free = m;
+    pool->nfree++;
+}
+
+void hy__msg_free_local(struct hy_shard *sh, struct hy_msg *m)
+{
+    unsigned home = m->home;
+    if (home == sh->id) {
+        free_home(sh, m);
+    } else if (home == HY_HOME_MALLOC) {
+        free(m);
+    } else {
+        struct hy__ret_list *rl = &sh->ret[home];
+        m->next = rl->head;
+        rl->head = m;
+        if (++rl->n >= RET_BATCH) {
+            hy__mesh_push(sh, home, (uintptr_t)rl->head | 1u);
+            rl->head = NULL;
+            rl->n = 0;
+        } else if (rl->n == 1) {
+            sh->ret_pending = 1;
+        }
+    }
+}
+
+void hy__ret_flush(struct hy_shard *sh)
+{
+    if (!sh->ret_pending)
+        return;
+    sh->ret_pending = 0;
+    for (unsigned j = 0; j < hy__rt.nshards; j++) {
+        struct hy__ret_list *rl = &sh->ret[j];
+        if (rl->head) {
+            hy__mesh_push(sh, j, (uintptr_t)rl->head | 1u);
+            rl->head = NULL;
+            rl->n = 0;
+        }
+    }
+}
+
+/* A return list arrived home: every buffer on it is ours. */
+void hy__ret_receive(struct hy_shard *sh, struct hy_msg *list);
+void hy__ret_receive(struct hy_shard *sh, struct hy_msg *list)
+{
+    while (list) {
+        struct hy_msg *n = list->next;
+        free_home(sh, list);
+        list = n;
+    }
+}
+
+void hy__msg_pools_fini(struct hy_shard *sh)
+{
+    for (unsigned c = SMALL_CLASS_MAX + 1; c < BIG_CLASS; c++) {
+        struct hy_msg *m = sh->pools[c].free;
+        while (m) {
+            struct hy_msg *n = m->next;
+            hy__shard_mem_free(sh, m, class_bytes(c));
+            m = n;
+        }
+        sh->pools[c].free = NULL;
+    }
+    struct slab *sl = sh->msg_slabs;
+    while (sl) {
+        struct slab *n = sl->next;
+        hy__shard_mem_free(sh, sl, SLAB_BYTES);
+        sl = n;
+    }
+    sh->msg_slabs = NULL;
+    for (unsigned c = 0; c <= SMALL_CLASS_MAX; c++)
+        sh->pools[c].free = NULL;
+}
+
+/* ---- public buffer API ----------------------------------------------- */
+
+int hy_msg_alloc(size_t len, struct hy_msg **out)
+{
+    struct hy_shard *sh = hy__shard();
+    if (!sh)
+        return HY_ENOTSHARD;
+    if (!out)
+        return HY_EINVAL;
+    return hy__msg_alloc(sh, len, out);
+}
+
+void hy_msg_free(struct hy_msg *m)
+{
+    if (!m)
+        return;
+    struct hy_shard *sh = hy__shard();
+    if (!sh) {
+        /* Off a shard only foreign-inbox buffers may be freed directly. */
+        if (m->home == HY_HOME_MALLOC)
+            free(m);
+        return;
+    }
+    hy__msg_free_local(sh, m);
+}
+
+/* ---- routing ----------------------------------------------------------- */
+
+static hy_remote_send_fn remote_send_fn;
+static void *remote_send_ctx;
+
+void hy_hook_set_remote_send(hy_remote_send_fn fn, void *ctx)
+{
+    remote_send_ctx = ctx;
+    remote_send_fn = fn;
+}
+
+static inline void drop_dead(struct hy_shard *sh, struct hy_msg *m)
+{
+    stat_add(&sh->st.dropped_dead, 1);
+    hy__msg_free_local(sh, m);
+}
+
+void hy__route(struct hy_shard *sh, struct hy_msg *m)
+{
+    hy_pid to = m->to;
+    if (hy_pid_node(to) != hy__rt.node_id) {
+        if (remote_send_fn && remote_send_fn(m, remote_send_ctx) == 0)
+            return;
+        if (!remote_send_fn)
+            drop_dead(sh, m);
+        else
+            stat_add(&sh->st.dropped_dead, 1);
+        return;
+    }
+    unsigned dst = hy_pid_shard(to);
+    if (hy_pid_creation(to) != hy__rt.creation || dst >= hy__rt.nshards) {
+        drop_dead(sh, m);
+        return;
+    }
+    if (dst == sh->id) {
+        if (m->kind == HY_K_MSG)
+            stat_add(&sh->st.msgs_sent_local, 1);
+        hy__dispatch(sh, m);
+        return;
+    }
+    if (m->kind == HY_K_MSG)
+        stat_add(&sh->st.msgs_sent_cross, 1);
+    hy__mesh_push(sh, dst, (uintptr_t)m);
+}
+
+static hy__kind_fn kind_table[HY_K_MAX + 1];
+
+void hy__kind_register(unsigned kind, hy__kind_fn fn)
+{
+    if (kind <= HY_K_MAX)
+        kind_table[kind] = fn;
+}
+
+void hy__dispatch(struct hy_shard *sh, struct hy_msg *m)
+{
+    if (__builtin_expect(m->kind == HY_K_MSG, 1)) {
+        hy__deliver(sh, m);
+        return;
+    }
+    hy__kind_fn fn = kind_table[m->kind];
+    if (fn)
+        fn(sh, m);
+    else
+        hy__msg_free_local(sh, m);
+}
+
+void hy__mailbox_append(struct hy_shard *sh, struct hy_proc *p, struct hy_msg *m)
+{
+    if (p->mb_max && p->mb_len >= p->mb_max) {
+        if (p->mailbox_policy == HY_MAILBOX_KILL && !p->exit_pending) {
+            p->exit_pending = 1;
+            p->exit_reason_pending = hy_reason_user(0, "mailbox_overflow");
+            if (p->state == HY_P_WAITING)
+                hy__sched_make_ready(sh, p);
+        }
+        stat_add(&sh->st.dropped_full, 1);
+        hy__msg_free_local(sh, m);
+        return;
+    }
+    m->next = NULL;
+    *p->mb_tailp = m;
+    p->mb_tailp = &m->next;
+    p->mb_len++;
+    if (p->state == HY_P_WAITING && p->wait_msg)
+        hy__sched_make_ready(sh, p);
+}
+
+void hy__deliver(struct hy_shard *sh, struct hy_msg *m)
+{
+    struct hy_proc *p = hy__proc_lookup(sh, m->to);
+    if (!p || p->state >= HY_P_EXITING) {
+        drop_dead(sh, m);
+        return;
+    }
+    hy__mailbox_append(sh, p, m);
+}
+
+void hy__mailbox_drop_all(struct hy_shard *sh, struct hy_proc *p)
+{
+    struct hy_msg *m = p->mb_head;
+    while (m) {
+        struct hy_msg *n = m->next;
+        hy__msg_free_local(sh, m);
+        m = n;
+    }
+    p->mb_head = NULL;
+    p->mb_tailp = &p->mb_head;
+    p->mb_len = 0;
+    p->mark = NULL;
+}
+
+/* ---- send -------------------------------------------------------------- */
+
+static int send_common(hy_pid to, uint64_t tag, hy_ref ref, const void *data, size_t len)
+{
+    struct hy_shard *sh = hy__shard();
+    if (!sh)
+        return HY_ENOTSHARD;
+    if ((tag & HY_TAG_SYSTEM) || (!data && len))
+        return HY_EINVAL;
+    struct hy_msg *m;
+    int rc = hy__msg_alloc(sh, len, &m);
+    if (rc)
+        return rc;
+    if (len)
+        memcpy(m->data, data, len);
+    m->tag = tag;
+    m->ref = ref;
+    m->to = to;
+    hy__route(sh, m);
+    struct hy_proc *p = sh->current;
+    if (p)
+        hy__charge(p);
+    return 0;
+}
+
+int hy_send(hy_pid to, uint64_t tag, const void *data, size_t len)
+{
+    return send_common(to, tag, HY_REF_NONE, data, len);
+}
+
+int hy_send_ref(hy_pid to, uint64_t tag, hy_ref ref, const void *data, size_t len)
+{
+    return send_common(to, tag, ref, data, len);
+}
+
+int hy_msg_send(hy_pid to, struct hy_msg *m)
+{
+    struct hy_shard *sh = hy__shard();
+    if (!m)
+        return HY_EINVAL;
+    if (!sh)
+        return HY_ENOTSHARD; /* cannot free another shard's buffer from here */
+    if (m->tag & HY_TAG_SYSTEM) {
+        hy__msg_free_local(sh, m);
+        return HY_EINVAL;
+    }
+    m->kind = HY_K_MSG;
+    m->to = to;
+    struct hy_proc *p = sh->current;
+    m->from = p ? p->pid : HY_PID_NONE;
+    hy__route(sh, m);
+    if (p)
+        hy__charge(p);
+    return 0;
+}
+
+/* Sends a runtime message of kind k (data copied) on behalf of the runtime. */
+int hy__send_kind(struct hy_shard *sh, hy_pid to, unsigned kind, uint64_t tag, hy_ref ref,
+                  const void *data, size_t len, uint32_t aux);
+int hy__send_kind(struct hy_shard *sh, hy_pid to, unsigned kind, uint64_t tag, hy_ref ref,
+                  const void *data, size_t len, uint32_t aux)
+{
+    struct hy_msg *m;
+    int rc = hy__msg_alloc(sh, len, &m);
+    if (rc)
+        return rc;
+    if (len)
+        memcpy(m->data, data, len);
+    m->kind = (uint8_t)kind;
+    m->tag = tag;
+    m->ref = ref;
+    m->to = to;
+    m->aux = aux;
+    hy__route(sh, m);
+    return 0;
+}
+
+int hy_send_foreign(hy_pid to, uint64_t tag, const void *data, size_t len)
+{
+    struct hy_shard *sh = hy__shard();
+    if (sh)
+        return hy_send(to, tag, data, len);
+    if (atomic_load(&hy__rt.state) != 2)
+        return HY_ENOTSTARTED;
+    if ((tag & HY_TAG_SYSTEM) || (!data && len))
+        return HY_EINVAL;
+    if (len > hy__rt.cfg.max_message_size)
+        return HY_EMSGSIZE;
+    unsigned dst = hy_pid_shard(to);
+    if (hy_pid_node(to) != hy__rt.node_id || dst >= hy__rt.nshards)
+        return 0; /* dead or remote: dropped, as any send to a dead pid */
+    struct hy_msg *m = malloc(MSG_HDR + len);
+    if (!m)
+        return HY_ENOMEM;
+    memset(m, 0, MSG_HDR);
+    if (len)
+        memcpy(m->data, data, len);
+    m->home = HY_HOME_MALLOC;
+    m->cls = BIG_CLASS;
+    m->size = m->cap = (uint32_t)len;
+    m->tag = tag;
+    m->to = to;
+    m->kind = HY_K_MSG;
+    void hy__inbox_push(struct hy_shard * target, struct hy_msg * msg);
+    hy__inbox_push(hy__rt.shards[dst], m);
+    return 0;
+}
+
+/* ---- receive ------------------------------------------------------------ */
+
+int hy__recv_generic(int (*match)(const struct hy_msg *, void *), void *arg, struct hy_msg **out,
+                     int64_t timeout_ns, bool from_mark)
+{
+    struct hy_proc *p = hy__current();
+    if (!p)
+        return HY_ENOTPROC;
+    if (!out)
+        return HY_EINVAL;
+    struct hy_shard *sh = p->shard;
+    hy__charge(p);
+    struct hy_msg **link = (from_mark && p->mark) ? p->mark : &p->mb_head;
+    bool armed = false;
+    for (;;) {
+        struct hy_msg *m;
+        while ((m = *link) != NULL) {
+            if (!match || match(m, arg)) {
+                *link = m->next;
+                if (p->mb_tailp == &m->next)
+                    p->mb_tailp = link;
+                if (p->mark == &m->next)
+                    p->mark = link;
+                p->mb_len--;
+                m->next = NULL;
+                if (armed)
+                    hy__wheel_del(&sh->wheel, &p->wait_timer.wt);
+                stat_add(&sh->st.msgs_received, 1);
+                *out = m;
+                return 0;
+            }
+            link = &m->next;
+        }
+        if (p->timed_out || timeout_ns == 0) {
+            p->timed_out = 0;
+            return HY_ETIMEDOUT;
+        }
+        if (!armed && timeout_ns > 0) {
+            armed = true;
+            p->timed_out = 0;
+            hy__wheel_add(&sh->wheel, &p->wait_timer.wt, hy_now_ns() + (uint64_t)timeout_ns);
+        }
+        p->state = HY_P_WAITING;
+        p->wait_msg = 1;
+        hy__sched_switch_out(p);
+        p->wait_msg = 0;
+        if (p->exit_pending) {
+            if (armed && hy__wtimer_armed(&p->wait_timer.wt))
+                hy__wheel_del(&sh->wheel, &p->wait_timer.wt);
+            hy__proc_exit_current(p, p->exit_reason_pending);
+        }
+    }
+}
+
+int hy_recv(struct hy_msg **out, int64_t timeout_ns)
+{
+    return hy__recv_generic(NULL, NULL, out, timeout_ns, false);
+}
+
+static int match_tag(const struct hy_msg *m, void *arg)
+{
+    return m->tag == *(const uint64_t *)arg;
+}
+
+int hy_recv_tag(uint64_t tag, struct hy_msg **out, int64_t timeout_ns)
+{
+    return hy__recv_generic(match_tag, &tag, out, timeout_ns, false);
+}
+
+static int match_ref(const struct hy_msg *m, void *arg)
+{
+    return hy_ref_eq(m->ref, *(const hy_ref *)arg);
+}
+
+int hy_recv_ref(hy_ref ref, struct hy_msg **out, int64_t timeout_ns)
+{
+    struct hy_proc *p = hy__current();
+    bool from_mark = p && hy_ref_eq(p->mark_ref, ref);
+    return hy__recv_generic(match_ref, &ref, out, timeout_ns, from_mark);
+}
+
+int hy_recv_match(hy_match_fn fn, void *arg, struct hy_msg **out, int64_t timeout_ns)
+{
+    if (!fn)
+        return HY_EINVAL;
+    return hy__recv_generic(fn, arg, out, timeout_ns, false);
+}
+
+size_t hy_mailbox_len(void)
+{
+    struct hy_proc *p = hy__current();
+    return p ? p->mb_len : 0;
+}

@@ -1,0 +1,549 @@
+/* Processes: the per-shard process table, spawn (local and onto another
+ * shard), exit from any depth, reaping, the per-process arena. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "shard_internal.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#define HY_ASAN 1
+#endif
+
+#define PROC_CHUNK 64
+
+void (*hy__on_proc_exit_hook)(struct hy_shard *sh, struct hy_proc *p);
+
+int hy__send_kind(struct hy_shard *sh, hy_pid to, unsigned kind, uint64_t tag, hy_ref ref,
+                  const void *data, size_t len, uint32_t aux);
+
+static inline void stat_add(_Atomic uint64_t *c, uint64_t v)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
+                          memory_order_relaxed);
+}
+
+/* ---- reasons ------------------------------------------------------------ */
+
+struct hy_reason hy_reason_make(enum hy_reason_kind k)
+{
+    struct hy_reason r;
+    memset(&r, 0, sizeof(r));
+    r.kind = (uint16_t)k;
+    return r;
+}
+
+struct hy_reason hy_reason_user(int32_t code, const char *text)
+{
+    struct hy_reason r = hy_reason_make(HY_REASON_USER);
+    r.code = code;
+    if (text) {
+        size_t n = strnlen(text, HY_REASON_TEXT_MAX - 1);
+        memcpy(r.text, text, n);
+        r.text[n] = '\0';
+    }
+    return r;
+}
+
+char *hy_reason_format(const struct hy_reason *r, char *buf, size_t len)
+{
+    static const char *const names[] = {"normal", "kill",   "killed",       "shutdown",
+                                        "noproc", "noconnection", "crash", "user"};
+    const char *name = r->kind < sizeof(names) / sizeof(names[0]) ? names[r->kind] : "?";
+    if (r->kind == HY_REASON_USER)
+        snprintf(buf, len, "user(%d, %s)", r->code, r->text);
+    else if (r->kind == HY_REASON_CRASH)
+        snprintf(buf, len, "crash(%s at %#llx)", r->text, (unsigned long long)r->addr);
+    else
+        snprintf(buf, len, "%s", name);
+    return buf;
+}
+
+/* ---- refs --------------------------------------------------------------- */
+
+static hy_ref ref_new(struct hy_shard *sh, unsigned home)
+{
+    hy_ref r;
+    r.hi = ((uint64_t)(hy__rt.node_id & 0xffffffu) << 40) |
+           ((uint64_t)(hy__rt.creation & 0xffffffu) << 16) | home;
+    r.lo = ((uint64_t)sh->id << 52) | (++sh->ref_counter & ((1ull << 52) - 1));
+    return r;
+}
+
+hy_ref hy__ref_new_home(struct hy_shard *sh, unsigned home);
+hy_ref hy__ref_new_home(struct hy_shard *sh, unsigned home)
+{
+    return ref_new(sh, home);
+}
+
+int hy_ref_make(hy_ref *out)
+{
+    struct hy_shard *sh = hy__shard();
+    if (!sh)
+        return HY_ENOTSHARD;
+    if (!out)
+        return HY_EINVAL;
+    *out = ref_new(sh, sh->id);
+    struct hy_proc *p = sh->current;
+    if (p) {
+        /* receive marker: a hy_recv_ref for this ref skips what is queued now */
+        p->mark = p->mb_tailp;
+        p->mark_ref = *out;
+    }
+    return 0;
+}
+
+/* ---- process table -------------------------------------------------------- */
+
+static inline struct hy__slot *slot_at(struct hy_shard *sh, uint32_t idx)
+{
+    return &sh->slot_chunks[idx >> HY_SLOT_CHUNK_BITS][idx & (HY_SLOT_CHUNK - 1)];
+}
+
+struct hy_proc *hy__proc_lookup(struct hy_shard *sh, hy_pid pid)
+{
+    uint32_t idx = hy_pid_slot(pid);
+    if (idx >= sh->nslots)
+        return NULL;
+    struct hy__slot *s = slot_at(sh, idx);
+    if (s->gen != hy_pid_gen(pid) || !s->proc)
+        return NULL;
+    if (hy_pid_creation(pid) != hy__rt.creation)
+        return NULL;
+    return s->proc;
+}
+
+static int slot_alloc(struct hy_shard *sh, uint32_t *idx_out)
+{
+    if (sh->free_head) {
+        uint32_t idx = sh->free_head - 1;
+        struct hy__slot *s = slot_at(sh, idx);
+        sh->free_head = s->next_free;
+        if (!sh->free_head)
+            sh->free_tail = 0;
+        *idx_out = idx;
+        return 0;
+    }
+    uint32_t idx = sh->nslots;
+    uint32_t chunk = idx >> HY_SLOT_CHUNK_BITS;
+    if (chunk >= HY_SLOT_MAX_CHUNKS)
+        return HY_ENOMEM;
+    if (!sh->slot_chunks[chunk]) {
+        struct hy__slot *c = calloc(HY_SLOT_CHUNK, sizeof(struct hy__slot));
+        if (!c)
+            return HY_ENOMEM;
+        for (uint32_t i = 0; i < HY_SLOT_CHUNK; i++)
+            c[i].gen = 1;
+        sh->slot_chunks[chunk] = c;
+    }
+    sh->nslots++;
+    *idx_out = idx;
+    return 0;
+}
+
+static void slot_free(struct hy_shard *sh, uint32_t idx)
+{
+    struct hy__slot *s = slot_at(sh, idx);
+    s->proc = NULL;
+    if (++s->gen == 0)
+        s->gen = 1;
+    s->next_free = 0;
+    /* FIFO reuse: a slot comes back as late as possible */
+    if (sh->free_tail)
+        slot_at(sh, sh->free_tail - 1)->next_free = idx + 1;
+    else
+        sh->free_head = idx + 1;
+    sh->free_tail = idx + 1;
+}
+
+struct proc_chunk {
+    struct proc_chunk *next;
+};
+
+static struct hy_proc *proc_record_alloc(struct hy_shard *sh)
+{
+    if (!sh->proc_free) {
+        size_t rec = (sizeof(struct hy_proc) + 63) & ~(size_t)63;
+        char *c = malloc(64 + rec * PROC_CHUNK);
+        if (!c)
+            return NULL;
+        ((struct proc_chunk *)c)->next = sh->proc_chunks;
+        sh->proc_chunks = c;
+        for (int i = PROC_CHUNK - 1; i >= 0; i--) {
+            struct hy_proc *p = (struct hy_proc *)(c + 64 + rec * (size_t)i);
+            p->rq_next = sh->proc_free;
+            sh->proc_free = p;
+        }
+    }
+    struct hy_proc *p = sh->proc_free;
+    sh->proc_free = p->rq_next;
+    return p;
+}
+
+void hy__proc_table_fini(struct hy_shard *sh)
+{
+    for (uint32_t c = 0; c < HY_SLOT_MAX_CHUNKS && sh->slot_chunks[c]; c++) {
+        free(sh->slot_chunks[c]);
+        sh->slot_chunks[c] = NULL;
+    }
+    sh->nslots = 0;
+    sh->free_head = sh->free_tail = 0;
+    struct proc_chunk *c = sh->proc_chunks;
+    while (c) {
+        struct proc_chunk *n = c->next;
+        free(c);
+        c = n;
+    }
+    sh->proc_chunks = NULL;
+    sh->proc_free = NULL;
+}
+
+/* ---- arena ------------------------------------------------------------------ */
+
+static void *arena_alloc(struct hy_proc *p, size_t size)
+{
+    size = (size + 15) & ~(size_t)15;
+    struct hy__arena_chunk *c = p->arena;
+    if (!c || c->size - c->used < size) {
+        size_t csize = c ? c->size * 2 : 256;
+        if (csize > 64 * 1024)
+            csize = 64 * 1024;
+        if (csize < size)
+            csize = size;
+        struct hy__arena_chunk *n = malloc(sizeof(*n) + csize);
+        if (!n)
+            return NULL;
+        n->size = csize;
+        n->used = 0;
+        n->next = c;
+        p->arena = n;
+        p->arena_bytes += sizeof(*n) + csize;
+        c = n;
+    }
+    void *r = c->mem + c->used;
+    c->used += size;
+    return r;
+}
+
+static void arena_free_all(struct hy_proc *p)
+{
+    struct hy__arena_chunk *c = p->arena;
+    while (c) {
+        struct hy__arena_chunk *n = c->next;
+        free(c);
+        c = n;
+    }
+    p->arena = NULL;
+    p->arena_bytes = 0;
+}
+
+void *hy_alloc(size_t size)
+{
+    struct hy_proc *p = hy__current();
+    if (!p)
+        return NULL;
+    return arena_alloc(p, size);
+}
+
+size_t hy_arena_bytes(void)
+{
+    struct hy_proc *p = hy__current();
+    return p ? p->arena_bytes : 0;
+}
+
+int hy_on_exit(void (*fn)(void *arg), void *arg)
+{
+    struct hy_proc *p = hy__current();
+    if (!p)
+        return HY_ENOTPROC;
+    if (!fn)
+        return HY_EINVAL;
+    struct hy__cleanup *c = arena_alloc(p, sizeof(*c));
+    if (!c)
+        return HY_ENOMEM;
+    c->fn = fn;
+    c->arg = arg;
+    c->next = p->cleanups;
+    p->cleanups = c;
+    return 0;
+}
+
+/* ---- create / exit / reap ---------------------------------------------------- */
+
+int hy__proc_create(struct hy_shard *sh, hy_proc_fn fn, void *arg, const struct hy_spawn_opts *o,
+                    const void *argcopy, size_t argsize, hy_pid *out, struct hy_proc **pout)
+{
+    uint32_t idx;
+    int rc = slot_alloc(sh, &idx);
+    if (rc)
+        return rc;
+    struct hy_proc *p = proc_record_alloc(sh);
+    if (!p) {
+        slot_free(sh, idx);
+        return HY_ENOMEM;
+    }
+    memset(p, 0, sizeof(*p));
+    struct hy__slot *s = slot_at(sh, idx);
+    p->pid = hy_pid_make(hy__rt.node_id, hy__rt.creation, (uint16_t)sh->id, idx, s->gen);
+    p->shard = sh;
+    p->fn = fn;
+    p->arg = arg;
+    p->state = HY_P_NEW;
+    p->mb_tailp = &p->mb_head;
+    p->wait_timer.type = HY_WT_WAIT;
+    p->wait_timer.proc = p;
+    int mode = o && o->stack_mode != HY_STACK_DEFAULT ? o->stack_mode : (int)hy__rt.cfg.stack_mode;
+    p->stack_mode = (uint8_t)mode;
+    p->stack_size = o && o->stack_size ? o->stack_size : hy__rt.cfg.stack_size;
+    p->mb_max = o && o->max_mailbox ? o->max_mailbox : hy__rt.cfg.default_max_mailbox;
+    p->mailbox_policy = o ? (uint8_t)o->mailbox_policy : HY_MAILBOX_DROP_NEW;
+    p->trap_exit = o ? o->trap_exit : 0;
+    if (argsize) {
+        void *copy = arena_alloc(p, argsize);
+        if (!copy) {
+            slot_free(sh, idx);
+            p->rq_next = sh->proc_free;
+            sh->proc_free = p;
+            return HY_ENOMEM;
+        }
+        memcpy(copy, argcopy, argsize);
+        p->arg = copy;
+    }
+    s->proc = p;
+    stat_add(&sh->st.procs_spawned, 1);
+    stat_add(&sh->st.procs_alive, 1);
+    hy__sched_make_ready(sh, p);
+    if (out)
+        *out = p->pid;
+    if (pout)
+        *pout = p;
+    return 0;
+}
+
+void hy__proc_entry(void *arg)
+{
+#ifdef HY_ASAN
+    __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
+#endif
+    struct hy_proc *p = arg;
+    p->fn(p->arg);
+    hy__proc_exit_current(p, hy_reason_make(HY_REASON_NORMAL));
+}
+
+void hy__proc_exit_current(struct hy_proc *p, struct hy_reason r)
+{
+    p->reason = r;
+    p->state = HY_P_DEAD;
+    hy__stack_switch_out(p->shard, p);
+    __builtin_unreachable();
+}
+
+static void run_cleanups(struct hy_proc *p)
+{
+    struct hy__cleanup *c = p->cleanups;
+    p->cleanups = NULL;
+    for (; c; c = c->next)
+        c->fn(c->arg);
+}
+
+void hy__proc_reap(struct hy_shard *sh, struct hy_proc *p)
+{
+    p->state = HY_P_EXITING;
+    run_cleanups(p);
+    if (hy__on_proc_exit_hook)
+        hy__on_proc_exit_hook(sh, p);
+    hy__timer_proc_exit(sh, p);
+    if (hy__wtimer_armed(&p->wait_timer.wt))
+        hy__wheel_del(&sh->wheel, &p->wait_timer.wt);
+    hy__mailbox_drop_all(sh, p);
+    arena_free_all(p);
+    hy__stack_release(sh, p);
+    p->state = HY_P_DEAD;
+    slot_free(sh, hy_pid_slot(p->pid));
+    stat_add(&sh->st.procs_exited, 1);
+    stat_add(&sh->st.procs_alive, (uint64_t)-1);
+    bool was_main = hy__rt.stop_on_main_exit && hy_pid_eq(p->pid, hy__rt.main_pid);
+    p->rq_next = sh->proc_free;
+    sh->proc_free = p;
+    if (was_main) {
+        atomic_store(&hy__rt.stop, 1);
+        for (unsigned i = 0; i < hy__rt.nshards; i++)
+            if (hy__rt.shards[i] != sh)
+                hy__wake_shard(hy__rt.shards[i]);
+    }
+}
+
+void hy__proc_kill_suspended(struct hy_shard *sh, struct hy_proc *p, struct hy_reason r)
+{
+    if (p->in_runq) {
+        /* unlink from the run queue */
+        struct hy_proc **pp = &sh->rq_head, *prev = NULL;
+        while (*pp && *pp != p) {
+            prev = *pp;
+            pp = &(*pp)->rq_next;
+        }
+        if (*pp) {
+            *pp = p->rq_next;
+            if (sh->rq_tail == p)
+                sh->rq_tail = prev;
+            sh->rq_len--;
+        }
+        p->in_runq = 0;
+    }
+    p->reason = r;
+    hy__proc_reap(sh, p);
+}
+
+/* ---- spawn API ----------------------------------------------------------------- */
+
+struct hy__spawn_req {
+    hy_proc_fn fn;
+    void *arg;
+    struct hy_spawn_opts opts;
+    hy_pid requester;
+    size_t argsize;
+    unsigned char argcopy[] __attribute__((aligned(16)));
+};
+
+struct hy__spawn_reply {
+    int rc;
+    hy_pid pid;
+};
+
+#define HY_TAG_SPAWN_REPLY (HY_TAG_SYSTEM | 0x5350)
+
+static void on_spawn_req(struct hy_shard *sh, struct hy_msg *m)
+{
+    struct hy__spawn_req *rq = (struct hy__spawn_req *)m->data;
+    struct hy__spawn_reply rep = {0};
+    rep.rc = hy__proc_create(sh, rq->fn, rq->arg, &rq->opts, rq->argcopy, rq->argsize, &rep.pid,
+                             NULL);
+    hy_pid to = rq->requester;
+    hy_ref ref = m->ref;
+    hy__msg_free_local(sh, m);
+    /* The reply is an ordinary message with a system tag and the request's ref. */
+    struct hy_msg *r;
+    if (hy__msg_alloc(sh, sizeof(rep), &r) == 0) {
+        memcpy(r->data, &rep, sizeof(rep));
+        r->tag = HY_TAG_SPAWN_REPLY;
+        r->ref = ref;
+        r->to = to;
+        hy__route(sh, r);
+    }
+}
+
+__attribute__((constructor)) static void proc_register_kinds(void)
+{
+    hy__kind_register(HY_K_SPAWN_REQ, on_spawn_req);
+}
+
+int hy_spawn_opt(hy_proc_fn fn, void *arg, const struct hy_spawn_opts *opts, hy_pid *out)
+{
+    struct hy_shard *sh = hy__shard();
+    if (!sh)
+        return HY_ENOTSHARD;
+    if (!fn)
+        return HY_EINVAL;
+    struct hy_spawn_opts def = HY_SPAWN_OPTS_INIT;
+    const struct hy_spawn_opts *o = opts ? opts : &def;
+    if (o->stack_mode != HY_STACK_DEFAULT && o->stack_mode != HY_STACK_GUARDED &&
+        o->stack_mode != HY_STACK_COMPACT)
+        return HY_EINVAL;
+    if (o->shard < HY_SHARD_SELF || (o->shard >= 0 && (unsigned)o->shard >= hy__rt.nshards))
+        return HY_EINVAL;
+    if (o->arg_size > hy__rt.cfg.max_message_size)
+        return HY_EINVAL;
+    if (o->link || o->monitor) {
+        extern int (*hy__spawn_link_monitor)(hy_proc_fn, void *, const struct hy_spawn_opts *,
+                                             hy_pid *);
+        if (!hy__spawn_link_monitor)
+            return HY_ENOTSUP;
+        return hy__spawn_link_monitor(fn, arg, o, out);
+    }
+    unsigned target = o->shard == HY_SHARD_SELF ? sh->id : (unsigned)o->shard;
+    struct hy_proc *cur = sh->current;
+    if (target == sh->id) {
+        int rc = hy__proc_create(sh, fn, arg, o, arg, o->arg_size, out, NULL);
+        if (rc == 0 && cur)
+            hy__charge(cur);
+        return rc;
+    }
+    if (!cur)
+        return HY_ENOTPROC;
+    /* Onto another shard: ask it through the ring mesh, wait for the pid. */
+    struct hy_msg *m;
+    int rc = hy__msg_alloc(sh, sizeof(struct hy__spawn_req) + o->arg_size, &m);
+    if (rc)
+        return rc;
+    struct hy__spawn_req *rq = (struct hy__spawn_req *)m->data;
+    rq->fn = fn;
+    rq->arg = arg;
+    rq->opts = *o;
+    rq->opts.monitor_ref = NULL;
+    rq->requester = cur->pid;
+    rq->argsize = o->arg_size;
+    if (o->arg_size)
+        memcpy(rq->argcopy, arg, o->arg_size);
+    hy_ref ref;
+    hy_ref_make(&ref);
+    m->kind = HY_K_SPAWN_REQ;
+    m->ref = ref;
+    m->to = hy_pid_make(hy__rt.node_id, hy__rt.creation, (uint16_t)target, 0, 0);
+    hy__route(sh, m);
+    struct hy_msg *r;
+    cur->defer_exit++;
+    rc = hy_recv_ref(ref, &r, HY_INFINITY);
+    cur->defer_exit--;
+    if (rc)
+        return rc;
+    struct hy__spawn_reply rep;
+    memcpy(&rep, r->data, sizeof(rep));
+    hy_msg_free(r);
+    if (rep.rc == 0 && out)
+        *out = rep.pid;
+    if (cur->exit_pending && !cur->defer_exit)
+        hy__proc_exit_current(cur, cur->exit_reason_pending);
+    return rep.rc;
+}
+
+int (*hy__spawn_link_monitor)(hy_proc_fn, void *, const struct hy_spawn_opts *, hy_pid *);
+
+int hy_spawn(hy_proc_fn fn, void *arg, hy_pid *out)
+{
+    return hy_spawn_opt(fn, arg, NULL, out);
+}
+
+hy_pid hy_self(void)
+{
+    struct hy_proc *p = hy__current();
+    return p ? p->pid : HY_PID_NONE;
+}
+
+bool hy_in_process(void)
+{
+    return hy__current() != NULL;
+}
+
+int hy_exit(struct hy_reason reason)
+{
+    struct hy_proc *p = hy__current();
+    if (!p)
+        return HY_ENOTPROC;
+    hy__proc_exit_current(p, reason);
+}
+
+int hy_panic(const char *fmt, ...)
+{
+    struct hy_proc *p = hy__current();
+    if (!p)
+        return HY_ENOTPROC;
+    char text[HY_REASON_TEXT_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    hy__proc_exit_current(p, hy_reason_user(0, text));
+}

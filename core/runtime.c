@@ -1,0 +1,483 @@
+/* Runtime lifecycle: configuration, shard creation and pinning, start, run,
+ * stop (with an orderly shutdown of every shard), wait. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <numa.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "log.h"
+#include "shard_internal.h"
+
+struct hy__runtime hy__rt;
+_Thread_local struct hy_shard *hy__tls_shard;
+
+static pthread_mutex_t lifecycle_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic uint32_t creation_seed;
+
+void hy_config_init(struct hy_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->pin = true;
+    cfg->node_id = 1;
+    cfg->idle_mode = HY_IDLE_SPIN_THEN_SLEEP;
+    cfg->idle_spin_ns = 200000;
+    cfg->stack_mode = HY_STACK_GUARDED;
+    cfg->stack_size = 64 * 1024;
+    cfg->compact_stack_size = 256 * 1024;
+    cfg->stack_pool_keep = 64;
+    cfg->max_message_size = 1024 * 1024;
+    cfg->ring_size = 1024;
+    cfg->run_batch = 64;
+    cfg->reductions = 2000;
+    cfg->stall_threshold_ns = 10 * 1000 * 1000;
+    cfg->stall_abort_multiple = 50;
+    cfg->blocking_threads = 2;
+}
+
+uint64_t hy_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void hy__fatal(const char *what)
+{
+    char buf[256];
+    int n = snprintf(buf, sizeof(buf), "hydra: fatal: %s\n", what);
+    if (n > 0)
+        (void)!write(2, buf, (size_t)n);
+    abort();
+}
+
+/* ---- memory on a shard's node ------------------------------------------------ */
+
+void *hy__shard_mem_alloc(struct hy_shard *sh, size_t size)
+{
+    if (sh && sh->numa_mem >= 0)
+        return numa_alloc_onnode(size, sh->numa_mem);
+    void *p = NULL;
+    size_t sz = (size + 63) & ~(size_t)63;
+    if (posix_memalign(&p, 64, sz) != 0)
+        return NULL;
+    return p;
+}
+
+void hy__shard_mem_free(struct hy_shard *sh, void *p, size_t size)
+{
+    if (!p)
+        return;
+    if (sh && sh->numa_mem >= 0)
+        numa_free(p, size);
+    else
+        free(p);
+}
+
+/* ---- queries ------------------------------------------------------------------- */
+
+bool hy_running(void)
+{
+    int s = atomic_load(&hy__rt.state);
+    return s == 2 || s == 3;
+}
+
+unsigned hy_shard_count(void)
+{
+    return hy_running() ? hy__rt.nshards : 0;
+}
+
+int hy_shard_id(void)
+{
+    struct hy_shard *sh = hy__tls_shard;
+    return sh ? (int)sh->id : -1;
+}
+
+int hy_shard_cpu(unsigned shard, int *cpu, int *numa_node)
+{
+    if (!hy_running())
+        return HY_ENOTSTARTED;
+    if (shard >= hy__rt.nshards)
+        return HY_EINVAL;
+    if (cpu)
+        *cpu = hy__rt.shards[shard]->cpu;
+    if (numa_node)
+        *numa_node = hy__rt.shards[shard]->numa;
+    return 0;
+}
+
+uint32_t hy_node_id(void)
+{
+    return hy_running() ? hy__rt.node_id : 0;
+}
+
+uint32_t hy_node_creation(void)
+{
+    return hy_running() ? hy__rt.creation : 0;
+}
+
+/* ---- shard threads ---------------------------------------------------------------- */
+
+static void phase_barrier(struct hy_shard *sh, int phase)
+{
+    /* Keep draining and flushing while waiting: a peer may still be pushing
+     * into our rings (returns), and its overflow needs room. */
+    atomic_fetch_add(&hy__rt.phase_count[phase], 1);
+    while (atomic_load(&hy__rt.phase_count[phase]) < (int)hy__rt.nshards) {
+        hy__mesh_drain(sh);
+        hy__ret_flush(sh);
+        hy__mesh_flush(sh);
+        sched_yield();
+    }
+}
+
+static void shard_shutdown(struct hy_shard *sh)
+{
+    /* 1: every process of this shard ends with reason shutdown */
+    struct hy_reason r = hy_reason_make(HY_REASON_SHUTDOWN);
+    for (uint32_t i = 0; i < sh->nslots; i++) {
+        struct hy__slot *s = &sh->slot_chunks[i >> HY_SLOT_CHUNK_BITS][i & (HY_SLOT_CHUNK - 1)];
+        if (s->proc)
+            hy__proc_kill_suspended(sh, s->proc, r);
+    }
+    hy__ret_flush(sh);
+    hy__mesh_flush(sh);
+    phase_barrier(sh, 0);
+    /* 2: no process is left anywhere: drain what is in flight (messages to
+     * the dead are freed and sent home) until every overflow is empty */
+    while (!hy__mesh_idle(sh)) {
+        hy__mesh_drain(sh);
+        hy__ret_flush(sh);
+        hy__mesh_flush(sh);
+        sched_yield();
+    }
+    phase_barrier(sh, 1);
+    /* 3: only buffer returns can be in flight now; take them home */
+    hy__mesh_drain(sh);
+    hy__ret_flush(sh);
+    hy__mesh_flush(sh);
+    phase_barrier(sh, 2);
+    hy__mesh_drain(sh);
+    phase_barrier(sh, 3);
+}
+
+static void shard_stack_bounds(struct hy_shard *sh)
+{
+    pthread_attr_t attr;
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+        void *lo;
+        size_t size;
+        if (pthread_attr_getstack(&attr, &lo, &size) == 0) {
+            sh->sched_stack_lo = lo;
+            sh->sched_stack_size = size;
+        }
+        pthread_attr_destroy(&attr);
+    }
+}
+
+static void shard_pin(struct hy_shard *sh)
+{
+    if (!hy__rt.cfg.pin || sh->cpu < 0)
+        return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(sh->cpu, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+static void shard_run(struct hy_shard *sh)
+{
+    hy__tls_shard = sh;
+    shard_stack_bounds(sh);
+    shard_pin(sh);
+    if (sh->numa_mem >= 0)
+        numa_set_preferred(sh->numa_mem);
+    char name[16];
+    snprintf(name, sizeof(name), "hydra-shard%u", sh->id);
+    pthread_setname_np(pthread_self(), name);
+    sh->cpu_clock = CLOCK_THREAD_CPUTIME_ID;
+    pthread_getcpuclockid(pthread_self(), &sh->cpu_clock);
+    sh->now = hy_now_ns();
+    hy__sched_loop(sh);
+    shard_shutdown(sh);
+    hy__tls_shard = NULL;
+}
+
+static void *shard_thread(void *arg)
+{
+    shard_run(arg);
+    return NULL;
+}
+
+/* ---- start / stop -------------------------------------------------------------------- */
+
+static int pick_cpus(const struct hy_config *cfg, const struct hy_topology *topo, int *cpus,
+                     unsigned *nshards)
+{
+    int usable[HY_TOPO_MAX_CPUS];
+    int nu = hy_topology_usable_cpus(topo, usable, HY_TOPO_MAX_CPUS);
+    if (nu <= 0)
+        return HY_EBADCPU;
+    if (cfg->cpus) {
+        if (cfg->nshards == 0 || cfg->nshards > HY_MAX_SHARDS)
+            return HY_EINVAL;
+        for (unsigned i = 0; i < cfg->nshards; i++) {
+            int c = cfg->cpus[i];
+            if (c < 0 || c >= topo->ncpus || !topo->usable[c])
+                return HY_EBADCPU;
+            for (unsigned k = 0; k < i; k++)
+                if (cfg->cpus[k] == c)
+                    return HY_EBADCPU;
+            cpus[i] = c;
+        }
+        *nshards = cfg->nshards;
+        return 0;
+    }
+    unsigned n = cfg->nshards ? cfg->nshards : (unsigned)nu;
+    if (n > HY_MAX_SHARDS)
+        return HY_EINVAL;
+    for (unsigned i = 0; i < n; i++)
+        cpus[i] = usable[i % (unsigned)nu];
+    *nshards = n;
+    return 0;
+}
+
+static void free_shards(void)
+{
+    hy__mesh_destroy();
+    for (unsigned i = 0; i < HY_MAX_SHARDS; i++) {
+        struct hy_shard *sh = hy__rt.shards[i];
+        if (!sh)
+            continue;
+        hy__timer_fini_shard(sh);
+        hy__stack_fini_shard(sh);
+        hy__msg_pools_fini(sh);
+        hy__proc_table_fini(sh);
+        hy__shard_mem_free(sh, sh, sizeof(*sh));
+        hy__rt.shards[i] = NULL;
+    }
+    hy__rt.nshards = 0;
+}
+
+static int validate(const struct hy_config *cfg)
+{
+    if (cfg->ring_size < 16 || (cfg->ring_size & (cfg->ring_size - 1)))
+        return HY_EINVAL;
+    if (cfg->run_batch == 0 || cfg->reductions == 0)
+        return HY_EINVAL;
+    if (cfg->stack_mode != HY_STACK_GUARDED && cfg->stack_mode != HY_STACK_COMPACT)
+        return HY_EINVAL;
+    if (cfg->stack_size < 8192 || cfg->compact_stack_size < 16384)
+        return HY_EINVAL;
+    if (cfg->max_message_size == 0 || cfg->max_message_size > (64u << 20))
+        return HY_EINVAL;
+    if (cfg->node_id == 0 || cfg->node_id > 0xffffffu)
+        return HY_EINVAL;
+    return 0;
+}
+
+static int setup(const struct hy_config *cfg, hy_proc_fn main_fn, void *arg, bool on_caller)
+{
+    int rc = validate(cfg);
+    if (rc)
+        return rc;
+    struct hy_topology *topo = malloc(sizeof(*topo));
+    if (!topo)
+        return HY_ENOMEM;
+    if (cfg->topology)
+        *topo = *cfg->topology;
+    else if ((rc = hy_topology_discover(topo)) != 0) {
+        free(topo);
+        return rc;
+    }
+    int cpus[HY_MAX_SHARDS];
+    unsigned n;
+    rc = pick_cpus(cfg, topo, cpus, &n);
+    if (rc) {
+        free(topo);
+        return rc;
+    }
+    memset(&hy__rt, 0, sizeof(hy__rt));
+    hy__rt.cfg = *cfg;
+    hy__rt.cfg.cpus = NULL;
+    hy__rt.cfg.topology = NULL;
+    hy__rt.nshards = n;
+    hy__rt.node_id = cfg->node_id;
+    uint32_t c = cfg->node_creation;
+    if (!c) {
+        /* fresh per start: time-seeded, never repeating within this process */
+        uint32_t seed = atomic_fetch_add(&creation_seed, 1);
+        c = (uint32_t)((hy_now_ns() / 1000u) ^ ((uint32_t)getpid() << 8)) + seed * 7919u;
+        c &= 0xffffffu;
+        if (!c)
+            c = 1;
+    }
+    hy__rt.creation = c & 0xffffffu;
+    for (unsigned i = 0; i < n; i++) {
+        int node = topo->node_of[cpus[i]] < 0 ? 0 : topo->node_of[cpus[i]];
+        struct hy_shard tmp = {.numa_mem = topo->numa_memory ? node : -1};
+        struct hy_shard *sh = hy__shard_mem_alloc(&tmp, sizeof(*sh));
+        if (!sh) {
+            free_shards();
+            free(topo);
+            return HY_ENOMEM;
+        }
+        memset(sh, 0, sizeof(*sh));
+        sh->id = i;
+        sh->cpu = cpus[i];
+        sh->numa = node;
+        sh->numa_mem = tmp.numa_mem;
+        sh->in_runtime = true;
+        hy__rt.shards[i] = sh;
+        hy__timer_init_shard(sh);
+        hy__stack_init_shard(sh);
+    }
+    free(topo);
+    if ((rc = hy__mesh_create()) != 0) {
+        free_shards();
+        return rc;
+    }
+    hy__rt.main_fn = main_fn;
+    hy__rt.main_arg = arg;
+    hy__rt.stop_on_main_exit = on_caller && main_fn;
+    if (main_fn) {
+        struct hy_shard *sh0 = hy__rt.shards[0];
+        hy__tls_shard = sh0;
+        rc = hy__proc_create(sh0, main_fn, arg, NULL, NULL, 0, &hy__rt.main_pid, NULL);
+        hy__tls_shard = NULL;
+        if (rc) {
+            free_shards();
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int launch(unsigned first)
+{
+    for (unsigned i = first; i < hy__rt.nshards; i++) {
+        struct hy_shard *sh = hy__rt.shards[i];
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setstacksize(&attr, 1u << 20);
+        int e = pthread_create(&sh->thread, &attr, shard_thread, sh);
+        pthread_attr_destroy(&attr);
+        if (e != 0) {
+            atomic_store(&hy__rt.stop, 1);
+            for (unsigned k = first; k < i; k++)
+                hy__wake_shard(hy__rt.shards[k]);
+            /* the started shards wait for the others at the barriers:
+             * count the missing ones in */
+            for (int ph = 0; ph < 4; ph++)
+                atomic_fetch_add(&hy__rt.phase_count[ph], (int)(hy__rt.nshards - i));
+            for (unsigned k = first; k < i; k++)
+                pthread_join(hy__rt.shards[k]->thread, NULL);
+            return HY_ENOMEM;
+        }
+    }
+    return 0;
+}
+
+static int start_common(const struct hy_config *cfg, hy_proc_fn main_fn, void *arg, bool on_caller)
+{
+    if (!cfg)
+        return HY_EINVAL;
+    if (hy__tls_shard)
+        return HY_EPERM;
+    pthread_mutex_lock(&lifecycle_lock);
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&hy__rt.state, &expected, 1)) {
+        pthread_mutex_unlock(&lifecycle_lock);
+        return HY_ESTARTED;
+    }
+    int rc = setup(cfg, main_fn, arg, on_caller);
+    if (rc == 0 && (rc = hy__stall_start()) == 0 &&
+        (rc = hy__blocking_start(hy__rt.cfg.blocking_threads)) == 0) {
+        atomic_store(&hy__rt.state, 2);
+        rc = launch(on_caller ? 1 : 0);
+        if (rc) {
+            hy__blocking_stop();
+            hy__stall_stop();
+            free_shards();
+        }
+    } else if (rc == 0) {
+        free_shards();
+    }
+    if (rc)
+        atomic_store(&hy__rt.state, 0);
+    pthread_mutex_unlock(&lifecycle_lock);
+    return rc;
+}
+
+int hy_start(const struct hy_config *cfg, hy_proc_fn main_fn, void *arg)
+{
+    return start_common(cfg, main_fn, arg, false);
+}
+
+static void finish(void)
+{
+    hy__stall_stop();
+    hy__blocking_stop();
+    free_shards();
+    atomic_store(&hy__rt.state, 0);
+}
+
+int hy_run(const struct hy_config *cfg, hy_proc_fn main_fn, void *arg)
+{
+    int rc = start_common(cfg, main_fn, arg, true);
+    if (rc)
+        return rc;
+    shard_run(hy__rt.shards[0]);
+    for (unsigned i = 1; i < hy__rt.nshards; i++)
+        pthread_join(hy__rt.shards[i]->thread, NULL);
+    pthread_mutex_lock(&lifecycle_lock);
+    finish();
+    pthread_mutex_unlock(&lifecycle_lock);
+    return 0;
+}
+
+static void request_stop(void)
+{
+    atomic_store(&hy__rt.stop, 1);
+    for (unsigned i = 0; i < hy__rt.nshards; i++)
+        hy__wake_shard(hy__rt.shards[i]);
+}
+
+int hy_wait(void)
+{
+    if (hy__tls_shard)
+        return HY_EPERM;
+    pthread_mutex_lock(&lifecycle_lock);
+    if (atomic_load(&hy__rt.state) != 2 && atomic_load(&hy__rt.state) != 3) {
+        pthread_mutex_unlock(&lifecycle_lock);
+        return HY_ENOTSTARTED;
+    }
+    for (unsigned i = 0; i < hy__rt.nshards; i++)
+        pthread_join(hy__rt.shards[i]->thread, NULL);
+    finish();
+    pthread_mutex_unlock(&lifecycle_lock);
+    return 0;
+}
+
+int hy_stop(void)
+{
+    int s = atomic_load(&hy__rt.state);
+    if (s != 2 && s != 3)
+        return HY_ENOTSTARTED;
+    if (hy__tls_shard) {
+        /* from inside: just ask; hy_run/hy_wait does the joining */
+        atomic_store(&hy__rt.state, 3);
+        request_stop();
+        return 0;
+    }
+    atomic_store(&hy__rt.state, 3);
+    request_stop();
+    return hy_wait();
+}

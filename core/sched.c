@@ -1,0 +1,254 @@
+/* The per-shard scheduler loop: run a bounded batch of ready processes,
+ * publish what they sent, drain inbound rings, expire timers, poll hooks,
+ * then idle (spin, then sleep on a futex). */
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "shard_internal.h"
+
+static inline void stat_set(_Atomic uint64_t *c, uint64_t v)
+{
+    atomic_store_explicit(c, v, memory_order_relaxed);
+}
+static inline void stat_add(_Atomic uint64_t *c, uint64_t v)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
+                          memory_order_relaxed);
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
+void hy__sched_make_ready(struct hy_shard *sh, struct hy_proc *p)
+{
+    if (p->in_runq)
+        return;
+    p->in_runq = 1;
+    if (p->state != HY_P_NEW)
+        p->state = HY_P_READY;
+    p->rq_next = NULL;
+    if (sh->rq_tail)
+        sh->rq_tail->rq_next = p;
+    else
+        sh->rq_head = p;
+    sh->rq_tail = p;
+    sh->rq_len++;
+}
+
+static inline struct hy_proc *rq_pop(struct hy_shard *sh)
+{
+    struct hy_proc *p = sh->rq_head;
+    if (p) {
+        sh->rq_head = p->rq_next;
+        if (!sh->rq_head)
+            sh->rq_tail = NULL;
+        sh->rq_len--;
+        p->in_runq = 0;
+    }
+    return p;
+}
+
+void hy__sched_switch_out(struct hy_proc *p)
+{
+    hy__stack_switch_out(p->shard, p);
+}
+
+void hy__charge(struct hy_proc *p)
+{
+    if (__builtin_expect(p->exit_pending && !p->defer_exit, 0))
+        hy__proc_exit_current(p, p->exit_reason_pending);
+    if (__builtin_expect(--p->budget <= 0, 0)) {
+        hy__sched_make_ready(p->shard, p);
+        hy__sched_switch_out(p);
+        if (p->exit_pending && !p->defer_exit)
+            hy__proc_exit_current(p, p->exit_reason_pending);
+    }
+}
+
+int hy_yield(void)
+{
+    struct hy_proc *p = hy__current();
+    if (!p)
+        return HY_ENOTPROC;
+    hy__sched_make_ready(p->shard, p);
+    hy__sched_switch_out(p);
+    if (p->exit_pending && !p->defer_exit)
+        hy__proc_exit_current(p, p->exit_reason_pending);
+    return 0;
+}
+
+static void run_proc(struct hy_shard *sh, struct hy_proc *p)
+{
+    sh->current = p;
+    p->state = HY_P_RUNNING;
+    p->budget = (int32_t)hy__rt.cfg.reductions;
+    p->reductions++;
+    /* stall detector: a new run starts (relaxed: the watchdog only samples) */
+    atomic_store_explicit(&sh->running, p, memory_order_relaxed);
+    atomic_store_explicit(&sh->run_seq,
+                          atomic_load_explicit(&sh->run_seq, memory_order_relaxed) + 1,
+                          memory_order_release);
+    sh->in_runtime = false;
+    hy__stack_switch_in(sh, p);
+    sh->in_runtime = true;
+    atomic_store_explicit(&sh->running, NULL, memory_order_relaxed);
+    sh->current = NULL;
+    if (p->state == HY_P_DEAD)
+        hy__proc_reap(sh, p);
+}
+
+static unsigned poll_hooks(struct hy_shard *sh)
+{
+    unsigned n = 0;
+    for (struct hy_poll_hook *h = sh->hooks; h; h = h->next)
+        n += h->poll(h->ctx);
+    return n;
+}
+
+static uint64_t hooks_deadline(struct hy_shard *sh)
+{
+    uint64_t d = UINT64_MAX;
+    for (struct hy_poll_hook *h = sh->hooks; h; h = h->next) {
+        if (h->next_deadline_ns) {
+            uint64_t x = h->next_deadline_ns(h->ctx);
+            if (x < d)
+                d = x;
+        }
+    }
+    return d;
+}
+
+int hy_hook_add_poll(struct hy_poll_hook *hook)
+{
+    struct hy_shard *sh = hy__shard();
+    if (!sh)
+        return HY_ENOTSHARD;
+    if (!hook || !hook->poll)
+        return HY_EINVAL;
+    hook->next = sh->hooks;
+    sh->hooks = hook;
+    return 0;
+}
+
+int hy_hook_remove_poll(struct hy_poll_hook *hook)
+{
+    struct hy_shard *sh = hy__shard();
+    if (!sh)
+        return HY_ENOTSHARD;
+    for (struct hy_poll_hook **pp = &sh->hooks; *pp; pp = &(*pp)->next) {
+        if (*pp == hook) {
+            *pp = hook->next;
+            return 0;
+        }
+    }
+    return HY_ENOENT;
+}
+
+/* One scheduler turn; returns how much work it found. */
+static unsigned turn(struct hy_shard *sh)
+{
+    unsigned work = 0;
+    unsigned batch = hy__rt.cfg.run_batch;
+    struct hy_proc *p;
+    while (work < batch && (p = rq_pop(sh)) != NULL) {
+        run_proc(sh, p);
+        if (sh->ndirty | sh->novf)
+            hy__mesh_flush(sh);
+        work++;
+    }
+    hy__ret_flush(sh);
+    if (sh->ndirty | sh->novf)
+        hy__mesh_flush(sh);
+    work += hy__mesh_drain(sh);
+    sh->now = hy_now_ns();
+    hy__timer_expire(sh);
+    if (sh->hooks)
+        work += poll_hooks(sh);
+    if (sh->ndirty | sh->novf | (uint32_t)sh->ret_pending) {
+        hy__ret_flush(sh);
+        hy__mesh_flush(sh);
+    }
+    stat_set(&sh->st.runq_len, sh->rq_len);
+    return work + sh->rq_len;
+}
+
+static void futex_sleep(struct hy_shard *sh, uint64_t deadline)
+{
+    struct timespec ts, *tsp = NULL;
+    if (deadline != UINT64_MAX) {
+        uint64_t now = hy_now_ns();
+        uint64_t d = deadline > now ? deadline - now : 0;
+        ts.tv_sec = (time_t)(d / 1000000000u);
+        ts.tv_nsec = (long)(d % 1000000000u);
+        tsp = &ts;
+    }
+    syscall(SYS_futex, &sh->sleeping, FUTEX_WAIT_PRIVATE, 1, tsp, NULL, 0);
+}
+
+/* Goes to sleep unless something arrived meanwhile. */
+static void idle_sleep(struct hy_shard *sh)
+{
+    uint64_t deadline = hy__wheel_next_expiry(&sh->wheel);
+    if (sh->hooks) {
+        uint64_t h = hooks_deadline(sh);
+        if (h < deadline)
+            deadline = h;
+    }
+    if (deadline <= hy_now_ns())
+        return;
+    /* seq_cst store, then re-check input: pairs with hy__wake_shard */
+    atomic_store_explicit(&sh->sleeping, 1, memory_order_seq_cst);
+    if (hy__mesh_has_input(sh) || atomic_load(&hy__rt.stop)) {
+        atomic_store_explicit(&sh->sleeping, 0, memory_order_relaxed);
+        return;
+    }
+    stat_add(&sh->st.sleeps, 1);
+    futex_sleep(sh, deadline);
+    atomic_store_explicit(&sh->sleeping, 0, memory_order_relaxed);
+}
+
+void hy__sched_loop(struct hy_shard *sh)
+{
+    uint64_t idle_since = 0;
+    uint64_t last = hy_now_ns();
+    bool busy_poll = hy__rt.cfg.idle_mode == HY_IDLE_BUSY_POLL;
+    uint64_t spin = hy__rt.cfg.idle_spin_ns;
+    sh->in_runtime = true;
+    while (!atomic_load_explicit(&hy__rt.stop, memory_order_relaxed)) {
+        unsigned work = turn(sh);
+        uint64_t now = sh->now;
+        if (work) {
+            stat_add(&sh->st.busy_ns, now - last);
+            last = now;
+            idle_since = 0;
+            continue;
+        }
+        stat_add(&sh->st.idle_ns, now - last);
+        last = now;
+        if (busy_poll)
+            continue;
+        if (!idle_since) {
+            idle_since = now;
+            continue;
+        }
+        if (now - idle_since < spin) {
+            cpu_relax();
+            continue;
+        }
+        hy__stack_trim(sh); /* off the hot path: only when about to sleep */
+        idle_sleep(sh);
+        uint64_t after = hy_now_ns();
+        stat_add(&sh->st.idle_ns, after - last);
+        last = after;
+        idle_since = after;
+    }
+}

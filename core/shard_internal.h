@@ -1,0 +1,364 @@
+/* Internal state of shards and processes. Not installed.
+ *
+ * Ownership: every field of a struct hy_shard and of the processes it holds
+ * is read and written by that shard's thread only, except where a comment
+ * says "atomic" (the idle word, the foreign inbox, the stop flag, stats
+ * counters read by others).
+ */
+#ifndef HY_CORE_SHARD_INTERNAL_H
+#define HY_CORE_SHARD_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hook.h"
+#include "msg.h"
+#include "pid.h"
+#include "proc.h"
+#include "ring_internal.h"
+#include "runtime.h"
+#include "stats.h"
+#include "wheel_internal.h"
+
+struct hy_shard;
+struct hy_proc;
+
+/* ---- message kinds (hy_msg.kind) --------------------------------------- */
+enum hy__kind {
+    HY_K_MSG = 0,        /* ordinary message for msg->to */
+    HY_K_SPAWN_REQ,      /* spawn on this shard: data = struct hy__spawn_req */
+    HY_K_SPAWN_REPLY,    /* to the requester: data = struct hy__spawn_reply */
+    HY_K_TIMER_START,    /* arm a timer here: data = struct hy__timer_req + payload */
+    HY_K_TIMER_CANCEL,   /* cancel/read a timer here, reply to from */
+    HY_K_TIMER_REPLY,    /* data = struct hy__timer_reply */
+    HY_K_BLOCKING_DONE,  /* from the thread pool (foreign inbox) */
+    HY_K_SIGNAL_FIRST,   /* first of the signal kinds handled by signal.c */
+    HY_K_MAX = 63,
+};
+
+/* Handler of a kind that is not HY_K_MSG, run by the destination shard when
+ * it drains its rings. Takes ownership of m. */
+typedef void (*hy__kind_fn)(struct hy_shard *sh, struct hy_msg *m);
+void hy__kind_register(unsigned kind, hy__kind_fn fn);
+
+/* Home value of buffers malloc'd by a foreign thread: freed with free(). */
+#define HY_HOME_MALLOC 0xffffu
+
+/* ---- processes ---------------------------------------------------------- */
+
+enum hy__pstate {
+    HY_P_NEW = 0,   /* spawned, never run: no stack yet */
+    HY_P_READY,     /* in the run queue */
+    HY_P_RUNNING,
+    HY_P_WAITING,   /* blocked in receive / sleep / call */
+    HY_P_EXITING,
+    HY_P_DEAD,
+};
+
+struct hy__cleanup {
+    struct hy__cleanup *next;
+    void (*fn)(void *arg);
+    void *arg;
+};
+
+struct hy__arena_chunk {
+    struct hy__arena_chunk *next;
+    size_t size;
+    size_t used;
+    _Alignas(16) unsigned char mem[];
+};
+
+struct hy_stack {
+    struct hy_stack *next; /* pool link */
+    void *lo;              /* lowest usable byte (guard page below) */
+    size_t size;           /* usable bytes */
+    void *map;             /* mapping incl. guard */
+    size_t map_size;
+};
+
+/* Every record armed in the wheel starts with a hy_wtimer and a type. */
+enum { HY_WT_WAIT = 1, HY_WT_TIMER = 2 };
+
+struct hy__wait_timer {
+    struct hy_wtimer wt;
+    int type;               /* HY_WT_WAIT */
+    struct hy_proc *proc;
+};
+
+struct hy_proc {
+    void *sp;                  /* saved context */
+    struct hy_shard *shard;
+    struct hy_proc *rq_next;
+    hy_pid pid;
+    uint8_t state;
+    uint8_t stack_mode;        /* HY_STACK_GUARDED / HY_STACK_COMPACT */
+    uint8_t trap_exit;
+    uint8_t in_runq;
+    uint8_t timed_out;
+    uint8_t mailbox_policy;
+    uint8_t exit_pending;      /* a signal asked it to die at its next runtime call */
+    uint8_t wait_msg;          /* WAITING for a message (not a plain sleep) */
+    uint8_t defer_exit;        /* exit signals wait until this is cleared (blocking calls) */
+    int32_t budget;            /* reductions left in this slice */
+
+    /* mailbox: singly linked FIFO; tailp points at the last link field */
+    struct hy_msg *mb_head;
+    struct hy_msg **mb_tailp;
+    size_t mb_len;
+    size_t mb_max;             /* 0 = unbounded */
+    struct hy_msg **scan;      /* receive: next link to examine (valid while WAITING) */
+    struct hy_msg **mark;      /* receive marker: link field at ref creation */
+    hy_ref mark_ref;
+
+    struct hy__wait_timer wait_timer;
+
+    /* stack */
+    struct hy_stack *stack;    /* guarded */
+    size_t stack_size;
+    void *copy;                /* compact: saved stack bytes */
+    uint32_t copy_len, copy_cap;
+
+    hy_proc_fn fn;
+    void *arg;
+
+    struct hy__arena_chunk *arena;
+    size_t arena_bytes;
+    struct hy__cleanup *cleanups;
+
+    struct hy_reason reason;   /* why it is exiting */
+    struct hy_reason exit_reason_pending;
+
+    uint64_t reductions;       /* times scheduled */
+    uint64_t run_start_cpu_ns; /* for the stall detector */
+
+    /* links and monitors: owned by signal.c */
+    void *sig;
+    /* timers to cancel when this process exits (timer.c) */
+    void *timers;
+
+    /* ASan fake stack bookkeeping */
+    void *asan_fake;
+};
+
+/* ---- shards ------------------------------------------------------------- */
+
+struct hy__slot {
+    struct hy_proc *proc;  /* NULL when free */
+    uint32_t gen;
+    uint32_t next_free;    /* free-list link (slot index + 1, 0 = end) */
+};
+
+#define HY_SLOT_CHUNK_BITS 12
+#define HY_SLOT_CHUNK (1u << HY_SLOT_CHUNK_BITS)
+#define HY_SLOT_MAX_CHUNKS 4096 /* 16 M processes per shard */
+
+#define HY_MSG_CLASSES 16
+
+struct hy__msg_pool {
+    struct hy_msg *free;
+    uint32_t nfree;
+    uint32_t cap;          /* payload capacity of this class */
+};
+
+/* A deque of ring entries waiting behind a full ring, in FIFO order. */
+struct hy__overflow {
+    uintptr_t *buf;
+    uint32_t head, tail, cap; /* cap power of two; empty when head == tail */
+};
+
+struct hy__ret_list {
+    struct hy_msg *head;   /* buffers homed on that shard, to send back */
+    uint32_t n;
+};
+
+struct hy_shard {
+    unsigned id;
+    int cpu;
+    int numa;                 /* NUMA node (as the topology says, faked or real) */
+    int numa_mem;             /* node memory is bound to, -1 = no binding */
+    pthread_t thread;
+    bool on_caller_thread;
+
+    struct hy_proc *current;
+    void *sched_sp;           /* scheduler context while a process runs */
+    void *sched_stack_lo;     /* thread stack bounds (ASan) */
+    size_t sched_stack_size;
+
+    struct hy_proc *rq_head, *rq_tail;
+    uint32_t rq_len;
+
+    /* process table */
+    struct hy__slot *slot_chunks[HY_SLOT_MAX_CHUNKS];
+    uint32_t nslots;
+    uint32_t free_head, free_tail; /* FIFO of free slots (index + 1) */
+    struct hy_proc *proc_free;     /* recycled process records */
+    void *proc_chunks;             /* slabs of process records */
+
+    /* message buffers */
+    struct hy__msg_pool pools[HY_MSG_CLASSES];
+    void *msg_slabs;                         /* slabs carved into small buffers */
+    struct hy__ret_list ret[HY_MAX_SHARDS];  /* to return, per home shard */
+    uint64_t ret_pending;                    /* shards with a pending return list: bitmap over first 64, or flag */
+
+    /* ring mesh: out[j] = ring this shard produces into for shard j */
+    struct hy_ring *out[HY_MAX_SHARDS];
+    struct hy_ring *in[HY_MAX_SHARDS];
+    struct hy__overflow ovf[HY_MAX_SHARDS];
+    uint16_t dirty[HY_MAX_SHARDS];           /* rings with staged entries */
+    uint16_t ndirty;
+    uint8_t is_dirty[HY_MAX_SHARDS];
+    uint16_t ovf_list[HY_MAX_SHARDS];        /* shards with a non-empty overflow */
+    uint16_t novf;
+
+    /* foreign multi-producer inbox (atomic stack of messages) */
+    _Alignas(HY_CACHE_LINE) _Atomic(struct hy_msg *) inbox;
+
+    /* idle: 1 while asleep on the futex (atomic, written by senders too) */
+    _Alignas(HY_CACHE_LINE) _Atomic uint32_t sleeping;
+    _Alignas(HY_CACHE_LINE) uint64_t now;     /* clock read once per turn */
+
+    struct hy_wheel wheel;
+    uint64_t ref_counter;
+
+    /* stacks */
+    struct hy_stack *stack_pool;
+    unsigned stack_pool_n;
+    unsigned stack_pool_low;                  /* low watermark since last trim */
+    uint64_t last_trim_ns;
+    void *compact_lo;                         /* compact mode shared stack */
+    void *compact_hi;
+    void *compact_map;
+    size_t compact_map_size;
+    struct hy_proc *compact_owner;            /* whose bytes are on it now */
+
+    /* stall detector */
+    _Atomic uint64_t run_seq;                  /* bumped at every process switch-in */
+    _Atomic uint64_t run_since_cpu_ns;         /* thread CPU time at switch-in */
+    _Atomic(struct hy_proc *) running;
+    clockid_t cpu_clock;
+    uint64_t stall_reported_seq;
+
+    /* poll hooks */
+    struct hy_poll_hook *hooks;
+
+    struct hy__shard_stats st;                /* counters (atomic relaxed) */
+    bool stopping;
+    bool in_runtime;                          /* fault handler: not survivable */
+};
+
+/* Runtime-wide state. */
+struct hy__runtime {
+    struct hy_config cfg;
+    unsigned nshards;
+    struct hy_shard *shards[HY_MAX_SHARDS];
+    uint32_t node_id;
+    uint32_t creation;
+    _Atomic int state;          /* 0 stopped, 1 starting, 2 running, 3 stopping */
+    _Atomic int stop;           /* stop requested */
+    _Atomic int phase_count[4]; /* shutdown barriers */
+    _Atomic int main_done;
+    hy_proc_fn main_fn;
+    void *main_arg;
+    bool stop_on_main_exit;
+    hy_pid main_pid;
+};
+
+extern struct hy__runtime hy__rt;
+extern _Thread_local struct hy_shard *hy__tls_shard;
+
+static inline struct hy_shard *hy__shard(void) { return hy__tls_shard; }
+static inline struct hy_proc *hy__current(void)
+{
+    struct hy_shard *sh = hy__tls_shard;
+    return sh ? sh->current : NULL;
+}
+
+/* ---- sched.c ------------------------------------------------------------ */
+void hy__sched_loop(struct hy_shard *sh);
+void hy__sched_make_ready(struct hy_shard *sh, struct hy_proc *p);
+/* Switches from the running process back to the scheduler. */
+void hy__sched_switch_out(struct hy_proc *p);
+/* Charges one reduction; yields when the budget is spent. May not return if
+ * an exit signal is pending (the process exits). */
+void hy__charge(struct hy_proc *p);
+void hy__wake_shard(struct hy_shard *target);
+
+/* ---- proc.c ------------------------------------------------------------- */
+struct hy_proc *hy__proc_lookup(struct hy_shard *sh, hy_pid pid);
+int hy__proc_create(struct hy_shard *sh, hy_proc_fn fn, void *arg, const struct hy_spawn_opts *o,
+                    const void *argcopy, size_t argsize, hy_pid *out, struct hy_proc **pout);
+void hy__proc_entry(void *p);
+/* Ends p (must be the current process) with reason: never returns. */
+__attribute__((noreturn)) void hy__proc_exit_current(struct hy_proc *p, struct hy_reason r);
+/* Tears down p from the scheduler (cleanups, mailbox, arena, slot). */
+void hy__proc_reap(struct hy_shard *sh, struct hy_proc *p);
+/* Kills a process that is not running (shutdown). */
+void hy__proc_kill_suspended(struct hy_shard *sh, struct hy_proc *p, struct hy_reason r);
+void hy__proc_table_fini(struct hy_shard *sh);
+/* Hook for signal.c: called when a process ends (links, monitors, names). */
+extern void (*hy__on_proc_exit_hook)(struct hy_shard *sh, struct hy_proc *p);
+
+/* ---- msg.c -------------------------------------------------------------- */
+int hy__msg_alloc(struct hy_shard *sh, size_t len, struct hy_msg **out);
+void hy__msg_free_local(struct hy_shard *sh, struct hy_msg *m);
+/* Routes m (owned) to m->to: local mailbox, a ring, or the remote hook. */
+void hy__route(struct hy_shard *sh, struct hy_msg *m);
+/* Delivers m (owned) to a local process's mailbox and wakes it. */
+void hy__deliver(struct hy_shard *sh, struct hy_msg *m);
+void hy__mailbox_append(struct hy_shard *sh, struct hy_proc *p, struct hy_msg *m);
+void hy__mailbox_drop_all(struct hy_shard *sh, struct hy_proc *p);
+void hy__msg_pools_fini(struct hy_shard *sh);
+void hy__dispatch(struct hy_shard *sh, struct hy_msg *m);
+int hy__recv_generic(int (*match)(const struct hy_msg *, void *), void *arg, struct hy_msg **out,
+                     int64_t timeout_ns, bool from_mark);
+
+/* ---- mesh.c ------------------------------------------------------------- */
+int hy__mesh_create(void);
+void hy__mesh_destroy(void);
+/* Queues an entry (message pointer, or return list with bit 0 set) for shard dst. */
+void hy__mesh_push(struct hy_shard *sh, unsigned dst, uintptr_t entry);
+/* Publishes staged entries and moves overflow into rings; wakes sleepers. */
+void hy__mesh_flush(struct hy_shard *sh);
+/* Drains inbound rings and the foreign inbox; returns entries handled. */
+unsigned hy__mesh_drain(struct hy_shard *sh);
+/* True when an inbound ring or the inbox has something (consumer side). */
+bool hy__mesh_has_input(struct hy_shard *sh);
+bool hy__mesh_idle(struct hy_shard *sh); /* no overflow, nothing staged */
+void hy__ret_flush(struct hy_shard *sh);
+
+/* ---- stack.c ------------------------------------------------------------ */
+int hy__stack_init_shard(struct hy_shard *sh);
+void hy__stack_fini_shard(struct hy_shard *sh);
+struct hy_stack *hy__stack_get(struct hy_shard *sh, size_t size);
+void hy__stack_put(struct hy_shard *sh, struct hy_stack *s);
+void hy__stack_trim(struct hy_shard *sh);
+/* Switches into p, which may be guarded or compact, from the scheduler. */
+void hy__stack_switch_in(struct hy_shard *sh, struct hy_proc *p);
+/* Switches from the current process p back to the scheduler. */
+void hy__stack_switch_out(struct hy_shard *sh, struct hy_proc *p);
+void hy__stack_release(struct hy_shard *sh, struct hy_proc *p);
+
+/* ---- timer.c ------------------------------------------------------------ */
+void hy__timer_init_shard(struct hy_shard *sh);
+void hy__timer_fini_shard(struct hy_shard *sh);
+void hy__timer_expire(struct hy_shard *sh);
+void hy__timer_proc_exit(struct hy_shard *sh, struct hy_proc *p);
+
+/* ---- stall.c / blocking.c / log.c --------------------------------------- */
+int hy__stall_start(void);
+void hy__stall_stop(void);
+int hy__blocking_start(unsigned nthreads);
+void hy__blocking_stop(void);
+uint64_t hy__thread_cpu_ns(clockid_t clk);
+
+/* Prints what and aborts: for states the runtime cannot survive. */
+__attribute__((noreturn)) void hy__fatal(const char *what);
+
+/* Memory on the shard's NUMA node (numa_alloc_onnode when real NUMA). */
+void *hy__shard_mem_alloc(struct hy_shard *sh, size_t size);
+void hy__shard_mem_free(struct hy_shard *sh, void *p, size_t size);
+
+#endif /* HY_CORE_SHARD_INTERNAL_H */

@@ -1,0 +1,149 @@
+/* The stall detector: a watchdog thread samples each shard. A process that
+ * has held its shard for longer than the threshold of the shard thread's
+ * CPU time is reported once, with a backtrace taken on the shard itself
+ * (signal), and past stall_abort_multiple times the threshold the node
+ * aborts so that its OS supervisor restarts it. The shard pays only a
+ * relaxed store per switch; the watchdog reads the thread's CPU clock. */
+#define _GNU_SOURCE
+#include <execinfo.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "log.h"
+#include "shard_internal.h"
+
+static pthread_t watchdog;
+static bool watchdog_on;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cond;
+static bool quit;
+
+#define STALL_SIGNAL (SIGRTMIN + 7)
+
+uint64_t hy__thread_cpu_ns(clockid_t clk)
+{
+    struct timespec ts;
+    if (clock_gettime(clk, &ts) != 0)
+        return 0;
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void on_stall_signal(int sig)
+{
+    (void)sig;
+    void *frames[64];
+    int n = backtrace(frames, 64);
+    static const char hdr[] = "hydra: backtrace of the stalled process:\n";
+    (void)!write(2, hdr, sizeof(hdr) - 1);
+    backtrace_symbols_fd(frames, n, 2);
+}
+
+struct sample {
+    uint64_t seq;
+    uint64_t cpu_at_seq;
+    bool reported;
+};
+
+static void *watch(void *unused)
+{
+    (void)unused;
+    pthread_setname_np(pthread_self(), "hydra-stall");
+    static struct sample s[HY_MAX_SHARDS];
+    memset(s, 0, sizeof(s));
+    uint64_t thr = hy__rt.cfg.stall_threshold_ns;
+    uint64_t period = thr / 4 < 1000000 ? 1000000 : thr / 4;
+    pthread_mutex_lock(&lock);
+    while (!quit) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t t = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + period;
+        ts.tv_sec = (time_t)(t / 1000000000u);
+        ts.tv_nsec = (long)(t % 1000000000u);
+        pthread_cond_timedwait(&cond, &lock, &ts);
+        if (quit || atomic_load(&hy__rt.state) != 2)
+            continue;
+        for (unsigned i = 0; i < hy__rt.nshards; i++) {
+            struct hy_shard *sh = hy__rt.shards[i];
+            uint64_t seq = atomic_load_explicit(&sh->run_seq, memory_order_acquire);
+            struct hy_proc *p = atomic_load_explicit(&sh->running, memory_order_relaxed);
+            uint64_t cpu = hy__thread_cpu_ns(sh->cpu_clock);
+            if (seq != s[i].seq || !p) {
+                s[i].seq = seq;
+                s[i].cpu_at_seq = cpu;
+                s[i].reported = false;
+                continue;
+            }
+            uint64_t held = cpu - s[i].cpu_at_seq;
+            if (held >= thr && !s[i].reported) {
+                s[i].reported = true;
+                char pid[HY_PID_STRLEN];
+                hy_pid_format(p->pid, pid, sizeof(pid));
+                atomic_store_explicit(&sh->st.stalls,
+                                      atomic_load_explicit(&sh->st.stalls, memory_order_relaxed) + 1,
+                                      memory_order_relaxed);
+                hy_log(HY_LOG_WARNING,
+                       "stall: process %s has held shard %u for %.1f ms of CPU time "
+                       "without a runtime call",
+                       pid, i, (double)held / 1e6);
+                pthread_kill(sh->thread, STALL_SIGNAL);
+            }
+            unsigned mult = hy__rt.cfg.stall_abort_multiple;
+            if (mult && held >= thr * mult) {
+                char pid[HY_PID_STRLEN];
+                hy_pid_format(p->pid, pid, sizeof(pid));
+                char msg[160];
+                snprintf(msg, sizeof(msg),
+                         "process %s held shard %u for %.1f ms (>= %u x the stall threshold); "
+                         "aborting so that the node is restarted",
+                         pid, i, (double)held / 1e6, mult);
+                hy__fatal(msg);
+            }
+        }
+    }
+    pthread_mutex_unlock(&lock);
+    return NULL;
+}
+
+int hy__stall_start(void)
+{
+    watchdog_on = false;
+    if (!hy__rt.cfg.stall_threshold_ns)
+        return 0;
+    /* warm up backtrace(): its first call loads libgcc, which is not safe
+     * from a signal handler */
+    void *frames[4];
+    backtrace(frames, 4);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stall_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(STALL_SIGNAL, &sa, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&cond, &ca);
+    pthread_condattr_destroy(&ca);
+    quit = false;
+    if (pthread_create(&watchdog, NULL, watch, NULL) != 0)
+        return HY_ENOMEM;
+    watchdog_on = true;
+    return 0;
+}
+
+void hy__stall_stop(void)
+{
+    if (!watchdog_on)
+        return;
+    pthread_mutex_lock(&lock);
+    quit = true;
+    pthread_cond_signal(&cond);
+    pthread_mutex_unlock(&lock);
+    pthread_join(watchdog, NULL);
+    watchdog_on = false;
+}

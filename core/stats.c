@@ -1,0 +1,53 @@
+#include "error.h"
+#include "shard_internal.h"
+
+static void snap(const struct hy__shard_stats *s, struct hy_stats *o)
+{
+#define RD(f) o->f = atomic_load_explicit(&s->f, memory_order_relaxed)
+    RD(procs_alive);
+    RD(procs_spawned);
+    RD(procs_exited);
+    RD(msgs_sent_local);
+    RD(msgs_sent_cross);
+    RD(msgs_received);
+    RD(dropped_dead);
+    RD(dropped_full);
+    RD(ring_overflows);
+    RD(runq_len);
+    RD(busy_ns);
+    RD(idle_ns);
+    RD(sleeps);
+    RD(buffers_out);
+    RD(stacks_pooled);
+    RD(stalls);
+    RD(timers_armed);
+#undef RD
+}
+
+int hy_stats_get(unsigned shard, struct hy_stats *out)
+{
+    if (!hy_running())
+        return HY_ENOTSTARTED;
+    if (shard >= hy__rt.nshards || !out)
+        return HY_EINVAL;
+    snap(&hy__rt.shards[shard]->st, out);
+    return 0;
+}
+
+int hy_stats_total(struct hy_stats *out)
+{
+    if (!hy_running())
+        return HY_ENOTSTARTED;
+    if (!out)
+        return HY_EINVAL;
+    struct hy_stats t = {0}, s;
+    for (unsigned i = 0; i < hy__rt.nshards; i++) {
+        snap(&hy__rt.shards[i]->st, &s);
+        uint64_t *a = (uint64_t *)&t;
+        const uint64_t *b = (const uint64_t *)&s;
+        for (size_t k = 0; k < sizeof(t) / sizeof(uint64_t); k++)
+            a[k] += b[k];
+    }
+    *out = t;
+    return 0;
+}

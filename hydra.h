@@ -1,0 +1,18 @@
+/* Hydra: an Erlang/OTP-style, thread-per-core runtime for C.
+ * This umbrella header only includes the public headers. */
+#ifndef HY_HYDRA_H
+#define HY_HYDRA_H
+
+#include "blocking.h"
+#include "error.h"
+#include "hook.h"
+#include "log.h"
+#include "msg.h"
+#include "pid.h"
+#include "proc.h"
+#include "runtime.h"
+#include "stats.h"
+#include "timer.h"
+#include "topology.h"
+
+#endif /* HY_HYDRA_H */
