@@ -4,13 +4,14 @@
 #define HY_HYDRA_H
 
 #include "blocking.h"
-#include "error.h"
+#include "errors.h"
 #include "hook.h"
 #include "log.h"
 #include "msg.h"
 #include "pid.h"
 #include "proc.h"
 #include "runtime.h"
+#include "signals.h"
 #include "stats.h"
 #include "timer.h"
 #include "topology.h"

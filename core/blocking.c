@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "blocking.h"
-#include "error.h"
+#include "errors.h"
 #include "shard_internal.h"
 
 #define HY_TAG_BLOCKING_DONE (HY_TAG_SYSTEM | 0x424c)

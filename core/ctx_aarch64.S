@@ -8,7 +8,9 @@
  *
  * Both stacks have the same frame layout, so the CFI stays valid across the
  * stack-pointer swap (see ctx_x86_64.S). FPCR (rounding mode, flush-to-zero,
- * trap enables) is kept per context. sp stays 16-aligned throughout.
+ * trap enables) is kept per context; FPSR (cumulative exception flags) is
+ * caller-saved in AAPCS64 and not part of a context. sp stays 16-aligned
+ * throughout.
  */
 
 /* BTI landing pad ("hint #34" = "bti c", a NOP on cores without BTI), so the
@@ -58,8 +60,8 @@ hy__ctx_switch:
     .cfi_offset 79, -24
     mrs x9, fpcr
     str x9, [sp, #160]
-    mov x9, sp
-    str x9, [x0]
+    mov x10, sp
+    str x10, [x0]
     mov sp, x1
     ldp x19, x20, [sp, #0]
     ldp x21, x22, [sp, #16]
@@ -71,8 +73,13 @@ hy__ctx_switch:
     ldp d10, d11, [sp, #112]
     ldp d12, d13, [sp, #128]
     ldp d14, d15, [sp, #144]
-    ldr x9, [sp, #160]
-    msr fpcr, x9
+    ldr x10, [sp, #160]
+    /* Writing FPCR is slow (synchronising on many cores) and the two
+     * contexts nearly always have the same one: write it only if it differs. */
+    cmp x9, x10
+    b.eq 1f
+    msr fpcr, x10
+1:
     add sp, sp, #176
     .cfi_def_cfa_offset 0
     .cfi_restore x19

@@ -11,9 +11,12 @@
  * address at CFA-8 and the callee-saved registers in their slots, belonging
  * to whichever context the stack pointer currently designates.
  *
- * MXCSR and the x87 control word are callee-saved ("control bits") in the
- * System V ABI, so each context keeps its own rounding mode / exception
- * masks.
+ * The control bits of MXCSR and the x87 control word are callee-saved in
+ * the System V ABI, so each context keeps its own rounding mode, exception
+ * masks, DAZ/FZ. They are reloaded only when they differ from the current
+ * ones. MXCSR's exception *status* flags (bits 0-5) are caller-saved in the
+ * ABI and are not part of a context: they are restored only along with
+ * differing control bits, so they are not reliable across a switch.
  */
     .text
     .globl hy__ctx_switch
@@ -43,10 +46,22 @@ hy__ctx_switch:
     .cfi_adjust_cfa_offset 8
     stmxcsr (%rsp)
     fnstcw 4(%rsp)
+    movl (%rsp), %eax
+    movzwl 4(%rsp), %ecx
     movq %rsp, (%rdi)
     movq %rsi, %rsp
+    /* Reload only what differs: ldmxcsr and fldcw cost a quarter of the
+     * switch and the control words are nearly always the same. */
+    movl (%rsp), %edx
+    xorl %eax, %edx
+    testl $0xffc0, %edx         /* MXCSR control bits: DAZ, masks, RC, FZ */
+    jz 1f
     ldmxcsr (%rsp)
+1:
+    cmpw 4(%rsp), %cx
+    je 2f
     fldcw 4(%rsp)
+2:
     addq $8, %rsp
     .cfi_adjust_cfa_offset -8
     popq %r15

@@ -12,7 +12,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "error.h"
+#include "errors.h"
 #include "shard_internal.h"
 
 #define PUBLISH_BATCH 32

@@ -2,7 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "error.h"
+#include "errors.h"
 #include "shard_internal.h"
 
 #define MSG_HDR sizeof(struct hy_msg)

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "error.h"
+#include "errors.h"
 #include "shard_internal.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -410,6 +410,7 @@ struct hy__spawn_req {
 
 struct hy__spawn_reply {
     int rc;
+    bool link, monitor;
     hy_pid pid;
 };
 
@@ -419,25 +420,47 @@ static void on_spawn_req(struct hy_shard *sh, struct hy_msg *m)
 {
     struct hy__spawn_req *rq = (struct hy__spawn_req *)m->data;
     struct hy__spawn_reply rep = {0};
+    struct hy_proc *child = NULL;
+    rep.link = rq->opts.link;
+    rep.monitor = rq->opts.monitor;
     rep.rc = hy__proc_create(sh, rq->fn, rq->arg, &rq->opts, rq->argcopy, rq->argsize, &rep.pid,
-                             NULL);
+                             &child);
+    /* the child's side of spawn_link/spawn_monitor, before it ever runs */
+    if (rep.rc == 0 && (rep.link || rep.monitor))
+        hy__spawn_install_child(sh, child, rep.link, rep.monitor, rq->requester, m->ref);
     hy_pid to = rq->requester;
     hy_ref ref = m->ref;
     hy__msg_free_local(sh, m);
-    /* The reply is an ordinary message with a system tag and the request's ref. */
     struct hy_msg *r;
     if (hy__msg_alloc(sh, sizeof(rep), &r) == 0) {
         memcpy(r->data, &rep, sizeof(rep));
+        r->kind = HY_K_SPAWN_REPLY;
         r->tag = HY_TAG_SPAWN_REPLY;
         r->ref = ref;
         r->to = to;
+        r->from = rep.pid;
         hy__route(sh, r);
     }
+}
+
+/* The reply passes through the requester's shard: the parent's side of the
+ * link/monitor is installed here, before any signal the child sends after
+ * it (same FIFO) can be handled, then the reply becomes a message. */
+static void on_spawn_reply(struct hy_shard *sh, struct hy_msg *m)
+{
+    struct hy_proc *p = hy__proc_lookup(sh, m->to);
+    struct hy__spawn_reply rep;
+    memcpy(&rep, m->data, sizeof(rep));
+    if (p && p->state < HY_P_EXITING && rep.rc == 0 && (rep.link || rep.monitor))
+        hy__spawn_install_parent(sh, p, rep.link, rep.monitor, rep.pid, m->ref);
+    m->kind = HY_K_MSG;
+    hy__deliver(sh, m);
 }
 
 __attribute__((constructor)) static void proc_register_kinds(void)
 {
     hy__kind_register(HY_K_SPAWN_REQ, on_spawn_req);
+    hy__kind_register(HY_K_SPAWN_REPLY, on_spawn_reply);
 }
 
 int hy_spawn_opt(hy_proc_fn fn, void *arg, const struct hy_spawn_opts *opts, hy_pid *out)
@@ -456,20 +479,33 @@ int hy_spawn_opt(hy_proc_fn fn, void *arg, const struct hy_spawn_opts *opts, hy_
         return HY_EINVAL;
     if (o->arg_size > hy__rt.cfg.max_message_size)
         return HY_EINVAL;
-    if (o->link || o->monitor) {
-        extern int (*hy__spawn_link_monitor)(hy_proc_fn, void *, const struct hy_spawn_opts *,
-                                             hy_pid *);
-        if (!hy__spawn_link_monitor)
-            return HY_ENOTSUP;
-        return hy__spawn_link_monitor(fn, arg, o, out);
-    }
+    if (o->mailbox_policy != HY_MAILBOX_DROP_NEW && o->mailbox_policy != HY_MAILBOX_KILL)
+        return HY_EINVAL;
     unsigned target = o->shard == HY_SHARD_SELF ? sh->id : (unsigned)o->shard;
     struct hy_proc *cur = sh->current;
+    bool lm = o->link || o->monitor;
+    if (lm && !cur)
+        return HY_ENOTPROC;
     if (target == sh->id) {
-        int rc = hy__proc_create(sh, fn, arg, o, arg, o->arg_size, out, NULL);
-        if (rc == 0 && cur)
+        struct hy_proc *child;
+        hy_pid pid;
+        int rc = hy__proc_create(sh, fn, arg, o, arg, o->arg_size, &pid, &child);
+        if (rc)
+            return rc;
+        if (lm) {
+            hy_ref ref = HY_REF_NONE;
+            if (o->monitor)
+                hy_ref_make(&ref);
+            hy__spawn_install_child(sh, child, o->link, o->monitor, cur->pid, ref);
+            hy__spawn_install_parent(sh, cur, o->link, o->monitor, pid, ref);
+            if (o->monitor_ref)
+                *o->monitor_ref = ref;
+        }
+        if (out)
+            *out = pid;
+        if (cur)
             hy__charge(cur);
-        return rc;
+        return 0;
     }
     if (!cur)
         return HY_ENOTPROC;
@@ -504,12 +540,12 @@ int hy_spawn_opt(hy_proc_fn fn, void *arg, const struct hy_spawn_opts *opts, hy_
     hy_msg_free(r);
     if (rep.rc == 0 && out)
         *out = rep.pid;
+    if (rep.rc == 0 && o->monitor && o->monitor_ref)
+        *o->monitor_ref = ref;
     if (cur->exit_pending && !cur->defer_exit)
         hy__proc_exit_current(cur, cur->exit_reason_pending);
     return rep.rc;
 }
-
-int (*hy__spawn_link_monitor)(hy_proc_fn, void *, const struct hy_spawn_opts *, hy_pid *);
 
 int hy_spawn(hy_proc_fn fn, void *arg, hy_pid *out)
 {

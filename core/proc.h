@@ -69,7 +69,7 @@ struct hy_spawn_opts {
      * shard). Otherwise arg is passed as is. */
     size_t arg_size;
     /* Link / monitor the new process atomically with the spawn (see
-     * signal.h); with monitor, the reference is written to *monitor_ref. */
+     * signals.h); with monitor, the reference is written to *monitor_ref. */
     bool link;
     bool monitor;
     hy_ref *monitor_ref;

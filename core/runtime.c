@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "error.h"
+#include "errors.h"
 #include "log.h"
 #include "shard_internal.h"
 
@@ -142,10 +142,12 @@ static void shard_shutdown(struct hy_shard *sh)
 {
     /* 1: every process of this shard ends with reason shutdown */
     struct hy_reason r = hy_reason_make(HY_REASON_SHUTDOWN);
+    hy__reap_pending(sh);
     for (uint32_t i = 0; i < sh->nslots; i++) {
         struct hy__slot *s = &sh->slot_chunks[i >> HY_SLOT_CHUNK_BITS][i & (HY_SLOT_CHUNK - 1)];
         if (s->proc)
             hy__proc_kill_suspended(sh, s->proc, r);
+        hy__reap_pending(sh);
     }
     hy__ret_flush(sh);
     hy__mesh_flush(sh);
@@ -205,8 +207,12 @@ static void shard_run(struct hy_shard *sh)
     sh->cpu_clock = CLOCK_THREAD_CPUTIME_ID;
     pthread_getcpuclockid(pthread_self(), &sh->cpu_clock);
     sh->now = hy_now_ns();
+    if (hy__crash_shard_init(sh) != 0)
+        hy_log(HY_LOG_WARNING, "shard %u: no alternate signal stack: faults will not be isolated",
+               sh->id);
     hy__sched_loop(sh);
     shard_shutdown(sh);
+    hy__crash_shard_fini(sh);
     hy__tls_shard = NULL;
 }
 
@@ -398,6 +404,8 @@ static int start_common(const struct hy_config *cfg, hy_proc_fn main_fn, void *a
         return HY_ESTARTED;
     }
     int rc = setup(cfg, main_fn, arg, on_caller);
+    if (rc == 0)
+        hy__crash_install();
     if (rc == 0 && (rc = hy__stall_start()) == 0 &&
         (rc = hy__blocking_start(hy__rt.cfg.blocking_threads)) == 0) {
         atomic_store(&hy__rt.state, 2);
@@ -405,9 +413,11 @@ static int start_common(const struct hy_config *cfg, hy_proc_fn main_fn, void *a
         if (rc) {
             hy__blocking_stop();
             hy__stall_stop();
+            hy__crash_uninstall();
             free_shards();
         }
     } else if (rc == 0) {
+        hy__crash_uninstall();
         free_shards();
     }
     if (rc)
@@ -425,16 +435,27 @@ static void finish(void)
 {
     hy__stall_stop();
     hy__blocking_stop();
+    hy__crash_uninstall();
     free_shards();
+    hy__name_fini();
     atomic_store(&hy__rt.state, 0);
 }
 
 int hy_run(const struct hy_config *cfg, hy_proc_fn main_fn, void *arg)
 {
+    /* shard 0 pins and renames the calling thread: give it back as it was */
+    cpu_set_t saved_cpus;
+    bool have_cpus = pthread_getaffinity_np(pthread_self(), sizeof(saved_cpus), &saved_cpus) == 0;
+    char saved_name[16];
+    bool have_name = pthread_getname_np(pthread_self(), saved_name, sizeof(saved_name)) == 0;
     int rc = start_common(cfg, main_fn, arg, true);
     if (rc)
         return rc;
     shard_run(hy__rt.shards[0]);
+    if (have_cpus)
+        pthread_setaffinity_np(pthread_self(), sizeof(saved_cpus), &saved_cpus);
+    if (have_name)
+        pthread_setname_np(pthread_self(), saved_name);
     for (unsigned i = 1; i < hy__rt.nshards; i++)
         pthread_join(hy__rt.shards[i]->thread, NULL);
     pthread_mutex_lock(&lifecycle_lock);

@@ -2,11 +2,12 @@
  * publish what they sent, drain inbound rings, expire timers, poll hooks,
  * then idle (spin, then sleep on a futex). */
 #include <linux/futex.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "error.h"
+#include "errors.h"
 #include "shard_internal.h"
 
 static inline void stat_set(_Atomic uint64_t *c, uint64_t v)
@@ -161,6 +162,8 @@ static unsigned turn(struct hy_shard *sh)
     struct hy_proc *p;
     while (work < batch && (p = rq_pop(sh)) != NULL) {
         run_proc(sh, p);
+        if (sh->reap_head)
+            hy__reap_pending(sh);
         if (sh->ndirty | sh->novf)
             hy__mesh_flush(sh);
         work++;
@@ -171,6 +174,11 @@ static unsigned turn(struct hy_shard *sh)
     work += hy__mesh_drain(sh);
     sh->now = hy_now_ns();
     hy__timer_expire(sh);
+    if (sh->reap_head) {
+        hy__reap_pending(sh);
+        work++;
+    }
+    hy__name_quiescent(sh);
     if (sh->hooks)
         work += poll_hooks(sh);
     if (sh->ndirty | sh->novf | (uint32_t)sh->ret_pending) {
@@ -236,6 +244,12 @@ void hy__sched_loop(struct hy_shard *sh)
         last = now;
         if (busy_poll)
             continue;
+        if (sh->novf) {
+            /* Entries wait behind a full ring: the consumer does not wake
+             * producers, so never sleep now; let it run if it shares our CPU. */
+            sched_yield();
+            continue;
+        }
         if (!idle_since) {
             idle_since = now;
             continue;

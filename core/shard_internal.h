@@ -25,6 +25,7 @@
 
 struct hy_shard;
 struct hy_proc;
+struct hy__psig;
 
 /* ---- message kinds (hy_msg.kind) --------------------------------------- */
 enum hy__kind {
@@ -35,7 +36,23 @@ enum hy__kind {
     HY_K_TIMER_CANCEL,   /* cancel/read a timer here, reply to from */
     HY_K_TIMER_REPLY,    /* data = struct hy__timer_reply */
     HY_K_BLOCKING_DONE,  /* from the thread pool (foreign inbox) */
-    HY_K_SIGNAL_FIRST,   /* first of the signal kinds handled by signal.c */
+    /* signals (signal.c) */
+    HY_K_EXIT,           /* exit signal: data = struct hy_reason; aux bit 0 = from a link */
+    HY_K_LINK,           /* aux bit 0 = the sender waits for LINK_ACK (ref) */
+    HY_K_UNLINK,         /* data = uint64_t unlink id */
+    HY_K_UNLINK_ACK,     /* data = uint64_t unlink id */
+    HY_K_MONITOR,        /* ref = monitor ref; data = name (optional) */
+    HY_K_DEMONITOR,      /* ref = monitor ref */
+    HY_K_DOWN,           /* data = struct hy_down_info */
+    HY_K_ALIAS_MSG,      /* message through an alias: ref = alias */
+    HY_K_NAME_REG,       /* to the process being registered */
+    HY_K_NAME_INSERT,    /* to shard 0 */
+    HY_K_NAME_REJECT,    /* back to the process's shard */
+    HY_K_NAME_REMOVE,    /* to shard 0: process exited */
+    HY_K_NAME_UNREG,     /* to shard 0 */
+    HY_K_NAME_CLEAR,     /* to the process's shard */
+    HY_K_INFO_REQ,       /* process info request (to the pid's shard) */
+    HY_K_LIST_REQ,       /* list of processes (to a shard) */
     HY_K_MAX = 63,
 };
 
@@ -134,8 +151,8 @@ struct hy_proc {
     uint64_t reductions;       /* times scheduled */
     uint64_t run_start_cpu_ns; /* for the stall detector */
 
-    /* links and monitors: owned by signal.c */
-    void *sig;
+    /* links, monitors, aliases, name: owned by signal.c (NULL until used) */
+    struct hy__psig *sig;
     /* timers to cancel when this process exits (timer.c) */
     void *timers;
 
@@ -244,6 +261,16 @@ struct hy_shard {
     /* poll hooks */
     struct hy_poll_hook *hooks;
 
+    /* processes killed while suspended, reaped by the scheduler */
+    struct hy_proc *reap_head, *reap_tail;
+
+    /* crash handling: alternate signal stack */
+    void *altstack;
+    size_t altstack_size;
+
+    /* names: quiescent-state counter for the read-mostly name table */
+    _Alignas(HY_CACHE_LINE) _Atomic uint64_t qs_count;
+
     struct hy__shard_stats st;                /* counters (atomic relaxed) */
     bool stopping;
     bool in_runtime;                          /* fault handler: not survivable */
@@ -346,6 +373,27 @@ void hy__timer_init_shard(struct hy_shard *sh);
 void hy__timer_fini_shard(struct hy_shard *sh);
 void hy__timer_expire(struct hy_shard *sh);
 void hy__timer_proc_exit(struct hy_shard *sh, struct hy_proc *p);
+
+/* ---- signal.c ----------------------------------------------------------- */
+/* Marks p to exit with reason: at once if suspended (reaped by the
+ * scheduler), at its next preemption point if running or deferring. */
+void hy__kill(struct hy_shard *sh, struct hy_proc *p, struct hy_reason r);
+/* Reaps the processes killed since the last call (iteratively: no recursion
+ * through chains of links). */
+void hy__reap_pending(struct hy_shard *sh);
+/* Installs the child's side of spawn_link/spawn_monitor (on the child's
+ * shard, before it runs) and the requester's side (on the requester's
+ * shard, when the reply passes through). */
+void hy__spawn_install_child(struct hy_shard *sh, struct hy_proc *child, bool link, bool monitor,
+                             hy_pid requester, hy_ref ref);
+void hy__spawn_install_parent(struct hy_shard *sh, struct hy_proc *parent, bool link,
+                              bool monitor, hy_pid child, hy_ref ref);
+int hy__crash_shard_init(struct hy_shard *sh);
+void hy__crash_shard_fini(struct hy_shard *sh);
+int hy__crash_install(void);
+void hy__crash_uninstall(void);
+void hy__name_quiescent(struct hy_shard *sh);
+void hy__name_fini(void);
 
 /* ---- stall.c / blocking.c / log.c --------------------------------------- */
 int hy__stall_start(void);

@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "ctx_internal.h"
-#include "error.h"
+#include "errors.h"
 #include "shard_internal.h"
 
 #if defined(__SANITIZE_ADDRESS__)

@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "error.h"
+#include "errors.h"
 #include "log.h"
 #include "shard_internal.h"
 

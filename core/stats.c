@@ -1,4 +1,4 @@
-#include "error.h"
+#include "errors.h"
 #include "shard_internal.h"
 
 static void snap(const struct hy__shard_stats *s, struct hy_stats *o)

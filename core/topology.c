@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "error.h"
+#include "errors.h"
 
 static int read_affinity(struct hy_topology *topo)
 {

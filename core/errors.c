@@ -1,4 +1,4 @@
-#include "error.h"
+#include "errors.h"
 
 const char *hy_strerror(int err)
 {

@@ -2,10 +2,10 @@
  *
  * Every public function returns 0 on success or a negative HY_E* code from the
  * table below (never errno, never a thread-local: coroutines share a thread).
- * Exit *reasons* of processes are a different thing: see signal.h.
+ * Exit *reasons* of processes are a different thing: see signals.h.
  */
-#ifndef HY_CORE_ERROR_H
-#define HY_CORE_ERROR_H
+#ifndef HY_CORE_ERRORS_H
+#define HY_CORE_ERRORS_H
 
 /* X(name, value, message). Values mirror the closest errno so that tools that
  * print errno numbers stay meaningful. */
@@ -55,4 +55,4 @@ const char *hy_strerror(int err);
  * "HY_E?" when unknown. Context: anywhere, signal-safe. */
 const char *hy_err_name(int err);
 
-#endif /* HY_CORE_ERROR_H */
+#endif /* HY_CORE_ERRORS_H */

@@ -1,0 +1,943 @@
+/* Links, monitors, exit signals, trap_exit, aliases, process information.
+ *
+ * Every signal is a hy_msg of a signal kind routed like a message, so it
+ * travels in the per-shard-pair FIFO; a signal to a process of the same
+ * shard is handled at once. Killing a suspended process only queues it: the
+ * scheduler reaps it (hy__reap_pending), so a chain of links never recurses.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "errors.h"
+#include "shard_internal.h"
+#include "signals.h"
+
+int hy__send_kind(struct hy_shard *sh, hy_pid to, unsigned kind, uint64_t tag, hy_ref ref,
+                  const void *data, size_t len, uint32_t aux);
+hy_ref hy__ref_new_home(struct hy_shard *sh, unsigned home);
+int hy__name_lookup(const char *name, hy_pid *out);
+void hy__name_proc_exit(struct hy_shard *sh, struct hy_proc *p);
+
+#define HY_TAG_LINK_ACK (HY_TAG_SYSTEM | 0x4c4b41ull)
+#define HY_TAG_INFO_REPLY (HY_TAG_SYSTEM | 0x494e46ull)
+#define HY_TAG_LIST_REPLY (HY_TAG_SYSTEM | 0x4c5354ull)
+
+struct link_ent {
+    hy_pid peer;
+    uint64_t unlink_id; /* 0 = active; else an unlink in progress */
+};
+
+struct mon_out {
+    hy_ref ref;
+    hy_pid target;
+};
+
+struct mon_in {
+    hy_ref ref;
+    hy_pid watcher;
+    char *name; /* monitored by name (malloc'd), or NULL */
+};
+
+struct alias_ent {
+    hy_ref ref;
+    bool once;
+};
+
+struct hy__psig {
+    struct link_ent *links;
+    uint32_t nlinks, caplinks;
+    struct mon_out *mout;
+    uint32_t nmout, capmout;
+    struct mon_in *min;
+    uint32_t nmin, capmin;
+    struct alias_ent *aliases;
+    uint32_t naliases, capaliases;
+    uint64_t unlink_seq;
+    char name[HY_NAME_MAX]; /* registered (or being registered) name */
+};
+
+static inline void stat_add(_Atomic uint64_t *c, uint64_t v)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
+                          memory_order_relaxed);
+}
+
+static struct hy__psig *psig(struct hy_proc *p)
+{
+    if (!p->sig)
+        p->sig = calloc(1, sizeof(struct hy__psig));
+    return p->sig;
+}
+
+struct hy__psig *hy__psig_get(struct hy_proc *p);
+struct hy__psig *hy__psig_get(struct hy_proc *p)
+{
+    return psig(p);
+}
+
+char *hy__psig_name(struct hy_proc *p);
+char *hy__psig_name(struct hy_proc *p)
+{
+    struct hy__psig *s = psig(p);
+    return s ? s->name : NULL;
+}
+
+/* grows *arr (elements of size sz) to hold one more */
+static int grow(void **arr, uint32_t n, uint32_t *cap, size_t sz)
+{
+    if (n < *cap)
+        return 0;
+    uint32_t nc = *cap ? *cap * 2 : 4;
+    void *na = realloc(*arr, nc * sz);
+    if (!na)
+        return HY_ENOMEM;
+    *arr = na;
+    *cap = nc;
+    return 0;
+}
+
+static struct link_ent *link_find(struct hy__psig *s, hy_pid peer)
+{
+    if (!s)
+        return NULL;
+    for (uint32_t i = 0; i < s->nlinks; i++)
+        if (hy_pid_eq(s->links[i].peer, peer))
+            return &s->links[i];
+    return NULL;
+}
+
+static void link_remove(struct hy__psig *s, struct link_ent *e)
+{
+    *e = s->links[--s->nlinks];
+}
+
+static int link_add(struct hy_proc *p, hy_pid peer)
+{
+    struct hy__psig *s = psig(p);
+    if (!s)
+        return HY_ENOMEM;
+    struct link_ent *e = link_find(s, peer);
+    if (e) {
+        e->unlink_id = 0; /* (re)activated */
+        return 0;
+    }
+    if (grow((void **)&s->links, s->nlinks, &s->caplinks, sizeof(*s->links)))
+        return HY_ENOMEM;
+    s->links[s->nlinks++] = (struct link_ent){peer, 0};
+    return 0;
+}
+
+static int mout_add(struct hy_proc *p, hy_ref ref, hy_pid target)
+{
+    struct hy__psig *s = psig(p);
+    if (!s || grow((void **)&s->mout, s->nmout, &s->capmout, sizeof(*s->mout)))
+        return HY_ENOMEM;
+    s->mout[s->nmout++] = (struct mon_out){ref, target};
+    return 0;
+}
+
+static struct mon_out *mout_find(struct hy__psig *s, hy_ref ref)
+{
+    if (!s)
+        return NULL;
+    for (uint32_t i = 0; i < s->nmout; i++)
+        if (hy_ref_eq(s->mout[i].ref, ref))
+            return &s->mout[i];
+    return NULL;
+}
+
+static int min_add(struct hy_proc *p, hy_ref ref, hy_pid watcher, const char *name)
+{
+    struct hy__psig *s = psig(p);
+    if (!s || grow((void **)&s->min, s->nmin, &s->capmin, sizeof(*s->min)))
+        return HY_ENOMEM;
+    char *n = NULL;
+    if (name && *name) {
+        n = strdup(name);
+        if (!n)
+            return HY_ENOMEM;
+    }
+    s->min[s->nmin++] = (struct mon_in){ref, watcher, n};
+    return 0;
+}
+
+/* ---- killing and reaping ------------------------------------------------------ */
+
+static void runq_remove(struct hy_shard *sh, struct hy_proc *p)
+{
+    struct hy_proc **pp = &sh->rq_head, *prev = NULL;
+    while (*pp && *pp != p) {
+        prev = *pp;
+        pp = &(*pp)->rq_next;
+    }
+    if (*pp) {
+        *pp = p->rq_next;
+        if (sh->rq_tail == p)
+            sh->rq_tail = prev;
+        sh->rq_len--;
+    }
+    p->in_runq = 0;
+}
+
+void hy__kill(struct hy_shard *sh, struct hy_proc *p, struct hy_reason r)
+{
+    if (p->state >= HY_P_EXITING || p->exit_pending)
+        return;
+    p->exit_pending = 1;
+    p->exit_reason_pending = r;
+    if (p == sh->current)
+        return; /* it exits at its next preemption point */
+    if (p->defer_exit) {
+        return; /* it exits when its blocking wait is over */
+    }
+    if (p->in_runq)
+        runq_remove(sh, p);
+    p->state = HY_P_EXITING;
+    p->rq_next = NULL;
+    if (sh->reap_tail)
+        sh->reap_tail->rq_next = p;
+    else
+        sh->reap_head = p;
+    sh->reap_tail = p;
+}
+
+void hy__reap_pending(struct hy_shard *sh)
+{
+    struct hy_proc *p;
+    while ((p = sh->reap_head) != NULL) {
+        sh->reap_head = p->rq_next;
+        if (!sh->reap_head)
+            sh->reap_tail = NULL;
+        p->reason = p->exit_reason_pending;
+        hy__proc_reap(sh, p);
+    }
+}
+
+/* ---- delivering ------------------------------------------------------------- */
+
+static void deliver_exit_msg(struct hy_shard *sh, struct hy_proc *p, hy_pid from,
+                             struct hy_reason reason)
+{
+    struct hy_msg *m;
+    if (hy__msg_alloc(sh, sizeof(struct hy_exit_info), &m) != 0)
+        return;
+    struct hy_exit_info info = {from, reason};
+    memcpy(m->data, &info, sizeof(info));
+    m->tag = HY_TAG_EXIT;
+    m->from = from;
+    m->to = p->pid;
+    hy__mailbox_append(sh, p, m);
+}
+
+/* The rules of an arriving exit signal. */
+static void handle_exit(struct hy_shard *sh, struct hy_proc *p, hy_pid from,
+                        struct hy_reason reason, bool linked)
+{
+    if (linked) {
+        struct link_ent *e = link_find(p->sig, from);
+        if (!e || e->unlink_id != 0)
+            return; /* not linked (any more): the signal is void */
+        link_remove(p->sig, e);
+    }
+    if (!linked && reason.kind == HY_REASON_KILL) {
+        hy__kill(sh, p, hy_reason_make(HY_REASON_KILLED));
+    } else if (p->trap_exit) {
+        deliver_exit_msg(sh, p, from, reason);
+    } else if (reason.kind == HY_REASON_NORMAL) {
+        if (hy_pid_eq(from, p->pid))
+            hy__kill(sh, p, reason);
+    } else {
+        hy__kill(sh, p, reason);
+    }
+}
+
+static struct hy_proc *live(struct hy_shard *sh, hy_pid pid)
+{
+    struct hy_proc *p = hy__proc_lookup(sh, pid);
+    return p && p->state < HY_P_EXITING ? p : NULL;
+}
+
+static void send_sig(struct hy_shard *sh, hy_pid from, hy_pid to, unsigned kind, hy_ref ref,
+                     const void *data, size_t len, uint32_t aux)
+{
+    struct hy_msg *m;
+    if (hy__msg_alloc(sh, len, &m) != 0)
+        return;
+    if (len)
+        memcpy(m->data, data, len);
+    m->kind = (uint8_t)kind;
+    m->from = from;
+    m->to = to;
+    m->ref = ref;
+    m->aux = aux;
+    m->tag = 0;
+    hy__route(sh, m);
+}
+
+static void send_down(struct hy_shard *sh, hy_pid watcher, hy_ref ref, hy_pid pid,
+                      const char *name, struct hy_reason reason)
+{
+    struct hy_down_info d;
+    memset(&d, 0, sizeof(d));
+    d.ref = ref;
+    d.pid = pid;
+    if (name)
+        memcpy(d.name, name, strnlen(name, HY_NAME_MAX - 1));
+    d.reason = reason;
+    send_sig(sh, pid, watcher, HY_K_DOWN, ref, &d, sizeof(d), 0);
+}
+
+static void on_exit_sig(struct hy_shard *sh, struct hy_msg *m)
+{
+    struct hy_proc *p = live(sh, m->to);
+    if (p) {
+        struct hy_reason r;
+        memcpy(&r, m->data, sizeof(r));
+        handle_exit(sh, p, m->from, r, m->aux & 1u);
+    }
+    hy__msg_free_local(sh, m);
+}
+
+static void on_link(struct hy_shard *sh, struct hy_msg *m)
+{
+    struct hy_proc *p = live(sh, m->to);
+    int rc = 0;
+    if (p)
+        rc = link_add(p, m->from) ? HY_ENOMEM : 0;
+    else
+        rc = HY_ENOPROC;
+    if (m->aux & 1u) {
+        /* synchronous link (same node): answer the requester */
+        struct hy_msg *r;
+        if (hy__msg_alloc(sh, sizeof(rc), &r) == 0) {
+            memcpy(r->data, &rc, sizeof(rc));
+            r->tag = HY_TAG_LINK_ACK;
+            r->ref = m->ref;
+            r->to = m->from;
+            r->from = m->to;
+            hy__route(sh, r);
+        }
+    } else if (rc == HY_ENOPROC) {
+        struct hy_reason nr = hy_reason_make(HY_REASON_NOPROC);
+        send_sig(sh, m->to, m->from, HY_K_EXIT, HY_REF_NONE, &nr, sizeof(nr), 1);
+    }
+    hy__msg_free_local(sh, m);
+}
+
+static void on_unlink(struct hy_shard *sh, struct hy_msg *m)
+{
+    struct hy_proc *p = live(sh, m->to);
+    if (p) {
+        struct link_ent *e = link_find(p->sig, m->from);
+        if (e)
+            link_remove(p->sig, e);
+    }
+    /* acknowledge even for a dead target, so the unlinker can forget the id */
+    send_sig(sh, m->to, m->from, HY_K_UNLINK_ACK, HY_REF_NONE, m->data, sizeof(uint64_t), 0);
+    hy__msg_free_local(sh, m);
+}
+
+static void on_unlink_ack(struct hy_shard *sh, struct hy_msg *m)
+{
+    struct hy_proc *p = live(sh, m->to);
+    if (p) {
+        uint64_t id;
+        memcpy(&id, m->data, sizeof(id));
+        struct link_ent *e = link_find(p->sig, m->from);
+        if (e && e->unlink_id == id)
+            link_remove(p->sig, e);
+    }
+    hy__msg_free_local(sh, m);
+}
+
+static void on_monitor(struct hy_shard *sh, struct hy_msg *m)
+{
+    struct hy_proc *p = live(sh, m->to);
+    const char *name = m->size ? (const char *)m->data : NULL;
+    if (!p || min_add(p, m->ref, m->from, name) != 0)
+        send_down(sh, m->from, m->ref, m->to, name, hy_reason_make(HY_REASON_NOPROC));
+    hy__msg_free_local(sh, m);
+}
+
+static void on_demonitor(struct hy_shard *sh, struct hy_msg *m)
+{
+    struct hy_proc *p = live(sh, m->to);
+    struct hy__psig *s = p ? p->sig : NULL;
+    if (s) {
+        for (uint32_t i = 0; i < s->nmin; i++) {
+            if (hy_ref_eq(s->min[i].ref, m->ref)) {
+                free(s->min[i].name);
+                s->min[i] = s->min[--s->nmin];
+                break;
+            }
+        }
+    }
+    hy__msg_free_local(sh, m);
+}
+
+static void on_down(struct hy_shard *sh, struct hy_msg *m)
+{
+    struct hy_proc *p = live(sh, m->to);
+    struct mon_out *mo = p ? mout_find(p->sig, m->ref) : NULL;
+    if (!mo) {
+        /* demonitored meanwhile: no DOWN after hy_demonitor returned */
+        hy__msg_free_local(sh, m);
+        return;
+    }
+    *mo = p->sig->mout[--p->sig->nmout];
+    m->kind = HY_K_MSG;
+    m->tag = HY_TAG_DOWN;
+    hy__mailbox_append(sh, p, m);
+}
+
+static void on_alias_msg(struct hy_shard *sh, struct hy_msg *m)
+{
+    struct hy_proc *p = live(sh, m->to);
+    struct hy__psig *s = p ? p->sig : NULL;
+    if (s) {
+        for (uint32_t i = 0; i < s->naliases; i++) {
+            if (hy_ref_eq(s->aliases[i].ref, m->ref)) {
+                if (s->aliases[i].once)
+                    s->aliases[i] = s->aliases[--s->naliases];
+                m->kind = HY_K_MSG;
+                hy__mailbox_append(sh, p, m);
+                return;
+            }
+        }
+    }
+    stat_add(&sh->st.dropped_dead, 1);
+    hy__msg_free_local(sh, m);
+}
+
+/* ---- the exit hook: a process is being reaped ---------------------------------- */
+
+static void on_proc_exit(struct hy_shard *sh, struct hy_proc *p)
+{
+    struct hy__psig *s = p->sig;
+    if (!s)
+        return;
+    struct hy_reason r = p->reason;
+    for (uint32_t i = 0; i < s->nlinks; i++)
+        if (s->links[i].unlink_id == 0)
+            send_sig(sh, p->pid, s->links[i].peer, HY_K_EXIT, HY_REF_NONE, &r, sizeof(r), 1);
+    for (uint32_t i = 0; i < s->nmin; i++) {
+        send_down(sh, s->min[i].watcher, s->min[i].ref, p->pid, s->min[i].name, r);
+        free(s->min[i].name);
+    }
+    for (uint32_t i = 0; i < s->nmout; i++)
+        send_sig(sh, p->pid, s->mout[i].target, HY_K_DEMONITOR, s->mout[i].ref, NULL, 0, 0);
+    if (s->name[0])
+        hy__name_proc_exit(sh, p);
+    free(s->links);
+    free(s->mout);
+    free(s->min);
+    free(s->aliases);
+    free(s);
+    p->sig = NULL;
+}
+
+/* ---- spawn_link / spawn_monitor ------------------------------------------------- */
+
+void hy__spawn_install_child(struct hy_shard *sh, struct hy_proc *child, bool link, bool monitor,
+                             hy_pid requester, hy_ref ref)
+{
+    (void)sh;
+    if (link)
+        link_add(child, requester);
+    if (monitor)
+        min_add(child, ref, requester, NULL);
+}
+
+void hy__spawn_install_parent(struct hy_shard *sh, struct hy_proc *parent, bool link,
+                              bool monitor, hy_pid child, hy_ref ref)
+{
+    (void)sh;
+    if (link)
+        link_add(parent, child);
+    if (monitor)
+        mout_add(parent, ref, child);
+}
+
+/* ---- public API ------------------------------------------------------------------- */
+
+static struct hy_proc *cur_or(int *rc)
+{
+    struct hy_proc *p = hy__current();
+    *rc = p ? 0 : HY_ENOTPROC;
+    return p;
+}
+
+/* After an operation that may have signalled the caller itself. */
+static void check_self(struct hy_proc *p)
+{
+    if (p->exit_pending && !p->defer_exit)
+        hy__proc_exit_current(p, p->exit_reason_pending);
+}
+
+int hy_link(hy_pid pid)
+{
+    int rc;
+    struct hy_proc *p = cur_or(&rc);
+    if (!p)
+        return rc;
+    struct hy_shard *sh = p->shard;
+    hy__charge(p);
+    if (hy_pid_eq(pid, p->pid))
+        return 0;
+    bool same_node = hy_pid_node(pid) == hy__rt.node_id;
+    bool alive_node = same_node && hy_pid_creation(pid) == hy__rt.creation &&
+                      hy_pid_shard(pid) < hy__rt.nshards;
+    if (same_node && !alive_node)
+        goto noproc;
+    if (same_node && hy_pid_shard(pid) == sh->id) {
+        struct hy_proc *t = live(sh, pid);
+        if (!t)
+            goto noproc;
+        if (link_add(p, pid) || link_add(t, p->pid))
+            return HY_ENOMEM;
+        return 0;
+    }
+    if ((rc = link_add(p, pid)) != 0)
+        return rc;
+    if (!same_node) {
+        /* another node answers asynchronously: a dead target sends EXIT noproc */
+        send_sig(sh, p->pid, pid, HY_K_LINK, HY_REF_NONE, NULL, 0, 0);
+        return 0;
+    }
+    hy_ref ref;
+    hy_ref_make(&ref);
+    send_sig(sh, p->pid, pid, HY_K_LINK, ref, NULL, 0, 1);
+    struct hy_msg *m;
+    p->defer_exit++;
+    rc = hy_recv_ref(ref, &m, HY_INFINITY);
+    p->defer_exit--;
+    if (rc)
+        return rc;
+    int ack;
+    memcpy(&ack, m->data, sizeof(ack));
+    hy_msg_free(m);
+    if (ack == HY_ENOPROC) {
+        struct link_ent *e = link_find(p->sig, pid);
+        if (e)
+            link_remove(p->sig, e);
+        check_self(p);
+        goto noproc;
+    }
+    check_self(p);
+    return ack;
+noproc:
+    if (p->trap_exit) {
+        deliver_exit_msg(sh, p, pid, hy_reason_make(HY_REASON_NOPROC));
+        return 0;
+    }
+    return HY_ENOPROC;
+}
+
+int hy_unlink(hy_pid pid)
+{
+    int rc;
+    struct hy_proc *p = cur_or(&rc);
+    if (!p)
+        return rc;
+    struct hy_shard *sh = p->shard;
+    hy__charge(p);
+    struct link_ent *e = link_find(p->sig, pid);
+    if (!e)
+        return 0;
+    bool local = hy_pid_node(pid) == hy__rt.node_id && hy_pid_shard(pid) == sh->id;
+    if (local) {
+        link_remove(p->sig, e);
+        struct hy_proc *t = live(sh, pid);
+        struct link_ent *te = t ? link_find(t->sig, p->pid) : NULL;
+        if (te)
+            link_remove(t->sig, te);
+        return 0;
+    }
+    /* OTP 23: mark the link as being removed with an id; exit signals from
+     * pid are void from now on; the entry goes when the id is acknowledged */
+    struct hy__psig *s = p->sig;
+    e->unlink_id = ++s->unlink_seq;
+    send_sig(sh, p->pid, pid, HY_K_UNLINK, HY_REF_NONE, &e->unlink_id, sizeof(uint64_t), 0);
+    return 0;
+}
+
+int hy_exit_pid(hy_pid pid, struct hy_reason reason)
+{
+    struct hy_shard *sh = hy__shard();
+    if (!sh)
+        return HY_ENOTSHARD;
+    struct hy_proc *p = sh->current;
+    hy_pid from = p ? p->pid : HY_PID_NONE;
+    if (p && hy_pid_eq(pid, p->pid)) {
+        handle_exit(sh, p, from, reason, false);
+        check_self(p);
+        return 0;
+    }
+    send_sig(sh, from, pid, HY_K_EXIT, HY_REF_NONE, &reason, sizeof(reason), 0);
+    if (p)
+        hy__charge(p);
+    return 0;
+}
+
+int hy_trap_exit(bool on, bool *old)
+{
+    int rc;
+    struct hy_proc *p = cur_or(&rc);
+    if (!p)
+        return rc;
+    if (old)
+        *old = p->trap_exit;
+    p->trap_exit = on;
+    return 0;
+}
+
+static int monitor_common(struct hy_proc *p, hy_pid pid, const char *name, hy_ref *out)
+{
+    struct hy_shard *sh = p->shard;
+    hy__charge(p);
+    hy_ref ref;
+    hy_ref_make(&ref);
+    if (out)
+        *out = ref;
+    if (hy_pid_eq(pid, p->pid))
+        return 0; /* OTP: a monitor on yourself never fires */
+    if (hy_pid_is_none(pid)) {
+        /* by name, not registered: DOWN noproc at once */
+        if (mout_add(p, ref, pid))
+            return HY_ENOMEM;
+        send_down(sh, p->pid, ref, pid, name, hy_reason_make(HY_REASON_NOPROC));
+        return 0;
+    }
+    if (mout_add(p, ref, pid))
+        return HY_ENOMEM;
+    size_t nlen = name ? strlen(name) + 1 : 0;
+    send_sig(sh, p->pid, pid, HY_K_MONITOR, ref, name, nlen, 0);
+    /* a dead target on another shard/node answers DOWN noproc itself; a
+     * dead local target was answered synchronously by the dispatch above */
+    if (hy__rt.nshards && hy_pid_node(pid) == hy__rt.node_id &&
+        (hy_pid_creation(pid) != hy__rt.creation || hy_pid_shard(pid) >= hy__rt.nshards)) {
+        send_down(sh, p->pid, ref, pid, name, hy_reason_make(HY_REASON_NOPROC));
+    }
+    return 0;
+}
+
+int hy_monitor(hy_pid pid, hy_ref *ref)
+{
+    int rc;
+    struct hy_proc *p = cur_or(&rc);
+    if (!p)
+        return rc;
+    return monitor_common(p, pid, NULL, ref);
+}
+
+int hy_monitor_name(const char *name, hy_ref *ref)
+{
+    int rc;
+    struct hy_proc *p = cur_or(&rc);
+    if (!p)
+        return rc;
+    if (!name || !*name || strlen(name) >= HY_NAME_MAX)
+        return HY_EINVAL;
+    hy_pid pid = HY_PID_NONE;
+    hy__name_lookup(name, &pid);
+    return monitor_common(p, pid, name, ref);
+}
+
+static int is_down_for(const struct hy_msg *m, void *arg)
+{
+    return m->tag == HY_TAG_DOWN && hy_ref_eq(m->ref, *(hy_ref *)arg);
+}
+
+int hy_demonitor(hy_ref ref, bool flush)
+{
+    int rc;
+    struct hy_proc *p = cur_or(&rc);
+    if (!p)
+        return rc;
+    hy__charge(p);
+    struct mon_out *mo = mout_find(p->sig, ref);
+    if (mo) {
+        hy_pid target = mo->target;
+        *mo = p->sig->mout[--p->sig->nmout];
+        if (!hy_pid_is_none(target))
+            send_sig(p->shard, p->pid, target, HY_K_DEMONITOR, ref, NULL, 0, 0);
+    }
+    if (flush) {
+        struct hy_msg *m;
+        while (hy__recv_generic(is_down_for, &ref, &m, 0, false) == 0)
+            hy_msg_free(m);
+    }
+    return 0;
+}
+
+/* ---- aliases --------------------------------------------------------------------- */
+
+int hy_alias_create(unsigned flags, hy_alias *out)
+{
+    int rc;
+    struct hy_proc *p = cur_or(&rc);
+    if (!p)
+        return rc;
+    if (!out || (flags & ~HY_ALIAS_REPLY_ONCE))
+        return HY_EINVAL;
+    struct hy__psig *s = psig(p);
+    if (!s || grow((void **)&s->aliases, s->naliases, &s->capaliases, sizeof(*s->aliases)))
+        return HY_ENOMEM;
+    hy_ref ref;
+    hy_ref_make(&ref);
+    s->aliases[s->naliases++] = (struct alias_ent){ref, (flags & HY_ALIAS_REPLY_ONCE) != 0};
+    out->pid = p->pid;
+    out->ref = ref;
+    return 0;
+}
+
+int hy_alias_send(hy_alias a, uint64_t tag, const void *data, size_t len)
+{
+    struct hy_shard *sh = hy__shard();
+    if (!sh)
+        return HY_ENOTSHARD;
+    if ((tag & HY_TAG_SYSTEM) || (!data && len))
+        return HY_EINVAL;
+    struct hy_msg *m;
+    int rc = hy__msg_alloc(sh, len, &m);
+    if (rc)
+        return rc;
+    if (len)
+        memcpy(m->data, data, len);
+    m->kind = HY_K_ALIAS_MSG;
+    m->tag = tag;
+    m->ref = a.ref;
+    m->to = a.pid;
+    hy__route(sh, m);
+    if (sh->current)
+        hy__charge(sh->current);
+    return 0;
+}
+
+int hy_alias_deactivate(hy_alias a)
+{
+    int rc;
+    struct hy_proc *p = cur_or(&rc);
+    if (!p)
+        return rc;
+    struct hy__psig *s = p->sig;
+    if (s && hy_pid_eq(a.pid, p->pid)) {
+        for (uint32_t i = 0; i < s->naliases; i++) {
+            if (hy_ref_eq(s->aliases[i].ref, a.ref)) {
+                s->aliases[i] = s->aliases[--s->naliases];
+                return 0;
+            }
+        }
+    }
+    return HY_ENOENT;
+}
+
+/* ---- process information --------------------------------------------------------- */
+
+static int fill_info(struct hy_shard *sh, hy_pid pid, struct hy_proc_info *info)
+{
+    struct hy_proc *p = hy__proc_lookup(sh, pid);
+    if (!p || p->state == HY_P_DEAD)
+        return HY_ENOPROC;
+    memset(info, 0, sizeof(*info));
+    info->pid = p->pid;
+    switch (p->state) {
+    case HY_P_RUNNING:
+        info->status = HY_STATUS_RUNNING;
+        break;
+    case HY_P_WAITING:
+        info->status = HY_STATUS_WAITING;
+        break;
+    case HY_P_EXITING:
+        info->status = HY_STATUS_EXITING;
+        break;
+    default:
+        info->status = HY_STATUS_RUNNABLE;
+    }
+    info->mailbox_len = p->mb_len;
+    info->trap_exit = p->trap_exit;
+    info->reductions = p->reductions;
+    size_t mem = sizeof(*p) + p->arena_bytes + p->copy_cap;
+    for (struct hy_msg *m = p->mb_head; m; m = m->next)
+        mem += sizeof(*m) + m->cap;
+    if (p->stack)
+        mem += 4096; /* at least the touched top page */
+    struct hy__psig *s = p->sig;
+    if (s) {
+        memcpy(info->name, s->name, strnlen(s->name, HY_NAME_MAX - 1));
+        for (uint32_t i = 0; i < s->nlinks; i++) {
+            if (s->links[i].unlink_id)
+                continue;
+            if (info->nlinks < 16)
+                info->links[info->nlinks] = s->links[i].peer;
+            info->nlinks++;
+        }
+        info->nmonitors = s->nmout;
+        info->nmonitored_by = s->nmin;
+        mem += sizeof(*s) + s->caplinks * sizeof(*s->links) + s->capmout * sizeof(*s->mout) +
+               s->capmin * sizeof(*s->min);
+    }
+    info->memory = mem;
+    return 0;
+}
+
+struct info_reply {
+    int rc;
+    struct hy_proc_info info;
+};
+
+static void on_info_req(struct hy_shard *sh, struct hy_msg *m)
+{
+    struct hy_msg *r;
+    if (hy__msg_alloc(sh, sizeof(struct info_reply), &r) == 0) {
+        struct info_reply *ir = (struct info_reply *)r->data;
+        hy_pid pid;
+        memcpy(&pid, m->data, sizeof(pid));
+        ir->rc = fill_info(sh, pid, &ir->info);
+        r->tag = HY_TAG_INFO_REPLY;
+        r->ref = m->ref;
+        r->to = m->from;
+        hy__route(sh, r);
+    }
+    hy__msg_free_local(sh, m);
+}
+
+int hy_proc_info(hy_pid pid, struct hy_proc_info *info)
+{
+    int rc;
+    struct hy_proc *p = cur_or(&rc);
+    if (!p)
+        return rc;
+    if (!info)
+        return HY_EINVAL;
+    struct hy_shard *sh = p->shard;
+    hy__charge(p);
+    if (hy_pid_node(pid) != hy__rt.node_id || hy_pid_creation(pid) != hy__rt.creation ||
+        hy_pid_shard(pid) >= hy__rt.nshards)
+        return HY_ENOPROC;
+    if (hy_pid_shard(pid) == sh->id)
+        return fill_info(sh, pid, info);
+    hy_ref ref;
+    hy_ref_make(&ref);
+    struct hy_msg *m;
+    if ((rc = hy__msg_alloc(sh, sizeof(pid), &m)) != 0)
+        return rc;
+    memcpy(m->data, &pid, sizeof(pid));
+    m->kind = HY_K_INFO_REQ;
+    m->ref = ref;
+    m->to = hy_pid_make(hy__rt.node_id, hy__rt.creation, hy_pid_shard(pid), 0, 0);
+    hy__route(sh, m);
+    p->defer_exit++;
+    rc = hy_recv_ref(ref, &m, HY_INFINITY);
+    p->defer_exit--;
+    if (rc)
+        return rc;
+    struct info_reply *ir = (struct info_reply *)m->data;
+    rc = ir->rc;
+    if (rc == 0)
+        *info = ir->info;
+    hy_msg_free(m);
+    check_self(p);
+    return rc;
+}
+
+struct list_req {
+    size_t max;
+};
+
+static size_t collect(struct hy_shard *sh, hy_pid *out, size_t max)
+{
+    size_t n = 0;
+    for (uint32_t i = 0; i < sh->nslots; i++) {
+        struct hy__slot *s = &sh->slot_chunks[i >> HY_SLOT_CHUNK_BITS][i & (HY_SLOT_CHUNK - 1)];
+        if (s->proc && s->proc->state < HY_P_EXITING) {
+            if (n < max)
+                out[n] = s->proc->pid;
+            n++;
+        }
+    }
+    return n;
+}
+
+static void on_list_req(struct hy_shard *sh, struct hy_msg *m)
+{
+    struct list_req lr;
+    memcpy(&lr, m->data, sizeof(lr));
+    size_t total = collect(sh, NULL, 0);
+    size_t take = total < lr.max ? total : lr.max;
+    size_t cap = (hy__rt.cfg.max_message_size - sizeof(size_t)) / sizeof(hy_pid);
+    if (take > cap)
+        take = cap;
+    struct hy_msg *r;
+    if (hy__msg_alloc(sh, sizeof(size_t) + take * sizeof(hy_pid), &r) == 0) {
+        memcpy(r->data, &total, sizeof(total));
+        collect(sh, (hy_pid *)(r->data + sizeof(size_t)), take);
+        r->tag = HY_TAG_LIST_REPLY;
+        r->ref = m->ref;
+        r->to = m->from;
+        hy__route(sh, r);
+    }
+    hy__msg_free_local(sh, m);
+}
+
+int hy_proc_list(hy_pid *pids, size_t max, size_t *count)
+{
+    int rc;
+    struct hy_proc *p = cur_or(&rc);
+    if (!p)
+        return rc;
+    if ((!pids && max) || !count)
+        return HY_EINVAL;
+    struct hy_shard *sh = p->shard;
+    size_t total = 0;
+    for (unsigned s = 0; s < hy__rt.nshards; s++) {
+        size_t room = total < max ? max - total : 0;
+        if (s == sh->id) {
+            total += collect(sh, pids ? pids + (total < max ? total : max) : NULL, room);
+            continue;
+        }
+        hy_ref ref;
+        hy_ref_make(&ref);
+        struct list_req lr = {room};
+        struct hy_msg *m;
+        if ((rc = hy__msg_alloc(sh, sizeof(lr), &m)) != 0)
+            return rc;
+        memcpy(m->data, &lr, sizeof(lr));
+        m->kind = HY_K_LIST_REQ;
+        m->ref = ref;
+        m->to = hy_pid_make(hy__rt.node_id, hy__rt.creation, (uint16_t)s, 0, 0);
+        hy__route(sh, m);
+        p->defer_exit++;
+        rc = hy_recv_ref(ref, &m, HY_INFINITY);
+        p->defer_exit--;
+        if (rc)
+            return rc;
+        size_t n;
+        memcpy(&n, m->data, sizeof(n));
+        size_t got = (m->size - sizeof(size_t)) / sizeof(hy_pid);
+        if (got > room)
+            got = room;
+        if (got)
+            memcpy(pids + total, m->data + sizeof(size_t), got * sizeof(hy_pid));
+        hy_msg_free(m);
+        total += n;
+    }
+    *count = total;
+    check_self(p);
+    return 0;
+}
+
+__attribute__((constructor)) static void signal_register(void)
+{
+    hy__kind_register(HY_K_EXIT, on_exit_sig);
+    hy__kind_register(HY_K_LINK, on_link);
+    hy__kind_register(HY_K_UNLINK, on_unlink);
+    hy__kind_register(HY_K_UNLINK_ACK, on_unlink_ack);
+    hy__kind_register(HY_K_MONITOR, on_monitor);
+    hy__kind_register(HY_K_DEMONITOR, on_demonitor);
+    hy__kind_register(HY_K_DOWN, on_down);
+    hy__kind_register(HY_K_ALIAS_MSG, on_alias_msg);
+    hy__kind_register(HY_K_INFO_REQ, on_info_req);
+    hy__kind_register(HY_K_LIST_REQ, on_list_req);
+    hy__on_proc_exit_hook = on_proc_exit;
+}

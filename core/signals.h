@@ -1,0 +1,197 @@
+/* Links, monitors, exit signals, trap_exit, aliases (Erlang/OTP semantics).
+ *
+ * Signals travel in the same per-shard-pair FIFO as messages, so between one
+ * sender and one receiver a message sent before a signal arrives before it,
+ * and a process's EXIT/DOWN arrive after every message it sent before dying.
+ * All of this holds whether the two processes share a shard or not.
+ *
+ * Exit signals (from hy_exit_pid() or from a linked process ending):
+ *  - to a process that does not trap exits: reason normal is ignored (unless
+ *    the process sends it to itself); any other reason ends the process with
+ *    that reason;
+ *  - to a process that traps exits: the signal becomes a message with tag
+ *    HY_TAG_EXIT whose payload is a struct hy_exit_info;
+ *  - hy_exit_pid(pid, kill) ends the target even when it traps, with reason
+ *    killed; a process that died that way propagates killed (not kill) to its
+ *    links, so kill does not cascade as kill.
+ * A signal takes effect at the target's next runtime call (its preemption
+ * point). A process that never calls the runtime cannot be reached: that is
+ * the stall detector's case (runtime.h), not a silent hang.
+ */
+#ifndef HY_CORE_SIGNALS_H
+#define HY_CORE_SIGNALS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "msg.h"
+#include "pid.h"
+#include "proc.h"
+
+#define HY_TAG_EXIT (HY_TAG_SYSTEM | 0x45584954ull) /* payload: struct hy_exit_info */
+#define HY_TAG_DOWN (HY_TAG_SYSTEM | 0x444f574eull) /* payload: struct hy_down_info */
+
+#define HY_NAME_MAX 64 /* registered names, NUL included */
+
+/* Payload of an HY_TAG_EXIT message (trap_exit). */
+struct hy_exit_info {
+    hy_pid from;
+    struct hy_reason reason;
+};
+
+/* Payload of an HY_TAG_DOWN message; the message's ref field is the monitor
+ * reference too. */
+struct hy_down_info {
+    hy_ref ref;
+    hy_pid pid;                 /* the monitored process (HY_PID_NONE if it never existed by name) */
+    char name[HY_NAME_MAX];     /* the name, when monitored by name; "" otherwise */
+    struct hy_reason reason;
+};
+
+/* Links the caller and pid (bidirectional; linking twice is one link;
+ * linking yourself does nothing). If pid is dead or unknown: a caller that
+ * does not trap exits gets HY_ENOPROC; a trapping caller gets 0 and an
+ * {EXIT, pid, noproc} message (OTP 25). Across shards the call waits for the
+ * target's shard to answer. Errors: HY_ENOPROC, HY_ENOTPROC, HY_ENOMEM.
+ * Context: a process. */
+int hy_link(hy_pid pid);
+
+/* Removes the link with pid in both directions. Once it returns, no exit
+ * signal due to that link reaches the caller, even one already in flight
+ * (OTP 23's unlink-id exchange). Unlinking a pid that is not linked is not
+ * an error. Errors: HY_ENOTPROC. Context: a process. */
+int hy_unlink(hy_pid pid);
+
+/* Sends an exit signal with reason (copied) to pid, handled by the target
+ * as described above; to a dead pid it is dropped. Sending to yourself acts
+ * at once (this call does not return unless the signal is ignored or
+ * trapped). Errors: HY_ENOTSHARD. Context: a process or shard callback. */
+int hy_exit_pid(hy_pid pid, struct hy_reason reason);
+
+/* Sets the calling process's trap_exit flag; *old (may be NULL) gets the
+ * previous value. Errors: HY_ENOTPROC. Context: a process. */
+int hy_trap_exit(bool on, bool *old);
+
+/* Monitors pid: when it ends (or at once, with reason noproc, if it is dead
+ * or unknown) the caller receives one HY_TAG_DOWN message carrying *ref.
+ * Monitoring yourself returns a reference and never fires (as OTP).
+ * Errors: HY_ENOTPROC, HY_ENOMEM. Context: a process. */
+int hy_monitor(hy_pid pid, hy_ref *ref);
+
+/* Monitors the process registered as name now; the DOWN carries the name.
+ * An unregistered name gives DOWN noproc at once. Errors: as hy_monitor,
+ * HY_EINVAL (name NULL, empty or too long). */
+int hy_monitor_name(const char *name, hy_ref *ref);
+
+/* Removes monitor ref. Afterwards no DOWN for ref is placed in the caller's
+ * mailbox; with flush, one already queued is removed too. Returns 0 also
+ * when the monitor already fired or never existed.
+ * Errors: HY_ENOTPROC. Context: a process. */
+int hy_demonitor(hy_ref ref, bool flush);
+
+/* ---- names ---------------------------------------------------------------- */
+
+/* Registers the caller (or pid, which must be a live process of this node)
+ * under name. One name per process, one process per name; the name is
+ * removed when the process exits.
+ * Errors: HY_EEXIST (name taken, or the process already has a name),
+ * HY_ENOPROC (pid dead), HY_EINVAL (bad name), HY_ENOTPROC.
+ * Context: a process (the table is changed by messages to its owner shard 0;
+ * the call waits for the answer). */
+int hy_register(const char *name, hy_pid pid);
+
+/* Removes name. Errors: HY_ENONAME (not registered), HY_EINVAL, HY_ENOTPROC. */
+int hy_unregister(const char *name);
+
+/* Looks name up. Errors: HY_ENONAME, HY_EINVAL, HY_ENOTSHARD.
+ * Context: any shard thread; lock-free (names are read-mostly and published
+ * with RCU-style quiescent-state reclamation). */
+int hy_whereis(const char *name, hy_pid *out);
+
+/* Sends to the process registered as name; the name is resolved here, at the
+ * sender, so order between a sender and a receiver is the same whether it is
+ * addressed by name or by pid. Errors: HY_ENONAME, and hy_send's. */
+int hy_send_name(const char *name, uint64_t tag, const void *data, size_t len);
+
+/* Copies up to max registered names (each HY_NAME_MAX bytes) into names and
+ * their pids into pids (may be NULL); returns the number registered (may be
+ * more than max) in *count. Errors: HY_EINVAL, HY_ENOTSHARD. */
+int hy_registered(char (*names)[HY_NAME_MAX], hy_pid *pids, size_t max, size_t *count);
+
+/* ---- aliases (OTP 24) -------------------------------------------------------- */
+
+/* An alias routes messages to the process that created it while active. */
+typedef struct hy_alias {
+    hy_pid pid;
+    hy_ref ref;
+} hy_alias;
+
+#define HY_ALIAS_REPLY_ONCE 1u /* deactivated by the first message through it */
+
+/* Creates an alias of the calling process. Its ref is also the receive
+ * marker (hy_recv_ref(alias.ref) skips older messages). Messages sent
+ * through it carry ref = alias.ref. Errors: HY_ENOTPROC, HY_ENOMEM, HY_EINVAL. */
+int hy_alias_create(unsigned flags, hy_alias *out);
+
+/* Sends through an alias; dropped silently if the alias is not active when
+ * the message arrives. Errors: as hy_send. */
+int hy_alias_send(hy_alias a, uint64_t tag, const void *data, size_t len);
+
+/* Deactivates an alias of the caller: later messages through it are
+ * dropped. Errors: HY_ENOENT (not an active alias of the caller), HY_ENOTPROC. */
+int hy_alias_deactivate(hy_alias a);
+
+/* ---- process information --------------------------------------------------------- */
+
+enum hy_proc_status {
+    HY_STATUS_RUNNABLE = 0,
+    HY_STATUS_RUNNING,
+    HY_STATUS_WAITING,
+    HY_STATUS_EXITING,
+};
+
+struct hy_proc_info {
+    hy_pid pid;
+    int status;               /* enum hy_proc_status */
+    char name[HY_NAME_MAX];   /* "" when not registered */
+    size_t mailbox_len;       /* all queued messages */
+    size_t nlinks;            /* active links */
+    size_t nmonitors;         /* monitors this process holds on others */
+    size_t nmonitored_by;     /* monitors others hold on it */
+    bool trap_exit;
+    uint64_t reductions;      /* times scheduled */
+    size_t memory;            /* bytes: record, stack in use, mailbox, arena */
+    hy_pid links[16];         /* first min(nlinks, 16) linked pids */
+};
+
+/* Fills *info for pid (a process of this node). Across shards the call asks
+ * the owning shard and waits. Errors: HY_ENOPROC (dead or unknown),
+ * HY_ENOTPROC, HY_EINVAL. Context: a process. */
+int hy_proc_info(hy_pid pid, struct hy_proc_info *info);
+
+/* Lists the pids of every live process of the node (up to max into pids);
+ * *count gets the total. Errors: HY_ENOTPROC, HY_EINVAL, HY_ENOMEM.
+ * Context: a process. */
+int hy_proc_list(hy_pid *pids, size_t max, size_t *count);
+
+/* ---- crash isolation ------------------------------------------------------------ */
+/*
+ * A fault in a process's own code — SIGSEGV, SIGBUS, SIGFPE, SIGILL, or a
+ * stack overflow into its guard page (the compact stack has one too) — ends
+ * that process with reason crash (code = signal number, addr = faulting
+ * address, text = signal name); its links and monitors are told as for any
+ * exit and the shard goes on running its other processes. The handler runs
+ * on a 64 KiB+ alternate stack per shard and resumes the scheduler with the
+ * signal mask restored, so the next fault is caught as well.
+ *
+ * What this protects against: a bug that faults inside one process (NULL
+ * dereference, division by zero, runaway recursion, a wild read).
+ * What it cannot: memory the process corrupted before it faulted (other
+ * processes' data, the allocator's state), faults while the shard is inside
+ * the runtime or libc (the shard's "in runtime" flag, or a faulting address
+ * in libc: the node prints a diagnostic and aborts, since locks may be held
+ * and state half-changed), abort() and failed assert()s (not caught), and
+ * a process that never calls the runtime (the stall detector's case).
+ */
+
+#endif /* HY_CORE_SIGNALS_H */
