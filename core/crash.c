@@ -125,7 +125,7 @@ static void on_fault(int sig, siginfo_t *si, void *ucv)
     struct hy_proc *p = sh ? sh->current : NULL;
     if (!sh)
         die(sig, si, "outside any shard");
-    if (!p || sh->in_runtime)
+    if (!p || sh->in_runtime || p->in_rt)
         die(sig, si, "while the shard was inside the Hydra runtime");
     if (pc_in_libc(fault_pc(ucv)))
         die(sig, si, "inside the C library, called from a process");

@@ -60,7 +60,7 @@ static int refill_small(struct hy_shard *sh, unsigned cls)
     return 0;
 }
 
-int hy__msg_alloc(struct hy_shard *sh, size_t len, struct hy_msg **out)
+static int msg_alloc_body(struct hy_shard *sh, size_t len, struct hy_msg **out)
 {
     if (len > hy__rt.cfg.max_message_size)
         return HY_EMSGSIZE;
@@ -125,7 +125,7 @@ static void free_home(struct hy_shard *sh, struct hy_msg *m)
     pool->nfree++;
 }
 
-void hy__msg_free_local(struct hy_shard *sh, struct hy_msg *m)
+static void msg_free_body(struct hy_shard *sh, struct hy_msg *m)
 {
     unsigned home = m->home;
     if (home == sh->id) {
@@ -194,6 +194,21 @@ void hy__msg_pools_fini(struct hy_shard *sh)
         sh->pools[c].free = NULL;
 }
 
+int hy__msg_alloc(struct hy_shard *sh, size_t len, struct hy_msg **out)
+{
+    HY_RT_ENTER(sh);
+    int rc = msg_alloc_body(sh, len, out);
+    HY_RT_LEAVE();
+    return rc;
+}
+
+void hy__msg_free_local(struct hy_shard *sh, struct hy_msg *m)
+{
+    HY_RT_ENTER(sh);
+    msg_free_body(sh, m);
+    HY_RT_LEAVE();
+}
+
 /* ---- public buffer API ----------------------------------------------- */
 
 int hy_msg_alloc(size_t len, struct hy_msg **out)
@@ -237,7 +252,7 @@ static inline void drop_dead(struct hy_shard *sh, struct hy_msg *m)
     hy__msg_free_local(sh, m);
 }
 
-void hy__route(struct hy_shard *sh, struct hy_msg *m)
+static void route_body(struct hy_shard *sh, struct hy_msg *m)
 {
     hy_pid to = m->to;
     if (hy_pid_node(to) != hy__rt.node_id) {
@@ -263,6 +278,13 @@ void hy__route(struct hy_shard *sh, struct hy_msg *m)
     if (m->kind == HY_K_MSG)
         stat_add(&sh->st.msgs_sent_cross, 1);
     hy__mesh_push(sh, dst, (uintptr_t)m);
+}
+
+void hy__route(struct hy_shard *sh, struct hy_msg *m)
+{
+    HY_RT_ENTER(sh);
+    route_body(sh, m);
+    HY_RT_LEAVE();
 }
 
 static hy__kind_fn kind_table[HY_K_MAX + 1];

@@ -119,6 +119,7 @@ struct hy_proc {
     uint8_t exit_pending;      /* a signal asked it to die at its next runtime call */
     uint8_t wait_msg;          /* WAITING for a message (not a plain sleep) */
     uint8_t defer_exit;        /* exit signals wait until this is cleared (blocking calls) */
+    uint8_t in_rt;             /* > 0 while runtime code runs on its behalf (crash.c) */
     int32_t budget;            /* reductions left in this slice */
 
     /* mailbox: singly linked FIFO; tailp points at the last link field */
@@ -206,6 +207,7 @@ struct hy_shard {
 
     struct hy_proc *rq_head, *rq_tail;
     uint32_t rq_len;
+    uint32_t handoffs;        /* direct process-to-process switches this batch */
 
     /* process table */
     struct hy__slot *slot_chunks[HY_SLOT_MAX_CHUNKS];
@@ -303,6 +305,18 @@ static inline struct hy_proc *hy__current(void)
     return sh ? sh->current : NULL;
 }
 
+/* Brackets runtime code run from a process: a fault inside is not the
+ * process's own and aborts the node (crash.c). Nests. */
+#define HY_RT_ENTER(sh)                                                                  \
+    struct hy_proc *hy__rt_p = (sh)->current;                                            \
+    if (hy__rt_p)                                                                        \
+    hy__rt_p->in_rt++
+#define HY_RT_LEAVE()                                                                    \
+    do {                                                                                 \
+        if (hy__rt_p)                                                                    \
+            hy__rt_p->in_rt--;                                                           \
+    } while (0)
+
 /* ---- sched.c ------------------------------------------------------------ */
 void hy__sched_loop(struct hy_shard *sh);
 void hy__sched_make_ready(struct hy_shard *sh, struct hy_proc *p);
@@ -366,6 +380,11 @@ void hy__stack_trim(struct hy_shard *sh);
 void hy__stack_switch_in(struct hy_shard *sh, struct hy_proc *p);
 /* Switches from the current process p back to the scheduler. */
 void hy__stack_switch_out(struct hy_shard *sh, struct hy_proc *p);
+/* Gives a guarded process its stack and initial context if it has none yet;
+ * false when no stack could be had. */
+bool hy__stack_ready(struct hy_shard *sh, struct hy_proc *p);
+/* Switches from the running process `from` straight into guarded `to`. */
+void hy__stack_switch_direct(struct hy_shard *sh, struct hy_proc *from, struct hy_proc *to);
 void hy__stack_release(struct hy_shard *sh, struct hy_proc *p);
 
 /* ---- timer.c ------------------------------------------------------------ */

@@ -208,6 +208,29 @@ void hy__stack_release(struct hy_shard *sh, struct hy_proc *p)
 
 /* ---- switching ----------------------------------------------------------- */
 
+bool hy__stack_ready(struct hy_shard *sh, struct hy_proc *p)
+{
+    if (p->stack)
+        return true;
+    p->stack = hy__stack_get(sh, p->stack_size);
+    if (!p->stack)
+        return false;
+    p->sp = hy__ctx_make((char *)p->stack->lo + p->stack->size, hy__proc_entry, p);
+    return true;
+}
+
+void hy__stack_switch_direct(struct hy_shard *sh, struct hy_proc *from, struct hy_proc *to)
+{
+    (void)sh;
+#ifdef HY_ASAN
+    __sanitizer_start_switch_fiber(&from->asan_fake, to->stack->lo, to->stack->size);
+    hy__ctx_switch(&from->sp, to->sp);
+    __sanitizer_finish_switch_fiber(from->asan_fake, NULL, NULL);
+#else
+    hy__ctx_switch(&from->sp, to->sp);
+#endif
+}
+
 void hy__stack_switch_in(struct hy_shard *sh, struct hy_proc *p)
 {
     void *lo;
@@ -228,16 +251,12 @@ void hy__stack_switch_in(struct hy_shard *sh, struct hy_proc *p)
         lo = sh->compact_lo;
         size = (size_t)((char *)sh->compact_hi - (char *)sh->compact_lo);
     } else {
-        if (!p->stack) {
-            p->stack = hy__stack_get(sh, p->stack_size);
-            if (!p->stack) {
-                /* No memory for a stack: the process dies before running. */
-                p->sp = NULL;
-                p->state = HY_P_DEAD;
-                p->reason = hy_reason_user(0, "no memory for a stack");
-                return;
-            }
-            p->sp = hy__ctx_make((char *)p->stack->lo + p->stack->size, hy__proc_entry, p);
+        if (!hy__stack_ready(sh, p)) {
+            /* No memory for a stack: the process dies before running. */
+            p->sp = NULL;
+            p->state = HY_P_DEAD;
+            p->reason = hy_reason_user(0, "no memory for a stack");
+            return;
         }
         lo = p->stack->lo;
         size = p->stack->size;
