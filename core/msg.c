@@ -487,7 +487,7 @@ int hy__recv_generic(int (*match)(const struct hy_msg *, void *), void *arg, str
                 p->mb_len--;
                 m->next = NULL;
                 if (armed)
-                    hy__wheel_del(&sh->wheel, &p->wait_timer.wt);
+                    hy__wait_disarm(sh, p);
                 stat_add(&sh->st.msgs_received, 1);
                 *out = m;
                 return 0;
@@ -501,15 +501,15 @@ int hy__recv_generic(int (*match)(const struct hy_msg *, void *), void *arg, str
         if (!armed && timeout_ns > 0) {
             armed = true;
             p->timed_out = 0;
-            hy__wheel_add(&sh->wheel, &p->wait_timer.wt, hy_now_ns() + (uint64_t)timeout_ns);
+            hy__wait_arm(sh, p, (uint64_t)timeout_ns);
         }
         p->state = HY_P_WAITING;
         p->wait_msg = 1;
         hy__sched_switch_out(p);
         p->wait_msg = 0;
-        if (p->exit_pending) {
-            if (armed && hy__wtimer_armed(&p->wait_timer.wt))
-                hy__wheel_del(&sh->wheel, &p->wait_timer.wt);
+        if (p->exit_pending && !p->defer_exit) {
+            if (armed)
+                hy__wait_disarm(sh, p);
             hy__proc_exit_current(p, p->exit_reason_pending);
         }
     }

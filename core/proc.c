@@ -356,8 +356,7 @@ void hy__proc_reap(struct hy_shard *sh, struct hy_proc *p)
     if (hy__on_proc_exit_hook)
         hy__on_proc_exit_hook(sh, p);
     hy__timer_proc_exit(sh, p);
-    if (hy__wtimer_armed(&p->wait_timer.wt))
-        hy__wheel_del(&sh->wheel, &p->wait_timer.wt);
+    hy__wait_disarm(sh, p);
     hy__mailbox_drop_all(sh, p);
     arena_free_all(p);
     hy__stack_release(sh, p);

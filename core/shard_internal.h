@@ -103,6 +103,12 @@ struct hy__wait_timer {
     struct hy_wtimer wt;
     int type;               /* HY_WT_WAIT */
     struct hy_proc *proc;
+    /* Lazy arming: a blocked process waits on the shard's arm list with a
+     * relative timeout until the end of the turn, when the clock (read once
+     * per turn anyway) gives its deadline. A wait that ends within the turn
+     * never reads the clock nor touches the wheel. */
+    struct hy__wait_timer *arm_next, **arm_pprev;
+    uint64_t rel_ns;
 };
 
 struct hy_proc {
@@ -240,6 +246,7 @@ struct hy_shard {
     _Alignas(HY_CACHE_LINE) uint64_t now;     /* clock read once per turn */
 
     struct hy_wheel wheel;
+    struct hy__wait_timer *arm_list;          /* waits to arm at the end of the turn */
     uint64_t ref_counter;
 
     /* stacks */
@@ -392,6 +399,12 @@ void hy__timer_init_shard(struct hy_shard *sh);
 void hy__timer_fini_shard(struct hy_shard *sh);
 void hy__timer_expire(struct hy_shard *sh);
 void hy__timer_proc_exit(struct hy_shard *sh, struct hy_proc *p);
+/* Starts p's wait timeout (rel_ns from about now; never early). */
+void hy__wait_arm(struct hy_shard *sh, struct hy_proc *p, uint64_t rel_ns);
+/* Cancels p's wait timeout, armed or still pending. */
+void hy__wait_disarm(struct hy_shard *sh, struct hy_proc *p);
+/* Arms the pending waits at sh->now + their timeout (once per turn). */
+void hy__wait_arm_pending(struct hy_shard *sh);
 
 /* ---- signal.c ----------------------------------------------------------- */
 /* Marks p to exit with reason: at once if suspended (reaped by the

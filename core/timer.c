@@ -148,8 +148,49 @@ static void expire_cb(struct hy_wtimer *wt, void *arg)
     hy__route(sh, m);
 }
 
+void hy__wait_arm(struct hy_shard *sh, struct hy_proc *p, uint64_t rel_ns)
+{
+    struct hy__wait_timer *w = &p->wait_timer;
+    hy__wait_disarm(sh, p);
+    w->rel_ns = rel_ns;
+    w->arm_next = sh->arm_list;
+    if (w->arm_next)
+        w->arm_next->arm_pprev = &w->arm_next;
+    w->arm_pprev = &sh->arm_list;
+    sh->arm_list = w;
+}
+
+void hy__wait_disarm(struct hy_shard *sh, struct hy_proc *p)
+{
+    struct hy__wait_timer *w = &p->wait_timer;
+    if (w->arm_pprev) {
+        *w->arm_pprev = w->arm_next;
+        if (w->arm_next)
+            w->arm_next->arm_pprev = w->arm_pprev;
+        w->arm_pprev = NULL;
+        w->arm_next = NULL;
+    } else if (hy__wtimer_armed(&w->wt)) {
+        hy__wheel_del(&sh->wheel, &w->wt);
+    }
+}
+
+void hy__wait_arm_pending(struct hy_shard *sh)
+{
+    struct hy__wait_timer *w = sh->arm_list;
+    sh->arm_list = NULL;
+    while (w) {
+        struct hy__wait_timer *n = w->arm_next;
+        w->arm_next = NULL;
+        w->arm_pprev = NULL;
+        hy__wheel_add(&sh->wheel, &w->wt, sh->now + w->rel_ns);
+        w = n;
+    }
+}
+
 void hy__timer_expire(struct hy_shard *sh)
 {
+    if (sh->arm_list)
+        hy__wait_arm_pending(sh);
     hy__wheel_expire(&sh->wheel, sh->now, expire_cb, sh);
 }
 
@@ -368,14 +409,13 @@ int hy_sleep_ns(uint64_t ns)
     struct hy_shard *sh = p->shard;
     hy__charge(p);
     p->timed_out = 0;
-    hy__wheel_add(&sh->wheel, &p->wait_timer.wt, hy_now_ns() + ns);
+    hy__wait_arm(sh, p, ns);
     while (!p->timed_out) {
         p->state = HY_P_WAITING;
         p->wait_msg = 0;
         hy__sched_switch_out(p);
         if (p->exit_pending && !p->defer_exit) {
-            if (hy__wtimer_armed(&p->wait_timer.wt))
-                hy__wheel_del(&sh->wheel, &p->wait_timer.wt);
+            hy__wait_disarm(sh, p);
             hy__proc_exit_current(p, p->exit_reason_pending);
         }
     }
