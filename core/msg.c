@@ -24,10 +24,11 @@ static inline size_t class_bytes(unsigned cls) { return (size_t)128 << cls; }
 static inline unsigned class_of(size_t len)
 {
     size_t need = len + MSG_HDR;
-    unsigned c = 0;
-    while (c < BIG_CLASS && class_bytes(c) < need)
-        c++;
-    return c;
+    if (need <= 128)
+        return 0;
+    /* smallest c with 128 << c >= need */
+    unsigned c = (unsigned)(64 - __builtin_clzll((unsigned long long)(need - 1))) - 7;
+    return c < BIG_CLASS ? c : BIG_CLASS;
 }
 
 struct slab {

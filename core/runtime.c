@@ -17,7 +17,7 @@
 #include "shard_internal.h"
 
 struct hy__runtime hy__rt;
-_Thread_local struct hy_shard *hy__tls_shard;
+_Thread_local struct hy_shard *hy__tls_shard __attribute__((tls_model("initial-exec")));
 
 static pthread_mutex_t lifecycle_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic uint32_t creation_seed;

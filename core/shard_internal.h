@@ -303,7 +303,9 @@ struct hy__runtime {
 };
 
 extern struct hy__runtime hy__rt;
-extern _Thread_local struct hy_shard *hy__tls_shard;
+/* initial-exec: one %fs-relative load, also from the shared library (Hydra is
+ * linked at start-up, not dlopen'ed after threads exist) */
+extern _Thread_local struct hy_shard *hy__tls_shard __attribute__((tls_model("initial-exec")));
 
 static inline struct hy_shard *hy__shard(void) { return hy__tls_shard; }
 static inline struct hy_proc *hy__current(void)
