@@ -16,4 +16,6 @@
 #include "timer.h"
 #include "topology.h"
 
+#include "gen_server.h"
+
 #endif /* HY_HYDRA_H */

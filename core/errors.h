@@ -38,7 +38,10 @@
     X(ENOTSHARD, -1005, "must be called from a shard thread")                            \
     X(EMAILBOX, -1006, "receiver's mailbox is full")                                     \
     X(ENONAME, -1007, "no process registered under that name")                           \
-    X(EEXIT, -1008, "process exited")
+    X(EEXIT, -1008, "process exited")                                                    \
+    X(EIGNORED, -1009, "start was ignored by the process's init")                          \
+    X(ESTOPPED, -1010, "the process's init failed (returned stop or crashed)")             \
+    X(ESHUTDOWN, -1011, "the supervisor is shutting down or gave up")
 
 enum hy_error {
 #define HY_ERR_ENUM_(name, value, msg) HY_##name = (value),

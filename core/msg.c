@@ -311,7 +311,9 @@ void hy__dispatch(struct hy_shard *sh, struct hy_msg *m)
 
 void hy__mailbox_append(struct hy_shard *sh, struct hy_proc *p, struct hy_msg *m)
 {
-    if (p->mb_max && p->mb_len >= p->mb_max) {
+    /* Runtime replies (system tags) are exempt: the process may be blocked
+     * in the call that waits for them (spawn, timer, blocking call). */
+    if (p->mb_max && p->mb_len >= p->mb_max && !(m->tag & HY_TAG_SYSTEM)) {
         if (p->mailbox_policy == HY_MAILBOX_KILL && !p->exit_pending) {
             p->exit_pending = 1;
             p->exit_reason_pending = hy_reason_user(0, "mailbox_overflow");
@@ -356,12 +358,13 @@ void hy__mailbox_drop_all(struct hy_shard *sh, struct hy_proc *p)
 
 /* ---- send -------------------------------------------------------------- */
 
-static int send_common(hy_pid to, uint64_t tag, hy_ref ref, const void *data, size_t len)
+static int send_common(hy_pid to, uint64_t tag, hy_ref ref, const void *data, size_t len,
+                       bool sys)
 {
     struct hy_shard *sh = hy__shard();
     if (!sh)
         return HY_ENOTSHARD;
-    if ((tag & HY_TAG_SYSTEM) || (!data && len))
+    if (((tag & HY_TAG_SYSTEM) && !sys) || (!data && len))
         return HY_EINVAL;
     struct hy_msg *m;
     int rc = hy__msg_alloc(sh, len, &m);
@@ -381,12 +384,17 @@ static int send_common(hy_pid to, uint64_t tag, hy_ref ref, const void *data, si
 
 int hy_send(hy_pid to, uint64_t tag, const void *data, size_t len)
 {
-    return send_common(to, tag, HY_REF_NONE, data, len);
+    return send_common(to, tag, HY_REF_NONE, data, len, false);
 }
 
 int hy_send_ref(hy_pid to, uint64_t tag, hy_ref ref, const void *data, size_t len)
 {
-    return send_common(to, tag, ref, data, len);
+    return send_common(to, tag, ref, data, len, false);
+}
+
+int hy_send_sys(hy_pid to, uint64_t tag, hy_ref ref, const void *data, size_t len)
+{
+    return send_common(to, tag, ref, data, len, true);
 }
 
 int hy_msg_send(hy_pid to, struct hy_msg *m)
@@ -476,6 +484,8 @@ int hy__recv_generic(int (*match)(const struct hy_msg *, void *), void *arg, str
     hy__charge(p);
     struct hy_msg **link = (from_mark && p->mark) ? p->mark : &p->mb_head;
     bool armed = false;
+    /* a timeout that fired in the turn a message woke us is stale here */
+    p->timed_out = 0;
     for (;;) {
         struct hy_msg *m;
         while ((m = *link) != NULL) {

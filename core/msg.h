@@ -62,6 +62,11 @@ int hy_send(hy_pid to, uint64_t tag, const void *data, size_t len);
 /* As hy_send(), with a reference carried in the message (replies). */
 int hy_send_ref(hy_pid to, uint64_t tag, hy_ref ref, const void *data, size_t len);
 
+/* As hy_send_ref(), but tag may carry HY_TAG_SYSTEM. Reserved for
+ * behaviours (otp/: GenServer's call/cast/stop protocol) that need tags no
+ * user message can forge. Errors: as hy_send. */
+int hy_send_sys(hy_pid to, uint64_t tag, hy_ref ref, const void *data, size_t len);
+
 /* Allocates a message whose payload (len bytes, uninitialised) the caller
  * fills before hy_msg_send(): zero-copy send. Returns owned in *out.
  * Errors: HY_EMSGSIZE, HY_ENOMEM, HY_ENOTSHARD. Context: a shard thread. */

@@ -146,6 +146,27 @@ static struct mon_out *mout_find(struct hy__psig *s, hy_ref ref)
     return NULL;
 }
 
+static int alias_add(struct hy_proc *p, hy_ref ref, bool once)
+{
+    struct hy__psig *s = psig(p);
+    if (!s || grow((void **)&s->aliases, s->naliases, &s->capaliases, sizeof(*s->aliases)))
+        return HY_ENOMEM;
+    s->aliases[s->naliases++] = (struct alias_ent){ref, once};
+    return 0;
+}
+
+static void alias_remove(struct hy__psig *s, hy_ref ref)
+{
+    if (!s)
+        return;
+    for (uint32_t i = 0; i < s->naliases; i++) {
+        if (hy_ref_eq(s->aliases[i].ref, ref)) {
+            s->aliases[i] = s->aliases[--s->naliases];
+            return;
+        }
+    }
+}
+
 static int min_add(struct hy_proc *p, hy_ref ref, hy_pid watcher, const char *name)
 {
     struct hy__psig *s = psig(p);
@@ -385,6 +406,7 @@ static void on_down(struct hy_shard *sh, struct hy_msg *m)
         return;
     }
     *mo = p->sig->mout[--p->sig->nmout];
+    alias_remove(p->sig, m->ref);
     m->kind = HY_K_MSG;
     m->tag = HY_TAG_DOWN;
     hy__mailbox_append(sh, p, m);
@@ -591,7 +613,8 @@ int hy_trap_exit(bool on, bool *old)
     return 0;
 }
 
-static int monitor_common(struct hy_proc *p, hy_pid pid, const char *name, hy_ref *out)
+static int monitor_common(struct hy_proc *p, hy_pid pid, const char *name, unsigned flags,
+                          hy_ref *out)
 {
     struct hy_shard *sh = p->shard;
     hy__charge(p);
@@ -599,6 +622,8 @@ static int monitor_common(struct hy_proc *p, hy_pid pid, const char *name, hy_re
     hy_ref_make(&ref);
     if (out)
         *out = ref;
+    if ((flags & HY_MONITOR_ALIAS) && alias_add(p, ref, true))
+        return HY_ENOMEM;
     if (hy_pid_eq(pid, p->pid))
         return 0; /* OTP: a monitor on yourself never fires */
     if (hy_pid_is_none(pid)) {
@@ -627,7 +652,18 @@ int hy_monitor(hy_pid pid, hy_ref *ref)
     struct hy_proc *p = cur_or(&rc);
     if (!p)
         return rc;
-    return monitor_common(p, pid, NULL, ref);
+    return monitor_common(p, pid, NULL, 0, ref);
+}
+
+int hy_monitor_opt(hy_pid pid, unsigned flags, hy_ref *ref)
+{
+    int rc;
+    struct hy_proc *p = cur_or(&rc);
+    if (!p)
+        return rc;
+    if (flags & ~HY_MONITOR_ALIAS)
+        return HY_EINVAL;
+    return monitor_common(p, pid, NULL, flags, ref);
 }
 
 int hy_monitor_name(const char *name, hy_ref *ref)
@@ -640,7 +676,7 @@ int hy_monitor_name(const char *name, hy_ref *ref)
         return HY_EINVAL;
     hy_pid pid = HY_PID_NONE;
     hy__name_lookup(name, &pid);
-    return monitor_common(p, pid, name, ref);
+    return monitor_common(p, pid, name, 0, ref);
 }
 
 static int is_down_for(const struct hy_msg *m, void *arg)
@@ -655,6 +691,7 @@ int hy_demonitor(hy_ref ref, bool flush)
     if (!p)
         return rc;
     hy__charge(p);
+    alias_remove(p->sig, ref);
     struct mon_out *mo = mout_find(p->sig, ref);
     if (mo) {
         hy_pid target = mo->target;

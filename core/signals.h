@@ -78,6 +78,19 @@ int hy_trap_exit(bool on, bool *old);
  * Errors: HY_ENOTPROC, HY_ENOMEM. Context: a process. */
 int hy_monitor(hy_pid pid, hy_ref *ref);
 
+/* Monitor options (hy_monitor_opt). */
+#define HY_MONITOR_ALIAS 1u /* the monitor's ref is also a reply-once alias of the
+                             * caller (OTP's {alias, reply_demonitor}): a message
+                             * sent through {caller, ref} with hy_alias_send is
+                             * delivered once; hy_demonitor or the DOWN deactivate it */
+
+/* hy_monitor() with options (flags: HY_MONITOR_ALIAS). A GenServer call
+ * uses it: the reply and the DOWN carry the same ref, so one hy_recv_ref
+ * (with the receive marker) waits for either, and a reply arriving after
+ * a timeout is dropped instead of landing in the mailbox.
+ * Errors: as hy_monitor, HY_EINVAL (unknown flags). */
+int hy_monitor_opt(hy_pid pid, unsigned flags, hy_ref *ref);
+
 /* Monitors the process registered as name now; the DOWN carries the name.
  * An unregistered name gives DOWN noproc at once. Errors: as hy_monitor,
  * HY_EINVAL (name NULL, empty or too long). */

@@ -295,7 +295,8 @@ int hy_send_after(uint64_t ns, hy_pid to, uint64_t tag, const void *data, size_t
     struct hy_proc *p = hy__current();
     if (!p)
         return HY_ENOTPROC;
-    if ((tag & HY_TAG_SYSTEM) || (flags & ~HY_TIMER_TIED) || (!data && len))
+    if (((tag & HY_TAG_SYSTEM) && !(flags & HY_TIMER_SYSTEM_TAG)) ||
+        (flags & ~(HY_TIMER_TIED | HY_TIMER_SYSTEM_TAG)) || (!data && len))
         return HY_EINVAL;
     struct hy_shard *sh = p->shard;
     uint64_t expire = hy_now_ns() + ns;

@@ -19,6 +19,8 @@
 #include "pid.h"
 
 #define HY_TIMER_TIED 1u
+/* The tag may carry HY_TAG_SYSTEM: reserved for behaviours (cast_after). */
+#define HY_TIMER_SYSTEM_TAG 2u
 
 /* After ns nanoseconds, sends {tag, data[len]} (copied now) to `to`. The
  * reference of the timer is written to *out (may be NULL).

@@ -1,0 +1,364 @@
+/* GenServer: the server loop, start with init acknowledgement, call with a
+ * monitor-alias, cast, stop. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "errors.h"
+#include "gen_server.h"
+#include "log.h"
+#include "timer.h"
+
+#define CALL_BIT (1ull << 62)
+#define CAST_BIT (1ull << 61)
+#define TAG_CALL(t) (HY_TAG_SYSTEM | CALL_BIT | (t))
+#define TAG_CAST(t) (HY_TAG_SYSTEM | CAST_BIT | (t))
+#define TAG_MASK (HY_GS_TAG_MAX - 1)
+#define TAG_STOP (HY_TAG_SYSTEM | 0x47535354ull)     /* payload: struct hy_reason */
+#define TAG_INIT_ACK (HY_TAG_SYSTEM | 0x47534941ull) /* payload: struct init_ack */
+
+struct hy_gs {
+    const struct hy_gen_server_ops *ops;
+    void *state;
+    hy_pid parent;
+    struct hy_reason stop_reason;
+    bool cont_pending;
+    uint64_t cont_tag;
+};
+
+struct start_args {
+    const struct hy_gen_server_ops *ops;
+    void *arg;
+    size_t arg_size;
+    hy_pid parent;
+    hy_ref ack_ref;
+    bool linked;
+    char name[HY_NAME_MAX];
+    unsigned char arg_copy[] __attribute__((aligned(16)));
+};
+
+struct init_ack {
+    int rc;
+    hy_pid pid;
+    struct hy_reason reason;
+};
+
+void *hy_gs_state(struct hy_gs *gs)
+{
+    return gs->state;
+}
+
+void hy_gs_set_state(struct hy_gs *gs, void *state)
+{
+    gs->state = state;
+}
+
+void hy_gs_stop(struct hy_gs *gs, struct hy_reason reason)
+{
+    gs->stop_reason = reason;
+}
+
+void hy_gs_continue(struct hy_gs *gs, uint64_t tag)
+{
+    gs->cont_pending = true;
+    gs->cont_tag = tag;
+}
+
+hy_pid hy_gs_parent(struct hy_gs *gs)
+{
+    return gs->parent;
+}
+
+static void ack(const struct start_args *sa, int rc, hy_pid pid, struct hy_reason reason)
+{
+    struct init_ack a = {rc, pid, reason};
+    hy_send_sys(sa->parent, TAG_INIT_ACK, sa->ack_ref, &a, sizeof(a));
+}
+
+static __attribute__((noreturn)) void terminate_and_exit(struct hy_gs *gs, struct hy_reason r)
+{
+    if (gs->ops->terminate)
+        gs->ops->terminate(gs, &r);
+    hy_exit(r);
+    abort(); /* hy_exit does not return in a process */
+}
+
+/* Runs the callback result: stop if asked. */
+static void after(struct hy_gs *gs, int res)
+{
+    if (res == HY_GS_STOP)
+        terminate_and_exit(gs, gs->stop_reason);
+    while (gs->cont_pending) {
+        gs->cont_pending = false;
+        int r = gs->ops->handle_continue ? gs->ops->handle_continue(gs, gs->cont_tag) : HY_GS_OK;
+        if (r == HY_GS_STOP)
+            terminate_and_exit(gs, gs->stop_reason);
+    }
+}
+
+static void server_main(void *a)
+{
+    struct start_args *sa = a;
+    struct hy_gs gs = {.ops = sa->ops, .parent = sa->parent};
+    gs.stop_reason = hy_reason_make(HY_REASON_NORMAL);
+    hy_pid self = hy_self();
+    void *arg = sa->arg_size ? (void *)sa->arg_copy : sa->arg;
+
+    if (sa->name[0]) {
+        int rc = hy_register(sa->name, self);
+        if (rc) {
+            hy_pid other = HY_PID_NONE;
+            hy_whereis(sa->name, &other);
+            if (sa->linked)
+                hy_unlink(sa->parent);
+            ack(sa, rc, other, hy_reason_make(HY_REASON_NORMAL));
+            return;
+        }
+    }
+    int res = gs.ops->init ? gs.ops->init(&gs, arg) : HY_GS_OK;
+    if (res != HY_GS_OK) {
+        /* Like OTP 26's init_fail: unlink first, so the starter gets an error
+         * code rather than an exit signal. */
+        if (sa->linked)
+            hy_unlink(sa->parent);
+        struct hy_reason r = res == HY_GS_IGNORE ? hy_reason_make(HY_REASON_NORMAL) : gs.stop_reason;
+        ack(sa, res == HY_GS_IGNORE ? HY_EIGNORED : HY_ESTOPPED, self, r);
+        hy_exit(r);
+        return;
+    }
+    ack(sa, 0, self, hy_reason_make(HY_REASON_NORMAL));
+    after(&gs, HY_GS_OK);
+
+    for (;;) {
+        struct hy_msg *m;
+        if (hy_recv(&m, HY_INFINITY) != 0)
+            continue;
+        uint64_t tag = m->tag;
+        int r = HY_GS_OK;
+        if ((tag & (HY_TAG_SYSTEM | CALL_BIT)) == (HY_TAG_SYSTEM | CALL_BIT)) {
+            hy_gs_from from = {m->from, m->ref};
+            if (gs.ops->handle_call) {
+                r = gs.ops->handle_call(&gs, tag & TAG_MASK, m->data, m->size, from);
+            } else {
+                gs.stop_reason = hy_reason_user(0, "unexpected call");
+                r = HY_GS_STOP;
+            }
+        } else if ((tag & (HY_TAG_SYSTEM | CAST_BIT)) == (HY_TAG_SYSTEM | CAST_BIT)) {
+            if (gs.ops->handle_cast)
+                r = gs.ops->handle_cast(&gs, tag & TAG_MASK, m->data, m->size);
+        } else if (tag == TAG_STOP && m->size == sizeof(struct hy_reason)) {
+            memcpy(&gs.stop_reason, m->data, sizeof(struct hy_reason));
+            r = HY_GS_STOP;
+        } else if (tag == HY_TAG_EXIT && m->size == sizeof(struct hy_exit_info) &&
+                   hy_pid_eq(((const struct hy_exit_info *)m->data)->from, gs.parent)) {
+            /* the parent ended while we trap exits: terminate with its reason */
+            gs.stop_reason = ((const struct hy_exit_info *)m->data)->reason;
+            r = HY_GS_STOP;
+        } else if (gs.ops->handle_info) {
+            r = gs.ops->handle_info(&gs, m);
+        }
+        hy_msg_free(m);
+        after(&gs, r);
+    }
+}
+
+struct ack_match {
+    hy_ref ack_ref;
+    hy_ref mref;
+};
+
+static int is_ack_or_down(const struct hy_msg *m, void *arg)
+{
+    const struct ack_match *am = arg;
+    return (m->tag == TAG_INIT_ACK && hy_ref_eq(m->ref, am->ack_ref)) ||
+           (m->tag == HY_TAG_DOWN && hy_ref_eq(m->ref, am->mref));
+}
+
+static int start_common(const struct hy_gen_server_ops *ops, void *arg,
+                        const struct hy_gen_server_opts *opts, bool link, hy_pid *out)
+{
+    if (!hy_in_process())
+        return HY_ENOTPROC;
+    if (!ops)
+        return HY_EINVAL;
+    struct hy_gen_server_opts def = HY_GEN_SERVER_OPTS_INIT;
+    if (!opts)
+        opts = &def;
+    if (opts->name && (!*opts->name || strlen(opts->name) >= HY_NAME_MAX))
+        return HY_EINVAL;
+    size_t total = sizeof(struct start_args) + opts->arg_size;
+    struct start_args *sa = calloc(1, total);
+    if (!sa)
+        return HY_ENOMEM;
+    sa->ops = ops;
+    sa->arg = arg;
+    sa->arg_size = opts->arg_size;
+    sa->parent = hy_self();
+    sa->linked = link;
+    if (opts->name)
+        strcpy(sa->name, opts->name);
+    if (opts->arg_size)
+        memcpy(sa->arg_copy, arg, opts->arg_size);
+    hy_ref_make(&sa->ack_ref);
+
+    struct hy_spawn_opts so = HY_SPAWN_OPTS_INIT;
+    if (opts->spawn)
+        so = *opts->spawn;
+    so.shard = opts->shard;
+    so.link = link;
+    so.monitor = true;
+    hy_ref mref;
+    so.monitor_ref = &mref;
+    so.arg_size = total; /* the server gets its own copy of the start args */
+    hy_pid pid;
+    int rc = hy_spawn_opt(server_main, sa, &so, &pid);
+    struct ack_match am = {sa->ack_ref, mref};
+    free(sa);
+    if (rc)
+        return rc;
+    struct hy_msg *m;
+    int64_t to = opts->init_timeout_ns > 0 ? opts->init_timeout_ns : HY_INFINITY;
+    rc = hy_recv_match(is_ack_or_down, &am, &m, to);
+    if (rc == HY_ETIMEDOUT) {
+        if (link)
+            hy_unlink(pid);
+        hy_exit_pid(pid, hy_reason_make(HY_REASON_KILL));
+        hy_demonitor(mref, true);
+        /* an ack racing the timeout is dropped with the rest of the start */
+        while (hy_recv_match(is_ack_or_down, &am, &m, 0) == 0)
+            hy_msg_free(m);
+        return HY_ETIMEDOUT;
+    }
+    if (rc)
+        return rc;
+    if (m->tag == HY_TAG_DOWN) {
+        /* died before acknowledging (crash in init) */
+        struct hy_down_info d;
+        memcpy(&d, m->data, sizeof(d));
+        hy_msg_free(m);
+        if (opts->init_reason)
+            *opts->init_reason = d.reason;
+        return HY_ESTOPPED;
+    }
+    struct init_ack a;
+    memcpy(&a, m->data, sizeof(a));
+    hy_msg_free(m);
+    hy_demonitor(mref, true);
+    if (a.rc == HY_EEXIST) {
+        if (out)
+            *out = a.pid;
+        return HY_EEXIST;
+    }
+    if (a.rc) {
+        if (opts->init_reason)
+            *opts->init_reason = a.reason;
+        return a.rc;
+    }
+    if (out)
+        *out = pid;
+    return 0;
+}
+
+int hy_gen_server_start(const struct hy_gen_server_ops *ops, void *arg,
+                        const struct hy_gen_server_opts *opts, hy_pid *out)
+{
+    return start_common(ops, arg, opts, false, out);
+}
+
+int hy_gen_server_start_link(const struct hy_gen_server_ops *ops, void *arg,
+                             const struct hy_gen_server_opts *opts, hy_pid *out)
+{
+    return start_common(ops, arg, opts, true, out);
+}
+
+int hy_gen_server_call(hy_pid server, uint64_t tag, const void *data, size_t len,
+                       int64_t timeout_ns, struct hy_msg **reply, struct hy_reason *why)
+{
+    if (!hy_in_process())
+        return HY_ENOTPROC;
+    if (tag >= HY_GS_TAG_MAX || !reply)
+        return HY_EINVAL;
+    hy_ref ref;
+    int rc = hy_monitor_opt(server, HY_MONITOR_ALIAS, &ref);
+    if (rc)
+        return rc;
+    rc = hy_send_sys(server, TAG_CALL(tag), ref, data, len);
+    if (rc) {
+        hy_demonitor(ref, true);
+        return rc;
+    }
+    struct hy_msg *m;
+    rc = hy_recv_ref(ref, &m, timeout_ns);
+    if (rc) {
+        /* timed out: the alias goes with the monitor, a late reply is dropped */
+        hy_demonitor(ref, true);
+        return rc;
+    }
+    if (m->tag == HY_TAG_DOWN && m->size == sizeof(struct hy_down_info)) {
+        struct hy_down_info d;
+        memcpy(&d, m->data, sizeof(d));
+        hy_msg_free(m);
+        if (why)
+            *why = d.reason;
+        return d.reason.kind == HY_REASON_NOPROC ? HY_ENOPROC : HY_EEXIT;
+    }
+    hy_demonitor(ref, false);
+    *reply = m;
+    return 0;
+}
+
+int hy_gen_server_call_name(const char *name, uint64_t tag, const void *data, size_t len,
+                            int64_t timeout_ns, struct hy_msg **reply, struct hy_reason *why)
+{
+    hy_pid pid;
+    int rc = hy_whereis(name, &pid);
+    if (rc == HY_ENONAME)
+        return HY_ENOPROC;
+    if (rc)
+        return rc;
+    return hy_gen_server_call(pid, tag, data, len, timeout_ns, reply, why);
+}
+
+int hy_gen_server_reply(hy_gs_from from, uint64_t tag, const void *data, size_t len)
+{
+    return hy_alias_send(from, tag, data, len);
+}
+
+int hy_gen_server_cast(hy_pid server, uint64_t tag, const void *data, size_t len)
+{
+    if (tag >= HY_GS_TAG_MAX)
+        return HY_EINVAL;
+    return hy_send_sys(server, TAG_CAST(tag), HY_REF_NONE, data, len);
+}
+
+int hy_gen_server_cast_after(uint64_t ns, hy_pid server, uint64_t tag, const void *data,
+                             size_t len, hy_ref *timer)
+{
+    if (tag >= HY_GS_TAG_MAX)
+        return HY_EINVAL;
+    return hy_send_after(ns, server, TAG_CAST(tag), data, len, HY_TIMER_SYSTEM_TAG, timer);
+}
+
+int hy_gen_server_stop(hy_pid server, struct hy_reason reason, int64_t timeout_ns)
+{
+    if (!hy_in_process())
+        return HY_ENOTPROC;
+    hy_ref ref;
+    int rc = hy_monitor(server, &ref);
+    if (rc)
+        return rc;
+    rc = hy_send_sys(server, TAG_STOP, HY_REF_NONE, &reason, sizeof(reason));
+    if (rc) {
+        hy_demonitor(ref, true);
+        return rc;
+    }
+    struct hy_msg *m;
+    rc = hy_recv_ref(ref, &m, timeout_ns);
+    if (rc) {
+        hy_demonitor(ref, true);
+        return rc;
+    }
+    struct hy_down_info d;
+    memcpy(&d, m->data, sizeof(d));
+    hy_msg_free(m);
+    return d.reason.kind == HY_REASON_NOPROC ? HY_ENOPROC : 0;
+}
