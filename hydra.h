@@ -17,5 +17,6 @@
 #include "topology.h"
 
 #include "gen_server.h"
+#include "supervisor.h"
 
 #endif /* HY_HYDRA_H */

@@ -45,12 +45,8 @@ enum hy__kind {
     HY_K_DEMONITOR,      /* ref = monitor ref */
     HY_K_DOWN,           /* data = struct hy_down_info */
     HY_K_ALIAS_MSG,      /* message through an alias: ref = alias */
-    HY_K_NAME_REG,       /* to the process being registered */
-    HY_K_NAME_INSERT,    /* to shard 0 */
-    HY_K_NAME_REJECT,    /* back to the process's shard */
-    HY_K_NAME_REMOVE,    /* to shard 0: process exited */
-    HY_K_NAME_UNREG,     /* to shard 0 */
-    HY_K_NAME_CLEAR,     /* to the process's shard */
+    HY_K_NAME_REG,       /* register this process (its shard checks and inserts) */
+    HY_K_NAME_CLEAR,     /* the process lost its name (hy_unregister elsewhere) */
     HY_K_INFO_REQ,       /* process info request (to the pid's shard) */
     HY_K_LIST_REQ,       /* list of processes (to a shard) */
     HY_K_MAX = 63,
@@ -353,6 +349,10 @@ extern void (*hy__on_proc_exit_hook)(struct hy_shard *sh, struct hy_proc *p);
 
 /* ---- msg.c -------------------------------------------------------------- */
 int hy__msg_alloc(struct hy_shard *sh, size_t len, struct hy_msg **out);
+/* As hy__msg_alloc, for a runtime request wrapping a user payload already
+ * checked against max_message_size: allows HY_MSG_RT_HEADROOM bytes more. */
+#define HY_MSG_RT_HEADROOM 256u
+int hy__msg_alloc_rt(struct hy_shard *sh, size_t len, struct hy_msg **out);
 void hy__msg_free_local(struct hy_shard *sh, struct hy_msg *m);
 /* Routes m (owned) to m->to: local mailbox, a ring, or the remote hook. */
 void hy__route(struct hy_shard *sh, struct hy_msg *m);

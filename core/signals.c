@@ -439,6 +439,9 @@ static void on_proc_exit(struct hy_shard *sh, struct hy_proc *p)
     if (!s)
         return;
     struct hy_reason r = p->reason;
+    /* the name goes first: whoever learns of the exit finds it free */
+    if (s->name[0])
+        hy__name_proc_exit(sh, p);
     for (uint32_t i = 0; i < s->nlinks; i++)
         if (s->links[i].unlink_id == 0)
             send_sig(sh, p->pid, s->links[i].peer, HY_K_EXIT, HY_REF_NONE, &r, sizeof(r), 1);
@@ -448,8 +451,6 @@ static void on_proc_exit(struct hy_shard *sh, struct hy_proc *p)
     }
     for (uint32_t i = 0; i < s->nmout; i++)
         send_sig(sh, p->pid, s->mout[i].target, HY_K_DEMONITOR, s->mout[i].ref, NULL, 0, 0);
-    if (s->name[0])
-        hy__name_proc_exit(sh, p);
     free(s->links);
     free(s->mout);
     free(s->min);
