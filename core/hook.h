@@ -29,12 +29,16 @@ void hy_hook_set_remote_send(hy_remote_send_fn fn, void *ctx);
  * before the shard sleeps). poll() returns how much work it did (0 = none);
  * it may send messages. next_deadline_ns() (optional) tells the idle loop
  * the latest time it may sleep until (UINT64_MAX = no limit; 0 = must not
- * sleep, keep polling). Structures are borrowed until removed. */
+ * sleep, keep polling). If fd >= 0, the idle shard sleeps in ppoll() on that
+ * descriptor too (POLLIN) instead of on its futex, so input on it wakes the
+ * shard: kernel sockets need no busy polling. Structures are borrowed until
+ * removed. Set fd = -1 when there is none (0 is a valid descriptor). */
 struct hy_poll_hook {
     struct hy_poll_hook *next;               /* runtime's link */
     unsigned (*poll)(void *ctx);
     uint64_t (*next_deadline_ns)(void *ctx);
     void *ctx;
+    int fd;
 };
 
 /* Adds hook to the calling shard. Errors: HY_ENOTSHARD, HY_EINVAL.

@@ -70,8 +70,14 @@ void hy__wake_shard(struct hy_shard *t)
      * on both sides orders store-before-load. */
     atomic_thread_fence(memory_order_seq_cst);
     if (atomic_load_explicit(&t->sleeping, memory_order_relaxed) &&
-        atomic_exchange_explicit(&t->sleeping, 0, memory_order_seq_cst))
-        syscall(SYS_futex, &t->sleeping, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+        atomic_exchange_explicit(&t->sleeping, 0, memory_order_seq_cst)) {
+        if (atomic_load_explicit(&t->sleep_kind, memory_order_relaxed)) {
+            uint64_t one = 1;
+            (void)!write(t->wake_fd, &one, sizeof(one));
+        } else {
+            syscall(SYS_futex, &t->sleeping, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+        }
+    }
 }
 
 static void ovf_push(struct hy__overflow *o, uintptr_t e)

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -20,6 +21,11 @@ struct hy__runtime hy__rt;
 _Thread_local struct hy_shard *hy__tls_shard __attribute__((tls_model("initial-exec")));
 
 static pthread_mutex_t lifecycle_lock = PTHREAD_MUTEX_INITIALIZER;
+/* While a hy_run() owns the runtime, its thread joins and frees the shards;
+ * hy_wait()/hy_stop() from other threads wait for it on run_done. */
+static pthread_cond_t run_done = PTHREAD_COND_INITIALIZER;
+static bool run_active;
+static uint64_t run_gen;
 static _Atomic uint32_t creation_seed;
 
 void hy_config_init(struct hy_config *cfg)
@@ -264,6 +270,8 @@ static void free_shards(void)
             continue;
         hy__timer_fini_shard(sh);
         hy__stack_fini_shard(sh);
+        if (sh->wake_fd >= 0)
+            close(sh->wake_fd);
         hy__msg_pools_fini(sh);
         hy__proc_table_fini(sh);
         hy__shard_mem_free(sh, sh, sizeof(*sh));
@@ -341,6 +349,7 @@ static int setup(const struct hy_config *cfg, hy_proc_fn main_fn, void *arg, boo
         sh->numa = node;
         sh->numa_mem = tmp.numa_mem;
         sh->in_runtime = true;
+        sh->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         hy__rt.shards[i] = sh;
         hy__timer_init_shard(sh);
         hy__stack_init_shard(sh);
@@ -422,6 +431,8 @@ static int start_common(const struct hy_config *cfg, hy_proc_fn main_fn, void *a
     }
     if (rc)
         atomic_store(&hy__rt.state, 0);
+    else
+        run_active = on_caller;
     pthread_mutex_unlock(&lifecycle_lock);
     return rc;
 }
@@ -460,6 +471,9 @@ int hy_run(const struct hy_config *cfg, hy_proc_fn main_fn, void *arg)
         pthread_join(hy__rt.shards[i]->thread, NULL);
     pthread_mutex_lock(&lifecycle_lock);
     finish();
+    run_active = false;
+    run_gen++;
+    pthread_cond_broadcast(&run_done);
     pthread_mutex_unlock(&lifecycle_lock);
     return 0;
 }
@@ -479,6 +493,14 @@ int hy_wait(void)
     if (atomic_load(&hy__rt.state) != 2 && atomic_load(&hy__rt.state) != 3) {
         pthread_mutex_unlock(&lifecycle_lock);
         return HY_ENOTSTARTED;
+    }
+    if (run_active) {
+        /* shard 0 runs on hy_run()'s thread, which joins and frees */
+        uint64_t gen = run_gen;
+        while (run_gen == gen)
+            pthread_cond_wait(&run_done, &lifecycle_lock);
+        pthread_mutex_unlock(&lifecycle_lock);
+        return 0;
     }
     for (unsigned i = 0; i < hy__rt.nshards; i++)
         pthread_join(hy__rt.shards[i]->thread, NULL);

@@ -139,7 +139,9 @@ int hy_stop(void);
 
 /* Waits until the runtime has stopped (someone called hy_stop(), or the main
  * process of hy_start() ended with stop_on_main_exit). Joins the threads and
- * frees every shard. Errors: HY_ENOTSTARTED, HY_EPERM from a shard thread.
+ * frees every shard; when the runtime belongs to a hy_run() on another
+ * thread, waits until that hy_run() has done so instead.
+ * Errors: HY_ENOTSTARTED, HY_EPERM from a shard thread.
  * Context: a non-shard thread. */
 int hy_wait(void);
 

@@ -1,7 +1,9 @@
 /* The per-shard scheduler loop: run a bounded batch of ready processes,
  * publish what they sent, drain inbound rings, expire timers, poll hooks,
  * then idle (spin, then sleep on a futex). */
+#define _GNU_SOURCE
 #include <linux/futex.h>
+#include <poll.h>
 #include <sched.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -166,6 +168,8 @@ int hy_hook_add_poll(struct hy_poll_hook *hook)
         return HY_EINVAL;
     hook->next = sh->hooks;
     sh->hooks = hook;
+    if (hook->fd >= 0)
+        sh->nhook_fds++;
     return 0;
 }
 
@@ -177,6 +181,8 @@ int hy_hook_remove_poll(struct hy_poll_hook *hook)
     for (struct hy_poll_hook **pp = &sh->hooks; *pp; pp = &(*pp)->next) {
         if (*pp == hook) {
             *pp = hook->next;
+            if (hook->fd >= 0)
+                sh->nhook_fds--;
             return 0;
         }
     }
@@ -231,6 +237,34 @@ static void futex_sleep(struct hy_shard *sh, uint64_t deadline)
     syscall(SYS_futex, &sh->sleeping, FUTEX_WAIT_PRIVATE, 1, tsp, NULL, 0);
 }
 
+/* Sleeps in ppoll on the hooks' descriptors and the shard's eventfd. */
+static void poll_sleep(struct hy_shard *sh, uint64_t deadline)
+{
+    struct pollfd fds[1 + 32];
+    nfds_t n = 0;
+    fds[n].fd = sh->wake_fd;
+    fds[n++].events = POLLIN;
+    for (struct hy_poll_hook *h = sh->hooks; h && n < 33; h = h->next) {
+        if (h->fd >= 0) {
+            fds[n].fd = h->fd;
+            fds[n++].events = POLLIN;
+        }
+    }
+    struct timespec ts, *tsp = NULL;
+    if (deadline != UINT64_MAX) {
+        uint64_t now = hy_now_ns();
+        uint64_t d = deadline > now ? deadline - now : 0;
+        ts.tv_sec = (time_t)(d / 1000000000u);
+        ts.tv_nsec = (long)(d % 1000000000u);
+        tsp = &ts;
+    }
+    ppoll(fds, n, tsp, NULL);
+    if (fds[0].revents & POLLIN) {
+        uint64_t v;
+        (void)!read(sh->wake_fd, &v, sizeof(v));
+    }
+}
+
 /* Goes to sleep unless something arrived meanwhile. */
 static void idle_sleep(struct hy_shard *sh)
 {
@@ -243,13 +277,17 @@ static void idle_sleep(struct hy_shard *sh)
     if (deadline <= hy_now_ns())
         return;
     /* seq_cst store, then re-check input: pairs with hy__wake_shard */
+    atomic_store_explicit(&sh->sleep_kind, sh->nhook_fds ? 1u : 0u, memory_order_relaxed);
     atomic_store_explicit(&sh->sleeping, 1, memory_order_seq_cst);
     if (hy__mesh_has_input(sh) || atomic_load(&hy__rt.stop)) {
         atomic_store_explicit(&sh->sleeping, 0, memory_order_relaxed);
         return;
     }
     stat_add(&sh->st.sleeps, 1);
-    futex_sleep(sh, deadline);
+    if (sh->nhook_fds)
+        poll_sleep(sh, deadline);
+    else
+        futex_sleep(sh, deadline);
     atomic_store_explicit(&sh->sleeping, 0, memory_order_relaxed);
 }
 

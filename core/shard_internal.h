@@ -237,8 +237,12 @@ struct hy_shard {
     /* foreign multi-producer inbox (atomic stack of messages) */
     _Alignas(HY_CACHE_LINE) _Atomic(struct hy_msg *) inbox;
 
-    /* idle: 1 while asleep on the futex (atomic, written by senders too) */
+    /* idle: 1 while asleep (atomic, written by senders too); how it sleeps:
+     * 0 = futex on `sleeping`, 1 = ppoll on hook fds + wake_fd (eventfd) */
     _Alignas(HY_CACHE_LINE) _Atomic uint32_t sleeping;
+    _Atomic uint32_t sleep_kind;
+    int wake_fd;
+    unsigned nhook_fds;
     _Alignas(HY_CACHE_LINE) uint64_t now;     /* clock read once per turn */
 
     struct hy_wheel wheel;
