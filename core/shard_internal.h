@@ -426,6 +426,12 @@ void hy__spawn_install_child(struct hy_shard *sh, struct hy_proc *child, bool li
                              hy_pid requester, hy_ref ref);
 void hy__spawn_install_parent(struct hy_shard *sh, struct hy_proc *parent, bool link,
                               bool monitor, hy_pid child, hy_ref ref);
+/* Distribution (net/): called on each shard when a node goes down/up; the
+ * hook answers whether a node can be reached (0) for hy_monitor_node. */
+void hy__dist_node_down(struct hy_shard *sh, uint32_t node);
+void hy__dist_node_up(struct hy_shard *sh, uint32_t node);
+typedef int (*hy_dist_monitor_node_fn)(uint32_t node);
+extern hy_dist_monitor_node_fn hy__dist_monitor_node_hook;
 int hy__crash_shard_init(struct hy_shard *sh);
 void hy__crash_shard_fini(struct hy_shard *sh);
 int hy__crash_install(void);

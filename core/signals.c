@@ -53,6 +53,8 @@ struct hy__psig {
     struct alias_ent *aliases;
     uint32_t naliases, capaliases;
     uint64_t unlink_seq;
+    uint32_t *node_mons; /* nodes monitored with hy_monitor_node (one entry each) */
+    uint32_t nnode_mons, capnode_mons;
     char name[HY_NAME_MAX]; /* registered (or being registered) name */
 };
 
@@ -451,6 +453,7 @@ static void on_proc_exit(struct hy_shard *sh, struct hy_proc *p)
     }
     for (uint32_t i = 0; i < s->nmout; i++)
         send_sig(sh, p->pid, s->mout[i].target, HY_K_DEMONITOR, s->mout[i].ref, NULL, 0, 0);
+    free(s->node_mons);
     free(s->links);
     free(s->mout);
     free(s->min);
@@ -978,4 +981,144 @@ __attribute__((constructor)) static void signal_register(void)
     hy__kind_register(HY_K_INFO_REQ, on_info_req);
     hy__kind_register(HY_K_LIST_REQ, on_list_req);
     hy__on_proc_exit_hook = on_proc_exit;
+}
+
+/* ---- node monitors and node failure (driven by net/) ---------------------------------- */
+
+hy_dist_monitor_node_fn hy__dist_monitor_node_hook;
+
+static void deliver_node_event(struct hy_shard *sh, struct hy_proc *p, uint64_t tag, uint32_t node)
+{
+    struct hy_msg *m;
+    if (hy__msg_alloc(sh, sizeof(node), &m) != 0)
+        return;
+    memcpy(m->data, &node, sizeof(node));
+    m->tag = tag;
+    m->to = p->pid;
+    m->from = HY_PID_NONE;
+    hy__mailbox_append(sh, p, m);
+}
+
+int hy_monitor_node(uint32_t node, bool on)
+{
+    int rc;
+    struct hy_proc *p = cur_or(&rc);
+    if (!p)
+        return rc;
+    struct hy__psig *s = psig(p);
+    if (!s)
+        return HY_ENOMEM;
+    if (!on) {
+        for (uint32_t i = 0; i < s->nnode_mons; i++) {
+            if (s->node_mons[i] == node) {
+                s->node_mons[i] = s->node_mons[--s->nnode_mons];
+                break;
+            }
+        }
+        return 0;
+    }
+    if (grow((void **)&s->node_mons, s->nnode_mons, &s->capnode_mons, sizeof(uint32_t)))
+        return HY_ENOMEM;
+    s->node_mons[s->nnode_mons++] = node;
+    /* OTP: a node that cannot be reached gives nodedown at once */
+    bool up = node == hy__rt.node_id ||
+              (hy__dist_monitor_node_hook && hy__dist_monitor_node_hook(node) == 0);
+    if (!up) {
+        s->node_mons[--s->nnode_mons] = 0;
+        deliver_node_event(p->shard, p, HY_TAG_NODEDOWN, node);
+    }
+    return 0;
+}
+
+static void for_each_proc(struct hy_shard *sh, void (*fn)(struct hy_shard *, struct hy_proc *, void *),
+                          void *arg)
+{
+    for (uint32_t i = 0; i < sh->nslots; i++) {
+        struct hy__slot *sl = &sh->slot_chunks[i >> HY_SLOT_CHUNK_BITS][i & (HY_SLOT_CHUNK - 1)];
+        if (sl->proc && sl->proc->state < HY_P_EXITING && sl->proc->sig)
+            fn(sh, sl->proc, arg);
+    }
+}
+
+static void node_down_proc(struct hy_shard *sh, struct hy_proc *p, void *arg)
+{
+    uint32_t node = *(uint32_t *)arg;
+    struct hy__psig *s = p->sig;
+    /* node monitors fire once and are removed, as OTP's monitor_node */
+    for (uint32_t i = 0; i < s->nnode_mons;) {
+        if (s->node_mons[i] == node) {
+            s->node_mons[i] = s->node_mons[--s->nnode_mons];
+            deliver_node_event(sh, p, HY_TAG_NODEDOWN, node);
+        } else {
+            i++;
+        }
+    }
+    /* monitors this process held on processes there: DOWN noconnection */
+    for (uint32_t i = 0; i < s->nmout;) {
+        if (!hy_pid_is_none(s->mout[i].target) && hy_pid_node(s->mout[i].target) == node) {
+            struct mon_out mo = s->mout[i];
+            s->mout[i] = s->mout[--s->nmout];
+            alias_remove(s, mo.ref);
+            struct hy_down_info d;
+            memset(&d, 0, sizeof(d));
+            d.ref = mo.ref;
+            d.pid = mo.target;
+            d.reason = hy_reason_make(HY_REASON_NOCONNECTION);
+            struct hy_msg *m;
+            if (hy__msg_alloc(sh, sizeof(d), &m) == 0) {
+                memcpy(m->data, &d, sizeof(d));
+                m->tag = HY_TAG_DOWN;
+                m->ref = mo.ref;
+                m->from = mo.target;
+                m->to = p->pid;
+                hy__mailbox_append(sh, p, m);
+            }
+        } else {
+            i++;
+        }
+    }
+    /* monitors held by processes there on this one: gone */
+    for (uint32_t i = 0; i < s->nmin;) {
+        if (hy_pid_node(s->min[i].watcher) == node) {
+            free(s->min[i].name);
+            s->min[i] = s->min[--s->nmin];
+        } else {
+            i++;
+        }
+    }
+    /* links: an exit signal noconnection from each linked process there */
+    for (uint32_t i = 0; i < s->nlinks && p->state < HY_P_EXITING;) {
+        struct link_ent e = s->links[i];
+        if (hy_pid_node(e.peer) == node) {
+            if (e.unlink_id) {
+                s->links[i] = s->links[--s->nlinks];
+                continue;
+            }
+            /* handle_exit removes the entry */
+            handle_exit(sh, p, e.peer, hy_reason_make(HY_REASON_NOCONNECTION), true);
+            if (p->sig != s)
+                break;
+        } else {
+            i++;
+        }
+    }
+}
+
+void hy__dist_node_down(struct hy_shard *sh, uint32_t node)
+{
+    for_each_proc(sh, node_down_proc, &node);
+}
+
+static void node_up_proc(struct hy_shard *sh, struct hy_proc *p, void *arg)
+{
+    uint32_t node = *(uint32_t *)arg;
+    struct hy__psig *s = p->sig;
+    for (uint32_t i = 0; i < s->nnode_mons; i++)
+        if (s->node_mons[i] == node)
+            deliver_node_event(sh, p, HY_TAG_NODEUP, node);
+}
+
+void hy__dist_node_up(struct hy_shard *sh, uint32_t node)
+{
+    for_each_proc(sh, node_up_proc, &node);
 }

@@ -31,6 +31,9 @@
 #define HY_TAG_EXIT (HY_TAG_SYSTEM | 0x45584954ull) /* payload: struct hy_exit_info */
 #define HY_TAG_DOWN (HY_TAG_SYSTEM | 0x444f574eull) /* payload: struct hy_down_info */
 
+#define HY_TAG_NODEUP (HY_TAG_SYSTEM | 0x4e4f4455ull)   /* payload: uint32_t node id */
+#define HY_TAG_NODEDOWN (HY_TAG_SYSTEM | 0x4e4f4444ull) /* payload: uint32_t node id */
+
 #define HY_NAME_MAX 64 /* registered names, NUL included */
 
 /* Payload of an HY_TAG_EXIT message (trap_exit). */
@@ -101,6 +104,14 @@ int hy_monitor_name(const char *name, hy_ref *ref);
  * when the monitor already fired or never existed.
  * Errors: HY_ENOTPROC. Context: a process. */
 int hy_demonitor(hy_ref ref, bool flush);
+
+/* Monitors (on) or stops monitoring (off) node: while on, the caller gets
+ * an HY_TAG_NODEDOWN message when the node is declared down (the monitor
+ * then ends, as OTP's monitor_node) and HY_TAG_NODEUP when it connects. A
+ * node that is not reachable (no distribution, unknown node) gives
+ * NODEDOWN at once. Monitoring twice gives two messages, as in OTP.
+ * Errors: HY_ENOTPROC, HY_ENOMEM. Context: a process. */
+int hy_monitor_node(uint32_t node, bool on);
 
 /* ---- names ---------------------------------------------------------------- */
 
