@@ -16,7 +16,10 @@
 #include "timer.h"
 #include "topology.h"
 
+#include "application.h"
+#include "dist.h"
 #include "gen_server.h"
+#include "report.h"
 #include "supervisor.h"
 
 #endif /* HY_HYDRA_H */

@@ -49,6 +49,8 @@ enum hy__kind {
     HY_K_NAME_CLEAR,     /* the process lost its name (hy_unregister elsewhere) */
     HY_K_INFO_REQ,       /* process info request (to the pid's shard) */
     HY_K_LIST_REQ,       /* list of processes (to a shard) */
+    HY_K_DIST_NAME,      /* to a registered name on another node (net/) */
+    HY_K_DIST_CTRL,      /* net/'s per-shard control requests */
     HY_K_MAX = 63,
 };
 

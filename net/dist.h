@@ -1,0 +1,139 @@
+/* Distribution: a cluster of Hydra nodes.
+ *
+ * Processes on different nodes talk as if local: a pid of another node is
+ * an ordinary pid; send, link, unlink, monitor, demonitor, exit signals,
+ * GenServer calls and casts to it behave as they do locally, in the same
+ * per-sender-receiver order, signals included. Sending to (or linking,
+ * monitoring, calling) a pid of a configured peer connects to it
+ * automatically; a lost connection is re-established on the next use.
+ *
+ * Transport: frames are IPv4/UDP datagrams whose destination port is the
+ * peer's base port plus the destination shard. They travel over the kernel's
+ * UDP sockets (HY_DIST_UDP, one socket per shard, no DPDK needed) or, where
+ * built with DPDK, over one NIC queue per shard (HY_DIST_DPDK, see
+ * net/transport_dpdk.c for what is and is not tested).
+ *
+ * Channels: one per (local shard, remote node, remote shard), each with its
+ * own handshake, sequence numbers, cumulative and selective acks, fast
+ * retransmit on gaps, an adaptive retransmission timeout, duplicate
+ * suppression, and fragmentation of large messages (up to
+ * max_message_size) that keeps their place in the order.
+ *
+ * Send queue overflow: send never blocks (Erlang). A channel holds at most
+ * send_queue_max messages not yet on the wire; a message beyond that is
+ * dropped and counted (hy_dist_stats.dropped_queue_full), exactly as a send
+ * to a dead process is: nothing after it is reordered.
+ *
+ * Handshake: a shared cookie, never sent: challenge/response with fresh
+ * random nonces from both sides (HMAC-SHA256 over both nonces, node ids and
+ * creations), so a replayed handshake fails; a version field; a session key
+ * derived from both nonces authenticates every frame when `authenticate` is
+ * on (HMAC-SHA256 truncated to 16 bytes; libsodium).
+ *
+ * Failure: heartbeats every heartbeat_ns; a peer silent for down_after_ns is
+ * down: node monitors get HY_TAG_NODEDOWN, every link to a process there an
+ * exit signal noconnection, every monitor a DOWN noconnection. A later
+ * reconnect does not revive them, and nothing more from that incarnation is
+ * delivered after the noconnection signals. A restarted node has a new
+ * creation, so its old pids stay dead.
+ */
+#ifndef HY_NET_DIST_H
+#define HY_NET_DIST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pid.h"
+
+enum hy_dist_transport {
+    HY_DIST_UDP = 0,  /* kernel UDP sockets */
+    HY_DIST_DPDK = 1, /* DPDK ports and queues (when built with DPDK) */
+};
+
+#define HY_DIST_NAME_MAX 64
+
+/* One node of the cluster (a line of the cluster file:
+ * "name node_id mac ip base_port", e.g. "a 1 02:00:00:00:00:01 127.0.0.1 47000"). */
+struct hy_dist_peer {
+    char name[HY_DIST_NAME_MAX];
+    uint32_t node_id;
+    uint8_t mac[6];
+    uint32_t ip;        /* IPv4, host byte order */
+    uint16_t base_port; /* shard s listens on base_port + s */
+};
+
+struct hy_dist_config {
+    /* This node: its entry in the peer list is the one with this node id,
+     * which must equal the runtime's hy_config.node_id. */
+    uint32_t node_id;
+    const char *cookie;            /* shared secret (borrowed), required */
+    int transport;                 /* enum hy_dist_transport */
+    const struct hy_dist_peer *peers; /* every node, this one included (copied) */
+    size_t npeers;
+    uint64_t heartbeat_ns;         /* default 100 ms */
+    uint64_t down_after_ns;        /* default 1 s of silence */
+    bool authenticate;             /* authenticate every frame (default off) */
+    size_t max_message_size;       /* default: the runtime's max_message_size */
+    size_t send_queue_max;         /* messages waiting per channel (default 65536) */
+};
+
+/* Fills cfg with defaults (no peers, no cookie). */
+void hy_dist_config_init(struct hy_dist_config *cfg);
+
+/* Reads a cluster file into peers (up to max); *count gets how many there
+ * are. Lines: "name node_id mac ip base_port"; '#' starts a comment.
+ * Errors: HY_EIO (cannot read), HY_EINVAL (a malformed line: the message
+ * names it on stderr), HY_ENOSPC (more than max). Context: anywhere. */
+int hy_dist_cluster_load(const char *path, struct hy_dist_peer *peers, size_t max, size_t *count);
+
+/* Starts distribution on the running runtime: opens every shard's endpoint
+ * and installs the remote-send hook. Errors: HY_EINVAL (no cookie, this
+ * node not among the peers, node id mismatch), HY_EIO (a socket could not
+ * be bound), HY_ENOTSUP (transport not built), HY_EALREADY, HY_ENOTPROC.
+ * Context: a process (usually the application's first), once. */
+int hy_dist_start(const struct hy_dist_config *cfg);
+
+/* Stops distribution: peers are told (CLOSE), every connection is dropped
+ * (links/monitors get noconnection), endpoints close. Errors: HY_ENOTSTARTED.
+ * Context: a process. */
+int hy_dist_stop(void);
+
+/* Connects to node now (it is done automatically on first use). Returns
+ * once the handshake succeeded or failed. Errors: HY_ENOENT (not a
+ * configured peer), HY_ETIMEDOUT (no answer within down_after_ns),
+ * HY_ECONNREFUSED (handshake rejected: wrong cookie or version),
+ * HY_ENOTSTARTED, HY_ENOTPROC. Context: a process. */
+int hy_dist_connect(uint32_t node);
+
+/* Drops the connection to node (as if it went down: noconnection to links
+ * and monitors). Errors: HY_ENOENT, HY_ENOTSTARTED. Context: a process. */
+int hy_dist_disconnect(uint32_t node);
+
+/* Lists connected nodes (up to max); *count gets how many. Context: any shard. */
+int hy_dist_nodes(uint32_t *nodes, size_t max, size_t *count);
+
+/* Sends to the process registered as name on node (resolved there, on
+ * arrival). Errors: as hy_send, HY_EINVAL (bad name), HY_ENOENT (not a
+ * peer). Context: a process or shard callback. */
+int hy_dist_send_name(const char *name, uint32_t node, uint64_t tag, const void *data, size_t len);
+
+/* A pid on node's shard that stands for "that node" when a pid is needed
+ * (e.g. hy_monitor of a remote name is not supported: monitor the pid). */
+
+struct hy_dist_stats {
+    uint64_t frames_tx, frames_rx, bytes_tx, bytes_rx;
+    uint64_t retransmits, fast_retransmits, dup_frames;
+    uint64_t malformed;         /* frames counted and dropped as malformed */
+    uint64_t auth_failures;     /* frames or handshakes that failed authentication */
+    uint64_t stale;             /* frames from another incarnation, dropped */
+    uint64_t dropped_queue_full;
+    uint64_t handshakes;        /* completed */
+    uint64_t nodes_down;        /* node-down events */
+    uint64_t msgs_tx, msgs_rx;
+};
+
+/* Sums the counters of every shard's endpoint. Errors: HY_ENOTSTARTED. */
+int hy_dist_stats_get(struct hy_dist_stats *out);
+
+#endif /* HY_NET_DIST_H */

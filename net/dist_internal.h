@@ -1,0 +1,46 @@
+/* Internals of net/: endpoints, channels, transports. Not installed. */
+#ifndef HY_NET_DIST_INTERNAL_H
+#define HY_NET_DIST_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dist.h"
+#include "hook.h"
+#include "wire_internal.h"
+
+struct hy__ep;
+
+struct hy__rx {
+    uint8_t *buf;
+    uint16_t len;
+};
+
+/* A transport moves datagrams for one shard's endpoint. Buffers returned by
+ * rx stay valid until the next rx call on that endpoint. */
+struct hy__transport {
+    const char *name;
+    int (*open)(struct hy__ep *ep);
+    void (*close)(struct hy__ep *ep);
+    unsigned (*rx)(struct hy__ep *ep, struct hy__rx *out, unsigned max);
+    /* queues one datagram for peer (its base port + dst_shard) */
+    int (*tx)(struct hy__ep *ep, const struct hy_dist_peer *to, uint16_t dst_shard,
+              const uint8_t *buf, size_t len);
+    void (*flush)(struct hy__ep *ep);
+};
+
+extern const struct hy__transport hy__transport_udp;
+
+/* Per-shard endpoint. */
+struct hy__ep {
+    unsigned shard;
+    const struct hy_dist_peer *self;
+    struct hy_poll_hook hook;
+    int fd;             /* transport's descriptor to sleep on, or -1 */
+    void *tp;           /* transport's private state */
+    struct hy__chan **chans; /* [npeers * HY_MAX_SHARDS], lazily */
+    struct hy_dist_stats st;
+    bool open;
+};
+
+#endif /* HY_NET_DIST_INTERNAL_H */
