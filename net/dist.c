@@ -13,9 +13,10 @@
 
 #define WIN 256               /* frames in flight / held out of order per channel */
 #define MAX_PEERS 64
-#define RTO_MIN_NS 2000000ull /* 2 ms */
+#define RTO_MIN_NS 1000000ull /* 1 ms */
 #define RTO_MAX_NS 1000000000ull
 #define HS_RETRY_NS 50000000ull /* handshake frames repeated every 50 ms */
+#define ACK_DELAY_NS 200000ull /* 200 us */
 #define POLL_EVERY 4            /* turns between socket reads while busy */
 #define HY_TAG_DIST_REPLY (HY_TAG_SYSTEM | 0x44535452ull)
 
@@ -64,7 +65,7 @@ struct hy__chan {
     /* sending */
     uint32_t snd_next, snd_una;
     struct txf win[WIN];
-    uint64_t srtt, rttvar, rto, last_fast;
+    uint64_t srtt, rttvar, rto;
     /* receiving */
     uint32_t rcv_next;
     struct rxf ooo[WIN];
@@ -76,6 +77,8 @@ struct hy__chan {
     uint32_t in_got;         /* payload bytes filled */
     bool in_skip;
     bool ack_due, sent_this_poll;
+    uint64_t ack_due_since;  /* delayed ack: a reply may carry it */
+    uint32_t unacked_rx;     /* frames received since our last ack */
     /* hy_dist_connect waiters (master only) */
     struct waiter *waiters;
     size_t nwaiters;
@@ -159,6 +162,18 @@ static void reply_rc(struct hy_shard *sh, hy_pid to, hy_ref ref, int rc)
     m->ref = ref;
     m->to = to;
     hy__route(sh, m);
+}
+
+/* Fault injection (hy_dist_config.test_drop_permille): xorshift per thread. */
+static bool test_drop(void)
+{
+    if (!D.cfg.test_drop_permille)
+        return false;
+    static _Thread_local uint64_t x = 0x9e3779b97f4a7c15ull;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return x % 1000 < D.cfg.test_drop_permille;
 }
 
 /* ---- crypto ------------------------------------------------------------------------ */
@@ -273,12 +288,14 @@ static void xmit(struct hy__chan *ch, uint8_t type, uint32_t seq, uint16_t fidx,
     }
     if (keep)
         memcpy(keep, buf, n);
-    D.tp->tx(ep, &D.peers[ch->pi], ch->rshard, buf, n);
+    if (!test_drop())
+        D.tp->tx(ep, &D.peers[ch->pi], ch->rshard, buf, n);
     st_add(&ep->st.frames_tx, 1);
     st_add(&ep->st.bytes_tx, n);
     ch->last_tx = hy_now_ns();
     ch->sent_this_poll = true;
     ch->ack_due = false;
+    ch->unacked_rx = 0;
 }
 
 /* Re-sends a kept DATA frame, refreshing its ack fields. */
@@ -292,7 +309,8 @@ static void retransmit(struct hy__chan *ch, struct txf *f)
     hy__wire_put_hdr(f->buf, &h);
     if (h.flags & HY_WF_AUTH)
         frame_tag(ch, f->buf, n - HY_WIRE_TAG, f->buf + n - HY_WIRE_TAG);
-    D.tp->tx(ch->ep, &D.peers[ch->pi], ch->rshard, f->buf, n);
+    if (!test_drop())
+        D.tp->tx(ch->ep, &D.peers[ch->pi], ch->rshard, f->buf, n);
     f->rtx++;
     f->sent = hy_now_ns();
     st_add(&ch->ep->st.retransmits, 1);
@@ -561,7 +579,10 @@ static void take_frame(struct hy__chan *ch, const struct hy_wire_hdr *h, const u
 static void on_data(struct hy__chan *ch, const struct hy_wire_hdr *h, const uint8_t *pay)
 {
     int32_t d = (int32_t)(h->seq - ch->rcv_next);
+    if (!ch->ack_due)
+        ch->ack_due_since = hy_now_ns();
     ch->ack_due = true;
+    ch->unacked_rx++;
     if (d < 0) {
         st_add(&ch->ep->st.dup_frames, 1);
         return;
@@ -624,23 +645,33 @@ static void on_acks(struct hy__chan *ch, const struct hy_wire_hdr *h)
             f->buf = NULL;
         }
         ch->snd_una = h->ack;
+        /* progress ends a backoff: back to the estimate */
+        if (ch->srtt) {
+            uint64_t rto = ch->srtt + 4 * ch->rttvar;
+            ch->rto = rto < RTO_MIN_NS ? RTO_MIN_NS : rto > RTO_MAX_NS ? RTO_MAX_NS : rto;
+        }
     }
     if (h->sack && ch->snd_una != ch->snd_next) {
+        uint32_t highest = h->ack;
         for (unsigned i = 0; i < 64; i++) {
             uint32_t s = h->ack + 1 + i;
             if ((int32_t)(s - ch->snd_next) >= 0)
                 break;
-            if (h->sack & (1ull << i))
+            if (h->sack & (1ull << i)) {
                 ch->win[s % WIN].sacked = true;
+                highest = s;
+            }
         }
-        /* a gap with later frames received: resend the hole now (fast
-         * retransmit), at most once per smoothed RTT */
-        struct txf *hole = &ch->win[ch->snd_una % WIN];
+        /* every hole below the highest frame the peer holds was lost (or is
+         * late): resend each now (fast retransmit), unless it was sent less
+         * than a smoothed RTT ago */
         uint64_t guard = ch->srtt ? ch->srtt : RTO_MIN_NS;
-        if (hole->buf && now - hole->sent >= guard && now - ch->last_fast >= guard) {
-            retransmit(ch, hole);
-            ch->last_fast = now;
-            st_add(&ch->ep->st.fast_retransmits, 1);
+        for (uint32_t s = ch->snd_una; s != highest; s++) {
+            struct txf *f = &ch->win[s % WIN];
+            if (f->buf && !f->sacked && now - f->sent >= guard) {
+                retransmit(ch, f);
+                st_add(&ch->ep->st.fast_retransmits, 1);
+            }
         }
     }
 }
@@ -886,8 +917,6 @@ static void chan_timers(struct hy__chan *ch, uint64_t now)
         }
         if (now - ch->last_tx >= D.cfg.heartbeat_ns)
             xmit(ch, HY_WT_HEARTBEAT, 0, 0, 0, 0, NULL, 0, NULL);
-        else if (ch->ack_due)
-            xmit(ch, HY_WT_ACK, 0, 0, 0, 0, NULL, 0, NULL);
         return;
     default:
         return;
@@ -922,7 +951,11 @@ static unsigned ep_poll(void *ctx)
             pump(ch);
             work++;
         }
-        if (ch->ack_due && ch->state == CH_UP && !ch->sent_this_poll)
+        /* delayed ack: alone only after ACK_DELAY_NS (a reply would have
+         * carried it) or when many frames wait for it; out of order at once */
+        if (ch->ack_due && ch->state == CH_UP && !ch->sent_this_poll &&
+            (ch->unacked_rx >= 16 || hy_now_ns() - ch->ack_due_since >= ACK_DELAY_NS ||
+             ch->ooo[(ch->rcv_next + 1) % WIN].buf))
             xmit(ch, HY_WT_ACK, 0, 0, 0, 0, NULL, 0, NULL);
         ch->sent_this_poll = false;
     }
@@ -940,6 +973,8 @@ static uint64_t ep_deadline(void *ctx)
         uint64_t t = UINT64_MAX;
         if (ch->state == CH_UP) {
             t = ch->last_tx + D.cfg.heartbeat_ns;
+            if (ch->ack_due && ch->ack_due_since + ACK_DELAY_NS < t)
+                t = ch->ack_due_since + ACK_DELAY_NS;
             if (ch->master && ch->last_rx + D.cfg.down_after_ns < t)
                 t = ch->last_rx + D.cfg.down_after_ns;
             if (ch->snd_una != ch->snd_next && ch->win[ch->snd_una % WIN].buf) {

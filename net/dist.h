@@ -76,6 +76,9 @@ struct hy_dist_config {
     bool authenticate;             /* authenticate every frame (default off) */
     size_t max_message_size;       /* default: the runtime's max_message_size */
     size_t send_queue_max;         /* messages waiting per channel (default 65536) */
+    /* Fault injection for tests: drop this many per mille of the outgoing
+     * frames, pseudo-randomly (0 = never). Exercises retransmission. */
+    unsigned test_drop_permille;
 };
 
 /* Fills cfg with defaults (no peers, no cookie). */
@@ -114,7 +117,10 @@ int hy_dist_disconnect(uint32_t node);
 int hy_dist_nodes(uint32_t *nodes, size_t max, size_t *count);
 
 /* Sends to the process registered as name on node (resolved there, on
- * arrival). Errors: as hy_send, HY_EINVAL (bad name), HY_ENOENT (not a
+ * arrival). Such sends keep their order among themselves, but travel
+ * through the node's shard 0 and are not ordered with sends to the process's
+ * pid (OTP's single connection orders both; Hydra's channels are per shard
+ * pair, and the sender cannot know the target's shard). Errors: as hy_send, HY_EINVAL (bad name), HY_ENOENT (not a
  * peer). Context: a process or shard callback. */
 int hy_dist_send_name(const char *name, uint32_t node, uint64_t tag, const void *data, size_t len);
 

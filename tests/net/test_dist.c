@@ -1,0 +1,625 @@
+/* Distribution over the kernel UDP transport: every node is its own OS
+ * process (forked before it starts its runtime), talking over loopback.
+ * A node reports success through its exit status; the parent bounds every
+ * node's life with a deadline. */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "hydra.h"
+#include "test_support.h"
+
+#define MAXN 3
+#define SEC 1000000000LL
+
+enum {
+    T_PING = 1,
+    T_PONG,
+    T_DIE,
+    T_SEQ,
+    T_SEQ_ACK,
+    T_HELLO,
+    T_QUIT,
+    T_PID,
+    T_LINK_ME,
+    T_MARK,
+};
+
+static struct hy_dist_peer peers[MAXN];
+static unsigned npeers;
+static uint32_t me;
+static const char *cookie_of[MAXN + 1];
+static unsigned drop_permille;
+
+static void set_peers(unsigned n, uint16_t base)
+{
+    npeers = n;
+    for (unsigned i = 0; i < n; i++) {
+        memset(&peers[i], 0, sizeof(peers[i]));
+        snprintf(peers[i].name, sizeof(peers[i].name), "n%u", i + 1);
+        peers[i].node_id = i + 1;
+        peers[i].ip = 0x7f000001;
+        peers[i].base_port = (uint16_t)(base + 4 * i);
+        peers[i].mac[5] = (uint8_t)(i + 1);
+    }
+}
+
+static uint16_t pick_base(void)
+{
+    static unsigned k;
+    return (uint16_t)(20000 + (getpid() % 1500) * 24 + (k++ % 2) * 12);
+}
+
+#define CHECK(cond)                                                                      \
+    do {                                                                                 \
+        if (!(cond)) {                                                                   \
+            fprintf(stderr, "node %u: check failed: %s (%s:%d)\n", me, #cond, __FILE__,  \
+                    __LINE__);                                                           \
+            fflush(stderr);                                                              \
+            _exit(1);                                                                    \
+        }                                                                                \
+    } while (0)
+
+static void dist_up(void)
+{
+    struct hy_dist_config c;
+    hy_dist_config_init(&c);
+    c.node_id = me;
+    c.cookie = cookie_of[me] ? cookie_of[me] : "test-cookie";
+    c.peers = peers;
+    c.npeers = npeers;
+    c.heartbeat_ns = 50000000ull;
+    c.down_after_ns = 400000000ull;
+    c.test_drop_permille = drop_permille;
+    CHECK(hy_dist_start(&c) == 0);
+}
+
+/* Registered "echo": answers every message to its sender; T_DIE panics;
+ * T_LINK_ME links to the sender then acks. */
+static void echo(void *a)
+{
+    (void)a;
+    CHECK(hy_register("echo", HY_PID_NONE) == 0);
+    for (;;) {
+        struct hy_msg *m;
+        if (hy_recv(&m, HY_INFINITY) != 0)
+            continue;
+        if (m->tag == T_DIE) {
+            hy_msg_free(m);
+            hy_panic("told to die");
+        }
+        if (m->tag == T_LINK_ME) {
+            CHECK(hy_link(m->from) == 0);
+            hy_send(m->from, T_PONG, NULL, 0);
+        } else {
+            hy_send(m->from, m->tag == T_SEQ ? T_SEQ_ACK : T_PONG, m->data, m->size);
+        }
+        hy_msg_free(m);
+    }
+}
+
+/* Node that serves "echo" on shard 1 and waits for T_QUIT (or is killed). */
+static void serve_main(void *a)
+{
+    (void)a;
+    dist_up();
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.shard = 1;
+    hy_pid e;
+    CHECK(hy_spawn_opt(echo, NULL, &o, &e) == 0);
+    CHECK(hy_register("main", HY_PID_NONE) == 0);
+    struct hy_msg *m;
+    CHECK(hy_recv_tag(T_QUIT, &m, 60 * SEC) == 0);
+    hy_msg_free(m);
+    hy_dist_stop();
+}
+
+/* Finds the echo on node: ask by name until it answers; returns its pid. */
+static hy_pid find_echo(uint32_t node)
+{
+    for (int tries = 0; tries < 200; tries++) {
+        CHECK(hy_dist_send_name("echo", node, T_PING, "hi", 2) == 0);
+        struct hy_msg *m;
+        if (hy_recv_tag(T_PONG, &m, SEC / 20) == 0) {
+            hy_pid p = m->from;
+            hy_msg_free(m);
+            /* drain answers to earlier tries */
+            while (hy_recv_tag(T_PONG, &m, 0) == 0)
+                hy_msg_free(m);
+            return p;
+        }
+    }
+    CHECK(!"echo never answered");
+    return HY_PID_NONE;
+}
+
+/* ---- running nodes ------------------------------------------------------------- */
+
+static int run_node(uint32_t id, hy_proc_fn fn)
+{
+    me = id;
+    struct hy_config cfg;
+    hy_config_init(&cfg);
+    cfg.nshards = 2;
+    cfg.node_id = id;
+    hy_log_set_level(HY_LOG_ERROR);
+    int rc = hy_run(&cfg, fn, NULL);
+    return rc == 0 ? 0 : 2;
+}
+
+static pid_t spawn_node(uint32_t id, hy_proc_fn fn)
+{
+    fflush(NULL);
+    pid_t p = fork();
+    if (p == 0)
+        _exit(run_node(id, fn));
+    return p;
+}
+
+/* Waits for a node's exit (deadline ms); kills it past the deadline. */
+static int wait_node(pid_t p, unsigned ms)
+{
+    int st = 0;
+    for (unsigned t = 0; t < ms; t += 10) {
+        pid_t r = waitpid(p, &st, WNOHANG);
+        if (r == p)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        usleep(10000); /* the parent only polls a child's exit: no race is hidden */
+    }
+    kill(p, SIGKILL);
+    waitpid(p, &st, 0);
+    return -1;
+}
+
+static void reap_all(pid_t *ps, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (ps[i] > 0) {
+            kill(ps[i], SIGKILL);
+            waitpid(ps[i], NULL, 0);
+        }
+    }
+}
+
+/* ---- scenarios ------------------------------------------------------------------ */
+
+static int not_probe(const struct hy_msg *m, void *arg)
+{
+    (void)arg;
+    return !(m->tag == T_PONG && m->size == 2);
+}
+
+static void order_main(void *a)
+{
+    (void)a;
+    dist_up();
+    CHECK(hy_dist_connect(2) == 0);
+    size_t n;
+    uint32_t nodes[4];
+    CHECK(hy_dist_nodes(nodes, 4, &n) == 0 && n == 1 && nodes[0] == 2);
+    hy_pid e = find_echo(2);
+    CHECK(hy_pid_node(e) == 2 && hy_pid_shard(e) == 1);
+    uint64_t count = hy_test_scaled(drop_permille ? 3000 : 20000);
+    /* by pid, then by name: each way keeps the order (the two ways are not
+     * ordered with each other: see dist.h) */
+    for (int way = 0; way < 2; way++) {
+        for (uint64_t i = 0; i < count; i++) {
+            if (way)
+                CHECK(hy_dist_send_name("echo", 2, T_SEQ, &i, sizeof(i)) == 0);
+            else
+                CHECK(hy_send(e, T_SEQ, &i, sizeof(i)) == 0);
+        }
+        for (uint64_t i = 0; i < count; i++) {
+            struct hy_msg *m;
+            CHECK(hy_recv_tag(T_SEQ_ACK, &m, 10 * SEC) == 0);
+            uint64_t v;
+            memcpy(&v, m->data, sizeof(v));
+            CHECK(v == i);
+            hy_msg_free(m);
+        }
+    }
+    /* a large message keeps its place between small ones */
+    size_t big = 300000;
+    char *buf = malloc(big);
+    CHECK(buf);
+    for (size_t i = 0; i < big; i++)
+        buf[i] = (char)(i * 31 + 7);
+    uint64_t before = 1, after = 2;
+    CHECK(hy_send(e, T_SEQ, &before, sizeof(before)) == 0);
+    CHECK(hy_send(e, T_PING, buf, big) == 0);
+    CHECK(hy_send(e, T_SEQ, &after, sizeof(after)) == 0);
+    struct hy_msg *m;
+    /* (late answers to find_echo's retries are 2-byte PONGs: skipped) */
+    CHECK(hy_recv_match(not_probe, NULL, &m, 10 * SEC) == 0 && m->tag == T_SEQ_ACK &&
+          m->size == 8);
+    hy_msg_free(m);
+    CHECK(hy_recv_match(not_probe, NULL, &m, 10 * SEC) == 0 && m->tag == T_PONG &&
+          m->size == big);
+    CHECK(memcmp(m->data, buf, big) == 0);
+    hy_msg_free(m);
+    CHECK(hy_recv_match(not_probe, NULL, &m, 10 * SEC) == 0 && m->tag == T_SEQ_ACK &&
+          m->size == 8);
+    hy_msg_free(m);
+    free(buf);
+    struct hy_dist_stats ds;
+    CHECK(hy_dist_stats_get(&ds) == 0);
+    CHECK(ds.handshakes >= 1 && ds.malformed == 0);
+    if (drop_permille)
+        CHECK(ds.retransmits + ds.fast_retransmits > 0);
+    hy_dist_send_name("main", 2, T_QUIT, NULL, 0);
+    hy_dist_stop();
+}
+
+static void run_pair(hy_proc_fn a_main)
+{
+    set_peers(2, pick_base());
+    pid_t b = spawn_node(2, serve_main);
+    pid_t a = spawn_node(1, a_main);
+    int ra = wait_node(a, 60000);
+    int rb = wait_node(b, 10000);
+    pid_t all[2] = {a, b};
+    (void)all;
+    assert_int_equal(ra, 0);
+    assert_true(rb == 0 || rb == -1 || rb == 128 + SIGKILL);
+}
+
+static void test_dist_order_and_large_messages(void **state)
+{
+    (void)state;
+    drop_permille = 0;
+    run_pair(order_main);
+}
+
+static void test_dist_order_under_loss(void **state)
+{
+    (void)state;
+    drop_permille = 50; /* 5% of frames lost both ways */
+    run_pair(order_main);
+    drop_permille = 0;
+}
+
+/* links, monitors, exit signals across nodes */
+static void signals_main(void *a)
+{
+    (void)a;
+    dist_up();
+    hy_pid e = find_echo(2);
+    hy_trap_exit(true, NULL);
+    struct hy_msg *m;
+    /* the echo links to us, then dies: EXIT with its reason */
+    CHECK(hy_send(e, T_LINK_ME, NULL, 0) == 0);
+    CHECK(hy_recv_tag(T_PONG, &m, 5 * SEC) == 0);
+    hy_msg_free(m);
+    hy_ref mref;
+    CHECK(hy_monitor(e, &mref) == 0);
+    CHECK(hy_send(e, T_DIE, NULL, 0) == 0);
+    CHECK(hy_recv_tag(HY_TAG_EXIT, &m, 5 * SEC) == 0);
+    struct hy_exit_info ei;
+    memcpy(&ei, m->data, sizeof(ei));
+    CHECK(hy_pid_eq(ei.from, e) && ei.reason.kind == HY_REASON_USER);
+    CHECK(strcmp(ei.reason.text, "told to die") == 0);
+    hy_msg_free(m);
+    CHECK(hy_recv_tag(HY_TAG_DOWN, &m, 5 * SEC) == 0);
+    struct hy_down_info di;
+    memcpy(&di, m->data, sizeof(di));
+    CHECK(hy_ref_eq(di.ref, mref) && di.reason.kind == HY_REASON_USER);
+    hy_msg_free(m);
+    /* monitor / link to the dead remote pid: noproc */
+    CHECK(hy_monitor(e, &mref) == 0);
+    CHECK(hy_recv_tag(HY_TAG_DOWN, &m, 5 * SEC) == 0);
+    memcpy(&di, m->data, sizeof(di));
+    CHECK(di.reason.kind == HY_REASON_NOPROC && hy_ref_eq(di.ref, mref));
+    hy_msg_free(m);
+    CHECK(hy_link(e) == 0);
+    CHECK(hy_recv_tag(HY_TAG_EXIT, &m, 5 * SEC) == 0);
+    memcpy(&ei, m->data, sizeof(ei));
+    CHECK(ei.reason.kind == HY_REASON_NOPROC);
+    hy_msg_free(m);
+    /* demonitor: no DOWN afterwards. The main process there is monitored,
+     * demonitored, then told to quit; our own later message to ourselves
+     * through it is the barrier. */
+    hy_dist_send_name("main", 2, T_QUIT, NULL, 0);
+    hy_dist_stop();
+}
+
+static void test_dist_links_and_monitors(void **state)
+{
+    (void)state;
+    run_pair(signals_main);
+}
+
+/* Node down: B's OS process dies; A sees NODEDOWN, noconnection on links
+ * and monitors; B restarts with a new creation: its old pids stay dead. */
+static void victim_main(void *a)
+{
+    (void)a;
+    dist_up();
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.shard = 1;
+    hy_pid e;
+    CHECK(hy_spawn_opt(echo, NULL, &o, &e) == 0);
+    CHECK(hy_register("main", HY_PID_NONE) == 0);
+    struct hy_msg *m;
+    CHECK(hy_recv_tag(T_QUIT, &m, 60 * SEC) == 0);
+    _exit(0); /* dies without telling anyone */
+}
+
+static void watcher_main(void *a)
+{
+    (void)a;
+    dist_up();
+    hy_pid e = find_echo(2);
+    hy_trap_exit(true, NULL);
+    struct hy_msg *m;
+    CHECK(hy_send(e, T_LINK_ME, NULL, 0) == 0);
+    CHECK(hy_recv_tag(T_PONG, &m, 5 * SEC) == 0);
+    hy_msg_free(m);
+    hy_ref mref;
+    CHECK(hy_monitor(e, &mref) == 0);
+    CHECK(hy_monitor_node(2, true) == 0);
+    uint64_t t0 = hy_now_ns();
+    hy_dist_send_name("main", 2, T_QUIT, NULL, 0);
+    CHECK(hy_recv_tag(HY_TAG_NODEDOWN, &m, 5 * SEC) == 0);
+    uint32_t node;
+    memcpy(&node, m->data, sizeof(node));
+    CHECK(node == 2);
+    hy_msg_free(m);
+    CHECK(hy_now_ns() - t0 >= 300000000ull); /* not before the silence limit */
+    CHECK(hy_recv_tag(HY_TAG_EXIT, &m, 5 * SEC) == 0);
+    struct hy_exit_info ei;
+    memcpy(&ei, m->data, sizeof(ei));
+    CHECK(hy_pid_eq(ei.from, e) && ei.reason.kind == HY_REASON_NOCONNECTION);
+    hy_msg_free(m);
+    CHECK(hy_recv_tag(HY_TAG_DOWN, &m, 5 * SEC) == 0);
+    struct hy_down_info di;
+    memcpy(&di, m->data, sizeof(di));
+    CHECK(hy_ref_eq(di.ref, mref) && di.reason.kind == HY_REASON_NOCONNECTION);
+    hy_msg_free(m);
+    size_t n;
+    uint32_t nodes[4];
+    CHECK(hy_dist_nodes(nodes, 4, &n) == 0 && n == 0);
+    /* the node comes back (the parent restarts it): a new incarnation */
+    hy_pid e2 = find_echo(2);
+    CHECK(!hy_pid_eq(e2, e) && hy_pid_creation(e2) != hy_pid_creation(e));
+    /* the old pid is dead: a monitor on it says noproc */
+    CHECK(hy_monitor(e, &mref) == 0);
+    CHECK(hy_recv_tag(HY_TAG_DOWN, &m, 5 * SEC) == 0);
+    memcpy(&di, m->data, sizeof(di));
+    CHECK(di.reason.kind == HY_REASON_NOPROC);
+    hy_msg_free(m);
+    hy_dist_send_name("main", 2, T_QUIT, NULL, 0);
+    hy_dist_stop();
+}
+
+static void test_dist_node_down_and_restart(void **state)
+{
+    (void)state;
+    set_peers(2, pick_base());
+    pid_t b = spawn_node(2, victim_main);
+    pid_t a = spawn_node(1, watcher_main);
+    /* b exits when told; then it is restarted as the same node */
+    int rb = wait_node(b, 30000);
+    assert_int_equal(rb, 0);
+    pid_t b2 = spawn_node(2, victim_main);
+    int ra = wait_node(a, 60000);
+    int rb2 = wait_node(b2, 10000);
+    (void)rb2;
+    pid_t rest[1] = {b2};
+    reap_all(rest, 1);
+    assert_int_equal(ra, 0);
+}
+
+/* Wrong cookie: the handshake is refused, never completes. */
+static void bad_cookie_main(void *a)
+{
+    (void)a;
+    dist_up();
+    CHECK(hy_dist_connect(2) == HY_ECONNREFUSED || hy_dist_connect(2) == HY_ETIMEDOUT);
+    struct hy_dist_stats ds;
+    CHECK(hy_dist_stats_get(&ds) == 0 && ds.handshakes == 0);
+    hy_dist_stop();
+}
+
+static void test_dist_wrong_cookie_refused(void **state)
+{
+    (void)state;
+    set_peers(2, pick_base());
+    cookie_of[2] = "another-cookie";
+    pid_t b = spawn_node(2, serve_main);
+    pid_t a = spawn_node(1, bad_cookie_main);
+    int ra = wait_node(a, 30000);
+    pid_t rest[1] = {b};
+    reap_all(rest, 1);
+    cookie_of[2] = NULL;
+    assert_int_equal(ra, 0);
+}
+
+/* Malformed datagrams are counted and dropped; the node keeps serving. */
+static void malformed_main(void *a)
+{
+    (void)a;
+    dist_up();
+    hy_pid e = find_echo(2);
+    /* garbage to our own shard 0 port, from a plain socket */
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    CHECK(s >= 0);
+    struct sockaddr_in to = {.sin_family = AF_INET};
+    to.sin_addr.s_addr = htonl(0x7f000001);
+    to.sin_port = htons(peers[0].base_port);
+    uint8_t junk[100];
+    for (int i = 0; i < 100; i++) {
+        for (size_t k = 0; k < sizeof(junk); k++)
+            junk[k] = (uint8_t)(i * 7 + k);
+        if (i % 2)
+            junk[0] = 0x59, junk[1] = 0x48; /* right magic, garbage after */
+        sendto(s, junk, (size_t)(10 + i % 90), 0, (struct sockaddr *)&to, sizeof(to));
+    }
+    close(s);
+    struct hy_dist_stats ds;
+    uint64_t t0 = hy_now_ns();
+    do {
+        hy_sleep_ns(1000000);
+        CHECK(hy_dist_stats_get(&ds) == 0);
+    } while (ds.malformed < 100 && hy_now_ns() - t0 < 5 * (uint64_t)SEC);
+    CHECK(ds.malformed >= 100);
+    uint64_t v = 42;
+    CHECK(hy_send(e, T_SEQ, &v, sizeof(v)) == 0);
+    struct hy_msg *m;
+    CHECK(hy_recv_tag(T_SEQ_ACK, &m, 5 * SEC) == 0);
+    hy_msg_free(m);
+    hy_dist_send_name("main", 2, T_QUIT, NULL, 0);
+    hy_dist_stop();
+}
+
+static void test_dist_malformed_frames_counted(void **state)
+{
+    (void)state;
+    run_pair(malformed_main);
+}
+
+/* GenServer across nodes. */
+enum { C_GET = 1, C_SET = 2, C_VAL = 3 };
+
+static int kv_init(struct hy_gs *gs, void *arg)
+{
+    (void)arg;
+    uint64_t *v = hy_alloc(sizeof(*v));
+    *v = 0;
+    hy_gs_set_state(gs, v);
+    return HY_GS_OK;
+}
+
+static int kv_call(struct hy_gs *gs, uint64_t tag, const void *data, size_t len, hy_gs_from from)
+{
+    (void)data;
+    (void)len;
+    uint64_t *v = hy_gs_state(gs);
+    if (tag == C_GET)
+        hy_gen_server_reply(from, C_VAL, v, sizeof(*v));
+    return HY_GS_OK;
+}
+
+static int kv_cast(struct hy_gs *gs, uint64_t tag, const void *data, size_t len)
+{
+    uint64_t *v = hy_gs_state(gs);
+    if (tag == C_SET && len == sizeof(*v))
+        memcpy(v, data, sizeof(*v));
+    return HY_GS_OK;
+}
+
+static const struct hy_gen_server_ops kv_ops = {
+    .init = kv_init,
+    .handle_call = kv_call,
+    .handle_cast = kv_cast,
+};
+
+/* The server's node sends us kv's pid (T_PID) when asked by name. */
+static void pid_teller(void *a)
+{
+    (void)a;
+    CHECK(hy_register("teller", HY_PID_NONE) == 0);
+    for (;;) {
+        struct hy_msg *m;
+        if (hy_recv(&m, HY_INFINITY) != 0)
+            continue;
+        hy_pid kv;
+        if (hy_whereis("kv", &kv) == 0)
+            hy_send(m->from, T_PID, &kv, sizeof(kv));
+        hy_msg_free(m);
+    }
+}
+
+static void gs_server_main(void *a)
+{
+    (void)a;
+    dist_up();
+    struct hy_gen_server_opts o = HY_GEN_SERVER_OPTS_INIT;
+    o.name = "kv";
+    o.shard = 1;
+    hy_pid kv;
+    CHECK(hy_gen_server_start(&kv_ops, NULL, &o, &kv) == 0);
+    struct hy_spawn_opts so = HY_SPAWN_OPTS_INIT;
+    hy_pid e, t;
+    CHECK(hy_spawn_opt(echo, NULL, &so, &e) == 0);
+    CHECK(hy_spawn_opt(pid_teller, NULL, &so, &t) == 0);
+    CHECK(hy_register("main", HY_PID_NONE) == 0);
+    struct hy_msg *m;
+    CHECK(hy_recv_tag(T_QUIT, &m, 60 * SEC) == 0);
+    hy_dist_stop();
+}
+
+static void gs_client_main(void *a)
+{
+    (void)a;
+    dist_up();
+    find_echo(2);
+    hy_pid kv = HY_PID_NONE;
+    for (int i = 0; i < 100 && hy_pid_is_none(kv); i++) {
+        CHECK(hy_dist_send_name("teller", 2, T_PID, NULL, 0) == 0);
+        struct hy_msg *m;
+        if (hy_recv_tag(T_PID, &m, SEC / 10) == 0) {
+            memcpy(&kv, m->data, sizeof(kv));
+            hy_msg_free(m);
+        }
+    }
+    CHECK(hy_pid_node(kv) == 2 && hy_pid_shard(kv) == 1);
+    /* call, cast, call: the cast is ordered between the calls */
+    struct hy_msg *r;
+    uint64_t v = 0, seven = 7;
+    CHECK(hy_gen_server_call(kv, C_GET, NULL, 0, 5 * SEC, &r, NULL) == 0);
+    memcpy(&v, r->data, sizeof(v));
+    CHECK(r->tag == C_VAL && v == 0);
+    hy_msg_free(r);
+    CHECK(hy_gen_server_cast(kv, C_SET, &seven, sizeof(seven)) == 0);
+    CHECK(hy_gen_server_call(kv, C_GET, NULL, 0, 5 * SEC, &r, NULL) == 0);
+    memcpy(&v, r->data, sizeof(v));
+    CHECK(v == 7);
+    hy_msg_free(r);
+    /* a dead remote pid: noproc, never a hang */
+    hy_pid dead = hy_pid_make(2, hy_pid_creation(kv), 1, 60000, 1);
+    CHECK(hy_gen_server_call(dead, C_GET, NULL, 0, 5 * SEC, &r, NULL) == HY_ENOPROC);
+    /* the server stops: a call fails with its exit */
+    CHECK(hy_gen_server_stop(kv, hy_reason_make(HY_REASON_SHUTDOWN), 5 * SEC) == 0);
+    CHECK(hy_gen_server_call(kv, C_GET, NULL, 0, 5 * SEC, &r, NULL) == HY_ENOPROC);
+    hy_dist_send_name("main", 2, T_QUIT, NULL, 0);
+    hy_dist_stop();
+}
+
+static void test_dist_gen_server_call_remote(void **state)
+{
+    (void)state;
+    set_peers(2, pick_base());
+    pid_t b = spawn_node(2, gs_server_main);
+    pid_t a = spawn_node(1, gs_client_main);
+    int ra = wait_node(a, 60000);
+    int rb = wait_node(b, 10000);
+    (void)rb;
+    pid_t rest[1] = {b};
+    reap_all(rest, 1);
+    assert_int_equal(ra, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dist_order_and_large_messages),
+        cmocka_unit_test(test_dist_order_under_loss),
+        cmocka_unit_test(test_dist_links_and_monitors),
+        cmocka_unit_test(test_dist_node_down_and_restart),
+        cmocka_unit_test(test_dist_wrong_cookie_refused),
+        cmocka_unit_test(test_dist_malformed_frames_counted),
+        cmocka_unit_test(test_dist_gen_server_call_remote),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
