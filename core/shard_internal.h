@@ -51,6 +51,7 @@ enum hy__kind {
     HY_K_LIST_REQ,       /* list of processes (to a shard) */
     HY_K_DIST_NAME,      /* to a registered name on another node (net/) */
     HY_K_DIST_CTRL,      /* net/'s per-shard control requests */
+    HY_K_DIST_FRAME,     /* a frame that arrived on another shard's queue */
     HY_K_MAX = 63,
 };
 

@@ -716,7 +716,18 @@ static void on_frame(struct hy__ep *ep, const uint8_t *buf, size_t n)
         return;
     }
     if (h.dst_shard != ep->shard) {
-        st_add(&ep->st.malformed, 1); /* UDP: each shard has its port, so this is bogus */
+        /* landed on the wrong shard's queue (no hardware steering): hand it
+         * over through the ring mesh, copied into a message buffer */
+        struct hy_msg *m;
+        if (h.dst_shard >= hy__rt.nshards || hy__msg_alloc(sh, n, &m) != 0) {
+            st_add(&ep->st.malformed, 1);
+            return;
+        }
+        memcpy(m->data, buf, n);
+        m->kind = HY_K_DIST_FRAME;
+        m->to = shard_pid(h.dst_shard);
+        st_add(&ep->st.handed_over, 1);
+        hy__route(sh, m);
         return;
     }
     int pi = peer_index(h.src_node);
@@ -1106,6 +1117,14 @@ static void ep_close(struct hy_shard *sh)
     atomic_fetch_add(&D.stopped, 1);
 }
 
+static void on_handed_frame(struct hy_shard *sh, struct hy_msg *m)
+{
+    struct hy__ep *ep = D.eps[sh->id];
+    if (ep && ep->open)
+        on_frame(ep, m->data, m->size);
+    hy__msg_free_local(sh, m);
+}
+
 static void on_ctrl(struct hy_shard *sh, struct hy_msg *m)
 {
     struct ctrl c;
@@ -1257,6 +1276,7 @@ int hy_dist_start(const struct hy_dist_config *cfg)
     atomic_store(&D.open_err, 0);
     atomic_store(&D.stopped, 0);
     hy__kind_register(HY_K_DIST_CTRL, on_ctrl);
+    hy__kind_register(HY_K_DIST_FRAME, on_handed_frame);
     for (unsigned s = 0; s < hy__rt.nshards; s++)
         send_ctrl(sh, s, CTRL_OPEN, 0, HY_PID_NONE, HY_REF_NONE);
     int rc = wait_count(&D.opened, (int)hy__rt.nshards);

@@ -137,6 +137,7 @@ struct hy_dist_stats {
     uint64_t handshakes;        /* completed */
     uint64_t nodes_down;        /* node-down events */
     uint64_t msgs_tx, msgs_rx;
+    uint64_t handed_over;       /* frames that landed on another shard's queue */
 };
 
 /* Sums the counters of every shard's endpoint. Errors: HY_ENOTSTARTED. */
