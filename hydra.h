@@ -19,7 +19,11 @@
 #include "application.h"
 #include "dist.h"
 #include "gen_server.h"
+#include "hash_ring.h"
+#include "registry.h"
 #include "report.h"
+#include "semaphore.h"
 #include "supervisor.h"
+#include "task.h"
 
 #endif /* HY_HYDRA_H */

@@ -109,6 +109,11 @@ int hy_blocking_run(hy_blocking_fn fn, void *arg, intptr_t *result)
         return HY_ENOTPROC;
     if (!fn)
         return HY_EINVAL;
+    /* the shared compact stack holds other processes' frames while we wait:
+     * fn would write into them, and our copy would be restored over it */
+    if (p->stack_mode == HY_STACK_COMPACT && (char *)arg >= (char *)p->shard->compact_lo &&
+        (char *)arg < (char *)p->shard->compact_hi)
+        return HY_EINVAL;
     if (!nthreads)
         return HY_ENOTSTARTED;
     struct job *j = malloc(sizeof(*j));

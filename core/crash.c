@@ -16,8 +16,16 @@
 #include "shard_internal.h"
 
 #if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/common_interface_defs.h>
 #define HY_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HY_ASAN 1
+#endif
+#endif
+
+#ifdef HY_ASAN
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
 #endif
 
 #define ALTSTACK_SIZE (256 * 1024) /* >= 64 KiB; ASan's handlers need room */
@@ -140,11 +148,16 @@ static void on_fault(int sig, siginfo_t *si, void *ucv)
     ucontext_t *uc = ucv;
     sigprocmask(SIG_SETMASK, &uc->uc_sigmask, NULL);
     sh->in_runtime = true;
-    void *dummy;
 #ifdef HY_ASAN
+    /* this frame is abandoned on the alternate stack, never returned from:
+     * clear its poison, or the next fault's handler inherits stale marks */
+    if (sh->altstack)
+        __asan_unpoison_memory_region(sh->altstack, sh->altstack_size);
     __sanitizer_start_switch_fiber(NULL, sh->sched_stack_lo, sh->sched_stack_size);
 #endif
-    hy__ctx_switch(&dummy, sh->sched_sp);
+    /* save into the dead process's record, not a local: under ASan's
+     * use-after-return mode a local lives on the fake stack just dropped */
+    hy__ctx_switch(&p->sp, sh->sched_sp);
     __builtin_unreachable();
 }
 

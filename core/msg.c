@@ -61,9 +61,9 @@ static int refill_small(struct hy_shard *sh, unsigned cls)
     return 0;
 }
 
-static int msg_alloc_body(struct hy_shard *sh, size_t len, struct hy_msg **out)
+static int msg_alloc_body(struct hy_shard *sh, size_t len, struct hy_msg **out, size_t max)
 {
-    if (len > hy__rt.cfg.max_message_size)
+    if (len > max)
         return HY_EMSGSIZE;
     unsigned cls = class_of(len);
     struct hy_msg *m;
@@ -198,7 +198,15 @@ void hy__msg_pools_fini(struct hy_shard *sh)
 int hy__msg_alloc(struct hy_shard *sh, size_t len, struct hy_msg **out)
 {
     HY_RT_ENTER(sh);
-    int rc = msg_alloc_body(sh, len, out);
+    int rc = msg_alloc_body(sh, len, out, hy__rt.cfg.max_message_size);
+    HY_RT_LEAVE();
+    return rc;
+}
+
+int hy__msg_alloc_rt(struct hy_shard *sh, size_t len, struct hy_msg **out)
+{
+    HY_RT_ENTER(sh);
+    int rc = msg_alloc_body(sh, len, out, hy__rt.cfg.max_message_size + HY_MSG_RT_HEADROOM);
     HY_RT_LEAVE();
     return rc;
 }
@@ -311,9 +319,10 @@ void hy__dispatch(struct hy_shard *sh, struct hy_msg *m)
 
 void hy__mailbox_append(struct hy_shard *sh, struct hy_proc *p, struct hy_msg *m)
 {
-    /* Runtime replies (system tags) are exempt: the process may be blocked
-     * in the call that waits for them (spawn, timer, blocking call). */
-    if (p->mb_max && p->mb_len >= p->mb_max && !(m->tag & HY_TAG_SYSTEM)) {
+    /* The reply carrying the receiver's latest ref is exempt: it may be
+     * blocked in the call that waits for it (spawn, timer, blocking call). */
+    if (p->mb_max && p->mb_len >= p->mb_max &&
+        !(hy_ref_eq(m->ref, p->mark_ref) && !hy_ref_is_none(m->ref))) {
         if (p->mailbox_policy == HY_MAILBOX_KILL && !p->exit_pending) {
             p->exit_pending = 1;
             p->exit_reason_pending = hy_reason_user(0, "mailbox_overflow");

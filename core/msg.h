@@ -11,13 +11,17 @@
  * monitor, down) of the same pair.
  *
  * A send to a dead or unknown pid is dropped silently, as in Erlang, and
- * counted in the sender shard's stats (hy_stats.dropped_dead).
+ * counted (hy_stats.dropped_dead) by the shard that drops it: the sender's
+ * for an unknown pid or a dead one of its own shard, the destination's for a
+ * dead process on another shard.
  *
  * Mailboxes are unbounded by default, like Erlang's. A bound can be set per
  * process (hy_spawn_opts.max_mailbox) or for the runtime
  * (hy_config.default_max_mailbox); a message to a full mailbox is then either
  * dropped and counted (hy_stats.dropped_full) or the receiver is killed,
  * depending on its policy. The sender is never told: send never blocks.
+ * A message carrying the ref its receiver made last (the reply a pending
+ * call, spawn or timer request waits for) is accepted even by a full mailbox.
  */
 #ifndef HY_CORE_MSG_H
 #define HY_CORE_MSG_H

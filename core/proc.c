@@ -9,8 +9,14 @@
 #include "shard_internal.h"
 
 #if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/common_interface_defs.h>
 #define HY_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HY_ASAN 1 /* clang < 16 does not define __SANITIZE_ADDRESS__ */
+#endif
+#endif
+#ifdef HY_ASAN
+#include <sanitizer/common_interface_defs.h>
 #endif
 
 #define PROC_CHUNK 64
@@ -56,7 +62,7 @@ char *hy_reason_format(const struct hy_reason *r, char *buf, size_t len)
     if (r->kind == HY_REASON_USER)
         snprintf(buf, len, "user(%d, %s)", r->code, r->text);
     else if (r->kind == HY_REASON_CRASH)
-        snprintf(buf, len, "crash(%s at %#llx)", r->text, (unsigned long long)r->addr);
+        snprintf(buf, len, "crash(%s at 0x%llx)", r->text, (unsigned long long)r->addr);
     else
         snprintf(buf, len, "%s", name);
     return buf;

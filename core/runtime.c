@@ -272,6 +272,14 @@ static void free_shards(void)
         hy__stack_fini_shard(sh);
         if (sh->wake_fd >= 0)
             close(sh->wake_fd);
+        /* foreign messages that arrived after the shard's last drain (the
+         * result of a blocking call that outlived its caller, a late
+         * hy_send_foreign): malloc'd by their thread */
+        for (struct hy_msg *m = atomic_exchange(&sh->inbox, NULL), *n; m; m = n) {
+            n = m->next;
+            if (m->home == HY_HOME_MALLOC)
+                free(m);
+        }
         hy__msg_pools_fini(sh);
         hy__proc_table_fini(sh);
         hy__shard_mem_free(sh, sh, sizeof(*sh));
@@ -362,6 +370,11 @@ static int setup(const struct hy_config *cfg, hy_proc_fn main_fn, void *arg, boo
     hy__rt.main_fn = main_fn;
     hy__rt.main_arg = arg;
     hy__rt.stop_on_main_exit = on_caller && main_fn;
+    if (on_caller) {
+        /* shard 0 runs on the caller: the stall watchdog signals it there */
+        hy__rt.shards[0]->thread = pthread_self();
+        hy__rt.shards[0]->on_caller_thread = true;
+    }
     if (main_fn) {
         struct hy_shard *sh0 = hy__rt.shards[0];
         hy__tls_shard = sh0;

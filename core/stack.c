@@ -244,6 +244,11 @@ void hy__stack_switch_in(struct hy_shard *sh, struct hy_proc *p)
                 compact_save(owner);
             if (p->sp)
                 compact_restore(sh, p);
+#ifdef HY_ASAN
+            else /* a fresh process: the previous owner's redzones are still poisoned */
+                __asan_unpoison_memory_region(
+                    sh->compact_lo, (size_t)((char *)sh->compact_hi - (char *)sh->compact_lo));
+#endif
             sh->compact_owner = p;
         }
         if (!p->sp)

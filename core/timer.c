@@ -298,6 +298,8 @@ int hy_send_after(uint64_t ns, hy_pid to, uint64_t tag, const void *data, size_t
     if (((tag & HY_TAG_SYSTEM) && !(flags & HY_TIMER_SYSTEM_TAG)) ||
         (flags & ~(HY_TIMER_TIED | HY_TIMER_SYSTEM_TAG)) || (!data && len))
         return HY_EINVAL;
+    if (len > hy__rt.cfg.max_message_size)
+        return HY_EMSGSIZE;
     struct hy_shard *sh = p->shard;
     uint64_t expire = hy_now_ns() + ns;
     bool local_node = hy_pid_node(to) == hy__rt.node_id;
@@ -314,7 +316,7 @@ int hy_send_after(uint64_t ns, hy_pid to, uint64_t tag, const void *data, size_t
                 /* OTP: a timer to a dead pid is created and cancelled at once */
                 if (out)
                     *out = hy__ref_new_home(sh, sh->id);
-                return len > hy__rt.cfg.max_message_size ? HY_EMSGSIZE : 0;
+                return 0;
             }
         }
         struct hy_msg *m;
@@ -337,7 +339,7 @@ int hy_send_after(uint64_t ns, hy_pid to, uint64_t tag, const void *data, size_t
     }
     /* the destination's shard keeps the timer */
     struct hy_msg *req;
-    rc = hy__msg_alloc(sh, sizeof(struct timer_start) + len, &req);
+    rc = hy__msg_alloc_rt(sh, sizeof(struct timer_start) + len, &req);
     if (rc)
         return rc;
     struct timer_start ts = {.expire_ns = expire, .tag = tag, .creator = p->pid};

@@ -6,6 +6,7 @@
 #include "errors.h"
 #include "gen_server.h"
 #include "log.h"
+#include "report.h"
 #include "timer.h"
 
 #define CALL_BIT (1ull << 62)
@@ -76,6 +77,17 @@ static void ack(const struct start_args *sa, int rc, hy_pid pid, struct hy_reaso
 
 static __attribute__((noreturn)) void terminate_and_exit(struct hy_gs *gs, struct hy_reason r)
 {
+    if (r.kind != HY_REASON_NORMAL && r.kind != HY_REASON_SHUTDOWN) {
+        /* OTP's "** Generic server terminating" error report */
+        struct hy_report rep = {
+            .type = HY_REPORT_CRASH,
+            .level = HY_LOG_ERROR,
+            .context = "terminating",
+            .who = hy_self(),
+            .reason = &r,
+        };
+        hy_report(&rep);
+    }
     if (gs->ops->terminate)
         gs->ops->terminate(gs, &r);
     hy_exit(r);
@@ -93,6 +105,13 @@ static void after(struct hy_gs *gs, int res)
         if (r == HY_GS_STOP)
             terminate_and_exit(gs, gs->stop_reason);
     }
+}
+
+static void free_current(void *a)
+{
+    struct hy_msg **cur = a;
+    hy_msg_free(*cur);
+    *cur = NULL;
 }
 
 static void server_main(void *a)
@@ -128,10 +147,19 @@ static void server_main(void *a)
     ack(sa, 0, self, hy_reason_make(HY_REASON_NORMAL));
     after(&gs, HY_GS_OK);
 
+    /* A callback may end the process from any depth (hy_exit, a fault):
+     * the message it was handling is freed by a cleanup then. */
+    struct hy_msg **cur = hy_alloc(sizeof(*cur));
+    if (cur)
+        *cur = NULL; /* the arena is not zeroed: killed before a message, nothing to free */
+    if (cur && hy_on_exit(free_current, cur) != 0)
+        cur = NULL;
     for (;;) {
         struct hy_msg *m;
         if (hy_recv(&m, HY_INFINITY) != 0)
             continue;
+        if (cur)
+            *cur = m;
         uint64_t tag = m->tag;
         int r = HY_GS_OK;
         if ((tag & (HY_TAG_SYSTEM | CALL_BIT)) == (HY_TAG_SYSTEM | CALL_BIT)) {
@@ -156,6 +184,8 @@ static void server_main(void *a)
         } else if (gs.ops->handle_info) {
             r = gs.ops->handle_info(&gs, m);
         }
+        if (cur)
+            *cur = NULL;
         hy_msg_free(m);
         after(&gs, r);
     }
@@ -222,7 +252,10 @@ static int start_common(const struct hy_gen_server_ops *ops, void *arg,
         if (link)
             hy_unlink(pid);
         hy_exit_pid(pid, hy_reason_make(HY_REASON_KILL));
-        hy_demonitor(mref, true);
+        /* wait until it is gone, so that its name is free and nothing of it
+         * is left running when start returns */
+        if (hy_recv_ref(mref, &m, HY_INFINITY) == 0)
+            hy_msg_free(m);
         /* an ack racing the timeout is dropped with the rest of the start */
         while (hy_recv_match(is_ack_or_down, &am, &m, 0) == 0)
             hy_msg_free(m);
@@ -289,8 +322,13 @@ int hy_gen_server_call(hy_pid server, uint64_t tag, const void *data, size_t len
     struct hy_msg *m;
     rc = hy_recv_ref(ref, &m, timeout_ns);
     if (rc) {
-        /* timed out: the alias goes with the monitor, a late reply is dropped */
+        /* timed out: the alias goes with the monitor, a later reply is
+         * dropped; one that came in meanwhile is taken (as OTP's gen:call) */
         hy_demonitor(ref, true);
+        if (hy_recv_ref(ref, &m, 0) == 0) {
+            *reply = m;
+            return 0;
+        }
         return rc;
     }
     if (m->tag == HY_TAG_DOWN && m->size == sizeof(struct hy_down_info)) {
@@ -302,6 +340,11 @@ int hy_gen_server_call(hy_pid server, uint64_t tag, const void *data, size_t len
         return d.reason.kind == HY_REASON_NOPROC ? HY_ENOPROC : HY_EEXIT;
     }
     hy_demonitor(ref, false);
+    /* the server may have ended right after replying: its DOWN may be
+     * queued already (from the marker: no scan of older messages) */
+    struct hy_msg *down;
+    if (hy_recv_ref(ref, &down, 0) == 0)
+        hy_msg_free(down);
     *reply = m;
     return 0;
 }

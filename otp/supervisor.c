@@ -5,6 +5,7 @@
 
 #include "errors.h"
 #include "log.h"
+#include "report.h"
 #include "supervisor.h"
 
 enum {
@@ -213,9 +214,25 @@ static struct child *find_id(struct sup *s, const char *id)
     return NULL;
 }
 
-static char *fmt_reason(const struct hy_reason *r, char *buf, size_t n)
+/* A supervisor_report (or progress_report) about child c (report.h). */
+static void sup_report(int type, enum hy_log_level level, const char *context,
+                       const struct child *c, hy_pid pid, const struct hy_reason *reason,
+                       int error, const char *action)
 {
-    return hy_reason_format(r, buf, n);
+    if (!hy_report_enabled())
+        return;
+    struct hy_report r = {
+        .type = type,
+        .level = level,
+        .context = context,
+        .who = hy_self(),
+        .child_id = c->id[0] ? c->id : NULL,
+        .child = pid,
+        .reason = reason,
+        .error = error,
+        .action = action,
+    };
+    hy_report(&r);
 }
 
 static int start_child_proc(struct sup *s, struct child *c)
@@ -227,6 +244,7 @@ static int start_child_proc(struct sup *s, struct child *c)
     if (rc == 0) {
         c->pid = pid;
         map_put(s, pid, c);
+        sup_report(HY_REPORT_PROGRESS, HY_LOG_INFO, "started", c, pid, NULL, 0, NULL);
     } else {
         c->pid = HY_PID_NONE;
     }
@@ -258,10 +276,8 @@ static void shutdown_child(struct sup *s, struct child *c)
         hy_exit_pid(pid, hy_reason_make(HY_REASON_SHUTDOWN));
         int64_t to = c->shutdown_ns == HY_SHUTDOWN_INFINITY ? HY_INFINITY : c->shutdown_ns;
         if (hy_recv_ref(mref, &m, to) == HY_ETIMEDOUT) {
-            char idb[80];
-            snprintf(idb, sizeof(idb), "%s", c->id[0] ? c->id : "(dynamic)");
-            hy_log(HY_LOG_WARNING,
-                   "supervisor: child %s did not stop within its shutdown time: killed", idb);
+            sup_report(HY_REPORT_SUPERVISOR, HY_LOG_ERROR, "shutdown_error", c, pid, NULL,
+                       HY_ETIMEDOUT, "kill");
             hy_exit_pid(pid, hy_reason_make(HY_REASON_KILL));
             hy_recv_ref(mref, &m, HY_INFINITY);
         }
@@ -275,9 +291,17 @@ static void shutdown_child(struct sup *s, struct child *c)
 /* Stops children from the tail back to (and including) `from`. */
 static void shutdown_from(struct sup *s, struct child *from)
 {
-    for (struct child *c = s->tail; c; c = c->prev) {
+    for (struct child *c = s->tail, *prev; c; c = prev) {
+        prev = c->prev;
+        bool last = c == from;
         shutdown_child(s, c);
-        if (c == from)
+        /* a temporary child stopped by its supervisor is never restarted:
+         * its spec goes (OTP's terminate_children) */
+        if (c->restart == HY_TEMPORARY) {
+            list_remove(s, c);
+            child_free(c);
+        }
+        if (last)
             break;
     }
 }
@@ -323,10 +347,14 @@ static bool restart_range(struct sup *s, struct child *first, bool rest)
             int rc = start_child_proc(s, c);
             if (rc == 0 || rc == HY_EIGNORED)
                 break;
-            hy_log(HY_LOG_ERROR, "supervisor: restarting child %s failed: %s",
-                   c->id[0] ? c->id : "(dynamic)", hy_strerror(rc));
-            if (!add_restart(s))
+            bool again = add_restart(s);
+            sup_report(HY_REPORT_SUPERVISOR, HY_LOG_ERROR, "start_error", c, HY_PID_NONE, NULL, rc,
+                       again ? "restart" : "shutdown");
+            if (!again) {
+                sup_report(HY_REPORT_SUPERVISOR, HY_LOG_ERROR, "reached_max_restart_intensity", c,
+                           HY_PID_NONE, NULL, rc, "shutdown");
                 return false;
+            }
         }
         if (!rest)
             break;
@@ -350,18 +378,15 @@ static int child_exited(struct hy_gs *gs, struct sup *s, hy_pid pid, struct hy_r
         return HY_GS_OK;
     map_del(s, pid);
     c->pid = HY_PID_NONE;
-    char rb[96];
-    if (!reason_is_normalish(&reason)) {
-        char pb[HY_PID_STRLEN];
-        hy_log(HY_LOG_ERROR, "supervisor report: child_terminated id=%s pid=%s reason=%s",
-               c->id[0] ? c->id : "(dynamic)", hy_pid_format(pid, pb, sizeof(pb)),
-               fmt_reason(&reason, rb, sizeof(rb)));
-    }
-    bool restart = c->restart == HY_PERMANENT ||
-                   (c->restart == HY_TRANSIENT && !reason_is_normalish(&reason));
+    bool abnormal = !reason_is_normalish(&reason);
+    bool restart = c->restart == HY_PERMANENT || (c->restart == HY_TRANSIENT && abnormal);
     if (!restart) {
         bool significant = c->significant;
-        if (c->restart == HY_TEMPORARY || c->dynamic) {
+        bool remove = c->restart == HY_TEMPORARY || c->dynamic;
+        if (abnormal)
+            sup_report(HY_REPORT_SUPERVISOR, HY_LOG_ERROR, "child_terminated", c, pid, &reason, 0,
+                       remove ? "remove" : "none");
+        if (remove) {
             list_remove(s, c);
             child_free(c);
         }
@@ -376,15 +401,17 @@ static int child_exited(struct hy_gs *gs, struct sup *s, hy_pid pid, struct hy_r
         }
         return HY_GS_OK;
     }
+    /* OTP reports a permanent child's end whatever the reason */
+    enum hy_log_level level = abnormal ? HY_LOG_ERROR : HY_LOG_NOTICE;
     if (!add_restart(s)) {
-        hy_log(HY_LOG_ERROR,
-               "supervisor report: reached_max_restart_intensity (%d in %u s): shutting down",
-               s->flags.intensity, s->flags.period_s);
+        sup_report(HY_REPORT_SUPERVISOR, level, "child_terminated", c, pid, &reason, 0,
+                   "shutdown");
+        sup_report(HY_REPORT_SUPERVISOR, HY_LOG_ERROR, "reached_max_restart_intensity", c, pid,
+                   &reason, 0, "shutdown");
         hy_gs_stop(gs, hy_reason_make(HY_REASON_SHUTDOWN));
         return HY_GS_STOP;
     }
-    hy_log(HY_LOG_NOTICE, "supervisor report: restarting child %s",
-           c->id[0] ? c->id : "(dynamic)");
+    sup_report(HY_REPORT_SUPERVISOR, level, "child_terminated", c, pid, &reason, 0, "restart");
     bool ok;
     switch (s->flags.strategy) {
     case HY_ONE_FOR_ALL:
@@ -421,12 +448,31 @@ static size_t flat_size(size_t arg_size)
     return (sizeof(struct flat_spec) + arg_size + 15) & ~(size_t)15;
 }
 
+static void sup_terminate(struct hy_gs *gs, const struct hy_reason *reason);
+
+/* Frees the state when the process ends, however it ends: a supervisor
+ * killed (kill, or hy_stop()) never runs terminate. */
+static void sup_free(void *arg)
+{
+    struct sup *s = arg;
+    while (s->head) {
+        struct child *c = s->head;
+        list_remove(s, c);
+        child_free(c);
+    }
+    free(s->tmpl.arg);
+    free(s->map);
+    free(s->rtimes);
+    free(s);
+}
+
 static int sup_init(struct hy_gs *gs, void *arg)
 {
     const struct sup_init *si = arg;
     hy_trap_exit(true, NULL);
     struct sup *s = calloc(1, sizeof(*s));
-    if (!s) {
+    if (!s || hy_on_exit(sup_free, s) != 0) {
+        free(s);
         hy_gs_stop(gs, hy_reason_user(0, "out of memory"));
         return HY_GS_STOP;
     }
@@ -434,7 +480,6 @@ static int sup_init(struct hy_gs *gs, void *arg)
     if (s->flags.intensity > 0) {
         s->rtimes = calloc((size_t)s->flags.intensity, sizeof(uint64_t));
         if (!s->rtimes) {
-            free(s);
             hy_gs_stop(gs, hy_reason_user(0, "out of memory"));
             return HY_GS_STOP;
         }
@@ -455,6 +500,7 @@ static int sup_init(struct hy_gs *gs, void *arg)
         struct child *c = child_from_flat(f, false);
         if (!c) {
             hy_gs_stop(gs, hy_reason_user(0, "out of memory"));
+            sup_terminate(gs, NULL);
             return HY_GS_STOP;
         }
         list_append(s, c);
@@ -462,10 +508,14 @@ static int sup_init(struct hy_gs *gs, void *arg)
         if (rc != 0 && rc != HY_EIGNORED) {
             char text[HY_REASON_TEXT_MAX];
             snprintf(text, sizeof(text), "failed_to_start_child: %.24s", c->id);
-            hy_log(HY_LOG_ERROR, "supervisor report: start_error id=%s error=%s", c->id,
-                   hy_strerror(rc));
+            sup_report(HY_REPORT_SUPERVISOR, HY_LOG_ERROR, "start_error", c, HY_PID_NONE, NULL, rc,
+                       "shutdown");
             hy_gs_stop(gs, hy_reason_user(rc, text));
-            return HY_GS_STOP; /* terminate stops the ones already started */
+            /* a GenServer whose init stops is not terminated (OTP): stop the
+             * children already started, in reverse order, before the start
+             * fails */
+            sup_terminate(gs, NULL);
+            return HY_GS_STOP;
         }
     }
     return HY_GS_OK;
@@ -475,19 +525,8 @@ static void sup_terminate(struct hy_gs *gs, const struct hy_reason *reason)
 {
     (void)reason;
     struct sup *s = hy_gs_state(gs);
-    if (!s)
-        return;
-    shutdown_all(s);
-    while (s->head) {
-        struct child *c = s->head;
-        list_remove(s, c);
-        child_free(c);
-    }
-    free(s->tmpl.arg);
-    free(s->map);
-    free(s->rtimes);
-    free(s);
-    hy_gs_set_state(gs, NULL);
+    if (s)
+        shutdown_all(s); /* the memory goes with the process: sup_free */
 }
 
 static int sup_info(struct hy_gs *gs, const struct hy_msg *m)
@@ -523,7 +562,8 @@ static int sup_call(struct hy_gs *gs, uint64_t tag, const void *data, size_t len
     switch (tag) {
     case SUP_START_CHILD: {
         const struct flat_spec *f = data;
-        if (s->flags.strategy == HY_SIMPLE_ONE_FOR_ONE || len < sizeof(*f)) {
+        if (s->flags.strategy == HY_SIMPLE_ONE_FOR_ONE || len < sizeof(*f) ||
+            (f->significant && s->flags.auto_shutdown == HY_AUTO_NEVER)) {
             reply_rc(from, HY_EINVAL, HY_PID_NONE);
             break;
         }
@@ -540,6 +580,8 @@ static int sup_call(struct hy_gs *gs, uint64_t tag, const void *data, size_t len
         list_append(s, c);
         int rc = start_child_proc(s, c);
         if (rc != 0 && rc != HY_EIGNORED) {
+            sup_report(HY_REPORT_SUPERVISOR, HY_LOG_ERROR, "start_error", c, HY_PID_NONE, NULL, rc,
+                       "none");
             list_remove(s, c);
             child_free(c);
             rc = HY_ESTOPPED;
@@ -571,6 +613,9 @@ static int sup_call(struct hy_gs *gs, uint64_t tag, const void *data, size_t len
         }
         int rc = start_child_proc(s, c);
         if (rc != 0) {
+            if (rc != HY_EIGNORED)
+                sup_report(HY_REPORT_SUPERVISOR, HY_LOG_ERROR, "start_error", c, HY_PID_NONE, NULL,
+                           rc, "none");
             child_free(c);
             reply_rc(from, rc == HY_EIGNORED ? rc : HY_ESTOPPED, HY_PID_NONE);
             break;
@@ -603,6 +648,9 @@ static int sup_call(struct hy_gs *gs, uint64_t tag, const void *data, size_t len
             reply_rc(from, HY_EALREADY, c->pid);
         } else {
             int rc = start_child_proc(s, c);
+            if (rc != 0 && rc != HY_EIGNORED)
+                sup_report(HY_REPORT_SUPERVISOR, HY_LOG_ERROR, "start_error", c, HY_PID_NONE, NULL,
+                           rc, "none");
             reply_rc(from, rc == 0 || rc == HY_EIGNORED ? rc : HY_ESTOPPED, c->pid);
         }
         break;
@@ -637,7 +685,8 @@ static int sup_call(struct hy_gs *gs, uint64_t tag, const void *data, size_t len
         size_t i = 0;
         for (struct child *c = s->head; c && i < take; c = c->next, i++) {
             memset(&out[i], 0, sizeof(out[i]));
-            memcpy(out[i].id, c->id, HY_CHILD_ID_MAX);
+            if (!c->dynamic) /* dynamic children have no id (OTP: undefined) */
+                memcpy(out[i].id, c->id, HY_CHILD_ID_MAX);
             out[i].pid = c->pid;
             out[i].type = c->type;
         }
@@ -656,6 +705,8 @@ static int sup_call(struct hy_gs *gs, uint64_t tag, const void *data, size_t len
             else
                 k.workers++;
         }
+        if (s->flags.strategy == HY_SIMPLE_ONE_FOR_ONE)
+            k.specs = 1; /* OTP: the template is the one spec */
         hy_gen_server_reply(from, SUP_REPLY, &k, sizeof(k));
         break;
     }
@@ -712,6 +763,13 @@ int hy_supervisor_start_link(const struct hy_sup_flags *flags, const struct hy_c
         return HY_EINVAL;
     if (flags->strategy == HY_SIMPLE_ONE_FOR_ONE && nchildren != 1)
         return HY_EINVAL;
+    /* OTP: no auto_shutdown for simple_one_for_one (OTP 27); significant
+     * children only where auto_shutdown is not never */
+    if (flags->strategy == HY_SIMPLE_ONE_FOR_ONE && flags->auto_shutdown != HY_AUTO_NEVER)
+        return HY_EINVAL;
+    for (size_t i = 0; i < nchildren; i++)
+        if (children[i].significant && flags->auto_shutdown == HY_AUTO_NEVER)
+            return HY_EINVAL;
     for (size_t i = 0; i < nchildren; i++)
         for (size_t j = 0; j < i; j++)
             if (children[i].id && children[j].id && strcmp(children[i].id, children[j].id) == 0)

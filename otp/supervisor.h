@@ -25,9 +25,16 @@
  * auto_shutdown (OTP 24): HY_AUTO_NEVER; HY_AUTO_ANY_SIGNIFICANT: the
  * supervisor shuts down when a significant child ends by itself and is not
  * restarted; HY_AUTO_ALL_SIGNIFICANT: when all significant children have.
- * Significant children must be transient or temporary.
- * Reports (who ended, why, what was done; a supervisor giving up) go to the
- * logger: child crashes at HY_LOG_ERROR, restarts at HY_LOG_NOTICE.
+ * Significant children must be transient or temporary, and are only
+ * valid when auto_shutdown is not HY_AUTO_NEVER (OTP rejects them then);
+ * a simple supervisor's auto_shutdown must be HY_AUTO_NEVER (OTP 27).
+ * Temporary children stopped by their supervisor (one_for_all /
+ * rest_for_one restarts, terminate_child) are not restarted and their
+ * specs are removed (OTP).
+ * Reports (who ended, why, what was done; a supervisor giving up; start and
+ * shutdown errors) are OTP's supervisor reports, emitted with hy_report()
+ * (report.h): child_terminated, reached_max_restart_intensity, start_error,
+ * shutdown_error, and a progress report for every child started.
  */
 #ifndef HY_OTP_SUPERVISOR_H
 #define HY_OTP_SUPERVISOR_H
@@ -104,7 +111,8 @@ struct hy_sup_opts {
 /* Starts a supervisor linked to the caller, with children (copied; for
  * HY_SIMPLE_ONE_FOR_ONE exactly one template spec, no child started).
  * Errors: HY_EINVAL (bad flags or specs: duplicate id, significant
- * permanent child, ...), HY_ESTOPPED (a child failed to start: *why),
+ * permanent child, significant child with HY_AUTO_NEVER, auto_shutdown on a
+ * simple supervisor, ...), HY_ESTOPPED (a child failed to start: *why),
  * HY_EEXIST (name taken), HY_ENOMEM, HY_ENOTPROC. Context: a process. */
 int hy_supervisor_start_link(const struct hy_sup_flags *flags, const struct hy_child_spec *children,
                              size_t nchildren, const struct hy_sup_opts *opts, hy_pid *out,

@@ -1,58 +1,50 @@
-/* hydra-stack: the stack server of the tutorial. */
+/* hydra-stack: runs the stack application.
+ *
+ *   hydra-stack          starts the tree, runs the demo (pop, push "rust",
+ *                        pop) in a process once it is up, then stops in order
+ *   hydra-stack --serve  starts the tree and runs until SIGINT or SIGTERM
+ *
+ * The exit status is hy_app_run's (0: stopped in order), or 1 when the demo
+ * did not see what it expected. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "hydra.h"
-#include "stack_server.h"
+#include "stack.h"
 
-static int pop(hy_pid srv, char *out, size_t cap)
-{
-    struct hy_msg *r;
-    int rc = hy_gen_server_call(srv, STACK_POP, NULL, 0, 5000000000LL, &r, NULL);
-    if (rc)
-        return rc;
-    size_t n = r->size < cap - 1 ? r->size : cap - 1;
-    memcpy(out, r->data, n);
-    out[n] = '\0';
-    int empty = r->tag == STACK_EMPTY;
-    hy_msg_free(r);
-    return empty ? HY_ENODATA : 0;
-}
+static bool demo_ok;
 
-static void stack_main(void *arg)
+static void demo(void *arg)
 {
-    int *status = arg;
-    static const char init[] = "hello\0world\0";
-    struct hy_gen_server_opts o = HY_GEN_SERVER_OPTS_INIT;
-    o.name = "stack";
-    o.arg_size = sizeof(init);
-    hy_pid srv;
-    int rc = hy_gen_server_start_link(&stack_server_ops, (void *)init, &o, &srv);
-    if (rc) {
-        printf("start failed: %s\n", hy_strerror(rc));
-        return;
-    }
-    char a[64], b[64];
-    if (pop(srv, a, sizeof a) == 0)
-        printf("pop -> \"%s\"\n", a);
-    hy_gen_server_cast(srv, STACK_PUSH, "rust", 4);
+    (void)arg;
+    char a[64] = "", b[64] = "";
+    int ra = stack_server_pop(a, sizeof(a));
+    printf("pop -> \"%s\"\n", a);
+    int rp = stack_server_push("rust");
     printf("push \"rust\"\n");
-    if (pop(srv, b, sizeof b) == 0)
-        printf("pop -> \"%s\"\n", b);
-    hy_gen_server_stop(srv, hy_reason_make(HY_REASON_NORMAL), HY_INFINITY);
-    *status = strcmp(a, "hello") == 0 && strcmp(b, "rust") == 0 ? 0 : 1;
-}
+    int rb = stack_server_pop(b, sizeof(b));
+    printf("pop -> \"%s\"\n", b);
+    demo_ok = ra == 0 && rp == 0 && rb == 0 && strcmp(a, "hello") == 0 && strcmp(b, "rust") == 0;
+} /* returning stops the application */
 
-int main(void)
+int main(int argc, char **argv)
 {
+    bool serve = argc > 1 && strcmp(argv[1], "--serve") == 0;
     struct hy_config cfg;
     hy_config_init(&cfg);
-    cfg.nshards = 1;
-    int status = 1;
-    int rc = hy_run(&cfg, stack_main, &status);
-    if (rc) {
-        fprintf(stderr, "hydra-stack: %s\n", hy_strerror(rc));
-        return 1;
+    cfg.nshards = 1; /* one registered server: one shard */
+    struct hy_app app = stack_app;
+    if (!serve)
+        app.main = demo;
+    struct hy_app_result res;
+    int status = hy_app_run(&app, &cfg, &res);
+    if (status != HY_APP_STOPPED) {
+        char why[96];
+        fprintf(stderr, "hydra-stack: ended with status %d (%s, %s)\n", status,
+                hy_err_name(res.error), hy_reason_format(&res.reason, why, sizeof(why)));
+        return status;
     }
-    return status;
+    if (serve)
+        fprintf(stderr, "hydra-stack: stopped by signal %d\n", res.signal);
+    return serve || demo_ok ? 0 : 1;
 }

@@ -1,11 +1,13 @@
-/* The stack server: init with ["hello", "world"]; call pop -> "hello";
- * cast push "rust"; call pop -> "rust". State lives in the server's arena
- * (hy_alloc), so it is released with the process. */
+/* The stack server: a GenServer holding a stack of strings (the seed's
+ * example): init with ["hello", "world"]; call pop -> "hello"; cast push
+ * "rust"; call pop -> "rust". Its state lives in the server's arena
+ * (hy_alloc), so it is released with the process, however it ends. */
 #include <string.h>
 
-#include "stack_server.h"
+#include "stack.h"
 
-#define STACK_MAX 1024
+#define STACK_MAX       1024
+#define CALL_TIMEOUT_NS 5000000000LL
 
 struct stack {
     unsigned n;
@@ -21,6 +23,8 @@ static char *dup_in_arena(const char *s, size_t len)
     }
     return c;
 }
+
+/* ---- callbacks (run in the server process) ----------------------------------- */
 
 static int stack_init(struct hy_gs *gs, void *arg)
 {
@@ -43,16 +47,17 @@ static int stack_init(struct hy_gs *gs, void *arg)
     return HY_GS_OK;
 }
 
-static int stack_call(struct hy_gs *gs, uint64_t tag, const void *data, size_t len,
-                      hy_gs_from from)
+static int stack_call(struct hy_gs *gs, uint64_t tag, const void *data, size_t len, hy_gs_from from)
 {
     (void)data;
     (void)len;
     struct stack *st = hy_gs_state(gs);
     if (tag != STACK_POP)
         return HY_GS_OK; /* unknown request: no reply, the caller times out */
-    if (st->n == 0)
-        return hy_gen_server_reply(from, STACK_EMPTY, NULL, 0) == 0 ? HY_GS_OK : HY_GS_OK;
+    if (st->n == 0) {
+        hy_gen_server_reply(from, STACK_EMPTY, NULL, 0);
+        return HY_GS_OK;
+    }
     const char *top = st->items[--st->n];
     hy_gen_server_reply(from, STACK_REPLY, top, strlen(top));
     return HY_GS_OK;
@@ -66,8 +71,41 @@ static int stack_cast(struct hy_gs *gs, uint64_t tag, const void *data, size_t l
     return HY_GS_OK;
 }
 
+/* handle_info, handle_continue and terminate: NULL, the OTP defaults */
 const struct hy_gen_server_ops stack_server_ops = {
     .init = stack_init,
     .handle_call = stack_call,
     .handle_cast = stack_cast,
 };
+
+/* ---- API (runs in the caller) ---------------------------------------------------- */
+
+int stack_server_start_link(const void *arg, size_t arg_size, hy_pid *pid)
+{
+    struct hy_gen_server_opts o = HY_GEN_SERVER_OPTS_INIT;
+    o.name = STACK_NAME;
+    o.arg_size = arg_size; /* the server gets its own copy of the list */
+    return hy_gen_server_start_link(&stack_server_ops, (void *)arg, &o, pid);
+}
+
+int stack_server_pop(char *out, size_t cap)
+{
+    struct hy_msg *r;
+    int rc = hy_gen_server_call_name(STACK_NAME, STACK_POP, NULL, 0, CALL_TIMEOUT_NS, &r, NULL);
+    if (rc)
+        return rc;
+    size_t n = r->size < cap - 1 ? r->size : cap - 1;
+    memcpy(out, r->data, n);
+    out[n] = '\0';
+    int empty = r->tag == STACK_EMPTY;
+    hy_msg_free(r);
+    return empty ? HY_ENODATA : 0;
+}
+
+int stack_server_push(const char *item)
+{
+    hy_pid pid;
+    if (hy_whereis(STACK_NAME, &pid) != 0)
+        return HY_ENOPROC;
+    return hy_gen_server_cast(pid, STACK_PUSH, item, strlen(item));
+}

@@ -1,9 +1,12 @@
 #include "test_support.h"
 
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -38,6 +41,7 @@ int hy_test_run_cfg(const struct hy_config *cfg, hy_proc_fn body, void *arg)
 {
     struct wrap w = {body, arg, false};
     int rc = hy_run(cfg, wrapper, &w);
+    hy_test_assert_checks();
     assert_int_equal(rc, 0);
     assert_true(w.clean);
     assert_false(hy_running());
@@ -88,4 +92,60 @@ bool hy_test_quiesce(uint64_t expected_alive, unsigned timeout_ms)
 {
     struct quiesce q = {expected_alive};
     return hy_test_wait_until(quiet, &q, timeout_ms);
+}
+
+bool hy_test_thread_wait_until(bool (*cond)(void *arg), void *arg, unsigned timeout_ms)
+{
+    uint64_t deadline = hy_now_ns() + (uint64_t)timeout_ms * 1000000u;
+    while (!cond(arg)) {
+        if (hy_now_ns() > deadline)
+            return false;
+        struct timespec ts = {0, 50000};
+        nanosleep(&ts, NULL);
+    }
+    return true;
+}
+
+/* ---- checks ------------------------------------------------------------- */
+
+#define MAX_KEPT 16
+
+static pthread_mutex_t check_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned check_failures;
+static char check_text[MAX_KEPT][256];
+
+void hy_test_check_fail(const char *file, int line, const char *fmt, ...)
+{
+    char what[200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&check_lock);
+    if (check_failures < MAX_KEPT)
+        snprintf(check_text[check_failures], sizeof(check_text[0]), "%s:%d: check failed: %s",
+                 file, line, what);
+    check_failures++;
+    pthread_mutex_unlock(&check_lock);
+}
+
+unsigned hy_test_check_failures(void)
+{
+    pthread_mutex_lock(&check_lock);
+    unsigned n = check_failures;
+    pthread_mutex_unlock(&check_lock);
+    return n;
+}
+
+void hy_test_assert_checks(void)
+{
+    pthread_mutex_lock(&check_lock);
+    unsigned n = check_failures;
+    for (unsigned i = 0; i < n && i < MAX_KEPT; i++)
+        print_error("%s\n", check_text[i]);
+    if (n > MAX_KEPT)
+        print_error("... and %u more failed checks\n", n - MAX_KEPT);
+    check_failures = 0;
+    pthread_mutex_unlock(&check_lock);
+    assert_int_equal(n, 0);
 }

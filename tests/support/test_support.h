@@ -28,4 +28,32 @@ bool hy_test_wait_until(bool (*cond)(void *arg), void *arg, unsigned timeout_ms)
  * total and no message buffer away from home. */
 bool hy_test_quiesce(uint64_t expected_alive, unsigned timeout_ms);
 
+/* From a plain thread (not a process): polls cond(arg) every 50 us until it
+ * is true or timeout_ms passes; returns whether it became true. */
+bool hy_test_thread_wait_until(bool (*cond)(void *arg), void *arg, unsigned timeout_ms);
+
+/* ---- checks from inside processes ----------------------------------------
+ * cmocka's assertions longjmp back to the test runner, which would abandon a
+ * coroutine half way through its stack; code running in a process (or on a
+ * pool or foreign thread) records failed checks instead. hy_test_run*()
+ * assert that none was recorded; tests that drive hy_start()/hy_run()
+ * themselves call hy_test_assert_checks(). Thread-safe. */
+#define HY_CHECK(cond)                                                                    \
+    ((cond) ? (void)0 : hy_test_check_fail(__FILE__, __LINE__, "%s", #cond))
+#define HY_CHECK_EQ(a, b)                                                                 \
+    do {                                                                                  \
+        long long hy_ca_ = (long long)(a), hy_cb_ = (long long)(b);                       \
+        if (hy_ca_ != hy_cb_)                                                             \
+            hy_test_check_fail(__FILE__, __LINE__, "%s == %s (%lld != %lld)", #a, #b,     \
+                               hy_ca_, hy_cb_);                                           \
+    } while (0)
+
+void hy_test_check_fail(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Number of failed checks recorded since the last hy_test_assert_checks(). */
+unsigned hy_test_check_failures(void);
+/* Prints the recorded failures, fails the test (cmocka) if there are any,
+ * and resets the count. Context: the test's main thread, not a process. */
+void hy_test_assert_checks(void);
+
 #endif
