@@ -122,7 +122,9 @@ int hy__stall_start(void)
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_stall_signal;
     sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
+    /* on the shard's alternate stack: the stalled process may be near its
+     * guard page */
+    sa.sa_flags = SA_RESTART | SA_ONSTACK;
     sigaction(STALL_SIGNAL, &sa, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
