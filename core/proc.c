@@ -516,7 +516,8 @@ int hy_spawn_opt(hy_proc_fn fn, void *arg, const struct hy_spawn_opts *opts, hy_
         return HY_ENOTPROC;
     /* Onto another shard: ask it through the ring mesh, wait for the pid. */
     struct hy_msg *m;
-    int rc = hy__msg_alloc(sh, sizeof(struct hy__spawn_req) + o->arg_size, &m);
+    /* runtime request: its header may go past max_message_size */
+    int rc = hy__msg_alloc_rt(sh, sizeof(struct hy__spawn_req) + o->arg_size, &m);
     if (rc)
         return rc;
     struct hy__spawn_req *rq = (struct hy__spawn_req *)m->data;

@@ -279,6 +279,7 @@ static void idle_sleep(struct hy_shard *sh)
     /* seq_cst store, then re-check input: pairs with hy__wake_shard */
     atomic_store_explicit(&sh->sleep_kind, sh->nhook_fds ? 1u : 0u, memory_order_relaxed);
     atomic_store_explicit(&sh->sleeping, 1, memory_order_seq_cst);
+    atomic_thread_fence(memory_order_seq_cst); /* store-load: pairs with hy__wake_shard */
     if (hy__mesh_has_input(sh) || atomic_load(&hy__rt.stop)) {
         atomic_store_explicit(&sh->sleeping, 0, memory_order_relaxed);
         return;

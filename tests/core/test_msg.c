@@ -1,0 +1,1451 @@
+/* Tests of core/msg.c: send and receive (local, cross-shard, from foreign
+ * threads), payload integrity, errors, selective receive and its order, the
+ * receive marker, timeouts, sends to the dead, bounded mailboxes, zero-copy
+ * sends and buffers going home.
+ *
+ * Test bodies run as processes (hy_test_run): they record failures with
+ * HY_CHECK instead of cmocka's assertions. Every receive that should succeed
+ * has a generous deadline, so a lost message fails the test rather than
+ * hanging it; a message that must NOT arrive is shown absent with a later
+ * message from the same sender as a barrier (per-pair FIFO order). */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "hydra.h"
+#include "test_support.h"
+
+#define MS      INT64_C(1000000)
+#define WAIT_NS (10000 * MS) /* for a message that must come */
+#define WAIT_MS 10000u
+
+enum {
+    T_DATA = 1,
+    T_STOP,
+    T_DONE,
+    T_READY,
+    T_GO,
+    T_PING,
+    T_PONG,
+    T_EXITED,
+    T_BARRIER,
+    T_MAX,
+    T_NEVER,
+    T_HELD,
+};
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static hy_pid spawn_opts(hy_proc_fn fn, void *arg, struct hy_spawn_opts *o)
+{
+    hy_pid pid = HY_PID_NONE;
+    int rc = hy_spawn_opt(fn, arg, o, &pid);
+    HY_CHECK_EQ(rc, 0);
+    return pid;
+}
+
+static hy_pid spawn_on(int shard, hy_proc_fn fn, void *arg)
+{
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.shard = shard;
+    return spawn_opts(fn, arg, &o);
+}
+
+/* Receives a message with tag within WAIT_NS; NULL (and a failed check) if
+ * none came. */
+static struct hy_msg *must_recv_tag(uint64_t tag)
+{
+    struct hy_msg *m = NULL;
+    int rc = hy_recv_tag(tag, &m, WAIT_NS);
+    HY_CHECK_EQ(rc, 0);
+    return rc == 0 ? m : NULL;
+}
+
+static struct hy_msg *must_recv(void)
+{
+    struct hy_msg *m = NULL;
+    int rc = hy_recv(&m, WAIT_NS);
+    HY_CHECK_EQ(rc, 0);
+    return rc == 0 ? m : NULL;
+}
+
+static void check_empty(void)
+{
+    struct hy_msg *m = NULL;
+    HY_CHECK_EQ(hy_mailbox_len(), 0);
+    int rc = hy_recv(&m, HY_NOWAIT);
+    HY_CHECK_EQ(rc, HY_ETIMEDOUT);
+    if (rc == 0)
+        hy_msg_free(m);
+}
+
+static uint32_t payload_u32(const struct hy_msg *m)
+{
+    uint32_t v = UINT32_MAX;
+    if (m->size >= sizeof(v))
+        memcpy(&v, m->data, sizeof(v));
+    return v;
+}
+
+static void send_u32(hy_pid to, uint64_t tag, uint32_t v)
+{
+    HY_CHECK_EQ(hy_send(to, tag, &v, sizeof(v)), 0);
+}
+
+static uint8_t pattern(size_t i, size_t size)
+{
+    return (uint8_t)(i * 131u + size * 7u + (i >> 8) + 1u);
+}
+
+static uint8_t bigbuf[(1u << 20) + 1];
+
+static void fill(size_t size)
+{
+    for (size_t i = 0; i < size; i++)
+        bigbuf[i] = pattern(i, size);
+}
+
+static bool intact(const struct hy_msg *m, size_t size)
+{
+    if (m->size != size || m->cap < size || ((uintptr_t)m->data & 15u) != 0)
+        return false;
+    for (size_t i = 0; i < size; i++)
+        if (m->data[i] != pattern(i, size))
+            return false;
+    return true;
+}
+
+static uint64_t stat0(size_t off)
+{
+    struct hy_stats s;
+    HY_CHECK_EQ(hy_stats_total(&s), 0);
+    return *(uint64_t *)((char *)&s + off);
+}
+#define TOTAL(field) stat0(offsetof(struct hy_stats, field))
+
+static uint64_t shard_stat(unsigned shard, size_t off)
+{
+    struct hy_stats s;
+    HY_CHECK_EQ(hy_stats_get(shard, &s), 0);
+    return *(uint64_t *)((char *)&s + off);
+}
+#define SHARD(shard, field) shard_stat(shard, offsetof(struct hy_stats, field))
+
+/* Replies to every message with its tag and payload (copied) until T_STOP. */
+static void echo_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        struct hy_msg *m = must_recv();
+        if (!m)
+            return;
+        uint64_t tag = m->tag;
+        if (tag != T_STOP)
+            HY_CHECK_EQ(hy_send(m->from, tag, m->data, m->size), 0);
+        hy_msg_free(m);
+        if (tag == T_STOP)
+            return;
+    }
+}
+
+/* ---- send / receive and payload integrity ---------------------------------- */
+
+static const size_t sizes[] = {0, 1, 15, 16, 100, 4000, 70000, 1u << 20};
+
+static void payload_roundtrip(hy_pid echo)
+{
+    for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+        size_t size = sizes[k];
+        fill(size);
+        HY_CHECK_EQ(hy_send(echo, T_DATA + 100 + k, bigbuf, size), 0);
+        memset(bigbuf, 0, size); /* the reply must not alias our buffer */
+        struct hy_msg *m = must_recv();
+        if (!m)
+            return;
+        HY_CHECK_EQ(m->tag, T_DATA + 100 + k);
+        HY_CHECK(intact(m, size));
+        HY_CHECK(hy_pid_eq(m->from, echo));
+        HY_CHECK(hy_pid_eq(m->to, hy_self()));
+        HY_CHECK(hy_ref_is_none(m->ref));
+        hy_msg_free(m);
+    }
+    HY_CHECK_EQ(hy_send(echo, T_STOP, NULL, 0), 0);
+}
+
+static void body_payload_local(void *arg)
+{
+    (void)arg;
+    uint64_t sent0 = SHARD(0, msgs_sent_local);
+    uint64_t recv0 = SHARD(0, msgs_received);
+    payload_roundtrip(spawn_on(HY_SHARD_SELF, echo_main, NULL));
+    size_t n = sizeof(sizes) / sizeof(sizes[0]);
+    /* n requests + n replies + the stop; the echo may not have taken the
+     * stop yet */
+    HY_CHECK(SHARD(0, msgs_sent_local) - sent0 >= 2 * n + 1);
+    HY_CHECK(SHARD(0, msgs_received) - recv0 >= 2 * n);
+    /* a message to oneself */
+    fill(100);
+    HY_CHECK_EQ(hy_send(hy_self(), T_DATA, bigbuf, 100), 0);
+    HY_CHECK_EQ(hy_mailbox_len(), 1);
+    struct hy_msg *m = must_recv();
+    if (m) {
+        HY_CHECK(intact(m, 100));
+        HY_CHECK(hy_pid_eq(m->from, hy_self()));
+        hy_msg_free(m);
+    }
+}
+
+static void test_msg_payload_local(void **state)
+{
+    (void)state;
+    hy_test_run(1, body_payload_local, NULL);
+}
+
+static void body_payload_cross(void *arg)
+{
+    (void)arg;
+    uint64_t cross0 = SHARD(0, msgs_sent_cross);
+    payload_roundtrip(spawn_on(1, echo_main, NULL));
+    HY_CHECK(SHARD(0, msgs_sent_cross) - cross0 >= sizeof(sizes) / sizeof(sizes[0]) + 1);
+}
+
+static void test_msg_payload_cross_shard(void **state)
+{
+    (void)state;
+    hy_test_run(2, body_payload_cross, NULL);
+}
+
+/* ---- size limit, system tags, bad arguments ------------------------------- */
+
+#define SMALL_MAX 5000u
+
+static void body_emsgsize(void *arg)
+{
+    (void)arg;
+    hy_pid self = hy_self();
+    hy_pid echo = spawn_on(1, echo_main, NULL);
+    uint64_t sent0 = SHARD(0, msgs_sent_local) + SHARD(0, msgs_sent_cross);
+    hy_ref ref;
+    HY_CHECK_EQ(hy_ref_make(&ref), 0);
+    struct hy_msg *m = NULL;
+    fill(SMALL_MAX + 1);
+    HY_CHECK_EQ(hy_send(self, T_DATA, bigbuf, SMALL_MAX + 1), HY_EMSGSIZE);
+    HY_CHECK_EQ(hy_send(echo, T_DATA, bigbuf, SMALL_MAX + 1), HY_EMSGSIZE);
+    HY_CHECK_EQ(hy_send_ref(echo, T_DATA, ref, bigbuf, SMALL_MAX + 1), HY_EMSGSIZE);
+    HY_CHECK_EQ(hy_send_foreign(echo, T_DATA, bigbuf, SMALL_MAX + 1), HY_EMSGSIZE);
+    HY_CHECK_EQ(hy_msg_alloc(SMALL_MAX + 1, &m), HY_EMSGSIZE);
+    HY_CHECK_EQ(hy_msg_alloc((size_t)1 << 40, &m), HY_EMSGSIZE);
+    /* nothing was counted as sent */
+    HY_CHECK_EQ(SHARD(0, msgs_sent_local) + SHARD(0, msgs_sent_cross), sent0);
+
+    /* exactly the maximum is fine; the barrier proves nothing came before */
+    fill(SMALL_MAX);
+    HY_CHECK_EQ(hy_send(self, T_MAX, bigbuf, SMALL_MAX), 0);
+    HY_CHECK_EQ(hy_send(self, T_BARRIER, NULL, 0), 0);
+    m = must_recv();
+    if (m) {
+        HY_CHECK_EQ(m->tag, T_MAX);
+        HY_CHECK(intact(m, SMALL_MAX));
+        hy_msg_free(m);
+    }
+    m = must_recv();
+    if (m) {
+        HY_CHECK_EQ(m->tag, T_BARRIER);
+        hy_msg_free(m);
+    }
+    check_empty();
+
+    /* across shards: the echo's first reply is the one of the valid send */
+    HY_CHECK_EQ(hy_send(echo, T_MAX, bigbuf, SMALL_MAX), 0);
+    HY_CHECK_EQ(hy_send(echo, T_BARRIER, NULL, 0), 0);
+    m = must_recv();
+    if (m) {
+        HY_CHECK_EQ(m->tag, T_MAX);
+        HY_CHECK(intact(m, SMALL_MAX));
+        hy_msg_free(m);
+    }
+    m = must_recv();
+    if (m) {
+        HY_CHECK_EQ(m->tag, T_BARRIER);
+        hy_msg_free(m);
+    }
+    HY_CHECK_EQ(hy_send(echo, T_STOP, NULL, 0), 0);
+    check_empty();
+}
+
+static void test_msg_too_large_is_rejected(void **state)
+{
+    (void)state;
+    struct hy_config cfg;
+    hy_config_init(&cfg);
+    cfg.nshards = 2;
+    cfg.max_message_size = SMALL_MAX;
+    hy_test_run_cfg(&cfg, body_emsgsize, NULL);
+}
+
+static void body_einval(void *arg)
+{
+    (void)arg;
+    hy_pid self = hy_self();
+    hy_ref ref;
+    HY_CHECK_EQ(hy_ref_make(&ref), 0);
+    uint32_t v = 7;
+    HY_CHECK_EQ(hy_send(self, HY_TAG_SYSTEM, &v, sizeof(v)), HY_EINVAL);
+    HY_CHECK_EQ(hy_send(self, HY_TAG_SYSTEM | T_DATA, &v, sizeof(v)), HY_EINVAL);
+    HY_CHECK_EQ(hy_send_ref(self, HY_TAG_SYSTEM | 5, ref, NULL, 0), HY_EINVAL);
+    HY_CHECK_EQ(hy_send_foreign(self, HY_TAG_SYSTEM | 5, NULL, 0), HY_EINVAL);
+    HY_CHECK_EQ(hy_send(self, T_DATA, NULL, 4), HY_EINVAL);
+    HY_CHECK_EQ(hy_msg_send(self, NULL), HY_EINVAL);
+    struct hy_msg *m = NULL;
+    HY_CHECK_EQ(hy_msg_alloc(8, NULL), HY_EINVAL);
+    /* a system tag on a zero-copy send: the buffer is freed (the clean
+     * shutdown check sees it home) and nothing is sent */
+    HY_CHECK_EQ(hy_msg_alloc(8, &m), 0);
+    if (m) {
+        m->tag = HY_TAG_SYSTEM | 1;
+        HY_CHECK_EQ(hy_msg_send(self, m), HY_EINVAL);
+    }
+    HY_CHECK_EQ(hy_recv_match(NULL, NULL, &m, HY_NOWAIT), HY_EINVAL);
+    HY_CHECK_EQ(hy_recv(NULL, HY_NOWAIT), HY_EINVAL);
+    /* a NULL payload of length 0 is fine */
+    HY_CHECK_EQ(hy_send(self, T_BARRIER, NULL, 0), 0);
+    m = must_recv();
+    if (m) {
+        HY_CHECK_EQ(m->tag, T_BARRIER);
+        HY_CHECK_EQ(m->size, 0);
+        hy_msg_free(m);
+    }
+    check_empty();
+}
+
+static void test_msg_invalid_arguments(void **state)
+{
+    (void)state;
+    hy_test_run(1, body_einval, NULL);
+}
+
+/* ---- outside a process ------------------------------------------------------ */
+
+struct outside {
+    int recv, recv_tag, recv_ref, recv_match, send, alloc, yield;
+    size_t mblen;
+};
+
+static int match_any(const struct hy_msg *m, void *arg)
+{
+    (void)m;
+    (void)arg;
+    return 1;
+}
+
+static void try_outside(struct outside *o)
+{
+    struct hy_msg *m = NULL;
+    o->recv = hy_recv(&m, HY_NOWAIT);
+    o->recv_tag = hy_recv_tag(T_DATA, &m, 1000);
+    o->recv_ref = hy_recv_ref(HY_REF_NONE, &m, HY_INFINITY);
+    o->recv_match = hy_recv_match(match_any, NULL, &m, HY_INFINITY);
+    o->send = hy_send(HY_PID_NONE, T_DATA, NULL, 0);
+    m = NULL;
+    o->alloc = hy_msg_alloc(8, &m);
+    hy_msg_free(m); /* on a shard (exit handler) the allocation succeeds */
+    o->yield = hy_yield();
+    o->mblen = hy_mailbox_len();
+}
+
+static void check_outside(const struct outside *o, int send_rc)
+{
+    HY_CHECK_EQ(o->recv, HY_ENOTPROC);
+    HY_CHECK_EQ(o->recv_tag, HY_ENOTPROC);
+    HY_CHECK_EQ(o->recv_ref, HY_ENOTPROC);
+    HY_CHECK_EQ(o->recv_match, HY_ENOTPROC);
+    HY_CHECK_EQ(o->send, send_rc);
+    HY_CHECK_EQ(o->yield, HY_ENOTPROC);
+    HY_CHECK_EQ(o->mblen, 0);
+}
+
+static void *outside_thread(void *arg)
+{
+    try_outside(arg);
+    return NULL;
+}
+
+static struct {
+    hy_pid parent;
+    struct outside in_handler;
+} outs;
+
+static void outside_on_exit(void *arg)
+{
+    (void)arg;
+    /* a shard callback: on a shard thread, but not a process */
+    try_outside(&outs.in_handler);
+    send_u32(outs.parent, T_EXITED, 0);
+}
+
+static void outside_child(void *arg)
+{
+    (void)arg;
+    HY_CHECK_EQ(hy_on_exit(outside_on_exit, NULL), 0);
+}
+
+static void body_outside(void *arg)
+{
+    (void)arg;
+    /* a plain thread while the runtime runs */
+    struct outside o;
+    pthread_t t;
+    HY_CHECK_EQ(pthread_create(&t, NULL, outside_thread, &o), 0);
+    pthread_join(t, NULL);
+    check_outside(&o, HY_ENOTSHARD);
+    HY_CHECK_EQ(o.alloc, HY_ENOTSHARD);
+    /* an exit handler: on the shard, outside any process */
+    outs.parent = hy_self();
+    spawn_on(HY_SHARD_SELF, outside_child, NULL);
+    struct hy_msg *m = must_recv_tag(T_EXITED);
+    hy_msg_free(m);
+    check_outside(&outs.in_handler, 0); /* shards may send, to HY_PID_NONE: dropped */
+    HY_CHECK_EQ(outs.in_handler.alloc, 0);
+}
+
+static void test_msg_recv_outside_process(void **state)
+{
+    (void)state;
+    /* before any runtime exists */
+    struct hy_msg *m = NULL;
+    assert_int_equal(hy_recv(&m, HY_NOWAIT), HY_ENOTPROC);
+    assert_int_equal(hy_recv(&m, HY_INFINITY), HY_ENOTPROC);
+    assert_int_equal(hy_recv_tag(T_DATA, &m, HY_INFINITY), HY_ENOTPROC);
+    assert_int_equal(hy_recv_ref(HY_REF_NONE, &m, HY_INFINITY), HY_ENOTPROC);
+    assert_int_equal(hy_recv_match(match_any, NULL, &m, HY_INFINITY), HY_ENOTPROC);
+    assert_int_equal(hy_mailbox_len(), 0);
+    assert_int_equal(hy_send(HY_PID_NONE, T_DATA, NULL, 0), HY_ENOTSHARD);
+    assert_int_equal(hy_msg_alloc(8, &m), HY_ENOTSHARD);
+    assert_int_equal(hy_send_foreign(HY_PID_NONE, T_DATA, NULL, 0), HY_ENOTSTARTED);
+    hy_msg_free(NULL);
+    hy_test_run(1, body_outside, NULL);
+}
+
+/* ---- selective receive ------------------------------------------------------- */
+
+static bool take_u32(uint32_t want, int how, uint64_t tag)
+{
+    struct hy_msg *m = NULL;
+    int rc = how ? hy_recv_tag(tag, &m, HY_NOWAIT) : hy_recv(&m, HY_NOWAIT);
+    HY_CHECK_EQ(rc, 0);
+    if (rc)
+        return false;
+    HY_CHECK_EQ(payload_u32(m), want);
+    bool ok = payload_u32(m) == want;
+    hy_msg_free(m);
+    return ok;
+}
+
+struct ge_arg {
+    uint32_t min;
+    uint64_t tag;
+};
+
+static int match_ge(const struct hy_msg *m, void *arg)
+{
+    const struct ge_arg *g = arg;
+    return m->tag == g->tag && payload_u32(m) >= g->min;
+}
+
+static void body_selective_local(void *arg)
+{
+    (void)arg;
+    hy_pid self = hy_self();
+    /* 0..11 with tags 10, 11, 12, 10, 11, 12, ... */
+    for (uint32_t i = 0; i < 12; i++)
+        send_u32(self, 10 + i % 3, i);
+    HY_CHECK_EQ(hy_mailbox_len(), 12);
+    take_u32(1, 1, 11);
+    take_u32(4, 1, 11);
+    struct ge_arg g = {.min = 8, .tag = 10};
+    struct hy_msg *m = NULL;
+    HY_CHECK_EQ(hy_recv_match(match_ge, &g, &m, HY_NOWAIT), 0);
+    if (m) {
+        HY_CHECK_EQ(payload_u32(m), 9);
+        hy_msg_free(m);
+    }
+    g.min = 100;
+    HY_CHECK_EQ(hy_recv_match(match_ge, &g, &m, HY_NOWAIT), HY_ETIMEDOUT);
+    HY_CHECK_EQ(hy_recv_tag(99, &m, HY_NOWAIT), HY_ETIMEDOUT);
+    HY_CHECK_EQ(hy_mailbox_len(), 9);
+
+    /* by reference, interleaved with plain messages */
+    hy_ref r1, r2;
+    HY_CHECK_EQ(hy_ref_make(&r1), 0);
+    HY_CHECK_EQ(hy_ref_make(&r2), 0);
+    HY_CHECK(!hy_ref_eq(r1, r2));
+    uint32_t v = 100;
+    HY_CHECK_EQ(hy_send_ref(self, 20, r1, &v, sizeof(v)), 0);
+    send_u32(self, 10, 12);
+    v = 101;
+    HY_CHECK_EQ(hy_send_ref(self, 20, r2, &v, sizeof(v)), 0);
+    v = 102;
+    HY_CHECK_EQ(hy_send_ref(self, 20, r1, &v, sizeof(v)), 0);
+    send_u32(self, 11, 13);
+    HY_CHECK_EQ(hy_recv_ref(r2, &m, HY_NOWAIT), 0); /* the marker's ref */
+    if (m) {
+        HY_CHECK_EQ(payload_u32(m), 101);
+        HY_CHECK(hy_ref_eq(m->ref, r2));
+        hy_msg_free(m);
+    }
+    HY_CHECK_EQ(hy_recv_ref(r1, &m, HY_NOWAIT), 0); /* an older ref: full scan */
+    if (m) {
+        HY_CHECK_EQ(payload_u32(m), 100);
+        hy_msg_free(m);
+    }
+    HY_CHECK_EQ(hy_recv_ref(r1, &m, HY_NOWAIT), 0);
+    if (m) {
+        HY_CHECK_EQ(payload_u32(m), 102);
+        hy_msg_free(m);
+    }
+    HY_CHECK_EQ(hy_recv_ref(r1, &m, HY_NOWAIT), HY_ETIMEDOUT);
+    HY_CHECK_EQ(hy_recv_ref(r2, &m, HY_NOWAIT), HY_ETIMEDOUT);
+
+    /* what is left comes out in send order */
+    static const uint32_t rest[] = {0, 2, 3, 5, 6, 7, 8, 10, 11, 12, 13};
+    HY_CHECK_EQ(hy_mailbox_len(), sizeof(rest) / sizeof(rest[0]));
+    for (size_t i = 0; i < sizeof(rest) / sizeof(rest[0]); i++)
+        take_u32(rest[i], 0, 0);
+    check_empty();
+}
+
+static void test_msg_selective_receive_keeps_order(void **state)
+{
+    (void)state;
+    hy_test_run(1, body_selective_local, NULL);
+}
+
+#define SEL_N 2000u
+
+static void selective_sender(void *arg)
+{
+    hy_pid to = *(hy_pid *)arg;
+    for (uint32_t i = 0; i < SEL_N; i++)
+        send_u32(to, 10 + i % 4, i);
+    send_u32(to, T_DONE, SEL_N);
+}
+
+static void body_selective_cross(void *arg)
+{
+    (void)arg;
+    static hy_pid self;
+    self = hy_self();
+    spawn_on(1, selective_sender, &self);
+    /* wait for a message in the middle while the rest keeps arriving */
+    struct ge_arg g = {.min = SEL_N / 2, .tag = 10 + (SEL_N / 2) % 4};
+    struct hy_msg *m = NULL;
+    HY_CHECK_EQ(hy_recv_match(match_ge, &g, &m, WAIT_NS), 0);
+    if (m) {
+        HY_CHECK_EQ(payload_u32(m), SEL_N / 2);
+        hy_msg_free(m);
+    }
+    /* then the end marker, whatever has arrived before it */
+    m = must_recv_tag(T_DONE);
+    hy_msg_free(m);
+    HY_CHECK_EQ(hy_mailbox_len(), SEL_N - 1);
+    /* every tag-13 message in order, then everything else in order */
+    for (uint32_t i = 3; i < SEL_N; i += 4)
+        if (i != SEL_N / 2 && !take_u32(i, 1, 13))
+            return;
+    for (uint32_t i = 0; i < SEL_N; i++)
+        if (i % 4 != 3 && i != SEL_N / 2 && !take_u32(i, 0, 0))
+            return;
+    check_empty();
+}
+
+static void test_msg_selective_receive_cross_shard(void **state)
+{
+    (void)state;
+    hy_test_run(2, body_selective_cross, NULL);
+}
+
+/* ---- timeouts ------------------------------------------------------------------ */
+
+static void body_timeouts(void *arg)
+{
+    (void)arg;
+    hy_pid self = hy_self();
+    struct hy_msg *m = NULL;
+    uint64_t t0 = hy_now_ns();
+    HY_CHECK_EQ(hy_recv(&m, HY_NOWAIT), HY_ETIMEDOUT);
+    HY_CHECK_EQ(hy_recv_tag(T_DATA, &m, 0), HY_ETIMEDOUT);
+    HY_CHECK(hy_now_ns() - t0 < 5000 * (uint64_t)MS); /* a poll does not wait */
+
+    t0 = hy_now_ns();
+    HY_CHECK_EQ(hy_recv(&m, 3 * MS), HY_ETIMEDOUT);
+    HY_CHECK(hy_now_ns() - t0 >= 3 * (uint64_t)MS);
+
+    /* only non-matching messages: the timeout fires and they stay */
+    send_u32(self, T_DATA, 1);
+    send_u32(self, T_DATA, 2);
+    t0 = hy_now_ns();
+    HY_CHECK_EQ(hy_recv_tag(T_NEVER, &m, 2 * MS), HY_ETIMEDOUT);
+    HY_CHECK(hy_now_ns() - t0 >= 2 * (uint64_t)MS);
+    hy_ref r;
+    HY_CHECK_EQ(hy_ref_make(&r), 0);
+    t0 = hy_now_ns();
+    HY_CHECK_EQ(hy_recv_ref(r, &m, 1 * MS), HY_ETIMEDOUT);
+    HY_CHECK(hy_now_ns() - t0 >= 1 * (uint64_t)MS);
+    struct ge_arg g = {.min = 3, .tag = T_DATA};
+    HY_CHECK_EQ(hy_recv_match(match_ge, &g, &m, 1 * MS), HY_ETIMEDOUT);
+    HY_CHECK_EQ(hy_mailbox_len(), 2);
+    /* a poll takes what is there */
+    take_u32(1, 0, 0);
+    HY_CHECK_EQ(hy_recv_tag(T_DATA, &m, HY_NOWAIT), 0);
+    if (m) {
+        HY_CHECK_EQ(payload_u32(m), 2);
+        hy_msg_free(m);
+    }
+    check_empty();
+    /* after timeouts, a message sent later is received normally */
+    send_u32(self, T_DATA, 3);
+    take_u32(3, 1, T_DATA);
+}
+
+static void test_msg_recv_timeout(void **state)
+{
+    (void)state;
+    hy_test_run(1, body_timeouts, NULL);
+}
+
+/* A message that arrives in the same scheduler turn as the receive's
+ * timeout is delivered; the timeout that fired meanwhile must not leak into
+ * the next receive (which would then fail at once). */
+static struct {
+    hy_pid parent, waiter;
+    uint64_t timeout_ns;
+    int rc_first, rc_second;
+    uint32_t second;
+} late;
+
+static void late_waiter(void *arg)
+{
+    (void)arg;
+    struct hy_msg *m = NULL;
+    late.rc_first = hy_recv(&m, (int64_t)late.timeout_ns);
+    if (late.rc_first == 0)
+        hy_msg_free(m);
+    send_u32(late.parent, T_PONG, 0);
+    late.rc_second = hy_recv_tag(T_DATA, &m, WAIT_NS); /* blocks: nothing queued */
+    if (late.rc_second == 0) {
+        late.second = payload_u32(m);
+        hy_msg_free(m);
+    }
+    send_u32(late.parent, T_DONE, 0);
+}
+
+static void late_sender(void *arg)
+{
+    (void)arg;
+    /* The waiter is blocked with its deadline already set: hold the shard
+     * past it, so that our message and its timeout are handled in the same
+     * turn. */
+    uint64_t until = hy_now_ns() + late.timeout_ns + 200000;
+    while (hy_now_ns() < until)
+        ;
+    send_u32(late.waiter, T_DATA, 1);
+    /* and exits: back to the scheduler, which expires timers before the
+     * waiter runs again */
+}
+
+static void body_late_timeout(void *arg)
+{
+    (void)arg;
+    late.parent = hy_self();
+    late.timeout_ns = 1 * MS;
+    late.rc_first = late.rc_second = 99;
+    /* the waiter runs first (run queue order) and blocks; the sender holds
+     * the shard past the waiter's deadline, sends and exits: the timer
+     * expiry of that turn finds the waiter already made ready by the
+     * message. The waiter then blocks again, with nothing queued. */
+    late.waiter = spawn_on(HY_SHARD_SELF, late_waiter, NULL);
+    spawn_on(HY_SHARD_SELF, late_sender, NULL);
+    hy_msg_free(must_recv_tag(T_PONG));
+    send_u32(late.waiter, T_DATA, 2); /* once the waiter blocks again */
+    hy_msg_free(must_recv_tag(T_DONE));
+    HY_CHECK_EQ(late.rc_first, 0);
+    HY_CHECK_EQ(late.rc_second, 0);
+    HY_CHECK_EQ(late.second, 2);
+}
+
+static void test_msg_recv_timeout_racing_message(void **state)
+{
+    (void)state;
+    struct hy_config cfg;
+    hy_config_init(&cfg);
+    cfg.nshards = 1;
+    cfg.run_batch = 1; /* timers are expired between any two process runs */
+    hy_test_run_cfg(&cfg, body_late_timeout, NULL);
+}
+
+/* ---- the receive marker ------------------------------------------------------- */
+
+static void ref_replier(void *arg)
+{
+    /* arg: {to, ref} */
+    const struct {
+        hy_pid to;
+        hy_ref ref;
+    } *a = arg;
+    uint32_t v = 4242;
+    HY_CHECK_EQ(hy_send_ref(a->to, T_PONG, a->ref, &v, sizeof(v)), 0);
+}
+
+static void reply_from(int shard, hy_ref ref)
+{
+    struct {
+        hy_pid to;
+        hy_ref ref;
+    } a = {hy_self(), ref};
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.shard = shard;
+    o.arg_size = sizeof(a);
+    spawn_opts(ref_replier, &a, &o);
+}
+
+static void body_marker(void *arg)
+{
+    (void)arg;
+    hy_pid self = hy_self();
+    uint32_t n = (uint32_t)hy_test_scaled(100000);
+
+    /* 1. n unrelated messages queued before the ref: the reply is found
+     * and they stay in order */
+    for (uint32_t i = 0; i < n; i++)
+        send_u32(self, T_DATA, i);
+    for (int round = 0; round < 100; round++) {
+        hy_ref ref;
+        HY_CHECK_EQ(hy_ref_make(&ref), 0);
+        reply_from(round % 2, ref); /* same shard and the other one */
+        struct hy_msg *m = NULL;
+        int rc = hy_recv_ref(ref, &m, WAIT_NS);
+        HY_CHECK_EQ(rc, 0);
+        if (rc)
+            return;
+        HY_CHECK(hy_ref_eq(m->ref, ref));
+        HY_CHECK_EQ(payload_u32(m), 4242);
+        hy_msg_free(m);
+    }
+    HY_CHECK_EQ(hy_mailbox_len(), n);
+
+    /* 2. the marker follows the mailbox as messages are taken out: take
+     * the last queued message (the one the marker points after), then all
+     * the others, with the reply still to come */
+    hy_ref ref;
+    HY_CHECK_EQ(hy_ref_make(&ref), 0);
+    struct ge_arg g = {.min = n - 1, .tag = T_DATA};
+    struct hy_msg *m = NULL;
+    HY_CHECK_EQ(hy_recv_match(match_ge, &g, &m, HY_NOWAIT), 0);
+    if (m) {
+        HY_CHECK_EQ(payload_u32(m), n - 1);
+        hy_msg_free(m);
+    }
+    send_u32(self, T_BARRIER, 0); /* after the marker, not carrying the ref */
+    reply_from(1, ref);
+    for (uint32_t i = 0; i < n - 1; i++)
+        if (!take_u32(i, 1, T_DATA))
+            return;
+    HY_CHECK_EQ(hy_recv_ref(ref, &m, WAIT_NS), 0);
+    if (m) {
+        HY_CHECK_EQ(payload_u32(m), 4242);
+        hy_msg_free(m);
+    }
+    take_u32(0, 0, 0); /* the barrier */
+
+    /* 3. a message carrying an older ref, queued before a newer ref's
+     * marker, is still found by that older ref */
+    hy_ref r1, r2;
+    HY_CHECK_EQ(hy_ref_make(&r1), 0);
+    uint32_t v = 4242;
+    HY_CHECK_EQ(hy_send_ref(self, T_PONG, r1, &v, sizeof(v)), 0);
+    HY_CHECK_EQ(hy_ref_make(&r2), 0);
+    send_u32(self, T_DATA, 7);
+    HY_CHECK_EQ(hy_recv_ref(r2, &m, HY_NOWAIT), HY_ETIMEDOUT);
+    HY_CHECK_EQ(hy_recv_ref(r1, &m, WAIT_NS), 0);
+    if (m) {
+        HY_CHECK(hy_ref_eq(m->ref, r1));
+        hy_msg_free(m);
+    }
+    take_u32(7, 0, 0);
+
+    /* 4. waiting on the marker while unrelated messages arrive */
+    HY_CHECK_EQ(hy_ref_make(&ref), 0);
+    static hy_pid me;
+    me = self;
+    spawn_on(1, selective_sender, &me); /* SEL_N messages and T_DONE */
+    reply_from(1, ref);                 /* a different sender: any order */
+    HY_CHECK_EQ(hy_recv_ref(ref, &m, WAIT_NS), 0);
+    if (m)
+        hy_msg_free(m);
+    m = must_recv_tag(T_DONE);
+    hy_msg_free(m);
+    for (uint32_t i = 0; i < SEL_N; i++)
+        if (!take_u32(i, 0, 0))
+            return;
+    check_empty();
+}
+
+static void test_msg_recv_ref_marker(void **state)
+{
+    (void)state;
+    hy_test_run(2, body_marker, NULL);
+}
+
+/* ---- sends to dead and unknown pids -------------------------------------------- */
+
+static struct {
+    hy_pid parent;
+} dead;
+
+static void notify_exit(void *arg)
+{
+    (void)arg;
+    send_u32(dead.parent, T_EXITED, 0);
+}
+
+static void short_lived(void *arg)
+{
+    (void)arg;
+    HY_CHECK_EQ(hy_on_exit(notify_exit, NULL), 0);
+}
+
+static void first_message_reporter(void *arg)
+{
+    (void)arg;
+    struct hy_msg *m = must_recv();
+    if (!m)
+        return;
+    send_u32(dead.parent, T_PONG, m->tag == T_PING);
+    hy_msg_free(m);
+}
+
+struct dropped_at_least {
+    uint64_t n;
+};
+
+static bool dropped_reached(void *arg)
+{
+    return TOTAL(dropped_dead) >= ((struct dropped_at_least *)arg)->n;
+}
+
+static void body_dead(void *arg)
+{
+    (void)arg;
+    dead.parent = hy_self();
+    hy_pid local = spawn_on(HY_SHARD_SELF, short_lived, NULL);
+    hy_pid remote = spawn_on(1, short_lived, NULL);
+    for (int i = 0; i < 2; i++)
+        hy_msg_free(must_recv_tag(T_EXITED));
+
+    uint64_t local0 = SHARD(0, dropped_dead);
+    uint64_t total0 = TOTAL(dropped_dead);
+    uint32_t slot = hy_pid_slot(local);
+    hy_pid unknown[] = {
+        hy_pid_make(hy_node_id(), hy_node_creation(), 0, 1000000, 1),  /* no such slot */
+        hy_pid_make(hy_node_id(), hy_node_creation() ^ 1, 0, slot, 1), /* old creation */
+        hy_pid_make(hy_node_id(), hy_node_creation(), 200, 0, 1),      /* no such shard */
+        hy_pid_make(hy_node_id() + 1, hy_node_creation(), 0, 0, 1),    /* another node */
+        HY_PID_NONE,
+    };
+    size_t nu = sizeof(unknown) / sizeof(unknown[0]);
+    for (size_t i = 0; i < nu; i++)
+        HY_CHECK_EQ(hy_send(unknown[i], T_DATA, "x", 1), 0);
+    /* dead on this shard: dropped (and counted) by the sender's shard at once */
+    HY_CHECK_EQ(hy_send(local, T_DATA, "x", 1), 0);
+    struct hy_msg *zm = NULL;
+    HY_CHECK_EQ(hy_msg_alloc(32, &zm), 0);
+    if (zm) {
+        zm->tag = T_DATA;
+        HY_CHECK_EQ(hy_msg_send(local, zm), 0);
+    }
+    HY_CHECK_EQ(SHARD(0, dropped_dead) - local0, nu + 2);
+    /* dead on another shard: dropped there */
+    for (int i = 0; i < 10; i++)
+        HY_CHECK_EQ(hy_send(remote, T_DATA, "y", 1), 0);
+    struct dropped_at_least d = {total0 + nu + 2 + 10};
+    HY_CHECK(hy_test_wait_until(dropped_reached, &d, WAIT_MS));
+    HY_CHECK_EQ(TOTAL(dropped_dead), total0 + nu + 2 + 10);
+
+    /* a new process, possibly in a reused slot, never gets the old pid's
+     * messages: its first message is the one sent to its own pid */
+    for (int shard = 0; shard < 2; shard++) {
+        hy_pid old = shard ? remote : local;
+        hy_pid fresh = spawn_on(shard, first_message_reporter, NULL);
+        HY_CHECK(!hy_pid_eq(old, fresh));
+        HY_CHECK_EQ(hy_send(old, T_DATA, "z", 1), 0);
+        HY_CHECK_EQ(hy_send(fresh, T_PING, NULL, 0), 0);
+        struct hy_msg *m = must_recv_tag(T_PONG);
+        if (m) {
+            HY_CHECK_EQ(payload_u32(m), 1);
+            hy_msg_free(m);
+        }
+    }
+}
+
+static void test_msg_send_to_dead_is_dropped(void **state)
+{
+    (void)state;
+    hy_test_run(2, body_dead, NULL);
+}
+
+/* ---- bounded mailboxes -------------------------------------------------------- */
+
+#define BOUND 8u
+#define FLOOD 20u
+
+static struct {
+    hy_pid parent;
+    _Atomic int go;
+    size_t len_seen;
+    uint32_t got[FLOOD];
+    unsigned ngot;
+} dn;
+
+static bool dn_go(void *arg)
+{
+    (void)arg;
+    return atomic_load(&dn.go) != 0;
+}
+
+static void drop_new_receiver(void *arg)
+{
+    (void)arg;
+    send_u32(dn.parent, T_READY, 0);
+    HY_CHECK(hy_test_wait_until(dn_go, NULL, WAIT_MS)); /* receives nothing meanwhile */
+    dn.len_seen = hy_mailbox_len();
+    struct hy_msg *m;
+    while (hy_recv(&m, HY_NOWAIT) == 0) {
+        if (dn.ngot < FLOOD)
+            dn.got[dn.ngot++] = payload_u32(m);
+        hy_msg_free(m);
+    }
+    send_u32(dn.parent, T_DONE, 0);
+}
+
+struct full_at_least {
+    uint64_t n;
+};
+
+static bool full_reached(void *arg)
+{
+    return TOTAL(dropped_full) >= ((struct full_at_least *)arg)->n;
+}
+
+static void body_drop_new(void *arg)
+{
+    (void)arg;
+    dn.parent = hy_self();
+    for (int shard = 0; shard < 2; shard++) {
+        atomic_store(&dn.go, 0);
+        dn.ngot = 0;
+        dn.len_seen = 0;
+        struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+        o.shard = shard;
+        o.max_mailbox = BOUND;
+        o.mailbox_policy = HY_MAILBOX_DROP_NEW;
+        hy_pid r = spawn_opts(drop_new_receiver, NULL, &o);
+        hy_msg_free(must_recv_tag(T_READY));
+        uint64_t full0 = TOTAL(dropped_full);
+        for (uint32_t i = 0; i < FLOOD; i++)
+            send_u32(r, T_DATA, i);
+        struct full_at_least f = {full0 + FLOOD - BOUND};
+        HY_CHECK(hy_test_wait_until(full_reached, &f, WAIT_MS));
+        HY_CHECK_EQ(TOTAL(dropped_full), full0 + FLOOD - BOUND);
+        atomic_store(&dn.go, 1);
+        hy_msg_free(must_recv_tag(T_DONE));
+        /* the oldest BOUND were kept, in order; the newer ones dropped */
+        HY_CHECK_EQ(dn.len_seen, BOUND);
+        HY_CHECK_EQ(dn.ngot, BOUND);
+        for (uint32_t i = 0; i < dn.ngot; i++)
+            HY_CHECK_EQ(dn.got[i], i);
+    }
+}
+
+static void test_msg_mailbox_drop_new(void **state)
+{
+    (void)state;
+    hy_test_run(2, body_drop_new, NULL);
+}
+
+static struct {
+    hy_pid parent;
+    _Atomic int after_recv;
+    _Atomic int exited;
+} kl;
+
+static void kill_on_exit(void *arg)
+{
+    (void)arg;
+    atomic_store(&kl.exited, 1);
+    send_u32(kl.parent, T_EXITED, 0);
+}
+
+static void kill_victim(void *arg)
+{
+    (void)arg;
+    HY_CHECK_EQ(hy_on_exit(kill_on_exit, NULL), 0);
+    send_u32(kl.parent, T_READY, 0);
+    for (;;) {
+        struct hy_msg *m = NULL;
+        int rc = hy_recv_tag(T_PING, &m, WAIT_NS);
+        if (rc != 0)
+            break;
+        hy_msg_free(m);
+        send_u32(kl.parent, T_PONG, (uint32_t)hy_mailbox_len());
+    }
+    atomic_store(&kl.after_recv, 1); /* never: it dies in the receive */
+}
+
+static void body_kill(void *arg)
+{
+    (void)arg;
+    kl.parent = hy_self();
+    for (int shard = 0; shard < 2; shard++) {
+        atomic_store(&kl.after_recv, 0);
+        atomic_store(&kl.exited, 0);
+        struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+        o.shard = shard;
+        o.max_mailbox = 4;
+        o.mailbox_policy = HY_MAILBOX_KILL;
+        hy_pid v = spawn_opts(kill_victim, NULL, &o);
+        hy_msg_free(must_recv_tag(T_READY));
+        /* three queued plus a ping: at the bound, alive, answering */
+        for (uint32_t i = 0; i < 3; i++)
+            send_u32(v, T_DATA, i);
+        send_u32(v, T_PING, 0);
+        struct hy_msg *m = must_recv_tag(T_PONG);
+        if (m) {
+            HY_CHECK_EQ(payload_u32(m), 3);
+            hy_msg_free(m);
+        }
+        HY_CHECK_EQ(atomic_load(&kl.exited), 0);
+        uint64_t full0 = TOTAL(dropped_full);
+        send_u32(v, T_DATA, 3); /* 4: full */
+        send_u32(v, T_DATA, 4); /* over the bound: the receiver dies */
+        hy_msg_free(must_recv_tag(T_EXITED));
+        HY_CHECK_EQ(atomic_load(&kl.exited), 1);
+        HY_CHECK_EQ(atomic_load(&kl.after_recv), 0);
+        HY_CHECK(TOTAL(dropped_full) >= full0 + 1);
+        /* it is gone: further sends are dropped as to the dead */
+        uint64_t dead0 = TOTAL(dropped_dead);
+        send_u32(v, T_DATA, 5);
+        struct dropped_at_least d = {dead0 + 1};
+        HY_CHECK(hy_test_wait_until(dropped_reached, &d, WAIT_MS));
+    }
+    check_empty();
+}
+
+static void test_msg_mailbox_kill(void **state)
+{
+    (void)state;
+    hy_test_run(2, body_kill, NULL);
+}
+
+/* A process killed by its mailbox policy while inside a blocking call
+ * (whose argument lives on its stack) dies only after the call returned;
+ * and the call's result, a runtime reply, is not refused by the full
+ * mailbox. */
+static struct {
+    hy_pid parent;
+    _Atomic int started, release, fn_done, done_at_exit, after_call;
+} kb;
+
+static intptr_t kb_fn(void *arg)
+{
+    atomic_store(&kb.started, 1);
+    while (!atomic_load(&kb.release))
+        ;                      /* a plain thread: spinning is what blocking calls may do */
+    *(volatile int *)arg = 42; /* the caller's stack must still be there */
+    atomic_store(&kb.fn_done, 1);
+    return 7;
+}
+
+static void kb_on_exit(void *arg)
+{
+    (void)arg;
+    atomic_store(&kb.done_at_exit, atomic_load(&kb.fn_done));
+    send_u32(kb.parent, T_EXITED, 0);
+}
+
+static void kb_victim(void *arg)
+{
+    (void)arg;
+    HY_CHECK_EQ(hy_on_exit(kb_on_exit, NULL), 0);
+    volatile int on_stack = 0;
+    intptr_t res = 0;
+    hy_blocking_run(kb_fn, (void *)&on_stack, &res);
+    atomic_store(&kb.after_call, 1);
+}
+
+static bool kb_started(void *arg)
+{
+    (void)arg;
+    return atomic_load(&kb.started) != 0;
+}
+
+static void body_kill_blocking(void *arg)
+{
+    (void)arg;
+    kb.parent = hy_self();
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.max_mailbox = 1;
+    o.mailbox_policy = HY_MAILBOX_KILL;
+    hy_pid v = spawn_opts(kb_victim, NULL, &o);
+    HY_CHECK(hy_test_wait_until(kb_started, NULL, WAIT_MS));
+    send_u32(v, T_DATA, 0);
+    send_u32(v, T_DATA, 1); /* over the bound: must die, but not yet */
+    hy_yield();             /* the victim (ready first) runs now */
+    atomic_store(&kb.release, 1);
+    hy_msg_free(must_recv_tag(T_EXITED));
+    HY_CHECK_EQ(atomic_load(&kb.done_at_exit), 1);
+    HY_CHECK_EQ(atomic_load(&kb.after_call), 0);
+}
+
+static void test_msg_mailbox_kill_waits_for_blocking_call(void **state)
+{
+    (void)state;
+    hy_test_run(1, body_kill_blocking, NULL);
+}
+
+/* A process whose bounded mailbox is full still gets the runtime's replies
+ * (cross-shard spawn, blocking call), so those calls do not hang. */
+static struct {
+    hy_pid parent;
+    int spawn_rc, blocking_rc;
+    intptr_t res;
+    size_t len_after;
+} fr;
+
+static void nothing(void *arg)
+{
+    (void)arg;
+}
+
+static intptr_t add_one(void *arg)
+{
+    return (intptr_t)arg + 1;
+}
+
+static void full_requester(void *arg)
+{
+    (void)arg;
+    hy_pid self = hy_self();
+    send_u32(self, T_DATA, 0);
+    send_u32(self, T_DATA, 1);
+    send_u32(self, T_DATA, 2); /* dropped: the bound is 2 */
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.shard = 1;
+    hy_pid child = HY_PID_NONE;
+    fr.spawn_rc = hy_spawn_opt(nothing, NULL, &o, &child);
+    fr.blocking_rc = hy_blocking_run(add_one, (void *)41, &fr.res);
+    fr.len_after = hy_mailbox_len();
+    take_u32(0, 0, 0);
+    take_u32(1, 0, 0);
+    send_u32(fr.parent, T_DONE, 0);
+}
+
+static void body_full_replies(void *arg)
+{
+    (void)arg;
+    fr.parent = hy_self();
+    fr.spawn_rc = fr.blocking_rc = 99;
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.max_mailbox = 2;
+    o.mailbox_policy = HY_MAILBOX_DROP_NEW;
+    spawn_opts(full_requester, NULL, &o);
+    hy_msg_free(must_recv_tag(T_DONE));
+    HY_CHECK_EQ(fr.spawn_rc, 0);
+    HY_CHECK_EQ(fr.blocking_rc, 0);
+    HY_CHECK_EQ(fr.res, 42);
+    HY_CHECK_EQ(fr.len_after, 2);
+}
+
+static void test_msg_full_mailbox_gets_runtime_replies(void **state)
+{
+    (void)state;
+    hy_test_run(2, body_full_replies, NULL);
+}
+
+static void body_mailbox_len(void *arg)
+{
+    (void)arg;
+    hy_pid self = hy_self();
+    HY_CHECK_EQ(hy_mailbox_len(), 0);
+    for (uint32_t i = 0; i < 3; i++)
+        send_u32(self, T_DATA + i, i);
+    HY_CHECK_EQ(hy_mailbox_len(), 3);
+    take_u32(1, 1, T_DATA + 1);
+    HY_CHECK_EQ(hy_mailbox_len(), 2);
+    take_u32(0, 0, 0);
+    take_u32(2, 0, 0);
+    HY_CHECK_EQ(hy_mailbox_len(), 0);
+}
+
+static void test_msg_mailbox_len(void **state)
+{
+    (void)state;
+    hy_test_run(1, body_mailbox_len, NULL);
+}
+
+/* ---- zero-copy sends ------------------------------------------------------------ */
+
+static void zc_forwarder(void *arg)
+{
+    /* forwards each message, unchanged and uncopied, back to its sender */
+    (void)arg;
+    for (;;) {
+        struct hy_msg *m = must_recv();
+        if (!m)
+            return;
+        if (m->tag == T_STOP) {
+            hy_msg_free(m);
+            return;
+        }
+        HY_CHECK_EQ(hy_msg_send(m->from, m), 0);
+    }
+}
+
+static void body_zero_copy(void *arg)
+{
+    (void)arg;
+    for (int shard = 0; shard < 2; shard++) {
+        hy_pid fwd = spawn_on(shard, zc_forwarder, NULL);
+        for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+            size_t size = sizes[k];
+            struct hy_msg *m = NULL;
+            HY_CHECK_EQ(hy_msg_alloc(size, &m), 0);
+            if (!m)
+                return;
+            HY_CHECK(m->cap >= size);
+            HY_CHECK_EQ(((uintptr_t)m->data & 15u), 0);
+            for (size_t i = 0; i < size; i++)
+                m->data[i] = pattern(i, size);
+            hy_ref ref;
+            HY_CHECK_EQ(hy_ref_make(&ref), 0);
+            m->tag = 1000 + k;
+            m->ref = ref;
+            struct hy_msg *sent = m;
+            HY_CHECK_EQ(hy_msg_send(fwd, m), 0);
+            struct hy_msg *r = NULL;
+            HY_CHECK_EQ(hy_recv_ref(ref, &r, WAIT_NS), 0);
+            if (!r)
+                return;
+            HY_CHECK(r == sent); /* the same buffer went there and back */
+            HY_CHECK_EQ(r->tag, 1000 + k);
+            HY_CHECK(intact(r, size));
+            HY_CHECK(hy_pid_eq(r->from, fwd));
+            hy_msg_free(r);
+        }
+        HY_CHECK_EQ(hy_send(fwd, T_STOP, NULL, 0), 0);
+    }
+    check_empty();
+}
+
+static void test_msg_zero_copy_send(void **state)
+{
+    (void)state;
+    hy_test_run(2, body_zero_copy, NULL);
+}
+
+/* ---- foreign threads ---------------------------------------------------------- */
+
+#define FOREIGN_THREADS 3
+
+struct foreign {
+    hy_pid to;
+    uint32_t id, n;
+    int rc_sys, rc_big, rc_send;
+};
+
+static void *foreign_main(void *arg)
+{
+    struct foreign *f = arg;
+    f->rc_sys = hy_send_foreign(f->to, HY_TAG_SYSTEM | 1, NULL, 0);
+    f->rc_big = hy_send_foreign(f->to, T_DATA, bigbuf, SMALL_MAX + 1);
+    f->rc_send = 0;
+    for (uint32_t seq = 0; seq < f->n; seq++) {
+        uint32_t p[2] = {f->id, seq};
+        int rc = hy_send_foreign(f->to, T_DATA, p, sizeof(p));
+        if (rc) {
+            f->rc_send = rc;
+            break;
+        }
+    }
+    return NULL;
+}
+
+static struct {
+    hy_pid parent;
+    uint32_t n;
+} fc;
+
+static void foreign_collector(void *arg)
+{
+    (void)arg;
+    uint32_t next[FOREIGN_THREADS] = {0};
+    for (uint32_t got = 0; got < FOREIGN_THREADS * fc.n; got++) {
+        struct hy_msg *m = must_recv_tag(T_DATA);
+        if (!m)
+            break;
+        uint32_t p[2] = {UINT32_MAX, UINT32_MAX};
+        HY_CHECK_EQ(m->size, sizeof(p));
+        memcpy(p, m->data, sizeof(p) <= m->size ? sizeof(p) : m->size);
+        HY_CHECK(hy_pid_is_none(m->from));
+        if (p[0] < FOREIGN_THREADS) {
+            HY_CHECK_EQ(p[1], next[p[0]]); /* per-thread order */
+            next[p[0]] = p[1] + 1;
+        } else {
+            HY_CHECK(p[0] < FOREIGN_THREADS);
+        }
+        hy_msg_free(m);
+    }
+    check_empty();
+    send_u32(fc.parent, T_DONE, 0);
+}
+
+static void body_foreign(void *arg)
+{
+    (void)arg;
+    fc.parent = hy_self();
+    fc.n = (uint32_t)hy_test_scaled(20000);
+    static struct foreign f[FOREIGN_THREADS];
+    pthread_t t[FOREIGN_THREADS];
+    for (int shard = 0; shard < 2; shard++) {
+        hy_pid col = spawn_on(shard, foreign_collector, NULL);
+        for (uint32_t i = 0; i < FOREIGN_THREADS; i++) {
+            f[i] = (struct foreign){.to = col, .id = i, .n = fc.n};
+            HY_CHECK_EQ(pthread_create(&t[i], NULL, foreign_main, &f[i]), 0);
+        }
+        hy_msg_free(must_recv_tag(T_DONE));
+        for (uint32_t i = 0; i < FOREIGN_THREADS; i++) {
+            pthread_join(t[i], NULL); /* they are done: their last send arrived */
+            HY_CHECK_EQ(f[i].rc_sys, HY_EINVAL);
+            HY_CHECK_EQ(f[i].rc_big, HY_EMSGSIZE);
+            HY_CHECK_EQ(f[i].rc_send, 0);
+        }
+    }
+    /* from a process it is a plain send */
+    HY_CHECK_EQ(hy_send_foreign(hy_self(), T_DATA, "ab", 2), 0);
+    struct hy_msg *m = must_recv();
+    if (m) {
+        HY_CHECK(hy_pid_eq(m->from, hy_self()));
+        HY_CHECK_EQ(m->size, 2);
+        hy_msg_free(m);
+    }
+}
+
+static void test_msg_send_foreign(void **state)
+{
+    (void)state;
+    struct hy_config cfg;
+    hy_config_init(&cfg);
+    cfg.nshards = 2;
+    cfg.max_message_size = SMALL_MAX;
+    hy_test_run_cfg(&cfg, body_foreign, NULL);
+}
+
+/* ---- buffers go home ---------------------------------------------------------- */
+
+#define HELD 100u
+
+static struct {
+    hy_pid parent, sink;
+} bh;
+
+static void holder(void *arg)
+{
+    (void)arg;
+    static struct hy_msg *held[HELD];
+    for (unsigned i = 0; i < HELD; i++) {
+        held[i] = must_recv_tag(T_DATA);
+        if (!held[i])
+            return;
+    }
+    send_u32(bh.parent, T_HELD, HELD);
+    hy_msg_free(must_recv_tag(T_GO));
+    /* pass them on, uncopied, to a third shard which frees them */
+    for (unsigned i = 0; i < HELD; i++)
+        HY_CHECK_EQ(hy_msg_send(bh.sink, held[i]), 0);
+}
+
+static void sink(void *arg)
+{
+    (void)arg;
+    for (unsigned i = 0; i < HELD; i++) {
+        struct hy_msg *m = must_recv_tag(T_DATA);
+        if (!m)
+            return;
+        HY_CHECK_EQ(m->home, 0);
+        HY_CHECK_EQ(payload_u32(m), i);
+        hy_msg_free(m);
+    }
+    send_u32(bh.parent, T_DONE, 0);
+}
+
+static bool shard0_buffers_home(void *arg)
+{
+    (void)arg;
+    return SHARD(0, buffers_out) == 0;
+}
+
+static void body_buffers_home(void *arg)
+{
+    (void)arg;
+    bh.parent = hy_self();
+    bh.sink = spawn_on(2, sink, NULL);
+    hy_pid h = spawn_on(1, holder, NULL);
+    for (uint32_t i = 0; i < HELD; i++)
+        send_u32(h, T_DATA, i);
+    hy_msg_free(must_recv_tag(T_HELD));
+    /* held by shard 1: still counted out of shard 0 */
+    HY_CHECK(SHARD(0, buffers_out) >= HELD);
+    send_u32(h, T_GO, 0);
+    hy_msg_free(must_recv_tag(T_DONE));
+    HY_CHECK(hy_test_wait_until(shard0_buffers_home, NULL, WAIT_MS));
+}
+
+static void test_msg_buffers_go_home(void **state)
+{
+    (void)state;
+    hy_test_run(3, body_buffers_home, NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_msg_payload_local),
+        cmocka_unit_test(test_msg_payload_cross_shard),
+        cmocka_unit_test(test_msg_too_large_is_rejected),
+        cmocka_unit_test(test_msg_invalid_arguments),
+        cmocka_unit_test(test_msg_recv_outside_process),
+        cmocka_unit_test(test_msg_selective_receive_keeps_order),
+        cmocka_unit_test(test_msg_selective_receive_cross_shard),
+        cmocka_unit_test(test_msg_recv_timeout),
+        cmocka_unit_test(test_msg_recv_timeout_racing_message),
+        cmocka_unit_test(test_msg_recv_ref_marker),
+        cmocka_unit_test(test_msg_send_to_dead_is_dropped),
+        cmocka_unit_test(test_msg_mailbox_drop_new),
+        cmocka_unit_test(test_msg_mailbox_kill),
+        cmocka_unit_test(test_msg_mailbox_kill_waits_for_blocking_call),
+        cmocka_unit_test(test_msg_full_mailbox_gets_runtime_replies),
+        cmocka_unit_test(test_msg_mailbox_len),
+        cmocka_unit_test(test_msg_zero_copy_send),
+        cmocka_unit_test(test_msg_send_foreign),
+        cmocka_unit_test(test_msg_buffers_go_home),
+    };
+    if (getenv("HY_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("HY_TEST_FILTER"));
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,355 @@
+/* Tests of core/stall.c: a process that holds its shard (burning CPU without
+ * a runtime call) past the threshold is reported once per stall, counted in
+ * stats.stalls and logged with its pid; a busy process that yields is not;
+ * past stall_abort_multiple the node aborts (checked in a forked child).
+ *
+ * The spinners burn real CPU time (the detector reads the shard thread's CPU
+ * clock) and are bounded: they spin until another shard has seen the report,
+ * with a 5 s cap. Process bodies record failures with HY_CHECK. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "test_support.h"
+
+#define THRESHOLD_NS (20ull * 1000 * 1000)
+#define CAP_NS (5ull * 1000 * 1000 * 1000)
+
+static uint64_t clock_ns(clockid_t clk)
+{
+    struct timespec ts;
+    clock_gettime(clk, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- log capture ---------------------------------------------------------------- */
+
+#define MAX_LINES 16
+
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static char log_lines[MAX_LINES][512];
+static int log_n;
+
+static void capture(enum hy_log_level level, const char *line, void *ctx)
+{
+    (void)ctx;
+    if (level > HY_LOG_WARNING || !strstr(line, "stall"))
+        return;
+    pthread_mutex_lock(&log_lock);
+    if (log_n < MAX_LINES)
+        snprintf(log_lines[log_n], sizeof(log_lines[0]), "%s", line);
+    log_n++;
+    pthread_mutex_unlock(&log_lock);
+}
+
+static void capture_start(void)
+{
+    pthread_mutex_lock(&log_lock);
+    log_n = 0;
+    pthread_mutex_unlock(&log_lock);
+    hy_log_set_sink(capture, NULL);
+}
+
+/* ---- spinners -------------------------------------------------------------------- */
+
+struct spin {
+    _Atomic int seen;       /* set by the observer once it saw the report */
+    _Atomic int done;
+    uint64_t extra_cpu_ns;  /* CPU time to keep spinning after `seen` */
+    unsigned yield_every_us; /* 0: never yield (a stall); else cooperative */
+    uint64_t cpu_total_ns;  /* cooperative: how long to keep busy */
+};
+
+/* Burns CPU without a runtime call until seen (5 s cap), then for
+ * extra_cpu_ns more of its own CPU time: all one stall. */
+static void staller(void *arg)
+{
+    struct spin *s = arg;
+    uint64_t cap = clock_ns(CLOCK_MONOTONIC) + CAP_NS;
+    while (!atomic_load_explicit(&s->seen, memory_order_relaxed) &&
+           clock_ns(CLOCK_MONOTONIC) < cap)
+        ;
+    uint64_t t0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    while (clock_ns(CLOCK_THREAD_CPUTIME_ID) - t0 < s->extra_cpu_ns &&
+           clock_ns(CLOCK_MONOTONIC) < cap)
+        ;
+    atomic_store(&s->done, 1);
+}
+
+/* Busy for cpu_total_ns of CPU time, but calls hy_yield() every
+ * yield_every_us: never holds the shard long. */
+static void cooperative(void *arg)
+{
+    struct spin *s = arg;
+    uint64_t t0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    uint64_t cap = clock_ns(CLOCK_MONOTONIC) + CAP_NS;
+    while (clock_ns(CLOCK_THREAD_CPUTIME_ID) - t0 < s->cpu_total_ns &&
+           clock_ns(CLOCK_MONOTONIC) < cap) {
+        uint64_t slice = clock_ns(CLOCK_MONOTONIC) + s->yield_every_us * 1000ull;
+        while (clock_ns(CLOCK_MONOTONIC) < slice)
+            ;
+        hy_yield();
+    }
+    atomic_store(&s->done, 1);
+}
+
+struct stalls_at {
+    unsigned shard;
+    uint64_t n;
+};
+
+static bool stalls_reach(void *arg)
+{
+    struct stalls_at *w = arg;
+    struct hy_stats st;
+    return hy_stats_get(w->shard, &st) == 0 && st.stalls >= w->n;
+}
+
+static bool spin_done(void *arg)
+{
+    return atomic_load(&((struct spin *)arg)->done) != 0;
+}
+
+static uint64_t stalls_of(unsigned shard)
+{
+    struct hy_stats st;
+    hy_stats_get(shard, &st);
+    return st.stalls;
+}
+
+/* Spawns a staller on `shard`, waits (from the caller's shard) until the
+ * stall is counted, lets it spin on for 4 more thresholds, and returns the
+ * staller's pid. */
+static hy_pid one_stall(unsigned shard, uint64_t expect_stalls, uint64_t alive,
+                        uint64_t *seen_after)
+{
+    static struct spin s;
+    memset(&s, 0, sizeof(s));
+    s.extra_cpu_ns = 4 * THRESHOLD_NS;
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.shard = (int)shard;
+    hy_pid pid = HY_PID_NONE;
+    HY_CHECK_EQ(hy_spawn_opt(staller, &s, &o, &pid), 0);
+    struct stalls_at w = {shard, expect_stalls};
+    HY_CHECK(hy_test_wait_until(stalls_reach, &w, 5000));
+    atomic_store(&s.seen, 1);
+    HY_CHECK(hy_test_wait_until(spin_done, &s, 10000));
+    HY_CHECK(hy_test_quiesce(alive, 5000));
+    /* the staller has gone: the count cannot change for it any more */
+    *seen_after = stalls_of(shard);
+    return pid;
+}
+
+struct stall_ctx {
+    unsigned spin_shard;
+    hy_pid pid[2];
+    uint64_t after[2];
+    uint64_t coop_stalls;
+    bool coop_done;
+};
+
+static void stall_main(void *arg)
+{
+    struct stall_ctx *c = arg;
+    HY_CHECK(hy_shard_id() != (int)c->spin_shard);
+    struct hy_stats t;
+    hy_stats_total(&t);
+    uint64_t alive = t.procs_alive; /* the test's own processes */
+    /* a busy process that yields often is not a stall */
+    static struct spin coop;
+    memset(&coop, 0, sizeof(coop));
+    coop.yield_every_us = 1000;
+    coop.cpu_total_ns = 5 * THRESHOLD_NS;
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.shard = (int)c->spin_shard;
+    HY_CHECK_EQ(hy_spawn_opt(cooperative, &coop, &o, NULL), 0);
+    c->coop_done = hy_test_wait_until(spin_done, &coop, 10000);
+    HY_CHECK(hy_test_quiesce(alive, 5000));
+    c->coop_stalls = stalls_of(c->spin_shard);
+    /* two stalls, each reported once however long it lasts */
+    c->pid[0] = one_stall(c->spin_shard, 1, alive, &c->after[0]);
+    c->pid[1] = one_stall(c->spin_shard, 2, alive, &c->after[1]);
+}
+
+static void check_stall_results(const struct stall_ctx *c)
+{
+    assert_true(c->coop_done);
+    assert_int_equal(c->coop_stalls, 0);
+    assert_int_equal(c->after[0], 1);
+    assert_int_equal(c->after[1], 2);
+    /* one warning per stall, naming the process and the shard */
+    pthread_mutex_lock(&log_lock);
+    int n = log_n;
+    char lines[2][512];
+    memcpy(lines, log_lines, sizeof(lines));
+    pthread_mutex_unlock(&log_lock);
+    assert_int_equal(n, 2);
+    for (int i = 0; i < 2; i++) {
+        char pid[HY_PID_STRLEN], shard[32];
+        hy_pid_format(c->pid[i], pid, sizeof(pid));
+        snprintf(shard, sizeof(shard), "shard %u", c->spin_shard);
+        if (!strstr(lines[i], pid) || !strstr(lines[i], shard))
+            fail_msg("stall line %d does not name %s on %s: %s", i, pid, shard, lines[i]);
+    }
+}
+
+static void stall_config(struct hy_config *cfg)
+{
+    hy_config_init(cfg);
+    cfg->nshards = 2;
+    cfg->stall_threshold_ns = THRESHOLD_NS;
+    cfg->stall_abort_multiple = 0;
+}
+
+static void test_stall_reported_once_per_stall(void **state)
+{
+    (void)state;
+    struct hy_config cfg;
+    stall_config(&cfg);
+    struct stall_ctx c;
+    memset(&c, 0, sizeof(c));
+    c.spin_shard = 1; /* observed from shard 0 */
+    capture_start();
+    hy_test_run_cfg(&cfg, stall_main, &c);
+    hy_log_set_sink(NULL, NULL);
+    check_stall_results(&c);
+}
+
+/* ---- the stall is on shard 0, the thread hy_run() was called on ------------------ */
+
+static struct stall_ctx caller_ctx;
+
+static void on_shard1(void *arg)
+{
+    hy_pid *parent = arg;
+    stall_main(&caller_ctx);
+    hy_send(*parent, 1, NULL, 0);
+}
+
+static void caller_shard_main(void *arg)
+{
+    (void)arg;
+    hy_pid me = hy_self();
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.shard = 1;
+    o.arg_size = sizeof(me);
+    HY_CHECK_EQ(hy_spawn_opt(on_shard1, &me, &o, NULL), 0);
+    /* wait without holding shard 0: the stallers run here */
+    struct hy_msg *m;
+    if (hy_recv_tag(1, &m, 60ll * 1000000000) == 0)
+        hy_msg_free(m);
+    else
+        HY_CHECK(!"shard 1's body never finished");
+}
+
+static void test_stall_on_the_hy_run_thread(void **state)
+{
+    (void)state;
+    struct hy_config cfg;
+    stall_config(&cfg);
+    memset(&caller_ctx, 0, sizeof(caller_ctx));
+    caller_ctx.spin_shard = 0; /* observed from shard 1 */
+    capture_start();
+    hy_test_run_cfg(&cfg, caller_shard_main, NULL);
+    hy_log_set_sink(NULL, NULL);
+    check_stall_results(&caller_ctx);
+}
+
+/* ---- abort past the multiple ---------------------------------------------------------- */
+
+static void endless_staller(void *arg)
+{
+    (void)arg;
+    uint64_t cap = clock_ns(CLOCK_MONOTONIC) + CAP_NS;
+    while (clock_ns(CLOCK_MONOTONIC) < cap)
+        ;
+}
+
+static void abort_child_main(void *arg)
+{
+    (void)arg;
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.shard = 1;
+    hy_spawn_opt(endless_staller, NULL, &o, NULL);
+    struct hy_msg *m;
+    hy_recv_tag(1, &m, 10ll * 1000000000); /* the node aborts meanwhile */
+}
+
+static void test_stall_aborts_past_the_multiple(void **state)
+{
+    (void)state;
+    assert_false(hy_running()); /* fork only with no runtime threads around */
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    fflush(NULL);
+    pid_t child = fork();
+    if (child < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        skip();
+    }
+    if (child == 0) {
+        /* the child: a fresh runtime whose process stalls for good */
+        signal(SIGABRT, SIG_DFL);
+        dup2(fds[1], 2);
+        close(fds[0]);
+        close(fds[1]);
+        hy_log_set_sink(NULL, NULL);
+        struct hy_config cfg;
+        hy_config_init(&cfg);
+        cfg.nshards = 2;
+        cfg.stall_threshold_ns = 10ull * 1000 * 1000;
+        cfg.stall_abort_multiple = 3;
+        hy_run(&cfg, abort_child_main, NULL);
+        _exit(0); /* not reached: the stall aborts the node */
+    }
+    close(fds[1]);
+    char out[8192];
+    size_t len = 0;
+    for (;;) {
+        ssize_t r = read(fds[0], out + len, sizeof(out) - 1 - len);
+        if (r > 0) {
+            len += (size_t)r;
+            if (len == sizeof(out) - 1)
+                len = 0; /* keep the tail */
+            continue;
+        }
+        if (r < 0 && errno == EINTR)
+            continue;
+        break;
+    }
+    out[len] = '\0';
+    close(fds[0]);
+    int status = 0;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGABRT)
+        fail_msg("child did not abort (status %#x); its stderr:\n%s", status, out);
+    /* the report, then the diagnostic, both naming the shard */
+    assert_non_null(strstr(out, "stall: process <"));
+    assert_non_null(strstr(out, "held shard 1"));
+    assert_non_null(strstr(out, "aborting"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_stall_reported_once_per_stall),
+        cmocka_unit_test(test_stall_on_the_hy_run_thread),
+        cmocka_unit_test(test_stall_aborts_past_the_multiple),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
