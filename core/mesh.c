@@ -57,7 +57,12 @@ void hy__mesh_destroy(void)
                 sh->out[j] = NULL;
                 hy__rt.shards[j]->in[i] = NULL;
             }
-            free(sh->ovf[j].buf);
+            struct hy__ovf_chunk *c = sh->ovf[j].head;
+            while (c) {
+                struct hy__ovf_chunk *next = c->next;
+                free(c);
+                c = next;
+            }
             memset(&sh->ovf[j], 0, sizeof(sh->ovf[j]));
         }
     }
@@ -80,22 +85,50 @@ void hy__wake_shard(struct hy_shard *t)
     }
 }
 
+static inline bool ovf_empty(const struct hy__overflow *o)
+{
+    return o->head == o->tail && o->rd == o->wr;
+}
+
 static void ovf_push(struct hy__overflow *o, uintptr_t e)
 {
-    if (o->tail - o->head == o->cap) {
-        uint32_t ncap = o->cap ? o->cap * 2 : 256;
-        uintptr_t *nb = malloc(ncap * sizeof(uintptr_t));
-        if (!nb)
-            abort(); /* losing a message would break the ordering promise */
-        for (uint32_t i = 0; i < o->tail - o->head; i++)
-            nb[i] = o->buf[(o->head + i) & (o->cap - 1)];
-        o->tail -= o->head;
-        o->head = 0;
-        free(o->buf);
-        o->buf = nb;
-        o->cap = ncap;
+    if (!o->tail || o->wr == HY_OVF_CHUNK) {
+        struct hy__ovf_chunk *c = malloc(sizeof(*c));
+        if (!c)
+            hy__fatal("out of memory queueing behind a full ring (losing the message "
+                      "would break the ordering promise)");
+        c->next = NULL;
+        if (o->tail)
+            o->tail->next = c;
+        else
+            o->head = c;
+        o->tail = c;
+        o->wr = 0;
+        if (o->head == c)
+            o->rd = 0;
     }
-    o->buf[o->tail++ & (o->cap - 1)] = e;
+    o->tail->e[o->wr++] = e;
+}
+
+/* Moves entries into the ring while it has room; true when emptied. */
+static bool ovf_drain_into(struct hy__overflow *o, struct hy_ring *r)
+{
+    while (o->head) {
+        uint32_t end = o->head == o->tail ? o->wr : HY_OVF_CHUNK;
+        while (o->rd < end && hy__ring_push(r, o->head->e[o->rd]))
+            o->rd++;
+        if (o->rd < end)
+            return false; /* the ring is full again */
+        if (o->head == o->tail) {
+            o->rd = o->wr = 0; /* keep the last chunk for next time */
+            return true;
+        }
+        struct hy__ovf_chunk *done = o->head;
+        o->head = done->next;
+        o->rd = 0;
+        free(done);
+    }
+    return true;
 }
 
 static inline void mark_dirty(struct hy_shard *sh, unsigned dst)
@@ -110,7 +143,8 @@ void hy__mesh_push(struct hy_shard *sh, unsigned dst, uintptr_t entry)
 {
     struct hy__overflow *o = &sh->ovf[dst];
     struct hy_ring *r = sh->out[dst];
-    if (__builtin_expect(o->head == o->tail, 1) && hy__ring_push(r, entry)) {
+    bool empty = ovf_empty(o);
+    if (__builtin_expect(empty, 1) && hy__ring_push(r, entry)) {
         mark_dirty(sh, dst);
         if (hy__ring_staged(r) >= PUBLISH_BATCH) {
             hy__ring_publish(r);
@@ -118,9 +152,14 @@ void hy__mesh_push(struct hy_shard *sh, unsigned dst, uintptr_t entry)
         }
         return;
     }
-    if (o->head == o->tail)
+    if (empty)
         sh->ovf_list[sh->novf++] = (uint16_t)dst;
     ovf_push(o, entry);
+    /* Like BEAM's send penalty: a sender that outruns its receiver's shard
+     * yields at its next runtime call, so the flood is paced by the consumer
+     * instead of piling up in memory (send itself never blocks). */
+    if (sh->current)
+        sh->current->budget = 0;
     atomic_store_explicit(&sh->st.ring_overflows,
                           atomic_load_explicit(&sh->st.ring_overflows, memory_order_relaxed) + 1,
                           memory_order_relaxed);
@@ -133,11 +172,9 @@ void hy__mesh_flush(struct hy_shard *sh)
         unsigned dst = sh->ovf_list[k];
         struct hy__overflow *o = &sh->ovf[dst];
         struct hy_ring *r = sh->out[dst];
-        while (o->head != o->tail && hy__ring_push(r, o->buf[o->head & (o->cap - 1)]))
-            o->head++;
+        bool emptied = ovf_drain_into(o, r);
         mark_dirty(sh, dst);
-        if (o->head == o->tail) {
-            o->head = o->tail = 0;
+        if (emptied) {
             sh->ovf_list[k] = sh->ovf_list[--sh->novf];
         } else {
             k++;

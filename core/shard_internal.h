@@ -187,9 +187,17 @@ struct hy__msg_pool {
 };
 
 /* A deque of ring entries waiting behind a full ring, in FIFO order. */
+/* A chunked FIFO: pushing never copies what is already queued (a doubling
+ * array would, and stall the shard for milliseconds when a flood builds it
+ * up). Empty when head == tail and rd == wr. */
+#define HY_OVF_CHUNK 510
+struct hy__ovf_chunk {
+    struct hy__ovf_chunk *next;
+    uintptr_t e[HY_OVF_CHUNK];
+};
 struct hy__overflow {
-    uintptr_t *buf;
-    uint32_t head, tail, cap; /* cap power of two; empty when head == tail */
+    struct hy__ovf_chunk *head, *tail;
+    uint32_t rd, wr; /* read index in head, write index in tail */
 };
 
 struct hy__ret_list {
