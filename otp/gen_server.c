@@ -308,7 +308,8 @@ int hy_gen_server_call(hy_pid server, uint64_t tag, const void *data, size_t len
 {
     if (!hy_in_process())
         return HY_ENOTPROC;
-    if (tag >= HY_GS_TAG_MAX || !reply)
+    /* calling yourself could only time out (OTP exits with calling_self) */
+    if (tag >= HY_GS_TAG_MAX || !reply || hy_pid_eq(server, hy_self()))
         return HY_EINVAL;
     hy_ref ref;
     int rc = hy_monitor_opt(server, HY_MONITOR_ALIAS, &ref);

@@ -91,7 +91,8 @@ struct hy_gen_server_opts {
     /* Shard to run on (-1: the caller's). */
     int shard;
     /* How long the caller waits for init (ns; <= 0: HY_INFINITY). When it
-     * expires the server is killed and start returns HY_ETIMEDOUT. */
+     * expires the server is killed and start returns HY_ETIMEDOUT once it
+     * is gone (its name, if any, free again). */
     int64_t init_timeout_ns;
     /* Bytes of *arg to copy for init (needed when the server runs on
      * another shard and arg points into the caller's memory); 0 = pass the
@@ -127,9 +128,11 @@ int hy_gen_server_start_link(const struct hy_gen_server_ops *ops, void *arg,
 /* Calls server with request {tag, data[len]} and waits up to timeout_ns
  * (HY_INFINITY allowed) for the reply, returned owned in *reply (free it
  * with hy_msg_free; its tag is the one the server replied with).
- * Errors: HY_ETIMEDOUT (no reply in time; a late reply is dropped),
+ * Errors: HY_ETIMEDOUT (no reply in time; a later reply is dropped, never
+ * queued; one that came in as the timeout expired is returned, as OTP),
  * HY_ENOPROC (no such server), HY_EEXIT (the server died during the call:
- * *why, if not NULL, gets its reason), HY_EINVAL (tag >= HY_GS_TAG_MAX),
+ * *why, if not NULL, gets its reason), HY_EINVAL (tag >= HY_GS_TAG_MAX, or
+ * server is the caller: OTP's calling_self),
  * HY_EMSGSIZE, HY_ENOTPROC. Works the same across shards.
  * Context: a process. */
 int hy_gen_server_call(hy_pid server, uint64_t tag, const void *data, size_t len,
