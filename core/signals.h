@@ -77,6 +77,10 @@ int hy_trap_exit(bool on, bool *old);
 
 /* Monitors pid: when it ends (or at once, with reason noproc, if it is dead
  * or unknown) the caller receives one HY_TAG_DOWN message carrying *ref.
+ * A target on another shard answers through that shard, so noproc DOWNs for
+ * dead targets on different shards (or by name vs by pid) may arrive in
+ * another order than the calls; for targets on one shard they come in call
+ * order.
  * Monitoring yourself returns a reference and never fires (as OTP).
  * Errors: HY_ENOTPROC, HY_ENOMEM. Context: a process. */
 int hy_monitor(hy_pid pid, hy_ref *ref);

@@ -23,9 +23,9 @@
 #include "hydra.h"
 #include "test_support.h"
 
-#define MS       INT64_C(1000000)
-#define WAIT_NS  (10000 * MS) /* for a message that must come */
-#define WAIT_MS  10000u
+#define MS      INT64_C(1000000)
+#define WAIT_NS (10000 * MS) /* for a message that must come */
+#define WAIT_MS 10000u
 
 enum {
     T_DATA = 1,
@@ -247,21 +247,22 @@ static hy_pid dead_pid_on(int shard)
     return p;
 }
 
-#define BOTH_SHARDS(name)                                                                 \
-    static void test_name_##name##_same_shard(void **state)                               \
-    {                                                                                     \
-        (void)state;                                                                      \
-        int s = 0;                                                                        \
-        hy_test_run(2, body_##name, &s);                                                  \
-    }                                                                                     \
-    static void test_name_##name##_cross_shard(void **state)                              \
-    {                                                                                     \
-        (void)state;                                                                      \
-        int s = 1;                                                                        \
-        hy_test_run(2, body_##name, &s);                                                  \
+#define BOTH_SHARDS(name)                                                                          \
+    static void test_name_##name##_same_shard(void **state)                                        \
+    {                                                                                              \
+        (void)state;                                                                               \
+        int s = 0;                                                                                 \
+        hy_test_run(2, body_##name, &s);                                                           \
+    }                                                                                              \
+    static void test_name_##name##_cross_shard(void **state)                                       \
+    {                                                                                              \
+        (void)state;                                                                               \
+        int s = 1;                                                                                 \
+        hy_test_run(2, body_##name, &s);                                                           \
     }
-#define BOTH_TESTS(name)                                                                  \
-    cmocka_unit_test(test_name_##name##_same_shard), cmocka_unit_test(test_name_##name##_cross_shard)
+#define BOTH_TESTS(name)                                                                           \
+    cmocka_unit_test(test_name_##name##_same_shard),                                               \
+        cmocka_unit_test(test_name_##name##_cross_shard)
 
 /* ---- register / whereis / unregister / registered ------------------------------- */
 
@@ -673,7 +674,8 @@ static void body_send_name_keeps_order(void *arg)
 }
 BOTH_SHARDS(send_name_keeps_order)
 
-/* ---- concurrent registration ------------------------------------------------------------------ */
+/* ---- concurrent registration ------------------------------------------------------------------
+ */
 
 /* The same name registered at the same time from both shards: exactly one
  * wins (HY_EEXIST for the other), whereis names the winner, and the loser
@@ -705,8 +707,7 @@ static void body_concurrent_register_one_wins(void *arg)
         }
         bool one_wins = (rc[0] == 0 && rc[1] == HY_EEXIST) || (rc[1] == 0 && rc[0] == HY_EEXIST);
         if (!one_wins) {
-            hy_test_check_fail(__FILE__, __LINE__, "iteration %u: rc %d and %d", it, rc[0],
-                               rc[1]);
+            hy_test_check_fail(__FILE__, __LINE__, "iteration %u: rc %d and %d", it, rc[0], rc[1]);
             stop_server(p[0]);
             stop_server(p[1]);
             continue;

@@ -26,9 +26,9 @@
 #include "hydra.h"
 #include "test_support.h"
 
-#define MS       INT64_C(1000000)
-#define WAIT_NS  (10000 * MS) /* for a message that must come */
-#define WAIT_MS  10000u
+#define MS      INT64_C(1000000)
+#define WAIT_NS (10000 * MS) /* for a message that must come */
+#define WAIT_MS 10000u
 
 enum {
     T_DATA = 1,
@@ -48,16 +48,16 @@ enum {
 #define FAIL(what) hy_test_check_fail(__FILE__, __LINE__, "%s", (what))
 
 #define CHECK_KIND(r, k) HY_CHECK_EQ((r).kind, (k))
-#define CHECK_USER(r, c, t)                                                               \
-    do {                                                                                  \
-        HY_CHECK_EQ((r).kind, HY_REASON_USER);                                            \
-        HY_CHECK_EQ((r).code, (c));                                                       \
-        HY_CHECK(strcmp((r).text, (t)) == 0);                                             \
+#define CHECK_USER(r, c, t)                                                                        \
+    do {                                                                                           \
+        HY_CHECK_EQ((r).kind, HY_REASON_USER);                                                     \
+        HY_CHECK_EQ((r).code, (c));                                                                \
+        HY_CHECK(strcmp((r).text, (t)) == 0);                                                      \
     } while (0)
 
 /* What a child gets (copied into its arena with arg_size). */
 struct carg {
-    hy_pid peer;  /* usually the test's main process */
+    hy_pid peer; /* usually the test's main process */
     hy_pid peer2;
     struct hy_reason reason;
     hy_alias alias;
@@ -379,21 +379,21 @@ static hy_pid unknown_pid_on(int shard)
 }
 
 /* Runs body twice: children on the main process's shard, and on shard 1. */
-#define BOTH_SHARDS(name)                                                                 \
-    static void test_signals_##name##_same_shard(void **state)                            \
-    {                                                                                     \
-        (void)state;                                                                      \
-        int s = 0;                                                                        \
-        hy_test_run(2, body_##name, &s);                                                  \
-    }                                                                                     \
-    static void test_signals_##name##_cross_shard(void **state)                           \
-    {                                                                                     \
-        (void)state;                                                                      \
-        int s = 1;                                                                        \
-        hy_test_run(2, body_##name, &s);                                                  \
+#define BOTH_SHARDS(name)                                                                          \
+    static void test_signals_##name##_same_shard(void **state)                                     \
+    {                                                                                              \
+        (void)state;                                                                               \
+        int s = 0;                                                                                 \
+        hy_test_run(2, body_##name, &s);                                                           \
+    }                                                                                              \
+    static void test_signals_##name##_cross_shard(void **state)                                    \
+    {                                                                                              \
+        (void)state;                                                                               \
+        int s = 1;                                                                                 \
+        hy_test_run(2, body_##name, &s);                                                           \
     }
-#define BOTH_TESTS(name)                                                                  \
-    cmocka_unit_test(test_signals_##name##_same_shard),                                   \
+#define BOTH_TESTS(name)                                                                           \
+    cmocka_unit_test(test_signals_##name##_same_shard),                                            \
         cmocka_unit_test(test_signals_##name##_cross_shard)
 
 /* ---- links ----------------------------------------------------------------- */
@@ -458,6 +458,23 @@ static void body_trapped_exit_carries_reason(void *arg)
         HY_CHECK(strcmp(ei.reason.text, reasons[i].text) == 0);
         /* the link went with the signal */
         HY_CHECK_EQ(info_of(hy_self()).nlinks, 0);
+    }
+    /* the longest user text travels whole; a longer one is truncated */
+    char text[HY_REASON_TEXT_MAX + 10];
+    for (size_t k = 0; k < sizeof(text) - 1; k++)
+        text[k] = (char)('a' + k % 26);
+    text[sizeof(text) - 1] = '\0';
+    struct hy_reason longr = hy_reason_user(-77, text);
+    HY_CHECK_EQ(strlen(longr.text), HY_REASON_TEXT_MAX - 1);
+    HY_CHECK(strncmp(longr.text, text, HY_REASON_TEXT_MAX - 1) == 0);
+    {
+        struct hy_spawn_opts lo = on(s);
+        lo.link = true;
+        struct carg la = {.reason = longr};
+        hy_pid lb = spawn_a(lo, exit_now, &la);
+        struct hy_exit_info lei;
+        if (recv_exit(lb, &lei))
+            CHECK_USER(lei.reason, -77, longr.text);
     }
     /* a panic's formatted text travels too */
     struct hy_spawn_opts o = on(s);
@@ -771,6 +788,8 @@ static void self_normal_exit(void *arg)
     bool trapping = false;
     hy_trap_exit(a->mode != 0, &trapping);
     HY_CHECK(!trapping);
+    if (a->mode == 2)
+        hy_exit_pid(hy_self(), hy_reason_make(HY_REASON_KILL)); /* even trapping */
     hy_exit_pid(hy_self(), hy_reason_make(HY_REASON_NORMAL));
     uint32_t got_exit = 0;
     struct hy_msg *m = NULL;
@@ -801,6 +820,13 @@ static void body_exit_self_normal(void *arg)
     HY_CHECK_EQ(recv_u32(T_SURVIVED), 1);
     if (recv_down(r, &d))
         CHECK_KIND(d.reason, HY_REASON_NORMAL);
+
+    /* exit(self, kill) ends even a trapping caller, with killed */
+    a.mode = 2;
+    spawn_mon(on(s), self_normal_exit, &a, &r);
+    if (recv_down(r, &d))
+        CHECK_KIND(d.reason, HY_REASON_KILLED);
+    HY_CHECK_EQ(count_tag_now(T_SURVIVED), 0);
 }
 BOTH_SHARDS(exit_self_normal)
 
@@ -1027,8 +1053,8 @@ static void body_messages_before_exit_and_down(void *arg)
     for (unsigned it = 0; it < iters; it++) {
         struct hy_spawn_opts o = on(s);
         o.link = true;
-        struct carg a = {.peer = hy_self(), .n = 1 + it % 40,
-                         .reason = hy_reason_user((int32_t)it, "order")};
+        struct carg a = {
+            .peer = hy_self(), .n = 1 + it % 40, .reason = hy_reason_user((int32_t)it, "order")};
         hy_ref r;
         hy_pid b = spawn_mon(o, send_then_exit, &a, &r);
         uint32_t next = 0;
@@ -1080,8 +1106,8 @@ static void trap_collect(void *arg)
         if (m->tag == HY_TAG_EXIT) {
             struct hy_exit_info ei;
             memcpy(&ei, m->data, sizeof(ei));
-            ok &= next == a->n && hy_pid_eq(ei.from, a->peer) &&
-                  ei.reason.kind == HY_REASON_USER && ei.reason.code == a->reason.code;
+            ok &= next == a->n && hy_pid_eq(ei.from, a->peer) && ei.reason.kind == HY_REASON_USER &&
+                  ei.reason.code == a->reason.code;
         } else {
             ok = 0;
         }
@@ -1098,8 +1124,8 @@ static void body_messages_before_exit_signal(void *arg)
     for (unsigned it = 0; it < iters; it++) {
         struct hy_spawn_opts o = on(s);
         o.trap_exit = true;
-        struct carg a = {.peer = hy_self(), .n = 1 + it % 40,
-                         .reason = hy_reason_user((int32_t)it, "sig")};
+        struct carg a = {
+            .peer = hy_self(), .n = 1 + it % 40, .reason = hy_reason_user((int32_t)it, "sig")};
         hy_pid b = spawn_a(o, trap_collect, &a);
         for (uint32_t i = 0; i < a.n; i++)
             send_u32(b, T_DATA, i);
@@ -1171,6 +1197,23 @@ static void body_monitor_by_name(void *arg)
         HY_CHECK(hy_pid_eq(d.pid, b));
         CHECK_USER(d.reason, 8, "bye");
     }
+    /* the monitor is on the process the name named at the call: a new
+     * holder of the name is not watched */
+    struct carg sa = {0};
+    hy_pid x = spawn_a(on(s), server, &sa);
+    hy_pid y = spawn_a(on(s), server, &sa);
+    HY_CHECK_EQ(hy_register(a.name, x), 0);
+    HY_CHECK_EQ(hy_monitor_name(a.name, &r), 0);
+    HY_CHECK_EQ(hy_unregister(a.name), 0);
+    HY_CHECK_EQ(hy_register(a.name, y), 0);
+    HY_CHECK_EQ(hy_exit_pid(x, hy_reason_user(9, "x")), 0);
+    if (recv_down(r, &d)) {
+        HY_CHECK(hy_pid_eq(d.pid, x));
+        HY_CHECK(strcmp(d.name, a.name) == 0);
+        CHECK_USER(d.reason, 9, "x");
+    }
+    HY_CHECK_EQ(info_of(y).nmonitored_by, 0);
+    stop_server(y);
     HY_CHECK_EQ(hy_monitor_name("nobody_here", &r), 0);
     if (recv_down(r, &d)) {
         HY_CHECK(strcmp(d.name, "nobody_here") == 0);
@@ -1208,6 +1251,18 @@ static void body_monitor_noproc_in_call_order(void *arg)
             HY_CHECK(hy_pid_eq(d.pid, targets[i]));
             CHECK_KIND(d.reason, HY_REASON_NOPROC);
             hy_msg_free(m);
+        }
+    }
+    /* a shard this node does not have, an earlier incarnation */
+    hy_pid bogus[2] = {
+        hy_pid_make(hy_node_id(), hy_node_creation(), 7, 1, 1),
+        hy_pid_make(hy_node_id(), hy_node_creation() + 1, (uint16_t)s, 1, 1),
+    };
+    for (int i = 0; i < 2; i++) {
+        struct hy_down_info d;
+        if (recv_down(mon(bogus[i]), &d)) {
+            HY_CHECK(hy_pid_eq(d.pid, bogus[i]));
+            CHECK_KIND(d.reason, HY_REASON_NOPROC);
         }
     }
     hy_ref n1, n2;
@@ -1844,7 +1899,31 @@ static void test_signals_proc_list_both_shards(void **state)
     hy_test_run(2, body_proc_list, NULL);
 }
 
-/* ---- errors --------------------------------------------------------------------------------------- */
+/* hy_reason_format names every kind. */
+static void test_signals_reason_format(void **state)
+{
+    (void)state;
+    char buf[96];
+    struct hy_reason r = hy_reason_make(HY_REASON_NORMAL);
+    assert_string_equal(hy_reason_format(&r, buf, sizeof(buf)), "normal");
+    r = hy_reason_make(HY_REASON_KILL);
+    assert_string_equal(hy_reason_format(&r, buf, sizeof(buf)), "kill");
+    r = hy_reason_make(HY_REASON_KILLED);
+    assert_string_equal(hy_reason_format(&r, buf, sizeof(buf)), "killed");
+    r = hy_reason_make(HY_REASON_SHUTDOWN);
+    assert_string_equal(hy_reason_format(&r, buf, sizeof(buf)), "shutdown");
+    r = hy_reason_make(HY_REASON_NOPROC);
+    assert_string_equal(hy_reason_format(&r, buf, sizeof(buf)), "noproc");
+    r = hy_reason_make(HY_REASON_NOCONNECTION);
+    assert_string_equal(hy_reason_format(&r, buf, sizeof(buf)), "noconnection");
+    r = hy_reason_user(3, "bad input");
+    assert_string_equal(hy_reason_format(&r, buf, sizeof(buf)), "user(3, bad input)");
+    r = hy_reason_user(1, NULL);
+    assert_int_equal(r.text[0], '\0');
+}
+
+/* ---- errors
+ * --------------------------------------------------------------------------------------- */
 
 /* Outside a process (here: the test's own thread, no runtime) every call
  * says so instead of acting. */
@@ -1925,6 +2004,7 @@ int main(void)
         BOTH_TESTS(info_fields),
         BOTH_TESTS(info_dead_pid),
         cmocka_unit_test(test_signals_proc_list_both_shards),
+        cmocka_unit_test(test_signals_reason_format),
         cmocka_unit_test(test_signals_calls_outside_a_process),
         cmocka_unit_test(test_signals_on_exit_rejects_null),
     };
