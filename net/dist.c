@@ -956,12 +956,15 @@ static unsigned ep_poll(void *ctx)
         for (size_t i = 0; i < pv->nactive; i++)
             chan_timers(pv->active[i], now);
     }
+    unsigned unsent = 0;
     for (size_t i = 0; i < pv->nactive; i++) {
         struct hy__chan *ch = pv->active[i];
         if (ch->state == CH_UP && (ch->cur || ch->q_head)) {
             pump(ch);
             work++;
         }
+        if ((ch->state == CH_UP && ch->snd_una != ch->snd_next) || ch->q_head || ch->cur)
+            unsent++;
         /* delayed ack: alone only after ACK_DELAY_NS (a reply would have
          * carried it) or when many frames wait for it; out of order at once */
         if (ch->ack_due && ch->state == CH_UP && !ch->sent_this_poll &&
@@ -971,6 +974,7 @@ static unsigned ep_poll(void *ctx)
         ch->sent_this_poll = false;
     }
     D.tp->flush(ep);
+    atomic_store_explicit(&ep->unsent, unsent, memory_order_relaxed);
     return work;
 }
 
@@ -998,6 +1002,11 @@ static uint64_t ep_deadline(void *ctx)
             if (ch->hs_began + D.cfg.down_after_ns < t)
                 t = ch->hs_began + D.cfg.down_after_ns;
         }
+        if (t < d)
+            d = t;
+    }
+    if (D.tp->next_deadline) {
+        uint64_t t = D.tp->next_deadline(ep);
         if (t < d)
             d = t;
     }
@@ -1238,7 +1247,14 @@ int hy_dist_start(const struct hy_dist_config *cfg)
     if (!cfg || !cfg->cookie || !*cfg->cookie || cfg->npeers == 0 || cfg->npeers > MAX_PEERS ||
         !cfg->peers || cfg->node_id != hy__rt.node_id || strlen(cfg->cookie) >= sizeof(D.cookie))
         return HY_EINVAL;
-    if (cfg->transport != HY_DIST_UDP)
+    const struct hy__transport *tp = NULL;
+    if (cfg->transport == HY_DIST_UDP)
+        tp = &hy__transport_udp;
+#if HY_HAVE_DPDK
+    else if (cfg->transport == HY_DIST_DPDK)
+        tp = &hy__transport_dpdk;
+#endif
+    if (!tp)
         return HY_ENOTSUP;
     int expected = 0;
     if (!atomic_compare_exchange_strong(&D.started, &expected, 1))
@@ -1265,7 +1281,7 @@ int hy_dist_start(const struct hy_dist_config *cfg)
             D.self = (int)i;
     strcpy(D.cookie, cfg->cookie);
     D.cookie_len = strlen(cfg->cookie);
-    D.tp = &hy__transport_udp;
+    D.tp = tp;
     for (size_t i = 0; i < MAX_PEERS; i++)
         atomic_store(&D.node_up[i], 0);
     if (D.self < 0) {
@@ -1275,6 +1291,15 @@ int hy_dist_start(const struct hy_dist_config *cfg)
     atomic_store(&D.opened, 0);
     atomic_store(&D.open_err, 0);
     atomic_store(&D.stopped, 0);
+    if (D.tp->start) {
+        int trc = D.tp->start(cfg, &D.peers[D.self], hy__rt.nshards);
+        if (trc) {
+            atomic_store(&D.started, 0);
+            return trc;
+        }
+    }
+    D.cfg.eal_args = NULL; /* borrowed for the start only */
+    D.cfg.eal_argc = 0;
     hy__kind_register(HY_K_DIST_CTRL, on_ctrl);
     hy__kind_register(HY_K_DIST_FRAME, on_handed_frame);
     for (unsigned s = 0; s < hy__rt.nshards; s++)
@@ -1286,6 +1311,8 @@ int hy_dist_start(const struct hy_dist_config *cfg)
         for (unsigned s = 0; s < hy__rt.nshards; s++)
             send_ctrl(sh, s, CTRL_STOP, 0, HY_PID_NONE, HY_REF_NONE);
         wait_count(&D.stopped, (int)hy__rt.nshards);
+        if (D.tp->stop)
+            D.tp->stop();
         atomic_store(&D.started, 0);
         return rc;
     }
@@ -1301,12 +1328,25 @@ int hy_dist_stop(void)
         return HY_ENOTPROC;
     if (!atomic_load(&D.started))
         return HY_ENOTSTARTED;
+    /* graceful: let what was sent reach the peers (bounded by down_after) */
+    uint64_t deadline = hy_now_ns() + D.cfg.down_after_ns;
+    for (;;) {
+        hy_sleep_ns(1000000); /* first: every shard's hook runs after our last sends */
+        unsigned busy = 0;
+        for (unsigned s = 0; s < hy__rt.nshards; s++)
+            if (D.eps[s])
+                busy += atomic_load_explicit(&D.eps[s]->unsent, memory_order_relaxed);
+        if (!busy || hy_now_ns() > deadline)
+            break;
+    }
     hy_hook_set_remote_send(NULL, NULL);
     hy__dist_monitor_node_hook = NULL;
     atomic_store(&D.stopped, 0);
     for (unsigned s = 0; s < hy__rt.nshards; s++)
         send_ctrl(sh, s, CTRL_STOP, 0, HY_PID_NONE, HY_REF_NONE);
     int rc = wait_count(&D.stopped, (int)hy__rt.nshards);
+    if (rc == 0 && D.tp->stop)
+        D.tp->stop(); /* (a shard that never closed may still use it) */
     atomic_store(&D.started, 0);
     return rc;
 }

@@ -11,7 +11,7 @@
  * peer's base port plus the destination shard. They travel over the kernel's
  * UDP sockets (HY_DIST_UDP, one socket per shard, no DPDK needed) or, where
  * built with DPDK, over one NIC queue per shard (HY_DIST_DPDK, see
- * net/transport_dpdk.c for what is and is not tested).
+ * net/transport_dpdk.c and net/README.md for what is and is not tested).
  *
  * Channels: one per (local shard, remote node, remote shard), each with its
  * own handshake, sequence numbers, cumulative and selective acks, fast
@@ -79,6 +79,14 @@ struct hy_dist_config {
     /* Fault injection for tests: drop this many per mille of the outgoing
      * frames, pseudo-randomly (0 = never). Exercises retransmission. */
     unsigned test_drop_permille;
+    /* HY_DIST_DPDK only. EAL arguments passed through to rte_eal_init
+     * (borrowed for the call), e.g. "--vdev=net_memif0,role=server,socket=/x",
+     * "--no-huge", "--file-prefix=a". Unless they give one, the core list
+     * (-l) is the shard CPUs and --file-prefix is made unique. EAL is
+     * initialised once per OS process: a later hy_dist_start ignores them. */
+    const char *const *eal_args;
+    int eal_argc;
+    uint16_t dpdk_port; /* DPDK port id to use (default 0): one queue pair per shard */
 };
 
 /* Fills cfg with defaults (no peers, no cookie). */

@@ -7,6 +7,7 @@
 
 #include "dist.h"
 #include "hook.h"
+#include "hy_config.h"
 #include "wire_internal.h"
 
 struct hy__ep;
@@ -20,6 +21,12 @@ struct hy__rx {
  * rx stay valid until the next rx call on that endpoint. */
 struct hy__transport {
     const char *name;
+    /* optional: once per hy_dist_start, in the starting process, before any
+     * endpoint opens (cfg and self are borrowed for the call) */
+    int (*start)(const struct hy_dist_config *cfg, const struct hy_dist_peer *self,
+                 unsigned nshards);
+    /* optional: once every endpoint has closed (hy_dist_stop, failed start) */
+    void (*stop)(void);
     int (*open)(struct hy__ep *ep);
     void (*close)(struct hy__ep *ep);
     unsigned (*rx)(struct hy__ep *ep, struct hy__rx *out, unsigned max);
@@ -27,9 +34,16 @@ struct hy__transport {
     int (*tx)(struct hy__ep *ep, const struct hy_dist_peer *to, uint16_t dst_shard,
               const uint8_t *buf, size_t len);
     void (*flush)(struct hy__ep *ep);
+    /* optional: asked by the poll hook's next_deadline_ns, i.e. right before
+     * the idle shard sleeps: the latest time it may sleep until (UINT64_MAX
+     * = no limit, 0 = poll again now) */
+    uint64_t (*next_deadline)(struct hy__ep *ep);
 };
 
 extern const struct hy__transport hy__transport_udp;
+#if HY_HAVE_DPDK
+extern const struct hy__transport hy__transport_dpdk;
+#endif
 
 /* Per-shard endpoint. */
 struct hy__ep {
@@ -41,6 +55,7 @@ struct hy__ep {
     struct hy__chan **chans; /* [npeers * HY_MAX_SHARDS], lazily */
     struct hy_dist_stats st;
     bool open;
+    _Atomic unsigned unsent; /* channels with data not yet acknowledged (for a graceful stop) */
 };
 
 #endif /* HY_NET_DIST_INTERNAL_H */

@@ -122,7 +122,10 @@ static void serve_main(void *a)
     struct hy_msg *m;
     CHECK(hy_recv_tag(T_QUIT, &m, 60 * SEC) == 0);
     hy_msg_free(m);
-    hy_dist_stop();
+    uint64_t t0 = hy_now_ns();
+    int rc = hy_dist_stop();
+    if (getenv("HY_DIST_DEBUG"))
+        fprintf(stderr, "node %u: quit; dist_stop %d in %.1f ms\n", me, rc, (hy_now_ns() - t0) / 1e6);
 }
 
 /* Finds the echo on node: ask by name until it answers; returns its pid. */
@@ -621,5 +624,7 @@ int main(void)
         cmocka_unit_test(test_dist_malformed_frames_counted),
         cmocka_unit_test(test_dist_gen_server_call_remote),
     };
+    if (getenv("HY_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("HY_TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

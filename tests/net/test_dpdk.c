@@ -1,0 +1,530 @@
+/* Distribution over the DPDK transport: two nodes, each its own OS process
+ * (forked before it starts its runtime and its EAL), connected by a net_memif
+ * pair (node 1 the memif server, node 2 the client) with their own
+ * --file-prefix and a memif socket in a private temporary directory.
+ *
+ * EAL runs with --no-huge --no-shconf: DPDK 22.11 refuses --in-memory
+ * together with --no-huge ("Option --legacy-mem is not compatible with
+ * --in-memory": --no-huge implies legacy memory), and --no-shconf gives what
+ * --in-memory would here (no shared runtime files). No PCI, no telemetry.
+ *
+ * With two shards per node and memif, a frame sent from shard s arrives on
+ * the peer's queue s: every frame between different shard numbers lands on
+ * the wrong queue and is handed over through the ring mesh (the counter
+ * handed_over checks it happened). Exits 77 only when built without DPDK. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "hy_config.h"
+#include "hydra.h"
+#include "test_support.h"
+
+#define SEC 1000000000LL
+
+enum {
+    T_PING = 1,
+    T_PONG,
+    T_DIE,
+    T_SEQ,
+    T_SEQ_ACK,
+    T_QUIT,
+    T_LINK_ME,
+    T_BURST,
+};
+
+static struct hy_dist_peer peers[2];
+static uint32_t me;
+static char dir[64];
+static char sock_path[128];
+static unsigned drop_permille;
+
+#define CHECK(cond)                                                                      \
+    do {                                                                                 \
+        if (!(cond)) {                                                                   \
+            fprintf(stderr, "node %u: check failed: %s (%s:%d)\n", me, #cond, __FILE__,  \
+                    __LINE__);                                                           \
+            fflush(stderr);                                                              \
+            _exit(1);                                                                    \
+        }                                                                                \
+    } while (0)
+
+static void set_peers(void)
+{
+    for (unsigned i = 0; i < 2; i++) {
+        memset(&peers[i], 0, sizeof(peers[i]));
+        snprintf(peers[i].name, sizeof(peers[i].name), "d%u", i + 1);
+        peers[i].node_id = i + 1;
+        peers[i].ip = 0x0a000001u + i; /* 10.0.0.1, 10.0.0.2: never routed, memif only */
+        peers[i].base_port = 47000;
+        uint8_t mac[6] = {0x02, 0x00, 0x00, 0x00, 0x00, (uint8_t)(i + 1)};
+        memcpy(peers[i].mac, mac, 6);
+    }
+}
+
+static void dist_up(void)
+{
+    char vdev[256], prefix[64];
+    snprintf(vdev, sizeof(vdev), "--vdev=net_memif0,role=%s,socket=%s",
+             me == 1 ? "server" : "client", sock_path);
+    snprintf(prefix, sizeof(prefix), "--file-prefix=hytest%ld-%u", (long)getppid(), me);
+    const char *eal[] = {"--no-pci", "--no-huge", "--no-shconf", "--no-telemetry", prefix, vdev};
+    struct hy_dist_config c;
+    hy_dist_config_init(&c);
+    c.node_id = me;
+    c.cookie = "dpdk-test-cookie";
+    c.transport = HY_DIST_DPDK;
+    c.peers = peers;
+    c.npeers = 2;
+    c.heartbeat_ns = 50000000ull;
+    c.down_after_ns = 400000000ull;
+    c.test_drop_permille = drop_permille;
+    c.eal_args = eal;
+    c.eal_argc = (int)(sizeof(eal) / sizeof(eal[0]));
+    c.dpdk_port = 0;
+    int rc = hy_dist_start(&c);
+    if (rc != 0)
+        fprintf(stderr, "node %u: hy_dist_start: %s\n", me, hy_strerror(rc));
+    CHECK(rc == 0);
+}
+
+/* Registered "echo" (on shard 1): answers every message to its sender;
+ * T_DIE panics; T_LINK_ME links to the sender then acks; T_BURST sends back
+ * n sequence numbers (its own sends, the other direction). */
+static void echo(void *a)
+{
+    (void)a;
+    CHECK(hy_register("echo", HY_PID_NONE) == 0);
+    for (;;) {
+        struct hy_msg *m;
+        if (hy_recv(&m, HY_INFINITY) != 0)
+            continue;
+        if (m->tag == T_DIE) {
+            hy_msg_free(m);
+            hy_panic("told to die");
+        }
+        if (m->tag == T_LINK_ME) {
+            CHECK(hy_link(m->from) == 0);
+            hy_send(m->from, T_PONG, NULL, 0);
+        } else if (m->tag == T_BURST) {
+            uint64_t n;
+            memcpy(&n, m->data, sizeof(n));
+            for (uint64_t i = 0; i < n; i++)
+                CHECK(hy_send(m->from, T_SEQ, &i, sizeof(i)) == 0);
+        } else {
+            hy_send(m->from, m->tag == T_SEQ ? T_SEQ_ACK : T_PONG, m->data, m->size);
+        }
+        hy_msg_free(m);
+    }
+}
+
+static void serve_main(void *a)
+{
+    (void)a;
+    dist_up();
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.shard = 1;
+    hy_pid e;
+    CHECK(hy_spawn_opt(echo, NULL, &o, &e) == 0);
+    CHECK(hy_register("main", HY_PID_NONE) == 0);
+    struct hy_msg *m;
+    CHECK(hy_recv_tag(T_QUIT, &m, 120 * SEC) == 0);
+    hy_msg_free(m);
+    hy_dist_stop();
+}
+
+static hy_pid find_echo(uint32_t node)
+{
+    for (int tries = 0; tries < 400; tries++) {
+        CHECK(hy_dist_send_name("echo", node, T_PING, "hi", 2) == 0);
+        struct hy_msg *m;
+        if (hy_recv_tag(T_PONG, &m, SEC / 20) == 0) {
+            hy_pid p = m->from;
+            hy_msg_free(m);
+            while (hy_recv_tag(T_PONG, &m, SEC / 10) == 0)
+                hy_msg_free(m);
+            return p;
+        }
+    }
+    CHECK(!"echo never answered");
+    return HY_PID_NONE;
+}
+
+/* ---- running nodes ------------------------------------------------------------- */
+
+static int run_node(uint32_t id, hy_proc_fn fn)
+{
+    me = id;
+    struct hy_config cfg;
+    hy_config_init(&cfg);
+    cfg.nshards = 2;
+    cfg.node_id = id;
+    hy_log_set_level(HY_LOG_WARNING);
+    int rc = hy_run(&cfg, fn, NULL);
+    return rc == 0 ? 0 : 2;
+}
+
+static pid_t spawn_node(uint32_t id, hy_proc_fn fn)
+{
+    fflush(NULL);
+    pid_t p = fork();
+    if (p == 0)
+        _exit(run_node(id, fn));
+    return p;
+}
+
+static int wait_node(pid_t p, unsigned ms)
+{
+    int st = 0;
+    for (unsigned t = 0; t < ms; t += 10) {
+        pid_t r = waitpid(p, &st, WNOHANG);
+        if (r == p)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        usleep(10000);
+    }
+    kill(p, SIGKILL);
+    waitpid(p, &st, 0);
+    return -1;
+}
+
+static void reap(pid_t p)
+{
+    if (p > 0) {
+        kill(p, SIGKILL);
+        waitpid(p, NULL, 0);
+    }
+}
+
+static void make_dir(void)
+{
+    snprintf(dir, sizeof(dir), "/tmp/hydra-dpdk-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(sock_path, sizeof(sock_path), "%s/memif.sock", dir);
+}
+
+static void remove_dir(void)
+{
+    unlink(sock_path);
+    rmdir(dir);
+}
+
+/* The memif server (node 1) creates its socket when EAL probes the vdev; the
+ * client's port start needs it there. */
+static pid_t spawn_server(hy_proc_fn fn)
+{
+    pid_t p = spawn_node(1, fn);
+    struct stat st;
+    for (int i = 0; i < 1000 && stat(sock_path, &st) != 0; i++)
+        usleep(10000);
+    return p;
+}
+
+/* Node 1 runs a_main (and is the memif server); node 2 serves. */
+static void run_pair(hy_proc_fn a_main, hy_proc_fn b_main)
+{
+    make_dir();
+    pid_t a = spawn_server(a_main);
+    pid_t b = spawn_node(2, b_main);
+    int ra = wait_node(a, 120000);
+    int rb = wait_node(b, 10000);
+    reap(a);
+    reap(b);
+    remove_dir();
+    assert_int_equal(ra, 0);
+    assert_true(rb == 0 || rb == -1 || rb == 128 + SIGKILL);
+}
+
+/* ---- scenarios ------------------------------------------------------------------ */
+
+static int not_probe(const struct hy_msg *m, void *arg)
+{
+    (void)arg;
+    return !(m->tag == T_PONG && m->size == 2);
+}
+
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+static void order_main(void *a)
+{
+    (void)a;
+    dist_up();
+    int rc = HY_ETIMEDOUT;
+    for (int i = 0; i < 10 && rc != 0; i++) /* the memif link may still be coming up */
+        rc = hy_dist_connect(2);
+    CHECK(rc == 0);
+    size_t n;
+    uint32_t nodes[4];
+    CHECK(hy_dist_nodes(nodes, 4, &n) == 0 && n == 1 && nodes[0] == 2);
+    hy_pid e = find_echo(2);
+    CHECK(hy_pid_node(e) == 2 && hy_pid_shard(e) == 1);
+    uint64_t count = hy_test_scaled(drop_permille ? 3000 : 20000);
+    /* this way: our sends to the echo, each answered in order */
+    for (uint64_t i = 0; i < count; i++)
+        CHECK(hy_send(e, T_SEQ, &i, sizeof(i)) == 0);
+    for (uint64_t i = 0; i < count; i++) {
+        struct hy_msg *m;
+        CHECK(hy_recv_tag(T_SEQ_ACK, &m, 20 * SEC) == 0);
+        uint64_t v;
+        memcpy(&v, m->data, sizeof(v));
+        CHECK(v == i);
+        hy_msg_free(m);
+    }
+    /* the other way: the echo's own burst of sends to us */
+    CHECK(hy_send(e, T_BURST, &count, sizeof(count)) == 0);
+    for (uint64_t i = 0; i < count; i++) {
+        struct hy_msg *m;
+        CHECK(hy_recv_tag(T_SEQ, &m, 20 * SEC) == 0);
+        uint64_t v;
+        memcpy(&v, m->data, sizeof(v));
+        CHECK(v == i);
+        hy_msg_free(m);
+    }
+    /* a large message keeps its place between small ones, both ways */
+    size_t big = 300000;
+    char *buf = malloc(big);
+    CHECK(buf);
+    for (size_t i = 0; i < big; i++)
+        buf[i] = (char)(i * 31 + 7);
+    uint64_t before = 1, after = 2;
+    CHECK(hy_send(e, T_SEQ, &before, sizeof(before)) == 0);
+    CHECK(hy_send(e, T_PING, buf, big) == 0);
+    CHECK(hy_send(e, T_SEQ, &after, sizeof(after)) == 0);
+    struct hy_msg *m;
+    CHECK(hy_recv_match(not_probe, NULL, &m, 20 * SEC) == 0 && m->tag == T_SEQ_ACK &&
+          m->size == 8);
+    hy_msg_free(m);
+    CHECK(hy_recv_match(not_probe, NULL, &m, 20 * SEC) == 0 && m->tag == T_PONG &&
+          m->size == big);
+    CHECK(memcmp(m->data, buf, big) == 0);
+    hy_msg_free(m);
+    CHECK(hy_recv_match(not_probe, NULL, &m, 20 * SEC) == 0 && m->tag == T_SEQ_ACK &&
+          m->size == 8);
+    hy_msg_free(m);
+    free(buf);
+    struct hy_dist_stats ds;
+    CHECK(hy_dist_stats_get(&ds) == 0);
+    CHECK(ds.handshakes >= 1 && ds.malformed == 0);
+    /* memif puts the echo's frames (from its shard 1) on our queue 1; our
+     * main process is on shard 0: they were handed over */
+    CHECK(ds.handed_over > 0);
+    if (drop_permille)
+        CHECK(ds.retransmits + ds.fast_retransmits > 0);
+    /* idle, a node must not burn its cores: two shards polling flat out
+     * would use two seconds of CPU per second */
+    while (hy_recv(&m, SEC / 5) == 0)
+        hy_msg_free(m);
+    double c0 = cpu_seconds();
+    uint64_t t0 = hy_now_ns();
+    hy_sleep_ns(SEC);
+    double used = (cpu_seconds() - c0) / ((double)(hy_now_ns() - t0) / 1e9);
+    fprintf(stderr, "node 1: idle CPU %.1f%% of one core (2 shards, heartbeats on)\n",
+            used * 100);
+    CHECK(used < 0.5);
+    /* still connected after the idle spell */
+    CHECK(hy_send(e, T_SEQ, &before, sizeof(before)) == 0);
+    CHECK(hy_recv_match(not_probe, NULL, &m, 5 * SEC) == 0 && m->tag == T_SEQ_ACK);
+    hy_msg_free(m);
+    hy_dist_send_name("main", 2, T_QUIT, NULL, 0);
+    hy_dist_stop();
+}
+
+static void test_dpdk_order_large_and_handover(void **state)
+{
+    (void)state;
+    drop_permille = 0;
+    run_pair(order_main, serve_main);
+}
+
+static void test_dpdk_order_under_loss(void **state)
+{
+    (void)state;
+    drop_permille = 50;
+    run_pair(order_main, serve_main);
+    drop_permille = 0;
+}
+
+/* links, monitors and exit signals across nodes */
+static void signals_main(void *a)
+{
+    (void)a;
+    dist_up();
+    hy_pid e = find_echo(2);
+    hy_trap_exit(true, NULL);
+    struct hy_msg *m;
+    CHECK(hy_send(e, T_LINK_ME, NULL, 0) == 0);
+    CHECK(hy_recv_tag(T_PONG, &m, 5 * SEC) == 0);
+    hy_msg_free(m);
+    hy_ref mref;
+    CHECK(hy_monitor(e, &mref) == 0);
+    CHECK(hy_send(e, T_DIE, NULL, 0) == 0);
+    CHECK(hy_recv_tag(HY_TAG_EXIT, &m, 5 * SEC) == 0);
+    struct hy_exit_info ei;
+    memcpy(&ei, m->data, sizeof(ei));
+    CHECK(hy_pid_eq(ei.from, e) && ei.reason.kind == HY_REASON_USER);
+    CHECK(strcmp(ei.reason.text, "told to die") == 0);
+    hy_msg_free(m);
+    CHECK(hy_recv_tag(HY_TAG_DOWN, &m, 5 * SEC) == 0);
+    struct hy_down_info di;
+    memcpy(&di, m->data, sizeof(di));
+    CHECK(hy_ref_eq(di.ref, mref) && di.reason.kind == HY_REASON_USER);
+    hy_msg_free(m);
+    /* the dead remote pid: monitor says noproc, link exits noproc */
+    CHECK(hy_monitor(e, &mref) == 0);
+    CHECK(hy_recv_tag(HY_TAG_DOWN, &m, 5 * SEC) == 0);
+    memcpy(&di, m->data, sizeof(di));
+    CHECK(di.reason.kind == HY_REASON_NOPROC && hy_ref_eq(di.ref, mref));
+    hy_msg_free(m);
+    CHECK(hy_link(e) == 0);
+    CHECK(hy_recv_tag(HY_TAG_EXIT, &m, 5 * SEC) == 0);
+    memcpy(&ei, m->data, sizeof(ei));
+    CHECK(ei.reason.kind == HY_REASON_NOPROC);
+    hy_msg_free(m);
+    hy_dist_send_name("main", 2, T_QUIT, NULL, 0);
+    hy_dist_stop();
+}
+
+static void test_dpdk_links_and_monitors(void **state)
+{
+    (void)state;
+    run_pair(signals_main, serve_main);
+}
+
+/* Node down: node 2's OS process is killed (SIGKILL, by the parent, when it
+ * says it is ready); node 1 sees NODEDOWN and noconnection on its link and
+ * monitor; node 2 restarts (a new memif client on the same socket) with a
+ * new creation: its old pids stay dead, new ones work. */
+static void victim_main(void *a)
+{
+    (void)a;
+    dist_up();
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.shard = 1;
+    hy_pid e;
+    CHECK(hy_spawn_opt(echo, NULL, &o, &e) == 0);
+    CHECK(hy_register("main", HY_PID_NONE) == 0);
+    struct hy_msg *m;
+    CHECK(hy_recv_tag(T_QUIT, &m, 120 * SEC) == 0);
+    /* tell the parent (it kills us), then wait to be killed */
+    kill(getppid(), SIGUSR1);
+    for (;;)
+        pause();
+}
+
+static volatile sig_atomic_t victim_ready;
+
+static void on_usr1(int sig)
+{
+    (void)sig;
+    victim_ready = 1;
+}
+
+static void watcher_main(void *a)
+{
+    (void)a;
+    dist_up();
+    hy_pid e = find_echo(2);
+    hy_trap_exit(true, NULL);
+    struct hy_msg *m;
+    CHECK(hy_send(e, T_LINK_ME, NULL, 0) == 0);
+    CHECK(hy_recv_tag(T_PONG, &m, 5 * SEC) == 0);
+    hy_msg_free(m);
+    hy_ref mref;
+    CHECK(hy_monitor(e, &mref) == 0);
+    CHECK(hy_monitor_node(2, true) == 0);
+    uint64_t t0 = hy_now_ns();
+    hy_dist_send_name("main", 2, T_QUIT, NULL, 0);
+    CHECK(hy_recv_tag(HY_TAG_NODEDOWN, &m, 10 * SEC) == 0);
+    uint32_t node;
+    memcpy(&node, m->data, sizeof(node));
+    CHECK(node == 2);
+    hy_msg_free(m);
+    CHECK(hy_now_ns() - t0 >= 300000000ull); /* not before the silence limit */
+    CHECK(hy_recv_tag(HY_TAG_EXIT, &m, 5 * SEC) == 0);
+    struct hy_exit_info ei;
+    memcpy(&ei, m->data, sizeof(ei));
+    CHECK(hy_pid_eq(ei.from, e) && ei.reason.kind == HY_REASON_NOCONNECTION);
+    hy_msg_free(m);
+    CHECK(hy_recv_tag(HY_TAG_DOWN, &m, 5 * SEC) == 0);
+    struct hy_down_info di;
+    memcpy(&di, m->data, sizeof(di));
+    CHECK(hy_ref_eq(di.ref, mref) && di.reason.kind == HY_REASON_NOCONNECTION);
+    hy_msg_free(m);
+    size_t n;
+    uint32_t nodes[4];
+    CHECK(hy_dist_nodes(nodes, 4, &n) == 0 && n == 0);
+    /* the node comes back (the parent restarts it): a new incarnation */
+    hy_pid e2 = find_echo(2);
+    CHECK(!hy_pid_eq(e2, e) && hy_pid_creation(e2) != hy_pid_creation(e));
+    CHECK(hy_monitor(e, &mref) == 0);
+    CHECK(hy_recv_tag(HY_TAG_DOWN, &m, 5 * SEC) == 0);
+    memcpy(&di, m->data, sizeof(di));
+    CHECK(di.reason.kind == HY_REASON_NOPROC);
+    hy_msg_free(m);
+    uint64_t v = 7;
+    CHECK(hy_send(e2, T_SEQ, &v, sizeof(v)) == 0);
+    CHECK(hy_recv_match(not_probe, NULL, &m, 5 * SEC) == 0 && m->tag == T_SEQ_ACK);
+    hy_msg_free(m);
+    hy_dist_send_name("main", 2, T_QUIT, NULL, 0);
+    hy_dist_stop();
+}
+
+static void test_dpdk_node_down_and_restart(void **state)
+{
+    (void)state;
+    make_dir();
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_usr1;
+    sigaction(SIGUSR1, &sa, &old);
+    victim_ready = 0;
+    pid_t a = spawn_server(watcher_main);
+    pid_t b = spawn_node(2, victim_main);
+    for (int i = 0; i < 6000 && !victim_ready; i++)
+        usleep(10000);
+    int ready = victim_ready;
+    kill(b, SIGKILL);
+    int st;
+    waitpid(b, &st, 0);
+    pid_t b2 = -1;
+    if (ready)
+        b2 = spawn_node(2, serve_main);
+    int ra = wait_node(a, 60000);
+    reap(a);
+    wait_node(b2, 10000);
+    reap(b2);
+    sigaction(SIGUSR1, &old, NULL);
+    remove_dir();
+    assert_true(ready);
+    assert_int_equal(ra, 0);
+}
+
+int main(void)
+{
+#if !HY_HAVE_DPDK
+    fprintf(stderr, "test_dpdk: skipped: Hydra was built without DPDK (libdpdk not found or "
+                    "-Ddpdk=disabled)\n");
+    return 77;
+#else
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dpdk_order_large_and_handover),
+        cmocka_unit_test(test_dpdk_order_under_loss),
+        cmocka_unit_test(test_dpdk_links_and_monitors),
+        cmocka_unit_test(test_dpdk_node_down_and_restart),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+#endif
+}
