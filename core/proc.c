@@ -341,9 +341,13 @@ void hy__proc_entry(void *arg)
 
 void hy__proc_exit_current(struct hy_proc *p, struct hy_reason r)
 {
+    struct hy_shard *sh = p->shard;
+    /* Through the scheduler, not a direct hand-over: the stack is released
+     * before the next process needs one, so a spawn/exit churn reuses a
+     * single stack (a hand-over would hold up to run_batch of them). */
     p->reason = r;
     p->state = HY_P_DEAD;
-    hy__stack_switch_out(p->shard, p);
+    hy__stack_switch_out(sh, p);
     __builtin_unreachable();
 }
 

@@ -77,23 +77,30 @@ static inline void begin_run(struct hy_shard *sh, struct hy_proc *p)
  * ready, switch to it directly (one register switch instead of two through
  * the scheduler's stack), at most run_batch times in a row so that rings
  * and timers are still looked at every batch. */
+struct hy_proc *hy__sched_take_handoff(struct hy_shard *sh, struct hy_proc *p)
+{
+    struct hy_proc *next = sh->rq_head;
+    if (!next || next == p || sh->handoffs >= hy__rt.cfg.run_batch ||
+        next->stack_mode != HY_STACK_GUARDED || next->exit_pending || !hy__stack_ready(sh, next))
+        return NULL;
+    sh->rq_head = next->rq_next;
+    if (!sh->rq_head)
+        sh->rq_tail = NULL;
+    sh->rq_len--;
+    next->in_runq = 0;
+    sh->handoffs++;
+    if (sh->ndirty | sh->novf)
+        hy__mesh_flush(sh);
+    begin_run(sh, next);
+    return next;
+}
+
 void hy__sched_switch_out(struct hy_proc *p)
 {
     struct hy_shard *sh = p->shard;
-    struct hy_proc *next = sh->rq_head;
-    if (next && next != p && sh->handoffs < hy__rt.cfg.run_batch &&
-        next->stack_mode == HY_STACK_GUARDED && !next->exit_pending &&
-        hy__stack_ready(sh, next)) {
-        sh->rq_head = next->rq_next;
-        if (!sh->rq_head)
-            sh->rq_tail = NULL;
-        sh->rq_len--;
-        next->in_runq = 0;
-        sh->handoffs++;
-        if (sh->ndirty | sh->novf)
-            hy__mesh_flush(sh);
-        begin_run(sh, next);
-        hy__stack_switch_direct(sh, p, next);
+    struct hy_proc *next = hy__sched_take_handoff(sh, p);
+    if (next) {
+        hy__stack_switch_direct(sh, p, next, false);
         return;
     }
     hy__stack_switch_out(sh, p);

@@ -345,6 +345,9 @@ void hy__sched_switch_out(struct hy_proc *p);
 /* Charges one reduction; yields when the budget is spent. May not return if
  * an exit signal is pending (the process exits). */
 void hy__charge(struct hy_proc *p);
+/* The next ready guarded process to switch to directly from p (popped from
+ * the run queue and started), or NULL: then go through the scheduler. */
+struct hy_proc *hy__sched_take_handoff(struct hy_shard *sh, struct hy_proc *p);
 void hy__wake_shard(struct hy_shard *target);
 
 /* ---- proc.c ------------------------------------------------------------- */
@@ -407,8 +410,10 @@ void hy__stack_switch_out(struct hy_shard *sh, struct hy_proc *p);
 /* Gives a guarded process its stack and initial context if it has none yet;
  * false when no stack could be had. */
 bool hy__stack_ready(struct hy_shard *sh, struct hy_proc *p);
-/* Switches from the running process `from` straight into guarded `to`. */
-void hy__stack_switch_direct(struct hy_shard *sh, struct hy_proc *from, struct hy_proc *to);
+/* Switches from the running process `from` straight into guarded `to`
+ * (dying: `from` never runs again). */
+void hy__stack_switch_direct(struct hy_shard *sh, struct hy_proc *from, struct hy_proc *to,
+                             bool dying);
 void hy__stack_release(struct hy_shard *sh, struct hy_proc *p);
 
 /* ---- timer.c ------------------------------------------------------------ */

@@ -219,14 +219,17 @@ bool hy__stack_ready(struct hy_shard *sh, struct hy_proc *p)
     return true;
 }
 
-void hy__stack_switch_direct(struct hy_shard *sh, struct hy_proc *from, struct hy_proc *to)
+void hy__stack_switch_direct(struct hy_shard *sh, struct hy_proc *from, struct hy_proc *to,
+                             bool dying)
 {
     (void)sh;
 #ifdef HY_ASAN
-    __sanitizer_start_switch_fiber(&from->asan_fake, to->stack->lo, to->stack->size);
+    __sanitizer_start_switch_fiber(dying ? NULL : &from->asan_fake, to->stack->lo,
+                                   to->stack->size);
     hy__ctx_switch(&from->sp, to->sp);
     __sanitizer_finish_switch_fiber(from->asan_fake, NULL, NULL);
 #else
+    (void)dying;
     hy__ctx_switch(&from->sp, to->sp);
 #endif
 }
