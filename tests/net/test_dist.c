@@ -41,6 +41,7 @@ static unsigned npeers;
 static uint32_t me;
 static const char *cookie_of[MAXN + 1];
 static unsigned drop_permille;
+static bool authenticate;
 
 static void set_peers(unsigned n, uint16_t base)
 {
@@ -82,6 +83,7 @@ static void dist_up(void)
     c.heartbeat_ns = 50000000ull;
     c.down_after_ns = 400000000ull;
     c.test_drop_permille = drop_permille;
+    c.authenticate = authenticate;
     CHECK(hy_dist_start(&c) == 0);
 }
 
@@ -613,6 +615,97 @@ static void test_dist_gen_server_call_remote(void **state)
     assert_int_equal(ra, 0);
 }
 
+/* Three nodes, frames authenticated: 1 sends to 3 through 2's relay and
+ * directly; each pair keeps its order. Node 3 serves echo; node 2 relays. */
+static void relay(void *a)
+{
+    (void)a;
+    CHECK(hy_register("relay", HY_PID_NONE) == 0);
+    hy_pid client = HY_PID_NONE;
+    for (;;) {
+        struct hy_msg *m;
+        if (hy_recv(&m, HY_INFINITY) != 0)
+            continue;
+        if (m->tag == T_SEQ) {
+            /* node 1 -> here -> node 3's echo, which answers us */
+            client = m->from;
+            hy_dist_send_name("echo", 3, m->tag, m->data, m->size);
+        } else if (m->tag == T_SEQ_ACK) {
+            hy_send(client, T_SEQ_ACK, m->data, m->size); /* back to node 1 */
+        }
+        hy_msg_free(m);
+    }
+}
+
+static void relay_main(void *a)
+{
+    (void)a;
+    dist_up();
+    hy_pid r;
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.shard = 1;
+    CHECK(hy_spawn_opt(relay, NULL, &o, &r) == 0);
+    CHECK(hy_register("main", HY_PID_NONE) == 0);
+    struct hy_msg *m;
+    CHECK(hy_recv_tag(T_QUIT, &m, 60 * SEC) == 0);
+    hy_msg_free(m);
+    hy_dist_stop();
+}
+
+static void three_main(void *a)
+{
+    (void)a;
+    dist_up();
+    hy_pid e3 = find_echo(3);
+    uint64_t count = hy_test_scaled(5000);
+    /* 1 -> 2 -> 3 -> 2 -> 1, every hop keeping its pair's order; and 1 <-> 3 directly */
+    for (uint64_t i = 0; i < count; i++)
+        CHECK(hy_dist_send_name("relay", 2, T_SEQ, &i, sizeof(i)) == 0);
+    for (uint64_t i = 0; i < count; i++) {
+        struct hy_msg *m;
+        CHECK(hy_recv_tag(T_SEQ_ACK, &m, 10 * SEC) == 0);
+        uint64_t v;
+        memcpy(&v, m->data, sizeof(v));
+        CHECK(v == i && hy_pid_node(m->from) == 2);
+        hy_msg_free(m);
+    }
+    for (uint64_t i = 0; i < count; i++)
+        CHECK(hy_send(e3, T_SEQ, &i, sizeof(i)) == 0);
+    for (uint64_t i = 0; i < count; i++) {
+        struct hy_msg *m;
+        CHECK(hy_recv_tag(T_SEQ_ACK, &m, 10 * SEC) == 0);
+        uint64_t v;
+        memcpy(&v, m->data, sizeof(v));
+        CHECK(v == i && hy_pid_eq(m->from, e3));
+        hy_msg_free(m);
+    }
+    size_t n;
+    uint32_t nodes[4];
+    CHECK(hy_dist_nodes(nodes, 4, &n) == 0 && n == 2);
+    struct hy_dist_stats ds;
+    CHECK(hy_dist_stats_get(&ds) == 0 && ds.auth_failures == 0 && ds.handshakes >= 2);
+    hy_dist_send_name("main", 2, T_QUIT, NULL, 0);
+    hy_dist_send_name("main", 3, T_QUIT, NULL, 0);
+    hy_dist_stop();
+}
+
+static void test_dist_three_nodes_authenticated(void **state)
+{
+    (void)state;
+    set_peers(3, pick_base());
+    authenticate = true;
+    pid_t c = spawn_node(3, serve_main);
+    pid_t b = spawn_node(2, relay_main);
+    pid_t a = spawn_node(1, three_main);
+    int ra = wait_node(a, 60000);
+    pid_t rest[2] = {b, c};
+    wait_node(b, 10000);
+    wait_node(c, 10000);
+    reap_all(rest, 0);
+    authenticate = false;
+    assert_int_equal(ra, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -623,6 +716,7 @@ int main(void)
         cmocka_unit_test(test_dist_wrong_cookie_refused),
         cmocka_unit_test(test_dist_malformed_frames_counted),
         cmocka_unit_test(test_dist_gen_server_call_remote),
+        cmocka_unit_test(test_dist_three_nodes_authenticated),
     };
     if (getenv("HY_TEST_FILTER"))
         cmocka_set_test_filter(getenv("HY_TEST_FILTER"));
