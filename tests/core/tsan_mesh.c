@@ -55,6 +55,12 @@ void hy__shard_mem_free(struct hy_shard *sh, void *p, size_t size)
     free(p);
 }
 
+void hy__fatal(const char *what)
+{
+    fprintf(stderr, "tsan_mesh: fatal: %s\n", what);
+    abort();
+}
+
 void hy__dispatch(struct hy_shard *sh, struct hy_msg *m);
 void hy__ret_receive(struct hy_shard *sh, struct hy_msg *list);
 void hy__inbox_push(struct hy_shard *target, struct hy_msg *m);
