@@ -82,7 +82,7 @@ struct hy_dist_config {
     /* HY_DIST_DPDK only. EAL arguments passed through to rte_eal_init
      * (borrowed for the call), e.g. "--vdev=net_memif0,role=server,socket=/x",
      * "--no-huge", "--file-prefix=a". Unless they give one, the core list
-     * (-l) is the shard CPUs and --file-prefix is made unique. EAL is
+     * (-l) is the shard CPUs and --file-prefix is "hydra-node<id>". EAL is
      * initialised once per OS process: a later hy_dist_start ignores them. */
     const char *const *eal_args;
     int eal_argc;

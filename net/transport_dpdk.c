@@ -27,7 +27,8 @@
  * virtual devices. The rte_flow and RSS paths are UNTESTED: no NIC with them
  * was available (net/README.md).
  *
- * Idle. A device with RX interrupts (rte_eth_dev_rx_intr_ctl_q_get_fd works)
+ * Idle. A device with RX interrupts (rte_eth_dev_rx_intr_ctl_q_get_fd works;
+ * tested with net_tap, untested with a real NIC's vfio interrupts)
  * gets an epoll descriptor per endpoint that the poll hook exposes as its fd:
  * right before the shard sleeps, next_deadline arms the queue's interrupt
  * and looks at the queue once more (what it finds is kept for the next rx),
@@ -58,6 +59,7 @@
 #include <rte_flow.h>
 #include <rte_ip.h>
 #include <rte_lcore.h>
+#include <rte_log.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 #include <rte_udp.h>
@@ -73,7 +75,7 @@
 #define POOL_CACHE 256
 #define HDRS (sizeof(struct rte_ether_hdr) + sizeof(struct rte_ipv4_hdr) + sizeof(struct rte_udp_hdr))
 #define SLEEP_MIN_NS 50000ull     /* first idle sleep without RX interrupts */
-#define SLEEP_MAX_NS 1000000ull   /* longest idle sleep without RX interrupts */
+#define SLEEP_MAX_NS 5000000ull   /* longest idle sleep without RX interrupts */
 #define LINK_WAIT_NS 3000000000ull /* start waits this long for the link to come up */
 #define START_RETRY_NS 5000000000ull /* rte_eth_dev_start retried this long (memif client) */
 #define MAX_SOCKETS 8
@@ -241,7 +243,10 @@ static int eal_init(struct start_args *sa)
     }
     static const char *const prefix_opts[] = {"--file-prefix", NULL};
     if (!has_arg(cfg->eal_args, cfg->eal_argc, prefix_opts)) {
-        snprintf(buf, sizeof(buf), "--file-prefix=hydra%u-%ld", cfg->node_id, (long)getpid());
+        /* one per node id: a restarted node reuses its runtime directory
+         * (EAL leaves it behind when the process exits without
+         * rte_eal_cleanup) instead of piling up new ones */
+        snprintf(buf, sizeof(buf), "--file-prefix=hydra-node%u", cfg->node_id);
         ok |= push_arg(&v, &n, &cap, buf);
     }
     for (int i = 0; i < cfg->eal_argc; i++)
@@ -439,7 +444,7 @@ static int port_up(struct start_args *sa)
         struct rte_ether_addr cur;
         if (rte_eth_macaddr_get(port, &cur) == 0 && !rte_is_same_ether_addr(&cur, &G.mac) &&
             rte_eth_dev_default_mac_addr_set(port, &G.mac) != 0)
-            hy_log(HY_LOG_NOTICE, "dist/dpdk: port %u keeps its MAC; frames are sent from the "
+            hy_log(HY_LOG_INFO, "dist/dpdk: port %u keeps its MAC; frames are sent from the "
                    "cluster file's, and must reach this port (promiscuous or same MAC)", port);
     } else {
         rte_eth_macaddr_get(port, &G.mac);
@@ -457,7 +462,15 @@ static int port_up(struct start_args *sa)
         usleep(20000);
     }
     /* what the device offers, logged */
-    G.intr = conf.intr_conf.rxq && rte_eth_dev_rx_intr_ctl_q_get_fd(port, 0) >= 0;
+    if (conf.intr_conf.rxq) {
+        /* (asking a device without them logs an error: hush it) */
+        uint32_t lvl = rte_log_get_global_level();
+        rte_log_set_global_level(RTE_LOG_EMERG);
+        G.intr = rte_eth_dev_rx_intr_ctl_q_get_fd(port, 0) >= 0;
+        rte_log_set_global_level(lvl);
+    } else {
+        G.intr = false;
+    }
     G.flow = false;
     if (nq > 1 && flow_rules(port, nq, false)) {
         G.flow = flow_rules(port, nq, true);
@@ -710,7 +723,9 @@ static unsigned dpdk_rx(struct hy__ep *ep, struct hy__rx *out, unsigned max)
     }
     if (!got)
         return 0;
-    d->sleep_ns = SLEEP_MIN_NS;
+    /* traffic shortens the idle steps: a burst brings them down to the
+     * minimum at once, a lone heartbeat only a little */
+    d->sleep_ns = d->sleep_ns / 4 > SLEEP_MIN_NS ? d->sleep_ns / 4 : SLEEP_MIN_NS;
     unsigned n = 0;
     for (unsigned i = 0; i < got; i++) {
         int len = parse(d, mb[i], d->rxbuf[n]);
