@@ -650,6 +650,18 @@ static int monitor_common(struct hy_proc *p, hy_pid pid, const char *name, unsig
     return 0;
 }
 
+/* For net/: monitors whatever pid stands for (a node's shard-0 stand-in
+ * when the name is resolved on arrival); the DOWN carries name. */
+int hy__monitor_named(hy_pid pid, const char *name, hy_ref *ref);
+int hy__monitor_named(hy_pid pid, const char *name, hy_ref *ref)
+{
+    int rc;
+    struct hy_proc *p = cur_or(&rc);
+    if (!p)
+        return rc;
+    return monitor_common(p, pid, name, 0, ref);
+}
+
 int hy_monitor(hy_pid pid, hy_ref *ref)
 {
     int rc;

@@ -521,6 +521,18 @@ static void deliver_msg(struct hy__chan *ch, struct hy_msg *m, const struct hy_w
         hy__route(sh, m);
         return;
     }
+    if (m->kind == HY_K_MONITOR && hy_pid_slot(m->to) == 0 && hy_pid_gen(m->to) == 0 &&
+        m->size > 0) {
+        /* a monitor of {name, node}: resolved here, on arrival; an unknown
+         * name is answered DOWN noproc (with the name) by the stand-in */
+        char name[HY_NAME_MAX];
+        size_t k = m->size < HY_NAME_MAX ? m->size : HY_NAME_MAX;
+        memcpy(name, m->data, k);
+        name[k - 1] = '\0';
+        hy_pid pid;
+        if (hy__name_lookup(name, &pid) == 0)
+            m->to = pid;
+    }
     if (hy_pid_shard(m->to) == sh->id)
         hy__dispatch(sh, m); /* a stale creation is looked up and answered as dead */
     else
@@ -1426,6 +1438,22 @@ int hy_dist_send_name(const char *name, uint32_t node, uint64_t tag, const void 
     m->to = hy_pid_make(node, 0, 0, 0, 0);
     hy__route(sh, m);
     return 0;
+}
+
+int hy__monitor_named(hy_pid pid, const char *name, hy_ref *ref);
+
+int hy_dist_monitor_name(const char *name, uint32_t node, hy_ref *ref)
+{
+    struct hy_shard *sh = hy__shard();
+    if (!sh || !sh->current)
+        return HY_ENOTPROC;
+    if (!name || !*name || strlen(name) >= HY_NAME_MAX)
+        return HY_EINVAL;
+    if (node == hy__rt.node_id)
+        return hy_monitor_name(name, ref);
+    if (peer_index(node) < 0)
+        return HY_ENOENT;
+    return hy__monitor_named(hy_pid_make(node, 0, 0, 0, 0), name, ref);
 }
 
 int hy_dist_stats_get(struct hy_dist_stats *out)

@@ -132,8 +132,12 @@ int hy_dist_nodes(uint32_t *nodes, size_t max, size_t *count);
  * peer). Context: a process or shard callback. */
 int hy_dist_send_name(const char *name, uint32_t node, uint64_t tag, const void *data, size_t len);
 
-/* A pid on node's shard that stands for "that node" when a pid is needed
- * (e.g. hy_monitor of a remote name is not supported: monitor the pid). */
+/* Monitors the process registered as name on node ({name, node} in OTP):
+ * the name is resolved on arrival there; the DOWN carries the name (and the
+ * pid it resolved to, or noproc if none). A node that goes down gives DOWN
+ * noconnection. Errors: HY_EINVAL, HY_ENOENT (not a peer), HY_ENOTPROC.
+ * Context: a process. */
+int hy_dist_monitor_name(const char *name, uint32_t node, hy_ref *ref);
 
 struct hy_dist_stats {
     uint64_t frames_tx, frames_rx, bytes_tx, bytes_rx;

@@ -306,8 +306,27 @@ static void signals_main(void *a)
     CHECK(hy_send(e, T_LINK_ME, NULL, 0) == 0);
     CHECK(hy_recv_tag(T_PONG, &m, 5 * SEC) == 0);
     hy_msg_free(m);
-    hy_ref mref;
+    hy_ref mref, nref, gref;
     CHECK(hy_monitor(e, &mref) == 0);
+    /* {name, node} monitors: resolved there; an unknown name is noproc */
+    CHECK(hy_dist_monitor_name("echo", 2, &nref) == 0);
+    CHECK(hy_dist_monitor_name("nobody", 2, &gref) == 0);
+    CHECK(hy_recv_tag(HY_TAG_DOWN, &m, 5 * SEC) == 0);
+    struct hy_down_info gd;
+    memcpy(&gd, m->data, sizeof(gd));
+    CHECK(hy_ref_eq(gd.ref, gref) && gd.reason.kind == HY_REASON_NOPROC &&
+          strcmp(gd.name, "nobody") == 0);
+    hy_msg_free(m);
+    /* a round trip by name (the same route as the named monitor): the
+     * monitor is installed by the time the answer comes */
+    CHECK(hy_dist_send_name("echo", 2, T_PING, "x", 1) == 0);
+    for (;;) { /* skip late 2-byte answers to find_echo's probes */
+        CHECK(hy_recv_tag(T_PONG, &m, 5 * SEC) == 0);
+        size_t sz = m->size;
+        hy_msg_free(m);
+        if (sz == 1)
+            break;
+    }
     CHECK(hy_send(e, T_DIE, NULL, 0) == 0);
     CHECK(hy_recv_tag(HY_TAG_EXIT, &m, 5 * SEC) == 0);
     struct hy_exit_info ei;
@@ -315,11 +334,15 @@ static void signals_main(void *a)
     CHECK(hy_pid_eq(ei.from, e) && ei.reason.kind == HY_REASON_USER);
     CHECK(strcmp(ei.reason.text, "told to die") == 0);
     hy_msg_free(m);
-    CHECK(hy_recv_tag(HY_TAG_DOWN, &m, 5 * SEC) == 0);
+    /* both DOWNs (by pid and by name) carry the reason; the named one the name */
     struct hy_down_info di;
-    memcpy(&di, m->data, sizeof(di));
-    CHECK(hy_ref_eq(di.ref, mref) && di.reason.kind == HY_REASON_USER);
-    hy_msg_free(m);
+    for (int k = 0; k < 2; k++) {
+        CHECK(hy_recv_tag(HY_TAG_DOWN, &m, 5 * SEC) == 0);
+        memcpy(&di, m->data, sizeof(di));
+        CHECK(di.reason.kind == HY_REASON_USER && hy_pid_eq(di.pid, e));
+        CHECK(hy_ref_eq(di.ref, mref) || (hy_ref_eq(di.ref, nref) && strcmp(di.name, "echo") == 0));
+        hy_msg_free(m);
+    }
     /* monitor / link to the dead remote pid: noproc */
     CHECK(hy_monitor(e, &mref) == 0);
     CHECK(hy_recv_tag(HY_TAG_DOWN, &m, 5 * SEC) == 0);
