@@ -417,13 +417,6 @@ struct hy__spawn_req {
     unsigned char argcopy[] __attribute__((aligned(16)));
 };
 
-struct hy__spawn_reply {
-    int rc;
-    bool link, monitor;
-    hy_pid pid;
-};
-
-#define HY_TAG_SPAWN_REPLY (HY_TAG_SYSTEM | 0x5350)
 
 static void on_spawn_req(struct hy_shard *sh, struct hy_msg *m)
 {

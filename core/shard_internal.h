@@ -52,8 +52,20 @@ enum hy__kind {
     HY_K_DIST_NAME,      /* to a registered name on another node (net/) */
     HY_K_DIST_CTRL,      /* net/'s per-shard control requests */
     HY_K_DIST_FRAME,     /* a frame that arrived on another shard's queue */
+    HY_K_DIST_SPAWN,     /* spawn a registered function here, for another node */
     HY_K_MAX = 63,
 };
+
+/* Answer to a spawn request (HY_K_SPAWN_REPLY, also from another node):
+ * passing through the requester's shard it installs the parent's side of
+ * spawn_link/spawn_monitor (m->ref is the monitor ref), then becomes a
+ * message with tag HY_TAG_SPAWN_REPLY. */
+struct hy__spawn_reply {
+    int rc;
+    bool link, monitor;
+    hy_pid pid;
+};
+#define HY_TAG_SPAWN_REPLY (HY_TAG_SYSTEM | 0x5350)
 
 /* Handler of a kind that is not HY_K_MSG, run by the destination shard when
  * it drains its rings. Takes ownership of m. */

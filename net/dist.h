@@ -45,6 +45,7 @@
 #include <stdint.h>
 
 #include "pid.h"
+#include "runtime.h"
 
 enum hy_dist_transport {
     HY_DIST_UDP = 0,  /* kernel UDP sockets */
@@ -138,6 +139,33 @@ int hy_dist_send_name(const char *name, uint32_t node, uint64_t tag, const void 
  * noconnection. Errors: HY_EINVAL, HY_ENOENT (not a peer), HY_ENOTPROC.
  * Context: a process. */
 int hy_dist_monitor_name(const char *name, uint32_t node, hy_ref *ref);
+
+/* ---- spawning on another node ------------------------------------------------ */
+
+/* Function pointers mean nothing on another node, so a process is spawned
+ * there by the name of a function that node registered (OTP spawns by
+ * module and function): register the same names on every node that may be
+ * asked. The table is copied; names up to HY_DIST_NAME_MAX-1 bytes.
+ * Errors: HY_EINVAL, HY_EEXIST (name taken), HY_ENOSPC (table full).
+ * Context: before hy_dist_start, from one thread. */
+int hy_dist_register_fn(const char *name, hy_proc_fn fn);
+
+struct hy_dist_spawn_opts {
+    int shard;         /* shard on that node (default 0) */
+    bool link;         /* link to the caller, set atomically with the spawn */
+    bool monitor;      /* monitor it; the ref goes to *monitor_ref */
+    hy_ref *monitor_ref;
+};
+
+/* Spawns the function registered as fn_name on node, with a copy of
+ * arg[len] as its argument (the process gets a pointer to its copy), and
+ * waits for its pid. A supervisor's child start function can call it with
+ * link = true: the child is then supervised across nodes like a local one.
+ * Errors: HY_ENOENT (not a peer), HY_ESRCH (no such function there),
+ * HY_ETIMEDOUT (no answer within down_after_ns), HY_EINVAL, HY_EMSGSIZE,
+ * HY_ENOTPROC. Context: a process. */
+int hy_dist_spawn(uint32_t node, const char *fn_name, const void *arg, size_t len,
+                  const struct hy_dist_spawn_opts *opts, hy_pid *out);
 
 struct hy_dist_stats {
     uint64_t frames_tx, frames_rx, bytes_tx, bytes_rx;

@@ -111,10 +111,25 @@ static void echo(void *a)
     }
 }
 
+/* Spawnable from other nodes by name: answers T_PING with its argument. */
+static void remote_worker(void *a)
+{
+    uint64_t tagv;
+    memcpy(&tagv, a, sizeof(tagv));
+    for (;;) {
+        struct hy_msg *m;
+        if (hy_recv(&m, HY_INFINITY) != 0)
+            continue;
+        hy_send(m->from, T_PONG, &tagv, sizeof(tagv));
+        hy_msg_free(m);
+    }
+}
+
 /* Node that serves "echo" on shard 1 and waits for T_QUIT (or is killed). */
 static void serve_main(void *a)
 {
     (void)a;
+    hy_dist_register_fn("worker", remote_worker);
     dist_up();
     struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
     o.shard = 1;
@@ -624,6 +639,75 @@ static void gs_client_main(void *a)
     hy_dist_stop();
 }
 
+/* A supervisor whose child lives on another node, spawned by name. */
+static int start_remote_child(const void *arg, size_t len, hy_pid *pid)
+{
+    struct hy_dist_spawn_opts o = {.shard = 1, .link = true};
+    return hy_dist_spawn(2, "worker", arg, len, &o, pid);
+}
+
+static hy_pid child_of(hy_pid sup)
+{
+    struct hy_child_info ci;
+    size_t n = 0;
+    CHECK(hy_supervisor_which_children(sup, &ci, 1, &n) == 0 && n == 1);
+    return ci.pid;
+}
+
+static void remote_sup_main(void *a)
+{
+    (void)a;
+    dist_up();
+    find_echo(2);
+    hy_pid p;
+    uint64_t v = 7;
+    CHECK(hy_dist_spawn(2, "no-such-fn", &v, sizeof(v), NULL, &p) == HY_ESRCH);
+    struct hy_child_spec spec = {.id = "remote", .start = start_remote_child, .arg = &v,
+                                 .arg_size = sizeof(v), .shutdown_ns = SEC};
+    struct hy_sup_flags fl = {.strategy = HY_ONE_FOR_ONE, .intensity = 10, .period_s = 5};
+    hy_pid sup;
+    CHECK(hy_supervisor_start_link(&fl, &spec, 1, NULL, &sup, NULL) == 0);
+    for (int round = 0; round < 3; round++) {
+        hy_pid c = child_of(sup);
+        CHECK(hy_pid_node(c) == 2 && hy_pid_shard(c) == 1);
+        CHECK(hy_send(c, T_PING, NULL, 0) == 0);
+        struct hy_msg *m;
+        CHECK(hy_recv_tag(T_PONG, &m, 5 * SEC) == 0);
+        uint64_t got;
+        memcpy(&got, m->data, sizeof(got));
+        CHECK(got == 7 && hy_pid_eq(m->from, c));
+        hy_msg_free(m);
+        /* kill it: the supervisor hears it across nodes and restarts it there */
+        hy_ref mr;
+        CHECK(hy_monitor(c, &mr) == 0);
+        CHECK(hy_exit_pid(c, hy_reason_make(HY_REASON_KILL)) == 0);
+        CHECK(hy_recv_ref(mr, &m, 5 * SEC) == 0);
+        hy_msg_free(m);
+        uint64_t t0 = hy_now_ns();
+        while (hy_pid_eq(child_of(sup), c) || hy_pid_is_none(child_of(sup))) {
+            CHECK(hy_now_ns() - t0 < 5 * (uint64_t)SEC);
+            hy_sleep_ns(1000000);
+        }
+    }
+    /* the supervisor stops its remote child with its shutdown rule */
+    hy_pid c = child_of(sup);
+    hy_ref mr;
+    CHECK(hy_monitor(c, &mr) == 0);
+    hy_trap_exit(true, NULL);
+    CHECK(hy_exit_pid(sup, hy_reason_make(HY_REASON_SHUTDOWN)) == 0);
+    struct hy_msg *m;
+    CHECK(hy_recv_ref(mr, &m, 5 * SEC) == 0);
+    hy_msg_free(m);
+    hy_dist_send_name("main", 2, T_QUIT, NULL, 0);
+    hy_dist_stop();
+}
+
+static void test_dist_supervisor_child_on_remote_node(void **state)
+{
+    (void)state;
+    run_pair(remote_sup_main);
+}
+
 static void test_dist_gen_server_call_remote(void **state)
 {
     (void)state;
@@ -740,6 +824,7 @@ int main(void)
         cmocka_unit_test(test_dist_malformed_frames_counted),
         cmocka_unit_test(test_dist_gen_server_call_remote),
         cmocka_unit_test(test_dist_three_nodes_authenticated),
+        cmocka_unit_test(test_dist_supervisor_child_on_remote_node),
     };
     if (getenv("HY_TEST_FILTER"))
         cmocka_set_test_filter(getenv("HY_TEST_FILTER"));
