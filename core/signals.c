@@ -142,7 +142,7 @@ static struct mon_out *mout_find(struct hy__psig *s, hy_ref ref)
 {
     if (!s)
         return NULL;
-    for (uint32_t i = 0; i < s->nmout; i++)
+    for (uint32_t i = s->nmout; i-- > 0;) /* newest first: a call's monitor */
         if (hy_ref_eq(s->mout[i].ref, ref))
             return &s->mout[i];
     return NULL;
@@ -161,7 +161,7 @@ static void alias_remove(struct hy__psig *s, hy_ref ref)
 {
     if (!s)
         return;
-    for (uint32_t i = 0; i < s->naliases; i++) {
+    for (uint32_t i = s->naliases; i-- > 0;) {
         if (hy_ref_eq(s->aliases[i].ref, ref)) {
             s->aliases[i] = s->aliases[--s->naliases];
             return;
@@ -382,19 +382,25 @@ static void on_monitor(struct hy_shard *sh, struct hy_msg *m)
     hy__msg_free_local(sh, m);
 }
 
+static void min_remove(struct hy__psig *s, hy_ref ref)
+{
+    if (!s)
+        return;
+    /* newest first: a call's monitor is usually the last one added */
+    for (uint32_t i = s->nmin; i-- > 0;) {
+        if (hy_ref_eq(s->min[i].ref, ref)) {
+            free(s->min[i].name);
+            s->min[i] = s->min[--s->nmin];
+            return;
+        }
+    }
+}
+
 static void on_demonitor(struct hy_shard *sh, struct hy_msg *m)
 {
     struct hy_proc *p = live(sh, m->to);
-    struct hy__psig *s = p ? p->sig : NULL;
-    if (s) {
-        for (uint32_t i = 0; i < s->nmin; i++) {
-            if (hy_ref_eq(s->min[i].ref, m->ref)) {
-                free(s->min[i].name);
-                s->min[i] = s->min[--s->nmin];
-                break;
-            }
-        }
-    }
+    if (p)
+        min_remove(p->sig, m->ref);
     hy__msg_free_local(sh, m);
 }
 
@@ -639,6 +645,14 @@ static int monitor_common(struct hy_proc *p, hy_pid pid, const char *name, unsig
     }
     if (mout_add(p, ref, pid))
         return HY_ENOMEM;
+    if (hy_pid_node(pid) == hy__rt.node_id && hy_pid_shard(pid) == sh->id) {
+        /* same shard: install it now, no signal message (a GenServer call
+         * monitors its server every time) */
+        struct hy_proc *t = live(sh, pid);
+        if (!t || min_add(t, ref, p->pid, name) != 0)
+            send_down(sh, p->pid, ref, pid, name, hy_reason_make(HY_REASON_NOPROC));
+        return 0;
+    }
     size_t nlen = name ? strlen(name) + 1 : 0;
     send_sig(sh, p->pid, pid, HY_K_MONITOR, ref, name, nlen, 0);
     /* a dead target on another shard/node answers DOWN noproc itself; a
@@ -712,8 +726,15 @@ int hy_demonitor(hy_ref ref, bool flush)
     if (mo) {
         hy_pid target = mo->target;
         *mo = p->sig->mout[--p->sig->nmout];
-        if (!hy_pid_is_none(target))
+        if (hy_pid_is_none(target)) {
+            /* nothing to tell */
+        } else if (hy_pid_node(target) == hy__rt.node_id && hy_pid_shard(target) == p->shard->id) {
+            struct hy_proc *t = live(p->shard, target);
+            if (t)
+                min_remove(t->sig, ref); /* same shard: at once, no message */
+        } else {
             send_sig(p->shard, p->pid, target, HY_K_DEMONITOR, ref, NULL, 0, 0);
+        }
     }
     if (flush) {
         struct hy_msg *m;
