@@ -85,10 +85,15 @@ struct hy__chan {
     bool active; /* listed in the endpoint's active set */
 };
 
+struct held; /* a frame held back by fault injection */
+
 struct ep_priv {
     struct hy__chan **active;
     size_t nactive, capactive;
     unsigned turn;
+    uint64_t rng;        /* fault injection's pseudo-random state */
+    struct held *held;   /* [FAULT_HELD], allocated on first use */
+    unsigned nheld;
 };
 
 static struct {
@@ -164,16 +169,113 @@ static void reply_rc(struct hy_shard *sh, hy_pid to, hy_ref ref, int rc)
     hy__route(sh, m);
 }
 
-/* Fault injection (hy_dist_config.test_drop_permille): xorshift per thread. */
-static bool test_drop(void)
+/* ---- fault injection (tests only: hy_dist_config.test_*) ---------------------------- */
+
+#define FAULT_HELD 64
+#define FAULT_REORDER_MAX_NS 1000000ull /* a reordered frame waits at most 1 ms */
+#define FAULT_DELAY_NS 2000000ull       /* default test_delay_ns */
+
+struct held {
+    const struct hy_dist_peer *to;
+    uint64_t due;    /* sent by the poll hook once the clock passes it */
+    uint16_t shard, len;
+    uint8_t after;   /* reorder: sent after this many more frames (0: by time only) */
+    bool used, dup;
+    uint8_t buf[HY_WIRE_MTU];
+};
+
+static inline bool faults_on(void)
 {
-    if (!D.cfg.test_drop_permille)
+    return (D.cfg.test_drop_permille | D.cfg.test_dup_permille | D.cfg.test_reorder_permille |
+            D.cfg.test_delay_permille) != 0;
+}
+
+/* xorshift64, one sequence per shard: true with probability permille/1000 */
+static bool fault_roll(struct ep_priv *pv, unsigned permille)
+{
+    if (!permille)
         return false;
-    static _Thread_local uint64_t x = 0x9e3779b97f4a7c15ull;
+    uint64_t x = pv->rng ? pv->rng : 0x9e3779b97f4a7c15ull;
     x ^= x << 13;
     x ^= x >> 7;
     x ^= x << 17;
-    return x % 1000 < D.cfg.test_drop_permille;
+    pv->rng = x;
+    return x % 1000 < permille;
+}
+
+static void held_out(struct hy__ep *ep, struct ep_priv *pv, struct held *f)
+{
+    D.tp->tx(ep, f->to, f->shard, f->buf, f->len);
+    if (f->dup)
+        D.tp->tx(ep, f->to, f->shard, f->buf, f->len);
+    f->used = false;
+    pv->nheld--;
+}
+
+/* Sends the held frames that are due: by the clock (now; 0 = not by the
+ * clock), after one more frame went out (sent), or all of them. */
+static void held_release(struct hy__ep *ep, uint64_t now, bool sent, bool all)
+{
+    struct ep_priv *pv = &D.priv[ep->shard];
+    for (unsigned i = 0; i < FAULT_HELD && pv->nheld; i++) {
+        struct held *f = &pv->held[i];
+        if (!f->used)
+            continue;
+        if (all || (sent && f->after && --f->after == 0) || (now && now >= f->due))
+            held_out(ep, pv, f);
+    }
+}
+
+static uint64_t held_deadline(const struct ep_priv *pv)
+{
+    uint64_t d = UINT64_MAX;
+    for (unsigned i = 0; pv->nheld && i < FAULT_HELD; i++)
+        if (pv->held[i].used && pv->held[i].due < d)
+            d = pv->held[i].due;
+    return d;
+}
+
+/* Every frame goes out through here: straight to the transport, or, with
+ * fault injection configured, dropped, held back, or duplicated. */
+static void frame_tx(struct hy__ep *ep, const struct hy_dist_peer *to, uint16_t shard,
+                     const uint8_t *buf, size_t n)
+{
+    if (__builtin_expect(!faults_on(), 1)) {
+        D.tp->tx(ep, to, shard, buf, n);
+        return;
+    }
+    struct ep_priv *pv = &D.priv[ep->shard];
+    if (fault_roll(pv, D.cfg.test_drop_permille))
+        return;
+    bool delay = fault_roll(pv, D.cfg.test_delay_permille);
+    bool reorder = !delay && fault_roll(pv, D.cfg.test_reorder_permille);
+    bool dup = fault_roll(pv, D.cfg.test_dup_permille);
+    if ((delay || reorder) && n <= HY_WIRE_MTU) {
+        if (!pv->held)
+            pv->held = calloc(FAULT_HELD, sizeof(*pv->held));
+        for (unsigned i = 0; pv->held && i < FAULT_HELD; i++) {
+            struct held *f = &pv->held[i];
+            if (f->used)
+                continue;
+            uint64_t now = hy_now_ns();
+            f->to = to;
+            f->shard = shard;
+            f->len = (uint16_t)n;
+            memcpy(f->buf, buf, n);
+            f->dup = dup;
+            f->after = reorder ? (uint8_t)(1 + (pv->rng >> 32) % 3) : 0;
+            f->due = now + (delay ? (D.cfg.test_delay_ns ? D.cfg.test_delay_ns : FAULT_DELAY_NS)
+                                  : FAULT_REORDER_MAX_NS);
+            f->used = true;
+            pv->nheld++;
+            return;
+        }
+    }
+    D.tp->tx(ep, to, shard, buf, n);
+    if (dup)
+        D.tp->tx(ep, to, shard, buf, n);
+    if (pv->nheld)
+        held_release(ep, 0, true, false);
 }
 
 /* ---- crypto ------------------------------------------------------------------------ */
@@ -288,8 +390,7 @@ static void xmit(struct hy__chan *ch, uint8_t type, uint32_t seq, uint16_t fidx,
     }
     if (keep)
         memcpy(keep, buf, n);
-    if (!test_drop())
-        D.tp->tx(ep, &D.peers[ch->pi], ch->rshard, buf, n);
+    frame_tx(ep, &D.peers[ch->pi], ch->rshard, buf, n);
     st_add(&ep->st.frames_tx, 1);
     st_add(&ep->st.bytes_tx, n);
     ch->last_tx = hy_now_ns();
@@ -309,8 +410,7 @@ static void retransmit(struct hy__chan *ch, struct txf *f)
     hy__wire_put_hdr(f->buf, &h);
     if (h.flags & HY_WF_AUTH)
         frame_tag(ch, f->buf, n - HY_WIRE_TAG, f->buf + n - HY_WIRE_TAG);
-    if (!test_drop())
-        D.tp->tx(ch->ep, &D.peers[ch->pi], ch->rshard, f->buf, n);
+    frame_tx(ch->ep, &D.peers[ch->pi], ch->rshard, f->buf, n);
     f->rtx++;
     f->sent = hy_now_ns();
     st_add(&ch->ep->st.retransmits, 1);
@@ -617,12 +717,59 @@ int hy_dist_spawn(uint32_t node, const char *fn_name, const void *arg, size_t le
     return rep.rc;
 }
 
+/* The payload of a signal from another node is a struct its handler copies
+ * without looking at the size (a node trusts its own shards): check it here,
+ * and make its strings end and its flags be flags. */
+static bool payload_ok(const struct hy__chan *ch, struct hy_msg *m)
+{
+    switch (m->kind) {
+    case HY_K_EXIT: {
+        if (m->size != sizeof(struct hy_reason))
+            return false;
+        m->data[offsetof(struct hy_reason, text) + HY_REASON_TEXT_MAX - 1] = '\0';
+        return true;
+    }
+    case HY_K_UNLINK:
+    case HY_K_UNLINK_ACK:
+        return m->size == sizeof(uint64_t);
+    case HY_K_MONITOR: /* optionally a name, NUL included */
+        return m->size == 0 || (m->size <= HY_NAME_MAX && m->data[m->size - 1] == '\0');
+    case HY_K_DOWN: {
+        if (m->size != sizeof(struct hy_down_info))
+            return false;
+        m->data[offsetof(struct hy_down_info, name) + HY_NAME_MAX - 1] = '\0';
+        m->data[offsetof(struct hy_down_info, reason) + offsetof(struct hy_reason, text) +
+                HY_REASON_TEXT_MAX - 1] = '\0';
+        return true;
+    }
+    case HY_K_SPAWN_REPLY: {
+        if (m->size != sizeof(struct hy__spawn_reply))
+            return false;
+        uint8_t *link = m->data + offsetof(struct hy__spawn_reply, link);
+        uint8_t *mon = m->data + offsetof(struct hy__spawn_reply, monitor);
+        *link = *link != 0;
+        *mon = *mon != 0;
+        int rc;
+        hy_pid pid;
+        memcpy(&rc, m->data + offsetof(struct hy__spawn_reply, rc), sizeof(rc));
+        memcpy(&pid, m->data + offsetof(struct hy__spawn_reply, pid), sizeof(pid));
+        /* a process spawned there is a process of that node */
+        return rc != 0 || (hy_pid_node(pid) == D.peers[ch->pi].node_id &&
+                           hy_pid_shard(pid) < HY_MAX_SHARDS);
+    }
+    default:
+        return true;
+    }
+}
+
 static void deliver_msg(struct hy__chan *ch, struct hy_msg *m, const struct hy_wire_msg *wm)
 {
     struct hy_shard *sh = hy__shard();
     struct hy__ep *ep = ch->ep;
+    /* (a sender's shard beyond HY_MAX_SHARDS could not be answered) */
     if (!kind_allowed(wm->kind) || hy_pid_node(wm->to) != hy__rt.node_id ||
-        hy_pid_node(wm->from) != D.peers[ch->pi].node_id) {
+        hy_pid_node(wm->from) != D.peers[ch->pi].node_id ||
+        hy_pid_shard(wm->from) >= HY_MAX_SHARDS) {
         st_add(&ep->st.malformed, 1);
         hy__msg_free_local(sh, m);
         return;
@@ -635,6 +782,11 @@ static void deliver_msg(struct hy__chan *ch, struct hy_msg *m, const struct hy_w
     m->kind = wm->kind;
     if (m->kind == HY_K_LINK)
         m->aux = 0; /* synchronous link acks are a same-node protocol */
+    if (!payload_ok(ch, m)) {
+        st_add(&ep->st.malformed, 1);
+        hy__msg_free_local(sh, m);
+        return;
+    }
     st_add(&ep->st.msgs_rx, 1);
     if (m->kind == HY_K_DIST_NAME) {
         char name[HY_NAME_MAX];
@@ -777,10 +929,17 @@ static void on_acks(struct hy__chan *ch, const struct hy_wire_hdr *h)
     uint64_t now = hy_now_ns();
     int32_t adv = (int32_t)(h->ack - ch->snd_una);
     if (adv > 0 && (int32_t)(h->ack - ch->snd_next) <= 0) {
+        /* Karn: an ack that covers a retransmitted frame is ambiguous, and
+         * so is every frame it covers (received long before the hole was
+         * filled): no sample. Otherwise one sample, from the newest frame. */
+        bool ambiguous = false;
+        for (uint32_t s = ch->snd_una; s != h->ack; s++)
+            if (ch->win[s % WIN].rtx)
+                ambiguous = true;
         for (uint32_t s = ch->snd_una; s != h->ack; s++) {
             struct txf *f = &ch->win[s % WIN];
-            if (f->buf && f->rtx == 0) {
-                /* Jacobson/Karels on frames sent once (Karn) */
+            if (f->buf && !ambiguous && s + 1 == h->ack) {
+                /* Jacobson/Karels */
                 uint64_t rtt = now - f->sent;
                 if (!ch->srtt) {
                     ch->srtt = rtt;
@@ -803,7 +962,11 @@ static void on_acks(struct hy__chan *ch, const struct hy_wire_hdr *h)
             ch->rto = rto < RTO_MIN_NS ? RTO_MIN_NS : rto > RTO_MAX_NS ? RTO_MAX_NS : rto;
         }
     }
-    if (h->sack && ch->snd_una != ch->snd_next) {
+    /* selective acks only from a frame whose cumulative ack is current: a
+     * late (reordered, delayed) frame's ack lies below snd_una, and a bogus
+     * one beyond snd_next; either would send the loop below around the
+     * whole sequence space */
+    if (h->sack && ch->snd_una != ch->snd_next && h->ack == ch->snd_una) {
         uint32_t highest = h->ack;
         for (unsigned i = 0; i < 64; i++) {
             uint32_t s = h->ack + 1 + i;
@@ -908,6 +1071,19 @@ static void on_frame(struct hy__ep *ep, const uint8_t *buf, size_t n)
         if (ch->state == CH_UP && h.src_creation == ch->peer_creation &&
             memcmp(ch->peer_nonce, pay, 16) == 0)
             return; /* a repeat of the HELLO we answered */
+        bool again = ch->state == CH_CHALLENGED && h.src_creation == ch->peer_creation &&
+                     memcmp(ch->peer_nonce, pay, 16) == 0;
+        if (again) {
+            /* a repeat (retry, duplicate, late copy) of the HELLO we are
+             * answering: the same CHALLENGE again, or the CONFIRM that may
+             * already be on its way would not match a fresh nonce */
+            uint8_t out[48];
+            memcpy(out, ch->my_nonce, 16);
+            mac(out + 16, "B", ch->peer_nonce, ch->my_nonce, peer->node_id, h.src_creation,
+                me->node_id, hy__rt.creation);
+            xmit(ch, HY_WT_CHALLENGE, 0, 0, 0, 0, out, sizeof(out), NULL);
+            return;
+        }
         if (ch->state == CH_UP || ch->state == CH_CONFIRM_SENT) {
             /* the peer lost the session (or restarted): start over */
             bool restarted = ch->peer_creation && h.src_creation != ch->peer_creation;
@@ -1125,6 +1301,8 @@ static unsigned ep_poll(void *ctx)
             xmit(ch, HY_WT_ACK, 0, 0, 0, 0, NULL, 0, NULL);
         ch->sent_this_poll = false;
     }
+    if (pv->nheld)
+        held_release(ep, hy_now_ns(), false, false); /* fault injection's delayed frames */
     D.tp->flush(ep);
     atomic_store_explicit(&ep->unsent, unsent, memory_order_relaxed);
     return work;
@@ -1157,6 +1335,11 @@ static uint64_t ep_deadline(void *ctx)
         if (t < d)
             d = t;
     }
+    if (pv->nheld) {
+        uint64_t t = held_deadline(pv);
+        if (t < d)
+            d = t;
+    }
     if (D.tp->next_deadline) {
         uint64_t t = D.tp->next_deadline(ep);
         if (t < d)
@@ -1175,8 +1358,8 @@ static int remote_send(struct hy_msg *m, void *ctx)
         return HY_ENOTSHARD;
     struct hy__ep *ep = D.eps[sh->id];
     int pi = peer_index(hy_pid_node(m->to));
-    if (!ep || !ep->open || pi < 0) {
-        hy__msg_free_local(sh, m);
+    if (!ep || !ep->open || pi < 0 || hy_pid_shard(m->to) >= HY_MAX_SHARDS) {
+        hy__msg_free_local(sh, m); /* (no such shard: no channel to it either) */
         return HY_ENOENT;
     }
     struct hy__chan *ch = chan_get(ep, pi, hy_pid_shard(m->to), true);
@@ -1226,6 +1409,8 @@ static void ep_open(struct hy_shard *sh)
         ep->chans = calloc(D.npeers * HY_MAX_SHARDS, sizeof(*ep->chans));
         rc = ep->chans ? D.tp->open(ep) : HY_ENOMEM;
         if (rc == 0) {
+            D.priv[sh->id].rng = (D.cfg.test_fault_seed ^ 0x9e3779b97f4a7c15ull) +
+                                 hy__rt.node_id * 0x100000001b3ull + sh->id * 0xbf58476d1ce4e5b9ull;
             ep->hook.poll = ep_poll;
             ep->hook.next_deadline_ns = ep_deadline;
             ep->hook.ctx = ep;
@@ -1253,6 +1438,8 @@ static void ep_close(struct hy_shard *sh)
             if (ch->state == CH_UP)
                 xmit(ch, HY_WT_CLOSE, 0, 0, 0, 0, NULL, 0, NULL);
         }
+        if (pv->nheld)
+            held_release(ep, 0, false, true);
         D.tp->flush(ep);
         for (size_t i = 0; i < D.npeers * HY_MAX_SHARDS; i++) {
             struct hy__chan *ch = ep->chans[i];
@@ -1268,6 +1455,7 @@ static void ep_close(struct hy_shard *sh)
         ep->open = false;
     }
     free(pv->active);
+    free(pv->held);
     memset(pv, 0, sizeof(*pv));
     /* links and monitors to every peer: noconnection */
     for (size_t i = 0; i < D.npeers; i++)
@@ -1614,3 +1802,151 @@ int hy_dist_stats_get(struct hy_dist_stats *out)
     }
     return 0;
 }
+
+/* ---- fuzzing entry points (tests/net/fuzz/, built with -DHY_DIST_FUZZ) ---------------- */
+
+#ifdef HY_DIST_FUZZ
+static struct hy__ep *fuzz_ep;
+
+static int fuzz_open(struct hy__ep *ep)
+{
+    (void)ep;
+    return 0;
+}
+
+static void fuzz_close(struct hy__ep *ep) { (void)ep; }
+
+static unsigned fuzz_rx(struct hy__ep *ep, struct hy__rx *out, unsigned max)
+{
+    (void)ep;
+    (void)out;
+    (void)max;
+    return 0;
+}
+
+/* What the channels send is discarded, after a check that it decodes. */
+static int fuzz_tx(struct hy__ep *ep, const struct hy_dist_peer *to, uint16_t dst_shard,
+                   const uint8_t *buf, size_t len)
+{
+    (void)ep;
+    (void)to;
+    (void)dst_shard;
+    struct hy_wire_hdr h;
+    if (len > HY_WIRE_MTU || hy__wire_get_hdr(buf, len, &h) != 0) {
+        fprintf(stderr, "dist fuzz: sent a frame that does not decode (%zu bytes)\n", len);
+        abort();
+    }
+    return 0;
+}
+
+static void fuzz_flush(struct hy__ep *ep) { (void)ep; }
+
+static const struct hy__transport fuzz_transport = {
+    .name = "fuzz",
+    .open = fuzz_open,
+    .close = fuzz_close,
+    .rx = fuzz_rx,
+    .tx = fuzz_tx,
+    .flush = fuzz_flush,
+};
+
+void hy__dist_fuzz_reset(bool authenticate, bool idle, size_t max_message_size)
+{
+    struct hy_shard *sh = hy__shard();
+    if (!fuzz_ep) {
+        if (sodium_init() < 0)
+            abort();
+        hy_dist_config_init(&D.cfg);
+        D.cfg.node_id = hy__rt.node_id;
+        memset(D.peers, 0, sizeof(D.peers));
+        for (unsigned i = 0; i < 3; i++) {
+            snprintf(D.peers[i].name, sizeof(D.peers[i].name), "f%u", i + 1);
+            D.peers[i].node_id = i == 0 ? hy__rt.node_id : (i == 1 ? HY_FUZZ_PEER : HY_FUZZ_PEER + 1);
+            D.peers[i].ip = 0x7f000001;
+            D.peers[i].base_port = (uint16_t)(47000 + 8 * i);
+        }
+        D.npeers = 3;
+        D.self = 0;
+        strcpy(D.cookie, "fuzz-cookie");
+        D.cookie_len = strlen(D.cookie);
+        D.tp = &fuzz_transport;
+        struct hy__ep *ep = calloc(1, sizeof(*ep));
+        if (!ep || !(ep->chans = calloc(D.npeers * HY_MAX_SHARDS, sizeof(*ep->chans))))
+            abort();
+        ep->shard = sh->id;
+        ep->self = &D.peers[0];
+        ep->fd = -1;
+        ep->open = true;
+        D.eps[sh->id] = ep;
+        hy__kind_register(HY_K_DIST_CTRL, on_ctrl);
+        hy__kind_register(HY_K_DIST_FRAME, on_handed_frame);
+        hy_hook_set_remote_send(remote_send, NULL);
+        atomic_store(&D.started, 1);
+        fuzz_ep = ep;
+    }
+    struct hy__ep *ep = fuzz_ep;
+    D.cfg.authenticate = authenticate;
+    D.cfg.max_message_size = max_message_size < hy__rt.cfg.max_message_size
+                                 ? max_message_size
+                                 : hy__rt.cfg.max_message_size;
+    for (size_t i = 0; i < D.npeers * HY_MAX_SHARDS; i++) {
+        struct hy__chan *ch = ep->chans[i];
+        if (ch) {
+            chan_reset(ch, false);
+            fail_waiters(ch, HY_ENOTSTARTED);
+        }
+    }
+    if (idle)
+        return;
+    uint64_t now = hy_now_ns();
+    for (uint16_t rs = 0; rs < 2; rs++) {
+        struct hy__chan *ch = chan_get(ep, 1, rs, true);
+        if (!ch)
+            abort();
+        ch->state = CH_UP;
+        ch->refused = false;
+        ch->peer_creation = HY_FUZZ_PEER_CREATION;
+        ch->session = HY_FUZZ_SESSION;
+        memset(ch->my_nonce, 0x11, sizeof(ch->my_nonce));
+        memset(ch->peer_nonce, 0x22, sizeof(ch->peer_nonce));
+        memset(ch->key, 0x4b, sizeof(ch->key));
+        ch->snd_next = ch->snd_una = ch->rcv_next = 1;
+        ch->srtt = ch->rttvar = 0;
+        ch->rto = 50000000ull;
+        ch->last_rx = ch->last_tx = ch->hs_began = now;
+        ch->unacked_rx = 0;
+        activate(ch);
+    }
+}
+
+void hy__dist_fuzz_frame(const uint8_t *buf, size_t n)
+{
+    on_frame(fuzz_ep, buf, n);
+}
+
+void hy__dist_fuzz_sign(uint8_t *frame, size_t n)
+{
+    struct hy__chan ch;
+    memset(ch.key, 0x4b, sizeof(ch.key));
+    if (n >= HY_WIRE_HDR + HY_WIRE_TAG)
+        frame_tag(&ch, frame, n - HY_WIRE_TAG, frame + n - HY_WIRE_TAG);
+}
+
+int hy__dist_fuzz_send(uint16_t rshard, size_t len)
+{
+    struct hy_msg *m;
+    int rc = hy__msg_alloc(hy__shard(), len, &m);
+    if (rc)
+        return rc;
+    memset(m->data, 0x5a, len);
+    m->tag = len;
+    m->to = hy_pid_make(HY_FUZZ_PEER, HY_FUZZ_PEER_CREATION, rshard, 1, 1);
+    m->from = hy_pid_make(hy__rt.node_id, hy__rt.creation, 0, 1, 1);
+    return remote_send(m, NULL);
+}
+
+void hy__dist_fuzz_poll(void)
+{
+    ep_poll(fuzz_ep);
+}
+#endif /* HY_DIST_FUZZ */

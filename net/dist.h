@@ -77,9 +77,26 @@ struct hy_dist_config {
     bool authenticate;             /* authenticate every frame (default off) */
     size_t max_message_size;       /* default: the runtime's max_message_size */
     size_t send_queue_max;         /* messages waiting per channel (default 65536) */
-    /* Fault injection for tests: drop this many per mille of the outgoing
-     * frames, pseudo-randomly (0 = never). Exercises retransmission. */
+    /* Fault injection, for tests only (all 0 = off, the default; never set
+     * in production). Each is a per-mille fraction of the outgoing frames of
+     * every shard, retransmissions and handshake frames included, chosen by
+     * a deterministic pseudo-random sequence per shard (xorshift seeded from
+     * test_fault_seed, the node id and the shard):
+     * - drop: the frame is not sent (exercises retransmission);
+     * - dup: sent twice, back to back (duplicate suppression);
+     * - reorder: held back and sent after the next 1-3 frames of that shard
+     *   (or after 1 ms if none follows);
+     * - delay: held for test_delay_ns (default 2 ms), released by the
+     *   shard's poll hook (late frames, RTT jitter).
+     * A frame is dropped, or else delayed, or else reordered, and then
+     * maybe duplicated when it goes out. At most 64 frames per shard are
+     * held; beyond that they go out at once. */
     unsigned test_drop_permille;
+    unsigned test_dup_permille;
+    unsigned test_reorder_permille;
+    unsigned test_delay_permille;
+    uint64_t test_delay_ns;
+    uint64_t test_fault_seed;
     /* HY_DIST_DPDK only. EAL arguments passed through to rte_eal_init
      * (borrowed for the call), e.g. "--vdev=net_memif0,role=server,socket=/x",
      * "--no-huge", "--file-prefix=a". Unless they give one, the core list

@@ -58,4 +58,31 @@ struct hy__ep {
     _Atomic unsigned unsent; /* channels with data not yet acknowledged (for a graceful stop) */
 };
 
+#ifdef HY_DIST_FUZZ
+/* Fuzzing the receive path without sockets (tests/net/fuzz/, which compiles
+ * dist.c with -DHY_DIST_FUZZ). Context: a shard thread of a runtime whose
+ * node id is not 2 or 3, outside any process; distribution not started.
+ *
+ * hy__dist_fuzz_reset sets up (first call) and resets (every call) a fake
+ * endpoint on the calling shard: peers are this node, HY_FUZZ_PEER and
+ * HY_FUZZ_PEER + 1; whatever the channels send is checked to decode, then
+ * discarded. Unless idle, the channels from HY_FUZZ_PEER's shards 0 and 1
+ * are UP: session HY_FUZZ_SESSION, the peer's creation
+ * HY_FUZZ_PEER_CREATION, sequence numbers from 1, every byte of the frame
+ * key 0x4b. hy__dist_fuzz_frame hands one datagram to the receive path as
+ * the transport would; hy__dist_fuzz_sign writes the authentication tag
+ * into the last HY_WIRE_TAG bytes of a frame; hy__dist_fuzz_send queues a
+ * message of len bytes for a process on HY_FUZZ_PEER's shard rshard;
+ * hy__dist_fuzz_poll runs the endpoint's poll hook once (framing, acks,
+ * timers). */
+#define HY_FUZZ_PEER 2u
+#define HY_FUZZ_PEER_CREATION 0xc0ffeeu
+#define HY_FUZZ_SESSION 0x5e551011u
+void hy__dist_fuzz_reset(bool authenticate, bool idle, size_t max_message_size);
+void hy__dist_fuzz_frame(const uint8_t *buf, size_t n);
+void hy__dist_fuzz_sign(uint8_t *frame, size_t n);
+int hy__dist_fuzz_send(uint16_t rshard, size_t len);
+void hy__dist_fuzz_poll(void);
+#endif
+
 #endif /* HY_NET_DIST_INTERNAL_H */
