@@ -168,6 +168,10 @@ double bench_link_propagation_cross_rep(const struct bench_env *env);
 /* bench_dist.c */
 int bench_dist_rtt_run(const struct bench *b, const struct bench_env *env);
 int bench_dist_throughput_run(const struct bench *b, const struct bench_env *env);
+int bench_dist_rtt_busy_run(const struct bench *b, const struct bench_env *env);
+int bench_dist_rtt_udp_run(const struct bench *b, const struct bench_env *env);
+int bench_dist_throughput_udp_run(const struct bench *b, const struct bench_env *env);
+int bench_memif_raw_rtt_run(const struct bench *b, const struct bench_env *env);
 int bench_udp_raw_rtt_run(const struct bench *b, const struct bench_env *env);
 /* The hidden mode "--dist-node ARGS...": the peer node, in its own process. */
 int bench_dist_node_main(int argc, char **argv);

@@ -1,6 +1,16 @@
-/* hydra-bench: dist_rtt and dist_throughput, peerbench.erl's distribution
- * workloads between two Hydra nodes over the kernel UDP transport on
- * loopback (net/dist.h; the only transport built so far).
+/* hydra-bench: peerbench.erl's distribution workloads between two Hydra
+ * nodes: dist_rtt and dist_throughput over the DPDK transport on a
+ * net_memif pair (HY_DIST_DPDK), dist_rtt_udp and dist_throughput_udp over
+ * the kernel UDP transport on loopback (HY_DIST_UDP), dist_rtt_busy (memif,
+ * both nodes in HY_IDLE_BUSY_POLL), and the floors udp_raw_rtt and
+ * memif_raw_rtt (a bare DPDK ping-pong over memif, no runtime).
+ *
+ * memif: node a is the memif server, node b the client, each with its own
+ * EAL (--no-pci --no-huge --no-shconf --no-telemetry, its own --file-prefix)
+ * and a socket file in a private temporary directory, as tests/net/test_dpdk.c.
+ * EAL is initialised once per OS process and never again, so a memif
+ * benchmark runs node a in a forked child of this program too (this process
+ * stays free of EAL for the next benchmark); the child prints the lines.
  *
  * Each benchmark starts its own peer node, node b: this program re-executed
  * with the hidden argument --dist-node (fork, then exec: the child starts
@@ -27,7 +37,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <dirent.h>
+#include <sys/stat.h>
+#include <time.h>
+
 #include "dist.h"
+#include "hy_config.h"
 #include "log.h"
 #include "signals.h"
 
@@ -46,24 +61,32 @@ struct bench_count {
     uint32_t pad;
 };
 
-/* What both nodes agree on: ports, CPUs, queue bound. */
+/* What both nodes agree on: ports, CPUs, queue bound, transport (memif:
+ * the private directory of the socket; empty: kernel UDP), idle policy. */
 struct dist_setup {
     uint16_t base_a, base_b;
     int cpu_a, cpu_b;
     uint64_t send_queue_max;
+    char memif_dir[64];
+    int busy_poll;
 };
+
+static void memif_sock_path(const struct dist_setup *s, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/memif.sock", s->memif_dir);
+}
 
 static void fill_peers(const struct dist_setup *s, struct hy_dist_peer peers[2])
 {
     memset(peers, 0, 2 * sizeof(*peers));
     snprintf(peers[0].name, sizeof(peers[0].name), "pb_a");
     peers[0].node_id = NODE_A;
-    peers[0].ip = 0x7f000001;
+    peers[0].ip = s->memif_dir[0] ? 0x0a000001u : 0x7f000001; /* memif: never routed */
     peers[0].base_port = s->base_a;
     peers[0].mac[5] = 1;
     snprintf(peers[1].name, sizeof(peers[1].name), "pb_b");
     peers[1].node_id = NODE_B;
-    peers[1].ip = 0x7f000001;
+    peers[1].ip = s->memif_dir[0] ? 0x0a000002u : 0x7f000001;
     peers[1].base_port = s->base_b;
     peers[1].mac[5] = 2;
 }
@@ -72,12 +95,31 @@ static int dist_up(const struct dist_setup *s, uint32_t self)
 {
     struct hy_dist_peer peers[2];
     struct hy_dist_config c;
+    char vdev[256], prefix[96], sock[128];
+    const char *eal[6];
 
     fill_peers(s, peers);
     hy_dist_config_init(&c);
     c.node_id = self;
     c.cookie = COOKIE;
     c.transport = HY_DIST_UDP;
+    if (s->memif_dir[0]) {
+        memif_sock_path(s, sock, sizeof(sock));
+        snprintf(vdev, sizeof(vdev), "--vdev=net_memif0,role=%s,socket=%s,socket-abstract=no",
+                 self == NODE_A ? "server" : "client", sock);
+        snprintf(prefix, sizeof(prefix), "--file-prefix=%s-%u", strrchr(s->memif_dir, '/') + 1,
+                 self);
+        eal[0] = "--no-pci";
+        eal[1] = "--no-huge";
+        eal[2] = "--no-shconf";
+        eal[3] = "--no-telemetry";
+        eal[4] = prefix;
+        eal[5] = vdev;
+        c.transport = HY_DIST_DPDK;
+        c.eal_args = eal;
+        c.eal_argc = 6;
+        c.dpdk_port = 0;
+    }
     c.peers = peers;
     c.npeers = 2;
     /* The machine may be loaded: be slow to declare the other node down. */
@@ -87,11 +129,13 @@ static int dist_up(const struct dist_setup *s, uint32_t self)
     return hy_dist_start(&c);
 }
 
-static void node_config(struct hy_config *cfg, uint32_t node, int cpu)
+static void node_config(struct hy_config *cfg, uint32_t node, int cpu, int busy_poll)
 {
     static int cpus[2];
 
     hy_config_init(cfg);
+    if (busy_poll)
+        cfg->idle_mode = HY_IDLE_BUSY_POLL;
     cfg->nshards = 1;
     cpus[node == NODE_A ? 0 : 1] = cpu;
     cfg->cpus = &cpus[node == NODE_A ? 0 : 1];
@@ -203,23 +247,37 @@ static void node_b_main(void *arg)
     hy_dist_stop();
 }
 
-/* argv: base_a base_b cpu_a cpu_b send_queue_max */
+/* argv: base_a base_b cpu_a cpu_b send_queue_max memif_dir|- busy|sleep */
 int bench_dist_node_main(int argc, char **argv)
 {
     struct dist_setup s;
     struct hy_config cfg;
 
-    if (argc != 5) {
-        fprintf(stderr, "hydra-bench --dist-node: expected 5 arguments\n");
+    if (argc != 7) {
+        fprintf(stderr, "hydra-bench --dist-node: expected 7 arguments\n");
         return 2;
     }
+    memset(&s, 0, sizeof(s));
+    if (strcmp(argv[5], "-") != 0)
+        snprintf(s.memif_dir, sizeof(s.memif_dir), "%s", argv[5]);
+    s.busy_poll = strcmp(argv[6], "busy") == 0;
     s.base_a = (uint16_t)atoi(argv[0]);
     s.base_b = (uint16_t)atoi(argv[1]);
     s.cpu_a = atoi(argv[2]);
     s.cpu_b = atoi(argv[3]);
     s.send_queue_max = strtoull(argv[4], NULL, 10);
     hy_log_set_level(HY_LOG_WARNING);
-    node_config(&cfg, NODE_B, s.cpu_b);
+    if (s.memif_dir[0]) {
+        /* the memif server (node a) creates its socket when its EAL probes
+         * the vdev; the client's port start needs it there */
+        char sock[128];
+        struct stat st;
+
+        memif_sock_path(&s, sock, sizeof(sock));
+        for (int i = 0; i < 3000 && stat(sock, &st) != 0; i++)
+            usleep(10000);
+    }
+    node_config(&cfg, NODE_B, s.cpu_b, s.busy_poll);
     int rc = hy_run(&cfg, node_b_main, &s);
     if (rc < 0) {
         fprintf(stderr, "hydra-bench --dist-node: hy_run: %s (%s)\n", hy_err_name(rc),
@@ -393,7 +451,8 @@ static int wait_child(pid_t p, int ms)
     return -1;
 }
 
-static int dist_run(const struct bench *b, const struct bench_env *env, int throughput)
+static int dist_run(const struct bench *b, const struct bench_env *env, int throughput,
+                    const char *memif_dir, int busy_poll)
 {
     static uint16_t bump; /* two benchmarks in one invocation: other ports */
     struct dist_setup s;
@@ -403,6 +462,10 @@ static int dist_run(const struct bench *b, const struct bench_env *env, int thro
     ssize_t len;
     int rc;
 
+    memset(&s, 0, sizeof(s));
+    if (memif_dir)
+        snprintf(s.memif_dir, sizeof(s.memif_dir), "%s", memif_dir);
+    s.busy_poll = busy_poll;
     run.n = throughput ? bench_scaled(env, 1000000) : bench_scaled(env, 100000);
     s.base_a = (uint16_t)(pick_base() + bump);
     s.base_b = (uint16_t)(s.base_a + 2);
@@ -425,14 +488,25 @@ static int dist_run(const struct bench *b, const struct bench_env *env, int thro
     snprintf(a3, sizeof(a3), "%d", s.cpu_b);
     snprintf(a4, sizeof(a4), "%llu", (unsigned long long)s.send_queue_max);
 
-    node_config(&cfg, NODE_A, s.cpu_a);
+    node_config(&cfg, NODE_A, s.cpu_a, s.busy_poll);
     bench_describe_runtime(b->name, &cfg);
-    bench_note("%s: two nodes over kernel UDP on loopback (net/dist.h, HY_DIST_UDP): node a "
-               "(this process, 1 shard on CPU %d, base port %u) and node b (a child process "
-               "started for this benchmark, 1 shard on CPU %d, base port %u); send queue "
-               "bound %llu messages",
-               b->name, s.cpu_a, s.base_a, s.cpu_b, s.base_b,
-               (unsigned long long)s.send_queue_max);
+    if (s.memif_dir[0])
+        bench_note("%s: two nodes over DPDK net_memif (net/dist.h, HY_DIST_DPDK; EAL --no-pci "
+                   "--no-huge --no-shconf, socket in %s): node a (a child of this program, "
+                   "memif server, 1 shard on CPU %d) and node b (its child, memif client, 1 "
+                   "shard on CPU %d); idle policy of both nodes: %s; send queue bound %llu "
+                   "messages",
+                   b->name, s.memif_dir, s.cpu_a, s.cpu_b,
+                   s.busy_poll ? "HY_IDLE_BUSY_POLL (a core per shard)"
+                               : "default (spin, then memif's poll-then-sleep steps)",
+                   (unsigned long long)s.send_queue_max);
+    else
+        bench_note("%s: two nodes over kernel UDP on loopback (net/dist.h, HY_DIST_UDP): node a "
+                   "(this process, 1 shard on CPU %d, base port %u) and node b (a child process "
+                   "started for this benchmark, 1 shard on CPU %d, base port %u); send queue "
+                   "bound %llu messages",
+                   b->name, s.cpu_a, s.base_a, s.cpu_b, s.base_b,
+                   (unsigned long long)s.send_queue_max);
     if (throughput)
         bench_note("%llu one-way {msg,I} (8-byte integer) to a counting process on node b "
                    "that checks their order; clock stops at its reply after the last one",
@@ -449,7 +523,8 @@ static int dist_run(const struct bench *b, const struct bench_env *env, int thro
     }
     if (child == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the benchmark */
-        execl(exe, exe, "--dist-node", a0, a1, a2, a3, a4, (char *)NULL);
+        execl(exe, exe, "--dist-node", a0, a1, a2, a3, a4, s.memif_dir[0] ? s.memif_dir : "-",
+              s.busy_poll ? "busy" : "sleep", (char *)NULL);
         _exit(127);
     }
     rc = hy_run(&cfg, node_a_main, &run);
@@ -468,7 +543,7 @@ static int dist_run(const struct bench *b, const struct bench_env *env, int thro
     }
     uint64_t msgs = run.st1.msgs_tx - run.st0.msgs_tx;
     uint64_t frames = run.st1.frames_tx - run.st0.frames_tx;
-    bench_note("node a sent %llu messages in %llu UDP frames (%.2f frames per message, acks "
+    bench_note("node a sent %llu messages in %llu frames (%.2f frames per message, acks "
                "included), %llu retransmits, %llu fast retransmits",
                (unsigned long long)msgs, (unsigned long long)frames,
                msgs ? (double)frames / (double)msgs : 0.0,
@@ -478,14 +553,108 @@ static int dist_run(const struct bench *b, const struct bench_env *env, int thro
     return 0;
 }
 
+int bench_dist_rtt_udp_run(const struct bench *b, const struct bench_env *env)
+{
+    return dist_run(b, env, 0, NULL, 0);
+}
+
+int bench_dist_throughput_udp_run(const struct bench *b, const struct bench_env *env)
+{
+    return dist_run(b, env, 1, NULL, 0);
+}
+
+/* ---- memif: private directory, EAL leftovers, a child for node a ------------------ */
+
+static int memif_mkdir(char *dir, size_t len)
+{
+    snprintf(dir, len, "/tmp/hydra-bench-XXXXXX");
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+/* EAL's runtime directories of the --file-prefixes DIR-1 and DIR-2 (left
+ * behind by processes that end without rte_eal_cleanup), the socket, DIR. */
+static void memif_cleanup(const char *dir)
+{
+    const char *base = "/var/run";
+    char p[512], f[800];
+
+    if (getuid() != 0)
+        base = getenv("XDG_RUNTIME_DIR") ? getenv("XDG_RUNTIME_DIR") : "/tmp";
+    for (unsigned k = 1; k <= 2; k++) {
+        snprintf(p, sizeof(p), "%s/dpdk/%s-%u", base, strrchr(dir, '/') + 1, k);
+        DIR *d = opendir(p);
+        if (!d)
+            continue;
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+                snprintf(f, sizeof(f), "%s/%s", p, e->d_name);
+                unlink(f);
+            }
+        }
+        closedir(d);
+        rmdir(p);
+    }
+    snprintf(p, sizeof(p), "%s/memif.sock", dir);
+    unlink(p);
+    rmdir(dir);
+}
+
+static int dist_memif(const struct bench *b, const struct bench_env *env, int throughput,
+                      int busy_poll)
+{
+#if HY_HAVE_DPDK
+    char dir[64];
+    int st = 0;
+
+    if (memif_mkdir(dir, sizeof(dir)) != 0) {
+        bench_fail("mkdtemp: %s", strerror(errno));
+        return 1;
+    }
+    fflush(NULL);
+    pid_t a = fork();
+    if (a < 0) {
+        bench_fail("fork: %s", strerror(errno));
+        memif_cleanup(dir);
+        return 1;
+    }
+    if (a == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int rc = dist_run(b, env, throughput, dir, busy_poll);
+        fflush(NULL);
+        _exit(rc != 0 || bench_failed() ? 1 : 0);
+    }
+    while (waitpid(a, &st, 0) < 0 && errno == EINTR)
+        ;
+    memif_cleanup(dir);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        bench_fail("node a's process ended with %s %d", WIFEXITED(st) ? "status" : "signal",
+                   WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+        return 1;
+    }
+    return 0;
+#else
+    (void)env;
+    (void)throughput;
+    (void)busy_poll;
+    bench_note("%s skipped: built without DPDK", b->name);
+    return 0;
+#endif
+}
+
 int bench_dist_rtt_run(const struct bench *b, const struct bench_env *env)
 {
-    return dist_run(b, env, 0);
+    return dist_memif(b, env, 0, 0);
 }
 
 int bench_dist_throughput_run(const struct bench *b, const struct bench_env *env)
 {
-    return dist_run(b, env, 1);
+    return dist_memif(b, env, 1, 0);
+}
+
+int bench_dist_rtt_busy_run(const struct bench *b, const struct bench_env *env)
+{
+    return dist_memif(b, env, 0, 1);
 }
 
 /* ---- udp_raw_rtt: the kernel's floor under dist_rtt ------------------------------- */
@@ -599,3 +768,275 @@ out:
         close(fb);
     return rc;
 }
+
+/* ---- memif_raw_rtt: the DPDK floor under dist_rtt --------------------------------- */
+
+/* Two processes forked from this one (EAL is once per process and this one
+ * must stay free of it for the next benchmark), each with its own EAL on the
+ * CPU of one node (-l CPU, the main lcore pinned there), one RX and one TX
+ * queue on a net_memif port: the ping side (memif server, CPU of node a)
+ * sends a 64-byte frame with rte_eth_tx_burst and busy-polls
+ * rte_eth_rx_burst for its echo; the pong side (client, CPU of node b)
+ * busy-polls and sends each frame back. No Hydra runtime, no channel
+ * protocol: what dist_rtt's frames cost on the device itself. */
+
+#if HY_HAVE_DPDK
+#include <rte_eal.h>
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+
+#define MR_LEN 64
+#define MR_STOP 0xffffffffffffffffull
+
+static int mr_port_up(const char *dir, int server, int cpu)
+{
+    char core[16], prefix[96], vdev[256];
+    struct rte_eth_conf conf;
+    struct rte_eth_link link;
+    struct rte_mempool *mp;
+
+    snprintf(core, sizeof(core), "%d", cpu);
+    snprintf(prefix, sizeof(prefix), "--file-prefix=%s-%d", strrchr(dir, '/') + 1,
+             server ? 1 : 2);
+    snprintf(vdev, sizeof(vdev), "--vdev=net_memif0,role=%s,socket=%s/memif.sock,socket-abstract=no",
+             server ? "server" : "client", dir);
+    char *argv[] = {"hydra-bench", "-l",       core,     "--log-level=4", "--no-pci",
+                    "--no-huge",   "--no-shconf", "--no-telemetry", prefix, vdev, NULL};
+    if (rte_eal_init(10, argv) < 0) {
+        fprintf(stdout, "# memif_raw_rtt: rte_eal_init failed: %s\n", rte_strerror(rte_errno));
+        return -1;
+    }
+    if (rte_eth_dev_count_avail() < 1) {
+        fprintf(stdout, "# memif_raw_rtt: no DPDK port\n");
+        return -1;
+    }
+    memset(&conf, 0, sizeof(conf));
+    mp = rte_pktmbuf_pool_create("mr_pool", 2047, 32, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+                                 (int)rte_socket_id());
+    if (!mp || rte_eth_dev_configure(0, 1, 1, &conf) != 0 ||
+        rte_eth_rx_queue_setup(0, 0, 512, rte_socket_id(), NULL, mp) != 0 ||
+        rte_eth_tx_queue_setup(0, 0, 512, rte_socket_id(), NULL) != 0) {
+        fprintf(stdout, "# memif_raw_rtt: port set-up failed\n");
+        return -1;
+    }
+    /* the client's start fails until the server's socket answers */
+    uint64_t t0 = hy_now_ns();
+    while (rte_eth_dev_start(0) != 0) {
+        if (hy_now_ns() - t0 > 10 * SEC) {
+            fprintf(stdout, "# memif_raw_rtt: rte_eth_dev_start failed for 10 s\n");
+            return -1;
+        }
+        usleep(10000);
+    }
+    do {
+        memset(&link, 0, sizeof(link));
+        if (rte_eth_link_get_nowait(0, &link) == 0 && link.link_status == RTE_ETH_LINK_UP)
+            break;
+        usleep(1000);
+    } while (hy_now_ns() - t0 < 20 * SEC);
+    if (link.link_status != RTE_ETH_LINK_UP) {
+        fprintf(stdout, "# memif_raw_rtt: memif link not up after 20 s\n");
+        return -1;
+    }
+    return 0;
+}
+
+static struct rte_mbuf *mr_frame(struct rte_mempool *mp, uint64_t seq)
+{
+    struct rte_mbuf *m = rte_pktmbuf_alloc(mp);
+    char *p;
+
+    if (!m || !(p = rte_pktmbuf_append(m, MR_LEN))) {
+        if (m)
+            rte_pktmbuf_free(m);
+        return NULL;
+    }
+    memset(p, 0, MR_LEN);
+    memset(p, 0xff, 6);                     /* broadcast */
+    p[6] = 0x02;                            /* locally administered source */
+    p[12] = (char)0x88, p[13] = (char)0xb5; /* local experimental ethertype */
+    memcpy(p + 14, &seq, sizeof(seq));
+    return m;
+}
+
+static void mr_send(struct rte_mbuf *m)
+{
+    while (rte_eth_tx_burst(0, 0, &m, 1) == 0)
+        ;
+}
+
+/* Waits up to timeout_ns for the echo of seq (older echoes are dropped). */
+static int mr_wait(uint64_t seq, uint64_t timeout_ns)
+{
+    struct rte_mbuf *rx[32];
+    uint64_t t0 = 0;
+
+    for (unsigned spins = 0;; spins++) {
+        uint16_t k = rte_eth_rx_burst(0, 0, rx, 32);
+        int got = 0;
+
+        for (uint16_t i = 0; i < k; i++) {
+            uint64_t v;
+
+            memcpy(&v, rte_pktmbuf_mtod(rx[i], char *) + 14, sizeof(v));
+            got |= v == seq && rte_pktmbuf_pkt_len(rx[i]) == MR_LEN;
+            rte_pktmbuf_free(rx[i]);
+        }
+        if (got)
+            return 0;
+        if ((spins & 1023) == 0) {
+            uint64_t now = hy_now_ns();
+
+            if (!t0)
+                t0 = now;
+            else if (now - t0 > timeout_ns)
+                return -1;
+        }
+    }
+}
+
+static int mr_ping(const char *dir, int cpu, uint64_t n, int reps, int wfd)
+{
+    if (mr_port_up(dir, 1, cpu) != 0)
+        return 1;
+    struct rte_mempool *mp = rte_mempool_lookup("mr_pool");
+    uint64_t seq = 0;
+    struct rte_mbuf *m;
+
+    /* the first echo: the pong side may still be starting, resend */
+    int ok = -1;
+    for (int i = 0; i < 200 && ok != 0; i++) {
+        if (!(m = mr_frame(mp, ++seq)))
+            return 1;
+        mr_send(m);
+        ok = mr_wait(seq, SEC / 10);
+    }
+    if (ok != 0) {
+        fprintf(stdout, "# memif_raw_rtt: no echo for 20 s\n");
+        return 1;
+    }
+    for (int r = 0; r <= reps; r++) {
+        uint64_t t0 = hy_now_ns();
+
+        for (uint64_t k = 0; k < n; k++) {
+            if (!(m = mr_frame(mp, ++seq))) {
+                fprintf(stdout, "# memif_raw_rtt: mbuf pool empty\n");
+                return 1;
+            }
+            mr_send(m);
+            if (mr_wait(seq, 10 * SEC) != 0) {
+                fprintf(stdout, "# memif_raw_rtt: echo %llu lost\n", (unsigned long long)k);
+                return 1;
+            }
+        }
+        double us = (double)(hy_now_ns() - t0) / (double)n / 1e3;
+        if (r > 0 && write(wfd, &us, sizeof(us)) != (ssize_t)sizeof(us)) /* r 0: warm-up */
+            return 1;
+    }
+    for (int i = 0; i < 4 && (m = mr_frame(mp, MR_STOP)); i++)
+        mr_send(m);
+    usleep(10000);
+    return 0;
+}
+
+static int mr_pong(const char *dir, int cpu)
+{
+    struct rte_mbuf *rx[32];
+
+    if (mr_port_up(dir, 0, cpu) != 0)
+        return 1;
+    for (;;) {
+        uint16_t k = rte_eth_rx_burst(0, 0, rx, 32);
+
+        for (uint16_t i = 0; i < k; i++) {
+            uint64_t v;
+
+            memcpy(&v, rte_pktmbuf_mtod(rx[i], char *) + 14, sizeof(v));
+            if (v == MR_STOP)
+                return 0;
+            mr_send(rx[i]);
+        }
+    }
+}
+
+int bench_memif_raw_rtt_run(const struct bench *b, const struct bench_env *env)
+{
+    uint64_t n = bench_scaled(env, 100000);
+    int cpu_a = env->cpus[0], cpu_b = env->cpus[env->ncpus > 1 ? 1 : 0];
+    double vals[BENCH_REPS_MAX];
+    size_t nvals = 0;
+    char dir[64], sock[128];
+    int fds[2], st = 0, rc = 1;
+    struct stat sst;
+
+    if (memif_mkdir(dir, sizeof(dir)) != 0 || pipe(fds) != 0) {
+        bench_fail("mkdtemp or pipe: %s", strerror(errno));
+        return 1;
+    }
+    bench_note("%llu round trips of a 64-byte frame over a net_memif pair between two "
+               "processes with their own EAL (-l %d, memif server, ping; -l %d, client, pong; "
+               "--no-pci --no-huge --no-shconf), one queue, rte_eth_tx_burst and busy-polled "
+               "rte_eth_rx_burst; no runtime: the DPDK floor under dist_rtt",
+               (unsigned long long)n, cpu_a, cpu_b);
+    fflush(NULL);
+    pid_t ping = fork();
+    if (ping == 0) {
+        close(fds[0]);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int r = mr_ping(dir, cpu_a, n, BENCH_REPS, fds[1]);
+        fflush(NULL);
+        _exit(r);
+    }
+    close(fds[1]);
+    snprintf(sock, sizeof(sock), "%s/memif.sock", dir);
+    for (int i = 0; i < 2000 && ping > 0 && stat(sock, &sst) != 0; i++)
+        usleep(10000);
+    pid_t pong = ping > 0 ? fork() : -1;
+    if (pong == 0) {
+        close(fds[0]);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int r = mr_pong(dir, cpu_b);
+        fflush(NULL);
+        _exit(r);
+    }
+    if (ping < 0 || pong < 0) {
+        bench_fail("fork: %s", strerror(errno));
+        goto out;
+    }
+    while (nvals < (size_t)BENCH_REPS) {
+        ssize_t r = read(fds[0], &vals[nvals], sizeof(double));
+
+        if (r == (ssize_t)sizeof(double))
+            nvals++;
+        else if (!(r < 0 && errno == EINTR))
+            break;
+    }
+    int cp = wait_child(ping, 20000);
+    int cq = wait_child(pong, 5000);
+    if (nvals != (size_t)BENCH_REPS || cp != 0) {
+        bench_fail("the ping process ended with %d after %zu of %d repetitions (pong: %d)", cp,
+                   nvals, BENCH_REPS, cq);
+        goto out;
+    }
+    bench_report(b, b->name, vals, nvals);
+    rc = 0;
+out:
+    close(fds[0]);
+    if (ping > 0)
+        kill(ping, SIGKILL), waitpid(ping, &st, 0);
+    if (pong > 0)
+        kill(pong, SIGKILL), waitpid(pong, &st, 0);
+    memif_cleanup(dir);
+    return rc;
+}
+
+#else /* !HY_HAVE_DPDK */
+
+int bench_memif_raw_rtt_run(const struct bench *b, const struct bench_env *env)
+{
+    (void)env;
+    bench_note("%s skipped: built without DPDK", b->name);
+    return 0;
+}
+
+#endif /* HY_HAVE_DPDK */

@@ -129,7 +129,14 @@ static const struct bench benches[] = {
      .rep = bench_link_propagation_cross_rep},
     {.name = "hydra_pingpong", .unit = "Mrt/s", .decimals = 3, .run = bench_hydra_pingpong_run},
     {.name = "udp_raw_rtt", .unit = "us/rtt", .decimals = 2, .run = bench_udp_raw_rtt_run},
+    {.name = "dist_rtt_udp", .unit = "us/rtt", .decimals = 2, .run = bench_dist_rtt_udp_run},
+    {.name = "dist_throughput_udp",
+     .unit = "Mmsg/s",
+     .decimals = 3,
+     .run = bench_dist_throughput_udp_run},
+    {.name = "memif_raw_rtt", .unit = "us/rtt", .decimals = 2, .run = bench_memif_raw_rtt_run},
     {.name = "dist_rtt", .unit = "us/rtt", .decimals = 2, .run = bench_dist_rtt_run},
+    {.name = "dist_rtt_busy", .unit = "us/rtt", .decimals = 2, .run = bench_dist_rtt_busy_run},
     {.name = "dist_throughput", .unit = "Mmsg/s", .decimals = 3, .run = bench_dist_throughput_run},
 };
 
