@@ -113,6 +113,16 @@ static struct {
 
 /* ---- small helpers -------------------------------------------------------------- */
 
+/* The shard's clock of this scheduler turn (DESIGN: read at most once per
+ * turn; a vDSO clock_gettime costs ~23 ns here, and the poll hook and every
+ * frame used to read it). Off a shard (never on the paths below) the real
+ * clock. */
+static inline uint64_t tnow(void)
+{
+    struct hy_shard *sh = hy__shard();
+    return sh ? sh->now : hy_now_ns();
+}
+
 static inline void st_add(uint64_t *c, uint64_t v)
 {
     __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + v, __ATOMIC_RELAXED);
@@ -393,7 +403,7 @@ static void xmit(struct hy__chan *ch, uint8_t type, uint32_t seq, uint16_t fidx,
     frame_tx(ep, &D.peers[ch->pi], ch->rshard, buf, n);
     st_add(&ep->st.frames_tx, 1);
     st_add(&ep->st.bytes_tx, n);
-    ch->last_tx = hy_now_ns();
+    ch->last_tx = tnow();
     ch->sent_this_poll = true;
     ch->ack_due = false;
     ch->unacked_rx = 0;
@@ -412,7 +422,7 @@ static void retransmit(struct hy__chan *ch, struct txf *f)
         frame_tag(ch, f->buf, n - HY_WIRE_TAG, f->buf + n - HY_WIRE_TAG);
     frame_tx(ch->ep, &D.peers[ch->pi], ch->rshard, f->buf, n);
     f->rtx++;
-    f->sent = hy_now_ns();
+    f->sent = tnow();
     st_add(&ch->ep->st.retransmits, 1);
     st_add(&ch->ep->st.frames_tx, 1);
     ch->last_tx = f->sent;
@@ -483,7 +493,7 @@ static void start_handshake(struct hy__chan *ch)
     ch->refused = false;
     ch->session = 0;
     ch->peer_creation = 0;
-    uint64_t now = hy_now_ns();
+    uint64_t now = tnow();
     ch->hs_began = now;
     ch->hs_retry = now + HS_RETRY_NS;
     ch->last_rx = now;
@@ -552,7 +562,7 @@ static void pump(struct hy__chan *ch)
         f->len = (uint16_t)(HY_WIRE_HDR + n + (D.cfg.authenticate ? HY_WIRE_TAG : 0));
         f->rtx = 0;
         f->sacked = false;
-        f->sent = hy_now_ns();
+        f->sent = tnow();
         xmit(ch, HY_WT_DATA, ch->snd_next, 0, 1, 0, pay, (uint16_t)n, f->buf);
         ch->snd_next++;
     }
@@ -884,7 +894,7 @@ static void on_data(struct hy__chan *ch, const struct hy_wire_hdr *h, const uint
 {
     int32_t d = (int32_t)(h->seq - ch->rcv_next);
     if (!ch->ack_due)
-        ch->ack_due_since = hy_now_ns();
+        ch->ack_due_since = tnow();
     ch->ack_due = true;
     ch->unacked_rx++;
     if (d < 0) {
@@ -926,7 +936,7 @@ static void on_data(struct hy__chan *ch, const struct hy_wire_hdr *h, const uint
 
 static void on_acks(struct hy__chan *ch, const struct hy_wire_hdr *h)
 {
-    uint64_t now = hy_now_ns();
+    uint64_t now = tnow();
     int32_t adv = (int32_t)(h->ack - ch->snd_una);
     if (adv > 0 && (int32_t)(h->ack - ch->snd_next) <= 0) {
         /* Karn: an ack that covers a retransmitted frame is ambiguous, and
@@ -1003,7 +1013,7 @@ static void established(struct hy__chan *ch)
 {
     ch->state = CH_UP;
     ch->snd_next = ch->snd_una = ch->rcv_next = 1;
-    ch->last_rx = ch->last_tx = hy_now_ns();
+    ch->last_rx = ch->last_tx = tnow();
     st_add(&ch->ep->st.handshakes, 1);
     if (ch->master) {
         atomic_store(&D.node_up[ch->pi], 1);
@@ -1058,7 +1068,7 @@ static void on_frame(struct hy__ep *ep, const uint8_t *buf, size_t n)
         st_add(&ep->st.stale, 1);
         return;
     }
-    uint64_t now = hy_now_ns();
+    uint64_t now = tnow();
     const struct hy_dist_peer *me = &D.peers[D.self], *peer = &D.peers[pi];
     switch (h.type) {
     case HY_WT_HELLO: {
@@ -1280,7 +1290,7 @@ static unsigned ep_poll(void *ctx)
             if (n < 32)
                 break;
         }
-        uint64_t now = hy_now_ns();
+        uint64_t now = tnow();
         for (size_t i = 0; i < pv->nactive; i++)
             chan_timers(pv->active[i], now);
     }
@@ -1296,13 +1306,13 @@ static unsigned ep_poll(void *ctx)
         /* delayed ack: alone only after ACK_DELAY_NS (a reply would have
          * carried it) or when many frames wait for it; out of order at once */
         if (ch->ack_due && ch->state == CH_UP && !ch->sent_this_poll &&
-            (ch->unacked_rx >= 16 || hy_now_ns() - ch->ack_due_since >= ACK_DELAY_NS ||
+            (ch->unacked_rx >= 16 || tnow() - ch->ack_due_since >= ACK_DELAY_NS ||
              ch->ooo[(ch->rcv_next + 1) % WIN].buf))
             xmit(ch, HY_WT_ACK, 0, 0, 0, 0, NULL, 0, NULL);
         ch->sent_this_poll = false;
     }
     if (pv->nheld)
-        held_release(ep, hy_now_ns(), false, false); /* fault injection's delayed frames */
+        held_release(ep, tnow(), false, false); /* fault injection's delayed frames */
     D.tp->flush(ep);
     atomic_store_explicit(&ep->unsent, unsent, memory_order_relaxed);
     return work;
