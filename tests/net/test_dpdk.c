@@ -12,7 +12,9 @@
  * the peer's queue s: every frame between different shard numbers lands on
  * the wrong queue and is handed over through the ring mesh (the counter
  * handed_over checks it happened). A last test runs the RX-interrupt idle
- * path over two net_tap ports bridged in a network namespace of its own.
+ * path over two net_tap ports bridged in a network namespace of its own,
+ * and another runs the nodes in two network namespaces of their own joined
+ * by a veth pair, each driving its end with net_af_packet.
  * Exits 77 only when built without DPDK (after checking HY_DIST_DPDK is
  * refused with HY_ENOTSUP). HY_TEST_FILTER=<cmocka pattern> picks tests,
  * HY_TEST_VERBOSE=1 shows the transport's start-up log. */
@@ -25,8 +27,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <net/if.h>
 #include <sched.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -78,6 +83,10 @@ static uint64_t down_after_ns = 2000000000ull;
 /* the device: a memif pair, or one net_tap per node joined by a bridge */
 static bool use_tap;
 static char tap_if[2][IFNAMSIZ];
+/* or one net_af_packet port per node on its end of a veth pair, each node in
+ * a network namespace of its own (set before the nodes are forked) */
+static bool use_afp;
+static char afp_if[2][IFNAMSIZ];
 
 #define CHECK(cond)                                                                      \
     do {                                                                                 \
@@ -94,6 +103,8 @@ static void dist_up(void)
     char vdev[256], prefix[64];
     if (use_tap)
         snprintf(vdev, sizeof(vdev), "--vdev=net_tap0,iface=%s", tap_if[me - 1]);
+    else if (use_afp)
+        snprintf(vdev, sizeof(vdev), "--vdev=net_af_packet0,iface=%s,qpairs=2", afp_if[me - 1]);
     else
         snprintf(vdev, sizeof(vdev), "--vdev=net_memif0,role=%s,socket=%s,socket-abstract=no",
                  me == 1 ? "server" : "client", sock_path);
@@ -310,20 +321,10 @@ static double cpu_seconds(void)
            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
-static void order_main(void *a)
+/* count sequence numbers to the echo e, each answered in order, then the
+ * echo's own burst of count sends back to us, in order */
+static void order_both_ways(hy_pid e, uint64_t count)
 {
-    (void)a;
-    dist_up();
-    int rc = HY_ETIMEDOUT;
-    for (int i = 0; i < 10 && rc != 0; i++) /* the memif link may still be coming up */
-        rc = hy_dist_connect(2);
-    CHECK(rc == 0);
-    size_t n;
-    uint32_t nodes[4];
-    CHECK(hy_dist_nodes(nodes, 4, &n) == 0 && n == 1 && nodes[0] == 2);
-    hy_pid e = find_echo(2);
-    CHECK(hy_pid_node(e) == 2 && hy_pid_shard(e) == 1);
-    uint64_t count = hy_test_scaled(drop_permille ? 3000 : 20000);
     /* this way: our sends to the echo, each answered in order */
     for (uint64_t i = 0; i < count; i++)
         CHECK(hy_send(e, T_SEQ, &i, sizeof(i)) == 0);
@@ -345,6 +346,23 @@ static void order_main(void *a)
         CHECK(v == i);
         hy_msg_free(m);
     }
+}
+
+static void order_main(void *a)
+{
+    (void)a;
+    dist_up();
+    int rc = HY_ETIMEDOUT;
+    for (int i = 0; i < 10 && rc != 0; i++) /* the memif link may still be coming up */
+        rc = hy_dist_connect(2);
+    CHECK(rc == 0);
+    size_t n;
+    uint32_t nodes[4];
+    CHECK(hy_dist_nodes(nodes, 4, &n) == 0 && n == 1 && nodes[0] == 2);
+    hy_pid e = find_echo(2);
+    CHECK(hy_pid_node(e) == 2 && hy_pid_shard(e) == 1);
+    uint64_t count = hy_test_scaled(drop_permille ? 3000 : 20000);
+    order_both_ways(e, count);
     /* a large message keeps its place between small ones, both ways */
     size_t big = 300000;
     char *buf = malloc(big);
@@ -425,11 +443,23 @@ static void test_dpdk_order_under_loss(void **state)
 }
 
 /* links, monitors and exit signals across nodes */
+static void exit_signals(hy_pid e);
+
 static void signals_main(void *a)
 {
     (void)a;
     dist_up();
     hy_pid e = find_echo(2);
+    exit_signals(e);
+    hy_dist_send_name("main", 2, T_QUIT, NULL, 0);
+    hy_dist_stop();
+}
+
+/* the caller links to the echo e (and e to it), monitors it, tells it to
+ * die: an exit signal and a DOWN with its reason; then the dead pid's
+ * monitor and link give noproc */
+static void exit_signals(hy_pid e)
+{
     hy_trap_exit(true, NULL);
     struct hy_msg *m;
     CHECK(hy_send(e, T_LINK_ME, NULL, 0) == 0);
@@ -460,8 +490,7 @@ static void signals_main(void *a)
     memcpy(&ei, m->data, sizeof(ei));
     CHECK(ei.reason.kind == HY_REASON_NOPROC);
     hy_msg_free(m);
-    hy_dist_send_name("main", 2, T_QUIT, NULL, 0);
-    hy_dist_stop();
+    hy_trap_exit(false, NULL);
 }
 
 static void test_dpdk_links_and_monitors(void **state)
@@ -671,6 +700,195 @@ static void test_dpdk_tap_rx_interrupts(void **state)
         skip();
     assert_int_equal(rc, 0);
 }
+/* net_af_packet over a veth pair between two network namespaces: the test
+ * creates both namespaces (named after its pid, so runs and tests do not
+ * meet), puts one end of a veth pair in each, and forks each node into its
+ * namespace (setns) before the node starts its runtime and EAL; each node's
+ * DPDK port is net_af_packet on its veth end, two queue pairs (one per
+ * shard). The namespaces go away after the test, on failure too, and on
+ * SIGTERM/SIGINT/SIGHUP (a meson timeout); the nodes die with the test
+ * process (PR_SET_PDEATHSIG). Needs root and iproute2: skipped, saying why,
+ * without them. */
+static char afp_ns[2][32];
+static volatile sig_atomic_t afp_ns_made[2];
+static volatile pid_t afp_nodes[2];
+
+/* ip argv..., its output thrown away; async-signal-safe but for execvp */
+static void run_ip(char *const argv[])
+{
+    pid_t p = fork();
+    if (p == 0) {
+        int fd = open("/dev/null", O_WRONLY);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execvp("ip", argv);
+        _exit(127);
+    }
+    if (p > 0)
+        while (waitpid(p, NULL, 0) < 0 && errno == EINTR)
+            ;
+}
+
+/* kills the nodes, then deletes the namespaces (and with them the veth) */
+static void afp_teardown(void)
+{
+    for (int k = 0; k < 2; k++) {
+        pid_t p = afp_nodes[k];
+        if (p > 0) {
+            kill(p, SIGKILL);
+            while (waitpid(p, NULL, 0) < 0 && errno == EINTR)
+                ;
+            afp_nodes[k] = 0;
+        }
+    }
+    for (int k = 0; k < 2; k++) {
+        if (afp_ns_made[k]) {
+            char *argv[] = {"ip", "netns", "del", afp_ns[k], NULL};
+            run_ip(argv);
+            afp_ns_made[k] = 0;
+        }
+    }
+}
+
+static void afp_on_signal(int sig)
+{
+    afp_teardown();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static pid_t spawn_node_in_ns(uint32_t id, hy_proc_fn fn, const char *ns)
+{
+    fflush(NULL);
+    pid_t p = fork();
+    if (p == 0) {
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
+        signal(SIGHUP, SIG_DFL);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        char path[128];
+        snprintf(path, sizeof(path), "/var/run/netns/%s", ns);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || setns(fd, CLONE_NEWNET) != 0) {
+            fprintf(stderr, "node %u: cannot enter network namespace %s: %s\n", id, ns,
+                    strerror(errno));
+            _exit(3);
+        }
+        close(fd);
+        _exit(run_node(id, fn));
+    }
+    return p;
+}
+
+static void afp_main(void *a)
+{
+    (void)a;
+    dist_up();
+    int rc = HY_ETIMEDOUT;
+    for (int i = 0; i < 20 && rc != 0; i++) /* the peer may still be starting */
+        rc = hy_dist_connect(2);
+    CHECK(rc == 0);
+    size_t n;
+    uint32_t nodes[4];
+    CHECK(hy_dist_nodes(nodes, 4, &n) == 0 && n == 1 && nodes[0] == 2);
+    hy_pid e = find_echo(2);
+    CHECK(hy_pid_node(e) == 2 && hy_pid_shard(e) == 1);
+    uint64_t count = hy_test_scaled(20000);
+    if (count < 10000)
+        count = 10000;
+    order_both_ways(e, count);
+    struct hy_dist_stats ds;
+    CHECK(hy_dist_stats_get(&ds) == 0);
+    CHECK(ds.handshakes >= 1 && ds.malformed == 0);
+    exit_signals(e);
+    fprintf(stderr,
+            "node 1: af_packet over veth across namespaces: %llu messages each way in order, "
+            "%llu handed over, %llu retransmits\n",
+            (unsigned long long)count, (unsigned long long)ds.handed_over,
+            (unsigned long long)(ds.retransmits + ds.fast_retransmits));
+    hy_dist_send_name("main", 2, T_QUIT, NULL, 0);
+    hy_dist_stop();
+}
+
+static void test_dpdk_netns_af_packet(void **state)
+{
+    (void)state;
+    if (geteuid() != 0) {
+        fprintf(stderr, "af_packet test: skipped: needs root (network namespaces, veth)\n");
+        skip();
+    }
+    if (sh("command -v ip >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "af_packet test: skipped: iproute2's ip not found\n");
+        skip();
+    }
+    unsigned self = (unsigned)getpid();
+    char ifn[2][IFNAMSIZ];
+    for (int k = 0; k < 2; k++) {
+        snprintf(afp_ns[k], sizeof(afp_ns[k]), "hydpdk%u-%d", self, k + 1);
+        snprintf(ifn[k], IFNAMSIZ, "hyv%u%c", self % 10000000u, 'a' + k);
+        memcpy(afp_if[k], ifn[k], IFNAMSIZ);
+    }
+    struct sigaction sa, old[3];
+    const int sigs[3] = {SIGTERM, SIGINT, SIGHUP};
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = afp_on_signal;
+    for (int i = 0; i < 3; i++)
+        sigaction(sigs[i], &sa, &old[i]);
+    const char *why = NULL;
+    for (int k = 0; k < 2 && !why; k++) {
+        if (sh("ip netns add %s", afp_ns[k]) == 0)
+            afp_ns_made[k] = 1;
+        else
+            why = "cannot create a network namespace";
+    }
+    if (!why && sh("ip link add %s netns %s type veth peer name %s netns %s", ifn[0], afp_ns[0],
+                   ifn[1], afp_ns[1]) != 0)
+        why = "cannot create a veth pair";
+    if (why) {
+        afp_teardown();
+        for (int i = 0; i < 3; i++)
+            sigaction(sigs[i], &old[i], NULL);
+        fprintf(stderr, "af_packet test: skipped: %s\n", why);
+        skip();
+    }
+    bool up = true;
+    for (int k = 0; k < 2 && up; k++)
+        up = sh("ip -n %s link set lo up && ip -n %s link set %s address 02:00:00:00:00:0%d && "
+                "ip -n %s link set %s up",
+                afp_ns[k], afp_ns[k], ifn[k], k + 1, afp_ns[k], ifn[k]) == 0;
+    int ra = -2, rb = -2;
+    if (up) {
+        use_afp = true;
+        make_dir();
+        afp_nodes[0] = spawn_node_in_ns(1, afp_main, afp_ns[0]);
+        afp_nodes[1] = spawn_node_in_ns(2, serve_main, afp_ns[1]);
+        ra = wait_node(afp_nodes[0], 120000);
+        afp_nodes[0] = 0;
+        rb = wait_node(afp_nodes[1], 10000);
+        afp_nodes[1] = 0;
+        if (rb != 0)
+            fprintf(stderr, "node 2 ended with %d\n", rb);
+        remove_dir();
+        use_afp = false;
+    } else {
+        fprintf(stderr, "af_packet test: cannot bring the veth pair up\n");
+    }
+    afp_teardown();
+    for (int i = 0; i < 3; i++)
+        sigaction(sigs[i], &old[i], NULL);
+    /* nothing left behind */
+    for (int k = 0; k < 2; k++) {
+        char path[128];
+        struct stat st;
+        snprintf(path, sizeof(path), "/var/run/netns/%s", afp_ns[k]);
+        assert_true(stat(path, &st) != 0);
+    }
+    assert_true(up);
+    assert_int_equal(ra, 0);
+    assert_true(rb == 0 || rb == -1 || rb == 128 + SIGKILL);
+}
 #endif
 
 int main(void)
@@ -695,6 +913,7 @@ int main(void)
         cmocka_unit_test(test_dpdk_links_and_monitors),
         cmocka_unit_test(test_dpdk_node_down_and_restart),
         cmocka_unit_test(test_dpdk_tap_rx_interrupts),
+        cmocka_unit_test(test_dpdk_netns_af_packet),
     };
     if (getenv("HY_TEST_FILTER"))
         cmocka_set_test_filter(getenv("HY_TEST_FILTER"));
