@@ -60,13 +60,6 @@ static hy_pid spawn_on(int shard, hy_proc_fn fn, void *arg)
 
 /* Receives a message with tag within WAIT_NS; NULL (and a failed check) if
  * none came. */
-static struct hy_msg *must_recv_tag(uint64_t tag)
-{
-    struct hy_msg *m = NULL;
-    int rc = hy_recv_tag(tag, &m, WAIT_NS);
-    HY_CHECK_EQ(rc, 0);
-    return rc == 0 ? m : NULL;
-}
 
 static struct hy_msg *must_recv(void)
 {
@@ -94,10 +87,6 @@ static uint32_t payload_u32(const struct hy_msg *m)
     return v;
 }
 
-static void send_u32(hy_pid to, uint64_t tag, uint32_t v)
-{
-    HY_CHECK_EQ(hy_send(to, tag, &v, sizeof(v)), 0);
-}
 
 static uint8_t pattern(size_t i, size_t size)
 {
@@ -387,7 +376,7 @@ static void outside_on_exit(void *arg)
     (void)arg;
     /* a shard callback: on a shard thread, but not a process */
     try_outside(&outs.in_handler);
-    send_u32(outs.parent, T_EXITED, 0);
+    hy_test_send_u32(outs.parent, T_EXITED, 0);
 }
 
 static void outside_child(void *arg)
@@ -409,7 +398,7 @@ static void body_outside(void *arg)
     /* an exit handler: on the shard, outside any process */
     outs.parent = hy_self();
     spawn_on(HY_SHARD_SELF, outside_child, NULL);
-    struct hy_msg *m = must_recv_tag(T_EXITED);
+    struct hy_msg *m = hy_test_must_recv_tag(T_EXITED, WAIT_NS);
     hy_msg_free(m);
     check_outside(&outs.in_handler, 0); /* shards may send, to HY_PID_NONE: dropped */
     HY_CHECK_EQ(outs.in_handler.alloc, 0);
@@ -465,7 +454,7 @@ static void body_selective_local(void *arg)
     hy_pid self = hy_self();
     /* 0..11 with tags 10, 11, 12, 10, 11, 12, ... */
     for (uint32_t i = 0; i < 12; i++)
-        send_u32(self, 10 + i % 3, i);
+        hy_test_send_u32(self, 10 + i % 3, i);
     HY_CHECK_EQ(hy_mailbox_len(), 12);
     take_u32(1, 1, 11);
     take_u32(4, 1, 11);
@@ -488,12 +477,12 @@ static void body_selective_local(void *arg)
     HY_CHECK(!hy_ref_eq(r1, r2));
     uint32_t v = 100;
     HY_CHECK_EQ(hy_send_ref(self, 20, r1, &v, sizeof(v)), 0);
-    send_u32(self, 10, 12);
+    hy_test_send_u32(self, 10, 12);
     v = 101;
     HY_CHECK_EQ(hy_send_ref(self, 20, r2, &v, sizeof(v)), 0);
     v = 102;
     HY_CHECK_EQ(hy_send_ref(self, 20, r1, &v, sizeof(v)), 0);
-    send_u32(self, 11, 13);
+    hy_test_send_u32(self, 11, 13);
     HY_CHECK_EQ(hy_recv_ref(r2, &m, HY_NOWAIT), 0); /* the marker's ref */
     if (m) {
         HY_CHECK_EQ(payload_u32(m), 101);
@@ -533,8 +522,8 @@ static void selective_sender(void *arg)
 {
     hy_pid to = *(hy_pid *)arg;
     for (uint32_t i = 0; i < SEL_N; i++)
-        send_u32(to, 10 + i % 4, i);
-    send_u32(to, T_DONE, SEL_N);
+        hy_test_send_u32(to, 10 + i % 4, i);
+    hy_test_send_u32(to, T_DONE, SEL_N);
 }
 
 static void body_selective_cross(void *arg)
@@ -552,7 +541,7 @@ static void body_selective_cross(void *arg)
         hy_msg_free(m);
     }
     /* then the end marker, whatever has arrived before it */
-    m = must_recv_tag(T_DONE);
+    m = hy_test_must_recv_tag(T_DONE, WAIT_NS);
     hy_msg_free(m);
     HY_CHECK_EQ(hy_mailbox_len(), SEL_N - 1);
     /* every tag-13 message in order, then everything else in order */
@@ -588,8 +577,8 @@ static void body_timeouts(void *arg)
     HY_CHECK(hy_now_ns() - t0 >= 3 * (uint64_t)MS);
 
     /* only non-matching messages: the timeout fires and they stay */
-    send_u32(self, T_DATA, 1);
-    send_u32(self, T_DATA, 2);
+    hy_test_send_u32(self, T_DATA, 1);
+    hy_test_send_u32(self, T_DATA, 2);
     t0 = hy_now_ns();
     HY_CHECK_EQ(hy_recv_tag(T_NEVER, &m, 2 * MS), HY_ETIMEDOUT);
     HY_CHECK(hy_now_ns() - t0 >= 2 * (uint64_t)MS);
@@ -610,7 +599,7 @@ static void body_timeouts(void *arg)
     }
     check_empty();
     /* after timeouts, a message sent later is received normally */
-    send_u32(self, T_DATA, 3);
+    hy_test_send_u32(self, T_DATA, 3);
     take_u32(3, 1, T_DATA);
 }
 
@@ -637,13 +626,13 @@ static void late_waiter(void *arg)
     late.rc_first = hy_recv(&m, (int64_t)late.timeout_ns);
     if (late.rc_first == 0)
         hy_msg_free(m);
-    send_u32(late.parent, T_PONG, 0);
+    hy_test_send_u32(late.parent, T_PONG, 0);
     late.rc_second = hy_recv_tag(T_DATA, &m, WAIT_NS); /* blocks: nothing queued */
     if (late.rc_second == 0) {
         late.second = payload_u32(m);
         hy_msg_free(m);
     }
-    send_u32(late.parent, T_DONE, 0);
+    hy_test_send_u32(late.parent, T_DONE, 0);
 }
 
 static void late_sender(void *arg)
@@ -655,7 +644,7 @@ static void late_sender(void *arg)
     uint64_t until = hy_now_ns() + late.timeout_ns + 200000;
     while (hy_now_ns() < until)
         ;
-    send_u32(late.waiter, T_DATA, 1);
+    hy_test_send_u32(late.waiter, T_DATA, 1);
     /* and exits: back to the scheduler, which expires timers before the
      * waiter runs again */
 }
@@ -672,9 +661,9 @@ static void body_late_timeout(void *arg)
      * message. The waiter then blocks again, with nothing queued. */
     late.waiter = spawn_on(HY_SHARD_SELF, late_waiter, NULL);
     spawn_on(HY_SHARD_SELF, late_sender, NULL);
-    hy_msg_free(must_recv_tag(T_PONG));
-    send_u32(late.waiter, T_DATA, 2); /* once the waiter blocks again */
-    hy_msg_free(must_recv_tag(T_DONE));
+    hy_msg_free(hy_test_must_recv_tag(T_PONG, WAIT_NS));
+    hy_test_send_u32(late.waiter, T_DATA, 2); /* once the waiter blocks again */
+    hy_msg_free(hy_test_must_recv_tag(T_DONE, WAIT_NS));
     HY_CHECK_EQ(late.rc_first, 0);
     HY_CHECK_EQ(late.rc_second, 0);
     HY_CHECK_EQ(late.second, 2);
@@ -724,7 +713,7 @@ static void body_marker(void *arg)
     /* 1. n unrelated messages queued before the ref: the reply is found
      * and they stay in order */
     for (uint32_t i = 0; i < n; i++)
-        send_u32(self, T_DATA, i);
+        hy_test_send_u32(self, T_DATA, i);
     for (int round = 0; round < 100; round++) {
         hy_ref ref;
         HY_CHECK_EQ(hy_ref_make(&ref), 0);
@@ -752,7 +741,7 @@ static void body_marker(void *arg)
         HY_CHECK_EQ(payload_u32(m), n - 1);
         hy_msg_free(m);
     }
-    send_u32(self, T_BARRIER, 0); /* after the marker, not carrying the ref */
+    hy_test_send_u32(self, T_BARRIER, 0); /* after the marker, not carrying the ref */
     reply_from(1, ref);
     for (uint32_t i = 0; i < n - 1; i++)
         if (!take_u32(i, 1, T_DATA))
@@ -771,7 +760,7 @@ static void body_marker(void *arg)
     uint32_t v = 4242;
     HY_CHECK_EQ(hy_send_ref(self, T_PONG, r1, &v, sizeof(v)), 0);
     HY_CHECK_EQ(hy_ref_make(&r2), 0);
-    send_u32(self, T_DATA, 7);
+    hy_test_send_u32(self, T_DATA, 7);
     HY_CHECK_EQ(hy_recv_ref(r2, &m, HY_NOWAIT), HY_ETIMEDOUT);
     HY_CHECK_EQ(hy_recv_ref(r1, &m, WAIT_NS), 0);
     if (m) {
@@ -789,7 +778,7 @@ static void body_marker(void *arg)
     HY_CHECK_EQ(hy_recv_ref(ref, &m, WAIT_NS), 0);
     if (m)
         hy_msg_free(m);
-    m = must_recv_tag(T_DONE);
+    m = hy_test_must_recv_tag(T_DONE, WAIT_NS);
     hy_msg_free(m);
     for (uint32_t i = 0; i < SEL_N; i++)
         if (!take_u32(i, 0, 0))
@@ -812,7 +801,7 @@ static struct {
 static void notify_exit(void *arg)
 {
     (void)arg;
-    send_u32(dead.parent, T_EXITED, 0);
+    hy_test_send_u32(dead.parent, T_EXITED, 0);
 }
 
 static void short_lived(void *arg)
@@ -827,7 +816,7 @@ static void first_message_reporter(void *arg)
     struct hy_msg *m = must_recv();
     if (!m)
         return;
-    send_u32(dead.parent, T_PONG, m->tag == T_PING);
+    hy_test_send_u32(dead.parent, T_PONG, m->tag == T_PING);
     hy_msg_free(m);
 }
 
@@ -847,7 +836,7 @@ static void body_dead(void *arg)
     hy_pid local = spawn_on(HY_SHARD_SELF, short_lived, NULL);
     hy_pid remote = spawn_on(1, short_lived, NULL);
     for (int i = 0; i < 2; i++)
-        hy_msg_free(must_recv_tag(T_EXITED));
+        hy_msg_free(hy_test_must_recv_tag(T_EXITED, WAIT_NS));
 
     uint64_t local0 = SHARD(0, dropped_dead);
     uint64_t total0 = TOTAL(dropped_dead);
@@ -886,7 +875,7 @@ static void body_dead(void *arg)
         HY_CHECK(!hy_pid_eq(old, fresh));
         HY_CHECK_EQ(hy_send(old, T_DATA, "z", 1), 0);
         HY_CHECK_EQ(hy_send(fresh, T_PING, NULL, 0), 0);
-        struct hy_msg *m = must_recv_tag(T_PONG);
+        struct hy_msg *m = hy_test_must_recv_tag(T_PONG, WAIT_NS);
         if (m) {
             HY_CHECK_EQ(payload_u32(m), 1);
             hy_msg_free(m);
@@ -922,7 +911,7 @@ static bool dn_go(void *arg)
 static void drop_new_receiver(void *arg)
 {
     (void)arg;
-    send_u32(dn.parent, T_READY, 0);
+    hy_test_send_u32(dn.parent, T_READY, 0);
     HY_CHECK(hy_test_wait_until(dn_go, NULL, WAIT_MS)); /* receives nothing meanwhile */
     dn.len_seen = hy_mailbox_len();
     struct hy_msg *m;
@@ -931,7 +920,7 @@ static void drop_new_receiver(void *arg)
             dn.got[dn.ngot++] = payload_u32(m);
         hy_msg_free(m);
     }
-    send_u32(dn.parent, T_DONE, 0);
+    hy_test_send_u32(dn.parent, T_DONE, 0);
 }
 
 struct full_at_least {
@@ -956,15 +945,15 @@ static void body_drop_new(void *arg)
         o.max_mailbox = BOUND;
         o.mailbox_policy = HY_MAILBOX_DROP_NEW;
         hy_pid r = spawn_opts(drop_new_receiver, NULL, &o);
-        hy_msg_free(must_recv_tag(T_READY));
+        hy_msg_free(hy_test_must_recv_tag(T_READY, WAIT_NS));
         uint64_t full0 = TOTAL(dropped_full);
         for (uint32_t i = 0; i < FLOOD; i++)
-            send_u32(r, T_DATA, i);
+            hy_test_send_u32(r, T_DATA, i);
         struct full_at_least f = {full0 + FLOOD - BOUND};
         HY_CHECK(hy_test_wait_until(full_reached, &f, WAIT_MS));
         HY_CHECK_EQ(TOTAL(dropped_full), full0 + FLOOD - BOUND);
         atomic_store(&dn.go, 1);
-        hy_msg_free(must_recv_tag(T_DONE));
+        hy_msg_free(hy_test_must_recv_tag(T_DONE, WAIT_NS));
         /* the oldest BOUND were kept, in order; the newer ones dropped */
         HY_CHECK_EQ(dn.len_seen, BOUND);
         HY_CHECK_EQ(dn.ngot, BOUND);
@@ -989,21 +978,21 @@ static void kill_on_exit(void *arg)
 {
     (void)arg;
     atomic_store(&kl.exited, 1);
-    send_u32(kl.parent, T_EXITED, 0);
+    hy_test_send_u32(kl.parent, T_EXITED, 0);
 }
 
 static void kill_victim(void *arg)
 {
     (void)arg;
     HY_CHECK_EQ(hy_on_exit(kill_on_exit, NULL), 0);
-    send_u32(kl.parent, T_READY, 0);
+    hy_test_send_u32(kl.parent, T_READY, 0);
     for (;;) {
         struct hy_msg *m = NULL;
         int rc = hy_recv_tag(T_PING, &m, WAIT_NS);
         if (rc != 0)
             break;
         hy_msg_free(m);
-        send_u32(kl.parent, T_PONG, (uint32_t)hy_mailbox_len());
+        hy_test_send_u32(kl.parent, T_PONG, (uint32_t)hy_mailbox_len());
     }
     atomic_store(&kl.after_recv, 1); /* never: it dies in the receive */
 }
@@ -1020,27 +1009,27 @@ static void body_kill(void *arg)
         o.max_mailbox = 4;
         o.mailbox_policy = HY_MAILBOX_KILL;
         hy_pid v = spawn_opts(kill_victim, NULL, &o);
-        hy_msg_free(must_recv_tag(T_READY));
+        hy_msg_free(hy_test_must_recv_tag(T_READY, WAIT_NS));
         /* three queued plus a ping: at the bound, alive, answering */
         for (uint32_t i = 0; i < 3; i++)
-            send_u32(v, T_DATA, i);
-        send_u32(v, T_PING, 0);
-        struct hy_msg *m = must_recv_tag(T_PONG);
+            hy_test_send_u32(v, T_DATA, i);
+        hy_test_send_u32(v, T_PING, 0);
+        struct hy_msg *m = hy_test_must_recv_tag(T_PONG, WAIT_NS);
         if (m) {
             HY_CHECK_EQ(payload_u32(m), 3);
             hy_msg_free(m);
         }
         HY_CHECK_EQ(atomic_load(&kl.exited), 0);
         uint64_t full0 = TOTAL(dropped_full);
-        send_u32(v, T_DATA, 3); /* 4: full */
-        send_u32(v, T_DATA, 4); /* over the bound: the receiver dies */
-        hy_msg_free(must_recv_tag(T_EXITED));
+        hy_test_send_u32(v, T_DATA, 3); /* 4: full */
+        hy_test_send_u32(v, T_DATA, 4); /* over the bound: the receiver dies */
+        hy_msg_free(hy_test_must_recv_tag(T_EXITED, WAIT_NS));
         HY_CHECK_EQ(atomic_load(&kl.exited), 1);
         HY_CHECK_EQ(atomic_load(&kl.after_recv), 0);
         HY_CHECK(TOTAL(dropped_full) >= full0 + 1);
         /* it is gone: further sends are dropped as to the dead */
         uint64_t dead0 = TOTAL(dropped_dead);
-        send_u32(v, T_DATA, 5);
+        hy_test_send_u32(v, T_DATA, 5);
         struct dropped_at_least d = {dead0 + 1};
         HY_CHECK(hy_test_wait_until(dropped_reached, &d, WAIT_MS));
     }
@@ -1076,7 +1065,7 @@ static void kb_on_exit(void *arg)
 {
     (void)arg;
     atomic_store(&kb.done_at_exit, atomic_load(&kb.fn_done));
-    send_u32(kb.parent, T_EXITED, 0);
+    hy_test_send_u32(kb.parent, T_EXITED, 0);
 }
 
 static void kb_victim(void *arg)
@@ -1104,11 +1093,11 @@ static void body_kill_blocking(void *arg)
     o.mailbox_policy = HY_MAILBOX_KILL;
     hy_pid v = spawn_opts(kb_victim, NULL, &o);
     HY_CHECK(hy_test_wait_until(kb_started, NULL, WAIT_MS));
-    send_u32(v, T_DATA, 0);
-    send_u32(v, T_DATA, 1); /* over the bound: must die, but not yet */
+    hy_test_send_u32(v, T_DATA, 0);
+    hy_test_send_u32(v, T_DATA, 1); /* over the bound: must die, but not yet */
     hy_yield();             /* the victim (ready first) runs now */
     atomic_store(&kb.release, 1);
-    hy_msg_free(must_recv_tag(T_EXITED));
+    hy_msg_free(hy_test_must_recv_tag(T_EXITED, WAIT_NS));
     HY_CHECK_EQ(atomic_load(&kb.done_at_exit), 1);
     HY_CHECK_EQ(atomic_load(&kb.after_call), 0);
 }
@@ -1142,9 +1131,9 @@ static void full_requester(void *arg)
 {
     (void)arg;
     hy_pid self = hy_self();
-    send_u32(self, T_DATA, 0);
-    send_u32(self, T_DATA, 1);
-    send_u32(self, T_DATA, 2); /* dropped: the bound is 2 */
+    hy_test_send_u32(self, T_DATA, 0);
+    hy_test_send_u32(self, T_DATA, 1);
+    hy_test_send_u32(self, T_DATA, 2); /* dropped: the bound is 2 */
     struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
     o.shard = 1;
     hy_pid child = HY_PID_NONE;
@@ -1153,7 +1142,7 @@ static void full_requester(void *arg)
     fr.len_after = hy_mailbox_len();
     take_u32(0, 0, 0);
     take_u32(1, 0, 0);
-    send_u32(fr.parent, T_DONE, 0);
+    hy_test_send_u32(fr.parent, T_DONE, 0);
 }
 
 static void body_full_replies(void *arg)
@@ -1165,7 +1154,7 @@ static void body_full_replies(void *arg)
     o.max_mailbox = 2;
     o.mailbox_policy = HY_MAILBOX_DROP_NEW;
     spawn_opts(full_requester, NULL, &o);
-    hy_msg_free(must_recv_tag(T_DONE));
+    hy_msg_free(hy_test_must_recv_tag(T_DONE, WAIT_NS));
     HY_CHECK_EQ(fr.spawn_rc, 0);
     HY_CHECK_EQ(fr.blocking_rc, 0);
     HY_CHECK_EQ(fr.res, 42);
@@ -1184,7 +1173,7 @@ static void body_mailbox_len(void *arg)
     hy_pid self = hy_self();
     HY_CHECK_EQ(hy_mailbox_len(), 0);
     for (uint32_t i = 0; i < 3; i++)
-        send_u32(self, T_DATA + i, i);
+        hy_test_send_u32(self, T_DATA + i, i);
     HY_CHECK_EQ(hy_mailbox_len(), 3);
     take_u32(1, 1, T_DATA + 1);
     HY_CHECK_EQ(hy_mailbox_len(), 2);
@@ -1296,7 +1285,7 @@ static void foreign_collector(void *arg)
     (void)arg;
     uint32_t next[FOREIGN_THREADS] = {0};
     for (uint32_t got = 0; got < FOREIGN_THREADS * fc.n; got++) {
-        struct hy_msg *m = must_recv_tag(T_DATA);
+        struct hy_msg *m = hy_test_must_recv_tag(T_DATA, WAIT_NS);
         if (!m)
             break;
         uint32_t p[2] = {UINT32_MAX, UINT32_MAX};
@@ -1312,7 +1301,7 @@ static void foreign_collector(void *arg)
         hy_msg_free(m);
     }
     check_empty();
-    send_u32(fc.parent, T_DONE, 0);
+    hy_test_send_u32(fc.parent, T_DONE, 0);
 }
 
 static void body_foreign(void *arg)
@@ -1328,7 +1317,7 @@ static void body_foreign(void *arg)
             f[i] = (struct foreign){.to = col, .id = i, .n = fc.n};
             HY_CHECK_EQ(pthread_create(&t[i], NULL, foreign_main, &f[i]), 0);
         }
-        hy_msg_free(must_recv_tag(T_DONE));
+        hy_msg_free(hy_test_must_recv_tag(T_DONE, WAIT_NS));
         for (uint32_t i = 0; i < FOREIGN_THREADS; i++) {
             pthread_join(t[i], NULL); /* they are done: their last send arrived */
             HY_CHECK_EQ(f[i].rc_sys, HY_EINVAL);
@@ -1369,12 +1358,12 @@ static void holder(void *arg)
     (void)arg;
     static struct hy_msg *held[HELD];
     for (unsigned i = 0; i < HELD; i++) {
-        held[i] = must_recv_tag(T_DATA);
+        held[i] = hy_test_must_recv_tag(T_DATA, WAIT_NS);
         if (!held[i])
             return;
     }
-    send_u32(bh.parent, T_HELD, HELD);
-    hy_msg_free(must_recv_tag(T_GO));
+    hy_test_send_u32(bh.parent, T_HELD, HELD);
+    hy_msg_free(hy_test_must_recv_tag(T_GO, WAIT_NS));
     /* pass them on, uncopied, to a third shard which frees them */
     for (unsigned i = 0; i < HELD; i++)
         HY_CHECK_EQ(hy_msg_send(bh.sink, held[i]), 0);
@@ -1384,14 +1373,14 @@ static void sink(void *arg)
 {
     (void)arg;
     for (unsigned i = 0; i < HELD; i++) {
-        struct hy_msg *m = must_recv_tag(T_DATA);
+        struct hy_msg *m = hy_test_must_recv_tag(T_DATA, WAIT_NS);
         if (!m)
             return;
         HY_CHECK_EQ(m->home, 0);
         HY_CHECK_EQ(payload_u32(m), i);
         hy_msg_free(m);
     }
-    send_u32(bh.parent, T_DONE, 0);
+    hy_test_send_u32(bh.parent, T_DONE, 0);
 }
 
 static bool shard0_buffers_home(void *arg)
@@ -1407,12 +1396,12 @@ static void body_buffers_home(void *arg)
     bh.sink = spawn_on(2, sink, NULL);
     hy_pid h = spawn_on(1, holder, NULL);
     for (uint32_t i = 0; i < HELD; i++)
-        send_u32(h, T_DATA, i);
-    hy_msg_free(must_recv_tag(T_HELD));
+        hy_test_send_u32(h, T_DATA, i);
+    hy_msg_free(hy_test_must_recv_tag(T_HELD, WAIT_NS));
     /* held by shard 1: still counted out of shard 0 */
     HY_CHECK(SHARD(0, buffers_out) >= HELD);
-    send_u32(h, T_GO, 0);
-    hy_msg_free(must_recv_tag(T_DONE));
+    hy_test_send_u32(h, T_GO, 0);
+    hy_msg_free(hy_test_must_recv_tag(T_DONE, WAIT_NS));
     HY_CHECK(hy_test_wait_until(shard0_buffers_home, NULL, WAIT_MS));
 }
 

@@ -72,39 +72,16 @@ static hy_pid spawn_mon(struct hy_spawn_opts o, hy_proc_fn fn, const struct carg
     return spawn_a(o, fn, a);
 }
 
-static void send_tag(hy_pid to, uint64_t tag)
-{
-    HY_CHECK_EQ(hy_send(to, tag, NULL, 0), 0);
-}
 
-static void send_u32(hy_pid to, uint64_t tag, uint32_t v)
-{
-    HY_CHECK_EQ(hy_send(to, tag, &v, sizeof(v)), 0);
-}
 
-static uint32_t payload_u32(const struct hy_msg *m)
-{
-    uint32_t v = UINT32_MAX;
-    HY_CHECK_EQ(m->size, sizeof(v));
-    if (m->size == sizeof(v))
-        memcpy(&v, m->data, sizeof(v));
-    return v;
-}
 
-static struct hy_msg *must_recv_tag(uint64_t tag)
-{
-    struct hy_msg *m = NULL;
-    int rc = hy_recv_tag(tag, &m, WAIT_NS);
-    HY_CHECK_EQ(rc, 0);
-    return rc == 0 ? m : NULL;
-}
 
 static uint32_t recv_u32(uint64_t tag)
 {
-    struct hy_msg *m = must_recv_tag(tag);
+    struct hy_msg *m = hy_test_must_recv_tag(tag, WAIT_NS);
     if (!m)
         return UINT32_MAX;
-    uint32_t v = payload_u32(m);
+    uint32_t v = hy_test_payload_u32(m);
     hy_msg_free(m);
     return v;
 }
@@ -145,7 +122,7 @@ static void server(void *arg)
             memcpy(&cmd, m->data, sizeof(cmd));
             memcpy(name, m->data + sizeof(cmd), sizeof(name));
             if (cmd == 0) {
-                send_tag(from, T_PONG);
+                hy_test_send_tag(from, T_PONG);
             } else if (cmd == 1) {
                 int32_t rc = hy_register(name, HY_PID_NONE);
                 HY_CHECK_EQ(hy_send(from, T_REPORT, &rc, sizeof(rc)), 0);
@@ -176,7 +153,7 @@ static void cmd(hy_pid to, uint32_t c, const char *name)
 static int remote_register(hy_pid to, const char *name)
 {
     cmd(to, 1, name);
-    struct hy_msg *m = must_recv_tag(T_REPORT);
+    struct hy_msg *m = hy_test_must_recv_tag(T_REPORT, WAIT_NS);
     int32_t rc = INT32_MIN;
     if (m) {
         memcpy(&rc, m->data, sizeof(rc));
@@ -189,7 +166,7 @@ static int remote_register(hy_pid to, const char *name)
 static hy_pid remote_whereis(hy_pid to, const char *name)
 {
     cmd(to, 2, name);
-    struct hy_msg *m = must_recv_tag(T_REPORT);
+    struct hy_msg *m = hy_test_must_recv_tag(T_REPORT, WAIT_NS);
     hy_pid p = HY_PID_NONE;
     if (m) {
         memcpy(&p, m->data, sizeof(p));
@@ -202,7 +179,7 @@ static void stop_server(hy_pid p)
 {
     hy_ref r;
     HY_CHECK_EQ(hy_monitor(p, &r), 0);
-    send_tag(p, T_STOP);
+    hy_test_send_tag(p, T_STOP);
     struct hy_down_info d = recv_down(r);
     HY_CHECK_EQ(d.reason.kind, HY_REASON_NORMAL);
 }
@@ -511,7 +488,7 @@ static void named_exit(void *arg)
 {
     const struct carg *a = arg;
     HY_CHECK_EQ(hy_register(a->name, HY_PID_NONE), 0);
-    send_tag(a->peer, T_READY);
+    hy_test_send_tag(a->peer, T_READY);
     struct hy_msg *m = NULL;
     if (hy_recv_tag(T_GO, &m, WAIT_NS) != 0) {
         FAIL("named_exit: no T_GO");
@@ -538,12 +515,12 @@ static void body_name_vanishes_on_exit(void *arg)
         snprintf(a.name, sizeof(a.name), "gone_%u", mode);
         hy_ref r;
         hy_pid b = spawn_mon(on(s), named_exit, &a, &r);
-        hy_msg_free(must_recv_tag(T_READY));
+        hy_msg_free(hy_test_must_recv_tag(T_READY, WAIT_NS));
         HY_CHECK(hy_pid_eq(where(a.name), b));
         if (mode == 2)
             hy_exit_pid(b, hy_reason_make(HY_REASON_KILL));
         else
-            send_tag(b, T_GO);
+            hy_test_send_tag(b, T_GO);
         recv_down(r);
         HY_CHECK(hy_test_wait_until(name_gone, a.name, WAIT_MS));
         HY_CHECK(!listed(a.name, b));
@@ -593,7 +570,7 @@ static void body_reassigned_name_survives_old_holder(void *arg)
         hy_ref r;
         b = spawn_mon(on(s), server, &a, &r);
         HY_CHECK_EQ(hy_register(name, b), 0);
-        send_tag(b, T_STOP);
+        hy_test_send_tag(b, T_STOP);
         for (unsigned k = 0; k < it % 4; k++)
             hy_yield();
         int rc = hy_unregister(name);
@@ -615,15 +592,15 @@ static void seq_receiver(void *arg)
 {
     const struct carg *a = arg;
     HY_CHECK_EQ(hy_register(a->name, HY_PID_NONE), 0);
-    send_tag(a->peer, T_READY);
+    hy_test_send_tag(a->peer, T_READY);
     uint32_t next = 0, ok = 1;
     for (uint32_t i = 0; i < a->n; i++) {
-        struct hy_msg *m = must_recv_tag(T_DATA);
+        struct hy_msg *m = hy_test_must_recv_tag(T_DATA, WAIT_NS);
         if (!m) {
             ok = 0;
             break;
         }
-        uint32_t v = payload_u32(m);
+        uint32_t v = hy_test_payload_u32(m);
         if (v != next) {
             hy_test_check_fail(__FILE__, __LINE__, "got %u, expected %u", v, next);
             ok = 0;
@@ -631,7 +608,7 @@ static void seq_receiver(void *arg)
         next = v + 1;
         hy_msg_free(m);
     }
-    send_u32(a->peer, T_REPORT, ok);
+    hy_test_send_u32(a->peer, T_REPORT, ok);
 }
 
 /* Sends interleaved by name and by pid from a sender on shard a->mode. */
@@ -657,7 +634,7 @@ static void body_send_name_keeps_order(void *arg)
     snprintf(ra.name, sizeof(ra.name), "seq_rcv_%d", s);
     hy_ref r;
     spawn_mon(on(s), seq_receiver, &ra, &r);
-    hy_msg_free(must_recv_tag(T_READY));
+    hy_msg_free(hy_test_must_recv_tag(T_READY, WAIT_NS));
     /* the sender is the test process itself, then a process on the other shard */
     struct carg sa = ra;
     seq_sender(&sa);
@@ -665,7 +642,7 @@ static void body_send_name_keeps_order(void *arg)
     recv_down(r);
 
     spawn_mon(on(s), seq_receiver, &ra, &r);
-    hy_msg_free(must_recv_tag(T_READY));
+    hy_msg_free(hy_test_must_recv_tag(T_READY, WAIT_NS));
     hy_ref rs;
     spawn_mon(on(1 - s), seq_sender, &sa, &rs);
     HY_CHECK_EQ(recv_u32(T_REPORT), 1);
@@ -698,7 +675,7 @@ static void body_concurrent_register_one_wins(void *arg)
         cmd(p[0], 1, name);
         int32_t rc[2] = {INT32_MIN, INT32_MIN};
         for (int k = 0; k < 2; k++) {
-            struct hy_msg *m = must_recv_tag(T_REPORT);
+            struct hy_msg *m = hy_test_must_recv_tag(T_REPORT, WAIT_NS);
             if (!m)
                 break;
             int idx = hy_pid_eq(m->from, p[0]) ? 0 : 1;

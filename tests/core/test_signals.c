@@ -97,32 +97,9 @@ static hy_pid spawn_mon(struct hy_spawn_opts o, hy_proc_fn fn, const struct carg
     return pid;
 }
 
-static void send_tag(hy_pid to, uint64_t tag)
-{
-    HY_CHECK_EQ(hy_send(to, tag, NULL, 0), 0);
-}
 
-static void send_u32(hy_pid to, uint64_t tag, uint32_t v)
-{
-    HY_CHECK_EQ(hy_send(to, tag, &v, sizeof(v)), 0);
-}
 
-static uint32_t payload_u32(const struct hy_msg *m)
-{
-    uint32_t v = UINT32_MAX;
-    HY_CHECK_EQ(m->size, sizeof(v));
-    if (m->size == sizeof(v))
-        memcpy(&v, m->data, sizeof(v));
-    return v;
-}
 
-static struct hy_msg *must_recv_tag(uint64_t tag)
-{
-    struct hy_msg *m = NULL;
-    int rc = hy_recv_tag(tag, &m, WAIT_NS);
-    HY_CHECK_EQ(rc, 0);
-    return rc == 0 ? m : NULL;
-}
 
 static struct hy_msg *must_recv(void)
 {
@@ -134,15 +111,15 @@ static struct hy_msg *must_recv(void)
 
 static void recv_tag_free(uint64_t tag)
 {
-    hy_msg_free(must_recv_tag(tag));
+    hy_msg_free(hy_test_must_recv_tag(tag, WAIT_NS));
 }
 
 static uint32_t recv_u32(uint64_t tag)
 {
-    struct hy_msg *m = must_recv_tag(tag);
+    struct hy_msg *m = hy_test_must_recv_tag(tag, WAIT_NS);
     if (!m)
         return UINT32_MAX;
-    uint32_t v = payload_u32(m);
+    uint32_t v = hy_test_payload_u32(m);
     hy_msg_free(m);
     return v;
 }
@@ -339,7 +316,7 @@ static void server(void *arg)
 static void stop_server(hy_pid p)
 {
     hy_ref r = mon(p);
-    send_tag(p, T_STOP);
+    hy_test_send_tag(p, T_STOP);
     struct hy_down_info d;
     if (recv_down(r, &d))
         CHECK_KIND(d.reason, HY_REASON_NORMAL);
@@ -351,7 +328,7 @@ static void linker(void *arg)
 {
     const struct carg *a = arg;
     HY_CHECK_EQ(hy_link(a->peer), 0);
-    send_tag(a->peer2, T_READY);
+    hy_test_send_tag(a->peer2, T_READY);
     struct hy_msg *m = NULL;
     if (hy_recv_tag(T_GO, &m, WAIT_NS) != 0) {
         FAIL("linker: neither killed nor told to go");
@@ -410,7 +387,7 @@ static void body_link_crash_kills(void *arg)
     hy_ref rl;
     hy_pid l = spawn_mon(on(0), linker, &la, &rl);
     recv_tag_free(T_READY);
-    send_tag(b, T_GO);
+    hy_test_send_tag(b, T_GO);
     struct hy_down_info d;
     if (recv_down(rb, &d)) {
         CHECK_USER(d.reason, 0, "boom 9");
@@ -443,7 +420,7 @@ static void body_trapped_exit_carries_reason(void *arg)
         o.link = true;
         struct carg a = {.reason = reasons[i]};
         hy_pid b = spawn_a(o, exit_now, &a);
-        struct hy_msg *m = must_recv_tag(HY_TAG_EXIT);
+        struct hy_msg *m = hy_test_must_recv_tag(HY_TAG_EXIT, WAIT_NS);
         if (!m)
             continue;
         HY_CHECK(hy_pid_eq(m->from, b));
@@ -507,7 +484,7 @@ static void body_link_is_bidirectional(void *arg)
     struct hy_proc_info ia = info_of(a);
     HY_CHECK_EQ(ia.nlinks, 1);
     HY_CHECK(info_has_link(&ia, b));
-    send_tag(a, T_GO);
+    hy_test_send_tag(a, T_GO);
     struct hy_down_info d;
     if (recv_down(ra, &d))
         CHECK_USER(d.reason, 3, "a quits");
@@ -581,11 +558,11 @@ static void unlink_then_survive(void *arg)
     hy_pid b = spawn_a(o, exit_on_go, &ca);
     HY_CHECK_EQ(hy_unlink(b), 0);
     hy_ref r = mon(b);
-    send_tag(b, T_GO);
+    hy_test_send_tag(b, T_GO);
     struct hy_down_info d;
     if (recv_down(r, &d))
         CHECK_USER(d.reason, 12, "late");
-    send_tag(a->peer, T_ALIVE);
+    hy_test_send_tag(a->peer, T_ALIVE);
 }
 
 /* hydra tests/link.rs: unlink really prevents the signal. The child's DOWN
@@ -605,7 +582,7 @@ static void body_unlink_prevents_exit(void *arg)
     HY_CHECK_EQ(info_of(self).nlinks, 0);
     HY_CHECK_EQ(info_of(b).nlinks, 0);
     hy_ref r = mon(b);
-    send_tag(b, T_GO);
+    hy_test_send_tag(b, T_GO);
     struct hy_down_info d;
     if (recv_down(r, &d))
         CHECK_USER(d.reason, 11, "after unlink");
@@ -631,7 +608,7 @@ static void unlink_dier(void *arg)
 {
     const struct carg *a = arg;
     HY_CHECK_EQ(hy_link(a->peer), 0);
-    send_tag(a->peer, T_READY);
+    hy_test_send_tag(a->peer, T_READY);
     recv_tag_free(T_GO);
     HY_CHECK_EQ(hy_unlink(a->peer), 0);
     hy_exit(hy_reason_user(7, "a"));
@@ -644,12 +621,12 @@ static void unlink_watcher(void *arg)
     hy_pid d = spawn_a(on((int)a->n), unlink_dier, &da);
     recv_tag_free(T_READY);
     hy_ref r = mon(d);
-    send_tag(d, T_GO);
+    hy_test_send_tag(d, T_GO);
     struct hy_down_info di;
     uint32_t ok = recv_down(r, &di) && di.reason.kind == HY_REASON_USER && di.reason.code == 7;
     ok = ok && count_tag_now(HY_TAG_EXIT) == 0;
     ok = ok && info_of(hy_self()).nlinks == 0;
-    send_u32(a->peer, T_REPORT, ok);
+    hy_test_send_u32(a->peer, T_REPORT, ok);
 }
 
 static void body_unlink_removes_both_directions(void *arg)
@@ -746,7 +723,7 @@ static void normal_link_survivor(void *arg)
     if (recv_down(r, &d))
         CHECK_KIND(d.reason, HY_REASON_NORMAL);
     /* its EXIT (normal) came before its DOWN: we are still here */
-    send_tag(a->peer, T_ALIVE);
+    hy_test_send_tag(a->peer, T_ALIVE);
 }
 
 static int alive_or_down(const struct hy_msg *m, void *arg)
@@ -799,7 +776,7 @@ static void self_normal_exit(void *arg)
         got_exit = hy_pid_eq(ei.from, hy_self()) && ei.reason.kind == HY_REASON_NORMAL;
         hy_msg_free(m);
     }
-    send_u32(a->peer, T_SURVIVED, got_exit);
+    hy_test_send_u32(a->peer, T_SURVIVED, got_exit);
 }
 
 static void body_exit_self_normal(void *arg)
@@ -859,7 +836,7 @@ static void body_exit_signal_reason(void *arg)
     hy_ref r;
     hy_pid t = spawn_mon(o, server, &ta, &r);
     HY_CHECK_EQ(hy_exit_pid(t, hy_reason_user(6, "trapped")), 0);
-    struct hy_msg *m = must_recv_tag(T_REPORT);
+    struct hy_msg *m = hy_test_must_recv_tag(T_REPORT, WAIT_NS);
     if (m) {
         struct hy_exit_info ei;
         HY_CHECK_EQ(m->size, sizeof(ei));
@@ -952,7 +929,7 @@ static void body_link_signal_kill_is_trappable(void *arg)
     hy_ref rc;
     hy_pid c = spawn_mon(on(0), linker, &la, &rc);
     recv_tag_free(T_READY);
-    send_tag(b, T_GO);
+    hy_test_send_tag(b, T_GO);
     struct hy_exit_info ei;
     if (recv_exit(b, &ei))
         CHECK_KIND(ei.reason, HY_REASON_KILL);
@@ -973,7 +950,7 @@ static void busy_yielder(void *arg)
 {
     const struct carg *a = arg;
     hy_pid dead = a->peer2;
-    send_tag(a->peer, T_READY);
+    hy_test_send_tag(a->peer, T_READY);
     uint64_t deadline = hy_now_ns() + (uint64_t)WAIT_NS;
     uint32_t i = 0;
     while (hy_now_ns() < deadline) {
@@ -1040,7 +1017,7 @@ static void send_then_exit(void *arg)
 {
     const struct carg *a = arg;
     for (uint32_t i = 0; i < a->n; i++)
-        send_u32(a->peer, T_DATA, i);
+        hy_test_send_u32(a->peer, T_DATA, i);
     hy_exit(a->reason);
 }
 
@@ -1065,7 +1042,7 @@ static void body_messages_before_exit_and_down(void *arg)
                 break;
             if (m->tag == T_DATA) {
                 HY_CHECK(!got_exit && !got_down);
-                HY_CHECK_EQ(payload_u32(m), next);
+                HY_CHECK_EQ(hy_test_payload_u32(m), next);
                 next++;
             } else if (m->tag == HY_TAG_EXIT) {
                 HY_CHECK(hy_pid_eq(m->from, b));
@@ -1098,7 +1075,7 @@ static void trap_collect(void *arg)
             break;
         }
         if (m->tag == T_DATA) {
-            ok &= payload_u32(m) == next;
+            ok &= hy_test_payload_u32(m) == next;
             next++;
             hy_msg_free(m);
             continue;
@@ -1114,7 +1091,7 @@ static void trap_collect(void *arg)
         hy_msg_free(m);
         break;
     }
-    send_u32(a->peer, T_REPORT, ok);
+    hy_test_send_u32(a->peer, T_REPORT, ok);
 }
 
 static void body_messages_before_exit_signal(void *arg)
@@ -1128,7 +1105,7 @@ static void body_messages_before_exit_signal(void *arg)
             .peer = hy_self(), .n = 1 + it % 40, .reason = hy_reason_user((int32_t)it, "sig")};
         hy_pid b = spawn_a(o, trap_collect, &a);
         for (uint32_t i = 0; i < a.n; i++)
-            send_u32(b, T_DATA, i);
+            hy_test_send_u32(b, T_DATA, i);
         HY_CHECK_EQ(hy_exit_pid(b, a.reason), 0);
         if (recv_u32(T_REPORT) != 1)
             hy_test_check_fail(__FILE__, __LINE__, "iteration %u: order broken", it);
@@ -1149,7 +1126,7 @@ static void body_monitor_down_fields(void *arg)
     hy_ref r = mon(b);
     HY_CHECK_EQ(info_of(hy_self()).nmonitors, 1);
     HY_CHECK_EQ(info_of(b).nmonitored_by, 1);
-    send_tag(b, T_GO);
+    hy_test_send_tag(b, T_GO);
     struct hy_msg *m = NULL;
     HY_CHECK_EQ(hy_recv(&m, WAIT_NS), 0);
     if (m) {
@@ -1175,7 +1152,7 @@ static void register_then_exit_on_go(void *arg)
 {
     const struct carg *a = arg;
     HY_CHECK_EQ(hy_register(a->name, HY_PID_NONE), 0);
-    send_tag(a->peer, T_READY);
+    hy_test_send_tag(a->peer, T_READY);
     recv_tag_free(T_GO);
     hy_exit(a->reason);
 }
@@ -1190,7 +1167,7 @@ static void body_monitor_by_name(void *arg)
     hy_ref r = HY_REF_NONE;
     HY_CHECK_EQ(hy_monitor_name(a.name, &r), 0);
     HY_CHECK_EQ(info_of(b).nmonitored_by, 1);
-    send_tag(b, T_GO);
+    hy_test_send_tag(b, T_GO);
     struct hy_down_info d;
     if (recv_down(r, &d)) {
         HY_CHECK(strcmp(d.name, a.name) == 0);
@@ -1289,7 +1266,7 @@ static void body_monitor_fires_once(void *arg)
     hy_ref r1 = mon(b), r2 = mon(b);
     HY_CHECK(!hy_ref_eq(r1, r2));
     HY_CHECK_EQ(info_of(b).nmonitored_by, 2);
-    send_tag(b, T_GO);
+    hy_test_send_tag(b, T_GO);
     struct hy_down_info d;
     if (recv_down(r1, &d))
         CHECK_USER(d.reason, 2, "once");
@@ -1315,7 +1292,7 @@ static void body_demonitor_nothing_after(void *arg)
     HY_CHECK_EQ(info_of(hy_self()).nmonitors, 0);
     HY_CHECK_EQ(info_of(b).nmonitored_by, 0);
     hy_ref r2 = mon(b);
-    send_tag(b, T_GO);
+    hy_test_send_tag(b, T_GO);
     struct hy_down_info d;
     if (recv_down(r2, &d))
         CHECK_USER(d.reason, 1, "x");
@@ -1400,7 +1377,7 @@ static void self_monitor(void *arg)
     uint32_t ok = hy_test_check_failures() == 0;
     ok = ok && ping(a->peer) && hy_mailbox_len() == 0;
     ok = ok && hy_demonitor(r1, true) == 0;
-    send_u32(a->peer, T_REPORT, ok);
+    hy_test_send_u32(a->peer, T_REPORT, ok);
     hy_exit(hy_reason_user(1, "self"));
 }
 
@@ -1412,7 +1389,7 @@ static void body_monitor_self_main(void *arg)
     hy_ref r;
     spawn_mon(on(s), self_monitor, &b, &r);
     /* serve the child's ping, then collect its report and DOWN */
-    struct hy_msg *m = must_recv_tag(T_PING);
+    struct hy_msg *m = hy_test_must_recv_tag(T_PING, WAIT_NS);
     if (m) {
         hy_send(m->from, T_PONG, m->data, m->size);
         hy_msg_free(m);
@@ -1546,14 +1523,14 @@ static void with_cleanups(void *arg)
         hy_panic("panic %s", "text");
         break;
     case END_KILLED_WAITING: {
-        send_tag(a->peer, T_READY);
+        hy_test_send_tag(a->peer, T_READY);
         struct hy_msg *m = NULL;
         hy_recv_tag(T_GO, &m, WAIT_NS);
         hy_msg_free(m);
         break;
     }
     case END_KILLED_BUSY: {
-        send_tag(a->peer, T_READY);
+        hy_test_send_tag(a->peer, T_READY);
         uint64_t deadline = hy_now_ns() + (uint64_t)WAIT_NS;
         while (hy_now_ns() < deadline)
             hy_yield();
@@ -1609,7 +1586,7 @@ static void alias_sender(void *arg)
     for (uint32_t i = 0; i < a->n; i++)
         HY_CHECK_EQ(hy_alias_send(a->alias, T_DATA, &i, sizeof(i)), 0);
     /* barrier: a plain message after them */
-    send_tag(a->peer, T_BARRIER);
+    hy_test_send_tag(a->peer, T_BARRIER);
 }
 
 /* A message through an alias arrives with ref = alias.ref, from the sender;
@@ -1619,7 +1596,7 @@ static void body_alias_send_carries_ref(void *arg)
     int s = *(int *)arg;
     hy_pid self = hy_self();
     for (uint32_t i = 0; i < 3; i++)
-        send_u32(self, T_AFTER, i); /* queued before the alias: skipped by the marker */
+        hy_test_send_u32(self, T_AFTER, i); /* queued before the alias: skipped by the marker */
     hy_alias al;
     HY_CHECK_EQ(hy_alias_create(0, &al), 0);
     HY_CHECK(hy_pid_eq(al.pid, self));
@@ -1627,7 +1604,7 @@ static void body_alias_send_carries_ref(void *arg)
     struct carg a = {.peer = self, .alias = al, .n = 2};
     hy_pid b = spawn_a(on(s), alias_sender, &a);
     recv_tag_free(T_BARRIER);
-    send_u32(self, T_AFTER, 3);
+    hy_test_send_u32(self, T_AFTER, 3);
     for (uint32_t i = 0; i < 2; i++) {
         struct hy_msg *m = NULL;
         HY_CHECK_EQ(hy_recv_ref(al.ref, &m, WAIT_NS), 0);
@@ -1636,13 +1613,13 @@ static void body_alias_send_carries_ref(void *arg)
         HY_CHECK_EQ(m->tag, T_DATA);
         HY_CHECK(hy_ref_eq(m->ref, al.ref));
         HY_CHECK(hy_pid_eq(m->from, b));
-        HY_CHECK_EQ(payload_u32(m), i);
+        HY_CHECK_EQ(hy_test_payload_u32(m), i);
         hy_msg_free(m);
     }
     /* the others are still there, in order */
     for (uint32_t i = 0; i < 4; i++) {
         struct hy_msg *m = must_recv();
-        HY_CHECK(m && m->tag == T_AFTER && payload_u32(m) == i);
+        HY_CHECK(m && m->tag == T_AFTER && hy_test_payload_u32(m) == i);
         hy_msg_free(m);
     }
     HY_CHECK_EQ(hy_alias_deactivate(al), 0);
@@ -1682,7 +1659,7 @@ static void body_alias_deactivate_drops(void *arg)
     struct carg oa = {.peer = self};
     hy_ref r;
     spawn_mon(on(s), alias_owner, &oa, &r);
-    struct hy_msg *m = must_recv_tag(T_REPORT);
+    struct hy_msg *m = hy_test_must_recv_tag(T_REPORT, WAIT_NS);
     hy_alias other;
     memset(&other, 0, sizeof(other));
     if (m) {
@@ -1716,7 +1693,7 @@ static void body_alias_reply_once(void *arg)
     struct hy_msg *m = NULL;
     HY_CHECK_EQ(hy_recv_ref(al.ref, &m, HY_NOWAIT), 0);
     if (m) {
-        HY_CHECK_EQ(payload_u32(m), 0);
+        HY_CHECK_EQ(hy_test_payload_u32(m), 0);
         hy_msg_free(m);
     }
     HY_CHECK_EQ(hy_alias_deactivate(al), HY_ENOENT);
@@ -1734,16 +1711,16 @@ static void info_target(void *arg)
     const struct carg *a = arg;
     HY_CHECK_EQ(hy_link(a->peer2), 0);
     mon(a->peer2);
-    send_tag(a->peer, T_READY);
+    hy_test_send_tag(a->peer, T_READY);
     for (;;) {
-        struct hy_msg *m = must_recv_tag(T_CMD);
+        struct hy_msg *m = hy_test_must_recv_tag(T_CMD, WAIT_NS);
         if (!m)
             return;
-        uint32_t cmd = payload_u32(m);
+        uint32_t cmd = hy_test_payload_u32(m);
         hy_msg_free(m);
         if (cmd == 0)
             return;
-        send_tag(a->peer, T_PONG);
+        hy_test_send_tag(a->peer, T_PONG);
     }
 }
 
@@ -1784,7 +1761,7 @@ static void body_info_fields(void *arg)
     HY_CHECK(i1.memory >= 5 * sizeof(big));
 
     /* scheduled again: more reductions; more mail: more memory */
-    send_u32(b, T_CMD, 1);
+    hy_test_send_u32(b, T_CMD, 1);
     recv_tag_free(T_PONG);
     for (int i = 0; i < 3; i++)
         HY_CHECK_EQ(hy_send(b, T_DATA, big, sizeof(big)), 0);
@@ -1821,7 +1798,7 @@ static void body_info_fields(void *arg)
         stop_server(n);
     }
 
-    send_u32(b, T_CMD, 0);
+    hy_test_send_u32(b, T_CMD, 0);
     struct hy_down_info d;
     if (recv_down(r, &d))
         CHECK_KIND(d.reason, HY_REASON_NORMAL);

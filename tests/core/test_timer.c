@@ -53,13 +53,6 @@ static hy_pid spawn_on(int shard, hy_proc_fn fn, void *arg, size_t arg_size)
     return pid;
 }
 
-static struct hy_msg *must_recv_tag(uint64_t tag)
-{
-    struct hy_msg *m = NULL;
-    int rc = hy_recv_tag(tag, &m, WAIT_NS);
-    HY_CHECK_EQ(rc, 0);
-    return rc == 0 ? m : NULL;
-}
 
 static struct hy_msg *must_recv(void)
 {
@@ -164,7 +157,7 @@ static struct report must_report(void)
 {
     struct report rep;
     memset(&rep, 0, sizeof(rep));
-    struct hy_msg *m = must_recv_tag(T_REPORT);
+    struct hy_msg *m = hy_test_must_recv_tag(T_REPORT, WAIT_NS);
     if (m) {
         HY_CHECK_EQ(m->size, sizeof(rep));
         memcpy(&rep, m->data, sizeof(rep));
@@ -176,7 +169,7 @@ static struct report must_report(void)
 static void quit_reporter(hy_pid r)
 {
     send_u64(r, T_QUIT, 0);
-    hy_msg_free(must_recv_tag(T_EXITED));
+    hy_msg_free(hy_test_must_recv_tag(T_EXITED, WAIT_NS));
 }
 
 static uint8_t buf[8192];
@@ -201,7 +194,7 @@ static void body_delay(void *arg)
         uint64_t t0 = hy_now_ns();
         HY_CHECK_EQ(hy_send_after(delays[k], self, T_TIMER, buf, 100, 0, &ref), 0);
         HY_CHECK(!hy_ref_is_none(ref));
-        struct hy_msg *m = must_recv_tag(T_TIMER);
+        struct hy_msg *m = hy_test_must_recv_tag(T_TIMER, WAIT_NS);
         uint64_t elapsed = hy_now_ns() - t0;
         HY_CHECK(elapsed >= delays[k]);
         if (m) {
@@ -299,7 +292,7 @@ static void body_cancel_after_fire(void *arg)
     hy_pid self = hy_self();
     hy_ref ref;
     HY_CHECK_EQ(hy_send_after(100 * US, self, T_TIMER, NULL, 0, 0, &ref), 0);
-    hy_msg_free(must_recv_tag(T_TIMER));
+    hy_msg_free(hy_test_must_recv_tag(T_TIMER, WAIT_NS));
     uint64_t rem = 12345;
     HY_CHECK_EQ(hy_timer_cancel(ref, &rem), HY_ENOENT);
     HY_CHECK_EQ(hy_timer_read(ref, &rem), HY_ENOENT);
@@ -446,7 +439,7 @@ static void body_tied(void *arg)
         hy_pid c = spawn_on(shard, creator, &ca, sizeof(ca));
         struct creator_refs refs;
         memset(&refs, 0, sizeof(refs));
-        struct hy_msg *m = must_recv_tag(T_REFS);
+        struct hy_msg *m = hy_test_must_recv_tag(T_REFS, WAIT_NS);
         if (m) {
             memcpy(&refs, m->data, sizeof(refs));
             hy_msg_free(m);
@@ -460,10 +453,10 @@ static void body_tied(void *arg)
          * it fired, its message would have come before */
         struct barrier_arg ba = {self, refs.tied_due};
         spawn_on(shard, late_barrier, &ba, sizeof(ba));
-        hy_msg_free(must_recv_tag(T_BARRIER));
+        hy_msg_free(hy_test_must_recv_tag(T_BARRIER, WAIT_NS));
         HY_CHECK_EQ(hy_recv_tag(T_TIED, &m, HY_NOWAIT), HY_ETIMEDOUT);
         /* not tied: outlives its creator (OTP) and arrives */
-        m = must_recv_tag(T_UNTIED);
+        m = hy_test_must_recv_tag(T_UNTIED, WAIT_NS);
         hy_msg_free(m);
         HY_CHECK_EQ(hy_timer_cancel(refs.untied, NULL), HY_ENOENT);
         check_empty(); /* in particular, no T_TIED */
@@ -529,7 +522,7 @@ static void sink(void *arg)
 {
     (void)arg;
     for (uint32_t i = 0; i < sinkst.n; i++) {
-        struct hy_msg *m = must_recv_tag(T_TIMER);
+        struct hy_msg *m = hy_test_must_recv_tag(T_TIMER, WAIT_NS);
         if (!m)
             return;
         hy_msg_free(m);
@@ -567,7 +560,7 @@ static void body_many(void *arg)
         HY_CHECK(el >= 3 * MS);
         HY_CHECK(el < 5 * SEC);
     }
-    struct hy_msg *m = must_recv_tag(T_REPORT);
+    struct hy_msg *m = hy_test_must_recv_tag(T_REPORT, WAIT_NS);
     HY_CHECK_EQ(payload_u64(m), n);
     hy_msg_free(m);
     for (uint32_t i = 0; i < n; i++) {
@@ -607,7 +600,7 @@ static struct {
 static void collect_order(void)
 {
     for (uint32_t k = 0; k < dl.n; k++) {
-        struct hy_msg *m = must_recv_tag(T_TIMER);
+        struct hy_msg *m = hy_test_must_recv_tag(T_TIMER, WAIT_NS);
         if (!m)
             return;
         dl.at[k] = hy_now_ns();
@@ -717,7 +710,7 @@ static void body_order(void *arg)
                 hy_pid c = spawn_on(1, order_collector, NULL, 0);
                 min_lo = arm_shuffled(c, lead, &last);
                 in_time = hy_timer_read(last, NULL) == 0 && hy_now_ns() < min_lo;
-                hy_msg_free(must_recv_tag(T_REPORT));
+                hy_msg_free(hy_test_must_recv_tag(T_REPORT, WAIT_NS));
             }
             check_order(in_time);
             checked = in_time;
@@ -757,7 +750,7 @@ static void body_errors(void *arg)
     HY_CHECK_EQ(hy_send_after(1, r, T_TIMER, buf, SMALL_MAX + 1, HY_TIMER_TIED, &ref), HY_EMSGSIZE);
     /* exactly the maximum goes, here and there */
     HY_CHECK_EQ(hy_send_after(1, self, T_TIMER, buf, SMALL_MAX, 0, &ref), 0);
-    struct hy_msg *m = must_recv_tag(T_TIMER);
+    struct hy_msg *m = hy_test_must_recv_tag(T_TIMER, WAIT_NS);
     if (m) {
         HY_CHECK_EQ(m->size, SMALL_MAX);
         HY_CHECK(memcmp(m->data, buf, SMALL_MAX) == 0);

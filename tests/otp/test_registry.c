@@ -38,13 +38,6 @@ enum {
     T_RESULT,
 };
 
-static struct hy_msg *must_recv_tag(uint64_t tag)
-{
-    struct hy_msg *m = NULL;
-    int rc = hy_recv_tag(tag, &m, WAIT_NS);
-    HY_CHECK_EQ(rc, 0);
-    return rc ? NULL : m;
-}
 
 static struct hy_reason must_down(hy_ref ref)
 {
@@ -161,7 +154,7 @@ static hy_pid spawn_member(struct member_arg ma, int shard, hy_ref *mon, int *re
     so.monitor_ref = mon;
     hy_pid pid = HY_PID_NONE;
     HY_CHECK_EQ(hy_spawn_opt(member_main, &ma, &so, &pid), 0);
-    struct hy_msg *m = must_recv_tag(T_READY);
+    struct hy_msg *m = hy_test_must_recv_tag(T_READY, WAIT_NS);
     int rc = -1;
     if (m) {
         memcpy(&rc, m->data, sizeof(rc));
@@ -272,7 +265,7 @@ static void body_dispatch(void *a)
     HY_CHECK_EQ(sent, N);
     unsigned seen = 0;
     for (unsigned i = 0; i < N; i++) {
-        struct hy_msg *m = must_recv_tag(T_GOT);
+        struct hy_msg *m = hy_test_must_recv_tag(T_GOT, WAIT_NS);
         if (!m)
             continue;
         unsigned id;
@@ -285,7 +278,7 @@ static void body_dispatch(void *a)
     /* the outsider got nothing: dispatch was sent by us, so it would have
      * arrived before this ping */
     HY_CHECK_EQ(hy_send(outsider, T_PING, NULL, 0), 0);
-    struct hy_msg *m = must_recv_tag(T_PONG);
+    struct hy_msg *m = hy_test_must_recv_tag(T_PONG, WAIT_NS);
     if (m) {
         unsigned news;
         memcpy(&news, m->data, sizeof(news));
@@ -527,7 +520,7 @@ static hy_pid recv_result(void)
         int rc;
         hy_pid pid;
     } r = {-1, HY_PID_NONE};
-    struct hy_msg *m = must_recv_tag(T_RESULT);
+    struct hy_msg *m = hy_test_must_recv_tag(T_RESULT, WAIT_NS);
     if (m) {
         memcpy(&r, m->data, sizeof(r));
         hy_msg_free(m);
@@ -545,8 +538,8 @@ static void body_start_once(void *a)
     hy_pid sup = reg_start_s();
     /* asker A starts "svc"; the start function stops at its gate */
     HY_CHECK_EQ(hy_spawn(asker_main, NULL, NULL), 0);
-    hy_msg_free(must_recv_tag(T_CALLING));
-    struct hy_msg *m = must_recv_tag(T_STARTING);
+    hy_msg_free(hy_test_must_recv_tag(T_CALLING, WAIT_NS));
+    struct hy_msg *m = hy_test_must_recv_tag(T_STARTING, WAIT_NS);
     hy_pid starter = HY_PID_NONE;
     if (m) {
         memcpy(&starter, m->data, sizeof(starter));
@@ -555,7 +548,7 @@ static void body_start_once(void *a)
     /* asker B, on our shard, asks while the start is under way */
     hy_pid b = HY_PID_NONE;
     HY_CHECK_EQ(hy_spawn(asker_main, NULL, &b), 0);
-    hy_msg_free(must_recv_tag(T_CALLING));
+    hy_msg_free(hy_test_must_recv_tag(T_CALLING, WAIT_NS));
     HY_CHECK(hy_test_wait_until(is_waiting, &b, WAIT_MS)); /* its request is sent */
     /* Our lookup travels behind B's request (same shard, one FIFO per shard
      * pair), so when it answers, the partition has seen B ask: the start

@@ -30,13 +30,6 @@ enum {
     T_STAY,
 };
 
-static struct hy_msg *must_recv_tag(uint64_t tag)
-{
-    struct hy_msg *m = NULL;
-    int rc = hy_recv_tag(tag, &m, WAIT_NS);
-    HY_CHECK_EQ(rc, 0);
-    return rc ? NULL : m;
-}
 
 static struct hy_reason must_down(hy_ref ref)
 {
@@ -119,7 +112,7 @@ static void worker(void *a)
     while (now > seen && !atomic_compare_exchange_weak(&max_inside, &seen, now))
         ;
     HY_CHECK_EQ(hy_send(w.test, T_IN, &w.id, sizeof(w.id)), 0);
-    hy_msg_free(must_recv_tag(T_LEAVE));
+    hy_msg_free(hy_test_must_recv_tag(T_LEAVE, WAIT_NS));
     atomic_fetch_sub(&inside, (int)w.n);
     if (w.release)
         HY_CHECK_EQ(hy_semaphore_release(w.sem, w.n), 0);
@@ -141,7 +134,7 @@ static hy_pid spawn_worker(struct worker_arg w, int shard, hy_ref *mon)
 static unsigned recv_in(hy_pid *from)
 {
     unsigned id = 0;
-    struct hy_msg *m = must_recv_tag(T_IN);
+    struct hy_msg *m = hy_test_must_recv_tag(T_IN, WAIT_NS);
     if (m) {
         memcpy(&id, m->data, sizeof(id));
         if (from)
@@ -245,7 +238,7 @@ static void body_no_barging(void *a)
     /* and a newcomer does not jump the queue either */
     HY_CHECK_EQ(hy_semaphore_acquire(sem, 1, HY_NOWAIT), HY_ETIMEDOUT);
     HY_CHECK_EQ(hy_semaphore_release(sem, 1), 0);
-    hy_pid from;
+    hy_pid from = HY_PID_NONE;
     HY_CHECK_EQ(recv_in(&from), 1);
     HY_CHECK(hy_pid_eq(from, pbig));
     HY_CHECK_EQ(hy_send(pbig, T_LEAVE, NULL, 0), 0);

@@ -34,13 +34,6 @@ enum {
 
 /* ---- helpers ------------------------------------------------------------- */
 
-static struct hy_msg *must_recv_tag(uint64_t tag)
-{
-    struct hy_msg *m = NULL;
-    int rc = hy_recv_tag(tag, &m, WAIT_NS);
-    HY_CHECK_EQ(rc, 0);
-    return rc ? NULL : m;
-}
 
 /* Waits for the DOWN of ref and returns its reason. */
 static struct hy_reason must_down(hy_ref ref)
@@ -425,7 +418,7 @@ static void owner_main(void *a)
     HY_CHECK_EQ(t.linked, oa.link);
     HY_CHECK_EQ(hy_send(oa.test, T_PID, &t.pid, sizeof(t.pid)), 0);
     if (oa.fn == block_fn) {
-        hy_msg_free(must_recv_tag(T_GO)); /* the test monitors the task first */
+        hy_msg_free(hy_test_must_recv_tag(T_GO, WAIT_NS)); /* the test monitors the task first */
         if (oa.crash)
             hy_panic("owner down");
         return; /* the owner ends normally, task still running */
@@ -435,7 +428,7 @@ static void owner_main(void *a)
     int rc = hy_task_await(&t, WAIT_NS, &m, &why);
     /* reached only when the owner survives the crash (trapping exits) */
     HY_CHECK_EQ(rc, HY_EEXIT);
-    struct hy_msg *e = must_recv_tag(HY_TAG_EXIT);
+    struct hy_msg *e = hy_test_must_recv_tag(HY_TAG_EXIT, WAIT_NS);
     if (e) {
         struct hy_exit_info ei;
         memcpy(&ei, e->data, sizeof(ei));
@@ -461,7 +454,7 @@ static hy_pid spawn_owner(struct owner_arg oa, hy_ref *mon)
 static hy_pid recv_pid(void)
 {
     hy_pid p = HY_PID_NONE;
-    struct hy_msg *m = must_recv_tag(T_PID);
+    struct hy_msg *m = hy_test_must_recv_tag(T_PID, WAIT_NS);
     if (m) {
         memcpy(&p, m->data, sizeof(p));
         hy_msg_free(m);
@@ -510,7 +503,7 @@ static void body_linked(void *a)
     oa.trap = true;
     spawn_owner(oa, &omon);
     recv_pid();
-    struct hy_msg *m = must_recv_tag(T_DONE);
+    struct hy_msg *m = hy_test_must_recv_tag(T_DONE, WAIT_NS);
     hy_msg_free(m);
     r = must_down(omon);
     HY_CHECK_EQ(r.kind, HY_REASON_NORMAL);

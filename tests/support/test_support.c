@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include <cmocka.h>
@@ -148,4 +149,31 @@ void hy_test_assert_checks(void)
     check_failures = 0;
     pthread_mutex_unlock(&check_lock);
     assert_int_equal(n, 0);
+}
+
+struct hy_msg *hy_test_must_recv_tag(uint64_t tag, int64_t timeout_ns)
+{
+    struct hy_msg *m = NULL;
+    int rc = hy_recv_tag(tag, &m, timeout_ns);
+    HY_CHECK_EQ(rc, 0);
+    return rc == 0 ? m : NULL;
+}
+
+void hy_test_send_tag(hy_pid to, uint64_t tag)
+{
+    HY_CHECK_EQ(hy_send(to, tag, NULL, 0), 0);
+}
+
+void hy_test_send_u32(hy_pid to, uint64_t tag, uint32_t v)
+{
+    HY_CHECK_EQ(hy_send(to, tag, &v, sizeof(v)), 0);
+}
+
+uint32_t hy_test_payload_u32(const struct hy_msg *m)
+{
+    uint32_t v = UINT32_MAX;
+    HY_CHECK_EQ(m->size, sizeof(v));
+    if (m->size == sizeof(v))
+        memcpy(&v, m->data, sizeof(v));
+    return v;
 }

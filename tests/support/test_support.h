@@ -56,4 +56,15 @@ unsigned hy_test_check_failures(void);
  * and resets the count. Context: the test's main thread, not a process. */
 void hy_test_assert_checks(void);
 
+/* Small process-side helpers shared by the suites (failures are recorded
+ * with HY_CHECK, as above). */
+/* Receives a message with tag within timeout_ns; NULL (and a failed check)
+ * if none came. The message is returned owned. */
+struct hy_msg *hy_test_must_recv_tag(uint64_t tag, int64_t timeout_ns);
+/* Sends an empty message / a uint32_t payload; a failed send is a failed check. */
+void hy_test_send_tag(hy_pid to, uint64_t tag);
+void hy_test_send_u32(hy_pid to, uint64_t tag, uint32_t v);
+/* The uint32_t payload of m (checked to be exactly that size; UINT32_MAX if not). */
+uint32_t hy_test_payload_u32(const struct hy_msg *m);
+
 #endif
