@@ -227,6 +227,7 @@ static void node_b_main(void *arg)
             break;
         }
         uint64_t tag = m->tag;
+        hy_pid sender = m->from;
         if (tag == BENCH_TAG_HELLO && m->size == sizeof(hy_pid)) {
             hy_pid from;
 
@@ -238,6 +239,15 @@ static void node_b_main(void *arg)
         }
         hy_msg_free(m);
         if (tag == BENCH_TAG_STOP) {
+            /* Teardown order: node a stops its endpoints first, then we do.
+             * A memif peer that goes away while the other side still polls
+             * its rings can fault inside DPDK (its interrupt thread unmaps
+             * them under the poller). So: acknowledge, then wait for node
+             * a's CLOSE (NODEDOWN) before closing ours. */
+            hy_send(sender, BENCH_TAG_STOP, NULL, 0);
+            struct hy_msg *d;
+            if (monitoring && hy_recv_tag(HY_TAG_NODEDOWN, &d, 10 * SEC) == 0)
+                hy_msg_free(d);
             node_b_status = 0;
             break;
         }
@@ -411,13 +421,11 @@ stop:
     /* pb_stop, and wait until pb_node has it: hy_dist_stop() drops what is
      * still queued for the wire. */
     {
-        hy_ref ref;
-
-        if (hy_monitor(node, &ref) == 0) {
-            hy_send(node, BENCH_TAG_STOP, NULL, 0);
-            if (hy_recv_ref(ref, &m, 10 * SEC) == 0)
-                hy_msg_free(m);
-        }
+        /* node b acknowledges, then waits for our CLOSE before closing
+         * its own endpoints (see the node b side) */
+        hy_send(node, BENCH_TAG_STOP, NULL, 0);
+        if (hy_recv_tag(BENCH_TAG_STOP, &m, 10 * SEC) == 0)
+            hy_msg_free(m);
     }
 out:
     hy_dist_stop();
