@@ -7,6 +7,10 @@
 #ifndef HY_CORE_ERRORS_H
 #define HY_CORE_ERRORS_H
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* X(name, value, message). Values mirror the closest errno so that tools that
  * print errno numbers stay meaningful. */
 #define HY_ERRNO_MAP(X)                                                                  \
@@ -57,5 +61,9 @@ const char *hy_strerror(int err);
 /* Returns the symbolic name of a HY_E* code ("HY_ENOMEM"), "0" for success,
  * "HY_E?" when unknown. Context: anywhere, signal-safe. */
 const char *hy_err_name(int err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HY_CORE_ERRORS_H */

@@ -17,6 +17,10 @@
 #include "pid.h"
 #include "runtime.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* ---- exit reasons ------------------------------------------------------ */
 
 enum hy_reason_kind {
@@ -144,5 +148,9 @@ void *hy_alloc(size_t size);
 
 /* Bytes currently held by the calling process's arena (0 outside). */
 size_t hy_arena_bytes(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HY_CORE_PROC_H */

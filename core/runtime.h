@@ -25,6 +25,10 @@
 #include "pid.h"
 #include "topology.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define HY_MAX_SHARDS 256
 
 enum hy_stack_mode {
@@ -164,5 +168,9 @@ uint32_t hy_node_creation(void);
 
 /* Monotonic clock in ns. Context: anywhere. */
 uint64_t hy_now_ns(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HY_CORE_RUNTIME_H */

@@ -28,6 +28,10 @@
 #include "pid.h"
 #include "proc.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define HY_TAG_EXIT (HY_TAG_SYSTEM | 0x45584954ull) /* payload: struct hy_exit_info */
 #define HY_TAG_DOWN (HY_TAG_SYSTEM | 0x444f574eull) /* payload: struct hy_down_info */
 
@@ -221,5 +225,9 @@ int hy_proc_list(hy_pid *pids, size_t max, size_t *count);
  * and state half-changed), abort() and failed assert()s (not caught), and
  * a process that never calls the runtime (the stall detector's case).
  */
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HY_CORE_SIGNALS_H */

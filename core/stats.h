@@ -9,6 +9,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 struct hy_stats {
     uint64_t procs_alive;       /* processes currently alive */
     uint64_t procs_spawned;
@@ -45,5 +49,9 @@ struct hy__shard_stats {
     _Atomic uint64_t runq_len, busy_ns, idle_ns, sleeps;
     _Atomic uint64_t buffers_out, stacks_pooled, stalls, timers_armed;
 };
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HY_CORE_STATS_H */

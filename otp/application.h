@@ -69,6 +69,10 @@
 #include "../core/runtime.h"
 #include "supervisor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* How an application ended: hy_app_run()'s return value, usable as the exit
  * status of main(). */
 enum hy_app_status {
@@ -159,5 +163,9 @@ int hy_app_stop(void);
 /* The node's root supervisor. Errors: HY_ENOTSTARTED (no application, or
  * its tree is not up (yet, or any more)). Context: anywhere. */
 int hy_app_root(hy_pid *out);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HY_OTP_APPLICATION_H */

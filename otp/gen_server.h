@@ -41,6 +41,10 @@
 #include "../core/proc.h"
 #include "../core/signals.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Callback results. */
 enum hy_gs_result {
     HY_GS_OK = 0,     /* keep serving (init: started) */
@@ -162,5 +166,9 @@ int hy_gen_server_cast_after(uint64_t ns, hy_pid server, uint64_t tag, const voi
  * Errors: HY_ENOPROC (not running), HY_ETIMEDOUT (still alive: it is not
  * killed), HY_ENOTPROC. Context: a process. */
 int hy_gen_server_stop(hy_pid server, struct hy_reason reason, int64_t timeout_ns);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HY_OTP_GEN_SERVER_H */

@@ -30,6 +30,10 @@
 
 #include "../core/pid.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Most permits a semaphore may have. */
 #define HY_SEMAPHORE_MAX_PERMITS (1u << 30)
 
@@ -86,5 +90,9 @@ struct hy_semaphore_info {
 /* Fills *out (borrowed). Errors: HY_EINVAL, HY_ENOPROC, HY_EEXIT,
  * HY_ENOTPROC. Context: a process. */
 int hy_semaphore_info(hy_pid sem, struct hy_semaphore_info *out);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HY_OTP_SEMAPHORE_H */

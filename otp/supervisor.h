@@ -46,6 +46,10 @@
 #include "gen_server.h"
 #include "../core/pid.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 enum hy_sup_strategy {
     HY_ONE_FOR_ONE = 0,
     HY_ONE_FOR_ALL,
@@ -167,5 +171,9 @@ struct hy_sup_gs_child {
     const void *init_arg;
 };
 int hy_sup_start_gen_server(const void *arg, size_t arg_size, hy_pid *pid);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HY_OTP_SUPERVISOR_H */

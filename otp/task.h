@@ -63,6 +63,10 @@
 #include "../core/pid.h"
 #include "../core/proc.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Tag of the result message returned by hy_task_await(). */
 #define HY_TASK_TAG_RESULT 0x7461736bull /* "task" */
 
@@ -154,5 +158,9 @@ int hy_task_yield(struct hy_task *task, int64_t timeout_ns, struct hy_msg **resu
  * Errors: HY_EPERM (not the owner), HY_EINVAL (task NULL), HY_ENOTPROC.
  * Context: the owner process. */
 int hy_task_shutdown(struct hy_task *task);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HY_OTP_TASK_H */
