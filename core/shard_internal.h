@@ -20,7 +20,7 @@
 #include "proc.h"
 #include "ring_internal.h"
 #include "runtime.h"
-#include "stats.h"
+#include "stats_internal.h"
 #include "wheel_internal.h"
 
 struct hy_shard;

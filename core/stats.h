@@ -41,15 +41,6 @@ int hy_stats_get(unsigned shard, struct hy_stats *out);
 /* Sums every shard's counters into *out. Errors: HY_ENOTSTARTED. */
 int hy_stats_total(struct hy_stats *out);
 
-/* Internal layout (atomic counters), exposed only for the runtime. */
-struct hy__shard_stats {
-    _Atomic uint64_t procs_alive, procs_spawned, procs_exited;
-    _Atomic uint64_t msgs_sent_local, msgs_sent_cross, msgs_received;
-    _Atomic uint64_t dropped_dead, dropped_full, ring_overflows;
-    _Atomic uint64_t runq_len, busy_ns, idle_ns, sleeps;
-    _Atomic uint64_t buffers_out, stacks_pooled, stalls, timers_armed;
-};
-
 #ifdef __cplusplus
 }
 #endif

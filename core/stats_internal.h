@@ -1,0 +1,19 @@
+/* Per-shard statistics, the runtime's side: each shard's counters as relaxed
+ * atomics on its own cache lines (field for field the ones of struct hy_stats,
+ * which hy_stats_get() copies them into). Never installed. */
+#ifndef HY_CORE_STATS_INTERNAL_H
+#define HY_CORE_STATS_INTERNAL_H
+
+#include <stdint.h>
+
+#include "stats.h"
+
+struct hy__shard_stats {
+    _Atomic uint64_t procs_alive, procs_spawned, procs_exited;
+    _Atomic uint64_t msgs_sent_local, msgs_sent_cross, msgs_received;
+    _Atomic uint64_t dropped_dead, dropped_full, ring_overflows;
+    _Atomic uint64_t runq_len, busy_ns, idle_ns, sleeps;
+    _Atomic uint64_t buffers_out, stacks_pooled, stalls, timers_armed;
+};
+
+#endif /* HY_CORE_STATS_INTERNAL_H */
