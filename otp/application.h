@@ -11,7 +11,7 @@
  *     };
  *     int main(void) { return hy_app_run(&app, NULL, NULL); }
  *
- * The tree (DESIGN.md § OTP): every shard runs a root supervisor, on that
+ * The tree: every shard runs a root supervisor, on that
  * shard, with the application's children for that shard (the same list on
  * every shard for shard-per-core services, or a list per shard); the node's
  * root supervisor, on shard 0, supervises those shard roots (ids "shard0",
@@ -106,8 +106,8 @@ struct hy_app_result {
     struct hy_reason reason; /* GAVE_UP, START_FAILED, MAIN_FAILED: why; else normal */
 };
 
-/* An application: filled with designated initialisers (STYLE.md rule 8);
- * NULL or zero fields mean the OTP default. Borrowed by hy_app_run() for its
+/* An application: filled with designated initialisers, so that a field
+ * added later starts at zero; NULL or zero fields mean the OTP default. Borrowed by hy_app_run() for its
  * whole duration, with everything it points to. */
 struct hy_app {
     /* Name, for reports (NULL: "app"). */

@@ -10,7 +10,7 @@
  * an empty result. The awaiter gets the result as an owned message
  * (hy_task_await) or copied into its buffer (hy_task_await_buf).
  *
- * Semantics chosen (the issue leaves them open; this is Elixir's
+ * Semantics (those of Elixir's
  * Task.Supervisor.async_nolink plus owner tracking, not Task.async):
  *  - Crash -> error, never a crash of the awaiter. The caller (the task's
  *    *owner*) monitors the task; a task that ends without a result — a
