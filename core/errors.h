@@ -11,13 +11,27 @@
 extern "C" {
 #endif
 
-/* X(name, value, message). Values mirror the closest errno so that tools that
- * print errno numbers stay meaningful. */
+/* Codes no Hydra function returns, kept (names and values) for programs that
+ * use the same vocabulary in their own APIs, as the stack example returns
+ * HY_ENODATA for an empty stack. X(name, value, message), like the map below. */
+#define HY_ERRNO_APP_MAP(X)                                                              \
+    X(EINTR, -4, "interrupted")                                                          \
+    X(ERANGE, -34, "value out of range")                                                 \
+    X(ENOSYS, -38, "not implemented on this platform")                                   \
+    X(ENODATA, -61, "no data available")                                                 \
+    X(EMAILBOX, -1006, "receiver's mailbox is full")                                     \
+    X(ESHUTDOWN, -1011, "shutting down")
+
+/* X(name, value, message): the application codes above, then every code
+ * Hydra's functions return (meson test error_codes checks that the library's
+ * sources use each one).
+ * Values mirror the closest errno so that tools that print errno numbers stay
+ * meaningful. */
 #define HY_ERRNO_MAP(X)                                                                  \
+    HY_ERRNO_APP_MAP(X)                                                                  \
     X(EPERM, -1, "operation not permitted in this context")                              \
     X(ENOENT, -2, "no such entry")                                                       \
     X(ESRCH, -3, "no such process")                                                      \
-    X(EINTR, -4, "interrupted")                                                          \
     X(EIO, -5, "input/output error")                                                     \
     X(EAGAIN, -11, "resource temporarily unavailable, try again")                        \
     X(ENOMEM, -12, "out of memory")                                                      \
@@ -26,9 +40,6 @@ extern "C" {
     X(ENODEV, -19, "no such device")                                                     \
     X(EINVAL, -22, "invalid argument")                                                   \
     X(ENOSPC, -28, "no space left")                                                      \
-    X(ERANGE, -34, "value out of range")                                                 \
-    X(ENOSYS, -38, "not implemented on this platform")                                   \
-    X(ENODATA, -61, "no data available")                                                 \
     X(EMSGSIZE, -90, "message too long")                                                 \
     X(ENOTSUP, -95, "operation not supported")                                           \
     X(ECONNREFUSED, -111, "connection refused")                                          \
@@ -40,12 +51,10 @@ extern "C" {
     X(ESTARTED, -1003, "the runtime is already started")                                 \
     X(EBADCPU, -1004, "invalid CPU list (unknown, offline or duplicate CPU)")            \
     X(ENOTSHARD, -1005, "must be called from a shard thread")                            \
-    X(EMAILBOX, -1006, "receiver's mailbox is full")                                     \
     X(ENONAME, -1007, "no process registered under that name")                           \
     X(EEXIT, -1008, "process exited")                                                    \
     X(EIGNORED, -1009, "start was ignored by the process's init")                          \
-    X(ESTOPPED, -1010, "the process's init failed (returned stop or crashed)")             \
-    X(ESHUTDOWN, -1011, "the supervisor is shutting down or gave up")
+    X(ESTOPPED, -1010, "the process's init failed (returned stop or crashed)")
 
 enum hy_error {
 #define HY_ERR_ENUM_(name, value, msg) HY_##name = (value),
