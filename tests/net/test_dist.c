@@ -5,6 +5,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,8 @@ enum {
     T_MARK,
     T_BIG,
     T_VERDICT,
+    T_PROBE,     /* find_echo's probe: uint32_t number */
+    T_PROBE_ACK, /* its answer, the same number */
 };
 
 static struct hy_dist_peer peers[MAXN];
@@ -58,10 +61,42 @@ static void set_peers(unsigned n, uint16_t base)
     }
 }
 
+/* Whether the n UDP ports from base on 127.0.0.1 are free now: binds them
+ * all, then closes them. */
+static bool ports_free(uint16_t base, unsigned n)
+{
+    int fds[16];
+    unsigned k = 0;
+    bool ok = true;
+    for (; k < n && ok; k++) {
+        fds[k] = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET};
+        a.sin_addr.s_addr = htonl(0x7f000001);
+        a.sin_port = htons((uint16_t)(base + k));
+        ok = fds[k] >= 0 && bind(fds[k], (struct sockaddr *)&a, sizeof(a)) == 0;
+    }
+    while (k > 0)
+        if (fds[--k] >= 0)
+            close(fds[k]);
+    return ok;
+}
+
+/* A base port for set_peers whose ports (4 per node) are free: tests of
+ * other checkouts may run on this machine at the same time. Candidates
+ * start at a place drawn from the pid and the call count, below the kernel's
+ * ephemeral range (32768 and up), where port-0 sockets of anything else
+ * land, and each is checked by binding its ports. */
 static uint16_t pick_base(void)
 {
-    static unsigned k;
-    return (uint16_t)(20000 + (getpid() % 1500) * 24 + (k++ % 2) * 12);
+    static unsigned calls;
+    unsigned start = (unsigned)getpid() * 7919u + calls++ * 104729u;
+    enum { SPAN = 4 * MAXN, SLOTS = (32768 - 10000) / SPAN };
+    for (unsigned t = 0; t < SLOTS; t++) {
+        uint16_t base = (uint16_t)(10000 + ((start + t) % SLOTS) * SPAN);
+        if (ports_free(base, SPAN))
+            return base;
+    }
+    return (uint16_t)(10000 + (start % SLOTS) * SPAN); /* none free: the test says why */
 }
 
 #define CHECK(cond)                                                                      \
@@ -83,10 +118,15 @@ static void dist_up(void)
     c.peers = peers;
     c.npeers = npeers;
     c.heartbeat_ns = 50000000ull;
-    c.down_after_ns = 400000000ull;
+    /* 2 s of silence, not less: on a loaded machine a node can be off the
+     * CPU for hundreds of ms, and hy_dist_spawn waits this long too */
+    c.down_after_ns = 2000000000ull;
     c.test_drop_permille = drop_permille;
     c.authenticate = authenticate;
-    CHECK(hy_dist_start(&c) == 0);
+    int rc = hy_dist_start(&c);
+    if (rc != 0)
+        fprintf(stderr, "node %u: hy_dist_start: %s\n", me, hy_strerror(rc));
+    CHECK(rc == 0);
 }
 
 /* Registered "echo": answers every message to its sender; T_DIE panics;
@@ -107,7 +147,8 @@ static void echo(void *a)
             CHECK(hy_link(m->from) == 0);
             hy_send(m->from, T_PONG, NULL, 0);
         } else {
-            hy_send(m->from, m->tag == T_SEQ ? T_SEQ_ACK : T_PONG, m->data, m->size);
+            uint64_t tag = m->tag == T_SEQ ? T_SEQ_ACK : m->tag == T_PROBE ? T_PROBE_ACK : T_PONG;
+            hy_send(m->from, tag, m->data, m->size);
         }
         hy_msg_free(m);
     }
@@ -148,18 +189,31 @@ static void serve_main(void *a)
 }
 
 /* Finds the echo on node: ask by name until it answers; returns its pid. */
+/* Probe numbers: each find_echo call takes a range of its own, and counts
+ * only answers to its own probes. An answer to an earlier call's retry can
+ * come late (a loaded machine answers after the 50 ms a try waits), even
+ * from a node's previous incarnation; such an answer is dropped here and
+ * never mistaken for anything else (T_PROBE_ACK, not T_PONG). */
+static _Atomic uint32_t probe_next;
+
 static hy_pid find_echo(uint32_t node)
 {
-    for (int tries = 0; tries < 200; tries++) {
-        CHECK(hy_dist_send_name("echo", node, T_PING, "hi", 2) == 0);
+    enum { TRIES = 200 };
+    uint32_t first = atomic_fetch_add(&probe_next, TRIES);
+    for (uint32_t n = first; n < first + TRIES; n++) {
+        CHECK(hy_dist_send_name("echo", node, T_PROBE, &n, sizeof(n)) == 0);
+        uint64_t until = hy_now_ns() + SEC / 20;
         struct hy_msg *m;
-        if (hy_recv_tag(T_PONG, &m, SEC / 20) == 0) {
+        for (uint64_t now = hy_now_ns(); now < until; now = hy_now_ns()) {
+            if (hy_recv_tag(T_PROBE_ACK, &m, (int64_t)(until - now)) != 0)
+                break;
+            uint32_t got = UINT32_MAX;
+            if (m->size == sizeof(got))
+                memcpy(&got, m->data, sizeof(got));
             hy_pid p = m->from;
             hy_msg_free(m);
-            /* drain answers to earlier tries */
-            while (hy_recv_tag(T_PONG, &m, 0) == 0)
-                hy_msg_free(m);
-            return p;
+            if (got - first <= n - first) /* one of ours */
+                return p;
         }
     }
     CHECK(!"echo never answered");
@@ -219,7 +273,7 @@ static void reap_all(pid_t *ps, int n)
 static int not_probe(const struct hy_msg *m, void *arg)
 {
     (void)arg;
-    return !(m->tag == T_PONG && m->size == 2);
+    return m->tag != T_PROBE_ACK;
 }
 
 static void order_main(void *a)
@@ -262,7 +316,7 @@ static void order_main(void *a)
     CHECK(hy_send(e, T_PING, buf, big) == 0);
     CHECK(hy_send(e, T_SEQ, &after, sizeof(after)) == 0);
     struct hy_msg *m;
-    /* (late answers to find_echo's retries are 2-byte PONGs: skipped) */
+    /* (late answers to find_echo's retries, T_PROBE_ACK: skipped) */
     CHECK(hy_recv_match(not_probe, NULL, &m, 10 * SEC) == 0 && m->tag == T_SEQ_ACK &&
           m->size == 8);
     hy_msg_free(m);
@@ -892,7 +946,7 @@ static void fault_checker(void *a)
         } else if (m->tag == T_VERDICT) {
             hy_send(m->from, T_VERDICT, &v, sizeof(v));
         } else {
-            hy_send(m->from, T_PONG, m->data, m->size);
+            hy_send(m->from, m->tag == T_PROBE ? T_PROBE_ACK : T_PONG, m->data, m->size);
         }
         hy_msg_free(m);
     }
