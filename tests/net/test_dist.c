@@ -972,7 +972,19 @@ static void fault_serve_main(void *a)
 static void take_echo(uint64_t *next, uint64_t big_at, bool *big_taken)
 {
     struct hy_msg *m;
-    CHECK(hy_recv_match(not_probe, NULL, &m, 20 * SEC) == 0);
+    if (hy_recv_match(not_probe, NULL, &m, 20 * SEC) != 0) {
+        /* no echo for 20 s: say whether frames still moved (a slow machine)
+         * or not (a wedged channel) */
+        struct hy_dist_stats ds;
+        if (hy_dist_stats_get(&ds) == 0)
+            fprintf(stderr,
+                    "node 1: no echo after %llu: frames tx %llu rx %llu, retransmits %llu, "
+                    "nodes down %llu\n",
+                    (unsigned long long)*next, (unsigned long long)ds.frames_tx,
+                    (unsigned long long)ds.frames_rx, (unsigned long long)ds.retransmits,
+                    (unsigned long long)ds.nodes_down);
+        CHECK(!"an echo within 20 s");
+    }
     if (*next == big_at && !*big_taken) {
         CHECK(m->tag == T_BIG && big_ok(m));
         *big_taken = true;
