@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <netinet/in.h>
@@ -244,7 +245,8 @@ static pid_t spawn_node(uint32_t id, hy_proc_fn fn)
 }
 
 /* Waits for a node's exit (deadline ms); kills it past the deadline. */
-static int wait_node(pid_t p, unsigned ms)
+/* Node p's exit status if it ends within ms, else -2 (still running). */
+static int poll_node(pid_t p, unsigned ms)
 {
     int st = 0;
     for (unsigned t = 0; t < ms; t += 10) {
@@ -253,6 +255,15 @@ static int wait_node(pid_t p, unsigned ms)
             return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
         usleep(10000); /* the parent only polls a child's exit: no race is hidden */
     }
+    return -2;
+}
+
+static int wait_node(pid_t p, unsigned ms)
+{
+    int rc = poll_node(p, ms);
+    if (rc != -2)
+        return rc;
+    int st = 0;
     kill(p, SIGKILL);
     waitpid(p, &st, 0);
     return -1;
@@ -882,6 +893,25 @@ static void test_dist_three_nodes_authenticated(void **state)
 
 #define FAULT_BIG 200000
 
+/* Progress of the fault test, shared by the parent and both nodes (a
+ * MAP_SHARED page mapped before the fork): [0] echoes node 1 has taken,
+ * [1] messages node 2 has checked. The waits of the test bound silence
+ * (no progress for FAULT_SILENCE), not the whole run, which a loaded machine
+ * stretches far past its usual seconds. */
+#define FAULT_SILENCE (20 * SEC)
+static _Atomic uint64_t *fault_progress;
+
+static void fault_step(int who)
+{
+    if (fault_progress)
+        atomic_fetch_add_explicit(&fault_progress[who], 1, memory_order_relaxed);
+}
+
+static uint64_t fault_total(void)
+{
+    return fault_progress ? atomic_load(&fault_progress[0]) + atomic_load(&fault_progress[1]) : 0;
+}
+
 static void dist_up_faults(void)
 {
     struct hy_dist_config c;
@@ -891,7 +921,10 @@ static void dist_up_faults(void)
     c.peers = peers;
     c.npeers = npeers;
     c.heartbeat_ns = 50000000ull;
-    c.down_after_ns = 2000000000ull;
+    /* 10 s: a node is never down here, and under a heavy load (both cores
+     * busy with other work) 2 s of silence were seen, taken for a node down
+     * (nodes_down 1 in the figures of a failed run) */
+    c.down_after_ns = 10000000000ull;
     c.test_drop_permille = 100;
     c.test_dup_permille = 30;
     c.test_reorder_permille = 30;
@@ -937,6 +970,7 @@ static void fault_checker(void *a)
                             (unsigned long long)x, (unsigned long long)v.received);
             }
             v.received++;
+            fault_step(1);
             hy_send(m->from, T_SEQ_ACK, &x, sizeof(x));
         } else if (m->tag == T_BIG) {
             if (!big_ok(m) || v.big_at != UINT64_MAX)
@@ -962,7 +996,13 @@ static void fault_serve_main(void *a)
     CHECK(hy_spawn_opt(fault_checker, NULL, &o, &e) == 0);
     CHECK(hy_register("main", HY_PID_NONE) == 0);
     struct hy_msg *m;
-    CHECK(hy_recv_tag(T_QUIT, &m, 120 * SEC) == 0);
+    /* until node 1 says quit, as long as messages keep coming */
+    uint64_t seen = UINT64_MAX;
+    while (hy_recv_tag(T_QUIT, &m, FAULT_SILENCE) != 0) {
+        uint64_t now_seen = fault_total();
+        CHECK(now_seen != seen);
+        seen = now_seen;
+    }
     hy_msg_free(m);
     hy_dist_stop();
 }
@@ -988,6 +1028,7 @@ static void take_echo(uint64_t *next, uint64_t big_at, bool *big_taken)
     if (*next == big_at && !*big_taken) {
         CHECK(m->tag == T_BIG && big_ok(m));
         *big_taken = true;
+        fault_step(0);
     } else {
         uint64_t x;
         CHECK(m->tag == T_SEQ_ACK && m->size == sizeof(x));
@@ -997,6 +1038,7 @@ static void take_echo(uint64_t *next, uint64_t big_at, bool *big_taken)
                     (unsigned long long)*next);
         CHECK(x == *next);
         (*next)++;
+        fault_step(0);
     }
     hy_msg_free(m);
 }
@@ -1060,10 +1102,26 @@ static void test_dist_exactly_once_in_order_under_faults(void **state)
 {
     (void)state;
     set_peers(2, pick_base());
+    fault_progress = mmap(NULL, 2 * sizeof(*fault_progress), PROT_READ | PROT_WRITE,
+                          MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(fault_progress != MAP_FAILED);
     pid_t b = spawn_node(2, fault_serve_main);
     pid_t a = spawn_node(1, fault_order_main);
-    int ra = wait_node(a, 120000);
+    /* node 1 ends when done; it is killed only after FAULT_SILENCE without
+     * progress (twice, to leave it its own 20 s check first) */
+    int ra;
+    uint64_t seen = UINT64_MAX;
+    while ((ra = poll_node(a, (unsigned)(2 * FAULT_SILENCE / 1000000))) == -2) {
+        uint64_t now_seen = fault_total();
+        if (now_seen == seen) {
+            ra = wait_node(a, 0); /* kills it */
+            break;
+        }
+        seen = now_seen;
+    }
     int rb = wait_node(b, 10000);
+    munmap((void *)fault_progress, 2 * sizeof(*fault_progress));
+    fault_progress = NULL;
     pid_t rest[1] = {b};
     reap_all(rest, 0); /* (wait_node killed it past its deadline) */
     assert_int_equal(ra, 0);
