@@ -14,9 +14,12 @@
  *  - hy_exit_pid(pid, kill) ends the target even when it traps, with reason
  *    killed; a process that died that way propagates killed (not kill) to its
  *    links, so kill does not cascade as kill.
- * A signal takes effect at the target's next runtime call (its preemption
- * point). A process that never calls the runtime cannot be reached: that is
- * the stall detector's case (runtime.h), not a silent hang.
+ * A signal takes effect at the target's next runtime call of any kind
+ * (hy_send and hy_yield included), whichever shard sent it: an exit signal
+ * for another shard is published at once and raises a flag that the
+ * target's runtime calls check, so a busy process does not run on through
+ * its shard's batch. A process that never calls the runtime cannot be
+ * reached: that is the stall detector's case (runtime.h), not a silent hang.
  */
 #ifndef HY_CORE_SIGNALS_H
 #define HY_CORE_SIGNALS_H
