@@ -481,6 +481,11 @@ void hy__dist_node_down(struct hy_shard *sh, uint32_t node);
 void hy__dist_node_up(struct hy_shard *sh, uint32_t node);
 typedef int (*hy_dist_monitor_node_fn)(uint32_t node);
 extern hy_dist_monitor_node_fn hy__dist_monitor_node_hook;
+/* Distribution (net/): whether a pid of node (not this one) can be reached
+ * now; NULL (distribution off) = never. Answered at once by hy_monitor and
+ * hy_link with noconnection when not. Set with release, read with acquire. */
+typedef bool (*hy_dist_reachable_fn)(uint32_t node);
+extern _Atomic(hy_dist_reachable_fn) hy__dist_reachable_hook;
 int hy__crash_shard_init(struct hy_shard *sh);
 void hy__crash_shard_fini(struct hy_shard *sh);
 int hy__crash_install(void);

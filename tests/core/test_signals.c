@@ -2079,6 +2079,51 @@ static void test_signals_cross_shard_message_seen_per_slice(void **state)
     hy_test_run_cfg(&cfg, body_xs_mail, &mode);
 }
 
+/* ---- pids of nodes that cannot be reached ---------------------------------- */
+
+/* Distribution is off: a pid of another node answers as OTP's noconnection,
+ * at once (the DOWN / EXIT is queued when the call returns). */
+static void body_unreachable_node(void *arg)
+{
+    (void)arg;
+    hy_pid far = hy_pid_make(hy_node_id() + 7, 1, 0, 1, 1);
+    hy_ref ref = HY_REF_NONE;
+    HY_CHECK_EQ(hy_monitor(far, &ref), 0);
+    struct hy_msg *m = NULL;
+    HY_CHECK_EQ(hy_recv_ref(ref, &m, HY_NOWAIT), 0);
+    if (m) {
+        struct hy_down_info d;
+        HY_CHECK_EQ(m->tag, HY_TAG_DOWN);
+        HY_CHECK_EQ(m->size, sizeof(d));
+        memcpy(&d, m->data, sizeof(d));
+        HY_CHECK(hy_pid_eq(d.pid, far));
+        CHECK_KIND(d.reason, HY_REASON_NOCONNECTION);
+        hy_msg_free(m);
+    }
+    /* not trapping: the error a dead local pid gives */
+    HY_CHECK_EQ(hy_link(far), HY_ENOPROC);
+    /* trapping: 0 and {EXIT, far, noconnection} */
+    hy_trap_exit(true, NULL);
+    HY_CHECK_EQ(hy_link(far), 0);
+    struct exit_match em = {far};
+    m = NULL;
+    HY_CHECK_EQ(hy_recv_match(is_exit_from, &em, &m, HY_NOWAIT), 0);
+    if (m) {
+        struct hy_exit_info ei;
+        memcpy(&ei, m->data, sizeof(ei));
+        CHECK_KIND(ei.reason, HY_REASON_NOCONNECTION);
+        hy_msg_free(m);
+    }
+    hy_trap_exit(false, NULL);
+    HY_CHECK_EQ(hy_mailbox_len(), 0);
+}
+
+static void test_signals_unreachable_node_noconnection(void **state)
+{
+    (void)state;
+    hy_test_run(2, body_unreachable_node, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2124,6 +2169,7 @@ int main(void)
         cmocka_unit_test(test_signals_cross_shard_exit_acts_at_send),
         cmocka_unit_test(test_signals_cross_shard_message_seen_at_yield),
         cmocka_unit_test(test_signals_cross_shard_message_seen_per_slice),
+        cmocka_unit_test(test_signals_unreachable_node_noconnection),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
