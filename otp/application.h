@@ -120,12 +120,14 @@ struct hy_app {
      * (re)starts; the list is borrowed for the call. */
     const struct hy_child_spec *(*shard_children)(unsigned shard, size_t *n, void *arg);
 
-    /* Flags of each shard's root supervisor (zero: one_for_one, at most 1
-     * restart in 5 s). HY_SIMPLE_ONE_FOR_ONE makes each shard root a dynamic
+    /* Flags of each shard's root supervisor (all fields zero: one_for_one,
+     * at most 1 restart in 5 s; otherwise as given, intensity 0 allowing
+     * no restart). HY_SIMPLE_ONE_FOR_ONE makes each shard root a dynamic
      * supervisor whose one child spec is the template. */
     struct hy_sup_flags shard_flags;
-    /* Flags of the node's root supervisor over the shard roots (zero:
-     * one_for_one, 1 in 5 s). HY_SIMPLE_ONE_FOR_ONE is not allowed. */
+    /* Flags of the node's root supervisor over the shard roots (all zero:
+     * one_for_one, 1 in 5 s; otherwise as given). HY_SIMPLE_ONE_FOR_ONE is
+     * not allowed. */
     struct hy_sup_flags node_flags;
 
     /* Runs in the controller process on shard 0 before the tree starts;
