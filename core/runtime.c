@@ -369,7 +369,7 @@ static int setup(const struct hy_config *cfg, hy_proc_fn main_fn, void *arg, boo
     }
     hy__rt.main_fn = main_fn;
     hy__rt.main_arg = arg;
-    hy__rt.stop_on_main_exit = on_caller && main_fn;
+    hy__rt.stop_on_main_exit = main_fn && !cfg->keep_running;
     if (on_caller) {
         /* shard 0 runs on the caller: the stall watchdog signals it there */
         hy__rt.shards[0]->thread = pthread_self();

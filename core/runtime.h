@@ -108,6 +108,11 @@ struct hy_config {
     /* Messages a process mailbox may hold by default (0 = unbounded, as in
      * Erlang); see hy_spawn_opts.max_mailbox. */
     size_t default_max_mailbox;
+
+    /* Keep the runtime running when the main process (the main_fn given to
+     * hy_start()/hy_run()) ends; it then runs until hy_stop(). Default false:
+     * the end of the main process stops the runtime. */
+    bool keep_running;
 };
 
 /* Fills cfg with the defaults documented above. Context: anywhere. */
@@ -119,7 +124,10 @@ typedef void (*hy_proc_fn)(void *arg);
 
 /* Starts the runtime without blocking: creates and pins one thread per shard,
  * shard 0 included. If main_fn is not NULL it is spawned on shard 0 as the
- * first process (arg is passed as is: borrowed by the process).
+ * first process (arg is passed as is: borrowed by the process), and the
+ * runtime stops when that process ends, whatever its reason, unless
+ * cfg->keep_running; hy_wait() then returns. Without main_fn the runtime
+ * runs until hy_stop().
  * Errors: HY_ESTARTED (already running), HY_EBADCPU (CPU list names an
  * unknown/offline CPU or one outside the affinity mask, or a duplicate),
  * HY_EINVAL (nshards > HY_MAX_SHARDS, ring_size not a power of two, ...),
@@ -128,10 +136,9 @@ typedef void (*hy_proc_fn)(void *arg);
 int hy_start(const struct hy_config *cfg, hy_proc_fn main_fn, void *arg);
 
 /* Like hy_start(), but shard 0 runs on the calling thread, and hy_run()
- * returns only when the runtime has stopped (hy_stop() or hy_stop_when_idle
- * semantics of main_fn, see below). If main_fn is given, the runtime stops
- * when main_fn's process ends unless cfg->... keeps it alive: it returns
- * after the stop with 0, or an error as hy_start().
+ * returns only when the runtime has stopped: when main_fn's process ends
+ * (unless cfg->keep_running), or at hy_stop(). It returns 0 after the stop,
+ * or an error as hy_start().
  * Context: a non-shard thread. */
 int hy_run(const struct hy_config *cfg, hy_proc_fn main_fn, void *arg);
 
@@ -143,7 +150,7 @@ int hy_run(const struct hy_config *cfg, hy_proc_fn main_fn, void *arg);
 int hy_stop(void);
 
 /* Waits until the runtime has stopped (someone called hy_stop(), or the main
- * process of hy_start() ended with stop_on_main_exit). Joins the threads and
+ * process of hy_start() ended without cfg->keep_running). Joins the threads and
  * frees every shard; when the runtime belongs to a hy_run() on another
  * thread, waits until that hy_run() has done so instead.
  * Errors: HY_ENOTSTARTED, HY_EPERM from a shard thread.

@@ -29,6 +29,11 @@
 
 #define MAIN_SHUTDOWN_NS 5000000000LL
 
+/* the statuses are described by hy_strerror from errors.h's table */
+#define HY_APP_SAME_(name, value, msg) _Static_assert(HY_##name == (value), "HY_" #name);
+HY_APP_STATUS_MAP(HY_APP_SAME_)
+#undef HY_APP_SAME_
+
 /* Root flags left all zero mean OTP's defaults (1 restart in 5 s); any
  * other value is taken as given (intensity 0: no restart). */
 static struct hy_sup_flags root_flags(const struct hy_sup_flags *f)

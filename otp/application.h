@@ -70,7 +70,8 @@
 #include "supervisor.h"
 
 /* How an application ended: hy_app_run()'s return value, usable as the exit
- * status of main(). */
+ * status of main(). Positive values are described by hy_strerror() and
+ * hy_err_name() (errors.h), like HY_E* codes. */
 enum hy_app_status {
     /* Stopped in order on request: SIGINT or SIGTERM (result->signal says
      * which), hy_app_stop(), or the main process returned. */
@@ -90,7 +91,8 @@ enum hy_app_status {
      * elsewhere): processes were killed without the orderly stop. */
     HY_APP_HALTED = 4,
     /* hy_app_run() could not run: bad descriptor or configuration, runtime
-     * already running (result->error). */
+     * already running, called from a shard thread or process (result->error
+     * has the HY_E* code: HY_EINVAL, HY_ESTARTED, HY_EPERM, ...). */
     HY_APP_RUNTIME_FAILED = 5,
 };
 

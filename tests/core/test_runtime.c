@@ -156,7 +156,7 @@ static void start_main(void *arg)
 {
     (void)arg;
     atomic_store(&started_flag, 1);
-    /* the runtime of hy_start() does not stop when its main process ends */
+    /* with keep_running the runtime does not stop when its main process ends */
 }
 
 static void test_runtime_start_stop(void **state)
@@ -166,6 +166,7 @@ static void test_runtime_start_stop(void **state)
     struct hy_config cfg;
     hy_config_init(&cfg);
     cfg.nshards = 2;
+    cfg.keep_running = true;
     atomic_store(&started_flag, 0);
     assert_int_equal(hy_start(&cfg, start_main, NULL), 0);
     /* hy_start returns at once; the shards run on their own threads */
@@ -185,6 +186,41 @@ static void test_runtime_start_stop(void **state)
     assert_int_equal(thread_count(), before);
     assert_int_equal(hy_wait(), HY_ENOTSTARTED);
     assert_int_equal(hy_stop(), HY_ENOTSTARTED);
+}
+
+static void *wait_thread(void *arg)
+{
+    *(int *)arg = hy_wait();
+    return NULL;
+}
+
+/* hy_start with a main process, then hy_wait: the runtime stops when the
+ * main process returns, so hy_wait returns (it used to wait forever). */
+static void test_runtime_start_wait_after_main_returns(void **state)
+{
+    (void)state;
+    int before = thread_count();
+    struct hy_config cfg;
+    hy_config_init(&cfg);
+    cfg.nshards = 2;
+    atomic_store(&started_flag, 0);
+    assert_int_equal(hy_start(&cfg, start_main, NULL), 0);
+    int rc = -1;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, wait_thread, &rc), 0);
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 30;
+    int joined = pthread_timedjoin_np(t, NULL, &dl);
+    if (joined != 0) {
+        hy_stop(); /* let the waiter go before failing */
+        pthread_join(t, NULL);
+    }
+    assert_int_equal(joined, 0);
+    assert_int_equal(rc, 0);
+    assert_int_equal(atomic_load(&started_flag), 1);
+    assert_false(hy_running());
+    assert_int_equal(thread_count(), before);
 }
 
 static bool two_parked(void *arg)
@@ -407,6 +443,7 @@ static void test_runtime_bad_cpu_lists(void **state)
     hy_config_init(&cfg);
     cfg.cpus = usable;
     cfg.nshards = 1;
+    cfg.keep_running = true;
     atomic_store(&started_flag, 0);
     assert_int_equal(hy_start(&cfg, start_main, NULL), 0);
     assert_true(hy_test_thread_wait_until(flag_set, &started_flag, 5000));
@@ -835,6 +872,7 @@ int main(void)
         cmocka_unit_test(test_runtime_not_started),
         cmocka_unit_test(test_runtime_run_returns_when_main_ends),
         cmocka_unit_test(test_runtime_start_stop),
+        cmocka_unit_test(test_runtime_start_wait_after_main_returns),
         cmocka_unit_test(test_runtime_start_then_wait_for_inside_stop),
         cmocka_unit_test(test_runtime_run_stopped_from_inside),
         cmocka_unit_test(test_runtime_run_stopped_from_other_thread),
