@@ -54,8 +54,9 @@ struct hy_config {
      * NULL: every CPU in the process's affinity mask, or nshards of them. */
     const int *cpus;
     /* Number of entries in cpus; or, with cpus == NULL, how many shards
-     * (0 = one per CPU of the affinity mask). Shards beyond the CPU count
-     * wrap around the allowed CPUs (more shards than CPUs works). */
+     * (0 = one per CPU of the affinity mask; at most HY_MAX_SHARDS). Shards
+     * beyond the CPU count wrap around the allowed CPUs (more shards than
+     * CPUs works, with a warning in the log: they slow each other down). */
     unsigned nshards;
     /* Pin each shard thread to its CPU (default true). */
     bool pin;
@@ -63,9 +64,9 @@ struct hy_config {
      * several NUMA nodes with it). NULL = discover. */
     const struct hy_topology *topology;
 
-    /* Node identity for pids (cluster-wide id from configuration; 1 when
-     * running alone). The creation number is drawn fresh at every start
-     * unless fixed here (0 = fresh). */
+    /* Node identity for pids (cluster-wide id from configuration, 1..2^24-1;
+     * 1 when running alone). The creation number is drawn fresh at every
+     * start unless fixed here (0 = fresh). */
     uint32_t node_id;
     uint32_t node_creation;
 
@@ -74,16 +75,20 @@ struct hy_config {
     uint64_t idle_spin_ns;
 
     enum hy_stack_mode stack_mode;
-    /* Usable bytes of a guarded stack (default 64 KiB, rounded up to pages). */
+    /* Usable bytes of a guarded stack (default 64 KiB; at least 8 KiB, then
+     * rounded up to pages). */
     size_t stack_size;
-    /* Size of the shared stack of compact mode (default 256 KiB). */
+    /* Size of the shared stack of compact mode (default 256 KiB; at least
+     * 16 KiB). */
     size_t compact_stack_size;
     /* Stacks kept per shard pool before trimming returns them to the OS. */
     unsigned stack_pool_keep;
 
-    /* Largest message payload accepted by send (default 1 MiB). */
+    /* Largest message payload accepted by send (default 1 MiB; 1 byte to
+     * 64 MiB). */
     size_t max_message_size;
-    /* Slots of each SPSC ring between two shards (power of two, default 1024). */
+    /* Slots of each SPSC ring between two shards (a power of two, at least
+     * 16; default 1024). */
     unsigned ring_size;
     /* Processes run per scheduler turn before timers and poll hooks are
      * looked at (default 64). */
@@ -130,8 +135,11 @@ typedef void (*hy_proc_fn)(void *arg);
  * runs until hy_stop().
  * Errors: HY_ESTARTED (already running), HY_EBADCPU (CPU list names an
  * unknown/offline CPU or one outside the affinity mask, or a duplicate),
- * HY_EINVAL (nshards > HY_MAX_SHARDS, ring_size not a power of two, ...),
- * HY_ENOMEM. On error nothing is left running.
+ * HY_EINVAL (a field of cfg out of the range documented above: nshards >
+ * HY_MAX_SHARDS, ring_size not a power of two, stack_size below 8 KiB,
+ * ...), HY_ENOMEM. A refused configuration is also logged (HY_LOG_ERROR)
+ * with the field's name, its value and the rule it breaks. On error
+ * nothing is left running.
  * Context: a non-shard thread, not from a process. */
 int hy_start(const struct hy_config *cfg, hy_proc_fn main_fn, void *arg);
 

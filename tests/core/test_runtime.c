@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -381,6 +382,85 @@ static void expect_start_error(const struct hy_config *cfg, int expected, int th
     assert_int_equal(hy_run(cfg, start_main, NULL), expected);
     assert_false(hy_running());
     assert_int_equal(thread_count(), threads_before);
+}
+
+/* ---- refused configurations are logged with the field and the rule ------------ */
+
+static pthread_mutex_t cap_lock = PTHREAD_MUTEX_INITIALIZER;
+static char cap_last[512];
+static enum hy_log_level cap_level;
+static int cap_lines;
+static bool cap_warned_nshards;
+
+static void cap_sink(enum hy_log_level level, const char *line, void *ctx)
+{
+    (void)ctx;
+    pthread_mutex_lock(&cap_lock);
+    snprintf(cap_last, sizeof(cap_last), "%s", line);
+    cap_level = level;
+    cap_lines++;
+    if (level == HY_LOG_WARNING && strstr(line, "nshards"))
+        cap_warned_nshards = true;
+    pthread_mutex_unlock(&cap_lock);
+}
+
+/* hy_start refuses cfg with HY_EINVAL and logs one error line holding each
+ * of the words in want. */
+static void expect_logged_einval(const struct hy_config *cfg, const char *const *want)
+{
+    pthread_mutex_lock(&cap_lock);
+    cap_lines = 0;
+    cap_last[0] = 0;
+    pthread_mutex_unlock(&cap_lock);
+    assert_int_equal(hy_start(cfg, NULL, NULL), HY_EINVAL);
+    pthread_mutex_lock(&cap_lock);
+    int lines = cap_lines;
+    enum hy_log_level level = cap_level;
+    char last[512];
+    snprintf(last, sizeof(last), "%s", cap_last);
+    pthread_mutex_unlock(&cap_lock);
+    assert_int_equal(lines, 1);
+    assert_int_equal(level, HY_LOG_ERROR);
+    for (; *want; want++) {
+        if (!strstr(last, *want))
+            fail_msg("log line \"%s\" lacks \"%s\"", last, *want);
+    }
+}
+
+static void test_runtime_bad_config_logged(void **state)
+{
+    (void)state;
+    hy_log_set_sink(cap_sink, NULL);
+    struct hy_config cfg;
+    hy_config_init(&cfg);
+    cfg.nshards = 300;
+    expect_logged_einval(&cfg, (const char *const[]){"nshards", "300", "256", NULL});
+    hy_config_init(&cfg);
+    cfg.ring_size = 1000;
+    expect_logged_einval(&cfg, (const char *const[]){"ring_size", "1000", "power of two", NULL});
+    hy_config_init(&cfg);
+    cfg.stack_size = 1;
+    expect_logged_einval(&cfg, (const char *const[]){"stack_size", "8192", NULL});
+    hy_config_init(&cfg);
+    cfg.node_id = 0;
+    expect_logged_einval(&cfg, (const char *const[]){"node_id", NULL});
+
+    /* more shards than usable CPUs: accepted, with a warning */
+    int usable[HY_TOPO_MAX_CPUS];
+    int nu = usable_cpus(usable, HY_TOPO_MAX_CPUS);
+    hy_config_init(&cfg);
+    cfg.nshards = (unsigned)nu + 1;
+    cfg.pin = false;
+    pthread_mutex_lock(&cap_lock);
+    cap_warned_nshards = false;
+    pthread_mutex_unlock(&cap_lock);
+    assert_int_equal(hy_start(&cfg, NULL, NULL), 0);
+    assert_int_equal(hy_stop(), 0);
+    pthread_mutex_lock(&cap_lock);
+    bool warned = cap_warned_nshards;
+    pthread_mutex_unlock(&cap_lock);
+    hy_log_set_sink(NULL, NULL);
+    assert_true(warned);
 }
 
 static void test_runtime_bad_cpu_lists(void **state)
@@ -873,6 +953,7 @@ int main(void)
         cmocka_unit_test(test_runtime_run_returns_when_main_ends),
         cmocka_unit_test(test_runtime_start_stop),
         cmocka_unit_test(test_runtime_start_wait_after_main_returns),
+        cmocka_unit_test(test_runtime_bad_config_logged),
         cmocka_unit_test(test_runtime_start_then_wait_for_inside_stop),
         cmocka_unit_test(test_runtime_run_stopped_from_inside),
         cmocka_unit_test(test_runtime_run_stopped_from_other_thread),
