@@ -950,5 +950,5 @@ int hy_sup_start_gen_server(const void *arg, size_t arg_size, hy_pid *pid)
     struct hy_gen_server_opts o = HY_GEN_SERVER_OPTS_INIT;
     o.name = g->name[0] ? g->name : NULL;
     o.shard = g->shard;
-    return hy_gen_server_start_link(g->ops, (void *)g->init_arg, &o, pid);
+    return hy_gen_server_start_link(g->ops, g->init_arg, &o, pid);
 }

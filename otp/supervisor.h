@@ -80,7 +80,9 @@ enum hy_auto_shutdown {
  * its pid. arg is the spec's argument (for HY_SIMPLE_ONE_FOR_ONE: the
  * argument given to hy_supervisor_start_dynamic). Returns 0, HY_EIGNORED
  * (nothing started; the spec is kept with no pid), or a negative error.
- * Typically wraps hy_gen_server_start_link or hy_supervisor_start_link. */
+ * Typically wraps hy_gen_server_start_link or hy_supervisor_start_link,
+ * both of which take arg as const void *, so it passes on without a cast.
+ * arg is borrowed for the call (the supervisor keeps the copy). */
 typedef int (*hy_child_start_fn)(const void *arg, size_t arg_size, hy_pid *pid);
 
 struct hy_child_spec {
