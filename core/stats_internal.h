@@ -1,12 +1,11 @@
-/* Per-shard statistics, the runtime's side: each shard's counters as relaxed
- * atomics on its own cache lines (field for field the ones of struct hy_stats,
- * which hy_stats_get() copies them into). Never installed. */
+/* The runtime's side of stats.h: each shard's counters, atomic, written by
+ * the shard only (relaxed) and read by anyone (hy_stats_get). Not installed.
+ * One field per field of struct hy_stats, same names. */
 #ifndef HY_CORE_STATS_INTERNAL_H
 #define HY_CORE_STATS_INTERNAL_H
 
+#include <stdatomic.h>
 #include <stdint.h>
-
-#include "stats.h"
 
 struct hy__shard_stats {
     _Atomic uint64_t procs_alive, procs_spawned, procs_exited;
