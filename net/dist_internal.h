@@ -8,6 +8,7 @@
 #include "dist.h"
 #include "hook.h"
 #include "hy_config.h"
+#include "shard_internal.h"
 #include "wire_internal.h"
 
 struct hy__ep;
@@ -57,6 +58,197 @@ struct hy__ep {
     bool open;
     _Atomic unsigned unsent; /* channels with data not yet acknowledged (for a graceful stop) */
 };
+
+/* ---- the channels' machinery, shared by net/dist*.c -------------------------------- */
+
+#define WIN 256               /* frames in flight / held out of order per channel */
+#define MAX_PEERS 64
+#define RTO_MIN_NS 1000000ull /* 1 ms */
+#define RTO_MAX_NS 1000000000ull
+#define HS_RETRY_NS 50000000ull /* handshake frames repeated every 50 ms */
+#define ACK_DELAY_NS 200000ull /* 200 us */
+#define POLL_EVERY 4            /* turns between socket reads while busy */
+#define HY_TAG_DIST_REPLY (HY_TAG_SYSTEM | 0x44535452ull)
+
+enum { CH_IDLE = 0, CH_HELLO_SENT, CH_CHALLENGED, CH_CONFIRM_SENT, CH_UP };
+
+enum { CTRL_OPEN = 1, CTRL_ENSURE, CTRL_CONNECT, CTRL_NODE_DOWN, CTRL_NODE_UP, CTRL_STOP,
+       CTRL_DISCONNECT };
+
+struct txf {
+    uint8_t *buf;
+    uint16_t len;
+    uint8_t rtx;
+    bool sacked;
+    uint64_t sent;
+};
+
+struct rxf {
+    uint8_t *buf; /* frame payload copy */
+    struct hy_wire_hdr h;
+};
+
+struct waiter {
+    hy_pid pid;
+    hy_ref ref;
+};
+
+struct hy__chan {
+    struct hy__ep *ep;
+    int pi;
+    uint16_t rshard;
+    bool master; /* shard 0 <-> the peer's shard 0: decides node up/down */
+    int state;
+    bool refused;
+    uint32_t peer_creation, session;
+    uint8_t my_nonce[16], peer_nonce[16];
+    uint8_t key[32];
+    uint64_t hs_retry, hs_began;
+    uint64_t last_rx, last_tx;
+    /* messages waiting to be framed */
+    struct hy_msg *q_head, **q_tailp;
+    size_t q_len;
+    /* the message being streamed out: [u32 len][64-byte header][payload] */
+    struct hy_msg *cur;
+    uint8_t cur_hdr[4 + HY_WIRE_MSGHDR];
+    uint32_t cur_off, cur_len;
+    /* sending */
+    uint32_t snd_next, snd_una;
+    struct txf win[WIN];
+    uint64_t srtt, rttvar, rto;
+    /* receiving */
+    uint32_t rcv_next;
+    struct rxf ooo[WIN];
+    /* the message being parsed from the in-order byte stream */
+    uint8_t in_hdr[4 + HY_WIRE_MSGHDR];
+    uint32_t in_hdr_got;     /* bytes of in_hdr filled */
+    uint32_t in_len;         /* 64 + payload of the record being read */
+    struct hy_msg *in_msg;   /* its buffer (NULL while skipping an oversized one) */
+    uint32_t in_got;         /* payload bytes filled */
+    bool in_skip;
+    bool ack_due, sent_this_poll;
+    uint64_t ack_due_since;  /* delayed ack: a reply may carry it */
+    uint32_t unacked_rx;     /* frames received since our last ack */
+    /* hy_dist_connect waiters (master only) */
+    struct waiter *waiters;
+    size_t nwaiters;
+    bool active; /* listed in the endpoint's active set */
+};
+
+struct hy__held; /* a frame held back by fault injection */
+
+struct ep_priv {
+    struct hy__chan **active;
+    size_t nactive, capactive;
+    unsigned turn;
+    uint64_t rng;        /* fault injection's pseudo-random state */
+    struct hy__held *held;   /* [FAULT_HELD], allocated on first use */
+    unsigned nheld;
+};
+
+struct hy__dist_state {
+    struct hy_dist_config cfg;
+    struct hy_dist_peer peers[MAX_PEERS];
+    size_t npeers;
+    int self;
+    const struct hy__transport *tp;
+    struct hy__ep *eps[HY_MAX_SHARDS];
+    struct ep_priv priv[HY_MAX_SHARDS];
+    char cookie[256];
+    size_t cookie_len;
+    _Atomic int started;
+    _Atomic int opened, open_err, stopped;
+    _Atomic uint8_t node_up[MAX_PEERS];
+};
+
+extern struct hy__dist_state hy__dist;
+
+/* The shard's clock of this scheduler turn (read at most once per turn: a
+ * vDSO clock_gettime costs ~23 ns here). Off a shard the real clock. */
+static inline uint64_t hy__dist_now(void)
+{
+    struct hy_shard *sh = hy__shard();
+    return sh ? sh->now : hy_now_ns();
+}
+
+/* Adds to a statistics counter that only its shard writes (other threads
+ * read it relaxed): no read-modify-write atomics needed. */
+static inline void hy__dist_count(uint64_t *c, uint64_t v)
+{
+    __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + v, __ATOMIC_RELAXED);
+}
+
+/* The index in hy__dist.peers of node, or -1 (unknown, or this node). */
+static inline int hy__dist_peer_index(uint32_t node)
+{
+    for (size_t i = 0; i < hy__dist.npeers; i++)
+        if (hy__dist.peers[i].node_id == node && (int)i != hy__dist.self)
+            return (int)i;
+    return -1;
+}
+
+/* The pseudo-pid that addresses a shard of this node (its control plane). */
+static inline hy_pid hy__dist_shard_pid(unsigned s)
+{
+    return hy_pid_make(hy__rt.node_id, hy__rt.creation, (uint16_t)s, 0, 0);
+}
+
+/* A control request between shards (dist_ctrl.c). */
+struct hy__ctrl {
+    int op;
+    uint32_t node;
+    hy_pid requester;
+};
+
+/* dist.c */
+void hy__dist_send_ctrl(struct hy_shard *sh, unsigned to_shard, int op, uint32_t node, hy_pid req,
+                        hy_ref ref);
+void hy__dist_broadcast(struct hy_shard *sh, int op, uint32_t node);
+void hy__dist_reply_rc(struct hy_shard *sh, hy_pid to, hy_ref ref, int rc);
+
+/* dist_fault.c */
+bool hy__dist_faults_on(void);
+void hy__dist_frame_tx(struct hy__ep *ep, const struct hy_dist_peer *to, uint16_t shard,
+                       const uint8_t *buf, size_t n);
+void hy__dist_held_release(struct hy__ep *ep, uint64_t now, bool sent, bool all);
+uint64_t hy__dist_held_deadline(const struct ep_priv *pv);
+
+/* dist_handshake.c */
+void hy__dist_mac(uint8_t out[32], const char *label, const uint8_t *a, const uint8_t *b,
+                  uint32_t n1, uint32_t c1, uint32_t n2, uint32_t c2);
+void hy__dist_frame_tag(const struct hy__chan *ch, const uint8_t *buf, size_t n, uint8_t out[16]);
+void hy__hs_start(struct hy__chan *ch);
+void hy__hs_established(struct hy__chan *ch);
+void hy__hs_derive(struct hy__chan *ch, const uint8_t *na, const uint8_t *nb, uint32_t an,
+                   uint32_t ac, uint32_t bn, uint32_t bc);
+void hy__dist_on_frame(struct hy__ep *ep, const uint8_t *buf, size_t n);
+
+/* dist_channel.c */
+struct hy__chan *hy__chan_get(struct hy__ep *ep, int pi, uint16_t rshard, bool create);
+void hy__chan_activate(struct hy__chan *ch);
+void hy__chan_xmit(struct hy__chan *ch, uint8_t type, uint32_t seq, uint16_t fidx, uint16_t fcnt,
+                   uint32_t msg_len, const uint8_t *pay, uint16_t len, uint8_t *keep);
+void hy__chan_reset(struct hy__chan *ch, bool keep_queue);
+void hy__chan_fail_waiters(struct hy__chan *ch, int rc);
+void hy__chan_pump(struct hy__chan *ch);
+void hy__chan_on_data(struct hy__chan *ch, const struct hy_wire_hdr *h, const uint8_t *pay);
+void hy__chan_on_acks(struct hy__chan *ch, const struct hy_wire_hdr *h);
+void hy__chan_timers(struct hy__chan *ch, uint64_t now);
+unsigned hy__ep_poll(void *ctx);
+uint64_t hy__ep_deadline(void *ctx);
+int hy__dist_remote_send(struct hy_msg *m, void *ctx);
+
+/* dist_deliver.c */
+void hy__dist_deliver(struct hy__chan *ch, struct hy_msg *m, const struct hy_wire_msg *wm);
+
+/* dist_ctrl.c */
+void hy__dist_node_went_down(struct hy_shard *sh, int pi);
+int hy__dist_monitor_node(uint32_t node);
+void hy__dist_on_handed_frame(struct hy_shard *sh, struct hy_msg *m);
+void hy__dist_on_ctrl(struct hy_shard *sh, struct hy_msg *m);
+
+/* dist_spawn.c */
+void hy__dist_spawn_here(struct hy_shard *sh, struct hy_msg *m);
 
 #ifdef HY_DIST_FUZZ
 /* Fuzzing the receive path without sockets (tests/net/fuzz/, which compiles
