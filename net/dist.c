@@ -16,13 +16,13 @@ struct hy__dist_state hy__dist;
 
 /* ---- control messages between shards ------------------------------------------- */
 
-void hy__dist_send_ctrl(struct hy_shard *sh, unsigned to_shard, int op, uint32_t node, hy_pid req,
-                      hy_ref ref)
+static void ctrl_send(struct hy_shard *sh, unsigned to_shard, int op, uint32_t node, hy_pid req,
+                      hy_ref ref, uint32_t epoch)
 {
     struct hy_msg *m;
     if (hy__msg_alloc(sh, sizeof(struct hy__ctrl), &m) != 0)
         return;
-    struct hy__ctrl c = {op, node, req};
+    struct hy__ctrl c = {.op = op, .node = node, .epoch = epoch, .requester = req};
     memcpy(m->data, &c, sizeof(c));
     m->kind = HY_K_DIST_CTRL;
     m->ref = ref;
@@ -30,10 +30,16 @@ void hy__dist_send_ctrl(struct hy_shard *sh, unsigned to_shard, int op, uint32_t
     hy__route(sh, m);
 }
 
-void hy__dist_broadcast(struct hy_shard *sh, int op, uint32_t node)
+void hy__dist_send_ctrl(struct hy_shard *sh, unsigned to_shard, int op, uint32_t node, hy_pid req,
+                        hy_ref ref)
+{
+    ctrl_send(sh, to_shard, op, node, req, ref, 0);
+}
+
+void hy__dist_broadcast(struct hy_shard *sh, int op, uint32_t node, uint32_t epoch)
 {
     for (unsigned s = 0; s < hy__rt.nshards; s++)
-        hy__dist_send_ctrl(sh, s, op, node, HY_PID_NONE, HY_REF_NONE);
+        ctrl_send(sh, s, op, node, HY_PID_NONE, HY_REF_NONE, epoch);
 }
 
 void hy__dist_reply_rc(struct hy_shard *sh, hy_pid to, hy_ref ref, int rc)

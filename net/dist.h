@@ -97,6 +97,10 @@ struct hy_dist_config {
     unsigned test_delay_permille;
     uint64_t test_delay_ns;
     uint64_t test_fault_seed;
+    /* Tests only: the first sequence number of every session, both ways
+     * (0 = derived from the session key, the default); e.g. 0xffffff00 to
+     * cross the 2^32 wrap within a test. */
+    uint32_t test_first_seq;
     /* HY_DIST_DPDK only. EAL arguments passed through to rte_eal_init
      * (borrowed for the call), e.g. "--vdev=net_memif0,role=server,socket=/x",
      * "--no-huge", "--file-prefix=a". Unless they give one, the core list
@@ -195,6 +199,12 @@ struct hy_dist_stats {
     uint64_t nodes_down;        /* node-down events */
     uint64_t msgs_tx, msgs_rx;
     uint64_t handed_over;       /* frames that landed on another shard's queue */
+    /* (fields below added later; the ones above keep their places) */
+    uint64_t wrong_source;      /* frames whose UDP source is not the claimed peer's address/port */
+    uint64_t unproven;          /* handshake frames ignored: nothing they claim could be proven */
+    uint64_t hs_limited;        /* HELLOs unanswered (and REJECTs unsent): per-peer rate limit */
+    uint64_t record_errors;     /* sessions closed for a record shorter than its header */
+    uint64_t dropped_nomem;     /* frames or messages dropped for want of memory */
 };
 
 /* Sums the counters of every shard's endpoint. Errors: HY_ENOTSTARTED. */

@@ -33,6 +33,17 @@ struct hy__chan *hy__chan_get(struct hy__ep *ep, int pi, uint16_t rshard, bool c
     return ch;
 }
 
+/* The send and receive windows (~12 KB) come with the first session, so a
+ * HELLO (unproven) costs a small channel only. */
+int hy__chan_windows(struct hy__chan *ch)
+{
+    if (!ch->win)
+        ch->win = calloc(WIN, sizeof(*ch->win));
+    if (!ch->ooo)
+        ch->ooo = calloc(WIN, sizeof(*ch->ooo));
+    return ch->win && ch->ooo ? 0 : HY_ENOMEM;
+}
+
 void hy__chan_activate(struct hy__chan *ch)
 {
     if (ch->active)
@@ -146,9 +157,11 @@ static void drop_queue(struct hy__chan *ch)
 void hy__chan_reset(struct hy__chan *ch, bool keep_queue)
 {
     struct hy_shard *sh = hy__shard();
-    for (unsigned i = 0; i < WIN; i++) {
+    for (unsigned i = 0; ch->win && i < WIN; i++) {
         free(ch->win[i].buf);
         ch->win[i].buf = NULL;
+    }
+    for (unsigned i = 0; ch->ooo && i < WIN; i++) {
         free(ch->ooo[i].buf);
         ch->ooo[i].buf = NULL;
     }
@@ -269,8 +282,23 @@ static void take_frame(struct hy__chan *ch, const struct hy_wire_hdr *h, const u
             ch->in_got = 0;
             ch->in_msg = NULL;
             ch->in_skip = false;
-            if (ch->in_len < HY_WIRE_MSGHDR ||
-                ch->in_len - HY_WIRE_MSGHDR > hy__dist.cfg.max_message_size) {
+            if (ch->in_len < HY_WIRE_MSGHDR) {
+                /* a record shorter than its own header: the stream cannot be
+                 * followed past it, so the session ends (counted) */
+                hy__dist_count(&ep->st.malformed, 1);
+                hy__dist_count(&ep->st.record_errors, 1);
+                hy_log(HY_LOG_WARNING,
+                       "dist: shard %u: node %u shard %u sent a record of length %u (below "
+                       "the %u-byte message header): session closed",
+                       ep->shard, hy__dist.peers[ch->pi].node_id, ch->rshard, ch->in_len,
+                       (unsigned)HY_WIRE_MSGHDR);
+                int pi = ch->pi;
+                hy__chan_xmit(ch, HY_WT_CLOSE, 0, 0, 0, 0, NULL, 0, NULL);
+                hy__chan_reset(ch, false);
+                hy__dist_node_went_down(sh, pi);
+                return;
+            }
+            if (ch->in_len - HY_WIRE_MSGHDR > hy__dist.cfg.max_message_size) {
                 /* counted and skipped; the stream stays in step */
                 hy__dist_count(&ep->st.malformed, 1);
                 ch->in_skip = true;
@@ -325,6 +353,8 @@ void hy__chan_on_data(struct hy__chan *ch, const struct hy_wire_hdr *h, const ui
         return;
     }
     take_frame(ch, h, pay);
+    if (ch->state != CH_UP)
+        return; /* the session ended on a bad record */
     ch->rcv_next++;
     for (;;) {
         struct rxf *r = &ch->ooo[ch->rcv_next % WIN];
@@ -413,42 +443,20 @@ void hy__chan_on_acks(struct hy__chan *ch, const struct hy_wire_hdr *h)
 void hy__chan_timers(struct hy__chan *ch, uint64_t now)
 {
     struct hy_shard *sh = hy__shard();
+    hy__hs_timers(ch, now);
     switch (ch->state) {
-    case CH_HELLO_SENT:
-    case CH_CONFIRM_SENT:
-    case CH_CHALLENGED:
-        if (now - ch->hs_began >= hy__dist.cfg.down_after_ns || ch->refused) {
-            int rc = ch->refused ? HY_ECONNREFUSED : HY_ETIMEDOUT;
-            bool master = ch->master;
-            int pi = ch->pi;
-            if (master)
-                hy__chan_fail_waiters(ch, rc);
-            hy__chan_reset(ch, false);
-            if (master)
-                hy__dist_node_went_down(sh, pi);
-            return;
-        }
-        if (ch->state != CH_CHALLENGED && now >= ch->hs_retry) {
-            ch->hs_retry = now + HS_RETRY_NS;
-            if (ch->state == CH_HELLO_SENT) {
-                hy__chan_xmit(ch, HY_WT_HELLO, 0, 0, 0, 0, ch->my_nonce, 16, NULL);
-            } else {
-                uint8_t proof[32];
-                const struct hy_dist_peer *me = &hy__dist.peers[hy__dist.self], *peer = &hy__dist.peers[ch->pi];
-                hy__dist_mac(proof, "A", ch->peer_nonce, ch->my_nonce, peer->node_id, ch->peer_creation,
-                    me->node_id, hy__rt.creation);
-                uint32_t sess = ch->session;
-                ch->session = 0;
-                hy__chan_xmit(ch, HY_WT_CONFIRM, 0, 0, 0, 0, proof, 32, NULL);
-                ch->session = sess;
-            }
-        }
-        return;
     case CH_UP:
-        if (ch->master && now - ch->last_rx >= hy__dist.cfg.down_after_ns) {
-            hy_log(HY_LOG_WARNING, "dist: node %u silent for %.0f ms: down",
-                   hy__dist.peers[ch->pi].node_id, (double)(now - ch->last_rx) / 1e6);
-            hy__dist_node_went_down(sh, ch->pi);
+        /* every channel watches its peer: one whose session the peer lost
+         * (or never had) must not retransmit forever */
+        if (now - ch->last_rx >= hy__dist.cfg.down_after_ns) {
+            hy_log(HY_LOG_WARNING, "dist: shard %u: node %u shard %u silent for %.0f ms: down",
+                   ch->ep->shard, hy__dist.peers[ch->pi].node_id, ch->rshard,
+                   (double)(now - ch->last_rx) / 1e6);
+            int pi = ch->pi;
+            if (ch->master)
+                hy__chan_fail_waiters(ch, HY_ETIMEDOUT);
+            hy__chan_reset(ch, false);
+            hy__dist_node_went_down(sh, pi);
             return;
         }
         if (ch->snd_una != ch->snd_next) {
@@ -479,7 +487,7 @@ unsigned hy__ep_poll(void *ctx)
     if (poll_now) {
         while ((n = hy__dist.tp->rx(ep, rx, 32)) != 0) {
             for (unsigned i = 0; i < n; i++)
-                hy__dist_on_frame(ep, rx[i].buf, rx[i].len);
+                hy__dist_on_frame(ep, rx[i].buf, rx[i].len, &rx[i]);
             work += n;
             if (n < 32)
                 break;
@@ -524,7 +532,7 @@ uint64_t hy__ep_deadline(void *ctx)
             t = ch->last_tx + hy__dist.cfg.heartbeat_ns;
             if (ch->ack_due && ch->ack_due_since + ACK_DELAY_NS < t)
                 t = ch->ack_due_since + ACK_DELAY_NS;
-            if (ch->master && ch->last_rx + hy__dist.cfg.down_after_ns < t)
+            if (ch->last_rx + hy__dist.cfg.down_after_ns < t)
                 t = ch->last_rx + hy__dist.cfg.down_after_ns;
             if (ch->snd_una != ch->snd_next && ch->win[ch->snd_una % WIN].buf) {
                 uint64_t r = ch->win[ch->snd_una % WIN].sent + ch->rto;
@@ -536,6 +544,8 @@ uint64_t hy__ep_deadline(void *ctx)
             if (ch->hs_began + hy__dist.cfg.down_after_ns < t)
                 t = ch->hs_began + hy__dist.cfg.down_after_ns;
         }
+        if (ch->rsp && ch->rsp_began + hy__dist.cfg.down_after_ns < t)
+            t = ch->rsp_began + hy__dist.cfg.down_after_ns;
         if (t < d)
             d = t;
     }

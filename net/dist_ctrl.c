@@ -11,12 +11,16 @@
 #include "shard_internal.h"
 #include "signals.h"
 
+/* A node-down event for peer pi, from any shard: every shard resets its
+ * channels to pi that began before it and tells links and monitors
+ * (noconnection, nodedown). Sent also when the node was never up: a node
+ * monitor of an unreachable node gets its nodedown. */
 void hy__dist_node_went_down(struct hy_shard *sh, int pi)
 {
-    if (atomic_exchange(&hy__dist.node_up[pi], 0) || true) {
-        hy__dist_count(&hy__dist.eps[sh->id]->st.nodes_down, 1);
-        hy__dist_broadcast(sh, CTRL_NODE_DOWN, hy__dist.peers[pi].node_id);
-    }
+    atomic_store(&hy__dist.node_up[pi], 0);
+    uint32_t epoch = atomic_fetch_add(&hy__dist.epoch[pi], 1) + 1;
+    hy__dist_count(&hy__dist.eps[sh->id]->st.nodes_down, 1);
+    hy__dist_broadcast(sh, CTRL_NODE_DOWN, hy__dist.peers[pi].node_id, epoch);
 }
 
 int hy__dist_monitor_node(uint32_t node)
@@ -81,6 +85,8 @@ static void ep_close(struct hy_shard *sh)
                 continue;
             hy__chan_reset(ch, false);
             hy__chan_fail_waiters(ch, HY_ENOTSTARTED);
+            free(ch->win);
+            free(ch->ooo);
             free(ch);
         }
         hy_hook_remove_poll(&ep->hook);
@@ -104,7 +110,7 @@ void hy__dist_on_handed_frame(struct hy_shard *sh, struct hy_msg *m)
 {
     struct hy__ep *ep = hy__dist.eps[sh->id];
     if (ep && ep->open)
-        hy__dist_on_frame(ep, m->data, m->size);
+        hy__dist_on_frame(ep, m->data, m->size, NULL);
     hy__msg_free_local(sh, m);
 }
 
@@ -169,15 +175,20 @@ void hy__dist_on_ctrl(struct hy_shard *sh, struct hy_msg *m)
         return;
     case CTRL_NODE_DOWN:
         if (pi >= 0) {
-            if (sh->id == 0)
-                atomic_store(&hy__dist.node_up[pi], 0);
+            /* (a session or handshake begun since the event belongs to
+             * what comes after it: kept; epoch 0 = every channel) */
             for (unsigned s = 0; s < HY_MAX_SHARDS; s++) {
                 struct hy__chan *ch = ep->chans[(size_t)pi * HY_MAX_SHARDS + s];
-                if (!ch)
+                if (!ch || (c.epoch && (int32_t)(ch->epoch - c.epoch) >= 0))
                     continue;
                 if (ch->master)
                     hy__chan_fail_waiters(ch, HY_ETIMEDOUT);
                 hy__chan_reset(ch, false);
+            }
+            if (sh->id == 0) {
+                struct hy__chan *m0 = ep->chans[(size_t)pi * HY_MAX_SHARDS];
+                if (!m0 || m0->state != CH_UP)
+                    atomic_store(&hy__dist.node_up[pi], 0);
             }
             hy__dist_node_down(sh, c.node);
         }

@@ -108,8 +108,11 @@ void hy__dist_fuzz_reset(bool authenticate, bool idle, size_t max_message_size)
         struct hy__chan *ch = hy__chan_get(ep, 1, rs, true);
         if (!ch)
             abort();
+        if (hy__chan_windows(ch) != 0)
+            abort();
         ch->state = CH_UP;
         ch->refused = false;
+        ch->rsp = false;
         ch->peer_creation = HY_FUZZ_PEER_CREATION;
         ch->session = HY_FUZZ_SESSION;
         memset(ch->my_nonce, 0x11, sizeof(ch->my_nonce));
@@ -126,7 +129,7 @@ void hy__dist_fuzz_reset(bool authenticate, bool idle, size_t max_message_size)
 
 void hy__dist_fuzz_frame(const uint8_t *buf, size_t n)
 {
-    hy__dist_on_frame(fuzz_ep, buf, n);
+    hy__dist_on_frame(fuzz_ep, buf, n, NULL);
 }
 
 void hy__dist_fuzz_sign(uint8_t *frame, size_t n)

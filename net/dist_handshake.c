@@ -1,5 +1,17 @@
 /* The handshake: the cookie challenge/response that opens a channel's
- * session, its crypto (HMAC-SHA256 with libsodium), and the frame tag. */
+ * session, and its crypto (libsodium).
+ *
+ * A (initiator) sends HELLO(nA); B answers CHALLENGE(nB, proof_B), proof_B
+ * = HMAC(cookie, "B", nA, nB, ids); A checks it and sends CONFIRM(proof_A);
+ * B checks that and the session is up (B's first session frame tells A).
+ * Only a proof shows the cookie: a HELLO or a REJECT proves nothing. So an
+ * established session survives them: the handshake a HELLO opens is kept
+ * beside the session (hy__chan.rsp) and replaces it only once its CONFIRM
+ * proves it; a REJECT or a bad proof is counted and logged, and the
+ * handshake goes on waiting for the real answer until its timeout (then
+ * HY_ECONNREFUSED if a refusal was seen, HY_ETIMEDOUT if not). Answers to
+ * HELLOs are rate-limited per peer (HS_BURST), so a forged flood is not
+ * reflected. */
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +52,59 @@ void hy__dist_frame_tag(const struct hy__chan *ch, const uint8_t *buf, size_t n,
     memcpy(out, full, 16);
 }
 
+/* A token of the peer's handshake-answer bucket: false when a flood spent it. */
+bool hy__hs_allowed(struct hy__ep *ep, int pi, uint64_t now)
+{
+    struct ep_priv *pv = &hy__dist.priv[ep->shard];
+    __typeof__(pv->hs_bucket[0]) *b = &pv->hs_bucket[pi];
+    if (!b->last) {
+        b->last = now;
+        b->tokens = HS_BURST;
+    } else if (now - b->last >= HS_REFILL_NS) {
+        uint64_t add = (now - b->last) / HS_REFILL_NS;
+        b->tokens = add >= HS_BURST || b->tokens + add >= HS_BURST ? HS_BURST
+                                                                   : b->tokens + (uint32_t)add;
+        b->last += add * HS_REFILL_NS;
+    }
+    if (!b->tokens) {
+        hy__dist_count(&ep->st.hs_limited, 1);
+        return false;
+    }
+    b->tokens--;
+    return true;
+}
+
+/* A handshake frame: no session, no tag; dst_creation as given. */
+static void hs_send(struct hy__chan *ch, uint8_t type, uint32_t dst_creation, const uint8_t *pay,
+                    uint16_t len)
+{
+    struct hy__ep *ep = ch->ep;
+    uint8_t buf[HY_WIRE_HDR + 64];
+    struct hy_wire_hdr h = {
+        .magic = HY_WIRE_MAGIC,
+        .version = HY_WIRE_VERSION,
+        .type = type,
+        .src_node = hy__rt.node_id,
+        .src_creation = hy__rt.creation,
+        .dst_node = hy__dist.peers[ch->pi].node_id,
+        .dst_creation = dst_creation,
+        .src_shard = (uint16_t)ep->shard,
+        .dst_shard = ch->rshard,
+        .len = len,
+    };
+    hy__wire_put_hdr(buf, &h);
+    if (len)
+        memcpy(buf + HY_WIRE_HDR, pay, len);
+    hy__dist_frame_tx(ep, &hy__dist.peers[ch->pi], ch->rshard, buf, HY_WIRE_HDR + len);
+    hy__dist_count(&ep->st.frames_tx, 1);
+    hy__dist_count(&ep->st.bytes_tx, HY_WIRE_HDR + len);
+}
+
+static const char *peer_name(const struct hy__chan *ch)
+{
+    return hy__dist.peers[ch->pi].name;
+}
+
 void hy__hs_start(struct hy__chan *ch)
 {
     randombytes_buf(ch->my_nonce, sizeof(ch->my_nonce));
@@ -47,216 +112,260 @@ void hy__hs_start(struct hy__chan *ch)
     ch->refused = false;
     ch->session = 0;
     ch->peer_creation = 0;
+    ch->epoch = atomic_load(&hy__dist.epoch[ch->pi]);
     uint64_t now = hy__dist_now();
     ch->hs_began = now;
     ch->hs_retry = now + HS_RETRY_NS;
     ch->last_rx = now;
     hy__chan_activate(ch);
-    hy__chan_xmit(ch, HY_WT_HELLO, 0, 0, 0, 0, ch->my_nonce, 16, NULL);
+    hs_send(ch, HY_WT_HELLO, 0, ch->my_nonce, 16);
 }
 
-void hy__hs_established(struct hy__chan *ch)
+/* The session is up: isn is its first sequence number, both ways. */
+static void established(struct hy__chan *ch, uint32_t isn)
 {
     ch->state = CH_UP;
-    ch->snd_next = ch->snd_una = ch->rcv_next = 1;
+    ch->epoch = atomic_load(&hy__dist.epoch[ch->pi]);
+    uint32_t first = hy__dist.cfg.test_first_seq ? hy__dist.cfg.test_first_seq : isn;
+    ch->snd_next = ch->snd_una = ch->rcv_next = first;
     ch->last_rx = ch->last_tx = hy__dist_now();
     hy__dist_count(&ch->ep->st.handshakes, 1);
+    hy_log(HY_LOG_INFO, "dist: shard %u: session with node %u (%s) shard %u up", ch->ep->shard,
+           hy__dist.peers[ch->pi].node_id, peer_name(ch), ch->rshard);
     if (ch->master) {
         atomic_store(&hy__dist.node_up[ch->pi], 1);
         hy__chan_fail_waiters(ch, 0);
-        hy__dist_broadcast(hy__shard(), CTRL_NODE_UP, hy__dist.peers[ch->pi].node_id);
+        hy__dist_broadcast(hy__shard(), CTRL_NODE_UP, hy__dist.peers[ch->pi].node_id, 0);
     }
 }
 
-void hy__hs_derive(struct hy__chan *ch, const uint8_t *na, const uint8_t *nb, uint32_t an,
-                   uint32_t ac, uint32_t bn, uint32_t bc)
+/* Derives the session id, the frame key and the first sequence number from
+ * both nonces (initiator's first) and both ids. */
+static uint32_t derive(struct hy__chan *ch, const uint8_t *na, const uint8_t *nb, uint32_t an,
+                       uint32_t ac, uint32_t bn, uint32_t bc)
 {
     uint8_t s[32];
     hy__dist_mac(s, "session", na, nb, an, ac, bn, bc);
     ch->session = hy__rd32(s) | 1u; /* never 0 */
     hy__dist_mac(ch->key, "key", na, nb, an, ac, bn, bc);
+    return hy__rd32(s + 4); /* a sequence start no one off the path can guess */
 }
 
-void hy__dist_on_frame(struct hy__ep *ep, const uint8_t *buf, size_t n)
+/* The initiator's session is up: the responder's first session frame came. */
+void hy__hs_established(struct hy__chan *ch)
 {
-    struct hy_shard *sh = hy__shard();
-    struct hy_wire_hdr h;
-    if (hy__wire_get_hdr(buf, n, &h) != 0 || h.version != HY_WIRE_VERSION ||
-        h.dst_node != hy__rt.node_id) {
-        hy__dist_count(&ep->st.malformed, 1);
+    established(ch, ch->isn);
+}
+
+static void challenge(struct hy__chan *ch)
+{
+    const struct hy_dist_peer *me = &hy__dist.peers[hy__dist.self], *peer = &hy__dist.peers[ch->pi];
+    uint8_t out[48];
+    memcpy(out, ch->rsp_my_nonce, 16);
+    hy__dist_mac(out + 16, "B", ch->rsp_peer_nonce, ch->rsp_my_nonce, peer->node_id,
+                 ch->rsp_creation, me->node_id, hy__rt.creation);
+    hs_send(ch, HY_WT_CHALLENGE, ch->rsp_creation, out, sizeof(out));
+}
+
+static void confirm(struct hy__chan *ch)
+{
+    const struct hy_dist_peer *me = &hy__dist.peers[hy__dist.self], *peer = &hy__dist.peers[ch->pi];
+    uint8_t proof[32];
+    hy__dist_mac(proof, "A", ch->peer_nonce, ch->my_nonce, peer->node_id, ch->peer_creation,
+                 me->node_id, hy__rt.creation);
+    hs_send(ch, HY_WT_CONFIRM, ch->peer_creation, proof, 32);
+}
+
+static void reject(struct hy__ep *ep, struct hy__chan *ch, uint32_t dst_creation, uint64_t now)
+{
+    if (hy__hs_allowed(ep, ch->pi, now))
+        hs_send(ch, HY_WT_REJECT, dst_creation, NULL, 0);
+}
+
+/* The peer's CONFIRM proved the handshake it opened: it becomes the session,
+ * replacing an established one (whose links and monitors then get
+ * noconnection, as when a connection breaks). */
+static void rsp_proven(struct hy__ep *ep, struct hy__chan *ch)
+{
+    const struct hy_dist_peer *me = &hy__dist.peers[hy__dist.self], *peer = &hy__dist.peers[ch->pi];
+    if (ch->state == CH_UP) {
+        hy_log(HY_LOG_INFO,
+               "dist: shard %u: node %u (%s) shard %u opened a new session (%s): the old one "
+               "ends",
+               ep->shard, peer->node_id, peer->name, ch->rshard,
+               ch->rsp_creation != ch->peer_creation ? "restarted" : "it lost the old one");
+        hy__dist_node_went_down(hy__shard(), ch->pi);
+    }
+    uint8_t pn[16], mn[16];
+    uint32_t pc = ch->rsp_creation;
+    memcpy(pn, ch->rsp_peer_nonce, 16);
+    memcpy(mn, ch->rsp_my_nonce, 16);
+    hy__chan_reset(ch, true);
+    if (hy__chan_windows(ch) != 0) {
+        hy_log(HY_LOG_ERROR, "dist: shard %u: no memory for a session with node %u", ep->shard,
+               peer->node_id);
         return;
     }
-    if (h.dst_shard != ep->shard) {
-        /* landed on the wrong shard's queue (no hardware steering): hand it
-         * over through the ring mesh, copied into a message buffer */
-        struct hy_msg *m;
-        if (h.dst_shard >= hy__rt.nshards || hy__msg_alloc(sh, n, &m) != 0) {
-            hy__dist_count(&ep->st.malformed, 1);
-            return;
-        }
-        memcpy(m->data, buf, n);
-        m->kind = HY_K_DIST_FRAME;
-        m->to = hy__dist_shard_pid(h.dst_shard);
-        hy__dist_count(&ep->st.handed_over, 1);
-        hy__route(sh, m);
-        return;
-    }
-    int pi = hy__dist_peer_index(h.src_node);
-    if (pi < 0 || h.src_shard >= HY_MAX_SHARDS) {
-        hy__dist_count(&ep->st.malformed, 1);
-        return;
-    }
-    hy__dist_count(&ep->st.frames_rx, 1);
-    hy__dist_count(&ep->st.bytes_rx, n);
-    const uint8_t *pay = buf + HY_WIRE_HDR;
-    struct hy__chan *ch = hy__chan_get(ep, pi, h.src_shard, h.type == HY_WT_HELLO);
-    if (!ch) {
-        hy__dist_count(&ep->st.stale, 1);
-        return;
-    }
+    memcpy(ch->peer_nonce, pn, 16);
+    memcpy(ch->my_nonce, mn, 16);
+    ch->peer_creation = pc;
+    uint32_t isn = derive(ch, pn, mn, peer->node_id, pc, me->node_id, hy__rt.creation);
+    established(ch, isn);
+    hy__chan_xmit(ch, HY_WT_ACK, 0, 0, 0, 0, NULL, 0, NULL);
+}
+
+void hy__hs_frame(struct hy__ep *ep, struct hy__chan *ch, const struct hy_wire_hdr *h,
+                  const uint8_t *pay)
+{
     uint64_t now = hy__dist_now();
-    const struct hy_dist_peer *me = &hy__dist.peers[hy__dist.self], *peer = &hy__dist.peers[pi];
-    switch (h.type) {
+    const struct hy_dist_peer *me = &hy__dist.peers[hy__dist.self], *peer = &hy__dist.peers[ch->pi];
+    switch (h->type) {
     case HY_WT_HELLO: {
-        if (h.len != 16) {
+        if (h->len != 16) {
             hy__dist_count(&ep->st.malformed, 1);
             return;
         }
         if (ch->state == CH_HELLO_SENT && me->node_id < peer->node_id)
             return; /* simultaneous open: the lower node id initiates */
-        if (ch->state == CH_UP && h.src_creation == ch->peer_creation &&
+        if (ch->state == CH_UP && h->src_creation == ch->peer_creation &&
             memcmp(ch->peer_nonce, pay, 16) == 0)
-            return; /* a repeat of the HELLO we answered */
-        bool again = ch->state == CH_CHALLENGED && h.src_creation == ch->peer_creation &&
-                     memcmp(ch->peer_nonce, pay, 16) == 0;
-        if (again) {
-            /* a repeat (retry, duplicate, late copy) of the HELLO we are
-             * answering: the same CHALLENGE again, or the CONFIRM that may
-             * already be on its way would not match a fresh nonce */
-            uint8_t out[48];
-            memcpy(out, ch->my_nonce, 16);
-            hy__dist_mac(out + 16, "B", ch->peer_nonce, ch->my_nonce, peer->node_id, h.src_creation,
-                me->node_id, hy__rt.creation);
-            hy__chan_xmit(ch, HY_WT_CHALLENGE, 0, 0, 0, 0, out, sizeof(out), NULL);
+            return; /* a late copy of the HELLO that opened this session */
+        if (!hy__hs_allowed(ep, ch->pi, now))
             return;
+        if (!(ch->rsp && h->src_creation == ch->rsp_creation &&
+              memcmp(ch->rsp_peer_nonce, pay, 16) == 0)) {
+            /* a new handshake (a repeat gets the same CHALLENGE again: the
+             * CONFIRM already on its way must still match) */
+            ch->rsp = true;
+            ch->rsp_refused = false;
+            ch->rsp_creation = h->src_creation;
+            memcpy(ch->rsp_peer_nonce, pay, 16);
+            randombytes_buf(ch->rsp_my_nonce, 16);
+            ch->rsp_began = now;
         }
-        if (ch->state == CH_UP || ch->state == CH_CONFIRM_SENT) {
-            /* the peer lost the session (or restarted): start over */
-            bool restarted = ch->peer_creation && h.src_creation != ch->peer_creation;
-            hy__chan_reset(ch, true);
-            if (restarted && ch->master)
-                hy__dist_node_went_down(sh, pi);
-        }
-        memcpy(ch->peer_nonce, pay, 16);
-        randombytes_buf(ch->my_nonce, 16);
-        ch->peer_creation = h.src_creation;
-        uint8_t out[48];
-        memcpy(out, ch->my_nonce, 16);
-        hy__dist_mac(out + 16, "B", ch->peer_nonce, ch->my_nonce, peer->node_id, h.src_creation,
-            me->node_id, hy__rt.creation);
-        ch->state = CH_CHALLENGED;
-        ch->hs_began = now;
-        ch->last_rx = now;
         hy__chan_activate(ch);
-        hy__chan_xmit(ch, HY_WT_CHALLENGE, 0, 0, 0, 0, out, sizeof(out), NULL);
+        challenge(ch);
         return;
     }
     case HY_WT_CHALLENGE: {
-        if (ch->state != CH_HELLO_SENT || h.len != 48) {
-            hy__dist_count(&ep->st.stale, 1);
+        if (ch->state != CH_HELLO_SENT || h->len != 48) {
+            hy__dist_count(&ep->st.unproven, 1);
             return;
         }
         uint8_t want[32];
         hy__dist_mac(want, "B", ch->my_nonce, pay, me->node_id, hy__rt.creation, peer->node_id,
-            h.src_creation);
+                     h->src_creation);
         if (sodium_memcmp(want, pay + 16, 32) != 0) {
             hy__dist_count(&ep->st.auth_failures, 1);
+            if (!ch->refused)
+                hy_log(HY_LOG_INFO,
+                       "dist: shard %u: node %u (%s) answered our HELLO with a wrong proof "
+                       "(another cookie?); still waiting for a proven answer",
+                       ep->shard, peer->node_id, peer->name);
             ch->refused = true;
-            hy__chan_xmit(ch, HY_WT_REJECT, 0, 0, 0, 0, NULL, 0, NULL);
+            reject(ep, ch, h->src_creation, now);
             return;
         }
+        if (hy__chan_windows(ch) != 0)
+            return; /* no memory: the handshake times out */
         memcpy(ch->peer_nonce, pay, 16);
-        ch->peer_creation = h.src_creation;
-        uint8_t proof[32];
-        hy__dist_mac(proof, "A", ch->peer_nonce, ch->my_nonce, peer->node_id, h.src_creation, me->node_id,
-            hy__rt.creation);
-        hy__hs_derive(ch, ch->my_nonce, ch->peer_nonce, me->node_id, hy__rt.creation, peer->node_id,
-               h.src_creation);
+        ch->peer_creation = h->src_creation;
+        ch->isn = derive(ch, ch->my_nonce, ch->peer_nonce, me->node_id, hy__rt.creation,
+                         peer->node_id, h->src_creation);
         ch->state = CH_CONFIRM_SENT;
         ch->hs_retry = now + HS_RETRY_NS;
-        ch->last_rx = now;
-        uint32_t sess = ch->session;
-        ch->session = 0; /* CONFIRM itself goes without a session */
-        hy__chan_xmit(ch, HY_WT_CONFIRM, 0, 0, 0, 0, proof, 32, NULL);
-        ch->session = sess;
+        confirm(ch);
         return;
     }
     case HY_WT_CONFIRM: {
-        if (ch->state == CH_UP && h.src_creation == ch->peer_creation) {
-            hy__chan_xmit(ch, HY_WT_ACK, 0, 0, 0, 0, NULL, 0, NULL); /* our ACK was lost */
-            return;
-        }
-        if (ch->state != CH_CHALLENGED || h.len != 32 || h.src_creation != ch->peer_creation) {
-            hy__dist_count(&ep->st.stale, 1);
+        if (h->len != 32) {
+            hy__dist_count(&ep->st.malformed, 1);
             return;
         }
         uint8_t want[32];
-        hy__dist_mac(want, "A", ch->my_nonce, ch->peer_nonce, me->node_id, hy__rt.creation,
-            peer->node_id, h.src_creation);
-        if (sodium_memcmp(want, pay, 32) != 0) {
+        if (ch->rsp && h->src_creation == ch->rsp_creation) {
+            hy__dist_mac(want, "A", ch->rsp_my_nonce, ch->rsp_peer_nonce, me->node_id,
+                         hy__rt.creation, peer->node_id, h->src_creation);
+            if (sodium_memcmp(want, pay, 32) == 0) {
+                ch->rsp = false;
+                rsp_proven(ep, ch);
+                return;
+            }
             hy__dist_count(&ep->st.auth_failures, 1);
-            hy__chan_xmit(ch, HY_WT_REJECT, 0, 0, 0, 0, NULL, 0, NULL);
-            ch->state = CH_IDLE;
+            if (!ch->rsp_refused)
+                hy_log(HY_LOG_INFO,
+                       "dist: shard %u: node %u (%s) sent a CONFIRM with a wrong proof "
+                       "(another cookie?): refused",
+                       ep->shard, peer->node_id, peer->name);
+            ch->rsp_refused = true;
+            reject(ep, ch, h->src_creation, now);
             return;
         }
-        hy__hs_derive(ch, ch->peer_nonce, ch->my_nonce, peer->node_id, h.src_creation, me->node_id,
-               hy__rt.creation);
-        hy__hs_established(ch);
-        hy__chan_xmit(ch, HY_WT_ACK, 0, 0, 0, 0, NULL, 0, NULL);
+        if (ch->state == CH_UP && h->src_creation == ch->peer_creation &&
+            hy__hs_allowed(ep, ch->pi, now)) {
+            /* a repeat of the CONFIRM that opened this session: our ACK was lost */
+            hy__dist_mac(want, "A", ch->my_nonce, ch->peer_nonce, me->node_id, hy__rt.creation,
+                         peer->node_id, h->src_creation);
+            if (sodium_memcmp(want, pay, 32) == 0) {
+                hy__chan_xmit(ch, HY_WT_ACK, 0, 0, 0, 0, NULL, 0, NULL);
+                return;
+            }
+        }
+        hy__dist_count(&ep->st.unproven, 1);
         return;
     }
     case HY_WT_REJECT:
         if (ch->state == CH_HELLO_SENT || ch->state == CH_CONFIRM_SENT) {
             hy__dist_count(&ep->st.auth_failures, 1);
+            if (!ch->refused)
+                hy_log(HY_LOG_INFO,
+                       "dist: shard %u: node %u (%s) refused our handshake (another cookie?); "
+                       "still waiting for a proven answer",
+                       ep->shard, peer->node_id, peer->name);
             ch->refused = true;
-            if (ch->master)
-                hy__chan_fail_waiters(ch, HY_ECONNREFUSED);
+        } else if (ch->rsp) {
+            hy__dist_count(&ep->st.auth_failures, 1);
+            if (!ch->rsp_refused)
+                hy_log(HY_LOG_INFO,
+                       "dist: shard %u: node %u (%s) refused our CHALLENGE (another cookie?)",
+                       ep->shard, peer->node_id, peer->name);
+            ch->rsp_refused = true;
+        } else {
+            hy__dist_count(&ep->st.unproven, 1);
         }
         return;
     default:
-        break;
-    }
-    /* DATA, ACK, HEARTBEAT, CLOSE: only within the current session */
-    if (h.session == 0 || h.session != ch->session || h.src_creation != ch->peer_creation ||
-        h.dst_creation != hy__rt.creation) {
-        hy__dist_count(&ep->st.stale, 1);
         return;
     }
-    if (h.flags & HY_WF_AUTH) {
-        uint8_t tag[16];
-        hy__dist_frame_tag(ch, buf, n - HY_WIRE_TAG, tag);
-        if (sodium_memcmp(tag, buf + n - HY_WIRE_TAG, 16) != 0) {
-            hy__dist_count(&ep->st.auth_failures, 1);
-            return;
-        }
-    } else if (hy__dist.cfg.authenticate) {
-        hy__dist_count(&ep->st.auth_failures, 1);
-        return;
-    }
-    if (ch->state == CH_CONFIRM_SENT)
-        hy__hs_established(ch); /* the responder took our CONFIRM */
-    if (ch->state != CH_UP)
-        return;
-    ch->last_rx = now;
-    if (h.type == HY_WT_CLOSE) {
-        if (ch->master)
-            hy__dist_node_went_down(sh, pi);
-        else
-            hy__chan_reset(ch, false);
-        return;
-    }
-    hy__chan_on_acks(ch, &h);
-    if (h.type == HY_WT_DATA)
-        hy__chan_on_data(ch, &h, pay);
 }
 
+/* Handshake timers: repeats of our HELLO or CONFIRM, and the timeouts. */
+void hy__hs_timers(struct hy__chan *ch, uint64_t now)
+{
+    if (ch->rsp && now - ch->rsp_began >= hy__dist.cfg.down_after_ns)
+        ch->rsp = false; /* the peer never proved it: forgotten */
+    if (ch->state != CH_HELLO_SENT && ch->state != CH_CONFIRM_SENT)
+        return;
+    const struct hy_dist_peer *peer = &hy__dist.peers[ch->pi];
+    if (now - ch->hs_began >= hy__dist.cfg.down_after_ns) {
+        int rc = ch->refused ? HY_ECONNREFUSED : HY_ETIMEDOUT;
+        hy_log(HY_LOG_INFO, "dist: shard %u: handshake with node %u (%s) shard %u failed: %s",
+               ch->ep->shard, peer->node_id, peer->name, ch->rshard,
+               ch->refused ? "refused (another cookie?)" : "no answer");
+        bool master = ch->master;
+        int pi = ch->pi;
+        if (master)
+            hy__chan_fail_waiters(ch, rc);
+        hy__chan_reset(ch, false);
+        if (master)
+            hy__dist_node_went_down(hy__shard(), pi);
+        return;
+    }
+    if (now >= ch->hs_retry) {
+        ch->hs_retry = now + HS_RETRY_NS;
+        if (ch->state == CH_HELLO_SENT)
+            hs_send(ch, HY_WT_HELLO, 0, ch->my_nonce, 16);
+        else
+            confirm(ch);
+    }
+}

@@ -16,6 +16,9 @@ struct hy__ep;
 struct hy__rx {
     uint8_t *buf;
     uint16_t len;
+    bool src_known;   /* the transport filled the source address: it is checked */
+    uint16_t src_port;
+    uint32_t src_ip;  /* host byte order */
 };
 
 /* A transport moves datagrams for one shard's endpoint. Buffers returned by
@@ -70,7 +73,16 @@ struct hy__ep {
 #define POLL_EVERY 4            /* turns between socket reads while busy */
 #define HY_TAG_DIST_REPLY (HY_TAG_SYSTEM | 0x44535452ull)
 
-enum { CH_IDLE = 0, CH_HELLO_SENT, CH_CHALLENGED, CH_CONFIRM_SENT, CH_UP };
+/* A channel's session state. A handshake the peer opens (its HELLO) does
+ * not change it: that one is kept aside (hy__chan.rsp) until its CONFIRM
+ * proves it, so an unproven frame never disturbs an established session. */
+enum { CH_IDLE = 0, CH_HELLO_SENT, CH_CONFIRM_SENT, CH_UP };
+
+/* Answers to HELLOs (CHALLENGE) and to bad proofs (REJECT) are limited per
+ * endpoint and peer to a burst of HS_BURST, refilled one per HS_REFILL_NS:
+ * a forged HELLO flood is not reflected at the claimed peer. */
+#define HS_BURST 64u
+#define HS_REFILL_NS 1000000ull
 
 enum { CTRL_OPEN = 1, CTRL_ENSURE, CTRL_CONNECT, CTRL_NODE_DOWN, CTRL_NODE_UP, CTRL_STOP,
        CTRL_DISCONNECT };
@@ -99,8 +111,15 @@ struct hy__chan {
     uint16_t rshard;
     bool master; /* shard 0 <-> the peer's shard 0: decides node up/down */
     int state;
-    bool refused;
+    bool refused;  /* our handshake saw a REJECT or a bad proof (unproven: it goes on) */
+    uint32_t epoch; /* the peer's node-down epoch when this session or handshake began */
     uint32_t peer_creation, session;
+    uint32_t isn;  /* the session's first sequence number (derived with its key) */
+    /* the handshake the peer opened, kept beside the session until proven */
+    bool rsp, rsp_refused;
+    uint32_t rsp_creation;
+    uint8_t rsp_my_nonce[16], rsp_peer_nonce[16];
+    uint64_t rsp_began;
     uint8_t my_nonce[16], peer_nonce[16];
     uint8_t key[32];
     uint64_t hs_retry, hs_began;
@@ -114,11 +133,11 @@ struct hy__chan {
     uint32_t cur_off, cur_len;
     /* sending */
     uint32_t snd_next, snd_una;
-    struct txf win[WIN];
+    struct txf *win;          /* [WIN], allocated when the first session begins */
     uint64_t srtt, rttvar, rto;
     /* receiving */
     uint32_t rcv_next;
-    struct rxf ooo[WIN];
+    struct rxf *ooo;          /* [WIN], likewise: a channel no session reached stays small */
     /* the message being parsed from the in-order byte stream */
     uint8_t in_hdr[4 + HY_WIRE_MSGHDR];
     uint32_t in_hdr_got;     /* bytes of in_hdr filled */
@@ -144,6 +163,10 @@ struct ep_priv {
     uint64_t rng;        /* fault injection's pseudo-random state */
     struct hy__held *held;   /* [FAULT_HELD], allocated on first use */
     unsigned nheld;
+    struct {
+        uint64_t last;   /* when the tokens were last refilled */
+        uint32_t tokens;
+    } hs_bucket[MAX_PEERS]; /* handshake answers (HS_BURST) */
 };
 
 struct hy__dist_state {
@@ -159,6 +182,9 @@ struct hy__dist_state {
     _Atomic int started;
     _Atomic int opened, open_err, stopped;
     _Atomic uint8_t node_up[MAX_PEERS];
+    /* bumped by every node-down event of a peer: a NODE_DOWN request resets
+     * only the channels whose session or handshake began before it */
+    _Atomic uint32_t epoch[MAX_PEERS];
 };
 
 extern struct hy__dist_state hy__dist;
@@ -197,13 +223,14 @@ static inline hy_pid hy__dist_shard_pid(unsigned s)
 struct hy__ctrl {
     int op;
     uint32_t node;
+    uint32_t epoch; /* CTRL_NODE_DOWN: the peer's epoch it ends */
     hy_pid requester;
 };
 
 /* dist.c */
 void hy__dist_send_ctrl(struct hy_shard *sh, unsigned to_shard, int op, uint32_t node, hy_pid req,
                         hy_ref ref);
-void hy__dist_broadcast(struct hy_shard *sh, int op, uint32_t node);
+void hy__dist_broadcast(struct hy_shard *sh, int op, uint32_t node, uint32_t epoch);
 void hy__dist_reply_rc(struct hy_shard *sh, hy_pid to, hy_ref ref, int rc);
 
 /* dist_fault.c */
@@ -219,9 +246,10 @@ void hy__dist_mac(uint8_t out[32], const char *label, const uint8_t *a, const ui
 void hy__dist_frame_tag(const struct hy__chan *ch, const uint8_t *buf, size_t n, uint8_t out[16]);
 void hy__hs_start(struct hy__chan *ch);
 void hy__hs_established(struct hy__chan *ch);
-void hy__hs_derive(struct hy__chan *ch, const uint8_t *na, const uint8_t *nb, uint32_t an,
-                   uint32_t ac, uint32_t bn, uint32_t bc);
-void hy__dist_on_frame(struct hy__ep *ep, const uint8_t *buf, size_t n);
+bool hy__hs_allowed(struct hy__ep *ep, int pi, uint64_t now);
+void hy__hs_frame(struct hy__ep *ep, struct hy__chan *ch, const struct hy_wire_hdr *h,
+                  const uint8_t *pay);
+void hy__hs_timers(struct hy__chan *ch, uint64_t now);
 
 /* dist_channel.c */
 struct hy__chan *hy__chan_get(struct hy__ep *ep, int pi, uint16_t rshard, bool create);
@@ -229,6 +257,7 @@ void hy__chan_activate(struct hy__chan *ch);
 void hy__chan_xmit(struct hy__chan *ch, uint8_t type, uint32_t seq, uint16_t fidx, uint16_t fcnt,
                    uint32_t msg_len, const uint8_t *pay, uint16_t len, uint8_t *keep);
 void hy__chan_reset(struct hy__chan *ch, bool keep_queue);
+int hy__chan_windows(struct hy__chan *ch);
 void hy__chan_fail_waiters(struct hy__chan *ch, int rc);
 void hy__chan_pump(struct hy__chan *ch);
 void hy__chan_on_data(struct hy__chan *ch, const struct hy_wire_hdr *h, const uint8_t *pay);
@@ -238,7 +267,9 @@ unsigned hy__ep_poll(void *ctx);
 uint64_t hy__ep_deadline(void *ctx);
 int hy__dist_remote_send(struct hy_msg *m, void *ctx);
 
-/* dist_deliver.c */
+/* dist_recv.c: rx is the transport's record (its source address is checked)
+ * or NULL for a frame another shard received and checked */
+void hy__dist_on_frame(struct hy__ep *ep, const uint8_t *buf, size_t n, const struct hy__rx *rx);
 void hy__dist_deliver(struct hy__chan *ch, struct hy_msg *m, const struct hy_wire_msg *wm);
 
 /* dist_ctrl.c */

@@ -175,7 +175,7 @@ static int run_node(uint32_t id, hy_proc_fn fn)
     hy_config_init(&cfg);
     cfg.nshards = 2;
     cfg.node_id = id;
-    hy_log_set_level(HY_LOG_ERROR);
+    hy_log_set_level(getenv("HY_DIST_DEBUG") ? HY_LOG_INFO : HY_LOG_ERROR);
     int rc = hy_run(&cfg, fn, NULL);
     return rc == 0 ? 0 : 2;
 }

@@ -1,5 +1,6 @@
-/* Messages that arrive from another node: checked, then delivered into
- * the runtime. */
+/* What arrives from another node: a frame is checked (header, source
+ * address, session, tag) and goes to the handshake or its channel; a
+ * message a channel reassembled is checked and delivered into the runtime. */
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -150,3 +151,92 @@ void hy__dist_deliver(struct hy__chan *ch, struct hy_msg *m, const struct hy_wir
         hy__route(sh, m);
 }
 
+
+/* ---- frames -------------------------------------------------------------------------- */
+
+void hy__dist_on_frame(struct hy__ep *ep, const uint8_t *buf, size_t n, const struct hy__rx *rx)
+{
+    struct hy_shard *sh = hy__shard();
+    struct hy_wire_hdr h;
+    if (hy__wire_get_hdr(buf, n, &h) != 0 || h.version != HY_WIRE_VERSION ||
+        h.dst_node != hy__rt.node_id) {
+        hy__dist_count(&ep->st.malformed, 1);
+        return;
+    }
+    int pi = hy__dist_peer_index(h.src_node);
+    if (pi < 0 || h.src_shard >= HY_MAX_SHARDS) {
+        hy__dist_count(&ep->st.malformed, 1);
+        return;
+    }
+    /* a frame of node N shard s comes from N's address and port base + s */
+    if (rx && rx->src_known &&
+        (rx->src_ip != hy__dist.peers[pi].ip ||
+         rx->src_port != (uint16_t)(hy__dist.peers[pi].base_port + h.src_shard))) {
+        hy__dist_count(&ep->st.wrong_source, 1);
+        return;
+    }
+    if (h.dst_shard != ep->shard) {
+        /* landed on the wrong shard's queue (no hardware steering): hand it
+         * over through the ring mesh, copied into a message buffer */
+        struct hy_msg *m;
+        if (h.dst_shard >= hy__rt.nshards) {
+            hy__dist_count(&ep->st.malformed, 1);
+            return;
+        }
+        if (hy__msg_alloc(sh, n, &m) != 0) {
+            hy__dist_count(&ep->st.dropped_nomem, 1);
+            return;
+        }
+        memcpy(m->data, buf, n);
+        m->kind = HY_K_DIST_FRAME;
+        m->to = hy__dist_shard_pid(h.dst_shard);
+        hy__dist_count(&ep->st.handed_over, 1);
+        hy__route(sh, m);
+        return;
+    }
+    hy__dist_count(&ep->st.frames_rx, 1);
+    hy__dist_count(&ep->st.bytes_rx, n);
+    const uint8_t *pay = buf + HY_WIRE_HDR;
+    struct hy__chan *ch = hy__chan_get(ep, pi, h.src_shard, h.type == HY_WT_HELLO);
+    if (!ch) {
+        hy__dist_count(&ep->st.stale, 1);
+        return;
+    }
+    if (h.type >= HY_WT_HELLO && h.type != HY_WT_HEARTBEAT && h.type != HY_WT_CLOSE) {
+        hy__hs_frame(ep, ch, &h, pay);
+        return;
+    }
+    /* DATA, ACK, HEARTBEAT, CLOSE: only within the current session */
+    if (h.session == 0 || h.session != ch->session || h.src_creation != ch->peer_creation ||
+        h.dst_creation != hy__rt.creation ||
+        (ch->state != CH_UP && ch->state != CH_CONFIRM_SENT)) {
+        hy__dist_count(&ep->st.stale, 1);
+        return;
+    }
+    if (h.flags & HY_WF_AUTH) {
+        uint8_t tag[HY_WIRE_TAG];
+        hy__dist_frame_tag(ch, buf, n - HY_WIRE_TAG, tag);
+        if (sodium_memcmp(tag, buf + n - HY_WIRE_TAG, HY_WIRE_TAG) != 0) {
+            hy__dist_count(&ep->st.auth_failures, 1);
+            return;
+        }
+    } else if (hy__dist.cfg.authenticate) {
+        hy__dist_count(&ep->st.auth_failures, 1);
+        return;
+    }
+    if (ch->state == CH_CONFIRM_SENT)
+        hy__hs_established(ch); /* the responder took our CONFIRM */
+    ch->last_rx = hy__dist_now();
+    if (h.type == HY_WT_CLOSE) {
+        hy_log(HY_LOG_INFO, "dist: shard %u: node %u (%s) shard %u closed the session", ep->shard,
+               hy__dist.peers[pi].node_id, hy__dist.peers[pi].name, h.src_shard);
+        if (ch->master)
+            hy__dist_node_went_down(sh, pi);
+        else
+            hy__chan_reset(ch, false);
+        return;
+    }
+    hy__chan_on_acks(ch, &h);
+    if (h.type == HY_WT_DATA)
+        hy__chan_on_data(ch, &h, pay);
+}
