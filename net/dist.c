@@ -64,6 +64,7 @@ void hy_dist_config_init(struct hy_dist_config *cfg)
     cfg->heartbeat_ns = 100000000ull;
     cfg->down_after_ns = 1000000000ull;
     cfg->send_queue_max = 65536;
+    cfg->authenticate = true;
 }
 
 static int wait_count(_Atomic int *counter, int want)

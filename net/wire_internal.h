@@ -2,7 +2,7 @@
  *
  * All integers little-endian. A frame is a 56-byte header, `len` payload
  * bytes, and, when the channel authenticates (flag HY_WF_AUTH), a 16-byte
- * HMAC-SHA256 tag (truncated) over header and payload with the session key.
+ * keyed BLAKE2b tag over header and payload with the session key.
  * DATA frames carry a channel's byte stream, in sequence order: each message
  * is a record [u32 length][64-byte message header][payload] (length counts
  * header and payload); small records share a frame, a large one spans many,

@@ -49,7 +49,7 @@ static unsigned npeers;
 static uint32_t me;
 static const char *cookie_of[MAXN + 1];
 static unsigned drop_permille;
-static bool authenticate;
+static bool authenticate = true; /* the default */
 static uint32_t first_seq;
 
 static void set_peers(unsigned n, uint16_t base)
@@ -317,7 +317,9 @@ static void test_dist_order_under_loss(void **state)
 {
     (void)state;
     drop_permille = 50; /* 5% of frames lost both ways */
+    authenticate = false; /* (and the unauthenticated mode, for trusted networks) */
     run_pair(order_main);
+    authenticate = true;
     drop_permille = 0;
 }
 
@@ -834,7 +836,6 @@ static void test_dist_three_nodes_authenticated(void **state)
     wait_node(b, 10000);
     wait_node(c, 10000);
     reap_all(rest, 0);
-    authenticate = false;
     assert_int_equal(ra, 0);
 }
 
@@ -859,6 +860,7 @@ struct fake {
     struct hy__chan key;       /* (only its key is used, by hy__dist_frame_tag) */
     uint32_t snd_next, rcv_next;
     bool auth;
+    bool forge;                /* the next DATA: tag spoiled, sequence number not used up */
     uint8_t stream[1 << 16];   /* node 1's byte stream, not yet parsed */
     size_t stream_len;
     uint64_t last_tx;
@@ -885,6 +887,7 @@ static void fake_open(void)
         CHECK(bind(fk.fd[i], (struct sockaddr *)&a, sizeof(a)) == 0);
     }
     fk.a_base = peers[0].base_port;
+    fk.auth = true; /* node 1 runs with the default: frames authenticated */
     randombytes_buf(&fk.creation, sizeof(fk.creation));
     fk.creation |= 1;
 }
@@ -914,6 +917,8 @@ static void fake_send_from(int fd, uint16_t shard, uint8_t type, uint32_t dst_cr
     size_t n = HY_WIRE_HDR + len;
     if (tag) {
         hy__dist_frame_tag(&fk.key, buf, n, buf + n);
+        if (fk.forge)
+            buf[n] ^= 1;
         n += HY_WIRE_TAG;
     }
     struct sockaddr_in to = {.sin_family = AF_INET};
@@ -925,7 +930,7 @@ static void fake_send_from(int fd, uint16_t shard, uint8_t type, uint32_t dst_cr
 
 static void fake_send(uint8_t type, const void *pay, uint16_t len)
 {
-    uint32_t seq = type == HY_WT_DATA ? fk.snd_next++ : 0;
+    uint32_t seq = type == HY_WT_DATA ? (fk.forge ? fk.snd_next : fk.snd_next++) : 0;
     bool hs = type == HY_WT_HELLO || type == HY_WT_CHALLENGE || type == HY_WT_CONFIRM ||
               type == HY_WT_REJECT;
     fake_send_from(fk.fd[0], 0, type, type == HY_WT_HELLO ? 0 : fk.a_creation,
@@ -1154,6 +1159,26 @@ static void test_dist_session_survives_forged_handshake_frames(void **state)
     CHECK(ds.handshakes == 1 && ds.nodes_down == 0);
     CHECK(ds.unproven >= 2);      /* the REJECT and the CHALLENGE */
     CHECK(ds.auth_failures >= 1); /* the CONFIRM's proof */
+    hostile_done(a);
+}
+
+/* Frames are authenticated by default: a DATA frame with the session's id
+ * and the next sequence number but no valid tag (a kill signal or any
+ * message someone on the path made up) is dropped and counted; the real
+ * frame with that sequence number is taken. */
+static void test_dist_forged_data_frame_dropped(void **state)
+{
+    (void)state;
+    pid_t a = hostile_setup();
+    fake_handshake();
+    CHECK(fake_echo(1));
+    fk.forge = true;
+    uint64_t v = 66;
+    fake_send_name("echo", T_PING, &v, sizeof(v));
+    fk.forge = false;
+    CHECK(fake_echo(67)); /* the first answer is to 67: 66 never arrived */
+    struct hy_dist_stats ds = fake_stats();
+    CHECK(ds.auth_failures >= 1);
     hostile_done(a);
 }
 
@@ -1487,6 +1512,7 @@ int main(void)
         cmocka_unit_test(test_dist_supervisor_child_on_remote_node),
         cmocka_unit_test(test_dist_exactly_once_in_order_under_faults),
         cmocka_unit_test(test_dist_session_survives_forged_handshake_frames),
+        cmocka_unit_test(test_dist_forged_data_frame_dropped),
         cmocka_unit_test(test_dist_short_record_closes_session),
         cmocka_unit_test(test_dist_hello_flood_is_rate_limited),
         cmocka_unit_test(test_dist_forged_refusal_does_not_abort_handshake),
