@@ -460,6 +460,12 @@ void hy__dist_node_down(struct hy_shard *sh, uint32_t node);
 void hy__dist_node_up(struct hy_shard *sh, uint32_t node);
 typedef int (*hy_dist_monitor_node_fn)(uint32_t node);
 extern hy_dist_monitor_node_fn hy__dist_monitor_node_hook;
+/* Set by net/ while distribution runs: true while the channel a send from
+ * this shard to `to` (a pid of another node) went into holds more than its
+ * limit. A process that sent waits (sleeps) until it is false again, as a
+ * BEAM process sending into a busy distribution port is suspended. */
+typedef bool (*hy_dist_busy_fn)(struct hy_shard *sh, hy_pid to);
+extern hy_dist_busy_fn hy__dist_busy_hook;
 int hy__crash_shard_init(struct hy_shard *sh);
 void hy__crash_shard_fini(struct hy_shard *sh);
 int hy__crash_install(void);

@@ -156,6 +156,7 @@ int hy_dist_start(const struct hy_dist_config *cfg)
         return rc;
     }
     hy__dist_monitor_node_hook = hy__dist_monitor_node;
+    hy__dist_busy_hook = hy__dist_busy;
     hy_hook_set_remote_send(hy__dist_remote_send, NULL);
     return 0;
 }
@@ -180,6 +181,7 @@ int hy_dist_stop(void)
     }
     hy_hook_set_remote_send(NULL, NULL);
     hy__dist_monitor_node_hook = NULL;
+    hy__dist_busy_hook = NULL;
     atomic_store(&hy__dist.stopped, 0);
     for (unsigned s = 0; s < hy__rt.nshards; s++)
         hy__dist_send_ctrl(sh, s, CTRL_STOP, 0, HY_PID_NONE, HY_REF_NONE);
@@ -302,3 +304,60 @@ int hy_dist_stats_get(struct hy_dist_stats *out)
     return 0;
 }
 
+
+static void chan_stats_add(struct hy_dist_channel_stats *out, const struct hy__chan *ch)
+{
+    const uint64_t *a = (const uint64_t *)&ch->cst;
+    uint64_t *b = (uint64_t *)out;
+    for (size_t k = 0; k < sizeof(*out) / sizeof(uint64_t); k++) {
+        uint64_t v = __atomic_load_n(&a[k], __ATOMIC_RELAXED);
+        bool largest = &b[k] == &out->srtt_ns || &b[k] == &out->rttvar_ns || &b[k] == &out->rto_ns;
+        b[k] = largest ? (v > b[k] ? v : b[k]) : b[k] + v;
+    }
+}
+
+int hy_dist_channel_stats_get(uint32_t node, unsigned local_shard, unsigned remote_shard,
+                              struct hy_dist_channel_stats *out)
+{
+    if (!out || local_shard >= HY_MAX_SHARDS || remote_shard >= HY_MAX_SHARDS)
+        return HY_EINVAL;
+    if (!atomic_load(&hy__dist.started))
+        return HY_ENOTSTARTED;
+    int pi = hy__dist_peer_index(node);
+    if (pi < 0)
+        return HY_ENOENT;
+    struct hy__ep *ep = hy__dist.eps[local_shard];
+    if (!ep)
+        return HY_ENOENT;
+    const struct hy__chan *ch =
+        __atomic_load_n(&ep->chans[(size_t)pi * HY_MAX_SHARDS + remote_shard], __ATOMIC_ACQUIRE);
+    if (!ch)
+        return HY_ENOENT;
+    memset(out, 0, sizeof(*out));
+    chan_stats_add(out, ch);
+    return 0;
+}
+
+int hy_dist_peer_stats_get(uint32_t node, struct hy_dist_channel_stats *out)
+{
+    if (!out)
+        return HY_EINVAL;
+    if (!atomic_load(&hy__dist.started))
+        return HY_ENOTSTARTED;
+    int pi = hy__dist_peer_index(node);
+    if (pi < 0)
+        return HY_ENOENT;
+    memset(out, 0, sizeof(*out));
+    for (unsigned s = 0; s < HY_MAX_SHARDS; s++) {
+        struct hy__ep *ep = hy__dist.eps[s];
+        if (!ep)
+            continue;
+        for (unsigned r = 0; r < HY_MAX_SHARDS; r++) {
+            const struct hy__chan *ch =
+                __atomic_load_n(&ep->chans[(size_t)pi * HY_MAX_SHARDS + r], __ATOMIC_ACQUIRE);
+            if (ch)
+                chan_stats_add(out, ch);
+        }
+    }
+    return 0;
+}

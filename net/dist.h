@@ -205,9 +205,38 @@ struct hy_dist_stats {
     uint64_t hs_limited;        /* HELLOs unanswered (and REJECTs unsent): per-peer rate limit */
     uint64_t record_errors;     /* sessions closed for a record shorter than its header */
     uint64_t dropped_nomem;     /* frames or messages dropped for want of memory */
+    uint64_t busy_waits;        /* waits of a sending process on a channel over send_queue_max */
 };
 
 /* Sums the counters of every shard's endpoint. Errors: HY_ENOTSTARTED. */
 int hy_dist_stats_get(struct hy_dist_stats *out);
+
+/* One channel's figures (a channel: this node's local_shard to node's
+ * remote_shard), or their sums over every channel to a node
+ * (hy_dist_peer_stats_get; srtt/rto are then the largest). Gauges are
+ * read without stopping the shard that owns the channel: each figure is
+ * current, the set is not one snapshot. */
+struct hy_dist_channel_stats {
+    uint64_t up;                /* 1 while its session is established */
+    uint64_t queue_depth;       /* messages waiting to be framed */
+    uint64_t in_flight;         /* frames sent and not yet acknowledged */
+    uint64_t srtt_ns, rttvar_ns, rto_ns;
+    uint64_t frames_tx, frames_rx, retransmits, fast_retransmits;
+    uint64_t rtt_samples;       /* round-trip samples taken */
+    /* frames received and dropped, by cause */
+    uint64_t dup_frames, stale, auth_failures, beyond_window;
+};
+
+/* Figures of the channel from this node's local_shard to node's
+ * remote_shard (out: borrowed, filled). Errors: HY_EINVAL (out NULL, a
+ * shard out of range), HY_ENOENT (not a peer, or no such channel yet),
+ * HY_ENOTSTARTED. Context: any thread, while distribution runs. */
+int hy_dist_channel_stats_get(uint32_t node, unsigned local_shard, unsigned remote_shard,
+                              struct hy_dist_channel_stats *out);
+
+/* The sums over every channel to node (out: borrowed, filled), e.g. its
+ * whole queue depth. Errors: HY_EINVAL, HY_ENOENT (not a peer),
+ * HY_ENOTSTARTED. Context: any thread, while distribution runs. */
+int hy_dist_peer_stats_get(uint32_t node, struct hy_dist_channel_stats *out);
 
 #endif /* HY_NET_DIST_H */

@@ -29,7 +29,8 @@ struct hy__chan *hy__chan_get(struct hy__ep *ep, int pi, uint16_t rshard, bool c
     ch->master = ep->shard == 0 && rshard == 0;
     ch->q_tailp = &ch->q_head;
     ch->rto = 50000000ull;
-    ep->chans[idx] = ch;
+    ch->cst.rto_ns = ch->rto;
+    __atomic_store_n(&ep->chans[idx], ch, __ATOMIC_RELEASE); /* (stats readers) */
     return ch;
 }
 
@@ -108,6 +109,7 @@ void hy__chan_xmit(struct hy__chan *ch, uint8_t type, uint32_t seq, uint16_t fid
         memcpy(keep, buf, n);
     hy__dist_frame_tx(ep, &hy__dist.peers[ch->pi], ch->rshard, buf, n);
     hy__dist_count(&ep->st.frames_tx, 1);
+    hy__dist_count(&ch->cst.frames_tx, 1);
     hy__dist_count(&ep->st.bytes_tx, n);
     ch->last_tx = hy__dist_now();
     ch->sent_this_poll = true;
@@ -131,6 +133,9 @@ static void retransmit(struct hy__chan *ch, struct txf *f)
     f->sent = hy__dist_now();
     hy__dist_count(&ch->ep->st.retransmits, 1);
     hy__dist_count(&ch->ep->st.frames_tx, 1);
+    hy__dist_count(&ch->cst.retransmits, 1);
+    hy__dist_count(&ch->cst.frames_tx, 1);
+    HY__CH_SET(ch, rto_ns, ch->rto);
     ch->last_tx = f->sent;
     ch->sent_this_poll = true;
 }
@@ -181,6 +186,9 @@ void hy__chan_reset(struct hy__chan *ch, bool keep_queue)
     ch->state = CH_IDLE;
     ch->session = 0;
     ch->snd_next = ch->snd_una = ch->rcv_next = 0;
+    HY__CH_SET(ch, up, 0);
+    HY__CH_SET(ch, in_flight, 0);
+    HY__CH_SET(ch, queue_depth, ch->q_len);
     ch->ack_due = false;
 }
 
@@ -204,6 +212,18 @@ void hy__chan_pump(struct hy__chan *ch)
     while (ch->state == CH_UP && (ch->cur || ch->q_head)) {
         if (ch->snd_next - ch->snd_una >= WIN)
             return; /* window full: acks will make room */
+        /* the frame's buffer first: without memory the messages stay queued
+         * and, as they cannot go out, the connection goes down */
+        uint8_t *fbuf = malloc(HY_WIRE_MTU);
+        if (!fbuf) {
+            int pi = ch->pi;
+            hy__dist_count(&ch->ep->st.dropped_nomem, 1);
+            hy_log(HY_LOG_ERROR, "dist: shard %u: no memory to frame messages to node %u: down",
+                   ch->ep->shard, hy__dist.peers[pi].node_id);
+            hy__chan_reset(ch, false);
+            hy__dist_node_went_down(sh, pi);
+            return;
+        }
         uint8_t pay[HY_WIRE_MAXPAY];
         uint32_t n = 0;
         while (n < HY_WIRE_MAXPAY) {
@@ -249,15 +269,15 @@ void hy__chan_pump(struct hy__chan *ch)
         }
         struct txf *f = &ch->win[ch->snd_next % WIN];
         free(f->buf);
-        f->buf = malloc(HY_WIRE_MTU);
-        if (!f->buf)
-            return;
+        f->buf = fbuf;
         f->len = (uint16_t)(HY_WIRE_HDR + n + (hy__dist.cfg.authenticate ? HY_WIRE_TAG : 0));
         f->rtx = 0;
         f->sacked = false;
         f->sent = hy__dist_now();
         hy__chan_xmit(ch, HY_WT_DATA, ch->snd_next, 0, 1, 0, pay, (uint16_t)n, f->buf);
         ch->snd_next++;
+        HY__CH_SET(ch, in_flight, ch->snd_next - ch->snd_una);
+        HY__CH_SET(ch, queue_depth, ch->q_len);
     }
 }
 
@@ -334,14 +354,18 @@ void hy__chan_on_data(struct hy__chan *ch, const struct hy_wire_hdr *h, const ui
     ch->unacked_rx++;
     if (d < 0) {
         hy__dist_count(&ch->ep->st.dup_frames, 1);
+        hy__dist_count(&ch->cst.dup_frames, 1);
         return;
     }
-    if (d >= WIN)
+    if (d >= WIN) {
+        hy__dist_count(&ch->cst.beyond_window, 1);
         return; /* beyond the window: the sender will retransmit */
+    }
     if (d > 0) {
         struct rxf *r = &ch->ooo[h->seq % WIN];
         if (r->buf && r->h.seq == h->seq) {
             hy__dist_count(&ch->ep->st.dup_frames, 1);
+            hy__dist_count(&ch->cst.dup_frames, 1);
             return;
         }
         free(r->buf);
@@ -371,6 +395,24 @@ void hy__chan_on_data(struct hy__chan *ch, const struct hy_wire_hdr *h, const ui
     }
 }
 
+/* One round-trip sample (Jacobson/Karels), and the timeout it gives. */
+static void rtt_sample(struct hy__chan *ch, uint64_t rtt)
+{
+    if (!ch->srtt) {
+        ch->srtt = rtt;
+        ch->rttvar = rtt / 2;
+    } else {
+        uint64_t err = rtt > ch->srtt ? rtt - ch->srtt : ch->srtt - rtt;
+        ch->rttvar = (3 * ch->rttvar + err) / 4;
+        ch->srtt = (7 * ch->srtt + rtt) / 8;
+    }
+    uint64_t rto = ch->srtt + 4 * ch->rttvar;
+    ch->rto = rto < RTO_MIN_NS ? RTO_MIN_NS : rto > RTO_MAX_NS ? RTO_MAX_NS : rto;
+    hy__dist_count(&ch->cst.rtt_samples, 1);
+    HY__CH_SET(ch, srtt_ns, ch->srtt);
+    HY__CH_SET(ch, rttvar_ns, ch->rttvar);
+}
+
 void hy__chan_on_acks(struct hy__chan *ch, const struct hy_wire_hdr *h)
 {
     uint64_t now = hy__dist_now();
@@ -385,24 +427,13 @@ void hy__chan_on_acks(struct hy__chan *ch, const struct hy_wire_hdr *h)
                 ambiguous = true;
         for (uint32_t s = ch->snd_una; s != h->ack; s++) {
             struct txf *f = &ch->win[s % WIN];
-            if (f->buf && !ambiguous && s + 1 == h->ack) {
-                /* Jacobson/Karels */
-                uint64_t rtt = now - f->sent;
-                if (!ch->srtt) {
-                    ch->srtt = rtt;
-                    ch->rttvar = rtt / 2;
-                } else {
-                    uint64_t err = rtt > ch->srtt ? rtt - ch->srtt : ch->srtt - rtt;
-                    ch->rttvar = (3 * ch->rttvar + err) / 4;
-                    ch->srtt = (7 * ch->srtt + rtt) / 8;
-                }
-                uint64_t rto = ch->srtt + 4 * ch->rttvar;
-                ch->rto = rto < RTO_MIN_NS ? RTO_MIN_NS : rto > RTO_MAX_NS ? RTO_MAX_NS : rto;
-            }
+            if (f->buf && !ambiguous && s + 1 == h->ack && !f->sacked)
+                rtt_sample(ch, now - f->sent);
             free(f->buf);
             f->buf = NULL;
         }
         ch->snd_una = h->ack;
+        HY__CH_SET(ch, in_flight, ch->snd_next - ch->snd_una);
         /* progress ends a backoff: back to the estimate */
         if (ch->srtt) {
             uint64_t rto = ch->srtt + 4 * ch->rttvar;
@@ -415,15 +446,25 @@ void hy__chan_on_acks(struct hy__chan *ch, const struct hy_wire_hdr *h)
      * whole sequence space */
     if (h->sack && ch->snd_una != ch->snd_next && h->ack == ch->snd_una) {
         uint32_t highest = h->ack;
+        struct txf *fresh = NULL;
         for (unsigned i = 0; i < 64; i++) {
             uint32_t s = h->ack + 1 + i;
             if ((int32_t)(s - ch->snd_next) >= 0)
                 break;
             if (h->sack & (1ull << i)) {
-                ch->win[s % WIN].sacked = true;
+                struct txf *f = &ch->win[s % WIN];
+                if (!f->sacked && f->buf && !f->rtx)
+                    fresh = f;
+                f->sacked = true;
                 highest = s;
             }
         }
+        /* Under sustained loss nearly every cumulative ack covers a
+         * retransmitted frame (Karn: no sample), so the timeout would
+         * stay backed off; a frame selectively acked for the first time,
+         * never retransmitted, is an unambiguous sample (the newest one). */
+        if (fresh)
+            rtt_sample(ch, now - fresh->sent);
         /* every hole below the highest frame the peer holds was lost (or is
          * late): resend each now (fast retransmit), unless it was sent less
          * than a smoothed RTT ago */
@@ -433,6 +474,7 @@ void hy__chan_on_acks(struct hy__chan *ch, const struct hy_wire_hdr *h)
             if (f->buf && !f->sacked && now - f->sent >= guard) {
                 retransmit(ch, f);
                 hy__dist_count(&ch->ep->st.fast_retransmits, 1);
+                hy__dist_count(&ch->cst.fast_retransmits, 1);
             }
         }
     }
@@ -578,18 +620,23 @@ int hy__dist_remote_send(struct hy_msg *m, void *ctx)
     }
     struct hy__chan *ch = hy__chan_get(ep, pi, hy_pid_shard(m->to), true);
     if (!ch) {
+        /* no memory for the channel: what it should carry (signals
+         * included) is lost, so the connection goes down as a whole */
+        hy__dist_count(&ep->st.dropped_nomem, 1);
         hy__msg_free_local(sh, m);
+        hy_log(HY_LOG_ERROR, "dist: shard %u: no memory for a channel to node %u: down", sh->id,
+               hy__dist.peers[pi].node_id);
+        hy__dist_node_went_down(sh, pi);
         return HY_ENOMEM;
     }
-    if (ch->q_len >= hy__dist.cfg.send_queue_max) {
-        hy__dist_count(&ep->st.dropped_queue_full, 1);
-        hy__msg_free_local(sh, m);
-        return 0;
-    }
+    /* Never dropped here, signals or messages, whatever the queue holds: a
+     * process that sent waits after its send while the queue is over
+     * send_queue_max (hy__dist_busy); other senders do not wait. */
     m->next = NULL;
     *ch->q_tailp = m;
     ch->q_tailp = &m->next;
     ch->q_len++;
+    __atomic_store_n(&ch->cst.queue_depth, ch->q_len, __ATOMIC_RELAXED);
     if (ch->state == CH_IDLE) {
         hy__hs_start(ch);
         if (!ch->master)
@@ -599,3 +646,17 @@ int hy__dist_remote_send(struct hy_msg *m, void *ctx)
     return 0;
 }
 
+
+/* The core's busy check (hy__dist_busy_hook), on the sending shard. */
+bool hy__dist_busy(struct hy_shard *sh, hy_pid to)
+{
+    struct hy__ep *ep = hy__dist.eps[sh->id];
+    int pi = hy__dist_peer_index(hy_pid_node(to));
+    if (!ep || !ep->open || pi < 0 || hy_pid_shard(to) >= HY_MAX_SHARDS)
+        return false;
+    struct hy__chan *ch = ep->chans[(size_t)pi * HY_MAX_SHARDS + hy_pid_shard(to)];
+    if (!ch || ch->q_len <= hy__dist.cfg.send_queue_max)
+        return false;
+    hy__dist_count(&ep->st.busy_waits, 1);
+    return true;
+}

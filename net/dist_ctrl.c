@@ -45,7 +45,12 @@ static void ep_open(struct hy_shard *sh)
         ep->self = &hy__dist.peers[hy__dist.self];
         ep->fd = -1;
         ep->chans = calloc(hy__dist.npeers * HY_MAX_SHARDS, sizeof(*ep->chans));
-        rc = ep->chans ? hy__dist.tp->open(ep) : HY_ENOMEM;
+        /* room in the active set for every channel there can be: adding
+         * one never needs memory later */
+        struct ep_priv *pv = &hy__dist.priv[sh->id];
+        pv->capactive = hy__dist.npeers * HY_MAX_SHARDS;
+        pv->active = calloc(pv->capactive, sizeof(*pv->active));
+        rc = ep->chans && pv->active ? hy__dist.tp->open(ep) : HY_ENOMEM;
         if (rc == 0) {
             hy__dist.priv[sh->id].rng = (hy__dist.cfg.test_fault_seed ^ 0x9e3779b97f4a7c15ull) +
                                  hy__rt.node_id * 0x100000001b3ull + sh->id * 0xbf58476d1ce4e5b9ull;

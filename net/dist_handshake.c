@@ -126,6 +126,7 @@ static void established(struct hy__chan *ch, uint32_t isn)
     ch->epoch = atomic_load(&hy__dist.epoch[ch->pi]);
     uint32_t first = hy__dist.cfg.test_first_seq ? hy__dist.cfg.test_first_seq : isn;
     ch->snd_next = ch->snd_una = ch->rcv_next = first;
+    HY__CH_SET(ch, up, 1);
     ch->last_rx = ch->last_tx = hy__dist_now();
     hy__dist_count(&ch->ep->st.handshakes, 1);
     hy_log(HY_LOG_INFO, "dist: shard %u: session with node %u (%s) shard %u up", ch->ep->shard,

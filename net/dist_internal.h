@@ -152,6 +152,9 @@ struct hy__chan {
     struct waiter *waiters;
     size_t nwaiters;
     bool active; /* listed in the endpoint's active set */
+    /* its figures: written by the owning shard with relaxed atomic
+     * stores, read by any thread (hy_dist_channel_stats_get) */
+    struct hy_dist_channel_stats cst;
 };
 
 struct hy__held; /* a frame held back by fault injection */
@@ -266,6 +269,10 @@ void hy__chan_timers(struct hy__chan *ch, uint64_t now);
 unsigned hy__ep_poll(void *ctx);
 uint64_t hy__ep_deadline(void *ctx);
 int hy__dist_remote_send(struct hy_msg *m, void *ctx);
+bool hy__dist_busy(struct hy_shard *sh, hy_pid to);
+
+/* A channel's gauge (relaxed store; hy__dist_count for its counters). */
+#define HY__CH_SET(ch, field, v) __atomic_store_n(&(ch)->cst.field, (uint64_t)(v), __ATOMIC_RELAXED)
 
 /* dist_recv.c: rx is the transport's record (its source address is checked)
  * or NULL for a frame another shard received and checked */

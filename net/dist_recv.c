@@ -202,6 +202,7 @@ void hy__dist_on_frame(struct hy__ep *ep, const uint8_t *buf, size_t n, const st
         hy__dist_count(&ep->st.stale, 1);
         return;
     }
+    hy__dist_count(&ch->cst.frames_rx, 1);
     if (h.type >= HY_WT_HELLO && h.type != HY_WT_HEARTBEAT && h.type != HY_WT_CLOSE) {
         hy__hs_frame(ep, ch, &h, pay);
         return;
@@ -211,6 +212,7 @@ void hy__dist_on_frame(struct hy__ep *ep, const uint8_t *buf, size_t n, const st
         h.dst_creation != hy__rt.creation ||
         (ch->state != CH_UP && ch->state != CH_CONFIRM_SENT)) {
         hy__dist_count(&ep->st.stale, 1);
+        hy__dist_count(&ch->cst.stale, 1);
         return;
     }
     if (h.flags & HY_WF_AUTH) {
@@ -218,10 +220,12 @@ void hy__dist_on_frame(struct hy__ep *ep, const uint8_t *buf, size_t n, const st
         hy__dist_frame_tag(ch, buf, n - HY_WIRE_TAG, tag);
         if (sodium_memcmp(tag, buf + n - HY_WIRE_TAG, HY_WIRE_TAG) != 0) {
             hy__dist_count(&ep->st.auth_failures, 1);
+            hy__dist_count(&ch->cst.auth_failures, 1);
             return;
         }
     } else if (hy__dist.cfg.authenticate) {
         hy__dist_count(&ep->st.auth_failures, 1);
+        hy__dist_count(&ch->cst.auth_failures, 1);
         return;
     }
     if (ch->state == CH_CONFIRM_SENT)

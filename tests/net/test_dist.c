@@ -51,6 +51,7 @@ static const char *cookie_of[MAXN + 1];
 static unsigned drop_permille;
 static bool authenticate = true; /* the default */
 static uint32_t first_seq;
+static size_t queue_max;
 
 static void set_peers(unsigned n, uint16_t base)
 {
@@ -94,6 +95,8 @@ static void dist_up(void)
     c.test_drop_permille = drop_permille;
     c.authenticate = authenticate;
     c.test_first_seq = first_seq;
+    if (queue_max)
+        c.send_queue_max = queue_max;
     CHECK(hy_dist_start(&c) == 0);
 }
 
@@ -331,6 +334,56 @@ static void test_dist_sequence_wraps(void **state)
     first_seq = 0xffffff00u;
     run_pair(order_main);
     first_seq = 0;
+}
+
+/* A send queue of 4 messages: a process sending thousands waits while its
+ * channel is over the limit (busy_dist_port); nothing is dropped, the
+ * order holds, and the exit signal that follows arrives. */
+static void busy_queue_main(void *a)
+{
+    (void)a;
+    dist_up();
+    hy_pid e = find_echo(2);
+    hy_trap_exit(true, NULL);
+    struct hy_msg *m;
+    CHECK(hy_send(e, T_LINK_ME, NULL, 0) == 0);
+    CHECK(hy_recv_tag(T_PONG, &m, 5 * SEC) == 0);
+    hy_msg_free(m);
+    uint64_t count = hy_test_scaled(5000);
+    for (uint64_t i = 0; i < count; i++)
+        CHECK(hy_send(e, T_SEQ, &i, sizeof(i)) == 0);
+    CHECK(hy_send(e, T_DIE, NULL, 0) == 0);
+    for (uint64_t i = 0; i < count; i++) {
+        CHECK(hy_recv_tag(T_SEQ_ACK, &m, 10 * SEC) == 0);
+        uint64_t v;
+        memcpy(&v, m->data, sizeof(v));
+        CHECK(v == i);
+        hy_msg_free(m);
+    }
+    CHECK(hy_recv_tag(HY_TAG_EXIT, &m, 10 * SEC) == 0);
+    struct hy_exit_info ei;
+    memcpy(&ei, m->data, sizeof(ei));
+    CHECK(hy_pid_eq(ei.from, e) && ei.reason.kind == HY_REASON_USER);
+    hy_msg_free(m);
+    struct hy_dist_stats ds;
+    CHECK(hy_dist_stats_get(&ds) == 0 && ds.busy_waits > 0 && ds.dropped_queue_full == 0);
+    /* the per-peer and per-channel figures */
+    struct hy_dist_channel_stats ps, cs;
+    CHECK(hy_dist_peer_stats_get(2, &ps) == 0 && ps.up >= 1 && ps.frames_tx > 0 &&
+          ps.rtt_samples > 0 && ps.srtt_ns > 0);
+    CHECK(hy_dist_channel_stats_get(2, 0, 1, &cs) == 0 && cs.up == 1 && cs.frames_tx > 0);
+    CHECK(hy_dist_channel_stats_get(2, 0, 7, &cs) == HY_ENOENT);
+    CHECK(hy_dist_peer_stats_get(9, &ps) == HY_ENOENT);
+    hy_dist_send_name("main", 2, T_QUIT, NULL, 0);
+    hy_dist_stop();
+}
+
+static void test_dist_full_queue_waits_never_drops(void **state)
+{
+    (void)state;
+    queue_max = 4;
+    run_pair(busy_queue_main);
+    queue_max = 0;
 }
 
 /* links, monitors, exit signals across nodes */
@@ -1503,6 +1556,7 @@ int main(void)
         cmocka_unit_test(test_dist_order_and_large_messages),
         cmocka_unit_test(test_dist_order_under_loss),
         cmocka_unit_test(test_dist_sequence_wraps),
+        cmocka_unit_test(test_dist_full_queue_waits_never_drops),
         cmocka_unit_test(test_dist_links_and_monitors),
         cmocka_unit_test(test_dist_node_down_and_restart),
         cmocka_unit_test(test_dist_wrong_cookie_refused),
