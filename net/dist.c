@@ -59,7 +59,7 @@ void hy__dist_reply_rc(struct hy_shard *sh, hy_pid to, hy_ref ref, int rc)
 void hy_dist_config_init(struct hy_dist_config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
-    cfg->node_id = 1;
+    cfg->node_id = 0; /* the runtime's */
     cfg->transport = HY_DIST_UDP;
     cfg->heartbeat_ns = 100000000ull;
     cfg->down_after_ns = 1000000000ull;
@@ -78,14 +78,66 @@ static int wait_count(_Atomic int *counter, int want)
     return 0;
 }
 
+/* Each refusal has its own error and says why in the log. */
+static int check_config(const struct hy_dist_config *cfg)
+{
+    if (!cfg) {
+        hy_log(HY_LOG_ERROR, "dist: start: no configuration");
+        return HY_EINVAL;
+    }
+    if (!cfg->cookie || !*cfg->cookie) {
+        hy_log(HY_LOG_ERROR, "dist: start: no cookie (hy_dist_config.cookie)");
+        return HY_EINVAL;
+    }
+    size_t cl = strlen(cfg->cookie);
+    if (cl >= sizeof(hy__dist.cookie)) {
+        hy_log(HY_LOG_ERROR, "dist: start: the cookie is %zu bytes; at most %zu", cl,
+               sizeof(hy__dist.cookie) - 1);
+        return HY_ERANGE;
+    }
+    if (!cfg->peers || cfg->npeers == 0) {
+        hy_log(HY_LOG_ERROR, "dist: start: no peers (hy_dist_config.peers, npeers)");
+        return HY_EINVAL;
+    }
+    if (cfg->npeers > MAX_PEERS) {
+        hy_log(HY_LOG_ERROR, "dist: start: %zu peers; at most %d", cfg->npeers, MAX_PEERS);
+        return HY_ENOSPC;
+    }
+    if (cfg->node_id && cfg->node_id != hy__rt.node_id) {
+        hy_log(HY_LOG_ERROR,
+               "dist: start: hy_dist_config.node_id %u differs from the runtime's node id %u "
+               "(leave it 0)",
+               cfg->node_id, hy__rt.node_id);
+        return HY_EINVAL;
+    }
+    bool self = false;
+    for (size_t i = 0; i < cfg->npeers; i++) {
+        if (cfg->peers[i].node_id == hy__rt.node_id)
+            self = true;
+        for (size_t j = 0; j < i; j++) {
+            if (cfg->peers[j].node_id == cfg->peers[i].node_id) {
+                hy_log(HY_LOG_ERROR, "dist: start: node id %u appears twice among the peers",
+                       cfg->peers[i].node_id);
+                return HY_EEXIST;
+            }
+        }
+    }
+    if (!self) {
+        hy_log(HY_LOG_ERROR, "dist: start: this node (id %u) is not among the peers",
+               hy__rt.node_id);
+        return HY_ENOENT;
+    }
+    return 0;
+}
+
 int hy_dist_start(const struct hy_dist_config *cfg)
 {
     struct hy_shard *sh = hy__shard();
     if (!sh || !sh->current)
         return HY_ENOTPROC;
-    if (!cfg || !cfg->cookie || !*cfg->cookie || cfg->npeers == 0 || cfg->npeers > MAX_PEERS ||
-        !cfg->peers || cfg->node_id != hy__rt.node_id || strlen(cfg->cookie) >= sizeof(hy__dist.cookie))
-        return HY_EINVAL;
+    int crc = check_config(cfg);
+    if (crc)
+        return crc;
     const struct hy__transport *tp = NULL;
     if (cfg->transport == HY_DIST_UDP)
         tp = &hy__transport_udp;
@@ -93,8 +145,10 @@ int hy_dist_start(const struct hy_dist_config *cfg)
     else if (cfg->transport == HY_DIST_DPDK)
         tp = &hy__transport_dpdk;
 #endif
-    if (!tp)
+    if (!tp) {
+        hy_log(HY_LOG_ERROR, "dist: start: transport %d not built in", cfg->transport);
         return HY_ENOTSUP;
+    }
     int expected = 0;
     if (!atomic_compare_exchange_strong(&hy__dist.started, &expected, 1))
         return HY_EALREADY;
@@ -115,8 +169,9 @@ int hy_dist_start(const struct hy_dist_config *cfg)
     memcpy(hy__dist.peers, cfg->peers, cfg->npeers * sizeof(*cfg->peers));
     hy__dist.npeers = cfg->npeers;
     hy__dist.self = -1;
+    hy__dist.cfg.node_id = hy__rt.node_id;
     for (size_t i = 0; i < hy__dist.npeers; i++)
-        if (hy__dist.peers[i].node_id == cfg->node_id)
+        if (hy__dist.peers[i].node_id == hy__rt.node_id)
             hy__dist.self = (int)i;
     strcpy(hy__dist.cookie, cfg->cookie);
     hy__dist.cookie_len = strlen(cfg->cookie);

@@ -893,6 +893,94 @@ static void test_dist_three_nodes_authenticated(void **state)
 }
 
 
+/* ---- configuration ------------------------------------------------------------------ */
+
+/* hy_dist_start names each refusal with its own error; the node id comes
+ * from the runtime (hy_dist_config.node_id may stay 0). */
+static void start_errors_main(void *a)
+{
+    (void)a;
+    struct hy_dist_config c;
+    hy_dist_config_init(&c);
+    c.peers = peers;
+    c.npeers = npeers;
+    CHECK(c.node_id == 0 && c.authenticate);
+    CHECK(hy_dist_start(&c) == HY_EINVAL); /* no cookie */
+    char longc[300];
+    memset(longc, 'k', sizeof(longc) - 1);
+    longc[sizeof(longc) - 1] = '\0';
+    c.cookie = longc;
+    CHECK(hy_dist_start(&c) == HY_ERANGE);
+    longc[255] = '\0'; /* 255 bytes: the most there may be */
+    c.npeers = 0;
+    CHECK(hy_dist_start(&c) == HY_EINVAL);
+    static struct hy_dist_peer many[65];
+    for (unsigned i = 0; i < 65; i++) {
+        many[i] = peers[0];
+        many[i].node_id = i + 1;
+    }
+    c.peers = many;
+    c.npeers = 65;
+    CHECK(hy_dist_start(&c) == HY_ENOSPC);
+    c.peers = peers;
+    c.npeers = npeers;
+    c.node_id = 7;
+    CHECK(hy_dist_start(&c) == HY_EINVAL); /* not the runtime's */
+    c.node_id = 0;
+    c.peers = peers + 1; /* this node left out */
+    c.npeers = 1;
+    CHECK(hy_dist_start(&c) == HY_ENOENT);
+    struct hy_dist_peer dup[2] = {peers[0], peers[0]};
+    c.peers = dup;
+    c.npeers = 2;
+    CHECK(hy_dist_start(&c) == HY_EEXIST);
+    c.peers = peers;
+    c.npeers = npeers;
+    CHECK(hy_dist_start(&c) == 0);
+    CHECK(hy_dist_stop() == 0);
+}
+
+static void test_dist_start_errors_are_distinct(void **state)
+{
+    (void)state;
+    set_peers(2, pick_base());
+    pid_t a = spawn_node(1, start_errors_main);
+    assert_int_equal(wait_node(a, 30000), 0);
+}
+
+/* The cluster file: the MAC is optional (UDP needs none); a bad line is an
+ * error naming it. */
+static void test_dist_cluster_file_mac_optional(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/hydra-cluster-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char *text = "# name id [mac] ip base_port\n"
+                       "a 1 02:00:00:00:00:01 10.0.0.1 47000\n"
+                       "\n"
+                       "b 2 10.0.0.2 47100   # no MAC\n";
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    struct hy_dist_peer p[4];
+    size_t n = 0;
+    assert_int_equal(hy_dist_cluster_load(path, p, 4, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(p[0].node_id, 1);
+    assert_int_equal(p[0].mac[5], 1);
+    assert_int_equal(p[0].base_port, 47000);
+    assert_int_equal(p[1].node_id, 2);
+    assert_int_equal(p[1].ip, 0x0a000002);
+    assert_int_equal(p[1].base_port, 47100);
+    assert_int_equal(p[1].mac[5], 0);
+    FILE *f = fopen(path, "a");
+    assert_non_null(f);
+    fputs("c 3 10.0.0.3\n", f); /* no port */
+    fclose(f);
+    assert_int_equal(hy_dist_cluster_load(path, p, 4, &n), HY_EINVAL);
+    unlink(path);
+}
+
 /* ---- a hostile peer ---------------------------------------------------------------
  * Node 2 is played by the test process itself with plain sockets bound to
  * node 2's ports: it knows the cookie and speaks the wire protocol (the
@@ -1565,6 +1653,8 @@ int main(void)
         cmocka_unit_test(test_dist_three_nodes_authenticated),
         cmocka_unit_test(test_dist_supervisor_child_on_remote_node),
         cmocka_unit_test(test_dist_exactly_once_in_order_under_faults),
+        cmocka_unit_test(test_dist_start_errors_are_distinct),
+        cmocka_unit_test(test_dist_cluster_file_mac_optional),
         cmocka_unit_test(test_dist_session_survives_forged_handshake_frames),
         cmocka_unit_test(test_dist_forged_data_frame_dropped),
         cmocka_unit_test(test_dist_short_record_closes_session),
