@@ -117,6 +117,10 @@ static void echo(void *a)
         if (m->tag == T_LINK_ME) {
             CHECK(hy_link(m->from) == 0);
             hy_send(m->from, T_PONG, NULL, 0);
+        } else if (m->tag == T_PID) {
+            hy_pid sup = HY_PID_NONE;
+            hy_whereis("sup", &sup); /* serve_main's supervisor */
+            hy_send(m->from, T_PID, &sup, sizeof(sup));
         } else {
             hy_send(m->from, m->tag == T_SEQ ? T_SEQ_ACK : T_PONG, m->data, m->size);
         }
@@ -148,6 +152,11 @@ static void serve_main(void *a)
     o.shard = 1;
     hy_pid e;
     CHECK(hy_spawn_opt(echo, NULL, &o, &e) == 0);
+    struct hy_sup_flags fl = {.strategy = HY_ONE_FOR_ONE, .intensity = 10, .period_s = 5};
+    struct hy_sup_opts so = HY_SUP_OPTS_INIT;
+    so.name = "sup";
+    hy_pid sup;
+    CHECK(hy_supervisor_start_link(&fl, NULL, 0, &so, &sup, NULL) == 0);
     CHECK(hy_register("main", HY_PID_NONE) == 0);
     struct hy_msg *m;
     CHECK(hy_recv_tag(T_QUIT, &m, 60 * SEC) == 0);
@@ -744,6 +753,39 @@ static void remote_sup_main(void *a)
     CHECK(hy_dist_spawn(2, "no-such-fn", &v, sizeof(v), NULL, &p) == HY_ESRCH);
     struct hy_child_spec spec = {.id = "remote", .start = start_remote_child, .arg = &v,
                                  .arg_size = sizeof(v), .shutdown_ns = SEC};
+    /* a child spec never crosses nodes: its start is an address of this
+     * node. Refused here, and by the supervisor there when asked directly
+     * with an address to jump to (it used to jump, and crash). */
+    struct hy_msg *m;
+    hy_pid e = find_echo(2), sup2;
+    CHECK(hy_send(e, T_PID, NULL, 0) == 0);
+    CHECK(hy_recv_tag(T_PID, &m, 5 * SEC) == 0 && m->size == sizeof(sup2));
+    memcpy(&sup2, m->data, sizeof(sup2));
+    hy_msg_free(m);
+    CHECK(hy_pid_node(sup2) == 2);
+    CHECK(hy_supervisor_start_child(sup2, &spec, NULL) == HY_ENOTSUP);
+    struct {
+        char id[HY_CHILD_ID_MAX];
+        uintptr_t start;
+        size_t arg_size;
+        int restart;
+        int64_t shutdown_ns;
+        int type;
+        bool significant;
+    } forged;
+    memset(&forged, 0, sizeof(forged));
+    strcpy(forged.id, "forged");
+    forged.start = (uintptr_t)0x4141414141414141ull;
+    forged.shutdown_ns = SEC;
+    CHECK(hy_gen_server_call(sup2, 1 /* start_child */, &forged, sizeof(forged), 5 * SEC, &m,
+                             NULL) == 0);
+    int frc;
+    memcpy(&frc, m->data, sizeof(frc));
+    CHECK(frc == HY_ENOTSUP);
+    hy_msg_free(m);
+    CHECK(hy_send(e, T_PING, "ok", 2) == 0); /* node 2 still there */
+    CHECK(hy_recv_tag(T_PONG, &m, 5 * SEC) == 0);
+    hy_msg_free(m);
     struct hy_sup_flags fl = {.strategy = HY_ONE_FOR_ONE, .intensity = 10, .period_s = 5};
     hy_pid sup;
     CHECK(hy_supervisor_start_link(&fl, &spec, 1, NULL, &sup, NULL) == 0);
@@ -751,7 +793,6 @@ static void remote_sup_main(void *a)
         hy_pid c = child_of(sup);
         CHECK(hy_pid_node(c) == 2 && hy_pid_shard(c) == 1);
         CHECK(hy_send(c, T_PING, NULL, 0) == 0);
-        struct hy_msg *m;
         CHECK(hy_recv_tag(T_PONG, &m, 5 * SEC) == 0);
         uint64_t got;
         memcpy(&got, m->data, sizeof(got));
@@ -775,7 +816,6 @@ static void remote_sup_main(void *a)
     CHECK(hy_monitor(c, &mr) == 0);
     hy_trap_exit(true, NULL);
     CHECK(hy_exit_pid(sup, hy_reason_make(HY_REASON_SHUTDOWN)) == 0);
-    struct hy_msg *m;
     CHECK(hy_recv_ref(mr, &m, 5 * SEC) == 0);
     hy_msg_free(m);
     hy_dist_send_name("main", 2, T_QUIT, NULL, 0);
