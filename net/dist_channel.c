@@ -62,8 +62,8 @@ void hy__chan_activate(struct hy__chan *ch)
     ch->active = true;
 }
 
-void hy__chan_xmit(struct hy__chan *ch, uint8_t type, uint32_t seq, uint16_t fidx, uint16_t fcnt,
-                 uint32_t msg_len, const uint8_t *pay, uint16_t len, uint8_t *keep)
+void hy__chan_xmit(struct hy__chan *ch, uint8_t type, uint32_t seq, const uint8_t *pay,
+                   uint16_t len, uint8_t *keep)
 {
     struct hy__ep *ep = ch->ep;
     uint8_t buf[HY_WIRE_MTU];
@@ -80,9 +80,8 @@ void hy__chan_xmit(struct hy__chan *ch, uint8_t type, uint32_t seq, uint16_t fid
         .session = ch->session,
         .seq = seq,
         .ack = ch->rcv_next,
-        .frag_idx = fidx,
-        .frag_cnt = fcnt,
-        .msg_len = msg_len,
+        .ts = hy__dist_ts(hy__dist_now()),
+        .ts_echo = ch->ts_recent,
         .len = len,
     };
     uint64_t sack = 0;
@@ -125,6 +124,8 @@ static void retransmit(struct hy__chan *ch, struct txf *f)
     if (hy__wire_get_hdr(f->buf, n, &h) != 0)
         return;
     h.ack = ch->rcv_next;
+    h.ts = hy__dist_ts(hy__dist_now());
+    h.ts_echo = ch->ts_recent;
     hy__wire_put_hdr(f->buf, &h);
     if (h.flags & HY_WF_AUTH)
         hy__dist_frame_tag(ch, f->buf, n - HY_WIRE_TAG, f->buf + n - HY_WIRE_TAG);
@@ -186,6 +187,7 @@ void hy__chan_reset(struct hy__chan *ch, bool keep_queue)
     ch->state = CH_IDLE;
     ch->session = 0;
     ch->snd_next = ch->snd_una = ch->rcv_next = 0;
+    ch->ts_recent = 0;
     HY__CH_SET(ch, up, 0);
     HY__CH_SET(ch, in_flight, 0);
     HY__CH_SET(ch, queue_depth, ch->q_len);
@@ -274,7 +276,7 @@ void hy__chan_pump(struct hy__chan *ch)
         f->rtx = 0;
         f->sacked = false;
         f->sent = hy__dist_now();
-        hy__chan_xmit(ch, HY_WT_DATA, ch->snd_next, 0, 1, 0, pay, (uint16_t)n, f->buf);
+        hy__chan_xmit(ch, HY_WT_DATA, ch->snd_next, pay, (uint16_t)n, f->buf);
         ch->snd_next++;
         HY__CH_SET(ch, in_flight, ch->snd_next - ch->snd_una);
         HY__CH_SET(ch, queue_depth, ch->q_len);
@@ -313,7 +315,7 @@ static void take_frame(struct hy__chan *ch, const struct hy_wire_hdr *h, const u
                        ep->shard, hy__dist.peers[ch->pi].node_id, ch->rshard, ch->in_len,
                        (unsigned)HY_WIRE_MSGHDR);
                 int pi = ch->pi;
-                hy__chan_xmit(ch, HY_WT_CLOSE, 0, 0, 0, 0, NULL, 0, NULL);
+                hy__chan_xmit(ch, HY_WT_CLOSE, 0, NULL, 0, NULL);
                 hy__chan_reset(ch, false);
                 hy__dist_node_went_down(sh, pi);
                 return;
@@ -376,6 +378,7 @@ void hy__chan_on_data(struct hy__chan *ch, const struct hy_wire_hdr *h, const ui
         r->h = *h;
         return;
     }
+    ch->ts_recent = h->ts; /* this frame advances the sequence: echoed */
     take_frame(ch, h, pay);
     if (ch->state != CH_UP)
         return; /* the session ended on a bad record */
@@ -411,6 +414,7 @@ static void rtt_sample(struct hy__chan *ch, uint64_t rtt)
     hy__dist_count(&ch->cst.rtt_samples, 1);
     HY__CH_SET(ch, srtt_ns, ch->srtt);
     HY__CH_SET(ch, rttvar_ns, ch->rttvar);
+    HY__CH_SET(ch, rto_ns, ch->rto);
 }
 
 void hy__chan_on_acks(struct hy__chan *ch, const struct hy_wire_hdr *h)
@@ -418,17 +422,18 @@ void hy__chan_on_acks(struct hy__chan *ch, const struct hy_wire_hdr *h)
     uint64_t now = hy__dist_now();
     int32_t adv = (int32_t)(h->ack - ch->snd_una);
     if (adv > 0 && (int32_t)(h->ack - ch->snd_next) <= 0) {
-        /* Karn: an ack that covers a retransmitted frame is ambiguous, and
-         * so is every frame it covers (received long before the hole was
-         * filled): no sample. Otherwise one sample, from the newest frame. */
-        bool ambiguous = false;
-        for (uint32_t s = ch->snd_una; s != h->ack; s++)
-            if (ch->win[s % WIN].rtx)
-                ambiguous = true;
+        /* One sample per ack that advances, from the echoed timestamp of
+         * the frame that advanced the peer's sequence: unambiguous even
+         * when that frame was a retransmission, so sustained loss does not
+         * starve the estimate (Karn's rule would: nearly every ack then
+         * covers a retransmitted frame). */
+        if (h->ts_echo) {
+            uint32_t us = hy__dist_ts(now) - h->ts_echo;
+            if (us < 60000000u) /* (a bogus echo from the future: no sample) */
+                rtt_sample(ch, (uint64_t)us * 1000);
+        }
         for (uint32_t s = ch->snd_una; s != h->ack; s++) {
             struct txf *f = &ch->win[s % WIN];
-            if (f->buf && !ambiguous && s + 1 == h->ack && !f->sacked)
-                rtt_sample(ch, now - f->sent);
             free(f->buf);
             f->buf = NULL;
         }
@@ -446,25 +451,16 @@ void hy__chan_on_acks(struct hy__chan *ch, const struct hy_wire_hdr *h)
      * whole sequence space */
     if (h->sack && ch->snd_una != ch->snd_next && h->ack == ch->snd_una) {
         uint32_t highest = h->ack;
-        struct txf *fresh = NULL;
         for (unsigned i = 0; i < 64; i++) {
             uint32_t s = h->ack + 1 + i;
             if ((int32_t)(s - ch->snd_next) >= 0)
                 break;
             if (h->sack & (1ull << i)) {
-                struct txf *f = &ch->win[s % WIN];
-                if (!f->sacked && f->buf && !f->rtx)
-                    fresh = f;
-                f->sacked = true;
+                ch->win[s % WIN].sacked = true;
                 highest = s;
             }
         }
-        /* Under sustained loss nearly every cumulative ack covers a
-         * retransmitted frame (Karn: no sample), so the timeout would
-         * stay backed off; a frame selectively acked for the first time,
-         * never retransmitted, is an unambiguous sample (the newest one). */
-        if (fresh)
-            rtt_sample(ch, now - fresh->sent);
+
         /* every hole below the highest frame the peer holds was lost (or is
          * late): resend each now (fast retransmit), unless it was sent less
          * than a smoothed RTT ago */
@@ -509,7 +505,7 @@ void hy__chan_timers(struct hy__chan *ch, uint64_t now)
             }
         }
         if (now - ch->last_tx >= hy__dist.cfg.heartbeat_ns)
-            hy__chan_xmit(ch, HY_WT_HEARTBEAT, 0, 0, 0, 0, NULL, 0, NULL);
+            hy__chan_xmit(ch, HY_WT_HEARTBEAT, 0, NULL, 0, NULL);
         return;
     default:
         return;
@@ -552,7 +548,7 @@ unsigned hy__ep_poll(void *ctx)
         if (ch->ack_due && ch->state == CH_UP && !ch->sent_this_poll &&
             (ch->unacked_rx >= 16 || hy__dist_now() - ch->ack_due_since >= ACK_DELAY_NS ||
              ch->ooo[(ch->rcv_next + 1) % WIN].buf))
-            hy__chan_xmit(ch, HY_WT_ACK, 0, 0, 0, 0, NULL, 0, NULL);
+            hy__chan_xmit(ch, HY_WT_ACK, 0, NULL, 0, NULL);
         ch->sent_this_poll = false;
     }
     if (pv->nheld)

@@ -79,7 +79,7 @@ static void ep_close(struct hy_shard *sh)
         for (size_t i = 0; i < pv->nactive; i++) {
             struct hy__chan *ch = pv->active[i];
             if (ch->state == CH_UP)
-                hy__chan_xmit(ch, HY_WT_CLOSE, 0, 0, 0, 0, NULL, 0, NULL);
+                hy__chan_xmit(ch, HY_WT_CLOSE, 0, NULL, 0, NULL);
         }
         if (pv->nheld)
             hy__dist_held_release(ep, 0, false, true);
@@ -174,7 +174,7 @@ void hy__dist_on_ctrl(struct hy_shard *sh, struct hy_msg *m)
         if (pi >= 0) {
             struct hy__chan *ch = hy__chan_get(ep, pi, 0, false);
             if (ch && ch->state == CH_UP)
-                hy__chan_xmit(ch, HY_WT_CLOSE, 0, 0, 0, 0, NULL, 0, NULL);
+                hy__chan_xmit(ch, HY_WT_CLOSE, 0, NULL, 0, NULL);
             hy__dist_node_went_down(sh, pi);
         }
         return;

@@ -210,7 +210,7 @@ static void rsp_proven(struct hy__ep *ep, struct hy__chan *ch)
     ch->peer_creation = pc;
     uint32_t isn = derive(ch, pn, mn, peer->node_id, pc, me->node_id, hy__rt.creation);
     established(ch, isn);
-    hy__chan_xmit(ch, HY_WT_ACK, 0, 0, 0, 0, NULL, 0, NULL);
+    hy__chan_xmit(ch, HY_WT_ACK, 0, NULL, 0, NULL);
 }
 
 void hy__hs_frame(struct hy__ep *ep, struct hy__chan *ch, const struct hy_wire_hdr *h,
@@ -306,7 +306,7 @@ void hy__hs_frame(struct hy__ep *ep, struct hy__chan *ch, const struct hy_wire_h
             hy__dist_mac(want, "A", ch->my_nonce, ch->peer_nonce, me->node_id, hy__rt.creation,
                          peer->node_id, h->src_creation);
             if (sodium_memcmp(want, pay, 32) == 0) {
-                hy__chan_xmit(ch, HY_WT_ACK, 0, 0, 0, 0, NULL, 0, NULL);
+                hy__chan_xmit(ch, HY_WT_ACK, 0, NULL, 0, NULL);
                 return;
             }
         }

@@ -135,6 +135,7 @@ struct hy__chan {
     uint32_t snd_next, snd_una;
     struct txf *win;          /* [WIN], allocated when the first session begins */
     uint64_t srtt, rttvar, rto;
+    uint32_t ts_recent;       /* ts of the peer's latest frame that advanced rcv_next */
     /* receiving */
     uint32_t rcv_next;
     struct rxf *ooo;          /* [WIN], likewise: a channel no session reached stays small */
@@ -257,8 +258,8 @@ void hy__hs_timers(struct hy__chan *ch, uint64_t now);
 /* dist_channel.c */
 struct hy__chan *hy__chan_get(struct hy__ep *ep, int pi, uint16_t rshard, bool create);
 void hy__chan_activate(struct hy__chan *ch);
-void hy__chan_xmit(struct hy__chan *ch, uint8_t type, uint32_t seq, uint16_t fidx, uint16_t fcnt,
-                   uint32_t msg_len, const uint8_t *pay, uint16_t len, uint8_t *keep);
+void hy__chan_xmit(struct hy__chan *ch, uint8_t type, uint32_t seq, const uint8_t *pay,
+                   uint16_t len, uint8_t *keep);
 void hy__chan_reset(struct hy__chan *ch, bool keep_queue);
 int hy__chan_windows(struct hy__chan *ch);
 void hy__chan_fail_waiters(struct hy__chan *ch, int rc);
@@ -270,6 +271,13 @@ unsigned hy__ep_poll(void *ctx);
 uint64_t hy__ep_deadline(void *ctx);
 int hy__dist_remote_send(struct hy_msg *m, void *ctx);
 bool hy__dist_busy(struct hy_shard *sh, hy_pid to);
+
+/* A frame's ts: the clock in microseconds, never 0. */
+static inline uint32_t hy__dist_ts(uint64_t now_ns)
+{
+    uint32_t t = (uint32_t)(now_ns / 1000);
+    return t ? t : 1;
+}
 
 /* A channel's gauge (relaxed store; hy__dist_count for its counters). */
 #define HY__CH_SET(ch, field, v) __atomic_store_n(&(ch)->cst.field, (uint64_t)(v), __ATOMIC_RELAXED)

@@ -1656,7 +1656,20 @@ static void fault_order_main(void *a)
                 (unsigned long long)ds.frames_rx, (unsigned long long)ds.retransmits,
                 (unsigned long long)ds.fast_retransmits, (unsigned long long)ds.dup_frames,
                 (unsigned long long)ds.stale);
+    if (getenv("HY_DIST_DEBUG")) {
+        struct hy_dist_channel_stats ps;
+        CHECK(hy_dist_peer_stats_get(2, &ps) == 0);
+        fprintf(stderr, "node 1: srtt %llu us, rttvar %llu us, rto %llu us, %llu samples\n",
+                (unsigned long long)ps.srtt_ns / 1000, (unsigned long long)ps.rttvar_ns / 1000,
+                (unsigned long long)ps.rto_ns / 1000, (unsigned long long)ps.rtt_samples);
+    }
     CHECK(ds.malformed == 0 && ds.auth_failures == 0 && ds.nodes_down == 0);
+    /* under sustained loss the data channel keeps measuring its round trip
+     * (echoed timestamps): its timeout follows the estimate instead of
+     * staying backed off (a few samples only, with Karn's rule alone) */
+    struct hy_dist_channel_stats cs;
+    CHECK(hy_dist_channel_stats_get(2, 0, 1, &cs) == 0);
+    CHECK(cs.rtt_samples >= count / 2000 && cs.rto_ns < 500000000ull);
     if (count >= 10000) /* (thousands of frames: faults certainly happened) */
         CHECK(ds.retransmits > 0 && ds.dup_frames > 0);
     free(big);
