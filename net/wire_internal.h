@@ -20,7 +20,7 @@
 #include "pid.h"
 
 #define HY_WIRE_MAGIC 0x4859u /* "HY" */
-#define HY_WIRE_VERSION 1u
+#define HY_WIRE_VERSION 2u /* 2: keyed BLAKE2b tags, ts/ts_echo, derived first sequence numbers */
 #define HY_WIRE_MTU 1472      /* UDP payload within a 1500-byte IPv4 frame */
 #define HY_WIRE_HDR 56
 #define HY_WIRE_TAG 16
