@@ -487,6 +487,12 @@ extern hy_dist_monitor_node_fn hy__dist_monitor_node_hook;
  * hy_link with noconnection when not. Set with release, read with acquire. */
 typedef bool (*hy_dist_reachable_fn)(uint32_t node);
 extern _Atomic(hy_dist_reachable_fn) hy__dist_reachable_hook;
+/* Set by net/ while distribution runs: true while the channel a send from
+ * this shard to `to` (a pid of another node) went into holds more than its
+ * limit. A process that sent waits (sleeps) until it is false again, as a
+ * BEAM process sending into a busy distribution port is suspended. */
+typedef bool (*hy_dist_busy_fn)(struct hy_shard *sh, hy_pid to);
+extern hy_dist_busy_fn hy__dist_busy_hook;
 int hy__crash_shard_init(struct hy_shard *sh);
 void hy__crash_shard_fini(struct hy_shard *sh);
 int hy__crash_install(void);

@@ -571,7 +571,18 @@ static int sup_call(struct hy_gs *gs, uint64_t tag, const void *data, size_t len
     switch (tag) {
     case SUP_START_CHILD: {
         const struct flat_spec *f = data;
+        if (hy_pid_node(from.pid) != hy_node_id()) {
+            /* a start function's address means nothing (or anything) here:
+             * never jumped to on another node's word */
+            hy_log(HY_LOG_WARNING,
+                   "supervisor: start_child from node %u refused: a child spec crosses no "
+                   "node (spawn by name with hy_dist_spawn instead)",
+                   hy_pid_node(from.pid));
+            reply_rc(from, HY_ENOTSUP, HY_PID_NONE);
+            break;
+        }
         if (s->flags.strategy == HY_SIMPLE_ONE_FOR_ONE || len < sizeof(*f) ||
+            f->arg_size > len - sizeof(*f) ||
             (f->significant && s->flags.auto_shutdown == HY_AUTO_NEVER)) {
             reply_rc(from, HY_EINVAL, HY_PID_NONE);
             break;
@@ -834,6 +845,8 @@ int hy_supervisor_start_child(hy_pid sup, const struct hy_child_spec *spec, hy_p
 {
     if (!spec)
         return HY_EINVAL;
+    if (hy_pid_node(sup) != hy_node_id())
+        return HY_ENOTSUP; /* (its start is a function pointer of this node) */
     size_t bytes = flat_size(spec->arg_size);
     unsigned char *buf = calloc(1, bytes);
     if (!buf)

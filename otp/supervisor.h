@@ -133,7 +133,11 @@ int hy_supervisor_start_link(const struct hy_sup_flags *flags, const struct hy_c
 
 /* Adds and starts a child (not for simple supervisors). Errors: HY_EEXIST
  * (id in use: *pid gets the running child's pid), HY_EIGNORED, HY_ESTOPPED
- * (start failed), HY_EINVAL, HY_ENOPROC (no such supervisor). */
+ * (start failed), HY_EINVAL, HY_ENOPROC (no such supervisor), HY_ENOTSUP
+ * (a supervisor of another node: a start function is an address of this
+ * node, so a spec never crosses nodes, and a supervisor refuses one from
+ * another node; supervise a remote child with a local supervisor whose
+ * start function calls hy_dist_spawn, which names a registered function). */
 int hy_supervisor_start_child(hy_pid sup, const struct hy_child_spec *spec, hy_pid *pid);
 
 /* Simple supervisors: starts a child from the template with arg (copied).

@@ -187,7 +187,6 @@ static void run_input(const uint8_t *data, size_t size)
                 .seq = le32(b + 2),
                 .ack = le32(b + 6),
                 .sack = le64(b + 10),
-                .frag_cnt = 1,
                 .len = (uint16_t)len,
                 .flags = auth ? HY_WF_AUTH : 0,
             };
