@@ -99,6 +99,11 @@ struct hy__arena_chunk {
     _Alignas(16) unsigned char mem[];
 };
 
+struct hy__stack_slab {
+    void *map;
+    size_t size;
+};
+
 struct hy_stack {
     struct hy_stack *next; /* pool link */
     void *lo;              /* lowest usable byte (guard page below) */
@@ -277,6 +282,16 @@ struct hy_shard {
     unsigned stack_pool_n;
     unsigned stack_pool_low;                  /* low watermark since last trim */
     uint64_t last_trim_ns;
+    /* Stacks of the configured size are carved from slabs (stack.c): one
+     * mapping for many stacks, their guard pages installed in one pass. */
+    char *slab_next;                          /* guard page of the next stack to carve */
+    unsigned slab_left;                       /* stacks left to carve from slab_next */
+    unsigned slab_grow;                       /* stacks in the next slab */
+    struct hy__stack_slab *slabs;             /* every slab, unmapped at shutdown */
+    unsigned nslabs, slabs_cap;
+    void **stack_cold;                        /* trimmed stacks (memory given back): guard addresses */
+    unsigned ncold, cold_cap;
+    int pidfd;                                /* this process, for process_madvise; -1 = none */
     void *compact_lo;                         /* compact mode shared stack */
     void *compact_hi;
     void *compact_map;
