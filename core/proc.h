@@ -106,8 +106,10 @@ hy_pid hy_self(void);
 /* True when called from inside a process. Context: anywhere. */
 bool hy_in_process(void);
 
-/* Lets the other ready processes of the shard run, then continues.
- * Errors: HY_ENOTPROC. Context: a process. */
+/* Lets the other ready processes of the shard run, then continues. When
+ * other shards have sent something, the shard takes it in first (an exit
+ * signal for the caller ends it here). Errors: HY_ENOTPROC.
+ * Context: a process. */
 int hy_yield(void);
 
 /* Suspends the calling process for ns nanoseconds (timer wheel, so

@@ -85,9 +85,14 @@ struct hy_config {
     size_t max_message_size;
     /* Slots of each SPSC ring between two shards (power of two, default 1024). */
     unsigned ring_size;
-    /* Processes run per scheduler turn before rings/timers are looked at. */
+    /* Processes run per scheduler turn before timers and poll hooks are
+     * looked at (default 64). */
     unsigned run_batch;
-    /* Reductions a process may spend before it is made to yield. */
+    /* Reductions (runtime calls) in a slice (default 2000). A process that
+     * spends them is made to yield. The processes a shard runs between two
+     * looks at its inbound rings share one slice, so a busy shard sees
+     * messages and signals from other shards at least once per slice, and
+     * at every hy_yield. */
     unsigned reductions;
 
     /* Stall detector: a process holding its shard longer than this (thread

@@ -338,7 +338,10 @@ int hy_gen_server_call(hy_pid server, uint64_t tag, const void *data, size_t len
         hy_msg_free(m);
         if (why)
             *why = d.reason;
-        return d.reason.kind == HY_REASON_NOPROC ? HY_ENOPROC : HY_EEXIT;
+        /* no such server, or none that can be reached */
+        return d.reason.kind == HY_REASON_NOPROC || d.reason.kind == HY_REASON_NOCONNECTION
+                   ? HY_ENOPROC
+                   : HY_EEXIT;
     }
     hy_demonitor(ref, false);
     /* the server may have ended right after replying: its DOWN may be
@@ -386,6 +389,9 @@ int hy_gen_server_stop(hy_pid server, struct hy_reason reason, int64_t timeout_n
 {
     if (!hy_in_process())
         return HY_ENOTPROC;
+    /* stopping yourself could only wait out the timeout (OTP: calling_self) */
+    if (hy_pid_eq(server, hy_self()))
+        return HY_EINVAL;
     hy_ref ref;
     int rc = hy_monitor(server, &ref);
     if (rc)
@@ -404,5 +410,7 @@ int hy_gen_server_stop(hy_pid server, struct hy_reason reason, int64_t timeout_n
     struct hy_down_info d;
     memcpy(&d, m->data, sizeof(d));
     hy_msg_free(m);
-    return d.reason.kind == HY_REASON_NOPROC ? HY_ENOPROC : 0;
+    return d.reason.kind == HY_REASON_NOPROC || d.reason.kind == HY_REASON_NOCONNECTION
+               ? HY_ENOPROC
+               : 0;
 }

@@ -130,9 +130,12 @@ int hy_gen_server_start_link(const struct hy_gen_server_ops *ops, void *arg,
  * with hy_msg_free; its tag is the one the server replied with).
  * Errors: HY_ETIMEDOUT (no reply in time; a later reply is dropped, never
  * queued; one that came in as the timeout expired is returned, as OTP),
- * HY_ENOPROC (no such server), HY_EEXIT (the server died during the call:
- * *why, if not NULL, gets its reason), HY_EINVAL (tag >= HY_GS_TAG_MAX, or
- * server is the caller: OTP's calling_self),
+ * HY_ENOPROC (no such server, or its node cannot be reached: distribution
+ * off, a node that is not a configured peer, or one declared down; or that
+ * node went down during the call; *why, if not NULL, gets noproc or
+ * noconnection; never a wait for the timeout), HY_EEXIT (the server died
+ * during the call: *why, if not NULL, gets its reason), HY_EINVAL (tag >=
+ * HY_GS_TAG_MAX, or server is the caller: OTP's calling_self),
  * HY_EMSGSIZE, HY_ENOTPROC. Works the same across shards.
  * Context: a process. */
 int hy_gen_server_call(hy_pid server, uint64_t tag, const void *data, size_t len,
@@ -159,8 +162,10 @@ int hy_gen_server_cast_after(uint64_t ns, hy_pid server, uint64_t tag, const voi
 
 /* Stops server: its terminate callback runs with reason, then it exits with
  * that reason; waits up to timeout_ns for it to be gone.
- * Errors: HY_ENOPROC (not running), HY_ETIMEDOUT (still alive: it is not
- * killed), HY_ENOTPROC. Context: a process. */
+ * Errors: HY_ENOPROC (not running, or its node cannot be reached),
+ * HY_EINVAL (server is the caller: OTP's calling_self; returned at once),
+ * HY_ETIMEDOUT (still alive: it is not killed), HY_ENOTPROC.
+ * Context: a process. */
 int hy_gen_server_stop(hy_pid server, struct hy_reason reason, int64_t timeout_ns);
 
 #endif /* HY_OTP_GEN_SERVER_H */

@@ -434,6 +434,32 @@ static void watcher_main(void *a)
     size_t n;
     uint32_t nodes[4];
     CHECK(hy_dist_nodes(nodes, 4, &n) == 0 && n == 0);
+    /* node 2 is declared down, node 9 is no configured peer: their pids
+     * answer noconnection at once (queued when the call returns) */
+    hy_pid far = hy_pid_make(9, 1, 0, 1, 1);
+    hy_pid gone[2] = {e, far};
+    for (int i = 0; i < 2; i++) {
+        hy_ref r2;
+        CHECK(hy_monitor(gone[i], &r2) == 0);
+        m = NULL;
+        CHECK(hy_recv_ref(r2, &m, HY_NOWAIT) == 0);
+        if (m) {
+            memcpy(&di, m->data, sizeof(di));
+            CHECK(m->tag == HY_TAG_DOWN && di.reason.kind == HY_REASON_NOCONNECTION);
+            hy_msg_free(m);
+        }
+        CHECK(hy_link(gone[i]) == 0); /* trapping: an EXIT message */
+        m = NULL;
+        CHECK(hy_recv_tag(HY_TAG_EXIT, &m, HY_NOWAIT) == 0);
+        if (m) {
+            memcpy(&ei, m->data, sizeof(ei));
+            CHECK(hy_pid_eq(ei.from, gone[i]) && ei.reason.kind == HY_REASON_NOCONNECTION);
+            hy_msg_free(m);
+        }
+        struct hy_reason why;
+        CHECK(hy_gen_server_call(gone[i], 1, NULL, 0, HY_INFINITY, &m, &why) == HY_ENOPROC);
+        CHECK(why.kind == HY_REASON_NOCONNECTION);
+    }
     /* the node comes back (the parent restarts it): a new incarnation */
     hy_pid e2 = find_echo(2);
     CHECK(!hy_pid_eq(e2, e) && hy_pid_creation(e2) != hy_pid_creation(e));
