@@ -406,6 +406,12 @@ int hy__msg_alloc(struct hy_shard *sh, size_t len, struct hy_msg **out);
 #define HY_MSG_RT_HEADROOM 256u
 int hy__msg_alloc_rt(struct hy_shard *sh, size_t len, struct hy_msg **out);
 void hy__msg_free_local(struct hy_shard *sh, struct hy_msg *m);
+/* Same-shard fast path of a send: when `to` lives on sh and the payload
+ * fits the smallest buffer class, builds the message (kind, tag, ref, a
+ * copy of data) from the pool and hands it to its receiver or kind handler
+ * at once; false (nothing done) otherwise. Does not charge the sender. */
+bool hy__send_fast(struct hy_shard *sh, hy_pid to, unsigned kind, uint64_t tag, hy_ref ref,
+                   const void *data, size_t len);
 /* Routes m (owned) to m->to: local mailbox, a ring, or the remote hook. */
 void hy__route(struct hy_shard *sh, struct hy_msg *m);
 /* Delivers m (owned) to a local process's mailbox and wakes it. */
