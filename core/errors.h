@@ -43,19 +43,33 @@
     X(ESTOPPED, -1010, "the process's init failed (returned stop or crashed)")             \
     X(ESHUTDOWN, -1011, "the supervisor is shutting down or gave up")
 
+/* The statuses hy_app_run() returns (enum hy_app_status, otp/application.h):
+ * positive, so that main() can return them as its exit status, and
+ * described by hy_strerror() and hy_err_name() like the codes above, so any
+ * non-zero value a Hydra function returns can be printed the same way.
+ * X(name, value, message); HY_APP_STOPPED is 0 (success). */
+#define HY_APP_STATUS_MAP(X)                                                             \
+    X(APP_GAVE_UP, 1, "application ended: its root supervisor gave up")                  \
+    X(APP_START_FAILED, 2, "application failed to start")                                \
+    X(APP_MAIN_FAILED, 3, "application's main process ended abnormally")                 \
+    X(APP_HALTED, 4, "application halted: the runtime was stopped under it")             \
+    X(APP_RUNTIME_FAILED, 5, "application could not run (see its result's error)")
+
 enum hy_error {
 #define HY_ERR_ENUM_(name, value, msg) HY_##name = (value),
     HY_ERRNO_MAP(HY_ERR_ENUM_)
 #undef HY_ERR_ENUM_
 };
 
-/* Returns a static, human-readable description of a HY_E* code (or of 0).
- * Unknown codes give "unknown error". Never NULL.
+/* Returns a static, human-readable description of a HY_E* code, of an
+ * HY_APP_* status (positive) or of 0. Unknown codes give "unknown error".
+ * Never NULL.
  * Context: anywhere, signal-safe. */
 const char *hy_strerror(int err);
 
-/* Returns the symbolic name of a HY_E* code ("HY_ENOMEM"), "0" for success,
- * "HY_E?" when unknown. Context: anywhere, signal-safe. */
+/* Returns the symbolic name of a HY_E* code ("HY_ENOMEM") or HY_APP_*
+ * status ("HY_APP_GAVE_UP"), "0" for success, "HY_E?" when unknown.
+ * Context: anywhere, signal-safe. */
 const char *hy_err_name(int err);
 
 #endif /* HY_CORE_ERRORS_H */

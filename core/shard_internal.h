@@ -21,6 +21,7 @@
 #include "ring_internal.h"
 #include "runtime.h"
 #include "stats.h"
+#include "stats_internal.h"
 #include "wheel_internal.h"
 
 struct hy_shard;

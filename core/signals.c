@@ -499,6 +499,31 @@ static struct hy_proc *cur_or(int *rc)
     return p;
 }
 
+int hy_msg_exit_info(const struct hy_msg *m, struct hy_exit_info *out)
+{
+    if (!m || !out || m->tag != HY_TAG_EXIT || m->size != sizeof(*out))
+        return HY_EINVAL;
+    memcpy(out, m->data, sizeof(*out));
+    return 0;
+}
+
+int hy_msg_down_info(const struct hy_msg *m, struct hy_down_info *out)
+{
+    if (!m || !out || m->tag != HY_TAG_DOWN || m->size != sizeof(*out))
+        return HY_EINVAL;
+    memcpy(out, m->data, sizeof(*out));
+    return 0;
+}
+
+int hy_msg_node_event(const struct hy_msg *m, uint32_t *node)
+{
+    if (!m || !node || (m->tag != HY_TAG_NODEUP && m->tag != HY_TAG_NODEDOWN) ||
+        m->size != sizeof(*node))
+        return HY_EINVAL;
+    memcpy(node, m->data, sizeof(*node));
+    return 0;
+}
+
 _Atomic(hy_dist_reachable_fn) hy__dist_reachable_hook;
 
 /* Whether a pid of node can be reached: its node is this one, or

@@ -54,6 +54,21 @@ struct hy_down_info {
     struct hy_reason reason;
 };
 
+/* Decodes a trapped exit message: 0 and *out (borrowed) filled when m is an
+ * HY_TAG_EXIT message with a struct hy_exit_info payload; HY_EINVAL (and
+ * *out untouched) for any other message or a NULL argument. m stays the
+ * caller's. Context: anywhere. */
+int hy_msg_exit_info(const struct hy_msg *m, struct hy_exit_info *out);
+
+/* Decodes a monitor's DOWN message: 0 and *out (borrowed) filled when m is
+ * an HY_TAG_DOWN message with a struct hy_down_info payload; HY_EINVAL (and
+ * *out untouched) otherwise. m stays the caller's. Context: anywhere. */
+int hy_msg_down_info(const struct hy_msg *m, struct hy_down_info *out);
+
+/* Decodes a node monitor's HY_TAG_NODEUP/HY_TAG_NODEDOWN message: 0 and
+ * *node filled; HY_EINVAL for any other message. Context: anywhere. */
+int hy_msg_node_event(const struct hy_msg *m, uint32_t *node);
+
 /* Links the caller and pid (bidirectional; linking twice is one link;
  * linking yourself does nothing). If pid is dead or unknown: a caller that
  * does not trap exits gets HY_ENOPROC; a trapping caller gets 0 and an

@@ -203,7 +203,7 @@ static int is_ack_or_down(const struct hy_msg *m, void *arg)
            (m->tag == HY_TAG_DOWN && hy_ref_eq(m->ref, am->mref));
 }
 
-static int start_common(const struct hy_gen_server_ops *ops, void *arg,
+static int start_common(const struct hy_gen_server_ops *ops, const void *arg,
                         const struct hy_gen_server_opts *opts, bool link, hy_pid *out)
 {
     if (!hy_in_process())
@@ -220,7 +220,7 @@ static int start_common(const struct hy_gen_server_ops *ops, void *arg,
     if (!sa)
         return HY_ENOMEM;
     sa->ops = ops;
-    sa->arg = arg;
+    sa->arg = (void *)arg; /* handed to init as is when not copied (arg_size 0) */
     sa->arg_size = opts->arg_size;
     sa->parent = hy_self();
     sa->linked = link;
@@ -291,13 +291,13 @@ static int start_common(const struct hy_gen_server_ops *ops, void *arg,
     return 0;
 }
 
-int hy_gen_server_start(const struct hy_gen_server_ops *ops, void *arg,
+int hy_gen_server_start(const struct hy_gen_server_ops *ops, const void *arg,
                         const struct hy_gen_server_opts *opts, hy_pid *out)
 {
     return start_common(ops, arg, opts, false, out);
 }
 
-int hy_gen_server_start_link(const struct hy_gen_server_ops *ops, void *arg,
+int hy_gen_server_start_link(const struct hy_gen_server_ops *ops, const void *arg,
                              const struct hy_gen_server_opts *opts, hy_pid *out)
 {
     return start_common(ops, arg, opts, true, out);

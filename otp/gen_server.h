@@ -90,9 +90,12 @@ struct hy_gen_server_opts {
     const char *name;
     /* Shard to run on (-1: the caller's). */
     int shard;
-    /* How long the caller waits for init (ns; <= 0: HY_INFINITY). When it
-     * expires the server is killed and start returns HY_ETIMEDOUT once it
-     * is gone (its name, if any, free again). */
+    /* How long the caller waits for init, in ns: HY_INFINITY (the value of
+     * HY_GEN_SERVER_OPTS_INIT) or a positive bound. 0 is not HY_NOWAIT here
+     * (an init cannot be polled): it means "not set", i.e. HY_INFINITY, so
+     * zero-initialised options keep working; other negative values too.
+     * When it expires the server is killed and start returns HY_ETIMEDOUT
+     * once it is gone (its name, if any, free again). */
     int64_t init_timeout_ns;
     /* Bytes of *arg to copy for init (needed when the server runs on
      * another shard and arg points into the caller's memory); 0 = pass the
@@ -106,21 +109,25 @@ struct hy_gen_server_opts {
     struct hy_reason *init_reason;
 };
 
-#define HY_GEN_SERVER_OPTS_INIT {.shard = -1}
+#define HY_GEN_SERVER_OPTS_INIT {.shard = -1, .init_timeout_ns = HY_INFINITY}
 
 /* Starts a server and waits for its init: 0 and *out = its pid when init
  * returned HY_GS_OK. ops is borrowed for the server's whole life (use a
- * static table). Errors: HY_EIGNORED (init returned HY_GS_IGNORE),
+ * static table). arg is borrowed: copied when opts->arg_size > 0, else
+ * handed to init as is (it is const here so that a supervisor child's
+ * start function, which gets a const pointer, can pass it on uncast;
+ * init receives it as void * and must not write through it unless the
+ * caller allows that). Errors: HY_EIGNORED (init returned HY_GS_IGNORE),
  * HY_ESTOPPED (init returned HY_GS_STOP or crashed: see opts->init_reason),
  * HY_EEXIST (name taken; *out = the existing pid), HY_ETIMEDOUT (init
  * timeout), HY_EINVAL, HY_ENOMEM, HY_ENOTPROC.
  * Context: a process. */
-int hy_gen_server_start(const struct hy_gen_server_ops *ops, void *arg,
+int hy_gen_server_start(const struct hy_gen_server_ops *ops, const void *arg,
                         const struct hy_gen_server_opts *opts, hy_pid *out);
 
 /* hy_gen_server_start() plus a link between the caller and the server,
  * set atomically with the spawn (the caller is the server's parent). */
-int hy_gen_server_start_link(const struct hy_gen_server_ops *ops, void *arg,
+int hy_gen_server_start_link(const struct hy_gen_server_ops *ops, const void *arg,
                              const struct hy_gen_server_opts *opts, hy_pid *out);
 
 /* ---- talking to a server -------------------------------------------------------- */

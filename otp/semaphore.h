@@ -83,8 +83,12 @@ struct hy_semaphore_info {
     unsigned held;      /* permits the caller holds */
 };
 
-/* Fills *out (borrowed). Errors: HY_EINVAL, HY_ENOPROC, HY_EEXIT,
- * HY_ENOTPROC. Context: a process. */
+/* Fills *out (borrowed) with a snapshot of sem. Errors: HY_EINVAL,
+ * HY_ENOPROC, HY_EEXIT, HY_ENOTPROC. Context: a process. */
+int hy_semaphore_get_info(hy_pid sem, struct hy_semaphore_info *out);
+
+/* The same as hy_semaphore_get_info() (the older name, kept; it is also the
+ * name of the struct, hence the new one). */
 int hy_semaphore_info(hy_pid sem, struct hy_semaphore_info *out);
 
 #endif /* HY_OTP_SEMAPHORE_H */

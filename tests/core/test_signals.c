@@ -2124,6 +2124,54 @@ static void test_signals_unreachable_node_noconnection(void **state)
     hy_test_run(2, body_unreachable_node, NULL);
 }
 
+/* ---- typed accessors for EXIT, DOWN and node event payloads ------------------ */
+
+static void body_payload_accessors(void *arg)
+{
+    (void)arg;
+    hy_trap_exit(true, NULL);
+    struct carg a = {.reason = hy_reason_user(7, "why")};
+    struct hy_spawn_opts o = on(1);
+    o.link = true;
+    hy_ref ref;
+    hy_pid c = spawn_mon(o, exit_now, &a, &ref);
+    /* the EXIT (link) comes before the DOWN: both from c */
+    struct exit_match em = {c};
+    struct hy_msg *ex = NULL, *down = NULL;
+    HY_CHECK_EQ(hy_recv_match(is_exit_from, &em, &ex, WAIT_NS), 0);
+    HY_CHECK_EQ(hy_recv_ref(ref, &down, WAIT_NS), 0);
+    struct hy_exit_info ei;
+    struct hy_down_info di;
+    uint32_t node = 0;
+    HY_CHECK_EQ(hy_msg_exit_info(ex, &ei), 0);
+    HY_CHECK(hy_pid_eq(ei.from, c));
+    CHECK_USER(ei.reason, 7, "why");
+    HY_CHECK_EQ(hy_msg_down_info(down, &di), 0);
+    HY_CHECK(hy_pid_eq(di.pid, c) && hy_ref_eq(di.ref, ref));
+    CHECK_USER(di.reason, 7, "why");
+    /* the wrong kind of message, or none */
+    HY_CHECK_EQ(hy_msg_exit_info(down, &ei), HY_EINVAL);
+    HY_CHECK_EQ(hy_msg_down_info(ex, &di), HY_EINVAL);
+    HY_CHECK_EQ(hy_msg_node_event(ex, &node), HY_EINVAL);
+    HY_CHECK_EQ(hy_msg_exit_info(NULL, &ei), HY_EINVAL);
+    HY_CHECK_EQ(hy_msg_down_info(down, NULL), HY_EINVAL);
+    hy_msg_free(ex);
+    hy_msg_free(down);
+    /* a node monitor on an unreachable node: NODEDOWN at once */
+    HY_CHECK_EQ(hy_monitor_node(hy_node_id() + 7, true), 0);
+    struct hy_msg *nd = hy_test_must_recv_tag(HY_TAG_NODEDOWN, WAIT_NS);
+    HY_CHECK_EQ(hy_msg_node_event(nd, &node), 0);
+    HY_CHECK_EQ(node, hy_node_id() + 7);
+    hy_msg_free(nd);
+    hy_trap_exit(false, NULL);
+}
+
+static void test_signals_payload_accessors(void **state)
+{
+    (void)state;
+    hy_test_run(2, body_payload_accessors, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2170,6 +2218,7 @@ int main(void)
         cmocka_unit_test(test_signals_cross_shard_message_seen_at_yield),
         cmocka_unit_test(test_signals_cross_shard_message_seen_per_slice),
         cmocka_unit_test(test_signals_unreachable_node_noconnection),
+        cmocka_unit_test(test_signals_payload_accessors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

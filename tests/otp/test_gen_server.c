@@ -298,7 +298,7 @@ static hy_pid start_ts(int shard, const struct ts_arg *a)
 {
     struct hy_gen_server_opts o = gopts(shard, a);
     hy_pid pid = HY_PID_NONE;
-    HY_CHECK_EQ(hy_gen_server_start(&ts_ops, (void *)a, &o, &pid), 0);
+    HY_CHECK_EQ(hy_gen_server_start(&ts_ops, a, &o, &pid), 0); /* const arg: no cast */
     return pid;
 }
 
