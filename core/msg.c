@@ -241,7 +241,25 @@ void hy_msg_free(struct hy_msg *m)
             free(m);
         return;
     }
-    hy__msg_free_local(sh, m);
+    /* a slab buffer of this shard goes straight back on its pool (the
+     * buffer is read under the runtime bracket: a wild pointer is a fault
+     * in the runtime, crash.c) */
+    struct hy_proc *cur = sh->current;
+    if (cur)
+        cur->in_rt++;
+    __asm__ volatile("" ::: "memory"); /* raised before m is read */
+    if (__builtin_expect(m->home == sh->id && m->cls <= SMALL_CLASS_MAX, 1)) {
+        struct hy__msg_pool *pool = &sh->pools[m->cls];
+        stat_add(&sh->st.buffers_out, (uint64_t)-1);
+        m->next = pool->free;
+        pool->free = m;
+        pool->nfree++;
+    } else {
+        msg_free_body(sh, m);
+    }
+    __asm__ volatile("" ::: "memory");
+    if (cur)
+        cur->in_rt--;
 }
 
 /* ---- routing ----------------------------------------------------------- */
@@ -326,6 +344,23 @@ void hy__dispatch(struct hy_shard *sh, struct hy_msg *m)
         hy__msg_free_local(sh, m);
 }
 
+/* The common case of hy__mailbox_append, inlined into the delivery paths:
+ * room in the mailbox; false when the general function must decide. */
+static inline __attribute__((always_inline)) bool append_fast(struct hy_shard *sh,
+                                                              struct hy_proc *p,
+                                                              struct hy_msg *m)
+{
+    if (__builtin_expect(p->mb_max && p->mb_len >= p->mb_max, 0))
+        return false;
+    m->next = NULL;
+    *p->mb_tailp = m;
+    p->mb_tailp = &m->next;
+    p->mb_len++;
+    if (p->state == HY_P_WAITING && p->wait_msg)
+        hy__sched_make_ready(sh, p);
+    return true;
+}
+
 void hy__mailbox_append(struct hy_shard *sh, struct hy_proc *p, struct hy_msg *m)
 {
     /* The reply carrying the receiver's latest ref is exempt: it may be
@@ -350,14 +385,28 @@ void hy__mailbox_append(struct hy_shard *sh, struct hy_proc *p, struct hy_msg *m
         hy__sched_make_ready(sh, p);
 }
 
-void hy__deliver(struct hy_shard *sh, struct hy_msg *m)
+static inline __attribute__((always_inline)) void deliver_body(struct hy_shard *sh,
+                                                               struct hy_msg *m)
 {
-    struct hy_proc *p = hy__proc_lookup(sh, m->to);
+    hy_pid to = m->to;
+    uint32_t idx = hy_pid_slot(to);
+    struct hy_proc *p = NULL;
+    if (__builtin_expect(idx < sh->nslots, 1)) {
+        struct hy__slot *s = &sh->slot_chunks[idx >> HY_SLOT_CHUNK_BITS][idx & (HY_SLOT_CHUNK - 1)];
+        if (s->gen == hy_pid_gen(to) && hy_pid_creation(to) == hy__rt.creation)
+            p = s->proc;
+    }
     if (!p || p->state >= HY_P_EXITING) {
         drop_dead(sh, m);
         return;
     }
-    hy__mailbox_append(sh, p, m);
+    if (!append_fast(sh, p, m))
+        hy__mailbox_append(sh, p, m);
+}
+
+void hy__deliver(struct hy_shard *sh, struct hy_msg *m)
+{
+    deliver_body(sh, m);
 }
 
 void hy__mailbox_drop_all(struct hy_shard *sh, struct hy_proc *p)
@@ -425,19 +474,80 @@ static int send_common(hy_pid to, uint64_t tag, hy_ref ref, const void *data, si
     return 0;
 }
 
+/* The same-shard fast path of the sends: a small message to a process of
+ * the sender's own shard. The buffer comes straight off the shard's
+ * smallest pool (the allocator inlined) and goes straight to the receiver
+ * (an ordinary message into its mailbox, other kinds to their handler); a
+ * blocked receiver is made ready and, at the sender's next switch-out,
+ * handed the CPU directly. Ordering is unchanged: a same-shard message
+ * always reached its receiver within the send. Anything else (no buffer in
+ * the pool, another shard or node, a bigger payload) returns false for the
+ * general path. Does not charge the sender. */
+#define FAST_LEN_MAX (128 - MSG_HDR) /* payloads that fit pool class 0 */
+
+bool hy__send_fast(struct hy_shard *sh, hy_pid to, unsigned kind, uint64_t tag, hy_ref ref,
+                   const void *data, size_t len)
+{
+    struct hy__msg_pool *pool = &sh->pools[0];
+    struct hy_msg *m = pool->free;
+    uint64_t here = hy_pid_make(hy__rt.node_id, hy__rt.creation, (uint16_t)sh->id, 0, 0).hi;
+    if (__builtin_expect(!m || len > FAST_LEN_MAX || len > hy__rt.cfg.max_message_size ||
+                             (!data && len) || to.hi != here,
+                         0))
+        return false;
+    struct hy_proc *cur = sh->current;
+    pool->free = m->next;
+    pool->nfree--;
+    stat_add(&sh->st.buffers_out, 1);
+    if (len)
+        memcpy(m->data, data, len); /* the sender's bytes: a fault here is the sender's */
+    m->next = NULL;
+    m->size = (uint32_t)len;
+    m->kind = (uint8_t)kind;
+    m->aux = 0;
+    m->ref = ref;
+    m->from = cur ? cur->pid : HY_PID_NONE;
+    m->tag = tag;
+    m->to = to;
+    if (cur)
+        cur->in_rt++;
+    if (kind == HY_K_MSG) {
+        stat_add(&sh->st.msgs_sent_local, 1);
+        deliver_body(sh, m);
+    } else {
+        hy__dispatch(sh, m);
+    }
+    if (cur)
+        cur->in_rt--;
+    return true;
+}
+
+static inline int send_user(hy_pid to, uint64_t tag, hy_ref ref, const void *data, size_t len,
+                            bool sys)
+{
+    struct hy_shard *sh = hy__tls_shard;
+    if (sh && ((tag & HY_TAG_SYSTEM) == 0 || sys) &&
+        hy__send_fast(sh, to, HY_K_MSG, tag, ref, data, len)) {
+        if (sh->current)
+            hy__charge(sh->current);
+        return 0;
+    }
+    return send_common(to, tag, ref, data, len, sys);
+}
+
 int hy_send(hy_pid to, uint64_t tag, const void *data, size_t len)
 {
-    return send_common(to, tag, HY_REF_NONE, data, len, false);
+    return send_user(to, tag, HY_REF_NONE, data, len, false);
 }
 
 int hy_send_ref(hy_pid to, uint64_t tag, hy_ref ref, const void *data, size_t len)
 {
-    return send_common(to, tag, ref, data, len, false);
+    return send_user(to, tag, ref, data, len, false);
 }
 
 int hy_send_sys(hy_pid to, uint64_t tag, hy_ref ref, const void *data, size_t len)
 {
-    return send_common(to, tag, ref, data, len, true);
+    return send_user(to, tag, ref, data, len, true);
 }
 
 int hy_msg_send(hy_pid to, struct hy_msg *m)
@@ -469,6 +579,8 @@ int hy__send_kind(struct hy_shard *sh, hy_pid to, unsigned kind, uint64_t tag, h
 int hy__send_kind(struct hy_shard *sh, hy_pid to, unsigned kind, uint64_t tag, hy_ref ref,
                   const void *data, size_t len, uint32_t aux)
 {
+    if (aux == 0 && hy__send_fast(sh, to, kind, tag, ref, data, len))
+        return 0;
     struct hy_msg *m;
     int rc = hy__msg_alloc(sh, len, &m);
     if (rc)
@@ -517,8 +629,11 @@ int hy_send_foreign(hy_pid to, uint64_t tag, const void *data, size_t len)
 
 /* ---- receive ------------------------------------------------------------ */
 
-int hy__recv_generic(int (*match)(const struct hy_msg *, void *), void *arg, struct hy_msg **out,
-                     int64_t timeout_ns, bool from_mark)
+/* The receive loop; inlined into the receives with a known match so that
+ * the compiler sees the test (hy_recv_tag, hy_recv_ref). */
+static inline __attribute__((always_inline)) int
+recv_body(int (*match)(const struct hy_msg *, void *), void *arg, struct hy_msg **out,
+          int64_t timeout_ns, bool from_mark)
 {
     struct hy_proc *p = hy__current();
     if (!p)
@@ -571,9 +686,15 @@ int hy__recv_generic(int (*match)(const struct hy_msg *, void *), void *arg, str
     }
 }
 
+int hy__recv_generic(int (*match)(const struct hy_msg *, void *), void *arg, struct hy_msg **out,
+                     int64_t timeout_ns, bool from_mark)
+{
+    return recv_body(match, arg, out, timeout_ns, from_mark);
+}
+
 int hy_recv(struct hy_msg **out, int64_t timeout_ns)
 {
-    return hy__recv_generic(NULL, NULL, out, timeout_ns, false);
+    return recv_body(NULL, NULL, out, timeout_ns, false);
 }
 
 static int match_tag(const struct hy_msg *m, void *arg)
@@ -583,7 +704,7 @@ static int match_tag(const struct hy_msg *m, void *arg)
 
 int hy_recv_tag(uint64_t tag, struct hy_msg **out, int64_t timeout_ns)
 {
-    return hy__recv_generic(match_tag, &tag, out, timeout_ns, false);
+    return recv_body(match_tag, &tag, out, timeout_ns, false);
 }
 
 static int match_ref(const struct hy_msg *m, void *arg)
@@ -595,7 +716,7 @@ int hy_recv_ref(hy_ref ref, struct hy_msg **out, int64_t timeout_ns)
 {
     struct hy_proc *p = hy__current();
     bool from_mark = p && hy_ref_eq(p->mark_ref, ref);
-    return hy__recv_generic(match_ref, &ref, out, timeout_ns, from_mark);
+    return recv_body(match_ref, &ref, out, timeout_ns, from_mark);
 }
 
 int hy_recv_match(hy_match_fn fn, void *arg, struct hy_msg **out, int64_t timeout_ns)

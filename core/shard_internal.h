@@ -100,6 +100,11 @@ struct hy__arena_chunk {
     _Alignas(16) unsigned char mem[];
 };
 
+struct hy__stack_slab {
+    void *map;
+    size_t size;
+};
+
 struct hy_stack {
     struct hy_stack *next; /* pool link */
     void *lo;              /* lowest usable byte (guard page below) */
@@ -285,6 +290,16 @@ struct hy_shard {
     unsigned stack_pool_n;
     unsigned stack_pool_low;                  /* low watermark since last trim */
     uint64_t last_trim_ns;
+    /* Stacks of the configured size are carved from slabs (stack.c): one
+     * mapping for many stacks, their guard pages installed in one pass. */
+    char *slab_next;                          /* guard page of the next stack to carve */
+    unsigned slab_left;                       /* stacks left to carve from slab_next */
+    unsigned slab_grow;                       /* stacks in the next slab */
+    struct hy__stack_slab *slabs;             /* every slab, unmapped at shutdown */
+    unsigned nslabs, slabs_cap;
+    void **stack_cold;                        /* trimmed stacks (memory given back): guard addresses */
+    unsigned ncold, cold_cap;
+    int pidfd;                                /* this process, for process_madvise; -1 = none */
     void *compact_lo;                         /* compact mode shared stack */
     void *compact_hi;
     void *compact_map;
@@ -392,6 +407,12 @@ int hy__msg_alloc(struct hy_shard *sh, size_t len, struct hy_msg **out);
 #define HY_MSG_RT_HEADROOM 256u
 int hy__msg_alloc_rt(struct hy_shard *sh, size_t len, struct hy_msg **out);
 void hy__msg_free_local(struct hy_shard *sh, struct hy_msg *m);
+/* Same-shard fast path of a send: when `to` lives on sh and the payload
+ * fits the smallest buffer class, builds the message (kind, tag, ref, a
+ * copy of data) from the pool and hands it to its receiver or kind handler
+ * at once; false (nothing done) otherwise. Does not charge the sender. */
+bool hy__send_fast(struct hy_shard *sh, hy_pid to, unsigned kind, uint64_t tag, hy_ref ref,
+                   const void *data, size_t len);
 /* Routes m (owned) to m->to: local mailbox, a ring, or the remote hook. */
 void hy__route(struct hy_shard *sh, struct hy_msg *m);
 /* Delivers m (owned) to a local process's mailbox and wakes it. */

@@ -824,6 +824,11 @@ int hy_alias_send(hy_alias a, uint64_t tag, const void *data, size_t len)
         return HY_ENOTSHARD;
     if ((tag & HY_TAG_SYSTEM) || (!data && len))
         return HY_EINVAL;
+    if (hy__send_fast(sh, a.pid, HY_K_ALIAS_MSG, tag, a.ref, data, len)) {
+        if (sh->current)
+            hy__charge(sh->current);
+        return 0;
+    }
     struct hy_msg *m;
     int rc = hy__msg_alloc(sh, len, &m);
     if (rc)

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "ctx_internal.h"
@@ -23,6 +25,21 @@
 #endif
 
 #define TRIM_INTERVAL_NS 1000000000ull
+#define SLAB_FIRST 16u /* stacks in a shard's first slab; doubling up to SLAB_MAX */
+#define SLAB_MAX 256u
+
+/* Linux 6.13+: a guard page without a VMA of its own (uapi value). */
+#ifdef MADV_GUARD_INSTALL
+#define HY_MADV_GUARD_INSTALL MADV_GUARD_INSTALL
+#else
+#define HY_MADV_GUARD_INSTALL 102
+#endif
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_process_madvise
+#define SYS_process_madvise 440
+#endif
 
 static size_t page_size(void)
 {
@@ -42,6 +59,14 @@ int hy__stack_init_shard(struct hy_shard *sh)
 {
     sh->last_trim_ns = hy_now_ns();
     sh->compact_map = NULL; /* the compact stack is mapped on first use */
+    sh->slab_next = NULL;
+    sh->slab_left = 0;
+    sh->slab_grow = SLAB_FIRST;
+    sh->slabs = NULL;
+    sh->nslabs = sh->slabs_cap = 0;
+    sh->stack_cold = NULL;
+    sh->ncold = sh->cold_cap = 0;
+    sh->pidfd = -1;
     return 0;
 }
 
@@ -63,21 +88,144 @@ static int compact_map(struct hy_shard *sh)
     return 0;
 }
 
-static void stack_unmap(struct hy_stack *s)
+/* ---- guard pages ----------------------------------------------------------
+ *
+ * A guard page is made, best first, by MADV_GUARD_INSTALL for many pages in
+ * one process_madvise() call, by MADV_GUARD_INSTALL page by page, or by
+ * mprotect(PROT_NONE). The first two leave the mapping one kernel VMA (a
+ * million stacks need no raised vm.max_map_count, and no VMA is split);
+ * the last splits it in two VMAs per stack. Which one works is learnt once
+ * per process. Every way makes an access to the page fault (SIGSEGV), which
+ * is how a stack overflow is caught and reported (crash.c). */
+enum { GUARD_BATCH = 0, GUARD_MADVISE, GUARD_MPROTECT };
+static _Atomic int guard_how = GUARD_BATCH;
+#define GUARD_IOV 32 /* iovecs per process_madvise call (on the caller's stack) */
+
+/* Guard pages at first, first + stride, ... (n of them); 0 or HY_ENOMEM. */
+static int guard_install(struct hy_shard *sh, char *first, size_t stride, unsigned n)
 {
-    void *map = s->map;
-    size_t sz = s->map_size;
-    munmap(map, sz);
+    size_t ps = page_size();
+    unsigned done = 0;
+    int how = atomic_load_explicit(&guard_how, memory_order_relaxed);
+
+    if (how == GUARD_BATCH && n > 1) {
+        if (sh->pidfd < 0)
+            sh->pidfd = (int)syscall(SYS_pidfd_open, (long)getpid(), 0L);
+        while (sh->pidfd >= 0 && done < n) {
+            struct iovec iov[GUARD_IOV];
+            unsigned k = n - done < GUARD_IOV ? n - done : GUARD_IOV;
+            for (unsigned i = 0; i < k; i++) {
+                iov[i].iov_base = first + (size_t)(done + i) * stride;
+                iov[i].iov_len = ps;
+            }
+            long r = syscall(SYS_process_madvise, sh->pidfd, iov, (unsigned long)k,
+                             HY_MADV_GUARD_INSTALL, 0u);
+            if (r < 0)
+                break;
+            done += (unsigned)((size_t)r / ps); /* whole iovecs: each one page */
+            if ((size_t)r != k * ps)
+                break;
+        }
+        if (done < n && done == 0)
+            atomic_store_explicit(&guard_how, GUARD_MADVISE, memory_order_relaxed);
+    }
+    for (; done < n; done++) {
+        char *g = first + (size_t)done * stride;
+        how = atomic_load_explicit(&guard_how, memory_order_relaxed);
+        if (how != GUARD_MPROTECT && madvise(g, ps, HY_MADV_GUARD_INSTALL) == 0)
+            continue;
+        if (how != GUARD_MPROTECT)
+            atomic_store_explicit(&guard_how, GUARD_MPROTECT, memory_order_relaxed);
+        if (mprotect(g, ps, PROT_NONE) != 0)
+            return HY_ENOMEM;
+    }
+    return 0;
+}
+
+/* ---- the guarded pool -----------------------------------------------------
+ *
+ * Stacks of the configured size (every stack unless a spawn asks for
+ * another size) come from slabs: one mapping of slab_grow stacks, each a
+ * guard page followed by the stack, whose guard pages are installed at once
+ * (mapping work is paid once per slab, not per spawn). Slabs double from
+ * SLAB_FIRST to SLAB_MAX stacks. An exiting process's stack goes to the
+ * pool (LIFO: the next spawn takes the warmest one); trimming gives the
+ * memory of surplus pool stacks back to the kernel (MADV_DONTNEED; guards
+ * stay) and keeps their address in the cold list, reused before carving.
+ * Slabs are unmapped when the shard stops. Stacks of another size have a
+ * mapping of their own. */
+
+static size_t pool_stride(void)
+{
+    return round_page(hy__rt.cfg.stack_size) + page_size();
+}
+
+/* The stack whose guard page is at g, in a mapping of map_size bytes. */
+static struct hy_stack *stack_at(char *g, size_t map_size)
+{
+    size_t ps = page_size();
+    /* the record lives at the top of the stack it describes */
+    struct hy_stack *s = (struct hy_stack *)(g + map_size - sizeof(struct hy_stack));
+    s->map = g;
+    s->map_size = map_size;
+    s->lo = g + ps;
+    s->size = map_size - ps - sizeof(struct hy_stack);
+    s->next = NULL;
+    return s;
+}
+
+static int slab_new(struct hy_shard *sh)
+{
+    size_t stride = pool_stride();
+    unsigned n = sh->slab_grow;
+    void *map = MAP_FAILED;
+
+    if (sh->nslabs == sh->slabs_cap) {
+        unsigned cap = sh->slabs_cap ? 2 * sh->slabs_cap : 16;
+        struct hy__stack_slab *a = realloc(sh->slabs, cap * sizeof(*a));
+        if (!a)
+            return HY_ENOMEM;
+        sh->slabs = a;
+        sh->slabs_cap = cap;
+    }
+    for (; n >= 1; n /= 2) {
+        map = mmap(NULL, stride * n, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+        if (map != MAP_FAILED)
+            break;
+    }
+    if (map == MAP_FAILED)
+        return HY_ENOMEM;
+    if (guard_install(sh, map, stride, n) != 0) {
+        munmap(map, stride * n);
+        return HY_ENOMEM;
+    }
+    sh->slabs[sh->nslabs++] = (struct hy__stack_slab){map, stride * n};
+    sh->slab_next = map;
+    sh->slab_left = n;
+    if (sh->slab_grow < SLAB_MAX)
+        sh->slab_grow *= 2;
+    return 0;
 }
 
 void hy__stack_fini_shard(struct hy_shard *sh)
 {
-    while (sh->stack_pool) {
-        struct hy_stack *s = sh->stack_pool;
-        sh->stack_pool = s->next;
-        stack_unmap(s);
-    }
+    /* pool and cold stacks all live in slabs */
+    sh->stack_pool = NULL;
     sh->stack_pool_n = 0;
+    for (unsigned i = 0; i < sh->nslabs; i++)
+        munmap(sh->slabs[i].map, sh->slabs[i].size);
+    free(sh->slabs);
+    sh->slabs = NULL;
+    sh->nslabs = sh->slabs_cap = 0;
+    sh->slab_next = NULL;
+    sh->slab_left = 0;
+    free(sh->stack_cold);
+    sh->stack_cold = NULL;
+    sh->ncold = sh->cold_cap = 0;
+    if (sh->pidfd >= 0)
+        close(sh->pidfd);
+    sh->pidfd = -1;
     if (sh->compact_map)
         munmap(sh->compact_map, sh->compact_map_size);
     sh->compact_map = NULL;
@@ -86,33 +234,37 @@ void hy__stack_fini_shard(struct hy_shard *sh)
 struct hy_stack *hy__stack_get(struct hy_shard *sh, size_t size)
 {
     size = round_page(size);
-    if (size == round_page(hy__rt.cfg.stack_size) && sh->stack_pool) {
-        struct hy_stack *s = sh->stack_pool;
-        sh->stack_pool = s->next;
-        sh->stack_pool_n--;
-        if (sh->stack_pool_n < sh->stack_pool_low)
-            sh->stack_pool_low = sh->stack_pool_n;
-        atomic_store_explicit(&sh->st.stacks_pooled, sh->stack_pool_n, memory_order_relaxed);
-        return s;
-    }
     size_t ps = page_size();
+    if (size == round_page(hy__rt.cfg.stack_size)) {
+        struct hy_stack *s = sh->stack_pool;
+        if (s) {
+            sh->stack_pool = s->next;
+            sh->stack_pool_n--;
+            if (sh->stack_pool_n < sh->stack_pool_low)
+                sh->stack_pool_low = sh->stack_pool_n;
+            atomic_store_explicit(&sh->st.stacks_pooled, sh->stack_pool_n,
+                                  memory_order_relaxed);
+            return s;
+        }
+        if (sh->ncold)
+            return stack_at(sh->stack_cold[--sh->ncold], size + ps);
+        if (!sh->slab_left && slab_new(sh) != 0)
+            return NULL;
+        char *g = sh->slab_next;
+        sh->slab_next += size + ps;
+        sh->slab_left--;
+        return stack_at(g, size + ps);
+    }
     size_t map_size = size + ps;
-    void *map = mmap(NULL, map_size, PROT_NONE,
+    void *map = mmap(NULL, map_size, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
     if (map == MAP_FAILED)
         return NULL;
-    if (mprotect((char *)map + ps, size, PROT_READ | PROT_WRITE) != 0) {
+    if (guard_install(sh, map, map_size, 1) != 0) {
         munmap(map, map_size);
         return NULL;
     }
-    /* the record lives at the top of the stack it describes */
-    struct hy_stack *s = (struct hy_stack *)((char *)map + map_size - sizeof(struct hy_stack));
-    s->map = map;
-    s->map_size = map_size;
-    s->lo = (char *)map + ps;
-    s->size = size - sizeof(struct hy_stack);
-    s->next = NULL;
-    return s;
+    return stack_at(map, map_size);
 }
 
 void hy__stack_put(struct hy_shard *sh, struct hy_stack *s)
@@ -128,11 +280,12 @@ void hy__stack_put(struct hy_shard *sh, struct hy_stack *s)
         atomic_store_explicit(&sh->st.stacks_pooled, sh->stack_pool_n, memory_order_relaxed);
         return;
     }
-    stack_unmap(s);
+    munmap(s->map, s->map_size);
 }
 
-/* Called before a shard sleeps: give back stacks the pool has not needed
- * since the last trim (a spike's leftovers), keeping stack_pool_keep. */
+/* Called before a shard sleeps: give back the memory of stacks the pool has
+ * not needed since the last trim (a spike's leftovers), keeping
+ * stack_pool_keep. */
 void hy__stack_trim(struct hy_shard *sh)
 {
     uint64_t now = sh->now;
@@ -141,11 +294,23 @@ void hy__stack_trim(struct hy_shard *sh)
     sh->last_trim_ns = now;
     unsigned keep = hy__rt.cfg.stack_pool_keep;
     unsigned excess = sh->stack_pool_low > keep ? sh->stack_pool_low - keep : 0;
+    size_t ps = page_size();
     while (excess-- && sh->stack_pool) {
+        if (sh->ncold == sh->cold_cap) {
+            unsigned cap = sh->cold_cap ? 2 * sh->cold_cap : 64;
+            void **a = realloc(sh->stack_cold, cap * sizeof(*a));
+            if (!a)
+                break; /* kept pooled: tried again at the next trim */
+            sh->stack_cold = a;
+            sh->cold_cap = cap;
+        }
         struct hy_stack *s = sh->stack_pool;
         sh->stack_pool = s->next;
         sh->stack_pool_n--;
-        stack_unmap(s);
+        char *g = s->map;
+        size_t len = s->map_size - ps;
+        sh->stack_cold[sh->ncold++] = g;
+        madvise(g + ps, len, MADV_DONTNEED); /* the record goes too: rebuilt on reuse */
     }
     sh->stack_pool_low = sh->stack_pool_n;
     atomic_store_explicit(&sh->st.stacks_pooled, sh->stack_pool_n, memory_order_relaxed);

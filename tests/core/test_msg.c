@@ -516,6 +516,75 @@ static void test_msg_selective_receive_keeps_order(void **state)
     hy_test_run(1, body_selective_local, NULL);
 }
 
+/* Small payloads to a process of the same shard take the send fast path,
+ * bigger ones (and small ones once the smallest pool is empty) the general
+ * path; messages through an alias a third one. Mixed, they still arrive in
+ * send order, and a receive marker taken in the middle still skips what
+ * came before it. */
+#define MIX_N 3000u
+#define MIX_BIG 200u
+
+static void send_mixed(hy_pid to, uint32_t i, hy_alias a)
+{
+    unsigned char big[MIX_BIG];
+    switch (i % 3) {
+    case 0:
+        hy_test_send_u32(to, T_DATA, i);
+        break;
+    case 1:
+        memset(big, (int)(i & 0xff), sizeof(big));
+        memcpy(big, &i, sizeof(i));
+        HY_CHECK_EQ(hy_send(to, T_DATA, big, sizeof(big)), 0);
+        break;
+    default:
+        HY_CHECK_EQ(hy_alias_send(a, T_DATA, &i, sizeof(i)), 0);
+        break;
+    }
+}
+
+static void body_mixed_paths(void *arg)
+{
+    (void)arg;
+    hy_pid self = hy_self();
+    hy_alias a;
+    HY_CHECK_EQ(hy_alias_create(0, &a), 0);
+    /* none received until all are queued: the small pool runs dry midway */
+    for (uint32_t i = 0; i < MIX_N; i++)
+        send_mixed(self, i, a);
+    hy_ref r;
+    HY_CHECK_EQ(hy_ref_make(&r), 0);
+    uint32_t v = 4242;
+    HY_CHECK_EQ(hy_send_ref(self, T_DATA, r, &v, sizeof(v)), 0);
+    struct hy_msg *m = NULL;
+    HY_CHECK_EQ(hy_recv_ref(r, &m, HY_NOWAIT), 0); /* from the marker on */
+    if (m) {
+        HY_CHECK_EQ(payload_u32(m), 4242);
+        hy_msg_free(m);
+    }
+    HY_CHECK_EQ(hy_mailbox_len(), MIX_N);
+    for (uint32_t i = 0; i < MIX_N; i++) {
+        m = hy_test_must_recv_tag(T_DATA, WAIT_NS);
+        if (!m)
+            return;
+        HY_CHECK_EQ(m->size, i % 3 == 1 ? MIX_BIG : 4u);
+        uint32_t got;
+        memcpy(&got, m->data, sizeof(got));
+        HY_CHECK_EQ(got, i);
+        if (i % 3 == 1)
+            HY_CHECK_EQ(((unsigned char *)m->data)[MIX_BIG - 1], i & 0xff);
+        hy_msg_free(m);
+        if (got != i)
+            return;
+    }
+    check_empty();
+}
+
+static void test_msg_fast_and_general_paths_keep_order(void **state)
+{
+    (void)state;
+    hy_test_run(1, body_mixed_paths, NULL);
+}
+
 #define SEL_N 2000u
 
 static void selective_sender(void *arg)
@@ -1420,6 +1489,7 @@ int main(void)
         cmocka_unit_test(test_msg_invalid_arguments),
         cmocka_unit_test(test_msg_recv_outside_process),
         cmocka_unit_test(test_msg_selective_receive_keeps_order),
+        cmocka_unit_test(test_msg_fast_and_general_paths_keep_order),
         cmocka_unit_test(test_msg_selective_receive_cross_shard),
         cmocka_unit_test(test_msg_recv_timeout),
         cmocka_unit_test(test_msg_recv_timeout_racing_message),

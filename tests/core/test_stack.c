@@ -10,8 +10,11 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -250,9 +253,27 @@ static void test_stack_pooled_and_reused(void **state)
 #define KEEP 4
 
 struct spike_ctx {
-    uint64_t after_spike, trimmed;
+    uint64_t after_spike, trimmed, after_reuse;
     bool trim_seen;
+    _Atomic unsigned reused_ok, reused_done;
 };
+
+/* On a stack whose memory a trim gave back: ~36 KiB of locals, a yield in
+ * the middle, everything still there afterwards. */
+static void reuser(void *arg)
+{
+    struct spike_ctx *c = arg;
+    struct deep d = {.depth = 32, .yield_every = 8, .ok = true};
+    recurse(&d, d.depth);
+    if (d.ok)
+        atomic_fetch_add(&c->reused_ok, 1);
+    atomic_fetch_add(&c->reused_done, 1);
+}
+
+static bool reused_all(void *arg)
+{
+    return atomic_load(&((struct spike_ctx *)arg)->reused_done) == SPIKE_N;
+}
 
 static void parked(void *arg)
 {
@@ -284,6 +305,12 @@ static void spike_main(void *arg)
         }
         hy_sleep_ns(50 * 1000 * 1000);
     }
+    /* the trimmed stacks are taken again, and work */
+    for (int i = 0; i < SPIKE_N; i++)
+        HY_CHECK_EQ(hy_spawn(reuser, c, NULL), 0);
+    HY_CHECK(hy_test_wait_until(reused_all, c, 5000));
+    HY_CHECK(hy_test_quiesce(1, 5000));
+    c->after_reuse = pooled(0);
 }
 
 static void test_stack_pool_trimmed_after_spike(void **state)
@@ -299,6 +326,90 @@ static void test_stack_pool_trimmed_after_spike(void **state)
     assert_true(c.after_spike >= SPIKE_N);
     assert_true(c.trim_seen);
     assert_int_equal(c.trimmed, KEEP);
+    assert_int_equal(c.reused_ok, SPIKE_N);
+    assert_true(c.after_reuse >= SPIKE_N);
+}
+
+/* Guarded stacks come in slabs whose guard pages do not split the mapping
+ * (where the kernel has MADV_GUARD_INSTALL): a few thousand processes add a
+ * few kernel mappings, not two per process (a million of them would need
+ * vm.max_map_count raised and pay an mmap + mprotect each). */
+#define MANY 2048
+
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
+
+static bool kernel_has_guard_install(void)
+{
+    long ps = sysconf(_SC_PAGESIZE);
+    void *m = mmap(NULL, (size_t)ps * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                   -1, 0);
+    if (m == MAP_FAILED)
+        return false;
+    bool ok = madvise(m, (size_t)ps, MADV_GUARD_INSTALL) == 0;
+    munmap(m, (size_t)ps * 2);
+    return ok;
+}
+
+static long count_maps(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    long n = 0;
+    int ch;
+    if (!f)
+        return -1;
+    while ((ch = fgetc(f)) != EOF)
+        n += ch == '\n';
+    fclose(f);
+    return n;
+}
+
+struct many_ctx {
+    long maps_before, maps_after;
+    _Atomic unsigned ran;
+};
+
+static void many_parked(void *arg)
+{
+    struct many_ctx *c = arg;
+    struct hy_msg *m;
+    atomic_fetch_add(&c->ran, 1);
+    if (hy_recv_tag(TAG_STOP, &m, HY_INFINITY) == 0)
+        hy_msg_free(m);
+}
+
+static bool many_ran(void *arg)
+{
+    return atomic_load(&((struct many_ctx *)arg)->ran) == MANY;
+}
+
+static void many_main(void *arg)
+{
+    struct many_ctx *c = arg;
+    static hy_pid pids[MANY];
+    c->maps_before = count_maps();
+    for (int i = 0; i < MANY; i++)
+        HY_CHECK_EQ(hy_spawn(many_parked, c, &pids[i]), 0);
+    HY_CHECK(hy_test_wait_until(many_ran, c, 20000));
+    c->maps_after = count_maps();
+    for (int i = 0; i < MANY; i++)
+        hy_send(pids[i], TAG_STOP, NULL, 0);
+    HY_CHECK(hy_test_quiesce(1, 20000));
+}
+
+static void test_stack_guarded_slabs_few_mappings(void **state)
+{
+    (void)state;
+    if (!kernel_has_guard_install())
+        skip();
+    struct many_ctx c = {0};
+    hy_test_run(1, many_main, &c);
+    assert_true(c.maps_before > 0);
+    assert_int_equal(c.ran, MANY);
+    /* slabs of 16, 32, ... 256 stacks: ~10 mappings; one per process or
+     * more before */
+    assert_true(c.maps_after - c.maps_before < MANY / 16);
 }
 
 /* ---- compact stacks ----------------------------------------------------------------- */
@@ -553,6 +664,7 @@ int main(void)
         cmocka_unit_test(test_stack_deep_recursion_and_per_spawn_size),
         cmocka_unit_test(test_stack_pooled_and_reused),
         cmocka_unit_test(test_stack_pool_trimmed_after_spike),
+        cmocka_unit_test(test_stack_guarded_slabs_few_mappings),
         cmocka_unit_test(test_stack_compact_locals_survive),
         cmocka_unit_test(test_stack_compact_per_spawn),
         cmocka_unit_test(test_stack_mixed_modes_messaging),
