@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crash_internal.h"
 #include "errors.h"
 #include "shard_internal.h"
 
@@ -292,6 +293,7 @@ static void route_body(struct hy_shard *sh, struct hy_msg *m)
 void hy__route(struct hy_shard *sh, struct hy_msg *m)
 {
     HY_RT_ENTER(sh);
+    HY_FAULT_POINT(HY_FP_MSG);
     route_body(sh, m);
     HY_RT_LEAVE();
 }

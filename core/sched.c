@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "crash_internal.h"
 #include "errors.h"
 #include "shard_internal.h"
 
@@ -89,6 +90,7 @@ struct hy_proc *hy__sched_take_handoff(struct hy_shard *sh, struct hy_proc *p)
     sh->rq_len--;
     next->in_runq = 0;
     sh->handoffs++;
+    HY_FAULT_POINT(HY_FP_HANDOFF);
     if (sh->ndirty | sh->novf)
         hy__mesh_flush(sh);
     begin_run(sh, next);
@@ -141,8 +143,13 @@ static void run_proc(struct hy_shard *sh, struct hy_proc *p)
     p = sh->current;
     atomic_store_explicit(&sh->running, NULL, memory_order_relaxed);
     sh->current = NULL;
-    if (p && p->state == HY_P_DEAD)
+    if (p && p->state == HY_P_DEAD) {
+        if (sh->fault_pending) {
+            sh->fault_pending = 0;
+            hy__crash_log(sh, p, sh->fault_bt, sh->fault_nbt, sh->fault_overflow);
+        }
         hy__proc_reap(sh, p);
+    }
 }
 
 static unsigned poll_hooks(struct hy_shard *sh)

@@ -21,6 +21,7 @@
 #include "ring_internal.h"
 #include "runtime.h"
 #include "stats.h"
+#include "symbol_internal.h"
 #include "wheel_internal.h"
 
 struct hy_shard;
@@ -299,6 +300,18 @@ struct hy_shard {
     /* crash handling: alternate signal stack */
     void *altstack;
     size_t altstack_size;
+    /* What the fault handler saw in a process's own code, for the crash log
+     * the scheduler writes once it is back (crash.c; this thread only). */
+    uint8_t fault_pending;
+    uint8_t fault_overflow;                   /* the guard page was hit */
+    uint8_t fault_nbt;
+    uintptr_t fault_bt[HY_BT_MAX];            /* frame-pointer backtrace, pc first */
+    /* The stall detector's backtrace of the stalled process, written by the
+     * stall signal's handler on this thread, read by the watchdog after
+     * stall_bt_ready (release/acquire) turns 1 (stall.c). */
+    uintptr_t stall_bt[HY_BT_MAX];
+    _Atomic uint32_t stall_nbt;
+    _Atomic uint32_t stall_bt_ready;
 
     /* names: quiescent-state counter for the read-mostly name table */
     _Alignas(HY_CACHE_LINE) _Atomic uint64_t qs_count;
@@ -464,6 +477,13 @@ int hy__crash_shard_init(struct hy_shard *sh);
 void hy__crash_shard_fini(struct hy_shard *sh);
 int hy__crash_install(void);
 void hy__crash_uninstall(void);
+/* Logs "Error in process ..." for p, which has just ended with a crash
+ * (a fault: the handler's backtrace is in sh) or a panic (bt/nbt: taken in
+ * the process). Context: p's shard. */
+void hy__crash_log(struct hy_shard *sh, struct hy_proc *p, const uintptr_t *bt, unsigned nbt,
+                   bool overflow);
+/* hy__crash_log for the current process p, which panics (reason set). */
+void hy__crash_log_panic(struct hy_proc *p);
 void hy__name_quiescent(struct hy_shard *sh);
 void hy__name_fini(void);
 

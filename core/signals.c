@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crash_internal.h"
 #include "errors.h"
 #include "shard_internal.h"
 #include "signals.h"
@@ -645,6 +646,7 @@ static int monitor_common(struct hy_proc *p, hy_pid pid, const char *name, unsig
     }
     if (mout_add(p, ref, pid))
         return HY_ENOMEM;
+    HY_FAULT_POINT(HY_FP_MONITOR);
     if (hy_pid_node(pid) == hy__rt.node_id && hy_pid_shard(pid) == sh->id) {
         /* same shard: install it now, no signal message (a GenServer call
          * monitors its server every time) */

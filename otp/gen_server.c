@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crash_internal.h"
 #include "errors.h"
 #include "gen_server.h"
 #include "log.h"
@@ -315,6 +316,7 @@ int hy_gen_server_call(hy_pid server, uint64_t tag, const void *data, size_t len
     int rc = hy_monitor_opt(server, HY_MONITOR_ALIAS, &ref);
     if (rc)
         return rc;
+    HY_FAULT_POINT(HY_FP_GEN_SERVER);
     rc = hy_send_sys(server, TAG_CALL(tag), ref, data, len);
     if (rc) {
         hy_demonitor(ref, true);
