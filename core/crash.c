@@ -327,6 +327,36 @@ static void chain(int sig, siginfo_t *si, void *uc)
         syscall(SYS_tgkill, getpid(), (pid_t)syscall(SYS_gettid), sig);
 }
 
+/* A fault in a leaf function that set up no frame: its caller's return
+ * address is at the stack pointer, and the frame-pointer walk would skip
+ * that caller. Taken when it follows a call instruction in known code. */
+static uintptr_t leaf_return(const void *ucv, uintptr_t lo, uintptr_t hi)
+{
+#if defined(__x86_64__)
+    const ucontext_t *u = ucv;
+    uintptr_t sp = (uintptr_t)u->uc_mcontext.gregs[REG_RSP];
+    if (sp < lo || sp + sizeof(uintptr_t) > hi || (sp & 7))
+        return 0;
+    uintptr_t ret = *(const uintptr_t *)sp;
+    const struct code_range *r = range_of(ret);
+    if (!r || ret - 6 < r->lo)
+        return 0;
+    const unsigned char *c = (const unsigned char *)ret;
+    if (c[-5] == 0xe8 || c[-2] == 0xff || c[-3] == 0xff || c[-6] == 0xff)
+        return ret;
+#elif defined(__aarch64__)
+    (void)lo;
+    (void)hi;
+    const ucontext_t *u = ucv;
+    return (uintptr_t)u->uc_mcontext.regs[30]; /* the link register */
+#else
+    (void)ucv;
+    (void)lo;
+    (void)hi;
+#endif
+    return 0;
+}
+
 static void on_fault(int sig, siginfo_t *si, void *ucv)
 {
     /* kill(2), tgkill, sigqueue: not a fault of whatever runs now */
@@ -362,7 +392,14 @@ static void on_fault(int sig, siginfo_t *si, void *ucv)
     uintptr_t glo, lo, hi;
     proc_stack(sh, p, &glo, &lo, &hi);
     sh->fault_overflow = glo && (uintptr_t)si->si_addr >= glo && (uintptr_t)si->si_addr < lo;
-    sh->fault_nbt = (uint8_t)hy__fp_backtrace(pc, fp, lo, hi, sh->fault_bt, HY_BT_MAX);
+    unsigned n = hy__fp_backtrace(pc, fp, lo, hi, sh->fault_bt, HY_BT_MAX);
+    uintptr_t leaf = leaf_return(ucv, lo, hi);
+    if (leaf && n >= 1 && n < HY_BT_MAX && (n < 2 || sh->fault_bt[1] != leaf)) {
+        memmove(&sh->fault_bt[2], &sh->fault_bt[1], (n - 1) * sizeof(uintptr_t));
+        sh->fault_bt[1] = leaf;
+        n++;
+    }
+    sh->fault_nbt = (uint8_t)n;
     sh->fault_pending = 1;
     struct hy_reason reason = hy_reason_make(HY_REASON_CRASH);
     reason.code = sig;
@@ -409,8 +446,15 @@ void hy__crash_log(struct hy_shard *sh, struct hy_proc *p, const uintptr_t *bt, 
            overflow ? ": stack overflow (the guard page below its stack was hit)" : "");
     for (unsigned i = 0; i < nbt; i++) {
         char sym[200];
+        unsigned same = 0;
+        while (i + same + 1 < nbt && bt[i + same + 1] == bt[i])
+            same++;
         hy__symbolize(bt[i], i > 0, sym, sizeof(sym));
         hy_log(HY_LOG_ERROR, "  #%u 0x%llx %s", i, (unsigned long long)bt[i], sym);
+        if (same) {
+            hy_log(HY_LOG_ERROR, "  ... #%u repeated %u more times", i, same);
+            i += same;
+        }
     }
 }
 

@@ -357,8 +357,21 @@ static void run_cleanups(struct hy_proc *p)
 {
     struct hy__cleanup *c = p->cleanups;
     p->cleanups = NULL;
+    p->shard->exiting = p;
     for (; c; c = c->next)
         c->fn(c->arg);
+    p->shard->exiting = NULL;
+}
+
+int hy_exit_reason(struct hy_reason *out)
+{
+    struct hy_shard *sh = hy__shard();
+    if (!sh || !sh->exiting)
+        return HY_ENOTPROC;
+    if (!out)
+        return HY_EINVAL;
+    *out = sh->exiting->reason;
+    return 0;
 }
 
 void hy__proc_reap(struct hy_shard *sh, struct hy_proc *p)

@@ -302,6 +302,7 @@ struct hy_shard {
     size_t altstack_size;
     /* What the fault handler saw in a process's own code, for the crash log
      * the scheduler writes once it is back (crash.c; this thread only). */
+    struct hy_proc *exiting;                  /* whose exit handlers run now (proc.c) */
     uint8_t fault_pending;
     uint8_t fault_overflow;                   /* the guard page was hit */
     uint8_t fault_nbt;
