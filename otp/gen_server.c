@@ -130,7 +130,9 @@ static void describe(char *buf, size_t len, const struct hy_msg *m)
         kind = "call";
     else if ((tag & (HY_TAG_SYSTEM | CAST_BIT)) == (HY_TAG_SYSTEM | CAST_BIT))
         kind = "cast";
-    if (kind[0] != 'i')
+    else if (tag == TAG_STOP)
+        kind = "stop";
+    if (kind[0] == 'c')
         tag &= TAG_MASK;
     snprintf(buf, len, "%s tag=0x%llx from=%s size=%zu", kind, (unsigned long long)tag,
              hy_pid_format(m->from, from, sizeof(from)), (size_t)m->size);
