@@ -357,6 +357,26 @@ static uintptr_t leaf_return(const void *ucv, uintptr_t lo, uintptr_t hi)
     return 0;
 }
 
+unsigned hy__crash_backtrace(struct hy_shard *sh, const void *ucv, uintptr_t *out, unsigned max)
+{
+    uintptr_t pc, fp, glo = 0, lo = 0, hi = 0;
+    hy__uc_pc_fp(ucv, &pc, &fp);
+    if (sh->current) {
+        proc_stack(sh, sh->current, &glo, &lo, &hi);
+    } else if (sh->sched_stack_lo) {
+        lo = (uintptr_t)sh->sched_stack_lo;
+        hi = lo + sh->sched_stack_size;
+    }
+    unsigned n = hy__fp_backtrace(pc, fp, lo, hi, out, max);
+    uintptr_t leaf = leaf_return(ucv, lo, hi);
+    if (leaf && n >= 1 && n < max && (n < 2 || out[1] != leaf)) {
+        memmove(&out[2], &out[1], (n - 1) * sizeof(uintptr_t));
+        out[1] = leaf;
+        n++;
+    }
+    return n;
+}
+
 static void on_fault(int sig, siginfo_t *si, void *ucv)
 {
     /* kill(2), tgkill, sigqueue: not a fault of whatever runs now */
@@ -389,17 +409,8 @@ static void on_fault(int sig, siginfo_t *si, void *ucv)
     }
     /* The fault is the process's own: end it, resume the scheduler, which
      * logs it (hy__crash_log) with what is recorded here. */
-    uintptr_t glo, lo, hi;
-    proc_stack(sh, p, &glo, &lo, &hi);
-    sh->fault_overflow = glo && (uintptr_t)si->si_addr >= glo && (uintptr_t)si->si_addr < lo;
-    unsigned n = hy__fp_backtrace(pc, fp, lo, hi, sh->fault_bt, HY_BT_MAX);
-    uintptr_t leaf = leaf_return(ucv, lo, hi);
-    if (leaf && n >= 1 && n < HY_BT_MAX && (n < 2 || sh->fault_bt[1] != leaf)) {
-        memmove(&sh->fault_bt[2], &sh->fault_bt[1], (n - 1) * sizeof(uintptr_t));
-        sh->fault_bt[1] = leaf;
-        n++;
-    }
-    sh->fault_nbt = (uint8_t)n;
+    sh->fault_overflow = hit_guard(sh, p, (uintptr_t)si->si_addr);
+    sh->fault_nbt = (uint8_t)hy__crash_backtrace(sh, ucv, sh->fault_bt, HY_BT_MAX);
     sh->fault_pending = 1;
     struct hy_reason reason = hy_reason_make(HY_REASON_CRASH);
     reason.code = sig;

@@ -483,6 +483,11 @@ void hy__crash_uninstall(void);
  * the process). Context: p's shard. */
 void hy__crash_log(struct hy_shard *sh, struct hy_proc *p, const uintptr_t *bt, unsigned nbt,
                    bool overflow);
+/* Backtrace of the code interrupted by a signal on sh's thread (ucontext
+ * from SA_SIGINFO): frame pointers inside the running stack, pc first.
+ * Context: async-signal-safe, on sh's thread. */
+unsigned hy__crash_backtrace(struct hy_shard *sh, const void *ucontext, uintptr_t *out,
+                             unsigned max);
 /* hy__crash_log for the current process p, which panics (reason set). */
 void hy__crash_log_panic(struct hy_proc *p);
 void hy__name_quiescent(struct hy_shard *sh);

@@ -5,7 +5,6 @@
  * aborts so that its OS supervisor restarts it. The shard pays only a
  * relaxed store per switch; the watchdog reads the thread's CPU clock. */
 #define _GNU_SOURCE
-#include <execinfo.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -16,6 +15,7 @@
 #include "errors.h"
 #include "log.h"
 #include "shard_internal.h"
+#include "symbol_internal.h"
 
 static pthread_t watchdog;
 static bool watchdog_on;
@@ -33,14 +33,43 @@ uint64_t hy__thread_cpu_ns(clockid_t clk)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void on_stall_signal(int sig)
+/* On the stalled shard's thread: records the interrupted code's backtrace
+ * (frame pointers: async-signal-safe) for the watchdog to name and log. */
+static void on_stall_signal(int sig, siginfo_t *si, void *uc)
 {
     (void)sig;
-    void *frames[64];
-    int n = backtrace(frames, 64);
-    static const char hdr[] = "hydra: backtrace of the stalled process:\n";
-    (void)!write(2, hdr, sizeof(hdr) - 1);
-    backtrace_symbols_fd(frames, n, 2);
+    (void)si;
+    struct hy_shard *sh = hy__tls_shard;
+    if (!sh)
+        return;
+    unsigned n = hy__crash_backtrace(sh, uc, sh->stall_bt, HY_BT_MAX);
+    atomic_store_explicit(&sh->stall_nbt, n, memory_order_relaxed);
+    atomic_store_explicit(&sh->stall_bt_ready, 1, memory_order_release); /* pairs: log_backtrace */
+}
+
+/* Watchdog: waits (bounded) for the stalled shard's handler, then names the
+ * frames and logs them. */
+static void log_backtrace(struct hy_shard *sh, unsigned shard)
+{
+    for (int i = 0; i < 200 && !atomic_load_explicit(&sh->stall_bt_ready, memory_order_acquire);
+         i++) {
+        struct timespec d = {0, 1000000};
+        nanosleep(&d, NULL);
+    }
+    if (!atomic_load_explicit(&sh->stall_bt_ready, memory_order_acquire)) {
+        hy_log(HY_LOG_WARNING, "stall: no backtrace from shard %u", shard);
+        return;
+    }
+    unsigned n = atomic_load_explicit(&sh->stall_nbt, memory_order_relaxed);
+    uintptr_t bt[HY_BT_MAX];
+    memcpy(bt, sh->stall_bt, n * sizeof(uintptr_t));
+    atomic_store_explicit(&sh->stall_bt_ready, 0, memory_order_relaxed);
+    hy_log(HY_LOG_WARNING, "stall: backtrace of the process holding shard %u:", shard);
+    for (unsigned i = 0; i < n; i++) {
+        char sym[200];
+        hy__symbolize(bt[i], i > 0, sym, sizeof(sym));
+        hy_log(HY_LOG_WARNING, "stall:   #%u 0x%llx %s", i, (unsigned long long)bt[i], sym);
+    }
 }
 
 struct sample {
@@ -90,7 +119,9 @@ static void *watch(void *unused)
                        "stall: process %s has held shard %u for %.1f ms of CPU time "
                        "without a runtime call",
                        pid, i, (double)held / 1e6);
-                pthread_kill(sh->thread, STALL_SIGNAL);
+                atomic_store_explicit(&sh->stall_bt_ready, 0, memory_order_relaxed);
+                if (pthread_kill(sh->thread, STALL_SIGNAL) == 0)
+                    log_backtrace(sh, i);
             }
             unsigned mult = hy__rt.cfg.stall_abort_multiple;
             if (mult && held >= thr * mult) {
@@ -114,17 +145,13 @@ int hy__stall_start(void)
     watchdog_on = false;
     if (!hy__rt.cfg.stall_threshold_ns)
         return 0;
-    /* warm up backtrace(): its first call loads libgcc, which is not safe
-     * from a signal handler */
-    void *frames[4];
-    backtrace(frames, 4);
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_stall_signal;
+    sa.sa_sigaction = on_stall_signal;
     sigemptyset(&sa.sa_mask);
     /* on the shard's alternate stack: the stalled process may be near its
      * guard page */
-    sa.sa_flags = SA_RESTART | SA_ONSTACK;
+    sa.sa_flags = SA_RESTART | SA_ONSTACK | SA_SIGINFO;
     sigaction(STALL_SIGNAL, &sa, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
