@@ -430,6 +430,7 @@ static void on_fault(int sig, siginfo_t *si, void *ucv)
         __asan_unpoison_memory_region(sh->altstack, sh->altstack_size);
     __sanitizer_start_switch_fiber(NULL, sh->sched_stack_lo, sh->sched_stack_size);
 #endif
+    hy__tsan_switch(sh->tsan_sched_fiber);
     /* save into the dead process's record, not a local: under ASan's
      * use-after-return mode a local lives on the fake stack just dropped */
     hy__ctx_switch(&p->sp, sh->sched_sp);
@@ -474,10 +475,16 @@ __attribute__((noinline)) void hy__crash_log_panic(struct hy_proc *p)
     struct hy_shard *sh = p->shard;
     uintptr_t glo, lo, hi, bt[HY_BT_MAX + 1];
     proc_stack(sh, p, &glo, &lo, &hi);
-    /* from this frame: [0] is the return into hy_panic, skipped */
+    /* from this frame: [0] is the return into hy_panic, skipped. Named and
+     * logged by the scheduler, on its own stack (symbolising needs more
+     * stack than a process may have left). */
     unsigned n = hy__fp_backtrace(0, (uintptr_t)__builtin_frame_address(0), lo, hi, bt,
                                   HY_BT_MAX + 1);
-    hy__crash_log(sh, p, bt + (n > 0), n > 0 ? n - 1 : 0, false);
+    n = n > 0 ? n - 1 : 0;
+    memcpy(sh->fault_bt, bt + 1, n * sizeof(uintptr_t));
+    sh->fault_nbt = (uint8_t)n;
+    sh->fault_overflow = 0;
+    sh->fault_pending = 1;
 }
 
 /* ---- install ------------------------------------------------------------------------ */

@@ -247,13 +247,15 @@ void hy_msg_free(struct hy_msg *m)
 
 /* ---- routing ----------------------------------------------------------- */
 
-static hy_remote_send_fn remote_send_fn;
-static void *remote_send_ctx;
+/* Set by one shard (net/), read by all: ctx is stored before fn (release)
+ * and loaded after it (acquire), so a shard that sees a hook sees its ctx. */
+static _Atomic(hy_remote_send_fn) remote_send_fn;
+static void *_Atomic remote_send_ctx;
 
 void hy_hook_set_remote_send(hy_remote_send_fn fn, void *ctx)
 {
-    remote_send_ctx = ctx;
-    remote_send_fn = fn;
+    atomic_store_explicit(&remote_send_ctx, ctx, memory_order_release);
+    atomic_store_explicit(&remote_send_fn, fn, memory_order_release);
 }
 
 static inline void drop_dead(struct hy_shard *sh, struct hy_msg *m)
@@ -266,9 +268,10 @@ static void route_body(struct hy_shard *sh, struct hy_msg *m)
 {
     hy_pid to = m->to;
     if (hy_pid_node(to) != hy__rt.node_id) {
-        if (remote_send_fn && remote_send_fn(m, remote_send_ctx) == 0)
+        hy_remote_send_fn fn = atomic_load_explicit(&remote_send_fn, memory_order_acquire);
+        if (fn && fn(m, atomic_load_explicit(&remote_send_ctx, memory_order_acquire)) == 0)
             return;
-        if (!remote_send_fn)
+        if (!fn)
             drop_dead(sh, m);
         else
             stat_add(&sh->st.dropped_dead, 1);
@@ -450,13 +453,25 @@ int hy__send_kind(struct hy_shard *sh, hy_pid to, unsigned kind, uint64_t tag, h
     return 0;
 }
 
+static int send_foreign_body(hy_pid to, uint64_t tag, const void *data, size_t len);
+
 int hy_send_foreign(hy_pid to, uint64_t tag, const void *data, size_t len)
 {
     struct hy_shard *sh = hy__shard();
     if (sh)
         return hy_send(to, tag, data, len);
-    if (atomic_load(&hy__rt.state) != 2)
-        return HY_ENOTSTARTED;
+    /* announce first, then look: teardown sets the state then waits for the
+     * senders it may have missed, before it frees shards and closes fds */
+    atomic_fetch_add_explicit(&hy__rt.foreign_active, 1, memory_order_seq_cst);
+    int rc = atomic_load_explicit(&hy__rt.state, memory_order_seq_cst) == 2
+                 ? send_foreign_body(to, tag, data, len)
+                 : HY_ENOTSTARTED;
+    atomic_fetch_sub_explicit(&hy__rt.foreign_active, 1, memory_order_release);
+    return rc;
+}
+
+static int send_foreign_body(hy_pid to, uint64_t tag, const void *data, size_t len)
+{
     if ((tag & HY_TAG_SYSTEM) || (!data && len))
         return HY_EINVAL;
     if (len > hy__rt.cfg.max_message_size)

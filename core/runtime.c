@@ -210,8 +210,11 @@ static void shard_run(struct hy_shard *sh)
     char name[16];
     snprintf(name, sizeof(name), "hydra-shard%u", sh->id);
     pthread_setname_np(pthread_self(), name);
-    sh->cpu_clock = CLOCK_THREAD_CPUTIME_ID;
-    pthread_getcpuclockid(pthread_self(), &sh->cpu_clock);
+    /* read by the stall watchdog (release: pairs with its acquire load);
+     * 0 (CLOCK_REALTIME) until then, which the watchdog skips */
+    clockid_t clk = CLOCK_THREAD_CPUTIME_ID;
+    pthread_getcpuclockid(pthread_self(), &clk);
+    __atomic_store_n(&sh->cpu_clock, clk, __ATOMIC_RELEASE);
     sh->now = hy_now_ns();
     if (hy__crash_shard_init(sh) != 0)
         hy_log(HY_LOG_WARNING, "shard %u: no alternate signal stack: faults will not be isolated",
@@ -457,6 +460,10 @@ int hy_start(const struct hy_config *cfg, hy_proc_fn main_fn, void *arg)
 
 static void finish(void)
 {
+    /* no foreign sender may still be using a shard's inbox or wake_fd */
+    atomic_store_explicit(&hy__rt.state, 3, memory_order_seq_cst);
+    while (atomic_load_explicit(&hy__rt.foreign_active, memory_order_seq_cst))
+        sched_yield();
     hy__stall_stop();
     hy__blocking_stop();
     hy__crash_uninstall();

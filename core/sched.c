@@ -67,7 +67,10 @@ static inline void begin_run(struct hy_shard *sh, struct hy_proc *p)
     p->state = HY_P_RUNNING;
     p->budget = (int32_t)hy__rt.cfg.reductions;
     p->reductions++;
-    /* stall detector: a new run starts (relaxed: the watchdog only samples) */
+    /* stall detector: a new run starts (relaxed: the watchdog only samples;
+     * the pid is published before run_seq, release) */
+    atomic_store_explicit(&sh->running_pid_hi, p->pid.hi, memory_order_relaxed);
+    atomic_store_explicit(&sh->running_pid_lo, p->pid.lo, memory_order_relaxed);
     atomic_store_explicit(&sh->running, p, memory_order_relaxed);
     atomic_store_explicit(&sh->run_seq,
                           atomic_load_explicit(&sh->run_seq, memory_order_relaxed) + 1,
@@ -292,8 +295,9 @@ static void idle_sleep(struct hy_shard *sh)
         return;
     /* seq_cst store, then re-check input: pairs with hy__wake_shard */
     atomic_store_explicit(&sh->sleep_kind, sh->nhook_fds ? 1u : 0u, memory_order_relaxed);
-    atomic_store_explicit(&sh->sleeping, 1, memory_order_seq_cst);
-    atomic_thread_fence(memory_order_seq_cst); /* store-load: pairs with hy__wake_shard */
+    /* a seq_cst read-modify-write: a full barrier (store-load), pairs with
+     * hy__wake_shard (and ThreadSanitizer understands it, unlike a fence) */
+    (void)atomic_exchange_explicit(&sh->sleeping, 1, memory_order_seq_cst);
     if (hy__mesh_has_input(sh) || atomic_load(&hy__rt.stop)) {
         atomic_store_explicit(&sh->sleeping, 0, memory_order_relaxed);
         return;

@@ -177,6 +177,8 @@ struct hy_proc {
 
     /* ASan fake stack bookkeeping */
     void *asan_fake;
+    /* ThreadSanitizer fiber (ctx_internal.h), NULL otherwise */
+    void *tsan_fiber;
 };
 
 /* ---- shards ------------------------------------------------------------- */
@@ -228,6 +230,7 @@ struct hy_shard {
 
     struct hy_proc *current;
     void *sched_sp;           /* scheduler context while a process runs */
+    void *tsan_sched_fiber;   /* the scheduler's ThreadSanitizer fiber */
     void *sched_stack_lo;     /* thread stack bounds (ASan) */
     size_t sched_stack_size;
 
@@ -287,7 +290,9 @@ struct hy_shard {
     /* stall detector */
     _Atomic uint64_t run_seq;                  /* bumped at every process switch-in */
     _Atomic uint64_t run_since_cpu_ns;         /* thread CPU time at switch-in */
-    _Atomic(struct hy_proc *) running;
+    _Atomic(struct hy_proc *) running;        /* compared with NULL only, never followed */
+    _Atomic uint64_t running_pid_hi;          /* its pid, stored before run_seq (release) */
+    _Atomic uint64_t running_pid_lo;
     clockid_t cpu_clock;
     uint64_t stall_reported_seq;
 
@@ -333,6 +338,10 @@ struct hy__runtime {
     _Atomic int stop;           /* stop requested */
     _Atomic int phase_count[4]; /* shutdown barriers */
     _Atomic int main_done;
+    /* foreign threads inside hy_send_foreign(): teardown waits for 0 after
+     * setting state to 3 (both seq_cst: a sender either sees the state or
+     * is waited for) */
+    _Atomic int foreign_active;
     hy_proc_fn main_fn;
     void *main_arg;
     bool stop_on_main_exit;
@@ -473,7 +482,9 @@ void hy__spawn_install_parent(struct hy_shard *sh, struct hy_proc *parent, bool 
 void hy__dist_node_down(struct hy_shard *sh, uint32_t node);
 void hy__dist_node_up(struct hy_shard *sh, uint32_t node);
 typedef int (*hy_dist_monitor_node_fn)(uint32_t node);
-extern hy_dist_monitor_node_fn hy__dist_monitor_node_hook;
+/* Set by net/ on one shard, read by any: atomic (seq_cst assignments in
+ * net/dist.c; readers load it once, acquire). */
+extern _Atomic(hy_dist_monitor_node_fn) hy__dist_monitor_node_hook;
 int hy__crash_shard_init(struct hy_shard *sh);
 void hy__crash_shard_fini(struct hy_shard *sh);
 int hy__crash_install(void);
@@ -488,7 +499,8 @@ void hy__crash_log(struct hy_shard *sh, struct hy_proc *p, const uintptr_t *bt, 
  * Context: async-signal-safe, on sh's thread. */
 unsigned hy__crash_backtrace(struct hy_shard *sh, const void *ucontext, uintptr_t *out,
                              unsigned max);
-/* hy__crash_log for the current process p, which panics (reason set). */
+/* Records the backtrace of the current process p, which panics (reason
+ * set), for the scheduler to log with hy__crash_log once p is off the CPU. */
 void hy__crash_log_panic(struct hy_proc *p);
 void hy__name_quiescent(struct hy_shard *sh);
 void hy__name_fini(void);

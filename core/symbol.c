@@ -104,6 +104,11 @@ char *hy__symbolize(uintptr_t pc, int return_addr, char *buf, size_t len)
     return buf;
 }
 
+/* Reads another computation's stack from a signal handler: racy by nature
+ * (ThreadSanitizer is told not to look). */
+#if defined(__SANITIZE_THREAD__)
+__attribute__((no_sanitize_thread))
+#endif
 unsigned hy__fp_backtrace(uintptr_t pc, uintptr_t fp, uintptr_t lo, uintptr_t hi,
                           uintptr_t *out, unsigned max)
 {
