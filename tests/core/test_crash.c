@@ -1471,6 +1471,12 @@ static void test_crash_log_panic(void **state)
 
 int main(void)
 {
+#if defined(__SANITIZE_THREAD__)
+    /* the fault handler leaves by a stack switch: it never returns into
+     * ThreadSanitizer's own signal handling, which delivers these signals */
+    fprintf(stderr, "skipped: crash isolation cannot run under ThreadSanitizer\n");
+    return 77;
+#endif
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crash_null_read),
         cmocka_unit_test(test_crash_null_write),
