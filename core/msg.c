@@ -460,13 +460,12 @@ int hy_send_foreign(hy_pid to, uint64_t tag, const void *data, size_t len)
     struct hy_shard *sh = hy__shard();
     if (sh)
         return hy_send(to, tag, data, len);
-    /* announce first, then look: teardown sets the state then waits for the
-     * senders it may have missed, before it frees shards and closes fds */
-    atomic_fetch_add_explicit(&hy__rt.foreign_active, 1, memory_order_seq_cst);
-    int rc = atomic_load_explicit(&hy__rt.state, memory_order_seq_cst) == 2
-                 ? send_foreign_body(to, tag, data, len)
-                 : HY_ENOTSTARTED;
-    atomic_fetch_sub_explicit(&hy__rt.foreign_active, 1, memory_order_release);
+    /* teardown takes the lock for writing to end the running state before it
+     * frees shards and closes their descriptors */
+    pthread_rwlock_rdlock(&hy__foreign_lock);
+    int rc = atomic_load(&hy__rt.state) == 2 ? send_foreign_body(to, tag, data, len)
+                                               : HY_ENOTSTARTED;
+    pthread_rwlock_unlock(&hy__foreign_lock);
     return rc;
 }
 

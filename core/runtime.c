@@ -18,6 +18,7 @@
 #include "shard_internal.h"
 
 struct hy__runtime hy__rt;
+pthread_rwlock_t hy__foreign_lock = PTHREAD_RWLOCK_INITIALIZER;
 _Thread_local struct hy_shard *hy__tls_shard __attribute__((tls_model("initial-exec")));
 
 static pthread_mutex_t lifecycle_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -44,6 +45,11 @@ void hy_config_init(struct hy_config *cfg)
     cfg->run_batch = 64;
     cfg->reductions = 2000;
     cfg->stall_threshold_ns = 10 * 1000 * 1000;
+#if defined(__SANITIZE_THREAD__)
+    /* ThreadSanitizer runs code 5-15x slower (and pauses threads for its
+     * own bookkeeping): the budget is one of uninstrumented code */
+    cfg->stall_threshold_ns *= 10;
+#endif
     cfg->stall_abort_multiple = 50;
     cfg->blocking_threads = 2;
 }
@@ -329,7 +335,9 @@ static int setup(const struct hy_config *cfg, hy_proc_fn main_fn, void *arg, boo
         free(topo);
         return rc;
     }
+    pthread_rwlock_wrlock(&hy__foreign_lock);
     memset(&hy__rt, 0, sizeof(hy__rt));
+    pthread_rwlock_unlock(&hy__foreign_lock);
     hy__rt.cfg = *cfg;
     hy__rt.cfg.cpus = NULL;
     hy__rt.cfg.topology = NULL;
@@ -461,9 +469,9 @@ int hy_start(const struct hy_config *cfg, hy_proc_fn main_fn, void *arg)
 static void finish(void)
 {
     /* no foreign sender may still be using a shard's inbox or wake_fd */
-    atomic_store_explicit(&hy__rt.state, 3, memory_order_seq_cst);
-    while (atomic_load_explicit(&hy__rt.foreign_active, memory_order_seq_cst))
-        sched_yield();
+    pthread_rwlock_wrlock(&hy__foreign_lock);
+    atomic_store(&hy__rt.state, 3);
+    pthread_rwlock_unlock(&hy__foreign_lock);
     hy__stall_stop();
     hy__blocking_stop();
     hy__crash_uninstall();

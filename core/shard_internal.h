@@ -338,10 +338,6 @@ struct hy__runtime {
     _Atomic int stop;           /* stop requested */
     _Atomic int phase_count[4]; /* shutdown barriers */
     _Atomic int main_done;
-    /* foreign threads inside hy_send_foreign(): teardown waits for 0 after
-     * setting state to 3 (both seq_cst: a sender either sees the state or
-     * is waited for) */
-    _Atomic int foreign_active;
     hy_proc_fn main_fn;
     void *main_arg;
     bool stop_on_main_exit;
@@ -349,6 +345,10 @@ struct hy__runtime {
 };
 
 extern struct hy__runtime hy__rt;
+/* Foreign threads hold it (read) across hy_send_foreign(); teardown takes it
+ * (write) to leave the running state, and start-up to reset hy__rt, so no
+ * sender uses a shard's inbox or wake_fd once shards are being freed. */
+extern pthread_rwlock_t hy__foreign_lock;
 /* initial-exec: one %fs-relative load, also from the shared library (Hydra is
  * linked at start-up, not dlopen'ed after threads exist) */
 extern _Thread_local struct hy_shard *hy__tls_shard __attribute__((tls_model("initial-exec")));
