@@ -1250,8 +1250,14 @@ static void crash_report_handler(const struct hy_report *r, void *ctx)
     atomic_fetch_add(&c->n, 1);
 }
 
-/* A NULL write the optimiser cannot remove (the address is laundered). */
-__attribute__((noinline)) static void crash_null_write(void)
+/* A NULL write the optimiser cannot remove (the address is laundered), not
+ * instrumented (UBSan would report it instead of letting it fault). */
+#if defined(__clang__)
+__attribute__((noinline, no_sanitize("address", "undefined")))
+#else
+__attribute__((noinline, no_sanitize_address, no_sanitize("undefined")))
+#endif
+static void crash_null_write(void)
 {
     volatile int *p = NULL;
     __asm__ volatile("" : "+r"(p));
