@@ -21,6 +21,7 @@
 #include "core/stats.h"
 #include "core/timer.h"
 #include "core/topology.h"
+#include "core/version.h"
 
 #include "otp/application.h"
 #include "otp/gen_server.h"
