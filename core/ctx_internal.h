@@ -22,4 +22,34 @@ void hy__ctx_switch(void **from, void *to);
  * the first switch to it; returns the stack pointer to switch to. */
 void *hy__ctx_make(void *stack_hi, hy__ctx_fn fn, void *arg);
 
+/* ThreadSanitizer follows the switches only when told: each process is a
+ * TSan fiber, created at its first switch-in and destroyed when it is
+ * reaped; hy__tsan_switch() is called immediately before hy__ctx_switch()
+ * with the fiber about to run (synchronising: what one fiber did before a
+ * switch happens-before what the next does after it). No-ops otherwise. */
+#if defined(__SANITIZE_THREAD__)
+#define HY_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define HY_TSAN 1
+#endif
+#endif
+
+#ifdef HY_TSAN
+#include <sanitizer/tsan_interface.h>
+static inline void *hy__tsan_current(void) { return __tsan_get_current_fiber(); }
+static inline void *hy__tsan_fiber_new(void) { return __tsan_create_fiber(0); }
+static inline void hy__tsan_fiber_free(void *f)
+{
+    if (f)
+        __tsan_destroy_fiber(f);
+}
+static inline void hy__tsan_switch(void *f) { __tsan_switch_to_fiber(f, 0); }
+#else
+static inline void *hy__tsan_current(void) { return NULL; }
+static inline void *hy__tsan_fiber_new(void) { return NULL; }
+static inline void hy__tsan_fiber_free(void *f) { (void)f; }
+static inline void hy__tsan_switch(void *f) { (void)f; }
+#endif
+
 #endif /* HY_CORE_CTX_INTERNAL_H */

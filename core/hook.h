@@ -25,8 +25,10 @@ struct hy_msg;
  * (the message is then counted as dropped; m is still owned by the hook). */
 typedef int (*hy_remote_send_fn)(struct hy_msg *m, void *ctx);
 
-/* Installs the remote-send hook (NULL removes it). ctx is borrowed.
- * Context: before hy_start() or from shard 0 while nothing sends remotely. */
+/* Installs the remote-send hook (NULL removes it). ctx is borrowed and must
+ * stay valid while any shard may still call the hook. The pair is published
+ * atomically for readers on every shard (ctx, then fn, release).
+ * Context: any thread; in practice before hy_start() or from shard 0. */
 void hy_hook_set_remote_send(hy_remote_send_fn fn, void *ctx);
 
 /* A poll hook runs on its shard's thread once per scheduler turn (and

@@ -9,8 +9,10 @@
 #include "shard_internal.h"
 
 static _Atomic int level = -1;
-static hy_log_sink_fn sink;
-static void *sink_ctx;
+/* ctx is stored before fn (release) and read after it (acquire): a thread
+ * that sees a new sink sees its ctx. */
+static _Atomic(hy_log_sink_fn) sink;
+static void *_Atomic sink_ctx;
 
 static int env_level(void)
 {
@@ -40,8 +42,8 @@ enum hy_log_level hy_log_get_level(void)
 
 void hy_log_set_sink(hy_log_sink_fn fn, void *ctx)
 {
-    sink_ctx = ctx;
-    sink = fn;
+    atomic_store_explicit(&sink_ctx, ctx, memory_order_release);
+    atomic_store_explicit(&sink, fn, memory_order_release);
 }
 
 void hy_log(enum hy_log_level l, const char *fmt, ...)
@@ -68,9 +70,17 @@ void hy_log(enum hy_log_level l, const char *fmt, ...)
     size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
     if (len > sizeof(line) - 2)
         len = sizeof(line) - 2;
-    if (sink) {
+    hy_log_sink_fn fn = atomic_load_explicit(&sink, memory_order_acquire);
+    if (fn) {
         line[len] = '\0';
-        sink(l, line, sink_ctx);
+        /* the sink runs inside the runtime's call: a fault in it is not the
+         * calling process's own (crash.c) */
+        struct hy_proc *p = sh ? sh->current : NULL;
+        if (p)
+            p->in_rt++;
+        fn(l, line, atomic_load_explicit(&sink_ctx, memory_order_acquire));
+        if (p)
+            p->in_rt--;
         return;
     }
     line[len++] = '\n';

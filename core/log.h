@@ -17,7 +17,8 @@ enum hy_log_level {
 };
 
 /* Receives each formatted line (without trailing newline). line is
- * borrowed for the call. */
+ * borrowed for the call. It runs inside the runtime: a fault in a sink
+ * aborts the node like one in the runtime's own code. */
 typedef void (*hy_log_sink_fn)(enum hy_log_level level, const char *line, void *ctx);
 
 /* Sets the most verbose level printed (default HY_LOG_NOTICE, or the

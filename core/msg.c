@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crash_internal.h"
 #include "errors.h"
 #include "shard_internal.h"
 
@@ -264,13 +265,15 @@ void hy_msg_free(struct hy_msg *m)
 
 /* ---- routing ----------------------------------------------------------- */
 
-static hy_remote_send_fn remote_send_fn;
-static void *remote_send_ctx;
+/* Set by one shard (net/), read by all: ctx is stored before fn (release)
+ * and loaded after it (acquire), so a shard that sees a hook sees its ctx. */
+static _Atomic(hy_remote_send_fn) remote_send_fn;
+static void *_Atomic remote_send_ctx;
 
 void hy_hook_set_remote_send(hy_remote_send_fn fn, void *ctx)
 {
-    remote_send_ctx = ctx;
-    remote_send_fn = fn;
+    atomic_store_explicit(&remote_send_ctx, ctx, memory_order_release);
+    atomic_store_explicit(&remote_send_fn, fn, memory_order_release);
 }
 
 static inline void drop_dead(struct hy_shard *sh, struct hy_msg *m)
@@ -294,9 +297,10 @@ static void route_body(struct hy_shard *sh, struct hy_msg *m)
 {
     hy_pid to = m->to;
     if (hy_pid_node(to) != hy__rt.node_id) {
-        if (remote_send_fn && remote_send_fn(m, remote_send_ctx) == 0)
+        hy_remote_send_fn fn = atomic_load_explicit(&remote_send_fn, memory_order_acquire);
+        if (fn && fn(m, atomic_load_explicit(&remote_send_ctx, memory_order_acquire)) == 0)
             return;
-        if (!remote_send_fn)
+        if (!fn)
             drop_dead(sh, m);
         else
             stat_add(&sh->st.dropped_dead, 1);
@@ -319,6 +323,7 @@ static void route_body(struct hy_shard *sh, struct hy_msg *m)
 void hy__route(struct hy_shard *sh, struct hy_msg *m)
 {
     HY_RT_ENTER(sh);
+    HY_FAULT_POINT(HY_FP_MSG);
     route_body(sh, m);
     HY_RT_LEAVE();
 }
@@ -596,13 +601,24 @@ int hy__send_kind(struct hy_shard *sh, hy_pid to, unsigned kind, uint64_t tag, h
     return 0;
 }
 
+static int send_foreign_body(hy_pid to, uint64_t tag, const void *data, size_t len);
+
 int hy_send_foreign(hy_pid to, uint64_t tag, const void *data, size_t len)
 {
     struct hy_shard *sh = hy__shard();
     if (sh)
         return hy_send(to, tag, data, len);
-    if (atomic_load(&hy__rt.state) != 2)
-        return HY_ENOTSTARTED;
+    /* teardown takes the lock for writing to end the running state before it
+     * frees shards and closes their descriptors */
+    pthread_rwlock_rdlock(&hy__foreign_lock);
+    int rc = atomic_load(&hy__rt.state) == 2 ? send_foreign_body(to, tag, data, len)
+                                               : HY_ENOTSTARTED;
+    pthread_rwlock_unlock(&hy__foreign_lock);
+    return rc;
+}
+
+static int send_foreign_body(hy_pid to, uint64_t tag, const void *data, size_t len)
+{
     if ((tag & HY_TAG_SYSTEM) || (!data && len))
         return HY_EINVAL;
     if (len > hy__rt.cfg.max_message_size)

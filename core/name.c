@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crash_internal.h"
 #include "errors.h"
 #include "shard_internal.h"
 #include "signals.h"
@@ -289,6 +290,7 @@ int hy_register(const char *name, hy_pid pid)
         return HY_EINVAL;
     struct hy_shard *sh = p->shard;
     hy__charge(p);
+    HY_FAULT_POINT(HY_FP_NAME);
     if (hy_pid_is_none(pid))
         pid = p->pid;
     if (hy_pid_node(pid) != hy__rt.node_id || hy_pid_creation(pid) != hy__rt.creation ||

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crash_internal.h"
 #include "errors.h"
 #include "shard_internal.h"
 
@@ -282,6 +283,7 @@ int hy_on_exit(void (*fn)(void *arg), void *arg)
 int hy__proc_create(struct hy_shard *sh, hy_proc_fn fn, void *arg, const struct hy_spawn_opts *o,
                     const void *argcopy, size_t argsize, hy_pid *out, struct hy_proc **pout)
 {
+    HY_FAULT_POINT(HY_FP_SPAWN);
     uint32_t idx;
     int rc = slot_alloc(sh, &idx);
     if (rc)
@@ -355,8 +357,21 @@ static void run_cleanups(struct hy_proc *p)
 {
     struct hy__cleanup *c = p->cleanups;
     p->cleanups = NULL;
+    p->shard->exiting = p;
     for (; c; c = c->next)
         c->fn(c->arg);
+    p->shard->exiting = NULL;
+}
+
+int hy_exit_reason(struct hy_reason *out)
+{
+    struct hy_shard *sh = hy__shard();
+    if (!sh || !sh->exiting)
+        return HY_ENOTPROC;
+    if (!out)
+        return HY_EINVAL;
+    *out = sh->exiting->reason;
+    return 0;
 }
 
 void hy__proc_reap(struct hy_shard *sh, struct hy_proc *p)
@@ -584,5 +599,7 @@ int hy_panic(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
-    hy__proc_exit_current(p, hy_reason_user(0, text));
+    p->reason = hy_reason_user(0, text);
+    hy__crash_log_panic(p);
+    hy__proc_exit_current(p, p->reason);
 }

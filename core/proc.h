@@ -128,7 +128,11 @@ int hy_sleep_ns(uint64_t ns);
  * Context: a process. */
 int hy_exit(struct hy_reason reason);
 
-/* hy_exit() with a user reason (code 0) whose text is the formatted string. */
+/* hy_exit() with a user reason (code 0) whose text is the formatted string.
+ * The runtime logs it first, at error level, as for a crash: "Error in
+ * process <pid> (registered name or none, initial function) with exit value
+ * user(0, text)", followed by a backtrace (one line per frame, named when
+ * the program has symbols; frames are found by frame pointers). */
 int hy_panic(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Registers fn(arg) to run when the calling process ends, whatever the
@@ -137,6 +141,12 @@ int hy_panic(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * The record lives in the process arena. Errors: HY_ENOTPROC, HY_ENOMEM.
  * Context: a process. */
 int hy_on_exit(void (*fn)(void *arg), void *arg);
+
+/* From an exit handler (hy_on_exit) while its process ends: copies the
+ * reason the process ends with into *out (borrowed). Errors: HY_ENOTPROC
+ * when no exit handler is running on this thread, HY_EINVAL when out is
+ * NULL. Context: an exit handler. */
+int hy_exit_reason(struct hy_reason *out);
 
 /* ---- the per-process arena -------------------------------------------- */
 

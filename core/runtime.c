@@ -19,6 +19,7 @@
 #include "shard_internal.h"
 
 struct hy__runtime hy__rt;
+pthread_rwlock_t hy__foreign_lock = PTHREAD_RWLOCK_INITIALIZER;
 _Thread_local struct hy_shard *hy__tls_shard __attribute__((tls_model("initial-exec")));
 
 static pthread_mutex_t lifecycle_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -45,6 +46,11 @@ void hy_config_init(struct hy_config *cfg)
     cfg->run_batch = 64;
     cfg->reductions = 2000;
     cfg->stall_threshold_ns = 10 * 1000 * 1000;
+#if defined(__SANITIZE_THREAD__)
+    /* ThreadSanitizer runs code 5-15x slower (and pauses threads for its
+     * own bookkeeping): the budget is one of uninstrumented code */
+    cfg->stall_threshold_ns *= 10;
+#endif
     cfg->stall_abort_multiple = 50;
     cfg->blocking_threads = 2;
 }
@@ -211,8 +217,11 @@ static void shard_run(struct hy_shard *sh)
     char name[16];
     snprintf(name, sizeof(name), "hydra-shard%u", sh->id);
     pthread_setname_np(pthread_self(), name);
-    sh->cpu_clock = CLOCK_THREAD_CPUTIME_ID;
-    pthread_getcpuclockid(pthread_self(), &sh->cpu_clock);
+    /* read by the stall watchdog (release: pairs with its acquire load);
+     * 0 (CLOCK_REALTIME) until then, which the watchdog skips */
+    clockid_t clk = CLOCK_THREAD_CPUTIME_ID;
+    pthread_getcpuclockid(pthread_self(), &clk);
+    __atomic_store_n(&sh->cpu_clock, clk, __ATOMIC_RELEASE);
     sh->now = hy_now_ns();
     if (hy__crash_shard_init(sh) != 0)
         hy_log(HY_LOG_WARNING, "shard %u: no alternate signal stack: faults will not be isolated",
@@ -362,7 +371,9 @@ static int setup(const struct hy_config *cfg, hy_proc_fn main_fn, void *arg, boo
         free(topo);
         return rc;
     }
+    pthread_rwlock_wrlock(&hy__foreign_lock);
     memset(&hy__rt, 0, sizeof(hy__rt));
+    pthread_rwlock_unlock(&hy__foreign_lock);
     hy__rt.cfg = *cfg;
     hy__rt.cfg.cpus = NULL;
     hy__rt.cfg.topology = NULL;
@@ -493,6 +504,10 @@ int hy_start(const struct hy_config *cfg, hy_proc_fn main_fn, void *arg)
 
 static void finish(void)
 {
+    /* no foreign sender may still be using a shard's inbox or wake_fd */
+    pthread_rwlock_wrlock(&hy__foreign_lock);
+    atomic_store(&hy__rt.state, 3);
+    pthread_rwlock_unlock(&hy__foreign_lock);
     hy__stall_stop();
     hy__blocking_stop();
     hy__crash_uninstall();

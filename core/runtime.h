@@ -105,9 +105,14 @@ struct hy_config {
     unsigned reductions;
 
     /* Stall detector: a process holding its shard longer than this (thread
-     * CPU time) is reported once with a backtrace (default 10 ms, 0 = off);
-     * at stall_abort_multiple times the threshold the node aborts with a
-     * diagnostic (default 50, 0 = never abort). */
+     * CPU time) is reported once with a named backtrace (default 10 ms,
+     * 0 = off); at stall_abort_multiple times the threshold the node aborts
+     * with a diagnostic (default 50, 0 = never abort). The CPU time includes
+     * the kernel's on the shard's behalf, page faults above all: the first
+     * touch of fresh memory costs about 0.3 us per 4 KiB page on bare metal
+     * but up to ~15 us under a hypervisor, so a process that fills a few MiB
+     * of new memory in one go (a 2 MiB memset, a 1 MiB message into a buffer
+     * class not used before) can hold a virtual machine's shard for 10 ms. */
     uint64_t stall_threshold_ns;
     unsigned stall_abort_multiple;
 

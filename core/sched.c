@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "crash_internal.h"
 #include "errors.h"
 #include "shard_internal.h"
 
@@ -70,7 +71,10 @@ static inline void begin_run(struct hy_shard *sh, struct hy_proc *p, int32_t bud
     p->state = HY_P_RUNNING;
     p->budget = budget;
     p->reductions++;
-    /* stall detector: a new run starts (relaxed: the watchdog only samples) */
+    /* stall detector: a new run starts (relaxed: the watchdog only samples;
+     * the pid is published before run_seq, release) */
+    atomic_store_explicit(&sh->running_pid_hi, p->pid.hi, memory_order_relaxed);
+    atomic_store_explicit(&sh->running_pid_lo, p->pid.lo, memory_order_relaxed);
     atomic_store_explicit(&sh->running, p, memory_order_relaxed);
     atomic_store_explicit(&sh->run_seq,
                           atomic_load_explicit(&sh->run_seq, memory_order_relaxed) + 1,
@@ -97,6 +101,7 @@ struct hy_proc *hy__sched_take_handoff(struct hy_shard *sh, struct hy_proc *p)
     sh->rq_len--;
     next->in_runq = 0;
     sh->handoffs++;
+    HY_FAULT_POINT(HY_FP_HANDOFF);
     if (sh->ndirty | sh->novf)
         hy__mesh_flush(sh);
     begin_run(sh, next, p->budget);
@@ -157,8 +162,13 @@ static int32_t run_proc(struct hy_shard *sh, struct hy_proc *p, int32_t budget)
     atomic_store_explicit(&sh->running, NULL, memory_order_relaxed);
     sh->current = NULL;
     int32_t left = p ? p->budget : 0;
-    if (p && p->state == HY_P_DEAD)
+    if (p && p->state == HY_P_DEAD) {
+        if (sh->fault_pending) {
+            sh->fault_pending = 0;
+            hy__crash_log(sh, p, sh->fault_bt, sh->fault_nbt, sh->fault_overflow);
+        }
         hy__proc_reap(sh, p);
+    }
     return left;
 }
 
@@ -310,8 +320,9 @@ static void idle_sleep(struct hy_shard *sh)
         return;
     /* seq_cst store, then re-check input: pairs with hy__wake_shard */
     atomic_store_explicit(&sh->sleep_kind, sh->nhook_fds ? 1u : 0u, memory_order_relaxed);
-    atomic_store_explicit(&sh->sleeping, 1, memory_order_seq_cst);
-    atomic_thread_fence(memory_order_seq_cst); /* store-load: pairs with hy__wake_shard */
+    /* a seq_cst read-modify-write: a full barrier (store-load), pairs with
+     * hy__wake_shard (and ThreadSanitizer understands it, unlike a fence) */
+    (void)atomic_exchange_explicit(&sh->sleeping, 1, memory_order_seq_cst);
     if (hy__mesh_has_input(sh) || atomic_load(&hy__rt.stop)) {
         atomic_store_explicit(&sh->sleeping, 0, memory_order_relaxed);
         return;

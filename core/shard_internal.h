@@ -22,6 +22,7 @@
 #include "runtime.h"
 #include "stats.h"
 #include "stats_internal.h"
+#include "symbol_internal.h"
 #include "wheel_internal.h"
 
 struct hy_shard;
@@ -182,6 +183,8 @@ struct hy_proc {
 
     /* ASan fake stack bookkeeping */
     void *asan_fake;
+    /* ThreadSanitizer fiber (ctx_internal.h), NULL otherwise */
+    void *tsan_fiber;
 };
 
 /* ---- shards ------------------------------------------------------------- */
@@ -233,6 +236,7 @@ struct hy_shard {
 
     struct hy_proc *current;
     void *sched_sp;           /* scheduler context while a process runs */
+    void *tsan_sched_fiber;   /* the scheduler's ThreadSanitizer fiber */
     void *sched_stack_lo;     /* thread stack bounds (ASan) */
     size_t sched_stack_size;
 
@@ -309,7 +313,9 @@ struct hy_shard {
     /* stall detector */
     _Atomic uint64_t run_seq;                  /* bumped at every process switch-in */
     _Atomic uint64_t run_since_cpu_ns;         /* thread CPU time at switch-in */
-    _Atomic(struct hy_proc *) running;
+    _Atomic(struct hy_proc *) running;        /* compared with NULL only, never followed */
+    _Atomic uint64_t running_pid_hi;          /* its pid, stored before run_seq (release) */
+    _Atomic uint64_t running_pid_lo;
     clockid_t cpu_clock;
     uint64_t stall_reported_seq;
 
@@ -322,6 +328,19 @@ struct hy_shard {
     /* crash handling: alternate signal stack */
     void *altstack;
     size_t altstack_size;
+    /* What the fault handler saw in a process's own code, for the crash log
+     * the scheduler writes once it is back (crash.c; this thread only). */
+    struct hy_proc *exiting;                  /* whose exit handlers run now (proc.c) */
+    uint8_t fault_pending;
+    uint8_t fault_overflow;                   /* the guard page was hit */
+    uint8_t fault_nbt;
+    uintptr_t fault_bt[HY_BT_MAX];            /* frame-pointer backtrace, pc first */
+    /* The stall detector's backtrace of the stalled process, written by the
+     * stall signal's handler on this thread, read by the watchdog after
+     * stall_bt_ready (release/acquire) turns 1 (stall.c). */
+    uintptr_t stall_bt[HY_BT_MAX];
+    _Atomic uint32_t stall_nbt;
+    _Atomic uint32_t stall_bt_ready;
 
     /* names: quiescent-state counter for the read-mostly name table */
     _Alignas(HY_CACHE_LINE) _Atomic uint64_t qs_count;
@@ -349,6 +368,10 @@ struct hy__runtime {
 };
 
 extern struct hy__runtime hy__rt;
+/* Foreign threads hold it (read) across hy_send_foreign(); teardown takes it
+ * (write) to leave the running state, and start-up to reset hy__rt, so no
+ * sender uses a shard's inbox or wake_fd once shards are being freed. */
+extern pthread_rwlock_t hy__foreign_lock;
 /* initial-exec: one %fs-relative load, also from the shared library (Hydra is
  * linked at start-up, not dlopen'ed after threads exist) */
 extern _Thread_local struct hy_shard *hy__tls_shard __attribute__((tls_model("initial-exec")));
@@ -502,7 +525,9 @@ void hy__spawn_install_parent(struct hy_shard *sh, struct hy_proc *parent, bool 
 void hy__dist_node_down(struct hy_shard *sh, uint32_t node);
 void hy__dist_node_up(struct hy_shard *sh, uint32_t node);
 typedef int (*hy_dist_monitor_node_fn)(uint32_t node);
-extern hy_dist_monitor_node_fn hy__dist_monitor_node_hook;
+/* Set by net/ on one shard, read by any: atomic (seq_cst assignments in
+ * net/dist.c; readers load it once, acquire). */
+extern _Atomic(hy_dist_monitor_node_fn) hy__dist_monitor_node_hook;
 /* Distribution (net/): whether a pid of node (not this one) can be reached
  * now; NULL (distribution off) = never. Answered at once by hy_monitor and
  * hy_link with noconnection when not. Set with release, read with acquire. */
@@ -518,6 +543,19 @@ int hy__crash_shard_init(struct hy_shard *sh);
 void hy__crash_shard_fini(struct hy_shard *sh);
 int hy__crash_install(void);
 void hy__crash_uninstall(void);
+/* Logs "Error in process ..." for p, which has just ended with a crash
+ * (a fault: the handler's backtrace is in sh) or a panic (bt/nbt: taken in
+ * the process). Context: p's shard. */
+void hy__crash_log(struct hy_shard *sh, struct hy_proc *p, const uintptr_t *bt, unsigned nbt,
+                   bool overflow);
+/* Backtrace of the code interrupted by a signal on sh's thread (ucontext
+ * from SA_SIGINFO): frame pointers inside the running stack, pc first.
+ * Context: async-signal-safe, on sh's thread. */
+unsigned hy__crash_backtrace(struct hy_shard *sh, const void *ucontext, uintptr_t *out,
+                             unsigned max);
+/* Records the backtrace of the current process p, which panics (reason
+ * set), for the scheduler to log with hy__crash_log once p is off the CPU. */
+void hy__crash_log_panic(struct hy_proc *p);
 void hy__name_quiescent(struct hy_shard *sh);
 void hy__name_fini(void);
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crash_internal.h"
 #include "errors.h"
 #include "shard_internal.h"
 #include "signals.h"
@@ -692,6 +693,7 @@ static int monitor_common(struct hy_proc *p, hy_pid pid, const char *name, unsig
     }
     if (mout_add(p, ref, pid))
         return HY_ENOMEM;
+    HY_FAULT_POINT(HY_FP_MONITOR);
     if (!node_reachable(hy_pid_node(pid))) {
         /* no route to its node: DOWN noconnection at once (OTP) */
         send_down(sh, p->pid, ref, pid, name, hy_reason_make(HY_REASON_NOCONNECTION));
@@ -1075,7 +1077,7 @@ __attribute__((constructor)) static void signal_register(void)
 
 /* ---- node monitors and node failure (driven by net/) ---------------------------------- */
 
-hy_dist_monitor_node_fn hy__dist_monitor_node_hook;
+_Atomic(hy_dist_monitor_node_fn) hy__dist_monitor_node_hook;
 
 static void deliver_node_event(struct hy_shard *sh, struct hy_proc *p, uint64_t tag, uint32_t node)
 {
@@ -1111,8 +1113,9 @@ int hy_monitor_node(uint32_t node, bool on)
         return HY_ENOMEM;
     s->node_mons[s->nnode_mons++] = node;
     /* OTP: a node that cannot be reached gives nodedown at once */
-    bool up = node == hy__rt.node_id ||
-              (hy__dist_monitor_node_hook && hy__dist_monitor_node_hook(node) == 0);
+    hy_dist_monitor_node_fn reach =
+        atomic_load_explicit(&hy__dist_monitor_node_hook, memory_order_acquire);
+    bool up = node == hy__rt.node_id || (reach && reach(node) == 0);
     if (!up) {
         s->node_mons[--s->nnode_mons] = 0;
         deliver_node_event(p->shard, p, HY_TAG_NODEDOWN, node);

@@ -240,14 +240,42 @@ int hy_proc_list(hy_pid *pids, size_t max, size_t *count);
  * on a 64 KiB+ alternate stack per shard and resumes the scheduler with the
  * signal mask restored, so the next fault is caught as well.
  *
+ * Only the application's own code is survivable. The faulting instruction's
+ * address decides: code of the runtime (every Hydra function: spawn,
+ * signals, timers, names, messages, the OTP behaviours' library code, the
+ * scheduler's hand-over), of a system library (anything under /lib or
+ * /usr/lib: the C library, the loader, libgcc, sanitizer runtimes, DPDK)
+ * or of an object loaded after the runtime started is not the process's
+ * fault: the node prints a diagnostic ("hydra: fatal: SIGSEGV at ...
+ * inside the Hydra runtime: not survivable, aborting") and aborts, since
+ * locks may be held and state half-changed. So does a fault in code the
+ * runtime calls while its own state is in flux (exit handlers, log sinks).
+ * Callbacks that run in a process (a GenServer's handle_call, a process's
+ * body) are the application's code.
+ *
+ * Every such crash, and every hy_panic(), is logged at error level:
+ * "Error in process <pid> (registered name, initial function) with exit
+ * value crash(SIGSEGV at 0x...)", "stack overflow" when the guard page was
+ * hit, then the process's backtrace one frame per line (found by frame
+ * pointers; named with function, file and line when libdw is available).
+ *
+ * Signals that are not faults of the running code go to whoever handled
+ * them before the runtime started (the handler the application installed,
+ * or the default action): a SIGSEGV sent with kill(2), tgkill or sigqueue,
+ * and any fault on a thread that is not a shard. The runtime's handlers are
+ * installed when it starts and the previous ones restored when it stops.
+ * The handler is async-signal-safe: everything it consults is computed
+ * when the runtime starts.
+ *
  * What this protects against: a bug that faults inside one process (NULL
  * dereference, division by zero, runaway recursion, a wild read).
  * What it cannot: memory the process corrupted before it faulted (other
- * processes' data, the allocator's state), faults while the shard is inside
- * the runtime or libc (the shard's "in runtime" flag, or a faulting address
- * in libc: the node prints a diagnostic and aborts, since locks may be held
- * and state half-changed), abort() and failed assert()s (not caught), and
- * a process that never calls the runtime (the stall detector's case).
+ * processes' data, the allocator's state), the faults above, abort() and
+ * failed assert()s (not caught), and a process that never calls the
+ * runtime (the stall detector's case). A program that links the static
+ * archive without the build's hydra_text step (see the root meson.build)
+ * cannot tell runtime code from its own: the runtime then logs a warning
+ * at start and only its bracketed sections abort.
  */
 
 #ifdef __cplusplus

@@ -360,6 +360,8 @@ static void compact_restore(struct hy_shard *sh, struct hy_proc *p)
 
 void hy__stack_release(struct hy_shard *sh, struct hy_proc *p)
 {
+    hy__tsan_fiber_free(p->tsan_fiber);
+    p->tsan_fiber = NULL;
     if (p->stack) {
         hy__stack_put(sh, p->stack);
         p->stack = NULL;
@@ -388,6 +390,9 @@ void hy__stack_switch_direct(struct hy_shard *sh, struct hy_proc *from, struct h
                              bool dying)
 {
     (void)sh;
+    if (!to->tsan_fiber)
+        to->tsan_fiber = hy__tsan_fiber_new();
+    hy__tsan_switch(to->tsan_fiber);
 #ifdef HY_ASAN
     __sanitizer_start_switch_fiber(dying ? NULL : &from->asan_fake, to->stack->lo,
                                    to->stack->size);
@@ -434,6 +439,10 @@ void hy__stack_switch_in(struct hy_shard *sh, struct hy_proc *p)
         lo = p->stack->lo;
         size = p->stack->size;
     }
+    sh->tsan_sched_fiber = hy__tsan_current();
+    if (!p->tsan_fiber)
+        p->tsan_fiber = hy__tsan_fiber_new();
+    hy__tsan_switch(p->tsan_fiber);
 #ifdef HY_ASAN
     void *fake = NULL;
     __sanitizer_start_switch_fiber(&fake, lo, size);
@@ -448,6 +457,7 @@ void hy__stack_switch_in(struct hy_shard *sh, struct hy_proc *p)
 
 void hy__stack_switch_out(struct hy_shard *sh, struct hy_proc *p)
 {
+    hy__tsan_switch(sh->tsan_sched_fiber);
 #ifdef HY_ASAN
     bool dying = p->state == HY_P_DEAD;
     __sanitizer_start_switch_fiber(dying ? NULL : &p->asan_fake, sh->sched_stack_lo,

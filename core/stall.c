@@ -5,7 +5,7 @@
  * aborts so that its OS supervisor restarts it. The shard pays only a
  * relaxed store per switch; the watchdog reads the thread's CPU clock. */
 #define _GNU_SOURCE
-#include <execinfo.h>
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -16,6 +16,7 @@
 #include "errors.h"
 #include "log.h"
 #include "shard_internal.h"
+#include "symbol_internal.h"
 
 static pthread_t watchdog;
 static bool watchdog_on;
@@ -33,14 +34,70 @@ uint64_t hy__thread_cpu_ns(clockid_t clk)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void on_stall_signal(int sig)
+/* On the stalled shard's thread: records the interrupted code's backtrace
+ * (frame pointers: async-signal-safe) for the watchdog to name and log. */
+/* stall_bt_ready: 0 idle; 1 asked (watchdog, release); 3 being written (the
+ * handler took 1, acquire); 2 written (handler, release). The watchdog
+ * withdraws an unanswered request by 1 -> 0, so a late handler writes
+ * nothing; stall_bt is written only in state 3. */
+static void on_stall_signal(int sig, siginfo_t *si, void *uc)
 {
     (void)sig;
-    void *frames[64];
-    int n = backtrace(frames, 64);
-    static const char hdr[] = "hydra: backtrace of the stalled process:\n";
-    (void)!write(2, hdr, sizeof(hdr) - 1);
-    backtrace_symbols_fd(frames, n, 2);
+    (void)si;
+    int saved_errno = errno;
+    struct hy_shard *sh = hy__tls_shard;
+    unsigned asked = 1;
+    if (sh && atomic_compare_exchange_strong_explicit(&sh->stall_bt_ready, &asked, 3,
+                                                      memory_order_acq_rel,
+                                                      memory_order_relaxed)) {
+        unsigned n = hy__crash_backtrace(sh, uc, sh->stall_bt, HY_BT_MAX);
+        atomic_store_explicit(&sh->stall_nbt, n, memory_order_relaxed);
+        atomic_store_explicit(&sh->stall_bt_ready, 2, memory_order_release);
+    }
+    errno = saved_errno;
+}
+
+/* Watchdog: waits (bounded) for the stalled shard's handler, then names the
+ * frames and logs them. */
+static void log_backtrace(struct hy_shard *sh, unsigned shard)
+{
+    for (int i = 0;
+         i < 200 && atomic_load_explicit(&sh->stall_bt_ready, memory_order_acquire) != 2; i++) {
+        struct timespec d = {0, 1000000};
+        nanosleep(&d, NULL);
+    }
+    unsigned one = 1;
+    if (atomic_compare_exchange_strong(&sh->stall_bt_ready, &one, 0)) {
+        /* withdrawn: a late handler finds 0 and writes nothing */
+        hy_log(HY_LOG_WARNING, "stall: no backtrace from shard %u", shard);
+        return;
+    }
+    while (atomic_load_explicit(&sh->stall_bt_ready, memory_order_acquire) != 2)
+        ; /* the handler is writing: a few hundred instructions */
+    unsigned n = atomic_load_explicit(&sh->stall_nbt, memory_order_relaxed);
+    uintptr_t bt[HY_BT_MAX];
+    memcpy(bt, sh->stall_bt, n * sizeof(uintptr_t));
+    atomic_store_explicit(&sh->stall_bt_ready, 0, memory_order_relaxed);
+    hy_log(HY_LOG_WARNING, "stall: backtrace of the process holding shard %u:", shard);
+    for (unsigned i = 0; i < n; i++) {
+        char sym[200];
+        hy__symbolize(bt[i], i > 0, sym, sizeof(sym));
+        hy_log(HY_LOG_WARNING, "stall:   #%u 0x%llx %s", i, (unsigned long long)bt[i], sym);
+    }
+}
+
+/* The pid of the process that began run seq on sh (never its record, which
+ * the shard may free and reuse meanwhile); HY_PID_NONE if another run has
+ * begun since. */
+static hy_pid running_pid(struct hy_shard *sh, uint64_t seq)
+{
+    hy_pid pid;
+    /* acquire: the re-check of run_seq below is not done before these */
+    pid.hi = atomic_load_explicit(&sh->running_pid_hi, memory_order_acquire);
+    pid.lo = atomic_load_explicit(&sh->running_pid_lo, memory_order_acquire);
+    if (atomic_load_explicit(&sh->run_seq, memory_order_relaxed) != seq)
+        return HY_PID_NONE;
+    return pid;
 }
 
 struct sample {
@@ -71,7 +128,10 @@ static void *watch(void *unused)
             struct hy_shard *sh = hy__rt.shards[i];
             uint64_t seq = atomic_load_explicit(&sh->run_seq, memory_order_acquire);
             struct hy_proc *p = atomic_load_explicit(&sh->running, memory_order_relaxed);
-            uint64_t cpu = hy__thread_cpu_ns(sh->cpu_clock);
+            clockid_t clk = __atomic_load_n(&sh->cpu_clock, __ATOMIC_ACQUIRE);
+            if (clk == 0 || clk == CLOCK_THREAD_CPUTIME_ID)
+                continue; /* not running yet, or no clock of its own: would read ours */
+            uint64_t cpu = hy__thread_cpu_ns(clk);
             if (seq != s[i].seq || !p) {
                 s[i].seq = seq;
                 s[i].cpu_at_seq = cpu;
@@ -82,7 +142,7 @@ static void *watch(void *unused)
             if (held >= thr && !s[i].reported) {
                 s[i].reported = true;
                 char pid[HY_PID_STRLEN];
-                hy_pid_format(p->pid, pid, sizeof(pid));
+                hy_pid_format(running_pid(sh, seq), pid, sizeof(pid));
                 atomic_store_explicit(&sh->st.stalls,
                                       atomic_load_explicit(&sh->st.stalls, memory_order_relaxed) + 1,
                                       memory_order_relaxed);
@@ -90,12 +150,16 @@ static void *watch(void *unused)
                        "stall: process %s has held shard %u for %.1f ms of CPU time "
                        "without a runtime call",
                        pid, i, (double)held / 1e6);
-                pthread_kill(sh->thread, STALL_SIGNAL);
+                atomic_store_explicit(&sh->stall_bt_ready, 1, memory_order_release);
+                if (pthread_kill(sh->thread, STALL_SIGNAL) == 0)
+                    log_backtrace(sh, i);
+                else
+                    atomic_store_explicit(&sh->stall_bt_ready, 0, memory_order_relaxed);
             }
             unsigned mult = hy__rt.cfg.stall_abort_multiple;
             if (mult && held >= thr * mult) {
                 char pid[HY_PID_STRLEN];
-                hy_pid_format(p->pid, pid, sizeof(pid));
+                hy_pid_format(running_pid(sh, seq), pid, sizeof(pid));
                 char msg[160 + HY_PID_STRLEN];
                 snprintf(msg, sizeof(msg),
                          "process %s held shard %u for %.1f ms (>= %u x the stall threshold); "
@@ -114,17 +178,13 @@ int hy__stall_start(void)
     watchdog_on = false;
     if (!hy__rt.cfg.stall_threshold_ns)
         return 0;
-    /* warm up backtrace(): its first call loads libgcc, which is not safe
-     * from a signal handler */
-    void *frames[4];
-    backtrace(frames, 4);
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_stall_signal;
+    sa.sa_sigaction = on_stall_signal;
     sigemptyset(&sa.sa_mask);
     /* on the shard's alternate stack: the stalled process may be near its
      * guard page */
-    sa.sa_flags = SA_RESTART | SA_ONSTACK;
+    sa.sa_flags = SA_RESTART | SA_ONSTACK | SA_SIGINFO;
     sigaction(STALL_SIGNAL, &sa, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crash_internal.h"
 #include "errors.h"
 #include "shard_internal.h"
 #include "timer.h"
@@ -308,6 +309,7 @@ int hy_send_after(uint64_t ns, hy_pid to, uint64_t tag, const void *data, size_t
                 dst >= hy__rt.nshards;
     int rc;
     hy__charge(p);
+    HY_FAULT_POINT(HY_FP_TIMER);
     if (here) {
         struct hy_proc *owner = p;
         if (local_node && !(flags & HY_TIMER_TIED) && dst == sh->id) {

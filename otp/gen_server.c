@@ -1,8 +1,10 @@
 /* GenServer: the server loop, start with init acknowledgement, call with a
  * monitor-alias, cast, stop. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "crash_internal.h"
 #include "errors.h"
 #include "gen_server.h"
 #include "log.h"
@@ -17,8 +19,18 @@
 #define TAG_STOP (HY_TAG_SYSTEM | 0x47535354ull)     /* payload: struct hy_reason */
 #define TAG_INIT_ACK (HY_TAG_SYSTEM | 0x47534941ull) /* payload: struct init_ack */
 
+/* What a crash report tells of the server; in the process arena, so that
+ * the exit handler can read it after the process's stack is gone. */
+struct gs_crash {
+    struct hy_msg *cur;            /* the message being handled, or NULL */
+    hy_pid self;
+    char name[HY_NAME_MAX];        /* registered name, or "" */
+    char last[HY_PID_STRLEN + 64]; /* the last message handled, or "" */
+};
+
 struct hy_gs {
     const struct hy_gen_server_ops *ops;
+    struct gs_crash *crash;        /* NULL if the arena had no room */
     void *state;
     hy_pid parent;
     struct hy_reason stop_reason;
@@ -85,6 +97,8 @@ static __attribute__((noreturn)) void terminate_and_exit(struct hy_gs *gs, struc
             .context = "terminating",
             .who = hy_self(),
             .reason = &r,
+            .name = gs->crash && gs->crash->name[0] ? gs->crash->name : NULL,
+            .last_message = gs->crash && gs->crash->last[0] ? gs->crash->last : NULL,
         };
         hy_report(&rep);
     }
@@ -107,11 +121,47 @@ static void after(struct hy_gs *gs, int res)
     }
 }
 
+static void describe(char *buf, size_t len, const struct hy_msg *m)
+{
+    char from[HY_PID_STRLEN];
+    uint64_t tag = m->tag;
+    const char *kind = "info";
+    if ((tag & (HY_TAG_SYSTEM | CALL_BIT)) == (HY_TAG_SYSTEM | CALL_BIT))
+        kind = "call";
+    else if ((tag & (HY_TAG_SYSTEM | CAST_BIT)) == (HY_TAG_SYSTEM | CAST_BIT))
+        kind = "cast";
+    else if (tag == TAG_STOP)
+        kind = "stop";
+    if (kind[0] == 'c')
+        tag &= TAG_MASK;
+    snprintf(buf, len, "%s tag=0x%llx from=%s size=%zu", kind, (unsigned long long)tag,
+             hy_pid_format(m->from, from, sizeof(from)), (size_t)m->size);
+}
+
+/* Exit handler: a server that dies inside a callback (a fault, hy_panic,
+ * hy_exit from any depth) reports it with the message it was handling,
+ * which is then freed. */
 static void free_current(void *a)
 {
-    struct hy_msg **cur = a;
-    hy_msg_free(*cur);
-    *cur = NULL;
+    struct gs_crash *c = a;
+    if (!c->cur)
+        return;
+    struct hy_reason r;
+    if (hy_exit_reason(&r) == 0 &&
+        (r.kind == HY_REASON_CRASH || r.kind == HY_REASON_USER)) {
+        struct hy_report rep = {
+            .type = HY_REPORT_CRASH,
+            .level = HY_LOG_ERROR,
+            .context = "terminating",
+            .who = c->self,
+            .reason = &r,
+            .name = c->name[0] ? c->name : NULL,
+            .last_message = c->last,
+        };
+        hy_report(&rep);
+    }
+    hy_msg_free(c->cur);
+    c->cur = NULL;
 }
 
 static void server_main(void *a)
@@ -148,18 +198,26 @@ static void server_main(void *a)
     after(&gs, HY_GS_OK);
 
     /* A callback may end the process from any depth (hy_exit, a fault):
-     * the message it was handling is freed by a cleanup then. */
-    struct hy_msg **cur = hy_alloc(sizeof(*cur));
-    if (cur)
-        *cur = NULL; /* the arena is not zeroed: killed before a message, nothing to free */
-    if (cur && hy_on_exit(free_current, cur) != 0)
-        cur = NULL;
+     * the message it was handling is reported and freed by a cleanup then. */
+    struct gs_crash *crash = hy_alloc(sizeof(*crash));
+    if (crash) {
+        /* the arena is not zeroed: killed before a message, nothing to free */
+        memset(crash, 0, sizeof(*crash));
+        crash->self = self;
+        snprintf(crash->name, sizeof(crash->name), "%s", sa->name);
+        if (hy_on_exit(free_current, crash) != 0)
+            crash = NULL;
+    }
+    gs.crash = crash;
+    struct hy_msg **cur = crash ? &crash->cur : NULL;
     for (;;) {
         struct hy_msg *m;
         if (hy_recv(&m, HY_INFINITY) != 0)
             continue;
-        if (cur)
+        if (cur) {
             *cur = m;
+            describe(crash->last, sizeof(crash->last), m);
+        }
         uint64_t tag = m->tag;
         int r = HY_GS_OK;
         if ((tag & (HY_TAG_SYSTEM | CALL_BIT)) == (HY_TAG_SYSTEM | CALL_BIT)) {
@@ -315,6 +373,7 @@ int hy_gen_server_call(hy_pid server, uint64_t tag, const void *data, size_t len
     int rc = hy_monitor_opt(server, HY_MONITOR_ALIAS, &ref);
     if (rc)
         return rc;
+    HY_FAULT_POINT(HY_FP_GEN_SERVER);
     rc = hy_send_sys(server, TAG_CALL(tag), ref, data, len);
     if (rc) {
         hy_demonitor(ref, true);

@@ -83,6 +83,8 @@ char *hy_report_format(const struct hy_report *r, char *buf, size_t len)
         put(buf, len, &off, "error", hy_err_name(r->error));
     if (r->action)
         put(buf, len, &off, "action", r->action);
+    if (r->last_message)
+        put(buf, len, &off, "last_message", r->last_message);
     return buf;
 }
 

@@ -29,7 +29,9 @@
  *      shutdown_error (error): a child did not stop within its shutdown
  *        time: action kill.
  *  - HY_REPORT_CRASH, by a GenServer whose callback stopped it with a reason
- *    other than normal or shutdown: context terminating (error).
+ *    other than normal or shutdown, or which died inside a callback (a
+ *    fault, hy_panic, hy_exit): context terminating (error), with the
+ *    server's registered name and the last message it handled.
  *  - HY_REPORT_PROGRESS: a supervisor started a child (context started,
  *    info: hidden at the default log level).
  *  - HY_REPORT_APPLICATION, by an application (application.h): started
@@ -71,6 +73,9 @@ struct hy_report {
     const struct hy_reason *reason; /* why, or NULL */
     int error;                      /* a HY_E* code (start errors), or 0 */
     const char *action;             /* what was done: "restart", "shutdown", ..., or NULL */
+    /* GenServer crash: the last message it handled (or was handling when it
+     * died), as "tag=0x.. from=<pid> size=N" (call, cast or info), or NULL */
+    const char *last_message;
 };
 
 /* Receives every report while reports are enabled; r is borrowed for the
@@ -95,7 +100,7 @@ void hy_report_set_enabled(bool on);
 bool hy_report_enabled(void);
 
 /* Writes r as "<type>_report context=... who=... [name=] [id=] [pid=]
- * [reason=] [error=] [action=]" into buf (borrowed, len bytes, always
+ * [reason=] [error=] [action=] [last_message=]" into buf (borrowed, len bytes, always
  * NUL-terminated) and returns buf. Values with spaces are double-quoted.
  * Context: anywhere. */
 char *hy_report_format(const struct hy_report *r, char *buf, size_t len);

@@ -1480,10 +1480,77 @@ static void test_msg_buffers_go_home(void **state)
     hy_test_run(3, body_buffers_home, NULL);
 }
 
+/* ---- foreign senders against the runtime's teardown --------------------------------- */
+
+static _Atomic uint64_t spam_hi, spam_lo; /* a pid on shard 1 (0: none yet) */
+static _Atomic int spam_quit;
+static _Atomic uint64_t spam_sent;
+
+static void *foreign_spammer(void *arg)
+{
+    (void)arg;
+    char payload[64] = {0};
+    while (!atomic_load(&spam_quit)) {
+        hy_pid to = {atomic_load(&spam_hi), atomic_load(&spam_lo)};
+        if (!to.hi && !to.lo)
+            continue;
+        int rc = hy_send_foreign(to, 9, payload, sizeof(payload));
+        if (rc == 0)
+            atomic_fetch_add(&spam_sent, 1);
+        else if (rc != HY_ENOTSTARTED)
+            hy_test_check_fail(__FILE__, __LINE__, "hy_send_foreign: %d", rc);
+    }
+    return NULL;
+}
+
+static void spam_target(void *arg)
+{
+    (void)arg;
+    struct hy_msg *m;
+    while (hy_recv(&m, 2 * 1000000) == 0)
+        hy_msg_free(m);
+}
+
+static void short_main(void *arg)
+{
+    (void)arg;
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.shard = 1;
+    hy_pid pid;
+    HY_CHECK_EQ(hy_spawn_opt(spam_target, NULL, &o, &pid), 0);
+    atomic_store(&spam_lo, pid.lo);
+    atomic_store(&spam_hi, pid.hi);
+    hy_sleep_ns(3 * 1000000);
+}
+
+/* A foreign thread that keeps sending while runtimes start and stop under
+ * it: every send either lands (the runtime is up) or returns
+ * HY_ENOTSTARTED; none may touch a shard that teardown has freed or a wake
+ * descriptor it has closed (ASan: use after free). */
+static void test_msg_send_foreign_against_stop(void **state)
+{
+    (void)state;
+    atomic_store(&spam_quit, 0);
+    atomic_store(&spam_sent, 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, foreign_spammer, NULL), 0);
+    for (int round = 0; round < 20; round++) {
+        struct hy_config cfg;
+        hy_config_init(&cfg);
+        cfg.nshards = 2;
+        assert_int_equal(hy_run(&cfg, short_main, NULL), 0);
+    }
+    atomic_store(&spam_quit, 1);
+    pthread_join(t, NULL);
+    hy_test_assert_checks();
+    assert_true(atomic_load(&spam_sent) > 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_msg_payload_local),
+        cmocka_unit_test(test_msg_send_foreign_against_stop),
         cmocka_unit_test(test_msg_payload_cross_shard),
         cmocka_unit_test(test_msg_too_large_is_rejected),
         cmocka_unit_test(test_msg_invalid_arguments),

@@ -24,6 +24,7 @@
 
 #include <cmocka.h>
 
+#include "hy_config.h"
 #include "test_support.h"
 
 #define THRESHOLD_NS (20ull * 1000 * 1000)
@@ -44,10 +45,21 @@ static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static char log_lines[MAX_LINES][512];
 static int log_n;
 
+static _Atomic int bt_named; /* backtrace lines that named the staller */
+static _Atomic int bt_lines;
+
 static void capture(enum hy_log_level level, const char *line, void *ctx)
 {
     (void)ctx;
     if (level > HY_LOG_WARNING || !strstr(line, "stall"))
+        return;
+    if (strstr(line, "stall:   #")) {
+        atomic_fetch_add(&bt_lines, 1);
+        if (strstr(line, "staller+0x") && strstr(line, "test_stall.c:"))
+            atomic_fetch_add(&bt_named, 1);
+        return;
+    }
+    if (strstr(line, "stall: backtrace of"))
         return;
     pthread_mutex_lock(&log_lock);
     if (log_n < MAX_LINES)
@@ -61,6 +73,8 @@ static void capture_start(void)
     pthread_mutex_lock(&log_lock);
     log_n = 0;
     pthread_mutex_unlock(&log_lock);
+    atomic_store(&bt_lines, 0);
+    atomic_store(&bt_named, 0);
     hy_log_set_sink(capture, NULL);
 }
 
@@ -80,9 +94,12 @@ static void staller(void *arg)
 {
     struct spin *s = arg;
     uint64_t cap = clock_ns(CLOCK_MONOTONIC) + CAP_NS;
+    /* mostly in this frame, not in the clock (the C library keeps no frame
+     * pointers: a sample taken there would skip this function) */
     while (!atomic_load_explicit(&s->seen, memory_order_relaxed) &&
            clock_ns(CLOCK_MONOTONIC) < cap)
-        ;
+        for (volatile unsigned k = 0; k < 200000; k++)
+            ;
     uint64_t t0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
     while (clock_ns(CLOCK_THREAD_CPUTIME_ID) - t0 < s->extra_cpu_ns &&
            clock_ns(CLOCK_MONOTONIC) < cap)
@@ -198,6 +215,12 @@ static void check_stall_results(const struct stall_ctx *c)
     memcpy(lines, log_lines, sizeof(lines));
     pthread_mutex_unlock(&log_lock);
     assert_int_equal(n, 2);
+    /* each report comes with the stalled code's backtrace, named (libdw):
+     * function, file and line of the spinning process */
+    assert_true(atomic_load(&bt_lines) >= 2);
+#if HY_HAVE_LIBDW
+    assert_true(atomic_load(&bt_named) >= 1);
+#endif
     for (int i = 0; i < 2; i++) {
         char pid[HY_PID_STRLEN], shard[32];
         hy_pid_format(c->pid[i], pid, sizeof(pid));

@@ -15,6 +15,7 @@
  * shard and on shard 1. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1225,6 +1226,91 @@ static void body_stack_example(void *arg)
 }
 BOTH_SHARDS(stack_example)
 
+/* ---- crash reports ---------------------------------------------------------------- */
+
+struct crash_seen {
+    _Atomic int n;
+    int type;
+    char name[HY_NAME_MAX];
+    char last[128];
+    struct hy_reason reason;
+};
+static struct crash_seen crash_seen;
+
+static void crash_report_handler(const struct hy_report *r, void *ctx)
+{
+    struct crash_seen *c = ctx;
+    if (r->type != HY_REPORT_CRASH)
+        return;
+    c->type = r->type;
+    snprintf(c->name, sizeof(c->name), "%s", r->name ? r->name : "");
+    snprintf(c->last, sizeof(c->last), "%s", r->last_message ? r->last_message : "");
+    if (r->reason)
+        c->reason = *r->reason;
+    atomic_fetch_add(&c->n, 1);
+}
+
+/* A NULL write the optimiser cannot remove (the address is laundered), not
+ * instrumented (UBSan would report it instead of letting it fault). */
+#if defined(__clang__)
+__attribute__((noinline, no_sanitize("address", "undefined")))
+#else
+__attribute__((noinline, no_sanitize_address, no_sanitize("undefined")))
+#endif
+static void crash_null_write(void)
+{
+    volatile int *p = NULL;
+    __asm__ volatile("" : "+r"(p));
+    *p = 1;
+}
+
+static int crashing_call(struct hy_gs *gs, uint64_t tag, const void *data, size_t len,
+                         hy_gs_from from)
+{
+    (void)gs;
+    (void)tag;
+    (void)data;
+    (void)len;
+    (void)from;
+    crash_null_write();
+    return HY_GS_OK;
+}
+
+static const struct hy_gen_server_ops crashing_ops = {.handle_call = crashing_call};
+
+static void body_crash_report_last_message(void *arg)
+{
+    (void)arg;
+    struct hy_gen_server_opts o = HY_GEN_SERVER_OPTS_INIT;
+    o.name = "crashsrv";
+    hy_pid srv;
+    HY_CHECK_EQ(hy_gen_server_start(&crashing_ops, NULL, &o, &srv), 0);
+    struct hy_msg *r = NULL;
+    struct hy_reason why;
+    HY_CHECK(hy_gen_server_call(srv, 7, "abc", 3, WAIT_NS, &r, &why) != 0);
+    HY_CHECK_EQ(why.kind, HY_REASON_CRASH);
+    /* the report is made by the server's exit handler, before its DOWN */
+    HY_CHECK_EQ(atomic_load(&crash_seen.n), 1);
+}
+
+/* A GenServer that dies of a fault inside a callback is reported with its
+ * name and the message it was handling. */
+static void test_gen_server_crash_report_last_message(void **state)
+{
+    (void)state;
+    memset(&crash_seen, 0, sizeof(crash_seen));
+    hy_report_set_handler(crash_report_handler, &crash_seen);
+    hy_test_run(2, body_crash_report_last_message, NULL);
+    hy_report_set_handler(NULL, NULL);
+    assert_int_equal(atomic_load(&crash_seen.n), 1);
+    assert_string_equal(crash_seen.name, "crashsrv");
+    assert_int_equal(crash_seen.reason.kind, HY_REASON_CRASH);
+    if (!strstr(crash_seen.last, "call tag=0x7 from=<") || !strstr(crash_seen.last, "size=3"))
+        print_error("last_message: %s\n", crash_seen.last);
+    assert_non_null(strstr(crash_seen.last, "call tag=0x7 from=<"));
+    assert_non_null(strstr(crash_seen.last, "size=3"));
+}
+
 /* A server pid on a node that cannot be reached (distribution is off):
  * call and stop come back at once with the dead-server code, even with an
  * infinite timeout, and nothing is left in the mailbox. */
@@ -1296,6 +1382,7 @@ int main(void)
         BOTH_TESTS(cast_after),
         cmocka_unit_test(test_gen_server_cross_shard_start),
         BOTH_TESTS(stack_example),
+        cmocka_unit_test(test_gen_server_crash_report_last_message),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
