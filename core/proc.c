@@ -371,6 +371,8 @@ void hy__proc_reap(struct hy_shard *sh, struct hy_proc *p)
     hy__timer_proc_exit(sh, p);
     hy__wait_disarm(sh, p);
     hy__mailbox_drop_all(sh, p);
+    if (p->blocking_job)
+        hy__blocking_proc_exit(sh, p); /* keeps its stack and arena for fn */
     arena_free_all(p);
     hy__stack_release(sh, p);
     p->state = HY_P_DEAD;

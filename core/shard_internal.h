@@ -178,6 +178,8 @@ struct hy_proc {
     void *timers;
     /* sockets this process owns, closed when it exits (io.c) */
     struct hy__sock *socks;
+    /* the blocking call it waits for (blocking.c), NULL otherwise */
+    void *blocking_job;
 
     /* ASan fake stack bookkeeping */
     void *asan_fake;
@@ -484,6 +486,8 @@ bool hy__stall_parked(void);
 void hy__stall_kick(void);
 int hy__blocking_start(unsigned nthreads);
 void hy__blocking_stop(void);
+/* p is reaped while waiting for a blocking call: its memory goes to the job. */
+void hy__blocking_proc_exit(struct hy_shard *sh, struct hy_proc *p);
 uint64_t hy__thread_cpu_ns(clockid_t clk);
 
 /* Prints what and aborts: for states the runtime cannot survive. */
