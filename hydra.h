@@ -24,6 +24,7 @@
 #include "core/timer.h"
 #include "core/topology.h"
 #include "core/udp.h"
+#include "core/version.h"
 
 #include "otp/application.h"
 #include "otp/gen_server.h"

@@ -12,6 +12,10 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* An IPv4 or IPv6 socket address (copied by value). len is the length of the
  * sockaddr inside ss (0 for an empty address). */
 struct hy_addr {
@@ -42,5 +46,9 @@ uint16_t hy_addr_port(const struct hy_addr *a);
 /* Writes "1.2.3.4:80" or "[::1]:80" into buf (len bytes, NUL-terminated,
  * truncated if short) and returns buf. Context: anywhere. */
 char *hy_addr_format(const struct hy_addr *a, char *buf, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HY_CORE_ADDR_H */

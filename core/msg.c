@@ -261,6 +261,17 @@ static inline void drop_dead(struct hy_shard *sh, struct hy_msg *m)
     hy__msg_free_local(sh, m);
 }
 
+static __attribute__((noinline)) void route_cross(struct hy_shard *sh, unsigned dst,
+                                                  struct hy_msg *m)
+{
+    unsigned kind = m->kind;
+    if (kind == HY_K_MSG)
+        stat_add(&sh->st.msgs_sent_cross, 1);
+    hy__mesh_push(sh, dst, (uintptr_t)m);
+    if (__builtin_expect(kind == HY_K_EXIT, 0))
+        hy__mesh_push_signal(sh, dst); /* acts at the target's next runtime call */
+}
+
 static void route_body(struct hy_shard *sh, struct hy_msg *m)
 {
     hy_pid to = m->to;
@@ -284,9 +295,7 @@ static void route_body(struct hy_shard *sh, struct hy_msg *m)
         hy__dispatch(sh, m);
         return;
     }
-    if (m->kind == HY_K_MSG)
-        stat_add(&sh->st.msgs_sent_cross, 1);
-    hy__mesh_push(sh, dst, (uintptr_t)m);
+    route_cross(sh, dst, m);
 }
 
 void hy__route(struct hy_shard *sh, struct hy_msg *m)
@@ -367,6 +376,29 @@ void hy__mailbox_drop_all(struct hy_shard *sh, struct hy_proc *p)
 
 /* ---- send -------------------------------------------------------------- */
 
+hy_dist_busy_fn hy__dist_busy_hook;
+
+#define DIST_BUSY_WAIT_NS 100000ull /* re-checks of a busy channel, 100 us apart */
+
+/* A process that sent to another node waits while the channel is over its
+ * limit (what it sent is queued already: nothing is dropped or reordered).
+ * Only a process in its own code waits; inside the runtime (in_rt), in a
+ * shard callback or a timer, nobody does. */
+static void dist_wait(struct hy_shard *sh, struct hy_proc *p, hy_pid to)
+{
+    hy_dist_busy_fn busy = hy__dist_busy_hook;
+    if (__builtin_expect(!busy || hy_pid_node(to) == hy__rt.node_id, 1) || !p || p->in_rt ||
+        sh->current != p)
+        return;
+    while (busy(sh, to)) {
+        if (hy_sleep_ns(DIST_BUSY_WAIT_NS) != 0)
+            return;
+        busy = hy__dist_busy_hook;
+        if (!busy)
+            return;
+    }
+}
+
 static int send_common(hy_pid to, uint64_t tag, hy_ref ref, const void *data, size_t len,
                        bool sys)
 {
@@ -386,8 +418,10 @@ static int send_common(hy_pid to, uint64_t tag, hy_ref ref, const void *data, si
     m->to = to;
     hy__route(sh, m);
     struct hy_proc *p = sh->current;
-    if (p)
+    if (p) {
         hy__charge(p);
+        dist_wait(sh, p, to);
+    }
     return 0;
 }
 
@@ -422,8 +456,10 @@ int hy_msg_send(hy_pid to, struct hy_msg *m)
     struct hy_proc *p = sh->current;
     m->from = p ? p->pid : HY_PID_NONE;
     hy__route(sh, m);
-    if (p)
+    if (p) {
         hy__charge(p);
+        dist_wait(sh, p, to);
+    }
     return 0;
 }
 

@@ -34,6 +34,14 @@ char *hy_pid_format(hy_pid pid, char *buf, size_t len)
     pos = put_u64(buf, pos, len, hy_pid_shard(pid));
     pos = put_str(buf, pos, len, ".");
     pos = put_u64(buf, pos, len, hy_pid_slot(pid));
+    pos = put_str(buf, pos, len, ".");
+    pos = put_u64(buf, pos, len, hy_pid_gen(pid));
+    pos = put_str(buf, pos, len, "@");
+    static const char hex[] = "0123456789abcdef";
+    uint32_t c = hy_pid_creation(pid);
+    for (int sh = 20; sh >= 0; sh -= 4)
+        if (pos + 1 < len)
+            buf[pos++] = hex[(c >> sh) & 0xf];
     pos = put_str(buf, pos, len, ">");
     buf[pos] = '\0';
     return buf;

@@ -11,7 +11,9 @@
  * The node creation changes every time a node starts, so pids of an earlier
  * incarnation never reach a process of a later one; the generation changes
  * every time a slot is reused, so a stale pid never reaches the new occupant.
- * A pid prints as <node.shard.slot>. The all-zero pid (HY_PID_NONE) is never
+ * A pid prints as <node.shard.slot.gen@creation> (creation: 6 hex digits),
+ * so a restarted process (new generation) and the pids of a restarted node
+ * (new creation) print unlike their predecessors'. The all-zero pid (HY_PID_NONE) is never
  * a live process; neither is the all-zero ref.
  */
 #ifndef HY_CORE_PID_H
@@ -20,6 +22,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef struct hy_pid {
     uint64_t hi;
@@ -34,8 +40,9 @@ typedef struct hy_ref {
 #define HY_PID_NONE ((hy_pid){0, 0})
 #define HY_REF_NONE ((hy_ref){0, 0})
 
-/* Longest string hy_pid_format() writes, NUL included. */
-#define HY_PID_STRLEN 40
+/* Longest string hy_pid_format() writes, NUL included
+ * ("<16777215.65535.4294967295.4294967295@ffffff>" is 47 bytes). */
+#define HY_PID_STRLEN 48
 
 static inline hy_pid hy_pid_make(uint32_t node, uint32_t creation, uint16_t shard, uint32_t slot,
                                  uint32_t gen)
@@ -64,8 +71,9 @@ static inline bool hy_ref_eq(hy_ref a, hy_ref b) { return a.hi == b.hi && a.lo =
 /* True for HY_REF_NONE. Context: anywhere. */
 static inline bool hy_ref_is_none(hy_ref r) { return r.hi == 0 && r.lo == 0; }
 
-/* Writes "<node.shard.slot>" into buf (borrowed, at least HY_PID_STRLEN bytes)
- * and returns buf. Context: anywhere, signal-safe. */
+/* Writes "<node.shard.slot.gen@creation>" (creation in 6 hex digits) into
+ * buf (borrowed, at least HY_PID_STRLEN bytes) and returns buf. Context:
+ * anywhere, signal-safe. */
 char *hy_pid_format(hy_pid pid, char *buf, size_t len);
 
 /* Writes "#Ref<node.shard.origin.counter>" into buf and returns buf.
@@ -77,5 +85,9 @@ char *hy_ref_format(hy_ref ref, char *buf, size_t len);
  * from per-shard counters, without atomics).
  * Context: any shard thread (process or runtime callback). */
 int hy_ref_make(hy_ref *out);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HY_CORE_PID_H */

@@ -178,7 +178,7 @@ static void *watch(void *unused)
             if (mult && held >= thr * mult) {
                 char pid[HY_PID_STRLEN];
                 hy_pid_format(p->pid, pid, sizeof(pid));
-                char msg[160];
+                char msg[160 + HY_PID_STRLEN];
                 snprintf(msg, sizeof(msg),
                          "process %s held shard %u for %.1f ms (>= %u x the stall threshold); "
                          "aborting so that the node is restarted",

@@ -55,6 +55,10 @@
 #include "msg.h"
 #include "pid.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* A TCP socket (listening or connected); opaque. The pointer is valid on its
  * owner's shard until hy_tcp_close() or the owner's exit, and is what active
  * mode messages carry. */
@@ -274,5 +278,9 @@ int hy_tcp_controlling_process(struct hy_tcp *s, hy_pid to);
 /* Sockets currently open on the calling shard (tests check for leaks).
  * Context: a shard thread (0 elsewhere). */
 size_t hy_tcp_count(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HY_CORE_TCP_H */

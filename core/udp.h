@@ -19,6 +19,10 @@
 
 #include "addr.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* A UDP socket; opaque, valid on its owner's shard until closed. */
 struct hy_udp;
 
@@ -53,5 +57,9 @@ int hy_udp_sockname(struct hy_udp *u, struct hy_addr *out);
 /* Closes u (transferred). NULL is a no-op. Errors: HY_EPERM, HY_ENOTPROC.
  * Context: a process (the owner). */
 int hy_udp_close(struct hy_udp *u);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HY_CORE_UDP_H */

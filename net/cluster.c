@@ -1,6 +1,9 @@
-/* The static cluster file: "name node_id mac ip base_port" per line. */
+/* The static cluster file: "name node_id [mac] ip base_port" per line (the
+ * MAC only for the DPDK transport). */
 #include <arpa/inet.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "dist.h"
@@ -36,18 +39,30 @@ int hy_dist_cluster_load(const char *path, struct hy_dist_peer *peers, size_t ma
         char *hash = strchr(line, '#');
         if (hash)
             *hash = '\0';
-        char name[HY_DIST_NAME_MAX], mac[32], ip[32];
-        unsigned long id, port;
+        char name[HY_DIST_NAME_MAX], mac[32], ip[32], portstr[32];
+        unsigned long id, port = 0;
         char extra[2];
-        int k = sscanf(line, "%63s %lu %31s %31s %lu %1s", name, &id, mac, ip, &port, extra);
+        int k = sscanf(line, "%63s %lu %31s %31s %31s %1s", name, &id, mac, ip, portstr, extra);
         if (k <= 0)
             continue; /* blank */
         struct hy_dist_peer p;
         memset(&p, 0, sizeof(p));
         struct in_addr a;
-        if (k != 5 || id == 0 || id > 0xffffff || port == 0 || port > 65535 ||
-            parse_mac(mac, p.mac) != 0 || inet_pton(AF_INET, ip, &a) != 1) {
-            fprintf(stderr, "hydra: %s:%u: malformed cluster line (want: name node_id mac ip port)\n",
+        bool ok;
+        char *end = NULL;
+        if (k == 4) { /* no MAC: "name node_id ip base_port" */
+            port = strtoul(ip, &end, 10);
+            ok = end && !*end && inet_pton(AF_INET, mac, &a) == 1;
+        } else {
+            if (k == 5)
+                port = strtoul(portstr, &end, 10);
+            ok = k == 5 && end && !*end && parse_mac(mac, p.mac) == 0 &&
+                 inet_pton(AF_INET, ip, &a) == 1;
+        }
+        if (!ok || id == 0 || id > 0xffffff || port == 0 || port > 65535) {
+            fprintf(stderr,
+                    "hydra: %s:%u: malformed cluster line (want: name node_id [mac] ip "
+                    "base_port)\n",
                     path, lineno);
             rc = HY_EINVAL;
             break;

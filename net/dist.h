@@ -19,19 +19,46 @@
  * suppression, and fragmentation of large messages (up to
  * max_message_size) that keeps their place in the order.
  *
- * Send queue overflow: send never blocks (Erlang). A channel holds at most
- * send_queue_max messages not yet on the wire; a message beyond that is
- * dropped and counted (hy_dist_stats.dropped_queue_full), exactly as a send
- * to a dead process is: nothing after it is reordered.
+ * A busy channel: nothing is dropped on a live connection, neither
+ * messages nor exit, link or monitor signals. A process sending into a
+ * channel that holds more than send_queue_max messages not yet on the wire
+ * waits after its send (sleeping, 100 us between checks, so its reduction
+ * budget and the stall detector stay honest) until the channel drains, as
+ * a BEAM process sending into a busy distribution port is suspended
+ * (busy_dist_port); what it sent is queued already, in order. Senders that
+ * cannot wait (a shard callback, a timer firing, hy_send_foreign, the
+ * runtime's own signals such as the EXITs of a dying process) do not: their
+ * messages queue past the limit, bounded only by memory. When memory for a
+ * channel or a frame runs out, the connection goes down as a whole (node
+ * down: every link and monitor gets noconnection) rather than losing part
+ * of what it carries. hy_dist_stats.busy_waits counts the waits;
+ * hy_dist_peer_stats_get gives a peer's queue depth.
  *
  * Handshake: a shared cookie, never sent: challenge/response with fresh
  * random nonces from both sides (HMAC-SHA256 over both nonces, node ids and
- * creations), so a replayed handshake fails; a version field; a session key
- * derived from both nonces authenticates every frame when `authenticate` is
- * on (HMAC-SHA256 truncated to 16 bytes; libsodium).
+ * creations), so a replayed handshake fails; a version field. Only the
+ * proofs show the cookie: an established session survives any frame that
+ * cannot be proven (a HELLO, a REJECT, a CHALLENGE or CONFIRM with a wrong
+ * proof: counted in hy_dist_stats.unproven or auth_failures and ignored);
+ * the handshake a peer's HELLO opens replaces the session only once its
+ * CONFIRM proves it (the old session's links and monitors then get
+ * noconnection). Answers to HELLOs are rate-limited per peer (a burst of
+ * 64, then one a millisecond: hs_limited), and a channel costs ~0.6 KB
+ * until a session is proven. Frames must come from the claimed peer's
+ * address and port (base_port + its shard): others are counted
+ * (wrong_source) and dropped. Handshakes are logged at info level: done,
+ * refused and why.
  *
- * Failure: heartbeats every heartbeat_ns; a peer silent for down_after_ns is
- * down: node monitors get HY_TAG_NODEDOWN, every link to a process there an
+ * Frame authentication (`authenticate`, on by default): a session key
+ * derived from both nonces tags every frame after the handshake (keyed
+ * BLAKE2b, 16 bytes; libsodium), so nobody on the path can inject a
+ * message or a signal. Off, DATA, ACK, HEARTBEAT and CLOSE frames are
+ * checked only against the 32-bit session id, which travels in clear, and
+ * the addresses: anyone who sees the traffic can inject a `kill`. Turn it
+ * off only on a trusted network, and on every node of the cluster alike.
+ *
+ * Failure: heartbeats every heartbeat_ns; every channel checks its peer; a
+ * channel silent for down_after_ns takes the node down: node monitors get HY_TAG_NODEDOWN, every link to a process there an
  * exit signal noconnection, every monitor a DOWN noconnection. A later
  * reconnect does not revive them, and nothing more from that incarnation is
  * delivered after the noconnection signals. A restarted node has a new
@@ -47,6 +74,10 @@
 #include "../core/pid.h"
 #include "../core/runtime.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 enum hy_dist_transport {
     HY_DIST_UDP = 0,  /* kernel UDP sockets */
     HY_DIST_DPDK = 1, /* DPDK ports and queues (when built with DPDK) */
@@ -55,7 +86,9 @@ enum hy_dist_transport {
 #define HY_DIST_NAME_MAX 64
 
 /* One node of the cluster (a line of the cluster file:
- * "name node_id mac ip base_port", e.g. "a 1 02:00:00:00:00:01 127.0.0.1 47000"). */
+ * "name node_id [mac] ip base_port", e.g. "a 1 02:00:00:00:00:01 127.0.0.1
+ * 47000" or, for the UDP transport, which needs no MAC, "a 1 127.0.0.1
+ * 47000"). */
 struct hy_dist_peer {
     char name[HY_DIST_NAME_MAX];
     uint32_t node_id;
@@ -65,18 +98,18 @@ struct hy_dist_peer {
 };
 
 struct hy_dist_config {
-    /* This node: its entry in the peer list is the one with this node id,
-     * which must equal the runtime's hy_config.node_id. */
+    /* This node: 0 (the default) = the runtime's hy_config.node_id; set, it
+     * must equal it. Its entry in the peer list is the one with that id. */
     uint32_t node_id;
-    const char *cookie;            /* shared secret (borrowed), required */
+    const char *cookie;            /* shared secret (borrowed), required: 1-255 bytes */
     int transport;                 /* enum hy_dist_transport */
     const struct hy_dist_peer *peers; /* every node, this one included (copied) */
     size_t npeers;
     uint64_t heartbeat_ns;         /* default 100 ms */
     uint64_t down_after_ns;        /* default 1 s of silence */
-    bool authenticate;             /* authenticate every frame (default off) */
+    bool authenticate;             /* tag every frame (default on; see above) */
     size_t max_message_size;       /* default: the runtime's max_message_size */
-    size_t send_queue_max;         /* messages waiting per channel (default 65536) */
+    size_t send_queue_max;         /* messages per channel before a sending process waits (default 65536) */
     /* Fault injection, for tests only (all 0 = off, the default; never set
      * in production). Each is a per-mille fraction of the outgoing frames of
      * every shard, retransmissions and handshake frames included, chosen by
@@ -97,6 +130,10 @@ struct hy_dist_config {
     unsigned test_delay_permille;
     uint64_t test_delay_ns;
     uint64_t test_fault_seed;
+    /* Tests only: the first sequence number of every session, both ways
+     * (0 = derived from the session key, the default); e.g. 0xffffff00 to
+     * cross the 2^32 wrap within a test. */
+    uint32_t test_first_seq;
     /* HY_DIST_DPDK only. EAL arguments passed through to rte_eal_init
      * (borrowed for the call), e.g. "--vdev=net_memif0,role=server,socket=/x",
      * "--no-huge", "--file-prefix=a". Unless they give one, the core list
@@ -107,20 +144,26 @@ struct hy_dist_config {
     uint16_t dpdk_port; /* DPDK port id to use (default 0): one queue pair per shard */
 };
 
-/* Fills cfg with defaults (no peers, no cookie). */
+/* Fills cfg with defaults (no peers, no cookie; node_id 0, authenticate on). */
 void hy_dist_config_init(struct hy_dist_config *cfg);
 
 /* Reads a cluster file into peers (up to max); *count gets how many there
- * are. Lines: "name node_id mac ip base_port"; '#' starts a comment.
+ * are. Lines: "name node_id [mac] ip base_port" (whitespace-separated; the
+ * MAC, "02:00:00:00:00:01", only matters to the DPDK transport); node ids
+ * 1..2^24-1; '#' starts a comment; blank lines are skipped.
  * Errors: HY_EIO (cannot read), HY_EINVAL (a malformed line: the message
  * names it on stderr), HY_ENOSPC (more than max). Context: anywhere. */
 int hy_dist_cluster_load(const char *path, struct hy_dist_peer *peers, size_t max, size_t *count);
 
 /* Starts distribution on the running runtime: opens every shard's endpoint
- * and installs the remote-send hook. Errors: HY_EINVAL (no cookie, this
- * node not among the peers, node id mismatch), HY_EIO (a socket could not
- * be bound), HY_ENOTSUP (transport not built), HY_EALREADY, HY_ENOTPROC.
- * Context: a process (usually the application's first), once. */
+ * and installs the remote-send hook (cfg: borrowed for the call; the peers
+ * are copied). Each refusal is logged with its cause. Errors: HY_EINVAL
+ * (cfg NULL, no cookie, no peers, cfg->node_id set and not the runtime's),
+ * HY_ERANGE (cookie longer than 255 bytes), HY_ENOSPC (more than 64 peers),
+ * HY_ENOENT (this node not among the peers), HY_EEXIST (a node id twice),
+ * HY_EIO (a socket could not be bound), HY_ENOTSUP (transport not built),
+ * HY_EALREADY, HY_ENOTPROC. Context: a process (usually the application's
+ * first), once. */
 int hy_dist_start(const struct hy_dist_config *cfg);
 
 /* Stops distribution: peers are told (CLOSE), every connection is dropped
@@ -129,10 +172,13 @@ int hy_dist_start(const struct hy_dist_config *cfg);
 int hy_dist_stop(void);
 
 /* Connects to node now (it is done automatically on first use). Returns
- * once the handshake succeeded or failed. Errors: HY_ENOENT (not a
- * configured peer), HY_ETIMEDOUT (no answer within down_after_ns),
- * HY_ECONNREFUSED (handshake rejected: wrong cookie or version),
- * HY_ENOTSTARTED, HY_ENOTPROC. Context: a process. */
+ * once the handshake succeeded or failed. A refusal cannot be proven (a
+ * node without the cookie cannot sign it), so it does not end the wait: the
+ * handshake goes on until down_after_ns in case the real peer answers.
+ * Errors: HY_ENOENT (not a configured peer), HY_ECONNREFUSED (after
+ * down_after_ns, having seen a REJECT or a wrong proof: another cookie),
+ * HY_ETIMEDOUT (no answer within down_after_ns), HY_ENOTSTARTED,
+ * HY_ENOTPROC. Context: a process. */
 int hy_dist_connect(uint32_t node);
 
 /* Drops the connection to node (as if it went down: noconnection to links
@@ -195,9 +241,48 @@ struct hy_dist_stats {
     uint64_t nodes_down;        /* node-down events */
     uint64_t msgs_tx, msgs_rx;
     uint64_t handed_over;       /* frames that landed on another shard's queue */
+    /* (fields below added later; the ones above keep their places) */
+    uint64_t wrong_source;      /* frames whose UDP source is not the claimed peer's address/port */
+    uint64_t unproven;          /* handshake frames ignored: nothing they claim could be proven */
+    uint64_t hs_limited;        /* HELLOs unanswered (and REJECTs unsent): per-peer rate limit */
+    uint64_t record_errors;     /* sessions closed for a record shorter than its header */
+    uint64_t dropped_nomem;     /* frames or messages dropped for want of memory */
+    uint64_t busy_waits;        /* waits of a sending process on a channel over send_queue_max */
 };
 
 /* Sums the counters of every shard's endpoint. Errors: HY_ENOTSTARTED. */
 int hy_dist_stats_get(struct hy_dist_stats *out);
+
+/* One channel's figures (a channel: this node's local_shard to node's
+ * remote_shard), or their sums over every channel to a node
+ * (hy_dist_peer_stats_get; srtt/rto are then the largest). Gauges are
+ * read without stopping the shard that owns the channel: each figure is
+ * current, the set is not one snapshot. */
+struct hy_dist_channel_stats {
+    uint64_t up;                /* 1 while its session is established */
+    uint64_t queue_depth;       /* messages waiting to be framed */
+    uint64_t in_flight;         /* frames sent and not yet acknowledged */
+    uint64_t srtt_ns, rttvar_ns, rto_ns;
+    uint64_t frames_tx, frames_rx, retransmits, fast_retransmits;
+    uint64_t rtt_samples;       /* round-trip samples taken */
+    /* frames received and dropped, by cause */
+    uint64_t dup_frames, stale, auth_failures, beyond_window;
+};
+
+/* Figures of the channel from this node's local_shard to node's
+ * remote_shard (out: borrowed, filled). Errors: HY_EINVAL (out NULL, a
+ * shard out of range), HY_ENOENT (not a peer, or no such channel yet),
+ * HY_ENOTSTARTED. Context: any thread, while distribution runs. */
+int hy_dist_channel_stats_get(uint32_t node, unsigned local_shard, unsigned remote_shard,
+                              struct hy_dist_channel_stats *out);
+
+/* The sums over every channel to node (out: borrowed, filled), e.g. its
+ * whole queue depth. Errors: HY_EINVAL, HY_ENOENT (not a peer),
+ * HY_ENOTSTARTED. Context: any thread, while distribution runs. */
+int hy_dist_peer_stats_get(uint32_t node, struct hy_dist_channel_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HY_NET_DIST_H */

@@ -8,6 +8,7 @@
 #include "dist.h"
 #include "hook.h"
 #include "hy_config.h"
+#include "shard_internal.h"
 #include "wire_internal.h"
 
 struct hy__ep;
@@ -15,6 +16,9 @@ struct hy__ep;
 struct hy__rx {
     uint8_t *buf;
     uint16_t len;
+    bool src_known;   /* the transport filled the source address: it is checked */
+    uint16_t src_port;
+    uint32_t src_ip;  /* host byte order */
 };
 
 /* A transport moves datagrams for one shard's endpoint. Buffers returned by
@@ -57,6 +61,245 @@ struct hy__ep {
     bool open;
     _Atomic unsigned unsent; /* channels with data not yet acknowledged (for a graceful stop) */
 };
+
+/* ---- the channels' machinery, shared by net/dist*.c -------------------------------- */
+
+#define WIN 256               /* frames in flight / held out of order per channel */
+#define MAX_PEERS 64
+#define RTO_MIN_NS 1000000ull /* 1 ms */
+#define RTO_MAX_NS 1000000000ull
+#define HS_RETRY_NS 50000000ull /* handshake frames repeated every 50 ms */
+#define ACK_DELAY_NS 200000ull /* 200 us */
+#define POLL_EVERY 4            /* turns between socket reads while busy */
+#define HY_TAG_DIST_REPLY (HY_TAG_SYSTEM | 0x44535452ull)
+
+/* A channel's session state. A handshake the peer opens (its HELLO) does
+ * not change it: that one is kept aside (hy__chan.rsp) until its CONFIRM
+ * proves it, so an unproven frame never disturbs an established session. */
+enum { CH_IDLE = 0, CH_HELLO_SENT, CH_CONFIRM_SENT, CH_UP };
+
+/* Answers to HELLOs (CHALLENGE) and to bad proofs (REJECT) are limited per
+ * endpoint and peer to a burst of HS_BURST, refilled one per HS_REFILL_NS:
+ * a forged HELLO flood is not reflected at the claimed peer. */
+#define HS_BURST 64u
+#define HS_REFILL_NS 1000000ull
+
+enum { CTRL_OPEN = 1, CTRL_ENSURE, CTRL_CONNECT, CTRL_NODE_DOWN, CTRL_NODE_UP, CTRL_STOP,
+       CTRL_DISCONNECT };
+
+struct txf {
+    uint8_t *buf;
+    uint16_t len;
+    uint8_t rtx;
+    bool sacked;
+    uint64_t sent;
+};
+
+struct rxf {
+    uint8_t *buf; /* frame payload copy */
+    struct hy_wire_hdr h;
+};
+
+struct waiter {
+    hy_pid pid;
+    hy_ref ref;
+};
+
+struct hy__chan {
+    struct hy__ep *ep;
+    int pi;
+    uint16_t rshard;
+    bool master; /* shard 0 <-> the peer's shard 0: decides node up/down */
+    int state;
+    bool refused;  /* our handshake saw a REJECT or a bad proof (unproven: it goes on) */
+    uint32_t epoch; /* the peer's node-down epoch when this session or handshake began */
+    uint32_t peer_creation, session;
+    uint32_t isn;  /* the session's first sequence number (derived with its key) */
+    /* the handshake the peer opened, kept beside the session until proven */
+    bool rsp, rsp_refused;
+    uint32_t rsp_creation;
+    uint8_t rsp_my_nonce[16], rsp_peer_nonce[16];
+    uint64_t rsp_began;
+    uint8_t my_nonce[16], peer_nonce[16];
+    uint8_t key[32];
+    uint64_t hs_retry, hs_began;
+    uint64_t last_rx, last_tx;
+    /* messages waiting to be framed */
+    struct hy_msg *q_head, **q_tailp;
+    size_t q_len;
+    /* the message being streamed out: [u32 len][64-byte header][payload] */
+    struct hy_msg *cur;
+    uint8_t cur_hdr[4 + HY_WIRE_MSGHDR];
+    uint32_t cur_off, cur_len;
+    /* sending */
+    uint32_t snd_next, snd_una;
+    struct txf *win;          /* [WIN], allocated when the first session begins */
+    uint64_t srtt, rttvar, rto;
+    uint32_t ts_recent;       /* ts of the peer's latest frame that advanced rcv_next */
+    /* receiving */
+    uint32_t rcv_next;
+    struct rxf *ooo;          /* [WIN], likewise: a channel no session reached stays small */
+    /* the message being parsed from the in-order byte stream */
+    uint8_t in_hdr[4 + HY_WIRE_MSGHDR];
+    uint32_t in_hdr_got;     /* bytes of in_hdr filled */
+    uint32_t in_len;         /* 64 + payload of the record being read */
+    struct hy_msg *in_msg;   /* its buffer (NULL while skipping an oversized one) */
+    uint32_t in_got;         /* payload bytes filled */
+    bool in_skip;
+    bool ack_due, sent_this_poll;
+    uint64_t ack_due_since;  /* delayed ack: a reply may carry it */
+    uint32_t unacked_rx;     /* frames received since our last ack */
+    /* hy_dist_connect waiters (master only) */
+    struct waiter *waiters;
+    size_t nwaiters;
+    bool active; /* listed in the endpoint's active set */
+    /* its figures: written by the owning shard with relaxed atomic
+     * stores, read by any thread (hy_dist_channel_stats_get) */
+    struct hy_dist_channel_stats cst;
+};
+
+struct hy__held; /* a frame held back by fault injection */
+
+struct ep_priv {
+    struct hy__chan **active;
+    size_t nactive, capactive;
+    unsigned turn;
+    uint64_t rng;        /* fault injection's pseudo-random state */
+    struct hy__held *held;   /* [FAULT_HELD], allocated on first use */
+    unsigned nheld;
+    struct {
+        uint64_t last;   /* when the tokens were last refilled */
+        uint32_t tokens;
+    } hs_bucket[MAX_PEERS]; /* handshake answers (HS_BURST) */
+};
+
+struct hy__dist_state {
+    struct hy_dist_config cfg;
+    struct hy_dist_peer peers[MAX_PEERS];
+    size_t npeers;
+    int self;
+    const struct hy__transport *tp;
+    struct hy__ep *eps[HY_MAX_SHARDS];
+    struct ep_priv priv[HY_MAX_SHARDS];
+    char cookie[256];
+    size_t cookie_len;
+    _Atomic int started;
+    _Atomic int opened, open_err, stopped;
+    _Atomic uint8_t node_up[MAX_PEERS];
+    /* 1 from the moment a peer is declared down until a new handshake with
+     * it completes: its pids answer noconnection at once (hy_monitor,
+     * hy_link) instead of waiting for a connection attempt */
+    _Atomic uint8_t node_down[MAX_PEERS];
+    /* bumped by every node-down event of a peer: a NODE_DOWN request resets
+     * only the channels whose session or handshake began before it */
+    _Atomic uint32_t epoch[MAX_PEERS];
+};
+
+extern struct hy__dist_state hy__dist;
+
+/* The shard's clock of this scheduler turn (read at most once per turn: a
+ * vDSO clock_gettime costs ~23 ns here). Off a shard the real clock. */
+static inline uint64_t hy__dist_now(void)
+{
+    struct hy_shard *sh = hy__shard();
+    return sh ? sh->now : hy_now_ns();
+}
+
+/* Adds to a statistics counter that only its shard writes (other threads
+ * read it relaxed): no read-modify-write atomics needed. */
+static inline void hy__dist_count(uint64_t *c, uint64_t v)
+{
+    __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + v, __ATOMIC_RELAXED);
+}
+
+/* The index in hy__dist.peers of node, or -1 (unknown, or this node). */
+static inline int hy__dist_peer_index(uint32_t node)
+{
+    for (size_t i = 0; i < hy__dist.npeers; i++)
+        if (hy__dist.peers[i].node_id == node && (int)i != hy__dist.self)
+            return (int)i;
+    return -1;
+}
+
+/* The pseudo-pid that addresses a shard of this node (its control plane). */
+static inline hy_pid hy__dist_shard_pid(unsigned s)
+{
+    return hy_pid_make(hy__rt.node_id, hy__rt.creation, (uint16_t)s, 0, 0);
+}
+
+/* A control request between shards (dist_ctrl.c). */
+struct hy__ctrl {
+    int op;
+    uint32_t node;
+    uint32_t epoch; /* CTRL_NODE_DOWN: the peer's epoch it ends */
+    hy_pid requester;
+};
+
+/* dist.c */
+void hy__dist_send_ctrl(struct hy_shard *sh, unsigned to_shard, int op, uint32_t node, hy_pid req,
+                        hy_ref ref);
+void hy__dist_broadcast(struct hy_shard *sh, int op, uint32_t node, uint32_t epoch);
+void hy__dist_reply_rc(struct hy_shard *sh, hy_pid to, hy_ref ref, int rc);
+
+/* dist_fault.c */
+bool hy__dist_faults_on(void);
+void hy__dist_frame_tx(struct hy__ep *ep, const struct hy_dist_peer *to, uint16_t shard,
+                       const uint8_t *buf, size_t n);
+void hy__dist_held_release(struct hy__ep *ep, uint64_t now, bool sent, bool all);
+uint64_t hy__dist_held_deadline(const struct ep_priv *pv);
+
+/* dist_handshake.c */
+void hy__dist_mac(uint8_t out[32], const char *label, const uint8_t *a, const uint8_t *b,
+                  uint32_t n1, uint32_t c1, uint32_t n2, uint32_t c2);
+void hy__dist_frame_tag(const struct hy__chan *ch, const uint8_t *buf, size_t n, uint8_t out[16]);
+void hy__hs_start(struct hy__chan *ch);
+void hy__hs_established(struct hy__chan *ch);
+bool hy__hs_allowed(struct hy__ep *ep, int pi, uint64_t now);
+void hy__hs_frame(struct hy__ep *ep, struct hy__chan *ch, const struct hy_wire_hdr *h,
+                  const uint8_t *pay);
+void hy__hs_timers(struct hy__chan *ch, uint64_t now);
+
+/* dist_channel.c */
+struct hy__chan *hy__chan_get(struct hy__ep *ep, int pi, uint16_t rshard, bool create);
+void hy__chan_activate(struct hy__chan *ch);
+void hy__chan_xmit(struct hy__chan *ch, uint8_t type, uint32_t seq, const uint8_t *pay,
+                   uint16_t len, uint8_t *keep);
+void hy__chan_reset(struct hy__chan *ch, bool keep_queue);
+int hy__chan_windows(struct hy__chan *ch);
+void hy__chan_fail_waiters(struct hy__chan *ch, int rc);
+void hy__chan_pump(struct hy__chan *ch);
+void hy__chan_on_data(struct hy__chan *ch, const struct hy_wire_hdr *h, const uint8_t *pay);
+void hy__chan_on_acks(struct hy__chan *ch, const struct hy_wire_hdr *h);
+void hy__chan_timers(struct hy__chan *ch, uint64_t now);
+unsigned hy__ep_poll(void *ctx);
+uint64_t hy__ep_deadline(void *ctx);
+int hy__dist_remote_send(struct hy_msg *m, void *ctx);
+bool hy__dist_busy(struct hy_shard *sh, hy_pid to);
+
+/* A frame's ts: the clock in microseconds, never 0. */
+static inline uint32_t hy__dist_ts(uint64_t now_ns)
+{
+    uint32_t t = (uint32_t)(now_ns / 1000);
+    return t ? t : 1;
+}
+
+/* A channel's gauge (relaxed store; hy__dist_count for its counters). */
+#define HY__CH_SET(ch, field, v) __atomic_store_n(&(ch)->cst.field, (uint64_t)(v), __ATOMIC_RELAXED)
+
+/* dist_recv.c: rx is the transport's record (its source address is checked)
+ * or NULL for a frame another shard received and checked */
+void hy__dist_on_frame(struct hy__ep *ep, const uint8_t *buf, size_t n, const struct hy__rx *rx);
+void hy__dist_deliver(struct hy__chan *ch, struct hy_msg *m, const struct hy_wire_msg *wm);
+
+/* dist_ctrl.c */
+void hy__dist_node_went_down(struct hy_shard *sh, int pi);
+int hy__dist_monitor_node(uint32_t node);
+bool hy__dist_reachable(uint32_t node);
+void hy__dist_on_handed_frame(struct hy_shard *sh, struct hy_msg *m);
+void hy__dist_on_ctrl(struct hy_shard *sh, struct hy_msg *m);
+
+/* dist_spawn.c */
+void hy__dist_spawn_here(struct hy_shard *sh, struct hy_msg *m);
 
 #ifdef HY_DIST_FUZZ
 /* Fuzzing the receive path without sockets (tests/net/fuzz/, which compiles

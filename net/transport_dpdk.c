@@ -654,7 +654,7 @@ static void dpdk_close(struct hy__ep *ep)
 /* Validates Ethernet/IPv4/UDP to this node's ports and copies the payload
  * into out. Returns its length, 0 for a frame that is not ours (silently
  * ignored), -1 for one of ours that is malformed. */
-static int parse(const struct dpdk_ep *d, struct rte_mbuf *m, uint8_t *out)
+static int parse(const struct dpdk_ep *d, struct rte_mbuf *m, uint8_t *out, struct hy__rx *rx)
 {
     uint8_t tmp[HDRS + 64];
     uint32_t plen = rte_pktmbuf_pkt_len(m);
@@ -687,6 +687,9 @@ static int parse(const struct dpdk_ep *d, struct rte_mbuf *m, uint8_t *out)
     if (!uh)
         return -1;
     uint16_t dport = rte_be_to_cpu_16(uh->dst_port);
+    rx->src_known = true;
+    rx->src_ip = rte_be_to_cpu_32(ip->src_addr);
+    rx->src_port = rte_be_to_cpu_16(uh->src_port);
     if (dport < d->base_port || dport >= d->base_port + d->nshards)
         return 0;
     uint32_t ulen = rte_be_to_cpu_16(uh->dgram_len);
@@ -728,7 +731,7 @@ static unsigned dpdk_rx(struct hy__ep *ep, struct hy__rx *out, unsigned max)
     d->sleep_ns = d->sleep_ns / 4 > SLEEP_MIN_NS ? d->sleep_ns / 4 : SLEEP_MIN_NS;
     unsigned n = 0;
     for (unsigned i = 0; i < got; i++) {
-        int len = parse(d, mb[i], d->rxbuf[n]);
+        int len = parse(d, mb[i], d->rxbuf[n], &out[n]);
         if (len > 0) {
             out[n].buf = d->rxbuf[n];
             out[n].len = (uint16_t)len;

@@ -18,6 +18,7 @@
 struct udp {
     int fd;
     uint8_t rxbuf[BURST][HY_WIRE_MTU + 64];
+    struct sockaddr_in rxa[BURST];
     struct mmsghdr rxm[BURST];
     struct iovec rxv[BURST];
     uint8_t txbuf[BURST][HY_WIRE_MTU];
@@ -52,6 +53,8 @@ static int udp_open(struct hy__ep *ep)
         u->rxv[i].iov_base = u->rxbuf[i];
         u->rxv[i].iov_len = sizeof(u->rxbuf[i]);
         u->rxm[i].msg_hdr.msg_iov = &u->rxv[i];
+        u->rxm[i].msg_hdr.msg_name = &u->rxa[i];
+        u->rxm[i].msg_hdr.msg_namelen = sizeof(u->rxa[i]);
         u->rxm[i].msg_hdr.msg_iovlen = 1;
     }
     ep->tp = u;
@@ -92,12 +95,19 @@ static unsigned udp_rx(struct hy__ep *ep, struct hy__rx *out, unsigned max)
     struct udp *u = ep->tp;
     if (max > BURST)
         max = BURST;
+    for (unsigned i = 0; i < max; i++)
+        u->rxm[i].msg_hdr.msg_namelen = sizeof(u->rxa[i]);
     int n = recvmmsg(u->fd, u->rxm, max, MSG_DONTWAIT, NULL);
     if (n <= 0)
         return 0;
     for (int i = 0; i < n; i++) {
         out[i].buf = u->rxbuf[i];
         out[i].len = (uint16_t)u->rxm[i].msg_len;
+        /* the source, which the channel code checks against the peer's */
+        out[i].src_known = u->rxm[i].msg_hdr.msg_namelen >= sizeof(struct sockaddr_in) &&
+                           u->rxa[i].sin_family == AF_INET;
+        out[i].src_ip = ntohl(u->rxa[i].sin_addr.s_addr);
+        out[i].src_port = ntohs(u->rxa[i].sin_port);
     }
     return (unsigned)n;
 }

@@ -2,12 +2,14 @@
  *
  * All integers little-endian. A frame is a 56-byte header, `len` payload
  * bytes, and, when the channel authenticates (flag HY_WF_AUTH), a 16-byte
- * HMAC-SHA256 tag (truncated) over header and payload with the session key.
+ * keyed BLAKE2b tag over header and payload with the session key.
  * DATA frames carry a channel's byte stream, in sequence order: each message
  * is a record [u32 length][64-byte message header][payload] (length counts
  * header and payload); small records share a frame, a large one spans many,
- * so fragmentation keeps a message's place in the order. frag_idx/frag_cnt
- * and msg_len are 0/1/0 in this version.
+ * so fragmentation keeps a message's place in the order. Every frame of a
+ * session carries its sender's clock (ts, microseconds, never 0) and echoes
+ * the ts of the latest frame that advanced its receive sequence (ts_echo),
+ * so an ack gives a round-trip sample even when it covers retransmissions.
  */
 #ifndef HY_NET_WIRE_INTERNAL_H
 #define HY_NET_WIRE_INTERNAL_H
@@ -18,7 +20,7 @@
 #include "pid.h"
 
 #define HY_WIRE_MAGIC 0x4859u /* "HY" */
-#define HY_WIRE_VERSION 1u
+#define HY_WIRE_VERSION 2u /* 2: keyed BLAKE2b tags, ts/ts_echo, derived first sequence numbers */
 #define HY_WIRE_MTU 1472      /* UDP payload within a 1500-byte IPv4 frame */
 #define HY_WIRE_HDR 56
 #define HY_WIRE_TAG 16
@@ -49,8 +51,8 @@ struct hy_wire_hdr {
     uint32_t seq;       /* DATA: sequence number */
     uint32_t ack;       /* next sequence expected from the peer */
     uint64_t sack;      /* bit i: seq ack+1+i received */
-    uint16_t frag_idx, frag_cnt;
-    uint32_t msg_len;   /* first fragment: bytes of the whole serialized message */
+    uint32_t ts;        /* sender's clock, us (0: none) */
+    uint32_t ts_echo;   /* the peer's ts being echoed (0: none) */
     uint16_t len;       /* payload bytes of this frame */
     uint16_t flags;
 };
@@ -109,9 +111,8 @@ static inline void hy__wire_put_hdr(uint8_t *b, const struct hy_wire_hdr *h)
     hy__wr32(b + 28, h->seq);
     hy__wr32(b + 32, h->ack);
     hy__wr64(b + 36, h->sack);
-    hy__wr16(b + 44, h->frag_idx);
-    hy__wr16(b + 46, h->frag_cnt);
-    hy__wr32(b + 48, h->msg_len);
+    hy__wr32(b + 44, h->ts);
+    hy__wr32(b + 48, h->ts_echo);
     hy__wr16(b + 52, h->len);
     hy__wr16(b + 54, h->flags);
 }
@@ -135,9 +136,8 @@ static inline int hy__wire_get_hdr(const uint8_t *b, size_t n, struct hy_wire_hd
     h->seq = hy__rd32(b + 28);
     h->ack = hy__rd32(b + 32);
     h->sack = hy__rd64(b + 36);
-    h->frag_idx = hy__rd16(b + 44);
-    h->frag_cnt = hy__rd16(b + 46);
-    h->msg_len = hy__rd32(b + 48);
+    h->ts = hy__rd32(b + 44);
+    h->ts_echo = hy__rd32(b + 48);
     h->len = hy__rd16(b + 52);
     h->flags = hy__rd16(b + 54);
     if (h->magic != HY_WIRE_MAGIC || h->type < HY_WT_DATA || h->type > HY_WT_REJECT)

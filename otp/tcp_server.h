@@ -28,6 +28,10 @@
 #include "../core/pid.h"
 #include "../core/tcp.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Callbacks of a server (behaviour table; arg is hy_tcp_server_opts.arg). */
 struct hy_tcp_server_ops {
     /* Entry point of a connection's process, on the shard that accepted sock.
@@ -90,5 +94,9 @@ void hy_tcp_server_stats(const struct hy_tcp_server *srv, struct hy_tcp_server_s
  * Errors: HY_EINVAL (srv NULL), HY_ENOTPROC.
  * Context: a process. */
 int hy_tcp_server_stop(struct hy_tcp_server *srv, int64_t drain_ns);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HY_OTP_TCP_SERVER_H */

@@ -187,7 +187,6 @@ static void run_input(const uint8_t *data, size_t size)
                 .seq = le32(b + 2),
                 .ack = le32(b + 6),
                 .sack = le64(b + 10),
-                .frag_cnt = 1,
                 .len = (uint16_t)len,
                 .flags = auth ? HY_WF_AUTH : 0,
             };
@@ -276,6 +275,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     cfg.node_creation = FUZZ_CREATION;
     cfg.idle_spin_ns = 2000000;
     cfg.stall_threshold_ns = 0;
+    cfg.keep_running = true; /* fuzz_main only sets up */
     hy_log_set_level(HY_LOG_ERROR);
     if (hy_start(&cfg, fuzz_main, NULL) != 0)
         abort();

@@ -100,7 +100,6 @@ static void op_raw_frame(struct buf *o, uint8_t type, uint32_t session, uint32_t
         .session = session,
         .seq = seq,
         .ack = 1,
-        .frag_cnt = 1,
         .len = len,
     };
     hy__wire_put_hdr(f, &h);

@@ -1,0 +1,371 @@
+/* The handshake: the cookie challenge/response that opens a channel's
+ * session, and its crypto (libsodium): HMAC-SHA256 with the cookie for
+ * the proofs and the session key, keyed BLAKE2b for frame tags.
+ *
+ * A (initiator) sends HELLO(nA); B answers CHALLENGE(nB, proof_B), proof_B
+ * = HMAC(cookie, "B", nA, nB, ids); A checks it and sends CONFIRM(proof_A);
+ * B checks that and the session is up (B's first session frame tells A).
+ * Only a proof shows the cookie: a HELLO or a REJECT proves nothing. So an
+ * established session survives them: the handshake a HELLO opens is kept
+ * beside the session (hy__chan.rsp) and replaces it only once its CONFIRM
+ * proves it; a REJECT or a bad proof is counted and logged, and the
+ * handshake goes on waiting for the real answer until its timeout (then
+ * HY_ECONNREFUSED if a refusal was seen, HY_ETIMEDOUT if not). Answers to
+ * HELLOs are rate-limited per peer (HS_BURST), so a forged flood is not
+ * reflected. */
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dist_internal.h"
+#include "errors.h"
+#include "log.h"
+#include "shard_internal.h"
+#include "signals.h"
+
+/* ---- crypto ------------------------------------------------------------------------ */
+
+void hy__dist_mac(uint8_t out[32], const char *label, const uint8_t *a, const uint8_t *b,
+                uint32_t n1, uint32_t c1, uint32_t n2, uint32_t c2)
+{
+    crypto_auth_hmacsha256_state st;
+    crypto_auth_hmacsha256_init(&st, (const unsigned char *)hy__dist.cookie, hy__dist.cookie_len);
+    crypto_auth_hmacsha256_update(&st, (const unsigned char *)label, strlen(label));
+    crypto_auth_hmacsha256_update(&st, a, 16);
+    crypto_auth_hmacsha256_update(&st, b, 16);
+    uint8_t ids[16];
+    hy__wr32(ids, n1);
+    hy__wr32(ids + 4, c1);
+    hy__wr32(ids + 8, n2);
+    hy__wr32(ids + 12, c2);
+    crypto_auth_hmacsha256_update(&st, ids, sizeof(ids));
+    crypto_auth_hmacsha256_final(&st, out);
+}
+
+/* A frame's tag: keyed BLAKE2b (the session key) over header and payload,
+ * 16 bytes; ~0.2 us for a small frame here, a quarter of an HMAC-SHA256. */
+void hy__dist_frame_tag(const struct hy__chan *ch, const uint8_t *buf, size_t n, uint8_t out[16])
+{
+    crypto_generichash_blake2b(out, HY_WIRE_TAG, buf, n, ch->key, sizeof(ch->key));
+}
+
+/* A token of the peer's handshake-answer bucket: false when a flood spent it. */
+bool hy__hs_allowed(struct hy__ep *ep, int pi, uint64_t now)
+{
+    struct ep_priv *pv = &hy__dist.priv[ep->shard];
+    __typeof__(pv->hs_bucket[0]) *b = &pv->hs_bucket[pi];
+    if (!b->last) {
+        b->last = now;
+        b->tokens = HS_BURST;
+    } else if (now - b->last >= HS_REFILL_NS) {
+        uint64_t add = (now - b->last) / HS_REFILL_NS;
+        b->tokens = add >= HS_BURST || b->tokens + add >= HS_BURST ? HS_BURST
+                                                                   : b->tokens + (uint32_t)add;
+        b->last += add * HS_REFILL_NS;
+    }
+    if (!b->tokens) {
+        hy__dist_count(&ep->st.hs_limited, 1);
+        return false;
+    }
+    b->tokens--;
+    return true;
+}
+
+/* A handshake frame: no session, no tag; dst_creation as given. */
+static void hs_send(struct hy__chan *ch, uint8_t type, uint32_t dst_creation, const uint8_t *pay,
+                    uint16_t len)
+{
+    struct hy__ep *ep = ch->ep;
+    uint8_t buf[HY_WIRE_HDR + 64];
+    struct hy_wire_hdr h = {
+        .magic = HY_WIRE_MAGIC,
+        .version = HY_WIRE_VERSION,
+        .type = type,
+        .src_node = hy__rt.node_id,
+        .src_creation = hy__rt.creation,
+        .dst_node = hy__dist.peers[ch->pi].node_id,
+        .dst_creation = dst_creation,
+        .src_shard = (uint16_t)ep->shard,
+        .dst_shard = ch->rshard,
+        .len = len,
+    };
+    hy__wire_put_hdr(buf, &h);
+    if (len)
+        memcpy(buf + HY_WIRE_HDR, pay, len);
+    hy__dist_frame_tx(ep, &hy__dist.peers[ch->pi], ch->rshard, buf, HY_WIRE_HDR + len);
+    hy__dist_count(&ep->st.frames_tx, 1);
+    hy__dist_count(&ep->st.bytes_tx, HY_WIRE_HDR + len);
+}
+
+static const char *peer_name(const struct hy__chan *ch)
+{
+    return hy__dist.peers[ch->pi].name;
+}
+
+void hy__hs_start(struct hy__chan *ch)
+{
+    randombytes_buf(ch->my_nonce, sizeof(ch->my_nonce));
+    ch->state = CH_HELLO_SENT;
+    ch->refused = false;
+    ch->session = 0;
+    ch->peer_creation = 0;
+    ch->epoch = atomic_load(&hy__dist.epoch[ch->pi]);
+    uint64_t now = hy__dist_now();
+    ch->hs_began = now;
+    ch->hs_retry = now + HS_RETRY_NS;
+    ch->last_rx = now;
+    hy__chan_activate(ch);
+    hs_send(ch, HY_WT_HELLO, 0, ch->my_nonce, 16);
+}
+
+/* The session is up: isn is its first sequence number, both ways. */
+static void established(struct hy__chan *ch, uint32_t isn)
+{
+    ch->state = CH_UP;
+    ch->epoch = atomic_load(&hy__dist.epoch[ch->pi]);
+    uint32_t first = hy__dist.cfg.test_first_seq ? hy__dist.cfg.test_first_seq : isn;
+    ch->snd_next = ch->snd_una = ch->rcv_next = first;
+    HY__CH_SET(ch, up, 1);
+    ch->last_rx = ch->last_tx = hy__dist_now();
+    hy__dist_count(&ch->ep->st.handshakes, 1);
+    hy_log(HY_LOG_INFO, "dist: shard %u: session with node %u (%s) shard %u up", ch->ep->shard,
+           hy__dist.peers[ch->pi].node_id, peer_name(ch), ch->rshard);
+    if (ch->master) {
+        atomic_store(&hy__dist.node_down[ch->pi], 0);
+        atomic_store(&hy__dist.node_up[ch->pi], 1);
+        hy__chan_fail_waiters(ch, 0);
+        hy__dist_broadcast(hy__shard(), CTRL_NODE_UP, hy__dist.peers[ch->pi].node_id, 0);
+    }
+}
+
+/* Derives the session id, the frame key and the first sequence number from
+ * both nonces (initiator's first) and both ids. */
+static uint32_t derive(struct hy__chan *ch, const uint8_t *na, const uint8_t *nb, uint32_t an,
+                       uint32_t ac, uint32_t bn, uint32_t bc)
+{
+    uint8_t s[32];
+    hy__dist_mac(s, "session", na, nb, an, ac, bn, bc);
+    ch->session = hy__rd32(s) | 1u; /* never 0 */
+    hy__dist_mac(ch->key, "key", na, nb, an, ac, bn, bc);
+    return hy__rd32(s + 4); /* a sequence start no one off the path can guess */
+}
+
+/* The initiator's session is up: the responder's first session frame came. */
+void hy__hs_established(struct hy__chan *ch)
+{
+    established(ch, ch->isn);
+}
+
+static void challenge(struct hy__chan *ch)
+{
+    const struct hy_dist_peer *me = &hy__dist.peers[hy__dist.self], *peer = &hy__dist.peers[ch->pi];
+    uint8_t out[48];
+    memcpy(out, ch->rsp_my_nonce, 16);
+    hy__dist_mac(out + 16, "B", ch->rsp_peer_nonce, ch->rsp_my_nonce, peer->node_id,
+                 ch->rsp_creation, me->node_id, hy__rt.creation);
+    hs_send(ch, HY_WT_CHALLENGE, ch->rsp_creation, out, sizeof(out));
+}
+
+static void confirm(struct hy__chan *ch)
+{
+    const struct hy_dist_peer *me = &hy__dist.peers[hy__dist.self], *peer = &hy__dist.peers[ch->pi];
+    uint8_t proof[32];
+    hy__dist_mac(proof, "A", ch->peer_nonce, ch->my_nonce, peer->node_id, ch->peer_creation,
+                 me->node_id, hy__rt.creation);
+    hs_send(ch, HY_WT_CONFIRM, ch->peer_creation, proof, 32);
+}
+
+static void reject(struct hy__ep *ep, struct hy__chan *ch, uint32_t dst_creation, uint64_t now)
+{
+    if (hy__hs_allowed(ep, ch->pi, now))
+        hs_send(ch, HY_WT_REJECT, dst_creation, NULL, 0);
+}
+
+/* The peer's CONFIRM proved the handshake it opened: it becomes the session,
+ * replacing an established one (whose links and monitors then get
+ * noconnection, as when a connection breaks). */
+static void rsp_proven(struct hy__ep *ep, struct hy__chan *ch)
+{
+    const struct hy_dist_peer *me = &hy__dist.peers[hy__dist.self], *peer = &hy__dist.peers[ch->pi];
+    if (ch->state == CH_UP) {
+        hy_log(HY_LOG_INFO,
+               "dist: shard %u: node %u (%s) shard %u opened a new session (%s): the old one "
+               "ends",
+               ep->shard, peer->node_id, peer->name, ch->rshard,
+               ch->rsp_creation != ch->peer_creation ? "restarted" : "it lost the old one");
+        hy__dist_node_went_down(hy__shard(), ch->pi);
+    }
+    uint8_t pn[16], mn[16];
+    uint32_t pc = ch->rsp_creation;
+    memcpy(pn, ch->rsp_peer_nonce, 16);
+    memcpy(mn, ch->rsp_my_nonce, 16);
+    hy__chan_reset(ch, true);
+    if (hy__chan_windows(ch) != 0) {
+        hy_log(HY_LOG_ERROR, "dist: shard %u: no memory for a session with node %u", ep->shard,
+               peer->node_id);
+        return;
+    }
+    memcpy(ch->peer_nonce, pn, 16);
+    memcpy(ch->my_nonce, mn, 16);
+    ch->peer_creation = pc;
+    uint32_t isn = derive(ch, pn, mn, peer->node_id, pc, me->node_id, hy__rt.creation);
+    established(ch, isn);
+    hy__chan_xmit(ch, HY_WT_ACK, 0, NULL, 0, NULL);
+}
+
+void hy__hs_frame(struct hy__ep *ep, struct hy__chan *ch, const struct hy_wire_hdr *h,
+                  const uint8_t *pay)
+{
+    uint64_t now = hy__dist_now();
+    const struct hy_dist_peer *me = &hy__dist.peers[hy__dist.self], *peer = &hy__dist.peers[ch->pi];
+    switch (h->type) {
+    case HY_WT_HELLO: {
+        if (h->len != 16) {
+            hy__dist_count(&ep->st.malformed, 1);
+            return;
+        }
+        if (ch->state == CH_HELLO_SENT && me->node_id < peer->node_id)
+            return; /* simultaneous open: the lower node id initiates */
+        if (ch->state == CH_UP && h->src_creation == ch->peer_creation &&
+            memcmp(ch->peer_nonce, pay, 16) == 0)
+            return; /* a late copy of the HELLO that opened this session */
+        if (!hy__hs_allowed(ep, ch->pi, now))
+            return;
+        if (!(ch->rsp && h->src_creation == ch->rsp_creation &&
+              memcmp(ch->rsp_peer_nonce, pay, 16) == 0)) {
+            /* a new handshake (a repeat gets the same CHALLENGE again: the
+             * CONFIRM already on its way must still match) */
+            ch->rsp = true;
+            ch->rsp_refused = false;
+            ch->rsp_creation = h->src_creation;
+            memcpy(ch->rsp_peer_nonce, pay, 16);
+            randombytes_buf(ch->rsp_my_nonce, 16);
+            ch->rsp_began = now;
+        }
+        hy__chan_activate(ch);
+        challenge(ch);
+        return;
+    }
+    case HY_WT_CHALLENGE: {
+        if (ch->state != CH_HELLO_SENT || h->len != 48) {
+            hy__dist_count(&ep->st.unproven, 1);
+            return;
+        }
+        uint8_t want[32];
+        hy__dist_mac(want, "B", ch->my_nonce, pay, me->node_id, hy__rt.creation, peer->node_id,
+                     h->src_creation);
+        if (sodium_memcmp(want, pay + 16, 32) != 0) {
+            hy__dist_count(&ep->st.auth_failures, 1);
+            if (!ch->refused)
+                hy_log(HY_LOG_INFO,
+                       "dist: shard %u: node %u (%s) answered our HELLO with a wrong proof "
+                       "(another cookie?); still waiting for a proven answer",
+                       ep->shard, peer->node_id, peer->name);
+            ch->refused = true;
+            reject(ep, ch, h->src_creation, now);
+            return;
+        }
+        if (hy__chan_windows(ch) != 0)
+            return; /* no memory: the handshake times out */
+        memcpy(ch->peer_nonce, pay, 16);
+        ch->peer_creation = h->src_creation;
+        ch->isn = derive(ch, ch->my_nonce, ch->peer_nonce, me->node_id, hy__rt.creation,
+                         peer->node_id, h->src_creation);
+        ch->state = CH_CONFIRM_SENT;
+        ch->hs_retry = now + HS_RETRY_NS;
+        confirm(ch);
+        return;
+    }
+    case HY_WT_CONFIRM: {
+        if (h->len != 32) {
+            hy__dist_count(&ep->st.malformed, 1);
+            return;
+        }
+        uint8_t want[32];
+        if (ch->rsp && h->src_creation == ch->rsp_creation) {
+            hy__dist_mac(want, "A", ch->rsp_my_nonce, ch->rsp_peer_nonce, me->node_id,
+                         hy__rt.creation, peer->node_id, h->src_creation);
+            if (sodium_memcmp(want, pay, 32) == 0) {
+                ch->rsp = false;
+                rsp_proven(ep, ch);
+                return;
+            }
+            hy__dist_count(&ep->st.auth_failures, 1);
+            if (!ch->rsp_refused)
+                hy_log(HY_LOG_INFO,
+                       "dist: shard %u: node %u (%s) sent a CONFIRM with a wrong proof "
+                       "(another cookie?): refused",
+                       ep->shard, peer->node_id, peer->name);
+            ch->rsp_refused = true;
+            reject(ep, ch, h->src_creation, now);
+            return;
+        }
+        if (ch->state == CH_UP && h->src_creation == ch->peer_creation &&
+            hy__hs_allowed(ep, ch->pi, now)) {
+            /* a repeat of the CONFIRM that opened this session: our ACK was lost */
+            hy__dist_mac(want, "A", ch->my_nonce, ch->peer_nonce, me->node_id, hy__rt.creation,
+                         peer->node_id, h->src_creation);
+            if (sodium_memcmp(want, pay, 32) == 0) {
+                hy__chan_xmit(ch, HY_WT_ACK, 0, NULL, 0, NULL);
+                return;
+            }
+        }
+        hy__dist_count(&ep->st.unproven, 1);
+        return;
+    }
+    case HY_WT_REJECT:
+        if (ch->state == CH_HELLO_SENT || ch->state == CH_CONFIRM_SENT) {
+            hy__dist_count(&ep->st.auth_failures, 1);
+            if (!ch->refused)
+                hy_log(HY_LOG_INFO,
+                       "dist: shard %u: node %u (%s) refused our handshake (another cookie?); "
+                       "still waiting for a proven answer",
+                       ep->shard, peer->node_id, peer->name);
+            ch->refused = true;
+        } else if (ch->rsp) {
+            hy__dist_count(&ep->st.auth_failures, 1);
+            if (!ch->rsp_refused)
+                hy_log(HY_LOG_INFO,
+                       "dist: shard %u: node %u (%s) refused our CHALLENGE (another cookie?)",
+                       ep->shard, peer->node_id, peer->name);
+            ch->rsp_refused = true;
+        } else {
+            hy__dist_count(&ep->st.unproven, 1);
+        }
+        return;
+    default:
+        return;
+    }
+}
+
+/* Handshake timers: repeats of our HELLO or CONFIRM, and the timeouts. */
+void hy__hs_timers(struct hy__chan *ch, uint64_t now)
+{
+    if (ch->rsp && now - ch->rsp_began >= hy__dist.cfg.down_after_ns)
+        ch->rsp = false; /* the peer never proved it: forgotten */
+    if (ch->state != CH_HELLO_SENT && ch->state != CH_CONFIRM_SENT)
+        return;
+    const struct hy_dist_peer *peer = &hy__dist.peers[ch->pi];
+    if (now - ch->hs_began >= hy__dist.cfg.down_after_ns) {
+        int rc = ch->refused ? HY_ECONNREFUSED : HY_ETIMEDOUT;
+        hy_log(HY_LOG_INFO, "dist: shard %u: handshake with node %u (%s) shard %u failed: %s",
+               ch->ep->shard, peer->node_id, peer->name, ch->rshard,
+               ch->refused ? "refused (another cookie?)" : "no answer");
+        bool master = ch->master;
+        int pi = ch->pi;
+        if (master)
+            hy__chan_fail_waiters(ch, rc);
+        hy__chan_reset(ch, false);
+        if (master)
+            hy__dist_node_went_down(hy__shard(), pi);
+        return;
+    }
+    if (now >= ch->hs_retry) {
+        ch->hs_retry = now + HS_RETRY_NS;
+        if (ch->state == CH_HELLO_SENT)
+            hs_send(ch, HY_WT_HELLO, 0, ch->my_nonce, 16);
+        else
+            confirm(ch);
+    }
+}

@@ -1,0 +1,246 @@
+/* What arrives from another node: a frame is checked (header, source
+ * address, session, tag) and goes to the handshake or its channel; a
+ * message a channel reassembled is checked and delivered into the runtime. */
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dist_internal.h"
+#include "errors.h"
+#include "log.h"
+#include "shard_internal.h"
+#include "signals.h"
+
+/* ---- receiving ----------------------------------------------------------------------- */
+
+static bool kind_allowed(unsigned k)
+{
+    switch (k) {
+    case HY_K_MSG:
+    case HY_K_EXIT:
+    case HY_K_LINK:
+    case HY_K_UNLINK:
+    case HY_K_UNLINK_ACK:
+    case HY_K_MONITOR:
+    case HY_K_DEMONITOR:
+    case HY_K_DOWN:
+    case HY_K_ALIAS_MSG:
+    case HY_K_DIST_NAME:
+    case HY_K_DIST_SPAWN:
+    case HY_K_SPAWN_REPLY:
+        return true;
+    default:
+        return false; /* runtime-internal kinds (spawn, timers, ...) never cross nodes */
+    }
+}
+
+int hy__name_lookup(const char *name, hy_pid *out);
+
+/* The payload of a signal from another node is a struct its handler copies
+ * without looking at the size (a node trusts its own shards): check it here,
+ * and make its strings end and its flags be flags. */
+static bool payload_ok(const struct hy__chan *ch, struct hy_msg *m)
+{
+    switch (m->kind) {
+    case HY_K_EXIT: {
+        if (m->size != sizeof(struct hy_reason))
+            return false;
+        m->data[offsetof(struct hy_reason, text) + HY_REASON_TEXT_MAX - 1] = '\0';
+        return true;
+    }
+    case HY_K_UNLINK:
+    case HY_K_UNLINK_ACK:
+        return m->size == sizeof(uint64_t);
+    case HY_K_MONITOR: /* optionally a name, NUL included */
+        return m->size == 0 || (m->size <= HY_NAME_MAX && m->data[m->size - 1] == '\0');
+    case HY_K_DOWN: {
+        if (m->size != sizeof(struct hy_down_info))
+            return false;
+        m->data[offsetof(struct hy_down_info, name) + HY_NAME_MAX - 1] = '\0';
+        m->data[offsetof(struct hy_down_info, reason) + offsetof(struct hy_reason, text) +
+                HY_REASON_TEXT_MAX - 1] = '\0';
+        return true;
+    }
+    case HY_K_SPAWN_REPLY: {
+        if (m->size != sizeof(struct hy__spawn_reply))
+            return false;
+        uint8_t *link = m->data + offsetof(struct hy__spawn_reply, link);
+        uint8_t *mon = m->data + offsetof(struct hy__spawn_reply, monitor);
+        *link = *link != 0;
+        *mon = *mon != 0;
+        int rc;
+        hy_pid pid;
+        memcpy(&rc, m->data + offsetof(struct hy__spawn_reply, rc), sizeof(rc));
+        memcpy(&pid, m->data + offsetof(struct hy__spawn_reply, pid), sizeof(pid));
+        /* a process spawned there is a process of that node */
+        return rc != 0 || (hy_pid_node(pid) == hy__dist.peers[ch->pi].node_id &&
+                           hy_pid_shard(pid) < HY_MAX_SHARDS);
+    }
+    default:
+        return true;
+    }
+}
+
+void hy__dist_deliver(struct hy__chan *ch, struct hy_msg *m, const struct hy_wire_msg *wm)
+{
+    struct hy_shard *sh = hy__shard();
+    struct hy__ep *ep = ch->ep;
+    /* (a sender's shard beyond HY_MAX_SHARDS could not be answered) */
+    if (!kind_allowed(wm->kind) || hy_pid_node(wm->to) != hy__rt.node_id ||
+        hy_pid_node(wm->from) != hy__dist.peers[ch->pi].node_id ||
+        hy_pid_shard(wm->from) >= HY_MAX_SHARDS) {
+        hy__dist_count(&ep->st.malformed, 1);
+        hy__msg_free_local(sh, m);
+        return;
+    }
+    m->tag = wm->tag;
+    m->from = wm->from;
+    m->to = wm->to;
+    m->ref = wm->ref;
+    m->aux = wm->aux & 1u; /* only the link flag has a meaning across nodes */
+    m->kind = wm->kind;
+    if (m->kind == HY_K_LINK)
+        m->aux = 0; /* synchronous link acks are a same-node protocol */
+    if (!payload_ok(ch, m)) {
+        hy__dist_count(&ep->st.malformed, 1);
+        hy__msg_free_local(sh, m);
+        return;
+    }
+    hy__dist_count(&ep->st.msgs_rx, 1);
+    if (m->kind == HY_K_DIST_NAME) {
+        char name[HY_NAME_MAX];
+        hy_pid pid;
+        if (m->size < HY_NAME_MAX) {
+            hy__dist_count(&ep->st.malformed, 1);
+            hy__msg_free_local(sh, m);
+            return;
+        }
+        memcpy(name, m->data, HY_NAME_MAX);
+        name[HY_NAME_MAX - 1] = '\0';
+        if (hy__name_lookup(name, &pid) != 0) {
+            hy__msg_free_local(sh, m); /* no such name: dropped, as a send to a dead pid */
+            return;
+        }
+        memmove(m->data, m->data + HY_NAME_MAX, m->size - HY_NAME_MAX);
+        m->size -= HY_NAME_MAX;
+        m->kind = HY_K_MSG;
+        m->to = pid;
+        hy__route(sh, m);
+        return;
+    }
+    if (m->kind == HY_K_DIST_SPAWN) {
+        hy__dist_spawn_here(sh, m);
+        return;
+    }
+    if (m->kind == HY_K_MONITOR && hy_pid_slot(m->to) == 0 && hy_pid_gen(m->to) == 0 &&
+        m->size > 0) {
+        /* a monitor of {name, node}: resolved here, on arrival; an unknown
+         * name is answered DOWN noproc (with the name) by the stand-in */
+        char name[HY_NAME_MAX];
+        size_t k = m->size < HY_NAME_MAX ? m->size : HY_NAME_MAX;
+        memcpy(name, m->data, k);
+        name[k - 1] = '\0';
+        hy_pid pid;
+        if (hy__name_lookup(name, &pid) == 0)
+            m->to = pid;
+    }
+    if (hy_pid_shard(m->to) == sh->id)
+        hy__dispatch(sh, m); /* a stale creation is looked up and answered as dead */
+    else
+        hy__route(sh, m);
+}
+
+
+/* ---- frames -------------------------------------------------------------------------- */
+
+void hy__dist_on_frame(struct hy__ep *ep, const uint8_t *buf, size_t n, const struct hy__rx *rx)
+{
+    struct hy_shard *sh = hy__shard();
+    struct hy_wire_hdr h;
+    if (hy__wire_get_hdr(buf, n, &h) != 0 || h.version != HY_WIRE_VERSION ||
+        h.dst_node != hy__rt.node_id) {
+        hy__dist_count(&ep->st.malformed, 1);
+        return;
+    }
+    int pi = hy__dist_peer_index(h.src_node);
+    if (pi < 0 || h.src_shard >= HY_MAX_SHARDS) {
+        hy__dist_count(&ep->st.malformed, 1);
+        return;
+    }
+    /* a frame of node N shard s comes from N's address and port base + s */
+    if (rx && rx->src_known &&
+        (rx->src_ip != hy__dist.peers[pi].ip ||
+         rx->src_port != (uint16_t)(hy__dist.peers[pi].base_port + h.src_shard))) {
+        hy__dist_count(&ep->st.wrong_source, 1);
+        return;
+    }
+    if (h.dst_shard != ep->shard) {
+        /* landed on the wrong shard's queue (no hardware steering): hand it
+         * over through the ring mesh, copied into a message buffer */
+        struct hy_msg *m;
+        if (h.dst_shard >= hy__rt.nshards) {
+            hy__dist_count(&ep->st.malformed, 1);
+            return;
+        }
+        if (hy__msg_alloc(sh, n, &m) != 0) {
+            hy__dist_count(&ep->st.dropped_nomem, 1);
+            return;
+        }
+        memcpy(m->data, buf, n);
+        m->kind = HY_K_DIST_FRAME;
+        m->to = hy__dist_shard_pid(h.dst_shard);
+        hy__dist_count(&ep->st.handed_over, 1);
+        hy__route(sh, m);
+        return;
+    }
+    hy__dist_count(&ep->st.frames_rx, 1);
+    hy__dist_count(&ep->st.bytes_rx, n);
+    const uint8_t *pay = buf + HY_WIRE_HDR;
+    struct hy__chan *ch = hy__chan_get(ep, pi, h.src_shard, h.type == HY_WT_HELLO);
+    if (!ch) {
+        hy__dist_count(&ep->st.stale, 1);
+        return;
+    }
+    hy__dist_count(&ch->cst.frames_rx, 1);
+    if (h.type >= HY_WT_HELLO && h.type != HY_WT_HEARTBEAT && h.type != HY_WT_CLOSE) {
+        hy__hs_frame(ep, ch, &h, pay);
+        return;
+    }
+    /* DATA, ACK, HEARTBEAT, CLOSE: only within the current session */
+    if (h.session == 0 || h.session != ch->session || h.src_creation != ch->peer_creation ||
+        h.dst_creation != hy__rt.creation ||
+        (ch->state != CH_UP && ch->state != CH_CONFIRM_SENT)) {
+        hy__dist_count(&ep->st.stale, 1);
+        hy__dist_count(&ch->cst.stale, 1);
+        return;
+    }
+    if (h.flags & HY_WF_AUTH) {
+        uint8_t tag[HY_WIRE_TAG];
+        hy__dist_frame_tag(ch, buf, n - HY_WIRE_TAG, tag);
+        if (sodium_memcmp(tag, buf + n - HY_WIRE_TAG, HY_WIRE_TAG) != 0) {
+            hy__dist_count(&ep->st.auth_failures, 1);
+            hy__dist_count(&ch->cst.auth_failures, 1);
+            return;
+        }
+    } else if (hy__dist.cfg.authenticate) {
+        hy__dist_count(&ep->st.auth_failures, 1);
+        hy__dist_count(&ch->cst.auth_failures, 1);
+        return;
+    }
+    if (ch->state == CH_CONFIRM_SENT)
+        hy__hs_established(ch); /* the responder took our CONFIRM */
+    ch->last_rx = hy__dist_now();
+    if (h.type == HY_WT_CLOSE) {
+        hy_log(HY_LOG_INFO, "dist: shard %u: node %u (%s) shard %u closed the session", ep->shard,
+               hy__dist.peers[pi].node_id, hy__dist.peers[pi].name, h.src_shard);
+        if (ch->master)
+            hy__dist_node_went_down(sh, pi);
+        else
+            hy__chan_reset(ch, false);
+        return;
+    }
+    hy__chan_on_acks(ch, &h);
+    if (h.type == HY_WT_DATA)
+        hy__chan_on_data(ch, &h, pay);
+}
