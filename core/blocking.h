@@ -20,8 +20,12 @@ typedef intptr_t (*hy_blocking_fn)(void *arg);
  * into the caller's stack -- except for a compact-stack process, whose stack
  * is copied out while other processes run: it passes memory from hy_alloc()
  * (or static), and an arg inside the shared compact stack is refused with
- * HY_EINVAL. The wait cannot be interrupted: an exit signal for the caller
- * takes effect once fn has returned.
+ * HY_EINVAL. An exit signal ends the waiting caller at once (its supervisor
+ * is not held up): fn keeps running, and the caller's stack and arena stay
+ * allocated, not reused, until fn returns, so arg stays valid for fn; the
+ * result is then dropped. When the runtime stops while fn runs, hy_run() /
+ * hy_wait() do not wait for it: the pool thread is detached and, when fn
+ * returns, releases that memory, sends nothing, and exits.
  * Errors: HY_ENOTPROC, HY_EINVAL (fn NULL, or arg on the compact stack),
  * HY_ENOTSTARTED, HY_ENOMEM.
  * Context: a process. */

@@ -7,6 +7,7 @@
 
 #include "crash_internal.h"
 #include "errors.h"
+#include "io_internal.h"
 #include "shard_internal.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -378,11 +379,15 @@ void hy__proc_reap(struct hy_shard *sh, struct hy_proc *p)
 {
     p->state = HY_P_EXITING;
     run_cleanups(p);
+    if (p->socks)
+        hy__sock_proc_exit(sh, p);
     if (hy__on_proc_exit_hook)
         hy__on_proc_exit_hook(sh, p);
     hy__timer_proc_exit(sh, p);
     hy__wait_disarm(sh, p);
     hy__mailbox_drop_all(sh, p);
+    if (p->blocking_job)
+        hy__blocking_proc_exit(sh, p); /* keeps its stack and arena for fn */
     arena_free_all(p);
     hy__stack_release(sh, p);
     p->state = HY_P_DEAD;

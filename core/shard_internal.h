@@ -28,6 +28,8 @@
 struct hy_shard;
 struct hy_proc;
 struct hy__psig;
+struct hy__sock;
+struct hy__io;
 
 /* ---- message kinds (hy_msg.kind) --------------------------------------- */
 enum hy__kind {
@@ -55,6 +57,7 @@ enum hy__kind {
     HY_K_DIST_CTRL,      /* net/'s per-shard control requests */
     HY_K_DIST_FRAME,     /* a frame that arrived on another shard's queue */
     HY_K_DIST_SPAWN,     /* spawn a registered function here, for another node */
+    HY_K_TCP_MOVE,       /* a socket handed to a process of this shard (tcp.c) */
     HY_K_MAX = 63,
 };
 
@@ -180,6 +183,10 @@ struct hy_proc {
     struct hy__psig *sig;
     /* timers to cancel when this process exits (timer.c) */
     void *timers;
+    /* sockets this process owns, closed when it exits (io.c) */
+    struct hy__sock *socks;
+    /* the blocking call it waits for (blocking.c), NULL otherwise */
+    void *blocking_job;
 
     /* ASan fake stack bookkeeping */
     void *asan_fake;
@@ -317,10 +324,14 @@ struct hy_shard {
     _Atomic uint64_t running_pid_hi;          /* its pid, stored before run_seq (release) */
     _Atomic uint64_t running_pid_lo;
     clockid_t cpu_clock;
+    pid_t tid;                                 /* the shard thread's id (/proc reads) */
     uint64_t stall_reported_seq;
 
     /* poll hooks */
     struct hy_poll_hook *hooks;
+
+    /* socket poller (io.c), created when the first socket registers */
+    struct hy__io *io;
 
     /* processes killed while suspended, reaped by the scheduler */
     struct hy_proc *reap_head, *reap_tail;
@@ -562,8 +573,13 @@ void hy__name_fini(void);
 /* ---- stall.c / blocking.c / log.c --------------------------------------- */
 int hy__stall_start(void);
 void hy__stall_stop(void);
+/* A shard woke from sleep: wakes the watchdog if it waits for one. */
+bool hy__stall_parked(void);
+void hy__stall_kick(void);
 int hy__blocking_start(unsigned nthreads);
 void hy__blocking_stop(void);
+/* p is reaped while waiting for a blocking call: its memory goes to the job. */
+void hy__blocking_proc_exit(struct hy_shard *sh, struct hy_proc *p);
 uint64_t hy__thread_cpu_ns(clockid_t clk);
 
 /* Prints what and aborts: for states the runtime cannot survive. */

@@ -37,6 +37,11 @@ struct hy_stats {
     uint64_t stacks_pooled;     /* gauge: guarded stacks kept in the pool */
     uint64_t stalls;            /* total: stalls reported */
     uint64_t timers_armed;      /* gauge: timers armed in the shard's wheel */
+    uint64_t io_backend;        /* kind: enum hy_io_backend in use (URING or EPOLL) */
+    uint64_t io_sockets;        /* gauge: sockets open on the shard */
+    uint64_t io_syscalls;       /* total: poller system calls (submit, wait, ctl) */
+    uint64_t io_events;         /* total: readiness events reaped */
+    uint64_t io_wakeups;        /* total: sleeps ended by socket readiness */
 };
 
 /* Copies shard's counters into *out (borrowed).

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -423,8 +424,13 @@ static void test_blocking_stop_during_a_call(void **state)
     hy_config_init(&cfg);
     cfg.nshards = 1;
     assert_int_equal(hy_run(&cfg, stop_during_call_main, NULL), 0);
-    /* the pool finished the call before the runtime was torn down, and its
-     * late result did not leak (LeakSanitizer checks that at exit) */
+    /* hy_run did not wait for the call: the abandoned pool thread finishes
+     * it later, sends nothing, and its late result does not leak
+     * (LeakSanitizer checks that at exit) */
+    for (int i = 0; i < 5000 && !atomic_load(&slow_finished); i++) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
     assert_int_equal(atomic_load(&slow_finished), 1);
     hy_test_assert_checks();
     /* and the runtime starts again cleanly */
@@ -434,9 +440,94 @@ static void test_blocking_stop_during_a_call(void **state)
     assert_int_equal(c.result, 41);
 }
 
+/* ---- a caller killed while it waits; a call stuck past the stop ------------------ */
+
+static int stuck_pipe[2];
+
+/* Blocks until the test writes to the pipe (after hy_run returned), then
+ * writes into arg, which lives on the killed caller's stack. */
+static intptr_t stuck_fn(void *arg)
+{
+    char c;
+    (void)!read(stuck_pipe[0], &c, 1);
+    memset(arg, 0x5a, 64);
+    return 7;
+}
+
+static void stuck_caller(void *arg)
+{
+    (void)arg;
+    char on_stack[64];
+    hy_blocking_run(stuck_fn, on_stack, NULL);
+    HY_CHECK(!"the call returned before the caller was killed");
+}
+
+struct killed_ctx {
+    uint64_t down_after_ns;
+    int down_reason;
+};
+
+static void killed_main(void *arg)
+{
+    struct killed_ctx *c = arg;
+    hy_pid w;
+    hy_ref mref;
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.monitor = true;
+    o.monitor_ref = &mref;
+    HY_CHECK_EQ(hy_spawn_opt(stuck_caller, NULL, &o, &w), 0);
+    hy_sleep_ns(20 * 1000000ull); /* it is inside hy_blocking_run now */
+    uint64_t t0 = hy_now_ns();
+    hy_exit_pid(w, hy_reason_make(HY_REASON_KILL));
+    struct hy_msg *m = hy_test_must_recv_tag(HY_TAG_DOWN, 5 * SECOND);
+    c->down_after_ns = hy_now_ns() - t0;
+    if (m) {
+        c->down_reason = ((const struct hy_down_info *)m->data)->reason.kind;
+        hy_msg_free(m);
+    }
+    /* a second stuck call, whose caller is killed by the shutdown itself */
+    hy_spawn(stuck_caller, NULL, NULL);
+    hy_sleep_ns(20 * 1000000ull);
+}
+
+static void killed_main_noop(void *arg)
+{
+    (void)arg;
+    intptr_t r = 0;
+    HY_CHECK_EQ(hy_blocking_run(where_fn, &(struct where){.input = 1}, &r), 0);
+    HY_CHECK_EQ(r, 3);
+}
+
+static void test_blocking_killed_caller_and_stop_do_not_wait(void **state)
+{
+    (void)state;
+    assert_int_equal(pipe(stuck_pipe), 0);
+    struct killed_ctx c = {0, -1};
+    struct hy_config cfg;
+    hy_config_init(&cfg);
+    cfg.nshards = 1;
+    cfg.blocking_threads = 2;
+    /* hy_run returns with both pool threads still inside stuck_fn (the
+     * second caller is killed by the shutdown itself) */
+    assert_int_equal(hy_run(&cfg, killed_main, &c), 0);
+    hy_test_assert_checks();
+    assert_true(c.down_after_ns < 2 * SECOND);
+    assert_int_equal(c.down_reason, HY_REASON_KILLED);
+    /* let the abandoned calls finish: they write into the held stacks
+     * (ASan would catch a write into freed or reused memory) and exit */
+    assert_int_equal(write(stuck_pipe[1], "xx", 2), 2);
+    struct timespec ts = {0, 100 * 1000000};
+    nanosleep(&ts, NULL);
+    /* the runtime starts again with a fresh pool */
+    hy_test_run(1, killed_main_noop, NULL);
+    close(stuck_pipe[0]);
+    close(stuck_pipe[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_blocking_killed_caller_and_stop_do_not_wait),
         cmocka_unit_test(test_blocking_runs_off_shard),
         cmocka_unit_test(test_blocking_shard_keeps_running),
         cmocka_unit_test(test_blocking_compact_caller),
