@@ -460,7 +460,7 @@ static int parse_meta_cmd(struct kvcache_cmd *c, const char *buf, size_t len, si
     if (!err)
         err = meta_key(c, &t[1]);
     if (!err && c->op == KVCACHE_OP_MS && c->meta.mode_M &&
-        !strchr("EeAaPpRrSs", c->meta.mode_M))
+        !strchr("EAPRS", c->meta.mode_M))
         err = E_MS_MODE;
     if (!err && c->op == KVCACHE_OP_MA && c->meta.mode_M && !strchr("IiDd+-", c->meta.mode_M))
         err = E_MA_MODE;
@@ -508,12 +508,14 @@ int kvcache_proto_parse(const char *buf, size_t len, uint32_t item_max, struct k
     }
     if (tok_is(cmd, "gat") || tok_is(cmd, "gats")) {
         c->op = cmd->n == 3 ? KVCACHE_OP_GAT : KVCACHE_OP_GATS;
-        if (nt < 3)
+        if (nt < 2)
             return fail(c, "ERROR");
         int32_t e;
         if (!num_i32(t[1].s, t[1].n, &e))
             return fail(c, E_EXPTIME);
         c->exptime = e;
+        if (nt == 2)
+            return 1; /* no keys: memcached answers END */
         return parse_get(c, buf, n, t, nt, 2);
     }
     static const struct {
@@ -873,19 +875,15 @@ static void exec_ms(struct kvcache_store *st, const struct kvcache_cmd *c, struc
     enum kvcache_set_mode mode = KVCACHE_SET;
     switch (m->mode_M) {
     case 'E':
-    case 'e':
         mode = KVCACHE_ADD;
         break;
     case 'A':
-    case 'a':
         mode = KVCACHE_APPEND;
         break;
     case 'P':
-    case 'p':
         mode = KVCACHE_PREPEND;
         break;
     case 'R':
-    case 'r':
         mode = KVCACHE_REPLACE;
         break;
     default:
