@@ -144,7 +144,7 @@ struct kvcache_store *kvcache_store_create(const struct kvcache_store_settings *
     st->cls[i].size = st->set.item_size_max;
     st->cls[i].perslab = st->page_size / st->set.item_size_max;
     st->nclasses = i;
-    st->nbuckets = 1u << 16;
+    st->nbuckets = 1ull << (s->hashpower && s->hashpower < 32 ? s->hashpower : 16);
     st->buckets = calloc(st->nbuckets, sizeof(*st->buckets));
     if (!st->buckets) {
         free(st);

@@ -34,6 +34,7 @@ struct kvcache_store_settings {
     uint64_t started;       /* unix time of the store clock's zero */
     uint64_t cas_first;     /* first cas value handed out (>= 1) */
     uint64_t cas_step;      /* step between cas values (>= 1): shards interleave */
+    unsigned hashpower;     /* initial hash table: 2^hashpower buckets (0: 16) */
 };
 
 /* Counters summed over shards for `stats` (every field a uint64_t, so a sum
