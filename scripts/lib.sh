@@ -2,6 +2,9 @@
 # project needs from Debian's archive when it is missing. Idempotent.
 
 HYDRA_PACKAGES="meson ninja-build pkg-config gcc libc6-dev libnuma-dev libcmocka-dev dpdk-dev libdpdk-dev libsodium-dev iproute2"
+# hydra-kvcache's peers and clients: the reference server, memccapable and
+# the memc* tools, a client library for the tests, nc for trying it by hand
+HYDRA_PACKAGES="$HYDRA_PACKAGES memcached libmemcached-tools python3-pymemcache netcat-openbsd"
 
 hy_need_root_for_apt() {
     if [ "$(id -u)" != 0 ]; then
@@ -33,7 +36,15 @@ hy_build() {
     else
         meson configure "$dir" "$@" >/dev/null 2>&1 || true
     fi
-    ninja -C "$dir" >/dev/null
+    # quiet when it builds; the compiler's messages when it does not
+    local log
+    log=$(mktemp)
+    if ! ninja -C "$dir" >"$log" 2>&1; then
+        grep -v '^\[' "$log" | tail -60 >&2
+        echo "scripts: the build in $dir failed (full log: $log)" >&2
+        return 1
+    fi
+    rm -f "$log"
 }
 
 # Stacks: guarded mode maps two regions per process; 1 M processes need more

@@ -24,6 +24,7 @@ struct conn {
     uint64_t swallow;
     struct kvcache_out out;
     struct kvcache_out scratch; /* forwarded replies, sub-requests */
+    uint64_t partial_since;     /* when the incomplete command began (0: none) */
     bool close;
 };
 
@@ -323,6 +324,7 @@ static bool process(struct conn *c)
         handle(c, &cmd, c->in + pos);
         pos += cmd.total;
         c->swallow = cmd.swallow;
+        c->partial_since = 0; /* progress: the next command gets its own deadline */
         if (cmd.close) {
             c->close = true;
             break;
@@ -369,11 +371,24 @@ void kvcache_conn_handle(struct hy_tcp *sock, void *arg)
     while (!c->sh->stopping && !c->close) {
         if (c->in_len == c->in_cap && !grow_in(c))
             break;
+        /* a command must complete within read_timeout of its first byte,
+         * however slowly its bytes trickle in (slowloris); an idle
+         * connection waits idle_timeout (default: forever) */
         int64_t timeout = HY_INFINITY;
-        if (c->in_len > 0 && kvcache_cfg.read_timeout_s)
-            timeout = (int64_t)kvcache_cfg.read_timeout_s * SEC;
-        else if (c->in_len == 0 && kvcache_cfg.set.idle_timeout)
-            timeout = (int64_t)kvcache_cfg.set.idle_timeout * SEC;
+        bool partial = c->in_len > 0 || c->swallow > 0;
+        if (partial && kvcache_cfg.read_timeout_s) {
+            uint64_t now = hy_now_ns();
+            if (c->partial_since == 0)
+                c->partial_since = now;
+            int64_t left = (int64_t)(c->partial_since + kvcache_cfg.read_timeout_s * (uint64_t)SEC - now);
+            if (left <= 0)
+                break;
+            timeout = left;
+        } else if (!partial) {
+            c->partial_since = 0;
+            if (kvcache_cfg.set.idle_timeout)
+                timeout = (int64_t)kvcache_cfg.set.idle_timeout * SEC;
+        }
         size_t got = 0;
         c->link.busy = false;
         int rc = hy_tcp_recv(sock, c->in + c->in_len, c->in_cap - c->in_len, &got, timeout);
