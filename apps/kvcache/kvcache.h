@@ -50,7 +50,7 @@ struct kvcache_shard {
     struct kvcache_store *store;   /* NULL while the owner (re)starts */
     bool stopping;                 /* the node stops: connections end */
     struct kvcache_conn_link conns; /* list head */
-    _Atomic uint64_t bytes_read, bytes_written, cmd_meta;
+    _Atomic uint64_t bytes_read, bytes_written, cmd_meta, curr_conns, total_conns;
 } __attribute__((aligned(64)));
 
 extern struct kvcache_shard kvcache_shards[KVCACHE_MAX_SHARDS];

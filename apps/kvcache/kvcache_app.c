@@ -3,10 +3,13 @@
  * listener: it starts the TCP server once the owners are up, prints a stats
  * line now and then, and at stop (it is stopped before the tree) ends idle
  * connections at once, lets requests in flight finish, and closes the rest. */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "kvcache.h"
 
@@ -25,10 +28,9 @@ static void stats_line(uint64_t *last_get, uint64_t *last_set, uint64_t secs)
     if (!r)
         return;
     kvcache_server_gather(r);
-    struct hy_tcp_server_stats ts = {0};
-    struct hy_tcp_server *srv = atomic_load(&kvcache_tcp);
-    if (srv)
-        hy_tcp_server_stats(srv, &ts);
+    uint64_t conns = 0;
+    for (unsigned s = 0; s < kvcache_cfg.set.nshards; s++)
+        conns += atomic_load_explicit(&kvcache_shards[s].curr_conns, memory_order_relaxed);
     uint64_t gets = r->c.cmd_get - *last_get, sets = r->c.cmd_set - *last_set;
     *last_get = r->c.cmd_get;
     *last_set = r->c.cmd_set;
@@ -36,9 +38,26 @@ static void stats_line(uint64_t *last_get, uint64_t *last_set, uint64_t secs)
     fprintf(stderr,
             "hydra-kvcache: %" PRIu64 " conns, %" PRIu64 " items, %.1f MiB, get %" PRIu64
             "/s (hits %.0f%%), set %" PRIu64 "/s, evictions %" PRIu64 "\n",
-            ts.active, r->c.curr_items, (double)r->c.bytes / (1024.0 * 1024.0),
+            conns, r->c.curr_items, (double)r->c.bytes / (1024.0 * 1024.0),
             secs ? gets / secs : 0, hit, secs ? sets / secs : 0, r->c.evictions);
     free(r);
+}
+
+/* The listeners share their port by SO_REUSEPORT, which would also let a
+ * second server on the same port take half the connections unnoticed: a
+ * plain bind first fails if anyone holds the port (as memcached fails). */
+static int port_free(const struct hy_addr *a)
+{
+    if (hy_addr_port(a) == 0)
+        return 0;
+    int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0; /* let the real listen report it */
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    int rc = bind(fd, (const struct sockaddr *)&a->ss, a->len) == 0 ? 0 : -errno;
+    close(fd);
+    return rc == -EADDRINUSE ? HY_EADDRINUSE : 0;
 }
 
 static void listener(void *arg)
@@ -51,6 +70,11 @@ static void listener(void *arg)
         fprintf(stderr, "hydra-kvcache: -l %s: not an IP address (%s)\n", kvcache_cfg.set.inter,
                 hy_strerror(rc));
         hy_exit(hy_reason_user(rc, "bad listen address"));
+    }
+    if ((rc = port_free(&o.listen.addr)) != 0) {
+        fprintf(stderr, "hydra-kvcache: cannot listen on %s:%u: %s\n", kvcache_cfg.set.inter,
+                kvcache_cfg.set.port, hy_strerror(rc));
+        hy_exit(hy_reason_user(rc, "address in use"));
     }
     o.listen.backlog = 1024;
     o.listen.conn.nodelay = true;

@@ -31,6 +31,9 @@ struct conn {
 static void conn_cleanup(void *arg)
 {
     struct conn *c = arg;
+    atomic_store_explicit(&c->sh->curr_conns,
+                          atomic_load_explicit(&c->sh->curr_conns, memory_order_relaxed) - 1,
+                          memory_order_relaxed);
     c->link.prev->next = c->link.next;
     c->link.next->prev = c->link.prev;
     free(c->in);
@@ -214,8 +217,6 @@ static void do_stats(struct conn *c, const struct kvcache_cmd *cmd)
     if (srv) {
         struct hy_tcp_server_stats ts;
         hy_tcp_server_stats(srv, &ts);
-        cs.curr_connections = ts.active;
-        cs.total_connections = ts.accepted;
         cs.rejected_connections = ts.refused;
     }
     for (unsigned s = 0; s < kvcache_cfg.set.nshards; s++) {
@@ -223,6 +224,10 @@ static void do_stats(struct conn *c, const struct kvcache_cmd *cmd)
         cs.bytes_written +=
             atomic_load_explicit(&kvcache_shards[s].bytes_written, memory_order_relaxed);
         cs.cmd_meta += atomic_load_explicit(&kvcache_shards[s].cmd_meta, memory_order_relaxed);
+        cs.curr_connections +=
+            atomic_load_explicit(&kvcache_shards[s].curr_conns, memory_order_relaxed);
+        cs.total_connections +=
+            atomic_load_explicit(&kvcache_shards[s].total_conns, memory_order_relaxed);
     }
     uint64_t now = kvcache_unix_now();
     if (!kvcache_proto_stats(cmd->args, cmd->args_len, &kvcache_cfg.set, &r->c, &cs, r->cls,
@@ -364,6 +369,8 @@ void kvcache_conn_handle(struct hy_tcp *sock, void *arg)
     c->link.prev = &c->sh->conns;
     c->sh->conns.next->prev = &c->link;
     c->sh->conns.next = &c->link;
+    add_counter(&c->sh->curr_conns, 1);
+    add_counter(&c->sh->total_conns, 1);
     if (hy_on_exit(conn_cleanup, c) != 0) {
         conn_cleanup(c);
         return;

@@ -36,7 +36,8 @@ static void usage(FILE *f)
             "                           read_timeout=S (close when a command stays\n"
             "                           incomplete S seconds; default 30, 0: never),\n"
             "                           stats_interval=S (print a stats line every S\n"
-            "                           seconds; default 0: never), acceptors=N (per shard)\n"
+            "                           seconds; default 0: never), acceptors=N (per\n"
+            "                           shard), io=auto|io_uring|epoll (socket poller)\n"
             "  -v, --verbose            more log output (repeat for more)\n"
             "  -h, --help               this text\n"
             "  -V, --version            print the version\n"
@@ -73,11 +74,26 @@ static bool parse_uint(const char *s, uint64_t max, uint64_t *out)
     return true;
 }
 
+static enum hy_io_backend io_backend = HY_IO_AUTO;
+
 static bool parse_ext(char *arg)
 {
     for (char *save = NULL, *t = strtok_r(arg, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
         char *eq = strchr(t, '=');
         uint64_t v;
+        if (eq && strncmp(t, "io=", 3) == 0) {
+            if (strcmp(eq + 1, "epoll") == 0)
+                io_backend = HY_IO_EPOLL;
+            else if (strcmp(eq + 1, "io_uring") == 0)
+                io_backend = HY_IO_URING;
+            else if (strcmp(eq + 1, "auto") == 0)
+                io_backend = HY_IO_AUTO;
+            else {
+                fprintf(stderr, "hydra-kvcache: -o %s: io is auto, io_uring or epoll\n", t);
+                return false;
+            }
+            continue;
+        }
         if (!eq || !parse_uint(eq + 1, UINT32_MAX, &v)) {
             fprintf(stderr, "hydra-kvcache: -o %s: expected NAME=NUMBER\n", t);
             return false;
@@ -242,6 +258,7 @@ int main(int argc, char **argv)
     struct hy_config cfg;
     hy_config_init(&cfg);
     cfg.nshards = shards;
+    cfg.io_backend = io_backend;
     size_t msg = (size_t)s->item_size_max + 128 * 1024;
     if (cfg.max_message_size < msg)
         cfg.max_message_size = msg;

@@ -110,11 +110,10 @@ def norm(b):
     return b
 
 
-def tcp(hostport, data, settle=0.4):
+def tcp(hostport, data, settle=0.6):
     host, port = hostport.rsplit(":", 1)
     s = socket.create_connection((host, int(port)), timeout=5)
     s.sendall(data)
-    s.shutdown(socket.SHUT_WR) if False else None
     out = b""
     deadline = time.time() + settle
     s.settimeout(0.15)
@@ -126,6 +125,8 @@ def tcp(hostport, data, settle=0.4):
                 break
             out += d
             deadline = time.time() + settle
+            if data == b"flush_all\r\n" and out.endswith(b"\r\n"):
+                break
         except socket.timeout:
             if time.time() > deadline:
                 break
@@ -134,7 +135,7 @@ def tcp(hostport, data, settle=0.4):
 
 
 def flush(hostport):
-    r = tcp(hostport, b"flush_all\r\n", 0.1)
+    r = tcp(hostport, b"flush_all\r\n", 2.0)
     assert r.startswith(b"OK"), r
 
 
