@@ -53,7 +53,7 @@ static bool out_reserve(struct kvcache_out *o, size_t n)
 
 void kvcache_out_put(struct kvcache_out *o, const void *p, size_t n)
 {
-    if (!out_reserve(o, n))
+    if (n == 0 || !out_reserve(o, n))
         return;
     memcpy(o->buf + o->len, p, n);
     o->len += n;
