@@ -23,7 +23,11 @@
 #include "core/tcp.h"
 #include "core/timer.h"
 #include "core/topology.h"
+<<<<<<< HEAD
 #include "core/udp.h"
+=======
+#include "core/version.h"
+>>>>>>> main
 
 #include "otp/application.h"
 #include "otp/gen_server.h"

@@ -7,6 +7,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Work run on a pool thread: it must not call the Hydra runtime (it is not
  * a shard) except hy_send_foreign(). Its return value is handed back. */
 typedef intptr_t (*hy_blocking_fn)(void *arg);
@@ -22,5 +26,9 @@ typedef intptr_t (*hy_blocking_fn)(void *arg);
  * HY_ENOTSTARTED, HY_ENOMEM.
  * Context: a process. */
 int hy_blocking_run(hy_blocking_fn fn, void *arg, intptr_t *result);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HY_CORE_BLOCKING_H */

@@ -9,6 +9,7 @@ const char *hy_strerror(int err)
     case value:                                                                          \
         return msg;
         HY_ERRNO_MAP(HY_ERR_STR_)
+        HY_APP_STATUS_MAP(HY_ERR_STR_)
 #undef HY_ERR_STR_
     default:
         return "unknown error";
@@ -24,6 +25,7 @@ const char *hy_err_name(int err)
     case value:                                                                          \
         return "HY_" #name;
         HY_ERRNO_MAP(HY_ERR_NAME_)
+        HY_APP_STATUS_MAP(HY_ERR_NAME_)
 #undef HY_ERR_NAME_
     default:
         return "HY_E?";

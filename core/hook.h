@@ -13,6 +13,10 @@
 
 #include "pid.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 struct hy_msg;
 
 /* Called on the sending shard for every message (or signal) whose
@@ -47,5 +51,9 @@ int hy_hook_add_poll(struct hy_poll_hook *hook);
 
 /* Removes hook from the calling shard. Errors: HY_ENOTSHARD, HY_ENOENT. */
 int hy_hook_remove_poll(struct hy_poll_hook *hook);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HY_CORE_HOOK_H */

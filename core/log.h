@@ -4,6 +4,10 @@
 #ifndef HY_CORE_LOG_H
 #define HY_CORE_LOG_H
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 enum hy_log_level {
     HY_LOG_ERROR = 0,
     HY_LOG_WARNING,
@@ -28,5 +32,9 @@ void hy_log_set_sink(hy_log_sink_fn fn, void *ctx);
 /* Formats and emits one line, prefixed with the level and, on a shard, the
  * shard and running pid. Context: any thread, not signal-safe. */
 void hy_log(enum hy_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HY_CORE_LOG_H */

@@ -258,6 +258,23 @@ unsigned hy__mesh_drain(struct hy_shard *sh)
     return total;
 }
 
+void hy__mesh_push_signal(struct hy_shard *sh, unsigned dst)
+{
+    hy__mesh_flush(sh);
+    /* release: pairs with the acquire exchange in hy__mesh_poll, so the
+     * entries published above are seen by the drain that takes the flag */
+    atomic_store_explicit(&hy__rt.shards[dst]->sig_in, 1, memory_order_release);
+}
+
+unsigned hy__mesh_poll(struct hy_shard *sh)
+{
+    /* take the flag before draining: a signal published after the drain
+     * raises it again (acquire: pairs with hy__mesh_push_signal) */
+    if (hy__mesh_sig_in(sh))
+        atomic_exchange_explicit(&sh->sig_in, 0, memory_order_acquire);
+    return hy__mesh_drain(sh);
+}
+
 bool hy__mesh_has_input(struct hy_shard *sh)
 {
     for (unsigned j = 0; j < hy__rt.nshards; j++)

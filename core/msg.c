@@ -261,6 +261,17 @@ static inline void drop_dead(struct hy_shard *sh, struct hy_msg *m)
     hy__msg_free_local(sh, m);
 }
 
+static __attribute__((noinline)) void route_cross(struct hy_shard *sh, unsigned dst,
+                                                  struct hy_msg *m)
+{
+    unsigned kind = m->kind;
+    if (kind == HY_K_MSG)
+        stat_add(&sh->st.msgs_sent_cross, 1);
+    hy__mesh_push(sh, dst, (uintptr_t)m);
+    if (__builtin_expect(kind == HY_K_EXIT, 0))
+        hy__mesh_push_signal(sh, dst); /* acts at the target's next runtime call */
+}
+
 static void route_body(struct hy_shard *sh, struct hy_msg *m)
 {
     hy_pid to = m->to;
@@ -284,9 +295,7 @@ static void route_body(struct hy_shard *sh, struct hy_msg *m)
         hy__dispatch(sh, m);
         return;
     }
-    if (m->kind == HY_K_MSG)
-        stat_add(&sh->st.msgs_sent_cross, 1);
-    hy__mesh_push(sh, dst, (uintptr_t)m);
+    route_cross(sh, dst, m);
 }
 
 void hy__route(struct hy_shard *sh, struct hy_msg *m)

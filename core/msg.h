@@ -31,6 +31,10 @@
 
 #include "pid.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Tags with this bit set are reserved for the runtime (EXIT, DOWN, ...). */
 #define HY_TAG_SYSTEM (1ull << 63)
 
@@ -117,5 +121,9 @@ int hy_recv_match(hy_match_fn fn, void *arg, struct hy_msg **out, int64_t timeou
 
 /* Messages queued in the calling process's mailbox (0 outside a process). */
 size_t hy_mailbox_len(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HY_CORE_MSG_H */

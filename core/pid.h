@@ -21,6 +21,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct hy_pid {
     uint64_t hi;
     uint64_t lo;
@@ -77,5 +81,9 @@ char *hy_ref_format(hy_ref ref, char *buf, size_t len);
  * from per-shard counters, without atomics).
  * Context: any shard thread (process or runtime callback). */
 int hy_ref_make(hy_ref *out);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HY_CORE_PID_H */

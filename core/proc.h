@@ -17,6 +17,10 @@
 #include "pid.h"
 #include "runtime.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* ---- exit reasons ------------------------------------------------------ */
 
 enum hy_reason_kind {
@@ -106,8 +110,10 @@ hy_pid hy_self(void);
 /* True when called from inside a process. Context: anywhere. */
 bool hy_in_process(void);
 
-/* Lets the other ready processes of the shard run, then continues.
- * Errors: HY_ENOTPROC. Context: a process. */
+/* Lets the other ready processes of the shard run, then continues. When
+ * other shards have sent something, the shard takes it in first (an exit
+ * signal for the caller ends it here). Errors: HY_ENOTPROC.
+ * Context: a process. */
 int hy_yield(void);
 
 /* Suspends the calling process for ns nanoseconds (timer wheel, so
@@ -144,5 +150,9 @@ void *hy_alloc(size_t size);
 
 /* Bytes currently held by the calling process's arena (0 outside). */
 size_t hy_arena_bytes(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HY_CORE_PROC_H */

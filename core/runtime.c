@@ -5,6 +5,7 @@
 #include <numa.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -232,23 +233,41 @@ static void *shard_thread(void *arg)
 
 /* ---- start / stop -------------------------------------------------------------------- */
 
+/* Logs why a configuration is refused, naming the field, and returns err. */
+static int bad_config(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int bad_config(int err, const char *fmt, ...)
+{
+    char line[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    hy_log(HY_LOG_ERROR, "hy_start: %s (%s)", line, hy_err_name(err));
+    return err;
+}
+
 static int pick_cpus(const struct hy_config *cfg, const struct hy_topology *topo, int *cpus,
                      unsigned *nshards)
 {
     int usable[HY_TOPO_MAX_CPUS];
     int nu = hy_topology_usable_cpus(topo, usable, HY_TOPO_MAX_CPUS);
     if (nu <= 0)
-        return HY_EBADCPU;
+        return bad_config(HY_EBADCPU, "no usable CPU in the affinity mask");
     if (cfg->cpus) {
         if (cfg->nshards == 0 || cfg->nshards > HY_MAX_SHARDS)
-            return HY_EINVAL;
+            return bad_config(HY_EINVAL,
+                              "nshards = %u: with a cpus list it gives the list's length, "
+                              "1..%u",
+                              cfg->nshards, HY_MAX_SHARDS);
         for (unsigned i = 0; i < cfg->nshards; i++) {
             int c = cfg->cpus[i];
             if (c < 0 || c >= topo->ncpus || !topo->usable[c])
-                return HY_EBADCPU;
+                return bad_config(HY_EBADCPU,
+                                  "cpus[%u] = %d: not an online CPU in the affinity mask", i,
+                                  c);
             for (unsigned k = 0; k < i; k++)
                 if (cfg->cpus[k] == c)
-                    return HY_EBADCPU;
+                    return bad_config(HY_EBADCPU, "cpus[%u] = %d: already cpus[%u]", i, c, k);
             cpus[i] = c;
         }
         *nshards = cfg->nshards;
@@ -256,7 +275,13 @@ static int pick_cpus(const struct hy_config *cfg, const struct hy_topology *topo
     }
     unsigned n = cfg->nshards ? cfg->nshards : (unsigned)nu;
     if (n > HY_MAX_SHARDS)
-        return HY_EINVAL;
+        return bad_config(HY_EINVAL, "nshards = %u: more than HY_MAX_SHARDS (%u)", n,
+                          HY_MAX_SHARDS);
+    if (n > (unsigned)nu)
+        hy_log(HY_LOG_WARNING,
+               "hy_start: nshards = %u but only %d usable CPUs: shards will share CPUs "
+               "(each shard spins when idle, so they slow each other down)",
+               n, nu);
     for (unsigned i = 0; i < n; i++)
         cpus[i] = usable[i % (unsigned)nu];
     *nshards = n;
@@ -293,17 +318,28 @@ static void free_shards(void)
 static int validate(const struct hy_config *cfg)
 {
     if (cfg->ring_size < 16 || (cfg->ring_size & (cfg->ring_size - 1)))
-        return HY_EINVAL;
-    if (cfg->run_batch == 0 || cfg->reductions == 0)
-        return HY_EINVAL;
+        return bad_config(HY_EINVAL, "ring_size = %u: must be a power of two, at least 16",
+                          cfg->ring_size);
+    if (cfg->run_batch == 0)
+        return bad_config(HY_EINVAL, "run_batch = 0: must be at least 1");
+    if (cfg->reductions == 0 || cfg->reductions > INT32_MAX)
+        return bad_config(HY_EINVAL, "reductions = %u: must be 1..%d", cfg->reductions,
+                          INT32_MAX);
     if (cfg->stack_mode != HY_STACK_GUARDED && cfg->stack_mode != HY_STACK_COMPACT)
-        return HY_EINVAL;
-    if (cfg->stack_size < 8192 || cfg->compact_stack_size < 16384)
-        return HY_EINVAL;
+        return bad_config(HY_EINVAL,
+                          "stack_mode = %d: must be HY_STACK_GUARDED or HY_STACK_COMPACT",
+                          (int)cfg->stack_mode);
+    if (cfg->stack_size < 8192)
+        return bad_config(HY_EINVAL, "stack_size = %zu: must be at least 8192 bytes",
+                          cfg->stack_size);
+    if (cfg->compact_stack_size < 16384)
+        return bad_config(HY_EINVAL, "compact_stack_size = %zu: must be at least 16384 bytes",
+                          cfg->compact_stack_size);
     if (cfg->max_message_size == 0 || cfg->max_message_size > (64u << 20))
-        return HY_EINVAL;
+        return bad_config(HY_EINVAL, "max_message_size = %zu: must be 1..%u bytes",
+                          cfg->max_message_size, 64u << 20);
     if (cfg->node_id == 0 || cfg->node_id > 0xffffffu)
-        return HY_EINVAL;
+        return bad_config(HY_EINVAL, "node_id = %u: must be 1..%u", cfg->node_id, 0xffffffu);
     return 0;
 }
 
@@ -325,7 +361,7 @@ static int setup(const struct hy_config *cfg, hy_proc_fn main_fn, void *arg, boo
         return rc;
     }
     int cpus[HY_MAX_SHARDS];
-    unsigned n;
+    unsigned n = 0;
     rc = pick_cpus(cfg, topo, cpus, &n);
     if (rc) {
         free(topo);
@@ -375,7 +411,7 @@ static int setup(const struct hy_config *cfg, hy_proc_fn main_fn, void *arg, boo
     }
     hy__rt.main_fn = main_fn;
     hy__rt.main_arg = arg;
-    hy__rt.stop_on_main_exit = on_caller && main_fn;
+    hy__rt.stop_on_main_exit = main_fn && !cfg->keep_running;
     if (on_caller) {
         /* shard 0 runs on the caller: the stall watchdog signals it there */
         hy__rt.shards[0]->thread = pthread_self();

@@ -25,6 +25,10 @@
 #include "pid.h"
 #include "topology.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define HY_MAX_SHARDS 256
 
 enum hy_stack_mode {
@@ -63,8 +67,9 @@ struct hy_config {
      * NULL: every CPU in the process's affinity mask, or nshards of them. */
     const int *cpus;
     /* Number of entries in cpus; or, with cpus == NULL, how many shards
-     * (0 = one per CPU of the affinity mask). Shards beyond the CPU count
-     * wrap around the allowed CPUs (more shards than CPUs works). */
+     * (0 = one per CPU of the affinity mask; at most HY_MAX_SHARDS). Shards
+     * beyond the CPU count wrap around the allowed CPUs (more shards than
+     * CPUs works, with a warning in the log: they slow each other down). */
     unsigned nshards;
     /* Pin each shard thread to its CPU (default true). */
     bool pin;
@@ -72,9 +77,9 @@ struct hy_config {
      * several NUMA nodes with it). NULL = discover. */
     const struct hy_topology *topology;
 
-    /* Node identity for pids (cluster-wide id from configuration; 1 when
-     * running alone). The creation number is drawn fresh at every start
-     * unless fixed here (0 = fresh). */
+    /* Node identity for pids (cluster-wide id from configuration, 1..2^24-1;
+     * 1 when running alone). The creation number is drawn fresh at every
+     * start unless fixed here (0 = fresh). */
     uint32_t node_id;
     uint32_t node_creation;
 
@@ -83,20 +88,29 @@ struct hy_config {
     uint64_t idle_spin_ns;
 
     enum hy_stack_mode stack_mode;
-    /* Usable bytes of a guarded stack (default 64 KiB, rounded up to pages). */
+    /* Usable bytes of a guarded stack (default 64 KiB; at least 8 KiB, then
+     * rounded up to pages). */
     size_t stack_size;
-    /* Size of the shared stack of compact mode (default 256 KiB). */
+    /* Size of the shared stack of compact mode (default 256 KiB; at least
+     * 16 KiB). */
     size_t compact_stack_size;
     /* Stacks kept per shard pool before trimming returns them to the OS. */
     unsigned stack_pool_keep;
 
-    /* Largest message payload accepted by send (default 1 MiB). */
+    /* Largest message payload accepted by send (default 1 MiB; 1 byte to
+     * 64 MiB). */
     size_t max_message_size;
-    /* Slots of each SPSC ring between two shards (power of two, default 1024). */
+    /* Slots of each SPSC ring between two shards (a power of two, at least
+     * 16; default 1024). */
     unsigned ring_size;
-    /* Processes run per scheduler turn before rings/timers are looked at. */
+    /* Processes run per scheduler turn before timers and poll hooks are
+     * looked at (default 64). */
     unsigned run_batch;
-    /* Reductions a process may spend before it is made to yield. */
+    /* Reductions (runtime calls) in a slice (default 2000). A process that
+     * spends them is made to yield. The processes a shard runs between two
+     * looks at its inbound rings share one slice, so a busy shard sees
+     * messages and signals from other shards at least once per slice, and
+     * at every hy_yield. */
     unsigned reductions;
 
     /* Stall detector: a process holding its shard longer than this (thread
@@ -113,9 +127,16 @@ struct hy_config {
      * Erlang); see hy_spawn_opts.max_mailbox. */
     size_t default_max_mailbox;
 
+<<<<<<< HEAD
     /* Socket poller backend (default HY_IO_AUTO). The one chosen is logged
      * at start and reported by hy_stats.io_backend. */
     enum hy_io_backend io_backend;
+=======
+    /* Keep the runtime running when the main process (the main_fn given to
+     * hy_start()/hy_run()) ends; it then runs until hy_stop(). Default false:
+     * the end of the main process stops the runtime. */
+    bool keep_running;
+>>>>>>> main
 };
 
 /* Fills cfg with the defaults documented above. Context: anywhere. */
@@ -127,19 +148,24 @@ typedef void (*hy_proc_fn)(void *arg);
 
 /* Starts the runtime without blocking: creates and pins one thread per shard,
  * shard 0 included. If main_fn is not NULL it is spawned on shard 0 as the
- * first process (arg is passed as is: borrowed by the process).
+ * first process (arg is passed as is: borrowed by the process), and the
+ * runtime stops when that process ends, whatever its reason, unless
+ * cfg->keep_running; hy_wait() then returns. Without main_fn the runtime
+ * runs until hy_stop().
  * Errors: HY_ESTARTED (already running), HY_EBADCPU (CPU list names an
  * unknown/offline CPU or one outside the affinity mask, or a duplicate),
- * HY_EINVAL (nshards > HY_MAX_SHARDS, ring_size not a power of two, ...),
- * HY_ENOMEM. On error nothing is left running.
+ * HY_EINVAL (a field of cfg out of the range documented above: nshards >
+ * HY_MAX_SHARDS, ring_size not a power of two, stack_size below 8 KiB,
+ * ...), HY_ENOMEM. A refused configuration is also logged (HY_LOG_ERROR)
+ * with the field's name, its value and the rule it breaks. On error
+ * nothing is left running.
  * Context: a non-shard thread, not from a process. */
 int hy_start(const struct hy_config *cfg, hy_proc_fn main_fn, void *arg);
 
 /* Like hy_start(), but shard 0 runs on the calling thread, and hy_run()
- * returns only when the runtime has stopped (hy_stop() or hy_stop_when_idle
- * semantics of main_fn, see below). If main_fn is given, the runtime stops
- * when main_fn's process ends unless cfg->... keeps it alive: it returns
- * after the stop with 0, or an error as hy_start().
+ * returns only when the runtime has stopped: when main_fn's process ends
+ * (unless cfg->keep_running), or at hy_stop(). It returns 0 after the stop,
+ * or an error as hy_start().
  * Context: a non-shard thread. */
 int hy_run(const struct hy_config *cfg, hy_proc_fn main_fn, void *arg);
 
@@ -151,7 +177,7 @@ int hy_run(const struct hy_config *cfg, hy_proc_fn main_fn, void *arg);
 int hy_stop(void);
 
 /* Waits until the runtime has stopped (someone called hy_stop(), or the main
- * process of hy_start() ended with stop_on_main_exit). Joins the threads and
+ * process of hy_start() ended without cfg->keep_running). Joins the threads and
  * frees every shard; when the runtime belongs to a hy_run() on another
  * thread, waits until that hy_run() has done so instead.
  * Errors: HY_ENOTSTARTED, HY_EPERM from a shard thread.
@@ -177,5 +203,9 @@ uint32_t hy_node_creation(void);
 
 /* Monotonic clock in ns. Context: anywhere. */
 uint64_t hy_now_ns(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HY_CORE_RUNTIME_H */

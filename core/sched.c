@@ -61,11 +61,15 @@ static inline struct hy_proc *rq_pop(struct hy_shard *sh)
     return p;
 }
 
-static inline void begin_run(struct hy_shard *sh, struct hy_proc *p)
+/* budget: what is left of the shard's reduction slice. The processes run
+ * between two looks at the inbound rings share one slice (a direct handoff
+ * passes on what is left), so a busy shard sees its rings at least once per
+ * slice spent. */
+static inline void begin_run(struct hy_shard *sh, struct hy_proc *p, int32_t budget)
 {
     sh->current = p;
     p->state = HY_P_RUNNING;
-    p->budget = (int32_t)hy__rt.cfg.reductions;
+    p->budget = budget;
     p->reductions++;
     /* stall detector: a new run starts (relaxed: the watchdog only samples) */
     atomic_store_explicit(&sh->running, p, memory_order_relaxed);
@@ -76,13 +80,17 @@ static inline void begin_run(struct hy_shard *sh, struct hy_proc *p)
 
 /* The calling process p yields or blocks. When another guarded process is
  * ready, switch to it directly (one register switch instead of two through
- * the scheduler's stack), at most run_batch times in a row so that rings
- * and timers are still looked at every batch. */
+ * the scheduler's stack), at most run_batch times in a row so that timers
+ * are still looked at every batch. Not once the processes run since the
+ * scheduler last looked at the inbound rings have spent a reduction slice
+ * (p->budget <= 0; hy__charge and hy_yield also zero it to have the rings
+ * looked at now): then the scheduler looks at them before it runs anyone. */
 struct hy_proc *hy__sched_take_handoff(struct hy_shard *sh, struct hy_proc *p)
 {
     struct hy_proc *next = sh->rq_head;
     if (!next || next == p || sh->handoffs >= hy__rt.cfg.run_batch ||
-        next->stack_mode != HY_STACK_GUARDED || next->exit_pending || !hy__stack_ready(sh, next))
+        next->stack_mode != HY_STACK_GUARDED || next->exit_pending || p->budget <= 0 ||
+        !hy__stack_ready(sh, next))
         return NULL;
     sh->rq_head = next->rq_next;
     if (!sh->rq_head)
@@ -92,7 +100,7 @@ struct hy_proc *hy__sched_take_handoff(struct hy_shard *sh, struct hy_proc *p)
     sh->handoffs++;
     if (sh->ndirty | sh->novf)
         hy__mesh_flush(sh);
-    begin_run(sh, next);
+    begin_run(sh, next, p->budget);
     return next;
 }
 
@@ -111,7 +119,11 @@ void hy__charge(struct hy_proc *p)
 {
     if (__builtin_expect(p->exit_pending && !p->defer_exit, 0))
         hy__proc_exit_current(p, p->exit_reason_pending);
-    if (__builtin_expect(--p->budget <= 0, 0)) {
+    /* a flag check, not a drain: with an exit signal from another shard in
+     * the rings, go through the scheduler, which drains them before it
+     * resumes anyone (the signal may be for p) */
+    if (__builtin_expect((--p->budget <= 0) | hy__mesh_sig_in(p->shard), 0)) {
+        p->budget = 0;
         hy__sched_make_ready(p->shard, p);
         hy__sched_switch_out(p);
         if (p->exit_pending && !p->defer_exit)
@@ -124,6 +136,8 @@ int hy_yield(void)
     struct hy_proc *p = hy__current();
     if (!p)
         return HY_ENOTPROC;
+    if (hy__mesh_has_input(p->shard))
+        p->budget = 0; /* a yield lets in what came from other shards */
     hy__sched_make_ready(p->shard, p);
     hy__sched_switch_out(p);
     if (p->exit_pending && !p->defer_exit)
@@ -131,9 +145,10 @@ int hy_yield(void)
     return 0;
 }
 
-static void run_proc(struct hy_shard *sh, struct hy_proc *p)
+/* Runs p (and whoever it hands over to); returns what is left of budget. */
+static int32_t run_proc(struct hy_shard *sh, struct hy_proc *p, int32_t budget)
 {
-    begin_run(sh, p);
+    begin_run(sh, p, budget);
     sh->handoffs = 0;
     sh->in_runtime = false;
     hy__stack_switch_in(sh, p);
@@ -142,8 +157,10 @@ static void run_proc(struct hy_shard *sh, struct hy_proc *p)
     p = sh->current;
     atomic_store_explicit(&sh->running, NULL, memory_order_relaxed);
     sh->current = NULL;
+    int32_t left = p ? p->budget : 0;
     if (p && p->state == HY_P_DEAD)
         hy__proc_reap(sh, p);
+    return left;
 }
 
 static unsigned poll_hooks(struct hy_shard *sh)
@@ -200,21 +217,29 @@ int hy_hook_remove_poll(struct hy_poll_hook *hook)
 /* One scheduler turn; returns how much work it found. */
 static unsigned turn(struct hy_shard *sh)
 {
-    unsigned work = 0;
+    unsigned work = 0, ran = 0;
     unsigned batch = hy__rt.cfg.run_batch;
+    int32_t slice = (int32_t)hy__rt.cfg.reductions;
     struct hy_proc *p;
-    while (work < batch && (p = rq_pop(sh)) != NULL) {
-        run_proc(sh, p);
-        if (sh->reap_head)
-            hy__reap_pending(sh);
+    while (ran < batch && (p = rq_pop(sh)) != NULL) {
+        slice = run_proc(sh, p, slice);
         if (sh->ndirty | sh->novf)
             hy__mesh_flush(sh);
-        work++;
+        /* the inbound rings once per reduction slice spent (and at once for
+         * an exit signal): a busy shard still sees other shards promptly */
+        if ((slice <= 0) | hy__mesh_sig_in(sh)) {
+            slice = (int32_t)hy__rt.cfg.reductions;
+            work += hy__mesh_poll(sh);
+        }
+        if (sh->reap_head)
+            hy__reap_pending(sh);
+        ran++;
     }
+    work += ran;
     hy__ret_flush(sh);
     if (sh->ndirty | sh->novf)
         hy__mesh_flush(sh);
-    work += hy__mesh_drain(sh);
+    work += hy__mesh_poll(sh);
     sh->now = hy_now_ns();
     hy__timer_expire(sh);
     if (sh->reap_head) {

@@ -21,6 +21,7 @@
 #include "ring_internal.h"
 #include "runtime.h"
 #include "stats.h"
+#include "stats_internal.h"
 #include "wheel_internal.h"
 
 struct hy_shard;
@@ -269,6 +270,13 @@ struct hy_shard {
      * 0 = futex on `sleeping`, 1 = ppoll on hook fds + wake_fd (eventfd) */
     _Alignas(HY_CACHE_LINE) _Atomic uint32_t sleeping;
     _Atomic uint32_t sleep_kind;
+    /* 1 when another shard published an exit signal into one of our inbound
+     * rings (atomic: set by producers with release after the publish, taken
+     * by this shard with an acquire exchange before it drains). Runtime
+     * calls of the running process check it (a load, on a line producers
+     * write only to wake us or to raise it), so a cross-shard exit signal
+     * acts at the target's next runtime call. */
+    _Atomic uint32_t sig_in;
     int wake_fd;
     unsigned nhook_fds;
     _Alignas(HY_CACHE_LINE) uint64_t now;     /* clock read once per turn */
@@ -414,6 +422,20 @@ void hy__mesh_flush(struct hy_shard *sh);
 unsigned hy__mesh_drain(struct hy_shard *sh);
 /* True when an inbound ring or the inbox has something (consumer side). */
 bool hy__mesh_has_input(struct hy_shard *sh);
+/* Producer: publishes everything staged for dst now and raises dst's sig_in
+ * flag, for an exit signal just pushed (it must act at the target's next
+ * runtime call, not after the sender's turn). */
+void hy__mesh_push_signal(struct hy_shard *sh, unsigned dst);
+/* Consumer: true when a producer raised sig_in (relaxed load: only a hint;
+ * the drain that follows takes it with acquire). */
+static inline bool hy__mesh_sig_in(struct hy_shard *sh)
+{
+    return atomic_load_explicit(&sh->sig_in, memory_order_relaxed) != 0;
+}
+/* Consumer: drains the inbound rings when anything is there, after taking
+ * the sig_in flag; returns entries handled. Called between two processes'
+ * slices so that a busy shard sees its rings once per reduction slice. */
+unsigned hy__mesh_poll(struct hy_shard *sh);
 bool hy__mesh_idle(struct hy_shard *sh); /* no overflow, nothing staged */
 void hy__ret_flush(struct hy_shard *sh);
 
@@ -468,6 +490,11 @@ void hy__dist_node_down(struct hy_shard *sh, uint32_t node);
 void hy__dist_node_up(struct hy_shard *sh, uint32_t node);
 typedef int (*hy_dist_monitor_node_fn)(uint32_t node);
 extern hy_dist_monitor_node_fn hy__dist_monitor_node_hook;
+/* Distribution (net/): whether a pid of node (not this one) can be reached
+ * now; NULL (distribution off) = never. Answered at once by hy_monitor and
+ * hy_link with noconnection when not. Set with release, read with acquire. */
+typedef bool (*hy_dist_reachable_fn)(uint32_t node);
+extern _Atomic(hy_dist_reachable_fn) hy__dist_reachable_hook;
 int hy__crash_shard_init(struct hy_shard *sh);
 void hy__crash_shard_fini(struct hy_shard *sh);
 int hy__crash_install(void);

@@ -499,6 +499,45 @@ static struct hy_proc *cur_or(int *rc)
     return p;
 }
 
+int hy_msg_exit_info(const struct hy_msg *m, struct hy_exit_info *out)
+{
+    if (!m || !out || m->tag != HY_TAG_EXIT || m->size != sizeof(*out))
+        return HY_EINVAL;
+    memcpy(out, m->data, sizeof(*out));
+    return 0;
+}
+
+int hy_msg_down_info(const struct hy_msg *m, struct hy_down_info *out)
+{
+    if (!m || !out || m->tag != HY_TAG_DOWN || m->size != sizeof(*out))
+        return HY_EINVAL;
+    memcpy(out, m->data, sizeof(*out));
+    return 0;
+}
+
+int hy_msg_node_event(const struct hy_msg *m, uint32_t *node)
+{
+    if (!m || !node || (m->tag != HY_TAG_NODEUP && m->tag != HY_TAG_NODEDOWN) ||
+        m->size != sizeof(*node))
+        return HY_EINVAL;
+    memcpy(node, m->data, sizeof(*node));
+    return 0;
+}
+
+_Atomic(hy_dist_reachable_fn) hy__dist_reachable_hook;
+
+/* Whether a pid of node can be reached: its node is this one, or
+ * distribution is on and says there is a route (a configured peer that has
+ * not been declared down). */
+static bool node_reachable(uint32_t node)
+{
+    if (node == hy__rt.node_id)
+        return true;
+    /* acquire: pairs with net/'s release store when it starts */
+    hy_dist_reachable_fn fn = atomic_load_explicit(&hy__dist_reachable_hook, memory_order_acquire);
+    return fn && fn(node);
+}
+
 /* After an operation that may have signalled the caller itself. */
 static void check_self(struct hy_proc *p)
 {
@@ -521,6 +560,14 @@ int hy_link(hy_pid pid)
                       hy_pid_shard(pid) < hy__rt.nshards;
     if (same_node && !alive_node)
         goto noproc;
+    if (!same_node && !node_reachable(hy_pid_node(pid))) {
+        /* no route to its node: as a dead pid, with reason noconnection */
+        if (p->trap_exit) {
+            deliver_exit_msg(sh, p, pid, hy_reason_make(HY_REASON_NOCONNECTION));
+            return 0;
+        }
+        return HY_ENOPROC;
+    }
     if (same_node && hy_pid_shard(pid) == sh->id) {
         struct hy_proc *t = live(sh, pid);
         if (!t)
@@ -645,6 +692,11 @@ static int monitor_common(struct hy_proc *p, hy_pid pid, const char *name, unsig
     }
     if (mout_add(p, ref, pid))
         return HY_ENOMEM;
+    if (!node_reachable(hy_pid_node(pid))) {
+        /* no route to its node: DOWN noconnection at once (OTP) */
+        send_down(sh, p->pid, ref, pid, name, hy_reason_make(HY_REASON_NOCONNECTION));
+        return 0;
+    }
     if (hy_pid_node(pid) == hy__rt.node_id && hy_pid_shard(pid) == sh->id) {
         /* same shard: install it now, no signal message (a GenServer call
          * monitors its server every time) */

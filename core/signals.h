@@ -14,9 +14,12 @@
  *  - hy_exit_pid(pid, kill) ends the target even when it traps, with reason
  *    killed; a process that died that way propagates killed (not kill) to its
  *    links, so kill does not cascade as kill.
- * A signal takes effect at the target's next runtime call (its preemption
- * point). A process that never calls the runtime cannot be reached: that is
- * the stall detector's case (runtime.h), not a silent hang.
+ * A signal takes effect at the target's next runtime call of any kind
+ * (hy_send and hy_yield included), whichever shard sent it: an exit signal
+ * for another shard is published at once and raises a flag that the
+ * target's runtime calls check, so a busy process does not run on through
+ * its shard's batch. A process that never calls the runtime cannot be
+ * reached: that is the stall detector's case (runtime.h), not a silent hang.
  */
 #ifndef HY_CORE_SIGNALS_H
 #define HY_CORE_SIGNALS_H
@@ -27,6 +30,10 @@
 #include "msg.h"
 #include "pid.h"
 #include "proc.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 #define HY_TAG_EXIT (HY_TAG_SYSTEM | 0x45584954ull) /* payload: struct hy_exit_info */
 #define HY_TAG_DOWN (HY_TAG_SYSTEM | 0x444f574eull) /* payload: struct hy_down_info */
@@ -51,11 +58,29 @@ struct hy_down_info {
     struct hy_reason reason;
 };
 
+/* Decodes a trapped exit message: 0 and *out (borrowed) filled when m is an
+ * HY_TAG_EXIT message with a struct hy_exit_info payload; HY_EINVAL (and
+ * *out untouched) for any other message or a NULL argument. m stays the
+ * caller's. Context: anywhere. */
+int hy_msg_exit_info(const struct hy_msg *m, struct hy_exit_info *out);
+
+/* Decodes a monitor's DOWN message: 0 and *out (borrowed) filled when m is
+ * an HY_TAG_DOWN message with a struct hy_down_info payload; HY_EINVAL (and
+ * *out untouched) otherwise. m stays the caller's. Context: anywhere. */
+int hy_msg_down_info(const struct hy_msg *m, struct hy_down_info *out);
+
+/* Decodes a node monitor's HY_TAG_NODEUP/HY_TAG_NODEDOWN message: 0 and
+ * *node filled; HY_EINVAL for any other message. Context: anywhere. */
+int hy_msg_node_event(const struct hy_msg *m, uint32_t *node);
+
 /* Links the caller and pid (bidirectional; linking twice is one link;
  * linking yourself does nothing). If pid is dead or unknown: a caller that
  * does not trap exits gets HY_ENOPROC; a trapping caller gets 0 and an
- * {EXIT, pid, noproc} message (OTP 25). Across shards the call waits for the
- * target's shard to answer. Errors: HY_ENOPROC, HY_ENOTPROC, HY_ENOMEM.
+ * {EXIT, pid, noproc} message (OTP 25). A pid of a node that cannot be
+ * reached (distribution off, a node that is not a configured peer, or one
+ * declared down) is treated the same way at once, with reason noconnection.
+ * Across shards the call waits for the target's shard to answer.
+ * Errors: HY_ENOPROC, HY_ENOTPROC, HY_ENOMEM.
  * Context: a process. */
 int hy_link(hy_pid pid);
 
@@ -77,6 +102,9 @@ int hy_trap_exit(bool on, bool *old);
 
 /* Monitors pid: when it ends (or at once, with reason noproc, if it is dead
  * or unknown) the caller receives one HY_TAG_DOWN message carrying *ref.
+ * A pid of a node that cannot be reached (distribution off, a node that is
+ * not a configured peer, or one declared down) gives a DOWN with reason
+ * noconnection at once, as OTP.
  * A target on another shard answers through that shard, so noproc DOWNs for
  * dead targets on different shards (or by name vs by pid) may arrive in
  * another order than the calls; for targets on one shard they come in call
@@ -221,5 +249,9 @@ int hy_proc_list(hy_pid *pids, size_t max, size_t *count);
  * and state half-changed), abort() and failed assert()s (not caught), and
  * a process that never calls the runtime (the stall detector's case).
  */
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HY_CORE_SIGNALS_H */

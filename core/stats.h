@@ -3,13 +3,24 @@
  * Each shard counts with relaxed atomics on its own cache lines; any thread
  * may read a snapshot (values of different counters are not read at one
  * instant).
+ *
+ * Two kinds of figures: a *gauge* is a current value that goes up and down
+ * (processes alive now); a *total* only grows, from the start of the
+ * runtime (processes spawned so far): take differences of two snapshots for
+ * a rate. hy_stats_total() sums both kinds over the shards (the sum of
+ * gauges is the node's current value).
  */
 #ifndef HY_CORE_STATS_H
 #define HY_CORE_STATS_H
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 struct hy_stats {
+<<<<<<< HEAD
     uint64_t procs_alive;       /* processes currently alive */
     uint64_t procs_spawned;
     uint64_t procs_exited;
@@ -32,16 +43,38 @@ struct hy_stats {
     uint64_t io_syscalls;       /* poller system calls (submit, wait, ctl) */
     uint64_t io_events;         /* readiness events reaped */
     uint64_t io_wakeups;        /* sleeps ended by socket readiness */
+=======
+    uint64_t procs_alive;       /* gauge: processes currently alive */
+    uint64_t procs_spawned;     /* total: processes spawned */
+    uint64_t procs_exited;      /* total: processes that ended */
+    uint64_t msgs_sent_local;   /* total: sends to a process of the same shard */
+    uint64_t msgs_sent_cross;   /* total: sends to another shard */
+    uint64_t msgs_received;     /* total: messages taken by a receive */
+    uint64_t dropped_dead;      /* total: sends to a dead or unknown pid */
+    uint64_t dropped_full;      /* total: sends dropped by a full bounded mailbox */
+    uint64_t ring_overflows;    /* total: entries that had to wait behind a full ring */
+    uint64_t runq_len;          /* gauge: processes ready to run (at the end of the last turn) */
+    uint64_t busy_ns;           /* total: time spent with work to do */
+    uint64_t idle_ns;           /* total: time spent idle (spinning or asleep) */
+    uint64_t sleeps;            /* total: times the shard went to sleep */
+    uint64_t buffers_out;       /* gauge: message buffers of this shard not yet back home */
+    uint64_t stacks_pooled;     /* gauge: guarded stacks kept in the pool */
+    uint64_t stalls;            /* total: stalls reported */
+    uint64_t timers_armed;      /* gauge: timers armed in the shard's wheel */
+>>>>>>> main
 };
 
 /* Copies shard's counters into *out (borrowed).
- * Errors: HY_ENOTSTARTED, HY_EINVAL (no such shard).
+ * Errors: HY_ENOTSTARTED, HY_EINVAL (no such shard, or out NULL).
  * Context: any thread while the runtime runs. */
 int hy_stats_get(unsigned shard, struct hy_stats *out);
 
-/* Sums every shard's counters into *out. Errors: HY_ENOTSTARTED. */
+/* Sums every shard's counters into *out (borrowed).
+ * Errors: HY_ENOTSTARTED, HY_EINVAL (out NULL).
+ * Context: any thread while the runtime runs. */
 int hy_stats_total(struct hy_stats *out);
 
+<<<<<<< HEAD
 /* Internal layout (atomic counters), exposed only for the runtime. */
 struct hy__shard_stats {
     _Atomic uint64_t procs_alive, procs_spawned, procs_exited;
@@ -51,5 +84,10 @@ struct hy__shard_stats {
     _Atomic uint64_t buffers_out, stacks_pooled, stalls, timers_armed;
     _Atomic uint64_t io_backend, io_sockets, io_syscalls, io_events, io_wakeups;
 };
+=======
+#ifdef __cplusplus
+}
+#endif
+>>>>>>> main
 
 #endif /* HY_CORE_STATS_H */

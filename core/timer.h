@@ -18,6 +18,10 @@
 
 #include "pid.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define HY_TIMER_TIED 1u
 /* The tag may carry HY_TAG_SYSTEM: reserved for behaviours (cast_after). */
 #define HY_TIMER_SYSTEM_TAG 2u
@@ -41,5 +45,9 @@ int hy_timer_cancel(hy_ref ref, uint64_t *remaining_ns);
 /* Reads the time left on timer ref without cancelling it.
  * Errors: as hy_timer_cancel. Context: a process. */
 int hy_timer_read(hy_ref ref, uint64_t *remaining_ns);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HY_CORE_TIMER_H */

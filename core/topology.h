@@ -9,6 +9,10 @@
 
 #include <stdbool.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define HY_TOPO_MAX_CPUS 1024
 
 struct hy_topology {
@@ -39,5 +43,9 @@ int hy_topology_fake(struct hy_topology *topo, int nnodes);
 /* Lists the usable CPUs of topo in ascending order into cpus (borrowed, max
  * entries) and returns how many there are (may exceed max). */
 int hy_topology_usable_cpus(const struct hy_topology *topo, int *cpus, int max);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HY_CORE_TOPOLOGY_H */

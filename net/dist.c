@@ -109,6 +109,10 @@ static struct {
     _Atomic int started;
     _Atomic int opened, open_err, stopped;
     _Atomic uint8_t node_up[MAX_PEERS];
+    /* 1 from the moment a peer is declared down until a new handshake with
+     * it completes: its pids answer noconnection at once (hy_monitor,
+     * hy_link) instead of waiting for a connection attempt */
+    _Atomic uint8_t node_down[MAX_PEERS];
 } D;
 
 /* ---- small helpers -------------------------------------------------------------- */
@@ -1003,6 +1007,7 @@ static void on_acks(struct hy__chan *ch, const struct hy_wire_hdr *h)
 
 static void node_went_down(struct hy_shard *sh, int pi)
 {
+    atomic_store(&D.node_down[pi], 1);
     if (atomic_exchange(&D.node_up[pi], 0) || true) {
         st_add(&D.eps[sh->id]->st.nodes_down, 1);
         broadcast(sh, CTRL_NODE_DOWN, D.peers[pi].node_id);
@@ -1016,6 +1021,7 @@ static void established(struct hy__chan *ch)
     ch->last_rx = ch->last_tx = tnow();
     st_add(&ch->ep->st.handshakes, 1);
     if (ch->master) {
+        atomic_store(&D.node_down[ch->pi], 0);
         atomic_store(&D.node_up[ch->pi], 1);
         fail_waiters(ch, 0);
         broadcast(hy__shard(), CTRL_NODE_UP, D.peers[ch->pi].node_id);
@@ -1395,6 +1401,14 @@ static int remote_send(struct hy_msg *m, void *ctx)
     return 0;
 }
 
+/* For hy_monitor/hy_link on a pid of node: a configured peer not declared
+ * down can be reached (a connection is made on demand). */
+static bool reachable_hook(uint32_t node)
+{
+    int pi = peer_index(node);
+    return pi >= 0 && atomic_load(&D.started) && !atomic_load(&D.node_down[pi]);
+}
+
 static int monitor_node_hook(uint32_t node)
 {
     struct hy_shard *sh = hy__shard();
@@ -1547,6 +1561,7 @@ static void on_ctrl(struct hy_shard *sh, struct hy_msg *m)
         if (pi >= 0) {
             if (sh->id == 0)
                 atomic_store(&D.node_up[pi], 0);
+            atomic_store(&D.node_down[pi], 1);
             for (unsigned s = 0; s < HY_MAX_SHARDS; s++) {
                 struct hy__chan *ch = ep->chans[(size_t)pi * HY_MAX_SHARDS + s];
                 if (!ch)
@@ -1632,8 +1647,10 @@ int hy_dist_start(const struct hy_dist_config *cfg)
     strcpy(D.cookie, cfg->cookie);
     D.cookie_len = strlen(cfg->cookie);
     D.tp = tp;
-    for (size_t i = 0; i < MAX_PEERS; i++)
+    for (size_t i = 0; i < MAX_PEERS; i++) {
         atomic_store(&D.node_up[i], 0);
+        atomic_store(&D.node_down[i], 0);
+    }
     if (D.self < 0) {
         atomic_store(&D.started, 0);
         return HY_EINVAL;
@@ -1668,6 +1685,7 @@ int hy_dist_start(const struct hy_dist_config *cfg)
     }
     hy__dist_monitor_node_hook = monitor_node_hook;
     hy_hook_set_remote_send(remote_send, NULL);
+    atomic_store_explicit(&hy__dist_reachable_hook, reachable_hook, memory_order_release);
     return 0;
 }
 
@@ -1691,6 +1709,7 @@ int hy_dist_stop(void)
     }
     hy_hook_set_remote_send(NULL, NULL);
     hy__dist_monitor_node_hook = NULL;
+    atomic_store_explicit(&hy__dist_reachable_hook, NULL, memory_order_release);
     atomic_store(&D.stopped, 0);
     for (unsigned s = 0; s < hy__rt.nshards; s++)
         send_ctrl(sh, s, CTRL_STOP, 0, HY_PID_NONE, HY_REF_NONE);

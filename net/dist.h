@@ -47,6 +47,10 @@
 #include "../core/pid.h"
 #include "../core/runtime.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 enum hy_dist_transport {
     HY_DIST_UDP = 0,  /* kernel UDP sockets */
     HY_DIST_DPDK = 1, /* DPDK ports and queues (when built with DPDK) */
@@ -199,5 +203,9 @@ struct hy_dist_stats {
 
 /* Sums the counters of every shard's endpoint. Errors: HY_ENOTSTARTED. */
 int hy_dist_stats_get(struct hy_dist_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HY_NET_DIST_H */

@@ -29,6 +29,20 @@
 
 #define MAIN_SHUTDOWN_NS 5000000000LL
 
+/* the statuses are described by hy_strerror from errors.h's table */
+#define HY_APP_SAME_(name, value, msg) _Static_assert(HY_##name == (value), "HY_" #name);
+HY_APP_STATUS_MAP(HY_APP_SAME_)
+#undef HY_APP_SAME_
+
+/* Root flags left all zero mean OTP's defaults (1 restart in 5 s); any
+ * other value is taken as given (intensity 0: no restart). */
+static struct hy_sup_flags root_flags(const struct hy_sup_flags *f)
+{
+    if (f->strategy == 0 && f->intensity == 0 && f->period_s == 0 && f->auto_shutdown == 0)
+        return (struct hy_sup_flags)HY_SUP_FLAGS_INIT;
+    return *f;
+}
+
 /* The pipe lives as long as the OS process: a handler that is still running
  * on another thread when hy_app_run() returns never writes to a closed (or
  * reused) descriptor. */
@@ -145,7 +159,8 @@ static int start_shard_root(const void *arg, size_t arg_size, hy_pid *pid)
     struct hy_sup_opts o = HY_SUP_OPTS_INIT;
     o.shard = (int)sa->shard;
     struct hy_reason why;
-    return hy_supervisor_start_link(&app->shard_flags, specs, n, &o, pid, &why);
+    struct hy_sup_flags fl = root_flags(&app->shard_flags);
+    return hy_supervisor_start_link(&fl, specs, n, &o, pid, &why);
 }
 
 /* Starts the node root over one shard root per shard. */
@@ -172,7 +187,8 @@ static int start_tree(const struct hy_app *app, hy_pid *root, struct hy_reason *
         }
         struct hy_sup_opts o = HY_SUP_OPTS_INIT;
         o.shard = 0;
-        rc = hy_supervisor_start_link(&app->node_flags, specs, n, &o, root, why);
+        struct hy_sup_flags fl = root_flags(&app->node_flags);
+        rc = hy_supervisor_start_link(&fl, specs, n, &o, root, why);
     }
     free(specs);
     free(args);

@@ -11,7 +11,7 @@
  *     };
  *     int main(void) { return hy_app_run(&app, NULL, NULL); }
  *
- * The tree (DESIGN.md § OTP): every shard runs a root supervisor, on that
+ * The tree: every shard runs a root supervisor, on that
  * shard, with the application's children for that shard (the same list on
  * every shard for shard-per-core services, or a list per shard); the node's
  * root supervisor, on shard 0, supervises those shard roots (ids "shard0",
@@ -69,8 +69,13 @@
 #include "../core/runtime.h"
 #include "supervisor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* How an application ended: hy_app_run()'s return value, usable as the exit
- * status of main(). */
+ * status of main(). Positive values are described by hy_strerror() and
+ * hy_err_name() (errors.h), like HY_E* codes. */
 enum hy_app_status {
     /* Stopped in order on request: SIGINT or SIGTERM (result->signal says
      * which), hy_app_stop(), or the main process returned. */
@@ -90,7 +95,8 @@ enum hy_app_status {
      * elsewhere): processes were killed without the orderly stop. */
     HY_APP_HALTED = 4,
     /* hy_app_run() could not run: bad descriptor or configuration, runtime
-     * already running (result->error). */
+     * already running, called from a shard thread or process (result->error
+     * has the HY_E* code: HY_EINVAL, HY_ESTARTED, HY_EPERM, ...). */
     HY_APP_RUNTIME_FAILED = 5,
 };
 
@@ -102,8 +108,8 @@ struct hy_app_result {
     struct hy_reason reason; /* GAVE_UP, START_FAILED, MAIN_FAILED: why; else normal */
 };
 
-/* An application: filled with designated initialisers (STYLE.md rule 8);
- * NULL or zero fields mean the OTP default. Borrowed by hy_app_run() for its
+/* An application: filled with designated initialisers, so that a field
+ * added later starts at zero; NULL or zero fields mean the OTP default. Borrowed by hy_app_run() for its
  * whole duration, with everything it points to. */
 struct hy_app {
     /* Name, for reports (NULL: "app"). */
@@ -120,12 +126,14 @@ struct hy_app {
      * (re)starts; the list is borrowed for the call. */
     const struct hy_child_spec *(*shard_children)(unsigned shard, size_t *n, void *arg);
 
-    /* Flags of each shard's root supervisor (zero: one_for_one, at most 1
-     * restart in 5 s). HY_SIMPLE_ONE_FOR_ONE makes each shard root a dynamic
+    /* Flags of each shard's root supervisor (all fields zero: one_for_one,
+     * at most 1 restart in 5 s; otherwise as given, intensity 0 allowing
+     * no restart). HY_SIMPLE_ONE_FOR_ONE makes each shard root a dynamic
      * supervisor whose one child spec is the template. */
     struct hy_sup_flags shard_flags;
-    /* Flags of the node's root supervisor over the shard roots (zero:
-     * one_for_one, 1 in 5 s). HY_SIMPLE_ONE_FOR_ONE is not allowed. */
+    /* Flags of the node's root supervisor over the shard roots (all zero:
+     * one_for_one, 1 in 5 s; otherwise as given). HY_SIMPLE_ONE_FOR_ONE is
+     * not allowed. */
     struct hy_sup_flags node_flags;
 
     /* Runs in the controller process on shard 0 before the tree starts;
@@ -159,5 +167,9 @@ int hy_app_stop(void);
 /* The node's root supervisor. Errors: HY_ENOTSTARTED (no application, or
  * its tree is not up (yet, or any more)). Context: anywhere. */
 int hy_app_root(hy_pid *out);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HY_OTP_APPLICATION_H */

@@ -203,7 +203,7 @@ static int is_ack_or_down(const struct hy_msg *m, void *arg)
            (m->tag == HY_TAG_DOWN && hy_ref_eq(m->ref, am->mref));
 }
 
-static int start_common(const struct hy_gen_server_ops *ops, void *arg,
+static int start_common(const struct hy_gen_server_ops *ops, const void *arg,
                         const struct hy_gen_server_opts *opts, bool link, hy_pid *out)
 {
     if (!hy_in_process())
@@ -220,7 +220,7 @@ static int start_common(const struct hy_gen_server_ops *ops, void *arg,
     if (!sa)
         return HY_ENOMEM;
     sa->ops = ops;
-    sa->arg = arg;
+    sa->arg = (void *)arg; /* handed to init as is when not copied (arg_size 0) */
     sa->arg_size = opts->arg_size;
     sa->parent = hy_self();
     sa->linked = link;
@@ -291,13 +291,13 @@ static int start_common(const struct hy_gen_server_ops *ops, void *arg,
     return 0;
 }
 
-int hy_gen_server_start(const struct hy_gen_server_ops *ops, void *arg,
+int hy_gen_server_start(const struct hy_gen_server_ops *ops, const void *arg,
                         const struct hy_gen_server_opts *opts, hy_pid *out)
 {
     return start_common(ops, arg, opts, false, out);
 }
 
-int hy_gen_server_start_link(const struct hy_gen_server_ops *ops, void *arg,
+int hy_gen_server_start_link(const struct hy_gen_server_ops *ops, const void *arg,
                              const struct hy_gen_server_opts *opts, hy_pid *out)
 {
     return start_common(ops, arg, opts, true, out);
@@ -338,7 +338,10 @@ int hy_gen_server_call(hy_pid server, uint64_t tag, const void *data, size_t len
         hy_msg_free(m);
         if (why)
             *why = d.reason;
-        return d.reason.kind == HY_REASON_NOPROC ? HY_ENOPROC : HY_EEXIT;
+        /* no such server, or none that can be reached */
+        return d.reason.kind == HY_REASON_NOPROC || d.reason.kind == HY_REASON_NOCONNECTION
+                   ? HY_ENOPROC
+                   : HY_EEXIT;
     }
     hy_demonitor(ref, false);
     /* the server may have ended right after replying: its DOWN may be
@@ -386,6 +389,9 @@ int hy_gen_server_stop(hy_pid server, struct hy_reason reason, int64_t timeout_n
 {
     if (!hy_in_process())
         return HY_ENOTPROC;
+    /* stopping yourself could only wait out the timeout (OTP: calling_self) */
+    if (hy_pid_eq(server, hy_self()))
+        return HY_EINVAL;
     hy_ref ref;
     int rc = hy_monitor(server, &ref);
     if (rc)
@@ -404,5 +410,7 @@ int hy_gen_server_stop(hy_pid server, struct hy_reason reason, int64_t timeout_n
     struct hy_down_info d;
     memcpy(&d, m->data, sizeof(d));
     hy_msg_free(m);
-    return d.reason.kind == HY_REASON_NOPROC ? HY_ENOPROC : 0;
+    return d.reason.kind == HY_REASON_NOPROC || d.reason.kind == HY_REASON_NOCONNECTION
+               ? HY_ENOPROC
+               : 0;
 }

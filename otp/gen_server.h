@@ -41,6 +41,10 @@
 #include "../core/proc.h"
 #include "../core/signals.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Callback results. */
 enum hy_gs_result {
     HY_GS_OK = 0,     /* keep serving (init: started) */
@@ -90,9 +94,12 @@ struct hy_gen_server_opts {
     const char *name;
     /* Shard to run on (-1: the caller's). */
     int shard;
-    /* How long the caller waits for init (ns; <= 0: HY_INFINITY). When it
-     * expires the server is killed and start returns HY_ETIMEDOUT once it
-     * is gone (its name, if any, free again). */
+    /* How long the caller waits for init, in ns: HY_INFINITY (the value of
+     * HY_GEN_SERVER_OPTS_INIT) or a positive bound. 0 is not HY_NOWAIT here
+     * (an init cannot be polled): it means "not set", i.e. HY_INFINITY, so
+     * zero-initialised options keep working; other negative values too.
+     * When it expires the server is killed and start returns HY_ETIMEDOUT
+     * once it is gone (its name, if any, free again). */
     int64_t init_timeout_ns;
     /* Bytes of *arg to copy for init (needed when the server runs on
      * another shard and arg points into the caller's memory); 0 = pass the
@@ -106,21 +113,25 @@ struct hy_gen_server_opts {
     struct hy_reason *init_reason;
 };
 
-#define HY_GEN_SERVER_OPTS_INIT {.shard = -1}
+#define HY_GEN_SERVER_OPTS_INIT {.shard = -1, .init_timeout_ns = HY_INFINITY}
 
 /* Starts a server and waits for its init: 0 and *out = its pid when init
  * returned HY_GS_OK. ops is borrowed for the server's whole life (use a
- * static table). Errors: HY_EIGNORED (init returned HY_GS_IGNORE),
+ * static table). arg is borrowed: copied when opts->arg_size > 0, else
+ * handed to init as is (it is const here so that a supervisor child's
+ * start function, which gets a const pointer, can pass it on uncast;
+ * init receives it as void * and must not write through it unless the
+ * caller allows that). Errors: HY_EIGNORED (init returned HY_GS_IGNORE),
  * HY_ESTOPPED (init returned HY_GS_STOP or crashed: see opts->init_reason),
  * HY_EEXIST (name taken; *out = the existing pid), HY_ETIMEDOUT (init
  * timeout), HY_EINVAL, HY_ENOMEM, HY_ENOTPROC.
  * Context: a process. */
-int hy_gen_server_start(const struct hy_gen_server_ops *ops, void *arg,
+int hy_gen_server_start(const struct hy_gen_server_ops *ops, const void *arg,
                         const struct hy_gen_server_opts *opts, hy_pid *out);
 
 /* hy_gen_server_start() plus a link between the caller and the server,
  * set atomically with the spawn (the caller is the server's parent). */
-int hy_gen_server_start_link(const struct hy_gen_server_ops *ops, void *arg,
+int hy_gen_server_start_link(const struct hy_gen_server_ops *ops, const void *arg,
                              const struct hy_gen_server_opts *opts, hy_pid *out);
 
 /* ---- talking to a server -------------------------------------------------------- */
@@ -130,9 +141,12 @@ int hy_gen_server_start_link(const struct hy_gen_server_ops *ops, void *arg,
  * with hy_msg_free; its tag is the one the server replied with).
  * Errors: HY_ETIMEDOUT (no reply in time; a later reply is dropped, never
  * queued; one that came in as the timeout expired is returned, as OTP),
- * HY_ENOPROC (no such server), HY_EEXIT (the server died during the call:
- * *why, if not NULL, gets its reason), HY_EINVAL (tag >= HY_GS_TAG_MAX, or
- * server is the caller: OTP's calling_self),
+ * HY_ENOPROC (no such server, or its node cannot be reached: distribution
+ * off, a node that is not a configured peer, or one declared down; or that
+ * node went down during the call; *why, if not NULL, gets noproc or
+ * noconnection; never a wait for the timeout), HY_EEXIT (the server died
+ * during the call: *why, if not NULL, gets its reason), HY_EINVAL (tag >=
+ * HY_GS_TAG_MAX, or server is the caller: OTP's calling_self),
  * HY_EMSGSIZE, HY_ENOTPROC. Works the same across shards.
  * Context: a process. */
 int hy_gen_server_call(hy_pid server, uint64_t tag, const void *data, size_t len,
@@ -159,8 +173,14 @@ int hy_gen_server_cast_after(uint64_t ns, hy_pid server, uint64_t tag, const voi
 
 /* Stops server: its terminate callback runs with reason, then it exits with
  * that reason; waits up to timeout_ns for it to be gone.
- * Errors: HY_ENOPROC (not running), HY_ETIMEDOUT (still alive: it is not
- * killed), HY_ENOTPROC. Context: a process. */
+ * Errors: HY_ENOPROC (not running, or its node cannot be reached),
+ * HY_EINVAL (server is the caller: OTP's calling_self; returned at once),
+ * HY_ETIMEDOUT (still alive: it is not killed), HY_ENOTPROC.
+ * Context: a process. */
 int hy_gen_server_stop(hy_pid server, struct hy_reason reason, int64_t timeout_ns);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HY_OTP_GEN_SERVER_H */

@@ -48,6 +48,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Virtual nodes per node when the ring's default is asked for (0). */
 #define HY_HASH_RING_VNODES_DEFAULT 160
 /* Most virtual nodes one node may have. */
@@ -149,5 +153,9 @@ size_t hy_hash_ring_node_count(const struct hy_hash_ring *ring);
 
 /* Number of overrides in ring (borrowed; 0 for NULL). Context: any thread. */
 size_t hy_hash_ring_override_count(const struct hy_hash_ring *ring);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HY_OTP_HASH_RING_H */

@@ -62,6 +62,10 @@
 
 #include "../core/pid.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Longest registry name (partitions are registered as "<name>/<i>"). */
 #define HY_REGISTRY_NAME_MAX 48
 /* Longest key, in bytes. */
@@ -158,5 +162,9 @@ int hy_registry_count(const char *registry, size_t *count);
  * Returns -1 when the runtime is not running or the key is bad.
  * Context: anywhere. */
 int hy_registry_partition(const void *key, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HY_OTP_REGISTRY_H */

@@ -46,6 +46,10 @@
 #include "../core/pid.h"
 #include "../core/proc.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 enum hy_report_type {
     HY_REPORT_SUPERVISOR = 0, /* supervisor_report */
     HY_REPORT_CRASH,          /* crash_report */
@@ -95,5 +99,9 @@ bool hy_report_enabled(void);
  * NUL-terminated) and returns buf. Values with spaces are double-quoted.
  * Context: anywhere. */
 char *hy_report_format(const struct hy_report *r, char *buf, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HY_OTP_REPORT_H */

@@ -449,6 +449,11 @@ int hy_semaphore_release(hy_pid sem, unsigned n)
 
 int hy_semaphore_info(hy_pid sem, struct hy_semaphore_info *out)
 {
+    return hy_semaphore_get_info(sem, out);
+}
+
+int hy_semaphore_get_info(hy_pid sem, struct hy_semaphore_info *out)
+{
     if (!hy_in_process())
         return HY_ENOTPROC;
     if (!out)

@@ -30,6 +30,10 @@
 
 #include "../core/pid.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Most permits a semaphore may have. */
 #define HY_SEMAPHORE_MAX_PERMITS (1u << 30)
 
@@ -83,8 +87,16 @@ struct hy_semaphore_info {
     unsigned held;      /* permits the caller holds */
 };
 
-/* Fills *out (borrowed). Errors: HY_EINVAL, HY_ENOPROC, HY_EEXIT,
- * HY_ENOTPROC. Context: a process. */
+/* Fills *out (borrowed) with a snapshot of sem. Errors: HY_EINVAL,
+ * HY_ENOPROC, HY_EEXIT, HY_ENOTPROC. Context: a process. */
+int hy_semaphore_get_info(hy_pid sem, struct hy_semaphore_info *out);
+
+/* The same as hy_semaphore_get_info() (the older name, kept; it is also the
+ * name of the struct, hence the new one). */
 int hy_semaphore_info(hy_pid sem, struct hy_semaphore_info *out);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HY_OTP_SEMAPHORE_H */

@@ -257,6 +257,14 @@ static int is_exit_from(const struct hy_msg *m, void *arg)
            hy_pid_eq(((const struct hy_exit_info *)m->data)->from, *(const hy_pid *)arg);
 }
 
+/* Waits for the DOWN of mref, or (no monitor) for pid's EXIT. */
+static int wait_gone(hy_pid pid, bool mon, hy_ref mref, int64_t timeout_ns, struct hy_msg **m)
+{
+    if (mon)
+        return hy_recv_ref(mref, m, timeout_ns);
+    return hy_recv_match(is_exit_from, &pid, m, timeout_ns);
+}
+
 /* Stops one child by its shutdown rule and waits until it is gone. */
 static void shutdown_child(struct sup *s, struct child *c)
 {
@@ -266,20 +274,21 @@ static void shutdown_child(struct sup *s, struct child *c)
     map_del(s, pid);
     c->pid = HY_PID_NONE;
     hy_ref mref;
-    if (hy_monitor(pid, &mref) != 0)
-        return;
-    struct hy_msg *m;
+    /* Without a monitor (out of memory) the child is still stopped: the
+     * link's EXIT (the supervisor traps exits) says when it is gone. */
+    bool mon = hy_monitor(pid, &mref) == 0;
+    struct hy_msg *m = NULL;
     if (c->shutdown_ns == HY_SHUTDOWN_BRUTAL_KILL) {
         hy_exit_pid(pid, hy_reason_make(HY_REASON_KILL));
-        hy_recv_ref(mref, &m, HY_INFINITY);
+        wait_gone(pid, mon, mref, HY_INFINITY, &m);
     } else {
         hy_exit_pid(pid, hy_reason_make(HY_REASON_SHUTDOWN));
         int64_t to = c->shutdown_ns == HY_SHUTDOWN_INFINITY ? HY_INFINITY : c->shutdown_ns;
-        if (hy_recv_ref(mref, &m, to) == HY_ETIMEDOUT) {
+        if (wait_gone(pid, mon, mref, to, &m) == HY_ETIMEDOUT) {
             sup_report(HY_REPORT_SUPERVISOR, HY_LOG_ERROR, "shutdown_error", c, pid, NULL,
                        HY_ETIMEDOUT, "kill");
             hy_exit_pid(pid, hy_reason_make(HY_REASON_KILL));
-            hy_recv_ref(mref, &m, HY_INFINITY);
+            wait_gone(pid, mon, mref, HY_INFINITY, &m);
         }
     }
     hy_msg_free(m);
@@ -781,10 +790,8 @@ int hy_supervisor_start_link(const struct hy_sup_flags *flags, const struct hy_c
     if (!si)
         return HY_ENOMEM;
     si->flags = *flags;
-    if (si->flags.intensity == 0)
-        si->flags.intensity = 1;
-    else if (si->flags.intensity < 0)
-        si->flags.intensity = 0;
+    if (si->flags.intensity < 0)
+        si->flags.intensity = 0; /* 0 = no restart allowed, as OTP */
     if (si->flags.period_s == 0)
         si->flags.period_s = 5;
     si->nchildren = nchildren;
@@ -943,5 +950,5 @@ int hy_sup_start_gen_server(const void *arg, size_t arg_size, hy_pid *pid)
     struct hy_gen_server_opts o = HY_GEN_SERVER_OPTS_INIT;
     o.name = g->name[0] ? g->name : NULL;
     o.shard = g->shard;
-    return hy_gen_server_start_link(g->ops, (void *)g->init_arg, &o, pid);
+    return hy_gen_server_start_link(g->ops, g->init_arg, &o, pid);
 }

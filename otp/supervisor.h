@@ -46,6 +46,10 @@
 #include "gen_server.h"
 #include "../core/pid.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 enum hy_sup_strategy {
     HY_ONE_FOR_ONE = 0,
     HY_ONE_FOR_ALL,
@@ -80,7 +84,9 @@ enum hy_auto_shutdown {
  * its pid. arg is the spec's argument (for HY_SIMPLE_ONE_FOR_ONE: the
  * argument given to hy_supervisor_start_dynamic). Returns 0, HY_EIGNORED
  * (nothing started; the spec is kept with no pid), or a negative error.
- * Typically wraps hy_gen_server_start_link or hy_supervisor_start_link. */
+ * Typically wraps hy_gen_server_start_link or hy_supervisor_start_link,
+ * both of which take arg as const void *, so it passes on without a cast.
+ * arg is borrowed for the call (the supervisor keeps the copy). */
 typedef int (*hy_child_start_fn)(const void *arg, size_t arg_size, hy_pid *pid);
 
 struct hy_child_spec {
@@ -96,10 +102,17 @@ struct hy_child_spec {
 
 struct hy_sup_flags {
     int strategy;            /* enum hy_sup_strategy */
-    int intensity;           /* max restarts in period (default 1: set -1 for 0) */
-    unsigned period_s;       /* default 5 */
+    /* Max restarts in period (OTP's intensity): 0 allows none, so the first
+     * child exit that calls for a restart makes the supervisor give up. A
+     * negative value is taken as 0. Start from HY_SUP_FLAGS_INIT for OTP's
+     * defaults (1 restart in 5 s). */
+    int intensity;
+    unsigned period_s;       /* seconds; 0 = the default 5 */
     int auto_shutdown;       /* enum hy_auto_shutdown */
 };
+
+/* OTP's default flags: one_for_one, at most 1 restart in 5 seconds. */
+#define HY_SUP_FLAGS_INIT {.strategy = HY_ONE_FOR_ONE, .intensity = 1, .period_s = 5}
 
 struct hy_sup_opts {
     const char *name;        /* register the supervisor (NULL: no name) */
@@ -167,5 +180,9 @@ struct hy_sup_gs_child {
     const void *init_arg;
 };
 int hy_sup_start_gen_server(const void *arg, size_t arg_size, hy_pid *pid);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HY_OTP_SUPERVISOR_H */

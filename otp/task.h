@@ -10,7 +10,7 @@
  * an empty result. The awaiter gets the result as an owned message
  * (hy_task_await) or copied into its buffer (hy_task_await_buf).
  *
- * Semantics chosen (the issue leaves them open; this is Elixir's
+ * Semantics (those of Elixir's
  * Task.Supervisor.async_nolink plus owner tracking, not Task.async):
  *  - Crash -> error, never a crash of the awaiter. The caller (the task's
  *    *owner*) monitors the task; a task that ends without a result — a
@@ -62,6 +62,10 @@
 #include "../core/msg.h"
 #include "../core/pid.h"
 #include "../core/proc.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 /* Tag of the result message returned by hy_task_await(). */
 #define HY_TASK_TAG_RESULT 0x7461736bull /* "task" */
@@ -154,5 +158,9 @@ int hy_task_yield(struct hy_task *task, int64_t timeout_ns, struct hy_msg **resu
  * Errors: HY_EPERM (not the owner), HY_EINVAL (task NULL), HY_ENOTPROC.
  * Context: the owner process. */
 int hy_task_shutdown(struct hy_task *task);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HY_OTP_TASK_H */

@@ -1,7 +1,7 @@
 # Shared by scripts/run, scripts/test and scripts/bench: installs what the
 # project needs from Debian's archive when it is missing. Idempotent.
 
-HYDRA_PACKAGES="meson ninja-build pkg-config gcc libc6-dev libnuma-dev libcmocka-dev dpdk-dev libdpdk-dev libsodium-dev iproute2"
+HYDRA_PACKAGES="meson ninja-build pkg-config gcc g++ libc6-dev libnuma-dev libcmocka-dev dpdk-dev libdpdk-dev libsodium-dev iproute2"
 # hydra-kvcache's peers and clients: the reference server, memccapable and
 # the memc* tools, a client library for the tests, nc for trying it by hand
 HYDRA_PACKAGES="$HYDRA_PACKAGES memcached libmemcached-tools python3-pymemcache netcat-openbsd"
@@ -27,24 +27,37 @@ hy_install() {
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# hy_build DIR [meson options...]: configures (once) and builds DIR.
+# hy_build DIR [meson options...]: configures (once) and builds DIR, quietly;
+# on failure prints what failed (the compiler's errors) and returns 1. The
+# whole output is kept in DIR/hydra-build.log.
 hy_build() {
     local dir=$1
     shift
-    if [ ! -f "$dir/build.ninja" ]; then
-        meson setup "$dir" "$@" >/dev/null
-    else
-        meson configure "$dir" "$@" >/dev/null 2>&1 || true
-    fi
-    # quiet when it builds; the compiler's messages when it does not
     local log
-    log=$(mktemp)
-    if ! ninja -C "$dir" >"$log" 2>&1; then
-        grep -v '^\[' "$log" | tail -60 >&2
-        echo "scripts: the build in $dir failed (full log: $log)" >&2
-        return 1
+    log=$(mktemp "${TMPDIR:-/tmp}/hydra-build.XXXXXX")
+    local what
+    if [ ! -f "$dir/build.ninja" ]; then
+        what="meson setup $dir $*"
+        meson setup "$dir" "$@" >"$log" 2>&1 || { hy_build_failed "$what" "$log"; return 1; }
+    elif [ $# -gt 0 ]; then
+        what="meson configure $dir $*"
+        meson configure "$dir" "$@" >"$log" 2>&1 || { hy_build_failed "$what" "$log"; return 1; }
     fi
-    rm -f "$log"
+    what="ninja -C $dir"
+    ninja -C "$dir" >>"$log" 2>&1 || { hy_build_failed "$what" "$log"; return 1; }
+    mv -f "$log" "$dir/hydra-build.log" 2>/dev/null || rm -f "$log"
+}
+
+# hy_build_failed WHAT LOG: shows why a build failed: from ninja's first
+# FAILED line on (at most 200 lines), else the end of the log.
+hy_build_failed() {
+    echo "scripts: $1 failed:" >&2
+    if grep -q '^FAILED:' "$2"; then
+        sed -n '/^FAILED:/,$p' "$2" | head -n 200 >&2
+    else
+        tail -n 100 "$2" >&2
+    fi
+    rm -f "$2"
 }
 
 # Stacks: guarded mode maps two regions per process; 1 M processes need more

@@ -573,6 +573,7 @@ int bench_dist_throughput_udp_run(const struct bench *b, const struct bench_env 
 
 /* ---- memif: private directory, EAL leftovers, a child for node a ------------------ */
 
+#if HY_HAVE_DPDK
 static int memif_mkdir(char *dir, size_t len)
 {
     snprintf(dir, len, "/tmp/hydra-bench-XXXXXX");
@@ -607,6 +608,7 @@ static void memif_cleanup(const char *dir)
     unlink(p);
     rmdir(dir);
 }
+#endif /* HY_HAVE_DPDK */
 
 static int dist_memif(const struct bench *b, const struct bench_env *env, int throughput,
                       int busy_poll)

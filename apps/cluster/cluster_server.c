@@ -169,7 +169,7 @@ int cluster_server_start_link(const void *arg, size_t arg_size, hy_pid *pid)
     struct hy_gen_server_opts o = HY_GEN_SERVER_OPTS_INIT;
     o.name = CLUSTER_NAME;
     o.arg_size = arg_size; /* the pointer to the configuration, copied */
-    return hy_gen_server_start_link(&cluster_server_ops, (void *)arg, &o, pid);
+    return hy_gen_server_start_link(&cluster_server_ops, arg, &o, pid);
 }
 
 struct pong_of {

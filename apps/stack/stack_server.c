@@ -85,7 +85,7 @@ int stack_server_start_link(const void *arg, size_t arg_size, hy_pid *pid)
     struct hy_gen_server_opts o = HY_GEN_SERVER_OPTS_INIT;
     o.name = STACK_NAME;
     o.arg_size = arg_size; /* the server gets its own copy of the list */
-    return hy_gen_server_start_link(&stack_server_ops, (void *)arg, &o, pid);
+    return hy_gen_server_start_link(&stack_server_ops, arg, &o, pid);
 }
 
 int stack_server_pop(char *out, size_t cap)

@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -156,7 +157,7 @@ static void start_main(void *arg)
 {
     (void)arg;
     atomic_store(&started_flag, 1);
-    /* the runtime of hy_start() does not stop when its main process ends */
+    /* with keep_running the runtime does not stop when its main process ends */
 }
 
 static void test_runtime_start_stop(void **state)
@@ -166,6 +167,7 @@ static void test_runtime_start_stop(void **state)
     struct hy_config cfg;
     hy_config_init(&cfg);
     cfg.nshards = 2;
+    cfg.keep_running = true;
     atomic_store(&started_flag, 0);
     assert_int_equal(hy_start(&cfg, start_main, NULL), 0);
     /* hy_start returns at once; the shards run on their own threads */
@@ -185,6 +187,41 @@ static void test_runtime_start_stop(void **state)
     assert_int_equal(thread_count(), before);
     assert_int_equal(hy_wait(), HY_ENOTSTARTED);
     assert_int_equal(hy_stop(), HY_ENOTSTARTED);
+}
+
+static void *wait_thread(void *arg)
+{
+    *(int *)arg = hy_wait();
+    return NULL;
+}
+
+/* hy_start with a main process, then hy_wait: the runtime stops when the
+ * main process returns, so hy_wait returns (it used to wait forever). */
+static void test_runtime_start_wait_after_main_returns(void **state)
+{
+    (void)state;
+    int before = thread_count();
+    struct hy_config cfg;
+    hy_config_init(&cfg);
+    cfg.nshards = 2;
+    atomic_store(&started_flag, 0);
+    assert_int_equal(hy_start(&cfg, start_main, NULL), 0);
+    int rc = -1;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, wait_thread, &rc), 0);
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 30;
+    int joined = pthread_timedjoin_np(t, NULL, &dl);
+    if (joined != 0) {
+        hy_stop(); /* let the waiter go before failing */
+        pthread_join(t, NULL);
+    }
+    assert_int_equal(joined, 0);
+    assert_int_equal(rc, 0);
+    assert_int_equal(atomic_load(&started_flag), 1);
+    assert_false(hy_running());
+    assert_int_equal(thread_count(), before);
 }
 
 static bool two_parked(void *arg)
@@ -347,6 +384,85 @@ static void expect_start_error(const struct hy_config *cfg, int expected, int th
     assert_int_equal(thread_count(), threads_before);
 }
 
+/* ---- refused configurations are logged with the field and the rule ------------ */
+
+static pthread_mutex_t cap_lock = PTHREAD_MUTEX_INITIALIZER;
+static char cap_last[512];
+static enum hy_log_level cap_level;
+static int cap_lines;
+static bool cap_warned_nshards;
+
+static void cap_sink(enum hy_log_level level, const char *line, void *ctx)
+{
+    (void)ctx;
+    pthread_mutex_lock(&cap_lock);
+    snprintf(cap_last, sizeof(cap_last), "%s", line);
+    cap_level = level;
+    cap_lines++;
+    if (level == HY_LOG_WARNING && strstr(line, "nshards"))
+        cap_warned_nshards = true;
+    pthread_mutex_unlock(&cap_lock);
+}
+
+/* hy_start refuses cfg with HY_EINVAL and logs one error line holding each
+ * of the words in want. */
+static void expect_logged_einval(const struct hy_config *cfg, const char *const *want)
+{
+    pthread_mutex_lock(&cap_lock);
+    cap_lines = 0;
+    cap_last[0] = 0;
+    pthread_mutex_unlock(&cap_lock);
+    assert_int_equal(hy_start(cfg, NULL, NULL), HY_EINVAL);
+    pthread_mutex_lock(&cap_lock);
+    int lines = cap_lines;
+    enum hy_log_level level = cap_level;
+    char last[512];
+    snprintf(last, sizeof(last), "%s", cap_last);
+    pthread_mutex_unlock(&cap_lock);
+    assert_int_equal(lines, 1);
+    assert_int_equal(level, HY_LOG_ERROR);
+    for (; *want; want++) {
+        if (!strstr(last, *want))
+            fail_msg("log line \"%s\" lacks \"%s\"", last, *want);
+    }
+}
+
+static void test_runtime_bad_config_logged(void **state)
+{
+    (void)state;
+    hy_log_set_sink(cap_sink, NULL);
+    struct hy_config cfg;
+    hy_config_init(&cfg);
+    cfg.nshards = 300;
+    expect_logged_einval(&cfg, (const char *const[]){"nshards", "300", "256", NULL});
+    hy_config_init(&cfg);
+    cfg.ring_size = 1000;
+    expect_logged_einval(&cfg, (const char *const[]){"ring_size", "1000", "power of two", NULL});
+    hy_config_init(&cfg);
+    cfg.stack_size = 1;
+    expect_logged_einval(&cfg, (const char *const[]){"stack_size", "8192", NULL});
+    hy_config_init(&cfg);
+    cfg.node_id = 0;
+    expect_logged_einval(&cfg, (const char *const[]){"node_id", NULL});
+
+    /* more shards than usable CPUs: accepted, with a warning */
+    int usable[HY_TOPO_MAX_CPUS];
+    int nu = usable_cpus(usable, HY_TOPO_MAX_CPUS);
+    hy_config_init(&cfg);
+    cfg.nshards = (unsigned)nu + 1;
+    cfg.pin = false;
+    pthread_mutex_lock(&cap_lock);
+    cap_warned_nshards = false;
+    pthread_mutex_unlock(&cap_lock);
+    assert_int_equal(hy_start(&cfg, NULL, NULL), 0);
+    assert_int_equal(hy_stop(), 0);
+    pthread_mutex_lock(&cap_lock);
+    bool warned = cap_warned_nshards;
+    pthread_mutex_unlock(&cap_lock);
+    hy_log_set_sink(NULL, NULL);
+    assert_true(warned);
+}
+
 static void test_runtime_bad_cpu_lists(void **state)
 {
     (void)state;
@@ -407,6 +523,7 @@ static void test_runtime_bad_cpu_lists(void **state)
     hy_config_init(&cfg);
     cfg.cpus = usable;
     cfg.nshards = 1;
+    cfg.keep_running = true;
     atomic_store(&started_flag, 0);
     assert_int_equal(hy_start(&cfg, start_main, NULL), 0);
     assert_true(hy_test_thread_wait_until(flag_set, &started_flag, 5000));
@@ -835,6 +952,8 @@ int main(void)
         cmocka_unit_test(test_runtime_not_started),
         cmocka_unit_test(test_runtime_run_returns_when_main_ends),
         cmocka_unit_test(test_runtime_start_stop),
+        cmocka_unit_test(test_runtime_start_wait_after_main_returns),
+        cmocka_unit_test(test_runtime_bad_config_logged),
         cmocka_unit_test(test_runtime_start_then_wait_for_inside_stop),
         cmocka_unit_test(test_runtime_run_stopped_from_inside),
         cmocka_unit_test(test_runtime_run_stopped_from_other_thread),

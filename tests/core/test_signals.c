@@ -12,6 +12,7 @@
  * a barrier that the ordering guarantee places after it (a later message
  * from the same sender, or the DOWN of a monitor on the would-be sender),
  * never behind a sleep (STYLE.md rule 13). */
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -43,6 +44,7 @@ enum {
     T_CMD,
     T_BARRIER,
     T_AFTER,
+    T_DONE,
 };
 
 #define FAIL(what) hy_test_check_fail(__FILE__, __LINE__, "%s", (what))
@@ -1943,6 +1945,233 @@ static void test_signals_on_exit_rejects_null(void **state)
     hy_test_run(1, body_on_exit_null, NULL);
 }
 
+/* ---- cross-shard signals act at the target's next runtime call ------------ */
+
+/* The victim on shard 1 spins without runtime calls until the test has put
+ * the signal in its shard's inbound ring (hy_yield publishes what the test
+ * sent), then makes exactly one runtime call. */
+static atomic_int g_xs_started, g_xs_armed, g_xs_survived, g_xs_mail;
+
+enum { XS_YIELD = 0, XS_SEND, XS_MAIL_YIELD, XS_MAIL_BUDGET };
+
+static void xs_spin_until_armed(void)
+{
+    uint64_t give_up = hy_now_ns() + (uint64_t)WAIT_NS;
+    atomic_store(&g_xs_started, 1);
+    while (!atomic_load(&g_xs_armed) && hy_now_ns() < give_up)
+        sched_yield(); /* a system call, not a runtime call */
+}
+
+static void xs_victim(void *arg)
+{
+    const struct carg *a = arg;
+    xs_spin_until_armed();
+    switch (a->mode) {
+    case XS_YIELD:
+        hy_yield();
+        break;
+    case XS_SEND:
+        hy_send(hy_self(), T_DATA, NULL, 0);
+        break;
+    case XS_MAIL_YIELD:
+        hy_yield();
+        atomic_store(&g_xs_mail, (int)hy_mailbox_len());
+        break;
+    case XS_MAIL_BUDGET:
+        /* spend more than the slice's reductions on local sends to itself */
+        for (uint32_t i = 0; i < a->n; i++)
+            hy_send(hy_self(), T_DATA, NULL, 0);
+        {
+            struct hy_msg *m;
+            uint64_t tag = T_PING;
+            atomic_store(&g_xs_mail, hy_recv_match(match_tag, &tag, &m, HY_NOWAIT) == 0);
+            if (atomic_load(&g_xs_mail))
+                hy_msg_free(m);
+        }
+        break;
+    }
+    atomic_store(&g_xs_survived, 1);
+    hy_test_send_tag(a->peer, T_DONE);
+}
+
+static bool xs_started(void *arg)
+{
+    (void)arg;
+    return atomic_load(&g_xs_started) != 0;
+}
+
+static void body_xs_kill(void *arg)
+{
+    uint32_t mode = *(const uint32_t *)arg;
+    atomic_store(&g_xs_started, 0);
+    atomic_store(&g_xs_armed, 0);
+    atomic_store(&g_xs_survived, 0);
+    struct carg a = {.peer = hy_self(), .mode = mode};
+    hy_ref ref;
+    hy_pid v = spawn_mon(on(1), xs_victim, &a, &ref);
+    HY_CHECK(hy_test_wait_until(xs_started, NULL, WAIT_MS));
+    HY_CHECK_EQ(hy_exit_pid(v, hy_reason_make(HY_REASON_KILL)), 0);
+    hy_yield(); /* whatever the test staged is published now */
+    atomic_store(&g_xs_armed, 1);
+    struct hy_down_info d;
+    if (recv_down(ref, &d))
+        CHECK_KIND(d.reason, HY_REASON_KILLED);
+    HY_CHECK_EQ(atomic_load(&g_xs_survived), 0);
+    HY_CHECK_EQ(count_tag_now(T_DONE), 0);
+}
+
+/* A victim on another shard killed while it runs dies at its next hy_yield,
+ * not after the rest of its shard's batch. */
+static void test_signals_cross_shard_exit_acts_at_yield(void **state)
+{
+    (void)state;
+    uint32_t mode = XS_YIELD;
+    hy_test_run(2, body_xs_kill, &mode);
+}
+
+/* ... and at its next hy_send. */
+static void test_signals_cross_shard_exit_acts_at_send(void **state)
+{
+    (void)state;
+    uint32_t mode = XS_SEND;
+    hy_test_run(2, body_xs_kill, &mode);
+}
+
+static void body_xs_mail(void *arg)
+{
+    uint32_t mode = *(const uint32_t *)arg;
+    atomic_store(&g_xs_started, 0);
+    atomic_store(&g_xs_armed, 0);
+    atomic_store(&g_xs_survived, 0);
+    atomic_store(&g_xs_mail, -1);
+    struct carg a = {.peer = hy_self(), .mode = mode, .n = 64};
+    hy_ref ref;
+    hy_pid v = spawn_mon(on(1), xs_victim, &a, &ref);
+    HY_CHECK(hy_test_wait_until(xs_started, NULL, WAIT_MS));
+    hy_test_send_tag(v, T_PING);
+    hy_yield(); /* published now */
+    atomic_store(&g_xs_armed, 1);
+    recv_tag_free(T_DONE);
+    struct hy_down_info d;
+    if (recv_down(ref, &d))
+        CHECK_KIND(d.reason, HY_REASON_NORMAL);
+    HY_CHECK_EQ(atomic_load(&g_xs_mail), 1);
+}
+
+/* A busy shard looks at its inbound rings at every yield: the message sent
+ * from shard 0 is in the mailbox when hy_yield returns. */
+static void test_signals_cross_shard_message_seen_at_yield(void **state)
+{
+    (void)state;
+    uint32_t mode = XS_MAIL_YIELD;
+    hy_test_run(2, body_xs_mail, &mode);
+}
+
+/* ... and when a reduction slice is spent (reductions = 16, 64 sends). */
+static void test_signals_cross_shard_message_seen_per_slice(void **state)
+{
+    (void)state;
+    uint32_t mode = XS_MAIL_BUDGET;
+    struct hy_config cfg;
+    hy_config_init(&cfg);
+    cfg.nshards = 2;
+    cfg.reductions = 16;
+    hy_test_run_cfg(&cfg, body_xs_mail, &mode);
+}
+
+/* ---- pids of nodes that cannot be reached ---------------------------------- */
+
+/* Distribution is off: a pid of another node answers as OTP's noconnection,
+ * at once (the DOWN / EXIT is queued when the call returns). */
+static void body_unreachable_node(void *arg)
+{
+    (void)arg;
+    hy_pid far = hy_pid_make(hy_node_id() + 7, 1, 0, 1, 1);
+    hy_ref ref = HY_REF_NONE;
+    HY_CHECK_EQ(hy_monitor(far, &ref), 0);
+    struct hy_msg *m = NULL;
+    HY_CHECK_EQ(hy_recv_ref(ref, &m, HY_NOWAIT), 0);
+    if (m) {
+        struct hy_down_info d;
+        HY_CHECK_EQ(m->tag, HY_TAG_DOWN);
+        HY_CHECK_EQ(m->size, sizeof(d));
+        memcpy(&d, m->data, sizeof(d));
+        HY_CHECK(hy_pid_eq(d.pid, far));
+        CHECK_KIND(d.reason, HY_REASON_NOCONNECTION);
+        hy_msg_free(m);
+    }
+    /* not trapping: the error a dead local pid gives */
+    HY_CHECK_EQ(hy_link(far), HY_ENOPROC);
+    /* trapping: 0 and {EXIT, far, noconnection} */
+    hy_trap_exit(true, NULL);
+    HY_CHECK_EQ(hy_link(far), 0);
+    struct exit_match em = {far};
+    m = NULL;
+    HY_CHECK_EQ(hy_recv_match(is_exit_from, &em, &m, HY_NOWAIT), 0);
+    if (m) {
+        struct hy_exit_info ei;
+        memcpy(&ei, m->data, sizeof(ei));
+        CHECK_KIND(ei.reason, HY_REASON_NOCONNECTION);
+        hy_msg_free(m);
+    }
+    hy_trap_exit(false, NULL);
+    HY_CHECK_EQ(hy_mailbox_len(), 0);
+}
+
+static void test_signals_unreachable_node_noconnection(void **state)
+{
+    (void)state;
+    hy_test_run(2, body_unreachable_node, NULL);
+}
+
+/* ---- typed accessors for EXIT, DOWN and node event payloads ------------------ */
+
+static void body_payload_accessors(void *arg)
+{
+    (void)arg;
+    hy_trap_exit(true, NULL);
+    struct carg a = {.reason = hy_reason_user(7, "why")};
+    struct hy_spawn_opts o = on(1);
+    o.link = true;
+    hy_ref ref;
+    hy_pid c = spawn_mon(o, exit_now, &a, &ref);
+    /* the EXIT (link) comes before the DOWN: both from c */
+    struct exit_match em = {c};
+    struct hy_msg *ex = NULL, *down = NULL;
+    HY_CHECK_EQ(hy_recv_match(is_exit_from, &em, &ex, WAIT_NS), 0);
+    HY_CHECK_EQ(hy_recv_ref(ref, &down, WAIT_NS), 0);
+    struct hy_exit_info ei;
+    struct hy_down_info di;
+    uint32_t node = 0;
+    HY_CHECK_EQ(hy_msg_exit_info(ex, &ei), 0);
+    HY_CHECK(hy_pid_eq(ei.from, c));
+    CHECK_USER(ei.reason, 7, "why");
+    HY_CHECK_EQ(hy_msg_down_info(down, &di), 0);
+    HY_CHECK(hy_pid_eq(di.pid, c) && hy_ref_eq(di.ref, ref));
+    CHECK_USER(di.reason, 7, "why");
+    /* the wrong kind of message, or none */
+    HY_CHECK_EQ(hy_msg_exit_info(down, &ei), HY_EINVAL);
+    HY_CHECK_EQ(hy_msg_down_info(ex, &di), HY_EINVAL);
+    HY_CHECK_EQ(hy_msg_node_event(ex, &node), HY_EINVAL);
+    HY_CHECK_EQ(hy_msg_exit_info(NULL, &ei), HY_EINVAL);
+    HY_CHECK_EQ(hy_msg_down_info(down, NULL), HY_EINVAL);
+    hy_msg_free(ex);
+    hy_msg_free(down);
+    /* a node monitor on an unreachable node: NODEDOWN at once */
+    HY_CHECK_EQ(hy_monitor_node(hy_node_id() + 7, true), 0);
+    struct hy_msg *nd = hy_test_must_recv_tag(HY_TAG_NODEDOWN, WAIT_NS);
+    HY_CHECK_EQ(hy_msg_node_event(nd, &node), 0);
+    HY_CHECK_EQ(node, hy_node_id() + 7);
+    hy_msg_free(nd);
+    hy_trap_exit(false, NULL);
+}
+
+static void test_signals_payload_accessors(void **state)
+{
+    (void)state;
+    hy_test_run(2, body_payload_accessors, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1984,6 +2213,12 @@ int main(void)
         cmocka_unit_test(test_signals_reason_format),
         cmocka_unit_test(test_signals_calls_outside_a_process),
         cmocka_unit_test(test_signals_on_exit_rejects_null),
+        cmocka_unit_test(test_signals_cross_shard_exit_acts_at_yield),
+        cmocka_unit_test(test_signals_cross_shard_exit_acts_at_send),
+        cmocka_unit_test(test_signals_cross_shard_message_seen_at_yield),
+        cmocka_unit_test(test_signals_cross_shard_message_seen_per_slice),
+        cmocka_unit_test(test_signals_unreachable_node_noconnection),
+        cmocka_unit_test(test_signals_payload_accessors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -756,14 +756,15 @@ static void body_errors(void *arg)
         HY_CHECK(memcmp(m->data, buf, SMALL_MAX) == 0);
         hy_msg_free(m);
     }
+    /* The timer must come, whole: wait for it (no barrier timer: when the
+     * other shard gets to arm both only after both are due, the wheel runs
+     * already-due timers in unspecified order, so a later-due barrier may
+     * come first without anything being wrong). */
     HY_CHECK_EQ(hy_send_after(1, r, T_TIMER, buf, SMALL_MAX, 0, &ref), 0);
-    HY_CHECK_EQ(hy_send_after(2 * MS, r, T_BARRIER, NULL, 0, 0, &ref), 0);
     struct report rep = must_report();
-    HY_CHECK_EQ(rep.tag, T_TIMER); /* before the barrier: it was armed */
+    HY_CHECK_EQ(rep.tag, T_TIMER);
     HY_CHECK_EQ(rep.size, SMALL_MAX);
     HY_CHECK_EQ(rep.intact, 1);
-    rep = must_report();
-    HY_CHECK_EQ(rep.tag, T_BARRIER);
     quit_reporter(r);
     check_empty();
     check_no_timers();

@@ -5,10 +5,12 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <netinet/in.h>
@@ -36,6 +38,8 @@ enum {
     T_MARK,
     T_BIG,
     T_VERDICT,
+    T_PROBE,     /* find_echo's probe: uint32_t number */
+    T_PROBE_ACK, /* its answer, the same number */
 };
 
 static struct hy_dist_peer peers[MAXN];
@@ -58,10 +62,42 @@ static void set_peers(unsigned n, uint16_t base)
     }
 }
 
+/* Whether the n UDP ports from base on 127.0.0.1 are free now: binds them
+ * all, then closes them. */
+static bool ports_free(uint16_t base, unsigned n)
+{
+    int fds[16];
+    unsigned k = 0;
+    bool ok = true;
+    for (; k < n && ok; k++) {
+        fds[k] = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET};
+        a.sin_addr.s_addr = htonl(0x7f000001);
+        a.sin_port = htons((uint16_t)(base + k));
+        ok = fds[k] >= 0 && bind(fds[k], (struct sockaddr *)&a, sizeof(a)) == 0;
+    }
+    while (k > 0)
+        if (fds[--k] >= 0)
+            close(fds[k]);
+    return ok;
+}
+
+/* A base port for set_peers whose ports (4 per node) are free: tests of
+ * other checkouts may run on this machine at the same time. Candidates
+ * start at a place drawn from the pid and the call count, below the kernel's
+ * ephemeral range (32768 and up), where port-0 sockets of anything else
+ * land, and each is checked by binding its ports. */
 static uint16_t pick_base(void)
 {
-    static unsigned k;
-    return (uint16_t)(20000 + (getpid() % 1500) * 24 + (k++ % 2) * 12);
+    static unsigned calls;
+    unsigned start = (unsigned)getpid() * 7919u + calls++ * 104729u;
+    enum { SPAN = 4 * MAXN, SLOTS = (32768 - 10000) / SPAN };
+    for (unsigned t = 0; t < SLOTS; t++) {
+        uint16_t base = (uint16_t)(10000 + ((start + t) % SLOTS) * SPAN);
+        if (ports_free(base, SPAN))
+            return base;
+    }
+    return (uint16_t)(10000 + (start % SLOTS) * SPAN); /* none free: the test says why */
 }
 
 #define CHECK(cond)                                                                      \
@@ -83,10 +119,15 @@ static void dist_up(void)
     c.peers = peers;
     c.npeers = npeers;
     c.heartbeat_ns = 50000000ull;
-    c.down_after_ns = 400000000ull;
+    /* 2 s of silence, not less: on a loaded machine a node can be off the
+     * CPU for hundreds of ms, and hy_dist_spawn waits this long too */
+    c.down_after_ns = 2000000000ull;
     c.test_drop_permille = drop_permille;
     c.authenticate = authenticate;
-    CHECK(hy_dist_start(&c) == 0);
+    int rc = hy_dist_start(&c);
+    if (rc != 0)
+        fprintf(stderr, "node %u: hy_dist_start: %s\n", me, hy_strerror(rc));
+    CHECK(rc == 0);
 }
 
 /* Registered "echo": answers every message to its sender; T_DIE panics;
@@ -107,7 +148,8 @@ static void echo(void *a)
             CHECK(hy_link(m->from) == 0);
             hy_send(m->from, T_PONG, NULL, 0);
         } else {
-            hy_send(m->from, m->tag == T_SEQ ? T_SEQ_ACK : T_PONG, m->data, m->size);
+            uint64_t tag = m->tag == T_SEQ ? T_SEQ_ACK : m->tag == T_PROBE ? T_PROBE_ACK : T_PONG;
+            hy_send(m->from, tag, m->data, m->size);
         }
         hy_msg_free(m);
     }
@@ -148,18 +190,31 @@ static void serve_main(void *a)
 }
 
 /* Finds the echo on node: ask by name until it answers; returns its pid. */
+/* Probe numbers: each find_echo call takes a range of its own, and counts
+ * only answers to its own probes. An answer to an earlier call's retry can
+ * come late (a loaded machine answers after the 50 ms a try waits), even
+ * from a node's previous incarnation; such an answer is dropped here and
+ * never mistaken for anything else (T_PROBE_ACK, not T_PONG). */
+static _Atomic uint32_t probe_next;
+
 static hy_pid find_echo(uint32_t node)
 {
-    for (int tries = 0; tries < 200; tries++) {
-        CHECK(hy_dist_send_name("echo", node, T_PING, "hi", 2) == 0);
+    enum { TRIES = 200 };
+    uint32_t first = atomic_fetch_add(&probe_next, TRIES);
+    for (uint32_t n = first; n < first + TRIES; n++) {
+        CHECK(hy_dist_send_name("echo", node, T_PROBE, &n, sizeof(n)) == 0);
+        uint64_t until = hy_now_ns() + SEC / 20;
         struct hy_msg *m;
-        if (hy_recv_tag(T_PONG, &m, SEC / 20) == 0) {
+        for (uint64_t now = hy_now_ns(); now < until; now = hy_now_ns()) {
+            if (hy_recv_tag(T_PROBE_ACK, &m, (int64_t)(until - now)) != 0)
+                break;
+            uint32_t got = UINT32_MAX;
+            if (m->size == sizeof(got))
+                memcpy(&got, m->data, sizeof(got));
             hy_pid p = m->from;
             hy_msg_free(m);
-            /* drain answers to earlier tries */
-            while (hy_recv_tag(T_PONG, &m, 0) == 0)
-                hy_msg_free(m);
-            return p;
+            if (got - first <= n - first) /* one of ours */
+                return p;
         }
     }
     CHECK(!"echo never answered");
@@ -190,7 +245,8 @@ static pid_t spawn_node(uint32_t id, hy_proc_fn fn)
 }
 
 /* Waits for a node's exit (deadline ms); kills it past the deadline. */
-static int wait_node(pid_t p, unsigned ms)
+/* Node p's exit status if it ends within ms, else -2 (still running). */
+static int poll_node(pid_t p, unsigned ms)
 {
     int st = 0;
     for (unsigned t = 0; t < ms; t += 10) {
@@ -199,6 +255,15 @@ static int wait_node(pid_t p, unsigned ms)
             return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
         usleep(10000); /* the parent only polls a child's exit: no race is hidden */
     }
+    return -2;
+}
+
+static int wait_node(pid_t p, unsigned ms)
+{
+    int rc = poll_node(p, ms);
+    if (rc != -2)
+        return rc;
+    int st = 0;
     kill(p, SIGKILL);
     waitpid(p, &st, 0);
     return -1;
@@ -219,7 +284,7 @@ static void reap_all(pid_t *ps, int n)
 static int not_probe(const struct hy_msg *m, void *arg)
 {
     (void)arg;
-    return !(m->tag == T_PONG && m->size == 2);
+    return m->tag != T_PROBE_ACK;
 }
 
 static void order_main(void *a)
@@ -262,7 +327,7 @@ static void order_main(void *a)
     CHECK(hy_send(e, T_PING, buf, big) == 0);
     CHECK(hy_send(e, T_SEQ, &after, sizeof(after)) == 0);
     struct hy_msg *m;
-    /* (late answers to find_echo's retries are 2-byte PONGs: skipped) */
+    /* (late answers to find_echo's retries, T_PROBE_ACK: skipped) */
     CHECK(hy_recv_match(not_probe, NULL, &m, 10 * SEC) == 0 && m->tag == T_SEQ_ACK &&
           m->size == 8);
     hy_msg_free(m);
@@ -434,6 +499,32 @@ static void watcher_main(void *a)
     size_t n;
     uint32_t nodes[4];
     CHECK(hy_dist_nodes(nodes, 4, &n) == 0 && n == 0);
+    /* node 2 is declared down, node 9 is no configured peer: their pids
+     * answer noconnection at once (queued when the call returns) */
+    hy_pid far = hy_pid_make(9, 1, 0, 1, 1);
+    hy_pid gone[2] = {e, far};
+    for (int i = 0; i < 2; i++) {
+        hy_ref r2;
+        CHECK(hy_monitor(gone[i], &r2) == 0);
+        m = NULL;
+        CHECK(hy_recv_ref(r2, &m, HY_NOWAIT) == 0);
+        if (m) {
+            memcpy(&di, m->data, sizeof(di));
+            CHECK(m->tag == HY_TAG_DOWN && di.reason.kind == HY_REASON_NOCONNECTION);
+            hy_msg_free(m);
+        }
+        CHECK(hy_link(gone[i]) == 0); /* trapping: an EXIT message */
+        m = NULL;
+        CHECK(hy_recv_tag(HY_TAG_EXIT, &m, HY_NOWAIT) == 0);
+        if (m) {
+            memcpy(&ei, m->data, sizeof(ei));
+            CHECK(hy_pid_eq(ei.from, gone[i]) && ei.reason.kind == HY_REASON_NOCONNECTION);
+            hy_msg_free(m);
+        }
+        struct hy_reason why;
+        CHECK(hy_gen_server_call(gone[i], 1, NULL, 0, HY_INFINITY, &m, &why) == HY_ENOPROC);
+        CHECK(why.kind == HY_REASON_NOCONNECTION);
+    }
     /* the node comes back (the parent restarts it): a new incarnation */
     hy_pid e2 = find_echo(2);
     CHECK(!hy_pid_eq(e2, e) && hy_pid_creation(e2) != hy_pid_creation(e));
@@ -828,6 +919,25 @@ static void test_dist_three_nodes_authenticated(void **state)
 
 #define FAULT_BIG 200000
 
+/* Progress of the fault test, shared by the parent and both nodes (a
+ * MAP_SHARED page mapped before the fork): [0] echoes node 1 has taken,
+ * [1] messages node 2 has checked. The waits of the test bound silence
+ * (no progress for FAULT_SILENCE), not the whole run, which a loaded machine
+ * stretches far past its usual seconds. */
+#define FAULT_SILENCE (20 * SEC)
+static _Atomic uint64_t *fault_progress;
+
+static void fault_step(int who)
+{
+    if (fault_progress)
+        atomic_fetch_add_explicit(&fault_progress[who], 1, memory_order_relaxed);
+}
+
+static uint64_t fault_total(void)
+{
+    return fault_progress ? atomic_load(&fault_progress[0]) + atomic_load(&fault_progress[1]) : 0;
+}
+
 static void dist_up_faults(void)
 {
     struct hy_dist_config c;
@@ -837,7 +947,10 @@ static void dist_up_faults(void)
     c.peers = peers;
     c.npeers = npeers;
     c.heartbeat_ns = 50000000ull;
-    c.down_after_ns = 2000000000ull;
+    /* 10 s: a node is never down here, and under a heavy load (both cores
+     * busy with other work) 2 s of silence were seen, taken for a node down
+     * (nodes_down 1 in the figures of a failed run) */
+    c.down_after_ns = 10000000000ull;
     c.test_drop_permille = 100;
     c.test_dup_permille = 30;
     c.test_reorder_permille = 30;
@@ -883,6 +996,7 @@ static void fault_checker(void *a)
                             (unsigned long long)x, (unsigned long long)v.received);
             }
             v.received++;
+            fault_step(1);
             hy_send(m->from, T_SEQ_ACK, &x, sizeof(x));
         } else if (m->tag == T_BIG) {
             if (!big_ok(m) || v.big_at != UINT64_MAX)
@@ -892,7 +1006,7 @@ static void fault_checker(void *a)
         } else if (m->tag == T_VERDICT) {
             hy_send(m->from, T_VERDICT, &v, sizeof(v));
         } else {
-            hy_send(m->from, T_PONG, m->data, m->size);
+            hy_send(m->from, m->tag == T_PROBE ? T_PROBE_ACK : T_PONG, m->data, m->size);
         }
         hy_msg_free(m);
     }
@@ -908,7 +1022,13 @@ static void fault_serve_main(void *a)
     CHECK(hy_spawn_opt(fault_checker, NULL, &o, &e) == 0);
     CHECK(hy_register("main", HY_PID_NONE) == 0);
     struct hy_msg *m;
-    CHECK(hy_recv_tag(T_QUIT, &m, 120 * SEC) == 0);
+    /* until node 1 says quit, as long as messages keep coming */
+    uint64_t seen = UINT64_MAX;
+    while (hy_recv_tag(T_QUIT, &m, FAULT_SILENCE) != 0) {
+        uint64_t now_seen = fault_total();
+        CHECK(now_seen != seen);
+        seen = now_seen;
+    }
     hy_msg_free(m);
     hy_dist_stop();
 }
@@ -918,10 +1038,23 @@ static void fault_serve_main(void *a)
 static void take_echo(uint64_t *next, uint64_t big_at, bool *big_taken)
 {
     struct hy_msg *m;
-    CHECK(hy_recv_match(not_probe, NULL, &m, 20 * SEC) == 0);
+    if (hy_recv_match(not_probe, NULL, &m, 20 * SEC) != 0) {
+        /* no echo for 20 s: say whether frames still moved (a slow machine)
+         * or not (a wedged channel) */
+        struct hy_dist_stats ds;
+        if (hy_dist_stats_get(&ds) == 0)
+            fprintf(stderr,
+                    "node 1: no echo after %llu: frames tx %llu rx %llu, retransmits %llu, "
+                    "nodes down %llu\n",
+                    (unsigned long long)*next, (unsigned long long)ds.frames_tx,
+                    (unsigned long long)ds.frames_rx, (unsigned long long)ds.retransmits,
+                    (unsigned long long)ds.nodes_down);
+        CHECK(!"an echo within 20 s");
+    }
     if (*next == big_at && !*big_taken) {
         CHECK(m->tag == T_BIG && big_ok(m));
         *big_taken = true;
+        fault_step(0);
     } else {
         uint64_t x;
         CHECK(m->tag == T_SEQ_ACK && m->size == sizeof(x));
@@ -931,6 +1064,7 @@ static void take_echo(uint64_t *next, uint64_t big_at, bool *big_taken)
                     (unsigned long long)*next);
         CHECK(x == *next);
         (*next)++;
+        fault_step(0);
     }
     hy_msg_free(m);
 }
@@ -994,10 +1128,26 @@ static void test_dist_exactly_once_in_order_under_faults(void **state)
 {
     (void)state;
     set_peers(2, pick_base());
+    fault_progress = mmap(NULL, 2 * sizeof(*fault_progress), PROT_READ | PROT_WRITE,
+                          MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(fault_progress != MAP_FAILED);
     pid_t b = spawn_node(2, fault_serve_main);
     pid_t a = spawn_node(1, fault_order_main);
-    int ra = wait_node(a, 120000);
+    /* node 1 ends when done; it is killed only after FAULT_SILENCE without
+     * progress (twice, to leave it its own 20 s check first) */
+    int ra;
+    uint64_t seen = UINT64_MAX;
+    while ((ra = poll_node(a, (unsigned)(2 * FAULT_SILENCE / 1000000))) == -2) {
+        uint64_t now_seen = fault_total();
+        if (now_seen == seen) {
+            ra = wait_node(a, 0); /* kills it */
+            break;
+        }
+        seen = now_seen;
+    }
     int rb = wait_node(b, 10000);
+    munmap((void *)fault_progress, 2 * sizeof(*fault_progress));
+    fault_progress = NULL;
     pid_t rest[1] = {b};
     reap_all(rest, 0); /* (wait_node killed it past its deadline) */
     assert_int_equal(ra, 0);

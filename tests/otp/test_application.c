@@ -810,6 +810,41 @@ static void test_application_errors(void **state)
     assert_int_equal(hy_app_root(&p), HY_ENOTSTARTED);
 }
 
+/* hy_app_run from a process: HY_APP_RUNTIME_FAILED (error HY_EPERM). */
+static void app_run_inside(void *arg)
+{
+    struct hy_app_result *res = arg;
+    struct hy_app ok = {.name = "x"};
+    HY_CHECK_EQ(hy_app_run(&ok, NULL, res), HY_APP_RUNTIME_FAILED);
+}
+
+/* Every status hy_app_run returns is described by hy_strerror/hy_err_name,
+ * as the HY_E* codes are (it used to say "unknown error"). */
+static void test_application_status_strings(void **state)
+{
+    (void)state;
+    struct hy_app_result res;
+    memset(&res, 0, sizeof(res));
+    assert_int_equal(hy_test_run(1, app_run_inside, &res), 0);
+    assert_int_equal(res.status, HY_APP_RUNTIME_FAILED);
+    assert_int_equal(res.error, HY_EPERM);
+    static const struct {
+        int status;
+        const char *name;
+    } st[] = {
+        {HY_APP_GAVE_UP, "HY_APP_GAVE_UP"},
+        {HY_APP_START_FAILED, "HY_APP_START_FAILED"},
+        {HY_APP_MAIN_FAILED, "HY_APP_MAIN_FAILED"},
+        {HY_APP_HALTED, "HY_APP_HALTED"},
+        {HY_APP_RUNTIME_FAILED, "HY_APP_RUNTIME_FAILED"},
+    };
+    for (size_t i = 0; i < sizeof(st) / sizeof(st[0]); i++) {
+        assert_string_not_equal(hy_strerror(st[i].status), "unknown error");
+        assert_string_equal(hy_err_name(st[i].status), st[i].name);
+    }
+    assert_string_equal(hy_strerror(HY_APP_STOPPED), "success");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -828,6 +863,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_application_stop_api_and_reports_off, setup, teardown),
         cmocka_unit_test_setup_teardown(test_application_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_application_status_strings, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -298,7 +298,7 @@ static hy_pid start_ts(int shard, const struct ts_arg *a)
 {
     struct hy_gen_server_opts o = gopts(shard, a);
     hy_pid pid = HY_PID_NONE;
-    HY_CHECK_EQ(hy_gen_server_start(&ts_ops, (void *)a, &o, &pid), 0);
+    HY_CHECK_EQ(hy_gen_server_start(&ts_ops, a, &o, &pid), 0); /* const arg: no cast */
     return pid;
 }
 
@@ -1225,6 +1225,45 @@ static void body_stack_example(void *arg)
 }
 BOTH_SHARDS(stack_example)
 
+/* A server pid on a node that cannot be reached (distribution is off):
+ * call and stop come back at once with the dead-server code, even with an
+ * infinite timeout, and nothing is left in the mailbox. */
+static void body_call_unreachable_node(void *arg)
+{
+    (void)arg;
+    hy_pid srv = hy_pid_make(hy_node_id() + 7, 1, 0, 1, 1);
+    struct hy_msg *r = NULL;
+    struct hy_reason why;
+    memset(&why, 0, sizeof(why));
+    HY_CHECK_EQ(hy_gen_server_call(srv, C_PING, NULL, 0, HY_INFINITY, &r, &why), HY_ENOPROC);
+    HY_CHECK_EQ(why.kind, HY_REASON_NOCONNECTION);
+    HY_CHECK_EQ(hy_gen_server_stop(srv, hy_reason_make(HY_REASON_NORMAL), WAIT_NS), HY_ENOPROC);
+    HY_CHECK_EQ(hy_mailbox_len(), 0);
+}
+
+static void test_gen_server_call_unreachable_node(void **state)
+{
+    (void)state;
+    hy_test_run(1, body_call_unreachable_node, NULL);
+}
+
+/* Stopping yourself fails at once (OTP: calling_self), as calling yourself. */
+static void body_stop_self(void *arg)
+{
+    (void)arg;
+    HY_CHECK_EQ(hy_gen_server_stop(hy_self(), hy_reason_make(HY_REASON_NORMAL), WAIT_NS),
+                HY_EINVAL);
+    HY_CHECK_EQ(hy_gen_server_stop(hy_self(), hy_reason_make(HY_REASON_NORMAL), HY_INFINITY),
+                HY_EINVAL);
+    HY_CHECK_EQ(hy_mailbox_len(), 0);
+}
+
+static void test_gen_server_stop_self(void **state)
+{
+    (void)state;
+    hy_test_run(1, body_stop_self, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1236,6 +1275,8 @@ int main(void)
         BOTH_TESTS(start_name_already_started),
         cmocka_unit_test(test_gen_server_start_bad_args),
         cmocka_unit_test(test_gen_server_outside_a_process),
+        cmocka_unit_test(test_gen_server_call_unreachable_node),
+        cmocka_unit_test(test_gen_server_stop_self),
         BOTH_TESTS(call_reply),
         BOTH_TESTS(call_deferred_reply),
         BOTH_TESTS(call_timeout_late_reply),

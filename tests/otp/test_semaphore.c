@@ -53,6 +53,11 @@ static struct hy_semaphore_info info_of(hy_pid sem)
     struct hy_semaphore_info i;
     memset(&i, 0xff, sizeof(i));
     HY_CHECK_EQ(hy_semaphore_info(sem, &i), 0);
+    /* the new name answers the same */
+    struct hy_semaphore_info j;
+    memset(&j, 0xff, sizeof(j));
+    HY_CHECK_EQ(hy_semaphore_get_info(sem, &j), 0);
+    HY_CHECK(memcmp(&i, &j, sizeof(i)) == 0);
     return i;
 }
 

@@ -31,6 +31,7 @@
 #include <cmocka.h>
 
 #include "hydra.h"
+#include "shard_internal.h" /* to see whether a process waits with a timeout */
 #include "test_support.h"
 
 #define MS      INT64_C(1000000)
@@ -809,8 +810,8 @@ static void body_intensity(void *arg)
 {
     int shard = *(int *)arg;
     begin();
-    /* {intensity flag, restarts allowed}: 0 is OTP's default 1; -1 means 0 */
-    const int cases[3][2] = {{3, 3}, {0, 1}, {-1, 0}};
+    /* {intensity flag, restarts allowed}: 0 allows none, as OTP; -1 too */
+    const int cases[3][2] = {{3, 3}, {0, 0}, {-1, 0}};
     for (int c = 0; c < 3; c++) {
         struct hy_sup_gs_child g;
         struct hy_child_spec spec = kid_spec("k", &trapping[0], shard, &g);
@@ -963,6 +964,25 @@ static void terminator(void *arg)
     hy_send(tr->test, T_GO, &rc, sizeof(rc));
 }
 
+static bool is_waiting(void *arg)
+{
+    struct hy_proc_info info;
+    return hy_proc_info(*(const hy_pid *)arg, &info) == 0 && info.status == HY_STATUS_WAITING;
+}
+
+/* Whether pid, a process of the caller's shard blocked in a receive, has a
+ * timeout for it: armed on the shard's wheel, or queued to be armed at the
+ * end of the turn (the runtime arms waits lazily). */
+static bool waits_with_deadline(hy_pid pid)
+{
+    struct hy_shard *sh = hy__current()->shard;
+    struct hy_proc *p = hy__proc_lookup(sh, pid);
+    HY_CHECK(p != NULL);
+    if (!p)
+        return true;
+    return p->wait_timer.arm_pprev != NULL || hy__wtimer_armed(&p->wait_timer.wt);
+}
+
 static void body_shutdown_infinity(void *arg)
 {
     int shard = *(int *)arg;
@@ -979,9 +999,13 @@ static void body_shutdown_infinity(void *arg)
     struct hy_spawn_opts so = HY_SPAWN_OPTS_INIT;
     so.arg_size = sizeof(tr);
     HY_CHECK_EQ(hy_spawn_opt(terminator, &tr, &so, NULL), 0);
-    /* the kid is in terminate, waiting for us; the supervisor waits for it */
+    /* the kid is in terminate, waiting for us; the supervisor waits for it,
+     * without any deadline: no receive timeout is armed for it (a finite
+     * one, such as the 5 s default, would be), so nothing will ever kill
+     * the kid however long it takes */
     CHECK_KIND(expect_sev(S_TERM, 0).reason, HY_REASON_SHUTDOWN);
-    hy_sleep_ns(150 * MS); /* time passes: more than any finite timeout here */
+    HY_CHECK(hy_test_wait_until(is_waiting, &sup, WAIT_MS));
+    HY_CHECK(!waits_with_deadline(sup));
     HY_CHECK(alive(kid));
     HY_CHECK_EQ(hy_mailbox_len(), 0); /* the terminator has not returned */
     HY_CHECK_EQ(hy_send(kid, T_GO, NULL, 0), 0);

@@ -276,6 +276,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     cfg.node_creation = FUZZ_CREATION;
     cfg.idle_spin_ns = 2000000;
     cfg.stall_threshold_ns = 0;
+    cfg.keep_running = true; /* fuzz_main only sets up */
     hy_log_set_level(HY_LOG_ERROR);
     if (hy_start(&cfg, fuzz_main, NULL) != 0)
         abort();

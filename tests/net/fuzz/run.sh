@@ -46,21 +46,23 @@ if ! have_libfuzzer; then
     have_libfuzzer || skip "clang -fsanitize=fuzzer does not link even with libclang-rt-${major}-dev"
 fi
 
+# logs of this run: its own directory (runs side by side do not mix them)
+logs=$(mktemp -d "${TMPDIR:-/tmp}/hydra-fuzz.XXXXXX")
 if [ ! -f "$BUILD/build.ninja" ]; then
     # the whole library is instrumented for coverage (fuzzer-no-link), so the
     # fuzzer is guided through core/'s signal handlers too; only the fuzz
     # target is built here
     CC=clang meson setup "$BUILD" -Dbuildtype=debugoptimized -Db_sanitize=address,undefined \
-        -Db_lundef=false -Ddpdk=disabled -Dc_args=-fsanitize=fuzzer-no-link >"/tmp/hydra-fuzz-setup.log" 2>&1 ||
-        { cat /tmp/hydra-fuzz-setup.log; echo "fuzz: meson setup failed" >&2; exit 1; }
+        -Db_lundef=false -Ddpdk=disabled -Dc_args=-fsanitize=fuzzer-no-link >"$logs/setup.log" 2>&1 ||
+        { cat "$logs/setup.log"; echo "fuzz: meson setup failed" >&2; exit 1; }
 fi
-ninja -C "$BUILD" tests/net/fuzz/fuzz_dist >/tmp/hydra-fuzz-build.log 2>&1 ||
-    { tail -40 /tmp/hydra-fuzz-build.log; echo "fuzz: build failed" >&2; exit 1; }
+ninja -C "$BUILD" tests/net/fuzz/fuzz_dist >"$logs/build.log" 2>&1 ||
+    { tail -40 "$logs/build.log"; echo "fuzz: build failed" >&2; exit 1; }
 
 work="$BUILD/fuzz-corpus"    # what this machine's runs found (kept between runs)
 art="$BUILD/fuzz-artifacts"
 mkdir -p "$work" "$art"
-log=/tmp/hydra-fuzz.log
+log=$logs/fuzz.log
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     "$BUILD/tests/net/fuzz/fuzz_dist" -max_total_time="$SECONDS_TO_RUN" -timeout=20 \
     -artifact_prefix="$art/" -print_final_stats=1 "$work" tests/net/fuzz/corpus >"$log" 2>&1
