@@ -23,11 +23,8 @@
 #include "core/tcp.h"
 #include "core/timer.h"
 #include "core/topology.h"
-<<<<<<< HEAD
 #include "core/udp.h"
-=======
 #include "core/version.h"
->>>>>>> main
 
 #include "otp/application.h"
 #include "otp/gen_server.h"

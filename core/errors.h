@@ -62,12 +62,8 @@ extern "C" {
     X(ENONAME, -1007, "no process registered under that name")                           \
     X(EEXIT, -1008, "process exited")                                                    \
     X(EIGNORED, -1009, "start was ignored by the process's init")                          \
-<<<<<<< HEAD
-    X(ESTOPPED, -1010, "the process's init failed (returned stop or crashed)")             \
-    X(ESHUTDOWN, -1011, "the supervisor is shutting down or gave up")                    \
+    X(ESTOPPED, -1010, "the process's init failed (returned stop or crashed)")           \
     X(ECLOSED, -1012, "connection closed by peer")
-=======
-    X(ESTOPPED, -1010, "the process's init failed (returned stop or crashed)")
 
 /* The statuses hy_app_run() returns (enum hy_app_status, otp/application.h):
  * positive, so that main() can return them as its exit status, and
@@ -80,7 +76,6 @@ extern "C" {
     X(APP_MAIN_FAILED, 3, "application's main process ended abnormally")                 \
     X(APP_HALTED, 4, "application halted: the runtime was stopped under it")             \
     X(APP_RUNTIME_FAILED, 5, "application could not run (see its result's error)")
->>>>>>> main
 
 enum hy_error {
 #define HY_ERR_ENUM_(name, value, msg) HY_##name = (value),

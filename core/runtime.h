@@ -127,16 +127,13 @@ struct hy_config {
      * Erlang); see hy_spawn_opts.max_mailbox. */
     size_t default_max_mailbox;
 
-<<<<<<< HEAD
     /* Socket poller backend (default HY_IO_AUTO). The one chosen is logged
      * at start and reported by hy_stats.io_backend. */
     enum hy_io_backend io_backend;
-=======
     /* Keep the runtime running when the main process (the main_fn given to
      * hy_start()/hy_run()) ends; it then runs until hy_stop(). Default false:
      * the end of the main process stops the runtime. */
     bool keep_running;
->>>>>>> main
 };
 
 /* Fills cfg with the defaults documented above. Context: anywhere. */

@@ -20,30 +20,6 @@ extern "C" {
 #endif
 
 struct hy_stats {
-<<<<<<< HEAD
-    uint64_t procs_alive;       /* processes currently alive */
-    uint64_t procs_spawned;
-    uint64_t procs_exited;
-    uint64_t msgs_sent_local;   /* sends to a process of the same shard */
-    uint64_t msgs_sent_cross;   /* sends to another shard */
-    uint64_t msgs_received;     /* messages taken by a receive */
-    uint64_t dropped_dead;      /* sends to a dead or unknown pid */
-    uint64_t dropped_full;      /* sends dropped by a full bounded mailbox */
-    uint64_t ring_overflows;    /* entries that had to wait behind a full ring */
-    uint64_t runq_len;          /* processes ready to run now */
-    uint64_t busy_ns;           /* time spent with work to do */
-    uint64_t idle_ns;           /* time spent idle (spinning or asleep) */
-    uint64_t sleeps;            /* times the shard went to sleep */
-    uint64_t buffers_out;       /* message buffers of this shard not yet back home */
-    uint64_t stacks_pooled;     /* guarded stacks kept in the pool */
-    uint64_t stalls;            /* stalls reported */
-    uint64_t timers_armed;
-    uint64_t io_backend;        /* enum hy_io_backend in use (URING or EPOLL) */
-    uint64_t io_sockets;        /* sockets open on the shard */
-    uint64_t io_syscalls;       /* poller system calls (submit, wait, ctl) */
-    uint64_t io_events;         /* readiness events reaped */
-    uint64_t io_wakeups;        /* sleeps ended by socket readiness */
-=======
     uint64_t procs_alive;       /* gauge: processes currently alive */
     uint64_t procs_spawned;     /* total: processes spawned */
     uint64_t procs_exited;      /* total: processes that ended */
@@ -61,7 +37,11 @@ struct hy_stats {
     uint64_t stacks_pooled;     /* gauge: guarded stacks kept in the pool */
     uint64_t stalls;            /* total: stalls reported */
     uint64_t timers_armed;      /* gauge: timers armed in the shard's wheel */
->>>>>>> main
+    uint64_t io_backend;        /* gauge: enum hy_io_backend in use (URING or EPOLL) */
+    uint64_t io_sockets;        /* gauge: sockets open on the shard */
+    uint64_t io_syscalls;       /* total: poller system calls (submit, wait, ctl) */
+    uint64_t io_events;         /* total: readiness events reaped */
+    uint64_t io_wakeups;        /* total: sleeps ended by socket readiness */
 };
 
 /* Copies shard's counters into *out (borrowed).
@@ -74,20 +54,8 @@ int hy_stats_get(unsigned shard, struct hy_stats *out);
  * Context: any thread while the runtime runs. */
 int hy_stats_total(struct hy_stats *out);
 
-<<<<<<< HEAD
-/* Internal layout (atomic counters), exposed only for the runtime. */
-struct hy__shard_stats {
-    _Atomic uint64_t procs_alive, procs_spawned, procs_exited;
-    _Atomic uint64_t msgs_sent_local, msgs_sent_cross, msgs_received;
-    _Atomic uint64_t dropped_dead, dropped_full, ring_overflows;
-    _Atomic uint64_t runq_len, busy_ns, idle_ns, sleeps;
-    _Atomic uint64_t buffers_out, stacks_pooled, stalls, timers_armed;
-    _Atomic uint64_t io_backend, io_sockets, io_syscalls, io_events, io_wakeups;
-};
-=======
 #ifdef __cplusplus
 }
 #endif
->>>>>>> main
 
 #endif /* HY_CORE_STATS_H */

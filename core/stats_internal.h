@@ -13,6 +13,7 @@ struct hy__shard_stats {
     _Atomic uint64_t dropped_dead, dropped_full, ring_overflows;
     _Atomic uint64_t runq_len, busy_ns, idle_ns, sleeps;
     _Atomic uint64_t buffers_out, stacks_pooled, stalls, timers_armed;
+    _Atomic uint64_t io_backend, io_sockets, io_syscalls, io_events, io_wakeups;
 };
 
 #endif /* HY_CORE_STATS_INTERNAL_H */
