@@ -2,6 +2,9 @@
 # project needs from Debian's archive when it is missing. Idempotent.
 
 HYDRA_PACKAGES="meson ninja-build pkg-config gcc g++ libc6-dev libnuma-dev libcmocka-dev dpdk-dev libdpdk-dev libsodium-dev iproute2 liburing-dev libseccomp-dev libdw-dev"
+# hydra-kvcache's peers and clients: the reference server, memccapable and
+# the memc* tools, a client library for the tests, nc for trying it by hand
+HYDRA_PACKAGES="$HYDRA_PACKAGES memcached libmemcached-tools python3-pymemcache netcat-openbsd"
 
 hy_need_root_for_apt() {
     if [ "$(id -u)" != 0 ]; then

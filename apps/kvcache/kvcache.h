@@ -1,0 +1,142 @@
+/* The kvcache application: a memcached-compatible cache, one key-owner
+ * process per shard. The interfaces between its modules, shaped like an OTP
+ * release (apps/kvcache/README.md):
+ *
+ *   kvcache_store.c   one shard's items: slab classes, hash table, LRU
+ *   kvcache_proto.c   memcached's text and meta protocols
+ *   kvcache_server.c  the key-owner GenServer of each shard, and requests to it
+ *   kvcache_conn.c    one process per client connection
+ *   kvcache_sup.c     the supervisor that keeps each shard's owner running
+ *   kvcache_app.c     the application: the tree, and the listener (its main)
+ *   main.c            hydra-kvcache: options, then hy_app_run()
+ */
+#ifndef HY_APPS_KVCACHE_H
+#define HY_APPS_KVCACHE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hydra.h"
+#include "kvcache_proto.h"
+#include "kvcache_store.h"
+
+#define KVCACHE_MAX_SHARDS 64
+
+/* The node's configuration: filled by main() before the runtime starts,
+ * read-only afterwards (every shard reads it). */
+struct kvcache_config {
+    struct kvcache_settings set; /* maxbytes is the node's total */
+    uint32_t write_timeout_s;    /* a client that reads nothing this long is closed */
+    uint32_t read_timeout_s;     /* a command left incomplete this long closes (0 off) */
+    uint32_t stats_interval_s;   /* the listener prints a stats line (0 off) */
+    uint32_t acceptors;          /* acceptor processes per shard */
+    uint64_t started;            /* unix time the stores' clocks count from */
+};
+
+extern struct kvcache_config kvcache_cfg;
+
+/* Per-shard state. Written only by processes of that shard (the owner sets
+ * store; connections link themselves into conns), except the counters,
+ * which other shards read with relaxed loads for `stats`. */
+struct kvcache_conn_link {
+    struct kvcache_conn_link *prev, *next;
+    hy_pid pid;
+    bool busy; /* between reading a request and finishing its reply */
+};
+
+struct kvcache_shard {
+    struct kvcache_store *store;   /* NULL while the owner (re)starts */
+    bool stopping;                 /* the node stops: connections end */
+    struct kvcache_conn_link conns; /* list head */
+    _Atomic uint64_t bytes_read, bytes_written, cmd_meta, curr_conns, total_conns;
+} __attribute__((aligned(64)));
+
+extern struct kvcache_shard kvcache_shards[KVCACHE_MAX_SHARDS];
+
+/* The shard that owns key: the one function that places keys (a later
+ * cluster mode extends it to nodes). */
+unsigned kvcache_key_owner(const char *key, size_t nkey);
+
+/* The current unix time in seconds (a coarse clock). */
+uint64_t kvcache_unix_now(void);
+
+/* ---- kvcache_server.c: the key owners ------------------------------------- */
+
+/* Requests to an owner (tag KVCACHE_TAG_REQ, first byte of the payload). */
+enum kvcache_req {
+    KVCACHE_REQ_RAW = 1,    /* a whole command (line and data): reply its output */
+    KVCACHE_REQ_GETKEYS,    /* a get-family line: reply one [u32 len][bytes] chunk per key */
+    KVCACHE_REQ_STATS,      /* reply struct kvcache_stats_reply */
+    KVCACHE_REQ_FLUSH,      /* int64 delay follows; empty reply */
+    KVCACHE_REQ_RESET,      /* `stats reset`; empty reply */
+    KVCACHE_REQ_STOP_CONNS, /* the node stops: end idle connections now; no reply */
+};
+
+#define KVCACHE_TAG_REQ 0x4b5652ull       /* "KVR" */
+#define KVCACHE_TAG_PART 0x4b5650ull      /* a reply part, more follow */
+#define KVCACHE_TAG_LAST 0x4b564cull      /* the last reply part */
+
+struct kvcache_stats_reply {
+    struct kvcache_counters c;
+    unsigned nclasses;
+    struct kvcache_class_stats cls[KVCACHE_MAX_CLASSES + 1];
+};
+
+extern const struct hy_gen_server_ops kvcache_server_ops;
+
+/* Child start function: the owner of the caller's shard, registered under
+ * kvcache_owner_name(shard). */
+int kvcache_server_start_link(const void *arg, size_t arg_size, hy_pid *pid);
+
+/* Writes the owner's registered name of shard into buf. */
+void kvcache_owner_name(unsigned shard, char *buf, size_t len);
+
+/* Sends request (kind, then data[len], copied) to shard's owner without
+ * waiting; *ref (NULL: no reply wanted) gets the reference to wait on.
+ * Errors: HY_ENOPROC (no owner), hy_msg_alloc's and send's. Context: a
+ * process. */
+int kvcache_server_send(unsigned shard, uint8_t kind, const void *data, size_t len, hy_ref *ref);
+
+/* Waits for the reply parts of ref and appends them to *reply. Errors:
+ * HY_ETIMEDOUT (nothing in 5 s: the owner died or restarted), HY_ENOMEM.
+ * Context: a process. */
+int kvcache_server_wait(hy_ref ref, struct kvcache_out *reply);
+
+/* Sends request (kind, then data[len], copied) to shard's owner and appends
+ * every reply part to *reply (may be NULL: no reply expected). Errors:
+ * HY_ENOPROC (no owner), HY_ETIMEDOUT (no reply in 5 s), send's errors.
+ * Context: a process. */
+int kvcache_server_request(unsigned shard, uint8_t kind, const void *data, size_t len,
+                           struct kvcache_out *reply);
+
+/* Sums the stats of every shard's store into *out (zeroed first). Errors:
+ * as kvcache_server_request (a shard that does not answer is left out).
+ * Context: a process. */
+int kvcache_server_gather(struct kvcache_stats_reply *out);
+
+/* ---- kvcache_conn.c ------------------------------------------------------- */
+
+/* Serves one client connection (hy_tcp_server_ops.handle). */
+void kvcache_conn_handle(struct hy_tcp *sock, void *arg);
+
+/* Ends the idle connections of the calling shard and marks it stopping.
+ * Context: a process on that shard. */
+void kvcache_conn_stop_shard(void);
+
+/* ---- kvcache_sup.c -------------------------------------------------------- */
+
+int kvcache_sup_start_link(const void *arg, size_t arg_size, hy_pid *pid);
+
+/* ---- kvcache_app.c -------------------------------------------------------- */
+
+/* The application: every shard's root supervises kvcache_sup; its main
+ * process runs the listener until the node stops. */
+extern const struct hy_app kvcache_app;
+
+/* The running TCP server (NULL before it starts and after it stops), for
+ * the connection counters of `stats`. */
+extern struct hy_tcp_server *_Atomic kvcache_tcp;
+
+#endif /* HY_APPS_KVCACHE_H */

@@ -1,0 +1,412 @@
+/* kvcache_conn: one process per client connection. It reads into a buffer
+ * that grows only as bytes arrive (up to a line plus the item limit), parses
+ * commands with kvcache_proto, runs those whose key its shard owns against
+ * the shard's store directly and forwards the others to their owner, and
+ * writes replies in bounded batches: a client that stops reading is closed
+ * after the write timeout, so its replies never pile up. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kvcache.h"
+
+#define IN_MIN 4096
+#define OUT_HIGH (256 * 1024) /* flush replies beyond this before parsing more */
+#define SEC 1000000000LL
+
+struct conn {
+    struct kvcache_conn_link link;
+    struct hy_tcp *sock;
+    struct kvcache_shard *sh;
+    unsigned shard;
+    char *in;
+    size_t in_len, in_cap;
+    uint64_t swallow;
+    struct kvcache_out out;
+    struct kvcache_out scratch; /* forwarded replies, sub-requests */
+    uint64_t partial_since;     /* when the incomplete command began (0: none) */
+    bool close;
+};
+
+static void conn_cleanup(void *arg)
+{
+    struct conn *c = arg;
+    atomic_store_explicit(&c->sh->curr_conns,
+                          atomic_load_explicit(&c->sh->curr_conns, memory_order_relaxed) - 1,
+                          memory_order_relaxed);
+    c->link.prev->next = c->link.next;
+    c->link.next->prev = c->link.prev;
+    free(c->in);
+    kvcache_out_fini(&c->out);
+    kvcache_out_fini(&c->scratch);
+    free(c);
+}
+
+void kvcache_conn_stop_shard(void)
+{
+    struct kvcache_shard *sh = &kvcache_shards[hy_shard_id()];
+    sh->stopping = true;
+    if (!sh->conns.next)
+        return;
+    size_t n = 0;
+    for (struct kvcache_conn_link *l = sh->conns.next; l != &sh->conns; l = l->next)
+        n++;
+    hy_pid *idle = malloc((n ? n : 1) * sizeof(*idle));
+    size_t k = 0;
+    for (struct kvcache_conn_link *l = sh->conns.next; idle && l != &sh->conns; l = l->next)
+        if (!l->busy)
+            idle[k++] = l->pid;
+    /* busy ones end after their current batch: they look at stopping */
+    for (size_t i = 0; i < k; i++)
+        hy_exit_pid(idle[i], hy_reason_make(HY_REASON_SHUTDOWN));
+    free(idle);
+}
+
+static void add_counter(_Atomic uint64_t *a, uint64_t n)
+{
+    /* one writer (this shard's thread); readers load relaxed */
+    atomic_store_explicit(a, atomic_load_explicit(a, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+static bool flush(struct conn *c)
+{
+    if (c->out.oom)
+        return false;
+    if (c->out.len == 0)
+        return true;
+    int rc = hy_tcp_send(c->sock, c->out.buf, c->out.len,
+                         (int64_t)kvcache_cfg.write_timeout_s * SEC);
+    if (rc != 0)
+        return false;
+    add_counter(&c->sh->bytes_written, c->out.len);
+    c->out.len = 0;
+    if (c->out.cap > 4 * OUT_HIGH) {
+        kvcache_out_fini(&c->out);
+    }
+    return true;
+}
+
+static const char *op_word(enum kvcache_op op)
+{
+    switch (op) {
+    case KVCACHE_OP_GETS:
+        return "gets";
+    case KVCACHE_OP_GAT:
+        return "gat";
+    case KVCACHE_OP_GATS:
+        return "gats";
+    default:
+        return "get";
+    }
+}
+
+/* the get family over several shards: one sub-request per remote shard,
+ * sent together, then the replies stitched in the keys' order */
+static void do_get(struct conn *c, struct kvcache_store *st, const struct kvcache_cmd *cmd)
+{
+    unsigned n = kvcache_cfg.set.nshards;
+    uint64_t mask = 0;
+    size_t pos = 0;
+    const char *k;
+    size_t nk;
+    while (kvcache_proto_next_key(cmd, &pos, &k, &nk))
+        mask |= 1ull << kvcache_key_owner(k, nk);
+    if ((mask & ~(1ull << c->shard)) == 0) {
+        kvcache_proto_exec(st, cmd, &c->out);
+        return;
+    }
+    struct kvcache_out req[KVCACHE_MAX_SHARDS];
+    struct kvcache_out rep[KVCACHE_MAX_SHARDS];
+    size_t cur[KVCACHE_MAX_SHARDS];
+    hy_ref refs[KVCACHE_MAX_SHARDS];
+    bool ok[KVCACHE_MAX_SHARDS];
+    memset(req, 0, sizeof(req[0]) * n);
+    memset(rep, 0, sizeof(rep[0]) * n);
+    memset(cur, 0, sizeof(cur[0]) * n);
+    memset(ok, 0, sizeof(ok[0]) * n);
+    char head[48];
+    int hl;
+    if (cmd->op == KVCACHE_OP_GAT || cmd->op == KVCACHE_OP_GATS)
+        hl = snprintf(head, sizeof(head), "%s %lld", op_word(cmd->op), (long long)cmd->exptime);
+    else
+        hl = snprintf(head, sizeof(head), "%s", op_word(cmd->op));
+    pos = 0;
+    while (kvcache_proto_next_key(cmd, &pos, &k, &nk)) {
+        unsigned o = kvcache_key_owner(k, nk);
+        if (o == c->shard)
+            continue;
+        if (req[o].len == 0)
+            kvcache_out_put(&req[o], head, (size_t)hl);
+        kvcache_out_put(&req[o], " ", 1);
+        kvcache_out_put(&req[o], k, nk);
+    }
+    for (unsigned s = 0; s < n; s++) {
+        if (s == c->shard || req[s].len == 0)
+            continue;
+        kvcache_out_put(&req[s], "\r\n", 2);
+        ok[s] = !req[s].oom &&
+                kvcache_server_send(s, KVCACHE_REQ_GETKEYS, req[s].buf, req[s].len, &refs[s]) == 0;
+    }
+    for (unsigned s = 0; s < n; s++)
+        if (ok[s])
+            ok[s] = kvcache_server_wait(refs[s], &rep[s]) == 0;
+    pos = 0;
+    while (kvcache_proto_next_key(cmd, &pos, &k, &nk)) {
+        unsigned o = kvcache_key_owner(k, nk);
+        if (o == c->shard) {
+            if (st)
+                kvcache_proto_get_one(st, cmd, k, nk, &c->out);
+            continue;
+        }
+        if (!ok[o] || cur[o] + 4 > rep[o].len)
+            continue; /* the owner did not answer: a miss */
+        uint32_t len;
+        memcpy(&len, rep[o].buf + cur[o], 4);
+        if (cur[o] + 4 + len > rep[o].len) {
+            ok[o] = false;
+            continue;
+        }
+        kvcache_out_put(&c->out, rep[o].buf + cur[o] + 4, len);
+        cur[o] += 4 + len;
+    }
+    kvcache_out_put(&c->out, "END\r\n", 5);
+    for (unsigned s = 0; s < n; s++) {
+        kvcache_out_fini(&req[s]);
+        kvcache_out_fini(&rep[s]);
+    }
+}
+
+static void do_broadcast(struct conn *c, uint8_t kind, const void *data, size_t len)
+{
+    (void)c;
+    hy_ref refs[KVCACHE_MAX_SHARDS];
+    bool ok[KVCACHE_MAX_SHARDS];
+    unsigned n = kvcache_cfg.set.nshards;
+    for (unsigned s = 0; s < n; s++)
+        ok[s] = kvcache_server_send(s, kind, data, len, &refs[s]) == 0;
+    for (unsigned s = 0; s < n; s++) {
+        if (!ok[s])
+            continue;
+        struct kvcache_out r = {0};
+        kvcache_server_wait(refs[s], &r);
+        kvcache_out_fini(&r);
+    }
+}
+
+static void do_stats(struct conn *c, const struct kvcache_cmd *cmd)
+{
+    if (cmd->args_len >= 5 && memcmp(cmd->args, "reset", 5) == 0 &&
+        (cmd->args_len == 5 || cmd->args[5] == ' ')) {
+        do_broadcast(c, KVCACHE_REQ_RESET, NULL, 0);
+        for (unsigned s = 0; s < kvcache_cfg.set.nshards; s++) {
+            atomic_store_explicit(&kvcache_shards[s].bytes_read, 0, memory_order_relaxed);
+            atomic_store_explicit(&kvcache_shards[s].bytes_written, 0, memory_order_relaxed);
+        }
+        kvcache_out_str(&c->out, "RESET\r\n");
+        return;
+    }
+    struct kvcache_stats_reply *r = malloc(sizeof(*r));
+    if (!r) {
+        kvcache_out_str(&c->out, "SERVER_ERROR out of memory\r\n");
+        return;
+    }
+    kvcache_server_gather(r);
+    struct kvcache_conn_stats cs = {0};
+    struct hy_tcp_server *srv = atomic_load(&kvcache_tcp);
+    if (srv) {
+        struct hy_tcp_server_stats ts;
+        hy_tcp_server_stats(srv, &ts);
+        cs.rejected_connections = ts.refused;
+    }
+    for (unsigned s = 0; s < kvcache_cfg.set.nshards; s++) {
+        cs.bytes_read += atomic_load_explicit(&kvcache_shards[s].bytes_read, memory_order_relaxed);
+        cs.bytes_written +=
+            atomic_load_explicit(&kvcache_shards[s].bytes_written, memory_order_relaxed);
+        cs.cmd_meta += atomic_load_explicit(&kvcache_shards[s].cmd_meta, memory_order_relaxed);
+        cs.curr_connections +=
+            atomic_load_explicit(&kvcache_shards[s].curr_conns, memory_order_relaxed);
+        cs.total_connections +=
+            atomic_load_explicit(&kvcache_shards[s].total_conns, memory_order_relaxed);
+    }
+    uint64_t now = kvcache_unix_now();
+    if (!kvcache_proto_stats(cmd->args, cmd->args_len, &kvcache_cfg.set, &r->c, &cs, r->cls,
+                             r->nclasses, now - kvcache_cfg.started, now, &c->out))
+        kvcache_out_str(&c->out, "ERROR\r\n");
+    free(r);
+}
+
+/* one parsed command; raw is its text (line and data) for forwarding */
+static void handle(struct conn *c, const struct kvcache_cmd *cmd, const char *raw)
+{
+    struct kvcache_store *st = c->sh->store;
+    switch (cmd->op) {
+    case KVCACHE_OP_GET:
+    case KVCACHE_OP_GETS:
+    case KVCACHE_OP_GAT:
+    case KVCACHE_OP_GATS:
+        do_get(c, st, cmd);
+        return;
+    case KVCACHE_OP_STATS:
+        do_stats(c, cmd);
+        return;
+    case KVCACHE_OP_FLUSH_ALL: {
+        int64_t delay = cmd->exptime;
+        do_broadcast(c, KVCACHE_REQ_FLUSH, &delay, sizeof(delay));
+        if (!cmd->noreply)
+            kvcache_out_str(&c->out, "OK\r\n");
+        return;
+    }
+    case KVCACHE_OP_VERBOSITY:
+    case KVCACHE_OP_VERSION:
+    case KVCACHE_OP_QUIT:
+    case KVCACHE_OP_MN:
+    case KVCACHE_OP_ERROR:
+        kvcache_proto_exec(st, cmd, &c->out);
+        return;
+    default:
+        break;
+    }
+    if (cmd->op >= KVCACHE_OP_MG)
+        add_counter(&c->sh->cmd_meta, 1);
+    unsigned o = kvcache_key_owner(cmd->key, cmd->nkey);
+    if (o == c->shard && st) {
+        kvcache_proto_exec(st, cmd, &c->out);
+        return;
+    }
+    c->scratch.len = 0;
+    if (kvcache_server_request(o, KVCACHE_REQ_RAW, raw, cmd->total, &c->scratch) != 0) {
+        kvcache_out_str(&c->out, "SERVER_ERROR key owner unavailable\r\n");
+        return;
+    }
+    kvcache_out_put(&c->out, c->scratch.buf, c->scratch.len);
+    if (c->scratch.cap > 4 * OUT_HIGH)
+        kvcache_out_fini(&c->scratch);
+}
+
+/* doubles the input buffer, up to a get line plus the largest item;
+ * false: at the bound already, or no memory */
+static bool grow_in(struct conn *c)
+{
+    size_t max = KVCACHE_GET_LINE_MAX + (size_t)kvcache_cfg.set.item_size_max + 2;
+    size_t cap = c->in_cap ? c->in_cap * 2 : IN_MIN;
+    if (cap > max)
+        cap = max;
+    if (cap <= c->in_cap)
+        return false;
+    char *b = realloc(c->in, cap);
+    if (!b)
+        return false;
+    c->in = b;
+    c->in_cap = cap;
+    return true;
+}
+
+/* parses and runs what the buffer holds; false: close */
+static bool process(struct conn *c)
+{
+    size_t pos = 0;
+    uint32_t item_max = kvcache_cfg.set.item_size_max;
+    if (c->sh->store)
+        kvcache_store_set_time(c->sh->store, kvcache_unix_now());
+    bool ok = true;
+    while (pos < c->in_len) {
+        if (c->swallow) {
+            size_t d = c->in_len - pos < c->swallow ? c->in_len - pos : (size_t)c->swallow;
+            pos += d;
+            c->swallow -= d;
+            continue;
+        }
+        struct kvcache_cmd cmd;
+        size_t need;
+        int r = kvcache_proto_parse(c->in + pos, c->in_len - pos, item_max, &cmd, &need);
+        if (r < 0) {
+            ok = false;
+            break;
+        }
+        if (r == 0)
+            break; /* the rest arrives later; the buffer doubles when full */
+        handle(c, &cmd, c->in + pos);
+        pos += cmd.total;
+        c->swallow = cmd.swallow;
+        c->partial_since = 0; /* progress: the next command gets its own deadline */
+        if (cmd.close) {
+            c->close = true;
+            break;
+        }
+        if (c->out.len >= OUT_HIGH && !flush(c)) {
+            ok = false;
+            break;
+        }
+    }
+    if (pos > 0) {
+        memmove(c->in, c->in + pos, c->in_len - pos);
+        c->in_len -= pos;
+    }
+    if (c->in_len == 0 && c->in_cap > 16 * IN_MIN) {
+        free(c->in);
+        c->in = NULL;
+        c->in_cap = 0;
+    }
+    return ok;
+}
+
+void kvcache_conn_handle(struct hy_tcp *sock, void *arg)
+{
+    (void)arg;
+    struct conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return;
+    c->sock = sock;
+    c->shard = (unsigned)hy_shard_id();
+    c->sh = &kvcache_shards[c->shard];
+    c->link.pid = hy_self();
+    if (!c->sh->conns.next) {
+        c->sh->conns.next = &c->sh->conns;
+        c->sh->conns.prev = &c->sh->conns;
+    }
+    c->link.next = c->sh->conns.next;
+    c->link.prev = &c->sh->conns;
+    c->sh->conns.next->prev = &c->link;
+    c->sh->conns.next = &c->link;
+    add_counter(&c->sh->curr_conns, 1);
+    add_counter(&c->sh->total_conns, 1);
+    if (hy_on_exit(conn_cleanup, c) != 0) {
+        conn_cleanup(c);
+        return;
+    }
+    while (!c->sh->stopping && !c->close) {
+        if (c->in_len == c->in_cap && !grow_in(c))
+            break;
+        /* a command must complete within read_timeout of its first byte,
+         * however slowly its bytes trickle in (slowloris); an idle
+         * connection waits idle_timeout (default: forever) */
+        int64_t timeout = HY_INFINITY;
+        bool partial = c->in_len > 0 || c->swallow > 0;
+        if (partial && kvcache_cfg.read_timeout_s) {
+            uint64_t now = hy_now_ns();
+            if (c->partial_since == 0)
+                c->partial_since = now;
+            int64_t left = (int64_t)(c->partial_since + kvcache_cfg.read_timeout_s * (uint64_t)SEC - now);
+            if (left <= 0)
+                break;
+            timeout = left;
+        } else if (!partial) {
+            c->partial_since = 0;
+            if (kvcache_cfg.set.idle_timeout)
+                timeout = (int64_t)kvcache_cfg.set.idle_timeout * SEC;
+        }
+        size_t got = 0;
+        c->link.busy = false;
+        int rc = hy_tcp_recv(sock, c->in + c->in_len, c->in_cap - c->in_len, &got, timeout);
+        c->link.busy = true;
+        if (rc != 0)
+            break;
+        add_counter(&c->sh->bytes_read, got);
+        c->in_len += got;
+        bool ok = process(c);
+        if (!flush(c) || !ok)
+            break;
+    }
+    /* the socket is closed when this process ends */
+}

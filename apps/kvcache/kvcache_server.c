@@ -1,0 +1,292 @@
+/* kvcache_server: the key owner of a shard (a GenServer). It creates the
+ * shard's store, serves the requests other shards' connections forward to
+ * it (plain messages, answered by reference), and frees the store when it
+ * ends however it ends: a restarted owner starts empty (a cache may lose
+ * data; the node keeps serving). Connections of its own shard use the store
+ * directly (same thread, no yield inside a store call). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kvcache.h"
+
+#define REQ_TIMEOUT_NS 5000000000LL
+
+struct kvcache_config kvcache_cfg;
+struct kvcache_shard kvcache_shards[KVCACHE_MAX_SHARDS];
+
+unsigned kvcache_key_owner(const char *key, size_t nkey)
+{
+    unsigned n = kvcache_cfg.set.nshards;
+    if (n <= 1)
+        return 0;
+    uint64_t h = kvcache_hash(key, nkey, 0x6b7663616368ull);
+    return (unsigned)(((unsigned __int128)h * n) >> 64);
+}
+
+uint64_t kvcache_unix_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    return (uint64_t)ts.tv_sec;
+}
+
+void kvcache_owner_name(unsigned shard, char *buf, size_t len)
+{
+    snprintf(buf, len, "kvcache_owner_%u", shard);
+}
+
+/* ---- the owner ---------------------------------------------------------------- */
+
+static void owner_cleanup(void *arg)
+{
+    struct kvcache_shard *sh = arg;
+    kvcache_store_destroy(sh->store);
+    sh->store = NULL;
+}
+
+static int owner_init(struct hy_gs *gs, void *arg)
+{
+    (void)arg;
+    int shard = hy_shard_id();
+    struct kvcache_shard *sh = &kvcache_shards[shard];
+    unsigned n = kvcache_cfg.set.nshards ? kvcache_cfg.set.nshards : 1;
+    struct kvcache_store_settings s = {
+        .maxbytes = kvcache_cfg.set.maxbytes / n,
+        .item_size_max = kvcache_cfg.set.item_size_max,
+        .factor = kvcache_cfg.set.factor,
+        .chunk_min = kvcache_cfg.set.chunk_size,
+        .started = kvcache_cfg.started,
+        .cas_first = (uint64_t)shard + 1,
+        .cas_step = n,
+    };
+    struct kvcache_store *st = kvcache_store_create(&s);
+    if (!st) {
+        hy_gs_stop(gs, hy_reason_user(HY_ENOMEM, "kvcache: store"));
+        return HY_GS_STOP;
+    }
+    kvcache_store_set_time(st, kvcache_unix_now());
+    if (hy_on_exit(owner_cleanup, sh) != 0) {
+        kvcache_store_destroy(st);
+        return HY_GS_STOP;
+    }
+    if (!sh->conns.next) {
+        sh->conns.next = &sh->conns;
+        sh->conns.prev = &sh->conns;
+    }
+    sh->store = st;
+    return HY_GS_OK;
+}
+
+/* sends out[0..len) back in parts; chunked: split only at chunk borders */
+static void reply_parts(const struct hy_msg *m, const struct kvcache_out *out, bool chunked)
+{
+    size_t part_max = (size_t)kvcache_cfg.set.item_size_max + 64 * 1024;
+    size_t off = 0;
+    while (out->len - off > part_max) {
+        size_t end = off;
+        if (chunked) {
+            /* take whole chunks up to part_max (at least one) */
+            while (end < out->len) {
+                uint32_t n;
+                memcpy(&n, out->buf + end, 4);
+                if (end > off && end + 4 + n - off > part_max)
+                    break;
+                end += 4 + n;
+            }
+        } else {
+            end = off + part_max;
+        }
+        if (end >= out->len)
+            break;
+        hy_send_ref(m->from, KVCACHE_TAG_PART, m->ref, out->buf + off, end - off);
+        off = end;
+    }
+    hy_send_ref(m->from, KVCACHE_TAG_LAST, m->ref, out->buf + off, out->len - off);
+}
+
+static void serve_getkeys(struct kvcache_store *st, const char *p, size_t n, struct kvcache_out *out)
+{
+    struct kvcache_cmd cmd;
+    size_t need;
+    if (kvcache_proto_parse(p, n, kvcache_cfg.set.item_size_max, &cmd, &need) <= 0 ||
+        cmd.op < KVCACHE_OP_GET || cmd.op > KVCACHE_OP_GATS)
+        return;
+    size_t pos = 0;
+    const char *k;
+    size_t nk;
+    while (kvcache_proto_next_key(&cmd, &pos, &k, &nk)) {
+        size_t at = out->len;
+        uint32_t zero = 0;
+        kvcache_out_put(out, &zero, 4);
+        if (out->oom)
+            return;
+        kvcache_proto_get_one(st, &cmd, k, nk, out);
+        uint32_t len = (uint32_t)(out->len - at - 4);
+        memcpy(out->buf + at, &len, 4);
+    }
+}
+
+static int owner_info(struct hy_gs *gs, const struct hy_msg *m)
+{
+    (void)gs;
+    if (m->tag != KVCACHE_TAG_REQ || m->size < 1)
+        return HY_GS_OK;
+    struct kvcache_shard *sh = &kvcache_shards[hy_shard_id()];
+    struct kvcache_store *st = sh->store;
+    const char *p = (const char *)m->data + 1;
+    size_t n = m->size - 1;
+    struct kvcache_out out = {0};
+    kvcache_store_set_time(st, kvcache_unix_now());
+    switch (m->data[0]) {
+    case KVCACHE_REQ_RAW: {
+        struct kvcache_cmd cmd;
+        size_t need;
+        if (kvcache_proto_parse(p, n, kvcache_cfg.set.item_size_max, &cmd, &need) > 0)
+            kvcache_proto_exec(st, &cmd, &out);
+        else
+            kvcache_out_str(&out, "SERVER_ERROR forwarded command incomplete\r\n");
+        reply_parts(m, &out, false);
+        break;
+    }
+    case KVCACHE_REQ_GETKEYS:
+        serve_getkeys(st, p, n, &out);
+        reply_parts(m, &out, true);
+        break;
+    case KVCACHE_REQ_STATS: {
+        struct kvcache_stats_reply *r = calloc(1, sizeof(*r));
+        if (r) {
+            kvcache_store_counters(st, &r->c);
+            r->nclasses = kvcache_store_nclasses(st);
+            for (unsigned i = 1; i <= r->nclasses; i++)
+                kvcache_store_class_stats(st, i, &r->cls[i]);
+            hy_send_ref(m->from, KVCACHE_TAG_LAST, m->ref, r, sizeof(*r));
+            free(r);
+        } else {
+            hy_send_ref(m->from, KVCACHE_TAG_LAST, m->ref, NULL, 0);
+        }
+        break;
+    }
+    case KVCACHE_REQ_FLUSH: {
+        int64_t delay = 0;
+        if (n >= sizeof(delay))
+            memcpy(&delay, p, sizeof(delay));
+        kvcache_store_flush(st, delay);
+        hy_send_ref(m->from, KVCACHE_TAG_LAST, m->ref, NULL, 0);
+        break;
+    }
+    case KVCACHE_REQ_RESET:
+        kvcache_store_reset(st);
+        hy_send_ref(m->from, KVCACHE_TAG_LAST, m->ref, NULL, 0);
+        break;
+    case KVCACHE_REQ_STOP_CONNS:
+        kvcache_conn_stop_shard();
+        break;
+    default:
+        break;
+    }
+    kvcache_out_fini(&out);
+    return HY_GS_OK;
+}
+
+const struct hy_gen_server_ops kvcache_server_ops = {
+    .init = owner_init,
+    .handle_info = owner_info,
+};
+
+int kvcache_server_start_link(const void *arg, size_t arg_size, hy_pid *pid)
+{
+    (void)arg;
+    (void)arg_size;
+    char name[HY_NAME_MAX];
+    kvcache_owner_name((unsigned)hy_shard_id(), name, sizeof(name));
+    struct hy_gen_server_opts o = HY_GEN_SERVER_OPTS_INIT;
+    o.name = name;
+    return hy_gen_server_start_link(&kvcache_server_ops, NULL, &o, pid);
+}
+
+/* ---- requests ----------------------------------------------------------------- */
+
+int kvcache_server_send(unsigned shard, uint8_t kind, const void *data, size_t len, hy_ref *ref)
+{
+    char name[HY_NAME_MAX];
+    kvcache_owner_name(shard, name, sizeof(name));
+    hy_pid owner;
+    if (hy_whereis(name, &owner) != 0)
+        return HY_ENOPROC;
+    struct hy_msg *m;
+    int rc = hy_msg_alloc(len + 1, &m);
+    if (rc != 0)
+        return rc;
+    m->tag = KVCACHE_TAG_REQ;
+    m->data[0] = kind;
+    if (len)
+        memcpy(m->data + 1, data, len);
+    m->ref = HY_REF_NONE;
+    if (ref) {
+        hy_ref_make(ref);
+        m->ref = *ref;
+    }
+    return hy_msg_send(owner, m);
+}
+
+int kvcache_server_wait(hy_ref ref, struct kvcache_out *reply)
+{
+    for (;;) {
+        struct hy_msg *r;
+        int rc = hy_recv_ref(ref, &r, REQ_TIMEOUT_NS);
+        if (rc != 0)
+            return rc;
+        bool last = r->tag == KVCACHE_TAG_LAST;
+        kvcache_out_put(reply, r->data, r->size);
+        hy_msg_free(r);
+        if (last)
+            return reply->oom ? HY_ENOMEM : 0;
+    }
+}
+
+int kvcache_server_request(unsigned shard, uint8_t kind, const void *data, size_t len,
+                           struct kvcache_out *reply)
+{
+    hy_ref ref;
+    int rc = kvcache_server_send(shard, kind, data, len, reply ? &ref : NULL);
+    if (rc != 0 || !reply)
+        return rc;
+    return kvcache_server_wait(ref, reply);
+}
+
+int kvcache_server_gather(struct kvcache_stats_reply *out)
+{
+    memset(out, 0, sizeof(*out));
+    int err = 0;
+    for (unsigned s = 0; s < kvcache_cfg.set.nshards; s++) {
+        struct kvcache_out r = {0};
+        int rc = kvcache_server_request(s, KVCACHE_REQ_STATS, NULL, 0, &r);
+        if (rc == 0 && r.len == sizeof(*out)) {
+            const struct kvcache_stats_reply *one = (const void *)r.buf;
+            const uint64_t *src = (const uint64_t *)&one->c;
+            uint64_t *dst = (uint64_t *)&out->c;
+            for (size_t i = 0; i < sizeof(out->c) / sizeof(uint64_t); i++)
+                dst[i] += src[i];
+            out->nclasses = one->nclasses;
+            for (unsigned i = 1; i <= one->nclasses; i++) {
+                const struct kvcache_class_stats *a = &one->cls[i];
+                struct kvcache_class_stats *b = &out->cls[i];
+                b->chunk_size = a->chunk_size;
+                b->chunks_per_page = a->chunks_per_page;
+                uint64_t age = b->age; /* the oldest tail, not a sum */
+                const uint64_t *f = &a->total_pages;
+                uint64_t *t = &b->total_pages;
+                size_t nf = (size_t)(&a->evicted_unfetched - &a->total_pages) + 1;
+                for (size_t j = 0; j < nf; j++)
+                    t[j] += f[j];
+                b->age = age > a->age ? age : a->age;
+            }
+        } else if (err == 0) {
+            err = rc ? rc : HY_EINVAL;
+        }
+        kvcache_out_fini(&r);
+    }
+    return err;
+}

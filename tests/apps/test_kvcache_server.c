@@ -1,0 +1,131 @@
+/* Tests of apps/kvcache/kvcache_server.c: the key owners under their
+ * supervisors in a running two-shard node. A command on a key of the other
+ * shard is forwarded and answered; a killed owner is restarted by its
+ * supervisor with an empty store and the node keeps serving. The checks run
+ * in the application's main process and are asserted after the node stops
+ * (cmocka must not unwind a process's stack). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "kvcache.h"
+
+#define SEC 1000000000LL
+
+static char log_[4096];
+static size_t log_len;
+static int failures;
+
+static void note(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(bool ok, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (!ok) {
+        failures++;
+        log_len += (size_t)vsnprintf(log_ + log_len, sizeof(log_) - log_len, fmt, ap);
+        log_len += (size_t)snprintf(log_ + log_len, sizeof(log_) - log_len, "\n");
+    }
+    va_end(ap);
+}
+
+/* a command to shard's owner; its reply as a string in buf */
+static int ask(unsigned shard, const char *cmd, char *buf, size_t cap)
+{
+    struct kvcache_out r = {0};
+    int rc = kvcache_server_request(shard, KVCACHE_REQ_RAW, cmd, strlen(cmd), &r);
+    size_t n = r.len < cap - 1 ? r.len : cap - 1;
+    if (n)
+        memcpy(buf, r.buf, n);
+    buf[n] = '\0';
+    kvcache_out_fini(&r);
+    return rc;
+}
+
+/* a key owned by shard s */
+static void key_of(unsigned s, char *k, size_t cap)
+{
+    for (unsigned i = 0;; i++) {
+        snprintf(k, cap, "key%u", i);
+        if (kvcache_key_owner(k, strlen(k)) == s)
+            return;
+    }
+}
+
+static void body(void *arg)
+{
+    (void)arg;
+    char k[32], cmd[96], r[256];
+    key_of(1, k, sizeof(k));
+    snprintf(cmd, sizeof(cmd), "set %s 0 0 5\r\nhello\r\n", k);
+    note(ask(1, cmd, r, sizeof(r)) == 0 && strcmp(r, "STORED\r\n") == 0, "set: %s", r);
+    snprintf(cmd, sizeof(cmd), "get %s\r\n", k);
+    char want[96];
+    snprintf(want, sizeof(want), "VALUE %s 0 5\r\nhello\r\nEND\r\n", k);
+    note(ask(1, cmd, r, sizeof(r)) == 0 && strcmp(r, want) == 0, "get: %s", r);
+
+    /* kill the owner of shard 1 */
+    char name[HY_NAME_MAX];
+    kvcache_owner_name(1, name, sizeof(name));
+    hy_pid old, now = HY_PID_NONE;
+    note(hy_whereis(name, &old) == 0, "owner 1 registered");
+    note(hy_exit_pid(old, hy_reason_make(HY_REASON_KILL)) == 0, "kill owner 1");
+    uint64_t t0 = hy_now_ns();
+    while (hy_now_ns() - t0 < 10 * (uint64_t)SEC) {
+        if (hy_whereis(name, &now) == 0 && !hy_pid_eq(now, old))
+            break;
+        hy_sleep_ns(1000000);
+    }
+    note(!hy_pid_eq(now, old) && !hy_pid_is_none(now), "owner 1 restarted");
+    /* restarted empty; serving again */
+    note(ask(1, cmd, r, sizeof(r)) == 0 && strcmp(r, "END\r\n") == 0, "get after restart: %s", r);
+    snprintf(cmd, sizeof(cmd), "set %s 0 0 2\r\nhi\r\n", k);
+    note(ask(1, cmd, r, sizeof(r)) == 0 && strcmp(r, "STORED\r\n") == 0, "set after restart: %s", r);
+    /* shard 0 was untouched */
+    char k0[32];
+    key_of(0, k0, sizeof(k0));
+    snprintf(cmd, sizeof(cmd), "set %s 0 0 1\r\nz\r\n", k0);
+    note(ask(0, cmd, r, sizeof(r)) == 0 && strcmp(r, "STORED\r\n") == 0, "set on 0: %s", r);
+    struct kvcache_stats_reply *st = malloc(sizeof(*st));
+    note(kvcache_server_gather(st) == 0, "gather");
+    note(st->c.curr_items == 2, "curr_items %llu", (unsigned long long)st->c.curr_items);
+    free(st);
+}
+
+static void test_kvcache_server_owner_restarts_empty(void **state)
+{
+    (void)state;
+    struct kvcache_settings *s = &kvcache_cfg.set;
+    s->maxbytes = 16ull << 20;
+    s->item_size_max = 1 << 20;
+    s->factor = 1.25;
+    s->chunk_size = 48;
+    s->nshards = 2;
+    kvcache_cfg.started = kvcache_unix_now() - 2;
+    struct hy_config cfg;
+    hy_config_init(&cfg);
+    cfg.nshards = 2;
+    cfg.max_message_size = (2u << 20);
+    hy_log_set_level(HY_LOG_ERROR);
+    struct hy_app app = kvcache_app;
+    app.main = body;
+    struct hy_app_result res;
+    assert_int_equal(hy_app_run(&app, &cfg, &res), HY_APP_STOPPED);
+    if (failures)
+        print_error("%s", log_);
+    assert_int_equal(failures, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kvcache_server_owner_restarts_empty),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
