@@ -1,29 +1,36 @@
 /* Hydra: an Erlang/OTP-style, thread-per-core runtime for C.
- * This umbrella header only includes the public headers. */
+ * This umbrella header only includes the public headers.
+ *
+ * Installed layout: <prefix>/include/hydra/{core,otp,net}/NAME.h, this file as
+ * <prefix>/include/hydra/hydra.h and a forwarding <prefix>/include/hydra.h, so
+ * `#include <hydra.h>`, `#include <hydra/hydra.h>` and `#include <hydra/core/msg.h>`
+ * all work and no Hydra header can shadow a system or user header of the same
+ * name (pkg-config puts only <prefix>/include on the include path). */
 #ifndef HY_HYDRA_H
 #define HY_HYDRA_H
 
-#include "blocking.h"
-#include "errors.h"
-#include "hook.h"
-#include "log.h"
-#include "msg.h"
-#include "pid.h"
-#include "proc.h"
-#include "runtime.h"
-#include "signals.h"
-#include "stats.h"
-#include "timer.h"
-#include "topology.h"
+#include "core/blocking.h"
+#include "core/errors.h"
+#include "core/hook.h"
+#include "core/log.h"
+#include "core/msg.h"
+#include "core/pid.h"
+#include "core/proc.h"
+#include "core/runtime.h"
+#include "core/signals.h"
+#include "core/stats.h"
+#include "core/timer.h"
+#include "core/topology.h"
 
-#include "application.h"
-#include "dist.h"
-#include "gen_server.h"
-#include "hash_ring.h"
-#include "registry.h"
-#include "report.h"
-#include "semaphore.h"
-#include "supervisor.h"
-#include "task.h"
+#include "otp/application.h"
+#include "otp/gen_server.h"
+#include "otp/hash_ring.h"
+#include "otp/registry.h"
+#include "otp/report.h"
+#include "otp/semaphore.h"
+#include "otp/supervisor.h"
+#include "otp/task.h"
+
+#include "net/dist.h"
 
 #endif /* HY_HYDRA_H */

@@ -44,8 +44,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "pid.h"
-#include "runtime.h"
+#include "../core/pid.h"
+#include "../core/runtime.h"
 
 enum hy_dist_transport {
     HY_DIST_UDP = 0,  /* kernel UDP sockets */

@@ -64,9 +64,9 @@
 
 #include <stddef.h>
 
-#include "pid.h"
-#include "proc.h"
-#include "runtime.h"
+#include "../core/pid.h"
+#include "../core/proc.h"
+#include "../core/runtime.h"
 #include "supervisor.h"
 
 /* How an application ended: hy_app_run()'s return value, usable as the exit

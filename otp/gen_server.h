@@ -36,10 +36,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "msg.h"
-#include "pid.h"
-#include "proc.h"
-#include "signals.h"
+#include "../core/msg.h"
+#include "../core/pid.h"
+#include "../core/proc.h"
+#include "../core/signals.h"
 
 /* Callback results. */
 enum hy_gs_result {

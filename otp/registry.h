@@ -60,7 +60,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "pid.h"
+#include "../core/pid.h"
 
 /* Longest registry name (partitions are registered as "<name>/<i>"). */
 #define HY_REGISTRY_NAME_MAX 48

@@ -42,9 +42,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "log.h"
-#include "pid.h"
-#include "proc.h"
+#include "../core/log.h"
+#include "../core/pid.h"
+#include "../core/proc.h"
 
 enum hy_report_type {
     HY_REPORT_SUPERVISOR = 0, /* supervisor_report */

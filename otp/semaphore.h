@@ -28,7 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "pid.h"
+#include "../core/pid.h"
 
 /* Most permits a semaphore may have. */
 #define HY_SEMAPHORE_MAX_PERMITS (1u << 30)

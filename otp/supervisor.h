@@ -44,7 +44,7 @@
 #include <stdint.h>
 
 #include "gen_server.h"
-#include "pid.h"
+#include "../core/pid.h"
 
 enum hy_sup_strategy {
     HY_ONE_FOR_ONE = 0,

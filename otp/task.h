@@ -59,9 +59,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "msg.h"
-#include "pid.h"
-#include "proc.h"
+#include "../core/msg.h"
+#include "../core/pid.h"
+#include "../core/proc.h"
 
 /* Tag of the result message returned by hy_task_await(). */
 #define HY_TASK_TAG_RESULT 0x7461736bull /* "task" */
