@@ -32,5 +32,7 @@
 #include "otp/task.h"
 
 #include "net/dist.h"
+#include "net/http.h"
+#include "net/ws.h"
 
 #endif /* HY_HYDRA_H */
