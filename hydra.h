@@ -9,6 +9,7 @@
 #ifndef HY_HYDRA_H
 #define HY_HYDRA_H
 
+#include "core/addr.h"
 #include "core/blocking.h"
 #include "core/errors.h"
 #include "core/hook.h"
@@ -19,8 +20,10 @@
 #include "core/runtime.h"
 #include "core/signals.h"
 #include "core/stats.h"
+#include "core/tcp.h"
 #include "core/timer.h"
 #include "core/topology.h"
+#include "core/udp.h"
 
 #include "otp/application.h"
 #include "otp/gen_server.h"
@@ -30,6 +33,7 @@
 #include "otp/semaphore.h"
 #include "otp/supervisor.h"
 #include "otp/task.h"
+#include "otp/tcp_server.h"
 
 #include "net/dist.h"
 #include "net/http.h"

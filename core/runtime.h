@@ -46,6 +46,15 @@ enum hy_idle_mode {
     HY_IDLE_BUSY_POLL = 1,
 };
 
+/* Kernel-socket I/O backend of the shards' pollers (tcp.h, udp.h). */
+enum hy_io_backend {
+    /* io_uring when the kernel allows it (io_uring_setup may be refused by a
+     * seccomp filter, as in many containers), else epoll. */
+    HY_IO_AUTO = 0,
+    HY_IO_URING = 1, /* io_uring or fail to start (HY_ENOTSUP) */
+    HY_IO_EPOLL = 2, /* epoll */
+};
+
 /* Runtime configuration. Fill with hy_config_init(), then change fields.
  * The runtime copies it; pointers in it are borrowed only for the duration of
  * hy_start()/hy_run(). */
@@ -103,6 +112,10 @@ struct hy_config {
     /* Messages a process mailbox may hold by default (0 = unbounded, as in
      * Erlang); see hy_spawn_opts.max_mailbox. */
     size_t default_max_mailbox;
+
+    /* Socket poller backend (default HY_IO_AUTO). The one chosen is logged
+     * at start and reported by hy_stats.io_backend. */
+    enum hy_io_backend io_backend;
 };
 
 /* Fills cfg with the defaults documented above. Context: anywhere. */

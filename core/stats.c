@@ -21,6 +21,11 @@ static void snap(const struct hy__shard_stats *s, struct hy_stats *o)
     RD(stacks_pooled);
     RD(stalls);
     RD(timers_armed);
+    RD(io_backend);
+    RD(io_sockets);
+    RD(io_syscalls);
+    RD(io_events);
+    RD(io_wakeups);
 #undef RD
 }
 
@@ -48,6 +53,7 @@ int hy_stats_total(struct hy_stats *out)
         for (size_t k = 0; k < sizeof(t) / sizeof(uint64_t); k++)
             a[k] += b[k];
     }
+    t.io_backend = s.io_backend; /* a kind, not a count: the same on every shard */
     *out = t;
     return 0;
 }

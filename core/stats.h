@@ -27,6 +27,11 @@ struct hy_stats {
     uint64_t stacks_pooled;     /* guarded stacks kept in the pool */
     uint64_t stalls;            /* stalls reported */
     uint64_t timers_armed;
+    uint64_t io_backend;        /* enum hy_io_backend in use (URING or EPOLL) */
+    uint64_t io_sockets;        /* sockets open on the shard */
+    uint64_t io_syscalls;       /* poller system calls (submit, wait, ctl) */
+    uint64_t io_events;         /* readiness events reaped */
+    uint64_t io_wakeups;        /* sleeps ended by socket readiness */
 };
 
 /* Copies shard's counters into *out (borrowed).
@@ -44,6 +49,7 @@ struct hy__shard_stats {
     _Atomic uint64_t dropped_dead, dropped_full, ring_overflows;
     _Atomic uint64_t runq_len, busy_ns, idle_ns, sleeps;
     _Atomic uint64_t buffers_out, stacks_pooled, stalls, timers_armed;
+    _Atomic uint64_t io_backend, io_sockets, io_syscalls, io_events, io_wakeups;
 };
 
 #endif /* HY_CORE_STATS_H */
