@@ -35,6 +35,7 @@
 #include "otp/task.h"
 #include "otp/tcp_server.h"
 
+#include "net/console.h"
 #include "net/dist.h"
 #include "net/http.h"
 #include "net/ws.h"

@@ -42,6 +42,21 @@ int hy_stats_get(unsigned shard, struct hy_stats *out);
 /* Sums every shard's counters into *out. Errors: HY_ENOTSTARTED. */
 int hy_stats_total(struct hy_stats *out);
 
+/* Traffic from one shard to another through the ring mesh. The sending
+ * shard counts a whole batch when it publishes it (never per message), so
+ * the figures lag by at most one unpublished batch. Entries are messages,
+ * signals and returned message buffers alike. */
+struct hy_pair_stats {
+    uint64_t ring_entries; /* entries published into the ring src -> dst */
+    uint64_t batches;      /* publishes (one per batch) */
+    uint64_t overflows;    /* entries that waited in the overflow queue first */
+};
+
+/* Copies the counters of the pair src -> dst into *out (borrowed).
+ * Errors: HY_ENOTSTARTED, HY_EINVAL (no such shard, out NULL).
+ * Context: any thread while the runtime runs. */
+int hy_stats_pair(unsigned src, unsigned dst, struct hy_pair_stats *out);
+
 /* Internal layout (atomic counters), exposed only for the runtime. */
 struct hy__shard_stats {
     _Atomic uint64_t procs_alive, procs_spawned, procs_exited;

@@ -1,11 +1,18 @@
 /* WebSocket frame codec (RFC 6455 sections 4.2.2, 5 and 7; see ws.h). */
 #include "ws.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/uio.h>
+
 #include "errors.h"
+#include "msg.h"
+#include "proc.h"
+#include "runtime.h"
 #include "sha1_internal.h"
+#include "tcp.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define DEFAULT_MAX_MESSAGE (1u << 20)
@@ -284,4 +291,276 @@ int hy_ws_decode(struct hy_ws_decoder *d, uint8_t *buf, size_t len, size_t *cons
             return 0;
         }
     }
+}
+
+/* ---- the server ------------------------------------------------------------ */
+
+
+#define SEND_TIMEOUT_NS (5ull * 1000000000ull)
+#define DEFAULT_CLOSE_TIMEOUT_NS (2ull * 1000000000ull)
+
+struct hy_ws_conn {
+    struct hy_tcp *sock;
+    hy_pid pid;
+    bool close_sent;
+    bool broken;          /* a send failed: the connection is gone */
+    uint64_t close_deadline;
+};
+
+static int send_frame(struct hy_ws_conn *c, enum hy_ws_opcode op, const void *data, size_t len)
+{
+    if (c->broken)
+        return HY_EIO;
+    uint8_t h[HY_WS_MAX_HEADER];
+    size_t hl = hy_ws_frame_header(h, op, true, len, NULL);
+    struct iovec iov[2] = {{h, hl}, {(void *)data, len}};
+    int rc = hy_tcp_sendv(c->sock, iov, len ? 2 : 1, (int64_t)SEND_TIMEOUT_NS);
+    if (rc < 0) {
+        c->broken = true;
+        return HY_EIO;
+    }
+    return 0;
+}
+
+int hy_ws_send_text(struct hy_ws_conn *conn, const char *data, size_t len)
+{
+    if (conn->close_sent)
+        return HY_EALREADY;
+    return send_frame(conn, HY_WS_TEXT, data, len);
+}
+
+int hy_ws_send_binary(struct hy_ws_conn *conn, const uint8_t *data, size_t len)
+{
+    if (conn->close_sent)
+        return HY_EALREADY;
+    return send_frame(conn, HY_WS_BINARY, data, len);
+}
+
+static int send_close(struct hy_ws_conn *c, uint16_t code, const char *reason, size_t rlen)
+{
+    uint8_t p[125];
+    size_t n = 0;
+    if (code != HY_WS_CLOSE_NO_STATUS) {
+        p[0] = (uint8_t)(code >> 8);
+        p[1] = (uint8_t)code;
+        memcpy(p + 2, reason, rlen);
+        n = 2 + rlen;
+    }
+    c->close_sent = true;
+    return send_frame(c, HY_WS_CLOSE, p, n);
+}
+
+int hy_ws_close(struct hy_ws_conn *conn, uint16_t code, const char *reason)
+{
+    size_t rlen = reason ? strlen(reason) : 0;
+    if (rlen > 123 || !close_code_valid(code))
+        return HY_EINVAL;
+    if (conn->close_sent)
+        return HY_EALREADY;
+    conn->close_deadline = 0; /* set by the serve loop */
+    return send_close(conn, code, reason, rlen);
+}
+
+hy_pid hy_ws_pid(const struct hy_ws_conn *conn)
+{
+    return conn->pid;
+}
+
+static int reject(struct hy_tcp *sock, unsigned status, const char *extra)
+{
+    char head[256];
+    int n = hy_http_response_head(head, sizeof(head), status, "text/plain", 0, false, extra);
+    if (n > 0)
+        hy_tcp_send(sock, head, (size_t)n, (int64_t)SEND_TIMEOUT_NS);
+    return HY_EINVAL;
+}
+
+int hy_ws_serve(void *sock_, const struct hy_http_request *req, const uint8_t *rest,
+                size_t rest_len, const struct hy_ws_handler *handler, void *ctx,
+                const struct hy_ws_options *opts)
+{
+    struct hy_tcp *sock = sock_;
+    if (!hy_in_process())
+        return HY_ENOTPROC;
+    struct hy_ws_options o = {0};
+    if (opts)
+        o = *opts;
+    if (!o.max_message)
+        o.max_message = DEFAULT_MAX_MESSAGE;
+    if (!o.close_timeout_ns)
+        o.close_timeout_ns = DEFAULT_CLOSE_TIMEOUT_NS;
+
+    const struct hy_http_header *key = hy_http_header_find(req, "sec-websocket-key");
+    const struct hy_http_header *ver = hy_http_header_find(req, "sec-websocket-version");
+    if (!req->upgrade_websocket || req->method_len != 3 || memcmp(req->method, "GET", 3) != 0 ||
+        !key)
+        return reject(sock, 400, NULL);
+    if (!ver || ver->value_len != 2 || memcmp(ver->value, "13", 2) != 0)
+        return reject(sock, 426, "Sec-WebSocket-Version: 13\r\n");
+    char accept[HY_WS_ACCEPT_LEN + 1];
+    if (hy_ws_accept_key(key->value, key->value_len, accept) < 0)
+        return reject(sock, 400, NULL);
+    char head[256];
+    int hn = snprintf(head, sizeof(head),
+                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+                      accept);
+    if (hy_tcp_send(sock, head, (size_t)hn, (int64_t)SEND_TIMEOUT_NS) < 0)
+        return HY_EIO;
+
+    /* Input buffer: one whole frame at most plus one read. */
+    size_t cap = o.max_message + HY_WS_MAX_HEADER + HY_TCP_DEFAULT_MAX_PACKET;
+    size_t bcap = rest_len + 16384 < cap ? rest_len + 16384 : cap;
+    if (rest_len > cap)
+        return HY_EMSGSIZE;
+    uint8_t *buf = malloc(bcap);
+    if (!buf)
+        return HY_ENOMEM;
+    memcpy(buf, rest, rest_len);
+    size_t blen = rest_len;
+
+    struct hy_ws_conn conn = {.sock = sock, .pid = hy_self()};
+    struct hy_ws_decoder dec;
+    hy_ws_decoder_init(&dec, o.max_message, true);
+    uint16_t code = HY_WS_CLOSE_ABNORMAL;
+    int result = 0;
+    bool done = false, armed = false;
+    if (handler->on_open && handler->on_open(&conn, ctx) != 0) {
+        send_close(&conn, HY_WS_CLOSE_INTERNAL, NULL, 0);
+        code = HY_WS_CLOSE_INTERNAL;
+    }
+    while (!done) {
+        /* Everything complete in the buffer first. */
+        size_t off = 0;
+        while (!done) {
+            size_t used;
+            struct hy_ws_event ev;
+            int rc = hy_ws_decode(&dec, buf + off, blen - off, &used, &ev);
+            off += used;
+            if (rc == HY_EAGAIN)
+                break;
+            if (rc < 0) {
+                code = dec.close_code;
+                if (!conn.close_sent)
+                    send_close(&conn, code, NULL, 0);
+                result = rc;
+                done = true;
+                break;
+            }
+            switch (ev.op) {
+            case HY_WS_TEXT:
+                if (handler->on_text && !conn.close_sent)
+                    handler->on_text(&conn, (const char *)ev.data, ev.len, ctx);
+                break;
+            case HY_WS_BINARY:
+                if (handler->on_binary && !conn.close_sent)
+                    handler->on_binary(&conn, ev.data, ev.len, ctx);
+                break;
+            case HY_WS_PING:
+                if (!conn.close_sent)
+                    send_frame(&conn, HY_WS_PONG, ev.data, ev.len);
+                break;
+            case HY_WS_CLOSE:
+                code = ev.close_code;
+                if (!conn.close_sent) /* echo the peer's code (none for none) */
+                    send_close(&conn, code, NULL, 0);
+                done = true;
+                break;
+            default: /* pong: nothing to do */
+                break;
+            }
+            if (conn.broken) {
+                code = HY_WS_CLOSE_ABNORMAL;
+                result = HY_EIO;
+                done = true;
+            }
+        }
+        memmove(buf, buf + off, blen - off);
+        blen -= off;
+        if (done)
+            break;
+        if (conn.close_sent && conn.close_deadline == 0)
+            conn.close_deadline = hy_now_ns() + o.close_timeout_ns;
+        /* Wait for bytes or a message for the handler. */
+        if (!armed) {
+            if (hy_tcp_set_active(sock, HY_TCP_ACTIVE_ONCE) < 0) {
+                result = HY_EIO;
+                break;
+            }
+            armed = true;
+        }
+        int64_t timeout = HY_INFINITY;
+        if (conn.close_sent) {
+            uint64_t now = hy_now_ns();
+            timeout = conn.close_deadline > now ? (int64_t)(conn.close_deadline - now) : 0;
+        } else if (o.idle_timeout_ns) {
+            timeout = (int64_t)o.idle_timeout_ns;
+        }
+        struct hy_msg *m;
+        int rc = hy_recv(&m, timeout);
+        if (rc == HY_ETIMEDOUT) {
+            if (conn.close_sent) {
+                result = HY_ETIMEDOUT;
+                break;
+            }
+            send_close(&conn, HY_WS_CLOSE_GOING_AWAY, NULL, 0);
+            code = HY_WS_CLOSE_GOING_AWAY;
+            continue;
+        }
+        if (rc < 0) {
+            result = rc;
+            break;
+        }
+        const struct hy_tcp_msg *tm = hy_tcp_msg_of(m);
+        if (!tm) {
+            if (handler->on_info)
+                handler->on_info(&conn, m, ctx);
+            hy_msg_free(m);
+            if (conn.broken) {
+                result = HY_EIO;
+                break;
+            }
+            continue;
+        }
+        if (m->tag == HY_TCP_TAG_DATA) {
+            armed = false;
+            if (blen + tm->len > bcap) {
+                size_t nc = bcap * 2;
+                while (nc < blen + tm->len)
+                    nc *= 2;
+                if (nc > cap)
+                    nc = cap;
+                uint8_t *nb = blen + tm->len <= nc ? realloc(buf, nc) : NULL;
+                if (!nb) {
+                    hy_msg_free(m);
+                    send_close(&conn, HY_WS_CLOSE_TOO_BIG, NULL, 0);
+                    code = HY_WS_CLOSE_TOO_BIG;
+                    result = HY_EMSGSIZE;
+                    break;
+                }
+                buf = nb;
+                bcap = nc;
+            }
+            memcpy(buf + blen, tm->data, tm->len);
+            blen += tm->len;
+            hy_msg_free(m);
+            continue;
+        }
+        if (m->tag == HY_TCP_TAG_PASSIVE) {
+            armed = false;
+            hy_msg_free(m);
+            continue;
+        }
+        /* CLOSED or ERROR: the peer is gone without a closing handshake. */
+        hy_msg_free(m);
+        code = HY_WS_CLOSE_ABNORMAL;
+        result = conn.close_sent ? 0 : HY_EIO;
+        break;
+    }
+    if (handler->on_close)
+        handler->on_close(&conn, code, ctx);
+    hy_ws_decoder_fini(&dec);
+    free(buf);
+    hy_tcp_set_active(sock, HY_TCP_ACTIVE_OFF);
+    return result;
 }
