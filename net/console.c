@@ -928,7 +928,7 @@ static int route(struct hy_console *c, struct hy_tcp *s, const struct hy_http_re
     atomic_fetch_add_explicit(&c->requests, 1, memory_order_relaxed);
     if (path_is(r, "/api/kill") || path_is(r, "/api/restart"))
         return action(c, s, r, keep);
-    if (!method_is(r, "GET") && !method_is(r, "HEAD"))
+    if (!method_is(r, "GET"))
         return respond(s, 405, "text/plain", "GET only\n", 9, keep);
     struct sb b = {0};
     int rc;
