@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "addr.h"
@@ -873,13 +874,29 @@ static const struct hy_ws_handler ws_handler = {
 
 /* ---- routes ----------------------------------------------------------------- */
 
+/* Answers an error and closes gracefully: our side is shut down for
+ * writing, then what the client still sends is read and dropped for a
+ * moment (bounded in bytes and time), so that the kernel does not answer its
+ * unread bytes with a reset that could destroy the response in flight. */
 static void bad(struct hy_console *c, struct hy_tcp *s, unsigned status)
 {
     atomic_fetch_add_explicit(&c->bad_requests, 1, memory_order_relaxed);
     const char *t = hy_http_status_text(status);
     char body[96];
     int n = snprintf(body, sizeof(body), "%u %s\n", status, t);
-    respond(s, status, "text/plain", body, (size_t)n, false);
+    if (respond(s, status, "text/plain", body, (size_t)n, false) < 0)
+        return;
+    if (hy_tcp_shutdown(s, SHUT_WR) < 0)
+        return;
+    char sink[4096];
+    size_t drained = 0, got;
+    uint64_t until = hy_now_ns() + SEC;
+    while (drained < (64u << 10)) {
+        uint64_t now = hy_now_ns();
+        if (now >= until || hy_tcp_recv(s, sink, sizeof(sink), &got, (int64_t)(until - now)) < 0)
+            break;
+        drained += got;
+    }
 }
 
 static int action(struct hy_console *c, struct hy_tcp *s, const struct hy_http_request *r,
