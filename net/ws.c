@@ -375,11 +375,10 @@ static int reject(struct hy_tcp *sock, unsigned status, const char *extra)
     return HY_EINVAL;
 }
 
-int hy_ws_serve(void *sock_, const struct hy_http_request *req, const uint8_t *rest,
+int hy_ws_serve(struct hy_tcp *sock, const struct hy_http_request *req, const uint8_t *rest,
                 size_t rest_len, const struct hy_ws_handler *handler, void *ctx,
                 const struct hy_ws_options *opts)
 {
-    struct hy_tcp *sock = sock_;
     if (!hy_in_process())
         return HY_ENOTPROC;
     struct hy_ws_options o = {0};

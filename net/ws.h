@@ -29,6 +29,7 @@
 #include "http.h"
 
 struct hy_msg;
+struct hy_tcp;
 
 enum hy_ws_opcode {
     HY_WS_CONT = 0x0,
@@ -156,12 +157,17 @@ struct hy_ws_options {
  * key or version 13), then serves frames until the connection closes.
  * rest[0..rest_len) are bytes already read after the request (borrowed).
  * handler and ctx are borrowed for the call; opts may be NULL.
- * sock is the connection's TCP socket (struct hy_tcp *, borrowed: the
- * caller closes it afterwards).
- * Returns 0 after a clean close, or a negative HY_E* code for a failed one
- * (the handler's on_close has run in both cases once the handshake
- * succeeded). Context: a process (the connection's). */
-int hy_ws_serve(void *sock, const struct hy_http_request *req, const uint8_t *rest,
+ * sock is the connection's TCP socket (see core/tcp.h; borrowed: the
+ * caller closes it afterwards). The socket is switched to active-once mode
+ * while serving and left passive.
+ * Returns 0 after a clean close. Errors: HY_EINVAL (not a valid upgrade
+ * request: answered 400, or 426 for another protocol version; or the peer
+ * broke the protocol: closed with 1002/1007), HY_EMSGSIZE (a message above
+ * max_message: closed with 1009), HY_EIO (the connection dropped),
+ * HY_ETIMEDOUT (the peer never answered our close), HY_ENOMEM, HY_ENOTPROC.
+ * Once the handshake succeeded, on_close has run whatever the result.
+ * Context: a process (the connection's, owning sock). */
+int hy_ws_serve(struct hy_tcp *sock, const struct hy_http_request *req, const uint8_t *rest,
                 size_t rest_len, const struct hy_ws_handler *handler, void *ctx,
                 const struct hy_ws_options *opts);
 
