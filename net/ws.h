@@ -172,7 +172,7 @@ int hy_ws_serve(struct hy_tcp *sock, const struct hy_http_request *req, const ui
                 const struct hy_ws_options *opts);
 
 /* Sends one text (data must be valid UTF-8: not checked) or binary message
- * (data borrowed). Errors: HY_EPIPE-like HY_EIO (the connection is gone),
+ * (data borrowed). Errors: HY_EIO (the connection is gone),
  * HY_EALREADY (closing). Context: the connection's process. */
 int hy_ws_send_text(struct hy_ws_conn *conn, const char *data, size_t len);
 int hy_ws_send_binary(struct hy_ws_conn *conn, const uint8_t *data, size_t len);
