@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "errors.h"
+#include "io_internal.h"
 #include "shard_internal.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -363,6 +364,8 @@ void hy__proc_reap(struct hy_shard *sh, struct hy_proc *p)
 {
     p->state = HY_P_EXITING;
     run_cleanups(p);
+    if (p->socks)
+        hy__sock_proc_exit(sh, p);
     if (hy__on_proc_exit_hook)
         hy__on_proc_exit_hook(sh, p);
     hy__timer_proc_exit(sh, p);

@@ -15,6 +15,7 @@
 
 #include "errors.h"
 #include "log.h"
+#include "io_internal.h"
 #include "shard_internal.h"
 
 struct hy__runtime hy__rt;
@@ -218,6 +219,7 @@ static void shard_run(struct hy_shard *sh)
                sh->id);
     hy__sched_loop(sh);
     shard_shutdown(sh);
+    hy__io_fini_shard(sh);
     hy__crash_shard_fini(sh);
     hy__tls_shard = NULL;
 }
@@ -310,6 +312,9 @@ static int setup(const struct hy_config *cfg, hy_proc_fn main_fn, void *arg, boo
     int rc = validate(cfg);
     if (rc)
         return rc;
+    enum hy_io_backend io_kind;
+    if ((rc = hy__io_select(cfg->io_backend, &io_kind)) != 0)
+        return rc;
     struct hy_topology *topo = malloc(sizeof(*topo));
     if (!topo)
         return HY_ENOMEM;
@@ -358,6 +363,7 @@ static int setup(const struct hy_config *cfg, hy_proc_fn main_fn, void *arg, boo
         sh->numa_mem = tmp.numa_mem;
         sh->in_runtime = true;
         sh->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        atomic_store_explicit(&sh->st.io_backend, (uint64_t)io_kind, memory_order_relaxed);
         hy__rt.shards[i] = sh;
         hy__timer_init_shard(sh);
         hy__stack_init_shard(sh);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "errors.h"
+#include "io_internal.h"
 #include "shard_internal.h"
 
 static inline void stat_set(_Atomic uint64_t *c, uint64_t v)
@@ -223,6 +224,8 @@ static unsigned turn(struct hy_shard *sh)
     hy__name_quiescent(sh);
     if (sh->hooks)
         work += poll_hooks(sh);
+    if (sh->io)
+        work += hy__io_poll(sh); /* submit this turn's requests, reap readiness */
     if (sh->ndirty | sh->novf | (uint32_t)sh->ret_pending) {
         hy__ret_flush(sh);
         hy__mesh_flush(sh);
@@ -244,14 +247,19 @@ static void futex_sleep(struct hy_shard *sh, uint64_t deadline)
     syscall(SYS_futex, &sh->sleeping, FUTEX_WAIT_PRIVATE, 1, tsp, NULL, 0);
 }
 
-/* Sleeps in ppoll on the hooks' descriptors and the shard's eventfd. */
-static void poll_sleep(struct hy_shard *sh, uint64_t deadline)
+/* Sleeps in ppoll on the hooks' descriptors, the socket poller's and the
+ * shard's eventfd. */
+static void poll_sleep(struct hy_shard *sh, uint64_t deadline, int io_fd)
 {
-    struct pollfd fds[1 + 32];
+    struct pollfd fds[2 + 32];
     nfds_t n = 0;
     fds[n].fd = sh->wake_fd;
     fds[n++].events = POLLIN;
-    for (struct hy_poll_hook *h = sh->hooks; h && n < 33; h = h->next) {
+    if (io_fd >= 0) {
+        fds[n].fd = io_fd;
+        fds[n++].events = POLLIN;
+    }
+    for (struct hy_poll_hook *h = sh->hooks; h && n < 34; h = h->next) {
         if (h->fd >= 0) {
             fds[n].fd = h->fd;
             fds[n++].events = POLLIN;
@@ -270,6 +278,8 @@ static void poll_sleep(struct hy_shard *sh, uint64_t deadline)
         uint64_t v;
         (void)!read(sh->wake_fd, &v, sizeof(v));
     }
+    if (io_fd >= 0 && fds[1].revents)
+        stat_add(&sh->st.io_wakeups, 1);
 }
 
 /* Goes to sleep unless something arrived meanwhile. */
@@ -283,8 +293,13 @@ static void idle_sleep(struct hy_shard *sh)
     }
     if (deadline <= hy_now_ns())
         return;
+    /* sockets registered: sleep on the poller's descriptor too */
+    int io_fd = hy__io_sleep_fd(sh);
+    if (io_fd >= 0 && !hy__io_pre_sleep(sh))
+        return;
     /* seq_cst store, then re-check input: pairs with hy__wake_shard */
-    atomic_store_explicit(&sh->sleep_kind, sh->nhook_fds ? 1u : 0u, memory_order_relaxed);
+    atomic_store_explicit(&sh->sleep_kind, (sh->nhook_fds || io_fd >= 0) ? 1u : 0u,
+                          memory_order_relaxed);
     atomic_store_explicit(&sh->sleeping, 1, memory_order_seq_cst);
     atomic_thread_fence(memory_order_seq_cst); /* store-load: pairs with hy__wake_shard */
     if (hy__mesh_has_input(sh) || atomic_load(&hy__rt.stop)) {
@@ -292,8 +307,8 @@ static void idle_sleep(struct hy_shard *sh)
         return;
     }
     stat_add(&sh->st.sleeps, 1);
-    if (sh->nhook_fds)
-        poll_sleep(sh, deadline);
+    if (sh->nhook_fds || io_fd >= 0)
+        poll_sleep(sh, deadline, io_fd);
     else
         futex_sleep(sh, deadline);
     atomic_store_explicit(&sh->sleeping, 0, memory_order_relaxed);

@@ -26,6 +26,8 @@
 struct hy_shard;
 struct hy_proc;
 struct hy__psig;
+struct hy__sock;
+struct hy__io;
 
 /* ---- message kinds (hy_msg.kind) --------------------------------------- */
 enum hy__kind {
@@ -53,6 +55,7 @@ enum hy__kind {
     HY_K_DIST_CTRL,      /* net/'s per-shard control requests */
     HY_K_DIST_FRAME,     /* a frame that arrived on another shard's queue */
     HY_K_DIST_SPAWN,     /* spawn a registered function here, for another node */
+    HY_K_TCP_MOVE,       /* a socket handed to a process of this shard (tcp.c) */
     HY_K_MAX = 63,
 };
 
@@ -173,6 +176,8 @@ struct hy_proc {
     struct hy__psig *sig;
     /* timers to cancel when this process exits (timer.c) */
     void *timers;
+    /* sockets this process owns, closed when it exits (io.c) */
+    struct hy__sock *socks;
 
     /* ASan fake stack bookkeeping */
     void *asan_fake;
@@ -292,6 +297,9 @@ struct hy_shard {
 
     /* poll hooks */
     struct hy_poll_hook *hooks;
+
+    /* socket poller (io.c), created when the first socket registers */
+    struct hy__io *io;
 
     /* processes killed while suspended, reaped by the scheduler */
     struct hy_proc *reap_head, *reap_tail;

@@ -1,178 +1,961 @@
-/* TCP sockets (stubs until the poller lands). */
-#include <stddef.h>
+/* TCP sockets for processes (tcp.h) on the shard's poller (io_internal.h).
+ *
+ * Passive calls make their system calls from the calling process while it
+ * runs, straight into or out of the caller's buffer, and park the process
+ * on the socket when the kernel says EAGAIN. Framed and active sockets read
+ * into a buffer the socket owns (rbuf) and cut packets out of it; in active
+ * mode the scheduler does that when the poller reports input, and turns
+ * packets into messages for the owner. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "errors.h"
+#include "io_internal.h"
+#include "log.h"
+#include "shard_internal.h"
 #include "tcp.h"
 
+#define RAW_CHUNK (16u * 1024u)
+#define MAX_IOV 64
+
+struct hy_tcp {
+    struct hy__sock s; /* first: the poller and the owner's list see this */
+    uint8_t listening;
+    uint8_t connecting;
+    uint8_t eof;       /* the peer's FIN was read */
+    uint8_t wr_shut;   /* no more sending */
+    uint8_t ev_done;   /* active: CLOSED or ERROR was delivered */
+    int rd_err;        /* sticky read error (HY_ECONNRESET, HY_EMSGSIZE, ...) */
+    int active;        /* HY_TCP_ACTIVE_* or N */
+    enum hy_tcp_packet packet;
+    uint32_t max_packet;
+    uint8_t *rbuf;     /* bytes read but not consumed: [roff, rlen) */
+    uint32_t rcap, rlen, roff;
+    struct hy_tcp_opts conn; /* listener: options of accepted sockets */
+};
+
+/* ---- options ------------------------------------------------------------ */
 
 void hy_tcp_opts_init(struct hy_tcp_opts *o)
 {
-    (void)o;
+    memset(o, 0, sizeof(*o));
+    o->packet = HY_TCP_PACKET_RAW;
+    o->max_packet = HY_TCP_DEFAULT_MAX_PACKET;
+    o->active = HY_TCP_ACTIVE_OFF;
+    o->nodelay = true;
 }
 
 void hy_tcp_listen_opts_init(struct hy_tcp_listen_opts *o)
 {
-    (void)o;
+    memset(o, 0, sizeof(*o));
+    hy_addr_parse("127.0.0.1", 0, &o->addr);
+    o->backlog = 1024;
+    o->reuseport = true;
+    hy_tcp_opts_init(&o->conn);
 }
 
-const struct hy_tcp_msg *hy_tcp_msg_of(const struct hy_msg *m)
+static bool packet_ok(enum hy_tcp_packet p)
 {
-    (void)m;
+    return p >= HY_TCP_PACKET_RAW && p <= HY_TCP_PACKET_4;
+}
+
+static bool active_ok(int a)
+{
+    return a == HY_TCP_ACTIVE_ALWAYS || a == HY_TCP_ACTIVE_ONCE || a >= 0;
+}
+
+static int check_opts(const struct hy_tcp_opts *o)
+{
+    if (!packet_ok(o->packet) || !active_ok(o->active) || o->sndbuf < 0 || o->rcvbuf < 0)
+        return HY_EINVAL;
+    if (o->max_packet > hy__rt.cfg.max_message_size) {
+        hy_log(HY_LOG_WARNING, "tcp: max_packet %u above max_message_size", o->max_packet);
+        return HY_EINVAL;
+    }
     return 0;
 }
 
+static int setint(int fd, int level, int name, int v)
+{
+    if (setsockopt(fd, level, name, &v, sizeof(v)) != 0)
+        return hy__errno_to_hy(errno);
+    return 0;
+}
+
+static int apply_opts(int fd, const struct hy_tcp_opts *o)
+{
+    int rc = 0;
+    if (o->nodelay)
+        rc = setint(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+    if (!rc && o->keepalive)
+        rc = setint(fd, SOL_SOCKET, SO_KEEPALIVE, 1);
+    if (!rc && o->sndbuf > 0)
+        rc = setint(fd, SOL_SOCKET, SO_SNDBUF, o->sndbuf);
+    if (!rc && o->rcvbuf > 0)
+        rc = setint(fd, SOL_SOCKET, SO_RCVBUF, o->rcvbuf);
+    return rc;
+}
+
+/* ---- socket objects ----------------------------------------------------- */
+
+static void on_ready(struct hy_shard *sh, struct hy__io_watch *w, uint32_t ev);
+
+static void tcp_destroy(struct hy__sock *hs)
+{
+    struct hy_tcp *s = (struct hy_tcp *)hs;
+    struct hy_shard *sh = hs->sh;
+    hy__io_del(sh, &hs->w);
+    if (hs->w.fd >= 0)
+        close(hs->w.fd);
+    hy__sock_detach(hs);
+    hy__sock_count_add(sh, -1);
+    free(s->rbuf);
+    free(s);
+}
+
+/* Wraps fd (owned) in a socket owned by p on sh. On error fd is closed. */
+static int tcp_new(struct hy_shard *sh, struct hy_proc *p, int fd, const struct hy_tcp_opts *o,
+                   struct hy_tcp **out)
+{
+    struct hy_tcp *s = calloc(1, sizeof(*s));
+    if (!s) {
+        close(fd);
+        return HY_ENOMEM;
+    }
+    s->s.w.fd = fd;
+    s->s.w.on_ready = on_ready;
+    s->s.sh = sh;
+    s->s.destroy = tcp_destroy;
+    s->active = o ? o->active : 0;
+    s->packet = o ? o->packet : HY_TCP_PACKET_RAW;
+    s->max_packet = o && o->max_packet ? o->max_packet : HY_TCP_DEFAULT_MAX_PACKET;
+    int rc = hy__io_add(sh, &s->s.w);
+    if (rc) {
+        close(fd);
+        free(s);
+        return rc;
+    }
+    hy__sock_count_add(sh, 1);
+    hy__sock_attach(&s->s, p);
+    *out = s;
+    return 0;
+}
+
+/* The calling process, when it owns s; else an error. */
+static int owner_check(struct hy_tcp *s, struct hy_proc **pp)
+{
+    struct hy_proc *p = hy__current();
+    if (!p)
+        return HY_ENOTPROC;
+    if (!s)
+        return HY_EBADF;
+    if (s->s.owner != p)
+        return HY_EPERM;
+    *pp = p;
+    return 0;
+}
+
+static inline uint64_t deadline_of(int64_t timeout_ns)
+{
+    return timeout_ns < 0 ? UINT64_MAX : hy_now_ns() + (uint64_t)timeout_ns;
+}
+
+static inline int64_t remaining(uint64_t deadline)
+{
+    if (deadline == UINT64_MAX)
+        return HY_INFINITY;
+    uint64_t now = hy_now_ns();
+    return now >= deadline ? 0 : (int64_t)(deadline - now);
+}
+
+/* The input edge is consumed: the kernel queue was seen empty. A hang-up
+ * stays latched so that the next read sees the EOF. */
+static inline void input_drained(struct hy_tcp *s)
+{
+    if (!(s->s.w.ready & HY_IO_HUP))
+        s->s.w.ready &= ~HY_IO_IN;
+}
+
+/* ---- the receive buffer and framing ------------------------------------- */
+
+static uint32_t header_len(enum hy_tcp_packet p)
+{
+    switch (p) {
+    case HY_TCP_PACKET_1:
+        return 1;
+    case HY_TCP_PACKET_2:
+        return 2;
+    case HY_TCP_PACKET_4:
+        return 4;
+    default:
+        return 0;
+    }
+}
+
+/* One packet at rbuf+roff? 1 = yes (*hdr, *body set), 0 = need more bytes,
+ * HY_EMSGSIZE = the packet can only exceed max_packet. */
+static int frame(const struct hy_tcp *s, uint32_t *hdr, uint32_t *body)
+{
+    uint32_t avail = s->rlen - s->roff;
+    const uint8_t *p = s->rbuf + s->roff;
+    if (!avail)
+        return 0;
+    switch (s->packet) {
+    case HY_TCP_PACKET_RAW:
+        *hdr = 0;
+        *body = avail < s->max_packet ? avail : s->max_packet;
+        return 1;
+    case HY_TCP_PACKET_LINE: {
+        uint32_t lim = avail < s->max_packet ? avail : s->max_packet;
+        const uint8_t *nl = memchr(p, '\n', lim);
+        if (nl) {
+            *hdr = 0;
+            *body = (uint32_t)(nl - p) + 1;
+            return 1;
+        }
+        return avail >= s->max_packet ? HY_EMSGSIZE : 0;
+    }
+    default: {
+        uint32_t h = header_len(s->packet);
+        if (avail < h)
+            return 0;
+        uint32_t len = 0;
+        for (uint32_t i = 0; i < h; i++)
+            len = len << 8 | p[i];
+        if (len > s->max_packet)
+            return HY_EMSGSIZE;
+        if (avail - h < len)
+            return 0;
+        *hdr = h;
+        *body = len;
+        return 1;
+    }
+    }
+}
+
+/* Makes room for at least one more byte, up to what one packet needs. */
+static int rbuf_room(struct hy_tcp *s, uint32_t *room)
+{
+    if (s->roff && s->roff == s->rlen)
+        s->roff = s->rlen = 0;
+    uint32_t want = s->packet == HY_TCP_PACKET_RAW
+                        ? (s->max_packet < RAW_CHUNK ? s->max_packet : RAW_CHUNK)
+                        : s->max_packet + 4;
+    if (want < 512)
+        want = 512;
+    if (s->roff && s->rcap - s->rlen < 512) {
+        memmove(s->rbuf, s->rbuf + s->roff, s->rlen - s->roff);
+        s->rlen -= s->roff;
+        s->roff = 0;
+    }
+    if (s->rcap - s->rlen == 0 || (s->rcap < want && s->rcap - s->rlen < 4096)) {
+        uint32_t ncap = s->rcap ? s->rcap * 2 : (want < RAW_CHUNK ? want : RAW_CHUNK);
+        if (ncap > want && want > s->rcap)
+            ncap = want;
+        if (ncap <= s->rcap)
+            ncap = s->rcap + 4096;
+        uint8_t *nb = realloc(s->rbuf, ncap);
+        if (!nb)
+            return HY_ENOMEM;
+        s->rbuf = nb;
+        s->rcap = ncap;
+    }
+    *room = s->rcap - s->rlen;
+    return 0;
+}
+
+/* One read into rbuf: > 0 bytes, 0 nothing now (EAGAIN), < 0 error or
+ * HY_ECLOSED (EOF; s->eof set). */
+static int fill(struct hy_tcp *s)
+{
+    uint32_t room;
+    int rc = rbuf_room(s, &room);
+    if (rc)
+        return rc;
+    ssize_t n = recv(s->s.w.fd, s->rbuf + s->rlen, room, MSG_DONTWAIT);
+    if (n > 0) {
+        s->rlen += (uint32_t)n;
+        if ((uint32_t)n < room)
+            input_drained(s);
+        return (int)n;
+    }
+    if (n == 0) {
+        s->eof = 1;
+        return HY_ECLOSED;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        s->s.w.ready &= ~HY_IO_IN;
+        return 0;
+    }
+    if (errno == EINTR)
+        return 0;
+    s->rd_err = hy__errno_to_hy(errno);
+    return s->rd_err;
+}
+
+/* ---- active mode -------------------------------------------------------- */
+
+static void deliver(struct hy_tcp *s, uint64_t tag, int err, const void *data, uint32_t len)
+{
+    struct hy_shard *sh = s->s.sh;
+    struct hy_msg *m;
+    if (hy__msg_alloc_rt(sh, sizeof(struct hy_tcp_msg) + len, &m) != 0) {
+        hy_log(HY_LOG_WARNING, "tcp: no memory for an active-mode message: dropped");
+        return;
+    }
+    m->tag = tag;
+    m->from = s->s.owner->pid;
+    m->to = s->s.owner->pid;
+    m->ref = HY_REF_NONE;
+    m->kind = HY_K_MSG;
+    m->aux = 0;
+    struct hy_tcp_msg *tm = (struct hy_tcp_msg *)m->data;
+    tm->sock = s;
+    tm->err = err;
+    tm->len = len;
+    if (len)
+        memcpy(tm->data, data, len);
+    hy__deliver(sh, m);
+}
+
+static void spend(struct hy_tcp *s)
+{
+    if (s->active == HY_TCP_ACTIVE_ONCE) {
+        s->active = 0;
+    } else if (s->active > 0 && --s->active == 0) {
+        deliver(s, HY_TCP_TAG_PASSIVE, 0, NULL, 0);
+    }
+}
+
+/* Turns buffered and readable input into messages while the owner asks. */
+static void pump(struct hy_tcp *s)
+{
+    while (s->active != 0 && !s->ev_done && !s->listening && !s->connecting) {
+        uint32_t hdr, body;
+        int f = frame(s, &hdr, &body);
+        if (f == 1) {
+            deliver(s, HY_TCP_TAG_DATA, 0, s->rbuf + s->roff + hdr, body);
+            s->roff += hdr + body;
+            spend(s);
+            continue;
+        }
+        if (f == HY_EMSGSIZE) {
+            s->rd_err = HY_EMSGSIZE;
+            shutdown(s->s.w.fd, SHUT_RD);
+        }
+        if (s->rd_err) {
+            s->ev_done = 1;
+            deliver(s, HY_TCP_TAG_ERROR, s->rd_err, NULL, 0);
+            return;
+        }
+        if (s->eof) {
+            s->ev_done = 1;
+            deliver(s, HY_TCP_TAG_CLOSED, HY_ECLOSED, NULL, 0);
+            return;
+        }
+        if (!(s->s.w.ready & HY_IO_IN))
+            return;
+        if (fill(s) == 0 && !(s->s.w.ready & HY_IO_IN))
+            return;
+    }
+}
+
+static void on_ready(struct hy_shard *sh, struct hy__io_watch *w, uint32_t ev)
+{
+    struct hy_tcp *s = (struct hy_tcp *)w;
+    struct hy_proc *p = s->s.waiter;
+    if (p && (ev & (s->s.wait_ev | HY_IO_HUP))) {
+        s->s.waiter = NULL;
+        hy__io_wake(sh, p);
+    }
+    if (s->active && (ev & HY_IO_IN))
+        pump(s);
+}
+
+/* ---- listen, accept, connect -------------------------------------------- */
+
 int hy_tcp_listen(const struct hy_tcp_listen_opts *o, struct hy_tcp **out)
 {
-    (void)o;
-    (void)out;
-    return HY_ENOSYS;
+    struct hy_proc *p = hy__current();
+    if (!p)
+        return HY_ENOTPROC;
+    struct hy_tcp_listen_opts def;
+    if (!o) {
+        hy_tcp_listen_opts_init(&def);
+        o = &def;
+    }
+    if (!out || !o->addr.len || o->backlog < 0 || check_opts(&o->conn)) {
+        hy_log(HY_LOG_WARNING, "tcp_listen: bad options (address, backlog or conn)");
+        return HY_EINVAL;
+    }
+    int fd = socket(o->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return hy__errno_to_hy(errno);
+    int rc = setint(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+    if (!rc && o->reuseport)
+        rc = setint(fd, SOL_SOCKET, SO_REUSEPORT, 1);
+    if (!rc && bind(fd, (const struct sockaddr *)&o->addr.ss, o->addr.len) != 0)
+        rc = hy__errno_to_hy(errno);
+    if (!rc && listen(fd, o->backlog ? o->backlog : 1024) != 0)
+        rc = hy__errno_to_hy(errno);
+    if (rc) {
+        close(fd);
+        return rc;
+    }
+    struct hy_tcp *s;
+    rc = tcp_new(p->shard, p, fd, NULL, &s);
+    if (rc)
+        return rc;
+    s->listening = 1;
+    s->conn = o->conn;
+    *out = s;
+    return 0;
 }
 
 int hy_tcp_accept(struct hy_tcp *ls, struct hy_tcp **out, int64_t timeout_ns)
 {
-    (void)ls;
-    (void)out;
-    (void)timeout_ns;
-    return HY_ENOSYS;
+    struct hy_proc *p;
+    int rc = owner_check(ls, &p);
+    if (rc)
+        return rc;
+    if (!ls->listening || !out)
+        return HY_EINVAL;
+    hy__charge(p);
+    uint64_t deadline = deadline_of(timeout_ns);
+    for (;;) {
+        if (ls->s.w.ready & HY_IO_IN) {
+            int fd = accept4(ls->s.w.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (fd >= 0) {
+                rc = apply_opts(fd, &ls->conn);
+                if (rc) {
+                    close(fd);
+                    continue; /* the connection died already */
+                }
+                return tcp_new(p->shard, p, fd, &ls->conn, out);
+            }
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                return hy__errno_to_hy(errno);
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                ls->s.w.ready &= ~HY_IO_IN;
+            else if (errno != ECONNABORTED && errno != EINTR && errno != EPROTO)
+                return hy__errno_to_hy(errno);
+            continue;
+        }
+        rc = hy__sock_wait(&ls->s, HY_IO_IN, remaining(deadline));
+        if (rc)
+            return rc;
+    }
 }
 
 int hy_tcp_connect(const struct hy_addr *addr, const struct hy_tcp_opts *o, int64_t timeout_ns,
                    struct hy_tcp **out)
 {
-    (void)addr;
-    (void)o;
-    (void)timeout_ns;
-    (void)out;
-    return HY_ENOSYS;
+    struct hy_proc *p = hy__current();
+    if (!p)
+        return HY_ENOTPROC;
+    struct hy_tcp_opts def;
+    if (!o) {
+        hy_tcp_opts_init(&def);
+        o = &def;
+    }
+    if (!addr || !addr->len || !out || check_opts(o)) {
+        hy_log(HY_LOG_WARNING, "tcp_connect: bad address or options");
+        return HY_EINVAL;
+    }
+    hy__charge(p);
+    int fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return hy__errno_to_hy(errno);
+    int rc = apply_opts(fd, o);
+    if (rc) {
+        close(fd);
+        return rc;
+    }
+    bool pending = false;
+    if (connect(fd, (const struct sockaddr *)&addr->ss, addr->len) != 0) {
+        if (errno != EINPROGRESS) {
+            rc = hy__errno_to_hy(errno);
+            close(fd);
+            return rc;
+        }
+        pending = true;
+    }
+    struct hy_tcp *s;
+    rc = tcp_new(p->shard, p, fd, o, &s);
+    if (rc)
+        return rc;
+    if (pending) {
+        s->connecting = 1;
+        s->s.w.ready = 0;
+        uint64_t deadline = deadline_of(timeout_ns);
+        while (!(s->s.w.ready & (HY_IO_OUT | HY_IO_HUP))) {
+            rc = hy__sock_wait(&s->s, HY_IO_OUT, remaining(deadline));
+            if (rc) {
+                tcp_destroy(&s->s);
+                return rc;
+            }
+        }
+        int err = 0;
+        socklen_t el = sizeof(err);
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
+        if (err) {
+            tcp_destroy(&s->s);
+            return hy__errno_to_hy(err);
+        }
+        s->connecting = 0;
+        s->s.w.ready |= HY_IO_IN;
+    }
+    *out = s;
+    if (s->active)
+        pump(s);
+    return 0;
 }
 
 int hy_tcp_connect_host(const char *host, uint16_t port, const struct hy_tcp_opts *o,
                         int64_t timeout_ns, struct hy_tcp **out)
 {
-    (void)host;
-    (void)port;
-    (void)o;
-    (void)timeout_ns;
-    (void)out;
-    return HY_ENOSYS;
+    struct hy_addr a;
+    int rc = hy_addr_resolve(host, port, &a);
+    if (rc)
+        return rc;
+    return hy_tcp_connect(&a, o, timeout_ns, out);
+}
+
+/* ---- data --------------------------------------------------------------- */
+
+static int recv_check(struct hy_tcp *s, struct hy_proc **p)
+{
+    int rc = owner_check(s, p);
+    if (rc)
+        return rc;
+    if (s->listening || s->connecting)
+        return HY_EINVAL;
+    if (s->active)
+        return HY_EBUSY;
+    return 0;
+}
+
+/* Raw receive of up to len bytes into buf (the caller runs: its stack,
+ * compact or not, is in place while the kernel copies). */
+static int recv_some(struct hy_tcp *s, uint8_t *buf, size_t len, size_t *got, uint64_t deadline)
+{
+    for (;;) {
+        if (s->roff < s->rlen) {
+            size_t n = s->rlen - s->roff;
+            if (n > len)
+                n = len;
+            memcpy(buf, s->rbuf + s->roff, n);
+            s->roff += (uint32_t)n;
+            *got = n;
+            return 0;
+        }
+        if (s->rd_err)
+            return s->rd_err;
+        if (s->eof)
+            return HY_ECLOSED;
+        if (s->s.w.ready & HY_IO_IN) {
+            ssize_t n = recv(s->s.w.fd, buf, len, MSG_DONTWAIT);
+            if (n > 0) {
+                if ((size_t)n < len)
+                    input_drained(s);
+                *got = (size_t)n;
+                return 0;
+            }
+            if (n == 0) {
+                s->eof = 1;
+                return HY_ECLOSED;
+            }
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                s->s.w.ready &= ~HY_IO_IN;
+            } else if (errno != EINTR) {
+                s->rd_err = hy__errno_to_hy(errno);
+                return s->rd_err;
+            }
+            continue;
+        }
+        int rc = hy__sock_wait(&s->s, HY_IO_IN, remaining(deadline));
+        if (rc)
+            return rc;
+    }
 }
 
 int hy_tcp_recv(struct hy_tcp *s, void *buf, size_t len, size_t *got, int64_t timeout_ns)
 {
-    (void)s;
-    (void)buf;
-    (void)len;
-    (void)got;
-    (void)timeout_ns;
-    return HY_ENOSYS;
+    struct hy_proc *p;
+    int rc = recv_check(s, &p);
+    if (rc)
+        return rc;
+    if (!buf && len)
+        return HY_EINVAL;
+    hy__charge(p);
+    size_t dummy;
+    if (!got)
+        got = &dummy;
+    *got = 0;
+    uint64_t deadline = deadline_of(timeout_ns);
+    if (s->packet == HY_TCP_PACKET_RAW)
+        return len ? recv_some(s, buf, len, got, deadline) : 0;
+    for (;;) {
+        uint32_t hdr, body;
+        int f = frame(s, &hdr, &body);
+        if (f == 1) {
+            if (body > len)
+                return HY_EMSGSIZE; /* the packet stays queued */
+            memcpy(buf, s->rbuf + s->roff + hdr, body);
+            s->roff += hdr + body;
+            *got = body;
+            return 0;
+        }
+        if (f == HY_EMSGSIZE && !s->rd_err) {
+            s->rd_err = HY_EMSGSIZE;
+            shutdown(s->s.w.fd, SHUT_RD);
+        }
+        if (s->rd_err)
+            return s->rd_err;
+        if (s->eof)
+            return HY_ECLOSED;
+        if (s->s.w.ready & HY_IO_IN) {
+            rc = fill(s);
+            if (rc < 0 && rc != HY_ECLOSED)
+                return rc;
+            continue;
+        }
+        rc = hy__sock_wait(&s->s, HY_IO_IN, remaining(deadline));
+        if (rc)
+            return rc;
+    }
 }
 
 int hy_tcp_recv_exact(struct hy_tcp *s, void *buf, size_t len, size_t *got, int64_t timeout_ns)
 {
-    (void)s;
-    (void)buf;
-    (void)len;
-    (void)got;
-    (void)timeout_ns;
-    return HY_ENOSYS;
-}
-
-int hy_tcp_send(struct hy_tcp *s, const void *data, size_t len, int64_t timeout_ns)
-{
-    (void)s;
-    (void)data;
-    (void)len;
-    (void)timeout_ns;
-    return HY_ENOSYS;
+    struct hy_proc *p;
+    int rc = recv_check(s, &p);
+    if (rc)
+        return rc;
+    if (!buf && len)
+        return HY_EINVAL;
+    hy__charge(p);
+    uint64_t deadline = deadline_of(timeout_ns);
+    size_t have = 0;
+    while (have < len) {
+        size_t n;
+        rc = recv_some(s, (uint8_t *)buf + have, len - have, &n, deadline);
+        if (rc)
+            break;
+        have += n;
+    }
+    if (got)
+        *got = have;
+    return rc;
 }
 
 int hy_tcp_sendv(struct hy_tcp *s, const struct iovec *iov, int iovcnt, int64_t timeout_ns)
 {
-    (void)s;
-    (void)iov;
-    (void)iovcnt;
-    (void)timeout_ns;
-    return HY_ENOSYS;
+    struct hy_proc *p;
+    int rc = owner_check(s, &p);
+    if (rc)
+        return rc;
+    if (s->listening || s->connecting || iovcnt < 0 || iovcnt > MAX_IOV || (!iov && iovcnt))
+        return HY_EINVAL;
+    if (s->wr_shut)
+        return HY_ECLOSED;
+    hy__charge(p);
+    struct iovec v[MAX_IOV];
+    int nv = 0;
+    for (int i = 0; i < iovcnt; i++)
+        if (iov[i].iov_len)
+            v[nv++] = iov[i];
+    uint64_t deadline = deadline_of(timeout_ns);
+    int first = 0;
+    while (first < nv) {
+        if (s->s.w.ready & HY_IO_OUT) {
+            struct msghdr mh = {.msg_iov = v + first, .msg_iovlen = (size_t)(nv - first)};
+            ssize_t n = sendmsg(s->s.w.fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (n >= 0) {
+                size_t left = (size_t)n;
+                while (first < nv && left >= v[first].iov_len)
+                    left -= v[first++].iov_len;
+                if (first < nv) {
+                    v[first].iov_base = (char *)v[first].iov_base + left;
+                    v[first].iov_len -= left;
+                }
+                continue;
+            }
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                s->s.w.ready &= ~HY_IO_OUT;
+            } else if (errno != EINTR) {
+                s->wr_shut = 1;
+                return errno == EPIPE ? HY_ECLOSED : hy__errno_to_hy(errno);
+            }
+            continue;
+        }
+        rc = hy__sock_wait(&s->s, HY_IO_OUT, remaining(deadline));
+        if (rc) {
+            /* part of the stream may be out: never let a later send tear it */
+            shutdown(s->s.w.fd, SHUT_WR);
+            s->wr_shut = 1;
+            return rc;
+        }
+    }
+    return 0;
+}
+
+int hy_tcp_send(struct hy_tcp *s, const void *data, size_t len, int64_t timeout_ns)
+{
+    if (!data && len)
+        return HY_EINVAL;
+    struct iovec v = {.iov_base = (void *)data, .iov_len = len};
+    return hy_tcp_sendv(s, &v, 1, timeout_ns);
 }
 
 int hy_tcp_shutdown(struct hy_tcp *s, int how)
 {
-    (void)s;
-    (void)how;
-    return HY_ENOSYS;
+    struct hy_proc *p;
+    int rc = owner_check(s, &p);
+    if (rc)
+        return rc;
+    if (s->listening || (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR))
+        return HY_EINVAL;
+    if (shutdown(s->s.w.fd, how) != 0)
+        return hy__errno_to_hy(errno);
+    if (how != SHUT_RD)
+        s->wr_shut = 1;
+    return 0;
 }
 
 int hy_tcp_close(struct hy_tcp *s)
 {
-    (void)s;
-    return HY_ENOSYS;
+    if (!s)
+        return 0;
+    struct hy_proc *p;
+    int rc = owner_check(s, &p);
+    if (rc)
+        return rc;
+    tcp_destroy(&s->s);
+    return 0;
 }
+
+/* ---- control ------------------------------------------------------------ */
 
 int hy_tcp_set_active(struct hy_tcp *s, int mode)
 {
-    (void)s;
-    (void)mode;
-    return HY_ENOSYS;
+    struct hy_proc *p;
+    int rc = owner_check(s, &p);
+    if (rc)
+        return rc;
+    if (s->listening || !active_ok(mode))
+        return HY_EINVAL;
+    if (mode > 0) {
+        int cur = s->active > 0 ? s->active : 0;
+        s->active = cur + mode > HY_TCP_ACTIVE_MAX ? HY_TCP_ACTIVE_MAX : cur + mode;
+    } else {
+        s->active = mode;
+    }
+    if (s->active && !s->connecting)
+        pump(s);
+    return 0;
 }
 
 int hy_tcp_set_packet(struct hy_tcp *s, enum hy_tcp_packet packet, uint32_t max_packet)
 {
-    (void)s;
-    (void)packet;
-    (void)max_packet;
-    return HY_ENOSYS;
+    struct hy_proc *p;
+    int rc = owner_check(s, &p);
+    if (rc)
+        return rc;
+    if (s->listening || !packet_ok(packet) || max_packet > hy__rt.cfg.max_message_size)
+        return HY_EINVAL;
+    s->packet = packet;
+    s->max_packet = max_packet ? max_packet : HY_TCP_DEFAULT_MAX_PACKET;
+    if (s->active)
+        pump(s);
+    return 0;
 }
 
 int hy_tcp_set_nodelay(struct hy_tcp *s, bool on)
 {
-    (void)s;
-    (void)on;
-    return HY_ENOSYS;
+    struct hy_proc *p;
+    int rc = owner_check(s, &p);
+    return rc ? rc : setint(s->s.w.fd, IPPROTO_TCP, TCP_NODELAY, on);
 }
 
 int hy_tcp_set_keepalive(struct hy_tcp *s, bool on)
 {
-    (void)s;
-    (void)on;
-    return HY_ENOSYS;
+    struct hy_proc *p;
+    int rc = owner_check(s, &p);
+    return rc ? rc : setint(s->s.w.fd, SOL_SOCKET, SO_KEEPALIVE, on);
 }
 
 int hy_tcp_set_bufsizes(struct hy_tcp *s, int sndbuf, int rcvbuf)
 {
-    (void)s;
-    (void)sndbuf;
-    (void)rcvbuf;
-    return HY_ENOSYS;
+    struct hy_proc *p;
+    int rc = owner_check(s, &p);
+    if (rc)
+        return rc;
+    if (sndbuf >= 0 && (rc = setint(s->s.w.fd, SOL_SOCKET, SO_SNDBUF, sndbuf)) != 0)
+        return rc;
+    if (rcvbuf >= 0 && (rc = setint(s->s.w.fd, SOL_SOCKET, SO_RCVBUF, rcvbuf)) != 0)
+        return rc;
+    return 0;
+}
+
+static int name_of(struct hy_tcp *s, struct hy_addr *out, bool peer)
+{
+    struct hy_proc *p;
+    int rc = owner_check(s, &p);
+    if (rc)
+        return rc;
+    if (!out)
+        return HY_EINVAL;
+    memset(out, 0, sizeof(*out));
+    out->len = sizeof(out->ss);
+    int r = peer ? getpeername(s->s.w.fd, (struct sockaddr *)&out->ss, &out->len)
+                 : getsockname(s->s.w.fd, (struct sockaddr *)&out->ss, &out->len);
+    return r ? hy__errno_to_hy(errno) : 0;
 }
 
 int hy_tcp_peername(struct hy_tcp *s, struct hy_addr *out)
 {
-    (void)s;
-    (void)out;
-    return HY_ENOSYS;
+    return name_of(s, out, true);
 }
 
 int hy_tcp_sockname(struct hy_tcp *s, struct hy_addr *out)
 {
-    (void)s;
-    (void)out;
-    return HY_ENOSYS;
+    return name_of(s, out, false);
 }
 
 int hy_tcp_fd(const struct hy_tcp *s)
 {
-    (void)s;
-    return HY_ENOSYS;
-}
-
-int hy_tcp_controlling_process(struct hy_tcp *s, hy_pid to)
-{
-    (void)s;
-    (void)to;
-    return HY_ENOSYS;
+    return s ? s->s.w.fd : -1;
 }
 
 size_t hy_tcp_count(void)
 {
+    struct hy_shard *sh = hy__shard();
+    return sh ? (size_t)atomic_load_explicit(&sh->st.io_sockets, memory_order_relaxed) : 0;
+}
+
+const struct hy_tcp_msg *hy_tcp_msg_of(const struct hy_msg *m)
+{
+    if (!m || m->size < sizeof(struct hy_tcp_msg))
+        return NULL;
+    switch (m->tag) {
+    case HY_TCP_TAG_DATA:
+    case HY_TCP_TAG_CLOSED:
+    case HY_TCP_TAG_ERROR:
+    case HY_TCP_TAG_PASSIVE:
+    case HY_TCP_TAG_GIVEN:
+        return (const struct hy_tcp_msg *)m->data;
+    default:
+        return NULL;
+    }
+}
+
+/* ---- ownership handover ------------------------------------------------- */
+
+/* What travels to another shard with a socket. */
+struct move {
+    int fd;
+    int active;
+    int rd_err;
+    uint32_t packet, max_packet, nbuf;
+    uint8_t listening, eof, wr_shut, ev_done;
+    struct hy_tcp_opts conn;
+    uint8_t buf[];
+};
+
+static void tcp_move_arrived(struct hy_shard *sh, struct hy_msg *m)
+{
+    struct move mv;
+    memcpy(&mv, m->data, sizeof(mv));
+    struct hy_proc *p = hy__proc_lookup(sh, m->to);
+    struct hy_tcp *s = NULL;
+    if (!p || p->state >= HY_P_EXITING) {
+        close(mv.fd); /* the new owner is gone: so is the socket */
+    } else if (tcp_new(sh, p, mv.fd, NULL, &s) == 0) {
+        s->active = mv.active;
+        s->rd_err = mv.rd_err;
+        s->packet = (enum hy_tcp_packet)mv.packet;
+        s->max_packet = mv.max_packet;
+        s->listening = mv.listening;
+        s->eof = mv.eof;
+        s->wr_shut = mv.wr_shut;
+        s->ev_done = mv.ev_done;
+        s->conn = mv.conn;
+        if (mv.nbuf) {
+            s->rbuf = malloc(mv.nbuf);
+            if (s->rbuf) {
+                memcpy(s->rbuf, m->data + sizeof(mv), mv.nbuf);
+                s->rcap = s->rlen = mv.nbuf;
+            }
+        }
+        deliver(s, HY_TCP_TAG_GIVEN, 0, NULL, 0);
+        if (s->active)
+            pump(s);
+    }
+    hy__msg_free_local(sh, m);
+}
+
+int hy_tcp_controlling_process(struct hy_tcp *s, hy_pid to)
+{
+    struct hy_proc *p;
+    int rc = owner_check(s, &p);
+    if (rc)
+        return rc;
+    if (hy_pid_node(to) != hy_node_id())
+        return HY_EINVAL;
+    struct hy_shard *sh = p->shard;
+    unsigned dst = hy_pid_shard(to);
+    if (dst >= hy__rt.nshards)
+        return HY_ENOPROC;
+    if (dst == sh->id) {
+        struct hy_proc *np = hy__proc_lookup(sh, to);
+        if (!np || np->state >= HY_P_EXITING)
+            return HY_ENOPROC;
+        if (np == p)
+            return 0;
+        hy__sock_detach(&s->s);
+        hy__sock_attach(&s->s, np);
+        deliver(s, HY_TCP_TAG_GIVEN, 0, NULL, 0);
+        if (s->active)
+            pump(s);
+        return 0;
+    }
+    uint32_t nbuf = s->rlen - s->roff;
+    struct hy_msg *m;
+    rc = hy__msg_alloc_rt(sh, sizeof(struct move) + nbuf, &m);
+    if (rc)
+        return rc;
+    struct move mv = {
+        .fd = s->s.w.fd, .active = s->active, .rd_err = s->rd_err,
+        .packet = (uint32_t)s->packet, .max_packet = s->max_packet, .nbuf = nbuf,
+        .listening = s->listening, .eof = s->eof, .wr_shut = s->wr_shut,
+        .ev_done = s->ev_done, .conn = s->conn,
+    };
+    memcpy(m->data, &mv, sizeof(mv));
+    if (nbuf)
+        memcpy(m->data + sizeof(mv), s->rbuf + s->roff, nbuf);
+    m->kind = HY_K_TCP_MOVE;
+    m->tag = 0;
+    m->from = p->pid;
+    m->to = to;
+    m->ref = HY_REF_NONE;
+    m->aux = 0;
+    /* the descriptor now belongs to the message: unwatch, keep it open */
+    hy__io_del(sh, &s->s.w);
+    s->s.w.fd = -1;
+    tcp_destroy(&s->s);
+    hy__route(sh, m);
     return 0;
+}
+
+void hy__tcp_init(void);
+void hy__tcp_init(void)
+{
+    hy__kind_register(HY_K_TCP_MOVE, tcp_move_arrived);
 }

@@ -49,11 +49,22 @@ int hy_test_run_cfg(const struct hy_config *cfg, hy_proc_fn body, void *arg)
     return rc;
 }
 
+enum hy_io_backend hy_test_io_backend(void)
+{
+    const char *b = getenv("HYDRA_IO_BACKEND");
+    if (b && strcmp(b, "epoll") == 0)
+        return HY_IO_EPOLL;
+    if (b && strcmp(b, "io_uring") == 0)
+        return HY_IO_URING;
+    return HY_IO_AUTO;
+}
+
 int hy_test_run(unsigned nshards, hy_proc_fn body, void *arg)
 {
     struct hy_config cfg;
     hy_config_init(&cfg);
     cfg.nshards = nshards;
+    cfg.io_backend = hy_test_io_backend();
     return hy_test_run_cfg(&cfg, body, arg);
 }
 

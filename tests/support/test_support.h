@@ -19,6 +19,9 @@ uint64_t hy_test_scaled(uint64_t n);
  * hy_run returned. */
 int hy_test_run(unsigned nshards, hy_proc_fn body, void *arg);
 int hy_test_run_cfg(const struct hy_config *cfg, hy_proc_fn body, void *arg);
+/* Socket poller backend named by HYDRA_IO_BACKEND ("epoll", "io_uring"; else
+ * auto); hy_test_run() uses it, so a suite runs on either backend. */
+enum hy_io_backend hy_test_io_backend(void);
 
 /* From a process: waits (yielding/sleeping 100 us at a time) until cond(arg)
  * is true or timeout_ms passes; returns whether it became true. */

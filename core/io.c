@@ -1,0 +1,351 @@
+/* The per-shard socket poller: the watch table, the backend choice, parking
+ * processes on sockets and closing the sockets of exiting processes. The
+ * backends (io_uring.c, io_epoll.c) only register descriptors and report
+ * readiness; see io_internal.h. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "errors.h"
+#include "io_internal.h"
+#include "log.h"
+#include "shard_internal.h"
+
+struct hy__io {
+    const struct hy__io_backend *be;
+    void *state;
+    struct hy__io_watch **slots; /* index 1..cap-1 */
+    uint32_t *gen;
+    uint32_t *next_free;
+    uint32_t cap;
+    uint32_t free_head;          /* 0 = none */
+    uint32_t nwatch;
+};
+
+static const struct hy__io_backend *chosen;
+
+static inline void stat_add(_Atomic uint64_t *c, uint64_t v)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
+                          memory_order_relaxed);
+}
+
+void hy__tcp_init(void);
+
+int hy__io_select(enum hy_io_backend want, enum hy_io_backend *out)
+{
+    hy__tcp_init();
+    const struct hy__io_backend *be = NULL;
+    switch (want) {
+    case HY_IO_AUTO:
+    case HY_IO_URING: {
+        void *st = NULL;
+        /* a probe: io_uring_setup is refused by some seccomp filters */
+        if (hy__io_uring_backend.init(NULL, &st) == 0) {
+            hy__io_uring_backend.fini(NULL, st);
+            be = &hy__io_uring_backend;
+        } else if (want == HY_IO_URING) {
+            hy_log(HY_LOG_ERROR, "io_backend: io_uring requested but refused by the kernel");
+            return HY_ENOTSUP;
+        } else {
+            be = &hy__io_epoll_backend;
+        }
+        break;
+    }
+    case HY_IO_EPOLL:
+        be = &hy__io_epoll_backend;
+        break;
+    default:
+        hy_log(HY_LOG_ERROR, "io_backend: unknown value %d", (int)want);
+        return HY_EINVAL;
+    }
+    chosen = be;
+    if (out)
+        *out = be->kind;
+    hy_log(HY_LOG_INFO, "socket poller: %s", be->name);
+    return 0;
+}
+
+static struct hy__io *io_get(struct hy_shard *sh)
+{
+    if (sh->io)
+        return sh->io;
+    struct hy__io *io = calloc(1, sizeof(*io));
+    if (!io)
+        return NULL;
+    io->be = chosen ? chosen : &hy__io_epoll_backend;
+    if (io->be->init(sh, &io->state) != 0 &&
+        (io->be == &hy__io_epoll_backend ||
+         (io->be = &hy__io_epoll_backend)->init(sh, &io->state) != 0)) {
+        free(io);
+        return NULL;
+    }
+    sh->io = io;
+    return io;
+}
+
+static int grow(struct hy__io *io)
+{
+    uint32_t ncap = io->cap ? io->cap * 2 : 64;
+    struct hy__io_watch **s = realloc(io->slots, ncap * sizeof(*s));
+    if (!s)
+        return HY_ENOMEM;
+    io->slots = s;
+    uint32_t *g = realloc(io->gen, ncap * sizeof(*g));
+    if (!g)
+        return HY_ENOMEM;
+    io->gen = g;
+    uint32_t *nf = realloc(io->next_free, ncap * sizeof(*nf));
+    if (!nf)
+        return HY_ENOMEM;
+    io->next_free = nf;
+    uint32_t first = io->cap ? io->cap : 1;
+    for (uint32_t i = first; i < ncap; i++) {
+        s[i] = NULL;
+        g[i] = 1;
+        nf[i] = i + 1 < ncap ? i + 1 : io->free_head;
+    }
+    io->free_head = first;
+    io->cap = ncap;
+    return 0;
+}
+
+static inline uint64_t cookie_of(struct hy__io *io, uint32_t idx)
+{
+    return (uint64_t)io->gen[idx] << 32 | idx;
+}
+
+int hy__io_add(struct hy_shard *sh, struct hy__io_watch *w)
+{
+    struct hy__io *io = io_get(sh);
+    if (!io)
+        return HY_ENOMEM;
+    if (!io->free_head) {
+        int rc = grow(io);
+        if (rc)
+            return rc;
+    }
+    uint32_t idx = io->free_head;
+    io->free_head = io->next_free[idx];
+    io->slots[idx] = w;
+    w->idx = idx;
+    w->ready = HY_IO_IN | HY_IO_OUT;
+    int rc = io->be->add(io->state, w->fd, cookie_of(io, idx));
+    stat_add(&sh->st.io_syscalls, io->be->kind == HY_IO_EPOLL);
+    if (rc) {
+        io->slots[idx] = NULL;
+        io->next_free[idx] = io->free_head;
+        io->free_head = idx;
+        w->idx = 0;
+        return rc;
+    }
+    io->nwatch++;
+    return 0;
+}
+
+void hy__io_del(struct hy_shard *sh, struct hy__io_watch *w)
+{
+    struct hy__io *io = sh->io;
+    if (!io || !w->idx)
+        return;
+    uint32_t idx = w->idx;
+    io->be->del(io->state, w->fd, cookie_of(io, idx));
+    io->slots[idx] = NULL;
+    io->gen[idx]++;
+    io->next_free[idx] = io->free_head;
+    io->free_head = idx;
+    io->nwatch--;
+    w->idx = 0;
+}
+
+void hy__io_dispatch(struct hy_shard *sh, uint64_t cookie, uint32_t ev)
+{
+    struct hy__io *io = sh->io;
+    uint32_t idx = (uint32_t)cookie;
+    if (idx == 0 || idx >= io->cap || io->gen[idx] != (uint32_t)(cookie >> 32))
+        return; /* the watch went away after the event was produced */
+    struct hy__io_watch *w = io->slots[idx];
+    if (!w)
+        return;
+    w->ready |= ev;
+    w->on_ready(sh, w, ev);
+}
+
+bool hy__io_active(struct hy_shard *sh)
+{
+    return sh->io && sh->io->nwatch;
+}
+
+unsigned hy__io_poll(struct hy_shard *sh)
+{
+    struct hy__io *io = sh->io;
+    /* no descriptor watched and nothing queued for the kernel: no syscall */
+    if (!io->nwatch && !io->be->pending(io->state))
+        return 0;
+    unsigned n = io->be->poll(sh, io->state);
+    if (n)
+        stat_add(&sh->st.io_events, n);
+    return n;
+}
+
+bool hy__io_pending(struct hy_shard *sh)
+{
+    return sh->io && sh->io->be->pending(sh->io->state);
+}
+
+int hy__io_sleep_fd(struct hy_shard *sh)
+{
+    return hy__io_active(sh) ? sh->io->be->sleep_fd(sh->io->state) : -1;
+}
+
+bool hy__io_pre_sleep(struct hy_shard *sh)
+{
+    return sh->io->be->pre_sleep(sh, sh->io->state);
+}
+
+void hy__io_fini_shard(struct hy_shard *sh)
+{
+    struct hy__io *io = sh->io;
+    if (!io)
+        return;
+    io->be->fini(sh, io->state);
+    free(io->slots);
+    free(io->gen);
+    free(io->next_free);
+    free(io);
+    sh->io = NULL;
+}
+
+/* ---- parking ------------------------------------------------------------ */
+
+int hy__sock_wait(struct hy__sock *s, uint32_t ev, int64_t timeout_ns)
+{
+    struct hy_proc *p = s->owner;
+    struct hy_shard *sh = s->sh;
+    if (timeout_ns == 0)
+        return HY_ETIMEDOUT;
+    s->waiter = p;
+    s->wait_ev = ev;
+    bool armed = timeout_ns > 0;
+    p->timed_out = 0;
+    if (armed)
+        hy__wait_arm(sh, p, (uint64_t)timeout_ns);
+    while (s->waiter == p && !p->timed_out) {
+        p->state = HY_P_WAITING;
+        p->wait_msg = 0;
+        hy__sched_switch_out(p);
+        if (p->exit_pending && !p->defer_exit) {
+            s->waiter = NULL;
+            if (armed)
+                hy__wait_disarm(sh, p);
+            hy__proc_exit_current(p, p->exit_reason_pending);
+        }
+    }
+    bool woken = s->waiter != p;
+    s->waiter = NULL;
+    if (armed)
+        hy__wait_disarm(sh, p);
+    p->timed_out = 0;
+    return woken ? 0 : HY_ETIMEDOUT;
+}
+
+void hy__io_wake(struct hy_shard *sh, struct hy_proc *p)
+{
+    if (p->state == HY_P_WAITING)
+        hy__sched_make_ready(sh, p);
+}
+
+/* ---- ownership ---------------------------------------------------------- */
+
+void hy__sock_attach(struct hy__sock *s, struct hy_proc *owner)
+{
+    s->owner = owner;
+    s->oprev = &owner->socks;
+    s->onext = owner->socks;
+    if (s->onext)
+        s->onext->oprev = &s->onext;
+    owner->socks = s;
+}
+
+void hy__sock_detach(struct hy__sock *s)
+{
+    if (!s->oprev)
+        return;
+    *s->oprev = s->onext;
+    if (s->onext)
+        s->onext->oprev = s->oprev;
+    s->onext = NULL;
+    s->oprev = NULL;
+    s->owner = NULL;
+}
+
+void hy__sock_proc_exit(struct hy_shard *sh, struct hy_proc *p)
+{
+    (void)sh;
+    while (p->socks) {
+        struct hy__sock *s = p->socks;
+        s->waiter = NULL;
+        s->destroy(s); /* detaches s */
+    }
+}
+
+void hy__sock_count_add(struct hy_shard *sh, int d)
+{
+    stat_add(&sh->st.io_sockets, (uint64_t)(int64_t)d);
+}
+
+int hy__errno_to_hy(int e)
+{
+    switch (e) {
+    case EAGAIN:
+        return HY_EAGAIN;
+    case ECONNREFUSED:
+        return HY_ECONNREFUSED;
+    case ECONNRESET:
+        return HY_ECONNRESET;
+    case EPIPE:
+        return HY_ECLOSED;
+    case ETIMEDOUT:
+        return HY_ETIMEDOUT;
+    case EADDRINUSE:
+        return HY_EADDRINUSE;
+    case EADDRNOTAVAIL:
+        return HY_EADDRNOTAVAIL;
+    case ENETUNREACH:
+        return HY_ENETUNREACH;
+    case EHOSTUNREACH:
+        return HY_EHOSTUNREACH;
+    case ENOTCONN:
+        return HY_ENOTCONN;
+    case EMFILE:
+    case ENFILE:
+        return HY_EMFILE;
+    case ENOMEM:
+    case ENOBUFS:
+        return HY_ENOMEM;
+    case EACCES:
+    case EPERM:
+        return HY_EPERM;
+    case EMSGSIZE:
+        return HY_EMSGSIZE;
+    case EBADF:
+        return HY_EBADF;
+    case EINTR:
+        return HY_EINTR;
+    default:
+        return HY_EIO;
+    }
+}
+
+int hy__io_cookie_fd(struct hy_shard *sh, uint64_t cookie);
+int hy__io_cookie_fd(struct hy_shard *sh, uint64_t cookie)
+{
+    struct hy__io *io = sh->io;
+    uint32_t idx = (uint32_t)cookie;
+    if (!io || idx == 0 || idx >= io->cap || io->gen[idx] != (uint32_t)(cookie >> 32) ||
+        !io->slots[idx])
+        return -1;
+    return io->slots[idx]->fd;
+}

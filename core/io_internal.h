@@ -1,0 +1,129 @@
+/* The per-shard socket poller: one internal interface (io.c) over two
+ * backends in files of their own (io_uring.c, io_epoll.c), as Redis keeps
+ * ae_epoll.c beside ae.c. Not installed.
+ *
+ * The poller is a readiness source. A socket registers its descriptor once
+ * (edge-triggered interest in input, output and hang-up); the backend
+ * reports readiness, which is latched in the watch's `ready` bits until the
+ * socket code sees EAGAIN and clears them. The read and write system calls
+ * themselves are made by the socket code: by the owning process while it
+ * runs (passive calls), or by the scheduler into buffers the socket owns
+ * (active mode). So the kernel never writes into a suspended process's
+ * memory, whatever its stack mode.
+ *
+ * Watches live in a per-shard table; the backend's cookie for an event is
+ * (generation << 32 | index), so an event for a watch removed meanwhile
+ * (a completion still in the ring, an epoll batch being walked) is
+ * recognised and dropped, never dereferenced.
+ *
+ * Everything here runs on the shard's own thread.
+ */
+#ifndef HY_CORE_IO_INTERNAL_H
+#define HY_CORE_IO_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "runtime.h"
+
+struct hy_shard;
+struct hy_proc;
+
+enum {
+    HY_IO_IN = 1u,   /* readable, or a connection to accept */
+    HY_IO_OUT = 2u,  /* writable, or a connect finished */
+    HY_IO_HUP = 4u,  /* peer shut its side, hung up or error: latched (a short
+                        read does not clear IN), wakes readers and writers */
+};
+
+struct hy__io_watch;
+typedef void (*hy__io_ready_fn)(struct hy_shard *sh, struct hy__io_watch *w, uint32_t ev);
+
+struct hy__io_watch {
+    int fd;
+    uint32_t idx;          /* slot in the shard's table, 0 = not registered */
+    uint32_t ready;        /* latched HY_IO_* bits */
+    hy__io_ready_fn on_ready;
+};
+
+/* A backend: what io.c asks of io_uring.c and io_epoll.c. */
+struct hy__io_backend {
+    const char *name;
+    enum hy_io_backend kind;
+    /* Creates the backend's state on the calling shard. */
+    int (*init)(struct hy_shard *sh, void **state);
+    void (*fini)(struct hy_shard *sh, void *state);
+    /* Starts watching fd; cookie comes back with each event. */
+    int (*add)(void *state, int fd, uint64_t cookie);
+    /* Stops watching fd (the descriptor is still open). */
+    void (*del)(void *state, int fd, uint64_t cookie);
+    /* Submits what is queued and reports readiness through
+     * hy__io_dispatch(sh, cookie, events), without waiting. */
+    unsigned (*poll)(struct hy_shard *sh, void *state);
+    /* True when events are waiting to be reaped (no system call). */
+    bool (*pending)(void *state);
+    /* Descriptor the idle shard sleeps on (POLLIN = events to reap). */
+    int (*sleep_fd)(void *state);
+    /* Prepares to sleep: consumes stale wake-ups; false = do not sleep. */
+    bool (*pre_sleep)(struct hy_shard *sh, void *state);
+};
+
+extern const struct hy__io_backend hy__io_uring_backend;
+extern const struct hy__io_backend hy__io_epoll_backend;
+
+/* Chooses the backend for cfg->io_backend (probing io_uring once) before
+ * the shards start. Errors: HY_EINVAL (unknown value), HY_ENOTSUP (io_uring
+ * demanded and refused). */
+int hy__io_select(enum hy_io_backend want, enum hy_io_backend *chosen);
+
+/* Registers w (borrowed until hy__io_del) on the calling shard, creating
+ * the shard's poller on first use. w->ready starts as IN|OUT (try first). */
+int hy__io_add(struct hy_shard *sh, struct hy__io_watch *w);
+/* Unregisters w: no callback for it after this returns. */
+void hy__io_del(struct hy_shard *sh, struct hy__io_watch *w);
+
+/* Scheduler side (sched.c). */
+bool hy__io_active(struct hy_shard *sh);       /* a watch is registered */
+unsigned hy__io_poll(struct hy_shard *sh);     /* once per turn while active */
+bool hy__io_pending(struct hy_shard *sh);      /* events to reap: do not sleep */
+int hy__io_sleep_fd(struct hy_shard *sh);      /* -1 when inactive */
+bool hy__io_pre_sleep(struct hy_shard *sh);
+void hy__io_fini_shard(struct hy_shard *sh);
+
+/* Backend callback: routes an event to its watch (stale cookies dropped). */
+void hy__io_dispatch(struct hy_shard *sh, uint64_t cookie, uint32_t ev);
+
+/* ---- parking a process on a socket -------------------------------------- */
+
+/* Parks the current process p until hy__io_wake(p) or timeout_ns (HY_INFINITY,
+ * or > 0). Returns 0 when woken, HY_ETIMEDOUT. An exit signal that arrives
+ * meanwhile ends the process (its sockets are closed by hy__sock_proc_exit). */
+int hy__io_park(struct hy_proc *p, int64_t timeout_ns);
+void hy__io_wake(struct hy_shard *sh, struct hy_proc *p);
+
+/* ---- ownership: sockets of a process ------------------------------------ */
+
+/* Common head of struct hy_tcp and struct hy_udp. */
+struct hy__sock {
+    struct hy__io_watch w;
+    struct hy_shard *sh;
+    struct hy_proc *owner;
+    struct hy__sock *onext, **oprev; /* owner's list */
+    struct hy_proc *waiter;          /* process parked on it (the owner) */
+    uint32_t wait_ev;                /* HY_IO_* the waiter needs */
+    void (*destroy)(struct hy__sock *s); /* closes and frees */
+};
+
+void hy__sock_attach(struct hy__sock *s, struct hy_proc *owner);
+void hy__sock_detach(struct hy__sock *s);
+/* Closes every socket p owns (p is exiting; called by proc.c). */
+void hy__sock_proc_exit(struct hy_shard *sh, struct hy_proc *p);
+/* Waits on s for ev (0 woken, HY_ETIMEDOUT): the common park for sockets. */
+int hy__sock_wait(struct hy__sock *s, uint32_t ev, int64_t timeout_ns);
+/* Counts of sockets open on the shard. */
+void hy__sock_count_add(struct hy_shard *sh, int d);
+
+/* errno -> HY_E*. */
+int hy__errno_to_hy(int e);
+
+#endif /* HY_CORE_IO_INTERNAL_H */

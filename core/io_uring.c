@@ -1,0 +1,199 @@
+/* io_uring backend of the socket poller. Each registered descriptor has a
+ * multishot poll request for input, output and hang-up; its completions are
+ * reaped straight from the shared completion ring (no system call), and the
+ * submissions of a turn (new polls, re-arms, removals) go to the kernel in
+ * one io_uring_enter at the end of the turn. An eventfd registered with the
+ * ring is signalled for every completion, so a completion wakes the shard
+ * sleeping in ppoll. No ring flag that would need an io_uring_enter to post
+ * completions (DEFER_TASKRUN) is used. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <liburing.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "errors.h"
+#include "io_internal.h"
+#include "shard_internal.h"
+
+#define SQ_ENTRIES 256
+#define CQ_ENTRIES 8192
+#define POLL_MASK (POLLIN | POLLOUT | POLLRDHUP)
+
+struct ur {
+    struct io_uring ring;
+    int efd;
+};
+
+static inline void stat_inc(_Atomic uint64_t *c)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+static int ur_init(struct hy_shard *sh, void **state)
+{
+    (void)sh;
+    struct ur *u = calloc(1, sizeof(*u));
+    if (!u)
+        return HY_ENOMEM;
+    struct io_uring_params p = {.flags = IORING_SETUP_CQSIZE, .cq_entries = CQ_ENTRIES};
+    int rc = io_uring_queue_init_params(SQ_ENTRIES, &u->ring, &p);
+    if (rc < 0) {
+        free(u);
+        return hy__errno_to_hy(-rc);
+    }
+    u->efd = -1;
+    if (sh) { /* not for the start-up probe */
+        u->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (u->efd < 0 || io_uring_register_eventfd(&u->ring, u->efd) < 0) {
+            if (u->efd >= 0)
+                close(u->efd);
+            io_uring_queue_exit(&u->ring);
+            free(u);
+            return HY_ENOMEM;
+        }
+    }
+    *state = u;
+    return 0;
+}
+
+static void ur_fini(struct hy_shard *sh, void *state)
+{
+    (void)sh;
+    struct ur *u = state;
+    io_uring_queue_exit(&u->ring);
+    if (u->efd >= 0)
+        close(u->efd);
+    free(u);
+}
+
+static struct io_uring_sqe *sqe_get(struct ur *u)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+    if (!sqe) {
+        /* the queue of this turn is full: hand it over now */
+        io_uring_submit(&u->ring);
+        sqe = io_uring_get_sqe(&u->ring);
+    }
+    return sqe;
+}
+
+static void arm(struct ur *u, int fd, uint64_t cookie)
+{
+    struct io_uring_sqe *sqe = sqe_get(u);
+    if (!sqe)
+        hy__fatal("io_uring: no submission entry after a submit");
+    io_uring_prep_poll_multishot(sqe, fd, POLL_MASK);
+    io_uring_sqe_set_data64(sqe, cookie);
+}
+
+static int ur_add(void *state, int fd, uint64_t cookie)
+{
+    arm(state, fd, cookie);
+    return 0;
+}
+
+static void ur_del(void *state, int fd, uint64_t cookie)
+{
+    (void)fd;
+    struct ur *u = state;
+    struct io_uring_sqe *sqe = sqe_get(u);
+    if (!sqe)
+        hy__fatal("io_uring: no submission entry after a submit");
+    /* the poll holds a reference to the file until removed: the socket is
+     * really closed only when this removal reaches the kernel */
+    io_uring_prep_poll_remove(sqe, cookie);
+    io_uring_sqe_set_data64(sqe, 0); /* index 0: never a watch */
+    /* now, not at the end of the turn: a listener closed by the caller must
+     * refuse the connect it makes next */
+    io_uring_submit(&u->ring);
+}
+
+/* descriptor of a live cookie, for re-arming a poll that ended */
+int hy__io_cookie_fd(struct hy_shard *sh, uint64_t cookie);
+
+static unsigned ur_poll(struct hy_shard *sh, void *state)
+{
+    struct ur *u = state;
+    unsigned total = 0;
+    if (io_uring_sq_ready(&u->ring) || IO_URING_READ_ONCE(*u->ring.sq.kflags) & IORING_SQ_CQ_OVERFLOW) {
+        io_uring_submit(&u->ring);
+        stat_inc(&sh->st.io_syscalls);
+    }
+    for (;;) {
+        struct io_uring_cqe *cqes[64];
+        unsigned n = io_uring_peek_batch_cqe(&u->ring, cqes, 64);
+        if (!n)
+            break;
+        for (unsigned i = 0; i < n; i++) {
+            uint64_t cookie = io_uring_cqe_get_data64(cqes[i]);
+            int res = cqes[i]->res;
+            unsigned flags = cqes[i]->flags;
+            if (!(uint32_t)cookie)
+                continue;
+            uint32_t ev = 0;
+            if (res > 0) {
+                if (res & POLLIN)
+                    ev |= HY_IO_IN;
+                if (res & POLLRDHUP) /* latched: a short read must not hide the EOF */
+                    ev |= HY_IO_IN | HY_IO_HUP;
+                if (res & POLLOUT)
+                    ev |= HY_IO_OUT;
+                if (res & (POLLERR | POLLHUP))
+                    ev |= HY_IO_IN | HY_IO_OUT | HY_IO_HUP;
+            }
+            if (!(flags & IORING_CQE_F_MORE) && res != -ECANCELED && res != -ENOENT) {
+                /* the multishot poll ended (or the kernel only does one
+                 * shot): re-arm it if the watch still exists */
+                int fd = hy__io_cookie_fd(sh, cookie);
+                if (fd >= 0)
+                    arm(u, fd, cookie);
+            }
+            if (ev)
+                hy__io_dispatch(sh, cookie, ev);
+        }
+        io_uring_cq_advance(&u->ring, n);
+        total += n;
+    }
+    return total;
+}
+
+static bool ur_pending(void *state)
+{
+    struct ur *u = state;
+    return io_uring_cq_ready(&u->ring) || io_uring_sq_ready(&u->ring);
+}
+
+static int ur_sleep_fd(void *state)
+{
+    return ((struct ur *)state)->efd;
+}
+
+static bool ur_pre_sleep(struct hy_shard *sh, void *state)
+{
+    struct ur *u = state;
+    if (io_uring_sq_ready(&u->ring)) {
+        io_uring_submit(&u->ring);
+        stat_inc(&sh->st.io_syscalls);
+    }
+    /* completions reaped while running also counted on the eventfd */
+    uint64_t v;
+    (void)!read(u->efd, &v, sizeof(v));
+    return !io_uring_cq_ready(&u->ring);
+}
+
+const struct hy__io_backend hy__io_uring_backend = {
+    .name = "io_uring",
+    .kind = HY_IO_URING,
+    .init = ur_init,
+    .fini = ur_fini,
+    .add = ur_add,
+    .del = ur_del,
+    .poll = ur_poll,
+    .pending = ur_pending,
+    .sleep_fd = ur_sleep_fd,
+    .pre_sleep = ur_pre_sleep,
+};

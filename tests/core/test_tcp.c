@@ -1,0 +1,961 @@
+/* Tests of core/tcp.c on the shard's poller (core/io*.c): echo under many
+ * connections on several shards, pipelining, partial reads and writes,
+ * peer close, reset, half-close, refused and timed-out connects, accept
+ * timeout, active once/N flow control, framing, ownership handover across
+ * shards, owners dying while blocked, connect/close cycles, compact stacks.
+ * Every scenario checks that /proc/self/fd holds as many descriptors after
+ * the runtime stopped as before it started.
+ *
+ * The backend comes from HYDRA_IO_BACKEND (meson runs the suite twice:
+ * io_uring and epoll). Counts scale with HYDRA_TEST_SCALE. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "test_support.h"
+
+#define SECOND 1000000000LL
+#define TAG_DONE 0x444f4e45u
+#define TAG_PORT 0x504f5254u
+#define TAG_GO 0x474f2121u
+
+static int fd_count(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1; /* the directory's own descriptor */
+}
+
+static struct hy_addr loopback(uint16_t port)
+{
+    struct hy_addr a;
+    hy_addr_parse("127.0.0.1", port, &a);
+    return a;
+}
+
+/* Runs body on nshards shards and checks no descriptor was left behind. */
+static void run_checked(unsigned nshards, hy_proc_fn body, void *arg)
+{
+    int before = fd_count();
+    hy_test_run(nshards, body, arg);
+    assert_int_equal(fd_count(), before);
+}
+
+/* ---- an echo service: one listener per shard, a process per connection --- */
+
+static void echo_conn(void *arg)
+{
+    (void)arg;
+    struct hy_msg *m = hy_test_must_recv_tag(HY_TCP_TAG_GIVEN, 10 * SECOND);
+    if (!m)
+        return;
+    struct hy_tcp *s = hy_tcp_msg_of(m)->sock;
+    hy_msg_free(m);
+    char buf[4096];
+    for (;;) {
+        size_t got;
+        int rc = hy_tcp_recv(s, buf, sizeof(buf), &got, 30 * SECOND);
+        if (rc == HY_ECLOSED || rc == HY_ECONNRESET)
+            break;
+        HY_CHECK_EQ(rc, 0);
+        if (rc)
+            break;
+        rc = hy_tcp_send(s, buf, got, 30 * SECOND);
+        if (rc)
+            break;
+    }
+    /* not closed: the runtime closes what an exiting process owns */
+}
+
+struct listener_arg {
+    uint16_t port;
+    hy_pid parent;
+};
+
+/* Listens (port 0 picks one; the others then share it) and accepts until
+ * killed; each connection goes to a new process of this shard. */
+static void echo_listener(void *arg)
+{
+    struct listener_arg *la = arg;
+    struct hy_tcp_listen_opts lo;
+    hy_tcp_listen_opts_init(&lo);
+    lo.addr = loopback(la->port);
+    struct hy_tcp *ls;
+    int rc = hy_tcp_listen(&lo, &ls);
+    HY_CHECK_EQ(rc, 0);
+    if (rc)
+        return;
+    struct hy_addr me;
+    hy_tcp_sockname(ls, &me);
+    hy_test_send_u32(la->parent, TAG_PORT, hy_addr_port(&me));
+    for (;;) {
+        struct hy_tcp *c;
+        rc = hy_tcp_accept(ls, &c, HY_INFINITY);
+        HY_CHECK_EQ(rc, 0);
+        if (rc)
+            return;
+        hy_pid h;
+        HY_CHECK_EQ(hy_spawn(echo_conn, NULL, &h), 0);
+        HY_CHECK_EQ(hy_tcp_controlling_process(c, h), 0);
+    }
+}
+
+/* Starts an echo listener on every shard; returns the port. */
+static uint16_t start_echo(hy_pid *pids, unsigned n)
+{
+    struct listener_arg la = {0, hy_self()};
+    uint16_t port = 0;
+    for (unsigned i = 0; i < n; i++) {
+        struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+        o.shard = (int)i;
+        o.arg_size = sizeof(la);
+        la.port = port;
+        HY_CHECK_EQ(hy_spawn_opt(echo_listener, &la, &o, &pids[i]), 0);
+        struct hy_msg *m = hy_test_must_recv_tag(TAG_PORT, 10 * SECOND);
+        if (!m)
+            return 0;
+        port = (uint16_t)hy_test_payload_u32(m);
+        hy_msg_free(m);
+    }
+    return port;
+}
+
+static void stop_all(hy_pid *pids, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        hy_exit_pid(pids[i], hy_reason_make(HY_REASON_KILL));
+}
+
+struct client_arg {
+    uint16_t port;
+    hy_pid parent;
+    unsigned requests;
+    bool pipelined;
+};
+
+static void fill_req(uint8_t *b, unsigned id, unsigned i)
+{
+    for (unsigned k = 0; k < 64; k++)
+        b[k] = (uint8_t)(id * 31 + i * 7 + k);
+}
+
+static void echo_client(void *arg)
+{
+    struct client_arg *ca = arg;
+    struct hy_addr a = loopback(ca->port);
+    struct hy_tcp *s;
+    int rc = hy_tcp_connect(&a, NULL, 30 * SECOND, &s);
+    HY_CHECK_EQ(rc, 0);
+    unsigned id = (unsigned)hy_self().lo;
+    uint32_t ok = 0;
+    if (rc == 0) {
+        uint8_t req[64], resp[64];
+        if (ca->pipelined) {
+            for (unsigned i = 0; i < ca->requests; i++) {
+                fill_req(req, id, i);
+                HY_CHECK_EQ(hy_tcp_send(s, req, 64, 30 * SECOND), 0);
+            }
+        }
+        for (unsigned i = 0; i < ca->requests; i++) {
+            fill_req(req, id, i);
+            if (!ca->pipelined && hy_tcp_send(s, req, 64, 30 * SECOND) != 0)
+                break;
+            if (hy_tcp_recv_exact(s, resp, 64, NULL, 30 * SECOND) != 0)
+                break;
+            if (memcmp(req, resp, 64) == 0)
+                ok++;
+        }
+        HY_CHECK_EQ(hy_tcp_close(s), 0);
+    }
+    hy_test_send_u32(ca->parent, TAG_DONE, ok);
+}
+
+struct echo_case {
+    unsigned nshards;
+    unsigned conns;
+    unsigned requests;
+    bool pipelined;
+    size_t fds_in_use_peak;
+};
+
+static void echo_main(void *arg)
+{
+    struct echo_case *ec = arg;
+    hy_pid l[8];
+    uint16_t port = start_echo(l, ec->nshards);
+    HY_CHECK(port != 0);
+    struct client_arg ca = {port, hy_self(), ec->requests, ec->pipelined};
+    for (unsigned i = 0; i < ec->conns; i++) {
+        struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+        o.shard = (int)(i % ec->nshards);
+        o.arg_size = sizeof(ca);
+        HY_CHECK_EQ(hy_spawn_opt(echo_client, &ca, &o, NULL), 0);
+    }
+    for (unsigned i = 0; i < ec->conns; i++) {
+        struct hy_msg *m = hy_test_must_recv_tag(TAG_DONE, 120 * SECOND);
+        if (!m)
+            break;
+        HY_CHECK_EQ(hy_test_payload_u32(m), ec->requests);
+        hy_msg_free(m);
+    }
+    stop_all(l, ec->nshards);
+}
+
+static void test_tcp_echo_1000_conns_2_shards(void **state)
+{
+    (void)state;
+    struct echo_case ec = {2, (unsigned)hy_test_scaled(1000), 5, false, 0};
+    run_checked(2, echo_main, &ec);
+}
+
+static void test_tcp_echo_1000_conns_4_shards(void **state)
+{
+    (void)state;
+    struct echo_case ec = {4, (unsigned)hy_test_scaled(1000), 5, false, 0};
+    run_checked(4, echo_main, &ec);
+}
+
+static void test_tcp_echo_pipelined(void **state)
+{
+    (void)state;
+    struct echo_case ec = {2, 20, (unsigned)hy_test_scaled(500), true, 0};
+    run_checked(2, echo_main, &ec);
+}
+
+/* ---- refused, timed out, accept timeout ------------------------------------- */
+
+struct rc_ctx {
+    int refused, timed_out, accept_to, bad;
+    uint64_t took_ns;
+};
+
+static void errors_main(void *arg)
+{
+    struct rc_ctx *c = arg;
+    /* a port nobody listens on: bind one, learn it, close it */
+    struct hy_tcp *ls;
+    HY_CHECK_EQ(hy_tcp_listen(NULL, &ls), 0);
+    struct hy_addr a;
+    hy_tcp_sockname(ls, &a);
+    /* accept with a timeout and nobody connecting */
+    struct hy_tcp *x = NULL;
+    c->accept_to = hy_tcp_accept(ls, &x, 20 * 1000000LL);
+    hy_tcp_close(ls);
+    c->refused = hy_tcp_connect(&a, NULL, 5 * SECOND, &x);
+
+    /* a listener whose accept queue is full drops further SYNs: connect
+     * then waits until its timeout */
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct hy_addr b = loopback(0);
+    bind(lfd, (struct sockaddr *)&b.ss, b.len);
+    listen(lfd, 0);
+    b.len = sizeof(b.ss);
+    getsockname(lfd, (struct sockaddr *)&b.ss, &b.len);
+    struct hy_tcp *fillers[4] = {0};
+    int rc = 0;
+    unsigned nf = 0;
+    uint64_t t0 = 0;
+    for (; nf < 4; nf++) {
+        t0 = hy_now_ns();
+        rc = hy_tcp_connect(&b, NULL, 200 * 1000000LL, &fillers[nf]);
+        if (rc)
+            break;
+    }
+    c->took_ns = hy_now_ns() - t0;
+    c->timed_out = rc;
+    for (unsigned i = 0; i < nf; i++)
+        hy_tcp_close(fillers[i]);
+    close(lfd);
+    c->bad = hy_tcp_connect(NULL, NULL, 0, &x);
+}
+
+static void test_tcp_connect_refused_timeout_accept_timeout(void **state)
+{
+    (void)state;
+    struct rc_ctx c = {0};
+    run_checked(1, errors_main, &c);
+    assert_int_equal(c.accept_to, HY_ETIMEDOUT);
+    assert_int_equal(c.refused, HY_ECONNREFUSED);
+    assert_int_equal(c.timed_out, HY_ETIMEDOUT);
+    assert_true(c.took_ns >= 200 * 1000000ull);
+    assert_int_equal(c.bad, HY_EINVAL);
+}
+
+/* ---- a connected pair inside one test ------------------------------------- */
+
+struct pair {
+    struct hy_tcp *server, *client;
+};
+
+/* Makes a connected pair owned by the caller (with options for both). */
+static int make_pair(struct pair *p, const struct hy_tcp_opts *o)
+{
+    struct hy_tcp_listen_opts lo;
+    hy_tcp_listen_opts_init(&lo);
+    if (o)
+        lo.conn = *o;
+    struct hy_tcp *ls;
+    int rc = hy_tcp_listen(&lo, &ls);
+    if (rc)
+        return rc;
+    struct hy_addr a;
+    hy_tcp_sockname(ls, &a);
+    rc = hy_tcp_connect(&a, o, 5 * SECOND, &p->client);
+    if (!rc)
+        rc = hy_tcp_accept(ls, &p->server, 5 * SECOND);
+    hy_tcp_close(ls);
+    return rc;
+}
+
+/* ---- partial reads and writes with tiny buffers ---------------------------- */
+
+#define BIG (1u << 20)
+
+struct big_ctx {
+    hy_pid parent;
+    struct hy_tcp *sock;
+    int send_rc;
+};
+
+static void big_sender(void *arg)
+{
+    struct big_ctx *bc = arg;
+    struct hy_msg *m = hy_test_must_recv_tag(HY_TCP_TAG_GIVEN, 10 * SECOND);
+    if (!m)
+        return;
+    struct hy_tcp *s = hy_tcp_msg_of(m)->sock;
+    hy_msg_free(m);
+    uint8_t *buf = malloc(BIG);
+    for (unsigned i = 0; i < BIG; i++)
+        buf[i] = (uint8_t)(i * 13 + (i >> 8));
+    bc->send_rc = hy_tcp_send(s, buf, BIG, 60 * SECOND);
+    if (getenv("TCPDEBUG"))
+        fprintf(stderr, "send done rc=%d t=%llu\n", bc->send_rc, (unsigned long long)hy_now_ns());
+    free(buf);
+    hy_tcp_shutdown(s, SHUT_WR);
+    hy_test_send_tag(bc->parent, TAG_DONE);
+    hy_msg_free(hy_test_must_recv_tag(TAG_GO, 60 * SECOND));
+}
+
+struct partial_ctx {
+    int send_rc;
+    unsigned received, mismatches, reads;
+    int end_rc;
+};
+
+static void partial_main(void *arg)
+{
+    struct partial_ctx *c = arg;
+    struct hy_tcp_opts o;
+    hy_tcp_opts_init(&o);
+    o.sndbuf = 4096;
+    o.rcvbuf = 4096;
+    struct pair p;
+    HY_CHECK_EQ(make_pair(&p, &o), 0);
+    struct big_ctx bc = {hy_self(), NULL, -1};
+    hy_pid snd;
+    hy_spawn(big_sender, &bc, &snd);
+    HY_CHECK_EQ(hy_tcp_controlling_process(p.server, snd), 0);
+    uint8_t chunk[333];
+    for (;;) {
+        size_t got;
+        int rc = hy_tcp_recv(p.client, chunk, sizeof(chunk), &got, 60 * SECOND);
+        if (rc) {
+            c->end_rc = rc;
+            break;
+        }
+        for (size_t k = 0; k < got; k++) {
+            unsigned i = c->received + (unsigned)k;
+            if (chunk[k] != (uint8_t)(i * 13 + (i >> 8)))
+                c->mismatches++;
+        }
+        c->received += (unsigned)got;
+        c->reads++;
+    }
+    if (getenv("TCPDEBUG"))
+        fprintf(stderr, "recv loop ended rc=%d received=%u t=%llu\n", c->end_rc, c->received,
+                (unsigned long long)hy_now_ns());
+    struct hy_msg *m = hy_test_must_recv_tag(TAG_DONE, 60 * SECOND);
+    hy_msg_free(m);
+    c->send_rc = bc.send_rc;
+    hy_test_send_tag(snd, TAG_GO);
+    hy_tcp_close(p.client);
+    if (getenv("TCPDEBUG")) {
+        hy_sleep_ns(100000000);
+        struct hy_stats t;
+        hy_stats_total(&t);
+        fprintf(stderr, "alive=%llu bufs=%llu socks=%llu\n", (unsigned long long)t.procs_alive,
+                (unsigned long long)t.buffers_out, (unsigned long long)t.io_sockets);
+    }
+}
+
+static void test_tcp_partial_reads_writes_tiny_buffers(void **state)
+{
+    (void)state;
+    struct partial_ctx c = {0};
+    run_checked(1, partial_main, &c);
+    assert_int_equal(c.send_rc, 0);
+    assert_int_equal(c.received, BIG);
+    assert_int_equal(c.mismatches, 0);
+    assert_true(c.reads > 1);
+    assert_int_equal(c.end_rc, HY_ECLOSED);
+}
+
+/* ---- peer closes mid-send; reset; half-close -------------------------------- */
+
+struct close_ctx {
+    int send_rc, reset_rc, half_rc, half_reply_rc, after_rc;
+    char reply[8];
+};
+
+static void close_main(void *arg)
+{
+    struct close_ctx *c = arg;
+    struct pair p;
+    struct hy_tcp_opts o;
+    hy_tcp_opts_init(&o);
+    o.sndbuf = 4096;
+    o.rcvbuf = 4096;
+    /* the peer reads a little then closes while we are sending 8 MiB */
+    HY_CHECK_EQ(make_pair(&p, &o), 0);
+    uint8_t tmp[100];
+    size_t got;
+    size_t n = 8u << 20;
+    uint8_t *buf = calloc(1, n);
+    struct big_ctx bc = {hy_self(), NULL, -1};
+    (void)bc;
+    HY_CHECK_EQ(hy_tcp_send(p.server, buf, 1000, SECOND), 0);
+    HY_CHECK_EQ(hy_tcp_recv(p.client, tmp, sizeof(tmp), &got, SECOND), 0);
+    HY_CHECK_EQ(hy_tcp_close(p.client), 0);
+    c->send_rc = hy_tcp_send(p.server, buf, n, 10 * SECOND);
+    free(buf);
+    hy_tcp_close(p.server);
+
+    /* reset: SO_LINGER 0 then close sends RST */
+    HY_CHECK_EQ(make_pair(&p, NULL), 0);
+    struct linger lg = {1, 0};
+    setsockopt(hy_tcp_fd(p.client), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    hy_tcp_close(p.client);
+    c->reset_rc = hy_tcp_recv(p.server, tmp, sizeof(tmp), &got, 5 * SECOND);
+    hy_tcp_close(p.server);
+
+    /* half-close: the client shuts its side, still gets the reply */
+    HY_CHECK_EQ(make_pair(&p, NULL), 0);
+    HY_CHECK_EQ(hy_tcp_send(p.client, "ping", 4, SECOND), 0);
+    HY_CHECK_EQ(hy_tcp_shutdown(p.client, SHUT_WR), 0);
+    char in[8];
+    size_t have;
+    HY_CHECK_EQ(hy_tcp_recv_exact(p.server, in, 4, &have, 5 * SECOND), 0);
+    c->half_rc = hy_tcp_recv(p.server, in, sizeof(in), &got, 5 * SECOND);
+    HY_CHECK_EQ(hy_tcp_send(p.server, "pong", 4, SECOND), 0);
+    hy_tcp_close(p.server);
+    c->half_reply_rc = hy_tcp_recv_exact(p.client, c->reply, 4, &have, 5 * SECOND);
+    c->after_rc = hy_tcp_recv(p.client, in, sizeof(in), &got, 5 * SECOND);
+    hy_tcp_close(p.client);
+}
+
+static void test_tcp_peer_close_reset_half_close(void **state)
+{
+    (void)state;
+    struct close_ctx c = {0};
+    run_checked(1, close_main, &c);
+    assert_true(c.send_rc == HY_ECONNRESET || c.send_rc == HY_ECLOSED);
+    assert_int_equal(c.reset_rc, HY_ECONNRESET);
+    assert_int_equal(c.half_rc, HY_ECLOSED);
+    assert_int_equal(c.half_reply_rc, 0);
+    assert_memory_equal(c.reply, "pong", 4);
+    assert_int_equal(c.after_rc, HY_ECLOSED);
+}
+
+/* ---- active mode: once/N with a slow consumer ------------------------------- */
+
+struct active_ctx {
+    uint64_t bytes;
+    size_t max_mailbox;
+    unsigned passives, datas;
+    bool closed;
+};
+
+static void flood(void *arg)
+{
+    struct big_ctx *bc = arg;
+    struct hy_msg *m = hy_test_must_recv_tag(HY_TCP_TAG_GIVEN, 10 * SECOND);
+    if (!m)
+        return;
+    struct hy_tcp *s = hy_tcp_msg_of(m)->sock;
+    hy_msg_free(m);
+    static uint8_t buf[65536];
+    memset(buf, 'x', sizeof(buf));
+    for (unsigned i = 0; i < 64; i++)
+        if (hy_tcp_send(s, buf, sizeof(buf), 60 * SECOND) != 0)
+            break;
+    hy_tcp_close(s);
+    (void)bc;
+}
+
+static void active_main(void *arg)
+{
+    struct active_ctx *c = arg;
+    struct pair p;
+    HY_CHECK_EQ(make_pair(&p, NULL), 0);
+    hy_pid f;
+    hy_spawn(flood, NULL, &f);
+    HY_CHECK_EQ(hy_tcp_controlling_process(p.server, f), 0);
+    /* N mode (4 at a time) for ten rounds, then once mode */
+    HY_CHECK_EQ(hy_tcp_set_active(p.client, 4), 0);
+    bool once = false;
+    for (;;) {
+        struct hy_msg *m;
+        if (hy_recv(&m, 30 * SECOND) != 0)
+            break;
+        size_t ml = hy_mailbox_len();
+        if (ml > c->max_mailbox)
+            c->max_mailbox = ml;
+        const struct hy_tcp_msg *t = hy_tcp_msg_of(m);
+        if (!t) {
+            hy_msg_free(m);
+            continue;
+        }
+        HY_CHECK(t->sock == p.client);
+        uint64_t tag = m->tag;
+        if (tag == HY_TCP_TAG_DATA) {
+            c->bytes += t->len;
+            c->datas++;
+        }
+        hy_msg_free(m);
+        if (tag == HY_TCP_TAG_CLOSED) {
+            c->closed = true;
+            break;
+        }
+        if (tag == HY_TCP_TAG_PASSIVE) {
+            c->passives++;
+            hy_sleep_ns(200000); /* a slow consumer */
+            once = c->passives >= 10;
+            HY_CHECK_EQ(hy_tcp_set_active(p.client, once ? HY_TCP_ACTIVE_ONCE : 4), 0);
+        } else if (tag == HY_TCP_TAG_DATA && once) {
+            HY_CHECK_EQ(hy_tcp_set_active(p.client, HY_TCP_ACTIVE_ONCE), 0);
+        }
+    }
+    hy_tcp_close(p.client);
+}
+
+static void test_tcp_active_once_n_flow_control(void **state)
+{
+    (void)state;
+    struct active_ctx c = {0};
+    run_checked(1, active_main, &c);
+    assert_int_equal(c.bytes, 64u * 65536u);
+    assert_true(c.closed);
+    assert_true(c.passives > 0);
+    /* flow control: never more than the N granted (plus PASSIVE) queued */
+    assert_true(c.max_mailbox <= 5);
+}
+
+/* ---- framing ---------------------------------------------------------------- */
+
+struct frame_ctx {
+    int lines_ok, len_ok, oversize_rc, active_oversize_err, line_oversize_rc;
+    char line2[32];
+};
+
+static void frame_main(void *arg)
+{
+    struct frame_ctx *c = arg;
+    struct pair p;
+    struct hy_tcp_opts o;
+    hy_tcp_opts_init(&o);
+    HY_CHECK_EQ(make_pair(&p, &o), 0);
+    /* lines, split awkwardly across sends */
+    HY_CHECK_EQ(hy_tcp_set_packet(p.server, HY_TCP_PACKET_LINE, 64), 0);
+    HY_CHECK_EQ(hy_tcp_send(p.client, "hello\nwor", 9, SECOND), 0);
+    HY_CHECK_EQ(hy_tcp_send(p.client, "ld\n", 3, SECOND), 0);
+    char b[128];
+    size_t got;
+    if (hy_tcp_recv(p.server, b, sizeof(b), &got, SECOND) == 0 && got == 6 &&
+        memcmp(b, "hello\n", 6) == 0)
+        c->lines_ok++;
+    if (hy_tcp_recv(p.server, b, sizeof(b), &got, SECOND) == 0 && got == 6 &&
+        memcmp(b, "world\n", 6) == 0)
+        c->lines_ok++;
+    /* a line longer than 64 bytes without a newline */
+    memset(b, 'a', sizeof(b));
+    HY_CHECK_EQ(hy_tcp_send(p.client, b, 100, SECOND), 0);
+    c->line_oversize_rc = hy_tcp_recv(p.server, b, sizeof(b), &got, SECOND);
+    hy_tcp_close(p.server);
+    hy_tcp_close(p.client);
+
+    /* 2-byte length prefix; then an oversize one */
+    HY_CHECK_EQ(make_pair(&p, &o), 0);
+    HY_CHECK_EQ(hy_tcp_set_packet(p.server, HY_TCP_PACKET_2, 1000), 0);
+    uint8_t pk[] = {0, 3, 'a', 'b', 'c', 0, 0, 0, 1, 'z'};
+    HY_CHECK_EQ(hy_tcp_send(p.client, pk, sizeof(pk), SECOND), 0);
+    if (hy_tcp_recv(p.server, b, sizeof(b), &got, SECOND) == 0 && got == 3 &&
+        memcmp(b, "abc", 3) == 0)
+        c->len_ok++;
+    if (hy_tcp_recv(p.server, b, sizeof(b), &got, SECOND) == 0 && got == 0)
+        c->len_ok++;
+    if (hy_tcp_recv(p.server, b, sizeof(b), &got, SECOND) == 0 && got == 1 && b[0] == 'z')
+        c->len_ok++;
+    uint8_t huge[] = {0xff, 0xff, 1, 2, 3};
+    HY_CHECK_EQ(hy_tcp_send(p.client, huge, sizeof(huge), SECOND), 0);
+    c->oversize_rc = hy_tcp_recv(p.server, b, sizeof(b), &got, SECOND);
+    hy_tcp_close(p.server);
+    hy_tcp_close(p.client);
+
+    /* 4-byte prefix in active mode, oversize: an ERROR message */
+    HY_CHECK_EQ(make_pair(&p, &o), 0);
+    HY_CHECK_EQ(hy_tcp_set_packet(p.server, HY_TCP_PACKET_4, 16), 0);
+    HY_CHECK_EQ(hy_tcp_set_active(p.server, HY_TCP_ACTIVE_ALWAYS), 0);
+    uint8_t p4[] = {0, 0, 0, 2, 'o', 'k', 0, 0, 1, 0};
+    HY_CHECK_EQ(hy_tcp_send(p.client, p4, sizeof(p4), SECOND), 0);
+    struct hy_msg *m = hy_test_must_recv_tag(HY_TCP_TAG_DATA, 5 * SECOND);
+    if (m) {
+        const struct hy_tcp_msg *t = hy_tcp_msg_of(m);
+        if (t->len == 2 && memcmp(t->data, "ok", 2) == 0)
+            c->len_ok++;
+        hy_msg_free(m);
+    }
+    m = hy_test_must_recv_tag(HY_TCP_TAG_ERROR, 5 * SECOND);
+    if (m) {
+        c->active_oversize_err = hy_tcp_msg_of(m)->err;
+        hy_msg_free(m);
+    }
+    hy_tcp_close(p.server);
+    hy_tcp_close(p.client);
+}
+
+static void test_tcp_framing_line_length_oversize(void **state)
+{
+    (void)state;
+    struct frame_ctx c = {0};
+    run_checked(1, frame_main, &c);
+    assert_int_equal(c.lines_ok, 2);
+    assert_int_equal(c.line_oversize_rc, HY_EMSGSIZE);
+    assert_int_equal(c.len_ok, 4);
+    assert_int_equal(c.oversize_rc, HY_EMSGSIZE);
+    assert_int_equal(c.active_oversize_err, HY_EMSGSIZE);
+}
+
+/* ---- ownership handed across shards ------------------------------------------ */
+
+struct hand_ctx {
+    hy_pid parent;
+    int on_shard;
+    char got[16];
+    int rc;
+};
+
+static void hand_receiver(void *arg)
+{
+    struct hand_ctx *hc = arg;
+    struct hy_msg *m = hy_test_must_recv_tag(HY_TCP_TAG_GIVEN, 10 * SECOND);
+    if (!m)
+        return;
+    struct hy_tcp *s = hy_tcp_msg_of(m)->sock;
+    hy_msg_free(m);
+    hc->on_shard = hy_shard_id();
+    size_t have = 0;
+    /* 3 bytes were already buffered by the old owner (framed read), the
+     * rest arrives here */
+    hc->rc = hy_tcp_recv_exact(s, hc->got, 8, &have, 10 * SECOND);
+    hy_tcp_send(s, "ack", 3, SECOND);
+    hy_test_send_tag(hc->parent, TAG_DONE);
+    hy_msg_free(hy_test_must_recv_tag(TAG_GO, 10 * SECOND));
+}
+
+struct handover_ctx {
+    struct hand_ctx hc;
+    int ack_rc;
+    int perm_rc;
+};
+
+static void handover_main(void *arg)
+{
+    struct handover_ctx *c = arg;
+    struct pair p;
+    HY_CHECK_EQ(make_pair(&p, NULL), 0);
+    /* leave bytes in the socket's own buffer: a line read leaves "def" */
+    HY_CHECK_EQ(hy_tcp_send(p.client, "abc\ndef", 7, SECOND), 0);
+    HY_CHECK_EQ(hy_tcp_set_packet(p.server, HY_TCP_PACKET_LINE, 0), 0);
+    char b[16];
+    size_t got;
+    HY_CHECK_EQ(hy_tcp_recv(p.server, b, sizeof(b), &got, SECOND), 0);
+    HY_CHECK_EQ(hy_tcp_set_packet(p.server, HY_TCP_PACKET_RAW, 0), 0);
+    c->hc.parent = hy_self();
+    hy_pid r;
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.shard = 1;
+    HY_CHECK_EQ(hy_spawn_opt(hand_receiver, &c->hc, &o, &r), 0);
+    HY_CHECK_EQ(hy_tcp_controlling_process(p.server, r), 0);
+    HY_CHECK_EQ(hy_tcp_send(p.client, "ghijk", 5, SECOND), 0);
+    char ack[3];
+    c->ack_rc = hy_tcp_recv_exact(p.client, ack, 3, NULL, 10 * SECOND);
+    hy_msg_free(hy_test_must_recv_tag(TAG_DONE, 10 * SECOND));
+    hy_test_send_tag(r, TAG_GO);
+    hy_tcp_close(p.client);
+}
+
+static void test_tcp_handover_across_shards(void **state)
+{
+    (void)state;
+    struct handover_ctx c;
+    memset(&c, 0, sizeof(c));
+    run_checked(2, handover_main, &c);
+    assert_int_equal(c.hc.rc, 0);
+    assert_int_equal(c.hc.on_shard, 1);
+    assert_memory_equal(c.hc.got, "defghijk", 8);
+    assert_int_equal(c.ack_rc, 0);
+}
+
+/* ---- owners that die while blocked ------------------------------------------- */
+
+static void blocked_reader(void *arg)
+{
+    struct hy_tcp **slot = arg;
+    struct hy_msg *m = hy_test_must_recv_tag(HY_TCP_TAG_GIVEN, 10 * SECOND);
+    if (!m)
+        return;
+    struct hy_tcp *s = hy_tcp_msg_of(m)->sock;
+    hy_msg_free(m);
+    *slot = s;
+    char b[16];
+    size_t got;
+    hy_tcp_recv(s, b, sizeof(b), &got, HY_INFINITY);
+    hy_panic("crashing with its socket open");
+}
+
+struct die_ctx {
+    int eof_kill, eof_crash;
+    size_t socks_after;
+};
+
+static int wait_eof(struct hy_tcp *c)
+{
+    char b[4];
+    size_t got;
+    return hy_tcp_recv(c, b, sizeof(b), &got, 10 * SECOND);
+}
+
+static void die_main(void *arg)
+{
+    struct die_ctx *c = arg;
+    hy_trap_exit(true, NULL);
+    /* killed while blocked in recv: its socket is closed, the peer sees EOF */
+    struct pair p;
+    HY_CHECK_EQ(make_pair(&p, NULL), 0);
+    struct hy_tcp *slot = NULL;
+    hy_pid r;
+    hy_spawn(blocked_reader, &slot, &r);
+    HY_CHECK_EQ(hy_tcp_controlling_process(p.server, r), 0);
+    while (!slot)
+        hy_yield();
+    hy_yield();
+    hy_exit_pid(r, hy_reason_make(HY_REASON_KILL));
+    c->eof_kill = wait_eof(p.client);
+    hy_tcp_close(p.client);
+
+    /* crashes after its recv returns with data */
+    HY_CHECK_EQ(make_pair(&p, NULL), 0);
+    slot = NULL;
+    hy_spawn(blocked_reader, &slot, &r);
+    HY_CHECK_EQ(hy_tcp_controlling_process(p.server, r), 0);
+    while (!slot)
+        hy_yield();
+    hy_tcp_send(p.client, "x", 1, SECOND);
+    c->eof_crash = wait_eof(p.client);
+    hy_tcp_close(p.client);
+    c->socks_after = hy_tcp_count();
+}
+
+static void test_tcp_owner_killed_or_crashing_in_recv(void **state)
+{
+    (void)state;
+    struct die_ctx c = {0};
+    run_checked(1, die_main, &c);
+    assert_int_equal(c.eof_kill, HY_ECLOSED);
+    assert_int_equal(c.eof_crash, HY_ECLOSED);
+    assert_int_equal(c.socks_after, 0);
+}
+
+/* ---- connect/close cycles --------------------------------------------------- */
+
+struct cycle_ctx {
+    unsigned ok;
+    int fds_mid_before, fds_mid_after;
+};
+
+static void cycle_main(void *arg)
+{
+    struct cycle_ctx *c = arg;
+    struct hy_tcp *ls;
+    HY_CHECK_EQ(hy_tcp_listen(NULL, &ls), 0);
+    struct hy_addr a;
+    hy_tcp_sockname(ls, &a);
+    unsigned n = (unsigned)hy_test_scaled(10000);
+    c->fds_mid_before = fd_count();
+    for (unsigned i = 0; i < n; i++) {
+        struct hy_tcp *cl, *sv;
+        if (hy_tcp_connect(&a, NULL, 5 * SECOND, &cl) != 0)
+            continue;
+        if (hy_tcp_accept(ls, &sv, 5 * SECOND) == 0) {
+            c->ok++;
+            hy_tcp_close(sv);
+        }
+        hy_tcp_close(cl);
+    }
+    hy_yield(); /* io_uring: the last poll removals reach the kernel */
+    c->fds_mid_after = fd_count();
+    hy_tcp_close(ls);
+}
+
+static void test_tcp_connect_close_cycles_no_fd_leak(void **state)
+{
+    (void)state;
+    struct cycle_ctx c = {0};
+    run_checked(1, cycle_main, &c);
+    assert_int_equal(c.ok, (unsigned)hy_test_scaled(10000));
+    assert_int_equal(c.fds_mid_after, c.fds_mid_before);
+}
+
+/* ---- compact stacks ---------------------------------------------------------- */
+
+struct compact_ctx {
+    hy_pid parent;
+    uint16_t port;
+    unsigned ok;
+};
+
+static void compact_client(void *arg)
+{
+    struct compact_ctx *cc = arg;
+    struct hy_addr a = loopback(cc->port);
+    struct hy_tcp *s;
+    uint32_t ok = 0;
+    if (hy_tcp_connect(&a, NULL, 10 * SECOND, &s) == 0) {
+        for (unsigned i = 0; i < 50; i++) {
+            uint8_t req[64], resp[64]; /* on the shared compact stack */
+            fill_req(req, (unsigned)hy_self().lo, i);
+            if (hy_tcp_send(s, req, 64, 10 * SECOND) != 0 ||
+                hy_tcp_recv_exact(s, resp, 64, NULL, 10 * SECOND) != 0)
+                break;
+            ok += memcmp(req, resp, 64) == 0;
+        }
+        hy_tcp_close(s);
+    }
+    hy_test_send_u32(cc->parent, TAG_DONE, ok);
+}
+
+static void compact_main(void *arg)
+{
+    struct compact_ctx *cc = arg;
+    hy_pid l[1];
+    cc->port = start_echo(l, 1);
+    cc->parent = hy_self();
+    for (unsigned i = 0; i < 20; i++) {
+        struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+        o.stack_mode = HY_STACK_COMPACT;
+        HY_CHECK_EQ(hy_spawn_opt(compact_client, cc, &o, NULL), 0);
+    }
+    for (unsigned i = 0; i < 20; i++) {
+        struct hy_msg *m = hy_test_must_recv_tag(TAG_DONE, 60 * SECOND);
+        if (!m)
+            break;
+        cc->ok += hy_test_payload_u32(m);
+        hy_msg_free(m);
+    }
+    stop_all(l, 1);
+}
+
+static void test_tcp_compact_stack_buffers(void **state)
+{
+    (void)state;
+    struct compact_ctx c = {0};
+    run_checked(1, compact_main, &c);
+    assert_int_equal(c.ok, 20 * 50);
+}
+
+/* ---- misuse ------------------------------------------------------------------ */
+
+struct misuse_ctx {
+    int not_owner, active_recv, bad_active, bad_packet;
+};
+
+static void not_owner(void *arg)
+{
+    struct misuse_ctx *c = ((void **)arg)[0];
+    struct hy_tcp *s = ((void **)arg)[1];
+    c->not_owner = hy_tcp_send(s, "x", 1, 0);
+}
+
+static void misuse_main(void *arg)
+{
+    struct misuse_ctx *c = arg;
+    struct pair p;
+    HY_CHECK_EQ(make_pair(&p, NULL), 0);
+    void *args[2] = {c, p.client};
+    hy_pid x;
+    hy_ref mref;
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.monitor = true;
+    o.monitor_ref = &mref;
+    hy_spawn_opt(not_owner, args, &o, &x);
+    hy_msg_free(hy_test_must_recv_tag(HY_TAG_DOWN, 5 * SECOND));
+    hy_tcp_set_active(p.client, HY_TCP_ACTIVE_ALWAYS);
+    char b[4];
+    size_t got;
+    c->active_recv = hy_tcp_recv(p.client, b, sizeof(b), &got, 0);
+    c->bad_active = hy_tcp_set_active(p.client, -7);
+    c->bad_packet = hy_tcp_set_packet(p.client, (enum hy_tcp_packet)9, 0);
+    hy_tcp_close(p.client);
+    hy_tcp_close(p.server);
+}
+
+static void test_tcp_misuse_errors(void **state)
+{
+    (void)state;
+    struct misuse_ctx c = {0};
+    run_checked(1, misuse_main, &c);
+    assert_int_equal(c.not_owner, HY_EPERM);
+    assert_int_equal(c.active_recv, HY_EBUSY);
+    assert_int_equal(c.bad_active, HY_EINVAL);
+    assert_int_equal(c.bad_packet, HY_EINVAL);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tcp_connect_refused_timeout_accept_timeout),
+        cmocka_unit_test(test_tcp_echo_1000_conns_2_shards),
+        cmocka_unit_test(test_tcp_echo_1000_conns_4_shards),
+        cmocka_unit_test(test_tcp_echo_pipelined),
+        cmocka_unit_test(test_tcp_partial_reads_writes_tiny_buffers),
+        cmocka_unit_test(test_tcp_peer_close_reset_half_close),
+        cmocka_unit_test(test_tcp_active_once_n_flow_control),
+        cmocka_unit_test(test_tcp_framing_line_length_oversize),
+        cmocka_unit_test(test_tcp_handover_across_shards),
+        cmocka_unit_test(test_tcp_owner_killed_or_crashing_in_recv),
+        cmocka_unit_test(test_tcp_connect_close_cycles_no_fd_leak),
+        cmocka_unit_test(test_tcp_compact_stack_buffers),
+        cmocka_unit_test(test_tcp_misuse_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
