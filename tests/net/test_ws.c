@@ -14,6 +14,7 @@
 
 #include "hydra.h"
 #include "sha1_internal.h"
+#include "test_support.h"
 
 static void hex(const uint8_t *d, size_t n, char *out)
 {
@@ -349,6 +350,237 @@ static void test_ws_frame_header(void **state)
     assert_memory_equal(h + 10, "abcd", 4);
 }
 
+/* ---- the server over real sockets ---------------------------------------- */
+
+#define SEC 1000000000LL
+#define TAG_PORT 1
+#define TAG_RESULT 2
+
+struct result {
+    int rc;
+    uint16_t code;
+};
+
+static void srv_text(struct hy_ws_conn *c, const char *d, size_t n, void *ctx)
+{
+    (void)ctx;
+    hy_ws_send_text(c, d, n);
+}
+
+static void srv_binary(struct hy_ws_conn *c, const uint8_t *d, size_t n, void *ctx)
+{
+    (void)ctx;
+    hy_ws_send_binary(c, d, n);
+}
+
+static void srv_close(struct hy_ws_conn *c, uint16_t code, void *ctx)
+{
+    (void)c;
+    ((struct result *)ctx)->code = code;
+}
+
+static const struct hy_ws_handler srv_handler = {
+    .on_text = srv_text, .on_binary = srv_binary, .on_close = srv_close};
+
+/* Accepts `n` connections one after the other, serves each with the echo
+ * handler, and reports each result to the parent. */
+static void ws_server(void *arg)
+{
+    hy_pid parent = *(const hy_pid *)arg;
+    struct hy_tcp_listen_opts lo;
+    hy_tcp_listen_opts_init(&lo);
+    struct hy_tcp *ls;
+    HY_CHECK_EQ(hy_tcp_listen(&lo, &ls), 0);
+    struct hy_addr me;
+    hy_tcp_sockname(ls, &me);
+    hy_test_send_u32(parent, TAG_PORT, hy_addr_port(&me));
+    for (;;) {
+        struct hy_tcp *c;
+        if (hy_tcp_accept(ls, &c, 30 * SEC) < 0)
+            break;
+        char buf[4096];
+        size_t len = 0, got;
+        struct hy_http_parser p;
+        hy_http_parser_init(&p, NULL);
+        struct hy_http_request req;
+        int rc = HY_EAGAIN;
+        while (rc == HY_EAGAIN && hy_tcp_recv(c, buf + len, sizeof(buf) - len, &got, 10 * SEC) == 0) {
+            len += got;
+            rc = hy_http_parse(&p, buf, len, &req);
+        }
+        struct result r = {rc, 0};
+        if (rc == 0) {
+            struct hy_ws_options o = {.max_message = 1000, .close_timeout_ns = 5 * SEC};
+            r.rc = hy_ws_serve(c, &req, (const uint8_t *)buf + req.total_len,
+                               len - req.total_len, &srv_handler, &r, &o);
+        }
+        hy_tcp_close(c);
+        hy_send(parent, TAG_RESULT, &r, sizeof(r));
+    }
+    hy_tcp_close(ls);
+}
+
+static struct hy_tcp *ws_connect(uint16_t port, const char *version)
+{
+    struct hy_addr a;
+    hy_addr_parse("127.0.0.1", port, &a);
+    struct hy_tcp *s;
+    if (hy_tcp_connect(&a, NULL, 10 * SEC, &s) < 0)
+        return NULL;
+    char req[256];
+    int n = snprintf(req, sizeof(req),
+                     "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     "Sec-WebSocket-Version: %s\r\n\r\n",
+                     version);
+    HY_CHECK_EQ(hy_tcp_send(s, req, (size_t)n, 10 * SEC), 0);
+    /* Read the response head byte by byte (no bytes after it are taken). */
+    char head[512];
+    size_t len = 0;
+    while (len < sizeof(head) - 1) {
+        size_t got;
+        if (hy_tcp_recv_exact(s, head + len, 1, &got, 10 * SEC) < 0)
+            break;
+        len++;
+        if (len >= 4 && memcmp(head + len - 4, "\r\n\r\n", 4) == 0)
+            break;
+    }
+    head[len] = '\0';
+    if (strcmp(version, "13") == 0) {
+        HY_CHECK(strncmp(head, "HTTP/1.1 101 ", 13) == 0);
+        HY_CHECK(strstr(head, "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n") != NULL);
+    } else {
+        HY_CHECK(strncmp(head, "HTTP/1.1 426 ", 13) == 0);
+    }
+    return s;
+}
+
+static void client_send(struct hy_tcp *s, uint8_t b0, const void *p, size_t n, bool mask)
+{
+    uint8_t f[2048];
+    size_t len = frame(f, b0, p, n, mask);
+    HY_CHECK_EQ(hy_tcp_send(s, f, len, 10 * SEC), 0);
+}
+
+/* Reads one server frame: returns its first byte, payload into out. */
+static int client_read(struct hy_tcp *s, uint8_t *out, size_t cap, size_t *len)
+{
+    uint8_t h[8];
+    if (hy_tcp_recv_exact(s, h, 2, NULL, 10 * SEC) < 0)
+        return -1;
+    HY_CHECK((h[1] & 0x80) == 0); /* servers never mask */
+    size_t n = h[1] & 0x7f;
+    if (n == 126) {
+        hy_tcp_recv_exact(s, h + 2, 2, NULL, 10 * SEC);
+        n = (size_t)h[2] << 8 | h[3];
+    }
+    HY_CHECK(n <= cap);
+    if (n > cap || (n && hy_tcp_recv_exact(s, out, n, NULL, 10 * SEC) < 0))
+        return -1;
+    *len = n;
+    return h[0];
+}
+
+static struct result must_result(void)
+{
+    struct result r = {-999, 0};
+    struct hy_msg *m = hy_test_must_recv_tag(TAG_RESULT, 30 * SEC);
+    if (m) {
+        memcpy(&r, m->data, sizeof(r));
+        hy_msg_free(m);
+    }
+    return r;
+}
+
+static void body_server(void *arg)
+{
+    (void)arg;
+    hy_pid me = hy_self(), srv;
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.arg_size = sizeof(me);
+    o.shard = 1;
+    HY_CHECK_EQ(hy_spawn_opt(ws_server, &me, &o, &srv), 0);
+    struct hy_msg *m = hy_test_must_recv_tag(TAG_PORT, 10 * SEC);
+    if (!m)
+        return;
+    uint16_t port = (uint16_t)hy_test_payload_u32(m);
+    hy_msg_free(m);
+    uint8_t buf[2048];
+    size_t n;
+
+    /* 1. echo, ping, fragments, then a clean close handshake. */
+    struct hy_tcp *s = ws_connect(port, "13");
+    client_send(s, 0x81, "hello", 5, true);
+    HY_CHECK_EQ(client_read(s, buf, sizeof(buf), &n), 0x81);
+    HY_CHECK(n == 5 && memcmp(buf, "hello", 5) == 0);
+    client_send(s, 0x89, "p!", 2, true);
+    HY_CHECK_EQ(client_read(s, buf, sizeof(buf), &n), 0x8a);
+    HY_CHECK(n == 2 && memcmp(buf, "p!", 2) == 0);
+    client_send(s, 0x02, "ab", 2, true);
+    client_send(s, 0x89, "", 0, true); /* a ping between fragments */
+    client_send(s, 0x80, "cd", 2, true);
+    HY_CHECK_EQ(client_read(s, buf, sizeof(buf), &n), 0x8a);
+    HY_CHECK_EQ(client_read(s, buf, sizeof(buf), &n), 0x82);
+    HY_CHECK(n == 4 && memcmp(buf, "abcd", 4) == 0);
+    client_send(s, 0x88, "\x0f\xa0" "done", 6, true); /* 4000 */
+    HY_CHECK_EQ(client_read(s, buf, sizeof(buf), &n), 0x88);
+    HY_CHECK(n >= 2 && buf[0] == 0x0f && buf[1] == 0xa0);
+    hy_tcp_close(s);
+    struct result r = must_result();
+    HY_CHECK_EQ(r.rc, 0);
+    HY_CHECK_EQ(r.code, 4000);
+
+    /* 2. an unmasked client frame: closed with 1002. */
+    s = ws_connect(port, "13");
+    client_send(s, 0x81, "hi", 2, false);
+    HY_CHECK_EQ(client_read(s, buf, sizeof(buf), &n), 0x88);
+    HY_CHECK(n == 2 && (buf[0] << 8 | buf[1]) == 1002);
+    hy_tcp_close(s);
+    r = must_result();
+    HY_CHECK_EQ(r.rc, HY_EINVAL);
+    HY_CHECK_EQ(r.code, 1002);
+
+    /* 3. a message above max_message: closed with 1009. */
+    s = ws_connect(port, "13");
+    static uint8_t big[1001];
+    client_send(s, 0x82, big, sizeof(big), true);
+    HY_CHECK_EQ(client_read(s, buf, sizeof(buf), &n), 0x88);
+    HY_CHECK(n == 2 && (buf[0] << 8 | buf[1]) == 1009);
+    hy_tcp_close(s);
+    r = must_result();
+    HY_CHECK_EQ(r.rc, HY_EMSGSIZE);
+
+    /* 4. invalid UTF-8 in a text message: 1007. */
+    s = ws_connect(port, "13");
+    client_send(s, 0x81, "\xed\xa0\x80", 3, true);
+    HY_CHECK_EQ(client_read(s, buf, sizeof(buf), &n), 0x88);
+    HY_CHECK(n == 2 && (buf[0] << 8 | buf[1]) == 1007);
+    hy_tcp_close(s);
+    r = must_result();
+    HY_CHECK_EQ(r.code, 1007);
+
+    /* 5. the peer just goes away: on_close sees 1006. */
+    s = ws_connect(port, "13");
+    hy_tcp_close(s);
+    r = must_result();
+    HY_CHECK_EQ(r.code, 1006);
+
+    /* 6. a version other than 13: 426 and no connection. */
+    s = ws_connect(port, "8");
+    hy_tcp_close(s);
+    r = must_result();
+    HY_CHECK_EQ(r.rc, HY_EINVAL);
+
+    hy_exit_pid(srv, hy_reason_make(HY_REASON_KILL));
+    HY_CHECK(hy_test_quiesce(1, 10000));
+}
+
+static void test_ws_server_over_tcp(void **state)
+{
+    (void)state;
+    assert_int_equal(hy_test_run(2, body_server, NULL), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -359,6 +591,7 @@ int main(void)
         cmocka_unit_test(test_ws_decode_violations),
         cmocka_unit_test(test_ws_random_input),
         cmocka_unit_test(test_ws_frame_header),
+        cmocka_unit_test(test_ws_server_over_tcp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
