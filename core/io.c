@@ -153,7 +153,7 @@ void hy__io_del(struct hy_shard *sh, struct hy__io_watch *w)
     uint32_t idx = w->idx;
     io->be->del(io->state, w->fd, cookie_of(io, idx));
     io->slots[idx] = NULL;
-    io->gen[idx]++;
+    io->gen[idx] = (io->gen[idx] + 1) & 0x7fffffffu; /* bit 63 of a cookie is the backend's */
     io->next_free[idx] = io->free_head;
     io->free_head = idx;
     io->nwatch--;

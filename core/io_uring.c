@@ -96,17 +96,26 @@ static int ur_add(void *state, int fd, uint64_t cookie)
     return 0;
 }
 
+/* Removal requests carry the poll's cookie with this bit: their completion
+ * says whether the poll is gone (never a watch: dispatch ignores it). */
+#define REMOVE_BIT (1ull << 63)
+
+static void queue_remove(struct ur *u, uint64_t cookie)
+{
+    struct io_uring_sqe *sqe = sqe_get(u);
+    if (!sqe)
+        hy__fatal("io_uring: no submission entry after a submit");
+    io_uring_prep_poll_remove(sqe, cookie);
+    io_uring_sqe_set_data64(sqe, cookie | REMOVE_BIT);
+}
+
 static void ur_del(void *state, int fd, uint64_t cookie)
 {
     (void)fd;
     struct ur *u = state;
-    struct io_uring_sqe *sqe = sqe_get(u);
-    if (!sqe)
-        hy__fatal("io_uring: no submission entry after a submit");
+    queue_remove(u, cookie);
     /* the poll holds a reference to the file until removed: the socket is
      * really closed only when this removal reaches the kernel */
-    io_uring_prep_poll_remove(sqe, cookie);
-    io_uring_sqe_set_data64(sqe, 0); /* index 0: never a watch */
     /* now, not at the end of the turn: a listener closed by the caller must
      * refuse the connect it makes next */
     io_uring_submit(&u->ring);
@@ -132,8 +141,13 @@ static unsigned ur_poll(struct hy_shard *sh, void *state)
             uint64_t cookie = io_uring_cqe_get_data64(cqes[i]);
             int res = cqes[i]->res;
             unsigned flags = cqes[i]->flags;
-            if (!(uint32_t)cookie)
+            if (cookie & REMOVE_BIT) {
+                /* -EALREADY: the poll was completing; the kernel keeps the
+                 * socket's file until the poll is gone, so ask again */
+                if (res == -EALREADY)
+                    queue_remove(u, cookie & ~REMOVE_BIT);
                 continue;
+            }
             uint32_t ev = 0;
             if (res > 0) {
                 if (res & POLLIN)
