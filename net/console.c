@@ -915,7 +915,7 @@ static int action(struct hy_console *c, struct hy_tcp *s, const struct hy_http_r
         if (!query_get(r->query, r->query_len, "pid", &v, &vl) || !pid_parse(v, vl, &pid))
             return respond(s, 400, "text/plain", "pid=ID required\n", 16, keep);
         int rc = hy_exit_pid(pid, hy_reason_make(HY_REASON_KILL));
-        hy_log(HY_LOG_NOTICE, "console: kill %s: %s", v, hy_strerror(rc));
+        hy_log(HY_LOG_NOTICE, "console: kill %.*s: %s", (int)vl, v, hy_strerror(rc));
         char body[96];
         int n = snprintf(body, sizeof(body), "{\"result\":\"%s\"}", hy_err_name(rc));
         return respond(s, rc == 0 ? 200 : 404, "application/json", body, (size_t)n, keep);
@@ -932,7 +932,7 @@ static int action(struct hy_console *c, struct hy_tcp *s, const struct hy_http_r
     int rc = hy_supervisor_terminate_child(pid, child, HY_PID_NONE);
     if (rc == 0)
         rc = hy_supervisor_restart_child(pid, child, NULL);
-    hy_log(HY_LOG_NOTICE, "console: restart %s of %s: %s", child, v, hy_strerror(rc));
+    hy_log(HY_LOG_NOTICE, "console: restart %s of %.*s: %s", child, (int)vl, v, hy_strerror(rc));
     char body[96];
     int n = snprintf(body, sizeof(body), "{\"result\":\"%s\"}", hy_err_name(rc));
     return respond(s, rc == 0 ? 200 : 409, "application/json", body, (size_t)n, keep);

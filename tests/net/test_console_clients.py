@@ -287,6 +287,7 @@ def test_browser(port, nshards, artifacts):
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
         from selenium.webdriver.common.by import By
+        from selenium.common.exceptions import StaleElementReferenceException
     except ImportError:
         print("skip browser: python3-selenium missing")
         return
@@ -328,10 +329,20 @@ def test_browser(port, nshards, artifacts):
             f.send_keys(w["pid"])
             b = drv.find_elements(By.CSS_SELECTOR, sel)
             return b[0] if b else None
-        b = wait_until(button, 30)
-        check(b is not None, "browser: kill button of the worker found")
+        def click():
+            # The table is rebuilt at every push: a button found just before
+            # a push is gone when clicked, so find and click again.
+            try:
+                b = button()
+                if b:
+                    b.click()
+                    return True
+            except StaleElementReferenceException:
+                pass
+            return False
+        b = wait_until(click, 30)
+        check(b, "browser: kill button of the worker found and clicked")
         if b:
-            b.click()
             gone = wait_until(lambda: not drv.find_elements(By.CSS_SELECTOR, "#procs tr.proc[data-id='%s']" % w["pid_id"]), 30)
             check(gone, "browser: killed process disappears from the list")
 
@@ -361,7 +372,9 @@ def main():
     want = min(hard, 8192)
     if soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    proc = subprocess.Popen([node, str(nshards), TOKEN], stdout=subprocess.PIPE, text=True)
+    errlog = tempfile.TemporaryFile()
+    proc = subprocess.Popen([node, str(nshards), TOKEN], stdout=subprocess.PIPE, stderr=errlog,
+                            text=True)
     try:
         ports = {}
         while len(ports) < 2:
@@ -390,6 +403,11 @@ def main():
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
+    errlog.seek(0)
+    err = errlog.read()
+    sys.stderr.write(err.decode(errors="replace")[-3000:])
+    check(TOKEN.encode() not in err, "the token never appears in the node's log")
+    check(b"kill " in err, "the kill action is logged")
     print("%d failure(s)" % len(FAILS))
     return 1 if FAILS else 0
 
