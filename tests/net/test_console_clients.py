@@ -131,6 +131,24 @@ def test_api(port, nshards):
     check(st == 400, "/api/proc with a bad id: 400")
     st, _ = http(port, "/nope")
     check(st == 404, "unknown path: 404")
+    # Restart a supervisor's child through the API: a new pid for it.
+    def idler_of(tree, sup_id):
+        def walk(n):
+            if n.get("pid_id") == sup_id:
+                return [k for k in n["children"] if k["id"] == "idler"][0]
+            for k in n.get("children", []):
+                r = walk(k)
+                if r:
+                    return r
+        return walk(tree)
+    old = idler_of(d["tree"]["tree"], sup["pid_id"])
+    path = "/api/restart?sup=%s&child=idler" % sup["pid_id"]
+    st, _ = http(port, path, method="POST")
+    check(st == 401, "restart without the token is refused (401)")
+    st, body = http(port, path, method="POST", headers={"Authorization": "Bearer " + TOKEN})
+    check(st == 200, "restart with the token: 200 (%s)" % body)
+    new = idler_of(json.loads(http(port, "/api/tree")[1])["tree"], sup["pid_id"])
+    check(new["pid_id"] != old["pid_id"], "the restarted child has a new pid")
 
 
 # ---- malformed HTTP -------------------------------------------------------------
