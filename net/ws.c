@@ -343,7 +343,8 @@ static int send_close(struct hy_ws_conn *c, uint16_t code, const char *reason, s
     if (code != HY_WS_CLOSE_NO_STATUS) {
         p[0] = (uint8_t)(code >> 8);
         p[1] = (uint8_t)code;
-        memcpy(p + 2, reason, rlen);
+        if (rlen)
+            memcpy(p + 2, reason, rlen);
         n = 2 + rlen;
     }
     c->close_sent = true;
