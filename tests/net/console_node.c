@@ -151,10 +151,20 @@ static void app_main(void *arg)
     }
     printf("CONSOLE %u\nECHO %u\n", hy_console_port(con), hy_tcp_server_port(srv));
     fflush(stdout);
-    struct hy_msg *m;
-    for (;;)
-        if (hy_recv(&m, HY_INFINITY) == 0)
-            hy_msg_free(m);
+    /* Run until the application stops us (exit signal shutdown), then
+     * stop the servers in order. */
+    hy_trap_exit(true, NULL);
+    for (;;) {
+        struct hy_msg *m;
+        if (hy_recv(&m, HY_INFINITY) < 0)
+            continue;
+        bool exit_signal = m->tag == HY_TAG_EXIT;
+        hy_msg_free(m);
+        if (exit_signal)
+            break;
+    }
+    hy_tcp_server_stop(srv, 0);
+    hy_console_stop(con);
 }
 
 int main(int argc, char **argv)

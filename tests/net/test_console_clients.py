@@ -418,9 +418,11 @@ def main():
     finally:
         proc.terminate()
         try:
-            proc.wait(30)
+            rc = proc.wait(60)
         except subprocess.TimeoutExpired:
             proc.kill()
+            rc = "hung"
+    check(rc == 0, "node stops in order on SIGTERM (status %s)" % rc)
     errlog.seek(0)
     err = errlog.read()
     sys.stderr.write(err.decode(errors="replace")[-3000:])
