@@ -1105,6 +1105,8 @@ int hy_console_start(const char *address, uint16_t port, const struct hy_console
         o.max_connections = 256;
     if (!o.max_procs)
         o.max_procs = 1000;
+    if (o.shard < -1 || o.shard >= (int)hy_shard_count())
+        return HY_EINVAL;
     struct hy_addr addr;
     int rc = hy_addr_parse(address ? address : "127.0.0.1", port, &addr);
     if (rc < 0) {
@@ -1153,6 +1155,11 @@ int hy_console_start(const char *address, uint16_t port, const struct hy_console
     so.arg = c;
     so.acceptors = 2;
     so.max_connections = o.max_connections;
+    unsigned serve_on = (unsigned)o.shard;
+    if (o.shard >= 0) {
+        so.shards = &serve_on;
+        so.nshards = 1;
+    }
     rc = hy_tcp_server_start(&so, &c->srv);
     if (rc < 0) {
         stop_collectors(c, c->nshards);

@@ -61,6 +61,12 @@ struct hy_console_options {
     uint64_t reply_timeout_ns;    /* wait for collectors [500 ms] */
     unsigned max_connections;     /* connections at once [256] */
     unsigned max_procs;           /* processes listed per shard [1000] */
+    int shard;                    /* shard whose processes listen and serve
+                                     the connections [0]; -1: every shard
+                                     (an open socket makes a shard's
+                                     scheduler peek at its I/O completions
+                                     every turn: one shard keeps that cost
+                                     off the others) */
 };
 
 /* A running console (opaque, owned by the caller until hy_console_stop). */
@@ -73,7 +79,7 @@ struct hy_console;
  * and the log sink (reports and log lines are still written to stderr as
  * before; the console keeps the last ones).
  * Errors: HY_EPERM (a non-loopback address without a token, or actions
- * without a token), HY_EINVAL (bad address), HY_EADDRINUSE,
+ * without a token), HY_EINVAL (bad address, no such shard), HY_EADDRINUSE,
  * HY_EADDRNOTAVAIL, HY_EALREADY (a console already runs), HY_ENOMEM,
  * HY_ENOTPROC.
  * Context: a process of a running node. */
