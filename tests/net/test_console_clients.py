@@ -30,14 +30,25 @@ def check(cond, what):
         FAILS.append(what)
 
 
+def attempt(cond):
+    # The page rebuilds its tables at every push: an element read just as
+    # it is replaced is stale; that read counts as "not yet".
+    try:
+        return cond()
+    except Exception as e:  # noqa: BLE001
+        if type(e).__name__ == "StaleElementReferenceException":
+            return None
+        raise
+
+
 def wait_until(cond, timeout, step=0.1):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        v = cond()
+        v = attempt(cond)
         if v:
             return v
         time.sleep(step)
-    return cond()
+    return attempt(cond)
 
 
 def http(port, path, method="GET", headers=None, timeout=20):
@@ -328,8 +339,10 @@ def test_browser(port, nshards, artifacts):
               "browser: supervision tree shown")
         check(wait_until(lambda: len(drv.find_elements(By.CSS_SELECTOR, "#procs tr.proc")) > 3, 30),
               "browser: process list shown")
-        first = drv.find_element(By.CSS_SELECTOR, "#shards tbody").text
-        check(wait_until(lambda: drv.find_element(By.CSS_SELECTOR, "#shards tbody").text != first, 30),
+        text = lambda sel: drv.execute_script(
+            "return [...document.querySelectorAll(arguments[0])].map(e => e.textContent)", sel)
+        first = text("#shards tbody tr.shard")
+        check(wait_until(lambda: text("#shards tbody tr.shard") != first, 30),
               "browser: shard figures update live")
         check(wait_until(lambda: "live" in drv.find_element(By.ID, "status").text, 30),
               "browser: WebSocket connected")
@@ -369,7 +382,7 @@ def test_browser(port, nshards, artifacts):
                 s2, _ = find_load(d2["tree"])
                 return s2["restarts"] > before
             check(wait_until(restarts, 30), "browser: supervisor's restart count grows")
-            shown = lambda: any(int(e.text) > before for e in drv.find_elements(By.CSS_SELECTOR, "#tree .restarts"))
+            shown = lambda: any(int(t) > before for t in text("#tree .restarts"))
             check(wait_until(shown, 30), "browser: page shows the new restart count")
         f.clear()
         time.sleep(0)  # the next push repaints
