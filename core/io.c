@@ -133,7 +133,7 @@ int hy__io_add(struct hy_shard *sh, struct hy__io_watch *w)
     w->idx = idx;
     w->ready = HY_IO_IN | HY_IO_OUT;
     int rc = io->be->add(io->state, w->fd, cookie_of(io, idx));
-    stat_add(&sh->st.io_syscalls, io->be->kind == HY_IO_EPOLL);
+    stat_add(&sh->st.io_syscalls, io->be->kind == HY_IO_EPOLL); /* epoll_ctl */
     if (rc) {
         io->slots[idx] = NULL;
         io->next_free[idx] = io->free_head;
@@ -152,6 +152,7 @@ void hy__io_del(struct hy_shard *sh, struct hy__io_watch *w)
         return;
     uint32_t idx = w->idx;
     io->be->del(io->state, w->fd, cookie_of(io, idx));
+    stat_add(&sh->st.io_syscalls, 1); /* epoll_ctl, or io_uring_enter */
     io->slots[idx] = NULL;
     io->gen[idx] = (io->gen[idx] + 1) & 0x7fffffffu; /* bit 63 of a cookie is the backend's */
     io->next_free[idx] = io->free_head;

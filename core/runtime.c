@@ -11,6 +11,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "errors.h"
@@ -212,6 +213,7 @@ static void shard_run(struct hy_shard *sh)
     snprintf(name, sizeof(name), "hydra-shard%u", sh->id);
     pthread_setname_np(pthread_self(), name);
     sh->cpu_clock = CLOCK_THREAD_CPUTIME_ID;
+    sh->tid = (pid_t)syscall(SYS_gettid);
     pthread_getcpuclockid(pthread_self(), &sh->cpu_clock);
     sh->now = hy_now_ns();
     if (hy__crash_shard_init(sh) != 0)

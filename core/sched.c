@@ -311,7 +311,10 @@ static void idle_sleep(struct hy_shard *sh)
         poll_sleep(sh, deadline, io_fd);
     else
         futex_sleep(sh, deadline);
-    atomic_store_explicit(&sh->sleeping, 0, memory_order_relaxed);
+    /* seq_cst: pairs with the watchdog's store of parked then its check */
+    atomic_store_explicit(&sh->sleeping, 0, memory_order_seq_cst);
+    if (hy__stall_parked())
+        hy__stall_kick();
 }
 
 void hy__sched_loop(struct hy_shard *sh)

@@ -293,6 +293,7 @@ struct hy_shard {
     _Atomic uint64_t run_since_cpu_ns;         /* thread CPU time at switch-in */
     _Atomic(struct hy_proc *) running;
     clockid_t cpu_clock;
+    pid_t tid;                                 /* the shard thread's id (/proc reads) */
     uint64_t stall_reported_seq;
 
     /* poll hooks */
@@ -484,6 +485,9 @@ void hy__name_fini(void);
 /* ---- stall.c / blocking.c / log.c --------------------------------------- */
 int hy__stall_start(void);
 void hy__stall_stop(void);
+/* A shard woke from sleep: wakes the watchdog if it waits for one. */
+bool hy__stall_parked(void);
+void hy__stall_kick(void);
 int hy__blocking_start(unsigned nthreads);
 void hy__blocking_stop(void);
 uint64_t hy__thread_cpu_ns(clockid_t clk);

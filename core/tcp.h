@@ -16,12 +16,14 @@
  * another one (the descriptor travels through the ring mesh).
  *
  * Memory. The kernel never writes into a process's stack while the process
- * is suspended: data is received into a buffer owned by the socket and copied
- * into the caller's buffer when the caller runs again, and data to send is
- * written by the calling process itself (what the kernel does not take at
- * once is copied into the socket's send buffer before the caller parks). So
- * every call here works for compact-stack processes too, with buffers on
- * their stack.
+ * is suspended: the poller only reports readiness, and the read and write
+ * system calls are made by the calling process itself while it runs (its
+ * stack, compact or not, is in place), or, for framed and active sockets,
+ * by the runtime into a buffer the socket owns, copied out when the owner
+ * runs. No kernel operation holds a user buffer across a wait, so closing a
+ * socket (or its owner's exit) never leaves the kernel writing into freed
+ * memory, and every call here works for compact-stack processes, with
+ * buffers on their stack.
  *
  * Modes. A socket is *passive* by default: data is read with hy_tcp_recv*.
  * In *active* mode (hy_tcp_set_active) the socket delivers what arrives to
@@ -155,8 +157,9 @@ const struct hy_tcp_msg *hy_tcp_msg_of(const struct hy_msg *m);
 int hy_tcp_listen(const struct hy_tcp_listen_opts *o, struct hy_tcp **out);
 
 /* Waits up to timeout_ns for a connection on listener ls and returns it, owned
- * by the caller, in *out, with ls's conn options applied. Several processes
- * may wait on one listener; each connection goes to one of them.
+ * by the caller, in *out, with ls's conn options applied. Only the owner
+ * accepts; for a pool of acceptors, give each its own listener of the same
+ * port (reuseport), as otp/tcp_server.h does.
  * Errors: HY_ETIMEDOUT, HY_EINVAL (ls is not listening), HY_EMFILE (out of
  * descriptors: the connection stays queued), HY_ENOMEM, and the common ones.
  * Context: a process (ls's owner). */

@@ -1,7 +1,7 @@
 # Shared by scripts/run, scripts/test and scripts/bench: installs what the
 # project needs from Debian's archive when it is missing. Idempotent.
 
-HYDRA_PACKAGES="meson ninja-build pkg-config gcc libc6-dev libnuma-dev libcmocka-dev dpdk-dev libdpdk-dev libsodium-dev iproute2 prometheus python3-websockets python3-selenium chromium chromium-driver"
+HYDRA_PACKAGES="meson ninja-build pkg-config gcc libc6-dev libnuma-dev libcmocka-dev dpdk-dev libdpdk-dev libsodium-dev iproute2 liburing-dev libseccomp-dev prometheus python3-websockets python3-selenium chromium chromium-driver"
 
 hy_need_root_for_apt() {
     if [ "$(id -u)" != 0 ]; then

@@ -344,12 +344,82 @@ static void test_stall_aborts_past_the_multiple(void **state)
     assert_non_null(strstr(out, "aborting"));
 }
 
+/* ---- a process blocked in a system call ------------------------------------------ */
+
+struct blocked_ctx {
+    hy_pid pid;
+    uint64_t stalls;
+};
+
+/* Sleeps in the kernel without returning to the scheduler (a blocking read
+ * or accept would look the same) for 10 x the threshold: no CPU used. */
+static void blocked_main(void *arg)
+{
+    struct blocked_ctx *c = arg;
+    c->pid = hy_self();
+    struct timespec ts = {0, (long)(10 * THRESHOLD_NS)}, rem;
+    while (nanosleep(&ts, &rem) != 0 && errno == EINTR)
+        ts = rem; /* the report's backtrace signal interrupts it */
+    struct hy_stats st;
+    hy_stats_total(&st);
+    c->stalls = st.stalls;
+}
+
+static void test_stall_reports_a_blocking_syscall_by_wall_clock(void **state)
+{
+    (void)state;
+    struct hy_config cfg;
+    stall_config(&cfg);
+    cfg.nshards = 1;
+    struct blocked_ctx c;
+    memset(&c, 0, sizeof(c));
+    capture_start();
+    hy_test_run_cfg(&cfg, blocked_main, &c);
+    hy_log_set_sink(NULL, NULL);
+    assert_int_equal(c.stalls, 1);
+    pthread_mutex_lock(&log_lock);
+    int n = log_n;
+    pthread_mutex_unlock(&log_lock);
+    assert_int_equal(n, 1);
+    char pid[HY_PID_STRLEN];
+    hy_pid_format(c.pid, pid, sizeof(pid));
+    if (!strstr(log_lines[0], pid) || !strstr(log_lines[0], "wall-clock") ||
+        !strstr(log_lines[0], "system call"))
+        fail_msg("not a blocked-call report naming %s: %s", pid, log_lines[0]);
+}
+
+/* ---- the watchdog sleeps while every shard sleeps ---------------------------------- */
+
+static void idle_main(void *arg)
+{
+    uint64_t *cpu = arg;
+    hy_sleep_ns(10 * 1000000ull); /* let the other shard fall asleep */
+    uint64_t t0 = clock_ns(CLOCK_PROCESS_CPUTIME_ID);
+    hy_sleep_ns(500 * 1000000ull);
+    *cpu = clock_ns(CLOCK_PROCESS_CPUTIME_ID) - t0;
+}
+
+static void test_stall_watchdog_sleeps_when_shards_sleep(void **state)
+{
+    (void)state;
+    struct hy_config cfg;
+    hy_config_init(&cfg);
+    cfg.nshards = 2;
+    cfg.stall_threshold_ns = 4 * 1000000ull; /* the watchdog would wake 1000/s */
+    uint64_t cpu = 0;
+    hy_test_run_cfg(&cfg, idle_main, &cpu);
+    /* 500 ms with both shards asleep on a timer: a few wake-ups only */
+    assert_true(cpu < 5 * 1000000ull);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stall_reported_once_per_stall),
         cmocka_unit_test(test_stall_on_the_hy_run_thread),
         cmocka_unit_test(test_stall_aborts_past_the_multiple),
+        cmocka_unit_test(test_stall_reports_a_blocking_syscall_by_wall_clock),
+        cmocka_unit_test(test_stall_watchdog_sleeps_when_shards_sleep),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,21 @@
+/* The connection handler of hydra-echo: every byte back, in order, until
+ * the client closes. One process per connection (run by the TCP server). */
+#include <stdatomic.h>
+
+#include "echo.h"
+
+_Atomic uint64_t echo_bytes;
+
+void echo_handle(struct hy_tcp *sock, void *arg)
+{
+    (void)arg;
+    char buf[16384];
+    for (;;) {
+        size_t n;
+        if (hy_tcp_recv(sock, buf, sizeof(buf), &n, HY_INFINITY) != 0)
+            return; /* closed, reset: the socket is closed as we end */
+        if (hy_tcp_send(sock, buf, n, 10ll * 1000000000) != 0)
+            return;
+        atomic_fetch_add_explicit(&echo_bytes, n, memory_order_relaxed);
+    }
+}
