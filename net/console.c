@@ -30,16 +30,16 @@
 #include "timer.h"
 #include "ws.h"
 
-#define SEC 1000000000ull
-#define TAG_SNAP_REQ 0x48435351ull   /* "HCSQ" */
-#define TAG_SNAP_REPLY 0x48435352ull /* "HCSR" */
-#define TAG_STOP 0x48435354ull       /* "HCST" */
-#define TAG_TICK 0x48435449ull       /* "HCTI" */
-#define MAX_BODY 4096
-#define MAX_HEAD 8192
-#define NREPORTS 16
-#define NRESTARTS 256
-#define MAX_TREE_DEPTH 8
+#define SEC               1000000000ull
+#define TAG_SNAP_REQ      0x48435351ull /* "HCSQ" */
+#define TAG_SNAP_REPLY    0x48435352ull /* "HCSR" */
+#define TAG_STOP          0x48435354ull /* "HCST" */
+#define TAG_TICK          0x48435449ull /* "HCTI" */
+#define MAX_BODY          4096
+#define MAX_HEAD          8192
+#define NREPORTS          16
+#define NRESTARTS         256
+#define MAX_TREE_DEPTH    8
 #define MAX_TREE_CHILDREN 256
 
 extern const char hy__console_page[];
@@ -267,12 +267,12 @@ struct snap_req {
 
 struct snap {
     uint32_t shard;
-    uint32_t partial;         /* process list cut short by the budget or the bound */
+    uint32_t partial; /* process list cut short by the budget or the bound */
     uint64_t nprocs_total;
-    uint64_t nprocs;          /* entries in procs */
+    uint64_t nprocs; /* entries in procs */
     uint64_t collect_ns;
-    uint64_t reductions;      /* sum over the live processes listed */
-    uint64_t proc_memory;     /* bytes, sum over the live processes listed */
+    uint64_t reductions;  /* sum over the live processes listed */
+    uint64_t proc_memory; /* bytes, sum over the live processes listed */
     uint64_t mailbox_total;
     struct hy_stats st;
     /* then struct hy_pair_stats pair[nshards], then struct hy_proc_info procs[nprocs] */
@@ -400,10 +400,14 @@ static const struct hy_proc_info *snap_procs(const struct hy_console *c, const s
 static const char *status_name(int st)
 {
     switch (st) {
-    case HY_STATUS_RUNNABLE: return "runnable";
-    case HY_STATUS_RUNNING: return "running";
-    case HY_STATUS_WAITING: return "waiting";
-    default: return "exiting";
+    case HY_STATUS_RUNNABLE:
+        return "runnable";
+    case HY_STATUS_RUNNING:
+        return "running";
+    case HY_STATUS_WAITING:
+        return "waiting";
+    default:
+        return "exiting";
     }
 }
 
@@ -587,8 +591,8 @@ static void json_reports(struct hy_console *c, struct sb *b)
     sb_str(b, "{\"reports\":[");
     for (unsigned i = 0; i < n; i++) { /* newest first */
         const struct report_line *r = &copy[(next + NREPORTS - 1 - i) % NREPORTS];
-        sb_printf(b, "%s{\"kind\":\"%s\",\"age_ms\":%llu,\"text\":", i ? "," : "",
-                  kinds[r->kind], (unsigned long long)((now - r->at_ns) / 1000000));
+        sb_printf(b, "%s{\"kind\":\"%s\",\"age_ms\":%llu,\"text\":", i ? "," : "", kinds[r->kind],
+                  (unsigned long long)((now - r->at_ns) / 1000000));
         sb_json(b, r->text);
         sb_str(b, "}");
     }
@@ -657,20 +661,20 @@ static void prometheus(struct hy_console *c, struct sb *b)
             st[s] = ((const struct snap *)snaps[s]->data)->st;
     }
     free_snaps(c, snaps);
-#define PER_SHARD(name, type, help, expr)                                                   \
-    do {                                                                                    \
-        prom_head(b, name, type, help);                                                     \
-        for (unsigned s = 0; s < c->nshards; s++)                                           \
-            if (have[s])                                                                    \
-                sb_printf(b, "%s{shard=\"%u\"} %llu\n", name, s,                            \
-                          (unsigned long long)(st[s].expr));                                \
+#define PER_SHARD(name, type, help, expr)                                                          \
+    do {                                                                                           \
+        prom_head(b, name, type, help);                                                            \
+        for (unsigned s = 0; s < c->nshards; s++)                                                  \
+            if (have[s])                                                                           \
+                sb_printf(b, "%s{shard=\"%u\"} %llu\n", name, s,                                   \
+                          (unsigned long long)(st[s].expr));                                       \
     } while (0)
-#define PER_SHARD_SEC(name, help, expr)                                                     \
-    do {                                                                                    \
-        prom_head(b, name, "counter", help);                                                \
-        for (unsigned s = 0; s < c->nshards; s++)                                           \
-            if (have[s])                                                                    \
-                sb_printf(b, "%s{shard=\"%u\"} %.9f\n", name, s, (double)(st[s].expr) / 1e9); \
+#define PER_SHARD_SEC(name, help, expr)                                                            \
+    do {                                                                                           \
+        prom_head(b, name, "counter", help);                                                       \
+        for (unsigned s = 0; s < c->nshards; s++)                                                  \
+            if (have[s])                                                                           \
+                sb_printf(b, "%s{shard=\"%u\"} %.9f\n", name, s, (double)(st[s].expr) / 1e9);      \
     } while (0)
     PER_SHARD("hydra_processes", "gauge", "Processes alive.", procs_alive);
     PER_SHARD("hydra_processes_spawned_total", "counter", "Processes spawned.", procs_spawned);
@@ -950,8 +954,8 @@ static int route(struct hy_console *c, struct hy_tcp *s, const struct hy_http_re
     struct sb b = {0};
     int rc;
     if (path_is(r, "/")) {
-        rc = respond(s, 200, "text/html; charset=utf-8", hy__console_page,
-                     strlen(hy__console_page), keep);
+        rc = respond(s, 200, "text/html; charset=utf-8", hy__console_page, strlen(hy__console_page),
+                     keep);
     } else if (path_is(r, "/metrics")) {
         prometheus(c, &b);
         rc = respond_sb(s, "text/plain; version=0.0.4", &b, keep);
@@ -1036,8 +1040,7 @@ static void conn_handle(struct hy_tcp *s, void *arg)
             break;
         }
         size_t got = 0;
-        rc = hy_tcp_recv(s, buf + len, MAX_HEAD + MAX_BODY - len, &got,
-                         (int64_t)(deadline - now));
+        rc = hy_tcp_recv(s, buf + len, MAX_HEAD + MAX_BODY - len, &got, (int64_t)(deadline - now));
         if (rc == HY_ETIMEDOUT) {
             if (len)
                 bad(c, s, 408);

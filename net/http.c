@@ -6,10 +6,10 @@
 
 #include "errors.h"
 
-#define DEFAULT_MAX_HEAD 8192
+#define DEFAULT_MAX_HEAD    8192
 #define DEFAULT_MAX_HEADERS 32
-#define DEFAULT_MAX_BODY 65536
-#define MAX_METHOD 16
+#define DEFAULT_MAX_BODY    65536
+#define MAX_METHOD          16
 
 /* RFC 9110 tchar: the characters of a token. */
 static bool is_tchar(unsigned char c)
@@ -180,8 +180,7 @@ static int parse_headers(struct hy_http_parser *p, const char *buf, size_t start
 }
 
 /* Content-Length: digits only, no overflow; every copy the same. */
-static int content_length(struct hy_http_parser *p, const struct hy_http_request *req,
-                          size_t *out)
+static int content_length(struct hy_http_parser *p, const struct hy_http_request *req, size_t *out)
 {
     bool seen = false;
     size_t n = 0;
@@ -261,8 +260,7 @@ int hy_http_parse(struct hy_http_parser *p, const char *buf, size_t len,
         size_t from = p->scanned >= 3 ? p->scanned - 3 : 0;
         size_t limit = len < p->limits.max_head ? len : p->limits.max_head;
         for (size_t i = from; i + 3 < limit; i++) {
-            if (buf[i] == '\r' && buf[i + 1] == '\n' && buf[i + 2] == '\r' &&
-                buf[i + 3] == '\n') {
+            if (buf[i] == '\r' && buf[i + 1] == '\n' && buf[i + 2] == '\r' && buf[i + 3] == '\n') {
                 p->head_len = i + 4;
                 break;
             }
@@ -319,24 +317,42 @@ bool hy_http_value_has_token(const char *value, size_t value_len, const char *to
 const char *hy_http_status_text(unsigned status)
 {
     switch (status) {
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 413: return "Content Too Large";
-    case 426: return "Upgrade Required";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
+    case 101:
+        return "Switching Protocols";
+    case 200:
+        return "OK";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Content Too Large";
+    case 426:
+        return "Upgrade Required";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 503:
+        return "Service Unavailable";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Unknown";
     }
 }
 

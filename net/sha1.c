@@ -48,8 +48,7 @@ static void compress(uint32_t h[5], const uint8_t b[64])
 
 void hy__sha1_init(struct hy__sha1 *s)
 {
-    static const uint32_t iv[5] = {0x67452301u, 0xefcdab89u, 0x98badcfeu, 0x10325476u,
-                                   0xc3d2e1f0u};
+    static const uint32_t iv[5] = {0x67452301u, 0xefcdab89u, 0x98badcfeu, 0x10325476u, 0xc3d2e1f0u};
     memcpy(s->h, iv, sizeof(iv));
     s->total = 0;
     s->used = 0;

@@ -14,7 +14,7 @@
 #include "sha1_internal.h"
 #include "tcp.h"
 
-#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#define WS_GUID             "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define DEFAULT_MAX_MESSAGE (1u << 20)
 
 static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -295,15 +295,14 @@ int hy_ws_decode(struct hy_ws_decoder *d, uint8_t *buf, size_t len, size_t *cons
 
 /* ---- the server ------------------------------------------------------------ */
 
-
-#define SEND_TIMEOUT_NS (5ull * 1000000000ull)
+#define SEND_TIMEOUT_NS          (5ull * 1000000000ull)
 #define DEFAULT_CLOSE_TIMEOUT_NS (2ull * 1000000000ull)
 
 struct hy_ws_conn {
     struct hy_tcp *sock;
     hy_pid pid;
     bool close_sent;
-    bool broken;          /* a send failed: the connection is gone */
+    bool broken; /* a send failed: the connection is gone */
     uint64_t close_deadline;
 };
 

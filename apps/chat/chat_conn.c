@@ -56,8 +56,8 @@ void chat_conn_handle(struct hy_tcp *sock, void *arg)
             return;
         }
         struct hy_ws_options o = {.max_message = 16384};
-        hy_ws_serve(sock, &req, (const uint8_t *)buf + req.total_len, len - req.total_len,
-                    &handler, NULL, &o);
+        hy_ws_serve(sock, &req, (const uint8_t *)buf + req.total_len, len - req.total_len, &handler,
+                    NULL, &o);
         return;
     }
 }

@@ -10,7 +10,7 @@
 #include "hydra.h"
 #include "test_support.h"
 
-#define SEC 1000000000LL
+#define SEC    1000000000LL
 #define T_DATA 1
 #define T_DONE 2
 

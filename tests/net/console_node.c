@@ -119,8 +119,8 @@ static void echo_conn(struct hy_tcp *s, void *arg)
         if (rc < 0)
             return;
         struct hy_ws_options o = {.max_message = 65536};
-        hy_ws_serve(s, &req, (const uint8_t *)buf + req.total_len, len - req.total_len, &echo,
-                    NULL, &o);
+        hy_ws_serve(s, &req, (const uint8_t *)buf + req.total_len, len - req.total_len, &echo, NULL,
+                    &o);
         return;
     }
 }

@@ -16,7 +16,7 @@
 #include "hydra.h"
 #include "test_support.h"
 
-#define SEC 1000000000LL
+#define SEC    1000000000LL
 #define T_PING 1
 #define T_STOP 2
 
@@ -161,13 +161,13 @@ static void body_metrics(void *arg)
             if (s->shard >= 2)
                 continue;
             const struct hy_stats *lo = &before[s->shard], *hi = &after[s->shard];
-#define CHK(metric, field, scale)                                                           \
-    if (strcmp(s->name, metric) == 0) {                                                     \
-        if (!between(s->value, lo->field, hi->field, scale))                                \
-            hy_test_check_fail(__FILE__, __LINE__, "%s{shard=%u} = %f not in [%llu, %llu]", \
-                               metric, s->shard, s->value, (unsigned long long)lo->field,   \
-                               (unsigned long long)hi->field);                              \
-        checked++;                                                                          \
+#define CHK(metric, field, scale)                                                                  \
+    if (strcmp(s->name, metric) == 0) {                                                            \
+        if (!between(s->value, lo->field, hi->field, scale))                                       \
+            hy_test_check_fail(__FILE__, __LINE__, "%s{shard=%u} = %f not in [%llu, %llu]",        \
+                               metric, s->shard, s->value, (unsigned long long)lo->field,          \
+                               (unsigned long long)hi->field);                                     \
+        checked++;                                                                                 \
     }
             CHK("hydra_processes_spawned_total", procs_spawned, 1);
             CHK("hydra_processes_exited_total", procs_exited, 1);

@@ -59,7 +59,8 @@ static void test_http_keep_alive_rules(void **state)
     (void)state;
     struct hy_http_parser p;
     struct hy_http_request r;
-    assert_int_equal(parse_all("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", &p, &r), 0);
+    assert_int_equal(parse_all("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", &p, &r),
+                     0);
     assert_false(r.keep_alive);
     assert_int_equal(parse_all("GET / HTTP/1.0\r\n\r\n", &p, &r), 0);
     assert_false(r.keep_alive);
@@ -75,7 +76,8 @@ static void test_http_keep_alive_rules(void **state)
 static void test_http_body_and_pipelining(void **state)
 {
     (void)state;
-    const char *s = "POST /api/x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    const char *s = "POST /api/x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloGET / "
+                    "HTTP/1.1\r\nHost: a\r\n\r\n";
     struct hy_http_parser p;
     struct hy_http_request r;
     hy_http_parser_init(&p, NULL);
@@ -186,7 +188,8 @@ static void test_http_random_input(void **state)
     (void)state;
     const char *seeds[] = {
         "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
-        "POST /api/proc/kill HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nAuthorization: Bearer t\r\n\r\nabcd",
+        "POST /api/proc/kill HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nAuthorization: Bearer "
+        "t\r\n\r\nabcd",
         "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
     };

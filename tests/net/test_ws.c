@@ -96,8 +96,8 @@ static void test_ws_utf8(void **state)
 static size_t frame(uint8_t *out, uint8_t b0, const void *payload, size_t len, bool mask)
 {
     static const uint8_t key[4] = {0x37, 0xfa, 0x21, 0x3d};
-    size_t h = hy_ws_frame_header(out, (enum hy_ws_opcode)(b0 & 0x0f), b0 & 0x80, len,
-                                  mask ? key : NULL);
+    size_t h =
+        hy_ws_frame_header(out, (enum hy_ws_opcode)(b0 & 0x0f), b0 & 0x80, len, mask ? key : NULL);
     out[0] = b0; /* keep reserved bits the test sets */
     memcpy(out + h, payload, len);
     if (mask)
@@ -352,8 +352,8 @@ static void test_ws_frame_header(void **state)
 
 /* ---- the server over real sockets ---------------------------------------- */
 
-#define SEC 1000000000LL
-#define TAG_PORT 1
+#define SEC        1000000000LL
+#define TAG_PORT   1
 #define TAG_RESULT 2
 
 struct result {
@@ -404,15 +404,16 @@ static void ws_server(void *arg)
         hy_http_parser_init(&p, NULL);
         struct hy_http_request req;
         int rc = HY_EAGAIN;
-        while (rc == HY_EAGAIN && hy_tcp_recv(c, buf + len, sizeof(buf) - len, &got, 10 * SEC) == 0) {
+        while (rc == HY_EAGAIN &&
+               hy_tcp_recv(c, buf + len, sizeof(buf) - len, &got, 10 * SEC) == 0) {
             len += got;
             rc = hy_http_parse(&p, buf, len, &req);
         }
         struct result r = {rc, 0};
         if (rc == 0) {
             struct hy_ws_options o = {.max_message = 1000, .close_timeout_ns = 5 * SEC};
-            r.rc = hy_ws_serve(c, &req, (const uint8_t *)buf + req.total_len,
-                               len - req.total_len, &srv_handler, &r, &o);
+            r.rc = hy_ws_serve(c, &req, (const uint8_t *)buf + req.total_len, len - req.total_len,
+                               &srv_handler, &r, &o);
         }
         hy_tcp_close(c);
         hy_send(parent, TAG_RESULT, &r, sizeof(r));
@@ -522,7 +523,10 @@ static void body_server(void *arg)
     HY_CHECK_EQ(client_read(s, buf, sizeof(buf), &n), 0x8a);
     HY_CHECK_EQ(client_read(s, buf, sizeof(buf), &n), 0x82);
     HY_CHECK(n == 4 && memcmp(buf, "abcd", 4) == 0);
-    client_send(s, 0x88, "\x0f\xa0" "done", 6, true); /* 4000 */
+    client_send(s, 0x88,
+                "\x0f\xa0"
+                "done",
+                6, true); /* 4000 */
     HY_CHECK_EQ(client_read(s, buf, sizeof(buf), &n), 0x88);
     HY_CHECK(n >= 2 && buf[0] == 0x0f && buf[1] == 0xa0);
     hy_tcp_close(s);
