@@ -10,6 +10,7 @@
 #define DEFAULT_MAX_HEADERS 32
 #define DEFAULT_MAX_BODY    65536
 #define MAX_METHOD          16
+#define EARLY_CHECK         256 /* request-line bytes checked before its end comes */
 
 /* RFC 9110 tchar: the characters of a token. */
 static bool is_tchar(unsigned char c)
@@ -251,12 +252,19 @@ int hy_http_parse(struct hy_http_parser *p, const char *buf, size_t len,
     if (p->status)
         return HY_EINVAL;
     if (p->head_len == 0) {
-        /* Catch a bad request line early, before the whole head is in. */
+        /* Catch a bad request line early, before the whole head is in:
+         * its first EARLY_CHECK bytes as soon as they come, all of it once
+         * its end has come. Only new bytes are searched for that end, so
+         * a request trickling in costs linear time. */
         size_t line = len < p->limits.max_head ? len : p->limits.max_head;
-        const char *eol = memchr(buf, '\n', line);
-        int rc = parse_request_line(p, buf, eol ? (size_t)(eol - buf) + 1 : line, NULL);
-        if (rc < 0 && rc != HY_EAGAIN)
-            return rc;
+        if (!p->line_done && p->scanned <= line) {
+            const char *eol = memchr(buf + p->scanned, '\n', line - p->scanned);
+            size_t upto = eol ? (size_t)(eol - buf) + 1 : (line < EARLY_CHECK ? line : EARLY_CHECK);
+            int rc = parse_request_line(p, buf, upto, NULL);
+            if (rc < 0 && rc != HY_EAGAIN)
+                return rc;
+            p->line_done = eol != NULL;
+        }
         size_t from = p->scanned >= 3 ? p->scanned - 3 : 0;
         size_t limit = len < p->limits.max_head ? len : p->limits.max_head;
         for (size_t i = from; i + 3 < limit; i++) {

@@ -77,6 +77,7 @@ struct hy_http_request {
 struct hy_http_parser {
     struct hy_http_limits limits;
     size_t scanned;      /* bytes searched for the end of the head so far */
+    bool line_done;      /* the request line is complete and was checked */
     size_t head_len;     /* 0 until the end of the head was found */
     size_t body_len;     /* Content-Length, once the head is parsed */
     unsigned status;     /* HTTP status to answer after an error, else 0 */
@@ -102,8 +103,9 @@ void hy_http_parser_reset(struct hy_http_parser *p);
  * many headers: 431; body too large: 413), HY_ENOTSUP (Transfer-Encoding:
  * 501; an HTTP version other than 1.0 or 1.1: 505). After an error
  * p->status holds the status and the parser must not be used again on this
- * connection. Malformed input is caught as soon as the bytes that make it
- * so have arrived (a bad request line does not wait for the whole head).
+ * connection. A bad request line is refused without waiting for the whole
+ * head: as soon as the bad byte has arrived if it lies in the first 256
+ * bytes, else once the line's end has.
  * Context: anywhere (no allocation, no runtime call). */
 int hy_http_parse(struct hy_http_parser *p, const char *buf, size_t len,
                   struct hy_http_request *req);

@@ -126,6 +126,20 @@ static void test_http_bad_request_lines(void **state)
     /* Caught before the head is complete: */
     expect_status("\x16\x03\x01\x02\x00", HY_EINVAL, 400); /* a TLS hello */
     expect_status("GET / XYZ", HY_EINVAL, 400);
+    /* A bad byte deep in a long request line is refused when the line ends. */
+    {
+        char line[1200];
+        int n = snprintf(line, sizeof(line), "GET /");
+        memset(line + n, 'a', 1000);
+        line[n + 500] = '\x01';
+        struct hy_http_parser p;
+        struct hy_http_request r;
+        hy_http_parser_init(&p, NULL);
+        assert_int_equal(hy_http_parse(&p, line, (size_t)n + 1000, &r), HY_EAGAIN);
+        memcpy(line + n + 1000, "\r\n", 2);
+        assert_int_equal(hy_http_parse(&p, line, (size_t)n + 1002, &r), HY_EINVAL);
+        assert_int_equal(p.status, 400);
+    }
     /* A valid prefix waits. */
     expect_status("GET / HTTP/1.", HY_EAGAIN, 0);
 }
