@@ -36,6 +36,9 @@
 #include "otp/task.h"
 #include "otp/tcp_server.h"
 
+#include "net/console.h"
 #include "net/dist.h"
+#include "net/http.h"
+#include "net/ws.h"
 
 #endif /* HY_HYDRA_H */

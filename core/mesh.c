@@ -131,6 +131,19 @@ static bool ovf_drain_into(struct hy__overflow *o, struct hy_ring *r)
     return true;
 }
 
+/* Counts one published batch of n entries towards dst: two relaxed adds per
+ * batch, nothing per message. Only this shard writes them. */
+static inline void count_batch(struct hy_shard *sh, unsigned dst, uint32_t n)
+{
+    struct hy__pair_stats *ps = &sh->pair[dst];
+    atomic_store_explicit(&ps->entries,
+                          atomic_load_explicit(&ps->entries, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+    atomic_store_explicit(&ps->batches,
+                          atomic_load_explicit(&ps->batches, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
 static inline void mark_dirty(struct hy_shard *sh, unsigned dst)
 {
     if (!sh->is_dirty[dst]) {
@@ -146,8 +159,10 @@ void hy__mesh_push(struct hy_shard *sh, unsigned dst, uintptr_t entry)
     bool empty = ovf_empty(o);
     if (__builtin_expect(empty, 1) && hy__ring_push(r, entry)) {
         mark_dirty(sh, dst);
-        if (hy__ring_staged(r) >= PUBLISH_BATCH) {
+        uint32_t staged = hy__ring_staged(r);
+        if (staged >= PUBLISH_BATCH) {
             hy__ring_publish(r);
+            count_batch(sh, dst, staged);
             hy__wake_shard(hy__rt.shards[dst]);
         }
         return;
@@ -160,6 +175,9 @@ void hy__mesh_push(struct hy_shard *sh, unsigned dst, uintptr_t entry)
      * instead of piling up in memory (send itself never blocks). */
     if (sh->current)
         sh->current->budget = 0;
+    atomic_store_explicit(&sh->pair[dst].overflows,
+                          atomic_load_explicit(&sh->pair[dst].overflows, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
     atomic_store_explicit(&sh->st.ring_overflows,
                           atomic_load_explicit(&sh->st.ring_overflows, memory_order_relaxed) + 1,
                           memory_order_relaxed);
@@ -184,8 +202,10 @@ void hy__mesh_flush(struct hy_shard *sh)
         unsigned dst = sh->dirty[k];
         sh->is_dirty[dst] = 0;
         struct hy_ring *r = sh->out[dst];
-        if (hy__ring_staged(r)) {
+        uint32_t staged = hy__ring_staged(r);
+        if (staged) {
             hy__ring_publish(r);
+            count_batch(sh, dst, staged);
             hy__wake_shard(hy__rt.shards[dst]);
         }
     }

@@ -357,6 +357,12 @@ struct hy_shard {
     _Alignas(HY_CACHE_LINE) _Atomic uint64_t qs_count;
 
     struct hy__shard_stats st;                /* counters (atomic relaxed) */
+    /* ring mesh traffic per destination shard, counted when a batch is
+     * published (not per message): entries, batches, overflow pushes.
+     * Written by this shard only (relaxed), read by anyone. */
+    struct hy__pair_stats {
+        _Atomic uint64_t entries, batches, overflows;
+    } pair[HY_MAX_SHARDS];
     bool stopping;
     bool in_runtime;                          /* fault handler: not survivable */
 };

@@ -1060,6 +1060,17 @@ int hy_proc_list(hy_pid *pids, size_t max, size_t *count)
     return 0;
 }
 
+int hy_proc_list_local(hy_pid *pids, size_t max, size_t *count)
+{
+    struct hy_shard *sh = hy__shard();
+    if (!sh)
+        return HY_ENOTSHARD;
+    if ((!pids && max) || !count)
+        return HY_EINVAL;
+    *count = collect(sh, pids, max);
+    return 0;
+}
+
 __attribute__((constructor)) static void signal_register(void)
 {
     hy__kind_register(HY_K_EXIT, on_exit_sig);

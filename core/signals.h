@@ -230,6 +230,12 @@ int hy_proc_info(hy_pid pid, struct hy_proc_info *info);
  * Context: a process. */
 int hy_proc_list(hy_pid *pids, size_t max, size_t *count);
 
+/* Lists the pids of the live processes of the calling shard only (up to
+ * max into pids; *count gets the total), without any message: what a
+ * per-shard collector uses. Errors: HY_ENOTSHARD, HY_EINVAL.
+ * Context: a shard thread (process or callback). */
+int hy_proc_list_local(hy_pid *pids, size_t max, size_t *count);
+
 /* ---- crash isolation ------------------------------------------------------------ */
 /*
  * A fault in a process's own code — SIGSEGV, SIGBUS, SIGFPE, SIGILL, or a

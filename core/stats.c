@@ -57,3 +57,16 @@ int hy_stats_total(struct hy_stats *out)
     *out = t;
     return 0;
 }
+
+int hy_stats_pair(unsigned src, unsigned dst, struct hy_pair_stats *out)
+{
+    if (!hy_running())
+        return HY_ENOTSTARTED;
+    if (src >= hy__rt.nshards || dst >= hy__rt.nshards || !out)
+        return HY_EINVAL;
+    const struct hy__pair_stats *ps = &hy__rt.shards[src]->pair[dst];
+    out->ring_entries = atomic_load_explicit(&ps->entries, memory_order_relaxed);
+    out->batches = atomic_load_explicit(&ps->batches, memory_order_relaxed);
+    out->overflows = atomic_load_explicit(&ps->overflows, memory_order_relaxed);
+    return 0;
+}

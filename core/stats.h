@@ -54,6 +54,21 @@ int hy_stats_get(unsigned shard, struct hy_stats *out);
  * Context: any thread while the runtime runs. */
 int hy_stats_total(struct hy_stats *out);
 
+/* Traffic from one shard to another through the ring mesh. The sending
+ * shard counts a whole batch when it publishes it (never per message), so
+ * the figures lag by at most one unpublished batch. Entries are messages,
+ * signals and returned message buffers alike. */
+struct hy_pair_stats {
+    uint64_t ring_entries; /* entries published into the ring src -> dst */
+    uint64_t batches;      /* publishes (one per batch) */
+    uint64_t overflows;    /* entries that waited in the overflow queue first */
+};
+
+/* Copies the counters of the pair src -> dst into *out (borrowed).
+ * Errors: HY_ENOTSTARTED, HY_EINVAL (no such shard, out NULL).
+ * Context: any thread while the runtime runs. */
+int hy_stats_pair(unsigned src, unsigned dst, struct hy_pair_stats *out);
+
 #ifdef __cplusplus
 }
 #endif

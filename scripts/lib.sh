@@ -5,6 +5,8 @@ HYDRA_PACKAGES="meson ninja-build pkg-config gcc g++ libc6-dev libnuma-dev libcm
 # hydra-kvcache's peers and clients: the reference server, memccapable and
 # the memc* tools, a client library for the tests, nc for trying it by hand
 HYDRA_PACKAGES="$HYDRA_PACKAGES memcached libmemcached-tools python3-pymemcache netcat-openbsd"
+# the node console's real clients: promtool, a WebSocket client, headless Chromium
+HYDRA_PACKAGES="$HYDRA_PACKAGES prometheus python3-websockets python3-selenium chromium chromium-driver"
 
 hy_need_root_for_apt() {
     if [ "$(id -u)" != 0 ]; then

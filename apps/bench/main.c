@@ -5,6 +5,8 @@
  *     hydra-bench                 run every benchmark
  *     hydra-bench NAME...         run the ones named
  *     hydra-bench --list          print the names
+ *     hydra-bench --console NAME  run with the node console on and scraped
+ *                                 once a second (its cost on the figures)
  *     SCALE=0.1 hydra-bench       multiply every count by SCALE
  *
  * Output: one "bench=<name> value=<number> unit=<unit>" line per benchmark;
@@ -23,6 +25,7 @@
 #include <unistd.h>
 
 #include "hy_config.h"
+#include "console.h"
 
 #include "bench.h"
 
@@ -336,10 +339,58 @@ struct rep_run {
     size_t nvals;
 };
 
+/* --console: the node console runs during the benchmark, on 127.0.0.1 and
+ * an ephemeral port, and a scraper process collects every shard's figures
+ * once a second (what an open dashboard or a Prometheus scrape costs). */
+static bool with_console;
+
+#define CONSOLE_TAG_STOP 0x53544f50ull
+
+static void console_scraper(void *arg)
+{
+    struct hy_console *con = arg;
+    size_t cap = 1u << 20;
+    char *buf = malloc(cap);
+
+    for (;;) {
+        struct hy_msg *m;
+        size_t len;
+
+        if (hy_recv(&m, 1000000000LL) == 0) {
+            bool stop = m->tag == CONSOLE_TAG_STOP;
+
+            hy_msg_free(m);
+            if (stop)
+                break;
+            continue;
+        }
+        if (buf)
+            hy_console_metrics(con, buf, cap, &len);
+    }
+    free(buf);
+}
+
 static void rep_main(void *arg)
 {
     struct rep_run *run = arg;
+    struct hy_console *con = NULL;
+    hy_pid scraper = HY_PID_NONE;
+    hy_ref mon = HY_REF_NONE;
 
+    if (with_console) {
+        int rc = hy_console_start(NULL, 0, NULL, &con);
+
+        if (rc < 0) {
+            bench_fail("--console: %s (%s)", hy_err_name(rc), hy_strerror(rc));
+            return;
+        }
+        bench_note("console on http://127.0.0.1:%u/ with a scrape per second",
+                   hy_console_port(con));
+        struct hy_spawn_opts so = HY_SPAWN_OPTS_INIT;
+        so.monitor = true;
+        so.monitor_ref = &mon;
+        hy_spawn_opt(console_scraper, con, &so, &scraper);
+    }
     for (int i = 0; i <= BENCH_REPS && !bench_failed(); i++) {
         double v = run->b->rep(run->env);
 
@@ -347,6 +398,14 @@ static void rep_main(void *arg)
             break;
         if (i > 0) /* the first one is the warm-up */
             run->vals[run->nvals++] = v;
+    }
+    if (con) {
+        struct hy_msg *m;
+
+        hy_send(scraper, CONSOLE_TAG_STOP, NULL, 0);
+        if (hy_recv_ref(mon, &m, HY_INFINITY) == 0)
+            hy_msg_free(m);
+        hy_console_stop(con);
     }
 }
 
@@ -416,7 +475,7 @@ static const struct bench *find_bench(const char *name)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: hydra-bench [--list] [NAME...]   (SCALE=<factor> scales the counts)\n"
+    fprintf(f, "usage: hydra-bench [--list] [--console] [NAME...]   (SCALE=<factor> scales the counts)\n"
                "benchmarks:");
     for (size_t i = 0; i < NBENCHES; i++)
         fprintf(f, " %s", benches[i].name);
@@ -542,6 +601,16 @@ int main(int argc, char **argv)
         current_name = "dist peer node";
         return bench_dist_node_main(argc - 2, argv + 2);
     }
+
+    /* --console anywhere among the names: drop it from argv. */
+    int kept = 1;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--console") == 0)
+            with_console = true;
+        else
+            argv[kept++] = argv[i];
+    }
+    argc = kept;
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--list") == 0) {

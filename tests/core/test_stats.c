@@ -1,0 +1,128 @@
+/* Statistics: the per shard-pair ring traffic counted per published batch
+ * (hy_stats_pair), and the list of a shard's own processes. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "hydra.h"
+#include "test_support.h"
+
+#define SEC    1000000000LL
+#define T_DATA 1
+#define T_DONE 2
+
+static void sink(void *arg)
+{
+    uint32_t n = *(const uint32_t *)arg;
+    for (uint32_t i = 0; i < n; i++) {
+        struct hy_msg *m = hy_test_must_recv_tag(T_DATA, 10 * SEC);
+        if (!m)
+            return;
+        hy_msg_free(m);
+    }
+    struct hy_msg *m = hy_test_must_recv_tag(T_DONE, 10 * SEC);
+    if (m) {
+        hy_test_send_tag(m->from, T_DONE);
+        hy_msg_free(m);
+    }
+}
+
+static void body_pairs(void *arg)
+{
+    (void)arg;
+    uint32_t n = (uint32_t)hy_test_scaled(5000);
+    struct hy_pair_stats b01, b10, b00, a01, a10, a00;
+    HY_CHECK_EQ(hy_stats_pair(0, 1, &b01), 0);
+    HY_CHECK_EQ(hy_stats_pair(1, 0, &b10), 0);
+    HY_CHECK_EQ(hy_stats_pair(0, 0, &b00), 0);
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.shard = 1;
+    o.arg_size = sizeof(n);
+    hy_pid p;
+    HY_CHECK_EQ(hy_spawn_opt(sink, &n, &o, &p), 0);
+    for (uint32_t i = 0; i < n; i++)
+        HY_CHECK_EQ(hy_send(p, T_DATA, &i, sizeof(i)), 0);
+    hy_test_send_tag(p, T_DONE);
+    struct hy_msg *m = hy_test_must_recv_tag(T_DONE, 10 * SEC);
+    hy_msg_free(m);
+    HY_CHECK(hy_test_quiesce(1, 10000));
+    HY_CHECK_EQ(hy_stats_pair(0, 1, &a01), 0);
+    HY_CHECK_EQ(hy_stats_pair(1, 0, &a10), 0);
+    HY_CHECK_EQ(hy_stats_pair(0, 0, &a00), 0);
+    /* Every message (plus the spawn request and DONE) crossed 0 -> 1, in
+     * batches: fewer publishes than entries. */
+    uint64_t e01 = a01.ring_entries - b01.ring_entries;
+    uint64_t n01 = a01.batches - b01.batches;
+    HY_CHECK(e01 >= (uint64_t)n + 2);
+    HY_CHECK(n01 >= 1);
+    HY_CHECK(n01 <= e01);
+    /* The reply, the spawn answer and the buffers going home came back. */
+    HY_CHECK(a10.ring_entries - b10.ring_entries >= 2);
+    /* Nothing goes through a ring from a shard to itself. */
+    HY_CHECK_EQ(a00.ring_entries, b00.ring_entries);
+    struct hy_pair_stats x;
+    HY_CHECK_EQ(hy_stats_pair(0, 2, &x), HY_EINVAL);
+    HY_CHECK_EQ(hy_stats_pair(0, 1, NULL), HY_EINVAL);
+}
+
+static void test_stats_pair_counts_batches(void **state)
+{
+    (void)state;
+    assert_int_equal(hy_test_run(2, body_pairs, NULL), 0);
+    struct hy_pair_stats x;
+    assert_int_equal(hy_stats_pair(0, 1, &x), HY_ENOTSTARTED);
+}
+
+static void idle(void *arg)
+{
+    (void)arg;
+    struct hy_msg *m = hy_test_must_recv_tag(T_DONE, 10 * SEC);
+    hy_msg_free(m);
+}
+
+static void body_list_local(void *arg)
+{
+    (void)arg;
+    hy_pid a, b;
+    HY_CHECK_EQ(hy_spawn(idle, NULL, &a), 0);
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.shard = 1;
+    HY_CHECK_EQ(hy_spawn_opt(idle, NULL, &o, &b), 0);
+    hy_pid pids[8];
+    size_t count = 0;
+    HY_CHECK_EQ(hy_proc_list_local(pids, 8, &count), 0);
+    HY_CHECK_EQ(count, 2); /* this process and a; not b on shard 1 */
+    bool self = false, sa = false;
+    for (size_t i = 0; i < count && i < 8; i++) {
+        self |= hy_pid_eq(pids[i], hy_self());
+        sa |= hy_pid_eq(pids[i], a);
+        HY_CHECK(!hy_pid_eq(pids[i], b));
+    }
+    HY_CHECK(self && sa);
+    HY_CHECK_EQ(hy_proc_list_local(NULL, 0, &count), 0);
+    HY_CHECK_EQ(count, 2);
+    HY_CHECK_EQ(hy_proc_list_local(NULL, 1, &count), HY_EINVAL);
+    hy_test_send_tag(a, T_DONE);
+    hy_test_send_tag(b, T_DONE);
+    HY_CHECK(hy_test_quiesce(1, 10000));
+}
+
+static void test_stats_list_local(void **state)
+{
+    (void)state;
+    assert_int_equal(hy_test_run(2, body_list_local, NULL), 0);
+    size_t count;
+    assert_int_equal(hy_proc_list_local(NULL, 0, &count), HY_ENOTSHARD);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_stats_pair_counts_batches),
+        cmocka_unit_test(test_stats_list_local),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,231 @@
+/* The console's start rules and its metrics: a non-loopback bind or actions
+ * without a token are refused; every counter of the Prometheus text lies
+ * between two hy_stats reads taken just before and just after the scrape,
+ * under message load; promtool accepts the text. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "hydra.h"
+#include "test_support.h"
+
+#define SEC    1000000000LL
+#define T_PING 1
+#define T_STOP 2
+
+static void body_refusals(void *arg)
+{
+    (void)arg;
+    struct hy_console *c = NULL;
+    HY_CHECK_EQ(hy_console_start("0.0.0.0", 0, NULL, &c), HY_EPERM);
+    HY_CHECK_EQ(hy_console_start("::", 0, NULL, &c), HY_EPERM);
+    struct hy_console_options o = {.allow_actions = true};
+    HY_CHECK_EQ(hy_console_start("127.0.0.1", 0, &o, &c), HY_EPERM);
+    HY_CHECK_EQ(hy_console_start("localhost.example", 0, NULL, &c), HY_EINVAL);
+    HY_CHECK(c == NULL);
+}
+
+static void test_console_refuses_unsafe_binds(void **state)
+{
+    (void)state;
+    assert_int_equal(hy_test_run(2, body_refusals, NULL), 0);
+}
+
+/* Two processes on different shards bouncing a message until told to stop. */
+static void bouncer(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        struct hy_msg *m;
+        if (hy_recv(&m, 30 * SEC) < 0)
+            return;
+        if (m->tag == T_STOP) {
+            hy_msg_free(m);
+            return;
+        }
+        hy_pid peer;
+        memcpy(&peer, m->data, sizeof(peer));
+        hy_pid me = hy_self();
+        hy_send(peer, T_PING, &me, sizeof(me));
+        hy_msg_free(m);
+    }
+}
+
+struct sample {
+    char name[96];
+    unsigned shard, peer;
+    bool has_peer;
+    char label[32];
+    double value;
+};
+
+static size_t parse(char *text, struct sample *out, size_t max)
+{
+    size_t n = 0;
+    for (char *line = strtok(text, "\n"); line && n < max; line = strtok(NULL, "\n")) {
+        if (line[0] == '#')
+            continue;
+        struct sample *s = &out[n];
+        memset(s, 0, sizeof(*s));
+        char *brace = strchr(line, '{'), *sp = strrchr(line, ' ');
+        if (!sp)
+            continue;
+        s->value = strtod(sp + 1, NULL);
+        size_t nl = (size_t)((brace ? brace : sp) - line);
+        if (nl >= sizeof(s->name))
+            continue;
+        memcpy(s->name, line, nl);
+        if (brace) {
+            char *p;
+            if ((p = strstr(brace, "shard=\"")) && (p == brace + 1 || p[-1] == ','))
+                s->shard = (unsigned)atoi(p + 7);
+            if ((p = strstr(brace, "peer_shard=\""))) {
+                s->peer = (unsigned)atoi(p + 12);
+                s->has_peer = true;
+            }
+            if ((p = strstr(brace, "scope=\"")) || (p = strstr(brace, "reason=\"")))
+                sscanf(strchr(p, '"') + 1, "%31[^\"]", s->label);
+        }
+        n++;
+    }
+    return n;
+}
+
+static bool between(double v, uint64_t lo, uint64_t hi, double scale)
+{
+    double eps = scale < 1 ? 1e-6 : 0; /* seconds printed with 9 decimals */
+    return v + eps >= (double)lo * scale && v - eps <= (double)hi * scale;
+}
+
+static void body_metrics(void *arg)
+{
+    (void)arg;
+    struct hy_console *c;
+    int rc = hy_console_start("127.0.0.1", 0, NULL, &c);
+    if (rc == HY_ENOSYS) { /* no sockets layer on this build */
+        *(bool *)arg = true;
+        return;
+    }
+    HY_CHECK_EQ(rc, 0);
+    if (rc)
+        return;
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    hy_pid a, b;
+    HY_CHECK_EQ(hy_spawn_opt(bouncer, NULL, &o, &a), 0);
+    o.shard = 1;
+    HY_CHECK_EQ(hy_spawn_opt(bouncer, NULL, &o, &b), 0);
+    hy_send(a, T_PING, &b, sizeof(b));
+    size_t cap = 1 << 20;
+    char *text = malloc(cap);
+    struct sample *smp = calloc(2048, sizeof(*smp));
+    uint64_t first_cross = 0, last_cross = 0;
+    for (int round = 0; round < 5; round++) {
+        struct hy_stats before[2], after[2];
+        struct hy_pair_stats pb[2][2], pa[2][2];
+        for (unsigned s = 0; s < 2; s++) {
+            hy_stats_get(s, &before[s]);
+            for (unsigned d = 0; d < 2; d++)
+                hy_stats_pair(s, d, &pb[s][d]);
+        }
+        size_t len = 0;
+        HY_CHECK_EQ(hy_console_metrics(c, text, cap, &len), 0);
+        for (unsigned s = 0; s < 2; s++) {
+            hy_stats_get(s, &after[s]);
+            for (unsigned d = 0; d < 2; d++)
+                hy_stats_pair(s, d, &pa[s][d]);
+        }
+        if (round == 4) { /* promtool on the last one */
+            char path[] = "/tmp/hydra-metrics-XXXXXX";
+            int fd = mkstemp(path);
+            HY_CHECK(fd >= 0);
+            HY_CHECK_EQ(write(fd, text, len), (long long)len);
+            close(fd);
+            if (access("/usr/bin/promtool", X_OK) == 0) {
+                char cmd[128];
+                snprintf(cmd, sizeof(cmd), "promtool check metrics < %s", path);
+                HY_CHECK_EQ(system(cmd), 0);
+            }
+            unlink(path);
+        }
+        size_t n = parse(text, smp, 2048);
+        unsigned checked = 0;
+        for (size_t i = 0; i < n; i++) {
+            const struct sample *s = &smp[i];
+            if (s->shard >= 2)
+                continue;
+            const struct hy_stats *lo = &before[s->shard], *hi = &after[s->shard];
+#define CHK(metric, field, scale)                                                                  \
+    if (strcmp(s->name, metric) == 0) {                                                            \
+        if (!between(s->value, lo->field, hi->field, scale))                                       \
+            hy_test_check_fail(__FILE__, __LINE__, "%s{shard=%u} = %f not in [%llu, %llu]",        \
+                               metric, s->shard, s->value, (unsigned long long)lo->field,          \
+                               (unsigned long long)hi->field);                                     \
+        checked++;                                                                                 \
+    }
+            CHK("hydra_processes_spawned_total", procs_spawned, 1);
+            CHK("hydra_processes_exited_total", procs_exited, 1);
+            CHK("hydra_messages_received_total", msgs_received, 1);
+            CHK("hydra_ring_overflows_total", ring_overflows, 1);
+            CHK("hydra_sleeps_total", sleeps, 1);
+            CHK("hydra_stalls_total", stalls, 1);
+            CHK("hydra_busy_seconds_total", busy_ns, 1e-9);
+            CHK("hydra_idle_seconds_total", idle_ns, 1e-9);
+            if (strcmp(s->label, "local") == 0)
+                CHK("hydra_messages_sent_total", msgs_sent_local, 1);
+            if (strcmp(s->label, "cross") == 0)
+                CHK("hydra_messages_sent_total", msgs_sent_cross, 1);
+            if (strcmp(s->label, "dead") == 0)
+                CHK("hydra_messages_dropped_total", dropped_dead, 1);
+            if (strcmp(s->label, "full") == 0)
+                CHK("hydra_messages_dropped_total", dropped_full, 1);
+#undef CHK
+            if (s->has_peer && s->peer < 2) {
+                const struct hy_pair_stats *x = &pb[s->shard][s->peer], *y = &pa[s->shard][s->peer];
+                uint64_t l = 0, h = 0;
+                if (strcmp(s->name, "hydra_mesh_entries_total") == 0)
+                    l = x->ring_entries, h = y->ring_entries;
+                else if (strcmp(s->name, "hydra_mesh_batches_total") == 0)
+                    l = x->batches, h = y->batches;
+                else
+                    l = x->overflows, h = y->overflows;
+                HY_CHECK(between(s->value, l, h, 1));
+                checked++;
+            }
+        }
+        HY_CHECK(checked >= 2 * 12 + 3 * 2);
+        if (round == 0)
+            first_cross = before[1].msgs_sent_cross;
+        last_cross = after[1].msgs_sent_cross;
+    }
+    HY_CHECK(last_cross > first_cross); /* the load ran while we scraped */
+    free(text);
+    free(smp);
+    hy_send(a, T_STOP, NULL, 0);
+    hy_send(b, T_STOP, NULL, 0);
+    HY_CHECK_EQ(hy_console_stop(c), 0);
+}
+
+static void test_console_metrics_between_stats_reads(void **state)
+{
+    (void)state;
+    bool nosockets = false;
+    assert_int_equal(hy_test_run(2, body_metrics, &nosockets), 0);
+    if (nosockets)
+        skip();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_console_refuses_unsafe_binds),
+        cmocka_unit_test(test_console_metrics_between_stats_reads),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
