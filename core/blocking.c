@@ -10,6 +10,7 @@
 #endif
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "blocking.h"
 #include "errors.h"
@@ -35,6 +36,7 @@ struct job {
     bool done;                /* fn returned */
     bool orphan;              /* the requester died while fn ran */
     struct hy_stack *held_stack;
+    unsigned held_shard;      /* the shard held_stack belongs to */
     struct hy__arena_chunk *held_arena;
 };
 
@@ -46,10 +48,22 @@ static pthread_t threads[16];
 static bool busy[16];
 static unsigned nthreads;
 
-static void release_held(struct hy_stack *st, struct hy__arena_chunk *a)
+_Atomic unsigned hy__stacks_held[HY_MAX_SHARDS];
+
+static void release_held(struct hy_stack *st, unsigned shard, struct hy__arena_chunk *a)
 {
-    if (st)
-        munmap(st->map, st->map_size); /* not back to the pool: its shard may be gone */
+    /* not back to the pool: its shard may be gone. A slab's stack is never
+     * unmapped alone (the slab is unmapped whole at the shard's teardown,
+     * which leaves it mapped while this stack is held): its memory is given
+     * back and the count lets the teardown go ahead. Release pairs with the
+     * teardown's acquire load: the pool thread is done with the stack. */
+    if (st && st->slab) {
+        size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+        madvise((char *)st->map + ps, st->map_size - ps, MADV_DONTNEED); /* guard kept */
+        atomic_fetch_sub_explicit(&hy__stacks_held[shard], 1, memory_order_release);
+    } else if (st) {
+        munmap(st->map, st->map_size);
+    }
     while (a) {
         struct hy__arena_chunk *n = a->next;
         free(a);
@@ -96,6 +110,7 @@ static void *worker(void *warg)
         j->done = true;
         struct hy_stack *hs = NULL;
         struct hy__arena_chunk *ha = NULL;
+        unsigned hshard = j->held_shard;
         if (j->orphan) {
             hs = j->held_stack;
             ha = j->held_arena;
@@ -119,7 +134,7 @@ static void *worker(void *warg)
         bool free_it = job_unref(j);
         bool leave = epoch != wa.epoch;
         pthread_mutex_unlock(&lock);
-        release_held(hs, ha);
+        release_held(hs, hshard, ha);
         if (free_it)
             free(j);
         if (leave)
@@ -182,10 +197,11 @@ void hy__blocking_stop(void)
         q = j->next;
         pthread_mutex_lock(&lock);
         struct hy_stack *hs = j->orphan ? j->held_stack : NULL;
+        unsigned hshard = j->held_shard;
         struct hy__arena_chunk *ha = j->orphan ? j->held_arena : NULL;
         bool free_it = job_unref(j); /* the worker's reference */
         pthread_mutex_unlock(&lock);
-        release_held(hs, ha);
+        release_held(hs, hshard, ha);
         if (free_it)
             free(j);
     }
@@ -194,7 +210,6 @@ void hy__blocking_stop(void)
 /* The requester p is being reaped while its job may still run (proc.c). */
 void hy__blocking_proc_exit(struct hy_shard *sh, struct hy_proc *p)
 {
-    (void)sh;
     struct job *j = p->blocking_job;
     p->blocking_job = NULL;
     pthread_mutex_lock(&lock);
@@ -206,6 +221,9 @@ void hy__blocking_proc_exit(struct hy_shard *sh, struct hy_proc *p)
 #endif
         j->orphan = true;
         j->held_stack = p->stack;
+        j->held_shard = sh->id;
+        if (p->stack && p->stack->slab)
+            atomic_fetch_add_explicit(&hy__stacks_held[sh->id], 1, memory_order_relaxed);
         j->held_arena = p->arena;
         p->stack = NULL;
         p->arena = NULL;

@@ -19,6 +19,7 @@
 #include "log.h"
 #include "io_internal.h"
 #include "shard_internal.h"
+#include "symbol_internal.h"
 
 struct hy__runtime hy__rt;
 pthread_rwlock_t hy__foreign_lock = PTHREAD_RWLOCK_INITIALIZER;
@@ -521,6 +522,7 @@ static void finish(void)
     hy__crash_uninstall();
     free_shards();
     hy__name_fini();
+    hy__symbol_release();
     atomic_store(&hy__rt.state, 0);
 }
 

@@ -115,7 +115,13 @@ struct hy_stack {
     size_t size;           /* usable bytes */
     void *map;             /* mapping incl. guard */
     size_t map_size;
+    bool slab;             /* carved from a shard's slab (never unmapped alone) */
 };
+
+/* Stacks of shard i held by blocking calls whose caller died while the call
+ * ran (blocking.c): the shard's slabs stay mapped at its teardown while any
+ * is held, since a pool thread may still write into one. */
+extern _Atomic unsigned hy__stacks_held[HY_MAX_SHARDS];
 
 /* Every record armed in the wheel starts with a hy_wtimer and a type. */
 enum { HY_WT_WAIT = 1, HY_WT_TIMER = 2 };

@@ -9,6 +9,7 @@
 
 #include "ctx_internal.h"
 #include "errors.h"
+#include "log.h"
 #include "shard_internal.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -213,7 +214,14 @@ void hy__stack_fini_shard(struct hy_shard *sh)
     /* pool and cold stacks all live in slabs */
     sh->stack_pool = NULL;
     sh->stack_pool_n = 0;
-    for (unsigned i = 0; i < sh->nslabs; i++)
+    /* a blocking call whose caller died may still run on one of them: then
+     * the slabs stay mapped (until the process exits) rather than vanish
+     * under the pool thread */
+    unsigned held = atomic_load_explicit(&hy__stacks_held[sh->id], memory_order_acquire);
+    if (held)
+        hy_log(HY_LOG_DEBUG, "shard %u: %u stack(s) held by running blocking calls: slabs left mapped",
+               sh->id, held);
+    for (unsigned i = 0; !held && i < sh->nslabs; i++)
         munmap(sh->slabs[i].map, sh->slabs[i].size);
     free(sh->slabs);
     sh->slabs = NULL;
@@ -246,14 +254,19 @@ struct hy_stack *hy__stack_get(struct hy_shard *sh, size_t size)
                                   memory_order_relaxed);
             return s;
         }
-        if (sh->ncold)
-            return stack_at(sh->stack_cold[--sh->ncold], size + ps);
-        if (!sh->slab_left && slab_new(sh) != 0)
-            return NULL;
-        char *g = sh->slab_next;
-        sh->slab_next += size + ps;
-        sh->slab_left--;
-        return stack_at(g, size + ps);
+        struct hy_stack *c;
+        if (sh->ncold) {
+            c = stack_at(sh->stack_cold[--sh->ncold], size + ps);
+        } else {
+            if (!sh->slab_left && slab_new(sh) != 0)
+                return NULL;
+            char *g = sh->slab_next;
+            sh->slab_next += size + ps;
+            sh->slab_left--;
+            c = stack_at(g, size + ps);
+        }
+        c->slab = true;
+        return c;
     }
     size_t map_size = size + ps;
     void *map = mmap(NULL, map_size, PROT_READ | PROT_WRITE,
@@ -264,7 +277,9 @@ struct hy_stack *hy__stack_get(struct hy_shard *sh, size_t size)
         munmap(map, map_size);
         return NULL;
     }
-    return stack_at(map, map_size);
+    struct hy_stack *s = stack_at(map, map_size);
+    s->slab = false;
+    return s;
 }
 
 void hy__stack_put(struct hy_shard *sh, struct hy_stack *s)

@@ -75,6 +75,17 @@ static int dw_name(uintptr_t pc, uintptr_t look, char *buf, size_t len)
 }
 #endif
 
+void hy__symbol_release(void)
+{
+#if HY_HAVE_LIBDW
+    pthread_mutex_lock(&sym_lock);
+    if (dwfl)
+        dwfl_end(dwfl);
+    dwfl = NULL;
+    pthread_mutex_unlock(&sym_lock);
+#endif
+}
+
 char *hy__symbolize(uintptr_t pc, int return_addr, char *buf, size_t len)
 {
     if (!buf || !len)

@@ -22,6 +22,12 @@
  * Context: any thread; takes a lock and may allocate; not signal-safe. */
 char *hy__symbolize(uintptr_t pc, int return_addr, char *buf, size_t len);
 
+/* Drops what symbolisation keeps between calls (libdw's session and the
+ * descriptors of the objects it opened), so a stopped runtime leaves no
+ * descriptor behind; the next hy__symbolize() starts a new one.
+ * Context: any thread, after the runtime's shards and watchdog stopped. */
+void hy__symbol_release(void);
+
 /* Walks the frame-pointer chain from (pc, fp) while frames stay inside
  * [lo, hi) and grow upwards; stores at most max addresses in out (pc first)
  * and returns how many. Reads only memory inside [lo, hi).

@@ -50,6 +50,10 @@
 
 #include "../core/pid.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Options; zero fields take the defaults in brackets. */
 struct hy_console_options {
     const char *token;            /* secret for actions and remote binds (copied) [none] */
@@ -100,5 +104,9 @@ int hy_console_stop(struct hy_console *c);
  * as described above. Errors: HY_ENOSPC (cap too small), HY_ENOTPROC.
  * Context: a process while c runs. */
 int hy_console_metrics(struct hy_console *c, char *buf, size_t cap, size_t *len);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HY_NET_CONSOLE_H */

@@ -32,6 +32,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Largest number of header fields a request may carry (the limit
  * hy_http_limits.max_headers may not exceed). */
 #define HY_HTTP_MAX_HEADERS 64
@@ -134,5 +138,9 @@ const char *hy_http_status_text(unsigned status);
  * Context: anywhere. */
 int hy_http_response_head(char *buf, size_t cap, unsigned status, const char *content_type,
                           size_t content_length, bool keep_alive, const char *extra);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HY_NET_HTTP_H */

@@ -28,6 +28,10 @@
 #include "../core/pid.h"
 #include "http.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 struct hy_msg;
 struct hy_tcp;
 
@@ -186,5 +190,9 @@ int hy_ws_close(struct hy_ws_conn *conn, uint16_t code, const char *reason);
 /* Pid of the connection's process (to give to others that push to it).
  * Context: anywhere the conn is valid. */
 hy_pid hy_ws_pid(const struct hy_ws_conn *conn);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* HY_NET_WS_H */
