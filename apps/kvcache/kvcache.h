@@ -33,6 +33,8 @@ struct kvcache_config {
     uint32_t stats_interval_s;   /* the listener prints a stats line (0 off) */
     uint32_t acceptors;          /* acceptor processes per shard */
     uint64_t started;            /* unix time the stores' clocks count from */
+    const char *console_addr;    /* --console: the node console's address (NULL off) */
+    uint16_t console_port;
 };
 
 extern struct kvcache_config kvcache_cfg;

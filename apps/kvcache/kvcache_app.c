@@ -90,6 +90,17 @@ static void listener(void *arg)
         hy_exit(hy_reason_user(rc, "listen failed"));
     }
     atomic_store(&kvcache_tcp, srv);
+    struct hy_console *con = NULL;
+    if (kvcache_cfg.console_addr) {
+        struct hy_console_options co = {.token = getenv("HYDRA_CONSOLE_TOKEN")};
+        rc = hy_console_start(kvcache_cfg.console_addr, kvcache_cfg.console_port, &co, &con);
+        if (rc != 0)
+            fprintf(stderr, "hydra-kvcache: console on %s:%u not started: %s\n",
+                    kvcache_cfg.console_addr, kvcache_cfg.console_port, hy_strerror(rc));
+        else
+            fprintf(stderr, "hydra-kvcache: console on http://%s:%u/\n", kvcache_cfg.console_addr,
+                    hy_console_port(con));
+    }
     fprintf(stderr, "hydra-kvcache: listening on %s:%u, %u shards, %" PRIu64 " MiB\n",
             kvcache_cfg.set.inter, hy_tcp_server_port(srv), kvcache_cfg.set.nshards,
             kvcache_cfg.set.maxbytes >> 20);
@@ -115,6 +126,8 @@ static void listener(void *arg)
         kvcache_server_send(s, KVCACHE_REQ_STOP_CONNS, NULL, 0, NULL);
     atomic_store(&kvcache_tcp, NULL);
     hy_tcp_server_stop(srv, DRAIN_NS);
+    if (con)
+        hy_console_stop(con);
     fprintf(stderr, "hydra-kvcache: stopped\n");
 }
 

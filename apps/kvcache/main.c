@@ -38,6 +38,9 @@ static void usage(FILE *f)
             "                           stats_interval=S (print a stats line every S\n"
             "                           seconds; default 0: never), acceptors=N (per\n"
             "                           shard), io=auto|io_uring|epoll (socket poller)\n"
+            "  --console=ADDR:PORT      serve the node console (dashboard, /metrics, /api)\n"
+            "                           there, e.g. 127.0.0.1:8080; a non-loopback address\n"
+            "                           needs HYDRA_CONSOLE_TOKEN set (actions need it too)\n"
             "  -v, --verbose            more log output (repeat for more)\n"
             "  -h, --help               this text\n"
             "  -V, --version            print the version\n"
@@ -164,6 +167,7 @@ int main(int argc, char **argv)
         {"slab-min-size", required_argument, NULL, 'n'},
         {"extended", required_argument, NULL, 'o'},
         {"verbose", no_argument, NULL, 'v'},
+        {"console", required_argument, NULL, 'C'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -219,6 +223,24 @@ int main(int argc, char **argv)
         case 'v':
             s->verbosity++;
             break;
+        case 'C': {
+            /* ADDR:PORT, the port after the last colon ([::1]:8080 for IPv6) */
+            char *colon = strrchr(optarg, ':');
+            if (!colon || colon == optarg || !parse_uint(colon + 1, 65535, &v)) {
+                fprintf(stderr, "hydra-kvcache: --console %s: expected ADDR:PORT\n", optarg);
+                return 2;
+            }
+            *colon = '\0';
+            char *a = optarg;
+            size_t n = strlen(a);
+            if (a[0] == '[' && n > 2 && a[n - 1] == ']') {
+                a[n - 1] = '\0';
+                a++;
+            }
+            kvcache_cfg.console_addr = a;
+            kvcache_cfg.console_port = (uint16_t)v;
+            break;
+        }
         case 'h':
             usage(stdout);
             return 0;
