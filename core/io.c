@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "errors.h"
@@ -268,6 +269,71 @@ void hy__sock_attach(struct hy__sock *s, struct hy_proc *owner)
     if (s->onext)
         s->onext->oprev = &s->onext;
     owner->socks = s;
+}
+
+int hy__sock_new(size_t size, struct hy_shard *sh, int fd, hy__io_ready_fn on_ready,
+                 void (*destroy)(struct hy__sock *s), struct hy_proc *owner,
+                 struct hy__sock **out)
+{
+    struct hy__sock *s = calloc(1, size);
+    if (!s) {
+        close(fd);
+        return HY_ENOMEM;
+    }
+    s->w.fd = fd;
+    s->w.on_ready = on_ready;
+    s->sh = sh;
+    s->destroy = destroy;
+    int rc = hy__io_add(sh, &s->w);
+    if (rc) {
+        close(fd);
+        free(s);
+        return rc;
+    }
+    hy__sock_count_add(sh, 1);
+    hy__sock_attach(s, owner);
+    *out = s;
+    return 0;
+}
+
+int hy__sock_owner_check(struct hy__sock *s, struct hy_proc **pp)
+{
+    struct hy_proc *p = hy__current();
+    if (!p)
+        return HY_ENOTPROC;
+    if (!s)
+        return HY_EBADF;
+    if (s->owner != p)
+        return HY_EPERM;
+    *pp = p;
+    return 0;
+}
+
+int hy__sock_close(struct hy__sock *s)
+{
+    if (!s)
+        return 0;
+    struct hy_proc *p;
+    int rc = hy__sock_owner_check(s, &p);
+    if (rc)
+        return rc;
+    s->destroy(s);
+    return 0;
+}
+
+int hy__sock_name(struct hy__sock *s, struct hy_addr *out, bool peer)
+{
+    struct hy_proc *p;
+    int rc = hy__sock_owner_check(s, &p);
+    if (rc)
+        return rc;
+    if (!out)
+        return HY_EINVAL;
+    memset(out, 0, sizeof(*out));
+    out->len = sizeof(out->ss);
+    int r = peer ? getpeername(s->w.fd, (struct sockaddr *)&out->ss, &out->len)
+                 : getsockname(s->w.fd, (struct sockaddr *)&out->ss, &out->len);
+    return r ? hy__errno_to_hy(errno) : 0;
 }
 
 void hy__sock_detach(struct hy__sock *s)

@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "addr.h"
 #include "runtime.h"
 
 struct hy_shard;
@@ -115,6 +116,25 @@ struct hy__sock {
 };
 
 void hy__sock_attach(struct hy__sock *s, struct hy_proc *owner);
+/* Allocates a zeroed socket of size bytes whose head (offset 0) is a
+ * struct hy__sock, wraps fd in it on sh (registers its watch with the
+ * shard's poller, counts it) and makes owner its owner. fd is transferred:
+ * closed on error. On success *out is the new socket, owned through owner's
+ * list and freed by destroy. Errors: HY_ENOMEM, those of hy__io_add.
+ * Context: sh's shard. */
+int hy__sock_new(size_t size, struct hy_shard *sh, int fd, hy__io_ready_fn on_ready,
+                 void (*destroy)(struct hy__sock *s), struct hy_proc *owner,
+                 struct hy__sock **out);
+/* The calling process into *pp when it owns s. Errors: HY_ENOTPROC (not
+ * called from a process), HY_EBADF (s NULL), HY_EPERM (another owner). */
+int hy__sock_owner_check(struct hy__sock *s, struct hy_proc **pp);
+/* Closes s (NULL: nothing to do) for the calling process, its owner:
+ * s->destroy(s). Errors: those of hy__sock_owner_check (s stays open). */
+int hy__sock_close(struct hy__sock *s);
+/* Local (peer false) or peer address of s, owned by the calling process,
+ * into *out. Errors: those of hy__sock_owner_check, HY_EINVAL (out NULL),
+ * the system call's mapped by hy__errno_to_hy. */
+int hy__sock_name(struct hy__sock *s, struct hy_addr *out, bool peer);
 void hy__sock_detach(struct hy__sock *s);
 /* Closes every socket p owns (p is exiting; called by proc.c). */
 void hy__sock_proc_exit(struct hy_shard *sh, struct hy_proc *p);

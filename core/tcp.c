@@ -123,26 +123,15 @@ static void tcp_destroy(struct hy__sock *hs)
 static int tcp_new(struct hy_shard *sh, struct hy_proc *p, int fd, const struct hy_tcp_opts *o,
                    struct hy_tcp **out)
 {
-    struct hy_tcp *s = calloc(1, sizeof(*s));
-    if (!s) {
-        close(fd);
-        return HY_ENOMEM;
-    }
-    s->s.w.fd = fd;
-    s->s.w.on_ready = on_ready;
-    s->s.sh = sh;
-    s->s.destroy = tcp_destroy;
+    struct hy__sock *hs;
+    int rc = hy__sock_new(sizeof(struct hy_tcp), sh, fd, on_ready, tcp_destroy, p, &hs);
+    if (rc)
+        return rc;
+    /* set before the shard next polls: no event reaches s until then */
+    struct hy_tcp *s = (struct hy_tcp *)hs;
     s->active = o ? o->active : 0;
     s->packet = o ? o->packet : HY_TCP_PACKET_RAW;
     s->max_packet = o && o->max_packet ? o->max_packet : HY_TCP_DEFAULT_MAX_PACKET;
-    int rc = hy__io_add(sh, &s->s.w);
-    if (rc) {
-        close(fd);
-        free(s);
-        return rc;
-    }
-    hy__sock_count_add(sh, 1);
-    hy__sock_attach(&s->s, p);
     *out = s;
     return 0;
 }
@@ -150,15 +139,7 @@ static int tcp_new(struct hy_shard *sh, struct hy_proc *p, int fd, const struct 
 /* The calling process, when it owns s; else an error. */
 static int owner_check(struct hy_tcp *s, struct hy_proc **pp)
 {
-    struct hy_proc *p = hy__current();
-    if (!p)
-        return HY_ENOTPROC;
-    if (!s)
-        return HY_EBADF;
-    if (s->s.owner != p)
-        return HY_EPERM;
-    *pp = p;
-    return 0;
+    return hy__sock_owner_check(s ? &s->s : NULL, pp);
 }
 
 static inline uint64_t deadline_of(int64_t timeout_ns)
@@ -529,15 +510,21 @@ int hy_tcp_connect_host(const char *host, uint16_t port, const struct hy_tcp_opt
 
 /* ---- data --------------------------------------------------------------- */
 
-static int recv_check(struct hy_tcp *s, struct hy_proc **p)
+/* Checks a passive receive into buf (len bytes) on s, owned by the caller,
+ * and charges the caller for the call. */
+static int recv_begin(struct hy_tcp *s, const void *buf, size_t len)
 {
-    int rc = owner_check(s, p);
+    struct hy_proc *p;
+    int rc = owner_check(s, &p);
     if (rc)
         return rc;
     if (s->listening || s->connecting)
         return HY_EINVAL;
     if (s->active)
         return HY_EBUSY;
+    if (!buf && len)
+        return HY_EINVAL;
+    hy__charge(p);
     return 0;
 }
 
@@ -587,13 +574,9 @@ static int recv_some(struct hy_tcp *s, uint8_t *buf, size_t len, size_t *got, ui
 
 int hy_tcp_recv(struct hy_tcp *s, void *buf, size_t len, size_t *got, int64_t timeout_ns)
 {
-    struct hy_proc *p;
-    int rc = recv_check(s, &p);
+    int rc = recv_begin(s, buf, len);
     if (rc)
         return rc;
-    if (!buf && len)
-        return HY_EINVAL;
-    hy__charge(p);
     size_t dummy;
     if (!got)
         got = &dummy;
@@ -634,13 +617,9 @@ int hy_tcp_recv(struct hy_tcp *s, void *buf, size_t len, size_t *got, int64_t ti
 
 int hy_tcp_recv_exact(struct hy_tcp *s, void *buf, size_t len, size_t *got, int64_t timeout_ns)
 {
-    struct hy_proc *p;
-    int rc = recv_check(s, &p);
+    int rc = recv_begin(s, buf, len);
     if (rc)
         return rc;
-    if (!buf && len)
-        return HY_EINVAL;
-    hy__charge(p);
     uint64_t deadline = deadline_of(timeout_ns);
     size_t have = 0;
     while (have < len) {
@@ -731,14 +710,7 @@ int hy_tcp_shutdown(struct hy_tcp *s, int how)
 
 int hy_tcp_close(struct hy_tcp *s)
 {
-    if (!s)
-        return 0;
-    struct hy_proc *p;
-    int rc = owner_check(s, &p);
-    if (rc)
-        return rc;
-    tcp_destroy(&s->s);
-    return 0;
+    return hy__sock_close(s ? &s->s : NULL);
 }
 
 /* ---- control ------------------------------------------------------------ */
@@ -806,17 +778,7 @@ int hy_tcp_set_bufsizes(struct hy_tcp *s, int sndbuf, int rcvbuf)
 
 static int name_of(struct hy_tcp *s, struct hy_addr *out, bool peer)
 {
-    struct hy_proc *p;
-    int rc = owner_check(s, &p);
-    if (rc)
-        return rc;
-    if (!out)
-        return HY_EINVAL;
-    memset(out, 0, sizeof(*out));
-    out->len = sizeof(out->ss);
-    int r = peer ? getpeername(s->s.w.fd, (struct sockaddr *)&out->ss, &out->len)
-                 : getsockname(s->s.w.fd, (struct sockaddr *)&out->ss, &out->len);
-    return r ? hy__errno_to_hy(errno) : 0;
+    return hy__sock_name(s ? &s->s : NULL, out, peer);
 }
 
 int hy_tcp_peername(struct hy_tcp *s, struct hy_addr *out)

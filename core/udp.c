@@ -57,38 +57,17 @@ int hy_udp_open(const struct hy_addr *addr, bool reuseport, struct hy_udp **out)
         close(fd);
         return rc;
     }
-    struct hy_udp *u = calloc(1, sizeof(*u));
-    if (!u) {
-        close(fd);
-        return HY_ENOMEM;
-    }
-    u->s.w.fd = fd;
-    u->s.w.on_ready = udp_ready;
-    u->s.sh = p->shard;
-    u->s.destroy = udp_destroy;
-    int rc = hy__io_add(p->shard, &u->s.w);
-    if (rc) {
-        close(fd);
-        free(u);
+    struct hy__sock *hs;
+    int rc = hy__sock_new(sizeof(struct hy_udp), p->shard, fd, udp_ready, udp_destroy, p, &hs);
+    if (rc)
         return rc;
-    }
-    hy__sock_count_add(p->shard, 1);
-    hy__sock_attach(&u->s, p);
-    *out = u;
+    *out = (struct hy_udp *)hs;
     return 0;
 }
 
 static int owner_check(struct hy_udp *u, struct hy_proc **pp)
 {
-    struct hy_proc *p = hy__current();
-    if (!p)
-        return HY_ENOTPROC;
-    if (!u)
-        return HY_EBADF;
-    if (u->s.owner != p)
-        return HY_EPERM;
-    *pp = p;
-    return 0;
+    return hy__sock_owner_check(u ? &u->s : NULL, pp);
 }
 
 int hy_udp_sendto(struct hy_udp *u, const struct hy_addr *to, const void *data, size_t len)
@@ -152,26 +131,10 @@ int hy_udp_recvfrom(struct hy_udp *u, void *buf, size_t len, size_t *got, struct
 
 int hy_udp_sockname(struct hy_udp *u, struct hy_addr *out)
 {
-    struct hy_proc *p;
-    int rc = owner_check(u, &p);
-    if (rc)
-        return rc;
-    if (!out)
-        return HY_EINVAL;
-    memset(out, 0, sizeof(*out));
-    out->len = sizeof(out->ss);
-    return getsockname(u->s.w.fd, (struct sockaddr *)&out->ss, &out->len) ? hy__errno_to_hy(errno)
-                                                                          : 0;
+    return hy__sock_name(u ? &u->s : NULL, out, false);
 }
 
 int hy_udp_close(struct hy_udp *u)
 {
-    if (!u)
-        return 0;
-    struct hy_proc *p;
-    int rc = owner_check(u, &p);
-    if (rc)
-        return rc;
-    udp_destroy(&u->s);
-    return 0;
+    return hy__sock_close(u ? &u->s : NULL);
 }

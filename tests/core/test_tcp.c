@@ -9,7 +9,6 @@
  * The backend comes from HYDRA_IO_BACKEND (meson runs the suite twice:
  * io_uring and epoll). Counts scale with HYDRA_TEST_SCALE. */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <setjmp.h>
@@ -30,33 +29,6 @@
 #define TAG_DONE 0x444f4e45u
 #define TAG_PORT 0x504f5254u
 #define TAG_GO 0x474f2121u
-
-static int fd_count(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n - 1; /* the directory's own descriptor */
-}
-
-static struct hy_addr loopback(uint16_t port)
-{
-    struct hy_addr a;
-    hy_addr_parse("127.0.0.1", port, &a);
-    return a;
-}
-
-/* Runs body on nshards shards and checks no descriptor was left behind. */
-static void run_checked(unsigned nshards, hy_proc_fn body, void *arg)
-{
-    int before = fd_count();
-    hy_test_run(nshards, body, arg);
-    assert_int_equal(fd_count(), before);
-}
 
 /* ---- an echo service: one listener per shard, a process per connection --- */
 
@@ -96,7 +68,7 @@ static void echo_listener(void *arg)
     struct listener_arg *la = arg;
     struct hy_tcp_listen_opts lo;
     hy_tcp_listen_opts_init(&lo);
-    lo.addr = loopback(la->port);
+    lo.addr = hy_test_loopback(la->port);
     struct hy_tcp *ls;
     int rc = hy_tcp_listen(&lo, &ls);
     HY_CHECK_EQ(rc, 0);
@@ -159,7 +131,7 @@ static void fill_req(uint8_t *b, unsigned id, unsigned i)
 static void echo_client(void *arg)
 {
     struct client_arg *ca = arg;
-    struct hy_addr a = loopback(ca->port);
+    struct hy_addr a = hy_test_loopback(ca->port);
     struct hy_tcp *s;
     int rc = hy_tcp_connect(&a, NULL, 30 * SECOND, &s);
     HY_CHECK_EQ(rc, 0);
@@ -222,21 +194,21 @@ static void test_tcp_echo_1000_conns_2_shards(void **state)
 {
     (void)state;
     struct echo_case ec = {2, (unsigned)hy_test_scaled(1000), 5, false, 0};
-    run_checked(2, echo_main, &ec);
+    hy_test_run_fd_checked(2, echo_main, &ec);
 }
 
 static void test_tcp_echo_1000_conns_4_shards(void **state)
 {
     (void)state;
     struct echo_case ec = {4, (unsigned)hy_test_scaled(1000), 5, false, 0};
-    run_checked(4, echo_main, &ec);
+    hy_test_run_fd_checked(4, echo_main, &ec);
 }
 
 static void test_tcp_echo_pipelined(void **state)
 {
     (void)state;
     struct echo_case ec = {2, 20, (unsigned)hy_test_scaled(500), true, 0};
-    run_checked(2, echo_main, &ec);
+    hy_test_run_fd_checked(2, echo_main, &ec);
 }
 
 /* ---- refused, timed out, accept timeout ------------------------------------- */
@@ -263,7 +235,7 @@ static void errors_main(void *arg)
     /* a listener whose accept queue is full drops further SYNs: connect
      * then waits until its timeout */
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct hy_addr b = loopback(0);
+    struct hy_addr b = hy_test_loopback(0);
     bind(lfd, (struct sockaddr *)&b.ss, b.len);
     listen(lfd, 0);
     b.len = sizeof(b.ss);
@@ -290,7 +262,7 @@ static void test_tcp_connect_refused_timeout_accept_timeout(void **state)
 {
     (void)state;
     struct rc_ctx c = {0};
-    run_checked(1, errors_main, &c);
+    hy_test_run_fd_checked(1, errors_main, &c);
     assert_int_equal(c.accept_to, HY_ETIMEDOUT);
     assert_int_equal(c.refused, HY_ECONNREFUSED);
     assert_int_equal(c.timed_out, HY_ETIMEDOUT);
@@ -410,7 +382,7 @@ static void test_tcp_partial_reads_writes_tiny_buffers(void **state)
 {
     (void)state;
     struct partial_ctx c = {0};
-    run_checked(1, partial_main, &c);
+    hy_test_run_fd_checked(1, partial_main, &c);
     assert_int_equal(c.send_rc, 0);
     assert_int_equal(c.received, BIG);
     assert_int_equal(c.mismatches, 0);
@@ -475,7 +447,7 @@ static void test_tcp_peer_close_reset_half_close(void **state)
 {
     (void)state;
     struct close_ctx c = {0};
-    run_checked(1, close_main, &c);
+    hy_test_run_fd_checked(1, close_main, &c);
     assert_true(c.send_rc == HY_ECONNRESET || c.send_rc == HY_ECLOSED);
     assert_int_equal(c.reset_rc, HY_ECONNRESET);
     assert_int_equal(c.half_rc, HY_ECLOSED);
@@ -560,7 +532,7 @@ static void test_tcp_active_once_n_flow_control(void **state)
 {
     (void)state;
     struct active_ctx c = {0};
-    run_checked(1, active_main, &c);
+    hy_test_run_fd_checked(1, active_main, &c);
     assert_int_equal(c.bytes, 64u * 65536u);
     assert_true(c.closed);
     assert_true(c.passives > 0);
@@ -645,7 +617,7 @@ static void test_tcp_framing_line_length_oversize(void **state)
 {
     (void)state;
     struct frame_ctx c = {0};
-    run_checked(1, frame_main, &c);
+    hy_test_run_fd_checked(1, frame_main, &c);
     assert_int_equal(c.lines_ok, 2);
     assert_int_equal(c.line_oversize_rc, HY_EMSGSIZE);
     assert_int_equal(c.len_ok, 4);
@@ -717,7 +689,7 @@ static void test_tcp_handover_across_shards(void **state)
     (void)state;
     struct handover_ctx c;
     memset(&c, 0, sizeof(c));
-    run_checked(2, handover_main, &c);
+    hy_test_run_fd_checked(2, handover_main, &c);
     assert_int_equal(c.hc.rc, 0);
     assert_int_equal(c.hc.on_shard, 1);
     assert_memory_equal(c.hc.got, "defghijk", 8);
@@ -788,7 +760,7 @@ static void test_tcp_owner_killed_or_crashing_in_recv(void **state)
 {
     (void)state;
     struct die_ctx c = {0};
-    run_checked(1, die_main, &c);
+    hy_test_run_fd_checked(1, die_main, &c);
     assert_int_equal(c.eof_kill, HY_ECLOSED);
     assert_int_equal(c.eof_crash, HY_ECLOSED);
     assert_int_equal(c.socks_after, 0);
@@ -809,7 +781,7 @@ static void cycle_main(void *arg)
     struct hy_addr a;
     hy_tcp_sockname(ls, &a);
     unsigned n = (unsigned)hy_test_scaled(10000);
-    c->fds_mid_before = fd_count();
+    c->fds_mid_before = hy_test_fd_count();
     for (unsigned i = 0; i < n; i++) {
         struct hy_tcp *cl, *sv;
         if (hy_tcp_connect(&a, NULL, 5 * SECOND, &cl) != 0)
@@ -821,7 +793,7 @@ static void cycle_main(void *arg)
         hy_tcp_close(cl);
     }
     hy_yield(); /* io_uring: the last poll removals reach the kernel */
-    c->fds_mid_after = fd_count();
+    c->fds_mid_after = hy_test_fd_count();
     hy_tcp_close(ls);
 }
 
@@ -829,7 +801,7 @@ static void test_tcp_connect_close_cycles_no_fd_leak(void **state)
 {
     (void)state;
     struct cycle_ctx c = {0};
-    run_checked(1, cycle_main, &c);
+    hy_test_run_fd_checked(1, cycle_main, &c);
     assert_int_equal(c.ok, (unsigned)hy_test_scaled(10000));
     assert_int_equal(c.fds_mid_after, c.fds_mid_before);
 }
@@ -845,7 +817,7 @@ struct compact_ctx {
 static void compact_client(void *arg)
 {
     struct compact_ctx *cc = arg;
-    struct hy_addr a = loopback(cc->port);
+    struct hy_addr a = hy_test_loopback(cc->port);
     struct hy_tcp *s;
     uint32_t ok = 0;
     if (hy_tcp_connect(&a, NULL, 10 * SECOND, &s) == 0) {
@@ -887,7 +859,7 @@ static void test_tcp_compact_stack_buffers(void **state)
 {
     (void)state;
     struct compact_ctx c = {0};
-    run_checked(1, compact_main, &c);
+    hy_test_run_fd_checked(1, compact_main, &c);
     assert_int_equal(c.ok, 20 * 50);
 }
 
@@ -931,7 +903,7 @@ static void test_tcp_misuse_errors(void **state)
 {
     (void)state;
     struct misuse_ctx c = {0};
-    run_checked(1, misuse_main, &c);
+    hy_test_run_fd_checked(1, misuse_main, &c);
     assert_int_equal(c.not_owner, HY_EPERM);
     assert_int_equal(c.active_recv, HY_EBUSY);
     assert_int_equal(c.bad_active, HY_EINVAL);

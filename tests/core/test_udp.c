@@ -3,7 +3,6 @@
  * truncation, misuse, and sockets closed with their owner (descriptors
  * counted before and after). Backend from HYDRA_IO_BACKEND. */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,25 +17,12 @@
 #define SECOND 1000000000LL
 #define TAG_PORT 0x504f5254u
 
-static int fd_count(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n - 1;
-}
-
 /* Echoes datagrams back to their sender until killed (socket never closed
  * by hand: its exit closes it). */
 static void udp_echo(void *arg)
 {
     hy_pid parent = *(hy_pid *)arg;
-    struct hy_addr a;
-    hy_addr_parse("127.0.0.1", 0, &a);
+    struct hy_addr a = hy_test_loopback(0);
     struct hy_udp *u;
     HY_CHECK_EQ(hy_udp_open(&a, false, &u), 0);
     struct hy_addr me;
@@ -75,8 +61,7 @@ static void udp_main(void *arg)
     struct hy_msg *m = hy_test_must_recv_tag(TAG_PORT, 5 * SECOND);
     if (!m)
         return;
-    struct hy_addr to;
-    hy_addr_parse("127.0.0.1", (uint16_t)hy_test_payload_u32(m), &to);
+    struct hy_addr to = hy_test_loopback((uint16_t)hy_test_payload_u32(m));
     hy_msg_free(m);
     struct hy_udp *u;
     HY_CHECK_EQ(hy_udp_open(NULL, false, &u), 0);
@@ -110,10 +95,8 @@ static void udp_main(void *arg)
 static void test_udp_echo_timeout_truncation_ownership(void **state)
 {
     (void)state;
-    int before = fd_count();
     struct udp_ctx c = {0};
-    hy_test_run(2, udp_main, &c);
-    assert_int_equal(fd_count(), before);
+    hy_test_run_fd_checked(2, udp_main, &c);
     assert_int_equal(c.timeout_rc, HY_ETIMEDOUT);
     assert_int_equal(c.echoed, 100);
     assert_int_equal(c.trunc_rc, HY_EMSGSIZE);

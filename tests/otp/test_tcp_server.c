@@ -5,7 +5,6 @@
  * service sets while other clients are served. Descriptors are counted
  * before and after every scenario. Backend from HYDRA_IO_BACKEND. */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -23,25 +22,6 @@
 #define SECOND 1000000000LL
 #define MS 1000000LL
 #define TAG_DONE 0x444f4e45u
-
-static int fd_count(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n - 1;
-}
-
-static void run_checked(unsigned nshards, hy_proc_fn body, void *arg)
-{
-    int before = fd_count();
-    hy_test_run(nshards, body, arg);
-    assert_int_equal(fd_count(), before);
-}
 
 /* A line echo service: "crash\n" makes the handler panic, "wait\n" makes it
  * sleep 300 ms before answering; idle connections are closed after
@@ -96,8 +76,7 @@ static struct hy_tcp_server *start(struct svc *v, unsigned max, unsigned accepto
 
 static int conn(struct hy_tcp_server *srv, struct hy_tcp **out)
 {
-    struct hy_addr a;
-    hy_addr_parse("127.0.0.1", hy_tcp_server_port(srv), &a);
+    struct hy_addr a = hy_test_loopback(hy_tcp_server_port(srv));
     return hy_tcp_connect(&a, NULL, 5 * SECOND, out);
 }
 
@@ -187,7 +166,7 @@ static void test_tcp_server_spread_and_crash(void **state)
     (void)state;
     struct spread_ctx c;
     memset(&c, 0, sizeof(c));
-    run_checked(2, spread_main, &c);
+    hy_test_run_fd_checked(2, spread_main, &c);
     unsigned n = (unsigned)hy_test_scaled(200);
     assert_int_equal(c.ok, n * 10);
     assert_true(c.crash_peer_rc_ok);
@@ -251,7 +230,7 @@ static void test_tcp_server_max_connections(void **state)
     (void)state;
     struct max_ctx c;
     memset(&c, 0, sizeof(c));
-    run_checked(1, max_main, &c);
+    hy_test_run_fd_checked(1, max_main, &c);
     assert_true(c.third_rc == HY_ECLOSED || c.third_rc == HY_ECONNRESET);
     assert_int_equal(c.after_rc, 0);
     assert_int_equal(c.st.refused, 1);
@@ -298,8 +277,7 @@ static void drain_main(void *arg)
     hy_spawn(busy_client, &d, NULL);
     hy_msg_free(hy_test_must_recv_tag(TAG_DONE, 5 * SECOND));
     hy_yield();
-    struct hy_addr a;
-    hy_addr_parse("127.0.0.1", hy_tcp_server_port(srv), &a);
+    struct hy_addr a = hy_test_loopback(hy_tcp_server_port(srv));
     uint64_t t0 = hy_now_ns();
     HY_CHECK_EQ(hy_tcp_server_stop(srv, 1 * SECOND), 0);
     c->stop_ns = hy_now_ns() - t0;
@@ -318,7 +296,7 @@ static void test_tcp_server_stop_drains(void **state)
     (void)state;
     struct drain_ctx c;
     memset(&c, 0, sizeof(c));
-    run_checked(1, drain_main, &c);
+    hy_test_run_fd_checked(1, drain_main, &c);
     assert_int_equal(c.busy_rc, 0);              /* finished within the drain */
     assert_int_equal(c.idle_rc, HY_ECLOSED);     /* closed after the drain timeout */
     assert_true(c.stop_ns >= 1 * SECOND);        /* the idle one held it to the end */
@@ -367,7 +345,7 @@ static void test_tcp_server_slowloris_idle_timeout(void **state)
     (void)state;
     struct slow_ctx c;
     memset(&c, 0, sizeof(c));
-    run_checked(1, slowloris_main, &c);
+    hy_test_run_fd_checked(1, slowloris_main, &c);
     assert_int_equal(c.slow_closed, 20);
     assert_int_equal(c.fast_ok, 20);
     assert_true(c.v.idle_closed >= 20);

@@ -1,5 +1,6 @@
 #include "test_support.h"
 
+#include <dirent.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -47,6 +48,36 @@ int hy_test_run_cfg(const struct hy_config *cfg, hy_proc_fn body, void *arg)
     assert_true(w.clean);
     assert_false(hy_running());
     return rc;
+}
+
+int hy_test_fd_count(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    HY_CHECK(d != NULL); /* callable from processes: record, don't longjmp */
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1; /* the directory's own descriptor */
+}
+
+int hy_test_run_fd_checked(unsigned nshards, hy_proc_fn body, void *arg)
+{
+    int before = hy_test_fd_count();
+    int rc = hy_test_run(nshards, body, arg);
+    assert_int_equal(hy_test_fd_count(), before);
+    return rc;
+}
+
+struct hy_addr hy_test_loopback(uint16_t port)
+{
+    struct hy_addr a;
+    hy_addr_parse("127.0.0.1", port, &a);
+    return a;
 }
 
 enum hy_io_backend hy_test_io_backend(void)

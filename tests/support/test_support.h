@@ -23,6 +23,16 @@ int hy_test_run_cfg(const struct hy_config *cfg, hy_proc_fn body, void *arg);
  * auto); hy_test_run() uses it, so a suite runs on either backend. */
 enum hy_io_backend hy_test_io_backend(void);
 
+/* Descriptors this OS process has open (entries of /proc/self/fd, less the
+ * one reading the directory); -1 and a failed check if it cannot be read.
+ * Context: any thread, processes included. */
+int hy_test_fd_count(void);
+/* hy_test_run() and then asserts that as many descriptors are open as
+ * before it: the body left none behind. Context: the test's main thread. */
+int hy_test_run_fd_checked(unsigned nshards, hy_proc_fn body, void *arg);
+/* 127.0.0.1:port as a hy_addr (port 0: any free port when bound). */
+struct hy_addr hy_test_loopback(uint16_t port);
+
 /* From a process: waits (yielding/sleeping 100 us at a time) until cond(arg)
  * is true or timeout_ms passes; returns whether it became true. */
 bool hy_test_wait_until(bool (*cond)(void *arg), void *arg, unsigned timeout_ms);
