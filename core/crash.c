@@ -66,6 +66,7 @@ static struct sigaction saved[NFAULT];
 static int installed;
 
 _Atomic int hy__fault_point;
+_Atomic uint64_t hy__fail_monitor_hi, hy__fail_monitor_lo;
 
 /* (not instrumented: the sanitizers would report the store instead of
  * letting it fault) */

@@ -10,6 +10,7 @@
 #define HY_CORE_CRASH_INTERNAL_H
 
 #include <stdatomic.h>
+#include <stdint.h>
 
 enum hy__fault_point {
     HY_FP_NONE = 0,
@@ -33,5 +34,11 @@ void hy__fault_hit(void);
                 atomic_load_explicit(&hy__fault_point, memory_order_relaxed) == (id), 0)) \
             hy__fault_hit();                                                              \
     } while (0)
+
+/* Allocation-failure injection, for paths only out-of-memory can reach:
+ * while hy__fail_monitor_hi/lo name a pid (both 0: none), hy_monitor of that
+ * pid fails with HY_ENOMEM as if the monitor could not be recorded. Written
+ * only by tests, around the step they test. */
+extern _Atomic uint64_t hy__fail_monitor_hi, hy__fail_monitor_lo;
 
 #endif /* HY_CORE_CRASH_INTERNAL_H */

@@ -736,6 +736,10 @@ int hy_monitor(hy_pid pid, hy_ref *ref)
     struct hy_proc *p = cur_or(&rc);
     if (!p)
         return rc;
+    if (__builtin_expect(atomic_load_explicit(&hy__fail_monitor_lo, memory_order_relaxed) != 0, 0) &&
+        atomic_load_explicit(&hy__fail_monitor_lo, memory_order_relaxed) == pid.lo &&
+        atomic_load_explicit(&hy__fail_monitor_hi, memory_order_relaxed) == pid.hi)
+        return HY_ENOMEM; /* injected by a test (crash_internal.h) */
     return monitor_common(p, pid, NULL, 0, ref);
 }
 

@@ -31,6 +31,7 @@
 #include <cmocka.h>
 
 #include "hydra.h"
+#include "crash_internal.h" /* to make the supervisor's monitor of a child fail */
 #include "shard_internal.h" /* to see whether a process waits with a timeout */
 #include "test_support.h"
 
@@ -914,6 +915,32 @@ static void body_shutdown_brutal_kill(void *arg)
 }
 BOTH_SHARDS(shutdown_brutal_kill)
 
+/* Out of memory for the monitor that shutdown sets on a child: the child is
+ * still stopped (its link's EXIT says when), not left running. */
+static void body_shutdown_monitor_fails(void *arg)
+{
+    int shard = *(int *)arg;
+    begin();
+    struct hy_sup_gs_child g;
+    struct hy_child_spec spec = kid_spec("k", &trapping[0], shard, &g);
+    struct hy_sup_flags f = flags(HY_ONE_FOR_ONE, 1, 5);
+    hy_pid sup = start_sup(&f, &spec, 1);
+    hy_pid kid = expect_sev(S_INIT, 0).pid;
+    hy_ref mref = monitor(kid); /* ours, before the failure is armed */
+    atomic_store(&hy__fail_monitor_hi, kid.hi);
+    atomic_store(&hy__fail_monitor_lo, kid.lo);
+    int rc = hy_supervisor_terminate_child(sup, "k", HY_PID_NONE);
+    atomic_store(&hy__fail_monitor_lo, 0);
+    atomic_store(&hy__fail_monitor_hi, 0);
+    HY_CHECK_EQ(rc, 0);
+    HY_CHECK(!alive(kid));
+    CHECK_KIND(expect_sev(S_TERM, 0).reason, HY_REASON_SHUTDOWN);
+    CHECK_KIND(wait_down(mref), HY_REASON_SHUTDOWN);
+    stop_sup(sup);
+    end();
+}
+BOTH_SHARDS(shutdown_monitor_fails)
+
 static void body_shutdown_timeout(void *arg)
 {
     int shard = *(int *)arg;
@@ -1577,6 +1604,7 @@ int main(void)
         BOTH_TESTS(intensity_period),
         BOTH_TESTS(intensity_failed_restarts),
         BOTH_TESTS(shutdown_brutal_kill),
+        BOTH_TESTS(shutdown_monitor_fails),
         BOTH_TESTS(shutdown_timeout),
         BOTH_TESTS(shutdown_infinity),
         BOTH_TESTS(stop_reverse_order),
