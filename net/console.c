@@ -69,6 +69,13 @@ struct hy_console {
         uint64_t restarts;
     } restarts[NRESTARTS];
     unsigned nrestart;
+
+    /* what was installed before the console: every report and line is
+     * passed on to it, and it is set back when the console stops */
+    hy_report_fn prev_report;
+    void *prev_report_ctx;
+    hy_log_sink_fn prev_sink;
+    void *prev_sink_ctx;
 };
 
 static _Atomic(struct hy_console *) the_console;
@@ -238,6 +245,10 @@ static void on_report(const struct hy_report *r, void *ctx)
         count_restart(c, r->who);
     if (r->type == HY_REPORT_CRASH || r->type == HY_REPORT_SUPERVISOR)
         keep_report(c, r->type == HY_REPORT_CRASH ? 0 : 1, line);
+    if (c->prev_report) {
+        c->prev_report(r, c->prev_report_ctx);
+        return;
+    }
     /* What the default handler does: one log line. */
     hy_log(r->level, "%s", line);
 }
@@ -247,6 +258,10 @@ static void on_log(enum hy_log_level level, const char *line, void *ctx)
     struct hy_console *c = ctx;
     if (level <= HY_LOG_WARNING && !strstr(line, "_report ")) /* reports are kept already */
         keep_report(c, 2, line);
+    if (c->prev_sink) {
+        c->prev_sink(level, line, c->prev_sink_ctx);
+        return;
+    }
     if (level <= hy_log_get_level()) {
         size_t n = strlen(line);
         char buf[1024];
@@ -494,6 +509,13 @@ static void json_proc(const struct hy_proc_info *pi, struct sb *b, bool details)
         sb_str(b, "]");
     }
     sb_str(b, "}");
+}
+
+/* The process page: json_proc with its details. */
+static void json_proc_page(struct hy_console *c, const struct hy_proc_info *pi, struct sb *b)
+{
+    (void)c;
+    json_proc(pi, b, true);
 }
 
 static void json_procs(struct hy_console *c, struct hy_msg **snaps, struct sb *b)
@@ -942,6 +964,87 @@ static int action(struct hy_console *c, struct hy_tcp *s, const struct hy_http_r
     return respond(s, rc == 0 ? 200 : 409, "application/json", body, (size_t)n, keep);
 }
 
+/* The JSON of a GET /api/... request into b; returns the HTTP status (200,
+ * or 400/404 with a short JSON error in b). */
+static unsigned api_get(struct hy_console *c, const struct hy_http_request *r, struct sb *b)
+{
+    if (path_is(r, "/api/all")) {
+        json_all(c, b);
+    } else if (path_is(r, "/api/shards") || path_is(r, "/api/procs")) {
+        struct hy_msg *snaps[HY_MAX_SHARDS];
+        bool procs = path_is(r, "/api/procs");
+        gather(c, procs ? c->o.max_procs : 0, snaps);
+        if (procs)
+            json_procs(c, snaps, b);
+        else
+            json_shards(c, snaps, b);
+        free_snaps(c, snaps);
+    } else if (path_is(r, "/api/proc")) {
+        const char *v;
+        size_t vl;
+        hy_pid pid;
+        struct hy_proc_info pi;
+        if (!query_get(r->query, r->query_len, "pid", &v, &vl) || !pid_parse(v, vl, &pid)) {
+            sb_printf(b, "{\"error\":\"pid=ID required\"}");
+            return 400;
+        }
+        if (hy_pid_node(pid) != hy_node_id() || hy_proc_info(pid, &pi) < 0) {
+            sb_printf(b, "{\"error\":\"noproc\"}");
+            return 404;
+        }
+        json_proc_page(c, &pi, b);
+    } else if (path_is(r, "/api/tree")) {
+        json_tree(c, b);
+    } else if (path_is(r, "/api/reports")) {
+        json_reports(c, b);
+    } else if (path_is(r, "/api/cluster")) {
+        json_cluster(b);
+    } else {
+        sb_printf(b, "{\"error\":\"not found\"}");
+        return 404;
+    }
+    return 200;
+}
+
+int hy_console_api(struct hy_console *c, const char *target, char *buf, size_t cap, size_t *len)
+{
+    if (!hy_in_process())
+        return HY_ENOTPROC;
+    if (!c || !target || !buf || !len)
+        return HY_EINVAL;
+    struct hy_http_request r;
+    memset(&r, 0, sizeof(r));
+    r.method = "GET";
+    r.method_len = 3;
+    r.path = target;
+    const char *q = strchr(target, '?');
+    r.path_len = q ? (size_t)(q - target) : strlen(target);
+    if (q) {
+        r.query = q + 1;
+        r.query_len = strlen(q + 1);
+    }
+    if (r.path_len <= 5 || memcmp(target, "/api/", 5) != 0)
+        return HY_ENOENT;
+    struct sb b = {0};
+    unsigned status = api_get(c, &r, &b);
+    int rc = 0;
+    if (b.oom)
+        rc = HY_ENOMEM;
+    else if (status == 400)
+        rc = HY_EINVAL;
+    else if (status != 200)
+        rc = HY_ENOENT;
+    else if (b.len + 1 > cap)
+        rc = HY_ENOSPC;
+    else {
+        memcpy(buf, b.p ? b.p : "", b.len);
+        buf[b.len] = '\0';
+        *len = b.len;
+    }
+    free(b.p);
+    return rc;
+}
+
 /* Serves one parsed request; returns < 0 to close the connection. */
 static int route(struct hy_console *c, struct hy_tcp *s, const struct hy_http_request *r)
 {
@@ -959,39 +1062,12 @@ static int route(struct hy_console *c, struct hy_tcp *s, const struct hy_http_re
     } else if (path_is(r, "/metrics")) {
         prometheus(c, &b);
         rc = respond_sb(s, "text/plain; version=0.0.4", &b, keep);
-    } else if (path_is(r, "/api/all")) {
-        json_all(c, &b);
-        rc = respond_sb(s, "application/json", &b, keep);
-    } else if (path_is(r, "/api/shards") || path_is(r, "/api/procs")) {
-        struct hy_msg *snaps[HY_MAX_SHARDS];
-        bool procs = path_is(r, "/api/procs");
-        gather(c, procs ? c->o.max_procs : 0, snaps);
-        if (procs)
-            json_procs(c, snaps, &b);
+    } else if (r->path_len > 5 && memcmp(r->path, "/api/", 5) == 0) {
+        unsigned status = api_get(c, r, &b);
+        if (status != 200)
+            rc = respond(s, status, "application/json", b.p ? b.p : "", b.len, keep);
         else
-            json_shards(c, snaps, &b);
-        free_snaps(c, snaps);
-        rc = respond_sb(s, "application/json", &b, keep);
-    } else if (path_is(r, "/api/proc")) {
-        const char *v;
-        size_t vl;
-        hy_pid pid;
-        struct hy_proc_info pi;
-        if (!query_get(r->query, r->query_len, "pid", &v, &vl) || !pid_parse(v, vl, &pid))
-            return respond(s, 400, "text/plain", "pid=ID required\n", 16, keep);
-        if (hy_pid_node(pid) != hy_node_id() || hy_proc_info(pid, &pi) < 0)
-            return respond(s, 404, "application/json", "{\"error\":\"noproc\"}", 18, keep);
-        json_proc(&pi, &b, true);
-        rc = respond_sb(s, "application/json", &b, keep);
-    } else if (path_is(r, "/api/tree")) {
-        json_tree(c, &b);
-        rc = respond_sb(s, "application/json", &b, keep);
-    } else if (path_is(r, "/api/reports")) {
-        json_reports(c, &b);
-        rc = respond_sb(s, "application/json", &b, keep);
-    } else if (path_is(r, "/api/cluster")) {
-        json_cluster(&b);
-        rc = respond_sb(s, "application/json", &b, keep);
+            rc = respond_sb(s, "application/json", &b, keep);
     } else {
         rc = respond(s, 404, "text/plain", "not found\n", 10, keep);
     }
@@ -1170,8 +1246,10 @@ int hy_console_start(const char *address, uint16_t port, const struct hy_console
     }
     bool reports_on = hy_report_enabled();
     hy_report_set_enabled(false);
+    hy_report_get_handler(&c->prev_report, &c->prev_report_ctx);
     hy_report_set_handler(on_report, c);
     hy_report_set_enabled(reports_on);
+    hy_log_get_sink(&c->prev_sink, &c->prev_sink_ctx);
     hy_log_set_sink(on_log, c);
     *out = c;
     return 0;
@@ -1197,9 +1275,15 @@ int hy_console_stop(struct hy_console *c)
     stop_collectors(c, c->nshards);
     bool reports_on = hy_report_enabled();
     hy_report_set_enabled(false);
-    hy_report_set_handler(NULL, NULL);
+    hy_report_fn cur_report;
+    hy_report_get_handler(&cur_report, NULL);
+    if (cur_report == on_report) /* unless someone replaced it meanwhile */
+        hy_report_set_handler(c->prev_report, c->prev_report_ctx);
     hy_report_set_enabled(reports_on);
-    hy_log_set_sink(NULL, NULL);
+    hy_log_sink_fn cur_sink;
+    hy_log_get_sink(&cur_sink, NULL);
+    if (cur_sink == on_log)
+        hy_log_set_sink(c->prev_sink, c->prev_sink_ctx);
     pthread_mutex_destroy(&c->lock);
     atomic_store(&the_console, NULL);
     free(c);

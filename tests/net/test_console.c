@@ -4,6 +4,7 @@
  * under message load; promtool accepts the text. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -221,11 +222,100 @@ static void test_console_metrics_between_stats_reads(void **state)
         skip();
 }
 
+/* A user's report handler and log sink, set before the console starts. */
+struct seen {
+    _Atomic unsigned reports, lines;
+    char last_line[256];
+};
+
+static void user_report(const struct hy_report *r, void *ctx)
+{
+    struct seen *s = ctx;
+    if (r->context && strcmp(r->context, "console_chain_test") == 0)
+        atomic_fetch_add(&s->reports, 1);
+}
+
+static void user_sink(enum hy_log_level level, const char *line, void *ctx)
+{
+    (void)level;
+    struct seen *s = ctx;
+    if (strstr(line, "console chain line")) {
+        snprintf(s->last_line, sizeof(s->last_line), "%s", line);
+        atomic_fetch_add(&s->lines, 1);
+    }
+}
+
+static void body_chain(void *arg)
+{
+    struct seen *seen = arg;
+    bool reports_on = hy_report_enabled();
+    hy_report_set_enabled(false);
+    hy_report_set_handler(user_report, seen);
+    hy_report_set_enabled(true);
+    hy_log_set_sink(user_sink, seen);
+    struct hy_console *c;
+    int rc = hy_console_start("127.0.0.1", 0, NULL, &c);
+    if (rc == HY_ENOSYS) {
+        hy_log_set_sink(NULL, NULL);
+        return;
+    }
+    HY_CHECK_EQ(rc, 0);
+    if (rc)
+        return;
+    /* the console's own handler and sink are in front now */
+    hy_report_fn fn;
+    hy_log_sink_fn sk;
+    void *ctx;
+    hy_report_get_handler(&fn, &ctx);
+    HY_CHECK(fn != user_report);
+    hy_log_get_sink(&sk, &ctx);
+    HY_CHECK(sk != user_sink);
+    struct hy_report r = {.type = HY_REPORT_SUPERVISOR, .level = HY_LOG_ERROR,
+                          .context = "console_chain_test", .who = hy_self(),
+                          .child = HY_PID_NONE};
+    for (int i = 0; i < 3; i++) {
+        hy_report(&r);
+        hy_log(HY_LOG_WARNING, "console chain line %d", i);
+    }
+    HY_CHECK_EQ(atomic_load(&seen->reports), 3u);
+    HY_CHECK_EQ(atomic_load(&seen->lines), 3u);
+    HY_CHECK(strstr(seen->last_line, "console chain line 2") != NULL);
+    /* the console kept them too */
+    size_t cap = 1 << 20, len = 0;
+    char *text = malloc(cap);
+    HY_CHECK_EQ(hy_console_api(c, "/api/reports", text, cap, &len), 0);
+    HY_CHECK(strstr(text, "console_chain_test") != NULL);
+    HY_CHECK(strstr(text, "console chain line 2") != NULL);
+    free(text);
+    HY_CHECK_EQ(hy_console_stop(c), 0);
+    /* stopped: the user's handler and sink are back, and still receive */
+    hy_report_get_handler(&fn, &ctx);
+    HY_CHECK(fn == user_report && ctx == seen);
+    hy_log_get_sink(&sk, &ctx);
+    HY_CHECK(sk == user_sink && ctx == seen);
+    hy_report(&r);
+    hy_log(HY_LOG_WARNING, "console chain line %d", 3);
+    HY_CHECK_EQ(atomic_load(&seen->reports), 4u);
+    HY_CHECK_EQ(atomic_load(&seen->lines), 4u);
+    hy_report_set_enabled(false);
+    hy_report_set_handler(NULL, NULL);
+    hy_report_set_enabled(reports_on);
+    hy_log_set_sink(NULL, NULL);
+}
+
+static void test_console_chains_user_handler_and_sink(void **state)
+{
+    (void)state;
+    static struct seen seen;
+    assert_int_equal(hy_test_run(2, body_chain, &seen), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_console_refuses_unsafe_binds),
         cmocka_unit_test(test_console_metrics_between_stats_reads),
+        cmocka_unit_test(test_console_chains_user_handler_and_sink),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
