@@ -365,6 +365,7 @@ void hy__sched_loop(struct hy_shard *sh)
         uint64_t now = sh->now;
         if (work) {
             stat_add(&sh->st.busy_ns, now - last);
+            hy__stats_turn(&sh->st, now - last);
             last = now;
             idle_since = 0;
             continue;

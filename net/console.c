@@ -461,10 +461,14 @@ static void json_shards(struct hy_console *c, struct hy_msg **snaps, struct sb *
                   (unsigned long long)st->procs_exited, (unsigned long long)st->timers_armed);
         sb_printf(b,
                   "\"memory\":{\"procs\":%llu,\"mailbox_msgs\":%llu,\"stacks_pooled\":%llu,"
-                  "\"buffers_out\":%llu},\"collect_ns\":%llu,\"partial\":%s}",
+                  "\"buffers_out\":%llu},\"collect_ns\":%llu,\"partial\":%s,",
                   (unsigned long long)sn->proc_memory, (unsigned long long)sn->mailbox_total,
                   (unsigned long long)st->stacks_pooled, (unsigned long long)st->buffers_out,
                   (unsigned long long)sn->collect_ns, sn->partial ? "true" : "false");
+        sb_str(b, "\"turn_log2\":[");
+        for (unsigned k = 0; k < HY_STATS_TURN_BUCKETS; k++)
+            sb_printf(b, "%s%llu", k ? "," : "", (unsigned long long)st->turn_log2[k]);
+        sb_str(b, "]}");
     }
     sb_str(b, "],\"pairs\":[");
     for (unsigned s = 0; s < c->nshards; s++) {
@@ -671,11 +675,21 @@ static void prom_head(struct sb *b, const char *name, const char *type, const ch
     sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* The turn-time histogram's first exported bucket: le = 2^(k+1) ns = 256 ns
+ * (shorter turns do not happen; they are counted in it). */
+#define TURN_FIRST_BUCKET 7
+
 static void prometheus(struct hy_console *c, struct sb *b)
 {
     struct hy_msg *snaps[HY_MAX_SHARDS];
     gather(c, 0, snaps);
-    struct hy_stats st[HY_MAX_SHARDS];
+    /* on the heap: a process's stack is small and a hy_stats is not */
+    struct hy_stats *st = calloc(c->nshards, sizeof(*st));
+    if (!st) {
+        free_snaps(c, snaps);
+        b->oom = true;
+        return;
+    }
     bool have[HY_MAX_SHARDS];
     for (unsigned s = 0; s < c->nshards; s++) {
         have[s] = snaps[s] != NULL;
@@ -726,6 +740,26 @@ static void prometheus(struct hy_console *c, struct sb *b)
               "Ring entries that waited in an overflow queue.", ring_overflows);
     PER_SHARD_SEC("hydra_busy_seconds_total", "Time with work to do.", busy_ns);
     PER_SHARD_SEC("hydra_idle_seconds_total", "Time idle (spinning or asleep).", idle_ns);
+    prom_head(b, "hydra_turn_seconds", "histogram",
+              "Scheduler turns that found work, by duration (log2 buckets).");
+    for (unsigned s = 0; s < c->nshards; s++) {
+        if (!have[s])
+            continue;
+        uint64_t cum = 0;
+        for (unsigned k = 0; k < HY_STATS_TURN_BUCKETS - 1; k++) {
+            cum += st[s].turn_log2[k];
+            if (k >= TURN_FIRST_BUCKET) /* shorter ones: cumulative, in the first line */
+                sb_printf(b, "hydra_turn_seconds_bucket{shard=\"%u\",le=\"%.10g\"} %llu\n", s,
+                          (double)(1ull << (k + 1)) / 1e9, (unsigned long long)cum);
+        }
+        cum += st[s].turn_log2[HY_STATS_TURN_BUCKETS - 1];
+        sb_printf(b,
+                  "hydra_turn_seconds_bucket{shard=\"%u\",le=\"+Inf\"} %llu\n"
+                  "hydra_turn_seconds_sum{shard=\"%u\"} %.9f\n"
+                  "hydra_turn_seconds_count{shard=\"%u\"} %llu\n",
+                  s, (unsigned long long)cum, s, (double)st[s].busy_ns / 1e9, s,
+                  (unsigned long long)cum);
+    }
     PER_SHARD("hydra_sleeps_total", "counter", "Times the shard went to sleep.", sleeps);
     PER_SHARD("hydra_buffers_out", "gauge", "Message buffers away from their home shard.",
               buffers_out);
@@ -784,6 +818,7 @@ static void prometheus(struct hy_console *c, struct sb *b)
         prom_head(b, "hydra_dist_malformed_total", "counter", "Frames dropped as malformed.");
         sb_printf(b, "hydra_dist_malformed_total %llu\n", (unsigned long long)ds.malformed);
     }
+    free(st);
 }
 
 int hy_console_metrics(struct hy_console *c, char *buf, size_t cap, size_t *len)

@@ -156,7 +156,7 @@ static void body_metrics(void *arg)
             unlink(path);
         }
         size_t n = parse(text, smp, 2048);
-        unsigned checked = 0;
+        unsigned checked = 0, nbuckets = 0;
         for (size_t i = 0; i < n; i++) {
             const struct sample *s = &smp[i];
             if (s->shard >= 2)
@@ -178,6 +178,13 @@ static void body_metrics(void *arg)
             CHK("hydra_stalls_total", stalls, 1);
             CHK("hydra_busy_seconds_total", busy_ns, 1e-9);
             CHK("hydra_idle_seconds_total", idle_ns, 1e-9);
+            CHK("hydra_turn_seconds_count", turns, 1);
+            CHK("hydra_turn_seconds_sum", busy_ns, 1e-9);
+            if (strcmp(s->name, "hydra_turn_seconds_bucket") == 0) {
+                /* cumulative: never more than the count read after */
+                HY_CHECK(s->value <= (double)hi->turns);
+                nbuckets++;
+            }
             if (strcmp(s->label, "local") == 0)
                 CHK("hydra_messages_sent_total", msgs_sent_local, 1);
             if (strcmp(s->label, "cross") == 0)
@@ -200,7 +207,8 @@ static void body_metrics(void *arg)
                 checked++;
             }
         }
-        HY_CHECK(checked >= 2 * 12 + 3 * 2);
+        HY_CHECK(checked >= 2 * 14 + 3 * 2);
+        HY_CHECK_EQ(nbuckets, 2u * (HY_STATS_TURN_BUCKETS - 7));
         if (round == 0)
             first_cross = before[1].msgs_sent_cross;
         last_cross = after[1].msgs_sent_cross;
