@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "blocking.h"
 #include "dist.h"
 #include "errors.h"
 #include "http.h"
@@ -22,6 +23,7 @@
 #include "report.h"
 #include "runtime.h"
 #include "signals.h"
+#include "symbol_internal.h"
 #include "stats.h"
 #include "supervisor.h"
 #include "application.h"
@@ -35,6 +37,8 @@
 #define TAG_SNAP_REPLY    0x48435352ull /* "HCSR" */
 #define TAG_STOP          0x48435354ull /* "HCST" */
 #define TAG_TICK          0x48435449ull /* "HCTI" */
+#define TAG_PROC_REQ      0x48435051ull /* "HCPQ" */
+#define TAG_PROC_REPLY    0x48435052ull /* "HCPR" */
 #define MAX_BODY          4096
 #define MAX_HEAD          8192
 #define NREPORTS          16
@@ -293,6 +297,11 @@ struct snap {
     /* then struct hy_pair_stats pair[nshards], then struct hy_proc_info procs[nprocs] */
 };
 
+struct proc_reply {
+    int32_t rc;
+    struct hy__proc_detail d;
+};
+
 static void collector(void *arg)
 {
     struct hy_console *c = arg;
@@ -305,6 +314,20 @@ static void collector(void *arg)
         if (m->tag == TAG_STOP) {
             hy_msg_free(m);
             return;
+        }
+        if (m->tag == TAG_PROC_REQ && m->size == sizeof(hy_pid)) {
+            /* one process of this shard: its mailbox head and backtrace */
+            struct proc_reply pr;
+            hy_pid pid;
+            memcpy(&pid, m->data, sizeof(pid));
+            uint64_t t0 = hy_now_ns();
+            pr.rc = hy__proc_detail_local(pid, &pr.d);
+            uint64_t spent = hy_now_ns() - t0;
+            atomic_fetch_add_explicit(&c->collect_ns[me], spent, memory_order_relaxed);
+            atomic_fetch_add_explicit(&c->collections[me], 1, memory_order_relaxed);
+            hy_send_ref(m->from, TAG_PROC_REPLY, m->ref, &pr, sizeof(pr));
+            hy_msg_free(m);
+            continue;
         }
         if (m->tag != TAG_SNAP_REQ || m->size < sizeof(struct snap_req)) {
             hy_msg_free(m);
@@ -515,11 +538,107 @@ static void json_proc(const struct hy_proc_info *pi, struct sb *b, bool details)
     sb_str(b, "}");
 }
 
-/* The process page: json_proc with its details. */
+/* Asks the collector of pid's shard for the process's mailbox head and
+ * backtrace; returns the reply (owned) or NULL (stale, or it exited). */
+static struct hy_msg *ask_detail(struct hy_console *c, hy_pid pid)
+{
+    unsigned s = hy_pid_shard(pid);
+    if (s >= c->nshards)
+        return NULL;
+    hy_ref ref;
+    hy_ref_make(&ref);
+    hy_send_ref(c->collectors[s], TAG_PROC_REQ, ref, &pid, sizeof(pid));
+    uint64_t deadline = hy_now_ns() + c->o.reply_timeout_ns;
+    for (;;) {
+        uint64_t now = hy_now_ns();
+        struct hy_msg *m;
+        if (now >= deadline || hy_recv_ref(ref, &m, (int64_t)(deadline - now)) < 0)
+            return NULL;
+        if (m->tag == TAG_PROC_REPLY && m->size == sizeof(struct proc_reply))
+            return m;
+        hy_msg_free(m);
+    }
+}
+
+static const char *bt_state(int rc)
+{
+    switch (rc) {
+    case 0:
+        return "ok";
+    case HY_EBUSY:
+        return "running";
+    case HY_ENODATA:
+        return "not started";
+    default:
+        return "unavailable";
+    }
+}
+
+struct bt_names {
+    unsigned n;
+    uintptr_t pc[HY_BT_MAX];
+    char name[HY_BT_MAX][160];
+};
+
+static intptr_t symbolize_all(void *arg)
+{
+    struct bt_names *bn = arg;
+    for (unsigned i = 0; i < bn->n; i++)
+        hy__symbolize(bn->pc[i], 1, bn->name[i], sizeof(bn->name[i]));
+    return 0;
+}
+
+/* The process page: json_proc with its details, its mailbox head and its
+ * backtrace (see net/README.md). */
 static void json_proc_page(struct hy_console *c, const struct hy_proc_info *pi, struct sb *b)
 {
-    (void)c;
     json_proc(pi, b, true);
+    if (b->len)
+        b->len--; /* reopen the object: drop its closing brace */
+    struct hy_msg *m = ask_detail(c, pi->pid);
+    const struct proc_reply *pr = m ? (const struct proc_reply *)m->data : NULL;
+    if (!pr || pr->rc != 0) {
+        sb_printf(b, ",\"detail\":\"%s\"}", pr ? "exited" : "stale");
+        hy_msg_free(m);
+        return;
+    }
+    const struct hy__proc_detail *d = &pr->d;
+    sb_str(b, ",\"detail\":\"ok\",\"mailbox_head\":[");
+    for (uint32_t i = 0; i < d->nmsgs && i < HY_PD_MSGS; i++) {
+        const struct hy__pd_msg *x = &d->msgs[i];
+        char from[HY_PID_STRLEN], hex[2 * HY_PD_PREVIEW + 1], text[HY_PD_PREVIEW + 1];
+        hy_pid_format(x->from, from, sizeof(from));
+        uint32_t n = x->preview_len < HY_PD_PREVIEW ? x->preview_len : HY_PD_PREVIEW;
+        for (uint32_t k = 0; k < n; k++) {
+            snprintf(hex + 2 * k, 3, "%02x", x->preview[k]);
+            text[k] = (x->preview[k] >= 0x20 && x->preview[k] < 0x7f) ? (char)x->preview[k] : '.';
+        }
+        hex[2 * n] = '\0';
+        text[n] = '\0';
+        sb_printf(b, "%s{\"tag\":%llu,\"size\":%u,\"from\":", i ? "," : "",
+                  (unsigned long long)x->tag, x->size);
+        sb_json(b, from);
+        sb_printf(b, ",\"hex\":\"%s\",\"text\":", hex);
+        sb_json(b, text);
+        sb_str(b, "}");
+    }
+    sb_printf(b, "],\"mailbox_head_more\":%s,\"backtrace_state\":\"%s\",\"backtrace\":[",
+              d->mailbox_len > d->nmsgs ? "true" : "false", bt_state(d->bt_rc));
+    struct bt_names *bn = calloc(1, sizeof(*bn));
+    if (bn) {
+        bn->n = d->nframes < HY_BT_MAX ? d->nframes : HY_BT_MAX;
+        memcpy(bn->pc, d->frames, bn->n * sizeof(uintptr_t));
+        /* libdw wants a thread's stack, not a process's, and may read
+         * files: on the blocking pool */
+        if (bn->n && hy_blocking_run(symbolize_all, bn, NULL) == 0)
+            for (unsigned i = 0; i < bn->n; i++) {
+                sb_str(b, i ? "," : "");
+                sb_json(b, bn->name[i]);
+            }
+        free(bn);
+    }
+    sb_str(b, "]}");
+    hy_msg_free(m);
 }
 
 static void json_procs(struct hy_console *c, struct hy_msg **snaps, struct sb *b)

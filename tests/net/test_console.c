@@ -318,12 +318,102 @@ static void test_console_chains_user_handler_and_sink(void **state)
     assert_int_equal(hy_test_run(2, body_chain, &seen), 0);
 }
 
+/* The process page: a process parked in a function of ours, with three
+ * messages it does not take waiting in its mailbox. */
+#define T_Q1 0x51
+#define T_Q2 0x52
+#define T_Q3 0x53
+
+static __attribute__((noinline)) void parked_in_known_function(void)
+{
+    hy_ref never;
+    hy_ref_make(&never);
+    struct hy_msg *m;
+    /* waits for a reply nobody sends: queued messages stay in the mailbox */
+    if (hy_recv_ref(never, &m, 60 * SEC) == 0)
+        hy_msg_free(m);
+    __asm__ volatile("" ::: "memory"); /* not a tail call */
+}
+
+static void parked(void *arg)
+{
+    (void)arg;
+    parked_in_known_function();
+}
+
+static void body_proc_page(void *arg)
+{
+    (void)arg;
+    struct hy_console *c;
+    int rc = hy_console_start("127.0.0.1", 0, NULL, &c);
+    if (rc == HY_ENOSYS)
+        return;
+    HY_CHECK_EQ(rc, 0);
+    if (rc)
+        return;
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.shard = 1; /* another shard than ours: collected there, by message */
+    hy_pid p;
+    HY_CHECK_EQ(hy_spawn_opt(parked, NULL, &o, &p), 0);
+    HY_CHECK_EQ(hy_send(p, T_Q1, "first", 5), 0);
+    HY_CHECK_EQ(hy_send(p, T_Q2, "second\001", 7), 0);
+    HY_CHECK_EQ(hy_send(p, T_Q3, "third message, longer than a preview", 36), 0);
+    char target[128];
+    snprintf(target, sizeof(target), "/api/proc?pid=%llx-%llx", (unsigned long long)p.hi,
+             (unsigned long long)p.lo);
+    size_t cap = 1 << 16, len = 0;
+    char *text = malloc(cap);
+    /* wait until it is parked with the three messages queued */
+    uint64_t until = hy_now_ns() + 30 * SEC;
+    bool ready = false;
+    while (!ready && hy_now_ns() < until) {
+        HY_CHECK_EQ(hy_console_api(c, target, text, cap, &len), 0);
+        ready = strstr(text, "\"status\":\"waiting\"") && strstr(text, "\"mailbox\":3") &&
+                strstr(text, "\"backtrace_state\":\"ok\"");
+        if (!ready)
+            hy_sleep_ns(1000000);
+    }
+    HY_CHECK(ready);
+    if (!ready)
+        hy_log(HY_LOG_ERROR, "proc page: %s", text);
+    /* the mailbox head, oldest first, with sizes, sender and a preview */
+    char *q1 = strstr(text, "{\"tag\":81,\"size\":5,"), *q2 = strstr(text, "{\"tag\":82,\"size\":7,"),
+         *q3 = strstr(text, "{\"tag\":83,\"size\":36,");
+    HY_CHECK(q1 && q2 && q3 && q1 < q2 && q2 < q3);
+    HY_CHECK(strstr(text, "\"hex\":\"6669727374\",\"text\":\"first\"") != NULL);
+    HY_CHECK(strstr(text, "\"text\":\"second.\"") != NULL);
+    HY_CHECK(strstr(text, "\"text\":\"third message, l\"") != NULL); /* 16 bytes */
+    HY_CHECK(strstr(text, "\"mailbox_head_more\":false") != NULL);
+    char me[HY_PID_STRLEN];
+    hy_pid_format(hy_self(), me, sizeof(me));
+    HY_CHECK(strstr(text, me) != NULL); /* the sender */
+    /* the backtrace names the function it waits in */
+    char *bt = strstr(text, "\"backtrace\":[");
+    HY_CHECK(bt && strstr(bt, "parked_in_known_function") != NULL);
+    if (!bt || !strstr(bt, "parked_in_known_function"))
+        hy_log(HY_LOG_ERROR, "proc page: %s", text);
+    /* unknown and malformed pids */
+    HY_CHECK_EQ(hy_console_api(c, "/api/proc?pid=1-1", text, cap, &len), HY_ENOENT);
+    HY_CHECK_EQ(hy_console_api(c, "/api/proc", text, cap, &len), HY_EINVAL);
+    HY_CHECK_EQ(hy_console_api(c, "/api/nothing", text, cap, &len), HY_ENOENT);
+    free(text);
+    hy_exit_pid(p, hy_reason_make(HY_REASON_KILL));
+    HY_CHECK_EQ(hy_console_stop(c), 0);
+}
+
+static void test_console_proc_page_mailbox_and_backtrace(void **state)
+{
+    (void)state;
+    assert_int_equal(hy_test_run(2, body_proc_page, NULL), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_console_refuses_unsafe_binds),
         cmocka_unit_test(test_console_metrics_between_stats_reads),
         cmocka_unit_test(test_console_chains_user_handler_and_sink),
+        cmocka_unit_test(test_console_proc_page_mailbox_and_backtrace),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

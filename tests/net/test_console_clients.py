@@ -349,6 +349,11 @@ def test_browser(port, nshards, artifacts):
               "browser: shard figures update live")
         check(wait_until(lambda: "live" in drv.find_element(By.ID, "status").text, 30),
               "browser: WebSocket connected")
+        # The process page of an idle worker: its mailbox head and backtrace.
+        drv.execute_script("document.querySelector('#procs a.pl').click()")
+        page = lambda: drv.find_element(By.ID, "procpage").text
+        check(wait_until(lambda: "mailbox head" in page() and "backtrace" in page(), 30),
+              "browser: process page shows the mailbox head and the backtrace")
         # Kill a load worker from the page, token given.
         d = json.loads(http(port, "/api/all")[1])
         sup, w = find_load(d["tree"]["tree"])
