@@ -226,6 +226,17 @@ static bool ur_pre_sleep(struct hy_shard *sh, void *state)
     return !io_uring_cq_ready(&u->ring);
 }
 
+static void ur_peek_init(void *state, struct hy__io_peek *pk)
+{
+    struct ur *u = state;
+    pk->cq_head = u->ring.cq.khead;
+    pk->cq_tail = u->ring.cq.ktail;
+    pk->sq_head = u->ring.sq.khead;
+    pk->sq_tail = &u->ring.sq.sqe_tail;
+    pk->kflags = u->ring.sq.kflags;
+    pk->kmask = IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN;
+}
+
 const struct hy__io_backend hy__io_uring_backend = {
     .name = "io_uring",
     .kind = HY_IO_URING,
@@ -237,4 +248,5 @@ const struct hy__io_backend hy__io_uring_backend = {
     .pending = ur_pending,
     .sleep_fd = ur_sleep_fd,
     .pre_sleep = ur_pre_sleep,
+    .peek_init = ur_peek_init,
 };

@@ -259,8 +259,10 @@ static unsigned turn(struct hy_shard *sh)
     hy__name_quiescent(sh);
     if (sh->hooks)
         work += poll_hooks(sh);
-    if (sh->io)
-        work += hy__io_poll(sh); /* submit this turn's requests, reap readiness */
+    /* submit this turn's requests, reap readiness: only when the peek at
+     * the ring (or epoll's every-Nth busy turn) says there is something */
+    if (sh->io && hy__io_due(sh->io, work + sh->rq_len))
+        work += hy__io_poll(sh);
     if (sh->ndirty | sh->novf | (uint32_t)sh->ret_pending) {
         hy__ret_flush(sh);
         hy__mesh_flush(sh);
