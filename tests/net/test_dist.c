@@ -46,6 +46,7 @@ enum {
     T_VERDICT,
     T_PROBE,     /* find_echo's probe: uint32_t number */
     T_PROBE_ACK, /* its answer, the same number */
+    T_REFUSED,   /* echo answers hy_supervisor_refused_specs() (uint64_t) */
 };
 
 static struct hy_dist_peer peers[MAXN];
@@ -158,6 +159,9 @@ static void echo(void *a)
         if (m->tag == T_LINK_ME) {
             CHECK(hy_link(m->from) == 0);
             hy_send(m->from, T_PONG, NULL, 0);
+        } else if (m->tag == T_REFUSED) {
+            uint64_t n = hy_supervisor_refused_specs();
+            hy_send(m->from, T_REFUSED, &n, sizeof(n));
         } else if (m->tag == T_PID) {
             hy_pid sup = HY_PID_NONE;
             hy_whereis("sup", &sup); /* serve_main's supervisor */
@@ -184,11 +188,24 @@ static void remote_worker(void *a)
     }
 }
 
+/* A start function registered by name: supervisors of this node take
+ * child specs naming it from other nodes. */
+static int start_local_worker(const void *arg, size_t len, hy_pid *pid)
+{
+    if (len != sizeof(uint64_t))
+        return HY_EINVAL;
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.arg_size = len;
+    o.link = true;
+    return hy_spawn_opt(remote_worker, (void *)arg, &o, pid);
+}
+
 /* Node that serves "echo" on shard 1 and waits for T_QUIT (or is killed). */
 static void serve_main(void *a)
 {
     (void)a;
     hy_dist_register_fn("worker", remote_worker);
+    hy_supervisor_register_start("local_worker", start_local_worker);
     dist_up();
     struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
     o.shard = 1;
@@ -855,6 +872,27 @@ static void remote_sup_main(void *a)
     hy_msg_free(m);
     CHECK(hy_pid_node(sup2) == 2);
     CHECK(hy_supervisor_start_child(sup2, &spec, NULL) == HY_ENOTSUP);
+    /* a spec naming a start function registered there crosses: the
+     * supervisor of node 2 resolves the name and starts the child there */
+    struct hy_child_spec named = {.id = "named", .start_name = "local_worker", .arg = &v,
+                                  .arg_size = sizeof(v), .shutdown_ns = SEC,
+                                  .restart = HY_TRANSIENT};
+    hy_pid nc = HY_PID_NONE;
+    CHECK(hy_supervisor_start_child(sup2, &named, &nc) == 0);
+    CHECK(hy_pid_node(nc) == 2);
+    CHECK(hy_pid_eq(child_of(sup2), nc));
+    CHECK(hy_send(nc, T_PING, NULL, 0) == 0);
+    CHECK(hy_recv_tag(T_PONG, &m, 5 * SEC) == 0);
+    uint64_t got7 = 0;
+    memcpy(&got7, m->data, sizeof(got7));
+    CHECK(got7 == 7 && hy_pid_eq(m->from, nc));
+    hy_msg_free(m);
+    hy_pid again;
+    CHECK(hy_supervisor_start_child(sup2, &named, &again) == HY_EEXIST && hy_pid_eq(again, nc));
+    /* a name node 2 never registered: refused there */
+    named.id = "unnamed";
+    named.start_name = "no_such_start";
+    CHECK(hy_supervisor_start_child(sup2, &named, NULL) == HY_ESRCH);
     struct {
         char id[HY_CHILD_ID_MAX];
         uintptr_t start;
@@ -863,20 +901,47 @@ static void remote_sup_main(void *a)
         int64_t shutdown_ns;
         int type;
         bool significant;
+        char start_name[HY_CHILD_START_NAME_MAX];
+        uint64_t arg __attribute__((aligned(16)));
     } forged;
+    /* a forged spec with an address to jump to and no name (it used to
+     * jump, and crash) */
     memset(&forged, 0, sizeof(forged));
     strcpy(forged.id, "forged");
     forged.start = (uintptr_t)0x4141414141414141ull;
     forged.shutdown_ns = SEC;
-    CHECK(hy_gen_server_call(sup2, 1 /* start_child */, &forged, sizeof(forged), 5 * SEC, &m,
-                             NULL) == 0);
+    CHECK(hy_gen_server_call(sup2, 1 /* start_child */, &forged, offsetof(__typeof__(forged), arg),
+                             5 * SEC, &m, NULL) == 0);
     int frc;
     memcpy(&frc, m->data, sizeof(frc));
     CHECK(frc == HY_ENOTSUP);
     hy_msg_free(m);
+    /* forged: a name never registered, beside the address */
+    strcpy(forged.start_name, "forged_start");
+    CHECK(hy_gen_server_call(sup2, 1, &forged, offsetof(__typeof__(forged), arg), 5 * SEC, &m,
+                             NULL) == 0);
+    memcpy(&frc, m->data, sizeof(frc));
+    CHECK(frc == HY_ESRCH);
+    hy_msg_free(m);
+    /* forged: an arg_size beyond the payload */
+    strcpy(forged.start_name, "local_worker");
+    forged.arg_size = 4096;
+    CHECK(hy_gen_server_call(sup2, 1, &forged, sizeof(forged), 5 * SEC, &m, NULL) == 0);
+    memcpy(&frc, m->data, sizeof(frc));
+    CHECK(frc == HY_EINVAL);
+    hy_msg_free(m);
+    /* each refusal counted on node 2 (unregistered name x2, no name, bad size) */
+    CHECK(hy_send(e, T_REFUSED, NULL, 0) == 0);
+    CHECK(hy_recv_tag(T_REFUSED, &m, 5 * SEC) == 0 && m->size == sizeof(uint64_t));
+    uint64_t refused;
+    memcpy(&refused, m->data, sizeof(refused));
+    CHECK(refused == 4);
+    hy_msg_free(m);
     CHECK(hy_send(e, T_PING, "ok", 2) == 0); /* node 2 still there */
     CHECK(hy_recv_tag(T_PONG, &m, 5 * SEC) == 0);
     hy_msg_free(m);
+    CHECK(hy_supervisor_terminate_child(sup2, "named", HY_PID_NONE) == 0);
+    CHECK(hy_supervisor_delete_child(sup2, "named") == 0);
     struct hy_sup_flags fl = {.strategy = HY_ONE_FOR_ONE, .intensity = 10, .period_s = 5};
     hy_pid sup;
     CHECK(hy_supervisor_start_link(&fl, &spec, 1, NULL, &sup, NULL) == 0);
