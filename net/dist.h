@@ -110,6 +110,15 @@ struct hy_dist_config {
     bool authenticate;             /* tag every frame (default on; see above) */
     size_t max_message_size;       /* default: the runtime's max_message_size */
     size_t send_queue_max;         /* messages per channel before a sending process waits (default 65536) */
+    /* Received messages for a process of another shard are handed over
+     * through the ring mesh; when that shard lags, they queue behind its
+     * full ring. Past recv_backlog_max queued messages (default 4096)
+     * towards any shard, a shard accepts no more data frames from peers:
+     * it neither acknowledges nor delivers them, and the peer retransmits
+     * them later (counted in dropped_backlog). A flood from the network is
+     * thus held back by the peer's own reliability layer, in order and
+     * exactly once, and never grows this node's memory without bound. */
+    size_t recv_backlog_max;
     /* Fault injection, for tests only (all 0 = off, the default; never set
      * in production). Each is a per-mille fraction of the outgoing frames of
      * every shard, retransmissions and handshake frames included, chosen by
@@ -248,6 +257,10 @@ struct hy_dist_stats {
     uint64_t record_errors;     /* sessions closed for a record shorter than its header */
     uint64_t dropped_nomem;     /* frames or messages dropped for want of memory */
     uint64_t busy_waits;        /* waits of a sending process on a channel over send_queue_max */
+    /* frames left unaccepted (the sender retransmits them) while this
+     * node's shards had more than recv_backlog_max messages queued behind
+     * a full ring towards another shard */
+    uint64_t dropped_backlog;
 };
 
 /* Sums the counters of every shard's endpoint. Errors: HY_ENOTSTARTED. */

@@ -363,6 +363,13 @@ void hy__chan_on_data(struct hy__chan *ch, const struct hy_wire_hdr *h, const ui
         hy__dist_count(&ch->cst.beyond_window, 1);
         return; /* beyond the window: the sender will retransmit */
     }
+    if (hy__mesh_backlog(hy__shard(), -1) > hy__dist.cfg.recv_backlog_max) {
+        /* other shards lag behind what this one hands them: the frame is
+         * left unaccepted (not acknowledged, the sender retransmits), which
+         * keeps order and exactly-once and bounds the memory a peer uses */
+        hy__dist_count(&ch->ep->st.dropped_backlog, 1);
+        return;
+    }
     if (d > 0) {
         struct rxf *r = &ch->ooo[h->seq % WIN];
         if (r->buf && r->h.seq == h->seq) {
