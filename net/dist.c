@@ -373,7 +373,8 @@ static void chan_stats_add(struct hy_dist_channel_stats *out, const struct hy__c
     uint64_t *b = (uint64_t *)out;
     for (size_t k = 0; k < sizeof(*out) / sizeof(uint64_t); k++) {
         uint64_t v = __atomic_load_n(&a[k], __ATOMIC_RELAXED);
-        bool largest = &b[k] == &out->srtt_ns || &b[k] == &out->rttvar_ns || &b[k] == &out->rto_ns;
+        bool largest = &b[k] == &out->srtt_ns || &b[k] == &out->rttvar_ns ||
+                       &b[k] == &out->rto_ns || &b[k] == &out->queue_depth_max;
         b[k] = largest ? (v > b[k] ? v : b[k]) : b[k] + v;
     }
 }

@@ -26,9 +26,12 @@
  * budget and the stall detector stay honest) until the channel drains, as
  * a BEAM process sending into a busy distribution port is suspended
  * (busy_dist_port); what it sent is queued already, in order. Senders that
- * cannot wait (a shard callback, a timer firing, hy_send_foreign, the
- * runtime's own signals such as the EXITs of a dying process) do not: their
- * messages queue past the limit, bounded only by memory. When memory for a
+ * cannot wait (a shard callback, a timer firing, the runtime's own signals
+ * such as the EXITs of a dying process) do not: their messages queue past
+ * the limit, bounded only by memory (hy_dist_channel_stats.queue_depth_max
+ * shows how far). (hy_send_foreign reaches processes of this node only: a
+ * foreign thread's send to another node's pid is dropped as a send to a
+ * dead pid; relay it through a local process.) When memory for a
  * channel or a frame runs out, the connection goes down as a whole (node
  * down: every link and monitor gets noconnection) rather than losing part
  * of what it carries. hy_dist_stats.busy_waits counts the waits;
@@ -280,6 +283,9 @@ struct hy_dist_channel_stats {
     uint64_t rtt_samples;       /* round-trip samples taken */
     /* frames received and dropped, by cause */
     uint64_t dup_frames, stale, auth_failures, beyond_window;
+    /* the most messages queue_depth has held (senders that cannot wait
+     * may take it past send_queue_max) */
+    uint64_t queue_depth_max;
 };
 
 /* Figures of the channel from this node's local_shard to node's

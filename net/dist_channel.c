@@ -640,6 +640,8 @@ int hy__dist_remote_send(struct hy_msg *m, void *ctx)
     ch->q_tailp = &m->next;
     ch->q_len++;
     __atomic_store_n(&ch->cst.queue_depth, ch->q_len, __ATOMIC_RELAXED);
+    if (ch->q_len > ch->cst.queue_depth_max)
+        __atomic_store_n(&ch->cst.queue_depth_max, ch->q_len, __ATOMIC_RELAXED);
     if (ch->state == CH_IDLE) {
         hy__hs_start(ch);
         if (!ch->master)

@@ -484,6 +484,51 @@ static void test_dist_full_queue_waits_never_drops(void **state)
     queue_max = 0;
 }
 
+/* A send queue of 4 messages and senders that cannot wait: timers firing on
+ * the shard send past the limit (queued, never dropped, no wait counted),
+ * and every message arrives once. */
+static void timer_flood_main(void *a)
+{
+    (void)a;
+    dist_up();
+    hy_pid e = find_echo(2);
+    struct hy_dist_stats ds0, ds;
+    CHECK(hy_dist_stats_get(&ds0) == 0);
+    uint64_t count = hy_test_scaled(3000);
+    for (uint64_t i = 0; i < count; i++)
+        CHECK(hy_send_after(20000000, e, T_SEQ, &i, sizeof(i), 0, NULL) == 0);
+    uint8_t *seen = calloc(count, 1);
+    CHECK(seen != NULL);
+    for (uint64_t i = 0; i < count; i++) {
+        struct hy_msg *m;
+        CHECK(hy_recv_tag(T_SEQ_ACK, &m, 10 * SEC) == 0);
+        uint64_t v = UINT64_MAX;
+        memcpy(&v, m->data, sizeof(v));
+        hy_msg_free(m);
+        CHECK(v < count && !seen[v]); /* each once */
+        seen[v] = 1;
+    }
+    free(seen);
+    /* they fired together, in one turn of this shard: the queue to shard 1
+     * of node 2 held more than send_queue_max */
+    struct hy_dist_channel_stats cs;
+    CHECK(hy_dist_channel_stats_get(2, (unsigned)hy_shard_id(), 1, &cs) == 0);
+    CHECK(cs.queue_depth_max > 4);
+    CHECK(hy_dist_stats_get(&ds) == 0);
+    CHECK(ds.busy_waits == ds0.busy_waits); /* nobody waited */
+    CHECK(ds.dropped_queue_full == 0 && ds.dropped_nomem == 0);
+    hy_dist_send_name("main", 2, T_QUIT, NULL, 0);
+    hy_dist_stop();
+}
+
+static void test_dist_senders_that_cannot_wait_queue_past_limit(void **state)
+{
+    (void)state;
+    queue_max = 4;
+    run_pair(timer_flood_main);
+    queue_max = 0;
+}
+
 /* links, monitors, exit signals across nodes */
 /* Node 2 of the backlog test: "sink" on shard 1 gets a flood sent by name
  * (received on shard 0, handed over to shard 1). When told to start, it
@@ -2018,6 +2063,7 @@ int main(void)
         cmocka_unit_test(test_dist_sequence_wraps),
         cmocka_unit_test(test_dist_recv_backlog_bounded),
         cmocka_unit_test(test_dist_full_queue_waits_never_drops),
+        cmocka_unit_test(test_dist_senders_that_cannot_wait_queue_past_limit),
         cmocka_unit_test(test_dist_links_and_monitors),
         cmocka_unit_test(test_dist_node_down_and_restart),
         cmocka_unit_test(test_dist_wrong_cookie_refused),
