@@ -503,12 +503,12 @@ static int child_exited(struct hy_gs *gs, struct sup *s, hy_pid pid, struct hy_r
             child_free(c);
         }
         if (significant && s->flags.auto_shutdown == HY_AUTO_ANY_SIGNIFICANT) {
-            hy_gs_stop(gs, hy_reason_make(HY_REASON_SHUTDOWN));
+            hy_gen_server_stop_reason(gs, hy_reason_make(HY_REASON_SHUTDOWN));
             return HY_GS_STOP;
         }
         if (significant && s->flags.auto_shutdown == HY_AUTO_ALL_SIGNIFICANT &&
             !significant_alive(s)) {
-            hy_gs_stop(gs, hy_reason_make(HY_REASON_SHUTDOWN));
+            hy_gen_server_stop_reason(gs, hy_reason_make(HY_REASON_SHUTDOWN));
             return HY_GS_STOP;
         }
         return HY_GS_OK;
@@ -520,7 +520,7 @@ static int child_exited(struct hy_gs *gs, struct sup *s, hy_pid pid, struct hy_r
                    "shutdown");
         sup_report(HY_REPORT_SUPERVISOR, HY_LOG_ERROR, "reached_max_restart_intensity", c, pid,
                    &reason, 0, "shutdown");
-        hy_gs_stop(gs, hy_reason_make(HY_REASON_SHUTDOWN));
+        hy_gen_server_stop_reason(gs, hy_reason_make(HY_REASON_SHUTDOWN));
         return HY_GS_STOP;
     }
     sup_report(HY_REPORT_SUPERVISOR, level, "child_terminated", c, pid, &reason, 0, "restart");
@@ -540,7 +540,7 @@ static int child_exited(struct hy_gs *gs, struct sup *s, hy_pid pid, struct hy_r
         break;
     }
     if (!ok) {
-        hy_gs_stop(gs, hy_reason_make(HY_REASON_SHUTDOWN));
+        hy_gen_server_stop_reason(gs, hy_reason_make(HY_REASON_SHUTDOWN));
         return HY_GS_STOP;
     }
     return HY_GS_OK;
@@ -585,18 +585,18 @@ static int sup_init(struct hy_gs *gs, void *arg)
     struct sup *s = calloc(1, sizeof(*s));
     if (!s || hy_on_exit(sup_free, s) != 0) {
         free(s);
-        hy_gs_stop(gs, hy_reason_user(0, "out of memory"));
+        hy_gen_server_stop_reason(gs, hy_reason_user(0, "out of memory"));
         return HY_GS_STOP;
     }
     s->flags = si->flags;
     if (s->flags.intensity > 0) {
         s->rtimes = calloc((size_t)s->flags.intensity, sizeof(uint64_t));
         if (!s->rtimes) {
-            hy_gs_stop(gs, hy_reason_user(0, "out of memory"));
+            hy_gen_server_stop_reason(gs, hy_reason_user(0, "out of memory"));
             return HY_GS_STOP;
         }
     }
-    hy_gs_set_state(gs, s);
+    hy_gen_server_set_state(gs, s);
     size_t off = 0;
     for (size_t i = 0; i < si->nchildren; i++) {
         const struct flat_spec *f = (const struct flat_spec *)(si->specs + off);
@@ -606,7 +606,7 @@ static int sup_init(struct hy_gs *gs, void *arg)
         if (s->flags.strategy == HY_SIMPLE_ONE_FOR_ONE) {
             struct child *t = child_from_flat(f, avail, true, &crc);
             if (!t) {
-                hy_gs_stop(gs, hy_reason_user(crc, crc == HY_ESRCH ? "start_name not registered"
+                hy_gen_server_stop_reason(gs, hy_reason_user(crc, crc == HY_ESRCH ? "start_name not registered"
                                                                    : "out of memory"));
                 return HY_GS_STOP;
             }
@@ -616,7 +616,7 @@ static int sup_init(struct hy_gs *gs, void *arg)
         }
         struct child *c = child_from_flat(f, avail, false, &crc);
         if (!c) {
-            hy_gs_stop(gs, hy_reason_user(crc, crc == HY_ESRCH ? "start_name not registered"
+            hy_gen_server_stop_reason(gs, hy_reason_user(crc, crc == HY_ESRCH ? "start_name not registered"
                                                                : "out of memory"));
             sup_terminate(gs, NULL);
             return HY_GS_STOP;
@@ -628,7 +628,7 @@ static int sup_init(struct hy_gs *gs, void *arg)
             snprintf(text, sizeof(text), "failed_to_start_child: %.24s", c->id);
             sup_report(HY_REPORT_SUPERVISOR, HY_LOG_ERROR, "start_error", c, HY_PID_NONE, NULL, rc,
                        "shutdown");
-            hy_gs_stop(gs, hy_reason_user(rc, text));
+            hy_gen_server_stop_reason(gs, hy_reason_user(rc, text));
             /* a GenServer whose init stops is not terminated (OTP): stop the
              * children already started, in reverse order, before the start
              * fails */
@@ -642,14 +642,14 @@ static int sup_init(struct hy_gs *gs, void *arg)
 static void sup_terminate(struct hy_gs *gs, const struct hy_reason *reason)
 {
     (void)reason;
-    struct sup *s = hy_gs_state(gs);
+    struct sup *s = hy_gen_server_state(gs);
     if (s)
         shutdown_all(s); /* the memory goes with the process: sup_free */
 }
 
 static int sup_info(struct hy_gs *gs, const struct hy_msg *m)
 {
-    struct sup *s = hy_gs_state(gs);
+    struct sup *s = hy_gen_server_state(gs);
     if (m->tag == HY_TAG_EXIT && m->size == sizeof(struct hy_exit_info)) {
         struct hy_exit_info e;
         memcpy(&e, m->data, sizeof(e));
@@ -676,7 +676,7 @@ static void reply_rc(hy_gs_from from, int rc, hy_pid pid)
 
 static int sup_call(struct hy_gs *gs, uint64_t tag, const void *data, size_t len, hy_gs_from from)
 {
-    struct sup *s = hy_gs_state(gs);
+    struct sup *s = hy_gen_server_state(gs);
     switch (tag) {
     case SUP_START_CHILD: {
         const struct flat_spec *f = data;
@@ -1084,7 +1084,7 @@ int hy_supervisor_count_children(hy_pid sup, struct hy_child_counts *out)
     return 0;
 }
 
-int hy_sup_start_gen_server(const void *arg, size_t arg_size, hy_pid *pid)
+int hy_supervisor_start_gen_server(const void *arg, size_t arg_size, hy_pid *pid)
 {
     if (arg_size < sizeof(struct hy_sup_gs_child))
         return HY_EINVAL;
@@ -1094,3 +1094,6 @@ int hy_sup_start_gen_server(const void *arg, size_t arg_size, hy_pid *pid)
     o.shard = g->shard;
     return hy_gen_server_start_link(g->ops, g->init_arg, &o, pid);
 }
+
+int hy_sup_start_gen_server(const void *arg, size_t arg_size, hy_pid *pid)
+    __attribute__((alias("hy_supervisor_start_gen_server")));

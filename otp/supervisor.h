@@ -35,6 +35,10 @@
  * shutdown errors) are OTP's supervisor reports, emitted with hy_report()
  * (report.h): child_terminated, reached_max_restart_intensity, start_error,
  * shutdown_error, and a progress report for every child started.
+ * Names: hy_supervisor_* is the module's canonical prefix for functions;
+ * hy_sup_start_gen_server, the one function first named hy_sup_*, stays as
+ * an alias. The types (struct hy_sup_flags, struct hy_sup_opts, ...) keep
+ * their short names.
  */
 #ifndef HY_OTP_SUPERVISOR_H
 #define HY_OTP_SUPERVISOR_H
@@ -210,6 +214,8 @@ struct hy_sup_gs_child {
     int shard;               /* -1: the supervisor's shard */
     const void *init_arg;
 };
+int hy_supervisor_start_gen_server(const void *arg, size_t arg_size, hy_pid *pid);
+/* The older name of hy_supervisor_start_gen_server (an alias). */
 int hy_sup_start_gen_server(const void *arg, size_t arg_size, hy_pid *pid);
 
 #ifdef __cplusplus
