@@ -60,12 +60,6 @@ struct hy__psig {
     char name[HY_NAME_MAX]; /* registered (or being registered) name */
 };
 
-static inline void stat_add(_Atomic uint64_t *c, uint64_t v)
-{
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
-                          memory_order_relaxed);
-}
-
 static struct hy__psig *psig(struct hy_proc *p)
 {
     if (!p->sig)
@@ -460,7 +454,7 @@ static void on_alias_msg(struct hy_shard *sh, struct hy_msg *m)
             }
         }
     }
-    stat_add(&sh->st.dropped_dead, 1);
+    hy__stat_add(&sh->st.dropped_dead, 1);
     hy__msg_free_local(sh, m);
 }
 
