@@ -20,17 +20,23 @@ struct hy__shard_stats {
     _Atomic uint64_t turn_log2[HY_STATS_TURN_BUCKETS];
 };
 
+/* Adds v to counter c. Single writer (the owning shard): a relaxed load and
+ * store, no atomic read-modify-write, so readers see every value whole. */
+static inline void hy__stat_add(_Atomic uint64_t *c, uint64_t v)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
+                          memory_order_relaxed);
+}
+
 /* Counts one busy scheduler turn of ns nanoseconds in its log2 bucket:
  * bucket k holds turns shorter than 2^(k+1) ns, the last one the rest.
- * Written by the shard only: a relaxed load and store, no locked add. */
+ * Written by the shard only (hy__stat_add). */
 static inline void hy__stats_turn(struct hy__shard_stats *st, uint64_t ns)
 {
     unsigned k = 63u - (unsigned)__builtin_clzll(ns | 1);
     if (k > HY_STATS_TURN_BUCKETS - 1)
         k = HY_STATS_TURN_BUCKETS - 1;
-    _Atomic uint64_t *c = &st->turn_log2[k];
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
+    hy__stat_add(&st->turn_log2[k], 1);
 }
 
 #endif /* HY_CORE_STATS_INTERNAL_H */
