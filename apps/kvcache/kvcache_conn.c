@@ -138,6 +138,17 @@ static int forward(struct conn *c, unsigned o, const char *raw, size_t len, stru
         f->refs = refs;
         f->cap = cap;
     }
+    /* a batch stays within one message (the runtime's limit is the item
+     * limit plus 128 KiB): a command that would overflow the open batch
+     * goes alone */
+    if (f->n > 0 && f->req.len + 4 + len > (size_t)kvcache_cfg.set.item_size_max + 64 * 1024) {
+        struct kvcache_out rep = {0};
+        int rr = kvcache_server_request(o, KVCACHE_REQ_RAW, raw, len, &rep);
+        if (rr == 0)
+            kvcache_out_put(out, rep.buf, rep.len);
+        kvcache_out_fini(&rep);
+        return rr;
+    }
     hy_ref ref;
     int rc = hy_ref_make(&ref);
     if (rc != 0)

@@ -71,7 +71,13 @@ if [ -x $hb ]; then
         grep -q '^bench=memcache value=[1-9].* errors=0 ' <<<"$line" ||
             bad "hydra-bench memcache ${mv/,/, } B: $(tail -3 <<<"$line")"
     done
-    note "hydra-bench memcache (9:1 32 B, 1:1 1 KiB; every reply checked) ok"
+    # 600 KB values from 40 connections at once: the forwards of one turn
+    # would overflow one message; each batch stays within it
+    line=$(MC_SERVER=127.0.0.1:$port MC_CONNS=40 MC_MIX=1:1 MC_VALUE=600000 MC_KEYS=40 \
+        MC_SECS=1 timeout 120 $hb memcache 2>&1)
+    grep -q '^bench=memcache value=[1-9].* errors=0 ' <<<"$line" ||
+        bad "hydra-bench memcache 600 KB values: $(tail -3 <<<"$line")"
+    note "hydra-bench memcache (9:1 32 B, 1:1 1 KiB, 1:1 600 KB; every reply checked) ok"
 fi
 
 timeout 600 /usr/bin/python3 tests/apps/kvcache_clients.py "127.0.0.1:$port" --idle 10000 --read-timeout 2 |
