@@ -15,6 +15,7 @@
 #include "shard_internal.h"
 
 struct hy__io {
+    struct hy__io_peek pk;       /* first: read by hy__io_due */
     const struct hy__io_backend *be;
     void *state;
     struct hy__io_watch **slots; /* index 1..cap-1 */
@@ -22,16 +23,9 @@ struct hy__io {
     uint32_t *next_free;
     uint32_t cap;
     uint32_t free_head;          /* 0 = none */
-    uint32_t nwatch;
 };
 
 static const struct hy__io_backend *chosen;
-
-static inline void stat_add(_Atomic uint64_t *c, uint64_t v)
-{
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
-                          memory_order_relaxed);
-}
 
 void hy__tcp_init(void);
 
@@ -83,6 +77,8 @@ static struct hy__io *io_get(struct hy_shard *sh)
         free(io);
         return NULL;
     }
+    if (io->be->peek_init)
+        io->be->peek_init(io->state, &io->pk);
     sh->io = io;
     return io;
 }
@@ -134,7 +130,7 @@ int hy__io_add(struct hy_shard *sh, struct hy__io_watch *w)
     w->idx = idx;
     w->ready = HY_IO_IN | HY_IO_OUT;
     int rc = io->be->add(io->state, w->fd, cookie_of(io, idx));
-    stat_add(&sh->st.io_syscalls, io->be->kind == HY_IO_EPOLL); /* epoll_ctl */
+    hy__stat_add(&sh->st.io_syscalls, io->be->kind == HY_IO_EPOLL); /* epoll_ctl */
     if (rc) {
         io->slots[idx] = NULL;
         io->next_free[idx] = io->free_head;
@@ -142,7 +138,7 @@ int hy__io_add(struct hy_shard *sh, struct hy__io_watch *w)
         w->idx = 0;
         return rc;
     }
-    io->nwatch++;
+    io->pk.nwatch++;
     return 0;
 }
 
@@ -153,12 +149,12 @@ void hy__io_del(struct hy_shard *sh, struct hy__io_watch *w)
         return;
     uint32_t idx = w->idx;
     io->be->del(io->state, w->fd, cookie_of(io, idx));
-    stat_add(&sh->st.io_syscalls, 1); /* epoll_ctl, or io_uring_enter */
+    hy__stat_add(&sh->st.io_syscalls, 1); /* epoll_ctl, or io_uring_enter */
     io->slots[idx] = NULL;
     io->gen[idx] = (io->gen[idx] + 1) & 0x7fffffffu; /* bit 63 of a cookie is the backend's */
     io->next_free[idx] = io->free_head;
     io->free_head = idx;
-    io->nwatch--;
+    io->pk.nwatch--;
     w->idx = 0;
 }
 
@@ -177,18 +173,18 @@ void hy__io_dispatch(struct hy_shard *sh, uint64_t cookie, uint32_t ev)
 
 bool hy__io_active(struct hy_shard *sh)
 {
-    return sh->io && sh->io->nwatch;
+    return sh->io && sh->io->pk.nwatch;
 }
 
 unsigned hy__io_poll(struct hy_shard *sh)
 {
     struct hy__io *io = sh->io;
     /* no descriptor watched and nothing queued for the kernel: no syscall */
-    if (!io->nwatch && !io->be->pending(io->state))
+    if (!io->pk.nwatch && !io->be->pending(io->state))
         return 0;
     unsigned n = io->be->poll(sh, io->state);
     if (n)
-        stat_add(&sh->st.io_events, n);
+        hy__stat_add(&sh->st.io_events, n);
     return n;
 }
 
@@ -360,7 +356,7 @@ void hy__sock_proc_exit(struct hy_shard *sh, struct hy_proc *p)
 
 void hy__sock_count_add(struct hy_shard *sh, int d)
 {
-    stat_add(&sh->st.io_sockets, (uint64_t)(int64_t)d);
+    hy__stat_add(&sh->st.io_sockets, (uint64_t)(int64_t)d);
 }
 
 int hy__errno_to_hy(int e)

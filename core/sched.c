@@ -18,12 +18,6 @@ static inline void stat_set(_Atomic uint64_t *c, uint64_t v)
 {
     atomic_store_explicit(c, v, memory_order_relaxed);
 }
-static inline void stat_add(_Atomic uint64_t *c, uint64_t v)
-{
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
-                          memory_order_relaxed);
-}
-
 static inline void cpu_relax(void)
 {
 #if defined(__x86_64__)
@@ -259,8 +253,10 @@ static unsigned turn(struct hy_shard *sh)
     hy__name_quiescent(sh);
     if (sh->hooks)
         work += poll_hooks(sh);
-    if (sh->io)
-        work += hy__io_poll(sh); /* submit this turn's requests, reap readiness */
+    /* submit this turn's requests, reap readiness: only when the peek at
+     * the ring (or epoll's every-Nth busy turn) says there is something */
+    if (sh->io && hy__io_due(sh->io, work + sh->rq_len))
+        work += hy__io_poll(sh);
     if (sh->ndirty | sh->novf | (uint32_t)sh->ret_pending) {
         hy__ret_flush(sh);
         hy__mesh_flush(sh);
@@ -314,7 +310,7 @@ static void poll_sleep(struct hy_shard *sh, uint64_t deadline, int io_fd)
         (void)!read(sh->wake_fd, &v, sizeof(v));
     }
     if (io_fd >= 0 && fds[1].revents)
-        stat_add(&sh->st.io_wakeups, 1);
+        hy__stat_add(&sh->st.io_wakeups, 1);
 }
 
 /* Goes to sleep unless something arrived meanwhile. */
@@ -342,7 +338,7 @@ static void idle_sleep(struct hy_shard *sh)
         atomic_store_explicit(&sh->sleeping, 0, memory_order_relaxed);
         return;
     }
-    stat_add(&sh->st.sleeps, 1);
+    hy__stat_add(&sh->st.sleeps, 1);
     if (sh->nhook_fds || io_fd >= 0)
         poll_sleep(sh, deadline, io_fd);
     else
@@ -359,17 +355,27 @@ void hy__sched_loop(struct hy_shard *sh)
     uint64_t last = hy_now_ns();
     bool busy_poll = hy__rt.cfg.idle_mode == HY_IDLE_BUSY_POLL;
     uint64_t spin = hy__rt.cfg.idle_spin_ns;
+    /* the socket spin policy (see docs/ARCHITECTURE.md, "Idle"): a shard
+     * with sockets whose last idle period was ended by socket readiness
+     * does not spin, it sleeps at once (readiness wakes it); one whose idle
+     * period was ended by other shards, timers or hooks spins as set */
+    uint64_t io_seen = 0;
+    bool io_last = false;
     sh->in_runtime = true;
     while (!atomic_load_explicit(&hy__rt.stop, memory_order_relaxed)) {
         unsigned work = turn(sh);
         uint64_t now = sh->now;
         if (work) {
-            stat_add(&sh->st.busy_ns, now - last);
+            hy__stat_add(&sh->st.busy_ns, now - last);
             last = now;
+            if (idle_since) { /* the turn that ended an idle period */
+                uint64_t ioe = atomic_load_explicit(&sh->st.io_events, memory_order_relaxed);
+                io_last = ioe != io_seen;
+            }
             idle_since = 0;
             continue;
         }
-        stat_add(&sh->st.idle_ns, now - last);
+        hy__stat_add(&sh->st.idle_ns, now - last);
         last = now;
         if (busy_poll)
             continue;
@@ -381,16 +387,17 @@ void hy__sched_loop(struct hy_shard *sh)
         }
         if (!idle_since) {
             idle_since = now;
+            io_seen = atomic_load_explicit(&sh->st.io_events, memory_order_relaxed);
             continue;
         }
-        if (now - idle_since < spin) {
+        if (now - idle_since < (io_last && hy__io_active(sh) ? 0 : spin)) {
             cpu_relax();
             continue;
         }
         hy__stack_trim(sh); /* off the hot path: only when about to sleep */
         idle_sleep(sh);
         uint64_t after = hy_now_ns();
-        stat_add(&sh->st.idle_ns, after - last);
+        hy__stat_add(&sh->st.idle_ns, after - last);
         last = after;
         idle_since = after;
     }
