@@ -88,7 +88,7 @@ struct hy_proc *hy__sched_take_handoff(struct hy_shard *sh, struct hy_proc *p)
     struct hy_proc *next = sh->rq_head;
     if (!next || next == p || sh->handoffs >= hy__rt.cfg.run_batch ||
         next->stack_mode != HY_STACK_GUARDED || next->exit_pending || p->budget <= 0 ||
-        !hy__stack_ready(sh, next))
+        (!next->stack && !hy__stack_ready(sh, next)))
         return NULL;
     sh->rq_head = next->rq_next;
     if (!sh->rq_head)
