@@ -241,6 +241,8 @@ struct hy__overflow {
 struct hy__ret_list {
     struct hy_msg *head;   /* buffers homed on that shard, to send back */
     uint32_t n;
+    uint32_t cls;          /* their common size class, or UINT32_MAX if mixed */
+    struct hy_msg *tail;   /* the first one freed: the list's last */
 };
 
 struct hy_shard {
