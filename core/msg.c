@@ -216,7 +216,7 @@ void hy__ret_receive_bulk(struct hy_shard *sh, struct hy_msg *head)
     mt->tail->next = pool->free;
     pool->free = head;
     pool->nfree += n;
-    stat_add(&sh->st.buffers_out, -(uint64_t)n);
+    hy__stat_add(&sh->st.buffers_out, -(uint64_t)n);
 }
 
 void hy__msg_pools_fini(struct hy_shard *sh)
@@ -638,7 +638,7 @@ static inline bool send_cross_fast(struct hy_shard *sh, hy_pid to, uint64_t tag,
     struct hy_proc *cur = sh->current;
     pool->free = m->next;
     pool->nfree--;
-    stat_add(&sh->st.buffers_out, 1);
+    hy__stat_add(&sh->st.buffers_out, 1);
     if (len)
         memcpy(m->data, data, len); /* the sender's bytes: a fault here is the sender's */
     if (cur)
@@ -652,7 +652,7 @@ static inline bool send_cross_fast(struct hy_shard *sh, hy_pid to, uint64_t tag,
     m->from = cur ? cur->pid : HY_PID_NONE;
     m->tag = tag;
     m->to = to;
-    stat_add(&sh->st.msgs_sent_cross, 1);
+    hy__stat_add(&sh->st.msgs_sent_cross, 1);
     hy__mesh_push(sh, dst, (uintptr_t)m);
     if (cur)
         cur->in_rt--;
