@@ -46,6 +46,14 @@ void hy_log_set_sink(hy_log_sink_fn fn, void *ctx)
     atomic_store_explicit(&sink, fn, memory_order_release);
 }
 
+void hy_log_get_sink(hy_log_sink_fn *fn, void **ctx)
+{
+    if (fn)
+        *fn = atomic_load_explicit(&sink, memory_order_acquire);
+    if (ctx)
+        *ctx = atomic_load_explicit(&sink_ctx, memory_order_acquire);
+}
+
 void hy_log(enum hy_log_level l, const char *fmt, ...)
 {
     if ((int)l > (int)hy_log_get_level())

@@ -30,6 +30,14 @@ enum hy_log_level hy_log_get_level(void);
  * Context: anywhere but a signal handler. */
 void hy_log_set_sink(hy_log_sink_fn fn, void *ctx);
 
+/* Stores the current sink and its ctx in *fn and *ctx (both borrowed; either
+ * may be NULL to skip it); *fn is NULL when lines go to stderr. A module
+ * that installs a sink of its own reads the previous one first, calls it
+ * from its sink, and sets it back when it is done.
+ * Context: anywhere but a signal handler; the pair is read consistently
+ * only while no other thread sets a sink. */
+void hy_log_get_sink(hy_log_sink_fn *fn, void **ctx);
+
 /* Formats and emits one line, prefixed with the level and, on a shard, the
  * shard and running pid. Context: any thread, not signal-safe. */
 void hy_log(enum hy_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

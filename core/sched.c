@@ -88,7 +88,7 @@ struct hy_proc *hy__sched_take_handoff(struct hy_shard *sh, struct hy_proc *p)
     struct hy_proc *next = sh->rq_head;
     if (!next || next == p || sh->handoffs >= hy__rt.cfg.run_batch ||
         next->stack_mode != HY_STACK_GUARDED || next->exit_pending || p->budget <= 0 ||
-        !hy__stack_ready(sh, next))
+        (!next->stack && !hy__stack_ready(sh, next)))
         return NULL;
     sh->rq_head = next->rq_next;
     if (!sh->rq_head)
@@ -367,6 +367,7 @@ void hy__sched_loop(struct hy_shard *sh)
         uint64_t now = sh->now;
         if (work) {
             hy__stat_add(&sh->st.busy_ns, now - last);
+            hy__stats_turn(&sh->st, now - last);
             last = now;
             if (idle_since) { /* the turn that ended an idle period */
                 uint64_t ioe = atomic_load_explicit(&sh->st.io_events, memory_order_relaxed);

@@ -19,6 +19,9 @@
 extern "C" {
 #endif
 
+/* Buckets of the turn-time histogram (struct hy_stats turn_log2). */
+#define HY_STATS_TURN_BUCKETS 32
+
 struct hy_stats {
     uint64_t procs_alive;       /* gauge: processes currently alive */
     uint64_t procs_spawned;     /* total: processes spawned */
@@ -42,6 +45,13 @@ struct hy_stats {
     uint64_t io_syscalls;       /* total: poller system calls (submit, wait, ctl) */
     uint64_t io_events;         /* total: readiness events reaped */
     uint64_t io_wakeups;        /* total: sleeps ended by socket readiness */
+    /* Scheduler turns that found work, by duration (the time from the end
+     * of the previous turn to the end of this one, read with the clock the
+     * turn reads anyway; their sum is busy_ns): turn_log2[k] counts turns
+     * shorter than 2^(k+1) ns (and at least 2^k ns, but for k = 0), the
+     * last bucket every turn of 2^(HY_STATS_TURN_BUCKETS - 1) ns or more. */
+    uint64_t turns;                                /* total: busy turns (sum of turn_log2) */
+    uint64_t turn_log2[HY_STATS_TURN_BUCKETS];     /* total: busy turns per log2 bucket */
 };
 
 /* Copies shard's counters into *out (borrowed).

@@ -1,11 +1,14 @@
 /* The runtime's side of stats.h: each shard's counters, atomic, written by
  * the shard only (relaxed) and read by anyone (hy_stats_get). Not installed.
- * One field per field of struct hy_stats, same names. */
+ * One field per field of struct hy_stats, same names (turns is the sum of
+ * turn_log2, computed when read). */
 #ifndef HY_CORE_STATS_INTERNAL_H
 #define HY_CORE_STATS_INTERNAL_H
 
 #include <stdatomic.h>
 #include <stdint.h>
+
+#include "stats.h"
 
 struct hy__shard_stats {
     _Atomic uint64_t procs_alive, procs_spawned, procs_exited;
@@ -14,6 +17,7 @@ struct hy__shard_stats {
     _Atomic uint64_t runq_len, busy_ns, idle_ns, sleeps;
     _Atomic uint64_t buffers_out, stacks_pooled, stalls, timers_armed;
     _Atomic uint64_t io_backend, io_sockets, io_syscalls, io_events, io_wakeups;
+    _Atomic uint64_t turn_log2[HY_STATS_TURN_BUCKETS];
 };
 
 /* Adds v to counter c. Single writer (the owning shard): a relaxed load and
@@ -22,6 +26,17 @@ static inline void hy__stat_add(_Atomic uint64_t *c, uint64_t v)
 {
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
                           memory_order_relaxed);
+}
+
+/* Counts one busy scheduler turn of ns nanoseconds in its log2 bucket:
+ * bucket k holds turns shorter than 2^(k+1) ns, the last one the rest.
+ * Written by the shard only (hy__stat_add). */
+static inline void hy__stats_turn(struct hy__shard_stats *st, uint64_t ns)
+{
+    unsigned k = 63u - (unsigned)__builtin_clzll(ns | 1);
+    if (k > HY_STATS_TURN_BUCKETS - 1)
+        k = HY_STATS_TURN_BUCKETS - 1;
+    hy__stat_add(&st->turn_log2[k], 1);
 }
 
 #endif /* HY_CORE_STATS_INTERNAL_H */

@@ -7,7 +7,9 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include "errors.h"
 #include "hy_config.h"
+#include "shard_internal.h"
 #include "symbol_internal.h"
 
 #if HY_HAVE_LIBDW
@@ -157,4 +159,62 @@ void hy__uc_pc_fp(const void *ucontext, uintptr_t *pc, uintptr_t *fp)
     *pc = 0;
     *fp = 0;
 #endif
+}
+
+/* The frame pointer and return address saved by hy__ctx_switch (its frame
+ * layout: ctx_x86_64.S, ctx_aarch64.S). */
+static bool saved_pc_fp(const void *sp, uintptr_t *pc, uintptr_t *fp)
+{
+    const uintptr_t *f = sp;
+#if defined(__x86_64__)
+    *fp = f[6]; /* mxcsr word, r15, r14, r13, r12, rbx, rbp, return address */
+    *pc = f[7];
+    return true;
+#elif defined(__aarch64__)
+    *fp = f[10]; /* x19..x28, x29, x30 */
+    *pc = f[11];
+    return true;
+#else
+    (void)f;
+    *pc = *fp = 0;
+    return false;
+#endif
+}
+
+int hy__proc_detail_local(hy_pid pid, struct hy__proc_detail *out)
+{
+    struct hy_shard *sh = hy__tls_shard;
+    if (!sh || !sh->current)
+        return HY_ENOTPROC;
+    if (!out)
+        return HY_EINVAL;
+    struct hy_proc *p = hy__proc_lookup(sh, pid);
+    if (!p || p->state >= HY_P_EXITING)
+        return HY_ENOPROC;
+    memset(out, 0, sizeof(*out));
+    out->mailbox_len = p->mb_len;
+    for (const struct hy_msg *m = p->mb_head; m && out->nmsgs < HY_PD_MSGS; m = m->next) {
+        struct hy__pd_msg *d = &out->msgs[out->nmsgs++];
+        d->tag = m->tag;
+        d->from = m->from;
+        d->size = m->size;
+        d->preview_len = m->size < HY_PD_PREVIEW ? m->size : HY_PD_PREVIEW;
+        memcpy(d->preview, m->data, d->preview_len);
+    }
+    uintptr_t pc, fp;
+    if (p == sh->current || p->state == HY_P_RUNNING || p->blocking_job) {
+        out->bt_rc = HY_EBUSY;
+    } else if (p->state == HY_P_NEW || !p->sp) {
+        out->bt_rc = HY_ENODATA;
+    } else if (p->stack_mode == HY_STACK_COMPACT || !p->stack || !saved_pc_fp(p->sp, &pc, &fp)) {
+        out->bt_rc = HY_ENOTSUP;
+    } else {
+        uintptr_t lo = (uintptr_t)p->stack->lo;
+        uintptr_t hi = (uintptr_t)p->stack->map + p->stack->map_size;
+        if ((uintptr_t)p->sp < lo || (uintptr_t)p->sp >= hi)
+            out->bt_rc = HY_ENOTSUP;
+        else
+            out->nframes = hy__fp_backtrace(pc, fp, lo, hi, out->frames, HY_BT_MAX);
+    }
+    return 0;
 }

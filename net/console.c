@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "blocking.h"
 #include "dist.h"
 #include "errors.h"
 #include "http.h"
@@ -22,6 +23,7 @@
 #include "report.h"
 #include "runtime.h"
 #include "signals.h"
+#include "symbol_internal.h"
 #include "stats.h"
 #include "supervisor.h"
 #include "application.h"
@@ -35,6 +37,8 @@
 #define TAG_SNAP_REPLY    0x48435352ull /* "HCSR" */
 #define TAG_STOP          0x48435354ull /* "HCST" */
 #define TAG_TICK          0x48435449ull /* "HCTI" */
+#define TAG_PROC_REQ      0x48435051ull /* "HCPQ" */
+#define TAG_PROC_REPLY    0x48435052ull /* "HCPR" */
 #define MAX_BODY          4096
 #define MAX_HEAD          8192
 #define NREPORTS          16
@@ -69,6 +73,13 @@ struct hy_console {
         uint64_t restarts;
     } restarts[NRESTARTS];
     unsigned nrestart;
+
+    /* what was installed before the console: every report and line is
+     * passed on to it, and it is set back when the console stops */
+    hy_report_fn prev_report;
+    void *prev_report_ctx;
+    hy_log_sink_fn prev_sink;
+    void *prev_sink_ctx;
 };
 
 static _Atomic(struct hy_console *) the_console;
@@ -238,6 +249,10 @@ static void on_report(const struct hy_report *r, void *ctx)
         count_restart(c, r->who);
     if (r->type == HY_REPORT_CRASH || r->type == HY_REPORT_SUPERVISOR)
         keep_report(c, r->type == HY_REPORT_CRASH ? 0 : 1, line);
+    if (c->prev_report) {
+        c->prev_report(r, c->prev_report_ctx);
+        return;
+    }
     /* What the default handler does: one log line. */
     hy_log(r->level, "%s", line);
 }
@@ -247,6 +262,10 @@ static void on_log(enum hy_log_level level, const char *line, void *ctx)
     struct hy_console *c = ctx;
     if (level <= HY_LOG_WARNING && !strstr(line, "_report ")) /* reports are kept already */
         keep_report(c, 2, line);
+    if (c->prev_sink) {
+        c->prev_sink(level, line, c->prev_sink_ctx);
+        return;
+    }
     if (level <= hy_log_get_level()) {
         size_t n = strlen(line);
         char buf[1024];
@@ -278,6 +297,11 @@ struct snap {
     /* then struct hy_pair_stats pair[nshards], then struct hy_proc_info procs[nprocs] */
 };
 
+struct proc_reply {
+    int32_t rc;
+    struct hy__proc_detail d;
+};
+
 static void collector(void *arg)
 {
     struct hy_console *c = arg;
@@ -290,6 +314,20 @@ static void collector(void *arg)
         if (m->tag == TAG_STOP) {
             hy_msg_free(m);
             return;
+        }
+        if (m->tag == TAG_PROC_REQ && m->size == sizeof(hy_pid)) {
+            /* one process of this shard: its mailbox head and backtrace */
+            struct proc_reply pr;
+            hy_pid pid;
+            memcpy(&pid, m->data, sizeof(pid));
+            uint64_t t0 = hy_now_ns();
+            pr.rc = hy__proc_detail_local(pid, &pr.d);
+            uint64_t spent = hy_now_ns() - t0;
+            atomic_fetch_add_explicit(&c->collect_ns[me], spent, memory_order_relaxed);
+            atomic_fetch_add_explicit(&c->collections[me], 1, memory_order_relaxed);
+            hy_send_ref(m->from, TAG_PROC_REPLY, m->ref, &pr, sizeof(pr));
+            hy_msg_free(m);
+            continue;
         }
         if (m->tag != TAG_SNAP_REQ || m->size < sizeof(struct snap_req)) {
             hy_msg_free(m);
@@ -446,10 +484,14 @@ static void json_shards(struct hy_console *c, struct hy_msg **snaps, struct sb *
                   (unsigned long long)st->procs_exited, (unsigned long long)st->timers_armed);
         sb_printf(b,
                   "\"memory\":{\"procs\":%llu,\"mailbox_msgs\":%llu,\"stacks_pooled\":%llu,"
-                  "\"buffers_out\":%llu},\"collect_ns\":%llu,\"partial\":%s}",
+                  "\"buffers_out\":%llu},\"collect_ns\":%llu,\"partial\":%s,",
                   (unsigned long long)sn->proc_memory, (unsigned long long)sn->mailbox_total,
                   (unsigned long long)st->stacks_pooled, (unsigned long long)st->buffers_out,
                   (unsigned long long)sn->collect_ns, sn->partial ? "true" : "false");
+        sb_str(b, "\"turn_log2\":[");
+        for (unsigned k = 0; k < HY_STATS_TURN_BUCKETS; k++)
+            sb_printf(b, "%s%llu", k ? "," : "", (unsigned long long)st->turn_log2[k]);
+        sb_str(b, "]}");
     }
     sb_str(b, "],\"pairs\":[");
     for (unsigned s = 0; s < c->nshards; s++) {
@@ -494,6 +536,109 @@ static void json_proc(const struct hy_proc_info *pi, struct sb *b, bool details)
         sb_str(b, "]");
     }
     sb_str(b, "}");
+}
+
+/* Asks the collector of pid's shard for the process's mailbox head and
+ * backtrace; returns the reply (owned) or NULL (stale, or it exited). */
+static struct hy_msg *ask_detail(struct hy_console *c, hy_pid pid)
+{
+    unsigned s = hy_pid_shard(pid);
+    if (s >= c->nshards)
+        return NULL;
+    hy_ref ref;
+    hy_ref_make(&ref);
+    hy_send_ref(c->collectors[s], TAG_PROC_REQ, ref, &pid, sizeof(pid));
+    uint64_t deadline = hy_now_ns() + c->o.reply_timeout_ns;
+    for (;;) {
+        uint64_t now = hy_now_ns();
+        struct hy_msg *m;
+        if (now >= deadline || hy_recv_ref(ref, &m, (int64_t)(deadline - now)) < 0)
+            return NULL;
+        if (m->tag == TAG_PROC_REPLY && m->size == sizeof(struct proc_reply))
+            return m;
+        hy_msg_free(m);
+    }
+}
+
+static const char *bt_state(int rc)
+{
+    switch (rc) {
+    case 0:
+        return "ok";
+    case HY_EBUSY:
+        return "running";
+    case HY_ENODATA:
+        return "not started";
+    default:
+        return "unavailable";
+    }
+}
+
+struct bt_names {
+    unsigned n;
+    uintptr_t pc[HY_BT_MAX];
+    char name[HY_BT_MAX][160];
+};
+
+static intptr_t symbolize_all(void *arg)
+{
+    struct bt_names *bn = arg;
+    for (unsigned i = 0; i < bn->n; i++)
+        hy__symbolize(bn->pc[i], 1, bn->name[i], sizeof(bn->name[i]));
+    return 0;
+}
+
+/* The process page: json_proc with its details, its mailbox head and its
+ * backtrace (see net/README.md). */
+static void json_proc_page(struct hy_console *c, const struct hy_proc_info *pi, struct sb *b)
+{
+    json_proc(pi, b, true);
+    if (b->len)
+        b->len--; /* reopen the object: drop its closing brace */
+    struct hy_msg *m = ask_detail(c, pi->pid);
+    const struct proc_reply *pr = m ? (const struct proc_reply *)m->data : NULL;
+    if (!pr || pr->rc != 0) {
+        sb_printf(b, ",\"detail\":\"%s\"}", pr ? "exited" : "stale");
+        hy_msg_free(m);
+        return;
+    }
+    const struct hy__proc_detail *d = &pr->d;
+    sb_str(b, ",\"detail\":\"ok\",\"mailbox_head\":[");
+    for (uint32_t i = 0; i < d->nmsgs && i < HY_PD_MSGS; i++) {
+        const struct hy__pd_msg *x = &d->msgs[i];
+        char from[HY_PID_STRLEN], hex[2 * HY_PD_PREVIEW + 1], text[HY_PD_PREVIEW + 1];
+        hy_pid_format(x->from, from, sizeof(from));
+        uint32_t n = x->preview_len < HY_PD_PREVIEW ? x->preview_len : HY_PD_PREVIEW;
+        for (uint32_t k = 0; k < n; k++) {
+            snprintf(hex + 2 * k, 3, "%02x", x->preview[k]);
+            text[k] = (x->preview[k] >= 0x20 && x->preview[k] < 0x7f) ? (char)x->preview[k] : '.';
+        }
+        hex[2 * n] = '\0';
+        text[n] = '\0';
+        sb_printf(b, "%s{\"tag\":%llu,\"size\":%u,\"from\":", i ? "," : "",
+                  (unsigned long long)x->tag, x->size);
+        sb_json(b, from);
+        sb_printf(b, ",\"hex\":\"%s\",\"text\":", hex);
+        sb_json(b, text);
+        sb_str(b, "}");
+    }
+    sb_printf(b, "],\"mailbox_head_more\":%s,\"backtrace_state\":\"%s\",\"backtrace\":[",
+              d->mailbox_len > d->nmsgs ? "true" : "false", bt_state(d->bt_rc));
+    struct bt_names *bn = calloc(1, sizeof(*bn));
+    if (bn) {
+        bn->n = d->nframes < HY_BT_MAX ? d->nframes : HY_BT_MAX;
+        memcpy(bn->pc, d->frames, bn->n * sizeof(uintptr_t));
+        /* libdw wants a thread's stack, not a process's, and may read
+         * files: on the blocking pool */
+        if (bn->n && hy_blocking_run(symbolize_all, bn, NULL) == 0)
+            for (unsigned i = 0; i < bn->n; i++) {
+                sb_str(b, i ? "," : "");
+                sb_json(b, bn->name[i]);
+            }
+        free(bn);
+    }
+    sb_str(b, "]}");
+    hy_msg_free(m);
 }
 
 static void json_procs(struct hy_console *c, struct hy_msg **snaps, struct sb *b)
@@ -649,11 +794,21 @@ static void prom_head(struct sb *b, const char *name, const char *type, const ch
     sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* The turn-time histogram's first exported bucket: le = 2^(k+1) ns = 256 ns
+ * (shorter turns do not happen; they are counted in it). */
+#define TURN_FIRST_BUCKET 7
+
 static void prometheus(struct hy_console *c, struct sb *b)
 {
     struct hy_msg *snaps[HY_MAX_SHARDS];
     gather(c, 0, snaps);
-    struct hy_stats st[HY_MAX_SHARDS];
+    /* on the heap: a process's stack is small and a hy_stats is not */
+    struct hy_stats *st = calloc(c->nshards, sizeof(*st));
+    if (!st) {
+        free_snaps(c, snaps);
+        b->oom = true;
+        return;
+    }
     bool have[HY_MAX_SHARDS];
     for (unsigned s = 0; s < c->nshards; s++) {
         have[s] = snaps[s] != NULL;
@@ -704,6 +859,26 @@ static void prometheus(struct hy_console *c, struct sb *b)
               "Ring entries that waited in an overflow queue.", ring_overflows);
     PER_SHARD_SEC("hydra_busy_seconds_total", "Time with work to do.", busy_ns);
     PER_SHARD_SEC("hydra_idle_seconds_total", "Time idle (spinning or asleep).", idle_ns);
+    prom_head(b, "hydra_turn_seconds", "histogram",
+              "Scheduler turns that found work, by duration (log2 buckets).");
+    for (unsigned s = 0; s < c->nshards; s++) {
+        if (!have[s])
+            continue;
+        uint64_t cum = 0;
+        for (unsigned k = 0; k < HY_STATS_TURN_BUCKETS - 1; k++) {
+            cum += st[s].turn_log2[k];
+            if (k >= TURN_FIRST_BUCKET) /* shorter ones: cumulative, in the first line */
+                sb_printf(b, "hydra_turn_seconds_bucket{shard=\"%u\",le=\"%.10g\"} %llu\n", s,
+                          (double)(1ull << (k + 1)) / 1e9, (unsigned long long)cum);
+        }
+        cum += st[s].turn_log2[HY_STATS_TURN_BUCKETS - 1];
+        sb_printf(b,
+                  "hydra_turn_seconds_bucket{shard=\"%u\",le=\"+Inf\"} %llu\n"
+                  "hydra_turn_seconds_sum{shard=\"%u\"} %.9f\n"
+                  "hydra_turn_seconds_count{shard=\"%u\"} %llu\n",
+                  s, (unsigned long long)cum, s, (double)st[s].busy_ns / 1e9, s,
+                  (unsigned long long)cum);
+    }
     PER_SHARD("hydra_sleeps_total", "counter", "Times the shard went to sleep.", sleeps);
     PER_SHARD("hydra_buffers_out", "gauge", "Message buffers away from their home shard.",
               buffers_out);
@@ -762,6 +937,7 @@ static void prometheus(struct hy_console *c, struct sb *b)
         prom_head(b, "hydra_dist_malformed_total", "counter", "Frames dropped as malformed.");
         sb_printf(b, "hydra_dist_malformed_total %llu\n", (unsigned long long)ds.malformed);
     }
+    free(st);
 }
 
 int hy_console_metrics(struct hy_console *c, char *buf, size_t cap, size_t *len)
@@ -942,6 +1118,87 @@ static int action(struct hy_console *c, struct hy_tcp *s, const struct hy_http_r
     return respond(s, rc == 0 ? 200 : 409, "application/json", body, (size_t)n, keep);
 }
 
+/* The JSON of a GET /api/... request into b; returns the HTTP status (200,
+ * or 400/404 with a short JSON error in b). */
+static unsigned api_get(struct hy_console *c, const struct hy_http_request *r, struct sb *b)
+{
+    if (path_is(r, "/api/all")) {
+        json_all(c, b);
+    } else if (path_is(r, "/api/shards") || path_is(r, "/api/procs")) {
+        struct hy_msg *snaps[HY_MAX_SHARDS];
+        bool procs = path_is(r, "/api/procs");
+        gather(c, procs ? c->o.max_procs : 0, snaps);
+        if (procs)
+            json_procs(c, snaps, b);
+        else
+            json_shards(c, snaps, b);
+        free_snaps(c, snaps);
+    } else if (path_is(r, "/api/proc")) {
+        const char *v;
+        size_t vl;
+        hy_pid pid;
+        struct hy_proc_info pi;
+        if (!query_get(r->query, r->query_len, "pid", &v, &vl) || !pid_parse(v, vl, &pid)) {
+            sb_printf(b, "{\"error\":\"pid=ID required\"}");
+            return 400;
+        }
+        if (hy_pid_node(pid) != hy_node_id() || hy_proc_info(pid, &pi) < 0) {
+            sb_printf(b, "{\"error\":\"noproc\"}");
+            return 404;
+        }
+        json_proc_page(c, &pi, b);
+    } else if (path_is(r, "/api/tree")) {
+        json_tree(c, b);
+    } else if (path_is(r, "/api/reports")) {
+        json_reports(c, b);
+    } else if (path_is(r, "/api/cluster")) {
+        json_cluster(b);
+    } else {
+        sb_printf(b, "{\"error\":\"not found\"}");
+        return 404;
+    }
+    return 200;
+}
+
+int hy_console_api(struct hy_console *c, const char *target, char *buf, size_t cap, size_t *len)
+{
+    if (!hy_in_process())
+        return HY_ENOTPROC;
+    if (!c || !target || !buf || !len)
+        return HY_EINVAL;
+    struct hy_http_request r;
+    memset(&r, 0, sizeof(r));
+    r.method = "GET";
+    r.method_len = 3;
+    r.path = target;
+    const char *q = strchr(target, '?');
+    r.path_len = q ? (size_t)(q - target) : strlen(target);
+    if (q) {
+        r.query = q + 1;
+        r.query_len = strlen(q + 1);
+    }
+    if (r.path_len <= 5 || memcmp(target, "/api/", 5) != 0)
+        return HY_ENOENT;
+    struct sb b = {0};
+    unsigned status = api_get(c, &r, &b);
+    int rc = 0;
+    if (b.oom)
+        rc = HY_ENOMEM;
+    else if (status == 400)
+        rc = HY_EINVAL;
+    else if (status != 200)
+        rc = HY_ENOENT;
+    else if (b.len + 1 > cap)
+        rc = HY_ENOSPC;
+    else {
+        memcpy(buf, b.p ? b.p : "", b.len);
+        buf[b.len] = '\0';
+        *len = b.len;
+    }
+    free(b.p);
+    return rc;
+}
+
 /* Serves one parsed request; returns < 0 to close the connection. */
 static int route(struct hy_console *c, struct hy_tcp *s, const struct hy_http_request *r)
 {
@@ -959,39 +1216,12 @@ static int route(struct hy_console *c, struct hy_tcp *s, const struct hy_http_re
     } else if (path_is(r, "/metrics")) {
         prometheus(c, &b);
         rc = respond_sb(s, "text/plain; version=0.0.4", &b, keep);
-    } else if (path_is(r, "/api/all")) {
-        json_all(c, &b);
-        rc = respond_sb(s, "application/json", &b, keep);
-    } else if (path_is(r, "/api/shards") || path_is(r, "/api/procs")) {
-        struct hy_msg *snaps[HY_MAX_SHARDS];
-        bool procs = path_is(r, "/api/procs");
-        gather(c, procs ? c->o.max_procs : 0, snaps);
-        if (procs)
-            json_procs(c, snaps, &b);
+    } else if (r->path_len > 5 && memcmp(r->path, "/api/", 5) == 0) {
+        unsigned status = api_get(c, r, &b);
+        if (status != 200)
+            rc = respond(s, status, "application/json", b.p ? b.p : "", b.len, keep);
         else
-            json_shards(c, snaps, &b);
-        free_snaps(c, snaps);
-        rc = respond_sb(s, "application/json", &b, keep);
-    } else if (path_is(r, "/api/proc")) {
-        const char *v;
-        size_t vl;
-        hy_pid pid;
-        struct hy_proc_info pi;
-        if (!query_get(r->query, r->query_len, "pid", &v, &vl) || !pid_parse(v, vl, &pid))
-            return respond(s, 400, "text/plain", "pid=ID required\n", 16, keep);
-        if (hy_pid_node(pid) != hy_node_id() || hy_proc_info(pid, &pi) < 0)
-            return respond(s, 404, "application/json", "{\"error\":\"noproc\"}", 18, keep);
-        json_proc(&pi, &b, true);
-        rc = respond_sb(s, "application/json", &b, keep);
-    } else if (path_is(r, "/api/tree")) {
-        json_tree(c, &b);
-        rc = respond_sb(s, "application/json", &b, keep);
-    } else if (path_is(r, "/api/reports")) {
-        json_reports(c, &b);
-        rc = respond_sb(s, "application/json", &b, keep);
-    } else if (path_is(r, "/api/cluster")) {
-        json_cluster(&b);
-        rc = respond_sb(s, "application/json", &b, keep);
+            rc = respond_sb(s, "application/json", &b, keep);
     } else {
         rc = respond(s, 404, "text/plain", "not found\n", 10, keep);
     }
@@ -1170,8 +1400,10 @@ int hy_console_start(const char *address, uint16_t port, const struct hy_console
     }
     bool reports_on = hy_report_enabled();
     hy_report_set_enabled(false);
+    hy_report_get_handler(&c->prev_report, &c->prev_report_ctx);
     hy_report_set_handler(on_report, c);
     hy_report_set_enabled(reports_on);
+    hy_log_get_sink(&c->prev_sink, &c->prev_sink_ctx);
     hy_log_set_sink(on_log, c);
     *out = c;
     return 0;
@@ -1197,9 +1429,15 @@ int hy_console_stop(struct hy_console *c)
     stop_collectors(c, c->nshards);
     bool reports_on = hy_report_enabled();
     hy_report_set_enabled(false);
-    hy_report_set_handler(NULL, NULL);
+    hy_report_fn cur_report;
+    hy_report_get_handler(&cur_report, NULL);
+    if (cur_report == on_report) /* unless someone replaced it meanwhile */
+        hy_report_set_handler(c->prev_report, c->prev_report_ctx);
     hy_report_set_enabled(reports_on);
-    hy_log_set_sink(NULL, NULL);
+    hy_log_sink_fn cur_sink;
+    hy_log_get_sink(&cur_sink, NULL);
+    if (cur_sink == on_log)
+        hy_log_set_sink(c->prev_sink, c->prev_sink_ctx);
     pthread_mutex_destroy(&c->lock);
     atomic_store(&the_console, NULL);
     free(c);

@@ -79,9 +79,11 @@ struct hy_console;
 /* Starts the console on address (an IPv4 or IPv6 literal, borrowed; NULL =
  * "127.0.0.1") and port (0 = an ephemeral one, see hy_console_port) with
  * opts (borrowed, copied; NULL = defaults). Spawns the collectors and the
- * HTTP server's processes on every shard, and takes over the report handler
- * and the log sink (reports and log lines are still written to stderr as
- * before; the console keeps the last ones).
+ * HTTP server's processes on every shard, and puts a report handler and a
+ * log sink of its own in front of the ones already set: the console keeps
+ * the last reports and lines and passes every one on to the handler and
+ * sink that were set before (or, when none was, writes them to stderr as
+ * the defaults do).
  * Errors: HY_EPERM (a non-loopback address without a token, or actions
  * without a token), HY_EINVAL (bad address, no such shard), HY_EADDRINUSE,
  * HY_EADDRNOTAVAIL, HY_EALREADY (a console already runs), HY_ENOMEM,
@@ -94,8 +96,9 @@ int hy_console_start(const char *address, uint16_t port, const struct hy_console
 uint16_t hy_console_port(const struct hy_console *c);
 
 /* Stops c (transferred; freed on return): closes the listener and the
- * connections, ends the collectors, restores the default report handler
- * and log sink. NULL is a no-op. Errors: HY_ENOTPROC.
+ * connections, ends the collectors, sets back the report handler and log
+ * sink that were set before it started (unless they were replaced while it
+ * ran). NULL is a no-op. Errors: HY_ENOTPROC.
  * Context: a process. */
 int hy_console_stop(struct hy_console *c);
 
@@ -104,6 +107,16 @@ int hy_console_stop(struct hy_console *c);
  * as described above. Errors: HY_ENOSPC (cap too small), HY_ENOTPROC.
  * Context: a process while c runs. */
 int hy_console_metrics(struct hy_console *c, char *buf, size_t cap, size_t *len);
+
+/* Writes the JSON that GET target would serve (target borrowed, a path
+ * under /api/ with its query, e.g. "/api/proc?pid=0.1.42") into
+ * buf[0..cap) (borrowed), NUL-terminated, and its length to *len: for
+ * scripts and tests inside the node.
+ * Errors: HY_ENOENT (no such path, or no such process), HY_EINVAL (a
+ * required query field is missing or malformed, or a NULL argument),
+ * HY_ENOSPC (cap too small), HY_ENOMEM, HY_ENOTPROC.
+ * Context: a process while c runs. */
+int hy_console_api(struct hy_console *c, const char *target, char *buf, size_t cap, size_t *len);
 
 #ifdef __cplusplus
 }

@@ -36,6 +36,14 @@ void hy_report_set_handler(hy_report_fn fn, void *ctx)
     atomic_store_explicit(&handler, fn, memory_order_release);
 }
 
+void hy_report_get_handler(hy_report_fn *fn, void **ctx)
+{
+    if (fn)
+        *fn = atomic_load_explicit(&handler, memory_order_acquire);
+    if (ctx)
+        *ctx = atomic_load_explicit(&handler_ctx, memory_order_acquire);
+}
+
 static const char *type_name(int type)
 {
     static const char *const names[] = {"supervisor_report", "crash_report", "progress_report",

@@ -94,6 +94,14 @@ void hy_report(const struct hy_report *r);
  * with reports disabled). */
 void hy_report_set_handler(hy_report_fn fn, void *ctx);
 
+/* Stores the current handler and its ctx in *fn and *ctx (both borrowed;
+ * either may be NULL to skip it); *fn is NULL for the default. A module
+ * that installs a handler of its own reads the previous one first, passes
+ * every report on to it, and sets it back when it is done.
+ * Context: anywhere but a signal handler; the pair is read consistently
+ * only while no other thread sets a handler. */
+void hy_report_get_handler(hy_report_fn *fn, void **ctx);
+
 /* Switches reports on or off (default on, unless the environment has
  * HYDRA_REPORTS=off). Context: anywhere but a signal handler. */
 void hy_report_set_enabled(bool on);

@@ -1,5 +1,6 @@
 /* Statistics: the per shard-pair ring traffic counted per published batch
- * (hy_stats_pair), and the list of a shard's own processes. */
+ * (hy_stats_pair), the histogram of scheduler turn time, and the list of a
+ * shard's own processes. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -76,6 +77,69 @@ static void test_stats_pair_counts_batches(void **state)
     assert_int_equal(hy_stats_pair(0, 1, &x), HY_ENOTSTARTED);
 }
 
+/* Holds its shard for about 3 ms without a runtime call: one long turn. */
+static void hog(void *arg)
+{
+    (void)arg;
+    uint64_t until = hy_now_ns() + 3000000;
+    while (hy_now_ns() < until)
+        __asm__ volatile("" ::: "memory");
+}
+
+static uint64_t from_bucket(const struct hy_stats *st, unsigned k0)
+{
+    uint64_t n = 0;
+    for (unsigned k = k0; k < HY_STATS_TURN_BUCKETS; k++)
+        n += st->turn_log2[k];
+    return n;
+}
+
+static void body_turns(void *arg)
+{
+    (void)arg;
+    struct hy_stats b, a;
+    HY_CHECK_EQ(hy_stats_get(1, &b), 0);
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.shard = 1;
+    o.link = true;
+    hy_pid p;
+    HY_CHECK_EQ(hy_spawn_opt(hog, NULL, &o, &p), 0);
+    uint32_t n = 100;
+    o.link = false;
+    o.arg_size = sizeof(n);
+    HY_CHECK_EQ(hy_spawn_opt(sink, &n, &o, &p), 0);
+    for (uint32_t i = 0; i < n; i++)
+        HY_CHECK_EQ(hy_send(p, T_DATA, &i, sizeof(i)), 0);
+    hy_test_send_tag(p, T_DONE);
+    struct hy_msg *m = hy_test_must_recv_tag(T_DONE, 10 * SEC);
+    hy_msg_free(m);
+    HY_CHECK(hy_test_quiesce(1, 10000));
+    HY_CHECK_EQ(hy_stats_get(1, &a), 0);
+    for (int i = 0; i < 2; i++) {
+        const struct hy_stats *st = i ? &a : &b;
+        HY_CHECK_EQ(from_bucket(st, 0), st->turns); /* turns: the sum of the buckets */
+    }
+    for (unsigned k = 0; k < HY_STATS_TURN_BUCKETS; k++)
+        HY_CHECK(a.turn_log2[k] >= b.turn_log2[k]);
+    HY_CHECK(a.turns > b.turns);
+    /* the hog's turn took 3 ms or more: a bucket of turns >= 2^21 ns (2.1 ms) */
+    HY_CHECK(from_bucket(&a, 21) > from_bucket(&b, 21));
+    /* each turn counted in bucket k took at least 2^k ns of the busy time */
+    uint64_t least = 0;
+    for (unsigned k = 1; k < HY_STATS_TURN_BUCKETS; k++)
+        least += (a.turn_log2[k] - b.turn_log2[k]) << k;
+    HY_CHECK(least <= a.busy_ns - b.busy_ns);
+    struct hy_stats t;
+    HY_CHECK_EQ(hy_stats_total(&t), 0);
+    HY_CHECK(t.turns >= a.turns);
+}
+
+static void test_stats_turn_histogram(void **state)
+{
+    (void)state;
+    assert_int_equal(hy_test_run(2, body_turns, NULL), 0);
+}
+
 static void idle(void *arg)
 {
     (void)arg;
@@ -123,6 +187,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stats_pair_counts_batches),
         cmocka_unit_test(test_stats_list_local),
+        cmocka_unit_test(test_stats_turn_histogram),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,6 +4,7 @@
  * under message load; promtool accepts the text. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -155,7 +156,7 @@ static void body_metrics(void *arg)
             unlink(path);
         }
         size_t n = parse(text, smp, 2048);
-        unsigned checked = 0;
+        unsigned checked = 0, nbuckets = 0;
         for (size_t i = 0; i < n; i++) {
             const struct sample *s = &smp[i];
             if (s->shard >= 2)
@@ -177,6 +178,13 @@ static void body_metrics(void *arg)
             CHK("hydra_stalls_total", stalls, 1);
             CHK("hydra_busy_seconds_total", busy_ns, 1e-9);
             CHK("hydra_idle_seconds_total", idle_ns, 1e-9);
+            CHK("hydra_turn_seconds_count", turns, 1);
+            CHK("hydra_turn_seconds_sum", busy_ns, 1e-9);
+            if (strcmp(s->name, "hydra_turn_seconds_bucket") == 0) {
+                /* cumulative: never more than the count read after */
+                HY_CHECK(s->value <= (double)hi->turns);
+                nbuckets++;
+            }
             if (strcmp(s->label, "local") == 0)
                 CHK("hydra_messages_sent_total", msgs_sent_local, 1);
             if (strcmp(s->label, "cross") == 0)
@@ -199,7 +207,8 @@ static void body_metrics(void *arg)
                 checked++;
             }
         }
-        HY_CHECK(checked >= 2 * 12 + 3 * 2);
+        HY_CHECK(checked >= 2 * 14 + 3 * 2);
+        HY_CHECK_EQ(nbuckets, 2u * (HY_STATS_TURN_BUCKETS - 7));
         if (round == 0)
             first_cross = before[1].msgs_sent_cross;
         last_cross = after[1].msgs_sent_cross;
@@ -221,11 +230,190 @@ static void test_console_metrics_between_stats_reads(void **state)
         skip();
 }
 
+/* A user's report handler and log sink, set before the console starts. */
+struct seen {
+    _Atomic unsigned reports, lines;
+    char last_line[256];
+};
+
+static void user_report(const struct hy_report *r, void *ctx)
+{
+    struct seen *s = ctx;
+    if (r->context && strcmp(r->context, "console_chain_test") == 0)
+        atomic_fetch_add(&s->reports, 1);
+}
+
+static void user_sink(enum hy_log_level level, const char *line, void *ctx)
+{
+    (void)level;
+    struct seen *s = ctx;
+    if (strstr(line, "console chain line")) {
+        snprintf(s->last_line, sizeof(s->last_line), "%s", line);
+        atomic_fetch_add(&s->lines, 1);
+    }
+}
+
+static void body_chain(void *arg)
+{
+    struct seen *seen = arg;
+    bool reports_on = hy_report_enabled();
+    hy_report_set_enabled(false);
+    hy_report_set_handler(user_report, seen);
+    hy_report_set_enabled(true);
+    hy_log_set_sink(user_sink, seen);
+    struct hy_console *c;
+    int rc = hy_console_start("127.0.0.1", 0, NULL, &c);
+    if (rc == HY_ENOSYS) {
+        hy_log_set_sink(NULL, NULL);
+        return;
+    }
+    HY_CHECK_EQ(rc, 0);
+    if (rc)
+        return;
+    /* the console's own handler and sink are in front now */
+    hy_report_fn fn;
+    hy_log_sink_fn sk;
+    void *ctx;
+    hy_report_get_handler(&fn, &ctx);
+    HY_CHECK(fn != user_report);
+    hy_log_get_sink(&sk, &ctx);
+    HY_CHECK(sk != user_sink);
+    struct hy_report r = {.type = HY_REPORT_SUPERVISOR, .level = HY_LOG_ERROR,
+                          .context = "console_chain_test", .who = hy_self(),
+                          .child = HY_PID_NONE};
+    for (int i = 0; i < 3; i++) {
+        hy_report(&r);
+        hy_log(HY_LOG_WARNING, "console chain line %d", i);
+    }
+    HY_CHECK_EQ(atomic_load(&seen->reports), 3u);
+    HY_CHECK_EQ(atomic_load(&seen->lines), 3u);
+    HY_CHECK(strstr(seen->last_line, "console chain line 2") != NULL);
+    /* the console kept them too */
+    size_t cap = 1 << 20, len = 0;
+    char *text = malloc(cap);
+    HY_CHECK_EQ(hy_console_api(c, "/api/reports", text, cap, &len), 0);
+    HY_CHECK(strstr(text, "console_chain_test") != NULL);
+    HY_CHECK(strstr(text, "console chain line 2") != NULL);
+    free(text);
+    HY_CHECK_EQ(hy_console_stop(c), 0);
+    /* stopped: the user's handler and sink are back, and still receive */
+    hy_report_get_handler(&fn, &ctx);
+    HY_CHECK(fn == user_report && ctx == seen);
+    hy_log_get_sink(&sk, &ctx);
+    HY_CHECK(sk == user_sink && ctx == seen);
+    hy_report(&r);
+    hy_log(HY_LOG_WARNING, "console chain line %d", 3);
+    HY_CHECK_EQ(atomic_load(&seen->reports), 4u);
+    HY_CHECK_EQ(atomic_load(&seen->lines), 4u);
+    hy_report_set_enabled(false);
+    hy_report_set_handler(NULL, NULL);
+    hy_report_set_enabled(reports_on);
+    hy_log_set_sink(NULL, NULL);
+}
+
+static void test_console_chains_user_handler_and_sink(void **state)
+{
+    (void)state;
+    static struct seen seen;
+    assert_int_equal(hy_test_run(2, body_chain, &seen), 0);
+}
+
+/* The process page: a process parked in a function of ours, with three
+ * messages it does not take waiting in its mailbox. */
+#define T_Q1 0x51
+#define T_Q2 0x52
+#define T_Q3 0x53
+
+static __attribute__((noinline)) void parked_in_known_function(void)
+{
+    hy_ref never;
+    hy_ref_make(&never);
+    struct hy_msg *m;
+    /* waits for a reply nobody sends: queued messages stay in the mailbox */
+    if (hy_recv_ref(never, &m, 60 * SEC) == 0)
+        hy_msg_free(m);
+    __asm__ volatile("" ::: "memory"); /* not a tail call */
+}
+
+static void parked(void *arg)
+{
+    (void)arg;
+    parked_in_known_function();
+}
+
+static void body_proc_page(void *arg)
+{
+    (void)arg;
+    struct hy_console *c;
+    int rc = hy_console_start("127.0.0.1", 0, NULL, &c);
+    if (rc == HY_ENOSYS)
+        return;
+    HY_CHECK_EQ(rc, 0);
+    if (rc)
+        return;
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.shard = 1; /* another shard than ours: collected there, by message */
+    hy_pid p;
+    HY_CHECK_EQ(hy_spawn_opt(parked, NULL, &o, &p), 0);
+    HY_CHECK_EQ(hy_send(p, T_Q1, "first", 5), 0);
+    HY_CHECK_EQ(hy_send(p, T_Q2, "second\001", 7), 0);
+    HY_CHECK_EQ(hy_send(p, T_Q3, "third message, longer than a preview", 36), 0);
+    char target[128];
+    snprintf(target, sizeof(target), "/api/proc?pid=%llx-%llx", (unsigned long long)p.hi,
+             (unsigned long long)p.lo);
+    size_t cap = 1 << 16, len = 0;
+    char *text = malloc(cap);
+    /* wait until it is parked with the three messages queued */
+    uint64_t until = hy_now_ns() + 30 * SEC;
+    bool ready = false;
+    while (!ready && hy_now_ns() < until) {
+        HY_CHECK_EQ(hy_console_api(c, target, text, cap, &len), 0);
+        ready = strstr(text, "\"status\":\"waiting\"") && strstr(text, "\"mailbox\":3") &&
+                strstr(text, "\"backtrace_state\":\"ok\"");
+        if (!ready)
+            hy_sleep_ns(1000000);
+    }
+    HY_CHECK(ready);
+    if (!ready)
+        hy_log(HY_LOG_ERROR, "proc page: %s", text);
+    /* the mailbox head, oldest first, with sizes, sender and a preview */
+    char *q1 = strstr(text, "{\"tag\":81,\"size\":5,"), *q2 = strstr(text, "{\"tag\":82,\"size\":7,"),
+         *q3 = strstr(text, "{\"tag\":83,\"size\":36,");
+    HY_CHECK(q1 && q2 && q3 && q1 < q2 && q2 < q3);
+    HY_CHECK(strstr(text, "\"hex\":\"6669727374\",\"text\":\"first\"") != NULL);
+    HY_CHECK(strstr(text, "\"text\":\"second.\"") != NULL);
+    HY_CHECK(strstr(text, "\"text\":\"third message, l\"") != NULL); /* 16 bytes */
+    HY_CHECK(strstr(text, "\"mailbox_head_more\":false") != NULL);
+    char me[HY_PID_STRLEN];
+    hy_pid_format(hy_self(), me, sizeof(me));
+    HY_CHECK(strstr(text, me) != NULL); /* the sender */
+    /* the backtrace names the function it waits in */
+    char *bt = strstr(text, "\"backtrace\":[");
+    HY_CHECK(bt && strstr(bt, "parked_in_known_function") != NULL);
+    if (!bt || !strstr(bt, "parked_in_known_function"))
+        hy_log(HY_LOG_ERROR, "proc page: %s", text);
+    /* unknown and malformed pids */
+    HY_CHECK_EQ(hy_console_api(c, "/api/proc?pid=1-1", text, cap, &len), HY_ENOENT);
+    HY_CHECK_EQ(hy_console_api(c, "/api/proc", text, cap, &len), HY_EINVAL);
+    HY_CHECK_EQ(hy_console_api(c, "/api/nothing", text, cap, &len), HY_ENOENT);
+    free(text);
+    hy_exit_pid(p, hy_reason_make(HY_REASON_KILL));
+    HY_CHECK_EQ(hy_console_stop(c), 0);
+}
+
+static void test_console_proc_page_mailbox_and_backtrace(void **state)
+{
+    (void)state;
+    assert_int_equal(hy_test_run(2, body_proc_page, NULL), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_console_refuses_unsafe_binds),
         cmocka_unit_test(test_console_metrics_between_stats_reads),
+        cmocka_unit_test(test_console_chains_user_handler_and_sink),
+        cmocka_unit_test(test_console_proc_page_mailbox_and_backtrace),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -93,7 +93,8 @@ def test_metrics(port):
     check(st == 200, "/metrics answers 200")
     text = body.decode()
     for name in ("hydra_processes{", "hydra_messages_sent_total{", "hydra_busy_seconds_total{",
-                 "hydra_mesh_entries_total{", "hydra_console_collect_seconds_total{"):
+                 "hydra_mesh_entries_total{", "hydra_console_collect_seconds_total{",
+                 "hydra_turn_seconds_bucket{", "hydra_turn_seconds_count{"):
         check(name in text, "/metrics has " + name.rstrip("{"))
     if shutil.which("promtool"):
         p = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True)
@@ -335,6 +336,8 @@ def test_browser(port, nshards, artifacts):
         drv.get("http://127.0.0.1:%d/" % port)
         rows = lambda: drv.find_elements(By.CSS_SELECTOR, "#shards tbody tr.shard")
         check(wait_until(lambda: len(rows()) == nshards, 30), "browser: one row per shard")
+        check(wait_until(lambda: len(drv.find_elements(By.CSS_SELECTOR, "#turns tr.turns")) == nshards,
+                         30), "browser: turn-time histogram, one row per shard")
         check(wait_until(lambda: drv.find_elements(By.CSS_SELECTOR, "#tree li.supervisor"), 30),
               "browser: supervision tree shown")
         check(wait_until(lambda: len(drv.find_elements(By.CSS_SELECTOR, "#procs tr.proc")) > 3, 30),
@@ -346,6 +349,11 @@ def test_browser(port, nshards, artifacts):
               "browser: shard figures update live")
         check(wait_until(lambda: "live" in drv.find_element(By.ID, "status").text, 30),
               "browser: WebSocket connected")
+        # The process page of an idle worker: its mailbox head and backtrace.
+        drv.execute_script("document.querySelector('#procs a.pl').click()")
+        page = lambda: drv.find_element(By.ID, "procpage").text
+        check(wait_until(lambda: "mailbox head" in page() and "backtrace" in page(), 30),
+              "browser: process page shows the mailbox head and the backtrace")
         # Kill a load worker from the page, token given.
         d = json.loads(http(port, "/api/all")[1])
         sup, w = find_load(d["tree"]["tree"])
