@@ -598,6 +598,8 @@ void hy__stall_stop(void);
 /* A shard woke from sleep: wakes the watchdog if it waits for one. */
 bool hy__stall_parked(void);
 void hy__stall_kick(void);
+/* The watchdog's wake-ups so far (timer ticks and kicks), process-wide. */
+uint64_t hy__stall_wakes(void);
 int hy__blocking_start(unsigned nthreads);
 void hy__blocking_stop(void);
 /* p is reaped while waiting for a blocking call: its memory goes to the job. */

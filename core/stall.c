@@ -8,8 +8,17 @@
  * accept, read, sleep): it is reported once too, with its backtrace (the
  * signal interrupts the call, which SA_RESTART resumes), but never aborts
  * the node: it may come back. The shard pays only a relaxed store per
- * switch; the watchdog reads the thread's CPU clock. When every shard
- * sleeps the watchdog sleeps too, until a shard wakes (hy__stall_kick). */
+ * switch; the watchdog reads the thread's CPU clock.
+ *
+ * Wake rate: while every run it sees is new since its last look (a busy
+ * shard switches often), the watchdog ticks slowly (max(threshold, 50 ms):
+ * at most 20 wakes a second); once a run has spanned a tick it ticks at
+ * threshold/4 until that run ends or is reported. A stall that gets the
+ * CPU is thus reported at most 2 x slow after its run began (the tick that
+ * first sees it, the next that finds it still there). When every
+ * shard has slept through PARK_TICKS ticks in a row the watchdog sleeps too,
+ * until a shard wakes (hy__stall_kick): a shard that sleeps and wakes often
+ * does not make it park and be kicked at every wake. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
@@ -31,6 +40,19 @@ static pthread_cond_t cond;
 static bool quit;
 
 #define STALL_SIGNAL (SIGRTMIN + 7)
+
+/* The slow tick's floor, and the ticks every shard must have slept through
+ * before the watchdog parks. */
+#define SLOW_TICK_MIN_NS (50ull * 1000 * 1000)
+#define PARK_TICKS 3
+
+/* Watchdog wake-ups (timer or kick), for tests and profiles. */
+static _Atomic uint64_t wakes;
+
+uint64_t hy__stall_wakes(void)
+{
+    return atomic_load_explicit(&wakes, memory_order_relaxed);
+}
 
 uint64_t hy__thread_cpu_ns(clockid_t clk)
 {
@@ -147,17 +169,22 @@ static bool all_asleep(void)
     return hy__rt.nshards > 0;
 }
 
-/* Called with lock held: waits without a timeout while every shard sleeps.
+/* Called with lock held: waits without a timeout while every shard sleeps;
+ * true if it waited.
  * seq_cst: pairs with the shard's store of sleeping = 0 then load of
  * parked in hy__stall_shard_awake. */
-static void park_if_idle(void)
+static bool park_if_idle(void)
 {
     if (atomic_load(&hy__rt.state) != 2 || !all_asleep())
-        return;
+        return false;
+    bool waited = false;
     atomic_store(&parked, 1);
-    if (all_asleep() && !quit)
+    if (all_asleep() && !quit) {
         pthread_cond_wait(&cond, &lock);
+        waited = true;
+    }
     atomic_store(&parked, 0);
+    return waited;
 }
 
 bool hy__stall_parked(void)
@@ -172,7 +199,10 @@ static void *watch(void *unused)
     static struct sample s[HY_MAX_SHARDS];
     memset(s, 0, sizeof(s));
     uint64_t thr = hy__rt.cfg.stall_threshold_ns;
-    uint64_t period = thr / 4 < 1000000 ? 1000000 : thr / 4;
+    uint64_t fast = thr / 4 < 1000000 ? 1000000 : thr / 4;
+    uint64_t slow = thr < SLOW_TICK_MIN_NS ? SLOW_TICK_MIN_NS : thr;
+    uint64_t period = slow;
+    unsigned asleep_ticks = 0;
     pthread_mutex_lock(&lock);
     while (!quit) {
         struct timespec ts;
@@ -181,13 +211,22 @@ static void *watch(void *unused)
         ts.tv_sec = (time_t)(t / 1000000000u);
         ts.tv_nsec = (long)(t % 1000000000u);
         pthread_cond_timedwait(&cond, &lock, &ts);
+        atomic_fetch_add_explicit(&wakes, 1, memory_order_relaxed);
         if (quit || atomic_load(&hy__rt.state) != 2)
             continue;
-        park_if_idle();
-        if (quit)
-            continue;
+        asleep_ticks = all_asleep() ? asleep_ticks + 1 : 0;
+        if (asleep_ticks >= PARK_TICKS) {
+            bool waited = park_if_idle();
+            asleep_ticks = 0;
+            period = slow;
+            if (waited)
+                atomic_fetch_add_explicit(&wakes, 1, memory_order_relaxed);
+            if (quit)
+                continue;
+        }
         clock_gettime(CLOCK_MONOTONIC, &ts);
         uint64_t wall = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+        bool suspect = false; /* a run not yet reported has spanned a tick */
         for (unsigned i = 0; i < hy__rt.nshards; i++) {
             struct hy_shard *sh = hy__rt.shards[i];
             uint64_t seq = atomic_load_explicit(&sh->run_seq, memory_order_acquire);
@@ -203,6 +242,8 @@ static void *watch(void *unused)
                 s[i].reported = false;
                 continue;
             }
+            if (!s[i].reported)
+                suspect = true;
             uint64_t held = cpu - s[i].cpu_at_seq;
             uint64_t wall_held = wall - s[i].wall_at_seq;
             if (wall_held >= thr && held < wall_held / 2 && !s[i].reported &&
@@ -250,6 +291,7 @@ static void *watch(void *unused)
                 hy__fatal(msg);
             }
         }
+        period = suspect ? fast : slow;
     }
     pthread_mutex_unlock(&lock);
     return NULL;

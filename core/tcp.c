@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "errors.h"
@@ -20,6 +21,37 @@
 #include "log.h"
 #include "shard_internal.h"
 #include "tcp.h"
+
+/* recv and sendmsg without the C library's cancellation-point bracketing
+ * (two calls around every system call: ~60 instructions per echoed request;
+ * shard threads are never cancelled). Sanitizer builds keep the library
+ * calls, whose interceptors check the buffers. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define TCP_LIBC_IO 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+    __has_feature(memory_sanitizer)
+#define TCP_LIBC_IO 1
+#endif
+#endif
+
+static inline ssize_t tcp_recv(int fd, void *buf, size_t len, int flags)
+{
+#ifdef TCP_LIBC_IO
+    return recv(fd, buf, len, flags);
+#else
+    return (ssize_t)syscall(SYS_recvfrom, fd, buf, len, flags, NULL, NULL);
+#endif
+}
+
+static inline ssize_t tcp_sendmsg(int fd, const struct msghdr *mh, int flags)
+{
+#ifdef TCP_LIBC_IO
+    return sendmsg(fd, mh, flags);
+#else
+    return (ssize_t)syscall(SYS_sendmsg, fd, mh, flags);
+#endif
+}
 
 #define RAW_CHUNK (16u * 1024u)
 #define MAX_IOV 64
@@ -259,7 +291,7 @@ static int fill(struct hy_tcp *s)
     int rc = rbuf_room(s, &room);
     if (rc)
         return rc;
-    ssize_t n = recv(s->s.w.fd, s->rbuf + s->rlen, room, MSG_DONTWAIT);
+    ssize_t n = tcp_recv(s->s.w.fd, s->rbuf + s->rlen, room, MSG_DONTWAIT);
     if (n > 0) {
         s->rlen += (uint32_t)n;
         if ((uint32_t)n < room)
@@ -547,7 +579,7 @@ static int recv_some(struct hy_tcp *s, uint8_t *buf, size_t len, size_t *got, ui
         if (s->eof)
             return HY_ECLOSED;
         if (s->s.w.ready & HY_IO_IN) {
-            ssize_t n = recv(s->s.w.fd, buf, len, MSG_DONTWAIT);
+            ssize_t n = tcp_recv(s->s.w.fd, buf, len, MSG_DONTWAIT);
             if (n > 0) {
                 if ((size_t)n < len)
                     input_drained(s);
@@ -655,7 +687,7 @@ int hy_tcp_sendv(struct hy_tcp *s, const struct iovec *iov, int iovcnt, int64_t 
     while (first < nv) {
         if (s->s.w.ready & HY_IO_OUT) {
             struct msghdr mh = {.msg_iov = v + first, .msg_iovlen = (size_t)(nv - first)};
-            ssize_t n = sendmsg(s->s.w.fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+            ssize_t n = tcp_sendmsg(s->s.w.fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
             if (n >= 0) {
                 size_t left = (size_t)n;
                 while (first < nv && left >= v[first].iov_len)

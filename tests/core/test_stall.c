@@ -25,6 +25,7 @@
 #include <cmocka.h>
 
 #include "hy_config.h"
+#include "shard_internal.h"
 #include "test_support.h"
 
 #define THRESHOLD_NS (20ull * 1000 * 1000)
@@ -435,6 +436,57 @@ static void test_stall_watchdog_sleeps_when_shards_sleep(void **state)
     assert_true(cpu < 5 * 1000000ull);
 }
 
+/* ---- the watchdog wakes rarely while the shards are busy ------------------------- */
+
+struct busy_ctx {
+    uint64_t wakes;
+    uint64_t wall_ns;
+    uint64_t stalls;
+    bool done;
+};
+
+/* Shard 1 runs a process that yields every 200 us (thousands of short runs
+ * a second); shard 0 sleeps and wakes every millisecond meanwhile. */
+static void busy_main(void *arg)
+{
+    struct busy_ctx *c = arg;
+    static struct spin coop;
+    memset(&coop, 0, sizeof(coop));
+    coop.yield_every_us = 200;
+    coop.cpu_total_ns = 400 * 1000000ull;
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.shard = 1;
+    uint64_t w0 = hy__stall_wakes();
+    uint64_t t0 = clock_ns(CLOCK_MONOTONIC);
+    HY_CHECK_EQ(hy_spawn_opt(cooperative, &coop, &o, NULL), 0);
+    uint64_t cap = t0 + 2 * CAP_NS;
+    while (!spin_done(&coop) && clock_ns(CLOCK_MONOTONIC) < cap)
+        hy_sleep_ns(1000000ull);
+    c->done = spin_done(&coop);
+    c->wall_ns = clock_ns(CLOCK_MONOTONIC) - t0;
+    c->wakes = hy__stall_wakes() - w0;
+    struct hy_stats st;
+    hy_stats_total(&st);
+    c->stalls = st.stalls;
+}
+
+static void test_stall_watchdog_wakes_rarely_while_shards_are_busy(void **state)
+{
+    (void)state;
+    struct hy_config cfg;
+    stall_config(&cfg); /* threshold 20 ms: a tick every 5 ms would be 200/s */
+    struct busy_ctx c;
+    memset(&c, 0, sizeof(c));
+    hy_test_run_cfg(&cfg, busy_main, &c);
+    assert_true(c.done);
+    assert_int_equal(c.stalls, 0);
+    /* at most 20 ticks a second, plus the odd kick */
+    uint64_t bound = c.wall_ns * 20 / 1000000000u + 4;
+    if (c.wakes > bound)
+        fail_msg("%llu watchdog wakes in %.0f ms (bound %llu)", (unsigned long long)c.wakes,
+                 (double)c.wall_ns / 1e6, (unsigned long long)bound);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -443,6 +495,7 @@ int main(void)
         cmocka_unit_test(test_stall_aborts_past_the_multiple),
         cmocka_unit_test(test_stall_reports_a_blocking_syscall_by_wall_clock),
         cmocka_unit_test(test_stall_watchdog_sleeps_when_shards_sleep),
+        cmocka_unit_test(test_stall_watchdog_wakes_rarely_while_shards_are_busy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
