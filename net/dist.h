@@ -248,6 +248,8 @@ struct hy_dist_stats {
     uint64_t record_errors;     /* sessions closed for a record shorter than its header */
     uint64_t dropped_nomem;     /* frames or messages dropped for want of memory */
     uint64_t busy_waits;        /* waits of a sending process on a channel over send_queue_max */
+    uint64_t immediate_tx;      /* DATA frames sent from within the send (a lone message of an
+                                   otherwise idle shard), not at the end of the turn */
 };
 
 /* Sums the counters of every shard's endpoint. Errors: HY_ENOTSTARTED. */
