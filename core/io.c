@@ -15,6 +15,7 @@
 #include "shard_internal.h"
 
 struct hy__io {
+    struct hy__io_peek pk;       /* first: read by hy__io_due */
     const struct hy__io_backend *be;
     void *state;
     struct hy__io_watch **slots; /* index 1..cap-1 */
@@ -22,7 +23,6 @@ struct hy__io {
     uint32_t *next_free;
     uint32_t cap;
     uint32_t free_head;          /* 0 = none */
-    uint32_t nwatch;
 };
 
 static const struct hy__io_backend *chosen;
@@ -83,6 +83,8 @@ static struct hy__io *io_get(struct hy_shard *sh)
         free(io);
         return NULL;
     }
+    if (io->be->peek_init)
+        io->be->peek_init(io->state, &io->pk);
     sh->io = io;
     return io;
 }
@@ -142,7 +144,7 @@ int hy__io_add(struct hy_shard *sh, struct hy__io_watch *w)
         w->idx = 0;
         return rc;
     }
-    io->nwatch++;
+    io->pk.nwatch++;
     return 0;
 }
 
@@ -158,7 +160,7 @@ void hy__io_del(struct hy_shard *sh, struct hy__io_watch *w)
     io->gen[idx] = (io->gen[idx] + 1) & 0x7fffffffu; /* bit 63 of a cookie is the backend's */
     io->next_free[idx] = io->free_head;
     io->free_head = idx;
-    io->nwatch--;
+    io->pk.nwatch--;
     w->idx = 0;
 }
 
@@ -177,14 +179,14 @@ void hy__io_dispatch(struct hy_shard *sh, uint64_t cookie, uint32_t ev)
 
 bool hy__io_active(struct hy_shard *sh)
 {
-    return sh->io && sh->io->nwatch;
+    return sh->io && sh->io->pk.nwatch;
 }
 
 unsigned hy__io_poll(struct hy_shard *sh)
 {
     struct hy__io *io = sh->io;
     /* no descriptor watched and nothing queued for the kernel: no syscall */
-    if (!io->nwatch && !io->be->pending(io->state))
+    if (!io->pk.nwatch && !io->be->pending(io->state))
         return 0;
     unsigned n = io->be->poll(sh, io->state);
     if (n)

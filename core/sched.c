@@ -259,8 +259,10 @@ static unsigned turn(struct hy_shard *sh)
     hy__name_quiescent(sh);
     if (sh->hooks)
         work += poll_hooks(sh);
-    if (sh->io)
-        work += hy__io_poll(sh); /* submit this turn's requests, reap readiness */
+    /* submit this turn's requests, reap readiness: only when the peek at
+     * the ring (or epoll's every-Nth busy turn) says there is something */
+    if (sh->io && hy__io_due(sh->io, work + sh->rq_len))
+        work += hy__io_poll(sh);
     if (sh->ndirty | sh->novf | (uint32_t)sh->ret_pending) {
         hy__ret_flush(sh);
         hy__mesh_flush(sh);
@@ -359,6 +361,12 @@ void hy__sched_loop(struct hy_shard *sh)
     uint64_t last = hy_now_ns();
     bool busy_poll = hy__rt.cfg.idle_mode == HY_IDLE_BUSY_POLL;
     uint64_t spin = hy__rt.cfg.idle_spin_ns;
+    /* the socket spin policy (see docs/ARCHITECTURE.md, "Idle"): a shard
+     * with sockets whose last idle period was ended by socket readiness
+     * does not spin, it sleeps at once (readiness wakes it); one whose idle
+     * period was ended by other shards, timers or hooks spins as set */
+    uint64_t io_seen = 0;
+    bool io_last = false;
     sh->in_runtime = true;
     while (!atomic_load_explicit(&hy__rt.stop, memory_order_relaxed)) {
         unsigned work = turn(sh);
@@ -366,6 +374,10 @@ void hy__sched_loop(struct hy_shard *sh)
         if (work) {
             stat_add(&sh->st.busy_ns, now - last);
             last = now;
+            if (idle_since) { /* the turn that ended an idle period */
+                uint64_t ioe = atomic_load_explicit(&sh->st.io_events, memory_order_relaxed);
+                io_last = ioe != io_seen;
+            }
             idle_since = 0;
             continue;
         }
@@ -381,9 +393,10 @@ void hy__sched_loop(struct hy_shard *sh)
         }
         if (!idle_since) {
             idle_since = now;
+            io_seen = atomic_load_explicit(&sh->st.io_events, memory_order_relaxed);
             continue;
         }
-        if (now - idle_since < spin) {
+        if (now - idle_since < (io_last && hy__io_active(sh) ? 0 : spin)) {
             cpu_relax();
             continue;
         }

@@ -2,10 +2,10 @@
  * connection supervisor (otp/tcp_server.h), and the server of the tcp_echo
  * benchmark.
  *
- *   hydra-echo --port P [--shards N] [--acceptors A]
+ *   hydra-echo --port P [--shards N] [--acceptors A] [--io auto|epoll|io_uring] [--spin-ns NS]
  *
  * Listens on 127.0.0.1:P with one listener per shard (default: one shard
- * per CPU), echoes every byte, and exits 0 on SIGTERM or SIGINT after
+ * per CPU; --io and --spin-ns set hy_config.io_backend and idle_spin_ns), echoes every byte, and exits 0 on SIGTERM or SIGINT after
  * printing how many connections it served. */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -87,7 +87,7 @@ static void *signals(void *arg)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: hydra-echo --port P [--shards N] [--acceptors A]\n");
+    fprintf(stderr, "usage: hydra-echo --port P [--shards N] [--acceptors A] [--io auto|epoll|io_uring] [--spin-ns NS]\n");
     exit(2);
 }
 
@@ -102,6 +102,16 @@ int main(int argc, char **argv)
             cfg.nshards = (unsigned)strtoul(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--acceptors") && i + 1 < argc)
             acceptors = (unsigned)strtoul(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--io") && i + 1 < argc) {
+            i++;
+            if (!strcmp(argv[i], "epoll"))
+                cfg.io_backend = HY_IO_EPOLL;
+            else if (!strcmp(argv[i], "io_uring"))
+                cfg.io_backend = HY_IO_URING;
+            else if (strcmp(argv[i], "auto"))
+                usage();
+        } else if (!strcmp(argv[i], "--spin-ns") && i + 1 < argc)
+            cfg.idle_spin_ns = strtoull(argv[++i], NULL, 10);
         else
             usage();
     }

@@ -2,9 +2,15 @@
  * by a seccomp filter falls back to epoll; demanded and refused fails the
  * start), the backend in stats, no poller system call while no socket is
  * registered, and an idle node with open idle connections that sleeps
- * (near 0% CPU) instead of spinning. Backend from HYDRA_IO_BACKEND. */
+ * (near 0% CPU) instead of spinning, a shard served by its sockets that
+ * sleeps between requests instead of spinning, and readiness that reaches
+ * a shard which makes no system call. Backend from HYDRA_IO_BACKEND. */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <seccomp.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -195,6 +202,162 @@ static void test_io_idle_connections_sleep(void **state)
     assert_true(c.echo_after);
 }
 
+/* ---- a shard served by its sockets does not spin between requests -------- */
+
+/* A client outside the runtime: connects to 127.0.0.1:port, then sends one
+ * byte and waits for its echo, `count` times, `gap_ns` apart (the load
+ * pattern), or sends one byte once `go` is set (count 0). */
+struct client {
+    uint16_t port;
+    int count;
+    long gap_ns;
+    atomic_int *go;
+    atomic_int done;
+    int echoed;
+};
+
+static void *client_thread(void *arg)
+{
+    struct client *c = arg;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(c->port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+        if (c->count == 0) {
+            uint64_t deadline = hy_now_ns() + 10 * SECOND;
+            while (!atomic_load(c->go) && hy_now_ns() < deadline)
+                sched_yield();
+            (void)!write(fd, "x", 1);
+        }
+        for (int i = 0; i < c->count; i++) {
+            char b;
+            if (write(fd, "x", 1) != 1 || read(fd, &b, 1) != 1 || b != 'x')
+                break;
+            c->echoed++;
+            struct timespec gap = {.tv_nsec = c->gap_ns};
+            nanosleep(&gap, NULL);
+        }
+    }
+    /* until the server has read what it needed (closing early would make
+     * its read see the end of the stream instead) */
+    uint64_t deadline = hy_now_ns() + 10 * SECOND;
+    while (!atomic_load(&c->done) && hy_now_ns() < deadline)
+        sched_yield();
+    if (fd >= 0)
+        close(fd);
+    return NULL;
+}
+
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+struct paced_ctx {
+    double shard_cpu_share;
+    int echoed;
+};
+
+static void paced_main(void *arg)
+{
+    struct paced_ctx *c = arg;
+    struct hy_tcp *ls, *sv;
+    HY_CHECK_EQ(hy_tcp_listen(NULL, &ls), 0);
+    struct hy_addr a;
+    hy_tcp_sockname(ls, &a);
+    struct client cl = {.port = hy_addr_port(&a), .count = 100, .gap_ns = 1000000};
+    pthread_t t;
+    HY_CHECK_EQ(pthread_create(&t, NULL, client_thread, &cl), 0);
+    HY_CHECK_EQ(hy_tcp_accept(ls, &sv, 10 * SECOND), 0);
+    /* this process runs on the shard's thread: its CPU clock is the shard's */
+    uint64_t cpu0 = thread_cpu_ns(), t0 = hy_now_ns();
+    for (int i = 0; i < 100; i++) {
+        char b;
+        size_t got;
+        if (hy_tcp_recv(sv, &b, 1, &got, 10 * SECOND) != 0 || hy_tcp_send(sv, &b, 1, SECOND) != 0)
+            break;
+    }
+    uint64_t cpu1 = thread_cpu_ns(), t1 = hy_now_ns();
+    atomic_store(&cl.done, 1);
+    pthread_join(t, NULL);
+    c->shard_cpu_share = (double)(cpu1 - cpu0) / (double)(t1 - t0);
+    c->echoed = cl.echoed;
+    hy_tcp_close(sv);
+    hy_tcp_close(ls);
+}
+
+static void test_io_socket_served_shard_sleeps_between_requests(void **state)
+{
+    (void)state;
+    struct hy_config cfg;
+    hy_config_init(&cfg);
+    cfg.nshards = 1;
+    cfg.io_backend = hy_test_io_backend();
+    /* a spin window longer than the gap between requests: a shard that
+     * spun after each request would use all of its thread's time */
+    cfg.idle_spin_ns = 5 * MS;
+    struct paced_ctx c = {0};
+    assert_int_equal(hy_test_run_cfg(&cfg, paced_main, &c), 0);
+    assert_int_equal(c.echoed, 100);
+    print_message("shard CPU share %.3f\n", c.shard_cpu_share);
+    assert_true(c.shard_cpu_share < 0.2);
+}
+
+/* ---- readiness reaches a shard that makes no system call ----------------- */
+
+struct nosys_ctx {
+    atomic_int go, got;
+    int seen_while_busy;
+};
+
+/* Yields for up to 10 s without a system call, until the other process
+ * got its byte. */
+static void busy_yielder(void *arg)
+{
+    struct nosys_ctx *c = arg;
+    atomic_store(&c->go, 1);
+    uint64_t deadline = hy_now_ns() + 10 * SECOND;
+    while (!atomic_load(&c->got) && hy_now_ns() < deadline)
+        hy_yield();
+    c->seen_while_busy = atomic_load(&c->got);
+}
+
+static void nosys_main(void *arg)
+{
+    struct nosys_ctx *c = arg;
+    struct hy_tcp *ls, *sv;
+    HY_CHECK_EQ(hy_tcp_listen(NULL, &ls), 0);
+    struct hy_addr a;
+    hy_tcp_sockname(ls, &a);
+    struct client cl = {.port = hy_addr_port(&a), .go = &c->go};
+    pthread_t t;
+    HY_CHECK_EQ(pthread_create(&t, NULL, client_thread, &cl), 0);
+    HY_CHECK_EQ(hy_tcp_accept(ls, &sv, 10 * SECOND), 0);
+    hy_pid y;
+    HY_CHECK_EQ(hy_spawn(busy_yielder, c, &y), 0);
+    char b;
+    size_t got;
+    if (hy_tcp_recv(sv, &b, 1, &got, 20 * SECOND) == 0 && b == 'x')
+        atomic_store(&c->got, 1);
+    atomic_store(&cl.done, 1);
+    pthread_join(t, NULL);
+    hy_tcp_close(sv);
+    hy_tcp_close(ls);
+}
+
+static void test_io_readiness_reaches_shard_without_syscalls(void **state)
+{
+    (void)state;
+    struct nosys_ctx c = {0};
+    assert_int_equal(hy_test_run(1, nosys_main, &c), 0);
+    assert_true(atomic_load(&c.got));
+    assert_true(c.seen_while_busy);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -203,6 +366,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_io_seccomp_refuses_io_uring_falls_back_to_epoll),
         cmocka_unit_test(test_io_backend_in_stats_and_no_syscalls_without_sockets),
         cmocka_unit_test(test_io_idle_connections_sleep),
+        cmocka_unit_test(test_io_socket_served_shard_sleeps_between_requests),
+        cmocka_unit_test(test_io_readiness_reaches_shard_without_syscalls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
