@@ -1416,10 +1416,13 @@ static void stats_server(void *a)
 static void target_main(void *a)
 {
     (void)a;
-    dist_up();
+    /* "echo" and "stats" first: they run (and register) while dist_up
+     * waits for the endpoints, so the hostile peer, which may complete its
+     * handshake during that wait, never sends to a name not yet there */
     hy_pid e, st;
     CHECK(hy_spawn(echo, NULL, &e) == 0);
     CHECK(hy_spawn(stats_server, NULL, &st) == 0);
+    dist_up();
     struct hy_msg *m;
     CHECK(hy_recv_tag(T_QUIT, &m, 60 * SEC) == 0);
     hy_msg_free(m);
