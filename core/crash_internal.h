@@ -40,5 +40,8 @@ void hy__fault_hit(void);
  * pid fails with HY_ENOMEM as if the monitor could not be recorded. Written
  * only by tests, around the step they test. */
 extern _Atomic uint64_t hy__fail_monitor_hi, hy__fail_monitor_lo;
+/* Likewise: while they name a pid, an exit signal that pid traps finds no
+ * memory for its EXIT message. */
+extern _Atomic uint64_t hy__fail_exit_hi, hy__fail_exit_lo;
 
 #endif /* HY_CORE_CRASH_INTERNAL_H */

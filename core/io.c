@@ -27,12 +27,6 @@ struct hy__io {
 
 static const struct hy__io_backend *chosen;
 
-static inline void stat_add(_Atomic uint64_t *c, uint64_t v)
-{
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
-                          memory_order_relaxed);
-}
-
 void hy__tcp_init(void);
 
 int hy__io_select(enum hy_io_backend want, enum hy_io_backend *out)
@@ -136,7 +130,7 @@ int hy__io_add(struct hy_shard *sh, struct hy__io_watch *w)
     w->idx = idx;
     w->ready = HY_IO_IN | HY_IO_OUT;
     int rc = io->be->add(io->state, w->fd, cookie_of(io, idx));
-    stat_add(&sh->st.io_syscalls, io->be->kind == HY_IO_EPOLL); /* epoll_ctl */
+    hy__stat_add(&sh->st.io_syscalls, io->be->kind == HY_IO_EPOLL); /* epoll_ctl */
     if (rc) {
         io->slots[idx] = NULL;
         io->next_free[idx] = io->free_head;
@@ -155,7 +149,7 @@ void hy__io_del(struct hy_shard *sh, struct hy__io_watch *w)
         return;
     uint32_t idx = w->idx;
     io->be->del(io->state, w->fd, cookie_of(io, idx));
-    stat_add(&sh->st.io_syscalls, 1); /* epoll_ctl, or io_uring_enter */
+    hy__stat_add(&sh->st.io_syscalls, 1); /* epoll_ctl, or io_uring_enter */
     io->slots[idx] = NULL;
     io->gen[idx] = (io->gen[idx] + 1) & 0x7fffffffu; /* bit 63 of a cookie is the backend's */
     io->next_free[idx] = io->free_head;
@@ -190,7 +184,7 @@ unsigned hy__io_poll(struct hy_shard *sh)
         return 0;
     unsigned n = io->be->poll(sh, io->state);
     if (n)
-        stat_add(&sh->st.io_events, n);
+        hy__stat_add(&sh->st.io_events, n);
     return n;
 }
 
@@ -362,7 +356,7 @@ void hy__sock_proc_exit(struct hy_shard *sh, struct hy_proc *p)
 
 void hy__sock_count_add(struct hy_shard *sh, int d)
 {
-    stat_add(&sh->st.io_sockets, (uint64_t)(int64_t)d);
+    hy__stat_add(&sh->st.io_sockets, (uint64_t)(int64_t)d);
 }
 
 int hy__errno_to_hy(int e)

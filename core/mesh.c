@@ -108,6 +108,7 @@ static void ovf_push(struct hy__overflow *o, uintptr_t e)
             o->rd = 0;
     }
     o->tail->e[o->wr++] = e;
+    o->len++;
 }
 
 /* Moves entries into the ring while it has room; true when emptied. */
@@ -115,8 +116,10 @@ static bool ovf_drain_into(struct hy__overflow *o, struct hy_ring *r)
 {
     while (o->head) {
         uint32_t end = o->head == o->tail ? o->wr : HY_OVF_CHUNK;
-        while (o->rd < end && hy__ring_push(r, o->head->e[o->rd]))
+        while (o->rd < end && hy__ring_push(r, o->head->e[o->rd])) {
             o->rd++;
+            o->len--;
+        }
         if (o->rd < end)
             return false; /* the ring is full again */
         if (o->head == o->tail) {
@@ -210,6 +213,18 @@ void hy__mesh_flush(struct hy_shard *sh)
         }
     }
     sh->ndirty = 0;
+}
+
+size_t hy__mesh_backlog(const struct hy_shard *sh, int dst)
+{
+    if (dst >= 0)
+        return sh->ovf[dst].len;
+    size_t most = 0;
+    for (unsigned k = 0; k < sh->novf; k++) {
+        size_t n = sh->ovf[sh->ovf_list[k]].len;
+        most = n > most ? n : most;
+    }
+    return most;
 }
 
 bool hy__mesh_idle(struct hy_shard *sh)

@@ -13,13 +13,6 @@
 #define RET_BATCH 32
 #define POOL_KEEP_LARGE 64
 
-static inline void stat_add(_Atomic uint64_t *c, uint64_t v)
-{
-    /* single writer (the owning shard): a plain read-modify-write is enough */
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
-                          memory_order_relaxed);
-}
-
 static inline size_t class_bytes(unsigned cls) { return (size_t)128 << cls; }
 
 static inline unsigned class_of(size_t len)
@@ -103,7 +96,7 @@ static int msg_alloc_body(struct hy_shard *sh, size_t len, struct hy_msg **out, 
     m->ref = HY_REF_NONE;
     struct hy_proc *cur = sh->current;
     m->from = cur ? cur->pid : HY_PID_NONE;
-    stat_add(&sh->st.buffers_out, 1);
+    hy__stat_add(&sh->st.buffers_out, 1);
     *out = m;
     return 0;
 }
@@ -111,7 +104,7 @@ static int msg_alloc_body(struct hy_shard *sh, size_t len, struct hy_msg **out, 
 /* Frees a buffer whose home is this shard. */
 static void free_home(struct hy_shard *sh, struct hy_msg *m)
 {
-    stat_add(&sh->st.buffers_out, (uint64_t)-1);
+    hy__stat_add(&sh->st.buffers_out, (uint64_t)-1);
     unsigned cls = m->cls;
     if (cls == BIG_CLASS) {
         free(m);
@@ -251,7 +244,7 @@ void hy_msg_free(struct hy_msg *m)
     __asm__ volatile("" ::: "memory"); /* raised before m is read */
     if (__builtin_expect(m->home == sh->id && m->cls <= SMALL_CLASS_MAX, 1)) {
         struct hy__msg_pool *pool = &sh->pools[m->cls];
-        stat_add(&sh->st.buffers_out, (uint64_t)-1);
+        hy__stat_add(&sh->st.buffers_out, (uint64_t)-1);
         m->next = pool->free;
         pool->free = m;
         pool->nfree++;
@@ -278,7 +271,7 @@ void hy_hook_set_remote_send(hy_remote_send_fn fn, void *ctx)
 
 static inline void drop_dead(struct hy_shard *sh, struct hy_msg *m)
 {
-    stat_add(&sh->st.dropped_dead, 1);
+    hy__stat_add(&sh->st.dropped_dead, 1);
     hy__msg_free_local(sh, m);
 }
 
@@ -287,7 +280,7 @@ static __attribute__((noinline)) void route_cross(struct hy_shard *sh, unsigned 
 {
     unsigned kind = m->kind;
     if (kind == HY_K_MSG)
-        stat_add(&sh->st.msgs_sent_cross, 1);
+        hy__stat_add(&sh->st.msgs_sent_cross, 1);
     hy__mesh_push(sh, dst, (uintptr_t)m);
     if (__builtin_expect(kind == HY_K_EXIT, 0))
         hy__mesh_push_signal(sh, dst); /* acts at the target's next runtime call */
@@ -303,7 +296,7 @@ static void route_body(struct hy_shard *sh, struct hy_msg *m)
         if (!fn)
             drop_dead(sh, m);
         else
-            stat_add(&sh->st.dropped_dead, 1);
+            hy__stat_add(&sh->st.dropped_dead, 1);
         return;
     }
     unsigned dst = hy_pid_shard(to);
@@ -313,7 +306,7 @@ static void route_body(struct hy_shard *sh, struct hy_msg *m)
     }
     if (dst == sh->id) {
         if (m->kind == HY_K_MSG)
-            stat_add(&sh->st.msgs_sent_local, 1);
+            hy__stat_add(&sh->st.msgs_sent_local, 1);
         hy__dispatch(sh, m);
         return;
     }
@@ -378,7 +371,7 @@ void hy__mailbox_append(struct hy_shard *sh, struct hy_proc *p, struct hy_msg *m
             if (p->state == HY_P_WAITING)
                 hy__sched_make_ready(sh, p);
         }
-        stat_add(&sh->st.dropped_full, 1);
+        hy__stat_add(&sh->st.dropped_full, 1);
         hy__msg_free_local(sh, m);
         return;
     }
@@ -503,7 +496,7 @@ bool hy__send_fast(struct hy_shard *sh, hy_pid to, unsigned kind, uint64_t tag, 
     struct hy_proc *cur = sh->current;
     pool->free = m->next;
     pool->nfree--;
-    stat_add(&sh->st.buffers_out, 1);
+    hy__stat_add(&sh->st.buffers_out, 1);
     if (len)
         memcpy(m->data, data, len); /* the sender's bytes: a fault here is the sender's */
     m->next = NULL;
@@ -517,7 +510,7 @@ bool hy__send_fast(struct hy_shard *sh, hy_pid to, unsigned kind, uint64_t tag, 
     if (cur)
         cur->in_rt++;
     if (kind == HY_K_MSG) {
-        stat_add(&sh->st.msgs_sent_local, 1);
+        hy__stat_add(&sh->st.msgs_sent_local, 1);
         deliver_body(sh, m);
     } else {
         hy__dispatch(sh, m);
@@ -675,7 +668,7 @@ recv_body(int (*match)(const struct hy_msg *, void *), void *arg, struct hy_msg 
                 m->next = NULL;
                 if (armed)
                     hy__wait_disarm(sh, p);
-                stat_add(&sh->st.msgs_received, 1);
+                hy__stat_add(&sh->st.msgs_received, 1);
                 *out = m;
                 return 0;
             }

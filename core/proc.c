@@ -28,12 +28,6 @@ void (*hy__on_proc_exit_hook)(struct hy_shard *sh, struct hy_proc *p);
 int hy__send_kind(struct hy_shard *sh, hy_pid to, unsigned kind, uint64_t tag, hy_ref ref,
                   const void *data, size_t len, uint32_t aux);
 
-static inline void stat_add(_Atomic uint64_t *c, uint64_t v)
-{
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
-                          memory_order_relaxed);
-}
-
 /* ---- reasons ------------------------------------------------------------ */
 
 struct hy_reason hy_reason_make(enum hy_reason_kind k)
@@ -322,8 +316,8 @@ int hy__proc_create(struct hy_shard *sh, hy_proc_fn fn, void *arg, const struct 
         p->arg = copy;
     }
     s->proc = p;
-    stat_add(&sh->st.procs_spawned, 1);
-    stat_add(&sh->st.procs_alive, 1);
+    hy__stat_add(&sh->st.procs_spawned, 1);
+    hy__stat_add(&sh->st.procs_alive, 1);
     hy__sched_make_ready(sh, p);
     if (out)
         *out = p->pid;
@@ -392,8 +386,8 @@ void hy__proc_reap(struct hy_shard *sh, struct hy_proc *p)
     hy__stack_release(sh, p);
     p->state = HY_P_DEAD;
     slot_free(sh, hy_pid_slot(p->pid));
-    stat_add(&sh->st.procs_exited, 1);
-    stat_add(&sh->st.procs_alive, (uint64_t)-1);
+    hy__stat_add(&sh->st.procs_exited, 1);
+    hy__stat_add(&sh->st.procs_alive, (uint64_t)-1);
     bool was_main = hy__rt.stop_on_main_exit && hy_pid_eq(p->pid, hy__rt.main_pid);
     p->rq_next = sh->proc_free;
     sh->proc_free = p;

@@ -18,12 +18,6 @@ static inline void stat_set(_Atomic uint64_t *c, uint64_t v)
 {
     atomic_store_explicit(c, v, memory_order_relaxed);
 }
-static inline void stat_add(_Atomic uint64_t *c, uint64_t v)
-{
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
-                          memory_order_relaxed);
-}
-
 static inline void cpu_relax(void)
 {
 #if defined(__x86_64__)
@@ -316,7 +310,7 @@ static void poll_sleep(struct hy_shard *sh, uint64_t deadline, int io_fd)
         (void)!read(sh->wake_fd, &v, sizeof(v));
     }
     if (io_fd >= 0 && fds[1].revents)
-        stat_add(&sh->st.io_wakeups, 1);
+        hy__stat_add(&sh->st.io_wakeups, 1);
 }
 
 /* Goes to sleep unless something arrived meanwhile. */
@@ -344,7 +338,7 @@ static void idle_sleep(struct hy_shard *sh)
         atomic_store_explicit(&sh->sleeping, 0, memory_order_relaxed);
         return;
     }
-    stat_add(&sh->st.sleeps, 1);
+    hy__stat_add(&sh->st.sleeps, 1);
     if (sh->nhook_fds || io_fd >= 0)
         poll_sleep(sh, deadline, io_fd);
     else
@@ -372,7 +366,7 @@ void hy__sched_loop(struct hy_shard *sh)
         unsigned work = turn(sh);
         uint64_t now = sh->now;
         if (work) {
-            stat_add(&sh->st.busy_ns, now - last);
+            hy__stat_add(&sh->st.busy_ns, now - last);
             last = now;
             if (idle_since) { /* the turn that ended an idle period */
                 uint64_t ioe = atomic_load_explicit(&sh->st.io_events, memory_order_relaxed);
@@ -381,7 +375,7 @@ void hy__sched_loop(struct hy_shard *sh)
             idle_since = 0;
             continue;
         }
-        stat_add(&sh->st.idle_ns, now - last);
+        hy__stat_add(&sh->st.idle_ns, now - last);
         last = now;
         if (busy_poll)
             continue;
@@ -403,7 +397,7 @@ void hy__sched_loop(struct hy_shard *sh)
         hy__stack_trim(sh); /* off the hot path: only when about to sleep */
         idle_sleep(sh);
         uint64_t after = hy_now_ns();
-        stat_add(&sh->st.idle_ns, after - last);
+        hy__stat_add(&sh->st.idle_ns, after - last);
         last = after;
         idle_since = after;
     }

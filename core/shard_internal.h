@@ -232,6 +232,7 @@ struct hy__ovf_chunk {
 struct hy__overflow {
     struct hy__ovf_chunk *head, *tail;
     uint32_t rd, wr; /* read index in head, write index in tail */
+    size_t len;      /* entries queued (hy__mesh_backlog) */
 };
 
 struct hy__ret_list {
@@ -496,6 +497,10 @@ static inline bool hy__mesh_sig_in(struct hy_shard *sh)
  * slices so that a busy shard sees its rings once per reduction slice. */
 unsigned hy__mesh_poll(struct hy_shard *sh);
 bool hy__mesh_idle(struct hy_shard *sh); /* no overflow, nothing staged */
+/* Entries queued behind full rings towards dst, or (dst < 0) the most
+ * towards any shard: what a source that can hold back (a network receive
+ * path) checks before it adds more. */
+size_t hy__mesh_backlog(const struct hy_shard *sh, int dst);
 void hy__ret_flush(struct hy_shard *sh);
 
 /* ---- stack.c ------------------------------------------------------------ */

@@ -10,6 +10,7 @@
 
 #include "crash_internal.h"
 #include "errors.h"
+#include "log.h"
 #include "shard_internal.h"
 #include "signals.h"
 
@@ -58,12 +59,6 @@ struct hy__psig {
     uint32_t nnode_mons, capnode_mons;
     char name[HY_NAME_MAX]; /* registered (or being registered) name */
 };
-
-static inline void stat_add(_Atomic uint64_t *c, uint64_t v)
-{
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
-                          memory_order_relaxed);
-}
 
 static struct hy__psig *psig(struct hy_proc *p)
 {
@@ -239,18 +234,30 @@ void hy__reap_pending(struct hy_shard *sh)
 
 /* ---- delivering ------------------------------------------------------------- */
 
-static void deliver_exit_msg(struct hy_shard *sh, struct hy_proc *p, hy_pid from,
-                             struct hy_reason reason)
+_Atomic uint64_t hy__fail_exit_hi, hy__fail_exit_lo;
+
+static bool exit_alloc_fails(hy_pid pid)
+{
+    return __builtin_expect(atomic_load_explicit(&hy__fail_exit_lo, memory_order_relaxed) != 0,
+                            0) &&
+           atomic_load_explicit(&hy__fail_exit_lo, memory_order_relaxed) == pid.lo &&
+           atomic_load_explicit(&hy__fail_exit_hi, memory_order_relaxed) == pid.hi;
+}
+
+/* Queues an EXIT message for trapping p. Returns 0 or HY_ENOMEM. */
+static int deliver_exit_msg(struct hy_shard *sh, struct hy_proc *p, hy_pid from,
+                            struct hy_reason reason)
 {
     struct hy_msg *m;
-    if (hy__msg_alloc(sh, sizeof(struct hy_exit_info), &m) != 0)
-        return;
+    if (exit_alloc_fails(p->pid) || hy__msg_alloc(sh, sizeof(struct hy_exit_info), &m) != 0)
+        return HY_ENOMEM;
     struct hy_exit_info info = {from, reason};
     memcpy(m->data, &info, sizeof(info));
     m->tag = HY_TAG_EXIT;
     m->from = from;
     m->to = p->pid;
     hy__mailbox_append(sh, p, m);
+    return 0;
 }
 
 /* The rules of an arriving exit signal. */
@@ -266,7 +273,18 @@ static void handle_exit(struct hy_shard *sh, struct hy_proc *p, hy_pid from,
     if (!linked && reason.kind == HY_REASON_KILL) {
         hy__kill(sh, p, hy_reason_make(HY_REASON_KILLED));
     } else if (p->trap_exit) {
-        deliver_exit_msg(sh, p, from, reason);
+        if (deliver_exit_msg(sh, p, from, reason) != 0) {
+            /* A signal is never lost: with no memory for the EXIT message
+             * the trapping process dies of the signal, as if it did not
+             * trap (a normal reason, which would let it go unnoticed,
+             * becomes an error), so its own links and monitors learn it. */
+            hy_log(HY_LOG_ERROR, "out of memory for an EXIT message: the trapping process ends "
+                                 "with the exit signal's reason");
+            hy__kill(sh, p,
+                     reason.kind == HY_REASON_NORMAL
+                         ? hy_reason_user(HY_ENOMEM, "exit signal lost: out of memory")
+                         : reason);
+        }
     } else if (reason.kind == HY_REASON_NORMAL) {
         if (hy_pid_eq(from, p->pid))
             hy__kill(sh, p, reason);
@@ -436,7 +454,7 @@ static void on_alias_msg(struct hy_shard *sh, struct hy_msg *m)
             }
         }
     }
-    stat_add(&sh->st.dropped_dead, 1);
+    hy__stat_add(&sh->st.dropped_dead, 1);
     hy__msg_free_local(sh, m);
 }
 
@@ -563,10 +581,8 @@ int hy_link(hy_pid pid)
         goto noproc;
     if (!same_node && !node_reachable(hy_pid_node(pid))) {
         /* no route to its node: as a dead pid, with reason noconnection */
-        if (p->trap_exit) {
-            deliver_exit_msg(sh, p, pid, hy_reason_make(HY_REASON_NOCONNECTION));
-            return 0;
-        }
+        if (p->trap_exit)
+            return deliver_exit_msg(sh, p, pid, hy_reason_make(HY_REASON_NOCONNECTION));
         return HY_ENOPROC;
     }
     if (same_node && hy_pid_shard(pid) == sh->id) {
@@ -606,10 +622,8 @@ int hy_link(hy_pid pid)
     check_self(p);
     return ack;
 noproc:
-    if (p->trap_exit) {
-        deliver_exit_msg(sh, p, pid, hy_reason_make(HY_REASON_NOPROC));
-        return 0;
-    }
+    if (p->trap_exit)
+        return deliver_exit_msg(sh, p, pid, hy_reason_make(HY_REASON_NOPROC));
     return HY_ENOPROC;
 }
 

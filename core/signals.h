@@ -97,7 +97,11 @@ int hy_unlink(hy_pid pid);
 int hy_exit_pid(hy_pid pid, struct hy_reason reason);
 
 /* Sets the calling process's trap_exit flag; *old (may be NULL) gets the
- * previous value. Errors: HY_ENOTPROC. Context: a process. */
+ * previous value. An exit signal is never lost: when no memory can be found
+ * for the EXIT message of a trapping process, the process ends with the
+ * signal's reason as if it did not trap (a normal reason becomes
+ * user(HY_ENOMEM, "exit signal lost: out of memory")), logged at error
+ * level. Errors: HY_ENOTPROC. Context: a process. */
 int hy_trap_exit(bool on, bool *old);
 
 /* Monitors pid: when it ends (or at once, with reason noproc, if it is dead

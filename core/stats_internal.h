@@ -16,4 +16,12 @@ struct hy__shard_stats {
     _Atomic uint64_t io_backend, io_sockets, io_syscalls, io_events, io_wakeups;
 };
 
+/* Adds v to counter c. Single writer (the owning shard): a relaxed load and
+ * store, no atomic read-modify-write, so readers see every value whole. */
+static inline void hy__stat_add(_Atomic uint64_t *c, uint64_t v)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
+                          memory_order_relaxed);
+}
+
 #endif /* HY_CORE_STATS_INTERNAL_H */

@@ -64,6 +64,7 @@ void hy_dist_config_init(struct hy_dist_config *cfg)
     cfg->heartbeat_ns = 100000000ull;
     cfg->down_after_ns = 1000000000ull;
     cfg->send_queue_max = 65536;
+    cfg->recv_backlog_max = 4096;
     cfg->authenticate = true;
 }
 
@@ -164,6 +165,8 @@ int hy_dist_start(const struct hy_dist_config *cfg)
         hy__dist.cfg.down_after_ns = 1000000000ull;
     if (!hy__dist.cfg.send_queue_max)
         hy__dist.cfg.send_queue_max = 65536;
+    if (!hy__dist.cfg.recv_backlog_max)
+        hy__dist.cfg.recv_backlog_max = 4096;
     if (!hy__dist.cfg.max_message_size || hy__dist.cfg.max_message_size > hy__rt.cfg.max_message_size)
         hy__dist.cfg.max_message_size = hy__rt.cfg.max_message_size;
     memcpy(hy__dist.peers, cfg->peers, cfg->npeers * sizeof(*cfg->peers));
@@ -370,7 +373,8 @@ static void chan_stats_add(struct hy_dist_channel_stats *out, const struct hy__c
     uint64_t *b = (uint64_t *)out;
     for (size_t k = 0; k < sizeof(*out) / sizeof(uint64_t); k++) {
         uint64_t v = __atomic_load_n(&a[k], __ATOMIC_RELAXED);
-        bool largest = &b[k] == &out->srtt_ns || &b[k] == &out->rttvar_ns || &b[k] == &out->rto_ns;
+        bool largest = &b[k] == &out->srtt_ns || &b[k] == &out->rttvar_ns ||
+                       &b[k] == &out->rto_ns || &b[k] == &out->queue_depth_max;
         b[k] = largest ? (v > b[k] ? v : b[k]) : b[k] + v;
     }
 }

@@ -26,9 +26,12 @@
  * budget and the stall detector stay honest) until the channel drains, as
  * a BEAM process sending into a busy distribution port is suspended
  * (busy_dist_port); what it sent is queued already, in order. Senders that
- * cannot wait (a shard callback, a timer firing, hy_send_foreign, the
- * runtime's own signals such as the EXITs of a dying process) do not: their
- * messages queue past the limit, bounded only by memory. When memory for a
+ * cannot wait (a shard callback, a timer firing, the runtime's own signals
+ * such as the EXITs of a dying process) do not: their messages queue past
+ * the limit, bounded only by memory (hy_dist_channel_stats.queue_depth_max
+ * shows how far). (hy_send_foreign reaches processes of this node only: a
+ * foreign thread's send to another node's pid is dropped as a send to a
+ * dead pid; relay it through a local process.) When memory for a
  * channel or a frame runs out, the connection goes down as a whole (node
  * down: every link and monitor gets noconnection) rather than losing part
  * of what it carries. hy_dist_stats.busy_waits counts the waits;
@@ -110,6 +113,15 @@ struct hy_dist_config {
     bool authenticate;             /* tag every frame (default on; see above) */
     size_t max_message_size;       /* default: the runtime's max_message_size */
     size_t send_queue_max;         /* messages per channel before a sending process waits (default 65536) */
+    /* Received messages for a process of another shard are handed over
+     * through the ring mesh; when that shard lags, they queue behind its
+     * full ring. Past recv_backlog_max queued messages (default 4096)
+     * towards any shard, a shard accepts no more data frames from peers:
+     * it neither acknowledges nor delivers them, and the peer retransmits
+     * them later (counted in dropped_backlog). A flood from the network is
+     * thus held back by the peer's own reliability layer, in order and
+     * exactly once, and never grows this node's memory without bound. */
+    size_t recv_backlog_max;
     /* Fault injection, for tests only (all 0 = off, the default; never set
      * in production). Each is a per-mille fraction of the outgoing frames of
      * every shard, retransmissions and handshake frames included, chosen by
@@ -248,6 +260,10 @@ struct hy_dist_stats {
     uint64_t record_errors;     /* sessions closed for a record shorter than its header */
     uint64_t dropped_nomem;     /* frames or messages dropped for want of memory */
     uint64_t busy_waits;        /* waits of a sending process on a channel over send_queue_max */
+    /* frames left unaccepted (the sender retransmits them) while this
+     * node's shards had more than recv_backlog_max messages queued behind
+     * a full ring towards another shard */
+    uint64_t dropped_backlog;
     uint64_t immediate_tx;      /* DATA frames sent from within the send (a lone message of an
                                    otherwise idle shard), not at the end of the turn */
 };
@@ -269,6 +285,9 @@ struct hy_dist_channel_stats {
     uint64_t rtt_samples;       /* round-trip samples taken */
     /* frames received and dropped, by cause */
     uint64_t dup_frames, stale, auth_failures, beyond_window;
+    /* the most messages queue_depth has held (senders that cannot wait
+     * may take it past send_queue_max) */
+    uint64_t queue_depth_max;
 };
 
 /* Figures of the channel from this node's local_shard to node's

@@ -385,6 +385,13 @@ void hy__chan_on_data(struct hy__chan *ch, const struct hy_wire_hdr *h, const ui
         hy__dist_count(&ch->cst.beyond_window, 1);
         return; /* beyond the window: the sender will retransmit */
     }
+    if (hy__mesh_backlog(hy__shard(), -1) > hy__dist.cfg.recv_backlog_max) {
+        /* other shards lag behind what this one hands them: the frame is
+         * left unaccepted (not acknowledged, the sender retransmits), which
+         * keeps order and exactly-once and bounds the memory a peer uses */
+        hy__dist_count(&ch->ep->st.dropped_backlog, 1);
+        return;
+    }
     if (d > 0) {
         struct rxf *r = &ch->ooo[h->seq % WIN];
         if (r->buf && r->h.seq == h->seq) {
@@ -662,6 +669,8 @@ int hy__dist_remote_send(struct hy_msg *m, void *ctx)
     ch->q_tailp = &m->next;
     ch->q_len++;
     __atomic_store_n(&ch->cst.queue_depth, ch->q_len, __ATOMIC_RELAXED);
+    if (ch->q_len > ch->cst.queue_depth_max)
+        __atomic_store_n(&ch->cst.queue_depth_max, ch->q_len, __ATOMIC_RELAXED);
     if (ch->state == CH_IDLE) {
         hy__hs_start(ch);
         if (!ch->master)

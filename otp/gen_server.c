@@ -55,31 +55,39 @@ struct init_ack {
     struct hy_reason reason;
 };
 
-void *hy_gs_state(struct hy_gs *gs)
+void *hy_gen_server_state(struct hy_gs *gs)
 {
     return gs->state;
 }
 
-void hy_gs_set_state(struct hy_gs *gs, void *state)
+void hy_gen_server_set_state(struct hy_gs *gs, void *state)
 {
     gs->state = state;
 }
 
-void hy_gs_stop(struct hy_gs *gs, struct hy_reason reason)
+void hy_gen_server_stop_reason(struct hy_gs *gs, struct hy_reason reason)
 {
     gs->stop_reason = reason;
 }
 
-void hy_gs_continue(struct hy_gs *gs, uint64_t tag)
+void hy_gen_server_continue(struct hy_gs *gs, uint64_t tag)
 {
     gs->cont_pending = true;
     gs->cont_tag = tag;
 }
 
-hy_pid hy_gs_parent(struct hy_gs *gs)
+hy_pid hy_gen_server_parent(struct hy_gs *gs)
 {
     return gs->parent;
 }
+
+/* the older hy_gs_* names: the same functions */
+void *hy_gs_state(struct hy_gs *gs) __attribute__((alias("hy_gen_server_state")));
+void hy_gs_set_state(struct hy_gs *gs, void *state) __attribute__((alias("hy_gen_server_set_state")));
+void hy_gs_stop(struct hy_gs *gs, struct hy_reason reason)
+    __attribute__((alias("hy_gen_server_stop_reason")));
+void hy_gs_continue(struct hy_gs *gs, uint64_t tag) __attribute__((alias("hy_gen_server_continue")));
+hy_pid hy_gs_parent(struct hy_gs *gs) __attribute__((alias("hy_gen_server_parent")));
 
 static void ack(const struct start_args *sa, int rc, hy_pid pid, struct hy_reason reason)
 {

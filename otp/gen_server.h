@@ -74,17 +74,32 @@ struct hy_gen_server_ops {
 
 /* ---- inside callbacks ---------------------------------------------------- */
 
+/* Names: hy_gen_server_* is the module's canonical prefix. The callback
+ * helpers below were first named hy_gs_*; those names stay, as aliases of
+ * the same functions (same symbols' code, exported both ways). The types
+ * (struct hy_gs, hy_gs_from, HY_GS_*) keep their short names. gs is
+ * borrowed from the callback that is running; none of these fail. */
+
 /* The server's state pointer (NULL until set). Context: callbacks. */
-void *hy_gs_state(struct hy_gs *gs);
-/* Sets the state pointer (owned by the server's code). */
-void hy_gs_set_state(struct hy_gs *gs, void *state);
+void *hy_gen_server_state(struct hy_gs *gs);
+/* Sets the state pointer (owned by the server's code). Context: callbacks. */
+void hy_gen_server_set_state(struct hy_gs *gs, void *state);
 /* Sets the reason of the HY_GS_STOP that the callback is about to return
- * (copied). */
-void hy_gs_stop(struct hy_gs *gs, struct hy_reason reason);
-/* Asks for handle_continue(tag) before the next message. */
-void hy_gs_continue(struct hy_gs *gs, uint64_t tag);
-/* The pid of the process that started the server (its parent). */
-hy_pid hy_gs_parent(struct hy_gs *gs);
+ * (copied). (To stop a server from outside: hy_gen_server_stop.)
+ * Context: callbacks. */
+void hy_gen_server_stop_reason(struct hy_gs *gs, struct hy_reason reason);
+/* Asks for handle_continue(tag) before the next message. Context: callbacks. */
+void hy_gen_server_continue(struct hy_gs *gs, uint64_t tag);
+/* The pid of the process that started the server (its parent).
+ * Context: callbacks. */
+hy_pid hy_gen_server_parent(struct hy_gs *gs);
+
+/* Older names of the five above (aliases). Context: callbacks. */
+void *hy_gs_state(struct hy_gs *gs);                       /* hy_gen_server_state */
+void hy_gs_set_state(struct hy_gs *gs, void *state);       /* hy_gen_server_set_state */
+void hy_gs_stop(struct hy_gs *gs, struct hy_reason reason); /* hy_gen_server_stop_reason */
+void hy_gs_continue(struct hy_gs *gs, uint64_t tag);       /* hy_gen_server_continue */
+hy_pid hy_gs_parent(struct hy_gs *gs);                     /* hy_gen_server_parent */
 
 /* ---- starting ------------------------------------------------------------------ */
 

@@ -419,7 +419,7 @@ static int part_init(struct hy_gs *gs, void *arg)
             free(p->rb);
         }
         free(p);
-        hy_gs_stop(gs, hy_reason_user(HY_ENOMEM, "out of memory"));
+        hy_gen_server_stop_reason(gs, hy_reason_user(HY_ENOMEM, "out of memory"));
         return HY_GS_STOP;
     }
     p->kind = pi->kind;
@@ -427,10 +427,10 @@ static int part_init(struct hy_gs *gs, void *arg)
     p->start_arg = pi->start_arg;
     if (hy_on_exit(part_free, p) != 0) {
         part_free(p);
-        hy_gs_stop(gs, hy_reason_user(HY_ENOMEM, "out of memory"));
+        hy_gen_server_stop_reason(gs, hy_reason_user(HY_ENOMEM, "out of memory"));
         return HY_GS_STOP;
     }
-    hy_gs_set_state(gs, p);
+    hy_gen_server_set_state(gs, p);
     return HY_GS_OK;
 }
 
@@ -534,7 +534,7 @@ static void on_lookup_or_start(struct part *p, const struct key_req *rq, uint64_
 
 static int part_call(struct hy_gs *gs, uint64_t tag, const void *data, size_t len, hy_gs_from from)
 {
-    struct part *p = hy_gs_state(gs);
+    struct part *p = hy_gen_server_state(gs);
     if (tag == REG_COUNT) {
         uint64_t n = p->nentries;
         reply(from, 0, &n, sizeof(n));
@@ -568,7 +568,7 @@ static int part_call(struct hy_gs *gs, uint64_t tag, const void *data, size_t le
 
 static int part_cast(struct hy_gs *gs, uint64_t tag, const void *data, size_t len)
 {
-    struct part *p = hy_gs_state(gs);
+    struct part *p = hy_gen_server_state(gs);
     size_t head = offsetof(struct started_msg, key);
     if (tag != REG_STARTED || len < head)
         return HY_GS_OK;
@@ -583,7 +583,7 @@ static int part_cast(struct hy_gs *gs, uint64_t tag, const void *data, size_t le
 
 static int part_info(struct hy_gs *gs, const struct hy_msg *m)
 {
-    struct part *p = hy_gs_state(gs);
+    struct part *p = hy_gen_server_state(gs);
     if (m->tag != HY_TAG_DOWN || m->size != sizeof(struct hy_down_info))
         return HY_GS_OK;
     struct hy_down_info d;

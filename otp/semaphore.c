@@ -220,17 +220,17 @@ static int sem_init(struct hy_gs *gs, void *arg)
     }
     if (!s || !s->buckets) {
         free(s);
-        hy_gs_stop(gs, hy_reason_user(HY_ENOMEM, "out of memory"));
+        hy_gen_server_stop_reason(gs, hy_reason_user(HY_ENOMEM, "out of memory"));
         return HY_GS_STOP;
     }
     memcpy(&s->permits, arg, sizeof(s->permits));
     s->available = s->permits;
     if (hy_on_exit(sem_free, s) != 0) {
         sem_free(s);
-        hy_gs_stop(gs, hy_reason_user(HY_ENOMEM, "out of memory"));
+        hy_gen_server_stop_reason(gs, hy_reason_user(HY_ENOMEM, "out of memory"));
         return HY_GS_STOP;
     }
-    hy_gs_set_state(gs, s);
+    hy_gen_server_set_state(gs, s);
     return HY_GS_OK;
 }
 
@@ -281,7 +281,7 @@ static void on_acquire(struct hy_gs *gs, struct sem *s, const struct acquire_req
 
 static int sem_call(struct hy_gs *gs, uint64_t tag, const void *data, size_t len, hy_gs_from from)
 {
-    struct sem *s = hy_gs_state(gs);
+    struct sem *s = hy_gen_server_state(gs);
     switch (tag) {
     case SEM_ACQUIRE: {
         struct acquire_req rq;
@@ -336,7 +336,7 @@ static int sem_call(struct hy_gs *gs, uint64_t tag, const void *data, size_t len
 
 static int sem_cast(struct hy_gs *gs, uint64_t tag, const void *data, size_t len)
 {
-    struct sem *s = hy_gs_state(gs);
+    struct sem *s = hy_gen_server_state(gs);
     struct timeout_msg tm;
     if (tag != SEM_TIMEOUT || len != sizeof(tm))
         return HY_GS_OK;
@@ -354,7 +354,7 @@ static int sem_cast(struct hy_gs *gs, uint64_t tag, const void *data, size_t len
 
 static int sem_info_msg(struct hy_gs *gs, const struct hy_msg *m)
 {
-    struct sem *s = hy_gs_state(gs);
+    struct sem *s = hy_gen_server_state(gs);
     if (m->tag != HY_TAG_DOWN || m->size != sizeof(struct hy_down_info))
         return HY_GS_OK;
     struct hy_down_info d;

@@ -1,4 +1,6 @@
 /* Supervisor: a GenServer that traps exits and restarts its children. */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +31,9 @@ struct flat_spec {
     int64_t shutdown_ns;
     int type;
     bool significant;
+    /* the registered start function's name ("" = none): the only start a
+     * supervisor takes from another node, where `start` means nothing */
+    char start_name[HY_CHILD_START_NAME_MAX];
     unsigned char arg[] __attribute__((aligned(16)));
 };
 
@@ -147,15 +152,112 @@ static void map_del(struct sup *s, hy_pid pid)
     }
 }
 
+/* ---- registered start functions -------------------------------------------------- */
+
+#define MAX_STARTS 256
+
+struct start_ent {
+    char name[HY_CHILD_START_NAME_MAX];
+    hy_child_start_fn fn;
+};
+
+/* Append-only: an entry is written before the count that publishes it. */
+static struct start_ent starts[MAX_STARTS];
+static _Atomic size_t nstarts;
+static pthread_mutex_t starts_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic uint64_t refused_specs;
+
+static hy_child_start_fn find_start(const char *name)
+{
+    size_t n = atomic_load_explicit(&nstarts, memory_order_acquire);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(starts[i].name, name) == 0)
+            return starts[i].fn;
+    return NULL;
+}
+
+int hy_supervisor_register_start(const char *name, hy_child_start_fn start)
+{
+    if (!name || !*name || strlen(name) >= HY_CHILD_START_NAME_MAX || !start)
+        return HY_EINVAL;
+    pthread_mutex_lock(&starts_lock);
+    int rc = 0;
+    size_t n = atomic_load_explicit(&nstarts, memory_order_relaxed);
+    if (find_start(name))
+        rc = HY_EEXIST;
+    else if (n == MAX_STARTS)
+        rc = HY_ENOSPC;
+    if (rc == 0) {
+        strcpy(starts[n].name, name);
+        starts[n].fn = start;
+        atomic_store_explicit(&nstarts, n + 1, memory_order_release);
+    }
+    pthread_mutex_unlock(&starts_lock);
+    return rc;
+}
+
+uint64_t hy_supervisor_refused_specs(void)
+{
+    return atomic_load_explicit(&refused_specs, memory_order_relaxed);
+}
+
+/* A spec from another node refused: logged (naming the field) and counted. */
+static void refuse_remote(hy_pid from, const char *field, const char *why)
+{
+    atomic_fetch_add_explicit(&refused_specs, 1, memory_order_relaxed);
+    hy_log(HY_LOG_WARNING, "supervisor: start_child from node %u refused: %s %s",
+           hy_pid_node(from), field, why);
+}
+
 /* ---- children ------------------------------------------------------------------- */
 
-static struct child *child_from_flat(const struct flat_spec *f, bool dynamic)
+/* Checks a flattened spec of avail bytes (it may come from another node:
+ * every field is checked). Returns 0 or HY_EINVAL. */
+static int flat_check(const struct flat_spec *f, size_t avail)
 {
+    if (avail < sizeof(*f) || f->arg_size > avail - sizeof(*f))
+        return HY_EINVAL;
+    unsigned char sig; /* a bool's byte from another node may be anything */
+    memcpy(&sig, &f->significant, 1);
+    if (sig > 1)
+        return HY_EINVAL;
+    if (!memchr(f->id, '\0', sizeof(f->id)) || !f->id[0] ||
+        !memchr(f->start_name, '\0', sizeof(f->start_name)))
+        return HY_EINVAL;
+    if (f->restart < HY_PERMANENT || f->restart > HY_TEMPORARY ||
+        (f->type != HY_WORKER && f->type != HY_SUPERVISOR) ||
+        f->shutdown_ns < HY_SHUTDOWN_BRUTAL_KILL || (f->significant && f->restart == HY_PERMANENT))
+        return HY_EINVAL;
+    return 0;
+}
+
+/* Builds a child from a spec checked by flat_check (avail: its bytes). A
+ * named start is resolved here, on the supervisor's node. Returns NULL with
+ * *rc set: HY_EINVAL, HY_ESRCH (name not registered here), HY_ENOMEM. */
+static struct child *child_from_flat(const struct flat_spec *f, size_t avail, bool dynamic,
+                                     int *rc)
+{
+    *rc = flat_check(f, avail);
+    if (*rc)
+        return NULL;
+    hy_child_start_fn start = f->start;
+    if (f->start_name[0]) {
+        start = find_start(f->start_name);
+        if (!start) {
+            *rc = HY_ESRCH;
+            return NULL;
+        }
+    }
+    if (!start) {
+        *rc = HY_EINVAL;
+        return NULL;
+    }
+    *rc = HY_ENOMEM;
     struct child *c = calloc(1, sizeof(*c));
     if (!c)
         return NULL;
     memcpy(c->id, f->id, HY_CHILD_ID_MAX);
-    c->start = f->start;
+    c->start = start;
     c->arg_size = f->arg_size;
     if (f->arg_size) {
         c->arg = malloc(f->arg_size);
@@ -172,6 +274,7 @@ static struct child *child_from_flat(const struct flat_spec *f, bool dynamic)
     c->dynamic = dynamic;
     if (c->shutdown_ns == HY_SHUTDOWN_DEFAULT)
         c->shutdown_ns = c->type == HY_SUPERVISOR ? HY_SHUTDOWN_INFINITY : 5000000000LL;
+    *rc = 0;
     return c;
 }
 
@@ -400,12 +503,12 @@ static int child_exited(struct hy_gs *gs, struct sup *s, hy_pid pid, struct hy_r
             child_free(c);
         }
         if (significant && s->flags.auto_shutdown == HY_AUTO_ANY_SIGNIFICANT) {
-            hy_gs_stop(gs, hy_reason_make(HY_REASON_SHUTDOWN));
+            hy_gen_server_stop_reason(gs, hy_reason_make(HY_REASON_SHUTDOWN));
             return HY_GS_STOP;
         }
         if (significant && s->flags.auto_shutdown == HY_AUTO_ALL_SIGNIFICANT &&
             !significant_alive(s)) {
-            hy_gs_stop(gs, hy_reason_make(HY_REASON_SHUTDOWN));
+            hy_gen_server_stop_reason(gs, hy_reason_make(HY_REASON_SHUTDOWN));
             return HY_GS_STOP;
         }
         return HY_GS_OK;
@@ -417,7 +520,7 @@ static int child_exited(struct hy_gs *gs, struct sup *s, hy_pid pid, struct hy_r
                    "shutdown");
         sup_report(HY_REPORT_SUPERVISOR, HY_LOG_ERROR, "reached_max_restart_intensity", c, pid,
                    &reason, 0, "shutdown");
-        hy_gs_stop(gs, hy_reason_make(HY_REASON_SHUTDOWN));
+        hy_gen_server_stop_reason(gs, hy_reason_make(HY_REASON_SHUTDOWN));
         return HY_GS_STOP;
     }
     sup_report(HY_REPORT_SUPERVISOR, level, "child_terminated", c, pid, &reason, 0, "restart");
@@ -437,7 +540,7 @@ static int child_exited(struct hy_gs *gs, struct sup *s, hy_pid pid, struct hy_r
         break;
     }
     if (!ok) {
-        hy_gs_stop(gs, hy_reason_make(HY_REASON_SHUTDOWN));
+        hy_gen_server_stop_reason(gs, hy_reason_make(HY_REASON_SHUTDOWN));
         return HY_GS_STOP;
     }
     return HY_GS_OK;
@@ -482,33 +585,39 @@ static int sup_init(struct hy_gs *gs, void *arg)
     struct sup *s = calloc(1, sizeof(*s));
     if (!s || hy_on_exit(sup_free, s) != 0) {
         free(s);
-        hy_gs_stop(gs, hy_reason_user(0, "out of memory"));
+        hy_gen_server_stop_reason(gs, hy_reason_user(0, "out of memory"));
         return HY_GS_STOP;
     }
     s->flags = si->flags;
     if (s->flags.intensity > 0) {
         s->rtimes = calloc((size_t)s->flags.intensity, sizeof(uint64_t));
         if (!s->rtimes) {
-            hy_gs_stop(gs, hy_reason_user(0, "out of memory"));
+            hy_gen_server_stop_reason(gs, hy_reason_user(0, "out of memory"));
             return HY_GS_STOP;
         }
     }
-    hy_gs_set_state(gs, s);
+    hy_gen_server_set_state(gs, s);
     size_t off = 0;
     for (size_t i = 0; i < si->nchildren; i++) {
         const struct flat_spec *f = (const struct flat_spec *)(si->specs + off);
+        size_t avail = si->bytes - off;
         off += flat_size(f->arg_size);
+        int crc;
         if (s->flags.strategy == HY_SIMPLE_ONE_FOR_ONE) {
-            struct child *t = child_from_flat(f, true);
-            if (t) {
-                s->tmpl = *t;
-                free(t);
+            struct child *t = child_from_flat(f, avail, true, &crc);
+            if (!t) {
+                hy_gen_server_stop_reason(gs, hy_reason_user(crc, crc == HY_ESRCH ? "start_name not registered"
+                                                                   : "out of memory"));
+                return HY_GS_STOP;
             }
+            s->tmpl = *t;
+            free(t);
             continue;
         }
-        struct child *c = child_from_flat(f, false);
+        struct child *c = child_from_flat(f, avail, false, &crc);
         if (!c) {
-            hy_gs_stop(gs, hy_reason_user(0, "out of memory"));
+            hy_gen_server_stop_reason(gs, hy_reason_user(crc, crc == HY_ESRCH ? "start_name not registered"
+                                                               : "out of memory"));
             sup_terminate(gs, NULL);
             return HY_GS_STOP;
         }
@@ -519,7 +628,7 @@ static int sup_init(struct hy_gs *gs, void *arg)
             snprintf(text, sizeof(text), "failed_to_start_child: %.24s", c->id);
             sup_report(HY_REPORT_SUPERVISOR, HY_LOG_ERROR, "start_error", c, HY_PID_NONE, NULL, rc,
                        "shutdown");
-            hy_gs_stop(gs, hy_reason_user(rc, text));
+            hy_gen_server_stop_reason(gs, hy_reason_user(rc, text));
             /* a GenServer whose init stops is not terminated (OTP): stop the
              * children already started, in reverse order, before the start
              * fails */
@@ -533,14 +642,14 @@ static int sup_init(struct hy_gs *gs, void *arg)
 static void sup_terminate(struct hy_gs *gs, const struct hy_reason *reason)
 {
     (void)reason;
-    struct sup *s = hy_gs_state(gs);
+    struct sup *s = hy_gen_server_state(gs);
     if (s)
         shutdown_all(s); /* the memory goes with the process: sup_free */
 }
 
 static int sup_info(struct hy_gs *gs, const struct hy_msg *m)
 {
-    struct sup *s = hy_gs_state(gs);
+    struct sup *s = hy_gen_server_state(gs);
     if (m->tag == HY_TAG_EXIT && m->size == sizeof(struct hy_exit_info)) {
         struct hy_exit_info e;
         memcpy(&e, m->data, sizeof(e));
@@ -567,22 +676,27 @@ static void reply_rc(hy_gs_from from, int rc, hy_pid pid)
 
 static int sup_call(struct hy_gs *gs, uint64_t tag, const void *data, size_t len, hy_gs_from from)
 {
-    struct sup *s = hy_gs_state(gs);
+    struct sup *s = hy_gen_server_state(gs);
     switch (tag) {
     case SUP_START_CHILD: {
         const struct flat_spec *f = data;
-        if (hy_pid_node(from.pid) != hy_node_id()) {
+        bool remote = hy_pid_node(from.pid) != hy_node_id();
+        if (len < sizeof(*f) || flat_check(f, len) != 0) {
+            if (remote)
+                refuse_remote(from.pid, "child spec", "malformed (arg_size, id, restart, type "
+                                                      "or shutdown_ns)");
+            reply_rc(from, HY_EINVAL, HY_PID_NONE);
+            break;
+        }
+        if (remote && !f->start_name[0]) {
             /* a start function's address means nothing (or anything) here:
              * never jumped to on another node's word */
-            hy_log(HY_LOG_WARNING,
-                   "supervisor: start_child from node %u refused: a child spec crosses no "
-                   "node (spawn by name with hy_dist_spawn instead)",
-                   hy_pid_node(from.pid));
+            refuse_remote(from.pid, "start_name", "empty (a function address never crosses "
+                                                  "nodes: name a registered start)");
             reply_rc(from, HY_ENOTSUP, HY_PID_NONE);
             break;
         }
-        if (s->flags.strategy == HY_SIMPLE_ONE_FOR_ONE || len < sizeof(*f) ||
-            f->arg_size > len - sizeof(*f) ||
+        if (s->flags.strategy == HY_SIMPLE_ONE_FOR_ONE ||
             (f->significant && s->flags.auto_shutdown == HY_AUTO_NEVER)) {
             reply_rc(from, HY_EINVAL, HY_PID_NONE);
             break;
@@ -592,9 +706,15 @@ static int sup_call(struct hy_gs *gs, uint64_t tag, const void *data, size_t len
             reply_rc(from, HY_EEXIST, old->pid);
             break;
         }
-        struct child *c = child_from_flat(f, false);
+        int crc;
+        struct child *c = child_from_flat(f, len, false, &crc);
         if (!c) {
-            reply_rc(from, HY_ENOMEM, HY_PID_NONE);
+            if (crc == HY_ESRCH && remote)
+                refuse_remote(from.pid, "start_name", "not registered on this node");
+            else if (crc == HY_ESRCH)
+                hy_log(HY_LOG_WARNING, "supervisor: start_child: start_name '%s' not registered",
+                       f->start_name);
+            reply_rc(from, crc, HY_PID_NONE);
             break;
         }
         list_append(s, c);
@@ -749,7 +869,9 @@ static int flatten(const struct hy_child_spec *c, unsigned char *dst)
 {
     struct flat_spec *f = (struct flat_spec *)dst;
     memset(f, 0, sizeof(*f));
-    if (!c->id || strlen(c->id) >= HY_CHILD_ID_MAX || !c->start)
+    if (!c->id || !*c->id || strlen(c->id) >= HY_CHILD_ID_MAX || (!c->start && !c->start_name))
+        return HY_EINVAL;
+    if (c->start_name && (!*c->start_name || strlen(c->start_name) >= HY_CHILD_START_NAME_MAX))
         return HY_EINVAL;
     if (c->restart < HY_PERMANENT || c->restart > HY_TEMPORARY)
         return HY_EINVAL;
@@ -760,7 +882,9 @@ static int flatten(const struct hy_child_spec *c, unsigned char *dst)
     if (c->shutdown_ns < HY_SHUTDOWN_BRUTAL_KILL || (c->arg_size && !c->arg))
         return HY_EINVAL;
     strcpy(f->id, c->id);
-    f->start = c->start;
+    f->start = c->start_name ? NULL : c->start;
+    if (c->start_name)
+        strcpy(f->start_name, c->start_name);
     f->arg_size = c->arg_size;
     f->restart = c->restart;
     f->shutdown_ns = c->shutdown_ns;
@@ -845,8 +969,13 @@ int hy_supervisor_start_child(hy_pid sup, const struct hy_child_spec *spec, hy_p
 {
     if (!spec)
         return HY_EINVAL;
-    if (hy_pid_node(sup) != hy_node_id())
-        return HY_ENOTSUP; /* (its start is a function pointer of this node) */
+    if (hy_pid_node(sup) != hy_node_id() && !spec->start_name) {
+        /* a start function is an address of this node */
+        hy_log(HY_LOG_WARNING, "supervisor: start_child on node %u: the spec has no start_name "
+                               "(only a start address, which never crosses nodes)",
+               hy_pid_node(sup));
+        return HY_ENOTSUP;
+    }
     size_t bytes = flat_size(spec->arg_size);
     unsigned char *buf = calloc(1, bytes);
     if (!buf)
@@ -955,7 +1084,7 @@ int hy_supervisor_count_children(hy_pid sup, struct hy_child_counts *out)
     return 0;
 }
 
-int hy_sup_start_gen_server(const void *arg, size_t arg_size, hy_pid *pid)
+int hy_supervisor_start_gen_server(const void *arg, size_t arg_size, hy_pid *pid)
 {
     if (arg_size < sizeof(struct hy_sup_gs_child))
         return HY_EINVAL;
@@ -965,3 +1094,6 @@ int hy_sup_start_gen_server(const void *arg, size_t arg_size, hy_pid *pid)
     o.shard = g->shard;
     return hy_gen_server_start_link(g->ops, g->init_arg, &o, pid);
 }
+
+int hy_sup_start_gen_server(const void *arg, size_t arg_size, hy_pid *pid)
+    __attribute__((alias("hy_supervisor_start_gen_server")));

@@ -35,6 +35,10 @@
  * shutdown errors) are OTP's supervisor reports, emitted with hy_report()
  * (report.h): child_terminated, reached_max_restart_intensity, start_error,
  * shutdown_error, and a progress report for every child started.
+ * Names: hy_supervisor_* is the module's canonical prefix for functions;
+ * hy_sup_start_gen_server, the one function first named hy_sup_*, stays as
+ * an alias. The types (struct hy_sup_flags, struct hy_sup_opts, ...) keep
+ * their short names.
  */
 #ifndef HY_OTP_SUPERVISOR_H
 #define HY_OTP_SUPERVISOR_H
@@ -79,6 +83,7 @@ enum hy_auto_shutdown {
 #define HY_SHUTDOWN_INFINITY (-1)
 
 #define HY_CHILD_ID_MAX 64
+#define HY_CHILD_START_NAME_MAX 64 /* bytes of a start_name, with its NUL */
 
 /* Starts a child linked to the calling process (the supervisor) and writes
  * its pid. arg is the spec's argument (for HY_SIMPLE_ONE_FOR_ONE: the
@@ -98,6 +103,12 @@ struct hy_child_spec {
     int64_t shutdown_ns;     /* HY_SHUTDOWN_* or a timeout in ns */
     int type;                /* enum hy_child_type */
     bool significant;
+    /* The name of a start function registered with
+     * hy_supervisor_register_start() on the supervisor's node (copied), or
+     * NULL. When set, the supervisor's node resolves it and `start` is not
+     * used (it may be NULL); it is the only way to give a supervisor of
+     * another node a child, since a function address never crosses nodes. */
+    const char *start_name;
 };
 
 struct hy_sup_flags {
@@ -131,14 +142,34 @@ int hy_supervisor_start_link(const struct hy_sup_flags *flags, const struct hy_c
                              size_t nchildren, const struct hy_sup_opts *opts, hy_pid *out,
                              struct hy_reason *why);
 
-/* Adds and starts a child (not for simple supervisors). Errors: HY_EEXIST
- * (id in use: *pid gets the running child's pid), HY_EIGNORED, HY_ESTOPPED
- * (start failed), HY_EINVAL, HY_ENOPROC (no such supervisor), HY_ENOTSUP
- * (a supervisor of another node: a start function is an address of this
- * node, so a spec never crosses nodes, and a supervisor refuses one from
- * another node; supervise a remote child with a local supervisor whose
- * start function calls hy_dist_spawn, which names a registered function). */
+/* Adds and starts a child (not for simple supervisors). The supervisor may
+ * be on another node: then the spec must name its start with start_name
+ * (registered there with hy_supervisor_register_start()); the name, the
+ * argument bytes and the other fields are sent, never the start address.
+ * Errors: HY_EEXIST (id in use: *pid gets the running child's pid),
+ * HY_EIGNORED, HY_ESTOPPED (start failed), HY_EINVAL (bad spec),
+ * HY_ESRCH (start_name not registered on the supervisor's node),
+ * HY_ENOPROC (no such supervisor), HY_ENOTSUP (a supervisor of another
+ * node and no start_name: refused before sending, with a log line; a
+ * supervisor also refuses, logs and counts such a spec from another node,
+ * see hy_supervisor_refused_specs()). Context: a process. */
 int hy_supervisor_start_child(hy_pid sup, const struct hy_child_spec *spec, hy_pid *pid);
+
+/* Registers start under name, for child specs that name it (start_name):
+ * the only starts a supervisor accepts from another node. Register the same
+ * names on every node whose supervisors get children from other nodes
+ * (OTP names a child's start by module and function). Names are kept for
+ * the life of the program (at most 256). name is copied. Errors: HY_EINVAL
+ * (NULL or empty name, name of HY_CHILD_START_NAME_MAX bytes or more, NULL
+ * start), HY_EEXIST (name taken), HY_ENOSPC (table full). Context: any
+ * thread, before or while the runtime runs. */
+int hy_supervisor_register_start(const char *name, hy_child_start_fn start);
+
+/* How many child specs this node's supervisors refused from other nodes
+ * (malformed, with no start_name, or naming a start not registered here);
+ * each is also logged at warning level naming the field. Context: any
+ * thread. */
+uint64_t hy_supervisor_refused_specs(void);
 
 /* Simple supervisors: starts a child from the template with arg (copied).
  * Errors: HY_EINVAL (not a simple supervisor), HY_EIGNORED, HY_ESTOPPED. */
@@ -183,6 +214,8 @@ struct hy_sup_gs_child {
     int shard;               /* -1: the supervisor's shard */
     const void *init_arg;
 };
+int hy_supervisor_start_gen_server(const void *arg, size_t arg_size, hy_pid *pid);
+/* The older name of hy_supervisor_start_gen_server (an alias). */
 int hy_sup_start_gen_server(const void *arg, size_t arg_size, hy_pid *pid);
 
 #ifdef __cplusplus

@@ -24,6 +24,7 @@
 
 #include <cmocka.h>
 
+#include "crash_internal.h"
 #include "hydra.h"
 #include "test_support.h"
 
@@ -465,6 +466,57 @@ static void body_trapped_exit_carries_reason(void *arg)
     HY_CHECK_EQ(hy_trap_exit(false, NULL), 0);
 }
 BOTH_SHARDS(trapped_exit_carries_reason)
+
+/* Traps exits, links to a child that exits with a->reason on T_GO, tells
+ * a->peer the child's pid (T_READY), and reports an EXIT if one comes. */
+static void trapper(void *arg)
+{
+    const struct carg *a = arg;
+    HY_CHECK_EQ(hy_trap_exit(true, NULL), 0);
+    struct hy_spawn_opts o = on((int)a->mode);
+    o.link = true;
+    struct carg ca = {.reason = a->reason};
+    hy_pid c = spawn_a(o, exit_on_go, &ca);
+    hy_send(a->peer, T_READY, &c, sizeof(c));
+    struct hy_msg *m = NULL;
+    if (hy_recv_tag(HY_TAG_EXIT, &m, WAIT_NS) == 0) {
+        hy_msg_free(m);
+        hy_send(a->peer, T_REPORT, NULL, 0);
+    }
+}
+
+/* No memory for the EXIT message of a trapping process (injected): the
+ * signal is not lost, the process dies of it (a normal reason becomes an
+ * error, so its supervisor notices). */
+static void body_trapped_exit_no_memory(void *arg)
+{
+    int s = *(int *)arg;
+    struct hy_reason reasons[] = {hy_reason_user(7, "boom"), hy_reason_make(HY_REASON_NORMAL)};
+    for (size_t i = 0; i < 2; i++) {
+        struct carg ta = {.peer = hy_self(), .reason = reasons[i], .mode = (uint32_t)s};
+        hy_ref rt;
+        hy_pid t = spawn_mon(on(0), trapper, &ta, &rt);
+        struct hy_msg *m = hy_test_must_recv_tag(T_READY, WAIT_NS);
+        if (!m)
+            return;
+        hy_pid c;
+        memcpy(&c, m->data, sizeof(c));
+        hy_msg_free(m);
+        atomic_store(&hy__fail_exit_hi, t.hi);
+        atomic_store(&hy__fail_exit_lo, t.lo);
+        hy_test_send_tag(c, T_GO);
+        struct hy_down_info d;
+        bool down = recv_down(rt, &d);
+        atomic_store(&hy__fail_exit_lo, 0);
+        atomic_store(&hy__fail_exit_hi, 0);
+        if (down && i == 0)
+            CHECK_USER(d.reason, 7, "boom");
+        if (down && i == 1)
+            CHECK_USER(d.reason, HY_ENOMEM, "exit signal lost: out of memory");
+        HY_CHECK(hy_recv_tag(T_REPORT, &m, 0) == HY_ETIMEDOUT); /* it never got an EXIT */
+    }
+}
+BOTH_SHARDS(trapped_exit_no_memory)
 
 /* The link made by A's hy_link() also carries A's death to B, which never
  * called link itself. */
@@ -2176,6 +2228,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         BOTH_TESTS(link_crash_kills),
+        BOTH_TESTS(trapped_exit_no_memory),
         BOTH_TESTS(trapped_exit_carries_reason),
         BOTH_TESTS(link_is_bidirectional),
         BOTH_TESTS(link_twice_is_one_link),

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -46,6 +47,7 @@ enum {
     T_VERDICT,
     T_PROBE,     /* find_echo's probe: uint32_t number */
     T_PROBE_ACK, /* its answer, the same number */
+    T_REFUSED,   /* echo answers hy_supervisor_refused_specs() (uint64_t) */
 };
 
 static struct hy_dist_peer peers[MAXN];
@@ -56,6 +58,8 @@ static unsigned drop_permille;
 static bool authenticate = true; /* the default */
 static uint32_t first_seq;
 static size_t queue_max;
+static size_t backlog_max;   /* hy_dist_config.recv_backlog_max (0: default) */
+static unsigned ring_size;   /* hy_config.ring_size (0: default) */
 
 static void set_peers(unsigned n, uint16_t base)
 {
@@ -135,6 +139,8 @@ static void dist_up(void)
     c.test_first_seq = first_seq;
     if (queue_max)
         c.send_queue_max = queue_max;
+    if (backlog_max)
+        c.recv_backlog_max = backlog_max;
     int rc = hy_dist_start(&c);
     if (rc != 0)
         fprintf(stderr, "node %u: hy_dist_start: %s\n", me, hy_strerror(rc));
@@ -158,6 +164,9 @@ static void echo(void *a)
         if (m->tag == T_LINK_ME) {
             CHECK(hy_link(m->from) == 0);
             hy_send(m->from, T_PONG, NULL, 0);
+        } else if (m->tag == T_REFUSED) {
+            uint64_t n = hy_supervisor_refused_specs();
+            hy_send(m->from, T_REFUSED, &n, sizeof(n));
         } else if (m->tag == T_PID) {
             hy_pid sup = HY_PID_NONE;
             hy_whereis("sup", &sup); /* serve_main's supervisor */
@@ -184,11 +193,24 @@ static void remote_worker(void *a)
     }
 }
 
+/* A start function registered by name: supervisors of this node take
+ * child specs naming it from other nodes. */
+static int start_local_worker(const void *arg, size_t len, hy_pid *pid)
+{
+    if (len != sizeof(uint64_t))
+        return HY_EINVAL;
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.arg_size = len;
+    o.link = true;
+    return hy_spawn_opt(remote_worker, (void *)arg, &o, pid);
+}
+
 /* Node that serves "echo" on shard 1 and waits for T_QUIT (or is killed). */
 static void serve_main(void *a)
 {
     (void)a;
     hy_dist_register_fn("worker", remote_worker);
+    hy_supervisor_register_start("local_worker", start_local_worker);
     dist_up();
     struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
     o.shard = 1;
@@ -250,6 +272,8 @@ static int run_node(uint32_t id, hy_proc_fn fn)
     hy_config_init(&cfg);
     cfg.nshards = 2;
     cfg.node_id = id;
+    if (ring_size)
+        cfg.ring_size = ring_size;
     hy_log_set_level(getenv("HY_DIST_DEBUG") ? HY_LOG_INFO : HY_LOG_ERROR);
     int rc = hy_run(&cfg, fn, NULL);
     return rc == 0 ? 0 : 2;
@@ -498,7 +522,149 @@ static void test_dist_full_queue_waits_never_drops(void **state)
     queue_max = 0;
 }
 
+/* A send queue of 4 messages and senders that cannot wait: timers firing on
+ * the shard send past the limit (queued, never dropped, no wait counted),
+ * and every message arrives once. */
+static void timer_flood_main(void *a)
+{
+    (void)a;
+    dist_up();
+    hy_pid e = find_echo(2);
+    struct hy_dist_stats ds0, ds;
+    CHECK(hy_dist_stats_get(&ds0) == 0);
+    uint64_t count = hy_test_scaled(3000);
+    for (uint64_t i = 0; i < count; i++)
+        CHECK(hy_send_after(20000000, e, T_SEQ, &i, sizeof(i), 0, NULL) == 0);
+    uint8_t *seen = calloc(count, 1);
+    CHECK(seen != NULL);
+    for (uint64_t i = 0; i < count; i++) {
+        struct hy_msg *m;
+        CHECK(hy_recv_tag(T_SEQ_ACK, &m, 10 * SEC) == 0);
+        uint64_t v = UINT64_MAX;
+        memcpy(&v, m->data, sizeof(v));
+        hy_msg_free(m);
+        CHECK(v < count && !seen[v]); /* each once */
+        seen[v] = 1;
+    }
+    free(seen);
+    /* they fired together, in one turn of this shard: the queue to shard 1
+     * of node 2 held more than send_queue_max */
+    struct hy_dist_channel_stats cs;
+    CHECK(hy_dist_channel_stats_get(2, (unsigned)hy_shard_id(), 1, &cs) == 0);
+    CHECK(cs.queue_depth_max > 4);
+    CHECK(hy_dist_stats_get(&ds) == 0);
+    CHECK(ds.busy_waits == ds0.busy_waits); /* nobody waited */
+    CHECK(ds.dropped_queue_full == 0 && ds.dropped_nomem == 0);
+    hy_dist_send_name("main", 2, T_QUIT, NULL, 0);
+    hy_dist_stop();
+}
+
+static void test_dist_senders_that_cannot_wait_queue_past_limit(void **state)
+{
+    (void)state;
+    queue_max = 4;
+    run_pair(timer_flood_main);
+    queue_max = 0;
+}
+
 /* links, monitors, exit signals across nodes */
+/* Node 2 of the backlog test: "sink" on shard 1 gets a flood sent by name
+ * (received on shard 0, handed over to shard 1). When told to start, it
+ * holds its shard (sleeping in the kernel, as a process in a slow syscall
+ * would) until shard 0 has left frames unaccepted for want of room behind
+ * the full ring, then checks that every message arrives once and in order,
+ * and reports to node 1. */
+static void sink(void *a)
+{
+    (void)a;
+    struct hy_msg *m;
+    CHECK(hy_recv_tag(T_HELLO, &m, 60 * SEC) == 0);
+    hy_pid client = m->from;
+    uint64_t count;
+    memcpy(&count, m->data, sizeof(count));
+    hy_msg_free(m);
+    struct hy_dist_stats ds;
+    uint64_t t0 = hy_now_ns();
+    do {
+        struct timespec ts = {0, 200000};
+        nanosleep(&ts, NULL);
+        CHECK(hy_dist_stats_get(&ds) == 0);
+    } while (ds.dropped_backlog == 0 && hy_now_ns() - t0 < 20 * (uint64_t)SEC);
+    for (uint64_t i = 0; i < count; i++) {
+        CHECK(hy_recv_tag(T_SEQ, &m, 20 * SEC) == 0);
+        uint64_t v;
+        memcpy(&v, m->data, sizeof(v));
+        CHECK(v == i);
+        hy_msg_free(m);
+    }
+    CHECK(hy_recv(&m, SEC / 10) == HY_ETIMEDOUT); /* nothing twice */
+    CHECK(hy_dist_stats_get(&ds) == 0);
+    uint64_t verdict[2] = {count, ds.dropped_backlog};
+    CHECK(hy_send(client, T_VERDICT, verdict, sizeof(verdict)) == 0);
+}
+
+static void backlog_server_main(void *a)
+{
+    (void)a;
+    dist_up();
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.shard = 1;
+    hy_pid s, e;
+    CHECK(hy_spawn_opt(sink, NULL, &o, &s) == 0);
+    CHECK(hy_register("sink", s) == 0);
+    CHECK(hy_spawn_opt(echo, NULL, &o, &e) == 0); /* found once sink is named */
+    CHECK(hy_register("main", HY_PID_NONE) == 0);
+    struct hy_msg *m;
+    CHECK(hy_recv_tag(T_QUIT, &m, 60 * SEC) == 0);
+    hy_msg_free(m);
+    hy_dist_stop();
+}
+
+static void backlog_client_main(void *a)
+{
+    (void)a;
+    dist_up();
+    find_echo(2);
+    uint64_t count = hy_test_scaled(3000);
+    CHECK(hy_dist_send_name("sink", 2, T_HELLO, &count, sizeof(count)) == 0);
+    for (uint64_t i = 0; i < count; i++)
+        CHECK(hy_dist_send_name("sink", 2, T_SEQ, &i, sizeof(i)) == 0);
+    struct hy_msg *m;
+    CHECK(hy_recv_tag(T_VERDICT, &m, 50 * SEC) == 0);
+    uint64_t verdict[2];
+    CHECK(m->size == sizeof(verdict));
+    memcpy(verdict, m->data, sizeof(verdict));
+    hy_msg_free(m);
+    CHECK(verdict[0] == count);
+    CHECK(verdict[1] > 0); /* frames were held back, not queued without bound */
+    struct hy_dist_stats ds;
+    CHECK(hy_dist_stats_get(&ds) == 0 && ds.retransmits > 0);
+    hy_dist_send_name("main", 2, T_QUIT, NULL, 0);
+    hy_dist_stop();
+}
+
+/* A flood sent by name to a process of a shard that lags: the receiving
+ * shard hands messages over behind a full ring only up to
+ * recv_backlog_max, then leaves frames unaccepted; the sender's
+ * retransmissions deliver everything once, in order. */
+static void test_dist_recv_backlog_bounded(void **state)
+{
+    (void)state;
+    backlog_max = 32;
+    ring_size = 16;
+    set_peers(2, pick_base());
+    pid_t b = spawn_node(2, backlog_server_main);
+    pid_t a = spawn_node(1, backlog_client_main);
+    int ra = wait_node(a, 60000);
+    int rb = wait_node(b, 10000);
+    pid_t rest[1] = {b};
+    reap_all(rest, 1);
+    backlog_max = 0;
+    ring_size = 0;
+    assert_int_equal(ra, 0);
+    assert_true(rb == 0 || rb == -1 || rb == 128 + SIGKILL);
+}
+
 static void signals_main(void *a)
 {
     (void)a;
@@ -893,6 +1059,27 @@ static void remote_sup_main(void *a)
     hy_msg_free(m);
     CHECK(hy_pid_node(sup2) == 2);
     CHECK(hy_supervisor_start_child(sup2, &spec, NULL) == HY_ENOTSUP);
+    /* a spec naming a start function registered there crosses: the
+     * supervisor of node 2 resolves the name and starts the child there */
+    struct hy_child_spec named = {.id = "named", .start_name = "local_worker", .arg = &v,
+                                  .arg_size = sizeof(v), .shutdown_ns = SEC,
+                                  .restart = HY_TRANSIENT};
+    hy_pid nc = HY_PID_NONE;
+    CHECK(hy_supervisor_start_child(sup2, &named, &nc) == 0);
+    CHECK(hy_pid_node(nc) == 2);
+    CHECK(hy_pid_eq(child_of(sup2), nc));
+    CHECK(hy_send(nc, T_PING, NULL, 0) == 0);
+    CHECK(hy_recv_tag(T_PONG, &m, 5 * SEC) == 0);
+    uint64_t got7 = 0;
+    memcpy(&got7, m->data, sizeof(got7));
+    CHECK(got7 == 7 && hy_pid_eq(m->from, nc));
+    hy_msg_free(m);
+    hy_pid again;
+    CHECK(hy_supervisor_start_child(sup2, &named, &again) == HY_EEXIST && hy_pid_eq(again, nc));
+    /* a name node 2 never registered: refused there */
+    named.id = "unnamed";
+    named.start_name = "no_such_start";
+    CHECK(hy_supervisor_start_child(sup2, &named, NULL) == HY_ESRCH);
     struct {
         char id[HY_CHILD_ID_MAX];
         uintptr_t start;
@@ -901,20 +1088,47 @@ static void remote_sup_main(void *a)
         int64_t shutdown_ns;
         int type;
         bool significant;
+        char start_name[HY_CHILD_START_NAME_MAX];
+        uint64_t arg __attribute__((aligned(16)));
     } forged;
+    /* a forged spec with an address to jump to and no name (it used to
+     * jump, and crash) */
     memset(&forged, 0, sizeof(forged));
     strcpy(forged.id, "forged");
     forged.start = (uintptr_t)0x4141414141414141ull;
     forged.shutdown_ns = SEC;
-    CHECK(hy_gen_server_call(sup2, 1 /* start_child */, &forged, sizeof(forged), 5 * SEC, &m,
-                             NULL) == 0);
+    CHECK(hy_gen_server_call(sup2, 1 /* start_child */, &forged, offsetof(__typeof__(forged), arg),
+                             5 * SEC, &m, NULL) == 0);
     int frc;
     memcpy(&frc, m->data, sizeof(frc));
     CHECK(frc == HY_ENOTSUP);
     hy_msg_free(m);
+    /* forged: a name never registered, beside the address */
+    strcpy(forged.start_name, "forged_start");
+    CHECK(hy_gen_server_call(sup2, 1, &forged, offsetof(__typeof__(forged), arg), 5 * SEC, &m,
+                             NULL) == 0);
+    memcpy(&frc, m->data, sizeof(frc));
+    CHECK(frc == HY_ESRCH);
+    hy_msg_free(m);
+    /* forged: an arg_size beyond the payload */
+    strcpy(forged.start_name, "local_worker");
+    forged.arg_size = 4096;
+    CHECK(hy_gen_server_call(sup2, 1, &forged, sizeof(forged), 5 * SEC, &m, NULL) == 0);
+    memcpy(&frc, m->data, sizeof(frc));
+    CHECK(frc == HY_EINVAL);
+    hy_msg_free(m);
+    /* each refusal counted on node 2 (unregistered name x2, no name, bad size) */
+    CHECK(hy_send(e, T_REFUSED, NULL, 0) == 0);
+    CHECK(hy_recv_tag(T_REFUSED, &m, 5 * SEC) == 0 && m->size == sizeof(uint64_t));
+    uint64_t refused;
+    memcpy(&refused, m->data, sizeof(refused));
+    CHECK(refused == 4);
+    hy_msg_free(m);
     CHECK(hy_send(e, T_PING, "ok", 2) == 0); /* node 2 still there */
     CHECK(hy_recv_tag(T_PONG, &m, 5 * SEC) == 0);
     hy_msg_free(m);
+    CHECK(hy_supervisor_terminate_child(sup2, "named", HY_PID_NONE) == 0);
+    CHECK(hy_supervisor_delete_child(sup2, "named") == 0);
     struct hy_sup_flags fl = {.strategy = HY_ONE_FOR_ONE, .intensity = 10, .period_s = 5};
     hy_pid sup;
     CHECK(hy_supervisor_start_link(&fl, &spec, 1, NULL, &sup, NULL) == 0);
@@ -1888,8 +2102,10 @@ int main(void)
         cmocka_unit_test(test_dist_order_and_large_messages),
         cmocka_unit_test(test_dist_order_under_loss),
         cmocka_unit_test(test_dist_sequence_wraps),
+        cmocka_unit_test(test_dist_recv_backlog_bounded),
         cmocka_unit_test(test_dist_full_queue_waits_never_drops),
         cmocka_unit_test(test_dist_lone_send_leaves_at_once),
+        cmocka_unit_test(test_dist_senders_that_cannot_wait_queue_past_limit),
         cmocka_unit_test(test_dist_links_and_monitors),
         cmocka_unit_test(test_dist_node_down_and_restart),
         cmocka_unit_test(test_dist_wrong_cookie_refused),

@@ -1350,6 +1350,19 @@ static void test_gen_server_stop_self(void **state)
     hy_test_run(1, body_stop_self, NULL);
 }
 
+/* The older hy_gs_* / hy_sup_* names are the canonical functions
+ * themselves, not copies. */
+static void test_gen_server_old_names_are_aliases(void **state)
+{
+    (void)state;
+    assert_ptr_equal((void *)hy_gs_state, (void *)hy_gen_server_state);
+    assert_ptr_equal((void *)hy_gs_set_state, (void *)hy_gen_server_set_state);
+    assert_ptr_equal((void *)hy_gs_stop, (void *)hy_gen_server_stop_reason);
+    assert_ptr_equal((void *)hy_gs_continue, (void *)hy_gen_server_continue);
+    assert_ptr_equal((void *)hy_gs_parent, (void *)hy_gen_server_parent);
+    assert_ptr_equal((void *)hy_sup_start_gen_server, (void *)hy_supervisor_start_gen_server);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1360,6 +1373,7 @@ int main(void)
         BOTH_TESTS(init_timeout),
         BOTH_TESTS(start_name_already_started),
         cmocka_unit_test(test_gen_server_start_bad_args),
+        cmocka_unit_test(test_gen_server_old_names_are_aliases),
         cmocka_unit_test(test_gen_server_outside_a_process),
         cmocka_unit_test(test_gen_server_call_unreachable_node),
         cmocka_unit_test(test_gen_server_stop_self),
