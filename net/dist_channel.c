@@ -62,11 +62,13 @@ void hy__chan_activate(struct hy__chan *ch)
     ch->active = true;
 }
 
-void hy__chan_xmit(struct hy__chan *ch, uint8_t type, uint32_t seq, const uint8_t *pay,
-                   uint16_t len, uint8_t *keep)
+/* Writes the frame header (acks, selective acks, timestamps) in front of the
+ * len payload bytes already at buf + HY_WIRE_HDR, and the tag after them
+ * when the session authenticates; returns the frame's length. */
+static size_t frame_build(struct hy__chan *ch, uint8_t type, uint32_t seq, uint8_t *buf,
+                          uint16_t len)
 {
     struct hy__ep *ep = ch->ep;
-    uint8_t buf[HY_WIRE_MTU];
     struct hy_wire_hdr h = {
         .magic = HY_WIRE_MAGIC,
         .version = HY_WIRE_VERSION,
@@ -85,7 +87,9 @@ void hy__chan_xmit(struct hy__chan *ch, uint8_t type, uint32_t seq, const uint8_
         .len = len,
     };
     uint64_t sack = 0;
-    if (ch->state == CH_UP) {
+    /* (nothing is held out of order while the next frame is missing, the
+     * common case: rcv_next's slot then holds no frame either) */
+    if (ch->state == CH_UP && ch->nooo) {
         for (unsigned i = 0; i < 64 && i + 1 < WIN; i++)
             if (ch->ooo[(ch->rcv_next + 1 + i) % WIN].buf &&
                 ch->ooo[(ch->rcv_next + 1 + i) % WIN].h.seq == ch->rcv_next + 1 + i)
@@ -97,15 +101,18 @@ void hy__chan_xmit(struct hy__chan *ch, uint8_t type, uint32_t seq, const uint8_
     if (auth)
         h.flags |= HY_WF_AUTH;
     hy__wire_put_hdr(buf, &h);
-    if (len)
-        memcpy(buf + HY_WIRE_HDR, pay, len);
     size_t n = HY_WIRE_HDR + len;
     if (auth) {
         hy__dist_frame_tag(ch, buf, n, buf + n);
         n += HY_WIRE_TAG;
     }
-    if (keep)
-        memcpy(keep, buf, n);
+    return n;
+}
+
+/* Hands a built frame to the transport; an ack is now on its way. */
+static void frame_send(struct hy__chan *ch, const uint8_t *buf, size_t n)
+{
+    struct hy__ep *ep = ch->ep;
     hy__dist_frame_tx(ep, &hy__dist.peers[ch->pi], ch->rshard, buf, n);
     hy__dist_count(&ep->st.frames_tx, 1);
     hy__dist_count(&ch->cst.frames_tx, 1);
@@ -114,6 +121,18 @@ void hy__chan_xmit(struct hy__chan *ch, uint8_t type, uint32_t seq, const uint8_
     ch->sent_this_poll = true;
     ch->ack_due = false;
     ch->unacked_rx = 0;
+}
+
+void hy__chan_xmit(struct hy__chan *ch, uint8_t type, uint32_t seq, const uint8_t *pay,
+                   uint16_t len, uint8_t *keep)
+{
+    uint8_t buf[HY_WIRE_MTU];
+    if (len)
+        memcpy(buf + HY_WIRE_HDR, pay, len);
+    size_t n = frame_build(ch, type, seq, buf, len);
+    if (keep)
+        memcpy(keep, buf, n);
+    frame_send(ch, buf, n);
 }
 
 /* Re-sends a kept DATA frame, refreshing its ack fields. */
@@ -171,6 +190,9 @@ void hy__chan_reset(struct hy__chan *ch, bool keep_queue)
         free(ch->ooo[i].buf);
         ch->ooo[i].buf = NULL;
     }
+    ch->nooo = 0;
+    while (ch->nspare)
+        free(ch->spare[--ch->nspare]);
     if (ch->in_msg) {
         hy__msg_free_local(sh, ch->in_msg);
         ch->in_msg = NULL;
@@ -216,7 +238,7 @@ void hy__chan_pump(struct hy__chan *ch)
             return; /* window full: acks will make room */
         /* the frame's buffer first: without memory the messages stay queued
          * and, as they cannot go out, the connection goes down */
-        uint8_t *fbuf = malloc(HY_WIRE_MTU);
+        uint8_t *fbuf = ch->nspare ? ch->spare[--ch->nspare] : malloc(HY_WIRE_MTU);
         if (!fbuf) {
             int pi = ch->pi;
             hy__dist_count(&ch->ep->st.dropped_nomem, 1);
@@ -226,7 +248,7 @@ void hy__chan_pump(struct hy__chan *ch)
             hy__dist_node_went_down(sh, pi);
             return;
         }
-        uint8_t pay[HY_WIRE_MAXPAY];
+        uint8_t *pay = fbuf + HY_WIRE_HDR; /* the frame is built in its kept buffer */
         uint32_t n = 0;
         while (n < HY_WIRE_MAXPAY) {
             if (!ch->cur) {
@@ -272,11 +294,11 @@ void hy__chan_pump(struct hy__chan *ch)
         struct txf *f = &ch->win[ch->snd_next % WIN];
         free(f->buf);
         f->buf = fbuf;
-        f->len = (uint16_t)(HY_WIRE_HDR + n + (hy__dist.cfg.authenticate ? HY_WIRE_TAG : 0));
+        f->len = (uint16_t)frame_build(ch, HY_WT_DATA, ch->snd_next, fbuf, (uint16_t)n);
         f->rtx = 0;
         f->sacked = false;
         f->sent = hy__dist_now();
-        hy__chan_xmit(ch, HY_WT_DATA, ch->snd_next, pay, (uint16_t)n, f->buf);
+        frame_send(ch, fbuf, f->len);
         ch->snd_next++;
         HY__CH_SET(ch, in_flight, ch->snd_next - ch->snd_una);
         HY__CH_SET(ch, queue_depth, ch->q_len);
@@ -377,10 +399,13 @@ void hy__chan_on_data(struct hy__chan *ch, const struct hy_wire_hdr *h, const ui
             hy__dist_count(&ch->cst.dup_frames, 1);
             return;
         }
+        if (r->buf)
+            ch->nooo--;
         free(r->buf);
         r->buf = malloc(h->len ? h->len : 1);
         if (!r->buf)
             return;
+        ch->nooo++;
         memcpy(r->buf, pay, h->len);
         r->h = *h;
         return;
@@ -397,6 +422,7 @@ void hy__chan_on_data(struct hy__chan *ch, const struct hy_wire_hdr *h, const ui
         uint8_t *b = r->buf;
         struct hy_wire_hdr rh = r->h;
         r->buf = NULL;
+        ch->nooo--;
         take_frame(ch, &rh, b);
         free(b);
         ch->rcv_next++;
@@ -441,7 +467,10 @@ void hy__chan_on_acks(struct hy__chan *ch, const struct hy_wire_hdr *h)
         }
         for (uint32_t s = ch->snd_una; s != h->ack; s++) {
             struct txf *f = &ch->win[s % WIN];
-            free(f->buf);
+            if (f->buf && ch->nspare < CHAN_SPARE)
+                ch->spare[ch->nspare++] = f->buf;
+            else
+                free(f->buf);
             f->buf = NULL;
         }
         ch->snd_una = h->ack;
@@ -647,7 +676,25 @@ int hy__dist_remote_send(struct hy_msg *m, void *ctx)
         if (!ch->master)
             hy__dist_send_ctrl(sh, 0, CTRL_ENSURE, hy__dist.peers[pi].node_id, HY_PID_NONE, HY_REF_NONE);
     }
-    hy__chan_activate(ch); /* framed at the end of the turn, with the turn's other sends */
+    hy__chan_activate(ch);
+    /* A lone message from a process of an otherwise idle shard goes out now:
+     * no other process will run before the end of the turn to share its
+     * frame, so waiting would only add the turn's remaining work to the
+     * round trip. Under load (other processes ready, messages already
+     * queued) the end of the turn frames them together (hy__ep_poll). The
+     * queue keeps one order either way: only its sole message leaves here. */
+    if (ch->state == CH_UP && ch->q_len == 1 && !ch->cur && sh->current && sh->rq_len == 0 &&
+        ch->snd_next - ch->snd_una < WIN) {
+        if (!ch->nspare) {
+            uint8_t *b = malloc(HY_WIRE_MTU); /* (without memory: left to the turn's end) */
+            if (!b)
+                return 0;
+            ch->spare[ch->nspare++] = b;
+        }
+        hy__chan_pump(ch);
+        hy__dist.tp->flush(ep);
+        hy__dist_count(&ep->st.immediate_tx, 1);
+    }
     return 0;
 }
 

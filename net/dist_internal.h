@@ -69,6 +69,7 @@ struct hy__ep {
 #define RTO_MIN_NS 1000000ull /* 1 ms */
 #define RTO_MAX_NS 1000000000ull
 #define HS_RETRY_NS 50000000ull /* handshake frames repeated every 50 ms */
+#define CHAN_SPARE 8          /* frame buffers a channel keeps for reuse */
 #define ACK_DELAY_NS 200000ull /* 200 us */
 #define POLL_EVERY 4            /* turns between socket reads while busy */
 #define HY_TAG_DIST_REPLY (HY_TAG_SYSTEM | 0x44535452ull)
@@ -139,6 +140,7 @@ struct hy__chan {
     /* receiving */
     uint32_t rcv_next;
     struct rxf *ooo;          /* [WIN], likewise: a channel no session reached stays small */
+    unsigned nooo;            /* frames held in ooo (selective acks scan only when some are) */
     /* the message being parsed from the in-order byte stream */
     uint8_t in_hdr[4 + HY_WIRE_MSGHDR];
     uint32_t in_hdr_got;     /* bytes of in_hdr filled */
@@ -153,6 +155,10 @@ struct hy__chan {
     struct waiter *waiters;
     size_t nwaiters;
     bool active; /* listed in the endpoint's active set */
+    /* acknowledged frames' buffers kept for the next frames (no malloc per
+     * frame while a flow runs); freed by hy__chan_reset */
+    uint8_t *spare[CHAN_SPARE];
+    unsigned nspare;
     /* its figures: written by the owning shard with relaxed atomic
      * stores, read by any thread (hy_dist_channel_stats_get) */
     struct hy_dist_channel_stats cst;
