@@ -120,6 +120,27 @@ static void free_home(struct hy_shard *sh, struct hy_msg *m)
     pool->nfree++;
 }
 
+static void ret_push(struct hy_shard *sh, unsigned home, struct hy__ret_list *rl);
+
+/* Puts a buffer of another shard (home) on the list going back there. */
+static inline void ret_add(struct hy_shard *sh, unsigned home, struct hy_msg *m)
+{
+    struct hy__ret_list *rl = &sh->ret[home];
+    unsigned cls = m->cls;
+    m->next = rl->head;
+    if (!rl->head) {
+        rl->tail = m;
+        rl->cls = cls;
+    } else if (rl->cls != cls) {
+        rl->cls = UINT32_MAX;
+    }
+    rl->head = m;
+    if (++rl->n >= RET_BATCH)
+        ret_push(sh, home, rl);
+    else if (rl->n == 1)
+        sh->ret_pending = 1;
+}
+
 static void msg_free_body(struct hy_shard *sh, struct hy_msg *m)
 {
     unsigned home = m->home;
@@ -128,17 +149,37 @@ static void msg_free_body(struct hy_shard *sh, struct hy_msg *m)
     } else if (home == HY_HOME_MALLOC) {
         free(m);
     } else {
-        struct hy__ret_list *rl = &sh->ret[home];
-        m->next = rl->head;
-        rl->head = m;
-        if (++rl->n >= RET_BATCH) {
-            hy__mesh_push(sh, home, (uintptr_t)rl->head | 1u);
-            rl->head = NULL;
-            rl->n = 0;
-        } else if (rl->n == 1) {
-            sh->ret_pending = 1;
-        }
+        ret_add(sh, home, m);
     }
+}
+
+/* What a return list of slab buffers of one class carries in its first
+ * buffer's payload (free space: every buffer on the list is free), so that
+ * the home shard puts the whole list back on its pool in one step without
+ * walking it. */
+struct ret_meta {
+    struct hy_msg *tail;
+    uint32_t n;
+    uint32_t cls;
+};
+
+/* Sends rl's buffers home in one ring entry: bit 0 marks a return list,
+ * bit 1 a list of one slab class with a ret_meta in its head. */
+static void ret_push(struct hy_shard *sh, unsigned home, struct hy__ret_list *rl)
+{
+    struct hy_msg *head = rl->head;
+    uintptr_t e = (uintptr_t)head | 1u;
+    if (rl->cls <= SMALL_CLASS_MAX) {
+        struct ret_meta *mt = (struct ret_meta *)(void *)head->data;
+        mt->tail = rl->tail;
+        mt->n = rl->n;
+        mt->cls = rl->cls;
+        e |= 2u;
+    }
+    hy__mesh_push(sh, home, e);
+    rl->head = NULL;
+    rl->tail = NULL;
+    rl->n = 0;
 }
 
 void hy__ret_flush(struct hy_shard *sh)
@@ -148,11 +189,8 @@ void hy__ret_flush(struct hy_shard *sh)
     sh->ret_pending = 0;
     for (unsigned j = 0; j < hy__rt.nshards; j++) {
         struct hy__ret_list *rl = &sh->ret[j];
-        if (rl->head) {
-            hy__mesh_push(sh, j, (uintptr_t)rl->head | 1u);
-            rl->head = NULL;
-            rl->n = 0;
-        }
+        if (rl->head)
+            ret_push(sh, j, rl);
     }
 }
 
@@ -165,6 +203,20 @@ void hy__ret_receive(struct hy_shard *sh, struct hy_msg *list)
         free_home(sh, list);
         list = n;
     }
+}
+
+/* A return list of one slab class arrived home (ret_push set bit 1): it
+ * goes onto the pool whole, without touching any buffer but its last. */
+void hy__ret_receive_bulk(struct hy_shard *sh, struct hy_msg *head);
+void hy__ret_receive_bulk(struct hy_shard *sh, struct hy_msg *head)
+{
+    const struct ret_meta *mt = (const struct ret_meta *)(const void *)head->data;
+    struct hy__msg_pool *pool = &sh->pools[mt->cls];
+    uint32_t n = mt->n;
+    mt->tail->next = pool->free;
+    pool->free = head;
+    pool->nfree += n;
+    hy__stat_add(&sh->st.buffers_out, -(uint64_t)n);
 }
 
 void hy__msg_pools_fini(struct hy_shard *sh)
@@ -242,12 +294,15 @@ void hy_msg_free(struct hy_msg *m)
     if (cur)
         cur->in_rt++;
     __asm__ volatile("" ::: "memory"); /* raised before m is read */
-    if (__builtin_expect(m->home == sh->id && m->cls <= SMALL_CLASS_MAX, 1)) {
+    unsigned home = m->home;
+    if (__builtin_expect(home == sh->id && m->cls <= SMALL_CLASS_MAX, 1)) {
         struct hy__msg_pool *pool = &sh->pools[m->cls];
         hy__stat_add(&sh->st.buffers_out, (uint64_t)-1);
         m->next = pool->free;
         pool->free = m;
         pool->nfree++;
+    } else if (home < hy__rt.nshards && home != sh->id) {
+        ret_add(sh, home, m); /* another shard's: back home with the next batch */
     } else {
         msg_free_body(sh, m);
     }
@@ -407,6 +462,48 @@ void hy__deliver(struct hy_shard *sh, struct hy_msg *m)
     deliver_body(sh, m);
 }
 
+/* Delivers a run of n ordinary messages (kind HY_K_MSG, all to the same
+ * pid, in order; ms holds their ring entries) drained from one inbound ring: the
+ * receiver is looked up once and the run linked onto its mailbox in one
+ * step, then made ready once. A receiver with a mailbox limit takes them
+ * one at a time (each is checked against the limit). */
+void hy__deliver_run(struct hy_shard *sh, const uintptr_t *ms, unsigned n);
+void hy__deliver_run(struct hy_shard *sh, const uintptr_t *ms, unsigned n)
+{
+    hy_pid to = ((const struct hy_msg *)ms[0])->to;
+    uint32_t idx = hy_pid_slot(to);
+    struct hy_proc *p = NULL;
+    if (__builtin_expect(idx < sh->nslots, 1)) {
+        struct hy__slot *s = &sh->slot_chunks[idx >> HY_SLOT_CHUNK_BITS][idx & (HY_SLOT_CHUNK - 1)];
+        if (s->gen == hy_pid_gen(to) && hy_pid_creation(to) == hy__rt.creation)
+            p = s->proc;
+    }
+    if (!p || p->state >= HY_P_EXITING) {
+        for (unsigned i = 0; i < n; i++)
+            drop_dead(sh, (struct hy_msg *)ms[i]);
+        return;
+    }
+    if (__builtin_expect(p->mb_max != 0, 0)) {
+        for (unsigned i = 0; i < n; i++) {
+            struct hy_msg *m = (struct hy_msg *)ms[i];
+            if (!append_fast(sh, p, m))
+                hy__mailbox_append(sh, p, m);
+        }
+        return;
+    }
+    struct hy_msg **tailp = p->mb_tailp;
+    for (unsigned i = 0; i < n; i++) {
+        struct hy_msg *m = (struct hy_msg *)ms[i];
+        *tailp = m;
+        tailp = &m->next;
+    }
+    *tailp = NULL;
+    p->mb_tailp = tailp;
+    p->mb_len += n;
+    if (p->state == HY_P_WAITING && p->wait_msg)
+        hy__sched_make_ready(sh, p);
+}
+
 void hy__mailbox_drop_all(struct hy_shard *sh, struct hy_proc *p)
 {
     struct hy_msg *m = p->mb_head;
@@ -520,12 +617,55 @@ bool hy__send_fast(struct hy_shard *sh, hy_pid to, unsigned kind, uint64_t tag, 
     return true;
 }
 
+/* The cross-shard fast path of the user sends: a small ordinary message to
+ * a process of another shard of this node. As the same-shard path, the
+ * buffer comes straight off the shard's smallest pool; it then goes into
+ * the ring towards the receiver's shard (the one FIFO per shard pair, as
+ * hy__route would). False (nothing done) when the general path must
+ * decide. Does not charge the sender. */
+static inline bool send_cross_fast(struct hy_shard *sh, hy_pid to, uint64_t tag, hy_ref ref,
+                                   const void *data, size_t len)
+{
+    struct hy__msg_pool *pool = &sh->pools[0];
+    struct hy_msg *m = pool->free;
+    uint64_t here = hy_pid_make(hy__rt.node_id, hy__rt.creation, 0, 0, 0).hi;
+    unsigned dst = hy_pid_shard(to);
+    if (__builtin_expect(!m || len > FAST_LEN_MAX || len > hy__rt.cfg.max_message_size ||
+                             (!data && len) || (to.hi & ~(uint64_t)0xffff) != here ||
+                             dst >= hy__rt.nshards || dst == sh->id,
+                         0))
+        return false;
+    struct hy_proc *cur = sh->current;
+    pool->free = m->next;
+    pool->nfree--;
+    hy__stat_add(&sh->st.buffers_out, 1);
+    if (len)
+        memcpy(m->data, data, len); /* the sender's bytes: a fault here is the sender's */
+    if (cur)
+        cur->in_rt++;
+    HY_FAULT_POINT(HY_FP_MSG);
+    m->next = NULL;
+    m->size = (uint32_t)len;
+    m->kind = HY_K_MSG;
+    m->aux = 0;
+    m->ref = ref;
+    m->from = cur ? cur->pid : HY_PID_NONE;
+    m->tag = tag;
+    m->to = to;
+    hy__stat_add(&sh->st.msgs_sent_cross, 1);
+    hy__mesh_push(sh, dst, (uintptr_t)m);
+    if (cur)
+        cur->in_rt--;
+    return true;
+}
+
 static inline int send_user(hy_pid to, uint64_t tag, hy_ref ref, const void *data, size_t len,
                             bool sys)
 {
     struct hy_shard *sh = hy__tls_shard;
     if (sh && ((tag & HY_TAG_SYSTEM) == 0 || sys) &&
-        hy__send_fast(sh, to, HY_K_MSG, tag, ref, data, len)) {
+        (hy_pid_shard(to) == sh->id ? hy__send_fast(sh, to, HY_K_MSG, tag, ref, data, len)
+                                    : send_cross_fast(sh, to, tag, ref, data, len))) {
         if (sh->current)
             hy__charge(sh->current);
         return 0;

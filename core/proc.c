@@ -288,7 +288,7 @@ int hy__proc_create(struct hy_shard *sh, hy_proc_fn fn, void *arg, const struct 
         slot_free(sh, idx);
         return HY_ENOMEM;
     }
-    memset(p, 0, sizeof(*p));
+    memset(p, 0, offsetof(struct hy_proc, reason)); /* the reasons are written before use */
     struct hy__slot *s = slot_at(sh, idx);
     p->pid = hy_pid_make(hy__rt.node_id, hy__rt.creation, (uint16_t)sh->id, idx, s->gen);
     p->shard = sh;
@@ -331,9 +331,10 @@ void hy__proc_entry(void *arg)
 #ifdef HY_ASAN
     __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
 #endif
+    static const struct hy_reason normal = {.kind = HY_REASON_NORMAL};
     struct hy_proc *p = arg;
     p->fn(p->arg);
-    hy__proc_exit_current(p, hy_reason_make(HY_REASON_NORMAL));
+    hy__proc_exit_current(p, normal);
 }
 
 void hy__proc_exit_current(struct hy_proc *p, struct hy_reason r)
@@ -372,17 +373,25 @@ int hy_exit_reason(struct hy_reason *out)
 void hy__proc_reap(struct hy_shard *sh, struct hy_proc *p)
 {
     p->state = HY_P_EXITING;
-    run_cleanups(p);
+    /* The common exit (no cleanups, sockets, links, timers, messages or
+     * arena) tests each and calls nothing. */
+    if (p->cleanups)
+        run_cleanups(p);
     if (p->socks)
         hy__sock_proc_exit(sh, p);
-    if (hy__on_proc_exit_hook)
+    if (hy__on_proc_exit_hook && p->sig) /* the hook handles links, monitors, names */
         hy__on_proc_exit_hook(sh, p);
-    hy__timer_proc_exit(sh, p);
-    hy__wait_disarm(sh, p);
-    hy__mailbox_drop_all(sh, p);
+    if (p->timers)
+        hy__timer_proc_exit(sh, p);
+    if (p->wait_timer.arm_pprev || hy__wtimer_armed(&p->wait_timer.wt))
+        hy__wait_disarm(sh, p);
+    if (p->mb_head)
+        hy__mailbox_drop_all(sh, p);
+    p->mark = NULL;
     if (p->blocking_job)
         hy__blocking_proc_exit(sh, p); /* keeps its stack and arena for fn */
-    arena_free_all(p);
+    if (p->arena)
+        arena_free_all(p);
     hy__stack_release(sh, p);
     p->state = HY_P_DEAD;
     slot_free(sh, hy_pid_slot(p->pid));
@@ -566,7 +575,16 @@ int hy_spawn_opt(hy_proc_fn fn, void *arg, const struct hy_spawn_opts *opts, hy_
 
 int hy_spawn(hy_proc_fn fn, void *arg, hy_pid *out)
 {
-    return hy_spawn_opt(fn, arg, NULL, out);
+    /* hy_spawn_opt with the defaults, without checking options it cannot have */
+    struct hy_shard *sh = hy__shard();
+    if (!sh)
+        return HY_ENOTSHARD;
+    if (!fn)
+        return HY_EINVAL;
+    int rc = hy__proc_create(sh, fn, arg, NULL, NULL, 0, out, NULL);
+    if (rc == 0 && sh->current)
+        hy__charge(sh->current);
+    return rc;
 }
 
 hy_pid hy_self(void)

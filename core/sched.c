@@ -88,7 +88,7 @@ struct hy_proc *hy__sched_take_handoff(struct hy_shard *sh, struct hy_proc *p)
     struct hy_proc *next = sh->rq_head;
     if (!next || next == p || sh->handoffs >= hy__rt.cfg.run_batch ||
         next->stack_mode != HY_STACK_GUARDED || next->exit_pending || p->budget <= 0 ||
-        !hy__stack_ready(sh, next))
+        (!next->stack && !hy__stack_ready(sh, next)))
         return NULL;
     sh->rq_head = next->rq_next;
     if (!sh->rq_head)
@@ -218,8 +218,10 @@ int hy_hook_remove_poll(struct hy_poll_hook *hook)
     return HY_ENOENT;
 }
 
-/* One scheduler turn; returns how much work it found. */
-static unsigned turn(struct hy_shard *sh)
+/* Runs up to run_batch ready processes, publishing what each sent as it
+ * switches out; returns how many ran plus what the looks at the inbound
+ * rings found. */
+static unsigned run_ready(struct hy_shard *sh)
 {
     unsigned work = 0, ran = 0;
     unsigned batch = hy__rt.cfg.run_batch;
@@ -239,11 +241,30 @@ static unsigned turn(struct hy_shard *sh)
             hy__reap_pending(sh);
         ran++;
     }
-    work += ran;
+    return work + ran;
+}
+
+/* One scheduler turn; returns how much work it found. */
+static unsigned turn(struct hy_shard *sh)
+{
+    unsigned work = run_ready(sh);
     hy__ret_flush(sh);
     if (sh->ndirty | sh->novf)
         hy__mesh_flush(sh);
-    work += hy__mesh_poll(sh);
+    unsigned polled = hy__mesh_poll(sh);
+    work += polled;
+    /* what the rings just made ready runs now, not after the rest of the
+     * turn: a message from another shard is answered within this turn */
+    if (polled && sh->rq_head) {
+        /* publish what the drain's handlers sent first (replies to other
+         * shards must not wait behind a process that runs long) */
+        if (sh->ndirty | sh->novf | (uint32_t)sh->ret_pending) {
+            hy__ret_flush(sh);
+            hy__mesh_flush(sh);
+        }
+        work += run_ready(sh);
+        hy__ret_flush(sh);
+    }
     sh->now = hy_now_ns();
     hy__timer_expire(sh);
     if (sh->reap_head) {

@@ -179,9 +179,6 @@ struct hy_proc {
     size_t arena_bytes;
     struct hy__cleanup *cleanups;
 
-    struct hy_reason reason;   /* why it is exiting */
-    struct hy_reason exit_reason_pending;
-
     uint64_t reductions;       /* times scheduled */
     uint64_t run_start_cpu_ns; /* for the stall detector */
 
@@ -198,6 +195,12 @@ struct hy_proc {
     void *asan_fake;
     /* ThreadSanitizer fiber (ctx_internal.h), NULL otherwise */
     void *tsan_fiber;
+
+    /* Cold, last: a spawn does not clear them (hy__proc_create zeroes the
+     * record up to here). reason is written before anything reads it (every
+     * way to end sets it); exit_reason_pending whenever exit_pending is set. */
+    struct hy_reason reason;   /* why it is exiting */
+    struct hy_reason exit_reason_pending;
 };
 
 /* ---- shards ------------------------------------------------------------- */
@@ -238,6 +241,8 @@ struct hy__overflow {
 struct hy__ret_list {
     struct hy_msg *head;   /* buffers homed on that shard, to send back */
     uint32_t n;
+    uint32_t cls;          /* their common size class, or UINT32_MAX if mixed */
+    struct hy_msg *tail;   /* the first one freed: the list's last */
 };
 
 struct hy_shard {

@@ -377,15 +377,28 @@ void hy__stack_release(struct hy_shard *sh, struct hy_proc *p)
 {
     hy__tsan_fiber_free(p->tsan_fiber);
     p->tsan_fiber = NULL;
-    if (p->stack) {
-        hy__stack_put(sh, p->stack);
+    struct hy_stack *s = p->stack;
+    if (s) {
         p->stack = NULL;
+#ifndef HY_ASAN
+        if (p->stack_size == hy__rt.cfg.stack_size) {
+            /* a pool-sized stack (the record sits at its top): back on the
+             * pool's head, where the next spawn takes it */
+            s->next = sh->stack_pool;
+            sh->stack_pool = s;
+            sh->stack_pool_n++;
+            atomic_store_explicit(&sh->st.stacks_pooled, sh->stack_pool_n, memory_order_relaxed);
+        } else
+#endif
+            hy__stack_put(sh, s);
     }
     if (sh->compact_owner == p)
         sh->compact_owner = NULL;
-    free(p->copy);
-    p->copy = NULL;
-    p->copy_len = p->copy_cap = 0;
+    if (p->copy) {
+        free(p->copy);
+        p->copy = NULL;
+        p->copy_len = p->copy_cap = 0;
+    }
 }
 
 /* ---- switching ----------------------------------------------------------- */
@@ -394,9 +407,21 @@ bool hy__stack_ready(struct hy_shard *sh, struct hy_proc *p)
 {
     if (p->stack)
         return true;
-    p->stack = hy__stack_get(sh, p->stack_size);
-    if (!p->stack)
-        return false;
+    struct hy_stack *s = sh->stack_pool;
+    if (s && p->stack_size == hy__rt.cfg.stack_size) {
+        /* the pool's head: most often the stack the last exit gave back,
+         * still in the cache (a spawn/exit churn reuses one stack) */
+        sh->stack_pool = s->next;
+        sh->stack_pool_n--;
+        if (sh->stack_pool_n < sh->stack_pool_low)
+            sh->stack_pool_low = sh->stack_pool_n;
+        atomic_store_explicit(&sh->st.stacks_pooled, sh->stack_pool_n, memory_order_relaxed);
+        p->stack = s;
+    } else {
+        p->stack = hy__stack_get(sh, p->stack_size);
+        if (!p->stack)
+            return false;
+    }
     p->sp = hy__ctx_make((char *)p->stack->lo + p->stack->size, hy__proc_entry, p);
     return true;
 }

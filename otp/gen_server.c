@@ -25,8 +25,15 @@ struct gs_crash {
     struct hy_msg *cur;            /* the message being handled, or NULL */
     hy_pid self;
     char name[HY_NAME_MAX];        /* registered name, or "" */
-    char last[HY_PID_STRLEN + 64]; /* the last message handled, or "" */
+    /* the last message handled (has_last), formatted only for a report */
+    bool has_last;
+    uint64_t last_tag;
+    hy_pid last_from;
+    size_t last_size;
 };
+
+#define GS_LAST_TEXT (HY_PID_STRLEN + 64)
+static const char *last_text(const struct gs_crash *c, char *buf, size_t len);
 
 struct hy_gs {
     const struct hy_gen_server_ops *ops;
@@ -99,6 +106,7 @@ static __attribute__((noreturn)) void terminate_and_exit(struct hy_gs *gs, struc
 {
     if (r.kind != HY_REASON_NORMAL && r.kind != HY_REASON_SHUTDOWN) {
         /* OTP's "** Generic server terminating" error report */
+        char last[GS_LAST_TEXT];
         struct hy_report rep = {
             .type = HY_REPORT_CRASH,
             .level = HY_LOG_ERROR,
@@ -106,7 +114,7 @@ static __attribute__((noreturn)) void terminate_and_exit(struct hy_gs *gs, struc
             .who = hy_self(),
             .reason = &r,
             .name = gs->crash && gs->crash->name[0] ? gs->crash->name : NULL,
-            .last_message = gs->crash && gs->crash->last[0] ? gs->crash->last : NULL,
+            .last_message = last_text(gs->crash, last, sizeof(last)),
         };
         hy_report(&rep);
     }
@@ -129,10 +137,15 @@ static void after(struct hy_gs *gs, int res)
     }
 }
 
-static void describe(char *buf, size_t len, const struct hy_msg *m)
+/* The crash report's words for the last message handled, into buf; NULL
+ * when there is none. Formatted only when a report is made: a server
+ * handles messages far more often than it crashes. */
+static const char *last_text(const struct gs_crash *c, char *buf, size_t len)
 {
+    if (!c || !c->has_last)
+        return NULL;
     char from[HY_PID_STRLEN];
-    uint64_t tag = m->tag;
+    uint64_t tag = c->last_tag;
     const char *kind = "info";
     if ((tag & (HY_TAG_SYSTEM | CALL_BIT)) == (HY_TAG_SYSTEM | CALL_BIT))
         kind = "call";
@@ -143,7 +156,8 @@ static void describe(char *buf, size_t len, const struct hy_msg *m)
     if (kind[0] == 'c')
         tag &= TAG_MASK;
     snprintf(buf, len, "%s tag=0x%llx from=%s size=%zu", kind, (unsigned long long)tag,
-             hy_pid_format(m->from, from, sizeof(from)), (size_t)m->size);
+             hy_pid_format(c->last_from, from, sizeof(from)), c->last_size);
+    return buf;
 }
 
 /* Exit handler: a server that dies inside a callback (a fault, hy_panic,
@@ -157,6 +171,7 @@ static void free_current(void *a)
     struct hy_reason r;
     if (hy_exit_reason(&r) == 0 &&
         (r.kind == HY_REASON_CRASH || r.kind == HY_REASON_USER)) {
+        char last[GS_LAST_TEXT];
         struct hy_report rep = {
             .type = HY_REPORT_CRASH,
             .level = HY_LOG_ERROR,
@@ -164,7 +179,7 @@ static void free_current(void *a)
             .who = c->self,
             .reason = &r,
             .name = c->name[0] ? c->name : NULL,
-            .last_message = c->last,
+            .last_message = last_text(c, last, sizeof(last)),
         };
         hy_report(&rep);
     }
@@ -224,7 +239,10 @@ static void server_main(void *a)
             continue;
         if (cur) {
             *cur = m;
-            describe(crash->last, sizeof(crash->last), m);
+            crash->has_last = true;
+            crash->last_tag = m->tag;
+            crash->last_from = m->from;
+            crash->last_size = m->size;
         }
         uint64_t tag = m->tag;
         int r = HY_GS_OK;

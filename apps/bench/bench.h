@@ -188,6 +188,10 @@ int bench_proc_memory_child(const struct bench_env *env, enum hy_stack_mode mode
 int bench_ring_raw_run(const struct bench *b, const struct bench_env *env);
 int bench_ring_raw_rtt_run(const struct bench *b, const struct bench_env *env);
 
+/* bench_memcache.c: a closed-loop client of a memcached-compatible server
+ * (MC_SERVER=HOST:PORT; skipped without it). */
+int bench_memcache_run(const struct bench *b, const struct bench_env *env);
+
 /* bench_ctx_floor (main.c) wraps the floor of ctx_floor.c: */
 int bench_ctx_floor_run(const struct bench *b, const struct bench_env *env);
 /* ctx_floor.c: ns per bare register switch over iters switches, no

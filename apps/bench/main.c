@@ -8,6 +8,9 @@
  *     hydra-bench --console NAME  run with the node console on and scraped
  *                                 once a second (its cost on the figures)
  *     SCALE=0.1 hydra-bench       multiply every count by SCALE
+ *     MC_SERVER=127.0.0.1:11211 hydra-bench memcache
+ *                                 closed-loop client of a memcached-compatible
+ *                                 server (MC_* settings: bench_memcache.c)
  *
  * Output: one "bench=<name> value=<number> unit=<unit>" line per benchmark;
  * every other line starts with '#'. Exit status 1 if a benchmark failed,
@@ -141,6 +144,7 @@ static const struct bench benches[] = {
     {.name = "dist_rtt", .unit = "us/rtt", .decimals = 2, .run = bench_dist_rtt_run},
     {.name = "dist_rtt_busy", .unit = "us/rtt", .decimals = 2, .run = bench_dist_rtt_busy_run},
     {.name = "dist_throughput", .unit = "Mmsg/s", .decimals = 3, .run = bench_dist_throughput_run},
+    {.name = "memcache", .unit = "ops/s", .decimals = 0, .run = bench_memcache_run},
 };
 
 #define NBENCHES (sizeof(benches) / sizeof(benches[0]))

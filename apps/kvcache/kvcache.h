@@ -48,8 +48,23 @@ struct kvcache_conn_link {
     bool busy; /* between reading a request and finishing its reply */
 };
 
+/* The commands this shard's connections forward to one owner in the
+ * current turn: one KVCACHE_REQ_BATCH message carries them all. The first
+ * connection to add one (the leader) yields once, so the other connections
+ * ready in the same turn can add theirs, then sends the batch, waits for
+ * the reply and hands each connection its part (KVCACHE_TAG_LAST, or
+ * KVCACHE_TAG_FAIL when the owner did not answer) under its own ref. */
+struct kvcache_fwd {
+    struct kvcache_out req; /* [u32 len][command] per command */
+    hy_pid *who;            /* the connection of each command */
+    hy_ref *refs;           /* the ref it waits on */
+    size_t n, cap;
+    hy_pid leader;          /* HY_PID_NONE: no batch open */
+};
+
 struct kvcache_shard {
     struct kvcache_store *store;   /* NULL while the owner (re)starts */
+    struct kvcache_fwd *fwd[KVCACHE_MAX_SHARDS]; /* per owner; this shard's thread only */
     bool stopping;                 /* the node stops: connections end */
     struct kvcache_conn_link conns; /* list head */
     _Atomic uint64_t bytes_read, bytes_written, cmd_meta, curr_conns, total_conns;
@@ -74,11 +89,13 @@ enum kvcache_req {
     KVCACHE_REQ_FLUSH,      /* int64 delay follows; empty reply */
     KVCACHE_REQ_RESET,      /* `stats reset`; empty reply */
     KVCACHE_REQ_STOP_CONNS, /* the node stops: end idle connections now; no reply */
+    KVCACHE_REQ_BATCH,      /* [u32 len][command] ...: reply one [u32 len][output] chunk each */
 };
 
 #define KVCACHE_TAG_REQ 0x4b5652ull       /* "KVR" */
 #define KVCACHE_TAG_PART 0x4b5650ull      /* a reply part, more follow */
 #define KVCACHE_TAG_LAST 0x4b564cull      /* the last reply part */
+#define KVCACHE_TAG_FAIL 0x4b5646ull      /* no reply: the owner did not answer */
 
 struct kvcache_stats_reply {
     struct kvcache_counters c;

@@ -28,9 +28,19 @@ struct conn {
     bool close;
 };
 
+static void fwd_fail_all(struct kvcache_fwd *f);
+
 static void conn_cleanup(void *arg)
 {
     struct conn *c = arg;
+    /* a leader that ends with its batch unsent (an exit signal while it
+     * yielded): its waiters get KVCACHE_TAG_FAIL now, the next forward
+     * opens a new batch */
+    for (unsigned o = 0; o < KVCACHE_MAX_SHARDS; o++) {
+        struct kvcache_fwd *f = c->sh->fwd[o];
+        if (f && f->n && hy_pid_eq(f->leader, c->link.pid))
+            fwd_fail_all(f);
+    }
     atomic_store_explicit(&c->sh->curr_conns,
                           atomic_load_explicit(&c->sh->curr_conns, memory_order_relaxed) - 1,
                           memory_order_relaxed);
@@ -87,6 +97,115 @@ static bool flush(struct conn *c)
     return true;
 }
 
+/* ---- forwarding: one batch per owner per turn ---------------------------------- */
+
+static void fwd_reset(struct kvcache_fwd *f)
+{
+    f->req.len = 0;
+    f->req.oom = false;
+    f->n = 0;
+    f->leader = HY_PID_NONE;
+}
+
+static void fwd_fail_all(struct kvcache_fwd *f)
+{
+    for (size_t i = 0; i < f->n; i++)
+        if (!hy_pid_eq(f->who[i], f->leader))
+            hy_send_ref(f->who[i], KVCACHE_TAG_FAIL, f->refs[i], NULL, 0);
+    fwd_reset(f);
+}
+
+/* runs raw[0..len) (one whole command) at shard o and appends its output
+ * to out; 0, or an error (the owner did not answer, no memory) */
+static int forward(struct conn *c, unsigned o, const char *raw, size_t len, struct kvcache_out *out)
+{
+    struct kvcache_fwd *f = c->sh->fwd[o];
+    if (!f) {
+        f = calloc(1, sizeof(*f));
+        if (!f)
+            return HY_ENOMEM;
+        c->sh->fwd[o] = f;
+    }
+    if (f->n == f->cap) {
+        size_t cap = f->cap ? f->cap * 2 : 16;
+        hy_pid *who = realloc(f->who, cap * sizeof(*who));
+        if (!who)
+            return HY_ENOMEM;
+        f->who = who;
+        hy_ref *refs = realloc(f->refs, cap * sizeof(*refs));
+        if (!refs)
+            return HY_ENOMEM;
+        f->refs = refs;
+        f->cap = cap;
+    }
+    /* a batch stays within one message (the runtime's limit is the item
+     * limit plus 128 KiB): a command that would overflow the open batch
+     * goes alone */
+    if (f->n > 0 && f->req.len + 4 + len > (size_t)kvcache_cfg.set.item_size_max + 64 * 1024) {
+        struct kvcache_out rep = {0};
+        int rr = kvcache_server_request(o, KVCACHE_REQ_RAW, raw, len, &rep);
+        if (rr == 0)
+            kvcache_out_put(out, rep.buf, rep.len);
+        kvcache_out_fini(&rep);
+        return rr;
+    }
+    hy_ref ref;
+    int rc = hy_ref_make(&ref);
+    if (rc != 0)
+        return rc;
+    bool leader = f->n == 0;
+    uint32_t l32 = (uint32_t)len;
+    kvcache_out_put(&f->req, &l32, 4);
+    kvcache_out_put(&f->req, raw, len);
+    f->who[f->n] = c->link.pid;
+    f->refs[f->n] = ref;
+    f->n++;
+    if (!leader)
+        return kvcache_server_wait(ref, out) == 0 ? 0 : HY_ENOPROC;
+    f->leader = c->link.pid;
+    /* the other connections ready in this turn add theirs meanwhile */
+    hy_yield();
+    /* detach the batch: forwards from now on open the next one */
+    struct kvcache_out req = f->req;
+    size_t n = f->n;
+    hy_pid *who = f->who;
+    hy_ref *refs = f->refs;
+    f->req = (struct kvcache_out){0};
+    f->who = NULL;
+    f->refs = NULL;
+    f->cap = 0;
+    fwd_reset(f);
+    struct kvcache_out rep = {0};
+    rc = req.oom ? HY_ENOMEM : kvcache_server_request(o, KVCACHE_REQ_BATCH, req.buf, req.len, &rep);
+    size_t cur = 0;
+    int own = HY_ENOPROC;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t l = 0;
+        bool have = rc == 0 && cur + 4 <= rep.len;
+        if (have) {
+            memcpy(&l, rep.buf + cur, 4);
+            have = cur + 4 + l <= rep.len;
+        }
+        if (i == 0) { /* the leader's own command comes first */
+            if (have) {
+                kvcache_out_put(out, rep.buf + cur + 4, l);
+                own = 0;
+            }
+        } else if (have) {
+            hy_send_ref(who[i], KVCACHE_TAG_LAST, refs[i], rep.buf + cur + 4, l);
+        } else {
+            hy_send_ref(who[i], KVCACHE_TAG_FAIL, refs[i], NULL, 0);
+        }
+        if (have)
+            cur += 4 + l;
+    }
+    kvcache_out_fini(&req);
+    kvcache_out_fini(&rep);
+    free(who);
+    free(refs);
+    return own;
+}
+
 static const char *op_word(enum kvcache_op op)
 {
     switch (op) {
@@ -103,7 +222,8 @@ static const char *op_word(enum kvcache_op op)
 
 /* the get family over several shards: one sub-request per remote shard,
  * sent together, then the replies stitched in the keys' order */
-static void do_get(struct conn *c, struct kvcache_store *st, const struct kvcache_cmd *cmd)
+static void do_get(struct conn *c, struct kvcache_store *st, const struct kvcache_cmd *cmd,
+                   const char *raw)
 {
     unsigned n = kvcache_cfg.set.nshards;
     uint64_t mask = 0;
@@ -112,8 +232,15 @@ static void do_get(struct conn *c, struct kvcache_store *st, const struct kvcach
     size_t nk;
     while (kvcache_proto_next_key(cmd, &pos, &k, &nk))
         mask |= 1ull << kvcache_key_owner(k, nk);
-    if ((mask & ~(1ull << c->shard)) == 0) {
+    if ((mask & ~(1ull << c->shard)) == 0 && st) {
         kvcache_proto_exec(st, cmd, &c->out);
+        return;
+    }
+    if (mask && (mask & (mask - 1)) == 0) {
+        /* one owner, not this shard's store: the command goes whole */
+        unsigned o = (unsigned)__builtin_ctzll(mask);
+        if (forward(c, o, raw, cmd->total, &c->out) != 0)
+            kvcache_out_str(&c->out, "SERVER_ERROR key owner unavailable\r\n");
         return;
     }
     struct kvcache_out req[KVCACHE_MAX_SHARDS];
@@ -245,7 +372,7 @@ static void handle(struct conn *c, const struct kvcache_cmd *cmd, const char *ra
     case KVCACHE_OP_GETS:
     case KVCACHE_OP_GAT:
     case KVCACHE_OP_GATS:
-        do_get(c, st, cmd);
+        do_get(c, st, cmd, raw);
         return;
     case KVCACHE_OP_STATS:
         do_stats(c, cmd);
@@ -274,14 +401,8 @@ static void handle(struct conn *c, const struct kvcache_cmd *cmd, const char *ra
         kvcache_proto_exec(st, cmd, &c->out);
         return;
     }
-    c->scratch.len = 0;
-    if (kvcache_server_request(o, KVCACHE_REQ_RAW, raw, cmd->total, &c->scratch) != 0) {
+    if (forward(c, o, raw, cmd->total, &c->out) != 0)
         kvcache_out_str(&c->out, "SERVER_ERROR key owner unavailable\r\n");
-        return;
-    }
-    kvcache_out_put(&c->out, c->scratch.buf, c->scratch.len);
-    if (c->scratch.cap > 4 * OUT_HIGH)
-        kvcache_out_fini(&c->scratch);
 }
 
 /* doubles the input buffer, up to a get line plus the largest item;

@@ -128,6 +128,34 @@ static void serve_getkeys(struct kvcache_store *st, const char *p, size_t n, str
     }
 }
 
+/* [u32 len][command] ...: runs each, one [u32 len][output] chunk each */
+static void serve_batch(struct kvcache_store *st, const char *p, size_t n, struct kvcache_out *out)
+{
+    size_t at = 0;
+    while (at + 4 <= n) {
+        uint32_t l;
+        memcpy(&l, p + at, 4);
+        if (l > n - at - 4)
+            return;
+        size_t start = out->len;
+        uint32_t zero = 0;
+        kvcache_out_put(out, &zero, 4);
+        if (out->oom)
+            return;
+        struct kvcache_cmd cmd;
+        size_t need;
+        if (kvcache_proto_parse(p + at + 4, l, kvcache_cfg.set.item_size_max, &cmd, &need) > 0)
+            kvcache_proto_exec(st, &cmd, out);
+        else
+            kvcache_out_str(out, "SERVER_ERROR forwarded command incomplete\r\n");
+        if (out->oom)
+            return;
+        uint32_t len = (uint32_t)(out->len - start - 4);
+        memcpy(out->buf + start, &len, 4);
+        at += 4 + l;
+    }
+}
+
 static int owner_info(struct hy_gs *gs, const struct hy_msg *m)
 {
     (void)gs;
@@ -150,6 +178,10 @@ static int owner_info(struct hy_gs *gs, const struct hy_msg *m)
         reply_parts(m, &out, false);
         break;
     }
+    case KVCACHE_REQ_BATCH:
+        serve_batch(st, p, n, &out);
+        reply_parts(m, &out, true);
+        break;
     case KVCACHE_REQ_GETKEYS:
         serve_getkeys(st, p, n, &out);
         reply_parts(m, &out, true);
@@ -238,6 +270,10 @@ int kvcache_server_wait(hy_ref ref, struct kvcache_out *reply)
         int rc = hy_recv_ref(ref, &r, REQ_TIMEOUT_NS);
         if (rc != 0)
             return rc;
+        if (r->tag == KVCACHE_TAG_FAIL) {
+            hy_msg_free(r);
+            return HY_ENOPROC;
+        }
         bool last = r->tag == KVCACHE_TAG_LAST;
         kvcache_out_put(reply, r->data, r->size);
         hy_msg_free(r);

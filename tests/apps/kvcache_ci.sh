@@ -3,6 +3,7 @@
 # background), waits for its port, and talks to it with real clients:
 #   memccapable -a      every ascii test of libmemcached-tools (listed)
 #   memcstat, memccp, memccat, memcflush
+#   hydra-bench memcache  the closed-loop client of scripts/bench-kvcache
 #   tests/apps/kvcache_clients.py   pymemcache over 32 connections, bad
 #                       input, a client that never reads, 10,000 idle
 #                       connections, slowloris
@@ -60,6 +61,24 @@ memcflush --servers=127.0.0.1:$port || bad "memcflush"
 memccat --servers=127.0.0.1:$port "$(basename "$f")" >/dev/null 2>&1 && bad "memccat found the key after memcflush"
 rm -f "$f"
 note "memcstat, memccp, memccat, memcflush ok"
+
+# hydra-bench's closed-loop client (scripts/bench-kvcache): every reply checked
+hb=build/apps/bench/hydra-bench
+if [ -x $hb ]; then
+    for mv in 9:1,32 1:1,1024; do
+        line=$(MC_SERVER=127.0.0.1:$port MC_CONNS=20 MC_MIX=${mv%,*} MC_VALUE=${mv#*,} MC_KEYS=2000 \
+            MC_SECS=1 timeout 120 $hb memcache 2>&1)
+        grep -q '^bench=memcache value=[1-9].* errors=0 ' <<<"$line" ||
+            bad "hydra-bench memcache ${mv/,/, } B: $(tail -3 <<<"$line")"
+    done
+    # 600 KB values from 40 connections at once: the forwards of one turn
+    # would overflow one message; each batch stays within it
+    line=$(MC_SERVER=127.0.0.1:$port MC_CONNS=40 MC_MIX=1:1 MC_VALUE=600000 MC_KEYS=40 \
+        MC_SECS=1 timeout 120 $hb memcache 2>&1)
+    grep -q '^bench=memcache value=[1-9].* errors=0 ' <<<"$line" ||
+        bad "hydra-bench memcache 600 KB values: $(tail -3 <<<"$line")"
+    note "hydra-bench memcache (9:1 32 B, 1:1 1 KiB, 1:1 600 KB; every reply checked) ok"
+fi
 
 timeout 600 /usr/bin/python3 tests/apps/kvcache_clients.py "127.0.0.1:$port" --idle 10000 --read-timeout 2 |
     sed 's/^/   /'

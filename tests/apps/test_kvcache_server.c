@@ -1,6 +1,6 @@
 /* Tests of apps/kvcache/kvcache_server.c: the key owners under their
  * supervisors in a running two-shard node. A command on a key of the other
- * shard is forwarded and answered; a killed owner is restarted by its
+ * shard is forwarded and answered (alone, or in a batch); a killed owner is restarted by its
  * supervisor with an empty store and the node keeps serving. The checks run
  * in the application's main process and are asserted after the node stops
  * (cmocka must not unwind a process's stack). */
@@ -58,11 +58,59 @@ static void key_of(unsigned s, char *k, size_t cap)
     }
 }
 
+static void put_entry(struct kvcache_out *o, const char *c, uint32_t len)
+{
+    kvcache_out_put(o, &len, 4);
+    kvcache_out_put(o, c, strlen(c));
+}
+
+/* a batch of forwarded commands: one [u32 len][output] chunk per command,
+ * in order; a command cut short gets SERVER_ERROR; an entry whose length
+ * runs past the message is dropped */
+static void batch(const char *k)
+{
+    char set[96], get[64], want[96];
+    snprintf(set, sizeof(set), "set %s 0 0 2\r\nab\r\n", k);
+    snprintf(get, sizeof(get), "get %s\r\n", k);
+    snprintf(want, sizeof(want), "VALUE %s 0 2\r\nab\r\nEND\r\n", k);
+    const char *cut = "set x 0 0 5\r\nab";
+    struct kvcache_out req = {0}, rep = {0};
+    put_entry(&req, set, (uint32_t)strlen(set));
+    put_entry(&req, get, (uint32_t)strlen(get));
+    put_entry(&req, cut, (uint32_t)strlen(cut));
+    put_entry(&req, get, 1000); /* claims more than the message holds */
+    int rc = kvcache_server_request(1, KVCACHE_REQ_BATCH, req.buf, req.len, &rep);
+    const char *expect[] = {"STORED\r\n", want, "SERVER_ERROR forwarded command incomplete\r\n"};
+    size_t at = 0;
+    note(rc == 0, "batch: %s", hy_strerror(rc));
+    for (size_t i = 0; rc == 0 && i < 3; i++) {
+        uint32_t l = 0;
+        if (at + 4 <= rep.len)
+            memcpy(&l, rep.buf + at, 4);
+        bool ok = at + 4 + l <= rep.len && l == strlen(expect[i]) &&
+                  memcmp(rep.buf + at + 4, expect[i], l) == 0;
+        note(ok, "batch reply %zu: %.*s", i, (int)l, at + 4 + l <= rep.len ? rep.buf + at + 4 : "");
+        at += 4 + l;
+    }
+    note(rc != 0 || at == rep.len, "batch: %zu bytes after the 3 replies", rep.len - at);
+    kvcache_out_fini(&req);
+    kvcache_out_fini(&rep);
+
+    /* a connection whose batch leader got no answer is told so */
+    hy_ref ref;
+    hy_ref_make(&ref);
+    hy_send_ref(hy_self(), KVCACHE_TAG_FAIL, ref, NULL, 0);
+    struct kvcache_out r = {0};
+    note(kvcache_server_wait(ref, &r) == HY_ENOPROC, "KVCACHE_TAG_FAIL: HY_ENOPROC");
+    kvcache_out_fini(&r);
+}
+
 static void body(void *arg)
 {
     (void)arg;
     char k[32], cmd[96], r[256];
     key_of(1, k, sizeof(k));
+    batch(k);
     snprintf(cmd, sizeof(cmd), "set %s 0 0 5\r\nhello\r\n", k);
     note(ask(1, cmd, r, sizeof(r)) == 0 && strcmp(r, "STORED\r\n") == 0, "set: %s", r);
     snprintf(cmd, sizeof(cmd), "get %s\r\n", k);

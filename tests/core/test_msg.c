@@ -585,6 +585,99 @@ static void test_msg_fast_and_general_paths_keep_order(void **state)
     hy_test_run(1, body_mixed_paths, NULL);
 }
 
+/* Across shards: a sender on shard 1 mixes the cross-shard fast path
+ * (small), the general path (bigger, another buffer class), alias sends (a
+ * kind that is not an ordinary message) and sends to a second receiver, so
+ * that the receiving shard drains bursts with runs to one receiver broken
+ * up in every way; the last message answers a receive marker set before the
+ * first was sent. Everything arrives in order, and every buffer of shard 1
+ * goes back home (the return lists, whole-class and mixed). */
+#define XB_N 3000u
+
+static struct {
+    hy_pid main, other;
+    hy_alias alias;
+    hy_ref ref;
+} xb;
+
+static void xb_other(void *arg)
+{
+    (void)arg;
+    uint32_t got = 0;
+    for (uint32_t i = 0; i < XB_N; i += 7) {
+        struct hy_msg *m = hy_test_must_recv_tag(T_DATA, WAIT_NS);
+        if (!m)
+            return;
+        HY_CHECK_EQ(payload_u32(m), i);
+        got += payload_u32(m) == i;
+        hy_msg_free(m);
+    }
+    hy_test_send_u32(xb.main, T_DONE, got);
+}
+
+static void xb_sender(void *arg)
+{
+    (void)arg;
+    for (uint32_t i = 0; i < XB_N; i++) {
+        send_mixed(xb.main, i, xb.alias);
+        if (i % 7 == 0)
+            hy_test_send_u32(xb.other, T_DATA, i);
+    }
+    uint32_t v = 4242;
+    HY_CHECK_EQ(hy_send_ref(xb.main, T_DATA, xb.ref, &v, sizeof(v)), 0);
+}
+
+static bool shard1_buffers_home(void *arg)
+{
+    (void)arg;
+    return SHARD(1, buffers_out) == 0;
+}
+
+static void body_cross_bursts(void *arg)
+{
+    (void)arg;
+    xb.main = hy_self();
+    HY_CHECK_EQ(hy_alias_create(0, &xb.alias), 0);
+    xb.other = spawn_on(0, xb_other, NULL);
+    HY_CHECK_EQ(hy_ref_make(&xb.ref), 0); /* the marker: the mailbox's end now */
+    spawn_on(1, xb_sender, NULL);
+    struct hy_msg *m = NULL;
+    HY_CHECK_EQ(hy_recv_ref(xb.ref, &m, WAIT_NS), 0);
+    if (!m)
+        return;
+    HY_CHECK_EQ(payload_u32(m), 4242);
+    hy_msg_free(m);
+    /* the reply came last on its ring: everything before it is here */
+    HY_CHECK_EQ(hy_mailbox_len(), XB_N);
+    for (uint32_t i = 0; i < XB_N; i++) {
+        m = hy_test_must_recv_tag(T_DATA, WAIT_NS);
+        if (!m)
+            return;
+        HY_CHECK_EQ(m->size, i % 3 == 1 ? MIX_BIG : 4u);
+        uint32_t got;
+        memcpy(&got, m->data, sizeof(got));
+        HY_CHECK_EQ(got, i);
+        if (i % 3 == 1)
+            HY_CHECK_EQ(((unsigned char *)m->data)[MIX_BIG - 1], i & 0xff);
+        hy_msg_free(m);
+        if (got != i)
+            return;
+    }
+    m = hy_test_must_recv_tag(T_DONE, WAIT_NS);
+    if (m) {
+        HY_CHECK_EQ(payload_u32(m), (XB_N + 6) / 7);
+        hy_msg_free(m);
+    }
+    check_empty();
+    HY_CHECK(hy_test_wait_until(shard1_buffers_home, NULL, WAIT_MS));
+}
+
+static void test_msg_cross_shard_bursts_keep_order(void **state)
+{
+    (void)state;
+    hy_test_run(2, body_cross_bursts, NULL);
+}
+
 #define SEL_N 2000u
 
 static void selective_sender(void *arg)
@@ -1578,6 +1671,7 @@ int main(void)
         cmocka_unit_test(test_msg_zero_copy_send),
         cmocka_unit_test(test_msg_send_foreign),
         cmocka_unit_test(test_msg_buffers_go_home),
+        cmocka_unit_test(test_msg_cross_shard_bursts_keep_order),
     };
     if (getenv("HY_TEST_FILTER"))
         cmocka_set_test_filter(getenv("HY_TEST_FILTER"));

@@ -63,6 +63,8 @@ void hy__fatal(const char *what)
 
 void hy__dispatch(struct hy_shard *sh, struct hy_msg *m);
 void hy__ret_receive(struct hy_shard *sh, struct hy_msg *list);
+void hy__ret_receive_bulk(struct hy_shard *sh, struct hy_msg *head);
+void hy__deliver_run(struct hy_shard *sh, const uintptr_t *ms, unsigned n);
 void hy__inbox_push(struct hy_shard *target, struct hy_msg *m);
 
 /* ---- per-shard test state (touched by its own thread only) ------------------- */
@@ -167,6 +169,19 @@ void hy__ret_receive(struct hy_shard *sh, struct hy_msg *list)
         t->returned++;
         list = n;
     }
+}
+
+/* mesh.c hands runs of ordinary messages to one receiver over together */
+void hy__deliver_run(struct hy_shard *sh, const uintptr_t *ms, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        hy__dispatch(sh, (struct hy_msg *)ms[i]);
+}
+
+void hy__ret_receive_bulk(struct hy_shard *sh, struct hy_msg *head)
+{
+    FAIL("shard %u: a bulk return list this test never sends\n", sh->id);
+    (void)head;
 }
 
 /* ---- a shard thread ------------------------------------------------------------- */

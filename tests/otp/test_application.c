@@ -696,7 +696,7 @@ static void test_application_start_failure(void **state)
         "stop a@1",  "stop b@0",  "stop a@0",  "app_stop",
     };
     assert_events(want, sizeof(want) / sizeof(want[0]));
-    struct rep r;
+    struct rep r = {0};
     assert_true(find_report(HY_REPORT_SUPERVISOR, "start_error", "bad", &r));
     assert_int_equal(r.error, HY_ESTOPPED);
     assert_int_equal(hy_pid_shard(r.who), 1);
