@@ -1388,6 +1388,13 @@ struct fake {
     uint8_t stream[1 << 16];   /* node 1's byte stream, not yet parsed */
     size_t stream_len;
     uint64_t last_tx;
+    /* the last real DATA frame sent, repeated until node 1 acks it (as a
+     * real peer's retransmission would): a loaded node 1 may lose it */
+    uint8_t rtx[HY_WIRE_MAXPAY];
+    uint16_t rtx_len;
+    uint32_t rtx_seq, peer_ack; /* peer_ack: node 1's next expected seq */
+    bool rtx_pending;
+    uint64_t rtx_at;
 };
 
 static struct fake fk;
@@ -1455,6 +1462,14 @@ static void fake_send_from(int fd, uint16_t shard, uint8_t type, uint32_t dst_cr
 static void fake_send(uint8_t type, const void *pay, uint16_t len)
 {
     uint32_t seq = type == HY_WT_DATA ? (fk.forge ? fk.snd_next : fk.snd_next++) : 0;
+    if (type == HY_WT_DATA && !fk.forge) {
+        CHECK(len <= sizeof(fk.rtx));
+        memcpy(fk.rtx, pay, len);
+        fk.rtx_len = len;
+        fk.rtx_seq = seq;
+        fk.rtx_pending = true;
+        fk.rtx_at = now_ms();
+    }
     bool hs = type == HY_WT_HELLO || type == HY_WT_CHALLENGE || type == HY_WT_CONFIRM ||
               type == HY_WT_REJECT;
     fake_send_from(fk.fd[0], 0, type, type == HY_WT_HELLO ? 0 : fk.a_creation,
@@ -1483,7 +1498,7 @@ static bool fake_recv(unsigned ms, struct hy_wire_hdr *h, uint8_t *pay)
 }
 
 /* Node 2's side of a handshake that node 2 opens; fails the test if node
- * 1 does not complete it within 3 s. */
+ * 1 does not complete it within 20 s. */
 static void fake_handshake(void)
 {
     randombytes_buf(fk.nonce, 16);
@@ -1491,7 +1506,7 @@ static void fake_handshake(void)
     fake_send(HY_WT_HELLO, fk.nonce, 16);
     struct hy_wire_hdr h;
     uint8_t pay[HY_WIRE_MTU];
-    uint64_t end = now_ms() + 3000;
+    uint64_t end = now_ms() + 20000;
     bool confirmed = false;
     while (now_ms() < end) {
         if (!fake_recv(50, &h, pay)) {
@@ -1512,7 +1527,8 @@ static void fake_handshake(void)
             uint8_t s[32];
             hy__dist_mac(s, "session", fk.nonce, fk.a_nonce, 2, fk.creation, 1, fk.a_creation);
             fk.session = hy__rd32(s) | 1u;
-            fk.snd_next = fk.rcv_next = hy__rd32(s + 4);
+            fk.snd_next = fk.rcv_next = fk.peer_ack = hy__rd32(s + 4);
+            fk.rtx_pending = false;
             hy__dist_mac(fk.key.key, "key", fk.nonce, fk.a_nonce, 2, fk.creation, 1,
                          fk.a_creation);
             confirmed = true;
@@ -1559,12 +1575,21 @@ static int fake_pump(unsigned ms, uint64_t tag, void *out, size_t max, uint8_t s
     struct hy_wire_hdr h;
     uint8_t pay[HY_WIRE_MTU];
     while (now_ms() < end) {
+        if (fk.rtx_pending && (int32_t)(fk.peer_ack - fk.rtx_seq) > 0)
+            fk.rtx_pending = false; /* acked */
+        if (fk.rtx_pending && now_ms() - fk.rtx_at >= 200) {
+            fake_send_from(fk.fd[0], 0, HY_WT_DATA, fk.a_creation, fk.session, fk.rtx_seq, fk.rtx,
+                           fk.rtx_len);
+            fk.rtx_at = now_ms();
+        }
         if (now_ms() - fk.last_tx >= 50)
             fake_send(HY_WT_HEARTBEAT, NULL, 0);
         if (!fake_recv(20, &h, pay))
             continue;
         if (stop_type && h.type == stop_type && h.session == fk.session)
             return -2;
+        if (h.session == fk.session && (int32_t)(h.ack - fk.peer_ack) > 0)
+            fk.peer_ack = h.ack;
         if (h.type != HY_WT_DATA || h.session != fk.session)
             continue;
         if (h.seq == fk.rcv_next) {
@@ -1599,7 +1624,7 @@ static struct hy_dist_stats fake_stats(void)
 {
     struct hy_dist_stats ds;
     fake_send_name("stats", T_STATS, NULL, 0);
-    CHECK(fake_pump(3000, T_STATS, &ds, sizeof(ds), 0) == (int)sizeof(ds));
+    CHECK(fake_pump(20000, T_STATS, &ds, sizeof(ds), 0) == (int)sizeof(ds));
     return ds;
 }
 
@@ -1608,14 +1633,15 @@ static bool fake_echo(uint64_t v)
 {
     uint64_t got = 0;
     fake_send_name("echo", T_PING, &v, sizeof(v));
-    return fake_pump(2000, T_PONG, &got, sizeof(got), 0) == (int)sizeof(got) && got == v;
+    return fake_pump(20000, T_PONG, &got, sizeof(got), 0) == (int)sizeof(got) && got == v;
 }
 
-/* Node 1 for the hostile peer: "echo" and "stats" on shard 0. */
+/* Node 1 for the hostile peer: "echo" and "stats" on shard 0. a: the
+ * pid told (T_PONG) once "stats" is registered. */
 static void stats_server(void *a)
 {
-    (void)a;
     CHECK(hy_register("stats", HY_PID_NONE) == 0);
+    hy_send(*(const hy_pid *)a, T_PONG, NULL, 0);
     for (;;) {
         struct hy_msg *m;
         if (hy_recv(&m, HY_INFINITY) != 0)
@@ -1627,17 +1653,22 @@ static void stats_server(void *a)
     }
 }
 
+/* The names are registered before distribution starts: the fake peer's
+ * first message by name may arrive as soon as the session is up, and one
+ * to a name not (yet) registered is dropped. */
 static void target_main(void *a)
 {
     (void)a;
-    /* "echo" and "stats" first: they run (and register) while dist_up
-     * waits for the endpoints, so the hostile peer, which may complete its
-     * handshake during that wait, never sends to a name not yet there */
-    hy_pid e, st;
-    CHECK(hy_spawn(echo, NULL, &e) == 0);
-    CHECK(hy_spawn(stats_server, NULL, &st) == 0);
-    dist_up();
+    hy_pid e, st, self = hy_self();
     struct hy_msg *m;
+    CHECK(hy_spawn(echo, NULL, &e) == 0);
+    CHECK(hy_spawn(stats_server, &self, &st) == 0);
+    CHECK(hy_recv_tag(T_PONG, &m, 60 * SEC) == 0); /* "stats" */
+    hy_msg_free(m);
+    CHECK(hy_send(e, T_PING, NULL, 0) == 0); /* echo answers once registered */
+    CHECK(hy_recv_tag(T_PONG, &m, 60 * SEC) == 0);
+    hy_msg_free(m);
+    dist_up();
     CHECK(hy_recv_tag(T_QUIT, &m, 60 * SEC) == 0);
     hy_msg_free(m);
 }
@@ -1721,7 +1752,7 @@ static void test_dist_short_record_closes_session(void **state)
     memset(rec, 0, sizeof(rec));
     hy__wr32(rec, 10); /* < 64 */
     fake_send(HY_WT_DATA, rec, sizeof(rec));
-    CHECK(fake_pump(3000, 0xdead, NULL, 0, HY_WT_CLOSE) == -2);
+    CHECK(fake_pump(20000, 0xdead, NULL, 0, HY_WT_CLOSE) == -2);
     /* a new session works, and the error was counted */
     fk.stream_len = 0;
     fake_handshake();
