@@ -1569,7 +1569,39 @@ static void fake_send_name(const char *name, uint64_t tag, const void *data, siz
  * and returns once a message tagged tag arrives (its payload to out[max]),
  * or a frame of type stop_type (if not 0) does. Returns the number of
  * payload bytes, -2 for stop_type, -1 on timeout. */
+/* What the last fake_pump saw, printed when a check on its result fails. */
+static struct {
+    unsigned frames, data, data_in_order, other_session, by_type[16];
+    uint32_t last_seq, last_session;
+    uint64_t started, ended;
+} fk_seen;
+
+static void fake_pump_report(const char *what)
+{
+    fprintf(stderr,
+            "%s: pump ran %llu ms: %u frames (%u DATA, %u in order, %u of another session; "
+            "types 1-8: %u %u %u %u %u %u %u %u), last seq %u session %#x; "
+            "fake: session %#x snd_next %u rcv_next %u peer_ack %u rtx_pending %d stream %zu\n",
+            what, (unsigned long long)(fk_seen.ended - fk_seen.started), fk_seen.frames,
+            fk_seen.data, fk_seen.data_in_order, fk_seen.other_session, fk_seen.by_type[1],
+            fk_seen.by_type[2], fk_seen.by_type[3], fk_seen.by_type[4], fk_seen.by_type[5],
+            fk_seen.by_type[6], fk_seen.by_type[7], fk_seen.by_type[8], fk_seen.last_seq,
+            fk_seen.last_session, fk.session, fk.snd_next, fk.rcv_next, fk.peer_ack,
+            (int)fk.rtx_pending, fk.stream_len);
+}
+
+static int fake_pump_run(unsigned ms, uint64_t tag, void *out, size_t max, uint8_t stop_type);
+
 static int fake_pump(unsigned ms, uint64_t tag, void *out, size_t max, uint8_t stop_type)
+{
+    memset(&fk_seen, 0, sizeof(fk_seen));
+    fk_seen.started = now_ms();
+    int r = fake_pump_run(ms, tag, out, max, stop_type);
+    fk_seen.ended = now_ms();
+    return r;
+}
+
+static int fake_pump_run(unsigned ms, uint64_t tag, void *out, size_t max, uint8_t stop_type)
 {
     uint64_t end = now_ms() + ms;
     struct hy_wire_hdr h;
@@ -1586,6 +1618,13 @@ static int fake_pump(unsigned ms, uint64_t tag, void *out, size_t max, uint8_t s
             fake_send(HY_WT_HEARTBEAT, NULL, 0);
         if (!fake_recv(20, &h, pay))
             continue;
+        fk_seen.frames++;
+        fk_seen.by_type[h.type & 15]++;
+        fk_seen.last_seq = h.seq;
+        fk_seen.last_session = h.session;
+        fk_seen.other_session += h.session != fk.session;
+        fk_seen.data += h.type == HY_WT_DATA;
+        fk_seen.data_in_order += h.type == HY_WT_DATA && h.seq == fk.rcv_next;
         if (stop_type && h.type == stop_type && h.session == fk.session)
             return -2;
         if (h.session == fk.session && (int32_t)(h.ack - fk.peer_ack) > 0)
@@ -1633,7 +1672,13 @@ static bool fake_echo(uint64_t v)
 {
     uint64_t got = 0;
     fake_send_name("echo", T_PING, &v, sizeof(v));
-    return fake_pump(20000, T_PONG, &got, sizeof(got), 0) == (int)sizeof(got) && got == v;
+    int r = fake_pump(20000, T_PONG, &got, sizeof(got), 0);
+    if (r == (int)sizeof(got) && got == v)
+        return true;
+    fprintf(stderr, "fake_echo(%llu): pump returned %d, got %llu\n", (unsigned long long)v, r,
+            (unsigned long long)got);
+    fake_pump_report("fake_echo");
+    return false;
 }
 
 /* Node 1 for the hostile peer: "echo" and "stats" on shard 0. a: the
