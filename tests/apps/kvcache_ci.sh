@@ -14,7 +14,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
-port=$((20000 + $$ % 20000))
+# below the ephemeral range (32768 and up) that the clients' own connections
+# (10,000 at a time here) take their local ports from
+port=$((20000 + $$ % 6000 * 2))
 mport=$((port + 1))
 log=/tmp/hydra-kvcache-ci.$$.log
 fail=0
