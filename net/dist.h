@@ -53,8 +53,8 @@
  * refused and why.
  *
  * Frame authentication (`authenticate`, on by default): a session key
- * derived from both nonces tags every frame after the handshake (keyed
- * BLAKE2b, 16 bytes; libsodium), so nobody on the path can inject a
+ * derived from both nonces tags every frame after the handshake
+ * (SipHash-2-4 with a 128-bit output, 16 bytes; libsodium), so nobody on the path can inject a
  * message or a signal. Off, DATA, ACK, HEARTBEAT and CLOSE frames are
  * checked only against the 32-bit session id, which travels in clear, and
  * the addresses: anyone who sees the traffic can inject a `kill`. Turn it

@@ -1,6 +1,6 @@
 /* The handshake: the cookie challenge/response that opens a channel's
  * session, and its crypto (libsodium): HMAC-SHA256 with the cookie for
- * the proofs and the session key, keyed BLAKE2b for frame tags.
+ * the proofs and the session key, SipHash-2-4 (128-bit) for frame tags.
  *
  * A (initiator) sends HELLO(nA); B answers CHALLENGE(nB, proof_B), proof_B
  * = HMAC(cookie, "B", nA, nB, ids); A checks it and sends CONFIRM(proof_A);
@@ -43,11 +43,17 @@ void hy__dist_mac(uint8_t out[32], const char *label, const uint8_t *a, const ui
     crypto_auth_hmacsha256_final(&st, out);
 }
 
-/* A frame's tag: keyed BLAKE2b (the session key) over header and payload,
- * 16 bytes; ~0.2 us for a small frame here, a quarter of an HMAC-SHA256. */
+/* A frame's tag: SipHash-2-4 with a 128-bit output (libsodium's
+ * crypto_shorthash_siphashx24, a PRF, hence a MAC) keyed with the first 16
+ * bytes of the session key, over header and payload. ~45 ns for a small
+ * frame here, against ~520 ns for keyed BLAKE2b and ~900 ns for
+ * HMAC-SHA256: four tags per round trip made BLAKE2b cost ~2 us of it. */
+_Static_assert(crypto_shorthash_siphashx24_BYTES == HY_WIRE_TAG, "tag size");
+_Static_assert(crypto_shorthash_siphashx24_KEYBYTES <= sizeof(((struct hy__chan *)0)->key),
+               "session key size");
 void hy__dist_frame_tag(const struct hy__chan *ch, const uint8_t *buf, size_t n, uint8_t out[16])
 {
-    crypto_generichash_blake2b(out, HY_WIRE_TAG, buf, n, ch->key, sizeof(ch->key));
+    crypto_shorthash_siphashx24(out, buf, n, ch->key);
 }
 
 /* A token of the peer's handshake-answer bucket: false when a flood spent it. */

@@ -2,7 +2,7 @@
  *
  * All integers little-endian. A frame is a 56-byte header, `len` payload
  * bytes, and, when the channel authenticates (flag HY_WF_AUTH), a 16-byte
- * keyed BLAKE2b tag over header and payload with the session key.
+ * SipHash-2-4 (128-bit output) tag over header and payload, keyed with the session key.
  * DATA frames carry a channel's byte stream, in sequence order: each message
  * is a record [u32 length][64-byte message header][payload] (length counts
  * header and payload); small records share a frame, a large one spans many,
@@ -20,7 +20,7 @@
 #include "pid.h"
 
 #define HY_WIRE_MAGIC 0x4859u /* "HY" */
-#define HY_WIRE_VERSION 2u /* 2: keyed BLAKE2b tags, ts/ts_echo, derived first sequence numbers */
+#define HY_WIRE_VERSION 3u /* 3: SipHash-2-4 (128-bit) frame tags; 2: keyed BLAKE2b tags, ts/ts_echo, derived first sequence numbers */
 #define HY_WIRE_MTU 1472      /* UDP payload within a 1500-byte IPv4 frame */
 #define HY_WIRE_HDR 56
 #define HY_WIRE_TAG 16
