@@ -530,14 +530,14 @@ hy_dist_busy_fn hy__dist_busy_hook;
  * shard callback or a timer, nobody does. */
 static void dist_wait(struct hy_shard *sh, struct hy_proc *p, hy_pid to)
 {
-    hy_dist_busy_fn busy = hy__dist_busy_hook;
+    hy_dist_busy_fn busy = __atomic_load_n(&hy__dist_busy_hook, __ATOMIC_ACQUIRE);
     if (__builtin_expect(!busy || hy_pid_node(to) == hy__rt.node_id, 1) || !p || p->in_rt ||
         sh->current != p)
         return;
     while (busy(sh, to)) {
         if (hy_sleep_ns(DIST_BUSY_WAIT_NS) != 0)
             return;
-        busy = hy__dist_busy_hook;
+        busy = __atomic_load_n(&hy__dist_busy_hook, __ATOMIC_ACQUIRE);
         if (!busy)
             return;
     }

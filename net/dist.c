@@ -216,7 +216,7 @@ int hy_dist_start(const struct hy_dist_config *cfg)
         return rc;
     }
     hy__dist_monitor_node_hook = hy__dist_monitor_node;
-    hy__dist_busy_hook = hy__dist_busy;
+    __atomic_store_n(&hy__dist_busy_hook, hy__dist_busy, __ATOMIC_RELEASE);
     hy_hook_set_remote_send(hy__dist_remote_send, NULL);
     atomic_store_explicit(&hy__dist_reachable_hook, hy__dist_reachable, memory_order_release);
     return 0;
@@ -242,7 +242,7 @@ int hy_dist_stop(void)
     }
     hy_hook_set_remote_send(NULL, NULL);
     hy__dist_monitor_node_hook = NULL;
-    hy__dist_busy_hook = NULL;
+    __atomic_store_n(&hy__dist_busy_hook, NULL, __ATOMIC_RELEASE);
     atomic_store_explicit(&hy__dist_reachable_hook, NULL, memory_order_release);
     atomic_store(&hy__dist.stopped, 0);
     for (unsigned s = 0; s < hy__rt.nshards; s++)

@@ -385,10 +385,16 @@ void hy__chan_on_data(struct hy__chan *ch, const struct hy_wire_hdr *h, const ui
         hy__dist_count(&ch->cst.beyond_window, 1);
         return; /* beyond the window: the sender will retransmit */
     }
-    if (hy__mesh_backlog(hy__shard(), -1) > hy__dist.cfg.recv_backlog_max) {
+    size_t backlog = hy__mesh_backlog(hy__shard(), -1);
+    if (backlog > hy__dist.cfg.recv_backlog_max) {
         /* other shards lag behind what this one hands them: the frame is
          * left unaccepted (not acknowledged, the sender retransmits), which
          * keeps order and exactly-once and bounds the memory a peer uses */
+        if (ch->ep->st.dropped_backlog == 0)
+            hy_log(HY_LOG_WARNING,
+                   "dist: shard %u holds back peers' data: %zu messages queue behind a full "
+                   "ring (recv_backlog_max %zu); counted in dropped_backlog from now on",
+                   ch->ep->shard, backlog, hy__dist.cfg.recv_backlog_max);
         hy__dist_count(&ch->ep->st.dropped_backlog, 1);
         return;
     }
