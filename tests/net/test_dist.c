@@ -476,43 +476,6 @@ static void busy_queue_main(void *a)
     hy_dist_stop();
 }
 
-/* A lone message from a process of an otherwise idle shard leaves within
- * its send (its channel's frame count rises before the sender runs on),
- * not at the end of the turn; the replies still come back once, in order. */
-static void lone_send_main(void *a)
-{
-    (void)a;
-    dist_up();
-    hy_pid e = find_echo(2);
-    unsigned mine = hy_pid_shard(hy_self()), theirs = hy_pid_shard(e);
-    unsigned within = 0;
-    for (uint64_t i = 0; i < 50; i++) {
-        struct hy_dist_channel_stats before, after;
-        CHECK(hy_dist_channel_stats_get(2, mine, theirs, &before) == 0);
-        CHECK(hy_send(e, T_SEQ, &i, sizeof(i)) == 0);
-        CHECK(hy_dist_channel_stats_get(2, mine, theirs, &after) == 0);
-        if (after.frames_tx > before.frames_tx)
-            within++;
-        struct hy_msg *m;
-        CHECK(hy_recv_tag(T_SEQ_ACK, &m, 10 * SEC) == 0);
-        uint64_t v;
-        CHECK(m->size == sizeof(v));
-        memcpy(&v, m->data, sizeof(v));
-        CHECK(v == i);
-        hy_msg_free(m);
-    }
-    struct hy_dist_stats ds;
-    CHECK(within > 0);
-    CHECK(hy_dist_stats_get(&ds) == 0 && ds.immediate_tx >= within);
-    hy_dist_send_name("main", 2, T_QUIT, NULL, 0);
-    hy_dist_stop();
-}
-
-static void test_dist_lone_send_leaves_at_once(void **state)
-{
-    (void)state;
-    run_pair(lone_send_main);
-}
 
 static void test_dist_full_queue_waits_never_drops(void **state)
 {
@@ -2180,7 +2143,6 @@ int main(void)
         cmocka_unit_test(test_dist_sequence_wraps),
         cmocka_unit_test(test_dist_recv_backlog_bounded),
         cmocka_unit_test(test_dist_full_queue_waits_never_drops),
-        cmocka_unit_test(test_dist_lone_send_leaves_at_once),
         cmocka_unit_test(test_dist_senders_that_cannot_wait_queue_past_limit),
         cmocka_unit_test(test_dist_links_and_monitors),
         cmocka_unit_test(test_dist_node_down_and_restart),
