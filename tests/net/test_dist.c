@@ -266,6 +266,10 @@ static hy_pid find_echo(uint32_t node)
 
 /* ---- running nodes ------------------------------------------------------------- */
 
+/* Nodes log their handshakes and sessions too (the hostile-peer tests: a
+ * few lines each, and what a failure there needs). */
+static bool verbose_node;
+
 static int run_node(uint32_t id, hy_proc_fn fn)
 {
     me = id;
@@ -277,7 +281,7 @@ static int run_node(uint32_t id, hy_proc_fn fn)
         cfg.ring_size = ring_size;
     /* warnings too: a session closed, a node silent, data held back for the
      * backlog are what a failure here needs explained */
-    hy_log_set_level(getenv("HY_DIST_DEBUG") ? HY_LOG_INFO : HY_LOG_WARNING);
+    hy_log_set_level(getenv("HY_DIST_DEBUG") || verbose_node ? HY_LOG_INFO : HY_LOG_WARNING);
     int rc = hy_run(&cfg, fn, NULL);
     return rc == 0 ? 0 : 2;
 }
@@ -1204,6 +1208,12 @@ static void three_main(void *a)
         CHECK(hy_recv_tag(T_SEQ_ACK, &m, 10 * SEC) == 0);
         uint64_t v;
         memcpy(&v, m->data, sizeof(v));
+        if (v != i || hy_pid_node(m->from) != 2) {
+            char fs[HY_PID_STRLEN];
+            hy_pid_format(m->from, fs, sizeof(fs));
+            fprintf(stderr, "node 1: relayed ack %llu from %s, expected %llu\n",
+                    (unsigned long long)v, fs, (unsigned long long)i);
+        }
         CHECK(v == i && hy_pid_node(m->from) == 2);
         hy_msg_free(m);
     }
@@ -1693,7 +1703,10 @@ static pid_t hostile_setup(void)
 {
     set_peers(2, pick_base());
     fake_open();
-    return spawn_node(1, target_main);
+    verbose_node = true;
+    pid_t a = spawn_node(1, target_main);
+    verbose_node = false;
+    return a;
 }
 
 static void hostile_done(pid_t a)
@@ -1781,6 +1794,29 @@ static void test_dist_short_record_closes_session(void **state)
     hostile_done(a);
 }
 
+/* Datagrams the kernel dropped at UDP port `port` (its receive queue was
+ * full: the node never saw them), from /proc/net/udp's last column. */
+static uint64_t udp_drops(uint16_t port)
+{
+    FILE *f = fopen("/proc/net/udp", "r");
+    if (!f)
+        return 0;
+    char line[512];
+    uint64_t drops = 0;
+    while (fgets(line, sizeof(line), f)) {
+        unsigned ip, lport;
+        if (sscanf(line, " %*u: %x:%x", &ip, &lport) != 2 || lport != port)
+            continue;
+        char *tok, *save = NULL, *last = NULL;
+        for (tok = strtok_r(line, " \t\n", &save); tok; tok = strtok_r(NULL, " \t\n", &save))
+            last = tok;
+        if (last)
+            drops += strtoull(last, NULL, 10);
+    }
+    fclose(f);
+    return drops;
+}
+
 /* A flood of HELLOs, each with a fresh nonce: node 1 answers a bounded
  * number (no reflection), and a HELLO from another port than the claimed
  * shard's is dropped as a wrong source. */
@@ -1796,6 +1832,7 @@ static void test_dist_hello_flood_is_rate_limited(void **state)
     fake_send_from(other, 0, HY_WT_HELLO, 0, 0, 0, fk.nonce, 16); /* wrong source port */
     close(other);
     const unsigned flood = 3000;
+    uint64_t dropped0 = udp_drops(fk.a_base);
     uint64_t t0 = now_ms();
     for (unsigned i = 0; i < flood; i++) {
         randombytes_buf(n, 16);
@@ -1824,7 +1861,15 @@ static void test_dist_hello_flood_is_rate_limited(void **state)
     CHECK(challenges < flood);
     CHECK(fake_echo(2));
     struct hy_dist_stats ds = fake_stats();
-    CHECK(ds.wrong_source >= 1 && ds.hs_limited >= flood - challenges);
+    /* every HELLO node 1 received was answered or counted as limited (on a
+     * loaded machine the kernel drops part of the flood before node 1 reads
+     * it: those it never saw) */
+    uint64_t dropped = udp_drops(fk.a_base) - dropped0;
+    if (ds.hs_limited + challenges + dropped < flood)
+        fprintf(stderr, "flood %u: %u challenges, %llu limited, %llu dropped by the kernel\n",
+                flood, challenges, (unsigned long long)ds.hs_limited,
+                (unsigned long long)dropped);
+    CHECK(ds.wrong_source >= 1 && ds.hs_limited + challenges + dropped >= flood);
     hostile_done(a);
 }
 
