@@ -11,6 +11,7 @@
 #define SMALL_CLASS_MAX 5 /* classes 0..5 (128 B .. 4 KiB) are carved from slabs */
 #define BIG_CLASS (HY_MSG_CLASSES - 1)
 #define RET_BATCH 32
+#define RET_BLOCK_MAX 16 /* buffers a return block lists (one class-0 buffer holds it) */
 #define POOL_KEEP_LARGE 64
 
 static inline size_t class_bytes(unsigned cls) { return (size_t)128 << cls; }
@@ -135,7 +136,7 @@ static inline void ret_add(struct hy_shard *sh, unsigned home, struct hy_msg *m)
         rl->cls = UINT32_MAX;
     }
     rl->head = m;
-    if (++rl->n >= RET_BATCH)
+    if (++rl->n >= (rl->cls <= SMALL_CLASS_MAX ? RET_BLOCK_MAX : RET_BATCH))
         ret_push(sh, home, rl);
     else if (rl->n == 1)
         sh->ret_pending = 1;
@@ -153,27 +154,36 @@ static void msg_free_body(struct hy_shard *sh, struct hy_msg *m)
     }
 }
 
-/* What a return list of slab buffers of one class carries in its first
- * buffer's payload (free space: every buffer on the list is free), so that
- * the home shard puts the whole list back on its pool in one step without
- * walking it. */
-struct ret_meta {
-    struct hy_msg *tail;
-    uint32_t n;
-    uint32_t cls;
+/* What a return list of slab buffers of one class carries, written over its
+ * first buffer (free: every buffer on the list is): the others' addresses
+ * in an array. The home shard then reaches every buffer at once, instead of
+ * following next links through lines last written by this shard's core, one
+ * dependent miss per buffer (the allocator paid that chase per message). A
+ * class-0 buffer (128 bytes) holds the count and 15 addresses. */
+struct ret_block {
+    uint32_t n;   /* buffers on the list, the first included */
+    uint32_t cls; /* their slab class */
+    struct hy_msg *v[RET_BLOCK_MAX - 1];
 };
+_Static_assert(sizeof(struct ret_block) <= 128, "a return block fits the smallest class");
 
 /* Sends rl's buffers home in one ring entry: bit 0 marks a return list,
- * bit 1 a list of one slab class with a ret_meta in its head. */
+ * bit 1 a list of one slab class written as a ret_block over its head. */
 static void ret_push(struct hy_shard *sh, unsigned home, struct hy__ret_list *rl)
 {
     struct hy_msg *head = rl->head;
     uintptr_t e = (uintptr_t)head | 1u;
-    if (rl->cls <= SMALL_CLASS_MAX) {
-        struct ret_meta *mt = (struct ret_meta *)(void *)head->data;
-        mt->tail = rl->tail;
-        mt->n = rl->n;
-        mt->cls = rl->cls;
+    if (rl->cls <= SMALL_CLASS_MAX && rl->n <= RET_BLOCK_MAX) {
+        struct ret_block *b = (struct ret_block *)(void *)head;
+        uint32_t n = rl->n, cls = rl->cls;
+        struct hy_msg *m = head->next; /* read before the block overwrites it */
+        for (uint32_t i = 0; i + 1 < n; i++) {
+            struct hy_msg *next = m->next;
+            b->v[i] = m;
+            m = next;
+        }
+        b->n = n;
+        b->cls = cls;
         e |= 2u;
     }
     hy__mesh_push(sh, home, e);
@@ -205,15 +215,30 @@ void hy__ret_receive(struct hy_shard *sh, struct hy_msg *list)
     }
 }
 
-/* A return list of one slab class arrived home (ret_push set bit 1): it
- * goes onto the pool whole, without touching any buffer but its last. */
+/* A return block arrived home (ret_push set bit 1): the buffers are fetched
+ * for writing all at once (independent misses that overlap), linked in
+ * array order onto their pool, and the first one's header is put back. */
 void hy__ret_receive_bulk(struct hy_shard *sh, struct hy_msg *head);
 void hy__ret_receive_bulk(struct hy_shard *sh, struct hy_msg *head)
 {
-    const struct ret_meta *mt = (const struct ret_meta *)(const void *)head->data;
-    struct hy__msg_pool *pool = &sh->pools[mt->cls];
-    uint32_t n = mt->n;
-    mt->tail->next = pool->free;
+    const struct ret_block *b = (const struct ret_block *)(const void *)head;
+    uint32_t n = b->n, cls = b->cls;
+    struct hy_msg *v[RET_BLOCK_MAX - 1];
+    for (uint32_t i = 0; i + 1 < n; i++) {
+        v[i] = b->v[i];
+        __builtin_prefetch(v[i], 1, 3);
+        __builtin_prefetch((const char *)v[i] + 64, 1, 3);
+    }
+    struct hy__msg_pool *pool = &sh->pools[cls];
+    struct hy_msg *next = pool->free;
+    for (uint32_t i = n - 1; i-- > 0;) {
+        v[i]->next = next;
+        next = v[i];
+    }
+    head->cls = (uint8_t)cls;
+    head->home = (uint16_t)sh->id;
+    head->cap = (uint32_t)(class_bytes(cls) - MSG_HDR);
+    head->next = next;
     pool->free = head;
     pool->nfree += n;
     hy__stat_add(&sh->st.buffers_out, -(uint64_t)n);
