@@ -461,18 +461,28 @@ void hy__mailbox_append(struct hy_shard *sh, struct hy_proc *p, struct hy_msg *m
         hy__sched_make_ready(sh, p);
 }
 
+/* The process of sh that a message to `to` goes to: NULL when the pid's
+ * slot is free or reused, or the process is exiting (the message is then
+ * dropped as to a dead pid). */
+static inline __attribute__((always_inline)) struct hy_proc *live_receiver(struct hy_shard *sh,
+                                                                          hy_pid to)
+{
+    uint32_t idx = hy_pid_slot(to);
+    if (__builtin_expect(idx >= sh->nslots, 0))
+        return NULL;
+    struct hy__slot *s = &sh->slot_chunks[idx >> HY_SLOT_CHUNK_BITS][idx & (HY_SLOT_CHUNK - 1)];
+    if (s->gen != hy_pid_gen(to) || hy_pid_creation(to) != hy__rt.creation)
+        return NULL;
+    struct hy_proc *p = s->proc;
+    return p && p->state < HY_P_EXITING ? p : NULL;
+}
+
 static inline __attribute__((always_inline)) void deliver_body(struct hy_shard *sh,
                                                                struct hy_msg *m)
 {
     hy_pid to = m->to;
-    uint32_t idx = hy_pid_slot(to);
-    struct hy_proc *p = NULL;
-    if (__builtin_expect(idx < sh->nslots, 1)) {
-        struct hy__slot *s = &sh->slot_chunks[idx >> HY_SLOT_CHUNK_BITS][idx & (HY_SLOT_CHUNK - 1)];
-        if (s->gen == hy_pid_gen(to) && hy_pid_creation(to) == hy__rt.creation)
-            p = s->proc;
-    }
-    if (!p || p->state >= HY_P_EXITING) {
+    struct hy_proc *p = live_receiver(sh, to);
+    if (!p) {
         drop_dead(sh, m);
         return;
     }
@@ -494,14 +504,8 @@ void hy__deliver_run(struct hy_shard *sh, const uintptr_t *ms, unsigned n);
 void hy__deliver_run(struct hy_shard *sh, const uintptr_t *ms, unsigned n)
 {
     hy_pid to = ((const struct hy_msg *)ms[0])->to;
-    uint32_t idx = hy_pid_slot(to);
-    struct hy_proc *p = NULL;
-    if (__builtin_expect(idx < sh->nslots, 1)) {
-        struct hy__slot *s = &sh->slot_chunks[idx >> HY_SLOT_CHUNK_BITS][idx & (HY_SLOT_CHUNK - 1)];
-        if (s->gen == hy_pid_gen(to) && hy_pid_creation(to) == hy__rt.creation)
-            p = s->proc;
-    }
-    if (!p || p->state >= HY_P_EXITING) {
+    struct hy_proc *p = live_receiver(sh, to);
+    if (!p) {
         for (unsigned i = 0; i < n; i++)
             drop_dead(sh, (struct hy_msg *)ms[i]);
         return;
