@@ -26,6 +26,16 @@ static inline unsigned class_of(size_t len)
     return c < BIG_CLASS ? c : BIG_CLASS;
 }
 
+/* hy__charge's common case inlined: a reduction taken from a budget that
+ * is not spent, no exit pending, no signal from another shard waiting. */
+static inline __attribute__((always_inline)) void charge(struct hy_proc *p)
+{
+    if (__builtin_expect(p->exit_pending | (p->budget <= 1) | hy__mesh_sig_in(p->shard), 0))
+        hy__charge(p);
+    else
+        p->budget--;
+}
+
 struct slab {
     struct slab *next;
 };
@@ -301,14 +311,28 @@ int hy_msg_alloc(size_t len, struct hy_msg **out)
     return hy__msg_alloc(sh, len, out);
 }
 
+/* What hy_msg_free does with a buffer that is not a small one of the
+ * calling shard's own (another shard's, a big one, a foreign one), then
+ * the end of the runtime bracket cur's count was raised for. Out of line:
+ * the common case then needs no saved registers. */
+static __attribute__((noinline)) void msg_free_other(struct hy_shard *sh, struct hy_proc *cur,
+                                                     struct hy_msg *m, unsigned home)
+{
+    if (home < hy__rt.nshards && home != sh->id)
+        ret_add(sh, home, m); /* another shard's: back home with the next batch */
+    else
+        msg_free_body(sh, m);
+    __asm__ volatile("" ::: "memory");
+    if (cur)
+        cur->in_rt--;
+}
+
 void hy_msg_free(struct hy_msg *m)
 {
-    if (!m)
-        return;
     struct hy_shard *sh = hy__shard();
-    if (!sh) {
+    if (__builtin_expect(!m || !sh, 0)) {
         /* Off a shard only foreign-inbox buffers may be freed directly. */
-        if (m->home == HY_HOME_MALLOC)
+        if (m && m->home == HY_HOME_MALLOC)
             free(m);
         return;
     }
@@ -320,17 +344,16 @@ void hy_msg_free(struct hy_msg *m)
         cur->in_rt++;
     __asm__ volatile("" ::: "memory"); /* raised before m is read */
     unsigned home = m->home;
-    if (__builtin_expect(home == sh->id && m->cls <= SMALL_CLASS_MAX, 1)) {
-        struct hy__msg_pool *pool = &sh->pools[m->cls];
-        hy__stat_add(&sh->st.buffers_out, (uint64_t)-1);
-        m->next = pool->free;
-        pool->free = m;
-        pool->nfree++;
-    } else if (home < hy__rt.nshards && home != sh->id) {
-        ret_add(sh, home, m); /* another shard's: back home with the next batch */
-    } else {
-        msg_free_body(sh, m);
+    unsigned cls = m->cls;
+    if (__builtin_expect(home != sh->id || cls > SMALL_CLASS_MAX, 0)) {
+        msg_free_other(sh, cur, m, home);
+        return;
     }
+    struct hy__msg_pool *pool = &sh->pools[cls];
+    hy__stat_add(&sh->st.buffers_out, (uint64_t)-1);
+    m->next = pool->free;
+    pool->free = m;
+    pool->nfree++;
     __asm__ volatile("" ::: "memory");
     if (cur)
         cur->in_rt--;
@@ -435,7 +458,7 @@ static inline __attribute__((always_inline)) bool append_fast(struct hy_shard *s
     p->mb_tailp = &m->next;
     p->mb_len++;
     if (p->state == HY_P_WAITING && p->wait_msg)
-        hy__sched_make_ready(sh, p);
+        hy__sched_make_ready_inline(sh, p);
     return true;
 }
 
@@ -463,18 +486,28 @@ void hy__mailbox_append(struct hy_shard *sh, struct hy_proc *p, struct hy_msg *m
         hy__sched_make_ready(sh, p);
 }
 
+/* The process of sh that a message to `to` goes to: NULL when the pid's
+ * slot is free or reused, or the process is exiting (the message is then
+ * dropped as to a dead pid). */
+static inline __attribute__((always_inline)) struct hy_proc *live_receiver(struct hy_shard *sh,
+                                                                          hy_pid to)
+{
+    uint32_t idx = hy_pid_slot(to);
+    if (__builtin_expect(idx >= sh->nslots, 0))
+        return NULL;
+    struct hy__slot *s = &sh->slot_chunks[idx >> HY_SLOT_CHUNK_BITS][idx & (HY_SLOT_CHUNK - 1)];
+    if (s->gen != hy_pid_gen(to) || hy_pid_creation(to) != hy__rt.creation)
+        return NULL;
+    struct hy_proc *p = s->proc;
+    return p && p->state < HY_P_EXITING ? p : NULL;
+}
+
 static inline __attribute__((always_inline)) void deliver_body(struct hy_shard *sh,
                                                                struct hy_msg *m)
 {
     hy_pid to = m->to;
-    uint32_t idx = hy_pid_slot(to);
-    struct hy_proc *p = NULL;
-    if (__builtin_expect(idx < sh->nslots, 1)) {
-        struct hy__slot *s = &sh->slot_chunks[idx >> HY_SLOT_CHUNK_BITS][idx & (HY_SLOT_CHUNK - 1)];
-        if (s->gen == hy_pid_gen(to) && hy_pid_creation(to) == hy__rt.creation)
-            p = s->proc;
-    }
-    if (!p || p->state >= HY_P_EXITING) {
+    struct hy_proc *p = live_receiver(sh, to);
+    if (!p) {
         drop_dead(sh, m);
         return;
     }
@@ -496,14 +529,8 @@ void hy__deliver_run(struct hy_shard *sh, const uintptr_t *ms, unsigned n);
 void hy__deliver_run(struct hy_shard *sh, const uintptr_t *ms, unsigned n)
 {
     hy_pid to = ((const struct hy_msg *)ms[0])->to;
-    uint32_t idx = hy_pid_slot(to);
-    struct hy_proc *p = NULL;
-    if (__builtin_expect(idx < sh->nslots, 1)) {
-        struct hy__slot *s = &sh->slot_chunks[idx >> HY_SLOT_CHUNK_BITS][idx & (HY_SLOT_CHUNK - 1)];
-        if (s->gen == hy_pid_gen(to) && hy_pid_creation(to) == hy__rt.creation)
-            p = s->proc;
-    }
-    if (!p || p->state >= HY_P_EXITING) {
+    struct hy_proc *p = live_receiver(sh, to);
+    if (!p) {
         for (unsigned i = 0; i < n; i++)
             drop_dead(sh, (struct hy_msg *)ms[i]);
         return;
@@ -588,39 +615,59 @@ static int send_common(hy_pid to, uint64_t tag, hy_ref ref, const void *data, si
     hy__route(sh, m);
     struct hy_proc *p = sh->current;
     if (p) {
-        hy__charge(p);
+        charge(p);
         dist_wait(sh, p, to);
     }
     return 0;
 }
 
-/* The same-shard fast path of the sends: a small message to a process of
- * the sender's own shard. The buffer comes straight off the shard's
- * smallest pool (the allocator inlined) and goes straight to the receiver
- * (an ordinary message into its mailbox, other kinds to their handler); a
- * blocked receiver is made ready and, at the sender's next switch-out,
- * handed the CPU directly. Ordering is unchanged: a same-shard message
- * always reached its receiver within the send. Anything else (no buffer in
- * the pool, another shard or node, a bigger payload) returns false for the
- * general path. Does not charge the sender. */
 #define FAST_LEN_MAX (128 - MSG_HDR) /* payloads that fit pool class 0 */
 
-bool hy__send_fast(struct hy_shard *sh, hy_pid to, unsigned kind, uint64_t tag, hy_ref ref,
-                   const void *data, size_t len)
+/* Copies len (<= FAST_LEN_MAX) bytes with a few fixed-size moves instead of
+ * a call to memcpy; the source is never read past len (a destination of
+ * class 0 has room for FAST_LEN_MAX). */
+static inline __attribute__((always_inline)) void copy_small(unsigned char *d,
+                                                             const unsigned char *s, size_t len)
+{
+    _Static_assert(FAST_LEN_MAX <= 48, "copy_small copies at most 48 bytes");
+    if (len >= 16) {
+        __builtin_memcpy(d, s, 16);
+        if (len > 32)
+            __builtin_memcpy(d + 16, s + 16, 16);
+        __builtin_memcpy(d + len - 16, s + len - 16, 16);
+    } else if (len >= 8) {
+        __builtin_memcpy(d, s, 8);
+        __builtin_memcpy(d + len - 8, s + len - 8, 8);
+    } else if (len >= 4) {
+        __builtin_memcpy(d, s, 4);
+        __builtin_memcpy(d + len - 4, s + len - 4, 4);
+    } else if (len) {
+        d[0] = s[0];
+        d[len / 2] = s[len / 2];
+        d[len - 1] = s[len - 1];
+    }
+}
+
+/* The allocator inlined into the fast sends: a buffer of the smallest class
+ * straight off the shard's pool, filled (a copy of data, the header, the
+ * current process as sender). NULL (nothing taken) when the destination is
+ * not for the caller's path (dest_ok false), the pool is empty or the
+ * payload does not fit: the general path decides. */
+static inline __attribute__((always_inline)) struct hy_msg *
+small_msg(struct hy_shard *sh, bool dest_ok, unsigned kind, uint64_t tag, hy_ref ref, hy_pid to,
+          const void *data, size_t len)
 {
     struct hy__msg_pool *pool = &sh->pools[0];
     struct hy_msg *m = pool->free;
-    uint64_t here = hy_pid_make(hy__rt.node_id, hy__rt.creation, (uint16_t)sh->id, 0, 0).hi;
-    if (__builtin_expect(!m || len > FAST_LEN_MAX || len > hy__rt.cfg.max_message_size ||
-                             (!data && len) || to.hi != here,
+    if (__builtin_expect(!dest_ok || !m || len > FAST_LEN_MAX ||
+                             len > hy__rt.cfg.max_message_size || (!data && len),
                          0))
-        return false;
+        return NULL;
     struct hy_proc *cur = sh->current;
     pool->free = m->next;
     pool->nfree--;
     hy__stat_add(&sh->st.buffers_out, 1);
-    if (len)
-        memcpy(m->data, data, len); /* the sender's bytes: a fault here is the sender's */
+    copy_small(m->data, data, len); /* the sender's bytes: a fault here is the sender's */
     m->next = NULL;
     m->size = (uint32_t)len;
     m->kind = (uint8_t)kind;
@@ -629,6 +676,27 @@ bool hy__send_fast(struct hy_shard *sh, hy_pid to, unsigned kind, uint64_t tag, 
     m->from = cur ? cur->pid : HY_PID_NONE;
     m->tag = tag;
     m->to = to;
+    return m;
+}
+
+/* The same-shard fast path of the sends: a small message to a process of
+ * the sender's own shard. The buffer comes from small_msg and goes straight
+ * to the receiver (an ordinary message into its mailbox, other kinds to
+ * their handler); a blocked receiver is made ready and, at the sender's next
+ * switch-out, handed the CPU directly. Ordering is unchanged: a same-shard
+ * message always reached its receiver within the send. Anything else (no
+ * buffer in the pool, another shard or node, a bigger payload) returns
+ * false for the general path. Does not charge the sender. */
+static inline __attribute__((always_inline)) bool send_fast_body(struct hy_shard *sh, hy_pid to,
+                                                                 unsigned kind, uint64_t tag,
+                                                                 hy_ref ref, const void *data,
+                                                                 size_t len)
+{
+    uint64_t here = hy_pid_make(hy__rt.node_id, hy__rt.creation, (uint16_t)sh->id, 0, 0).hi;
+    struct hy_msg *m = small_msg(sh, to.hi == here, kind, tag, ref, to, data, len);
+    if (!m)
+        return false;
+    struct hy_proc *cur = sh->current;
     if (cur)
         cur->in_rt++;
     if (kind == HY_K_MSG) {
@@ -642,41 +710,32 @@ bool hy__send_fast(struct hy_shard *sh, hy_pid to, unsigned kind, uint64_t tag, 
     return true;
 }
 
+bool hy__send_fast(struct hy_shard *sh, hy_pid to, unsigned kind, uint64_t tag, hy_ref ref,
+                   const void *data, size_t len)
+{
+    return send_fast_body(sh, to, kind, tag, ref, data, len);
+}
+
 /* The cross-shard fast path of the user sends: a small ordinary message to
- * a process of another shard of this node. As the same-shard path, the
- * buffer comes straight off the shard's smallest pool; it then goes into
- * the ring towards the receiver's shard (the one FIFO per shard pair, as
- * hy__route would). False (nothing done) when the general path must
- * decide. Does not charge the sender. */
+ * a process of another shard of this node. The buffer comes from small_msg;
+ * it then goes into the ring towards the receiver's shard (the one FIFO per
+ * shard pair, as hy__route would). False (nothing done) when the general
+ * path must decide. Does not charge the sender. */
 static inline bool send_cross_fast(struct hy_shard *sh, hy_pid to, uint64_t tag, hy_ref ref,
                                    const void *data, size_t len)
 {
-    struct hy__msg_pool *pool = &sh->pools[0];
-    struct hy_msg *m = pool->free;
     uint64_t here = hy_pid_make(hy__rt.node_id, hy__rt.creation, 0, 0, 0).hi;
     unsigned dst = hy_pid_shard(to);
-    if (__builtin_expect(!m || len > FAST_LEN_MAX || len > hy__rt.cfg.max_message_size ||
-                             (!data && len) || (to.hi & ~(uint64_t)0xffff) != here ||
-                             dst >= hy__rt.nshards || dst == sh->id,
-                         0))
+    struct hy_msg *m = small_msg(sh,
+                                 (to.hi & ~(uint64_t)0xffff) == here && dst < hy__rt.nshards &&
+                                     dst != sh->id,
+                                 HY_K_MSG, tag, ref, to, data, len);
+    if (!m)
         return false;
     struct hy_proc *cur = sh->current;
-    pool->free = m->next;
-    pool->nfree--;
-    hy__stat_add(&sh->st.buffers_out, 1);
-    if (len)
-        memcpy(m->data, data, len); /* the sender's bytes: a fault here is the sender's */
     if (cur)
         cur->in_rt++;
     HY_FAULT_POINT(HY_FP_MSG);
-    m->next = NULL;
-    m->size = (uint32_t)len;
-    m->kind = HY_K_MSG;
-    m->aux = 0;
-    m->ref = ref;
-    m->from = cur ? cur->pid : HY_PID_NONE;
-    m->tag = tag;
-    m->to = to;
     hy__stat_add(&sh->st.msgs_sent_cross, 1);
     hy__mesh_push(sh, dst, (uintptr_t)m);
     if (cur)
@@ -689,10 +748,10 @@ static inline int send_user(hy_pid to, uint64_t tag, hy_ref ref, const void *dat
 {
     struct hy_shard *sh = hy__tls_shard;
     if (sh && ((tag & HY_TAG_SYSTEM) == 0 || sys) &&
-        (hy_pid_shard(to) == sh->id ? hy__send_fast(sh, to, HY_K_MSG, tag, ref, data, len)
+        (hy_pid_shard(to) == sh->id ? send_fast_body(sh, to, HY_K_MSG, tag, ref, data, len)
                                     : send_cross_fast(sh, to, tag, ref, data, len))) {
         if (sh->current)
-            hy__charge(sh->current);
+            charge(sh->current);
         return 0;
     }
     return send_common(to, tag, ref, data, len, sys);
@@ -730,7 +789,7 @@ int hy_msg_send(hy_pid to, struct hy_msg *m)
     m->from = p ? p->pid : HY_PID_NONE;
     hy__route(sh, m);
     if (p) {
-        hy__charge(p);
+        charge(p);
         dist_wait(sh, p, to);
     }
     return 0;
@@ -815,7 +874,7 @@ recv_body(int (*match)(const struct hy_msg *, void *), void *arg, struct hy_msg 
     if (!out)
         return HY_EINVAL;
     struct hy_shard *sh = p->shard;
-    hy__charge(p);
+    charge(p);
     struct hy_msg **link = (from_mark && p->mark) ? p->mark : &p->mb_head;
     bool armed = false;
     /* a timeout that fired in the turn a message woke us is stale here */
