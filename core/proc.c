@@ -107,15 +107,7 @@ static inline struct hy__slot *slot_at(struct hy_shard *sh, uint32_t idx)
 
 struct hy_proc *hy__proc_lookup(struct hy_shard *sh, hy_pid pid)
 {
-    uint32_t idx = hy_pid_slot(pid);
-    if (idx >= sh->nslots)
-        return NULL;
-    struct hy__slot *s = slot_at(sh, idx);
-    if (s->gen != hy_pid_gen(pid) || !s->proc)
-        return NULL;
-    if (hy_pid_creation(pid) != hy__rt.creation)
-        return NULL;
-    return s->proc;
+    return hy__proc_lookup_inl(sh, pid);
 }
 
 static int slot_alloc(struct hy_shard *sh, uint32_t *idx_out)

@@ -459,6 +459,18 @@ void hy__wake_shard(struct hy_shard *target);
 
 /* ---- proc.c ------------------------------------------------------------- */
 struct hy_proc *hy__proc_lookup(struct hy_shard *sh, hy_pid pid);
+/* hy__proc_lookup inlined, for the runtime's per-message signal paths
+ * (a call's monitor, reply and demonitor each look one up). */
+static inline struct hy_proc *hy__proc_lookup_inl(struct hy_shard *sh, hy_pid pid)
+{
+    uint32_t idx = hy_pid_slot(pid);
+    if (idx >= sh->nslots)
+        return NULL;
+    struct hy__slot *s = &sh->slot_chunks[idx >> HY_SLOT_CHUNK_BITS][idx & (HY_SLOT_CHUNK - 1)];
+    if (s->gen != hy_pid_gen(pid) || !s->proc || hy_pid_creation(pid) != hy__rt.creation)
+        return NULL;
+    return s->proc;
+}
 int hy__proc_create(struct hy_shard *sh, hy_proc_fn fn, void *arg, const struct hy_spawn_opts *o,
                     const void *argcopy, size_t argsize, hy_pid *out, struct hy_proc **pout);
 void hy__proc_entry(void *p);

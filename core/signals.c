@@ -295,7 +295,7 @@ static void handle_exit(struct hy_shard *sh, struct hy_proc *p, hy_pid from,
 
 static struct hy_proc *live(struct hy_shard *sh, hy_pid pid)
 {
-    struct hy_proc *p = hy__proc_lookup(sh, pid);
+    struct hy_proc *p = hy__proc_lookup_inl(sh, pid);
     return p && p->state < HY_P_EXITING ? p : NULL;
 }
 
@@ -408,7 +408,8 @@ static void min_remove(struct hy__psig *s, hy_ref ref)
     /* newest first: a call's monitor is usually the last one added */
     for (uint32_t i = s->nmin; i-- > 0;) {
         if (hy_ref_eq(s->min[i].ref, ref)) {
-            free(s->min[i].name);
+            if (s->min[i].name)
+                free(s->min[i].name);
             s->min[i] = s->min[--s->nmin];
             return;
         }
@@ -694,8 +695,13 @@ static int monitor_common(struct hy_proc *p, hy_pid pid, const char *name, unsig
     hy_ref_make(&ref);
     if (out)
         *out = ref;
-    if ((flags & HY_MONITOR_ALIAS) && alias_add(p, ref, true))
+    struct hy__psig *s = p->sig;
+    if (s && s->naliases < s->capaliases) {
+        if (flags & HY_MONITOR_ALIAS)
+            s->aliases[s->naliases++] = (struct alias_ent){ref, true};
+    } else if ((flags & HY_MONITOR_ALIAS) && alias_add(p, ref, true)) {
         return HY_ENOMEM;
+    }
     if (hy_pid_eq(pid, p->pid))
         return 0; /* OTP: a monitor on yourself never fires */
     if (hy_pid_is_none(pid)) {
@@ -705,7 +711,10 @@ static int monitor_common(struct hy_proc *p, hy_pid pid, const char *name, unsig
         send_down(sh, p->pid, ref, pid, name, hy_reason_make(HY_REASON_NOPROC));
         return 0;
     }
-    if (mout_add(p, ref, pid))
+    s = p->sig;
+    if (s && s->nmout < s->capmout)
+        s->mout[s->nmout++] = (struct mon_out){ref, pid}; /* room already */
+    else if (mout_add(p, ref, pid))
         return HY_ENOMEM;
     HY_FAULT_POINT(HY_FP_MONITOR);
     if (!node_reachable(hy_pid_node(pid))) {
@@ -717,6 +726,12 @@ static int monitor_common(struct hy_proc *p, hy_pid pid, const char *name, unsig
         /* same shard: install it now, no signal message (a GenServer call
          * monitors its server every time) */
         struct hy_proc *t = live(sh, pid);
+        struct hy__psig *ts = t ? t->sig : NULL;
+        if (!name && ts && ts->nmin < ts->capmin) {
+            /* room already: the entry in place (min_add without its calls) */
+            ts->min[ts->nmin++] = (struct mon_in){ref, p->pid, NULL};
+            return 0;
+        }
         if (!t || min_add(t, ref, p->pid, name) != 0)
             send_down(sh, p->pid, ref, pid, name, hy_reason_make(HY_REASON_NOPROC));
         return 0;
@@ -768,6 +783,21 @@ int hy_monitor_opt(hy_pid pid, unsigned flags, hy_ref *ref)
     return monitor_common(p, pid, NULL, flags, ref);
 }
 
+/* For otp/gen_server.c: a call's monitor with its reply alias on server,
+ * one lookup of the caller. HY_ENOTPROC outside a process, HY_EINVAL when
+ * server is the caller (the call could only time out); else as
+ * hy_monitor_opt(server, HY_MONITOR_ALIAS, ref). */
+int hy__call_monitor(hy_pid server, hy_ref *ref);
+int hy__call_monitor(hy_pid server, hy_ref *ref)
+{
+    struct hy_proc *p = hy__current();
+    if (!p)
+        return HY_ENOTPROC;
+    if (hy_pid_eq(server, p->pid))
+        return HY_EINVAL;
+    return monitor_common(p, server, NULL, HY_MONITOR_ALIAS, ref);
+}
+
 int hy_monitor_name(const char *name, hy_ref *ref)
 {
     int rc;
@@ -786,29 +816,53 @@ static int is_down_for(const struct hy_msg *m, void *arg)
     return m->tag == HY_TAG_DOWN && hy_ref_eq(m->ref, *(hy_ref *)arg);
 }
 
+/* Removes the caller's monitor ref (and its alias) as hy_demonitor does,
+ * without the flush. Returns true when the monitor was still active: then no
+ * DOWN for it is in the mailbox and none will come (a DOWN is queued only by
+ * taking the monitor away, on_down), so a caller that would flush can skip
+ * the mailbox scan. False: no such monitor (its DOWN, if any, was queued).
+ * Context: in a process. */
+static bool demonitor_body(struct hy_proc *p, hy_ref ref)
+{
+    hy__charge(p);
+    struct hy__psig *s = p->sig;
+    if (!s)
+        return false;
+    alias_remove(s, ref);
+    struct mon_out *mo = mout_find(s, ref);
+    if (!mo)
+        return false;
+    hy_pid target = mo->target;
+    *mo = s->mout[--s->nmout];
+    if (hy_pid_is_none(target)) {
+        /* nothing to tell */
+    } else if (hy_pid_node(target) == hy__rt.node_id && hy_pid_shard(target) == p->shard->id) {
+        struct hy_proc *t = live(p->shard, target);
+        if (t)
+            min_remove(t->sig, ref); /* same shard: at once, no message */
+    } else {
+        send_sig(p->shard, p->pid, target, HY_K_DEMONITOR, ref, NULL, 0, 0);
+    }
+    return true;
+}
+
+/* For otp/gen_server.c: hy_demonitor(ref, false) telling whether the
+ * monitor was still active (see demonitor_body); false outside a process. */
+bool hy__demonitor_active(hy_ref ref);
+bool hy__demonitor_active(hy_ref ref)
+{
+    struct hy_proc *p = hy__current();
+    return p ? demonitor_body(p, ref) : false;
+}
+
 int hy_demonitor(hy_ref ref, bool flush)
 {
     int rc;
     struct hy_proc *p = cur_or(&rc);
     if (!p)
         return rc;
-    hy__charge(p);
-    alias_remove(p->sig, ref);
-    struct mon_out *mo = mout_find(p->sig, ref);
-    if (mo) {
-        hy_pid target = mo->target;
-        *mo = p->sig->mout[--p->sig->nmout];
-        if (hy_pid_is_none(target)) {
-            /* nothing to tell */
-        } else if (hy_pid_node(target) == hy__rt.node_id && hy_pid_shard(target) == p->shard->id) {
-            struct hy_proc *t = live(p->shard, target);
-            if (t)
-                min_remove(t->sig, ref); /* same shard: at once, no message */
-        } else {
-            send_sig(p->shard, p->pid, target, HY_K_DEMONITOR, ref, NULL, 0, 0);
-        }
-    }
-    if (flush) {
+    if (!demonitor_body(p, ref) && flush) {
+        /* an active monitor had queued no DOWN: only a gone one may have */
         struct hy_msg *m;
         while (hy__recv_generic(is_down_for, &ref, &m, 0, false) == 0)
             hy_msg_free(m);

@@ -11,6 +11,13 @@
 #include "report.h"
 #include "timer.h"
 
+/* core/signals.c: hy_demonitor(ref, false), true when the monitor was
+ * still active (no DOWN for it queued, none to come). */
+bool hy__demonitor_active(hy_ref ref);
+/* core/signals.c: hy_monitor_opt(server, HY_MONITOR_ALIAS, ref) for a call
+ * (HY_ENOTPROC outside a process, HY_EINVAL when server is the caller). */
+int hy__call_monitor(hy_pid server, hy_ref *ref);
+
 #define CALL_BIT (1ull << 62)
 #define CAST_BIT (1ull << 61)
 #define TAG_CALL(t) (HY_TAG_SYSTEM | CALL_BIT | (t))
@@ -390,13 +397,12 @@ int hy_gen_server_start_link(const struct hy_gen_server_ops *ops, const void *ar
 int hy_gen_server_call(hy_pid server, uint64_t tag, const void *data, size_t len,
                        int64_t timeout_ns, struct hy_msg **reply, struct hy_reason *why)
 {
-    if (!hy_in_process())
-        return HY_ENOTPROC;
-    /* calling yourself could only time out (OTP exits with calling_self) */
-    if (tag >= HY_GS_TAG_MAX || !reply || hy_pid_eq(server, hy_self()))
-        return HY_EINVAL;
+    if (tag >= HY_GS_TAG_MAX || !reply)
+        return hy_in_process() ? HY_EINVAL : HY_ENOTPROC;
+    /* HY_ENOTPROC outside a process; calling yourself could only time out
+     * (OTP exits with calling_self): HY_EINVAL */
     hy_ref ref;
-    int rc = hy_monitor_opt(server, HY_MONITOR_ALIAS, &ref);
+    int rc = hy__call_monitor(server, &ref);
     if (rc)
         return rc;
     HY_FAULT_POINT(HY_FP_GEN_SERVER);
@@ -428,12 +434,14 @@ int hy_gen_server_call(hy_pid server, uint64_t tag, const void *data, size_t len
                    ? HY_ENOPROC
                    : HY_EEXIT;
     }
-    hy_demonitor(ref, false);
     /* the server may have ended right after replying: its DOWN may be
-     * queued already (from the marker: no scan of older messages) */
-    struct hy_msg *down;
-    if (hy_recv_ref(ref, &down, 0) == 0)
-        hy_msg_free(down);
+     * queued already (from the marker: no scan of older messages). Only
+     * when the monitor was gone: an active one had queued no DOWN. */
+    if (!hy__demonitor_active(ref)) {
+        struct hy_msg *down;
+        if (hy_recv_ref(ref, &down, 0) == 0)
+            hy_msg_free(down);
+    }
     *reply = m;
     return 0;
 }
