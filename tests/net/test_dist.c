@@ -266,6 +266,11 @@ static hy_pid find_echo(uint32_t node)
 
 /* ---- running nodes ------------------------------------------------------------- */
 
+/* Set (shared with the forked nodes) when a hostile-peer check fails: the
+ * target node's diag process then prints what it sees, so a failure there
+ * says on which side the message stopped. */
+static volatile uint32_t *diag_flag;
+
 /* Nodes log their handshakes and sessions too (the hostile-peer tests: a
  * few lines each, and what a failure there needs). */
 static bool verbose_node;
@@ -1556,6 +1561,12 @@ static struct {
 
 static void fake_pump_report(const char *what)
 {
+    if (diag_flag) { /* node 1's side first */
+        __atomic_store_n(diag_flag, 1, __ATOMIC_RELEASE);
+        uint64_t until = now_ms() + 5000;
+        while (__atomic_load_n(diag_flag, __ATOMIC_ACQUIRE) != 2 && now_ms() < until)
+            poll(NULL, 0, 10);
+    }
     fprintf(stderr,
             "%s: pump ran %llu ms: %u frames (%u DATA, %u in order, %u of another session; "
             "types 1-8: %u %u %u %u %u %u %u %u), last seq %u session %#x; "
@@ -1679,6 +1690,49 @@ static void stats_server(void *a)
     }
 }
 
+static void diag_main(void *a)
+{
+    hy_pid e = *(const hy_pid *)a;
+    while (!__atomic_load_n(diag_flag, __ATOMIC_ACQUIRE))
+        hy_sleep_ns(20 * 1000 * 1000);
+    struct hy_proc_info pi;
+    int rc = hy_proc_info(e, &pi);
+    struct hy_dist_stats ds;
+    hy_dist_stats_get(&ds);
+    fprintf(stderr,
+            "node 1 diag: echo info rc %d status %d mailbox %zu reductions %llu; dist msgs_rx "
+            "%llu msgs_tx %llu frames_rx %llu frames_tx %llu busy_waits %llu dropped_backlog "
+            "%llu malformed %llu stale %llu auth_failures %llu\n",
+            rc, pi.status, pi.mailbox_len, (unsigned long long)pi.reductions,
+            (unsigned long long)ds.msgs_rx, (unsigned long long)ds.msgs_tx,
+            (unsigned long long)ds.frames_rx, (unsigned long long)ds.frames_tx,
+            (unsigned long long)ds.busy_waits, (unsigned long long)ds.dropped_backlog,
+            (unsigned long long)ds.malformed, (unsigned long long)ds.stale,
+            (unsigned long long)ds.auth_failures);
+    for (unsigned ls = 0; ls < 2; ls++) {
+        struct hy_dist_channel_stats cs;
+        if (hy_dist_channel_stats_get(2, ls, 0, &cs) != 0)
+            continue;
+        fprintf(stderr,
+                "node 1 diag: channel shard %u -> node 2 shard 0: up %llu queue %llu in_flight "
+                "%llu frames_tx %llu frames_rx %llu dup %llu stale %llu beyond %llu\n",
+                ls, (unsigned long long)cs.up, (unsigned long long)cs.queue_depth,
+                (unsigned long long)cs.in_flight, (unsigned long long)cs.frames_tx,
+                (unsigned long long)cs.frames_rx, (unsigned long long)cs.dup_frames,
+                (unsigned long long)cs.stale, (unsigned long long)cs.beyond_window);
+    }
+    hy_pid w = HY_PID_NONE;
+    int wr = hy_whereis("echo", &w);
+    struct hy_stats st0;
+    memset(&st0, 0, sizeof(st0));
+    hy_stats_get(0, &st0);
+    char es[HY_PID_STRLEN], ws[HY_PID_STRLEN];
+    fprintf(stderr, "node 1 diag: whereis(echo) rc %d %s (echo is %s); shard 0 dropped_dead %llu\n",
+            wr, hy_pid_format(w, ws, sizeof(ws)), hy_pid_format(e, es, sizeof(es)),
+            (unsigned long long)st0.dropped_dead);
+    __atomic_store_n(diag_flag, 2, __ATOMIC_RELEASE);
+}
+
 /* The names are registered before distribution starts: the fake peer's
  * first message by name may arrive as soon as the session is up, and one
  * to a name not (yet) registered is dropped. */
@@ -1694,6 +1748,11 @@ static void target_main(void *a)
     CHECK(hy_send(e, T_PING, NULL, 0) == 0); /* echo answers once registered */
     CHECK(hy_recv_tag(T_PONG, &m, 60 * SEC) == 0);
     hy_msg_free(m);
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.shard = 1;
+    o.arg_size = sizeof(e);
+    hy_pid d;
+    CHECK(hy_spawn_opt(diag_main, &e, &o, &d) == 0);
     dist_up();
     CHECK(hy_recv_tag(T_QUIT, &m, 60 * SEC) == 0);
     hy_msg_free(m);
@@ -1703,6 +1762,13 @@ static pid_t hostile_setup(void)
 {
     set_peers(2, pick_base());
     fake_open();
+    if (!diag_flag) {
+        void *p = mmap(NULL, sizeof(*diag_flag), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                       -1, 0);
+        CHECK(p != MAP_FAILED);
+        diag_flag = p;
+    }
+    *diag_flag = 0;
     verbose_node = true;
     pid_t a = spawn_node(1, target_main);
     verbose_node = false;
