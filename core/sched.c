@@ -27,7 +27,7 @@ static inline void cpu_relax(void)
 #endif
 }
 
-void hy__sched_make_ready(struct hy_shard *sh, struct hy_proc *p)
+HY__HOT void hy__sched_make_ready(struct hy_shard *sh, struct hy_proc *p)
 {
     if (p->in_runq)
         return;
@@ -83,7 +83,7 @@ static inline void begin_run(struct hy_shard *sh, struct hy_proc *p, int32_t bud
  * scheduler last looked at the inbound rings have spent a reduction slice
  * (p->budget <= 0; hy__charge and hy_yield also zero it to have the rings
  * looked at now): then the scheduler looks at them before it runs anyone. */
-struct hy_proc *hy__sched_take_handoff(struct hy_shard *sh, struct hy_proc *p)
+HY__HOT struct hy_proc *hy__sched_take_handoff(struct hy_shard *sh, struct hy_proc *p)
 {
     struct hy_proc *next = sh->rq_head;
     if (!next || next == p || sh->handoffs >= hy__rt.cfg.run_batch ||
@@ -103,7 +103,7 @@ struct hy_proc *hy__sched_take_handoff(struct hy_shard *sh, struct hy_proc *p)
     return next;
 }
 
-void hy__sched_switch_out(struct hy_proc *p)
+HY__HOT void hy__sched_switch_out(struct hy_proc *p)
 {
     struct hy_shard *sh = p->shard;
     struct hy_proc *next = hy__sched_take_handoff(sh, p);
@@ -114,7 +114,7 @@ void hy__sched_switch_out(struct hy_proc *p)
     hy__stack_switch_out(sh, p);
 }
 
-void hy__charge(struct hy_proc *p)
+HY__HOT void hy__charge(struct hy_proc *p)
 {
     if (__builtin_expect(p->exit_pending && !p->defer_exit, 0))
         hy__proc_exit_current(p, p->exit_reason_pending);

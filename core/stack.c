@@ -426,7 +426,7 @@ bool hy__stack_ready(struct hy_shard *sh, struct hy_proc *p)
     return true;
 }
 
-void hy__stack_switch_direct(struct hy_shard *sh, struct hy_proc *from, struct hy_proc *to,
+HY__HOT void hy__stack_switch_direct(struct hy_shard *sh, struct hy_proc *from, struct hy_proc *to,
                              bool dying)
 {
     (void)sh;
