@@ -86,7 +86,7 @@ static inline void begin_run(struct hy_shard *sh, struct hy_proc *p, int32_t bud
 HY__HOT struct hy_proc *hy__sched_take_handoff(struct hy_shard *sh, struct hy_proc *p)
 {
     struct hy_proc *next = sh->rq_head;
-    if (!next || next == p || sh->handoffs >= hy__rt.cfg.run_batch ||
+    if (!next || next == p || sh->handoffs >= sh->run_batch ||
         next->stack_mode != HY_STACK_GUARDED || next->exit_pending || p->budget <= 0 ||
         (!next->stack && !hy__stack_ready(sh, next)))
         return NULL;
@@ -382,6 +382,7 @@ void hy__sched_loop(struct hy_shard *sh)
      * period was ended by other shards, timers or hooks spins as set */
     uint64_t io_seen = 0;
     bool io_last = false;
+    sh->run_batch = hy__rt.cfg.run_batch;
     sh->in_runtime = true;
     while (!atomic_load_explicit(&hy__rt.stop, memory_order_relaxed)) {
         unsigned work = turn(sh);

@@ -271,6 +271,8 @@ struct hy_shard {
     struct hy_proc *rq_head, *rq_tail;
     uint32_t rq_len;
     uint32_t handoffs;        /* direct process-to-process switches this batch */
+    uint32_t run_batch;       /* hy__rt.cfg.run_batch, here beside handoffs (the handoff
+                                 test reads no page of hy__rt; set by hy__sched_loop) */
 
     /* process table */
     struct hy__slot *slot_chunks[HY_SLOT_MAX_CHUNKS];
