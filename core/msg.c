@@ -11,6 +11,7 @@
 #define SMALL_CLASS_MAX 5 /* classes 0..5 (128 B .. 4 KiB) are carved from slabs */
 #define BIG_CLASS (HY_MSG_CLASSES - 1)
 #define RET_BATCH 32
+#define RET_BLOCK_MAX 16 /* buffers a return block lists (one class-0 buffer holds it) */
 #define POOL_KEEP_LARGE 64
 
 static inline size_t class_bytes(unsigned cls) { return (size_t)128 << cls; }
@@ -23,6 +24,16 @@ static inline unsigned class_of(size_t len)
     /* smallest c with 128 << c >= need */
     unsigned c = (unsigned)(64 - __builtin_clzll((unsigned long long)(need - 1))) - 7;
     return c < BIG_CLASS ? c : BIG_CLASS;
+}
+
+/* hy__charge's common case inlined: a reduction taken from a budget that
+ * is not spent, no exit pending, no signal from another shard waiting. */
+static inline __attribute__((always_inline)) void charge(struct hy_proc *p)
+{
+    if (__builtin_expect(p->exit_pending | (p->budget <= 1) | hy__mesh_sig_in(p->shard), 0))
+        hy__charge(p);
+    else
+        p->budget--;
 }
 
 struct slab {
@@ -135,7 +146,7 @@ static inline void ret_add(struct hy_shard *sh, unsigned home, struct hy_msg *m)
         rl->cls = UINT32_MAX;
     }
     rl->head = m;
-    if (++rl->n >= RET_BATCH)
+    if (++rl->n >= (rl->cls <= SMALL_CLASS_MAX ? RET_BLOCK_MAX : RET_BATCH))
         ret_push(sh, home, rl);
     else if (rl->n == 1)
         sh->ret_pending = 1;
@@ -153,27 +164,36 @@ static void msg_free_body(struct hy_shard *sh, struct hy_msg *m)
     }
 }
 
-/* What a return list of slab buffers of one class carries in its first
- * buffer's payload (free space: every buffer on the list is free), so that
- * the home shard puts the whole list back on its pool in one step without
- * walking it. */
-struct ret_meta {
-    struct hy_msg *tail;
-    uint32_t n;
-    uint32_t cls;
+/* What a return list of slab buffers of one class carries, written over its
+ * first buffer (free: every buffer on the list is): the others' addresses
+ * in an array. The home shard then reaches every buffer at once, instead of
+ * following next links through lines last written by this shard's core, one
+ * dependent miss per buffer (the allocator paid that chase per message). A
+ * class-0 buffer (128 bytes) holds the count and 15 addresses. */
+struct ret_block {
+    uint32_t n;   /* buffers on the list, the first included */
+    uint32_t cls; /* their slab class */
+    struct hy_msg *v[RET_BLOCK_MAX - 1];
 };
+_Static_assert(sizeof(struct ret_block) <= 128, "a return block fits the smallest class");
 
 /* Sends rl's buffers home in one ring entry: bit 0 marks a return list,
- * bit 1 a list of one slab class with a ret_meta in its head. */
+ * bit 1 a list of one slab class written as a ret_block over its head. */
 static void ret_push(struct hy_shard *sh, unsigned home, struct hy__ret_list *rl)
 {
     struct hy_msg *head = rl->head;
     uintptr_t e = (uintptr_t)head | 1u;
-    if (rl->cls <= SMALL_CLASS_MAX) {
-        struct ret_meta *mt = (struct ret_meta *)(void *)head->data;
-        mt->tail = rl->tail;
-        mt->n = rl->n;
-        mt->cls = rl->cls;
+    if (rl->cls <= SMALL_CLASS_MAX && rl->n <= RET_BLOCK_MAX) {
+        struct ret_block *b = (struct ret_block *)(void *)head;
+        uint32_t n = rl->n, cls = rl->cls;
+        struct hy_msg *m = head->next; /* read before the block overwrites it */
+        for (uint32_t i = 0; i + 1 < n; i++) {
+            struct hy_msg *next = m->next;
+            b->v[i] = m;
+            m = next;
+        }
+        b->n = n;
+        b->cls = cls;
         e |= 2u;
     }
     hy__mesh_push(sh, home, e);
@@ -205,15 +225,30 @@ void hy__ret_receive(struct hy_shard *sh, struct hy_msg *list)
     }
 }
 
-/* A return list of one slab class arrived home (ret_push set bit 1): it
- * goes onto the pool whole, without touching any buffer but its last. */
+/* A return block arrived home (ret_push set bit 1): the buffers are fetched
+ * for writing all at once (independent misses that overlap), linked in
+ * array order onto their pool, and the first one's header is put back. */
 void hy__ret_receive_bulk(struct hy_shard *sh, struct hy_msg *head);
 void hy__ret_receive_bulk(struct hy_shard *sh, struct hy_msg *head)
 {
-    const struct ret_meta *mt = (const struct ret_meta *)(const void *)head->data;
-    struct hy__msg_pool *pool = &sh->pools[mt->cls];
-    uint32_t n = mt->n;
-    mt->tail->next = pool->free;
+    const struct ret_block *b = (const struct ret_block *)(const void *)head;
+    uint32_t n = b->n, cls = b->cls;
+    struct hy_msg *v[RET_BLOCK_MAX - 1];
+    for (uint32_t i = 0; i + 1 < n; i++) {
+        v[i] = b->v[i];
+        __builtin_prefetch(v[i], 1, 3);
+        __builtin_prefetch((const char *)v[i] + 64, 1, 3);
+    }
+    struct hy__msg_pool *pool = &sh->pools[cls];
+    struct hy_msg *next = pool->free;
+    for (uint32_t i = n - 1; i-- > 0;) {
+        v[i]->next = next;
+        next = v[i];
+    }
+    head->cls = (uint8_t)cls;
+    head->home = (uint16_t)sh->id;
+    head->cap = (uint32_t)(class_bytes(cls) - MSG_HDR);
+    head->next = next;
     pool->free = head;
     pool->nfree += n;
     hy__stat_add(&sh->st.buffers_out, -(uint64_t)n);
@@ -276,14 +311,28 @@ int hy_msg_alloc(size_t len, struct hy_msg **out)
     return hy__msg_alloc(sh, len, out);
 }
 
+/* What hy_msg_free does with a buffer that is not a small one of the
+ * calling shard's own (another shard's, a big one, a foreign one), then
+ * the end of the runtime bracket cur's count was raised for. Out of line:
+ * the common case then needs no saved registers. */
+static __attribute__((noinline)) void msg_free_other(struct hy_shard *sh, struct hy_proc *cur,
+                                                     struct hy_msg *m, unsigned home)
+{
+    if (home < hy__rt.nshards && home != sh->id)
+        ret_add(sh, home, m); /* another shard's: back home with the next batch */
+    else
+        msg_free_body(sh, m);
+    __asm__ volatile("" ::: "memory");
+    if (cur)
+        cur->in_rt--;
+}
+
 void hy_msg_free(struct hy_msg *m)
 {
-    if (!m)
-        return;
     struct hy_shard *sh = hy__shard();
-    if (!sh) {
+    if (__builtin_expect(!m || !sh, 0)) {
         /* Off a shard only foreign-inbox buffers may be freed directly. */
-        if (m->home == HY_HOME_MALLOC)
+        if (m && m->home == HY_HOME_MALLOC)
             free(m);
         return;
     }
@@ -295,17 +344,16 @@ void hy_msg_free(struct hy_msg *m)
         cur->in_rt++;
     __asm__ volatile("" ::: "memory"); /* raised before m is read */
     unsigned home = m->home;
-    if (__builtin_expect(home == sh->id && m->cls <= SMALL_CLASS_MAX, 1)) {
-        struct hy__msg_pool *pool = &sh->pools[m->cls];
-        hy__stat_add(&sh->st.buffers_out, (uint64_t)-1);
-        m->next = pool->free;
-        pool->free = m;
-        pool->nfree++;
-    } else if (home < hy__rt.nshards && home != sh->id) {
-        ret_add(sh, home, m); /* another shard's: back home with the next batch */
-    } else {
-        msg_free_body(sh, m);
+    unsigned cls = m->cls;
+    if (__builtin_expect(home != sh->id || cls > SMALL_CLASS_MAX, 0)) {
+        msg_free_other(sh, cur, m, home);
+        return;
     }
+    struct hy__msg_pool *pool = &sh->pools[cls];
+    hy__stat_add(&sh->st.buffers_out, (uint64_t)-1);
+    m->next = pool->free;
+    pool->free = m;
+    pool->nfree++;
     __asm__ volatile("" ::: "memory");
     if (cur)
         cur->in_rt--;
@@ -410,7 +458,7 @@ static inline __attribute__((always_inline)) bool append_fast(struct hy_shard *s
     p->mb_tailp = &m->next;
     p->mb_len++;
     if (p->state == HY_P_WAITING && p->wait_msg)
-        hy__sched_make_ready(sh, p);
+        hy__sched_make_ready_inline(sh, p);
     return true;
 }
 
@@ -438,18 +486,28 @@ void hy__mailbox_append(struct hy_shard *sh, struct hy_proc *p, struct hy_msg *m
         hy__sched_make_ready(sh, p);
 }
 
+/* The process of sh that a message to `to` goes to: NULL when the pid's
+ * slot is free or reused, or the process is exiting (the message is then
+ * dropped as to a dead pid). */
+static inline __attribute__((always_inline)) struct hy_proc *live_receiver(struct hy_shard *sh,
+                                                                          hy_pid to)
+{
+    uint32_t idx = hy_pid_slot(to);
+    if (__builtin_expect(idx >= sh->nslots, 0))
+        return NULL;
+    struct hy__slot *s = &sh->slot_chunks[idx >> HY_SLOT_CHUNK_BITS][idx & (HY_SLOT_CHUNK - 1)];
+    if (s->gen != hy_pid_gen(to) || hy_pid_creation(to) != hy__rt.creation)
+        return NULL;
+    struct hy_proc *p = s->proc;
+    return p && p->state < HY_P_EXITING ? p : NULL;
+}
+
 static inline __attribute__((always_inline)) void deliver_body(struct hy_shard *sh,
                                                                struct hy_msg *m)
 {
     hy_pid to = m->to;
-    uint32_t idx = hy_pid_slot(to);
-    struct hy_proc *p = NULL;
-    if (__builtin_expect(idx < sh->nslots, 1)) {
-        struct hy__slot *s = &sh->slot_chunks[idx >> HY_SLOT_CHUNK_BITS][idx & (HY_SLOT_CHUNK - 1)];
-        if (s->gen == hy_pid_gen(to) && hy_pid_creation(to) == hy__rt.creation)
-            p = s->proc;
-    }
-    if (!p || p->state >= HY_P_EXITING) {
+    struct hy_proc *p = live_receiver(sh, to);
+    if (!p) {
         drop_dead(sh, m);
         return;
     }
@@ -471,14 +529,8 @@ void hy__deliver_run(struct hy_shard *sh, const uintptr_t *ms, unsigned n);
 void hy__deliver_run(struct hy_shard *sh, const uintptr_t *ms, unsigned n)
 {
     hy_pid to = ((const struct hy_msg *)ms[0])->to;
-    uint32_t idx = hy_pid_slot(to);
-    struct hy_proc *p = NULL;
-    if (__builtin_expect(idx < sh->nslots, 1)) {
-        struct hy__slot *s = &sh->slot_chunks[idx >> HY_SLOT_CHUNK_BITS][idx & (HY_SLOT_CHUNK - 1)];
-        if (s->gen == hy_pid_gen(to) && hy_pid_creation(to) == hy__rt.creation)
-            p = s->proc;
-    }
-    if (!p || p->state >= HY_P_EXITING) {
+    struct hy_proc *p = live_receiver(sh, to);
+    if (!p) {
         for (unsigned i = 0; i < n; i++)
             drop_dead(sh, (struct hy_msg *)ms[i]);
         return;
@@ -563,39 +615,59 @@ static int send_common(hy_pid to, uint64_t tag, hy_ref ref, const void *data, si
     hy__route(sh, m);
     struct hy_proc *p = sh->current;
     if (p) {
-        hy__charge(p);
+        charge(p);
         dist_wait(sh, p, to);
     }
     return 0;
 }
 
-/* The same-shard fast path of the sends: a small message to a process of
- * the sender's own shard. The buffer comes straight off the shard's
- * smallest pool (the allocator inlined) and goes straight to the receiver
- * (an ordinary message into its mailbox, other kinds to their handler); a
- * blocked receiver is made ready and, at the sender's next switch-out,
- * handed the CPU directly. Ordering is unchanged: a same-shard message
- * always reached its receiver within the send. Anything else (no buffer in
- * the pool, another shard or node, a bigger payload) returns false for the
- * general path. Does not charge the sender. */
 #define FAST_LEN_MAX (128 - MSG_HDR) /* payloads that fit pool class 0 */
 
-bool hy__send_fast(struct hy_shard *sh, hy_pid to, unsigned kind, uint64_t tag, hy_ref ref,
-                   const void *data, size_t len)
+/* Copies len (<= FAST_LEN_MAX) bytes with a few fixed-size moves instead of
+ * a call to memcpy; the source is never read past len (a destination of
+ * class 0 has room for FAST_LEN_MAX). */
+static inline __attribute__((always_inline)) void copy_small(unsigned char *d,
+                                                             const unsigned char *s, size_t len)
+{
+    _Static_assert(FAST_LEN_MAX <= 48, "copy_small copies at most 48 bytes");
+    if (len >= 16) {
+        __builtin_memcpy(d, s, 16);
+        if (len > 32)
+            __builtin_memcpy(d + 16, s + 16, 16);
+        __builtin_memcpy(d + len - 16, s + len - 16, 16);
+    } else if (len >= 8) {
+        __builtin_memcpy(d, s, 8);
+        __builtin_memcpy(d + len - 8, s + len - 8, 8);
+    } else if (len >= 4) {
+        __builtin_memcpy(d, s, 4);
+        __builtin_memcpy(d + len - 4, s + len - 4, 4);
+    } else if (len) {
+        d[0] = s[0];
+        d[len / 2] = s[len / 2];
+        d[len - 1] = s[len - 1];
+    }
+}
+
+/* The allocator inlined into the fast sends: a buffer of the smallest class
+ * straight off the shard's pool, filled (a copy of data, the header, the
+ * current process as sender). NULL (nothing taken) when the destination is
+ * not for the caller's path (dest_ok false), the pool is empty or the
+ * payload does not fit: the general path decides. */
+static inline __attribute__((always_inline)) struct hy_msg *
+small_msg(struct hy_shard *sh, bool dest_ok, unsigned kind, uint64_t tag, hy_ref ref, hy_pid to,
+          const void *data, size_t len)
 {
     struct hy__msg_pool *pool = &sh->pools[0];
     struct hy_msg *m = pool->free;
-    uint64_t here = hy_pid_make(hy__rt.node_id, hy__rt.creation, (uint16_t)sh->id, 0, 0).hi;
-    if (__builtin_expect(!m || len > FAST_LEN_MAX || len > hy__rt.cfg.max_message_size ||
-                             (!data && len) || to.hi != here,
+    if (__builtin_expect(!dest_ok || !m || len > FAST_LEN_MAX ||
+                             len > hy__rt.cfg.max_message_size || (!data && len),
                          0))
-        return false;
+        return NULL;
     struct hy_proc *cur = sh->current;
     pool->free = m->next;
     pool->nfree--;
     hy__stat_add(&sh->st.buffers_out, 1);
-    if (len)
-        memcpy(m->data, data, len); /* the sender's bytes: a fault here is the sender's */
+    copy_small(m->data, data, len); /* the sender's bytes: a fault here is the sender's */
     m->next = NULL;
     m->size = (uint32_t)len;
     m->kind = (uint8_t)kind;
@@ -604,6 +676,27 @@ bool hy__send_fast(struct hy_shard *sh, hy_pid to, unsigned kind, uint64_t tag, 
     m->from = cur ? cur->pid : HY_PID_NONE;
     m->tag = tag;
     m->to = to;
+    return m;
+}
+
+/* The same-shard fast path of the sends: a small message to a process of
+ * the sender's own shard. The buffer comes from small_msg and goes straight
+ * to the receiver (an ordinary message into its mailbox, other kinds to
+ * their handler); a blocked receiver is made ready and, at the sender's next
+ * switch-out, handed the CPU directly. Ordering is unchanged: a same-shard
+ * message always reached its receiver within the send. Anything else (no
+ * buffer in the pool, another shard or node, a bigger payload) returns
+ * false for the general path. Does not charge the sender. */
+static inline __attribute__((always_inline)) bool send_fast_body(struct hy_shard *sh, hy_pid to,
+                                                                 unsigned kind, uint64_t tag,
+                                                                 hy_ref ref, const void *data,
+                                                                 size_t len)
+{
+    uint64_t here = hy_pid_make(hy__rt.node_id, hy__rt.creation, (uint16_t)sh->id, 0, 0).hi;
+    struct hy_msg *m = small_msg(sh, to.hi == here, kind, tag, ref, to, data, len);
+    if (!m)
+        return false;
+    struct hy_proc *cur = sh->current;
     if (cur)
         cur->in_rt++;
     if (kind == HY_K_MSG) {
@@ -617,41 +710,32 @@ bool hy__send_fast(struct hy_shard *sh, hy_pid to, unsigned kind, uint64_t tag, 
     return true;
 }
 
+bool hy__send_fast(struct hy_shard *sh, hy_pid to, unsigned kind, uint64_t tag, hy_ref ref,
+                   const void *data, size_t len)
+{
+    return send_fast_body(sh, to, kind, tag, ref, data, len);
+}
+
 /* The cross-shard fast path of the user sends: a small ordinary message to
- * a process of another shard of this node. As the same-shard path, the
- * buffer comes straight off the shard's smallest pool; it then goes into
- * the ring towards the receiver's shard (the one FIFO per shard pair, as
- * hy__route would). False (nothing done) when the general path must
- * decide. Does not charge the sender. */
+ * a process of another shard of this node. The buffer comes from small_msg;
+ * it then goes into the ring towards the receiver's shard (the one FIFO per
+ * shard pair, as hy__route would). False (nothing done) when the general
+ * path must decide. Does not charge the sender. */
 static inline bool send_cross_fast(struct hy_shard *sh, hy_pid to, uint64_t tag, hy_ref ref,
                                    const void *data, size_t len)
 {
-    struct hy__msg_pool *pool = &sh->pools[0];
-    struct hy_msg *m = pool->free;
     uint64_t here = hy_pid_make(hy__rt.node_id, hy__rt.creation, 0, 0, 0).hi;
     unsigned dst = hy_pid_shard(to);
-    if (__builtin_expect(!m || len > FAST_LEN_MAX || len > hy__rt.cfg.max_message_size ||
-                             (!data && len) || (to.hi & ~(uint64_t)0xffff) != here ||
-                             dst >= hy__rt.nshards || dst == sh->id,
-                         0))
+    struct hy_msg *m = small_msg(sh,
+                                 (to.hi & ~(uint64_t)0xffff) == here && dst < hy__rt.nshards &&
+                                     dst != sh->id,
+                                 HY_K_MSG, tag, ref, to, data, len);
+    if (!m)
         return false;
     struct hy_proc *cur = sh->current;
-    pool->free = m->next;
-    pool->nfree--;
-    hy__stat_add(&sh->st.buffers_out, 1);
-    if (len)
-        memcpy(m->data, data, len); /* the sender's bytes: a fault here is the sender's */
     if (cur)
         cur->in_rt++;
     HY_FAULT_POINT(HY_FP_MSG);
-    m->next = NULL;
-    m->size = (uint32_t)len;
-    m->kind = HY_K_MSG;
-    m->aux = 0;
-    m->ref = ref;
-    m->from = cur ? cur->pid : HY_PID_NONE;
-    m->tag = tag;
-    m->to = to;
     hy__stat_add(&sh->st.msgs_sent_cross, 1);
     hy__mesh_push(sh, dst, (uintptr_t)m);
     if (cur)
@@ -664,10 +748,10 @@ static inline int send_user(hy_pid to, uint64_t tag, hy_ref ref, const void *dat
 {
     struct hy_shard *sh = hy__tls_shard;
     if (sh && ((tag & HY_TAG_SYSTEM) == 0 || sys) &&
-        (hy_pid_shard(to) == sh->id ? hy__send_fast(sh, to, HY_K_MSG, tag, ref, data, len)
+        (hy_pid_shard(to) == sh->id ? send_fast_body(sh, to, HY_K_MSG, tag, ref, data, len)
                                     : send_cross_fast(sh, to, tag, ref, data, len))) {
         if (sh->current)
-            hy__charge(sh->current);
+            charge(sh->current);
         return 0;
     }
     return send_common(to, tag, ref, data, len, sys);
@@ -705,7 +789,7 @@ int hy_msg_send(hy_pid to, struct hy_msg *m)
     m->from = p ? p->pid : HY_PID_NONE;
     hy__route(sh, m);
     if (p) {
-        hy__charge(p);
+        charge(p);
         dist_wait(sh, p, to);
     }
     return 0;
@@ -790,7 +874,7 @@ recv_body(int (*match)(const struct hy_msg *, void *), void *arg, struct hy_msg 
     if (!out)
         return HY_EINVAL;
     struct hy_shard *sh = p->shard;
-    hy__charge(p);
+    charge(p);
     struct hy_msg **link = (from_mark && p->mark) ? p->mark : &p->mb_head;
     bool armed = false;
     /* a timeout that fired in the turn a message woke us is stale here */

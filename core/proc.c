@@ -169,8 +169,9 @@ static struct hy_proc *proc_record_alloc(struct hy_shard *sh)
 {
     if (!sh->proc_free) {
         size_t rec = (sizeof(struct hy_proc) + 63) & ~(size_t)63;
-        char *c = malloc(64 + rec * PROC_CHUNK);
-        if (!c)
+        /* line-aligned: a record's hot part is its first two lines */
+        char *c = NULL;
+        if (posix_memalign((void **)&c, 64, 64 + rec * PROC_CHUNK) != 0)
             return NULL;
         ((struct proc_chunk *)c)->next = sh->proc_chunks;
         sh->proc_chunks = c;

@@ -1,8 +1,14 @@
 /* Single-producer / single-consumer ring of pointer-sized entries.
  *
- * One per ordered pair of shards. Producer and consumer state live on
- * separate cache lines, each with a cached copy of the other side's index, so
- * that in steady state a push or pop touches only its own line. The producer
+ * One per ordered pair of shards. Four cache lines before the slots: the
+ * published head (written by the producer once per batch, read by the
+ * consumer), the producer's private state (staged head, cached tail: written
+ * per push), the published tail (written by the consumer once per burst,
+ * read by the producer when the ring looks full) and the consumer's private
+ * state (cached head). The private lines never move between the cores, so a
+ * push costs no coherence miss however often an idle consumer polls head
+ * (with head_local beside head, every poll took the line away from the
+ * producer and its next push paid a miss). The producer
  * stages entries and publishes them in batches (hy__ring_publish); the
  * consumer releases slots in batches (after a drain).
  *
@@ -21,14 +27,18 @@
 #define HY_CACHE_LINE 64
 
 struct hy_ring {
-    /* producer line */
-    _Alignas(HY_CACHE_LINE) _Atomic uint32_t head; /* published */
-    uint32_t head_local;                            /* staged (>= head) */
-    uint32_t tail_cache;                            /* last tail seen */
+    /* published by the producer, polled by the consumer */
+    _Alignas(HY_CACHE_LINE) _Atomic uint32_t head;
+    /* the producer's own line */
+    _Alignas(HY_CACHE_LINE) uint32_t head_local; /* staged (>= head) */
+    uint32_t tail_cache;                          /* last tail seen */
+    uint32_t head_pub;                            /* == head (only the producer writes it) */
     uint32_t mask;
-    /* consumer line */
+    /* published by the consumer, read by the producer when full */
     _Alignas(HY_CACHE_LINE) _Atomic uint32_t tail;
-    uint32_t head_cache;
+    /* the consumer's own line */
+    _Alignas(HY_CACHE_LINE) uint32_t head_cache; /* last head seen */
+    uint32_t tail_local;                          /* == tail (only the consumer writes it) */
     uint32_t cmask;
     /* slots */
     _Alignas(HY_CACHE_LINE) uintptr_t slots[];
@@ -46,7 +56,9 @@ static inline void hy__ring_init(struct hy_ring *r, uint32_t size)
     atomic_store_explicit(&r->tail, 0, memory_order_relaxed);
     r->head_local = 0;
     r->tail_cache = 0;
+    r->head_pub = 0;
     r->head_cache = 0;
+    r->tail_local = 0;
     r->mask = size - 1;
     r->cmask = size - 1;
 }
@@ -70,12 +82,13 @@ static inline bool hy__ring_push(struct hy_ring *r, uintptr_t v)
 /* Producer: entries staged and not yet published. */
 static inline uint32_t hy__ring_staged(const struct hy_ring *r)
 {
-    return r->head_local - atomic_load_explicit(&r->head, memory_order_relaxed);
+    return r->head_local - r->head_pub;
 }
 
 /* Producer: makes every staged entry visible. */
 static inline void hy__ring_publish(struct hy_ring *r)
 {
+    r->head_pub = r->head_local;
     /* release: pairs with the consumer's acquire of head */
     atomic_store_explicit(&r->head, r->head_local, memory_order_release);
 }
@@ -84,7 +97,7 @@ static inline void hy__ring_publish(struct hy_ring *r)
  * many; their slots are released at once. */
 static inline uint32_t hy__ring_pop_burst(struct hy_ring *r, uintptr_t *out, uint32_t max)
 {
-    uint32_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    uint32_t t = r->tail_local;
     uint32_t avail = r->head_cache - t;
     if (avail == 0) {
         r->head_cache = atomic_load_explicit(&r->head, memory_order_acquire);
@@ -96,6 +109,7 @@ static inline uint32_t hy__ring_pop_burst(struct hy_ring *r, uintptr_t *out, uin
         avail = max;
     for (uint32_t i = 0; i < avail; i++)
         out[i] = r->slots[(t + i) & r->cmask];
+    r->tail_local = t + avail;
     atomic_store_explicit(&r->tail, t + avail, memory_order_release);
     return avail;
 }
@@ -103,7 +117,7 @@ static inline uint32_t hy__ring_pop_burst(struct hy_ring *r, uintptr_t *out, uin
 /* Consumer: true when nothing is published (acquire load of head). */
 static inline bool hy__ring_empty(struct hy_ring *r)
 {
-    uint32_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    uint32_t t = r->tail_local;
     if (r->head_cache != t)
         return false;
     r->head_cache = atomic_load_explicit(&r->head, memory_order_acquire);

@@ -29,18 +29,7 @@ static inline void cpu_relax(void)
 
 HY__HOT void hy__sched_make_ready(struct hy_shard *sh, struct hy_proc *p)
 {
-    if (p->in_runq)
-        return;
-    p->in_runq = 1;
-    if (p->state != HY_P_NEW)
-        p->state = HY_P_READY;
-    p->rq_next = NULL;
-    if (sh->rq_tail)
-        sh->rq_tail->rq_next = p;
-    else
-        sh->rq_head = p;
-    sh->rq_tail = p;
-    sh->rq_len++;
+    hy__sched_make_ready_inline(sh, p);
 }
 
 static inline struct hy_proc *rq_pop(struct hy_shard *sh)
@@ -83,7 +72,8 @@ static inline void begin_run(struct hy_shard *sh, struct hy_proc *p, int32_t bud
  * scheduler last looked at the inbound rings have spent a reduction slice
  * (p->budget <= 0; hy__charge and hy_yield also zero it to have the rings
  * looked at now): then the scheduler looks at them before it runs anyone. */
-HY__HOT struct hy_proc *hy__sched_take_handoff(struct hy_shard *sh, struct hy_proc *p)
+static inline __attribute__((always_inline)) struct hy_proc *take_handoff(struct hy_shard *sh,
+                                                                          struct hy_proc *p)
 {
     struct hy_proc *next = sh->rq_head;
     if (!next || next == p || sh->handoffs >= sh->run_batch ||
@@ -103,10 +93,15 @@ HY__HOT struct hy_proc *hy__sched_take_handoff(struct hy_shard *sh, struct hy_pr
     return next;
 }
 
+HY__HOT struct hy_proc *hy__sched_take_handoff(struct hy_shard *sh, struct hy_proc *p)
+{
+    return take_handoff(sh, p);
+}
+
 HY__HOT void hy__sched_switch_out(struct hy_proc *p)
 {
     struct hy_shard *sh = p->shard;
-    struct hy_proc *next = hy__sched_take_handoff(sh, p);
+    struct hy_proc *next = take_handoff(sh, p);
     if (next) {
         hy__stack_switch_direct(sh, p, next, false);
         return;

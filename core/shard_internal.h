@@ -148,6 +148,8 @@ struct hy__wait_timer {
 };
 
 struct hy_proc {
+    /* Hot part, the record's first two cache lines (records are line-aligned,
+     * proc.c): what a message, a receive and a switch read and write. */
     void *sp;                  /* saved context */
     struct hy_shard *shard;
     struct hy_proc *rq_next;
@@ -169,14 +171,14 @@ struct hy_proc {
     struct hy_msg **mb_tailp;
     size_t mb_len;
     size_t mb_max;             /* 0 = unbounded */
-    struct hy_msg **scan;      /* receive: next link to examine (valid while WAITING) */
     struct hy_msg **mark;      /* receive marker: link field at ref creation */
+    struct hy_stack *stack;    /* guarded stack (a direct hand-over looks at it) */
+    uint64_t reductions;       /* times scheduled */
     hy_ref mark_ref;
 
     struct hy__wait_timer wait_timer;
 
     /* stack */
-    struct hy_stack *stack;    /* guarded */
     size_t stack_size;
     void *copy;                /* compact: saved stack bytes */
     uint32_t copy_len, copy_cap;
@@ -188,7 +190,6 @@ struct hy_proc {
     size_t arena_bytes;
     struct hy__cleanup *cleanups;
 
-    uint64_t reductions;       /* times scheduled */
     uint64_t run_start_cpu_ns; /* for the stall detector */
 
     /* links, monitors, aliases, name: owned by signal.c (NULL until used) */
@@ -211,6 +212,8 @@ struct hy_proc {
     struct hy_reason reason;   /* why it is exiting */
     struct hy_reason exit_reason_pending;
 };
+_Static_assert(offsetof(struct hy_proc, mark_ref) + sizeof(hy_ref) <= 128,
+               "the hot part of struct hy_proc fits two cache lines");
 
 /* ---- shards ------------------------------------------------------------- */
 
@@ -438,6 +441,23 @@ static inline struct hy_proc *hy__current(void)
 /* ---- sched.c ------------------------------------------------------------ */
 void hy__sched_loop(struct hy_shard *sh);
 void hy__sched_make_ready(struct hy_shard *sh, struct hy_proc *p);
+/* hy__sched_make_ready's body, for the hot paths that inline it: p goes
+ * to the tail of sh's run queue unless it is queued already. */
+static inline void hy__sched_make_ready_inline(struct hy_shard *sh, struct hy_proc *p)
+{
+    if (p->in_runq)
+        return;
+    p->in_runq = 1;
+    if (p->state != HY_P_NEW)
+        p->state = HY_P_READY;
+    p->rq_next = NULL;
+    if (sh->rq_tail)
+        sh->rq_tail->rq_next = p;
+    else
+        sh->rq_head = p;
+    sh->rq_tail = p;
+    sh->rq_len++;
+}
 /* Switches from the running process back to the scheduler. */
 void hy__sched_switch_out(struct hy_proc *p);
 /* Charges one reduction; yields when the budget is spent. May not return if

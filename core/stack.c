@@ -44,10 +44,15 @@
 
 static size_t page_size(void)
 {
+    /* read and set by every shard: relaxed atomics (each writes the same
+     * value; ThreadSanitizer saw the plain static race) */
     static size_t ps;
-    if (!ps)
-        ps = (size_t)sysconf(_SC_PAGESIZE);
-    return ps;
+    size_t v = __atomic_load_n(&ps, __ATOMIC_RELAXED);
+    if (!v) {
+        v = (size_t)sysconf(_SC_PAGESIZE);
+        __atomic_store_n(&ps, v, __ATOMIC_RELAXED);
+    }
+    return v;
 }
 
 static size_t round_page(size_t n)

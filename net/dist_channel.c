@@ -241,11 +241,12 @@ void hy__chan_pump(struct hy__chan *ch)
         uint8_t *fbuf = ch->nspare ? ch->spare[--ch->nspare] : malloc(HY_WIRE_MTU);
         if (!fbuf) {
             int pi = ch->pi;
+            uint32_t since = ch->epoch;
             hy__dist_count(&ch->ep->st.dropped_nomem, 1);
             hy_log(HY_LOG_ERROR, "dist: shard %u: no memory to frame messages to node %u: down",
                    ch->ep->shard, hy__dist.peers[pi].node_id);
             hy__chan_reset(ch, false);
-            hy__dist_node_went_down(sh, pi);
+            hy__dist_node_went_down(sh, pi, since);
             return;
         }
         uint8_t *pay = fbuf + HY_WIRE_HDR; /* the frame is built in its kept buffer */
@@ -337,9 +338,10 @@ static void take_frame(struct hy__chan *ch, const struct hy_wire_hdr *h, const u
                        ep->shard, hy__dist.peers[ch->pi].node_id, ch->rshard, ch->in_len,
                        (unsigned)HY_WIRE_MSGHDR);
                 int pi = ch->pi;
+                uint32_t since = ch->epoch;
                 hy__chan_xmit(ch, HY_WT_CLOSE, 0, NULL, 0, NULL);
                 hy__chan_reset(ch, false);
-                hy__dist_node_went_down(sh, pi);
+                hy__dist_node_went_down(sh, pi, since);
                 return;
             }
             if (ch->in_len - HY_WIRE_MSGHDR > hy__dist.cfg.max_message_size) {
@@ -533,10 +535,11 @@ void hy__chan_timers(struct hy__chan *ch, uint64_t now)
                    ch->ep->shard, hy__dist.peers[ch->pi].node_id, ch->rshard,
                    (double)(now - ch->last_rx) / 1e6);
             int pi = ch->pi;
+            uint32_t since = ch->epoch;
             if (ch->master)
                 hy__chan_fail_waiters(ch, HY_ETIMEDOUT);
             hy__chan_reset(ch, false);
-            hy__dist_node_went_down(sh, pi);
+            hy__dist_node_went_down(sh, pi, since);
             return;
         }
         if (ch->snd_una != ch->snd_next) {
@@ -664,7 +667,7 @@ int hy__dist_remote_send(struct hy_msg *m, void *ctx)
         hy__msg_free_local(sh, m);
         hy_log(HY_LOG_ERROR, "dist: shard %u: no memory for a channel to node %u: down", sh->id,
                hy__dist.peers[pi].node_id);
-        hy__dist_node_went_down(sh, pi);
+        hy__dist_node_went_down(sh, pi, atomic_load(&hy__dist.epoch[pi]));
         return HY_ENOMEM;
     }
     /* Never dropped here, signals or messages, whatever the queue holds: a

@@ -14,14 +14,23 @@
 /* A node-down event for peer pi, from any shard: every shard resets its
  * channels to pi that began before it and tells links and monitors
  * (noconnection, nodedown). Sent also when the node was never up: a node
- * monitor of an unreachable node gets its nodedown. */
-void hy__dist_node_went_down(struct hy_shard *sh, int pi)
+ * monitor of an unreachable node gets its nodedown.
+ *
+ * since: the peer's epoch when the ending session or handshake began. One
+ * event per epoch: when the epoch has moved on since (another shard's
+ * channel already saw the node go, and this shard has not yet taken that
+ * event), the ending session is covered by it and nothing is declared
+ * again; a second event would end the sessions the node's next incarnation
+ * may already have opened. */
+void hy__dist_node_went_down(struct hy_shard *sh, int pi, uint32_t since)
 {
+    uint32_t epoch = since;
+    if (!atomic_compare_exchange_strong(&hy__dist.epoch[pi], &epoch, since + 1))
+        return;
     atomic_store(&hy__dist.node_down[pi], 1);
     atomic_store(&hy__dist.node_up[pi], 0);
-    uint32_t epoch = atomic_fetch_add(&hy__dist.epoch[pi], 1) + 1;
     hy__dist_count(&hy__dist.eps[sh->id]->st.nodes_down, 1);
-    hy__dist_broadcast(sh, CTRL_NODE_DOWN, hy__dist.peers[pi].node_id, epoch);
+    hy__dist_broadcast(sh, CTRL_NODE_DOWN, hy__dist.peers[pi].node_id, since + 1);
 }
 
 /* For hy_monitor/hy_link on a pid of node: a configured peer not declared
@@ -184,7 +193,7 @@ void hy__dist_on_ctrl(struct hy_shard *sh, struct hy_msg *m)
             struct hy__chan *ch = hy__chan_get(ep, pi, 0, false);
             if (ch && ch->state == CH_UP)
                 hy__chan_xmit(ch, HY_WT_CLOSE, 0, NULL, 0, NULL);
-            hy__dist_node_went_down(sh, pi);
+            hy__dist_node_went_down(sh, pi, atomic_load(&hy__dist.epoch[pi]));
         }
         return;
     case CTRL_NODE_DOWN:
@@ -199,7 +208,8 @@ void hy__dist_on_ctrl(struct hy_shard *sh, struct hy_msg *m)
                     hy__chan_fail_waiters(ch, HY_ETIMEDOUT);
                 hy__chan_reset(ch, false);
             }
-            atomic_store(&hy__dist.node_down[pi], 1);
+            /* (node_down was set where the event was declared: setting it
+             * here again would mark a node down that has come back since) */
             if (sh->id == 0) {
                 struct hy__chan *m0 = ep->chans[(size_t)pi * HY_MAX_SHARDS];
                 if (!m0 || m0->state != CH_UP)

@@ -200,7 +200,7 @@ static void rsp_proven(struct hy__ep *ep, struct hy__chan *ch)
                "ends",
                ep->shard, peer->node_id, peer->name, ch->rshard,
                ch->rsp_creation != ch->peer_creation ? "restarted" : "it lost the old one");
-        hy__dist_node_went_down(hy__shard(), ch->pi);
+        hy__dist_node_went_down(hy__shard(), ch->pi, ch->epoch);
     }
     uint8_t pn[16], mn[16];
     uint32_t pc = ch->rsp_creation;
@@ -360,11 +360,12 @@ void hy__hs_timers(struct hy__chan *ch, uint64_t now)
                ch->refused ? "refused (another cookie?)" : "no answer");
         bool master = ch->master;
         int pi = ch->pi;
+        uint32_t since = ch->epoch;
         if (master)
             hy__chan_fail_waiters(ch, rc);
         hy__chan_reset(ch, false);
         if (master)
-            hy__dist_node_went_down(hy__shard(), pi);
+            hy__dist_node_went_down(hy__shard(), pi, since);
         return;
     }
     if (now >= ch->hs_retry) {

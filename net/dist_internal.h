@@ -298,7 +298,7 @@ void hy__dist_on_frame(struct hy__ep *ep, const uint8_t *buf, size_t n, const st
 void hy__dist_deliver(struct hy__chan *ch, struct hy_msg *m, const struct hy_wire_msg *wm);
 
 /* dist_ctrl.c */
-void hy__dist_node_went_down(struct hy_shard *sh, int pi);
+void hy__dist_node_went_down(struct hy_shard *sh, int pi, uint32_t since);
 int hy__dist_monitor_node(uint32_t node);
 bool hy__dist_reachable(uint32_t node);
 void hy__dist_on_handed_frame(struct hy_shard *sh, struct hy_msg *m);

@@ -240,7 +240,7 @@ void hy__dist_on_frame(struct hy__ep *ep, const uint8_t *buf, size_t n, const st
         hy_log(HY_LOG_INFO, "dist: shard %u: node %u (%s) shard %u closed the session", ep->shard,
                hy__dist.peers[pi].node_id, hy__dist.peers[pi].name, h.src_shard);
         if (ch->master)
-            hy__dist_node_went_down(sh, pi);
+            hy__dist_node_went_down(sh, pi, ch->epoch);
         else
             hy__chan_reset(ch, false);
         return;

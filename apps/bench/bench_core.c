@@ -6,9 +6,11 @@
  * message shapes and timing points follow peerbench.erl.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bench.h"
+#include "stats.h"
 
 /* Checks where a worker ran: peerbench's check_sched. */
 static int check_shard(const char *who, int expected, const struct bench_done *d)
@@ -382,19 +384,61 @@ void bench_throughput_cross_describe(const struct bench_env *env)
                (unsigned long long)bench_scaled(env, 10000000));
 }
 
+/* With HYDRA_BENCH_STATS set, each repetition notes what the shards' counters
+ * saw of it: entries per published batch each way, entries that waited behind
+ * a full ring, sleeps and busy/idle time of each shard (where the time went
+ * when instructions are not what bounds the row). */
+struct tp_snap {
+    struct hy_stats st[2];
+    struct hy_pair_stats pr[2];
+};
+
+static void tp_snap(struct tp_snap *s)
+{
+    for (unsigned i = 0; i < 2; i++) {
+        hy_stats_get(i, &s->st[i]);
+        hy_stats_pair(i, 1 - i, &s->pr[i]);
+    }
+}
+
+static void tp_note(const struct tp_snap *a, const struct tp_snap *b)
+{
+    for (unsigned i = 0; i < 2; i++) {
+        uint64_t ent = b->pr[i].ring_entries - a->pr[i].ring_entries;
+        uint64_t bat = b->pr[i].batches - a->pr[i].batches;
+        bench_note("shard %u -> %u: %llu entries in %llu batches (%.1f each), %llu overflowed; "
+                   "shard %u: %llu sleeps, busy %.1f ms, idle %.1f ms, %llu busy turns",
+                   i, 1 - i, (unsigned long long)ent, (unsigned long long)bat,
+                   bat ? (double)ent / (double)bat : 0.0,
+                   (unsigned long long)(b->pr[i].overflows - a->pr[i].overflows), i,
+                   (unsigned long long)(b->st[i].sleeps - a->st[i].sleeps),
+                   (double)(b->st[i].busy_ns - a->st[i].busy_ns) / 1e6,
+                   (double)(b->st[i].idle_ns - a->st[i].idle_ns) / 1e6,
+                   (unsigned long long)(b->st[i].turns - a->st[i].turns));
+    }
+}
+
 double bench_throughput_cross_rep(const struct bench_env *env)
 {
     struct tp_arg a = {.parent = hy_self(), .n = bench_scaled(env, 10000000)};
     struct bench_done dcons, dprod;
     hy_pid prod;
+    bool stats = getenv("HYDRA_BENCH_STATS") != NULL;
+    struct tp_snap s0, s1;
 
     if (bench_spawn(consumer, &a, sizeof(a), 1, &a.cons) < 0 ||
         bench_spawn(producer, &a, sizeof(a), 0, &prod) < 0)
         return -1;
+    if (stats)
+        tp_snap(&s0);
     uint64_t t0 = hy_now_ns();
     if (bench_send(prod, BENCH_TAG_GO, NULL, 0) < 0 || bench_recv_done(a.cons, &dcons) < 0)
         return -1;
     uint64_t dt = hy_now_ns() - t0;
+    if (stats) {
+        tp_snap(&s1);
+        tp_note(&s0, &s1);
+    }
     if (bench_recv_done(prod, &dprod) < 0)
         return -1;
     if (check_shard("producer", 0, &dprod) < 0 || check_shard("consumer", 1, &dcons) < 0)

@@ -226,6 +226,10 @@ static void do_get(struct conn *c, struct kvcache_store *st, const struct kvcach
                    const char *raw)
 {
     unsigned n = kvcache_cfg.set.nshards;
+    if (n <= 1 && st) { /* one shard: every key is this store's */
+        kvcache_proto_exec(st, cmd, &c->out);
+        return;
+    }
     uint64_t mask = 0;
     size_t pos = 0;
     const char *k;

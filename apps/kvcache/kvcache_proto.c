@@ -110,8 +110,28 @@ static bool tok_copy(const char *s, size_t n, char *buf)
     return true;
 }
 
+/* the common case, up to 9 plain digits (no sign, no space; below 10^9,
+ * so it fits every type read here): read directly; anything else goes
+ * through strto*, which decides what memcached accepts */
+static bool digits9(const char *s, size_t n, uint32_t *out)
+{
+    if (n == 0 || n > 9)
+        return false;
+    uint32_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned d = (unsigned char)s[i] - '0';
+        if (d > 9)
+            return false;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return true;
+}
+
 static bool num_u32(const char *s, size_t n, uint32_t *out)
 {
+    if (digits9(s, n, out))
+        return true;
     char b[72];
     if (!tok_copy(s, n, b))
         return false;
@@ -128,6 +148,11 @@ static bool num_u32(const char *s, size_t n, uint32_t *out)
 
 static bool num_i32(const char *s, size_t n, int32_t *out)
 {
+    uint32_t d;
+    if (digits9(s, n, &d)) {
+        *out = (int32_t)d;
+        return true;
+    }
     char b[72];
     if (!tok_copy(s, n, b))
         return false;
@@ -142,6 +167,11 @@ static bool num_i32(const char *s, size_t n, int32_t *out)
 
 static bool num_u64(const char *s, size_t n, uint64_t *out)
 {
+    uint32_t d;
+    if (digits9(s, n, &d)) {
+        *out = d;
+        return true;
+    }
     char b[72];
     if (!tok_copy(s, n, b))
         return false;
@@ -242,8 +272,8 @@ static int tokenize(const char *line, size_t n, struct tok *t, int max)
         if (i == n)
             break;
         size_t st = i;
-        while (i < n && line[i] != ' ')
-            i++;
+        const char *sp = memchr(line + i, ' ', n - i);
+        i = sp ? (size_t)(sp - line) : n;
         t[nt].s = line + st;
         t[nt].n = i - st;
         nt++;
@@ -296,8 +326,8 @@ bool kvcache_proto_next_key(const struct kvcache_cmd *cmd, size_t *pos, const ch
     if (i >= cmd->keys_len)
         return false;
     size_t st = i;
-    while (i < cmd->keys_len && cmd->keys[i] != ' ')
-        i++;
+    const char *sp = memchr(cmd->keys + i, ' ', cmd->keys_len - i);
+    i = sp ? (size_t)(sp - cmd->keys) : cmd->keys_len;
     *key = cmd->keys + st;
     *nkey = i - st;
     *pos = i;

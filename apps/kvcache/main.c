@@ -39,7 +39,9 @@ static void usage(FILE *f)
             "                           seconds; default 0: never), acceptors=N (per\n"
             "                           shard), io=auto|io_uring|epoll (socket poller),\n"
             "                           idle_spin_us=N (a shard with nothing to do spins\n"
-            "                           N us before it sleeps; default 0: it sleeps at once)\n"
+            "                           N us before it sleeps; default 0: it sleeps at once),\n"
+            "                           pin=0|1 (1, the default: each shard's thread stays\n"
+            "                           on its CPU; 0: the kernel places them)\n"
             "  --console=ADDR:PORT      serve the node console (dashboard, /metrics, /api)\n"
             "                           there, e.g. 127.0.0.1:8080; a non-loopback address\n"
             "                           needs HYDRA_CONSOLE_TOKEN set (actions need it too)\n"
@@ -84,6 +86,7 @@ static enum hy_io_backend io_backend = HY_IO_AUTO;
  * memcached's threads do: the spin of the runtime's default would take CPU
  * from the clients and the kernel's TCP work sharing the cores */
 static int64_t idle_spin_us = 0;
+static bool pin = true;
 
 static bool parse_ext(char *arg)
 {
@@ -118,6 +121,8 @@ static bool parse_ext(char *arg)
             kvcache_cfg.stats_interval_s = (uint32_t)v;
         else if (strcmp(t, "idle_spin_us") == 0 && v <= 1000000)
             idle_spin_us = (int64_t)v;
+        else if (strcmp(t, "pin") == 0 && v <= 1)
+            pin = v == 1;
         else if (strcmp(t, "acceptors") == 0 && v > 0 && v <= 64)
             kvcache_cfg.acceptors = (uint32_t)v;
         else {
@@ -290,6 +295,7 @@ int main(int argc, char **argv)
     cfg.nshards = shards;
     cfg.io_backend = io_backend;
     cfg.idle_spin_ns = (uint64_t)idle_spin_us * 1000;
+    cfg.pin = pin;
     size_t msg = (size_t)s->item_size_max + 128 * 1024;
     if (cfg.max_message_size < msg)
         cfg.max_message_size = msg;

@@ -145,6 +145,13 @@ static void test_kvcache_proto_storage_commands(void **state)
            "STORED\r\nNOT_STORED\r\nSTORED\r\nNOT_STORED\r\nVALUE a 0 1\r\nr\r\nEND\r\n");
     expect("set a 4294967295 0 1\r\nx\r\nget a\r\n", "STORED\r\nVALUE a 4294967295 1\r\nx\r\nEND\r\n");
     expect("set a 0 -1 1\r\nx\r\nget a\r\n", "STORED\r\nEND\r\n");
+    /* numbers of 9 digits and more, leading zeros, a sign, extra spaces */
+    expect("set a 999999999 0 1\r\nx\r\nget a\r\n", "STORED\r\nVALUE a 999999999 1\r\nx\r\nEND\r\n");
+    expect("set a 1000000000 0 1\r\nx\r\nget a\r\n",
+           "STORED\r\nVALUE a 1000000000 1\r\nx\r\nEND\r\n");
+    expect("set a 0000000000007 0 1\r\nx\r\nget a\r\n", "STORED\r\nVALUE a 7 1\r\nx\r\nEND\r\n");
+    expect("set a +7 0 1\r\nx\r\nget a\r\n", "STORED\r\nVALUE a 7 1\r\nx\r\nEND\r\n");
+    expect("set  a   3  0  1 \r\nx\r\nget   a  b \r\n", "STORED\r\nVALUE a 3 1\r\nx\r\nEND\r\n");
     expect("set a 0 0 1 noreply\r\nx\r\nget a\r\n", "VALUE a 0 1\r\nx\r\nEND\r\n");
     expect("set a 0 0 0\r\n\r\nget a\r\n", "STORED\r\nVALUE a 0 0\r\n\r\nEND\r\n");
 }

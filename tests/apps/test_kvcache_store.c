@@ -400,6 +400,33 @@ static void test_kvcache_store_hash_table_grows(void **state)
     kvcache_store_destroy(st);
 }
 
+/* every byte of a key counts, at every length (the 16-byte steps, the
+ * 8-byte and the short tails), and the length itself counts */
+static void test_kvcache_store_hash_every_byte_counts(void **state)
+{
+    (void)state;
+    unsigned char k[80];
+    for (size_t i = 0; i < sizeof(k); i++)
+        k[i] = (unsigned char)('a' + i % 26);
+    for (size_t n = 1; n <= 72; n++) {
+        uint64_t h = kvcache_hash(k, n, 7);
+        assert_true(h != kvcache_hash(k, n - 1, 7));
+        assert_true(h != kvcache_hash(k, n, 8));
+        for (size_t i = 0; i < n; i++) {
+            for (unsigned bit = 0; bit < 8; bit++) {
+                k[i] ^= (unsigned char)(1u << bit);
+                assert_true(kvcache_hash(k, n, 7) != h);
+                k[i] ^= (unsigned char)(1u << bit);
+            }
+        }
+        assert_true(kvcache_hash(k, n, 7) == h);
+    }
+    /* keys that differ only by trailing zero bytes */
+    unsigned char z[24] = {0};
+    for (size_t n = 1; n < sizeof(z); n++)
+        assert_true(kvcache_hash(z, n, 7) != kvcache_hash(z, n - 1, 7));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -417,6 +444,7 @@ int main(void)
         cmocka_unit_test(test_kvcache_store_append_prepend_add_replace),
         cmocka_unit_test(test_kvcache_store_touch_and_gat),
         cmocka_unit_test(test_kvcache_store_hash_table_grows),
+        cmocka_unit_test(test_kvcache_store_hash_every_byte_counts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -211,6 +211,48 @@ static void test_msg_payload_cross_shard(void **state)
     hy_test_run(2, body_payload_cross, NULL);
 }
 
+/* Every payload length the fast paths copy inline (0 .. 48 bytes, one
+ * byte past it for the general path), each from a source buffer of exactly
+ * that size (so that a sanitizer run catches a read past it), to a process
+ * of the same shard and of another: the echo's copy comes back intact. */
+static void small_lengths_roundtrip(hy_pid echo)
+{
+    for (size_t size = 0; size <= 49; size++) {
+        unsigned char *src = malloc(size ? size : 1);
+        HY_CHECK(src != NULL);
+        if (!src)
+            return;
+        for (size_t i = 0; i < size; i++)
+            src[i] = (unsigned char)pattern(i, size);
+        HY_CHECK_EQ(hy_send(echo, T_DATA + 1000 + size, size ? src : NULL, size), 0);
+        memset(src, 0, size);
+        free(src);
+        struct hy_msg *m = must_recv();
+        if (!m)
+            return;
+        HY_CHECK_EQ(m->tag, T_DATA + 1000 + size);
+        HY_CHECK(intact(m, size));
+        hy_msg_free(m);
+    }
+}
+
+static void body_small_lengths(void *arg)
+{
+    (void)arg;
+    hy_pid local = spawn_on(HY_SHARD_SELF, echo_main, NULL);
+    hy_pid remote = spawn_on(1, echo_main, NULL);
+    small_lengths_roundtrip(local);
+    small_lengths_roundtrip(remote);
+    HY_CHECK_EQ(hy_send(local, T_STOP, NULL, 0), 0);
+    HY_CHECK_EQ(hy_send(remote, T_STOP, NULL, 0), 0);
+}
+
+static void test_msg_small_payloads_every_length(void **state)
+{
+    (void)state;
+    hy_test_run(2, body_small_lengths, NULL);
+}
+
 /* ---- size limit, system tags, bad arguments ------------------------------- */
 
 #define SMALL_MAX 5000u
@@ -1581,6 +1623,80 @@ static void test_msg_buffers_go_home(void **state)
     hy_test_run(3, body_buffers_home, NULL);
 }
 
+/* Buffers freed on another shard go home as return blocks written over one
+ * of them; that one's header (size class, home, capacity) must be whole again
+ * when the pool hands it out. Rounds of sends from shard 1 each wait until
+ * every buffer of the round is home, so later rounds reuse returned ones
+ * (class 0 and class 1 rounds, and round sizes that leave partial blocks). */
+#define RB_ROUNDS 40u
+
+static struct {
+    hy_pid main;
+} rb;
+
+static bool shard1_home_now(void *arg)
+{
+    (void)arg;
+    return SHARD(1, buffers_out) == 0;
+}
+
+static void rb_sender(void *arg)
+{
+    (void)arg;
+    unsigned char big[200];
+    for (uint32_t r = 0; r < RB_ROUNDS; r++) {
+        uint32_t n = 5 + (r * 7) % 40;
+        size_t len = r % 2 ? sizeof(big) : 4;
+        for (uint32_t i = 0; i < n; i++) {
+            memset(big, (int)(i & 0xff), sizeof(big));
+            memcpy(big, &i, sizeof(i));
+            HY_CHECK_EQ(hy_send(rb.main, T_DATA, big, len), 0);
+        }
+        hy_test_send_u32(rb.main, T_DONE, n);
+        hy_msg_free(hy_test_must_recv_tag(T_GO, WAIT_NS));
+        HY_CHECK(hy_test_wait_until(shard1_home_now, NULL, WAIT_MS));
+    }
+    hy_test_send_u32(rb.main, T_STOP, 0);
+}
+
+static void body_return_blocks(void *arg)
+{
+    (void)arg;
+    rb.main = hy_self();
+    hy_pid s = spawn_on(1, rb_sender, NULL);
+    for (uint32_t r = 0; r < RB_ROUNDS; r++) {
+        struct hy_msg *d = hy_test_must_recv_tag(T_DONE, WAIT_NS);
+        if (!d)
+            return;
+        uint32_t n = payload_u32(d);
+        hy_msg_free(d);
+        HY_CHECK_EQ(hy_mailbox_len(), n);
+        for (uint32_t i = 0; i < n; i++) {
+            struct hy_msg *m = hy_test_must_recv_tag(T_DATA, WAIT_NS);
+            if (!m)
+                return;
+            size_t len = r % 2 ? 200 : 4;
+            size_t whole = m->cap + sizeof(struct hy_msg);
+            HY_CHECK_EQ(m->home, 1);
+            HY_CHECK_EQ(m->size, len);
+            HY_CHECK(m->cap >= len && whole >= 128 && (whole & (whole - 1)) == 0);
+            HY_CHECK_EQ(payload_u32(m), i);
+            if (len > 4)
+                HY_CHECK_EQ(m->data[len - 1], i & 0xff);
+            hy_msg_free(m);
+        }
+        hy_test_send_u32(s, T_GO, r);
+    }
+    hy_msg_free(hy_test_must_recv_tag(T_STOP, WAIT_NS));
+    check_empty();
+}
+
+static void test_msg_return_blocks_restore_buffers(void **state)
+{
+    (void)state;
+    hy_test_run(2, body_return_blocks, NULL);
+}
+
 /* ---- foreign senders against the runtime's teardown --------------------------------- */
 
 static _Atomic uint64_t spam_hi, spam_lo; /* a pid on shard 1 (0: none yet) */
@@ -1653,6 +1769,7 @@ int main(void)
         cmocka_unit_test(test_msg_payload_local),
         cmocka_unit_test(test_msg_send_foreign_against_stop),
         cmocka_unit_test(test_msg_payload_cross_shard),
+        cmocka_unit_test(test_msg_small_payloads_every_length),
         cmocka_unit_test(test_msg_too_large_is_rejected),
         cmocka_unit_test(test_msg_invalid_arguments),
         cmocka_unit_test(test_msg_recv_outside_process),
@@ -1671,6 +1788,7 @@ int main(void)
         cmocka_unit_test(test_msg_zero_copy_send),
         cmocka_unit_test(test_msg_send_foreign),
         cmocka_unit_test(test_msg_buffers_go_home),
+        cmocka_unit_test(test_msg_return_blocks_restore_buffers),
         cmocka_unit_test(test_msg_cross_shard_bursts_keep_order),
     };
     if (getenv("HY_TEST_FILTER"))

@@ -64,7 +64,9 @@ static void ring_set_start(struct hy_ring *r, uint32_t start)
     atomic_store(&r->tail, start);
     r->head_local = start;
     r->tail_cache = start;
+    r->head_pub = start;
     r->head_cache = start;
+    r->tail_local = start;
 }
 
 static uint64_t rnd(uint64_t *s)
@@ -76,6 +78,30 @@ static uint64_t rnd(uint64_t *s)
 }
 
 /* ---- single-threaded behaviour --------------------------------------------- */
+
+#define LINE_OF(f) (offsetof(struct hy_ring, f) / HY_CACHE_LINE)
+
+/* What each side writes per entry (the staged head, the cached indexes) is on
+ * a line of its own, apart from the index the other side reads (head, tail):
+ * an idle consumer polling head must not take the producer's working line
+ * away at every poll, nor the producer checking tail the consumer's. */
+static void test_ring_private_state_apart_from_published_indexes(void **state)
+{
+    (void)state;
+    assert_int_equal(offsetof(struct hy_ring, head) % HY_CACHE_LINE, 0);
+    assert_int_not_equal(LINE_OF(head), LINE_OF(head_local));
+    assert_int_equal(LINE_OF(head_local), LINE_OF(tail_cache));
+    assert_int_equal(LINE_OF(head_local), LINE_OF(head_pub));
+    assert_int_equal(LINE_OF(head_local), LINE_OF(mask));
+    assert_int_not_equal(LINE_OF(tail), LINE_OF(head_local));
+    assert_int_not_equal(LINE_OF(tail), LINE_OF(head_cache));
+    assert_int_not_equal(LINE_OF(head), LINE_OF(head_cache));
+    assert_int_equal(LINE_OF(head_cache), LINE_OF(tail_local));
+    assert_int_equal(LINE_OF(head_cache), LINE_OF(cmask));
+    assert_int_not_equal(LINE_OF(head_cache), LINE_OF(head_local));
+    assert_true(offsetof(struct hy_ring, slots) / HY_CACHE_LINE > LINE_OF(head_cache));
+    assert_int_equal(offsetof(struct hy_ring, slots) % HY_CACHE_LINE, 0);
+}
 
 static void test_ring_empty_and_full(void **state)
 {
@@ -395,6 +421,7 @@ static void test_ring_ping_pong(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ring_private_state_apart_from_published_indexes),
         cmocka_unit_test(test_ring_empty_and_full),   cmocka_unit_test(test_ring_pop_burst_limits),
         cmocka_unit_test(test_ring_index_wraparound), cmocka_unit_test(test_ring_spsc_threads),
         cmocka_unit_test(test_ring_spsc_small_ring),  cmocka_unit_test(test_ring_ping_pong),

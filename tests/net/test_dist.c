@@ -131,9 +131,10 @@ static void dist_up(void)
     c.peers = peers;
     c.npeers = npeers;
     c.heartbeat_ns = 50000000ull;
-    /* 2 s of silence, not less: on a loaded machine a node can be off the
-     * CPU for hundreds of ms, and hy_dist_spawn waits this long too */
-    c.down_after_ns = 2000000000ull;
+    /* 5 s of silence, not less: on a loaded machine (and 5-15x slower under
+     * ThreadSanitizer) a node can be off the CPU for seconds, and a false
+     * node-down loses what the test checks; hy_dist_spawn waits this long */
+    c.down_after_ns = 5000000000ull;
     c.test_drop_permille = drop_permille;
     c.authenticate = authenticate;
     c.test_first_seq = first_seq;
@@ -265,6 +266,10 @@ static hy_pid find_echo(uint32_t node)
 
 /* ---- running nodes ------------------------------------------------------------- */
 
+/* Nodes log their handshakes and sessions too (the hostile-peer tests: a
+ * few lines each, and what a failure there needs). */
+static bool verbose_node;
+
 static int run_node(uint32_t id, hy_proc_fn fn)
 {
     me = id;
@@ -274,7 +279,9 @@ static int run_node(uint32_t id, hy_proc_fn fn)
     cfg.node_id = id;
     if (ring_size)
         cfg.ring_size = ring_size;
-    hy_log_set_level(getenv("HY_DIST_DEBUG") ? HY_LOG_INFO : HY_LOG_ERROR);
+    /* warnings too: a session closed, a node silent, data held back for the
+     * backlog are what a failure here needs explained */
+    hy_log_set_level(getenv("HY_DIST_DEBUG") || verbose_node ? HY_LOG_INFO : HY_LOG_WARNING);
     int rc = hy_run(&cfg, fn, NULL);
     return rc == 0 ? 0 : 2;
 }
@@ -731,7 +738,7 @@ static void watcher_main(void *a)
     CHECK(hy_monitor_node(2, true) == 0);
     uint64_t t0 = hy_now_ns();
     hy_dist_send_name("main", 2, T_QUIT, NULL, 0);
-    CHECK(hy_recv_tag(HY_TAG_NODEDOWN, &m, 5 * SEC) == 0);
+    CHECK(hy_recv_tag(HY_TAG_NODEDOWN, &m, 30 * SEC) == 0);
     uint32_t node;
     memcpy(&node, m->data, sizeof(node));
     CHECK(node == 2);
@@ -783,6 +790,8 @@ static void watcher_main(void *a)
     CHECK(hy_monitor(e, &mref) == 0);
     CHECK(hy_recv_tag(HY_TAG_DOWN, &m, 5 * SEC) == 0);
     memcpy(&di, m->data, sizeof(di));
+    if (di.reason.kind != HY_REASON_NOPROC)
+        fprintf(stderr, "DIAG: DOWN reason %d for old pid\n", (int)di.reason.kind);
     CHECK(di.reason.kind == HY_REASON_NOPROC);
     hy_msg_free(m);
     hy_dist_send_name("main", 2, T_QUIT, NULL, 0);
@@ -1199,6 +1208,12 @@ static void three_main(void *a)
         CHECK(hy_recv_tag(T_SEQ_ACK, &m, 10 * SEC) == 0);
         uint64_t v;
         memcpy(&v, m->data, sizeof(v));
+        if (v != i || hy_pid_node(m->from) != 2) {
+            char fs[HY_PID_STRLEN];
+            hy_pid_format(m->from, fs, sizeof(fs));
+            fprintf(stderr, "node 1: relayed ack %llu from %s, expected %llu\n",
+                    (unsigned long long)v, fs, (unsigned long long)i);
+        }
         CHECK(v == i && hy_pid_node(m->from) == 2);
         hy_msg_free(m);
     }
@@ -1626,7 +1641,10 @@ static struct hy_dist_stats fake_stats(void)
 {
     struct hy_dist_stats ds;
     fake_send_name("stats", T_STATS, NULL, 0);
-    CHECK(fake_pump(20000, T_STATS, &ds, sizeof(ds), 0) == (int)sizeof(ds));
+    if (fake_pump(20000, T_STATS, &ds, sizeof(ds), 0) != (int)sizeof(ds)) {
+        fake_pump_report("fake_stats");
+        CHECK(!"node 1 never sent its stats");
+    }
     return ds;
 }
 
@@ -1685,7 +1703,10 @@ static pid_t hostile_setup(void)
 {
     set_peers(2, pick_base());
     fake_open();
-    return spawn_node(1, target_main);
+    verbose_node = true;
+    pid_t a = spawn_node(1, target_main);
+    verbose_node = false;
+    return a;
 }
 
 static void hostile_done(pid_t a)
@@ -1760,7 +1781,10 @@ static void test_dist_short_record_closes_session(void **state)
     memset(rec, 0, sizeof(rec));
     hy__wr32(rec, 10); /* < 64 */
     fake_send(HY_WT_DATA, rec, sizeof(rec));
-    CHECK(fake_pump(20000, 0xdead, NULL, 0, HY_WT_CLOSE) == -2);
+    if (fake_pump(20000, 0xdead, NULL, 0, HY_WT_CLOSE) != -2) {
+        fake_pump_report("short record");
+        CHECK(!"no CLOSE for the short record");
+    }
     /* a new session works, and the error was counted */
     fk.stream_len = 0;
     fake_handshake();
@@ -1768,6 +1792,29 @@ static void test_dist_short_record_closes_session(void **state)
     struct hy_dist_stats ds = fake_stats();
     CHECK(ds.record_errors == 1 && ds.malformed >= 1);
     hostile_done(a);
+}
+
+/* Datagrams the kernel dropped at UDP port `port` (its receive queue was
+ * full: the node never saw them), from /proc/net/udp's last column. */
+static uint64_t udp_drops(uint16_t port)
+{
+    FILE *f = fopen("/proc/net/udp", "r");
+    if (!f)
+        return 0;
+    char line[512];
+    uint64_t drops = 0;
+    while (fgets(line, sizeof(line), f)) {
+        unsigned ip, lport;
+        if (sscanf(line, " %*u: %x:%x", &ip, &lport) != 2 || lport != port)
+            continue;
+        char *tok, *save = NULL, *last = NULL;
+        for (tok = strtok_r(line, " \t\n", &save); tok; tok = strtok_r(NULL, " \t\n", &save))
+            last = tok;
+        if (last)
+            drops += strtoull(last, NULL, 10);
+    }
+    fclose(f);
+    return drops;
 }
 
 /* A flood of HELLOs, each with a fresh nonce: node 1 answers a bounded
@@ -1785,6 +1832,7 @@ static void test_dist_hello_flood_is_rate_limited(void **state)
     fake_send_from(other, 0, HY_WT_HELLO, 0, 0, 0, fk.nonce, 16); /* wrong source port */
     close(other);
     const unsigned flood = 3000;
+    uint64_t dropped0 = udp_drops(fk.a_base);
     uint64_t t0 = now_ms();
     for (unsigned i = 0; i < flood; i++) {
         randombytes_buf(n, 16);
@@ -1813,7 +1861,15 @@ static void test_dist_hello_flood_is_rate_limited(void **state)
     CHECK(challenges < flood);
     CHECK(fake_echo(2));
     struct hy_dist_stats ds = fake_stats();
-    CHECK(ds.wrong_source >= 1 && ds.hs_limited >= flood - challenges);
+    /* every HELLO node 1 received was answered or counted as limited (on a
+     * loaded machine the kernel drops part of the flood before node 1 reads
+     * it: those it never saw) */
+    uint64_t dropped = udp_drops(fk.a_base) - dropped0;
+    if (ds.hs_limited + challenges + dropped < flood)
+        fprintf(stderr, "flood %u: %u challenges, %llu limited, %llu dropped by the kernel\n",
+                flood, challenges, (unsigned long long)ds.hs_limited,
+                (unsigned long long)dropped);
+    CHECK(ds.wrong_source >= 1 && ds.hs_limited + challenges + dropped >= flood);
     hostile_done(a);
 }
 
