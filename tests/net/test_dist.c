@@ -48,6 +48,7 @@ enum {
     T_PROBE,     /* find_echo's probe: uint32_t number */
     T_PROBE_ACK, /* its answer, the same number */
     T_REFUSED,   /* echo answers hy_supervisor_refused_specs() (uint64_t) */
+    T_HOLD,      /* echo stops its whole shard until hold_pipe is written */
 };
 
 static struct hy_dist_peer peers[MAXN];
@@ -58,6 +59,9 @@ static unsigned drop_permille;
 static bool authenticate = true; /* the default */
 static uint32_t first_seq;
 static size_t queue_max;
+/* A pipe made before the nodes fork: echo, told T_HOLD, blocks its shard's
+ * thread on it (no frame read or acknowledged there) until a byte comes. */
+static int hold_pipe[2] = {-1, -1};
 static size_t backlog_max;   /* hy_dist_config.recv_backlog_max (0: default) */
 static unsigned ring_size;   /* hy_config.ring_size (0: default) */
 
@@ -162,7 +166,14 @@ static void echo(void *a)
             hy_msg_free(m);
             hy_panic("told to die");
         }
-        if (m->tag == T_LINK_ME) {
+        if (m->tag == T_HOLD) {
+            /* the thread itself waits (bounded), not the process: the
+             * shard neither reads nor acknowledges frames meanwhile */
+            struct pollfd pf = {.fd = hold_pipe[0], .events = POLLIN};
+            CHECK(hold_pipe[0] >= 0 && poll(&pf, 1, 30000) == 1);
+            char b;
+            CHECK(read(hold_pipe[0], &b, 1) == 1);
+        } else if (m->tag == T_LINK_ME) {
             CHECK(hy_link(m->from) == 0);
             hy_send(m->from, T_PONG, NULL, 0);
         } else if (m->tag == T_REFUSED) {
@@ -446,9 +457,28 @@ static void test_dist_sequence_wraps(void **state)
     first_seq = 0;
 }
 
+/* On the sending node: lets the held echo go (hold_pipe) once a sender has
+ * waited on a full queue, or after 20 s (the test then fails on its
+ * busy_waits check rather than hanging). */
+static void hold_release(void *a)
+{
+    (void)a;
+    uint64_t until = hy_now_ns() + 20 * SEC;
+    struct hy_dist_stats ds;
+    while (hy_dist_stats_get(&ds) == 0 && ds.busy_waits == 0 && hy_now_ns() < until)
+        hy_sleep_ns(1000000);
+    char b = 1;
+    CHECK(write(hold_pipe[1], &b, 1) == 1);
+}
+
 /* A send queue of 4 messages: a process sending thousands waits while its
  * channel is over the limit (busy_dist_port); nothing is dropped, the
- * order holds, and the exit signal that follows arrives. */
+ * order holds, and the exit signal that follows arrives. The echo's shard
+ * reads and acknowledges nothing until the sender has waited (T_HOLD), so
+ * the queue fills however fast frames leave the sender (a lone message of
+ * an idle shard goes out within its send) and however fast the peer acks;
+ * and more messages than a window of frames (256) and the queue hold
+ * are sent, at any test scale. */
 static void busy_queue_main(void *a)
 {
     (void)a;
@@ -459,7 +489,12 @@ static void busy_queue_main(void *a)
     CHECK(hy_send(e, T_LINK_ME, NULL, 0) == 0);
     CHECK(hy_recv_tag(T_PONG, &m, 5 * SEC) == 0);
     hy_msg_free(m);
+    hy_pid rel;
+    CHECK(hy_spawn(hold_release, NULL, &rel) == 0);
+    CHECK(hy_send(e, T_HOLD, NULL, 0) == 0);
     uint64_t count = hy_test_scaled(5000);
+    if (count < 1000)
+        count = 1000;
     for (uint64_t i = 0; i < count; i++)
         CHECK(hy_send(e, T_SEQ, &i, sizeof(i)) == 0);
     CHECK(hy_send(e, T_DIE, NULL, 0) == 0);
@@ -488,12 +523,53 @@ static void busy_queue_main(void *a)
     hy_dist_stop();
 }
 
+/* A lone message from a process of an otherwise idle shard leaves within
+ * its send (its channel's frame count rises before the sender runs on),
+ * not at the end of the turn; the replies still come back once, in order. */
+static void lone_send_main(void *a)
+{
+    (void)a;
+    dist_up();
+    hy_pid e = find_echo(2);
+    unsigned mine = hy_pid_shard(hy_self()), theirs = hy_pid_shard(e);
+    unsigned within = 0;
+    for (uint64_t i = 0; i < 50; i++) {
+        struct hy_dist_channel_stats before, after;
+        CHECK(hy_dist_channel_stats_get(2, mine, theirs, &before) == 0);
+        CHECK(hy_send(e, T_SEQ, &i, sizeof(i)) == 0);
+        CHECK(hy_dist_channel_stats_get(2, mine, theirs, &after) == 0);
+        if (after.frames_tx > before.frames_tx)
+            within++;
+        struct hy_msg *m;
+        CHECK(hy_recv_tag(T_SEQ_ACK, &m, 10 * SEC) == 0);
+        uint64_t v;
+        CHECK(m->size == sizeof(v));
+        memcpy(&v, m->data, sizeof(v));
+        CHECK(v == i);
+        hy_msg_free(m);
+    }
+    struct hy_dist_stats ds;
+    CHECK(within > 0);
+    CHECK(hy_dist_stats_get(&ds) == 0 && ds.immediate_tx >= within);
+    hy_dist_send_name("main", 2, T_QUIT, NULL, 0);
+    hy_dist_stop();
+}
+
+static void test_dist_lone_send_leaves_at_once(void **state)
+{
+    (void)state;
+    run_pair(lone_send_main);
+}
 
 static void test_dist_full_queue_waits_never_drops(void **state)
 {
     (void)state;
     queue_max = 4;
+    assert_int_equal(pipe(hold_pipe), 0);
     run_pair(busy_queue_main);
+    close(hold_pipe[0]);
+    close(hold_pipe[1]);
+    hold_pipe[0] = hold_pipe[1] = -1;
     queue_max = 0;
 }
 
@@ -2265,6 +2341,7 @@ int main(void)
         cmocka_unit_test(test_dist_sequence_wraps),
         cmocka_unit_test(test_dist_recv_backlog_bounded),
         cmocka_unit_test(test_dist_full_queue_waits_never_drops),
+        cmocka_unit_test(test_dist_lone_send_leaves_at_once),
         cmocka_unit_test(test_dist_senders_that_cannot_wait_queue_past_limit),
         cmocka_unit_test(test_dist_links_and_monitors),
         cmocka_unit_test(test_dist_node_down_and_restart),
