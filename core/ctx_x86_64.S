@@ -18,7 +18,8 @@
  * ABI and are not part of a context: they are restored only along with
  * differing control bits, so they are not reliable across a switch.
  */
-    .text
+    /* with the other per-request code (HY__HOT in shard_internal.h) */
+    .section .text.hot.hydra,"ax",@progbits
     .globl hy__ctx_switch
     .type hy__ctx_switch, @function
     .p2align 4

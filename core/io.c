@@ -158,7 +158,7 @@ void hy__io_del(struct hy_shard *sh, struct hy__io_watch *w)
     w->idx = 0;
 }
 
-void hy__io_dispatch(struct hy_shard *sh, uint64_t cookie, uint32_t ev)
+HY__HOT void hy__io_dispatch(struct hy_shard *sh, uint64_t cookie, uint32_t ev)
 {
     struct hy__io *io = sh->io;
     uint32_t idx = (uint32_t)cookie;
@@ -218,7 +218,7 @@ void hy__io_fini_shard(struct hy_shard *sh)
 
 /* ---- parking ------------------------------------------------------------ */
 
-int hy__sock_wait(struct hy__sock *s, uint32_t ev, int64_t timeout_ns)
+HY__HOT int hy__sock_wait(struct hy__sock *s, uint32_t ev, int64_t timeout_ns)
 {
     struct hy_proc *p = s->owner;
     struct hy_shard *sh = s->sh;
@@ -249,7 +249,7 @@ int hy__sock_wait(struct hy__sock *s, uint32_t ev, int64_t timeout_ns)
     return woken ? 0 : HY_ETIMEDOUT;
 }
 
-void hy__io_wake(struct hy_shard *sh, struct hy_proc *p)
+HY__HOT void hy__io_wake(struct hy_shard *sh, struct hy_proc *p)
 {
     if (p->state == HY_P_WAITING)
         hy__sched_make_ready(sh, p);
@@ -292,7 +292,7 @@ int hy__sock_new(size_t size, struct hy_shard *sh, int fd, hy__io_ready_fn on_re
     return 0;
 }
 
-int hy__sock_owner_check(struct hy__sock *s, struct hy_proc **pp)
+HY__HOT int hy__sock_owner_check(struct hy__sock *s, struct hy_proc **pp)
 {
     struct hy_proc *p = hy__current();
     if (!p)

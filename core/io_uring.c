@@ -146,7 +146,7 @@ static inline bool kernel_holds(const struct ur *u)
     return IO_URING_READ_ONCE(*u->ring.sq.kflags) & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN);
 }
 
-static unsigned ur_poll(struct hy_shard *sh, void *state)
+HY__HOT static unsigned ur_poll(struct hy_shard *sh, void *state)
 {
     struct ur *u = state;
     unsigned total = 0;

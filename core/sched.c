@@ -27,7 +27,7 @@ static inline void cpu_relax(void)
 #endif
 }
 
-void hy__sched_make_ready(struct hy_shard *sh, struct hy_proc *p)
+HY__HOT void hy__sched_make_ready(struct hy_shard *sh, struct hy_proc *p)
 {
     hy__sched_make_ready_inline(sh, p);
 }
@@ -76,7 +76,7 @@ static inline __attribute__((always_inline)) struct hy_proc *take_handoff(struct
                                                                           struct hy_proc *p)
 {
     struct hy_proc *next = sh->rq_head;
-    if (!next || next == p || sh->handoffs >= hy__rt.cfg.run_batch ||
+    if (!next || next == p || sh->handoffs >= sh->run_batch ||
         next->stack_mode != HY_STACK_GUARDED || next->exit_pending || p->budget <= 0 ||
         (!next->stack && !hy__stack_ready(sh, next)))
         return NULL;
@@ -93,12 +93,12 @@ static inline __attribute__((always_inline)) struct hy_proc *take_handoff(struct
     return next;
 }
 
-struct hy_proc *hy__sched_take_handoff(struct hy_shard *sh, struct hy_proc *p)
+HY__HOT struct hy_proc *hy__sched_take_handoff(struct hy_shard *sh, struct hy_proc *p)
 {
     return take_handoff(sh, p);
 }
 
-void hy__sched_switch_out(struct hy_proc *p)
+HY__HOT void hy__sched_switch_out(struct hy_proc *p)
 {
     struct hy_shard *sh = p->shard;
     struct hy_proc *next = take_handoff(sh, p);
@@ -109,7 +109,7 @@ void hy__sched_switch_out(struct hy_proc *p)
     hy__stack_switch_out(sh, p);
 }
 
-void hy__charge(struct hy_proc *p)
+HY__HOT void hy__charge(struct hy_proc *p)
 {
     if (__builtin_expect(p->exit_pending && !p->defer_exit, 0))
         hy__proc_exit_current(p, p->exit_reason_pending);
@@ -377,6 +377,7 @@ void hy__sched_loop(struct hy_shard *sh)
      * period was ended by other shards, timers or hooks spins as set */
     uint64_t io_seen = 0;
     bool io_last = false;
+    sh->run_batch = hy__rt.cfg.run_batch;
     sh->in_runtime = true;
     while (!atomic_load_explicit(&hy__rt.stop, memory_order_relaxed)) {
         unsigned work = turn(sh);

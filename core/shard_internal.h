@@ -25,6 +25,15 @@
 #include "symbol_internal.h"
 #include "wheel_internal.h"
 
+/* Functions run for every socket request (the recv/send calls, the park,
+ * the wake and the direct handoff between processes): kept together in a
+ * few pages of code. On a kernel with page-table isolation and no PCID,
+ * every system call empties the TLB, so each distinct page of code or data
+ * a request touches costs a page walk; spread over the library the path
+ * touched some eight pages of code per request. The linker script
+ * (runtime_text.ld) and the default one both put .text.hot.* first. */
+#define HY__HOT __attribute__((section(".text.hot.hydra")))
+
 struct hy_shard;
 struct hy_proc;
 struct hy__psig;
@@ -265,6 +274,8 @@ struct hy_shard {
     struct hy_proc *rq_head, *rq_tail;
     uint32_t rq_len;
     uint32_t handoffs;        /* direct process-to-process switches this batch */
+    uint32_t run_batch;       /* hy__rt.cfg.run_batch, here beside handoffs (the handoff
+                                 test reads no page of hy__rt; set by hy__sched_loop) */
 
     /* process table */
     struct hy__slot *slot_chunks[HY_SLOT_MAX_CHUNKS];

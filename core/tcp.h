@@ -5,8 +5,9 @@
  * where io_uring is refused; hy_config.io_backend) drives it, and only the
  * owner may call the functions below with it. Every call that waits parks
  * only the calling process (like a receive) and takes a timeout in ns:
- * HY_INFINITY, HY_NOWAIT (0: try once) or a duration. The other processes of
- * the shard keep running.
+ * HY_INFINITY, HY_NOWAIT (0: try once) or a duration, counted from the
+ * call's first wait (before it the call has only made non-blocking system
+ * calls). The other processes of the shard keep running.
  *
  * Ownership and lifetime. The owner closes a socket with hy_tcp_close(); if
  * it exits first, whatever the reason (return, hy_exit, kill, crash), the

@@ -264,6 +264,8 @@ struct hy_dist_stats {
      * node's shards had more than recv_backlog_max messages queued behind
      * a full ring towards another shard */
     uint64_t dropped_backlog;
+    uint64_t immediate_tx;      /* DATA frames sent from within the send (a lone message of an
+                                   otherwise idle shard), not at the end of the turn */
 };
 
 /* Sums the counters of every shard's endpoint. Errors: HY_ENOTSTARTED. */

@@ -685,7 +685,25 @@ int hy__dist_remote_send(struct hy_msg *m, void *ctx)
         if (!ch->master)
             hy__dist_send_ctrl(sh, 0, CTRL_ENSURE, hy__dist.peers[pi].node_id, HY_PID_NONE, HY_REF_NONE);
     }
-    hy__chan_activate(ch); /* framed at the end of the turn, with the turn's other sends */
+    hy__chan_activate(ch);
+    /* A lone message from a process of an otherwise idle shard goes out now:
+     * no other process will run before the end of the turn to share its
+     * frame, so waiting would only add the turn's remaining work to the
+     * round trip. Under load (other processes ready, messages already
+     * queued) the end of the turn frames them together (hy__ep_poll). The
+     * queue keeps one order either way: only its sole message leaves here. */
+    if (ch->state == CH_UP && ch->q_len == 1 && !ch->cur && sh->current && sh->rq_len == 0 &&
+        ch->snd_next - ch->snd_una < WIN) {
+        if (!ch->nspare) {
+            uint8_t *b = malloc(HY_WIRE_MTU); /* (without memory: left to the turn's end) */
+            if (!b)
+                return 0;
+            ch->spare[ch->nspare++] = b;
+        }
+        hy__chan_pump(ch);
+        hy__dist.tp->flush(ep);
+        hy__dist_count(&ep->st.immediate_tx, 1);
+    }
     return 0;
 }
 

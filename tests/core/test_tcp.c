@@ -304,6 +304,7 @@ struct big_ctx {
     hy_pid parent;
     struct hy_tcp *sock;
     int send_rc;
+    bool vectored; /* one hy_tcp_sendv of uneven pieces, empty ones among them */
 };
 
 static void big_sender(void *arg)
@@ -317,7 +318,25 @@ static void big_sender(void *arg)
     uint8_t *buf = malloc(BIG);
     for (unsigned i = 0; i < BIG; i++)
         buf[i] = (uint8_t)(i * 13 + (i >> 8));
-    bc->send_rc = hy_tcp_send(s, buf, BIG, 60 * SECOND);
+    if (bc->vectored) {
+        /* pieces of 0, 1, 7000, 0, 100003, ... bytes: a short first write
+         * leaves the rest to be sent from the middle of some piece */
+        static const size_t sizes[] = {0, 1, 7000, 0, 100003, 3, 65536, 0, 4096, 177};
+        struct iovec v[48];
+        size_t off = 0;
+        int n = 0;
+        for (; n < 47 && off < BIG; n++) {
+            size_t len = sizes[n % 10];
+            if (len > BIG - off)
+                len = BIG - off;
+            v[n] = (struct iovec){.iov_base = buf + off, .iov_len = len};
+            off += len;
+        }
+        v[n++] = (struct iovec){.iov_base = buf + off, .iov_len = BIG - off};
+        bc->send_rc = hy_tcp_sendv(s, v, n, 60 * SECOND);
+    } else {
+        bc->send_rc = hy_tcp_send(s, buf, BIG, 60 * SECOND);
+    }
     if (getenv("TCPDEBUG"))
         fprintf(stderr, "send done rc=%d t=%llu\n", bc->send_rc, (unsigned long long)hy_now_ns());
     free(buf);
@@ -327,6 +346,7 @@ static void big_sender(void *arg)
 }
 
 struct partial_ctx {
+    bool vectored;
     int send_rc;
     unsigned received, mismatches, reads;
     int end_rc;
@@ -341,7 +361,7 @@ static void partial_main(void *arg)
     o.rcvbuf = 4096;
     struct pair p;
     HY_CHECK_EQ(make_pair(&p, &o), 0);
-    struct big_ctx bc = {hy_self(), NULL, -1};
+    struct big_ctx bc = {hy_self(), NULL, -1, c->vectored};
     hy_pid snd;
     hy_spawn(big_sender, &bc, &snd);
     HY_CHECK_EQ(hy_tcp_controlling_process(p.server, snd), 0);
@@ -382,6 +402,21 @@ static void test_tcp_partial_reads_writes_tiny_buffers(void **state)
 {
     (void)state;
     struct partial_ctx c = {0};
+    hy_test_run_fd_checked(1, partial_main, &c);
+    assert_int_equal(c.send_rc, 0);
+    assert_int_equal(c.received, BIG);
+    assert_int_equal(c.mismatches, 0);
+    assert_true(c.reads > 1);
+    assert_int_equal(c.end_rc, HY_ECLOSED);
+}
+
+/* A vectored send that the kernel takes in many short writes: the rest is
+ * resumed from the middle of a piece, empty pieces skipped, every byte once
+ * and in order. */
+static void test_tcp_sendv_partial_writes_tiny_buffers(void **state)
+{
+    (void)state;
+    struct partial_ctx c = {.vectored = true};
     hy_test_run_fd_checked(1, partial_main, &c);
     assert_int_equal(c.send_rc, 0);
     assert_int_equal(c.received, BIG);
@@ -920,6 +955,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_tcp_echo_1000_conns_4_shards),
         cmocka_unit_test(test_tcp_echo_pipelined),
         cmocka_unit_test(test_tcp_partial_reads_writes_tiny_buffers),
+        cmocka_unit_test(test_tcp_sendv_partial_writes_tiny_buffers),
         cmocka_unit_test(test_tcp_peer_close_reset_half_close),
         cmocka_unit_test(test_tcp_active_once_n_flow_control),
         cmocka_unit_test(test_tcp_framing_line_length_oversize),

@@ -48,6 +48,7 @@ enum {
     T_PROBE,     /* find_echo's probe: uint32_t number */
     T_PROBE_ACK, /* its answer, the same number */
     T_REFUSED,   /* echo answers hy_supervisor_refused_specs() (uint64_t) */
+    T_HOLD,      /* echo stops its whole shard until hold_pipe is written */
 };
 
 static struct hy_dist_peer peers[MAXN];
@@ -58,6 +59,9 @@ static unsigned drop_permille;
 static bool authenticate = true; /* the default */
 static uint32_t first_seq;
 static size_t queue_max;
+/* A pipe made before the nodes fork: echo, told T_HOLD, blocks its shard's
+ * thread on it (no frame read or acknowledged there) until a byte comes. */
+static int hold_pipe[2] = {-1, -1};
 static size_t backlog_max;   /* hy_dist_config.recv_backlog_max (0: default) */
 static unsigned ring_size;   /* hy_config.ring_size (0: default) */
 
@@ -162,7 +166,14 @@ static void echo(void *a)
             hy_msg_free(m);
             hy_panic("told to die");
         }
-        if (m->tag == T_LINK_ME) {
+        if (m->tag == T_HOLD) {
+            /* the thread itself waits (bounded), not the process: the
+             * shard neither reads nor acknowledges frames meanwhile */
+            struct pollfd pf = {.fd = hold_pipe[0], .events = POLLIN};
+            CHECK(hold_pipe[0] >= 0 && poll(&pf, 1, 30000) == 1);
+            char b;
+            CHECK(read(hold_pipe[0], &b, 1) == 1);
+        } else if (m->tag == T_LINK_ME) {
             CHECK(hy_link(m->from) == 0);
             hy_send(m->from, T_PONG, NULL, 0);
         } else if (m->tag == T_REFUSED) {
@@ -265,6 +276,11 @@ static hy_pid find_echo(uint32_t node)
 }
 
 /* ---- running nodes ------------------------------------------------------------- */
+
+/* Set (shared with the forked nodes) when a hostile-peer check fails: the
+ * target node's diag process then prints what it sees, so a failure there
+ * says on which side the message stopped. */
+static volatile uint32_t *diag_flag;
 
 /* Nodes log their handshakes and sessions too (the hostile-peer tests: a
  * few lines each, and what a failure there needs). */
@@ -441,9 +457,28 @@ static void test_dist_sequence_wraps(void **state)
     first_seq = 0;
 }
 
+/* On the sending node: lets the held echo go (hold_pipe) once a sender has
+ * waited on a full queue, or after 20 s (the test then fails on its
+ * busy_waits check rather than hanging). */
+static void hold_release(void *a)
+{
+    (void)a;
+    uint64_t until = hy_now_ns() + 20 * SEC;
+    struct hy_dist_stats ds;
+    while (hy_dist_stats_get(&ds) == 0 && ds.busy_waits == 0 && hy_now_ns() < until)
+        hy_sleep_ns(1000000);
+    char b = 1;
+    CHECK(write(hold_pipe[1], &b, 1) == 1);
+}
+
 /* A send queue of 4 messages: a process sending thousands waits while its
  * channel is over the limit (busy_dist_port); nothing is dropped, the
- * order holds, and the exit signal that follows arrives. */
+ * order holds, and the exit signal that follows arrives. The echo's shard
+ * reads and acknowledges nothing until the sender has waited (T_HOLD), so
+ * the queue fills however fast frames leave the sender (a lone message of
+ * an idle shard goes out within its send) and however fast the peer acks;
+ * and more messages than a window of frames (256) and the queue hold
+ * are sent, at any test scale. */
 static void busy_queue_main(void *a)
 {
     (void)a;
@@ -454,7 +489,12 @@ static void busy_queue_main(void *a)
     CHECK(hy_send(e, T_LINK_ME, NULL, 0) == 0);
     CHECK(hy_recv_tag(T_PONG, &m, 5 * SEC) == 0);
     hy_msg_free(m);
+    hy_pid rel;
+    CHECK(hy_spawn(hold_release, NULL, &rel) == 0);
+    CHECK(hy_send(e, T_HOLD, NULL, 0) == 0);
     uint64_t count = hy_test_scaled(5000);
+    if (count < 1000)
+        count = 1000;
     for (uint64_t i = 0; i < count; i++)
         CHECK(hy_send(e, T_SEQ, &i, sizeof(i)) == 0);
     CHECK(hy_send(e, T_DIE, NULL, 0) == 0);
@@ -483,12 +523,53 @@ static void busy_queue_main(void *a)
     hy_dist_stop();
 }
 
+/* A lone message from a process of an otherwise idle shard leaves within
+ * its send (its channel's frame count rises before the sender runs on),
+ * not at the end of the turn; the replies still come back once, in order. */
+static void lone_send_main(void *a)
+{
+    (void)a;
+    dist_up();
+    hy_pid e = find_echo(2);
+    unsigned mine = hy_pid_shard(hy_self()), theirs = hy_pid_shard(e);
+    unsigned within = 0;
+    for (uint64_t i = 0; i < 50; i++) {
+        struct hy_dist_channel_stats before, after;
+        CHECK(hy_dist_channel_stats_get(2, mine, theirs, &before) == 0);
+        CHECK(hy_send(e, T_SEQ, &i, sizeof(i)) == 0);
+        CHECK(hy_dist_channel_stats_get(2, mine, theirs, &after) == 0);
+        if (after.frames_tx > before.frames_tx)
+            within++;
+        struct hy_msg *m;
+        CHECK(hy_recv_tag(T_SEQ_ACK, &m, 10 * SEC) == 0);
+        uint64_t v;
+        CHECK(m->size == sizeof(v));
+        memcpy(&v, m->data, sizeof(v));
+        CHECK(v == i);
+        hy_msg_free(m);
+    }
+    struct hy_dist_stats ds;
+    CHECK(within > 0);
+    CHECK(hy_dist_stats_get(&ds) == 0 && ds.immediate_tx >= within);
+    hy_dist_send_name("main", 2, T_QUIT, NULL, 0);
+    hy_dist_stop();
+}
+
+static void test_dist_lone_send_leaves_at_once(void **state)
+{
+    (void)state;
+    run_pair(lone_send_main);
+}
 
 static void test_dist_full_queue_waits_never_drops(void **state)
 {
     (void)state;
     queue_max = 4;
+    assert_int_equal(pipe(hold_pipe), 0);
     run_pair(busy_queue_main);
+    close(hold_pipe[0]);
+    close(hold_pipe[1]);
+    hold_pipe[0] = hold_pipe[1] = -1;
     queue_max = 0;
 }
 
@@ -1556,6 +1637,12 @@ static struct {
 
 static void fake_pump_report(const char *what)
 {
+    if (diag_flag) { /* node 1's side first */
+        __atomic_store_n(diag_flag, 1, __ATOMIC_RELEASE);
+        uint64_t until = now_ms() + 5000;
+        while (__atomic_load_n(diag_flag, __ATOMIC_ACQUIRE) != 2 && now_ms() < until)
+            poll(NULL, 0, 10);
+    }
     fprintf(stderr,
             "%s: pump ran %llu ms: %u frames (%u DATA, %u in order, %u of another session; "
             "types 1-8: %u %u %u %u %u %u %u %u), last seq %u session %#x; "
@@ -1679,6 +1766,49 @@ static void stats_server(void *a)
     }
 }
 
+static void diag_main(void *a)
+{
+    hy_pid e = *(const hy_pid *)a;
+    while (!__atomic_load_n(diag_flag, __ATOMIC_ACQUIRE))
+        hy_sleep_ns(20 * 1000 * 1000);
+    struct hy_proc_info pi;
+    int rc = hy_proc_info(e, &pi);
+    struct hy_dist_stats ds;
+    hy_dist_stats_get(&ds);
+    fprintf(stderr,
+            "node 1 diag: echo info rc %d status %d mailbox %zu reductions %llu; dist msgs_rx "
+            "%llu msgs_tx %llu frames_rx %llu frames_tx %llu busy_waits %llu dropped_backlog "
+            "%llu malformed %llu stale %llu auth_failures %llu\n",
+            rc, pi.status, pi.mailbox_len, (unsigned long long)pi.reductions,
+            (unsigned long long)ds.msgs_rx, (unsigned long long)ds.msgs_tx,
+            (unsigned long long)ds.frames_rx, (unsigned long long)ds.frames_tx,
+            (unsigned long long)ds.busy_waits, (unsigned long long)ds.dropped_backlog,
+            (unsigned long long)ds.malformed, (unsigned long long)ds.stale,
+            (unsigned long long)ds.auth_failures);
+    for (unsigned ls = 0; ls < 2; ls++) {
+        struct hy_dist_channel_stats cs;
+        if (hy_dist_channel_stats_get(2, ls, 0, &cs) != 0)
+            continue;
+        fprintf(stderr,
+                "node 1 diag: channel shard %u -> node 2 shard 0: up %llu queue %llu in_flight "
+                "%llu frames_tx %llu frames_rx %llu dup %llu stale %llu beyond %llu\n",
+                ls, (unsigned long long)cs.up, (unsigned long long)cs.queue_depth,
+                (unsigned long long)cs.in_flight, (unsigned long long)cs.frames_tx,
+                (unsigned long long)cs.frames_rx, (unsigned long long)cs.dup_frames,
+                (unsigned long long)cs.stale, (unsigned long long)cs.beyond_window);
+    }
+    hy_pid w = HY_PID_NONE;
+    int wr = hy_whereis("echo", &w);
+    struct hy_stats st0;
+    memset(&st0, 0, sizeof(st0));
+    hy_stats_get(0, &st0);
+    char es[HY_PID_STRLEN], ws[HY_PID_STRLEN];
+    fprintf(stderr, "node 1 diag: whereis(echo) rc %d %s (echo is %s); shard 0 dropped_dead %llu\n",
+            wr, hy_pid_format(w, ws, sizeof(ws)), hy_pid_format(e, es, sizeof(es)),
+            (unsigned long long)st0.dropped_dead);
+    __atomic_store_n(diag_flag, 2, __ATOMIC_RELEASE);
+}
+
 /* The names are registered before distribution starts: the fake peer's
  * first message by name may arrive as soon as the session is up, and one
  * to a name not (yet) registered is dropped. */
@@ -1694,6 +1824,11 @@ static void target_main(void *a)
     CHECK(hy_send(e, T_PING, NULL, 0) == 0); /* echo answers once registered */
     CHECK(hy_recv_tag(T_PONG, &m, 60 * SEC) == 0);
     hy_msg_free(m);
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.shard = 1;
+    o.arg_size = sizeof(e);
+    hy_pid d;
+    CHECK(hy_spawn_opt(diag_main, &e, &o, &d) == 0);
     dist_up();
     CHECK(hy_recv_tag(T_QUIT, &m, 60 * SEC) == 0);
     hy_msg_free(m);
@@ -1703,6 +1838,13 @@ static pid_t hostile_setup(void)
 {
     set_peers(2, pick_base());
     fake_open();
+    if (!diag_flag) {
+        void *p = mmap(NULL, sizeof(*diag_flag), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                       -1, 0);
+        CHECK(p != MAP_FAILED);
+        diag_flag = p;
+    }
+    *diag_flag = 0;
     verbose_node = true;
     pid_t a = spawn_node(1, target_main);
     verbose_node = false;
@@ -2199,6 +2341,7 @@ int main(void)
         cmocka_unit_test(test_dist_sequence_wraps),
         cmocka_unit_test(test_dist_recv_backlog_bounded),
         cmocka_unit_test(test_dist_full_queue_waits_never_drops),
+        cmocka_unit_test(test_dist_lone_send_leaves_at_once),
         cmocka_unit_test(test_dist_senders_that_cannot_wait_queue_past_limit),
         cmocka_unit_test(test_dist_links_and_monitors),
         cmocka_unit_test(test_dist_node_down_and_restart),
