@@ -709,7 +709,7 @@ int hy_tcp_recv_exact(struct hy_tcp *s, void *buf, size_t len, size_t *got, int6
     struct tmo deadline = tmo_of(timeout_ns);
     size_t have = 0;
     while (have < len) {
-        size_t n;
+        size_t n = 0;
         rc = recv_some(s, (uint8_t *)buf + have, len - have, &n, &deadline);
         if (rc)
             break;
