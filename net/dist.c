@@ -201,12 +201,24 @@ int hy_dist_start(const struct hy_dist_config *cfg)
     hy__dist.cfg.eal_argc = 0;
     hy__kind_register(HY_K_DIST_CTRL, hy__dist_on_ctrl);
     hy__kind_register(HY_K_DIST_FRAME, hy__dist_on_handed_frame);
+    /* The hooks first: a shard's endpoint serves peers from the moment it
+     * opens, while others may still be opening (a peer's session can come up
+     * and its message be answered before this call returns; with the remote
+     * send hook not yet set, the answer was dropped as a send to a dead pid) */
+    hy__dist_monitor_node_hook = hy__dist_monitor_node;
+    __atomic_store_n(&hy__dist_busy_hook, hy__dist_busy, __ATOMIC_RELEASE);
+    hy_hook_set_remote_send(hy__dist_remote_send, NULL);
+    atomic_store_explicit(&hy__dist_reachable_hook, hy__dist_reachable, memory_order_release);
     for (unsigned s = 0; s < hy__rt.nshards; s++)
         hy__dist_send_ctrl(sh, s, CTRL_OPEN, 0, HY_PID_NONE, HY_REF_NONE);
     int rc = wait_count(&hy__dist.opened, (int)hy__rt.nshards);
     if (rc == 0)
         rc = atomic_load(&hy__dist.open_err);
     if (rc) {
+        hy_hook_set_remote_send(NULL, NULL);
+        hy__dist_monitor_node_hook = NULL;
+        __atomic_store_n(&hy__dist_busy_hook, NULL, __ATOMIC_RELEASE);
+        atomic_store_explicit(&hy__dist_reachable_hook, NULL, memory_order_release);
         for (unsigned s = 0; s < hy__rt.nshards; s++)
             hy__dist_send_ctrl(sh, s, CTRL_STOP, 0, HY_PID_NONE, HY_REF_NONE);
         wait_count(&hy__dist.stopped, (int)hy__rt.nshards);
@@ -215,10 +227,6 @@ int hy_dist_start(const struct hy_dist_config *cfg)
         atomic_store(&hy__dist.started, 0);
         return rc;
     }
-    hy__dist_monitor_node_hook = hy__dist_monitor_node;
-    __atomic_store_n(&hy__dist_busy_hook, hy__dist_busy, __ATOMIC_RELEASE);
-    hy_hook_set_remote_send(hy__dist_remote_send, NULL);
-    atomic_store_explicit(&hy__dist_reachable_hook, hy__dist_reachable, memory_order_release);
     return 0;
 }
 
