@@ -492,13 +492,7 @@ void hy__mailbox_append(struct hy_shard *sh, struct hy_proc *p, struct hy_msg *m
 static inline __attribute__((always_inline)) struct hy_proc *live_receiver(struct hy_shard *sh,
                                                                           hy_pid to)
 {
-    uint32_t idx = hy_pid_slot(to);
-    if (__builtin_expect(idx >= sh->nslots, 0))
-        return NULL;
-    struct hy__slot *s = &sh->slot_chunks[idx >> HY_SLOT_CHUNK_BITS][idx & (HY_SLOT_CHUNK - 1)];
-    if (s->gen != hy_pid_gen(to) || hy_pid_creation(to) != hy__rt.creation)
-        return NULL;
-    struct hy_proc *p = s->proc;
+    struct hy_proc *p = hy__proc_lookup_inl(sh, to);
     return p && p->state < HY_P_EXITING ? p : NULL;
 }
 

@@ -470,12 +470,13 @@ void hy__wake_shard(struct hy_shard *target);
 
 /* ---- proc.c ------------------------------------------------------------- */
 struct hy_proc *hy__proc_lookup(struct hy_shard *sh, hy_pid pid);
-/* hy__proc_lookup inlined, for the runtime's per-message signal paths
- * (a call's monitor, reply and demonitor each look one up). */
-static inline struct hy_proc *hy__proc_lookup_inl(struct hy_shard *sh, hy_pid pid)
+/* hy__proc_lookup inlined, for the runtime's per-message paths: the
+ * delivery's receiver lookup, and a call's monitor, reply and demonitor. */
+static inline __attribute__((always_inline)) struct hy_proc *hy__proc_lookup_inl(struct hy_shard *sh,
+                                                                                hy_pid pid)
 {
     uint32_t idx = hy_pid_slot(pid);
-    if (idx >= sh->nslots)
+    if (__builtin_expect(idx >= sh->nslots, 0))
         return NULL;
     struct hy__slot *s = &sh->slot_chunks[idx >> HY_SLOT_CHUNK_BITS][idx & (HY_SLOT_CHUNK - 1)];
     if (s->gen != hy_pid_gen(pid) || !s->proc || hy_pid_creation(pid) != hy__rt.creation)
