@@ -16,6 +16,7 @@
 #include "errors.h"
 #include "log.h"
 #include "msg.h"
+#include "pidset_internal.h"
 #include "proc.h"
 #include "runtime.h"
 #include "signals.h"
@@ -128,38 +129,26 @@ static void acceptor(void *arg)
 
 /* ---- managers ------------------------------------------------------------------- */
 
+/* The manager's live handlers: a pid set, so a close costs O(1) however
+ * many connections are open. */
 struct handlers {
-    hy_pid *pid;
-    size_t n, cap;
+    struct hy__pidset set;
 };
 
 static void handlers_add(struct handlers *hs, hy_pid p)
 {
-    if (hs->n == hs->cap) {
-        size_t nc = hs->cap ? hs->cap * 2 : 64;
-        hy_pid *np = realloc(hs->pid, nc * sizeof(*np));
-        if (!np)
-            hy_panic("tcp_server: out of memory tracking handlers");
-        hs->pid = np;
-        hs->cap = nc;
-    }
-    hs->pid[hs->n++] = p;
+    if (hy__pidset_add(&hs->set, p) != 0)
+        hy_panic("tcp_server: out of memory tracking handlers");
 }
 
 static bool handlers_del(struct handlers *hs, hy_pid p)
 {
-    for (size_t i = hs->n; i-- > 0;) {
-        if (hy_pid_eq(hs->pid[i], p)) {
-            hs->pid[i] = hs->pid[--hs->n];
-            return true;
-        }
-    }
-    return false;
+    return hy__pidset_del(&hs->set, p);
 }
 
 static void handlers_free(void *arg)
 {
-    free(((struct handlers *)arg)->pid);
+    hy__pidset_fini(&((struct handlers *)arg)->set);
 }
 
 /* A DOWN of a handler: count it out. */
@@ -265,12 +254,13 @@ static void manager(void *arg)
                 hy_exit_pid(h, hy_reason_make(HY_REASON_SHUTDOWN));
             hy_msg_free(m);
         }
-        if (hs->n == 0)
+        if (hs->set.n == 0)
             break;
         uint64_t now = hy_now_ns();
         if (!killed && now >= deadline) {
-            for (size_t i = 0; i < hs->n; i++)
-                hy_exit_pid(hs->pid[i], hy_reason_make(HY_REASON_SHUTDOWN));
+            for (size_t i = 0; i < hs->set.cap; i++)
+                if (!hy_pid_is_none(hs->set.slot[i]))
+                    hy_exit_pid(hs->set.slot[i], hy_reason_make(HY_REASON_SHUTDOWN));
             killed = true;
         }
         int64_t wait = killed || deadline == UINT64_MAX ? 100000000 : (int64_t)(deadline - now);
