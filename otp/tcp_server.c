@@ -8,10 +8,13 @@
  * messages keep the active count; stop asks each manager (TAG_STOP, payload
  * int64_t drain ns) and waits for the managers' DOWN. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "errors.h"
 #include "log.h"
@@ -290,6 +293,26 @@ static int stop_managers(struct hy_tcp_server *srv, int64_t drain_ns)
     return 0;
 }
 
+/* The shards' listeners share their port by SO_REUSEPORT, which would also
+ * let another program (or a second server here) join the port and take part
+ * of the connections unnoticed. A plain bind (no SO_REUSEPORT) fails while
+ * anyone listens there, so the start fails as a single listener would. Two
+ * servers starting at the same instant may both pass: the check is a probe,
+ * not a lock. */
+static int port_taken(const struct hy_addr *a)
+{
+    if (hy_addr_port(a) == 0)
+        return 0;
+    int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0; /* the listeners' own socket() reports it */
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    int rc = bind(fd, (const struct sockaddr *)&a->ss, a->len) == 0 ? 0 : errno;
+    close(fd);
+    return rc == EADDRINUSE ? HY_EADDRINUSE : 0;
+}
+
 int hy_tcp_server_start(const struct hy_tcp_server_opts *o, struct hy_tcp_server **out)
 {
     if (!hy_in_process())
@@ -303,6 +326,11 @@ int hy_tcp_server_start(const struct hy_tcp_server_opts *o, struct hy_tcp_server
     for (unsigned i = 0; o->shards && i < n; i++)
         if (o->shards[i] >= hy_shard_count())
             return HY_EINVAL;
+    if (o->listen.reuseport && port_taken(&o->listen.addr)) {
+        hy_log(HY_LOG_WARNING, "tcp_server_start: listen.addr: port %u is in use",
+               (unsigned)hy_addr_port(&o->listen.addr));
+        return HY_EADDRINUSE;
+    }
     struct hy_tcp_server *srv = calloc(1, sizeof(*srv));
     if (!srv)
         return HY_ENOMEM;

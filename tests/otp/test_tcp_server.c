@@ -264,6 +264,60 @@ static void test_tcp_server_many_connections_counted_out(void **state)
     assert_int_equal(c.active_end, 0);
 }
 
+/* ---- a port someone else holds ------------------------------------------------ */
+
+struct taken_ctx {
+    struct svc v;
+    int second_rc, listener_rc, still_serves, restart_rc;
+};
+
+static void taken_main(void *arg)
+{
+    struct taken_ctx *c = arg;
+    struct hy_tcp_server *srv = start(&c->v, 0, 1);
+    if (!srv)
+        return;
+    uint16_t port = hy_tcp_server_port(srv);
+    /* a second server on the same port: refused, not sharing it */
+    struct hy_tcp_server_opts o;
+    hy_tcp_server_opts_init(&o);
+    o.ops = &line_ops;
+    o.arg = &c->v;
+    o.listen.addr = hy_test_loopback(port);
+    struct hy_tcp_server *second = NULL;
+    c->second_rc = hy_tcp_server_start(&o, &second);
+    HY_CHECK(second == NULL);
+    struct hy_tcp *x;
+    HY_CHECK_EQ(conn(srv, &x), 0);
+    c->still_serves = roundtrip(x, "still\n") == 0;
+    hy_tcp_close(x);
+    HY_CHECK_EQ(hy_tcp_server_stop(srv, SECOND), 0);
+    /* a plain SO_REUSEPORT listener of another kind on the port */
+    struct hy_tcp_listen_opts lo;
+    hy_tcp_listen_opts_init(&lo);
+    lo.addr = hy_test_loopback(port);
+    struct hy_tcp *ls;
+    HY_CHECK_EQ(hy_tcp_listen(&lo, &ls), 0);
+    c->listener_rc = hy_tcp_server_start(&o, &second);
+    hy_tcp_close(ls);
+    /* once it is gone the port is free again */
+    c->restart_rc = hy_tcp_server_start(&o, &second);
+    if (c->restart_rc == 0)
+        HY_CHECK_EQ(hy_tcp_server_stop(second, SECOND), 0);
+}
+
+static void test_tcp_server_port_in_use_refused(void **state)
+{
+    (void)state;
+    struct taken_ctx c;
+    memset(&c, 0, sizeof(c));
+    hy_test_run_fd_checked(2, taken_main, &c);
+    assert_int_equal(c.second_rc, HY_EADDRINUSE);
+    assert_true(c.still_serves);
+    assert_int_equal(c.listener_rc, HY_EADDRINUSE);
+    assert_int_equal(c.restart_rc, 0);
+}
+
 /* ---- max connections --------------------------------------------------------- */
 
 struct max_ctx {
@@ -471,6 +525,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tcp_server_spread_and_crash),
         cmocka_unit_test(test_tcp_server_many_connections_counted_out),
+        cmocka_unit_test(test_tcp_server_port_in_use_refused),
         cmocka_unit_test(test_tcp_server_max_connections),
         cmocka_unit_test(test_tcp_server_stop_drains),
         cmocka_unit_test(test_tcp_server_slowloris_idle_timeout),
