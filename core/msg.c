@@ -747,18 +747,79 @@ static inline bool send_cross_fast(struct hy_shard *sh, hy_pid to, uint64_t tag,
     return true;
 }
 
-static inline int send_user(hy_pid to, uint64_t tag, hy_ref ref, const void *data, size_t len,
-                            bool sys)
+/* The end of a same-shard user send whose receiver is gone or has a full
+ * mailbox (p NULL or not), then the charge. Out of line, with hy__charge's
+ * call below, so that the common path of the sends calls nothing and saves
+ * no registers. */
+static __attribute__((noinline)) int send_local_rest(struct hy_shard *sh, struct hy_proc *p,
+                                                     struct hy_msg *m)
+{
+    struct hy_proc *cur = sh->current;
+    if (p)
+        hy__mailbox_append(sh, p, m);
+    else
+        drop_dead(sh, m);
+    if (cur) {
+        cur->in_rt--;
+        charge(cur);
+    }
+    return 0;
+}
+
+static __attribute__((noinline)) int charge_slow(struct hy_proc *p)
+{
+    hy__charge(p);
+    return 0;
+}
+
+static __attribute__((noinline)) int send_user_slow(hy_pid to, uint64_t tag, hy_ref ref,
+                                                    const void *data, size_t len, bool sys)
 {
     struct hy_shard *sh = hy__tls_shard;
-    if (sh && ((tag & HY_TAG_SYSTEM) == 0 || sys) &&
-        (hy_pid_shard(to) == sh->id ? send_fast_body(sh, to, HY_K_MSG, tag, ref, data, len)
-                                    : send_cross_fast(sh, to, tag, ref, data, len))) {
+    if (sh && ((tag & HY_TAG_SYSTEM) == 0 || sys) && hy_pid_shard(to) != sh->id &&
+        send_cross_fast(sh, to, tag, ref, data, len)) {
         if (sh->current)
             charge(sh->current);
         return 0;
     }
     return send_common(to, tag, ref, data, len, sys);
+}
+
+/* The user sends: a small message to a live process of the caller's own
+ * shard with room in its mailbox is sent here, inline (send_fast_body's
+ * path for kind HY_K_MSG, with every call moved to the uncommon exits);
+ * anything else goes to send_user_slow (the cross-shard fast path, then
+ * the general one). */
+static inline __attribute__((always_inline)) int send_user(hy_pid to, uint64_t tag, hy_ref ref,
+                                                           const void *data, size_t len, bool sys)
+{
+    struct hy_shard *sh = hy__tls_shard;
+    if (__builtin_expect(!sh || ((tag & HY_TAG_SYSTEM) && !sys) || hy_pid_shard(to) != sh->id, 0))
+        return send_user_slow(to, tag, ref, data, len, sys);
+    uint64_t here = hy_pid_make(hy__rt.node_id, hy__rt.creation, (uint16_t)sh->id, 0, 0).hi;
+    struct hy_msg *m = small_msg(sh, to.hi == here, HY_K_MSG, tag, ref, to, data, len);
+    if (!m)
+        return send_user_slow(to, tag, ref, data, len, sys);
+    struct hy_proc *cur = sh->current;
+    if (cur)
+        cur->in_rt++;
+    hy__stat_add(&sh->st.msgs_sent_local, 1);
+    struct hy_proc *p = live_receiver(sh, to);
+    if (__builtin_expect(!p || (p->mb_max && p->mb_len >= p->mb_max), 0))
+        return send_local_rest(sh, p, m);
+    m->next = NULL;
+    *p->mb_tailp = m;
+    p->mb_tailp = &m->next;
+    p->mb_len++;
+    if (p->state == HY_P_WAITING && p->wait_msg)
+        hy__sched_make_ready_inline(sh, p);
+    if (cur) {
+        cur->in_rt--;
+        if (__builtin_expect(cur->exit_pending | (cur->budget <= 1) | hy__mesh_sig_in(sh), 0))
+            return charge_slow(cur);
+        cur->budget--;
+    }
+    return 0;
 }
 
 int hy_send(hy_pid to, uint64_t tag, const void *data, size_t len)
@@ -929,9 +990,46 @@ int hy__recv_generic(int (*match)(const struct hy_msg *, void *), void *arg, str
     return recv_body(match, arg, out, timeout_ns, from_mark);
 }
 
-int hy_recv(struct hy_msg **out, int64_t timeout_ns)
+static __attribute__((noinline)) int recv_any(struct hy_msg **out, int64_t timeout_ns)
 {
     return recv_body(NULL, NULL, out, timeout_ns, false);
+}
+
+/* A receive of any message without a timeout, the common one: the same
+ * steps as recv_body's with no match, no marker and no timer (so no timer
+ * to arm or disarm), with the mailbox's head taken directly. Anything else
+ * (a timeout, not a process, no out) goes to recv_body. */
+int hy_recv(struct hy_msg **out, int64_t timeout_ns)
+{
+    struct hy_shard *sh = hy__tls_shard;
+    struct hy_proc *p = sh ? sh->current : NULL;
+    if (__builtin_expect(!p || !out || timeout_ns >= 0, 0))
+        return recv_any(out, timeout_ns);
+    charge(p);
+    p->timed_out = 0;
+    struct hy_msg *m;
+    while ((m = p->mb_head) == NULL) {
+        if (p->timed_out) { /* as recv_body: a timeout flag raised meanwhile ends it */
+            p->timed_out = 0;
+            return HY_ETIMEDOUT;
+        }
+        p->state = HY_P_WAITING;
+        p->wait_msg = 1;
+        hy__sched_switch_out(p);
+        p->wait_msg = 0;
+        if (p->exit_pending && !p->defer_exit)
+            hy__proc_exit_current(p, p->exit_reason_pending);
+    }
+    p->mb_head = m->next;
+    if (p->mb_tailp == &m->next)
+        p->mb_tailp = &p->mb_head;
+    if (p->mark == &m->next)
+        p->mark = &p->mb_head;
+    p->mb_len--;
+    m->next = NULL;
+    hy__stat_add(&sh->st.msgs_received, 1);
+    *out = m;
+    return 0;
 }
 
 static int match_tag(const struct hy_msg *m, void *arg)

@@ -98,15 +98,44 @@ HY__HOT struct hy_proc *hy__sched_take_handoff(struct hy_shard *sh, struct hy_pr
     return take_handoff(sh, p);
 }
 
-HY__HOT void hy__sched_switch_out(struct hy_proc *p)
+/* hy__sched_switch_out's uncommon cases: a hand-over that must first map
+ * the next one's stack or flush what was sent to other shards (or meets
+ * the armed fault point), or no hand-over at all. */
+static __attribute__((noinline)) void switch_out_slow(struct hy_shard *sh, struct hy_proc *p)
 {
-    struct hy_shard *sh = p->shard;
     struct hy_proc *next = take_handoff(sh, p);
     if (next) {
         hy__stack_switch_direct(sh, p, next, false);
         return;
     }
     hy__stack_switch_out(sh, p);
+}
+
+HY__HOT void hy__sched_switch_out(struct hy_proc *p)
+{
+    struct hy_shard *sh = p->shard;
+    struct hy_proc *next = sh->rq_head;
+    /* take_handoff's common case, with no call before the switch (so no
+     * saved registers): the same conditions, plus a stack already there,
+     * nothing to flush to other shards and the hand-over fault point not
+     * armed; anything else goes through take_handoff */
+    if (__builtin_expect(next && next != p && sh->handoffs < sh->run_batch &&
+                             next->stack_mode == HY_STACK_GUARDED && !next->exit_pending &&
+                             p->budget > 0 && next->stack && !(sh->ndirty | sh->novf) &&
+                             atomic_load_explicit(&hy__fault_point, memory_order_relaxed) !=
+                                 HY_FP_HANDOFF,
+                         1)) {
+        sh->rq_head = next->rq_next;
+        if (!sh->rq_head)
+            sh->rq_tail = NULL;
+        sh->rq_len--;
+        next->in_runq = 0;
+        sh->handoffs++;
+        begin_run(sh, next, p->budget);
+        hy__stack_switch_direct(sh, p, next, false);
+        return;
+    }
+    switch_out_slow(sh, p);
 }
 
 HY__HOT void hy__charge(struct hy_proc *p)

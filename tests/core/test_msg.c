@@ -1763,6 +1763,111 @@ static void test_msg_send_foreign_against_stop(void **state)
     assert_true(atomic_load(&spam_sent) > 0);
 }
 
+
+/* ---- a ping-pong that never ends does not starve its shard -------------- */
+
+/* Two processes that ping-pong forever on shard 0 hand the CPU to each other
+ * directly at every message; the shard must still expire its timers and take
+ * in what other shards send. Each side gives up after CAP_NS (recorded as a
+ * failure), so a starved shard fails the test instead of hanging it. */
+#define PINGPONG_CAP_NS (60000 * MS)
+
+static atomic_int pp_stop;
+static atomic_int pp_capped;
+static atomic_ullong pp_rounds;
+
+struct pp_arg {
+    hy_pid peer; /* pong's pid for the ping side; none for the pong side */
+    hy_pid parent;
+};
+
+static void pp_side(void *arg)
+{
+    const struct pp_arg *a = arg;
+    hy_pid peer = a->peer;
+    uint64_t t0 = hy_now_ns();
+    if (!hy_pid_is_none(peer)) /* the ping side serves first */
+        HY_CHECK_EQ(hy_send(peer, T_PING, NULL, 0), 0);
+    for (uint64_t k = 1;; k++) {
+        struct hy_msg *m = must_recv();
+        if (!m)
+            return;
+        uint64_t tag = m->tag;
+        peer = m->from;
+        hy_msg_free(m);
+        if (tag == T_STOP)
+            break;
+        if ((k & 1023) == 0 && hy_now_ns() - t0 > PINGPONG_CAP_NS)
+            atomic_store(&pp_capped, 1);
+        if (atomic_load_explicit(&pp_stop, memory_order_relaxed) || atomic_load(&pp_capped)) {
+            HY_CHECK_EQ(hy_send(peer, T_STOP, NULL, 0), 0); /* the peer ends too */
+            break;
+        }
+        atomic_fetch_add_explicit(&pp_rounds, 1, memory_order_relaxed);
+        HY_CHECK_EQ(hy_send(peer, tag == T_PING ? T_PONG : T_PING, NULL, 0), 0);
+    }
+    HY_CHECK_EQ(hy_send(a->parent, T_DONE, NULL, 0), 0);
+}
+
+static void pp_remote_sender(void *arg)
+{
+    hy_pid to = *(const hy_pid *)arg;
+    HY_CHECK_EQ(hy_shard_id(), 1);
+    HY_CHECK_EQ(hy_send(to, T_DATA, NULL, 0), 0);
+}
+
+static void body_pingpong_forever(void *arg)
+{
+    (void)arg;
+    HY_CHECK_EQ(hy_shard_id(), 0);
+    atomic_store(&pp_stop, 0);
+    atomic_store(&pp_capped, 0);
+    atomic_store(&pp_rounds, 0);
+    struct pp_arg pong = {.peer = HY_PID_NONE, .parent = hy_self()};
+    struct pp_arg ping = {.parent = hy_self()};
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.shard = 0;
+    o.arg_size = sizeof(pong);
+    ping.peer = spawn_opts(pp_side, &pong, &o);
+    spawn_opts(pp_side, &ping, &o);
+    /* the pair is running: wait until it has made some round trips */
+    uint64_t t0 = hy_now_ns();
+    while (atomic_load(&pp_rounds) < 1000 && hy_now_ns() - t0 < (uint64_t)WAIT_NS)
+        hy_yield();
+    HY_CHECK(atomic_load(&pp_rounds) >= 1000);
+    /* a timer on shard 0 fires while the pair runs */
+    struct hy_msg *m = NULL;
+    for (int i = 0; i < 3; i++) {
+        uint64_t r0 = atomic_load(&pp_rounds);
+        HY_CHECK_EQ(hy_recv_tag(T_NEVER, &m, 20 * MS), HY_ETIMEDOUT);
+        HY_CHECK(atomic_load(&pp_rounds) > r0); /* the pair ran meanwhile */
+    }
+    /* a message from shard 1 to shard 0 gets in while the pair runs */
+    hy_pid self = hy_self();
+    o.shard = 1;
+    o.arg_size = sizeof(self);
+    spawn_opts(pp_remote_sender, &self, &o);
+    HY_CHECK_EQ(hy_recv_tag(T_DATA, &m, WAIT_NS), 0);
+    if (m)
+        hy_msg_free(m);
+    /* the pair was still running, not ended by its cap */
+    HY_CHECK_EQ(atomic_load(&pp_capped), 0);
+    atomic_store(&pp_stop, 1);
+    for (int i = 0; i < 2; i++) {
+        m = NULL;
+        HY_CHECK_EQ(hy_recv_tag(T_DONE, &m, WAIT_NS), 0);
+        if (m)
+            hy_msg_free(m);
+    }
+    HY_CHECK_EQ(atomic_load(&pp_capped), 0);
+}
+
+static void test_msg_pingpong_forever_does_not_starve_shard(void **state)
+{
+    (void)state;
+    hy_test_run(2, body_pingpong_forever, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1790,6 +1895,7 @@ int main(void)
         cmocka_unit_test(test_msg_buffers_go_home),
         cmocka_unit_test(test_msg_return_blocks_restore_buffers),
         cmocka_unit_test(test_msg_cross_shard_bursts_keep_order),
+        cmocka_unit_test(test_msg_pingpong_forever_does_not_starve_shard),
     };
     if (getenv("HY_TEST_FILTER"))
         cmocka_set_test_filter(getenv("HY_TEST_FILTER"));
