@@ -12,8 +12,10 @@
  *
  * Wake rate: while every run it sees is new since its last look (a busy
  * shard switches often), the watchdog ticks slowly (max(threshold, 50 ms):
- * at most 20 wakes a second); once a run has spanned a tick it ticks at
- * threshold/4 until that run ends or is reported. A stall that gets the
+ * at most 20 wakes a second); once a run has spanned a tick and used at
+ * least threshold/4 of CPU meanwhile it ticks at threshold/4 until that run
+ * ends or is reported (a run that spans ticks because the OS preempted its
+ * shard thread does not speed it up). A stall that gets the
  * CPU is thus reported at most 2 x slow after its run began (the tick that
  * first sees it, the next that finds it still there). When every
  * shard has slept through PARK_TICKS ticks in a row the watchdog sleeps too,
@@ -242,10 +244,13 @@ static void *watch(void *unused)
                 s[i].reported = false;
                 continue;
             }
-            if (!s[i].reported)
-                suspect = true;
             uint64_t held = cpu - s[i].cpu_at_seq;
             uint64_t wall_held = wall - s[i].wall_at_seq;
+            /* tick fast only for a run that has used CPU meanwhile: a shard
+             * thread the OS preempted (a loaded machine) spans ticks too,
+             * and would keep the watchdog at its fast rate for nothing */
+            if (!s[i].reported && held >= fast)
+                suspect = true;
             if (wall_held >= thr && held < wall_held / 2 && !s[i].reported &&
                 thread_blocked(sh->tid)) {
                 /* off the CPU most of the time: blocked in a system call */
