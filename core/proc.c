@@ -68,11 +68,7 @@ char *hy_reason_format(const struct hy_reason *r, char *buf, size_t len)
 
 static hy_ref ref_new(struct hy_shard *sh, unsigned home)
 {
-    hy_ref r;
-    r.hi = ((uint64_t)(hy__rt.node_id & 0xffffffu) << 40) |
-           ((uint64_t)(hy__rt.creation & 0xffffffu) << 16) | home;
-    r.lo = ((uint64_t)sh->id << 52) | (++sh->ref_counter & ((1ull << 52) - 1));
-    return r;
+    return hy__ref_new_inl(sh, home);
 }
 
 hy_ref hy__ref_new_home(struct hy_shard *sh, unsigned home);
