@@ -279,8 +279,10 @@ static void drain_burst(struct hy_shard *sh, const uintptr_t *buf, unsigned got)
 {
     for (unsigned k = 0; k < got; k++) {
         const char *b = (const char *)(buf[k] & ~(uintptr_t)3);
-        __builtin_prefetch(b, 1, 3);
-        __builtin_prefetch(b + HY_CACHE_LINE, 1, 3);
+        /* the first line for writing (the mailbox link writes next in
+         * it), the second for reading (size and payload are only read) */
+        hy__prefetch_w(b);
+        __builtin_prefetch(b + HY_CACHE_LINE, 0, 3);
     }
     for (unsigned k = 0; k < got;) {
         uintptr_t e = buf[k];

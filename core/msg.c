@@ -234,10 +234,13 @@ void hy__ret_receive_bulk(struct hy_shard *sh, struct hy_msg *head)
     const struct ret_block *b = (const struct ret_block *)(const void *)head;
     uint32_t n = b->n, cls = b->cls;
     struct hy_msg *v[RET_BLOCK_MAX - 1];
+    /* the head's first line is here (the block was just read from it); its
+     * second, where the next send writes size, cap and the payload, is not */
+    hy__prefetch_w((const char *)head + 64);
     for (uint32_t i = 0; i + 1 < n; i++) {
         v[i] = b->v[i];
-        __builtin_prefetch(v[i], 1, 3);
-        __builtin_prefetch((const char *)v[i] + 64, 1, 3);
+        hy__prefetch_w(v[i]);
+        hy__prefetch_w((const char *)v[i] + 64);
     }
     struct hy__msg_pool *pool = &sh->pools[cls];
     struct hy_msg *next = pool->free;
@@ -726,6 +729,13 @@ static inline bool send_cross_fast(struct hy_shard *sh, hy_pid to, uint64_t tag,
                                  HY_K_MSG, tag, ref, to, data, len);
     if (!m)
         return false;
+    /* The buffer the next send takes: fetched for writing now, so that its
+     * lines, which the other shard's core may still hold from the last
+     * receive of it, move while this message is staged and not when the
+     * next send fills it (prefetching NULL, an empty pool, is harmless). */
+    uintptr_t nx = (uintptr_t)sh->pools[0].free;
+    hy__prefetch_w((const void *)nx);
+    hy__prefetch_w((const void *)(nx + 64));
     struct hy_proc *cur = sh->current;
     if (cur)
         cur->in_rt++;

@@ -44,6 +44,21 @@ struct hy_ring {
     _Alignas(HY_CACHE_LINE) uintptr_t slots[];
 };
 
+/* Fetches the line holding p for writing (exclusive), so that a store to a
+ * line last written by another core pays one transfer, not a shared copy
+ * and then an upgrade. __builtin_prefetch(p, 1, 3) emits a plain read
+ * prefetch on x86-64 unless the build targets PRFCHW; PREFETCHW is a hint
+ * (never faults, NULL included) that processors without it execute as a
+ * no-op. */
+static inline __attribute__((always_inline)) void hy__prefetch_w(const void *p)
+{
+#if defined(__x86_64__)
+    __asm__ volatile("prefetchw (%0)" : : "r"(p));
+#else
+    __builtin_prefetch(p, 1, 3);
+#endif
+}
+
 /* Bytes needed for a ring of `size` slots (power of two). */
 static inline size_t hy__ring_bytes(uint32_t size)
 {

@@ -8,7 +8,10 @@
  * Each thread plays a shard: it sends numbered messages to every other
  * shard from a small pool of buffers it owns (so buffers must come home on
  * the return path for it to go on), drains its inbound rings and foreign
- * inbox, returns buffers in batches, and sleeps on the futex as the
+ * inbox, returns buffers home as core/msg.c does (return blocks of up to
+ * 16 buffers, the addresses of the others written over the first one; now
+ * and then a plain linked return list, as a list of mixed classes goes),
+ * and sleeps on the futex as the
  * scheduler does when it has nothing to do. Foreign threads push into the
  * inboxes meanwhile. Rings are tiny so the overflow queues are used.
  * Checked: per-sender order with nothing lost or duplicated, payloads
@@ -31,7 +34,8 @@
 #define NSHARDS   3
 #define NFOREIGN  2
 #define POOL      512 /* buffers per shard */
-#define RET_BATCH 32
+#define RET_BLOCK_MAX 16 /* as core/msg.c */
+#define BUF_BYTES 128    /* a class-0 buffer: holds a return block */
 #define BURST     256
 #define PAYLOAD   24
 
@@ -78,7 +82,17 @@ struct tstate {
     uint64_t received, returned, sleeps, sent_total;
     struct hy_msg *ret[NSHARDS]; /* buffers to send home, per home */
     unsigned nret[NSHARDS];
+    unsigned npush; /* return pushes so far (every fourth goes as a plain list) */
 };
+
+/* As core/msg.c's: written over the first buffer of a return block. */
+struct ret_block {
+    uint32_t n;
+    uint32_t cls;
+    struct hy_msg *v[RET_BLOCK_MAX - 1];
+};
+_Static_assert(sizeof(struct ret_block) <= BUF_BYTES, "a return block fits a buffer");
+_Static_assert(sizeof(struct hy_msg) + PAYLOAD <= BUF_BYTES, "the payload fits a buffer");
 
 static struct tstate ts[NSHARDS];
 static uint64_t per_pair;    /* messages from each shard to each other one */
@@ -113,15 +127,32 @@ static bool payload_ok(const struct hy_msg *m)
     return true;
 }
 
-/* As msg.c: a buffer from another shard goes home in batches. */
+/* As msg.c: buffers of another shard go home as a return block (ring entry
+ * tagged 3: the others' addresses written over the first buffer) or, every
+ * fourth time, as a plain linked list (tagged 1). */
 static void ret_push(struct hy_shard *sh, unsigned home)
 {
     struct tstate *t = &ts[sh->id];
-    if (t->ret[home]) {
-        hy__mesh_push(sh, home, (uintptr_t)t->ret[home] | 1u);
-        t->ret[home] = NULL;
-        t->nret[home] = 0;
+    struct hy_msg *head = t->ret[home];
+    if (!head)
+        return;
+    uintptr_t e = (uintptr_t)head | 1u;
+    if (++t->npush % 4 != 0) {
+        struct ret_block *b = (struct ret_block *)(void *)head;
+        uint32_t n = t->nret[home];
+        struct hy_msg *m = head->next; /* read before the block overwrites it */
+        for (uint32_t i = 0; i + 1 < n; i++) {
+            struct hy_msg *next = m->next;
+            b->v[i] = m;
+            m = next;
+        }
+        b->n = n;
+        b->cls = 0;
+        e |= 2u;
     }
+    hy__mesh_push(sh, home, e);
+    t->ret[home] = NULL;
+    t->nret[home] = 0;
 }
 
 void hy__dispatch(struct hy_shard *sh, struct hy_msg *m)
@@ -149,7 +180,7 @@ void hy__dispatch(struct hy_shard *sh, struct hy_msg *m)
     t->received++;
     m->next = t->ret[src];
     t->ret[src] = m;
-    if (++t->nret[src] >= RET_BATCH)
+    if (++t->nret[src] >= RET_BLOCK_MAX)
         ret_push(sh, src);
     else
         sh->ret_pending = 1;
@@ -178,10 +209,29 @@ void hy__deliver_run(struct hy_shard *sh, const uintptr_t *ms, unsigned n)
         hy__dispatch(sh, (struct hy_msg *)ms[i]);
 }
 
+/* As msg.c: the block's buffers are read from its array, every one is
+ * written (we own them again) and the first one's header is put back. */
 void hy__ret_receive_bulk(struct hy_shard *sh, struct hy_msg *head)
 {
-    FAIL("shard %u: a bulk return list this test never sends\n", sh->id);
-    (void)head;
+    const struct ret_block *b = (const struct ret_block *)(const void *)head;
+    uint32_t n = b->n;
+    if (n == 0 || n > RET_BLOCK_MAX || b->cls != 0) {
+        FAIL("shard %u: a return block of %u buffers, class %u\n", sh->id, n, b->cls);
+        return;
+    }
+    struct hy_msg *v[RET_BLOCK_MAX - 1];
+    for (uint32_t i = 0; i + 1 < n; i++)
+        v[i] = b->v[i];
+    head->home = (uint16_t)sh->id;
+    for (uint32_t i = 0; i + 1 < n; i++) {
+        if (v[i]->home != sh->id)
+            FAIL("shard %u: got a buffer of shard %u back in a block\n", sh->id, v[i]->home);
+        v[i]->next = NULL;
+    }
+    head->next = NULL;
+    hy__ret_receive(sh, head);
+    for (uint32_t i = 0; i + 1 < n; i++)
+        hy__ret_receive(sh, v[i]);
 }
 
 /* ---- a shard thread ------------------------------------------------------------- */
@@ -329,7 +379,7 @@ int main(void)
         hy__rt.shards[i] = sh;
         for (unsigned k = 0; k < POOL; k++) {
             void *mm = NULL;
-            if (posix_memalign(&mm, 16, sizeof(struct hy_msg) + PAYLOAD) != 0)
+            if (posix_memalign(&mm, 64, BUF_BYTES) != 0)
                 return 1;
             struct hy_msg *m = mm;
             memset(m, 0, sizeof(*m));
