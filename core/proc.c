@@ -68,11 +68,7 @@ char *hy_reason_format(const struct hy_reason *r, char *buf, size_t len)
 
 static hy_ref ref_new(struct hy_shard *sh, unsigned home)
 {
-    hy_ref r;
-    r.hi = ((uint64_t)(hy__rt.node_id & 0xffffffu) << 40) |
-           ((uint64_t)(hy__rt.creation & 0xffffffu) << 16) | home;
-    r.lo = ((uint64_t)sh->id << 52) | (++sh->ref_counter & ((1ull << 52) - 1));
-    return r;
+    return hy__ref_new_inl(sh, home);
 }
 
 hy_ref hy__ref_new_home(struct hy_shard *sh, unsigned home);
@@ -128,7 +124,7 @@ static inline void clear_record(struct hy_proc *p)
         ((hy__u64a *)(void *)p)[CLEAR_LEN / 8 - 1] = 0;
 }
 
-static int slot_alloc(struct hy_shard *sh, uint32_t *idx_out)
+static inline __attribute__((always_inline)) int slot_alloc(struct hy_shard *sh, uint32_t *idx_out)
 {
     if (sh->free_head) {
         uint32_t idx = sh->free_head - 1;
@@ -286,8 +282,11 @@ int hy_on_exit(void (*fn)(void *arg), void *arg)
 
 /* ---- create / exit / reap ---------------------------------------------------- */
 
-int hy__proc_create(struct hy_shard *sh, hy_proc_fn fn, void *arg, const struct hy_spawn_opts *o,
-                    const void *argcopy, size_t argsize, hy_pid *out, struct hy_proc **pout)
+/* hy__proc_create's body, inlined into hy_spawn (no options, no argument
+ * copy: their tests fold away). */
+static inline __attribute__((always_inline)) int
+proc_create(struct hy_shard *sh, hy_proc_fn fn, void *arg, const struct hy_spawn_opts *o,
+            const void *argcopy, size_t argsize, hy_pid *out, struct hy_proc **pout)
 {
     HY_FAULT_POINT(HY_FP_SPAWN);
     uint32_t idx;
@@ -337,6 +336,12 @@ int hy__proc_create(struct hy_shard *sh, hy_proc_fn fn, void *arg, const struct 
     return 0;
 }
 
+int hy__proc_create(struct hy_shard *sh, hy_proc_fn fn, void *arg, const struct hy_spawn_opts *o,
+                    const void *argcopy, size_t argsize, hy_pid *out, struct hy_proc **pout)
+{
+    return proc_create(sh, fn, arg, o, argcopy, argsize, out, pout);
+}
+
 void hy__proc_entry(void *arg)
 {
 #ifdef HY_ASAN
@@ -384,8 +389,15 @@ int hy_exit_reason(struct hy_reason *out)
 void hy__proc_reap(struct hy_shard *sh, struct hy_proc *p)
 {
     p->state = HY_P_EXITING;
-    /* The common exit (no cleanups, sockets, links, timers, messages or
-     * arena) tests each and calls nothing. */
+    /* The common exit (no cleanups, sockets, links, timers, messages,
+     * blocking call or arena) tests them at once and calls nothing. */
+    if (((uintptr_t)p->cleanups | (uintptr_t)p->socks | (uintptr_t)p->sig |
+         (uintptr_t)p->timers | (uintptr_t)p->wait_timer.arm_pprev | (uintptr_t)p->mb_head |
+         (uintptr_t)p->blocking_job | (uintptr_t)p->arena) == 0 &&
+        !hy__wtimer_armed(&p->wait_timer.wt)) {
+        p->mark = NULL;
+        goto release;
+    }
     if (p->cleanups)
         run_cleanups(p);
     if (p->socks)
@@ -403,6 +415,7 @@ void hy__proc_reap(struct hy_shard *sh, struct hy_proc *p)
         hy__blocking_proc_exit(sh, p); /* keeps its stack and arena for fn */
     if (p->arena)
         arena_free_all(p);
+release:
     hy__stack_release(sh, p);
     p->state = HY_P_DEAD;
     slot_free(sh, hy_pid_slot(p->pid));
@@ -592,7 +605,7 @@ int hy_spawn(hy_proc_fn fn, void *arg, hy_pid *out)
         return HY_ENOTSHARD;
     if (!fn)
         return HY_EINVAL;
-    int rc = hy__proc_create(sh, fn, arg, NULL, NULL, 0, out, NULL);
+    int rc = proc_create(sh, fn, arg, NULL, NULL, 0, out, NULL);
     if (rc == 0 && sh->current)
         hy__charge(sh->current);
     return rc;

@@ -469,6 +469,16 @@ struct hy_proc *hy__sched_take_handoff(struct hy_shard *sh, struct hy_proc *p);
 void hy__wake_shard(struct hy_shard *target);
 
 /* ---- proc.c ------------------------------------------------------------- */
+/* A new reference made on sh, homed on shard home (hy_ref_make's, inlined
+ * for a call's monitor). Context: sh's thread. */
+static inline hy_ref hy__ref_new_inl(struct hy_shard *sh, unsigned home)
+{
+    hy_ref r;
+    r.hi = ((uint64_t)(hy__rt.node_id & 0xffffffu) << 40) |
+           ((uint64_t)(hy__rt.creation & 0xffffffu) << 16) | home;
+    r.lo = ((uint64_t)sh->id << 52) | (++sh->ref_counter & ((1ull << 52) - 1));
+    return r;
+}
 struct hy_proc *hy__proc_lookup(struct hy_shard *sh, hy_pid pid);
 /* hy__proc_lookup inlined, for the runtime's per-message paths: the
  * delivery's receiver lookup, and a call's monitor, reply and demonitor. */

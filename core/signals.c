@@ -45,6 +45,17 @@ struct alias_ent {
     bool once;
 };
 
+/* The monitor and reply alias of the one GenServer call in flight, inline
+ * (hy__call_monitor): no array entry, no walk. mon: the monitor is active
+ * (as a mout entry); alias: the reply alias is active (as a reply-once
+ * aliases entry). Free when both are clear; a call that finds it busy uses
+ * the arrays. */
+struct call_slot {
+    hy_ref ref;
+    hy_pid target;
+    uint8_t mon, alias;
+};
+
 struct hy__psig {
     struct link_ent *links;
     uint32_t nlinks, caplinks;
@@ -57,6 +68,7 @@ struct hy__psig {
     uint64_t unlink_seq;
     uint32_t *node_mons; /* nodes monitored with hy_monitor_node (one entry each) */
     uint32_t nnode_mons, capnode_mons;
+    struct call_slot call;  /* a call's monitor and alias, inline */
     char name[HY_NAME_MAX]; /* registered (or being registered) name */
 };
 
@@ -157,6 +169,10 @@ static void alias_remove(struct hy__psig *s, hy_ref ref)
 {
     if (!s)
         return;
+    if (s->call.alias && hy_ref_eq(s->call.ref, ref)) {
+        s->call.alias = 0;
+        return;
+    }
     for (uint32_t i = s->naliases; i-- > 0;) {
         if (hy_ref_eq(s->aliases[i].ref, ref)) {
             s->aliases[i] = s->aliases[--s->naliases];
@@ -427,7 +443,15 @@ static void on_demonitor(struct hy_shard *sh, struct hy_msg *m)
 static void on_down(struct hy_shard *sh, struct hy_msg *m)
 {
     struct hy_proc *p = live(sh, m->to);
-    struct mon_out *mo = p ? mout_find(p->sig, m->ref) : NULL;
+    struct hy__psig *ps = p ? p->sig : NULL;
+    if (ps && ps->call.mon && hy_ref_eq(ps->call.ref, m->ref)) {
+        ps->call.mon = ps->call.alias = 0; /* the call's monitor: its alias goes too */
+        m->kind = HY_K_MSG;
+        m->tag = HY_TAG_DOWN;
+        hy__mailbox_append(sh, p, m);
+        return;
+    }
+    struct mon_out *mo = ps ? mout_find(ps, m->ref) : NULL;
     if (!mo) {
         /* demonitored meanwhile: no DOWN after hy_demonitor returned */
         hy__msg_free_local(sh, m);
@@ -445,6 +469,12 @@ static void on_alias_msg(struct hy_shard *sh, struct hy_msg *m)
     struct hy_proc *p = live(sh, m->to);
     struct hy__psig *s = p ? p->sig : NULL;
     if (s) {
+        if (s->call.alias && hy_ref_eq(s->call.ref, m->ref)) {
+            s->call.alias = 0; /* reply once */
+            m->kind = HY_K_MSG;
+            hy__mailbox_append(sh, p, m);
+            return;
+        }
         for (uint32_t i = 0; i < s->naliases; i++) {
             if (hy_ref_eq(s->aliases[i].ref, m->ref)) {
                 if (s->aliases[i].once)
@@ -479,6 +509,8 @@ static void on_proc_exit(struct hy_shard *sh, struct hy_proc *p)
     }
     for (uint32_t i = 0; i < s->nmout; i++)
         send_sig(sh, p->pid, s->mout[i].target, HY_K_DEMONITOR, s->mout[i].ref, NULL, 0, 0);
+    if (s->call.mon)
+        send_sig(sh, p->pid, s->call.target, HY_K_DEMONITOR, s->call.ref, NULL, 0, 0);
     free(s->node_mons);
     free(s->links);
     free(s->mout);
@@ -686,11 +718,11 @@ int hy_trap_exit(bool on, bool *old)
     return 0;
 }
 
-static int monitor_common(struct hy_proc *p, hy_pid pid, const char *name, unsigned flags,
-                          hy_ref *out)
+/* monitor_common after its charge */
+static int monitor_install(struct hy_proc *p, hy_pid pid, const char *name, unsigned flags,
+                           hy_ref *out)
 {
     struct hy_shard *sh = p->shard;
-    hy__charge(p);
     hy_ref ref;
     hy_ref_make(&ref);
     if (out)
@@ -747,6 +779,13 @@ static int monitor_common(struct hy_proc *p, hy_pid pid, const char *name, unsig
     return 0;
 }
 
+static int monitor_common(struct hy_proc *p, hy_pid pid, const char *name, unsigned flags,
+                          hy_ref *out)
+{
+    hy__charge(p);
+    return monitor_install(p, pid, name, flags, out);
+}
+
 /* For net/: monitors whatever pid stands for (a node's shard-0 stand-in
  * when the name is resolved on arrival); the DOWN carries name. */
 int hy__monitor_named(hy_pid pid, const char *name, hy_ref *ref);
@@ -795,7 +834,29 @@ int hy__call_monitor(hy_pid server, hy_ref *ref)
         return HY_ENOTPROC;
     if (hy_pid_eq(server, p->pid))
         return HY_EINVAL;
-    return monitor_common(p, server, NULL, HY_MONITOR_ALIAS, ref);
+    hy__charge(p); /* may yield: what is checked below is checked after it */
+    struct hy_shard *sh = p->shard;
+    struct hy__psig *s = p->sig;
+    if (s && !(s->call.mon | s->call.alias) && hy_pid_node(server) == hy__rt.node_id &&
+        hy_pid_shard(server) == sh->id) {
+        /* A live server on this shard with room for the monitored-by entry:
+         * the caller's side goes in its inline call slot. */
+        struct hy_proc *t = live(sh, server);
+        struct hy__psig *ts = t ? t->sig : NULL;
+        if (ts && ts->nmin < ts->capmin) {
+            hy_ref r = hy__ref_new_inl(sh, sh->id);
+            p->mark = p->mb_tailp; /* the receive marker, as hy_ref_make */
+            p->mark_ref = r;
+            *ref = r;
+            s->call.ref = r;
+            s->call.target = server;
+            s->call.mon = s->call.alias = 1;
+            HY_FAULT_POINT(HY_FP_MONITOR);
+            ts->min[ts->nmin++] = (struct mon_in){r, p->pid, NULL};
+            return 0;
+        }
+    }
+    return monitor_install(p, server, NULL, HY_MONITOR_ALIAS, ref);
 }
 
 int hy_monitor_name(const char *name, hy_ref *ref)
@@ -828,12 +889,18 @@ static bool demonitor_body(struct hy_proc *p, hy_ref ref)
     struct hy__psig *s = p->sig;
     if (!s)
         return false;
-    alias_remove(s, ref);
-    struct mon_out *mo = mout_find(s, ref);
-    if (!mo)
-        return false;
-    hy_pid target = mo->target;
-    *mo = s->mout[--s->nmout];
+    hy_pid target;
+    if (s->call.mon && hy_ref_eq(s->call.ref, ref)) {
+        target = s->call.target; /* the call's monitor */
+        s->call.mon = s->call.alias = 0;
+    } else {
+        alias_remove(s, ref);
+        struct mon_out *mo = mout_find(s, ref);
+        if (!mo)
+            return false;
+        target = mo->target;
+        *mo = s->mout[--s->nmout];
+    }
     if (hy_pid_is_none(target)) {
         /* nothing to tell */
     } else if (hy_pid_node(target) == hy__rt.node_id && hy_pid_shard(target) == p->shard->id) {
@@ -852,7 +919,27 @@ bool hy__demonitor_active(hy_ref ref);
 bool hy__demonitor_active(hy_ref ref)
 {
     struct hy_proc *p = hy__current();
-    return p ? demonitor_body(p, ref) : false;
+    if (!p)
+        return false;
+    struct hy__psig *s = p->sig;
+    if (s && s->call.mon && hy_ref_eq(s->call.ref, ref) &&
+        hy_pid_node(s->call.target) == hy__rt.node_id &&
+        hy_pid_shard(s->call.target) == p->shard->id) {
+        /* the call's monitor on a server of this shard (its receive charged
+         * the call): the slot and the server's entry, at once */
+        s->call.mon = s->call.alias = 0;
+        struct hy_proc *t = live(p->shard, s->call.target);
+        struct hy__psig *ts = t ? t->sig : NULL;
+        if (!ts)
+            return true;
+        uint32_t n = ts->nmin;
+        if (n && hy_ref_eq(ts->min[n - 1].ref, ref) && !ts->min[n - 1].name)
+            ts->nmin = n - 1; /* the newest entry, usually: no walk */
+        else
+            min_remove(ts, ref);
+        return true;
+    }
+    return demonitor_body(p, ref);
 }
 
 int hy_demonitor(hy_ref ref, bool flush)
@@ -977,7 +1064,7 @@ static int fill_info(struct hy_shard *sh, hy_pid pid, struct hy_proc_info *info)
                 info->links[info->nlinks] = s->links[i].peer;
             info->nlinks++;
         }
-        info->nmonitors = s->nmout;
+        info->nmonitors = s->nmout + s->call.mon;
         info->nmonitored_by = s->nmin;
         mem += sizeof(*s) + s->caplinks * sizeof(*s->links) + s->capmout * sizeof(*s->mout) +
                s->capmin * sizeof(*s->min);
@@ -1230,10 +1317,14 @@ static void node_down_proc(struct hy_shard *sh, struct hy_proc *p, void *arg)
         }
     }
     /* monitors this process held on processes there: DOWN noconnection */
-    for (uint32_t i = 0; i < s->nmout;) {
-        if (!hy_pid_is_none(s->mout[i].target) && hy_pid_node(s->mout[i].target) == node) {
-            struct mon_out mo = s->mout[i];
-            s->mout[i] = s->mout[--s->nmout];
+    for (uint32_t i = 0; i < s->nmout + s->call.mon;) {
+        bool inl = i == s->nmout; /* the call's monitor, last */
+        struct mon_out mo = inl ? (struct mon_out){s->call.ref, s->call.target} : s->mout[i];
+        if (!hy_pid_is_none(mo.target) && hy_pid_node(mo.target) == node) {
+            if (inl)
+                s->call.mon = s->call.alias = 0;
+            else
+                s->mout[i] = s->mout[--s->nmout];
             alias_remove(s, mo.ref);
             struct hy_down_info d;
             memset(&d, 0, sizeof(d));

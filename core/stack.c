@@ -408,7 +408,8 @@ void hy__stack_release(struct hy_shard *sh, struct hy_proc *p)
 
 /* ---- switching ----------------------------------------------------------- */
 
-bool hy__stack_ready(struct hy_shard *sh, struct hy_proc *p)
+/* hy__stack_ready's body, inlined into the first switch-in */
+static inline __attribute__((always_inline)) bool stack_ready(struct hy_shard *sh, struct hy_proc *p)
 {
     if (p->stack)
         return true;
@@ -429,6 +430,11 @@ bool hy__stack_ready(struct hy_shard *sh, struct hy_proc *p)
     }
     p->sp = hy__ctx_make((char *)p->stack->lo + p->stack->size, hy__proc_entry, p);
     return true;
+}
+
+bool hy__stack_ready(struct hy_shard *sh, struct hy_proc *p)
+{
+    return stack_ready(sh, p);
 }
 
 HY__HOT void hy__stack_switch_direct(struct hy_shard *sh, struct hy_proc *from, struct hy_proc *to,
@@ -478,7 +484,7 @@ void hy__stack_switch_in(struct hy_shard *sh, struct hy_proc *p)
         lo = sh->compact_lo;
         size = (size_t)((char *)sh->compact_hi - (char *)sh->compact_lo);
     } else {
-        if (!hy__stack_ready(sh, p)) {
+        if (!stack_ready(sh, p)) {
             /* No memory for a stack: the process dies before running. */
             p->sp = NULL;
             p->state = HY_P_DEAD;

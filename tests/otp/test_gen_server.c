@@ -827,6 +827,61 @@ static void body_call_reply_then_stop(void *arg)
 }
 BOTH_SHARDS(call_reply_then_stop)
 
+/* Makes a call (the caller's first monitor makes its signal record), then
+ * the call of ca (the second call's monitor is the one a call keeps inline
+ * in the caller's record while it is in flight), and reports as caller. */
+static void ping_then_call(void *arg)
+{
+    const struct caller_arg *ca = arg;
+    struct hy_msg *r = NULL;
+    HY_CHECK_EQ(hy_gen_server_call(ca->srv, C_PING, NULL, 0, WAIT_NS, &r, NULL), 0);
+    if (r)
+        hy_msg_free(r);
+    caller(arg);
+}
+
+static struct hy_proc_info info_of(hy_pid pid)
+{
+    struct hy_proc_info in;
+    memset(&in, 0, sizeof(in));
+    HY_CHECK_EQ(hy_proc_info(pid, &in), 0);
+    return in;
+}
+
+/* A call in flight counts as one monitor of its caller; the server's entry
+ * goes when the caller is killed during the call (its exit demonitors), and
+ * when a call returns. The DOWN of the caller and, across shards, the FIFO
+ * from this shard to the server's are the barriers. */
+static void body_call_monitor_goes_with_caller(void *arg)
+{
+    int shard = *(int *)arg;
+    struct ts_arg a = targ(I_OK);
+    hy_pid srv = start_ts(shard, &a);
+    expect_ev(E_INIT, I_OK);
+    size_t base = info_of(srv).nmonitored_by;
+    struct caller_arg ca = {hy_self(), srv, C_STORE, HY_INFINITY};
+    struct hy_spawn_opts so = HY_SPAWN_OPTS_INIT;
+    so.arg_size = sizeof(ca);
+    hy_pid c;
+    HY_CHECK_EQ(hy_spawn_opt(ping_then_call, &ca, &so, &c), 0);
+    hy_ref cm = monitor(c);
+    expect_ev(E_STORED, -1); /* the server holds the caller's second call */
+    HY_CHECK_EQ(info_of(c).nmonitors, 1);
+    HY_CHECK_EQ(info_of(srv).nmonitored_by, base + 1);
+    HY_CHECK_EQ(hy_exit_pid(c, hy_reason_make(HY_REASON_KILL)), 0);
+    HY_CHECK_EQ(wait_down(cm).kind, HY_REASON_KILLED);
+    HY_CHECK_EQ(info_of(srv).nmonitored_by, base);
+    /* calls that return leave nothing behind on either side */
+    HY_CHECK_EQ(ping(srv), 0);
+    HY_CHECK_EQ(ping(srv), 0);
+    HY_CHECK_EQ(info_of(hy_self()).nmonitors, 0);
+    HY_CHECK_EQ(info_of(srv).nmonitored_by, base);
+    stop_normal(srv);
+    expect_ev(E_TERM, -1);
+    HY_CHECK_EQ(hy_mailbox_len(), 0);
+}
+BOTH_SHARDS(call_monitor_goes_with_caller)
+
 /* A call from a process with a long queue of unrelated messages works and
  * leaves them all queued in order (the receive marker skips them). */
 static void body_call_long_mailbox(void *arg)
@@ -1407,6 +1462,7 @@ int main(void)
         BOTH_TESTS(call_dead_server),
         BOTH_TESTS(call_server_dies),
         BOTH_TESTS(call_reply_then_stop),
+        BOTH_TESTS(call_monitor_goes_with_caller),
         BOTH_TESTS(call_long_mailbox),
         BOTH_TESTS(info_stray_message),
         BOTH_TESTS(info_default_ignores),
