@@ -65,6 +65,18 @@ static inline void begin_run(struct hy_shard *sh, struct hy_proc *p, int32_t bud
                           memory_order_release);
 }
 
+/* Takes next, the run queue's head, off the queue for a direct hand-over. */
+static inline __attribute__((always_inline)) void pop_handoff(struct hy_shard *sh,
+                                                              struct hy_proc *next)
+{
+    sh->rq_head = next->rq_next;
+    if (!sh->rq_head)
+        sh->rq_tail = NULL;
+    sh->rq_len--;
+    next->in_runq = 0;
+    sh->handoffs++;
+}
+
 /* The calling process p yields or blocks. When another guarded process is
  * ready, switch to it directly (one register switch instead of two through
  * the scheduler's stack), at most run_batch times in a row so that timers
@@ -80,12 +92,7 @@ static inline __attribute__((always_inline)) struct hy_proc *take_handoff(struct
         next->stack_mode != HY_STACK_GUARDED || next->exit_pending || p->budget <= 0 ||
         (!next->stack && !hy__stack_ready(sh, next)))
         return NULL;
-    sh->rq_head = next->rq_next;
-    if (!sh->rq_head)
-        sh->rq_tail = NULL;
-    sh->rq_len--;
-    next->in_runq = 0;
-    sh->handoffs++;
+    pop_handoff(sh, next);
     HY_FAULT_POINT(HY_FP_HANDOFF);
     if (sh->ndirty | sh->novf)
         hy__mesh_flush(sh);
@@ -125,12 +132,7 @@ HY__HOT void hy__sched_switch_out(struct hy_proc *p)
                              atomic_load_explicit(&hy__fault_point, memory_order_relaxed) !=
                                  HY_FP_HANDOFF,
                          1)) {
-        sh->rq_head = next->rq_next;
-        if (!sh->rq_head)
-            sh->rq_tail = NULL;
-        sh->rq_len--;
-        next->in_runq = 0;
-        sh->handoffs++;
+        pop_handoff(sh, next);
         begin_run(sh, next, p->budget);
         hy__stack_switch_direct(sh, p, next, false);
         return;

@@ -3,13 +3,10 @@
  * listener: it starts the TCP server once the owners are up, prints a stats
  * line now and then, and at stop (it is stopped before the tree) ends idle
  * connections at once, lets requests in flight finish, and closes the rest. */
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "kvcache.h"
 
@@ -43,23 +40,6 @@ static void stats_line(uint64_t *last_get, uint64_t *last_set, uint64_t secs)
     free(r);
 }
 
-/* The listeners share their port by SO_REUSEPORT, which would also let a
- * second server on the same port take half the connections unnoticed: a
- * plain bind first fails if anyone holds the port (as memcached fails). */
-static int port_free(const struct hy_addr *a)
-{
-    if (hy_addr_port(a) == 0)
-        return 0;
-    int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return 0; /* let the real listen report it */
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    int rc = bind(fd, (const struct sockaddr *)&a->ss, a->len) == 0 ? 0 : -errno;
-    close(fd);
-    return rc == -EADDRINUSE ? HY_EADDRINUSE : 0;
-}
-
 static void listener(void *arg)
 {
     (void)arg;
@@ -71,11 +51,6 @@ static void listener(void *arg)
                 hy_strerror(rc));
         hy_exit(hy_reason_user(rc, "bad listen address"));
     }
-    if ((rc = port_free(&o.listen.addr)) != 0) {
-        fprintf(stderr, "hydra-kvcache: cannot listen on %s:%u: %s\n", kvcache_cfg.set.inter,
-                kvcache_cfg.set.port, hy_strerror(rc));
-        hy_exit(hy_reason_user(rc, "address in use"));
-    }
     o.listen.backlog = 1024;
     o.listen.conn.nodelay = true;
     o.ops = &conn_ops;
@@ -83,7 +58,7 @@ static void listener(void *arg)
     o.max_connections = kvcache_cfg.set.maxconns;
     hy_trap_exit(true, NULL);
     struct hy_tcp_server *srv;
-    rc = hy_tcp_server_start(&o, &srv);
+    rc = hy_tcp_server_start(&o, &srv); /* HY_EADDRINUSE: someone listens there (as memcached fails) */
     if (rc != 0) {
         fprintf(stderr, "hydra-kvcache: cannot listen on %s:%u: %s\n", kvcache_cfg.set.inter,
                 kvcache_cfg.set.port, hy_strerror(rc));
