@@ -265,7 +265,8 @@ struct hy_shard {
     pthread_t thread;
     bool on_caller_thread;
 
-    struct hy_proc *current;
+    struct hy_proc *current;  /* the running process (the stall detector reads it:
+                                 __atomic stores) */
     void *sched_sp;           /* scheduler context while a process runs */
     void *tsan_sched_fiber;   /* the scheduler's ThreadSanitizer fiber */
     void *sched_stack_lo;     /* thread stack bounds (ASan) */
@@ -273,7 +274,8 @@ struct hy_shard {
 
     struct hy_proc *rq_head, *rq_tail;
     uint32_t rq_len;
-    uint32_t handoffs;        /* direct process-to-process switches this batch */
+    uint32_t handoffs;        /* direct process-to-process switches this batch (the
+                                 stall detector reads it: __atomic stores) */
     uint32_t run_batch;       /* hy__rt.cfg.run_batch, here beside handoffs (the handoff
                                  test reads no page of hy__rt; set by hy__sched_loop) */
 
@@ -344,11 +346,9 @@ struct hy_shard {
     struct hy_proc *compact_owner;            /* whose bytes are on it now */
 
     /* stall detector */
-    _Atomic uint64_t run_seq;                  /* bumped at every process switch-in */
+    _Atomic uint64_t run_seq;                  /* bumped per batch of runs (run_proc); a run
+                                                  is (run_seq, handoffs), current its process */
     _Atomic uint64_t run_since_cpu_ns;         /* thread CPU time at switch-in */
-    _Atomic(struct hy_proc *) running;        /* compared with NULL only, never followed */
-    _Atomic uint64_t running_pid_hi;          /* its pid, stored before run_seq (release) */
-    _Atomic uint64_t running_pid_lo;
     clockid_t cpu_clock;
     pid_t tid;                                 /* the shard thread's id (/proc reads) */
     uint64_t stall_reported_seq;
