@@ -499,6 +499,19 @@ static inline __attribute__((always_inline)) struct hy_proc *live_receiver(struc
     return p && p->state < HY_P_EXITING ? p : NULL;
 }
 
+/* live_receiver for a pid whose hi word is this shard's (node and creation
+ * already checked): the slot and its generation only. */
+static inline __attribute__((always_inline)) struct hy_proc *local_receiver(struct hy_shard *sh,
+                                                                           hy_pid to)
+{
+    uint32_t idx = hy_pid_slot(to);
+    if (__builtin_expect(idx >= sh->nslots, 0))
+        return NULL;
+    struct hy__slot *s = &sh->slot_chunks[idx >> HY_SLOT_CHUNK_BITS][idx & (HY_SLOT_CHUNK - 1)];
+    struct hy_proc *p = s->proc;
+    return s->gen == hy_pid_gen(to) && p && p->state < HY_P_EXITING ? p : NULL;
+}
+
 static inline __attribute__((always_inline)) void deliver_body(struct hy_shard *sh,
                                                                struct hy_msg *m)
 {
@@ -689,8 +702,7 @@ static inline __attribute__((always_inline)) bool send_fast_body(struct hy_shard
                                                                  hy_ref ref, const void *data,
                                                                  size_t len)
 {
-    uint64_t here = hy_pid_make(hy__rt.node_id, hy__rt.creation, (uint16_t)sh->id, 0, 0).hi;
-    struct hy_msg *m = small_msg(sh, to.hi == here, kind, tag, ref, to, data, len);
+    struct hy_msg *m = small_msg(sh, to.hi == sh->pid_hi, kind, tag, ref, to, data, len);
     if (!m)
         return false;
     struct hy_proc *cur = sh->current;
@@ -794,17 +806,17 @@ static inline __attribute__((always_inline)) int send_user(hy_pid to, uint64_t t
                                                            const void *data, size_t len, bool sys)
 {
     struct hy_shard *sh = hy__tls_shard;
-    if (__builtin_expect(!sh || ((tag & HY_TAG_SYSTEM) && !sys) || hy_pid_shard(to) != sh->id, 0))
+    /* one compare for node, creation and shard: the shard's cached pid word */
+    if (__builtin_expect(!sh || ((tag & HY_TAG_SYSTEM) && !sys) || to.hi != sh->pid_hi, 0))
         return send_user_slow(to, tag, ref, data, len, sys);
-    uint64_t here = hy_pid_make(hy__rt.node_id, hy__rt.creation, (uint16_t)sh->id, 0, 0).hi;
-    struct hy_msg *m = small_msg(sh, to.hi == here, HY_K_MSG, tag, ref, to, data, len);
+    struct hy_msg *m = small_msg(sh, true, HY_K_MSG, tag, ref, to, data, len);
     if (!m)
         return send_user_slow(to, tag, ref, data, len, sys);
     struct hy_proc *cur = sh->current;
     if (cur)
         cur->in_rt++;
     hy__stat_add(&sh->st.msgs_sent_local, 1);
-    struct hy_proc *p = live_receiver(sh, to);
+    struct hy_proc *p = local_receiver(sh, to);
     if (__builtin_expect(!p || (p->mb_max && p->mb_len >= p->mb_max), 0))
         return send_local_rest(sh, p, m);
     m->next = NULL;

@@ -278,6 +278,8 @@ struct hy_shard {
                                  stall detector reads it: __atomic stores) */
     uint32_t run_batch;       /* hy__rt.cfg.run_batch, here beside handoffs (the handoff
                                  test reads no page of hy__rt; set by hy__sched_loop) */
+    uint64_t pid_hi;          /* the hi word of this shard's pids (node, creation, shard):
+                                 both are set before the shards are made, for the start */
 
     /* process table */
     struct hy__slot *slot_chunks[HY_SLOT_MAX_CHUNKS];
