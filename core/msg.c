@@ -568,6 +568,10 @@ void hy__deliver_run(struct hy_shard *sh, const uintptr_t *ms, unsigned n)
 
 void hy__mailbox_drop_all(struct hy_shard *sh, struct hy_proc *p)
 {
+    if (p->handed) {
+        hy__msg_free_local(sh, p->handed);
+        p->handed = NULL;
+    }
     struct hy_msg *m = p->mb_head;
     while (m) {
         struct hy_msg *n = m->next;
@@ -817,14 +821,23 @@ static inline __attribute__((always_inline)) int send_user(hy_pid to, uint64_t t
         cur->in_rt++;
     hy__stat_add(&sh->st.msgs_sent_local, 1);
     struct hy_proc *p = local_receiver(sh, to);
-    if (__builtin_expect(!p || (p->mb_max && p->mb_len >= p->mb_max), 0))
+    if (__builtin_expect(!p, 0))
         return send_local_rest(sh, p, m);
-    m->next = NULL;
-    *p->mb_tailp = m;
-    p->mb_tailp = &m->next;
-    p->mb_len++;
-    if (p->state == HY_P_WAITING && p->wait_msg)
+    if (p->state == HY_P_WAITING && p->wait_msg == HY_WAIT_ANY) {
+        /* blocked in a plain receive with an empty mailbox: handed over,
+         * the receive returns it when p resumes (what arrives meanwhile
+         * goes to the mailbox, behind it: p is ready from now on) */
+        p->handed = m;
         hy__sched_make_ready_inline(sh, p);
+    } else {
+        if (__builtin_expect(p->mb_max && p->mb_len >= p->mb_max, 0))
+            return send_local_rest(sh, p, m);
+        *p->mb_tailp = m; /* small_msg set m->next to NULL */
+        p->mb_tailp = &m->next;
+        p->mb_len++;
+        if (p->state == HY_P_WAITING && p->wait_msg)
+            hy__sched_make_ready_inline(sh, p);
+    }
     if (cur) {
         cur->in_rt--;
         if (__builtin_expect(cur->exit_pending | (cur->budget <= 1) | hy__mesh_sig_in(sh), 0))
@@ -1026,11 +1039,18 @@ int hy_recv(struct hy_msg **out, int64_t timeout_ns)
             return HY_ETIMEDOUT;
         }
         p->state = HY_P_WAITING;
-        p->wait_msg = 1;
+        p->wait_msg = HY_WAIT_ANY;
         hy__sched_switch_out(p);
         p->wait_msg = 0;
         if (p->exit_pending && !p->defer_exit)
-            hy__proc_exit_current(p, p->exit_reason_pending);
+            hy__proc_exit_current(p, p->exit_reason_pending); /* frees a handed one */
+        if ((m = p->handed) != NULL) {
+            /* a same-shard send handed it over: never in the mailbox */
+            p->handed = NULL;
+            hy__stat_add(&sh->st.msgs_received, 1);
+            *out = m;
+            return 0;
+        }
     }
     p->mb_head = m->next;
     if (p->mb_tailp == &m->next)

@@ -147,6 +147,10 @@ struct hy__wait_timer {
     uint64_t rel_ns;
 };
 
+/* hy_proc.wait_msg: waiting for any message (hy_recv's plain receive, the
+ * mailbox empty): a same-shard send may hand its message over (handed). */
+#define HY_WAIT_ANY 2
+
 struct hy_proc {
     /* Hot part, the record's first two cache lines (records are line-aligned,
      * proc.c): what a message, a receive and a switch read and write. */
@@ -161,7 +165,8 @@ struct hy_proc {
     uint8_t timed_out;
     uint8_t mailbox_policy;
     uint8_t exit_pending;      /* a signal asked it to die at its next runtime call */
-    uint8_t wait_msg;          /* WAITING for a message (not a plain sleep) */
+    uint8_t wait_msg;          /* WAITING for a message (not a plain sleep); HY_WAIT_ANY:
+                                  in hy_recv's plain receive, with an empty mailbox */
     uint8_t defer_exit;        /* exit signals wait until this is cleared (blocking calls) */
     uint8_t in_rt;             /* > 0 while runtime code runs on its behalf (crash.c) */
     int32_t budget;            /* reductions left in this slice */
@@ -174,9 +179,14 @@ struct hy_proc {
     struct hy_msg **mark;      /* receive marker: link field at ref creation */
     struct hy_stack *stack;    /* guarded stack (a direct hand-over looks at it) */
     uint64_t reductions;       /* times scheduled */
-    hy_ref mark_ref;
+    /* a message handed over by a same-shard send to this process while it
+     * waited in a plain receive (wait_msg HY_WAIT_ANY): it comes before the
+     * mailbox's messages and the receive takes it when the process resumes;
+     * NULL otherwise (always NULL while the process runs user code) */
+    struct hy_msg *handed;
 
     struct hy__wait_timer wait_timer;
+    hy_ref mark_ref;
 
     /* stack */
     size_t stack_size;
@@ -212,7 +222,7 @@ struct hy_proc {
     struct hy_reason reason;   /* why it is exiting */
     struct hy_reason exit_reason_pending;
 };
-_Static_assert(offsetof(struct hy_proc, mark_ref) + sizeof(hy_ref) <= 128,
+_Static_assert(offsetof(struct hy_proc, handed) + sizeof(struct hy_msg *) <= 128,
                "the hot part of struct hy_proc fits two cache lines");
 
 /* ---- shards ------------------------------------------------------------- */
