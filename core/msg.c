@@ -635,7 +635,7 @@ static int send_common(hy_pid to, uint64_t tag, hy_ref ref, const void *data, si
     return 0;
 }
 
-#define FAST_LEN_MAX (128 - MSG_HDR) /* payloads that fit pool class 0 */
+#define FAST_LEN_MAX HY__FAST_LEN_MAX /* payloads that fit pool class 0 */
 
 /* Copies len (<= FAST_LEN_MAX) bytes with a few fixed-size moves instead of
  * a call to memcpy; the source is never read past len (a destination of
@@ -673,9 +673,8 @@ small_msg(struct hy_shard *sh, bool dest_ok, unsigned kind, uint64_t tag, hy_ref
 {
     struct hy__msg_pool *pool = &sh->pools[0];
     struct hy_msg *m = pool->free;
-    if (__builtin_expect(!dest_ok || !m || len > FAST_LEN_MAX ||
-                             len > hy__rt.cfg.max_message_size || (!data && len),
-                         0))
+    /* small_max: FAST_LEN_MAX or max_message_size, the smaller */
+    if (__builtin_expect(!dest_ok || !m || len > sh->small_max || (!data && len), 0))
         return NULL;
     struct hy_proc *cur = sh->current;
     pool->free = m->next;
@@ -806,9 +805,16 @@ static __attribute__((noinline)) int send_user_slow(hy_pid to, uint64_t tag, hy_
  * path for kind HY_K_MSG, with every call moved to the uncommon exits);
  * anything else goes to send_user_slow (the cross-shard fast path, then
  * the general one). */
-static inline __attribute__((always_inline)) int send_user(hy_pid to, uint64_t tag, hy_ref ref,
+static inline __attribute__((always_inline)) int send_user(hy_pid to_in, uint64_t tag, hy_ref ref,
                                                            const void *data, size_t len, bool sys)
 {
+    /* the pid word by word (the empty asm): as one 16-byte value the
+     * compiler took it through the stack into a vector register */
+    hy_pid to;
+    uint64_t to_hi = to_in.hi, to_lo = to_in.lo;
+    __asm__("" : "+r"(to_hi), "+r"(to_lo));
+    to.hi = to_hi;
+    to.lo = to_lo;
     struct hy_shard *sh = hy__tls_shard;
     /* one compare for node, creation and shard: the shard's cached pid word */
     if (__builtin_expect(!sh || ((tag & HY_TAG_SYSTEM) && !sys) || to.hi != sh->pid_hi, 0))

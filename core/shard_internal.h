@@ -147,6 +147,10 @@ struct hy__wait_timer {
     uint64_t rel_ns;
 };
 
+/* The largest payload of a buffer of the smallest class (128 bytes): the
+ * send fast paths' limit. */
+#define HY__FAST_LEN_MAX (128 - sizeof(struct hy_msg))
+
 /* hy_proc.wait_msg: waiting for any message (hy_recv's plain receive, the
  * mailbox empty): a same-shard send may hand its message over (handed). */
 #define HY_WAIT_ANY 2
@@ -288,6 +292,8 @@ struct hy_shard {
                                  stall detector reads it: __atomic stores) */
     uint32_t run_batch;       /* hy__rt.cfg.run_batch, here beside handoffs (the handoff
                                  test reads no page of hy__rt; set by hy__sched_loop) */
+    uint32_t small_max;       /* payloads the send fast paths take: min(HY__FAST_LEN_MAX,
+                                 max_message_size) */
     uint64_t pid_hi;          /* the hi word of this shard's pids (node, creation, shard):
                                  both are set before the shards are made, for the start */
 
