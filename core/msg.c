@@ -358,8 +358,7 @@ void hy_msg_free(struct hy_msg *m)
     struct hy__msg_pool *pool = &sh->pools[cls];
     hy__stat_add(&sh->st.buffers_out, (uint64_t)-1);
     m->next = pool->free;
-    pool->free = m;
-    pool->nfree++;
+    pool->free = m; /* nfree: not kept for a small class */
     __asm__ volatile("" ::: "memory");
     if (cur)
         cur->in_rt--;
@@ -680,8 +679,7 @@ small_msg(struct hy_shard *sh, bool dest_ok, unsigned kind, uint64_t tag, hy_ref
     if (__builtin_expect(!dest_ok || !m || len > sh->small_max || (!data && len), 0))
         return NULL;
     struct hy_proc *cur = sh->current;
-    pool->free = m->next;
-    pool->nfree--;
+    pool->free = m->next; /* nfree: not kept for a small class */
     hy__stat_add(&sh->st.buffers_out, 1);
     copy_small(m->data, data, len); /* the sender's bytes: a fault here is the sender's */
     m->next = NULL;

@@ -245,7 +245,8 @@ struct hy__slot {
 
 struct hy__msg_pool {
     struct hy_msg *free;
-    uint32_t nfree;
+    uint32_t nfree;        /* kept for the classes above the slab-carved ones (their
+                              trim); the fast paths leave the small ones' alone */
     uint32_t cap;          /* payload capacity of this class */
 };
 
