@@ -1,7 +1,7 @@
 /* Context switch for x86-64 System V. See ctx_internal.h.
  *
  * Saved frame, from the saved stack pointer upwards (64 bytes):
- *   [sp+0]  mxcsr (4 bytes) | x87 control word (2 bytes) | pad (2 bytes)
+ *   [sp+0]  mxcsr (4 bytes) | x87 control word (2 bytes) | pad (2 bytes, zero)
  *   [sp+8]  r15, r14, r13, r12, rbx, rbp
  *   [sp+56] return address
  *
@@ -43,23 +43,28 @@ hy__ctx_switch:
     pushq %r15
     .cfi_adjust_cfa_offset 8
     .cfi_rel_offset r15, 0
-    subq $8, %rsp
+    pushq $0                    /* the control slot, its pad zero */
     .cfi_adjust_cfa_offset 8
     stmxcsr (%rsp)
     fnstcw 4(%rsp)
-    movl (%rsp), %eax
-    movzwl 4(%rsp), %ecx
+    movq (%rsp), %rax
     movq %rsp, (%rdi)
     movq %rsi, %rsp
     /* Reload only what differs: ldmxcsr and fldcw cost a quarter of the
-     * switch and the control words are nearly always the same. */
+     * switch and the control words are nearly always the same. The whole
+     * slot compared at once (both pads are zero) settles the common case;
+     * when the two slots differ (status flags included), each control
+     * word is compared on its own. */
+    cmpq (%rsp), %rax
+    je 2f
     movl (%rsp), %edx
     xorl %eax, %edx
     testl $0xffc0, %edx         /* MXCSR control bits: DAZ, masks, RC, FZ */
     jz 1f
     ldmxcsr (%rsp)
 1:
-    cmpw 4(%rsp), %cx
+    shrq $32, %rax
+    cmpw 4(%rsp), %ax
     je 2f
     fldcw 4(%rsp)
 2:

@@ -781,6 +781,99 @@ static void test_ctx_rounding_mode_per_context(void **state)
     T_CHECK(sb.lq_after == lref_down);
 }
 
+/* ---- test: a context whose x87 control word alone differs ---------------- */
+
+#if defined(__x86_64__)
+static uint16_t x87_cw(void)
+{
+    uint16_t cw;
+    __asm__ volatile("fnstcw %0" : "=m"(cw));
+    return cw;
+}
+
+static void x87_set_cw(uint16_t cw)
+{
+    __asm__ volatile("fldcw %0" : : "m"(cw));
+}
+
+static uint32_t mxcsr_get(void)
+{
+    uint32_t v;
+    __asm__ volatile("stmxcsr %0" : "=m"(v));
+    return v;
+}
+
+static void mxcsr_set(uint32_t v)
+{
+    __asm__ volatile("ldmxcsr %0" : : "m"(v));
+}
+
+struct cw_side {
+    uint16_t cw;          /* the x87 control word this coroutine sets */
+    uint16_t cw_after[2]; /* its control word after main ran, twice */
+    uint32_t mxcsr_ctl;   /* MXCSR's control bits before and after */
+    uint32_t mxcsr_ctl_after[2];
+};
+
+static void cw_body(struct tco *self)
+{
+    struct cw_side *s = self->user;
+    x87_set_cw(s->cw);
+    s->mxcsr_ctl = mxcsr_get() & ~0x3fu;
+    /* first the slots differ in the x87 word only (no status flag on
+     * either side), then in the status flags too */
+    mxcsr_set(mxcsr_get() & ~0x3fu);
+    t_switch(self, &t_main);
+    s->cw_after[0] = x87_cw();
+    s->mxcsr_ctl_after[0] = mxcsr_get() & ~0x3fu;
+    mxcsr_set(mxcsr_get() | 0x3f);
+    t_switch(self, &t_main);
+    s->cw_after[1] = x87_cw();
+    s->mxcsr_ctl_after[1] = mxcsr_get() & ~0x3fu;
+}
+#endif
+
+/* The switch compares the two saved control slots at once and, when they
+ * differ (here: the x87 word alone, then the status flags too), each
+ * control word on its own: the x87 word is reloaded, in both directions. */
+static void test_ctx_x87_control_word_alone_per_context(void **state)
+{
+    (void)state;
+#if defined(__x86_64__)
+    uint16_t main_cw = x87_cw();
+    uint32_t main_ctl = mxcsr_get() & ~0x3fu;
+    struct tco a;
+    /* precision control: single (bits 8-9 = 00), rounding toward zero */
+    struct cw_side sa = {.cw = (uint16_t)((main_cw & ~0x0f00u) | 0x0c00u)};
+    T_CHECK(sa.cw != main_cw);
+    t_reset_main();
+    T_CHECK(tco_init(&a, cw_body, &sa, 64 * 1024, 0) == 0);
+    mxcsr_set(mxcsr_get() & ~0x3fu);
+    t_switch(&t_main, &a);
+    uint16_t cw1 = x87_cw();
+    uint32_t ctl1 = mxcsr_get() & ~0x3fu;
+    mxcsr_set(mxcsr_get() & ~0x3fu);
+    t_switch(&t_main, &a);
+    uint16_t cw2 = x87_cw();
+    t_switch(&t_main, &a); /* a resumes with its own word; exits */
+    uint16_t cw3 = x87_cw();
+    int done = a.done;
+    tco_destroy(&a);
+    x87_set_cw(main_cw);
+
+    T_CHECK(done);
+    T_EQ(cw1, main_cw);
+    T_EQ(cw2, main_cw);
+    T_EQ(cw3, main_cw);
+    T_EQ(ctl1, main_ctl);
+    T_EQ(sa.cw_after[0], sa.cw);
+    T_EQ(sa.cw_after[1], sa.cw);
+    T_EQ(sa.mxcsr_ctl, main_ctl);
+    T_EQ(sa.mxcsr_ctl_after[0], main_ctl);
+    T_EQ(sa.mxcsr_ctl_after[1], main_ctl);
+#endif
+}
+
 /* ---- test: backtrace() inside a coroutine stops at hy__ctx_entry ---------- */
 
 void hy__ctx_entry(void); /* core/ctx_<arch>.S */
@@ -1070,6 +1163,7 @@ static void test_ctx_many_coroutines_scrambled(void **state)
     X(test_ctx_locals_survive_switches)                                              \
     X(test_ctx_stack_aligned_for_any_top)                                            \
     X(test_ctx_rounding_mode_per_context)                                            \
+    X(test_ctx_x87_control_word_alone_per_context)                                   \
     X(test_ctx_backtrace_stops_at_entry)                                             \
     X(test_ctx_unwinder_ends_at_entry)                                               \
     X(test_ctx_async_unwind_terminates)                                              \
