@@ -23,7 +23,9 @@ enum hy__fault_point {
     HY_FP_MSG,         /* msg.c: routing a message */
 };
 
-extern _Atomic int hy__fault_point;
+/* hidden: the library's code reads it directly, not through the GOT (the
+ * hand-over's test is on every switch) */
+extern _Atomic int hy__fault_point __attribute__((visibility("hidden")));
 
 /* Faults (NULL write). Lives in the runtime's code. */
 void hy__fault_hit(void);

@@ -60,9 +60,11 @@ static inline void begin_run(struct hy_shard *sh, struct hy_proc *p, int32_t bud
     p->reductions++;
 }
 
-/* Takes next, the run queue's head, off the queue for a direct hand-over. */
+/* Takes next, the run queue's head, off the queue for a direct hand-over;
+ * handoffs: sh->handoffs, as the caller loaded it. */
 static inline __attribute__((always_inline)) void pop_handoff(struct hy_shard *sh,
-                                                              struct hy_proc *next)
+                                                              struct hy_proc *next,
+                                                              uint32_t handoffs)
 {
     sh->rq_head = next->rq_next;
     if (!sh->rq_head)
@@ -71,7 +73,7 @@ static inline __attribute__((always_inline)) void pop_handoff(struct hy_shard *s
     next->in_runq = 0;
     /* the stall detector's count of runs within this batch (release: its
      * look at run_seq after this is not older, see stall.c) */
-    __atomic_store_n(&sh->handoffs, sh->handoffs + 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&sh->handoffs, handoffs + 1, __ATOMIC_RELEASE);
 }
 
 /* The calling process p yields or blocks. When another guarded process is
@@ -89,7 +91,7 @@ static inline __attribute__((always_inline)) struct hy_proc *take_handoff(struct
         next->stack_mode != HY_STACK_GUARDED || next->exit_pending || p->budget <= 0 ||
         (!next->stack && !hy__stack_ready(sh, next)))
         return NULL;
-    pop_handoff(sh, next);
+    pop_handoff(sh, next, sh->handoffs);
     HY_FAULT_POINT(HY_FP_HANDOFF);
     if (sh->ndirty | sh->novf)
         hy__mesh_flush(sh);
@@ -119,18 +121,21 @@ HY__HOT void hy__sched_switch_out(struct hy_proc *p)
 {
     struct hy_shard *sh = p->shard;
     struct hy_proc *next = sh->rq_head;
+    /* loaded once each: the stores below may alias them for the compiler */
+    uint32_t handoffs = sh->handoffs;
+    int32_t budget = p->budget;
     /* take_handoff's common case, with no call before the switch (so no
      * saved registers): the same conditions, plus a stack already there,
      * nothing to flush to other shards and the hand-over fault point not
      * armed; anything else goes through take_handoff */
-    if (__builtin_expect(next && next != p && sh->handoffs < sh->run_batch &&
+    if (__builtin_expect(next && next != p && handoffs < sh->run_batch &&
                              next->stack_mode == HY_STACK_GUARDED && !next->exit_pending &&
-                             p->budget > 0 && next->stack && !(sh->ndirty | sh->novf) &&
+                             budget > 0 && next->stack && !(sh->ndirty | sh->novf) &&
                              atomic_load_explicit(&hy__fault_point, memory_order_relaxed) !=
                                  HY_FP_HANDOFF,
                          1)) {
-        pop_handoff(sh, next);
-        begin_run(sh, next, p->budget);
+        pop_handoff(sh, next, handoffs);
+        begin_run(sh, next, budget);
         hy__stack_switch_direct(sh, p, next, false);
         return;
     }
