@@ -1,7 +1,7 @@
 /* Context switch for x86-64 System V. See ctx_internal.h.
  *
  * Saved frame, from the saved stack pointer upwards (64 bytes):
- *   [sp+0]  mxcsr (4 bytes) | x87 control word (2 bytes) | pad (2 bytes, zero)
+ *   [sp+0]  mxcsr (4 bytes) | x87 control word (2 bytes) | pad (2 bytes)
  *   [sp+8]  r15, r14, r13, r12, rbx, rbp
  *   [sp+56] return address
  *
@@ -43,28 +43,23 @@ hy__ctx_switch:
     pushq %r15
     .cfi_adjust_cfa_offset 8
     .cfi_rel_offset r15, 0
-    pushq $0                    /* the control slot, its pad zero */
+    subq $8, %rsp
     .cfi_adjust_cfa_offset 8
+    .cfi_remember_state
     stmxcsr (%rsp)
     fnstcw 4(%rsp)
-    movq (%rsp), %rax
+    movl (%rsp), %eax           /* loads of what was just stored: same */
+    movzwl 4(%rsp), %ecx        /* addresses and sizes, so forwarded */
     movq %rsp, (%rdi)
     movq %rsi, %rsp
     /* Reload only what differs: ldmxcsr and fldcw cost a quarter of the
-     * switch and the control words are nearly always the same. The whole
-     * slot compared at once (both pads are zero) settles the common case;
-     * when the two slots differ (status flags included), each control
-     * word is compared on its own. */
-    cmpq (%rsp), %rax
-    je 2f
-    movl (%rsp), %edx
-    xorl %eax, %edx
-    testl $0xffc0, %edx         /* MXCSR control bits: DAZ, masks, RC, FZ */
-    jz 1f
-    ldmxcsr (%rsp)
+     * switch and the control words are nearly always the same. Equal
+     * words (MXCSR's status flags included) settle it with two compares;
+     * otherwise MXCSR's control bits are compared on their own. */
+    cmpl (%rsp), %eax
+    jne 3f
 1:
-    shrq $32, %rax
-    cmpw 4(%rsp), %ax
+    cmpw 4(%rsp), %cx
     je 2f
     fldcw 4(%rsp)
 2:
@@ -89,6 +84,16 @@ hy__ctx_switch:
     .cfi_adjust_cfa_offset -8
     .cfi_restore rbp
     ret
+    /* MXCSR differs: reload it when a control bit does (DAZ, masks, RC,
+     * FZ), not for the status flags alone */
+    .cfi_restore_state
+3:
+    movl (%rsp), %edx
+    xorl %eax, %edx
+    testl $0xffc0, %edx
+    jz 1b
+    ldmxcsr (%rsp)
+    jmp 1b
     .cfi_endproc
     .size hy__ctx_switch, .-hy__ctx_switch
 
