@@ -16,7 +16,7 @@
 struct kvcache_config kvcache_cfg;
 struct kvcache_shard kvcache_shards[KVCACHE_MAX_SHARDS];
 
-unsigned kvcache_key_owner(const char *key, size_t nkey)
+KV_HOT unsigned kvcache_key_owner(const char *key, size_t nkey)
 {
     unsigned n = kvcache_cfg.set.nshards;
     if (n <= 1)
@@ -25,7 +25,7 @@ unsigned kvcache_key_owner(const char *key, size_t nkey)
     return (unsigned)(((unsigned __int128)h * n) >> 64);
 }
 
-uint64_t kvcache_unix_now(void)
+KV_HOT uint64_t kvcache_unix_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME_COARSE, &ts);
@@ -80,7 +80,7 @@ static int owner_init(struct hy_gs *gs, void *arg)
 }
 
 /* sends out[0..len) back in parts; chunked: split only at chunk borders */
-static void reply_parts(const struct hy_msg *m, const struct kvcache_out *out, bool chunked)
+static KV_HOT void reply_parts(const struct hy_msg *m, const struct kvcache_out *out, bool chunked)
 {
     size_t part_max = (size_t)kvcache_cfg.set.item_size_max + 64 * 1024;
     size_t off = 0;
@@ -129,7 +129,7 @@ static void serve_getkeys(struct kvcache_store *st, const char *p, size_t n, str
 }
 
 /* [u32 len][command] ...: runs each, one [u32 len][output] chunk each */
-static void serve_batch(struct kvcache_store *st, const char *p, size_t n, struct kvcache_out *out)
+static KV_HOT void serve_batch(struct kvcache_store *st, const char *p, size_t n, struct kvcache_out *out)
 {
     size_t at = 0;
     while (at + 4 <= n) {
@@ -156,7 +156,7 @@ static void serve_batch(struct kvcache_store *st, const char *p, size_t n, struc
     }
 }
 
-static int owner_info(struct hy_gs *gs, const struct hy_msg *m)
+static KV_HOT int owner_info(struct hy_gs *gs, const struct hy_msg *m)
 {
     (void)gs;
     if (m->tag != KVCACHE_TAG_REQ || m->size < 1)
@@ -240,7 +240,7 @@ int kvcache_server_start_link(const void *arg, size_t arg_size, hy_pid *pid)
 
 /* ---- requests ----------------------------------------------------------------- */
 
-int kvcache_server_send(unsigned shard, uint8_t kind, const void *data, size_t len, hy_ref *ref)
+KV_HOT int kvcache_server_send(unsigned shard, uint8_t kind, const void *data, size_t len, hy_ref *ref)
 {
     char name[HY_NAME_MAX];
     kvcache_owner_name(shard, name, sizeof(name));
@@ -263,7 +263,7 @@ int kvcache_server_send(unsigned shard, uint8_t kind, const void *data, size_t l
     return hy_msg_send(owner, m);
 }
 
-int kvcache_server_wait(hy_ref ref, struct kvcache_out *reply)
+KV_HOT int kvcache_server_wait(hy_ref ref, struct kvcache_out *reply)
 {
     for (;;) {
         struct hy_msg *r;
@@ -282,7 +282,7 @@ int kvcache_server_wait(hy_ref ref, struct kvcache_out *reply)
     }
 }
 
-int kvcache_server_request(unsigned shard, uint8_t kind, const void *data, size_t len,
+KV_HOT int kvcache_server_request(unsigned shard, uint8_t kind, const void *data, size_t len,
                            struct kvcache_out *reply)
 {
     hy_ref ref;
