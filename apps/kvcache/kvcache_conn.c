@@ -21,7 +21,9 @@
  * touches that page, not three (the record, a 4 KiB input malloc straddling
  * two pages, the output malloc), and every system call (page-table
  * isolation, no PCID) makes each distinct page a page walk. Larger input or
- * output moves to malloc'd buffers and comes back when they are freed. */
+ * output moves to malloc'd buffers (as it grows: a command or a reply that
+ * does not fit); a very large one is freed once empty (the rules below:
+ * flush, process) and the connection goes back to its page. */
 struct conn {
     struct kvcache_conn_link link;
     struct hy_tcp *sock;
@@ -39,7 +41,7 @@ struct conn {
 };
 
 #define IN_INLINE (CONN_PAGE - offsetof(struct conn, in_inline))
-_Static_assert(offsetof(struct conn, in_inline) + 2048 <= CONN_PAGE, "a connection is one page");
+_Static_assert(offsetof(struct conn, in_inline) + 2048 <= CONN_PAGE, "a connection and 2 KiB of input fit one page");
 
 static void fwd_fail_all(struct kvcache_fwd *f);
 
