@@ -479,9 +479,7 @@ static KV_HOT bool process(struct conn *c)
 {
     size_t pos = 0;
     uint32_t item_max = kvcache_cfg.set.item_size_max;
-    if (c->sh->store)
-        kvcache_store_set_time(c->sh->store, kvcache_unix_now());
-    bool ok = true;
+    bool ok = true; /* the store's clock: the owner's tick (kvcache_server.c) */
     while (pos < c->in_len) {
         if (c->swallow) {
             size_t d = c->in_len - pos < c->swallow ? c->in_len - pos : (size_t)c->swallow;

@@ -76,6 +76,16 @@ static int owner_init(struct hy_gs *gs, void *arg)
         sh->conns.prev = &sh->conns;
     }
     sh->store = st;
+    /* the store's clock advances on a tick, as memcached's does (a timer
+     * once a second), not by a clock read per command: the vDSO's code and
+     * data are two more pages per command, each a page walk after the
+     * command's system calls. The timer ends with this process (the store
+     * with it, by owner_cleanup). */
+    int trc = hy_send_after(KVCACHE_TICK_NS, hy_self(), KVCACHE_TAG_TICK, NULL, 0, 0, NULL);
+    if (trc != 0) {
+        hy_gs_stop(gs, hy_reason_user(trc, "kvcache: clock tick"));
+        return HY_GS_STOP;
+    }
     return HY_GS_OK;
 }
 
@@ -158,15 +168,22 @@ static KV_HOT void serve_batch(struct kvcache_store *st, const char *p, size_t n
 
 static KV_HOT int owner_info(struct hy_gs *gs, const struct hy_msg *m)
 {
-    (void)gs;
-    if (m->tag != KVCACHE_TAG_REQ || m->size < 1)
-        return HY_GS_OK;
     struct kvcache_shard *sh = &kvcache_shards[hy_shard_id()];
     struct kvcache_store *st = sh->store;
+    if (m->tag == KVCACHE_TAG_TICK) {
+        kvcache_store_set_time(st, kvcache_unix_now());
+        int trc = hy_send_after(KVCACHE_TICK_NS, hy_self(), KVCACHE_TAG_TICK, NULL, 0, 0, NULL);
+        if (trc != 0) { /* a clock that stopped would keep items forever */
+            hy_gs_stop(gs, hy_reason_user(trc, "kvcache: clock tick"));
+            return HY_GS_STOP;
+        }
+        return HY_GS_OK;
+    }
+    if (m->tag != KVCACHE_TAG_REQ || m->size < 1)
+        return HY_GS_OK;
     const char *p = (const char *)m->data + 1;
     size_t n = m->size - 1;
     struct kvcache_out out = {0};
-    kvcache_store_set_time(st, kvcache_unix_now());
     switch (m->data[0]) {
     case KVCACHE_REQ_RAW: {
         struct kvcache_cmd cmd;
