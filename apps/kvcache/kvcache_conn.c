@@ -15,6 +15,7 @@
 #define SEC 1000000000LL
 #define CONN_PAGE 4096
 #define OUT_INLINE 1536 /* a get's reply of a value up to ~1.4 KiB */
+#define CONN_COLORS 8   /* record offsets in the page: 0, 64, ... 448 bytes */
 
 /* A connection's record, its first input buffer and its first output
  * buffer share one page (CONN_PAGE, page-aligned): a command that fits
@@ -23,7 +24,10 @@
  * isolation, no PCID) makes each distinct page a page walk. Larger input or
  * output moves to malloc'd buffers (as it grows: a command or a reply that
  * does not fit); a very large one is freed once empty (the rules below:
- * flush, process) and the connection goes back to its page. */
+ * flush, process) and the connection goes back to its page. The record
+ * starts at one of CONN_COLORS cache-line offsets in its page, in turn, so
+ * that the records of hundreds of connections do not all fall in the same
+ * cache sets. */
 struct conn {
     struct kvcache_conn_link link;
     struct hy_tcp *sock;
@@ -36,12 +40,14 @@ struct conn {
     struct kvcache_out scratch; /* forwarded replies, sub-requests */
     uint64_t partial_since;     /* when the incomplete command began (0: none) */
     bool close;
+    uint16_t color;    /* the record's offset in its page */
+    uint16_t in_inline_cap;
     char out_inline[OUT_INLINE];
     char in_inline[]; /* the rest of the page */
 };
 
-#define IN_INLINE (CONN_PAGE - offsetof(struct conn, in_inline))
-_Static_assert(offsetof(struct conn, in_inline) + 2048 <= CONN_PAGE, "a connection and 2 KiB of input fit one page");
+_Static_assert(offsetof(struct conn, in_inline) + (CONN_COLORS - 1) * 64 + 1536 <= CONN_PAGE,
+               "a connection and 1.5 KiB of input fit one page");
 
 static void fwd_fail_all(struct kvcache_fwd *f);
 
@@ -65,7 +71,7 @@ static void conn_cleanup(void *arg)
         free(c->in);
     kvcache_out_fini(&c->out);
     kvcache_out_fini(&c->scratch);
-    free(c);
+    free((char *)c - c->color);
 }
 
 void kvcache_conn_stop_shard(void)
@@ -516,7 +522,7 @@ static KV_HOT bool process(struct conn *c)
     if (c->in_len == 0 && c->in_cap > 16 * IN_MIN) {
         free(c->in);
         c->in = c->in_inline;
-        c->in_cap = IN_INLINE;
+        c->in_cap = c->in_inline_cap;
     }
     return ok;
 }
@@ -524,12 +530,18 @@ static KV_HOT bool process(struct conn *c)
 KV_HOT void kvcache_conn_handle(struct hy_tcp *sock, void *arg)
 {
     (void)arg;
-    struct conn *c = aligned_alloc(CONN_PAGE, CONN_PAGE);
-    if (!c)
+    unsigned shard = (unsigned)hy_shard_id();
+    uint64_t seq = atomic_load_explicit(&kvcache_shards[shard].total_conns, memory_order_relaxed);
+    size_t color = (size_t)(seq % CONN_COLORS) * 64;
+    char *page = aligned_alloc(CONN_PAGE, CONN_PAGE);
+    if (!page)
         return;
+    struct conn *c = (struct conn *)(page + color);
     memset(c, 0, offsetof(struct conn, out_inline)); /* the buffers need no zeroes */
+    c->color = (uint16_t)color;
+    c->in_inline_cap = (uint16_t)(CONN_PAGE - color - offsetof(struct conn, in_inline));
     c->in = c->in_inline;
-    c->in_cap = IN_INLINE;
+    c->in_cap = c->in_inline_cap;
     kvcache_out_use(&c->out, c->out_inline, OUT_INLINE);
     c->sock = sock;
     c->shard = (unsigned)hy_shard_id();
