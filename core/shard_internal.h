@@ -535,6 +535,24 @@ int hy__mesh_create(void);
 void hy__mesh_destroy(void);
 /* Queues an entry (message pointer, or return list with bit 0 set) for shard dst. */
 void hy__mesh_push(struct hy_shard *sh, unsigned dst, uintptr_t entry);
+/* Producer: the ring entry (one line) a small ordinary message to shard dst
+ * can be written into, to be filled and then staged with
+ * hy__mesh_entry_commit(); NULL when it must go as a buffer (entries wait
+ * behind the full ring towards dst, or fewer positions than the entry
+ * array's size are free): the one FIFO per pair holds either way. */
+static inline struct hy__centry *hy__mesh_entry_reserve(struct hy_shard *sh, unsigned dst)
+{
+    const struct hy__overflow *o = &sh->ovf[dst];
+    if (__builtin_expect(o->head != o->tail || o->rd != o->wr, 0))
+        return NULL;
+    return hy__ring_entry_reserve(sh->out[dst]);
+}
+/* Producer: stages the entry hy__mesh_entry_reserve() returned. */
+void hy__mesh_entry_commit(struct hy_shard *sh, unsigned dst);
+/* Consumer: turns ring entry e, from shard src, into a buffer of this
+ * shard's pool (returns owned; NULL when no buffer can be had: the entry
+ * then stays in the ring for the next drain). In core/msg.c. */
+struct hy_msg *hy__msg_from_entry(struct hy_shard *sh, unsigned src, const struct hy__centry *e);
 /* Publishes staged entries and moves overflow into rings; wakes sleepers. */
 void hy__mesh_flush(struct hy_shard *sh);
 /* Drains inbound rings and the foreign inbox; returns entries handled. */
