@@ -143,12 +143,27 @@ static void ovf_push(struct hy__overflow *o, uintptr_t e)
     o->len++;
 }
 
+/* Moves one queued entry into the ring; false when it has no room. A
+ * message queued whole goes into the ring's entry array. */
+static inline bool ovf_move_one(struct hy__ovf_chunk *c, uint32_t i, struct hy_ring *r)
+{
+    uintptr_t e = c->e[i];
+    if (e != HY_RING_ENTRY)
+        return hy__ring_push(r, e);
+    struct hy__centry *d = hy__ring_entry_reserve(r);
+    if (!d)
+        return false;
+    *d = c->ce[i];
+    hy__ring_entry_commit(r);
+    return true;
+}
+
 /* Moves entries into the ring while it has room; true when emptied. */
 static bool ovf_drain_into(struct hy__overflow *o, struct hy_ring *r)
 {
     while (o->head) {
         uint32_t end = o->head == o->tail ? o->wr : HY_OVF_CHUNK;
-        while (o->rd < end && hy__ring_push(r, o->head->e[o->rd])) {
+        while (o->rd < end && ovf_move_one(o->head, o->rd, r)) {
             o->rd++;
             o->len--;
         }
@@ -200,8 +215,43 @@ static inline void pushed(struct hy_shard *sh, unsigned dst, struct hy_ring *r)
     }
 }
 
+/* Counts one entry queued behind the full ring towards dst, and has the
+ * sender yield. */
+static void queued(struct hy_shard *sh, unsigned dst)
+{
+    /* Like BEAM's send penalty: a sender that outruns its receiver's shard
+     * yields at its next runtime call, so the flood is paced by the consumer
+     * instead of piling up in memory (send itself never blocks). */
+    if (sh->current)
+        sh->current->budget = 0;
+    atomic_store_explicit(&sh->pair[dst].overflows,
+                          atomic_load_explicit(&sh->pair[dst].overflows, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    atomic_store_explicit(&sh->st.ring_overflows,
+                          atomic_load_explicit(&sh->st.ring_overflows, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+struct hy__centry *hy__mesh_entry_queue(struct hy_shard *sh, unsigned dst)
+{
+    struct hy__overflow *o = &sh->ovf[dst];
+    if (!sh->out[dst]->ents)
+        return NULL;
+    if (ovf_empty(o))
+        sh->ovf_list[sh->novf++] = (uint16_t)dst;
+    ovf_push(o, HY_RING_ENTRY);
+    sh->entry_queued = 1;
+    /* filled by the caller before anything else is pushed towards dst */
+    return &o->tail->ce[o->wr - 1];
+}
+
 void hy__mesh_entry_commit(struct hy_shard *sh, unsigned dst)
 {
+    if (__builtin_expect(sh->entry_queued, 0)) {
+        sh->entry_queued = 0;
+        queued(sh, dst);
+        return;
+    }
     struct hy_ring *r = sh->out[dst];
     hy__ring_entry_commit(r);
     pushed(sh, dst, r);
@@ -219,17 +269,7 @@ void hy__mesh_push(struct hy_shard *sh, unsigned dst, uintptr_t entry)
     if (empty)
         sh->ovf_list[sh->novf++] = (uint16_t)dst;
     ovf_push(o, entry);
-    /* Like BEAM's send penalty: a sender that outruns its receiver's shard
-     * yields at its next runtime call, so the flood is paced by the consumer
-     * instead of piling up in memory (send itself never blocks). */
-    if (sh->current)
-        sh->current->budget = 0;
-    atomic_store_explicit(&sh->pair[dst].overflows,
-                          atomic_load_explicit(&sh->pair[dst].overflows, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
-    atomic_store_explicit(&sh->st.ring_overflows,
-                          atomic_load_explicit(&sh->st.ring_overflows, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
+    queued(sh, dst);
 }
 
 void hy__mesh_flush(struct hy_shard *sh)

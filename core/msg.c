@@ -729,11 +729,19 @@ static inline bool send_cross_fast(struct hy_shard *sh, hy_pid to, uint64_t tag,
                              len <= hy__rt.cfg.max_message_size && (data || !len),
                          1)) {
         /* the whole message in one line of the ring's entry array: no
-         * buffer of this shard's pool crosses to the other core */
+         * buffer of this shard's pool crosses to the other core. The
+         * sender's bytes are read first (a fault there is the sender's),
+         * so that nothing can stop between the reserve and the commit (an
+         * entry reserved in an overflow queue is queued already). */
+        unsigned char bytes[HY_RING_ENTRY_DATA];
+        copy_small(bytes, data, len);
+        struct hy_proc *cur = sh->current;
+        if (cur)
+            cur->in_rt++;
+        HY_FAULT_POINT(HY_FP_MSG);
         struct hy__centry *e = hy__mesh_entry_reserve(sh, dst);
-        if (e) {
-            struct hy_proc *cur = sh->current;
-            copy_small(e->data, data, len); /* the sender's bytes: a fault here is the sender's */
+        if (__builtin_expect(e != NULL, 1)) {
+            copy_small(e->data, bytes, len);
             e->tag = tag;
             e->to_lo = to.lo;
             e->size = (uint32_t)len;
@@ -742,15 +750,14 @@ static inline bool send_cross_fast(struct hy_shard *sh, hy_pid to, uint64_t tag,
             /* the line a later send writes: its last reader was the other
              * shard's drain; fetched for writing while this one is staged */
             hy__prefetch_w(e + 2);
-            if (cur)
-                cur->in_rt++;
-            HY_FAULT_POINT(HY_FP_MSG);
             hy__stat_add(&sh->st.msgs_sent_cross, 1);
             hy__mesh_entry_commit(sh, dst);
             if (cur)
                 cur->in_rt--;
             return true;
         }
+        if (cur)
+            cur->in_rt--;
     }
     struct hy_msg *m = small_msg(sh, dest_ok, HY_K_MSG, tag, ref, to, data, len);
     if (!m)

@@ -1777,6 +1777,61 @@ static void test_msg_small_cross_shard_messages_travel_in_the_ring(void **state)
     hy_test_run(2, body_entries, NULL);
 }
 
+/* Behind a full ring too: with a 16-slot ring a burst of small messages
+ * overflows (the 17th staged entry finds no room), and the messages queued
+ * behind it still travel as entries (the sender's pool hands out no
+ * buffer), in order. */
+static void ce_burst_sender(void *arg)
+{
+    (void)arg;
+    for (uint32_t i = 0; i < CE_N; i++) {
+        uint64_t v[2] = {i, ~(uint64_t)i};
+        HY_CHECK_EQ(hy_send(ce.main, T_DATA, v, i % 2 ? sizeof(v) : sizeof(v[0])), 0);
+    }
+    hy_test_send_u32(ce.main, T_DONE, 0);
+    hy_msg_free(hy_test_must_recv_tag(T_STOP, WAIT_NS));
+}
+
+static void body_entries_overflow(void *arg)
+{
+    (void)arg;
+    ce.main = hy_self();
+    uint64_t out1 = SHARD(1, buffers_out);
+    uint64_t ovf1 = SHARD(1, ring_overflows);
+    ce.sender = spawn_on(1, ce_burst_sender, NULL);
+    for (uint32_t i = 0; i < CE_N; i++) {
+        struct hy_msg *m = must_recv();
+        if (!m)
+            return;
+        uint64_t v[2] = {UINT64_MAX, 0};
+        HY_CHECK_EQ(m->size, i % 2 ? sizeof(v) : sizeof(v[0]));
+        memcpy(v, m->data, m->size <= sizeof(v) ? m->size : sizeof(v));
+        HY_CHECK_EQ(v[0], i);
+        if (i % 2)
+            HY_CHECK_EQ(v[1], ~(uint64_t)i);
+        HY_CHECK_EQ(m->home, 0);
+        HY_CHECK(hy_pid_eq(m->from, ce.sender));
+        hy_msg_free(m);
+        if (v[0] != i)
+            return;
+    }
+    hy_msg_free(hy_test_must_recv_tag(T_DONE, WAIT_NS));
+    HY_CHECK(SHARD(1, ring_overflows) > ovf1);
+    HY_CHECK_EQ(SHARD(1, buffers_out), out1);
+    hy_test_send_u32(ce.sender, T_STOP, 0);
+    check_empty();
+}
+
+static void test_msg_small_messages_behind_a_full_ring_stay_entries(void **state)
+{
+    (void)state;
+    struct hy_config cfg;
+    hy_config_init(&cfg);
+    cfg.nshards = 2;
+    cfg.ring_size = 16;
+    hy_test_run_cfg(&cfg, body_entries_overflow, NULL);
+}
+
 /* One sender mixes ring entries (small messages), buffers (larger ones,
  * ones carrying a ref) and signals (link, unlink, monitor, demonitor, exit)
  * towards one receiver on another shard: the receiver takes the messages in
@@ -2115,6 +2170,7 @@ int main(void)
         cmocka_unit_test(test_msg_return_blocks_restore_buffers),
         cmocka_unit_test(test_msg_cross_shard_bursts_keep_order),
         cmocka_unit_test(test_msg_small_cross_shard_messages_travel_in_the_ring),
+        cmocka_unit_test(test_msg_small_messages_behind_a_full_ring_stay_entries),
         cmocka_unit_test(test_msg_cross_shard_entries_buffers_signals_keep_order),
         cmocka_unit_test(test_msg_pingpong_forever_does_not_starve_shard),
     };

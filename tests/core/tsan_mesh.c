@@ -11,8 +11,9 @@
  * inbox, returns buffers home as core/msg.c does (return blocks of up to
  * 16 buffers, the addresses of the others written over the first one; now
  * and then a plain linked return list, as a list of mixed classes goes),
- * sends every other message whole in the ring's entry array when the
- * mesh lets it (the consumer turns it into a buffer of its own, and now and
+ * sends every other message whole in the ring's entry array (or, behind a
+ * full ring, in the overflow queue, which moves it into the entry array in
+ * its turn; the consumer turns it into a buffer of its own, and now and
  * then finds no buffer: the entry then waits in the ring for the next
  * drain), and sleeps on the futex as the
  * scheduler does when it has nothing to do. Foreign threads push into the
