@@ -235,9 +235,14 @@ static void queued(struct hy_shard *sh, unsigned dst)
 struct hy__centry *hy__mesh_entry_queue(struct hy_shard *sh, unsigned dst)
 {
     struct hy__overflow *o = &sh->ovf[dst];
-    if (!sh->out[dst]->ents)
+    struct hy_ring *r = sh->out[dst];
+    bool empty = ovf_empty(o);
+    /* no entry array, or one smaller than the ring (many shards) whose
+     * lines are all in use while the ring has room: a buffer goes now,
+     * where an entry would wait */
+    if (!r->ents || (empty && hy__ring_has_room(r)))
         return NULL;
-    if (ovf_empty(o))
+    if (empty)
         sh->ovf_list[sh->novf++] = (uint16_t)dst;
     ovf_push(o, HY_RING_ENTRY);
     sh->entry_queued = 1;

@@ -147,6 +147,13 @@ static inline struct hy__centry *hy__ring_entry_reserve(struct hy_ring *r)
     return &ents[h & r->emask];
 }
 
+/* Producer: true when a pointer could still be pushed, as far as the tail
+ * last seen says (the entry array may be smaller than the ring). */
+static inline bool hy__ring_has_room(const struct hy_ring *r)
+{
+    return r->head_local - r->tail_cache <= r->mask;
+}
+
 /* Producer: stages the entry hy__ring_entry_reserve() returned. */
 static inline void hy__ring_entry_commit(struct hy_ring *r)
 {

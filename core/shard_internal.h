@@ -540,16 +540,17 @@ void hy__mesh_destroy(void);
 /* Queues an entry (message pointer, or return list with bit 0 set) for shard dst. */
 void hy__mesh_push(struct hy_shard *sh, unsigned dst, uintptr_t entry);
 /* Producer: an entry at the tail of the overflow queue towards dst (for
- * hy__mesh_entry_reserve when the ring has no line free or entries already
- * wait); NULL when the ring has no entry array. */
+ * hy__mesh_entry_reserve when the ring is full or entries already wait);
+ * NULL when the ring has no entry array, or has room for a pointer but no
+ * line of its entry array free (an array smaller than the ring). */
 struct hy__centry *hy__mesh_entry_queue(struct hy_shard *sh, unsigned dst);
 /* Producer: the ring entry (one line) a small ordinary message to shard dst
  * is written into, to be filled and then staged with
  * hy__mesh_entry_commit() before anything else is pushed towards dst. When
- * the ring has no line free, or entries wait behind the full ring, the
- * entry is one at the tail of the overflow queue, which goes into the ring
- * in its turn (the one FIFO per pair holds either way). NULL (send a
- * buffer) only when the ring has no entry array. */
+ * the ring is full, or entries wait behind it, the entry is one at the tail
+ * of the overflow queue, which goes into the ring in its turn (the one FIFO
+ * per pair holds either way). NULL (send a buffer) as hy__mesh_entry_queue
+ * says. */
 static inline struct hy__centry *hy__mesh_entry_reserve(struct hy_shard *sh, unsigned dst)
 {
     const struct hy__overflow *o = &sh->ovf[dst];

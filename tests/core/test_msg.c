@@ -1832,6 +1832,59 @@ static void test_msg_small_messages_behind_a_full_ring_stay_entries(void **state
     hy_test_run_cfg(&cfg, body_entries_overflow, NULL);
 }
 
+/* With four shards and 65,536-slot rings the entry arrays are smaller than
+ * the rings (16 MiB in all): a burst that outruns the receiver uses up the
+ * array's lines while the ring has room, and the small messages after that
+ * go as buffers until lines are free again; order holds across the switch. */
+#define CE_BIG_N 60000u
+
+static void ce_big_sender(void *arg)
+{
+    (void)arg;
+    for (uint32_t i = 0; i < CE_BIG_N; i++) {
+        uint64_t v = i;
+        HY_CHECK_EQ(hy_send(ce.main, T_DATA, &v, sizeof(v)), 0);
+    }
+    hy_test_send_u32(ce.main, T_DONE, 0);
+    hy_msg_free(hy_test_must_recv_tag(T_STOP, WAIT_NS));
+}
+
+static void body_entries_small_array(void *arg)
+{
+    (void)arg;
+    ce.main = hy_self();
+    ce.sender = spawn_on(1, ce_big_sender, NULL);
+    uint32_t own = 0;
+    for (uint32_t i = 0; i < CE_BIG_N; i++) {
+        struct hy_msg *m = must_recv();
+        if (!m)
+            return;
+        uint64_t v = UINT64_MAX;
+        if (m->size == sizeof(v))
+            memcpy(&v, m->data, sizeof(v));
+        HY_CHECK_EQ(v, i);
+        HY_CHECK(m->home == 0 || m->home == 1);
+        own += m->home == 0;
+        hy_msg_free(m);
+        if (v != i)
+            return;
+    }
+    HY_CHECK(own > 0);
+    hy_msg_free(hy_test_must_recv_tag(T_DONE, WAIT_NS));
+    hy_test_send_u32(ce.sender, T_STOP, 0);
+    check_empty();
+}
+
+static void test_msg_entry_array_smaller_than_ring_keeps_order(void **state)
+{
+    (void)state;
+    struct hy_config cfg;
+    hy_config_init(&cfg);
+    cfg.nshards = 4;
+    cfg.ring_size = 65536;
+    hy_test_run_cfg(&cfg, body_entries_small_array, NULL);
+}
+
 /* One sender mixes ring entries (small messages), buffers (larger ones,
  * ones carrying a ref) and signals (link, unlink, monitor, demonitor, exit)
  * towards one receiver on another shard: the receiver takes the messages in
@@ -2171,6 +2224,7 @@ int main(void)
         cmocka_unit_test(test_msg_cross_shard_bursts_keep_order),
         cmocka_unit_test(test_msg_small_cross_shard_messages_travel_in_the_ring),
         cmocka_unit_test(test_msg_small_messages_behind_a_full_ring_stay_entries),
+        cmocka_unit_test(test_msg_entry_array_smaller_than_ring_keeps_order),
         cmocka_unit_test(test_msg_cross_shard_entries_buffers_signals_keep_order),
         cmocka_unit_test(test_msg_pingpong_forever_does_not_starve_shard),
     };
