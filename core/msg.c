@@ -30,7 +30,10 @@ static inline unsigned class_of(size_t len)
  * is not spent, no exit pending, no signal from another shard waiting. */
 static inline __attribute__((always_inline)) void charge(struct hy_proc *p)
 {
-    if (__builtin_expect(p->exit_pending | (p->budget <= 1) | hy__mesh_sig_in(p->shard), 0))
+    /* three tests and branches (fewer instructions than or-ing the
+     * three conditions' values) */
+    if (__builtin_expect(p->exit_pending != 0, 0) || __builtin_expect(p->budget <= 1, 0) ||
+        __builtin_expect(hy__mesh_sig_in(p->shard), 0))
         hy__charge(p);
     else
         p->budget--;
@@ -355,8 +358,7 @@ void hy_msg_free(struct hy_msg *m)
     struct hy__msg_pool *pool = &sh->pools[cls];
     hy__stat_add(&sh->st.buffers_out, (uint64_t)-1);
     m->next = pool->free;
-    pool->free = m;
-    pool->nfree++;
+    pool->free = m; /* nfree: not kept for a small class */
     __asm__ volatile("" ::: "memory");
     if (cur)
         cur->in_rt--;
@@ -499,6 +501,19 @@ static inline __attribute__((always_inline)) struct hy_proc *live_receiver(struc
     return p && p->state < HY_P_EXITING ? p : NULL;
 }
 
+/* live_receiver for a pid whose hi word is this shard's (node and creation
+ * already checked): the slot and its generation only. */
+static inline __attribute__((always_inline)) struct hy_proc *local_receiver(struct hy_shard *sh,
+                                                                           hy_pid to)
+{
+    uint32_t idx = hy_pid_slot(to);
+    if (__builtin_expect(idx >= sh->nslots, 0))
+        return NULL;
+    struct hy__slot *s = &sh->slot_chunks[idx >> HY_SLOT_CHUNK_BITS][idx & (HY_SLOT_CHUNK - 1)];
+    struct hy_proc *p = s->proc;
+    return s->gen == hy_pid_gen(to) && p && p->state < HY_P_EXITING ? p : NULL;
+}
+
 static inline __attribute__((always_inline)) void deliver_body(struct hy_shard *sh,
                                                                struct hy_msg *m)
 {
@@ -555,6 +570,10 @@ void hy__deliver_run(struct hy_shard *sh, const uintptr_t *ms, unsigned n)
 
 void hy__mailbox_drop_all(struct hy_shard *sh, struct hy_proc *p)
 {
+    if (p->handed) {
+        hy__msg_free_local(sh, p->handed);
+        p->handed = NULL;
+    }
     struct hy_msg *m = p->mb_head;
     while (m) {
         struct hy_msg *n = m->next;
@@ -618,7 +637,7 @@ static int send_common(hy_pid to, uint64_t tag, hy_ref ref, const void *data, si
     return 0;
 }
 
-#define FAST_LEN_MAX (128 - MSG_HDR) /* payloads that fit pool class 0 */
+#define FAST_LEN_MAX HY__FAST_LEN_MAX /* payloads that fit pool class 0 */
 
 /* Copies len (<= FAST_LEN_MAX) bytes with a few fixed-size moves instead of
  * a call to memcpy; the source is never read past len (a destination of
@@ -656,13 +675,11 @@ small_msg(struct hy_shard *sh, bool dest_ok, unsigned kind, uint64_t tag, hy_ref
 {
     struct hy__msg_pool *pool = &sh->pools[0];
     struct hy_msg *m = pool->free;
-    if (__builtin_expect(!dest_ok || !m || len > FAST_LEN_MAX ||
-                             len > hy__rt.cfg.max_message_size || (!data && len),
-                         0))
+    /* small_max: FAST_LEN_MAX or max_message_size, the smaller */
+    if (__builtin_expect(!dest_ok || !m || len > sh->small_max || (!data && len), 0))
         return NULL;
     struct hy_proc *cur = sh->current;
-    pool->free = m->next;
-    pool->nfree--;
+    pool->free = m->next; /* nfree: not kept for a small class */
     hy__stat_add(&sh->st.buffers_out, 1);
     copy_small(m->data, data, len); /* the sender's bytes: a fault here is the sender's */
     m->next = NULL;
@@ -689,8 +706,7 @@ static inline __attribute__((always_inline)) bool send_fast_body(struct hy_shard
                                                                  hy_ref ref, const void *data,
                                                                  size_t len)
 {
-    uint64_t here = hy_pid_make(hy__rt.node_id, hy__rt.creation, (uint16_t)sh->id, 0, 0).hi;
-    struct hy_msg *m = small_msg(sh, to.hi == here, kind, tag, ref, to, data, len);
+    struct hy_msg *m = small_msg(sh, to.hi == sh->pid_hi, kind, tag, ref, to, data, len);
     if (!m)
         return false;
     struct hy_proc *cur = sh->current;
@@ -851,32 +867,49 @@ static __attribute__((noinline)) int send_user_slow(hy_pid to, uint64_t tag, hy_
  * path for kind HY_K_MSG, with every call moved to the uncommon exits);
  * anything else goes to send_user_slow (the cross-shard fast path, then
  * the general one). */
-static inline __attribute__((always_inline)) int send_user(hy_pid to, uint64_t tag, hy_ref ref,
+static inline __attribute__((always_inline)) int send_user(hy_pid to_in, uint64_t tag, hy_ref ref,
                                                            const void *data, size_t len, bool sys)
 {
+    /* the pid word by word (the empty asm): as one 16-byte value the
+     * compiler took it through the stack into a vector register */
+    hy_pid to;
+    uint64_t to_hi = to_in.hi, to_lo = to_in.lo;
+    __asm__("" : "+r"(to_hi), "+r"(to_lo));
+    to.hi = to_hi;
+    to.lo = to_lo;
     struct hy_shard *sh = hy__tls_shard;
-    if (__builtin_expect(!sh || ((tag & HY_TAG_SYSTEM) && !sys) || hy_pid_shard(to) != sh->id, 0))
+    /* one compare for node, creation and shard: the shard's cached pid word */
+    if (__builtin_expect(!sh || ((tag & HY_TAG_SYSTEM) && !sys) || to.hi != sh->pid_hi, 0))
         return send_user_slow(to, tag, ref, data, len, sys);
-    uint64_t here = hy_pid_make(hy__rt.node_id, hy__rt.creation, (uint16_t)sh->id, 0, 0).hi;
-    struct hy_msg *m = small_msg(sh, to.hi == here, HY_K_MSG, tag, ref, to, data, len);
+    struct hy_msg *m = small_msg(sh, true, HY_K_MSG, tag, ref, to, data, len);
     if (!m)
         return send_user_slow(to, tag, ref, data, len, sys);
     struct hy_proc *cur = sh->current;
     if (cur)
         cur->in_rt++;
     hy__stat_add(&sh->st.msgs_sent_local, 1);
-    struct hy_proc *p = live_receiver(sh, to);
-    if (__builtin_expect(!p || (p->mb_max && p->mb_len >= p->mb_max), 0))
+    struct hy_proc *p = local_receiver(sh, to);
+    if (__builtin_expect(!p, 0))
         return send_local_rest(sh, p, m);
-    m->next = NULL;
-    *p->mb_tailp = m;
-    p->mb_tailp = &m->next;
-    p->mb_len++;
-    if (p->state == HY_P_WAITING && p->wait_msg)
+    if (p->state == HY_P_WAITING && p->wait_msg == HY_WAIT_ANY) {
+        /* blocked in a plain receive with an empty mailbox: handed over,
+         * the receive returns it when p resumes (what arrives meanwhile
+         * goes to the mailbox, behind it: p is ready from now on) */
+        p->handed = m;
         hy__sched_make_ready_inline(sh, p);
+    } else {
+        if (__builtin_expect(p->mb_max && p->mb_len >= p->mb_max, 0))
+            return send_local_rest(sh, p, m);
+        *p->mb_tailp = m; /* small_msg set m->next to NULL */
+        p->mb_tailp = &m->next;
+        p->mb_len++;
+        if (p->state == HY_P_WAITING && p->wait_msg)
+            hy__sched_make_ready_inline(sh, p);
+    }
     if (cur) {
         cur->in_rt--;
-        if (__builtin_expect(cur->exit_pending | (cur->budget <= 1) | hy__mesh_sig_in(sh), 0))
+        if (__builtin_expect(cur->exit_pending != 0, 0) ||
+            __builtin_expect(cur->budget <= 1, 0) || __builtin_expect(hy__mesh_sig_in(sh), 0))
             return charge_slow(cur);
         cur->budget--;
     }
@@ -1075,11 +1108,18 @@ int hy_recv(struct hy_msg **out, int64_t timeout_ns)
             return HY_ETIMEDOUT;
         }
         p->state = HY_P_WAITING;
-        p->wait_msg = 1;
+        p->wait_msg = HY_WAIT_ANY;
         hy__sched_switch_out(p);
         p->wait_msg = 0;
         if (p->exit_pending && !p->defer_exit)
-            hy__proc_exit_current(p, p->exit_reason_pending);
+            hy__proc_exit_current(p, p->exit_reason_pending); /* frees a handed one */
+        if ((m = p->handed) != NULL) {
+            /* a same-shard send handed it over: never in the mailbox */
+            p->handed = NULL;
+            hy__stat_add(&sh->st.msgs_received, 1);
+            *out = m;
+            return 0;
+        }
     }
     p->mb_head = m->next;
     if (p->mb_tailp == &m->next)

@@ -393,7 +393,7 @@ void hy__proc_reap(struct hy_shard *sh, struct hy_proc *p)
      * blocking call or arena) tests them at once and calls nothing. */
     if (((uintptr_t)p->cleanups | (uintptr_t)p->socks | (uintptr_t)p->sig |
          (uintptr_t)p->timers | (uintptr_t)p->wait_timer.arm_pprev | (uintptr_t)p->mb_head |
-         (uintptr_t)p->blocking_job | (uintptr_t)p->arena) == 0 &&
+         (uintptr_t)p->handed | (uintptr_t)p->blocking_job | (uintptr_t)p->arena) == 0 &&
         !hy__wtimer_armed(&p->wait_timer.wt)) {
         p->mark = NULL;
         goto release;
@@ -408,7 +408,7 @@ void hy__proc_reap(struct hy_shard *sh, struct hy_proc *p)
         hy__timer_proc_exit(sh, p);
     if (p->wait_timer.arm_pprev || hy__wtimer_armed(&p->wait_timer.wt))
         hy__wait_disarm(sh, p);
-    if (p->mb_head)
+    if (p->mb_head || p->handed)
         hy__mailbox_drop_all(sh, p);
     p->mark = NULL;
     if (p->blocking_job)

@@ -408,6 +408,10 @@ static int setup(const struct hy_config *cfg, hy_proc_fn main_fn, void *arg, boo
         }
         memset(sh, 0, sizeof(*sh));
         sh->id = i;
+        sh->pid_hi = hy_pid_make(hy__rt.node_id, hy__rt.creation, (uint16_t)i, 0, 0).hi;
+        sh->small_max = (uint32_t)(cfg->max_message_size < HY__FAST_LEN_MAX
+                                       ? cfg->max_message_size
+                                       : HY__FAST_LEN_MAX);
         sh->cpu = cpus[i];
         sh->numa = node;
         sh->numa_mem = tmp.numa_mem;

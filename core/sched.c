@@ -51,18 +51,13 @@ static inline struct hy_proc *rq_pop(struct hy_shard *sh)
  * slice spent. */
 static inline void begin_run(struct hy_shard *sh, struct hy_proc *p, int32_t budget)
 {
-    sh->current = p;
+    /* the stall detector samples current (release: p's pid, written at its
+     * spawn, is visible to the watchdog that loads p from here) with
+     * run_seq and handoffs, the run's identity; no store of its own */
+    __atomic_store_n(&sh->current, p, __ATOMIC_RELEASE);
     p->state = HY_P_RUNNING;
     p->budget = budget;
     p->reductions++;
-    /* stall detector: a new run starts (relaxed: the watchdog only samples;
-     * the pid is published before run_seq, release) */
-    atomic_store_explicit(&sh->running_pid_hi, p->pid.hi, memory_order_relaxed);
-    atomic_store_explicit(&sh->running_pid_lo, p->pid.lo, memory_order_relaxed);
-    atomic_store_explicit(&sh->running, p, memory_order_relaxed);
-    atomic_store_explicit(&sh->run_seq,
-                          atomic_load_explicit(&sh->run_seq, memory_order_relaxed) + 1,
-                          memory_order_release);
 }
 
 /* Takes next, the run queue's head, off the queue for a direct hand-over. */
@@ -74,7 +69,9 @@ static inline __attribute__((always_inline)) void pop_handoff(struct hy_shard *s
         sh->rq_tail = NULL;
     sh->rq_len--;
     next->in_runq = 0;
-    sh->handoffs++;
+    /* the stall detector's count of runs within this batch (release: its
+     * look at run_seq after this is not older, see stall.c) */
+    __atomic_store_n(&sh->handoffs, sh->handoffs + 1, __ATOMIC_RELEASE);
 }
 
 /* The calling process p yields or blocks. When another guarded process is
@@ -173,15 +170,20 @@ int hy_yield(void)
 /* Runs p (and whoever it hands over to); returns what is left of budget. */
 static int32_t run_proc(struct hy_shard *sh, struct hy_proc *p, int32_t budget)
 {
+    /* a new batch of runs for the stall detector: run_seq, then handoffs
+     * back to 0 (release: a watchdog that sees this 0, or a later count,
+     * sees the new run_seq) */
+    atomic_store_explicit(&sh->run_seq,
+                          atomic_load_explicit(&sh->run_seq, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    __atomic_store_n(&sh->handoffs, 0, __ATOMIC_RELEASE);
     begin_run(sh, p, budget);
-    sh->handoffs = 0;
     sh->in_runtime = false;
     hy__stack_switch_in(sh, p);
     sh->in_runtime = true;
     /* whoever came back may not be p: processes hand over directly */
     p = sh->current;
-    atomic_store_explicit(&sh->running, NULL, memory_order_relaxed);
-    sh->current = NULL;
+    __atomic_store_n(&sh->current, NULL, __ATOMIC_RELAXED);
     int32_t left = p ? p->budget : 0;
     if (p && p->state == HY_P_DEAD) {
         if (sh->fault_pending) {

@@ -147,6 +147,14 @@ struct hy__wait_timer {
     uint64_t rel_ns;
 };
 
+/* The largest payload of a buffer of the smallest class (128 bytes): the
+ * send fast paths' limit. */
+#define HY__FAST_LEN_MAX (128 - sizeof(struct hy_msg))
+
+/* hy_proc.wait_msg: waiting for any message (hy_recv's plain receive, the
+ * mailbox empty): a same-shard send may hand its message over (handed). */
+#define HY_WAIT_ANY 2
+
 struct hy_proc {
     /* Hot part, the record's first two cache lines (records are line-aligned,
      * proc.c): what a message, a receive and a switch read and write. */
@@ -161,7 +169,8 @@ struct hy_proc {
     uint8_t timed_out;
     uint8_t mailbox_policy;
     uint8_t exit_pending;      /* a signal asked it to die at its next runtime call */
-    uint8_t wait_msg;          /* WAITING for a message (not a plain sleep) */
+    uint8_t wait_msg;          /* WAITING for a message (not a plain sleep); HY_WAIT_ANY:
+                                  in hy_recv's plain receive, with an empty mailbox */
     uint8_t defer_exit;        /* exit signals wait until this is cleared (blocking calls) */
     uint8_t in_rt;             /* > 0 while runtime code runs on its behalf (crash.c) */
     int32_t budget;            /* reductions left in this slice */
@@ -174,9 +183,14 @@ struct hy_proc {
     struct hy_msg **mark;      /* receive marker: link field at ref creation */
     struct hy_stack *stack;    /* guarded stack (a direct hand-over looks at it) */
     uint64_t reductions;       /* times scheduled */
-    hy_ref mark_ref;
+    /* a message handed over by a same-shard send to this process while it
+     * waited in a plain receive (wait_msg HY_WAIT_ANY): it comes before the
+     * mailbox's messages and the receive takes it when the process resumes;
+     * NULL otherwise (always NULL while the process runs user code) */
+    struct hy_msg *handed;
 
     struct hy__wait_timer wait_timer;
+    hy_ref mark_ref;
 
     /* stack */
     size_t stack_size;
@@ -212,7 +226,7 @@ struct hy_proc {
     struct hy_reason reason;   /* why it is exiting */
     struct hy_reason exit_reason_pending;
 };
-_Static_assert(offsetof(struct hy_proc, mark_ref) + sizeof(hy_ref) <= 128,
+_Static_assert(offsetof(struct hy_proc, handed) + sizeof(struct hy_msg *) <= 128,
                "the hot part of struct hy_proc fits two cache lines");
 
 /* ---- shards ------------------------------------------------------------- */
@@ -231,7 +245,8 @@ struct hy__slot {
 
 struct hy__msg_pool {
     struct hy_msg *free;
-    uint32_t nfree;
+    uint32_t nfree;        /* kept for the classes above the slab-carved ones (their
+                              trim); the fast paths leave the small ones' alone */
     uint32_t cap;          /* payload capacity of this class */
 };
 
@@ -268,7 +283,8 @@ struct hy_shard {
     pthread_t thread;
     bool on_caller_thread;
 
-    struct hy_proc *current;
+    struct hy_proc *current;  /* the running process (the stall detector reads it:
+                                 __atomic stores) */
     void *sched_sp;           /* scheduler context while a process runs */
     void *tsan_sched_fiber;   /* the scheduler's ThreadSanitizer fiber */
     void *sched_stack_lo;     /* thread stack bounds (ASan) */
@@ -276,9 +292,14 @@ struct hy_shard {
 
     struct hy_proc *rq_head, *rq_tail;
     uint32_t rq_len;
-    uint32_t handoffs;        /* direct process-to-process switches this batch */
+    uint32_t handoffs;        /* direct process-to-process switches this batch (the
+                                 stall detector reads it: __atomic stores) */
     uint32_t run_batch;       /* hy__rt.cfg.run_batch, here beside handoffs (the handoff
                                  test reads no page of hy__rt; set by hy__sched_loop) */
+    uint32_t small_max;       /* payloads the send fast paths take: min(HY__FAST_LEN_MAX,
+                                 max_message_size) */
+    uint64_t pid_hi;          /* the hi word of this shard's pids (node, creation, shard):
+                                 both are set before the shards are made, for the start */
 
     /* process table */
     struct hy__slot *slot_chunks[HY_SLOT_MAX_CHUNKS];
@@ -348,11 +369,9 @@ struct hy_shard {
     struct hy_proc *compact_owner;            /* whose bytes are on it now */
 
     /* stall detector */
-    _Atomic uint64_t run_seq;                  /* bumped at every process switch-in */
+    _Atomic uint64_t run_seq;                  /* bumped per batch of runs (run_proc); a run
+                                                  is (run_seq, handoffs), current its process */
     _Atomic uint64_t run_since_cpu_ns;         /* thread CPU time at switch-in */
-    _Atomic(struct hy_proc *) running;        /* compared with NULL only, never followed */
-    _Atomic uint64_t running_pid_hi;          /* its pid, stored before run_seq (release) */
-    _Atomic uint64_t running_pid_lo;
     clockid_t cpu_clock;
     pid_t tid;                                 /* the shard thread's id (/proc reads) */
     uint64_t stall_reported_seq;

@@ -1046,10 +1046,12 @@ static int fill_info(struct hy_shard *sh, hy_pid pid, struct hy_proc_info *info)
     default:
         info->status = HY_STATUS_RUNNABLE;
     }
-    info->mailbox_len = p->mb_len;
+    info->mailbox_len = p->mb_len + (p->handed != NULL); /* handed: ahead of the mailbox */
     info->trap_exit = p->trap_exit;
     info->reductions = p->reductions;
     size_t mem = sizeof(*p) + p->arena_bytes + p->copy_cap;
+    if (p->handed)
+        mem += sizeof(*p->handed) + p->handed->cap;
     for (struct hy_msg *m = p->mb_head; m; m = m->next)
         mem += sizeof(*m) + m->cap;
     if (p->stack)

@@ -7,8 +7,9 @@
  * time while using little CPU is blocked in a system call (a blocking
  * accept, read, sleep): it is reported once too, with its backtrace (the
  * signal interrupts the call, which SA_RESTART resumes), but never aborts
- * the node: it may come back. The shard pays only a relaxed store per
- * switch; the watchdog reads the thread's CPU clock.
+ * the node: it may come back. The shard stores nothing for it at a switch
+ * beyond what the switch does anyway (the current process, the count of
+ * hand-overs); the watchdog reads the thread's CPU clock.
  *
  * Wake rate: while every run it sees is new since its last look (a busy
  * shard switches often), the watchdog ticks slowly (max(threshold, 50 ms):
@@ -116,16 +117,30 @@ static void log_backtrace(struct hy_shard *sh, unsigned shard)
     }
 }
 
-/* The pid of the process that began run seq on sh (never its record, which
- * the shard may free and reuse meanwhile); HY_PID_NONE if another run has
- * begun since. */
-static hy_pid running_pid(struct hy_shard *sh, uint64_t seq)
+/* A run's identity: the shard's batch of runs (run_seq, bumped by the
+ * scheduler) and the direct hand-overs within it (handoffs, back to 0 at
+ * each batch): a switch-in changes one of them, and nothing else is stored
+ * for the watchdog at a switch. handoffs is read first (acquire, pairing
+ * with the shard's release stores of it): a count of the new batch comes
+ * with that batch's run_seq. */
+static uint64_t run_id(struct hy_shard *sh)
 {
-    hy_pid pid;
-    /* acquire: the re-check of run_seq below is not done before these */
-    pid.hi = atomic_load_explicit(&sh->running_pid_hi, memory_order_acquire);
-    pid.lo = atomic_load_explicit(&sh->running_pid_lo, memory_order_acquire);
-    if (atomic_load_explicit(&sh->run_seq, memory_order_relaxed) != seq)
+    uint32_t h = __atomic_load_n(&sh->handoffs, __ATOMIC_ACQUIRE);
+    uint64_t seq = atomic_load_explicit(&sh->run_seq, memory_order_acquire);
+    return (seq << 32) ^ h;
+}
+
+/* The pid of the process that began run id on sh; HY_PID_NONE if another
+ * run has begun since. The record is read only while that run still holds
+ * the shard (checked after the read): the shard writes a record's pid only
+ * when it spawns into it, never while it runs. */
+static hy_pid running_pid(struct hy_shard *sh, uint64_t id)
+{
+    struct hy_proc *p = __atomic_load_n(&sh->current, __ATOMIC_ACQUIRE);
+    if (!p || run_id(sh) != id)
+        return HY_PID_NONE;
+    hy_pid pid = p->pid;
+    if (run_id(sh) != id || __atomic_load_n(&sh->current, __ATOMIC_ACQUIRE) != p)
         return HY_PID_NONE;
     return pid;
 }
@@ -231,8 +246,8 @@ static void *watch(void *unused)
         bool suspect = false; /* a run not yet reported has spanned a tick */
         for (unsigned i = 0; i < hy__rt.nshards; i++) {
             struct hy_shard *sh = hy__rt.shards[i];
-            uint64_t seq = atomic_load_explicit(&sh->run_seq, memory_order_acquire);
-            struct hy_proc *p = atomic_load_explicit(&sh->running, memory_order_relaxed);
+            uint64_t seq = run_id(sh);
+            struct hy_proc *p = __atomic_load_n(&sh->current, __ATOMIC_ACQUIRE);
             clockid_t clk = __atomic_load_n(&sh->cpu_clock, __ATOMIC_ACQUIRE);
             if (clk == 0 || clk == CLOCK_THREAD_CPUTIME_ID)
                 continue; /* not running yet, or no clock of its own: would read ours */
@@ -256,7 +271,7 @@ static void *watch(void *unused)
                 /* off the CPU most of the time: blocked in a system call */
                 s[i].reported = true;
                 char pid[HY_PID_STRLEN];
-                hy_pid_format(p->pid, pid, sizeof(pid));
+                hy_pid_format(running_pid(sh, seq), pid, sizeof(pid));
                 atomic_store_explicit(&sh->st.stalls,
                                       atomic_load_explicit(&sh->st.stalls, memory_order_relaxed) + 1,
                                       memory_order_relaxed);

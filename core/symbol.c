@@ -192,8 +192,10 @@ int hy__proc_detail_local(hy_pid pid, struct hy__proc_detail *out)
     if (!p || p->state >= HY_P_EXITING)
         return HY_ENOPROC;
     memset(out, 0, sizeof(*out));
-    out->mailbox_len = p->mb_len;
-    for (const struct hy_msg *m = p->mb_head; m && out->nmsgs < HY_PD_MSGS; m = m->next) {
+    out->mailbox_len = p->mb_len + (p->handed != NULL);
+    /* a message handed over by a send comes first, then the mailbox's */
+    for (const struct hy_msg *m = p->handed ? p->handed : p->mb_head;
+         m && out->nmsgs < HY_PD_MSGS; m = m == p->handed ? p->mb_head : m->next) {
         struct hy__pd_msg *d = &out->msgs[out->nmsgs++];
         d->tag = m->tag;
         d->from = m->from;

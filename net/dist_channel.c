@@ -576,8 +576,11 @@ unsigned hy__ep_poll(void *ctx)
                 break;
         }
         uint64_t now = hy__dist_now();
-        for (size_t i = 0; i < pv->nactive; i++)
-            hy__chan_timers(pv->active[i], now);
+        if (now - pv->timers_at >= TIMERS_EVERY_NS) {
+            pv->timers_at = now;
+            for (size_t i = 0; i < pv->nactive; i++)
+                hy__chan_timers(pv->active[i], now);
+        }
     }
     unsigned unsent = 0;
     for (size_t i = 0; i < pv->nactive; i++) {
@@ -613,8 +616,6 @@ uint64_t hy__ep_deadline(void *ctx)
         uint64_t t = UINT64_MAX;
         if (ch->state == CH_UP) {
             t = ch->last_tx + hy__dist.cfg.heartbeat_ns;
-            if (ch->ack_due && ch->ack_due_since + ACK_DELAY_NS < t)
-                t = ch->ack_due_since + ACK_DELAY_NS;
             if (ch->last_rx + hy__dist.cfg.down_after_ns < t)
                 t = ch->last_rx + hy__dist.cfg.down_after_ns;
             if (ch->snd_una != ch->snd_next && ch->win[ch->snd_una % WIN].buf) {
@@ -629,6 +630,13 @@ uint64_t hy__ep_deadline(void *ctx)
         }
         if (ch->rsp && ch->rsp_began + hy__dist.cfg.down_after_ns < t)
             t = ch->rsp_began + hy__dist.cfg.down_after_ns;
+        /* (the timers above run TIMERS_EVERY_NS apart at most: waking
+         * earlier would find nothing to do) */
+        if (t != UINT64_MAX && t < pv->timers_at + TIMERS_EVERY_NS)
+            t = pv->timers_at + TIMERS_EVERY_NS;
+        /* the delayed ack is sent by every poll (hy__ep_poll) */
+        if (ch->state == CH_UP && ch->ack_due && ch->ack_due_since + ACK_DELAY_NS < t)
+            t = ch->ack_due_since + ACK_DELAY_NS;
         if (t < d)
             d = t;
     }

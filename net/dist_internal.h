@@ -73,6 +73,10 @@ struct hy__ep {
 #define CHAN_SPARE 8          /* frame buffers a channel keeps for reuse */
 #define ACK_DELAY_NS 200000ull /* 200 us */
 #define POLL_EVERY 4            /* turns between socket reads while busy */
+/* the channels' timers (retransmission >= RTO_MIN_NS, heartbeats, the
+ * handshake's 50 ms repeats, silence) are looked at this often at most,
+ * not on every poll of a spinning shard */
+#define TIMERS_EVERY_NS 20000ull
 #define HY_TAG_DIST_REPLY (HY_TAG_SYSTEM | 0x44535452ull)
 
 /* A channel's session state. A handshake the peer opens (its HELLO) does
@@ -171,6 +175,7 @@ struct ep_priv {
     struct hy__chan **active;
     size_t nactive, capactive;
     unsigned turn;
+    uint64_t timers_at;  /* when the channels' timers last ran */
     uint64_t rng;        /* fault injection's pseudo-random state */
     struct hy__held *held;   /* [FAULT_HELD], allocated on first use */
     unsigned nheld;

@@ -98,7 +98,11 @@ struct dpdk_ep {
     /* TX batch */
     struct rte_mbuf *tx[BURST];
     unsigned ntx;
-    /* payload copies returned by rx (valid until the next rx) */
+    /* the last rx's mbufs: the frames it returned point into them (valid
+     * until the next rx); freed by the next rx or close */
+    struct rte_mbuf *held[BURST];
+    unsigned nheld;
+    /* payload copies of frames that span segments (valid until the next rx) */
     uint8_t rxbuf[BURST][HY_WIRE_MTU];
 };
 
@@ -638,6 +642,9 @@ static void dpdk_close(struct hy__ep *ep)
     if (d->nstash)
         rte_pktmbuf_free_bulk(d->stash, d->nstash);
     d->nstash = 0;
+    if (d->nheld)
+        rte_pktmbuf_free_bulk(d->held, d->nheld);
+    d->nheld = 0;
     if (d->epfd >= 0) {
         if (d->armed)
             disarm(d);
@@ -651,8 +658,9 @@ static void dpdk_close(struct hy__ep *ep)
     ep->fd = -1;
 }
 
-/* Validates Ethernet/IPv4/UDP to this node's ports and copies the payload
- * into out. Returns its length, 0 for a frame that is not ours (silently
+/* Validates Ethernet/IPv4/UDP to this node's ports and points rx->buf at
+ * the payload: in the mbuf when it is contiguous there, else copied into
+ * out. Returns its length, 0 for a frame that is not ours (silently
  * ignored), -1 for one of ours that is malformed. */
 static int parse(const struct dpdk_ep *d, struct rte_mbuf *m, uint8_t *out, struct hy__rx *rx)
 {
@@ -702,8 +710,7 @@ static int parse(const struct dpdk_ep *d, struct rte_mbuf *m, uint8_t *out, stru
     const void *p = rte_pktmbuf_read(m, off, n, out);
     if (!p)
         return -1;
-    if (p != out)
-        memcpy(out, p, n);
+    rx->buf = (uint8_t *)(uintptr_t)p; /* (the mbuf is ours until the next rx) */
     return (int)n;
 }
 
@@ -716,6 +723,10 @@ static unsigned dpdk_rx(struct hy__ep *ep, struct hy__rx *out, unsigned max)
         max = BURST;
     if (d->armed)
         disarm(d);
+    if (d->nheld) {
+        rte_pktmbuf_free_bulk(d->held, d->nheld);
+        d->nheld = 0;
+    }
     if (d->nstash) {
         got = d->nstash < max ? d->nstash : max;
         memcpy(mb, d->stash, got * sizeof(*mb));
@@ -733,14 +744,14 @@ static unsigned dpdk_rx(struct hy__ep *ep, struct hy__rx *out, unsigned max)
     for (unsigned i = 0; i < got; i++) {
         int len = parse(d, mb[i], d->rxbuf[n], &out[n]);
         if (len > 0) {
-            out[n].buf = d->rxbuf[n];
             out[n].len = (uint16_t)len;
             n++;
         } else if (len < 0) {
             st_inc(&ep->st.malformed);
         }
     }
-    rte_pktmbuf_free_bulk(mb, got);
+    memcpy(d->held, mb, got * sizeof(*mb)); /* freed by the next rx */
+    d->nheld = got;
     return n;
 }
 

@@ -627,6 +627,75 @@ static void test_msg_fast_and_general_paths_keep_order(void **state)
     hy_test_run(1, body_mixed_paths, NULL);
 }
 
+/* A same-shard send to a process blocked in a plain receive with an empty
+ * mailbox hands the message over: the receiver takes it on resuming, before
+ * what was sent to it meanwhile (into its mailbox), and the message counts
+ * as queued (hy_proc_info) until then. A receiver killed before it resumes
+ * frees the handed message: every buffer comes home. */
+struct handed_arg {
+    hy_pid parent;
+};
+
+static void handed_receiver(void *arg)
+{
+    const struct handed_arg *a = arg;
+    hy_test_send_u32(a->parent, T_READY, 0);
+    uint32_t got[3] = {0, 0, 0};
+    for (unsigned i = 0; i < 3; i++) {
+        struct hy_msg *m = NULL;
+        if (hy_recv(&m, HY_INFINITY) != 0 || !m)
+            return;
+        got[i] = m->tag == T_DATA ? payload_u32(m) : 99;
+        hy_msg_free(m);
+    }
+    hy_test_send_u32(a->parent, T_DONE, got[0] * 100 + got[1] * 10 + got[2]);
+}
+
+static bool shard0_buffers_at(void *arg)
+{
+    return SHARD(0, buffers_out) == *(const uint64_t *)arg;
+}
+
+static void body_handed(void *arg)
+{
+    (void)arg;
+    struct handed_arg a = {.parent = hy_self()};
+    hy_pid r = spawn_on(0, handed_receiver, &a);
+    hy_msg_free(hy_test_must_recv_tag(T_READY, WAIT_NS));
+    /* r sent T_READY, then blocked in its receive before this one resumed:
+     * the first send hands over, the next two queue behind it */
+    hy_test_send_u32(r, T_DATA, 1);
+    hy_test_send_u32(r, T_DATA, 2);
+    hy_test_send_u32(r, T_DATA, 3);
+    struct hy_proc_info info;
+    HY_CHECK_EQ(hy_proc_info(r, &info), 0);
+    HY_CHECK_EQ(info.mailbox_len, 3u);
+    struct hy_msg *m = hy_test_must_recv_tag(T_DONE, WAIT_NS);
+    if (m) {
+        HY_CHECK_EQ(payload_u32(m), 123u);
+        hy_msg_free(m);
+    }
+
+    /* killed with the handed message not yet taken */
+    r = spawn_on(0, handed_receiver, &a);
+    hy_msg_free(hy_test_must_recv_tag(T_READY, WAIT_NS));
+    hy_ref mon;
+    HY_CHECK_EQ(hy_monitor(r, &mon), 0);
+    uint64_t before = SHARD(0, buffers_out);
+    hy_test_send_u32(r, T_DATA, 1);
+    HY_CHECK_EQ(SHARD(0, buffers_out), before + 1);
+    HY_CHECK_EQ(hy_exit_pid(r, hy_reason_user(0, "killed")), 0);
+    hy_msg_free(hy_test_must_recv_tag(HY_TAG_DOWN, WAIT_NS));
+    HY_CHECK(hy_test_wait_until(shard0_buffers_at, &before, WAIT_MS));
+    check_empty();
+}
+
+static void test_msg_handed_to_blocked_receiver(void **state)
+{
+    (void)state;
+    hy_test_run(1, body_handed, NULL);
+}
+
 /* Across shards: a sender on shard 1 mixes the cross-shard fast path
  * (small), the general path (bigger, another buffer class), alias sends (a
  * kind that is not an ordinary message) and sends to a second receiver, so
@@ -2207,6 +2276,7 @@ int main(void)
         cmocka_unit_test(test_msg_recv_outside_process),
         cmocka_unit_test(test_msg_selective_receive_keeps_order),
         cmocka_unit_test(test_msg_fast_and_general_paths_keep_order),
+        cmocka_unit_test(test_msg_handed_to_blocked_receiver),
         cmocka_unit_test(test_msg_selective_receive_cross_shard),
         cmocka_unit_test(test_msg_recv_timeout),
         cmocka_unit_test(test_msg_recv_timeout_racing_message),
