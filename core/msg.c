@@ -737,7 +737,7 @@ bool hy__send_fast(struct hy_shard *sh, hy_pid to, unsigned kind, uint64_t tag, 
 static inline bool send_cross_fast(struct hy_shard *sh, hy_pid to, uint64_t tag, hy_ref ref,
                                    const void *data, size_t len)
 {
-    uint64_t here = hy_pid_make(hy__rt.node_id, hy__rt.creation, 0, 0, 0).hi;
+    uint64_t here = sh->pid_hi & ~(uint64_t)0xffff; /* node and creation */
     unsigned dst = hy_pid_shard(to);
     bool dest_ok =
         (to.hi & ~(uint64_t)0xffff) == here && dst < hy__rt.nshards && dst != sh->id;
@@ -810,7 +810,7 @@ struct hy_msg *hy__msg_from_entry(struct hy_shard *sh, unsigned src, const struc
     }
     _Static_assert(HY_RING_ENTRY_DATA <= FAST_LEN_MAX, "an entry's payload fits class 0");
     memcpy(m->data, e->data, HY_RING_ENTRY_DATA);
-    uint64_t node = hy_pid_make(hy__rt.node_id, hy__rt.creation, 0, 0, 0).hi;
+    uint64_t node = sh->pid_hi & ~(uint64_t)0xffff; /* node and creation */
     m->next = NULL;
     m->tag = e->tag;
     m->from.hi = (e->flags & HY__CE_NO_SENDER) ? 0 : node | src;
