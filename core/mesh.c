@@ -4,7 +4,10 @@
  * Entries are pointers to struct hy_msg (16-byte aligned), or, with bit 0
  * set, the head of a list of buffers going back to their home shard (bit 1
  * also set: a list of one slab class, put back on the pool whole). Both
- * travel in the same FIFO so nothing can overtake anything else.
+ * travel in the same FIFO so nothing can overtake anything else. A small
+ * ordinary message may instead travel whole in the ring's entry array (slot
+ * value HY_RING_ENTRY): the consumer turns it into a buffer of its own pool
+ * at the drain, in its place in the sequence, before it releases the slots.
  */
 #include <limits.h>
 #include <linux/futex.h>
@@ -19,6 +22,20 @@
 #define PUBLISH_BATCH 32
 #define DRAIN_BURST 32
 #define DRAIN_MAX_PER_RING 512
+/* Bytes of entry arrays the mesh may take in all (a line per position):
+ * each ring gets the largest power of two of positions that fits its share,
+ * at most its own size, at least 16. */
+#define ENTRY_BUDGET (16u << 20)
+
+static uint32_t entry_count(unsigned nshards, uint32_t ring_size)
+{
+    size_t pairs = (size_t)nshards * (nshards - 1);
+    size_t fit = pairs ? ENTRY_BUDGET / sizeof(struct hy__centry) / pairs : ring_size;
+    uint32_t n = ring_size;
+    while (n > 16 && n > fit)
+        n >>= 1;
+    return n;
+}
 
 void hy__ret_receive(struct hy_shard *sh, struct hy_msg *list);
 void hy__ret_receive_bulk(struct hy_shard *sh, struct hy_msg *head);
@@ -29,6 +46,7 @@ int hy__mesh_create(void)
 {
     unsigned n = hy__rt.nshards;
     uint32_t size = hy__rt.cfg.ring_size;
+    uint32_t ne = entry_count(n, size);
     for (unsigned i = 0; i < n; i++) {
         for (unsigned j = 0; j < n; j++) {
             if (i == j)
@@ -39,6 +57,13 @@ int hy__mesh_create(void)
             if (!r)
                 return HY_ENOMEM;
             hy__ring_init(r, size);
+            struct hy__centry *ents =
+                hy__shard_mem_alloc(cons, (size_t)ne * sizeof(struct hy__centry));
+            if (!ents) {
+                hy__shard_mem_free(cons, r, hy__ring_bytes(size));
+                return HY_ENOMEM;
+            }
+            hy__ring_set_entries(r, ents, ne);
             hy__rt.shards[i]->out[j] = r;
             cons->in[i] = r;
         }
@@ -56,7 +81,11 @@ void hy__mesh_destroy(void)
             continue;
         for (unsigned j = 0; j < n; j++) {
             if (sh->out[j]) {
-                hy__shard_mem_free(hy__rt.shards[j], sh->out[j], hy__ring_bytes(size));
+                struct hy_ring *r = sh->out[j];
+                if (r->ents)
+                    hy__shard_mem_free(hy__rt.shards[j], r->ents,
+                                       (size_t)(r->emask + 1) * sizeof(struct hy__centry));
+                hy__shard_mem_free(hy__rt.shards[j], r, hy__ring_bytes(size));
                 sh->out[j] = NULL;
                 hy__rt.shards[j]->in[i] = NULL;
             }
@@ -114,12 +143,27 @@ static void ovf_push(struct hy__overflow *o, uintptr_t e)
     o->len++;
 }
 
+/* Moves one queued entry into the ring; false when it has no room. A
+ * message queued whole goes into the ring's entry array. */
+static inline bool ovf_move_one(struct hy__ovf_chunk *c, uint32_t i, struct hy_ring *r)
+{
+    uintptr_t e = c->e[i];
+    if (e != HY_RING_ENTRY)
+        return hy__ring_push(r, e);
+    struct hy__centry *d = hy__ring_entry_reserve(r);
+    if (!d)
+        return false;
+    *d = c->ce[i];
+    hy__ring_entry_commit(r);
+    return true;
+}
+
 /* Moves entries into the ring while it has room; true when emptied. */
 static bool ovf_drain_into(struct hy__overflow *o, struct hy_ring *r)
 {
     while (o->head) {
         uint32_t end = o->head == o->tail ? o->wr : HY_OVF_CHUNK;
-        while (o->rd < end && hy__ring_push(r, o->head->e[o->rd])) {
+        while (o->rd < end && ovf_move_one(o->head, o->rd, r)) {
             o->rd++;
             o->len--;
         }
@@ -158,24 +202,23 @@ static inline void mark_dirty(struct hy_shard *sh, unsigned dst)
     }
 }
 
-void hy__mesh_push(struct hy_shard *sh, unsigned dst, uintptr_t entry)
+/* After a push into the ring towards dst: flushed at the end of the turn,
+ * or published now when a batch is full. */
+static inline void pushed(struct hy_shard *sh, unsigned dst, struct hy_ring *r)
 {
-    struct hy__overflow *o = &sh->ovf[dst];
-    struct hy_ring *r = sh->out[dst];
-    bool empty = ovf_empty(o);
-    if (__builtin_expect(empty, 1) && hy__ring_push(r, entry)) {
-        mark_dirty(sh, dst);
-        uint32_t staged = hy__ring_staged(r);
-        if (staged >= PUBLISH_BATCH) {
-            hy__ring_publish(r);
-            count_batch(sh, dst, staged);
-            hy__wake_shard(hy__rt.shards[dst]);
-        }
-        return;
+    mark_dirty(sh, dst);
+    uint32_t staged = hy__ring_staged(r);
+    if (staged >= PUBLISH_BATCH) {
+        hy__ring_publish(r);
+        count_batch(sh, dst, staged);
+        hy__wake_shard(hy__rt.shards[dst]);
     }
-    if (empty)
-        sh->ovf_list[sh->novf++] = (uint16_t)dst;
-    ovf_push(o, entry);
+}
+
+/* Counts one entry queued behind the full ring towards dst, and has the
+ * sender yield. */
+static void queued(struct hy_shard *sh, unsigned dst)
+{
     /* Like BEAM's send penalty: a sender that outruns its receiver's shard
      * yields at its next runtime call, so the flood is paced by the consumer
      * instead of piling up in memory (send itself never blocks). */
@@ -187,6 +230,51 @@ void hy__mesh_push(struct hy_shard *sh, unsigned dst, uintptr_t entry)
     atomic_store_explicit(&sh->st.ring_overflows,
                           atomic_load_explicit(&sh->st.ring_overflows, memory_order_relaxed) + 1,
                           memory_order_relaxed);
+}
+
+struct hy__centry *hy__mesh_entry_queue(struct hy_shard *sh, unsigned dst)
+{
+    struct hy__overflow *o = &sh->ovf[dst];
+    struct hy_ring *r = sh->out[dst];
+    bool empty = ovf_empty(o);
+    /* no entry array, or one smaller than the ring (many shards) whose
+     * lines are all in use while the ring has room: a buffer goes now,
+     * where an entry would wait */
+    if (!r->ents || (empty && hy__ring_has_room(r)))
+        return NULL;
+    if (empty)
+        sh->ovf_list[sh->novf++] = (uint16_t)dst;
+    ovf_push(o, HY_RING_ENTRY);
+    sh->entry_queued = 1;
+    /* filled by the caller before anything else is pushed towards dst */
+    return &o->tail->ce[o->wr - 1];
+}
+
+void hy__mesh_entry_commit(struct hy_shard *sh, unsigned dst)
+{
+    if (__builtin_expect(sh->entry_queued, 0)) {
+        sh->entry_queued = 0;
+        queued(sh, dst);
+        return;
+    }
+    struct hy_ring *r = sh->out[dst];
+    hy__ring_entry_commit(r);
+    pushed(sh, dst, r);
+}
+
+void hy__mesh_push(struct hy_shard *sh, unsigned dst, uintptr_t entry)
+{
+    struct hy__overflow *o = &sh->ovf[dst];
+    struct hy_ring *r = sh->out[dst];
+    bool empty = ovf_empty(o);
+    if (__builtin_expect(empty, 1) && hy__ring_push(r, entry)) {
+        pushed(sh, dst, r);
+        return;
+    }
+    if (empty)
+        sh->ovf_list[sh->novf++] = (uint16_t)dst;
+    ovf_push(o, entry);
+    queued(sh, dst);
 }
 
 void hy__mesh_flush(struct hy_shard *sh)
@@ -312,6 +400,34 @@ static void drain_burst(struct hy_shard *sh, const uintptr_t *buf, unsigned got)
     }
 }
 
+/* Pops a burst from the ring from shard src: the entries carried whole in
+ * the ring's entry array become buffers of this shard's pool, in their
+ * place, before the positions are released to the producer. When no buffer
+ * can be had the burst ends before that entry (it stays for the next
+ * drain: nothing is lost or reordered). */
+static unsigned pop_burst(struct hy_shard *sh, unsigned src, struct hy_ring *r, uintptr_t *buf)
+{
+    unsigned got = hy__ring_peek_burst(r, buf, DRAIN_BURST);
+    if (!got)
+        return 0;
+    for (unsigned k = 0; k < got; k++)
+        if (buf[k] == HY_RING_ENTRY)
+            __builtin_prefetch(hy__ring_entry_at(r, k), 0, 3);
+    for (unsigned k = 0; k < got; k++) {
+        if (buf[k] != HY_RING_ENTRY)
+            continue;
+        struct hy_msg *m = hy__msg_from_entry(sh, src, hy__ring_entry_at(r, k));
+        if (__builtin_expect(!m, 0)) {
+            got = k;
+            break;
+        }
+        buf[k] = (uintptr_t)m;
+    }
+    if (got)
+        hy__ring_release(r, got);
+    return got;
+}
+
 unsigned hy__mesh_drain(struct hy_shard *sh)
 {
     unsigned total = 0;
@@ -322,7 +438,7 @@ unsigned hy__mesh_drain(struct hy_shard *sh)
         if (!r)
             continue;
         unsigned got, done = 0;
-        while (done < DRAIN_MAX_PER_RING && (got = hy__ring_pop_burst(r, buf, DRAIN_BURST)) != 0) {
+        while (done < DRAIN_MAX_PER_RING && (got = pop_burst(sh, j, r, buf)) != 0) {
             drain_burst(sh, buf, got);
             done += got;
         }

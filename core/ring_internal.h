@@ -12,6 +12,17 @@
  * stages entries and publishes them in batches (hy__ring_publish); the
  * consumer releases slots in batches (after a drain).
  *
+ * A ring may also have an entry array (hy__ring_set_entries): a line per
+ * position, indexed by the ring position modulo its own size, that carries
+ * a small message whole (struct hy__centry) where a slot would carry a
+ * pointer to a buffer. The slot at that position then holds HY_RING_ENTRY.
+ * The producer writes one line per such message, as a ring of pointers
+ * moves one pointer, and no buffer of its own pool crosses to the other
+ * core. An entry is usable only while fewer than its array's size of
+ * positions are in use, so its line is never one the consumer has yet to
+ * read. Entries and pointers share the one sequence of positions: nothing
+ * overtakes anything.
+ *
  * Memory ordering: the producer writes slots, then store-releases `head`;
  * the consumer load-acquires `head` before reading slots (pairs with it).
  * The consumer store-releases `tail` after it has read the slots; the
@@ -26,6 +37,27 @@
 
 #define HY_CACHE_LINE 64
 
+/* A slot's value when the message is in the entry array at its position
+ * (slots otherwise hold 16-byte aligned pointers, some tagged in bits 0-1). */
+#define HY_RING_ENTRY ((uintptr_t)4)
+
+/* Payload bytes a ring entry carries. */
+#define HY_RING_ENTRY_DATA 32
+
+/* A small ordinary message in one line of a ring's entry array. The pids'
+ * high halves are not carried: the consumer rebuilds them (this node, this
+ * creation, the producing shard for the sender, its own for the receiver). */
+struct hy__centry {
+    uint64_t tag;
+    uint64_t from_lo; /* the sender pid's low half (slot, generation) */
+    uint64_t to_lo;   /* the receiver pid's low half */
+    uint32_t size;    /* payload bytes, <= HY_RING_ENTRY_DATA */
+    uint32_t flags;   /* HY__CE_NO_SENDER */
+    uint8_t data[HY_RING_ENTRY_DATA];
+};
+#define HY__CE_NO_SENDER 1u /* sent outside a process: from is HY_PID_NONE */
+_Static_assert(sizeof(struct hy__centry) == HY_CACHE_LINE, "an entry is one line");
+
 struct hy_ring {
     /* published by the producer, polled by the consumer */
     _Alignas(HY_CACHE_LINE) _Atomic uint32_t head;
@@ -34,12 +66,16 @@ struct hy_ring {
     uint32_t tail_cache;                          /* last tail seen */
     uint32_t head_pub;                            /* == head (only the producer writes it) */
     uint32_t mask;
+    struct hy__centry *ents;                      /* entry array (NULL: none) */
+    uint32_t emask;                               /* its size - 1 (<= mask) */
     /* published by the consumer, read by the producer when full */
     _Alignas(HY_CACHE_LINE) _Atomic uint32_t tail;
     /* the consumer's own line */
     _Alignas(HY_CACHE_LINE) uint32_t head_cache; /* last head seen */
     uint32_t tail_local;                          /* == tail (only the consumer writes it) */
     uint32_t cmask;
+    const struct hy__centry *cents;               /* == ents */
+    uint32_t cemask;                              /* == emask */
     /* slots */
     _Alignas(HY_CACHE_LINE) uintptr_t slots[];
 };
@@ -76,6 +112,54 @@ static inline void hy__ring_init(struct hy_ring *r, uint32_t size)
     r->tail_local = 0;
     r->mask = size - 1;
     r->cmask = size - 1;
+    r->ents = NULL;
+    r->cents = NULL;
+    r->emask = 0;
+    r->cemask = 0;
+}
+
+/* Gives an empty ring an entry array of n lines (a power of two, at most
+ * the ring's size; borrowed: the caller frees it after the ring). */
+static inline void hy__ring_set_entries(struct hy_ring *r, struct hy__centry *ents, uint32_t n)
+{
+    r->ents = ents;
+    r->cents = ents;
+    r->emask = n - 1;
+    r->cemask = n - 1;
+}
+
+/* Producer: the entry at the next position, for the caller to fill and
+ * then stage with hy__ring_entry_commit(); NULL when the ring has no entry
+ * array or fewer than its size of positions are free (send a pointer). */
+static inline struct hy__centry *hy__ring_entry_reserve(struct hy_ring *r)
+{
+    uint32_t h = r->head_local;
+    struct hy__centry *ents = r->ents;
+    if (__builtin_expect(!ents, 0))
+        return NULL;
+    if (__builtin_expect(h - r->tail_cache > r->emask, 0)) {
+        /* acquire: pairs with the consumer's release of tail (it has read
+         * the entry this position last held) */
+        r->tail_cache = atomic_load_explicit(&r->tail, memory_order_acquire);
+        if (h - r->tail_cache > r->emask)
+            return NULL;
+    }
+    return &ents[h & r->emask];
+}
+
+/* Producer: true when a pointer could still be pushed, as far as the tail
+ * last seen says (the entry array may be smaller than the ring). */
+static inline bool hy__ring_has_room(const struct hy_ring *r)
+{
+    return r->head_local - r->tail_cache <= r->mask;
+}
+
+/* Producer: stages the entry hy__ring_entry_reserve() returned. */
+static inline void hy__ring_entry_commit(struct hy_ring *r)
+{
+    uint32_t h = r->head_local;
+    r->slots[h & r->mask] = HY_RING_ENTRY;
+    r->head_local = h + 1;
 }
 
 /* Producer: stages one entry; false when the ring is full. The entry is
@@ -127,6 +211,44 @@ static inline uint32_t hy__ring_pop_burst(struct hy_ring *r, uintptr_t *out, uin
     r->tail_local = t + avail;
     atomic_store_explicit(&r->tail, t + avail, memory_order_release);
     return avail;
+}
+
+/* Consumer: copies up to max published entries into out and returns how
+ * many, without releasing their slots: the entries of the array at those
+ * positions (hy__ring_entry_at) stay the consumer's to read until
+ * hy__ring_release(). */
+static inline uint32_t hy__ring_peek_burst(struct hy_ring *r, uintptr_t *out, uint32_t max)
+{
+    uint32_t t = r->tail_local;
+    uint32_t avail = r->head_cache - t;
+    if (avail == 0) {
+        r->head_cache = atomic_load_explicit(&r->head, memory_order_acquire);
+        avail = r->head_cache - t;
+        if (avail == 0)
+            return 0;
+    }
+    if (avail > max)
+        avail = max;
+    for (uint32_t i = 0; i < avail; i++)
+        out[i] = r->slots[(t + i) & r->cmask];
+    return avail;
+}
+
+/* Consumer: the entry of the k-th position of the burst peeked last (its
+ * slot held HY_RING_ENTRY). */
+static inline const struct hy__centry *hy__ring_entry_at(const struct hy_ring *r, uint32_t k)
+{
+    return &r->cents[(r->tail_local + k) & r->cemask];
+}
+
+/* Consumer: releases the first n positions peeked. */
+static inline void hy__ring_release(struct hy_ring *r, uint32_t n)
+{
+    uint32_t t = r->tail_local + n;
+    r->tail_local = t;
+    /* release: the slots and entries were read before the producer may
+     * overwrite them */
+    atomic_store_explicit(&r->tail, t, memory_order_release);
 }
 
 /* Consumer: true when nothing is published (acquire load of head). */

@@ -258,6 +258,9 @@ struct hy__msg_pool {
 struct hy__ovf_chunk {
     struct hy__ovf_chunk *next;
     uintptr_t e[HY_OVF_CHUNK];
+    /* ce[i] holds the message when e[i] is HY_RING_ENTRY: it goes into the
+     * ring's entry array when the ring has room */
+    struct hy__centry ce[HY_OVF_CHUNK];
 };
 struct hy__overflow {
     struct hy__ovf_chunk *head, *tail;
@@ -320,6 +323,7 @@ struct hy_shard {
     uint8_t is_dirty[HY_MAX_SHARDS];
     uint16_t ovf_list[HY_MAX_SHARDS];        /* shards with a non-empty overflow */
     uint16_t novf;
+    uint8_t entry_queued;                    /* the entry reserved last is in an overflow queue */
 
     /* foreign multi-producer inbox (atomic stack of messages) */
     _Alignas(HY_CACHE_LINE) _Atomic(struct hy_msg *) inbox;
@@ -554,6 +558,34 @@ int hy__mesh_create(void);
 void hy__mesh_destroy(void);
 /* Queues an entry (message pointer, or return list with bit 0 set) for shard dst. */
 void hy__mesh_push(struct hy_shard *sh, unsigned dst, uintptr_t entry);
+/* Producer: an entry at the tail of the overflow queue towards dst (for
+ * hy__mesh_entry_reserve when the ring is full or entries already wait);
+ * NULL when the ring has no entry array, or has room for a pointer but no
+ * line of its entry array free (an array smaller than the ring). */
+struct hy__centry *hy__mesh_entry_queue(struct hy_shard *sh, unsigned dst);
+/* Producer: the ring entry (one line) a small ordinary message to shard dst
+ * is written into, to be filled and then staged with
+ * hy__mesh_entry_commit() before anything else is pushed towards dst. When
+ * the ring is full, or entries wait behind it, the entry is one at the tail
+ * of the overflow queue, which goes into the ring in its turn (the one FIFO
+ * per pair holds either way). NULL (send a buffer) as hy__mesh_entry_queue
+ * says. */
+static inline struct hy__centry *hy__mesh_entry_reserve(struct hy_shard *sh, unsigned dst)
+{
+    const struct hy__overflow *o = &sh->ovf[dst];
+    if (__builtin_expect(o->head == o->tail && o->rd == o->wr, 1)) {
+        struct hy__centry *e = hy__ring_entry_reserve(sh->out[dst]);
+        if (__builtin_expect(e != NULL, 1))
+            return e;
+    }
+    return hy__mesh_entry_queue(sh, dst);
+}
+/* Producer: stages the entry hy__mesh_entry_reserve() returned. */
+void hy__mesh_entry_commit(struct hy_shard *sh, unsigned dst);
+/* Consumer: turns ring entry e, from shard src, into a buffer of this
+ * shard's pool (returns owned; NULL when no buffer can be had: the entry
+ * then stays in the ring for the next drain). In core/msg.c. */
+struct hy_msg *hy__msg_from_entry(struct hy_shard *sh, unsigned src, const struct hy__centry *e);
 /* Publishes staged entries and moves overflow into rings; wakes sleepers. */
 void hy__mesh_flush(struct hy_shard *sh);
 /* Drains inbound rings and the foreign inbox; returns entries handled. */

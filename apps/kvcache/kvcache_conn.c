@@ -13,7 +13,21 @@
 #define IN_MIN 4096
 #define OUT_HIGH (256 * 1024) /* flush replies beyond this before parsing more */
 #define SEC 1000000000LL
+#define CONN_PAGE 4096
+#define OUT_INLINE 1536 /* a get's reply of a value up to ~1.4 KiB */
+#define CONN_COLORS 8   /* record offsets in the page: 0, 64, ... 448 bytes */
 
+/* A connection's record, its first input buffer and its first output
+ * buffer share one page (CONN_PAGE, page-aligned): a command that fits
+ * touches that page, not three (the record, a 4 KiB input malloc straddling
+ * two pages, the output malloc), and every system call (page-table
+ * isolation, no PCID) makes each distinct page a page walk. Larger input or
+ * output moves to malloc'd buffers (as it grows: a command or a reply that
+ * does not fit); a very large one is freed once empty (the rules below:
+ * flush, process) and the connection goes back to its page. The record
+ * starts at one of CONN_COLORS cache-line offsets in its page, in turn, so
+ * that the records of hundreds of connections do not all fall in the same
+ * cache sets. */
 struct conn {
     struct kvcache_conn_link link;
     struct hy_tcp *sock;
@@ -26,7 +40,14 @@ struct conn {
     struct kvcache_out scratch; /* forwarded replies, sub-requests */
     uint64_t partial_since;     /* when the incomplete command began (0: none) */
     bool close;
+    uint16_t color;    /* the record's offset in its page */
+    uint16_t in_inline_cap;
+    char out_inline[OUT_INLINE];
+    char in_inline[]; /* the rest of the page */
 };
+
+_Static_assert(offsetof(struct conn, in_inline) + (CONN_COLORS - 1) * 64 + 1536 <= CONN_PAGE,
+               "a connection and 1.5 KiB of input fit one page");
 
 static void fwd_fail_all(struct kvcache_fwd *f);
 
@@ -46,10 +67,11 @@ static void conn_cleanup(void *arg)
                           memory_order_relaxed);
     c->link.prev->next = c->link.next;
     c->link.next->prev = c->link.prev;
-    free(c->in);
+    if (c->in != c->in_inline)
+        free(c->in);
     kvcache_out_fini(&c->out);
     kvcache_out_fini(&c->scratch);
-    free(c);
+    free((char *)c - c->color);
 }
 
 void kvcache_conn_stop_shard(void)
@@ -79,7 +101,7 @@ static void add_counter(_Atomic uint64_t *a, uint64_t n)
                           memory_order_relaxed);
 }
 
-static bool flush(struct conn *c)
+static KV_HOT bool flush(struct conn *c)
 {
     if (c->out.oom)
         return false;
@@ -93,6 +115,7 @@ static bool flush(struct conn *c)
     c->out.len = 0;
     if (c->out.cap > 4 * OUT_HIGH) {
         kvcache_out_fini(&c->out);
+        kvcache_out_use(&c->out, c->out_inline, OUT_INLINE);
     }
     return true;
 }
@@ -117,7 +140,7 @@ static void fwd_fail_all(struct kvcache_fwd *f)
 
 /* runs raw[0..len) (one whole command) at shard o and appends its output
  * to out; 0, or an error (the owner did not answer, no memory) */
-static int forward(struct conn *c, unsigned o, const char *raw, size_t len, struct kvcache_out *out)
+static KV_HOT int forward(struct conn *c, unsigned o, const char *raw, size_t len, struct kvcache_out *out)
 {
     struct kvcache_fwd *f = c->sh->fwd[o];
     if (!f) {
@@ -230,9 +253,11 @@ static const char *op_word(enum kvcache_op op)
     }
 }
 
-/* the get family over several shards: one sub-request per remote shard,
- * sent together, then the replies stitched in the keys' order */
-static void do_get(struct conn *c, struct kvcache_store *st, const struct kvcache_cmd *cmd,
+static void do_get_multi(struct conn *c, struct kvcache_store *st, const struct kvcache_cmd *cmd);
+
+/* the get family: keys this shard owns run here, a single other owner gets
+ * the command whole, keys of several owners go to do_get_multi */
+static KV_HOT void do_get(struct conn *c, struct kvcache_store *st, const struct kvcache_cmd *cmd,
                    const char *raw)
 {
     unsigned n = kvcache_cfg.set.nshards;
@@ -257,6 +282,21 @@ static void do_get(struct conn *c, struct kvcache_store *st, const struct kvcach
             kvcache_out_str(&c->out, "SERVER_ERROR key owner unavailable\r\n");
         return;
     }
+    do_get_multi(c, st, cmd);
+}
+
+/* keys of several owners: one sub-request per remote shard, sent together,
+ * then the replies stitched in the keys' order. Out of line: its arrays
+ * (several KiB) would otherwise sit in every get's stack frame, and every
+ * call below a get (the store, the forward's wait and switch) would run
+ * on stack pages further down, each a page walk after a system call. */
+static KV_COLD void do_get_multi(struct conn *c, struct kvcache_store *st,
+                                     const struct kvcache_cmd *cmd)
+{
+    unsigned n = kvcache_cfg.set.nshards;
+    size_t pos;
+    const char *k;
+    size_t nk;
     struct kvcache_out req[KVCACHE_MAX_SHARDS];
     struct kvcache_out rep[KVCACHE_MAX_SHARDS];
     size_t cur[KVCACHE_MAX_SHARDS];
@@ -318,7 +358,7 @@ static void do_get(struct conn *c, struct kvcache_store *st, const struct kvcach
     }
 }
 
-static void do_broadcast(struct conn *c, uint8_t kind, const void *data, size_t len)
+static KV_COLD void do_broadcast(struct conn *c, uint8_t kind, const void *data, size_t len)
 {
     (void)c;
     hy_ref refs[KVCACHE_MAX_SHARDS];
@@ -335,7 +375,7 @@ static void do_broadcast(struct conn *c, uint8_t kind, const void *data, size_t 
     }
 }
 
-static void do_stats(struct conn *c, const struct kvcache_cmd *cmd)
+static KV_COLD void do_stats(struct conn *c, const struct kvcache_cmd *cmd)
 {
     if (cmd->args_len >= 5 && memcmp(cmd->args, "reset", 5) == 0 &&
         (cmd->args_len == 5 || cmd->args[5] == ' ')) {
@@ -378,7 +418,7 @@ static void do_stats(struct conn *c, const struct kvcache_cmd *cmd)
 }
 
 /* one parsed command; raw is its text (line and data) for forwarding */
-static void handle(struct conn *c, const struct kvcache_cmd *cmd, const char *raw)
+static KV_HOT void handle(struct conn *c, const struct kvcache_cmd *cmd, const char *raw)
 {
     struct kvcache_store *st = c->sh->store;
     switch (cmd->op) {
@@ -429,22 +469,23 @@ static bool grow_in(struct conn *c)
         cap = max;
     if (cap <= c->in_cap)
         return false;
-    char *b = realloc(c->in, cap);
+    bool inl = c->in == c->in_inline;
+    char *b = inl ? malloc(cap) : realloc(c->in, cap);
     if (!b)
         return false;
+    if (inl)
+        memcpy(b, c->in, c->in_len);
     c->in = b;
     c->in_cap = cap;
     return true;
 }
 
 /* parses and runs what the buffer holds; false: close */
-static bool process(struct conn *c)
+static KV_HOT bool process(struct conn *c)
 {
     size_t pos = 0;
     uint32_t item_max = kvcache_cfg.set.item_size_max;
-    if (c->sh->store)
-        kvcache_store_set_time(c->sh->store, kvcache_unix_now());
-    bool ok = true;
+    bool ok = true; /* the store's clock: the owner's tick (kvcache_server.c) */
     while (pos < c->in_len) {
         if (c->swallow) {
             size_t d = c->in_len - pos < c->swallow ? c->in_len - pos : (size_t)c->swallow;
@@ -480,18 +521,28 @@ static bool process(struct conn *c)
     }
     if (c->in_len == 0 && c->in_cap > 16 * IN_MIN) {
         free(c->in);
-        c->in = NULL;
-        c->in_cap = 0;
+        c->in = c->in_inline;
+        c->in_cap = c->in_inline_cap;
     }
     return ok;
 }
 
-void kvcache_conn_handle(struct hy_tcp *sock, void *arg)
+KV_HOT void kvcache_conn_handle(struct hy_tcp *sock, void *arg)
 {
     (void)arg;
-    struct conn *c = calloc(1, sizeof(*c));
-    if (!c)
+    unsigned shard = (unsigned)hy_shard_id();
+    uint64_t seq = atomic_load_explicit(&kvcache_shards[shard].total_conns, memory_order_relaxed);
+    size_t color = (size_t)(seq % CONN_COLORS) * 64;
+    char *page = aligned_alloc(CONN_PAGE, CONN_PAGE);
+    if (!page)
         return;
+    struct conn *c = (struct conn *)(page + color);
+    memset(c, 0, offsetof(struct conn, out_inline)); /* the buffers need no zeroes */
+    c->color = (uint16_t)color;
+    c->in_inline_cap = (uint16_t)(CONN_PAGE - color - offsetof(struct conn, in_inline));
+    c->in = c->in_inline;
+    c->in_cap = c->in_inline_cap;
+    kvcache_out_use(&c->out, c->out_inline, OUT_INLINE);
     c->sock = sock;
     c->shard = (unsigned)hy_shard_id();
     c->sh = &kvcache_shards[c->shard];

@@ -34,24 +34,32 @@ const char *kvcache_proto_version(void)
 
 /* ---- output ----------------------------------------------------------------- */
 
-static bool out_reserve(struct kvcache_out *o, size_t n)
+static KV_HOT bool out_reserve(struct kvcache_out *o, size_t n)
 {
     if (o->len + n <= o->cap)
         return true;
     size_t cap = o->cap ? o->cap : 4096;
     while (cap < o->len + n)
         cap *= 2;
-    char *b = realloc(o->buf, cap);
+    char *b = o->borrowed ? malloc(cap) : realloc(o->buf, cap);
     if (!b) {
         o->oom = true;
         return false;
     }
+    if (o->borrowed && o->len)
+        memcpy(b, o->buf, o->len);
+    o->borrowed = false;
     o->buf = b;
     o->cap = cap;
     return true;
 }
 
-void kvcache_out_put(struct kvcache_out *o, const void *p, size_t n)
+void kvcache_out_use(struct kvcache_out *o, char *buf, size_t cap)
+{
+    *o = (struct kvcache_out){.buf = buf, .cap = cap, .borrowed = true};
+}
+
+KV_HOT void kvcache_out_put(struct kvcache_out *o, const void *p, size_t n)
 {
     if (n == 0 || !out_reserve(o, n))
         return;
@@ -59,16 +67,18 @@ void kvcache_out_put(struct kvcache_out *o, const void *p, size_t n)
     o->len += n;
 }
 
-void kvcache_out_str(struct kvcache_out *o, const char *s)
+KV_HOT void kvcache_out_str(struct kvcache_out *o, const char *s)
 {
     kvcache_out_put(o, s, strlen(s));
 }
 
-void kvcache_out_fini(struct kvcache_out *o)
+KV_HOT void kvcache_out_fini(struct kvcache_out *o)
 {
-    free(o->buf);
+    if (!o->borrowed)
+        free(o->buf);
     o->buf = NULL;
     o->len = o->cap = 0;
+    o->borrowed = false;
 }
 
 static void out_line(struct kvcache_out *o, const char *s)
@@ -77,7 +87,7 @@ static void out_line(struct kvcache_out *o, const char *s)
     kvcache_out_put(o, "\r\n", 2);
 }
 
-static char *fmt_u64(char *p, uint64_t v)
+static KV_HOT char *fmt_u64(char *p, uint64_t v)
 {
     char tmp[24];
     int n = 0;
@@ -90,7 +100,7 @@ static char *fmt_u64(char *p, uint64_t v)
     return p;
 }
 
-static char *fmt_i64(char *p, int64_t v)
+static KV_HOT char *fmt_i64(char *p, int64_t v)
 {
     if (v < 0) {
         *p++ = '-';
@@ -113,7 +123,7 @@ static bool tok_copy(const char *s, size_t n, char *buf)
 /* the common case, up to 9 plain digits (no sign, no space; below 10^9,
  * so it fits every type read here): read directly; anything else goes
  * through strto*, which decides what memcached accepts */
-static bool digits9(const char *s, size_t n, uint32_t *out)
+static KV_HOT bool digits9(const char *s, size_t n, uint32_t *out)
 {
     if (n == 0 || n > 9)
         return false;
@@ -128,7 +138,7 @@ static bool digits9(const char *s, size_t n, uint32_t *out)
     return true;
 }
 
-static bool num_u32(const char *s, size_t n, uint32_t *out)
+static KV_HOT bool num_u32(const char *s, size_t n, uint32_t *out)
 {
     if (digits9(s, n, out))
         return true;
@@ -146,7 +156,7 @@ static bool num_u32(const char *s, size_t n, uint32_t *out)
     return true;
 }
 
-static bool num_i32(const char *s, size_t n, int32_t *out)
+static KV_HOT bool num_i32(const char *s, size_t n, int32_t *out)
 {
     uint32_t d;
     if (digits9(s, n, &d)) {
@@ -165,7 +175,7 @@ static bool num_i32(const char *s, size_t n, int32_t *out)
     return true;
 }
 
-static bool num_u64(const char *s, size_t n, uint64_t *out)
+static KV_HOT bool num_u64(const char *s, size_t n, uint64_t *out)
 {
     uint32_t d;
     if (digits9(s, n, &d)) {
@@ -262,7 +272,7 @@ struct tok {
     size_t n;
 };
 
-static int tokenize(const char *line, size_t n, struct tok *t, int max)
+static KV_HOT int tokenize(const char *line, size_t n, struct tok *t, int max)
 {
     int nt = 0;
     size_t i = 0;
@@ -281,7 +291,7 @@ static int tokenize(const char *line, size_t n, struct tok *t, int max)
     return nt;
 }
 
-static bool tok_is(const struct tok *t, const char *w)
+static KV_HOT bool tok_is(const struct tok *t, const char *w)
 {
     size_t n = strlen(w);
     return t->n == n && memcmp(t->s, w, n) == 0;
@@ -294,14 +304,14 @@ static int fail(struct kvcache_cmd *c, const char *msg)
     return 1;
 }
 
-static bool starts_get(const char *b, size_t n)
+static KV_HOT bool starts_get(const char *b, size_t n)
 {
     return (n >= 4 && (memcmp(b, "get ", 4) == 0 || memcmp(b, "gat ", 4) == 0)) ||
            (n >= 5 && (memcmp(b, "gets ", 5) == 0 || memcmp(b, "gats ", 5) == 0));
 }
 
 /* keys of a get family line start at t[first]; each at most 250 bytes */
-static int parse_get(struct kvcache_cmd *c, const char *line, size_t n, const struct tok *t, int nt,
+static KV_HOT int parse_get(struct kvcache_cmd *c, const char *line, size_t n, const struct tok *t, int nt,
                      int first)
 {
     if (nt <= first)
@@ -317,7 +327,7 @@ static int parse_get(struct kvcache_cmd *c, const char *line, size_t n, const st
     return 1;
 }
 
-bool kvcache_proto_next_key(const struct kvcache_cmd *cmd, size_t *pos, const char **key,
+KV_HOT bool kvcache_proto_next_key(const struct kvcache_cmd *cmd, size_t *pos, const char **key,
                             size_t *nkey)
 {
     size_t i = *pos;
@@ -335,7 +345,7 @@ bool kvcache_proto_next_key(const struct kvcache_cmd *cmd, size_t *pos, const ch
 }
 
 /* what a storage command needs after its line: returns like parse */
-static int take_data(struct kvcache_cmd *c, const char *buf, size_t len, size_t line_total,
+static KV_HOT int take_data(struct kvcache_cmd *c, const char *buf, size_t len, size_t line_total,
                      int64_t vlen, uint32_t item_max, size_t *need)
 {
     if (kvcache_store_item_size(c->nkey, (size_t)vlen) > item_max) {
@@ -507,7 +517,7 @@ static int parse_meta_cmd(struct kvcache_cmd *c, const char *buf, size_t len, si
     return r;
 }
 
-int kvcache_proto_parse(const char *buf, size_t len, uint32_t item_max, struct kvcache_cmd *c,
+KV_HOT int kvcache_proto_parse(const char *buf, size_t len, uint32_t item_max, struct kvcache_cmd *c,
                         size_t *need)
 {
     *need = 0;
@@ -694,7 +704,7 @@ int kvcache_proto_parse(const char *buf, size_t len, uint32_t item_max, struct k
 
 /* ---- executor ----------------------------------------------------------------- */
 
-void kvcache_proto_get_one(struct kvcache_store *st, const struct kvcache_cmd *cmd,
+KV_HOT void kvcache_proto_get_one(struct kvcache_store *st, const struct kvcache_cmd *cmd,
                            const char *key, size_t nkey, struct kvcache_out *out)
 {
     bool touch = cmd->op == KVCACHE_OP_GAT || cmd->op == KVCACHE_OP_GATS;
@@ -724,13 +734,13 @@ void kvcache_proto_get_one(struct kvcache_store *st, const struct kvcache_cmd *c
     out->len = (size_t)(p - out->buf);
 }
 
-static void reply(const struct kvcache_cmd *c, struct kvcache_out *out, const char *s)
+static KV_HOT void reply(const struct kvcache_cmd *c, struct kvcache_out *out, const char *s)
 {
     if (!c->noreply)
         out_line(out, s);
 }
 
-static const char *store_reply(enum kvcache_result r)
+static KV_HOT const char *store_reply(enum kvcache_result r)
 {
     switch (r) {
     case KVCACHE_STORED:
@@ -1047,7 +1057,7 @@ static void exec_ma(struct kvcache_store *st, const struct kvcache_cmd *c, struc
     }
 }
 
-static void exec_me(struct kvcache_store *st, const struct kvcache_cmd *c, struct kvcache_out *out)
+static KV_COLD void exec_me(struct kvcache_store *st, const struct kvcache_cmd *c, struct kvcache_out *out)
 {
     struct kvcache_view v;
     if (!kvcache_store_get(st, c->key, c->nkey, false, false, 0, false, &v)) {
@@ -1062,7 +1072,7 @@ static void exec_me(struct kvcache_store *st, const struct kvcache_cmd *c, struc
     kvcache_out_put(out, line, (size_t)n);
 }
 
-void kvcache_proto_exec(struct kvcache_store *st, const struct kvcache_cmd *c,
+KV_HOT void kvcache_proto_exec(struct kvcache_store *st, const struct kvcache_cmd *c,
                         struct kvcache_out *out)
 {
     switch (c->op) {

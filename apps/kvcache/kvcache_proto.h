@@ -92,12 +92,19 @@ struct kvcache_cmd {
     char keybuf[KVCACHE_KEY_MAX + 1]; /* a base64 key decoded */
 };
 
-/* Output buffer: replies are appended; len grows, buf is owned. */
+/* Output buffer: replies are appended; len grows, buf is owned (or, when
+ * borrowed, the caller's storage until an append outgrows it). */
 struct kvcache_out {
     char *buf;
     size_t len, cap;
     bool oom;                 /* an append failed (the connection closes) */
+    bool borrowed;            /* buf is the caller's, not malloc'd: never freed */
 };
+
+/* Starts o empty on the caller's storage buf[0..cap) (borrowed: it must
+ * outlive o's use of it; o never frees it). An append that does not fit
+ * moves the contents to a malloc'd buffer, which o then owns. */
+void kvcache_out_use(struct kvcache_out *o, char *buf, size_t cap);
 
 void kvcache_out_put(struct kvcache_out *o, const void *p, size_t n);
 void kvcache_out_str(struct kvcache_out *o, const char *s);

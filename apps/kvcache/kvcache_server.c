@@ -16,7 +16,7 @@
 struct kvcache_config kvcache_cfg;
 struct kvcache_shard kvcache_shards[KVCACHE_MAX_SHARDS];
 
-unsigned kvcache_key_owner(const char *key, size_t nkey)
+KV_HOT unsigned kvcache_key_owner(const char *key, size_t nkey)
 {
     unsigned n = kvcache_cfg.set.nshards;
     if (n <= 1)
@@ -25,7 +25,7 @@ unsigned kvcache_key_owner(const char *key, size_t nkey)
     return (unsigned)(((unsigned __int128)h * n) >> 64);
 }
 
-uint64_t kvcache_unix_now(void)
+KV_HOT uint64_t kvcache_unix_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME_COARSE, &ts);
@@ -76,11 +76,21 @@ static int owner_init(struct hy_gs *gs, void *arg)
         sh->conns.prev = &sh->conns;
     }
     sh->store = st;
+    /* the store's clock advances on a tick, as memcached's does (a timer
+     * once a second), not by a clock read per command: the vDSO's code and
+     * data are two more pages per command, each a page walk after the
+     * command's system calls. The timer ends with this process (the store
+     * with it, by owner_cleanup). */
+    int trc = hy_send_after(KVCACHE_TICK_NS, hy_self(), KVCACHE_TAG_TICK, NULL, 0, 0, NULL);
+    if (trc != 0) {
+        hy_gs_stop(gs, hy_reason_user(trc, "kvcache: clock tick"));
+        return HY_GS_STOP;
+    }
     return HY_GS_OK;
 }
 
 /* sends out[0..len) back in parts; chunked: split only at chunk borders */
-static void reply_parts(const struct hy_msg *m, const struct kvcache_out *out, bool chunked)
+static KV_HOT void reply_parts(const struct hy_msg *m, const struct kvcache_out *out, bool chunked)
 {
     size_t part_max = (size_t)kvcache_cfg.set.item_size_max + 64 * 1024;
     size_t off = 0;
@@ -129,7 +139,7 @@ static void serve_getkeys(struct kvcache_store *st, const char *p, size_t n, str
 }
 
 /* [u32 len][command] ...: runs each, one [u32 len][output] chunk each */
-static void serve_batch(struct kvcache_store *st, const char *p, size_t n, struct kvcache_out *out)
+static KV_HOT void serve_batch(struct kvcache_store *st, const char *p, size_t n, struct kvcache_out *out)
 {
     size_t at = 0;
     while (at + 4 <= n) {
@@ -156,17 +166,24 @@ static void serve_batch(struct kvcache_store *st, const char *p, size_t n, struc
     }
 }
 
-static int owner_info(struct hy_gs *gs, const struct hy_msg *m)
+static KV_HOT int owner_info(struct hy_gs *gs, const struct hy_msg *m)
 {
-    (void)gs;
-    if (m->tag != KVCACHE_TAG_REQ || m->size < 1)
-        return HY_GS_OK;
     struct kvcache_shard *sh = &kvcache_shards[hy_shard_id()];
     struct kvcache_store *st = sh->store;
+    if (m->tag == KVCACHE_TAG_TICK) {
+        kvcache_store_set_time(st, kvcache_unix_now());
+        int trc = hy_send_after(KVCACHE_TICK_NS, hy_self(), KVCACHE_TAG_TICK, NULL, 0, 0, NULL);
+        if (trc != 0) { /* a clock that stopped would keep items forever */
+            hy_gs_stop(gs, hy_reason_user(trc, "kvcache: clock tick"));
+            return HY_GS_STOP;
+        }
+        return HY_GS_OK;
+    }
+    if (m->tag != KVCACHE_TAG_REQ || m->size < 1)
+        return HY_GS_OK;
     const char *p = (const char *)m->data + 1;
     size_t n = m->size - 1;
     struct kvcache_out out = {0};
-    kvcache_store_set_time(st, kvcache_unix_now());
     switch (m->data[0]) {
     case KVCACHE_REQ_RAW: {
         struct kvcache_cmd cmd;
@@ -240,7 +257,7 @@ int kvcache_server_start_link(const void *arg, size_t arg_size, hy_pid *pid)
 
 /* ---- requests ----------------------------------------------------------------- */
 
-int kvcache_server_send(unsigned shard, uint8_t kind, const void *data, size_t len, hy_ref *ref)
+KV_HOT int kvcache_server_send(unsigned shard, uint8_t kind, const void *data, size_t len, hy_ref *ref)
 {
     char name[HY_NAME_MAX];
     kvcache_owner_name(shard, name, sizeof(name));
@@ -263,7 +280,7 @@ int kvcache_server_send(unsigned shard, uint8_t kind, const void *data, size_t l
     return hy_msg_send(owner, m);
 }
 
-int kvcache_server_wait(hy_ref ref, struct kvcache_out *reply)
+KV_HOT int kvcache_server_wait(hy_ref ref, struct kvcache_out *reply)
 {
     for (;;) {
         struct hy_msg *r;
@@ -282,7 +299,7 @@ int kvcache_server_wait(hy_ref ref, struct kvcache_out *reply)
     }
 }
 
-int kvcache_server_request(unsigned shard, uint8_t kind, const void *data, size_t len,
+KV_HOT int kvcache_server_request(unsigned shard, uint8_t kind, const void *data, size_t len,
                            struct kvcache_out *reply)
 {
     hy_ref ref;

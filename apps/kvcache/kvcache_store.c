@@ -91,7 +91,7 @@ static inline uint64_t load_tail(const unsigned char *p, size_t n) /* n < 8 */
 /* 16 bytes per step, one 64x64->128 multiply each: a 64-byte key costs a
  * quarter of a per-word mixer's instructions (keys are hashed on every
  * command: the owner's choice and the table's bucket) */
-uint64_t kvcache_hash(const void *key, size_t n, uint64_t seed)
+KV_HOT uint64_t kvcache_hash(const void *key, size_t n, uint64_t seed)
 {
     const uint64_t k1 = 0xa0761d6478bd642full, k2 = 0xe7037ed1a0b428dbull,
                    k3 = 0x8ebc6af09c88c6e3ull;
@@ -124,7 +124,7 @@ size_t kvcache_store_item_size(size_t nkey, size_t nbytes)
     return sizeof(struct kv_item) + nkey + nbytes + 2;
 }
 
-unsigned kvcache_store_class_of(const struct kvcache_store *st, size_t ntotal)
+KV_HOT unsigned kvcache_store_class_of(const struct kvcache_store *st, size_t ntotal)
 {
     if (ntotal == 0 || ntotal > st->set.item_size_max)
         return 0;
@@ -198,7 +198,7 @@ void kvcache_store_destroy(struct kvcache_store *st)
 
 /* ---- clock ------------------------------------------------------------------ */
 
-void kvcache_store_set_time(struct kvcache_store *st, uint64_t unix_now)
+KV_HOT void kvcache_store_set_time(struct kvcache_store *st, uint64_t unix_now)
 {
     uint64_t rel = unix_now > st->set.started ? unix_now - st->set.started : 0;
     st->now = rel > UINT32_MAX ? UINT32_MAX : (uint32_t)rel;
@@ -234,7 +234,7 @@ static inline size_t it_total(const struct kv_item *it)
     return kvcache_store_item_size(it->nkey, it->nbytes);
 }
 
-static struct kv_item **bucket_of(struct kvcache_store *st, const char *key, size_t nkey)
+static KV_HOT struct kv_item **bucket_of(struct kvcache_store *st, const char *key, size_t nkey)
 {
     return &st->buckets[kvcache_hash(key, nkey, 0x5bd1e995u) & (st->nbuckets - 1)];
 }
@@ -261,7 +261,7 @@ static void grow_table(struct kvcache_store *st)
     st->c.hash_bytes = n * sizeof(*b);
 }
 
-static void lru_unlink(struct kvcache_store *st, struct kv_item *it)
+static KV_HOT void lru_unlink(struct kvcache_store *st, struct kv_item *it)
 {
     struct kv_class *c = &st->cls[it->cls];
     if (it->prev)
@@ -275,7 +275,7 @@ static void lru_unlink(struct kvcache_store *st, struct kv_item *it)
     it->prev = it->next = NULL;
 }
 
-static void lru_push(struct kvcache_store *st, struct kv_item *it)
+static KV_HOT void lru_push(struct kvcache_store *st, struct kv_item *it)
 {
     struct kv_class *c = &st->cls[it->cls];
     it->prev = NULL;
@@ -287,7 +287,7 @@ static void lru_push(struct kvcache_store *st, struct kv_item *it)
         c->tail = it;
 }
 
-static void chunk_free(struct kvcache_store *st, struct kv_item *it)
+static KV_HOT void chunk_free(struct kvcache_store *st, struct kv_item *it)
 {
     struct kv_class *c = &st->cls[it->cls];
     struct kv_free *f = (struct kv_free *)it;
@@ -297,7 +297,7 @@ static void chunk_free(struct kvcache_store *st, struct kv_item *it)
 }
 
 /* removes it from the table and its LRU, frees its chunk */
-static void item_unlink(struct kvcache_store *st, struct kv_item *it)
+static KV_HOT void item_unlink(struct kvcache_store *st, struct kv_item *it)
 {
     struct kv_item **pp = bucket_of(st, it_key(it), it->nkey);
     while (*pp && *pp != it)
@@ -313,7 +313,7 @@ static void item_unlink(struct kvcache_store *st, struct kv_item *it)
     chunk_free(st, it);
 }
 
-static void item_link(struct kvcache_store *st, struct kv_item *it)
+static KV_HOT void item_link(struct kvcache_store *st, struct kv_item *it)
 {
     struct kv_item **b = bucket_of(st, it_key(it), it->nkey);
     it->hnext = *b;
@@ -342,7 +342,7 @@ static int item_dead(const struct kvcache_store *st, const struct kv_item *it)
 }
 
 /* finds a live item; a dead one found is unlinked (*dead says why) */
-static struct kv_item *find(struct kvcache_store *st, const char *key, size_t nkey, int *dead)
+static KV_HOT struct kv_item *find(struct kvcache_store *st, const char *key, size_t nkey, int *dead)
 {
     if (dead)
         *dead = 0;
@@ -400,7 +400,7 @@ static bool add_page(struct kvcache_store *st, struct kv_class *c)
     return true;
 }
 
-static struct kv_item *chunk_take(struct kvcache_store *st, struct kv_class *c)
+static KV_HOT struct kv_item *chunk_take(struct kvcache_store *st, struct kv_class *c)
 {
     if (c->freelist) {
         struct kv_free *f = c->freelist;
@@ -416,7 +416,7 @@ static struct kv_item *chunk_take(struct kvcache_store *st, struct kv_class *c)
     return it;
 }
 
-static struct kv_item *item_alloc(struct kvcache_store *st, size_t nkey, size_t nbytes,
+static KV_HOT struct kv_item *item_alloc(struct kvcache_store *st, size_t nkey, size_t nbytes,
                                   enum kvcache_result *why)
 {
     size_t ntotal = kvcache_store_item_size(nkey, nbytes);
@@ -499,7 +499,7 @@ static void fill_view(const struct kvcache_store *st, struct kv_item *it, bool f
     v->win_sent = (it->iflags & IT_WIN) != 0;
 }
 
-bool kvcache_store_get(struct kvcache_store *st, const char *key, size_t nkey, bool count,
+KV_HOT bool kvcache_store_get(struct kvcache_store *st, const char *key, size_t nkey, bool count,
                        bool touch, int64_t exptime, bool bump_it, struct kvcache_view *v)
 {
     int dead;
@@ -540,7 +540,7 @@ bool kvcache_store_get(struct kvcache_store *st, const char *key, size_t nkey, b
     return true;
 }
 
-enum kvcache_result kvcache_store_set(struct kvcache_store *st, enum kvcache_set_mode mode,
+KV_HOT enum kvcache_result kvcache_store_set(struct kvcache_store *st, enum kvcache_set_mode mode,
                                       const char *key, size_t nkey, uint32_t flags,
                                       int64_t exptime, const void *data, size_t nbytes,
                                       uint64_t cas_in, uint64_t cas_new, uint64_t *cas_out)
@@ -629,7 +629,7 @@ enum kvcache_result kvcache_store_set(struct kvcache_store *st, enum kvcache_set
     return KVCACHE_STORED;
 }
 
-enum kvcache_result kvcache_store_delete(struct kvcache_store *st, const char *key, size_t nkey,
+KV_HOT enum kvcache_result kvcache_store_delete(struct kvcache_store *st, const char *key, size_t nkey,
                                          uint64_t cas_in)
 {
     struct kv_item *it = find(st, key, nkey, NULL);

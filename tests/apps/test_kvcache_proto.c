@@ -333,6 +333,40 @@ static void test_kvcache_proto_meta_win_stale(void **state)
            "HD\r\nME c exp=-1 la=0 cas=1 fetch=no cls=1 size=60\r\nEN\r\n");
 }
 
+/* an output on the caller's storage: appends that fit stay there, the
+ * first that does not moves everything to an owned buffer (the storage is
+ * left as it was), and fini frees only what the output owns (ASan checks) */
+static void test_kvcache_proto_out_borrowed_storage(void **state)
+{
+    (void)state;
+    char store[16];
+    memset(store, '#', sizeof(store));
+    struct kvcache_out o;
+    kvcache_out_use(&o, store, 8);
+    kvcache_out_put(&o, "abcd", 4);
+    kvcache_out_put(&o, "efgh", 4);
+    assert_ptr_equal(o.buf, store);
+    assert_int_equal(o.len, 8);
+    assert_memory_equal(store, "abcdefgh########", 16);
+    kvcache_out_put(&o, "ij", 2);
+    assert_ptr_not_equal(o.buf, store);
+    assert_false(o.borrowed);
+    assert_false(o.oom);
+    assert_int_equal(o.len, 10);
+    assert_true(o.cap >= 10);
+    assert_memory_equal(o.buf, "abcdefghij", 10);
+    assert_memory_equal(store + 8, "########", 8);
+    kvcache_out_fini(&o);
+    assert_null(o.buf);
+    /* borrowed and never outgrown: fini leaves the storage alone */
+    kvcache_out_use(&o, store, sizeof(store));
+    kvcache_out_str(&o, "END\r\n");
+    kvcache_out_fini(&o);
+    assert_memory_equal(store, "END\r\n", 5);
+    assert_false(o.borrowed);
+    assert_int_equal(o.cap, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -346,6 +380,7 @@ int main(void)
         cmocka_unit_test(test_kvcache_proto_meta_get_set),
         cmocka_unit_test(test_kvcache_proto_meta_delete_arith),
         cmocka_unit_test(test_kvcache_proto_meta_win_stale),
+        cmocka_unit_test(test_kvcache_proto_out_borrowed_storage),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

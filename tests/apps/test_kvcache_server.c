@@ -1,6 +1,7 @@
 /* Tests of apps/kvcache/kvcache_server.c: the key owners under their
  * supervisors in a running two-shard node. A command on a key of the other
- * shard is forwarded and answered (alone, or in a batch); a killed owner is restarted by its
+ * shard is forwarded and answered (alone, or in a batch); each owner's
+ * clock ticks (items expire with no command); a killed owner is restarted by its
  * supervisor with an empty store and the node keeps serving. The checks run
  * in the application's main process and are asserted after the node stops
  * (cmocka must not unwind a process's stack). */
@@ -105,10 +106,33 @@ static void batch(const char *k)
     kvcache_out_fini(&r);
 }
 
+/* the stores' clocks advance with no command to read a clock: each owner
+ * ticks. An item of each shard set to expire after 1 s is gone within 10 s
+ * (looked for every 50 ms; the bound is generous for a loaded machine). */
+static void clock_ticks(void)
+{
+    for (unsigned s = 0; s < 2; s++) {
+        char k[32], cmd[96], r[256];
+        key_of(s, k, sizeof(k));
+        snprintf(cmd, sizeof(cmd), "set %s 0 1 1\r\nt\r\n", k);
+        note(ask(s, cmd, r, sizeof(r)) == 0 && strcmp(r, "STORED\r\n") == 0, "set 1 s on %u: %s", s, r);
+        snprintf(cmd, sizeof(cmd), "get %s\r\n", k);
+        bool gone = false;
+        uint64_t t0 = hy_now_ns();
+        while (!gone && hy_now_ns() - t0 < 10 * (uint64_t)SEC) {
+            gone = ask(s, cmd, r, sizeof(r)) == 0 && strcmp(r, "END\r\n") == 0;
+            if (!gone)
+                hy_sleep_ns(50000000);
+        }
+        note(gone, "shard %u: an item of 1 s still there after 10 s: %s", s, r);
+    }
+}
+
 static void body(void *arg)
 {
     (void)arg;
     char k[32], cmd[96], r[256];
+    clock_ticks();
     key_of(1, k, sizeof(k));
     batch(k);
     snprintf(cmd, sizeof(cmd), "set %s 0 0 5\r\nhello\r\n", k);

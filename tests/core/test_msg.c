@@ -1681,8 +1681,13 @@ static void body_buffers_home(void *arg)
     bh.parent = hy_self();
     bh.sink = spawn_on(2, sink, NULL);
     hy_pid h = spawn_on(1, holder, NULL);
-    for (uint32_t i = 0; i < HELD; i++)
-        hy_test_send_u32(h, T_DATA, i);
+    /* 40 bytes: more than a ring entry carries, so each goes as a buffer
+     * of shard 0's pool */
+    unsigned char buf[40] = {0};
+    for (uint32_t i = 0; i < HELD; i++) {
+        memcpy(buf, &i, sizeof(i));
+        HY_CHECK_EQ(hy_send(h, T_DATA, buf, sizeof(buf)), 0);
+    }
     hy_msg_free(hy_test_must_recv_tag(T_HELD, WAIT_NS));
     /* held by shard 1: still counted out of shard 0 */
     HY_CHECK(SHARD(0, buffers_out) >= HELD);
@@ -1720,7 +1725,7 @@ static void rb_sender(void *arg)
     unsigned char big[200];
     for (uint32_t r = 0; r < RB_ROUNDS; r++) {
         uint32_t n = 5 + (r * 7) % 40;
-        size_t len = r % 2 ? sizeof(big) : 4;
+        size_t len = r % 2 ? sizeof(big) : 40; /* class 1, class 0 (not a ring entry) */
         for (uint32_t i = 0; i < n; i++) {
             memset(big, (int)(i & 0xff), sizeof(big));
             memcpy(big, &i, sizeof(i));
@@ -1749,7 +1754,7 @@ static void body_return_blocks(void *arg)
             struct hy_msg *m = hy_test_must_recv_tag(T_DATA, WAIT_NS);
             if (!m)
                 return;
-            size_t len = r % 2 ? 200 : 4;
+            size_t len = r % 2 ? 200 : 40;
             size_t whole = m->cap + sizeof(struct hy_msg);
             HY_CHECK_EQ(m->home, 1);
             HY_CHECK_EQ(m->size, len);
@@ -1769,6 +1774,323 @@ static void test_msg_return_blocks_restore_buffers(void **state)
 {
     (void)state;
     hy_test_run(2, body_return_blocks, NULL);
+}
+
+/* ---- small messages travel whole in the ring --------------------------------- */
+
+/* A small ordinary message to another shard is written into the ring's
+ * entry array and becomes a buffer of the receiver's own shard at the
+ * drain: the sender's pool hands out nothing, the buffer's home is the
+ * receiver's shard, and the sender and receiver pids, tag, size and every
+ * payload length up to the entry's limit come out whole. */
+#define CE_N 3000u
+
+static struct {
+    hy_pid main, sender;
+} ce;
+
+static void ce_sender(void *arg)
+{
+    (void)arg;
+    unsigned char b[32];
+    for (uint32_t i = 0; i < CE_N; i++) {
+        size_t len = i % (sizeof(b) + 1);
+        for (size_t k = 0; k < len; k++)
+            b[k] = (uint8_t)(i * 7u + k);
+        HY_CHECK_EQ(hy_send(ce.main, T_DATA + (i & 1), b, len), 0);
+        /* paced, so the ring never fills (messages behind a full ring go
+         * as buffers, to keep their order behind what waits there) */
+        if (i % 200 == 199)
+            hy_msg_free(hy_test_must_recv_tag(T_GO, WAIT_NS));
+    }
+    hy_test_send_u32(ce.main, T_DONE, 0);
+    hy_msg_free(hy_test_must_recv_tag(T_STOP, WAIT_NS));
+}
+
+static void body_entries(void *arg)
+{
+    (void)arg;
+    ce.main = hy_self();
+    uint64_t out1 = SHARD(1, buffers_out);
+    ce.sender = spawn_on(1, ce_sender, NULL);
+    for (uint32_t i = 0; i < CE_N; i++) {
+        struct hy_msg *m = must_recv();
+        if (!m)
+            return;
+        size_t len = i % 33;
+        HY_CHECK_EQ(m->tag, T_DATA + (i & 1));
+        HY_CHECK_EQ(m->size, len);
+        HY_CHECK(hy_pid_eq(m->from, ce.sender));
+        HY_CHECK(hy_pid_eq(m->to, ce.main));
+        HY_CHECK(hy_ref_is_none(m->ref));
+        HY_CHECK_EQ(m->home, 0);
+        bool same = true;
+        for (size_t k = 0; k < len; k++)
+            same &= m->data[k] == (uint8_t)(i * 7u + k);
+        HY_CHECK(same);
+        hy_msg_free(m);
+        if (i % 200 == 199)
+            hy_test_send_u32(ce.sender, T_GO, i);
+    }
+    hy_msg_free(hy_test_must_recv_tag(T_DONE, WAIT_NS));
+    /* none of shard 1's buffers went out for those messages (T_DONE is
+     * small too; the T_GO messages are shard 1's own buffers, freed there) */
+    HY_CHECK_EQ(SHARD(1, buffers_out), out1);
+    hy_test_send_u32(ce.sender, T_STOP, 0);
+    check_empty();
+}
+
+static void test_msg_small_cross_shard_messages_travel_in_the_ring(void **state)
+{
+    (void)state;
+    hy_test_run(2, body_entries, NULL);
+}
+
+/* Behind a full ring too: with a 16-slot ring a burst of small messages
+ * overflows (the 17th staged entry finds no room), and the messages queued
+ * behind it still travel as entries (the sender's pool hands out no
+ * buffer), in order. */
+static void ce_burst_sender(void *arg)
+{
+    (void)arg;
+    for (uint32_t i = 0; i < CE_N; i++) {
+        uint64_t v[2] = {i, ~(uint64_t)i};
+        HY_CHECK_EQ(hy_send(ce.main, T_DATA, v, i % 2 ? sizeof(v) : sizeof(v[0])), 0);
+    }
+    hy_test_send_u32(ce.main, T_DONE, 0);
+    hy_msg_free(hy_test_must_recv_tag(T_STOP, WAIT_NS));
+}
+
+static void body_entries_overflow(void *arg)
+{
+    (void)arg;
+    ce.main = hy_self();
+    uint64_t out1 = SHARD(1, buffers_out);
+    uint64_t ovf1 = SHARD(1, ring_overflows);
+    ce.sender = spawn_on(1, ce_burst_sender, NULL);
+    for (uint32_t i = 0; i < CE_N; i++) {
+        struct hy_msg *m = must_recv();
+        if (!m)
+            return;
+        uint64_t v[2] = {UINT64_MAX, 0};
+        HY_CHECK_EQ(m->size, i % 2 ? sizeof(v) : sizeof(v[0]));
+        memcpy(v, m->data, m->size <= sizeof(v) ? m->size : sizeof(v));
+        HY_CHECK_EQ(v[0], i);
+        if (i % 2)
+            HY_CHECK_EQ(v[1], ~(uint64_t)i);
+        HY_CHECK_EQ(m->home, 0);
+        HY_CHECK(hy_pid_eq(m->from, ce.sender));
+        hy_msg_free(m);
+        if (v[0] != i)
+            return;
+    }
+    hy_msg_free(hy_test_must_recv_tag(T_DONE, WAIT_NS));
+    HY_CHECK(SHARD(1, ring_overflows) > ovf1);
+    HY_CHECK_EQ(SHARD(1, buffers_out), out1);
+    hy_test_send_u32(ce.sender, T_STOP, 0);
+    check_empty();
+}
+
+static void test_msg_small_messages_behind_a_full_ring_stay_entries(void **state)
+{
+    (void)state;
+    struct hy_config cfg;
+    hy_config_init(&cfg);
+    cfg.nshards = 2;
+    cfg.ring_size = 16;
+    hy_test_run_cfg(&cfg, body_entries_overflow, NULL);
+}
+
+/* With four shards and 65,536-slot rings the entry arrays are smaller than
+ * the rings (16 MiB in all): a burst that outruns the receiver uses up the
+ * array's lines while the ring has room, and the small messages after that
+ * go as buffers until lines are free again; order holds across the switch. */
+#define CE_BIG_N 60000u
+
+static void ce_big_sender(void *arg)
+{
+    (void)arg;
+    for (uint32_t i = 0; i < CE_BIG_N; i++) {
+        uint64_t v = i;
+        HY_CHECK_EQ(hy_send(ce.main, T_DATA, &v, sizeof(v)), 0);
+    }
+    hy_test_send_u32(ce.main, T_DONE, 0);
+    hy_msg_free(hy_test_must_recv_tag(T_STOP, WAIT_NS));
+}
+
+static void body_entries_small_array(void *arg)
+{
+    (void)arg;
+    ce.main = hy_self();
+    ce.sender = spawn_on(1, ce_big_sender, NULL);
+    uint32_t own = 0;
+    for (uint32_t i = 0; i < CE_BIG_N; i++) {
+        struct hy_msg *m = must_recv();
+        if (!m)
+            return;
+        uint64_t v = UINT64_MAX;
+        if (m->size == sizeof(v))
+            memcpy(&v, m->data, sizeof(v));
+        HY_CHECK_EQ(v, i);
+        HY_CHECK(m->home == 0 || m->home == 1);
+        own += m->home == 0;
+        hy_msg_free(m);
+        if (v != i)
+            return;
+    }
+    HY_CHECK(own > 0);
+    hy_msg_free(hy_test_must_recv_tag(T_DONE, WAIT_NS));
+    hy_test_send_u32(ce.sender, T_STOP, 0);
+    check_empty();
+}
+
+static void test_msg_entry_array_smaller_than_ring_keeps_order(void **state)
+{
+    (void)state;
+    struct hy_config cfg;
+    hy_config_init(&cfg);
+    cfg.nshards = 4;
+    cfg.ring_size = 65536;
+    hy_test_run_cfg(&cfg, body_entries_small_array, NULL);
+}
+
+/* One sender mixes ring entries (small messages), buffers (larger ones,
+ * ones carrying a ref) and signals (link, unlink, monitor, demonitor, exit)
+ * towards one receiver on another shard: the receiver takes the messages in
+ * order, and each exit signal (it traps exits) as a message exactly between
+ * the messages sent before and after it. Then a selective receive picks one tag out of a mixed
+ * burst and leaves the rest in order. */
+#define MX_ROUNDS 400u
+
+enum { MX_PLAIN, MX_LINKED, MX_UNLINKED, MX_MONITORED, MX_DEMONITORED };
+
+static struct {
+    hy_pid main, sender;
+} mx;
+
+static void mx_send(uint32_t seq, uint32_t what, size_t len)
+{
+    unsigned char b[300];
+    memset(b, (int)(seq & 0xff), sizeof(b));
+    memcpy(b, &seq, sizeof(seq));
+    memcpy(b + 4, &what, sizeof(what));
+    if (len > 8 && len % 3 == 0) {
+        hy_ref r;
+        HY_CHECK_EQ(hy_ref_make(&r), 0);
+        HY_CHECK_EQ(hy_send_ref(mx.main, T_DATA, r, b, len), 0);
+    } else {
+        HY_CHECK_EQ(hy_send(mx.main, T_DATA, b, len), 0);
+    }
+}
+
+static void mx_sender(void *arg)
+{
+    (void)arg;
+    static const size_t lens[] = {8, 16, 32, 33, 40, 48, 200, 300, 12, 24};
+    uint32_t seq = 0;
+    for (uint32_t r = 0; r < MX_ROUNDS; r++) {
+        for (unsigned k = 0; k < 3; k++, seq++)
+            mx_send(seq, MX_PLAIN, lens[(r + k) % 10]);
+        HY_CHECK_EQ(hy_link(mx.main), 0);
+        mx_send(seq++, MX_LINKED, lens[r % 10]);
+        HY_CHECK_EQ(hy_unlink(mx.main), 0);
+        mx_send(seq++, MX_UNLINKED, 8);
+        hy_ref mref;
+        HY_CHECK_EQ(hy_monitor(mx.main, &mref), 0);
+        mx_send(seq++, MX_MONITORED, lens[(r + 5) % 10]);
+        HY_CHECK_EQ(hy_demonitor(mref, false), 0);
+        mx_send(seq++, MX_DEMONITORED, 32);
+        if (r % 10 == 4) /* the receiver traps exits: a message in its place */
+            HY_CHECK_EQ(hy_exit_pid(mx.main, hy_reason_user((int32_t)seq, "mx")), 0);
+    }
+    /* a burst of two tags for the selective receive, then the end */
+    for (uint32_t i = 0; i < 64; i++) {
+        uint32_t v = i;
+        unsigned char b[64] = {0};
+        memcpy(b, &v, sizeof(v));
+        HY_CHECK_EQ(hy_send(mx.main, i % 4 == 1 ? T_PING : T_PONG, b, i % 2 ? 4 : 64), 0);
+    }
+    hy_test_send_u32(mx.main, T_DONE, seq);
+    hy_msg_free(hy_test_must_recv_tag(T_STOP, WAIT_NS));
+}
+
+static int mx_match_tag(const struct hy_msg *m, void *arg)
+{
+    return m->tag == *(const uint64_t *)arg;
+}
+
+static void body_mixed_order(void *arg)
+{
+    (void)arg;
+    mx.main = hy_self();
+    HY_CHECK_EQ(hy_trap_exit(true, NULL), 0);
+    mx.sender = spawn_on(1, mx_sender, NULL);
+    uint32_t seq = 0, exits = 0;
+    while (seq < MX_ROUNDS * 7) {
+        struct hy_msg *m = must_recv();
+        if (!m)
+            return;
+        if (m->tag == HY_TAG_EXIT) {
+            struct hy_exit_info ei;
+            HY_CHECK_EQ(hy_msg_exit_info(m, &ei), 0);
+            HY_CHECK(hy_pid_eq(ei.from, mx.sender));
+            HY_CHECK_EQ(ei.reason.code, (int32_t)seq); /* right after the round's last message */
+            HY_CHECK_EQ(seq % 70, 35);
+            exits++;
+            hy_msg_free(m);
+            continue;
+        }
+        HY_CHECK_EQ(m->tag, T_DATA);
+        uint32_t got = UINT32_MAX, what = UINT32_MAX;
+        if (m->size >= 8) {
+            memcpy(&got, m->data, 4);
+            memcpy(&what, m->data + 4, 4);
+        }
+        HY_CHECK_EQ(got, seq);
+        if (m->size > 8)
+            HY_CHECK_EQ(m->data[m->size - 1], seq & 0xff);
+        hy_msg_free(m);
+        HY_CHECK(what <= MX_DEMONITORED);
+        if (got != seq)
+            return;
+        seq++;
+    }
+    HY_CHECK_EQ(exits, MX_ROUNDS / 10);
+    /* selective receive: T_DONE is last, after the mixed burst */
+    struct hy_msg *d = hy_test_must_recv_tag(T_DONE, WAIT_NS);
+    if (!d)
+        return;
+    HY_CHECK_EQ(hy_test_payload_u32(d), seq);
+    hy_msg_free(d);
+    HY_CHECK_EQ(hy_mailbox_len(), 64);
+    uint64_t want = T_PING;
+    for (uint32_t i = 1; i < 64; i += 4) {
+        struct hy_msg *m = NULL;
+        HY_CHECK_EQ(hy_recv_match(mx_match_tag, &want, &m, HY_NOWAIT), 0);
+        if (!m)
+            return;
+        HY_CHECK_EQ(payload_u32(m), i);
+        hy_msg_free(m);
+    }
+    for (uint32_t i = 0; i < 64; i++) {
+        if (i % 4 == 1)
+            continue;
+        struct hy_msg *m = must_recv();
+        if (!m)
+            return;
+        HY_CHECK_EQ(m->tag, T_PONG);
+        HY_CHECK_EQ(m->size, i % 2 ? 4u : 64u);
+        HY_CHECK_EQ(payload_u32(m), i);
+        hy_msg_free(m);
+    }
+    hy_test_send_u32(mx.sender, T_STOP, 0);
+    check_empty();
+}
+
+static void test_msg_cross_shard_entries_buffers_signals_keep_order(void **state)
+{
+    (void)state;
+    hy_test_run(2, body_mixed_order, NULL);
 }
 
 /* ---- foreign senders against the runtime's teardown --------------------------------- */
@@ -1970,6 +2292,10 @@ int main(void)
         cmocka_unit_test(test_msg_buffers_go_home),
         cmocka_unit_test(test_msg_return_blocks_restore_buffers),
         cmocka_unit_test(test_msg_cross_shard_bursts_keep_order),
+        cmocka_unit_test(test_msg_small_cross_shard_messages_travel_in_the_ring),
+        cmocka_unit_test(test_msg_small_messages_behind_a_full_ring_stay_entries),
+        cmocka_unit_test(test_msg_entry_array_smaller_than_ring_keeps_order),
+        cmocka_unit_test(test_msg_cross_shard_entries_buffers_signals_keep_order),
         cmocka_unit_test(test_msg_pingpong_forever_does_not_starve_shard),
     };
     if (getenv("HY_TEST_FILTER"))

@@ -11,7 +11,11 @@
  * inbox, returns buffers home as core/msg.c does (return blocks of up to
  * 16 buffers, the addresses of the others written over the first one; now
  * and then a plain linked return list, as a list of mixed classes goes),
- * and sleeps on the futex as the
+ * sends every other message whole in the ring's entry array (or, behind a
+ * full ring, in the overflow queue, which moves it into the entry array in
+ * its turn; the consumer turns it into a buffer of its own, and now and
+ * then finds no buffer: the entry then waits in the ring for the next
+ * drain), and sleeps on the futex as the
  * scheduler does when it has nothing to do. Foreign threads push into the
  * inboxes meanwhile. Rings are tiny so the overflow queues are used.
  * Checked: per-sender order with nothing lost or duplicated, payloads
@@ -80,6 +84,9 @@ struct tstate {
     uint64_t expect[NSHARDS]; /* next expected per source shard */
     uint64_t fexpect[NFOREIGN];
     uint64_t received, returned, sleeps, sent_total;
+    uint64_t sent_buf;     /* of sent_total, those sent as buffers (the rest as entries) */
+    uint64_t entries_in;   /* entries turned into buffers here */
+    uint64_t no_buffer;    /* hy__msg_from_entry calls that found none (on purpose) */
     struct hy_msg *ret[NSHARDS]; /* buffers to send home, per home */
     unsigned nret[NSHARDS];
     unsigned npush; /* return pushes so far (every fourth goes as a plain list) */
@@ -169,6 +176,18 @@ void hy__dispatch(struct hy_shard *sh, struct hy_msg *m)
         return;
     }
     unsigned src = (unsigned)m->from.hi;
+    if (m->aux == 1) { /* a ring entry made into a buffer of this shard */
+        if (src >= NSHARDS || m->home != sh->id || (unsigned)m->to.hi != sh->id)
+            FAIL("shard %u: bad entry header (from %u home %u)\n", sh->id, src, m->home);
+        else if (m->tag != t->expect[src] || !payload_ok(m))
+            FAIL("shard %u: from %u (entry): got %llu, expected %llu\n", sh->id, src,
+                 (unsigned long long)m->tag, (unsigned long long)t->expect[src]);
+        if (src < NSHARDS)
+            t->expect[src] = m->tag + 1;
+        t->received++;
+        free(m);
+        return;
+    }
     if (src >= NSHARDS || m->home != src || (unsigned)m->to.hi != sh->id) {
         FAIL("shard %u: bad header (from %u home %u)\n", sh->id, src, m->home);
         return;
@@ -200,6 +219,32 @@ void hy__ret_receive(struct hy_shard *sh, struct hy_msg *list)
         t->returned++;
         list = n;
     }
+}
+
+/* As msg.c: an entry becomes a buffer of the consuming shard (here one of
+ * malloc's, marked aux 1, freed by its receiver). Every 97th call finds no
+ * buffer: mesh.c must leave the entry, and what follows it, in the ring. */
+struct hy_msg *hy__msg_from_entry(struct hy_shard *sh, unsigned src, const struct hy__centry *e)
+{
+    struct tstate *t = &ts[sh->id];
+    if ((t->entries_in + t->no_buffer) % 97 == 96) {
+        t->no_buffer++;
+        return NULL;
+    }
+    struct hy_msg *m = calloc(1, BUF_BYTES);
+    if (!m)
+        abort();
+    memcpy(m->data, e->data, e->size);
+    m->tag = e->tag;
+    m->from.hi = src;
+    m->from.lo = e->from_lo;
+    m->to.hi = sh->id;
+    m->to.lo = e->to_lo;
+    m->size = e->size;
+    m->home = (uint16_t)sh->id;
+    m->aux = 1;
+    t->entries_in++;
+    return m;
 }
 
 /* mesh.c hands runs of ordinary messages to one receiver over together */
@@ -241,7 +286,7 @@ static bool finished(struct hy_shard *sh)
     struct tstate *t = &ts[sh->id];
     uint64_t expect = (NSHARDS - 1) * per_pair + NFOREIGN * per_foreign;
     return t->sent_total == (NSHARDS - 1) * per_pair && t->received == expect &&
-           t->returned == t->sent_total && hy__mesh_idle(sh);
+           t->returned == t->sent_buf && hy__mesh_idle(sh);
 }
 
 /* The scheduler's idle_sleep, minus timers: sleep unless input is there. A
@@ -285,6 +330,22 @@ static void *shard_main(void *arg)
             unsigned dst = (sh->id + 1 + b % (NSHARDS - 1)) % NSHARDS;
             if (t->sent[dst] >= per_pair)
                 continue;
+            if (t->sent[dst] % 2 == 0) {
+                struct hy__centry *ce = hy__mesh_entry_reserve(sh, dst);
+                if (ce) {
+                    ce->tag = t->sent[dst]++;
+                    ce->from_lo = 0;
+                    ce->to_lo = 0;
+                    ce->size = PAYLOAD;
+                    ce->flags = 0;
+                    for (unsigned i = 0; i < PAYLOAD; i++)
+                        ce->data[i] = pat(ce->tag, i);
+                    hy__mesh_entry_commit(sh, dst);
+                    t->sent_total++;
+                    work++;
+                    continue;
+                }
+            }
             struct hy_msg *m = t->free;
             t->free = m->next;
             t->nfree--;
@@ -296,6 +357,7 @@ static void *shard_main(void *arg)
                 m->data[i] = pat(m->tag, i);
             hy__mesh_push(sh, dst, (uintptr_t)m);
             t->sent_total++;
+            t->sent_buf++;
             work++;
         }
         if (sh->ndirty | sh->novf)
@@ -421,12 +483,22 @@ int main(void)
         if (!hy__ring_empty(sh->in[(i + 1) % NSHARDS]))
             FAIL("shard %u: a ring is not empty\n", i);
     }
+    uint64_t entries = 0, no_buffer = 0;
+    for (unsigned i = 0; i < NSHARDS; i++) {
+        entries += ts[i].entries_in;
+        no_buffer += ts[i].no_buffer;
+    }
     if (overflows == 0)
         FAIL("the overflow queues were never used\n");
+    if (entries == 0 || no_buffer == 0)
+        FAIL("ring entries: %llu carried, %llu retried (both must happen)\n",
+             (unsigned long long)entries, (unsigned long long)no_buffer);
     printf("tsan_mesh: %u shards, %llu messages per pair, %llu per foreign thread and "
-           "shard, %llu ring overflows, %llu sleeps, %llu errors\n",
+           "shard, %llu ring overflows, %llu ring entries (%llu retried), %llu sleeps, "
+           "%llu errors\n",
            NSHARDS, (unsigned long long)per_pair, (unsigned long long)per_foreign,
-           (unsigned long long)overflows, (unsigned long long)sleeps,
+           (unsigned long long)overflows, (unsigned long long)entries,
+           (unsigned long long)no_buffer, (unsigned long long)sleeps,
            (unsigned long long)atomic_load(&errors));
     hy__mesh_destroy();
     for (unsigned i = 0; i < NSHARDS; i++) {
