@@ -19,7 +19,7 @@
 #include "errors.h"
 #include "shard_internal.h"
 
-#define PUBLISH_BATCH 32
+#define PUBLISH_BATCH HY__MESH_PUBLISH_BATCH
 #define DRAIN_BURST 32
 #define DRAIN_MAX_PER_RING 512
 /* Bytes of entry arrays the mesh may take in all (a line per position):
@@ -250,16 +250,19 @@ struct hy__centry *hy__mesh_entry_queue(struct hy_shard *sh, unsigned dst)
     return &o->tail->ce[o->wr - 1];
 }
 
-void hy__mesh_entry_commit(struct hy_shard *sh, unsigned dst)
+void hy__mesh_entry_commit_rest(struct hy_shard *sh, unsigned dst)
 {
-    if (__builtin_expect(sh->entry_queued, 0)) {
+    if (sh->entry_queued) {
         sh->entry_queued = 0;
         queued(sh, dst);
         return;
     }
+    /* staged and marked dirty inline; a full batch goes now, as pushed() */
     struct hy_ring *r = sh->out[dst];
-    hy__ring_entry_commit(r);
-    pushed(sh, dst, r);
+    uint32_t staged = hy__ring_staged(r);
+    hy__ring_publish(r);
+    count_batch(sh, dst, staged);
+    hy__wake_shard(hy__rt.shards[dst]);
 }
 
 void hy__mesh_push(struct hy_shard *sh, unsigned dst, uintptr_t entry)

@@ -580,8 +580,31 @@ static inline struct hy__centry *hy__mesh_entry_reserve(struct hy_shard *sh, uns
     }
     return hy__mesh_entry_queue(sh, dst);
 }
-/* Producer: stages the entry hy__mesh_entry_reserve() returned. */
-void hy__mesh_entry_commit(struct hy_shard *sh, unsigned dst);
+/* Entries staged towards one shard before they are published at once
+ * (otherwise at the end of the turn). */
+#define HY__MESH_PUBLISH_BATCH 32
+/* The uncommon end of hy__mesh_entry_commit: the entry reserved last is in
+ * an overflow queue (counted, the sender yields), or the ring's staged
+ * entries make a full batch (published, the consumer woken). */
+void hy__mesh_entry_commit_rest(struct hy_shard *sh, unsigned dst);
+/* Producer: stages the entry hy__mesh_entry_reserve() returned. Inline, so
+ * that the common case (into the ring, batch not full) calls nothing: the
+ * slot, the dirty mark and the staged count. */
+static inline __attribute__((always_inline)) void hy__mesh_entry_commit(struct hy_shard *sh,
+                                                                        unsigned dst)
+{
+    if (__builtin_expect(!sh->entry_queued, 1)) {
+        struct hy_ring *r = sh->out[dst];
+        hy__ring_entry_commit(r);
+        if (!sh->is_dirty[dst]) {
+            sh->is_dirty[dst] = 1;
+            sh->dirty[sh->ndirty++] = (uint16_t)dst;
+        }
+        if (__builtin_expect(hy__ring_staged(r) < HY__MESH_PUBLISH_BATCH, 1))
+            return;
+    }
+    hy__mesh_entry_commit_rest(sh, dst);
+}
 /* Consumer: turns ring entry e, from shard src, into a buffer of this
  * shard's pool (returns owned; NULL when no buffer can be had: the entry
  * then stays in the ring for the next drain). In core/msg.c. */
