@@ -40,8 +40,11 @@ static void usage(FILE *f)
             "                           shard), io=auto|io_uring|epoll (socket poller),\n"
             "                           idle_spin_us=N (a shard with nothing to do spins\n"
             "                           N us before it sleeps; default 0: it sleeps at once),\n"
-            "                           pin=0|1 (1, the default: each shard's thread stays\n"
-            "                           on its CPU; 0: the kernel places them)\n"
+            "                           pin=0|1 (0, the default: the kernel places the\n"
+            "                           shards' threads, next to the clients and the TCP\n"
+            "                           work they wake, as memcached's threads; 1: each\n"
+            "                           shard's thread stays on its CPU, so every wake-up\n"
+            "                           of it from another CPU costs an interrupt)\n"
             "  --console=ADDR:PORT      serve the node console (dashboard, /metrics, /api)\n"
             "                           there, e.g. 127.0.0.1:8080; a non-loopback address\n"
             "                           needs HYDRA_CONSOLE_TOKEN set (actions need it too)\n"
@@ -86,7 +89,12 @@ static enum hy_io_backend io_backend = HY_IO_AUTO;
  * memcached's threads do: the spin of the runtime's default would take CPU
  * from the clients and the kernel's TCP work sharing the cores */
 static int64_t idle_spin_us = 0;
-static bool pin = true;
+/* -o pin: unpinned by default. A pinned shard cannot follow the kernel's
+ * wake-affine placement of the client and of the softirq work that wakes
+ * it, so each wake-up crosses CPUs (an IPI, a VM exit under a hypervisor);
+ * on a quiet machine pinned shards took 1.2-2.0x memcached's CPU per op,
+ * unpinned 1.0-1.3x (docs/BENCHMARKS.md, kvcache section). */
+static bool pin = false;
 
 static bool parse_ext(char *arg)
 {
