@@ -44,7 +44,11 @@ static void usage(FILE *f)
             "                           shards' threads, next to the clients and the TCP\n"
             "                           work they wake, as memcached's threads; 1: each\n"
             "                           shard's thread stays on its CPU, so every wake-up\n"
-            "                           of it from another CPU costs an interrupt)\n"
+            "                           of it from another CPU costs an interrupt),\n"
+            "                           direct=0|1 (1, the default: a connection's last\n"
+            "                           command for a key of another shard is answered\n"
+            "                           by that shard on the socket itself; 0: the reply\n"
+            "                           travels back to the connection's shard)\n"
             "  --console=ADDR:PORT      serve the node console (dashboard, /metrics, /api)\n"
             "                           there, e.g. 127.0.0.1:8080; a non-loopback address\n"
             "                           needs HYDRA_CONSOLE_TOKEN set (actions need it too)\n"
@@ -131,6 +135,8 @@ static bool parse_ext(char *arg)
             idle_spin_us = (int64_t)v;
         else if (strcmp(t, "pin") == 0 && v <= 1)
             pin = v == 1;
+        else if (strcmp(t, "direct") == 0 && v <= 1)
+            kvcache_cfg.direct = v == 1;
         else if (strcmp(t, "acceptors") == 0 && v > 0 && v <= 64)
             kvcache_cfg.acceptors = (uint32_t)v;
         else {
@@ -175,6 +181,7 @@ int main(int argc, char **argv)
     kvcache_cfg.write_timeout_s = 5;
     kvcache_cfg.read_timeout_s = 30;
     kvcache_cfg.acceptors = 4;
+    kvcache_cfg.direct = true;
     unsigned shards = 0;
 
     static const struct option longopts[] = {
