@@ -28,7 +28,7 @@ struct conn {
     uint64_t partial_since;     /* when the incomplete command began (0: none) */
     struct kvcache_direct *d;   /* replies an owner writes itself (NULL: none yet) */
     hy_ref dref;                /* the ack of the command at the owner */
-    uint64_t dsince;            /* when it was sent */
+    uint32_t dpolls;            /* looks at it while the client was idle */
     bool may_direct;            /* the command in hand may go direct */
     bool close;
 };
@@ -36,7 +36,7 @@ struct conn {
 /* a connection whose last command is at an owner checks this often
  * whether the owner left part of the output to it (a full socket) */
 #define DIRECT_POLL_NS 1000000LL
-#define DIRECT_GIVE_UP_NS (5 * SEC)
+#define DIRECT_GIVE_UP_POLLS 5000 /* 5 s: the owner died with the command */
 
 static void fwd_fail_all(struct kvcache_fwd *f);
 
@@ -138,7 +138,7 @@ static bool direct_send(struct conn *c, unsigned o, const char *raw, size_t len)
         atomic_store_explicit(&c->d->state, KVCACHE_DIRECT_IDLE, memory_order_relaxed);
         return false;
     }
-    c->dsince = hy_now_ns();
+    c->dpolls = 0;
     return true;
 }
 
@@ -149,7 +149,7 @@ static void direct_settle(struct conn *c, bool wait)
     struct kvcache_direct *d = c->d;
     int st = atomic_load_explicit(&d->state, memory_order_acquire);
     if (st == KVCACHE_DIRECT_PENDING) {
-        bool late = hy_now_ns() - c->dsince > (uint64_t)DIRECT_GIVE_UP_NS;
+        bool late = !wait && ++c->dpolls > DIRECT_GIVE_UP_POLLS;
         if (!wait && !late)
             return;
         int exp = KVCACHE_DIRECT_PENDING;
