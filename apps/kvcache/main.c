@@ -147,10 +147,12 @@ static bool parse_ext(char *arg)
     return true;
 }
 
-/* room for every connection plus listeners, rings' eventfds and the like */
+/* room for every connection twice (its socket, and the duplicate the key
+ * owners write direct replies through) plus listeners, rings' eventfds and
+ * the like */
 static void raise_nofile(uint32_t conns, unsigned shards)
 {
-    rlim_t want = (rlim_t)conns + 64 + 16 * (rlim_t)shards;
+    rlim_t want = 2 * (rlim_t)conns + 64 + 16 * (rlim_t)shards;
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
         return;
