@@ -255,6 +255,7 @@ static int forward(struct conn *c, unsigned o, const char *raw, size_t len, stru
     size_t n = f->n;
     hy_pid *who = f->who;
     hy_ref *refs = f->refs;
+    size_t cap = f->cap;
     f->req = (struct kvcache_out){0};
     f->who = NULL;
     f->refs = NULL;
@@ -284,10 +285,19 @@ static int forward(struct conn *c, unsigned o, const char *raw, size_t len, stru
         if (have)
             cur += 4 + l;
     }
-    kvcache_out_fini(&req);
     kvcache_out_fini(&rep);
-    free(who);
-    free(refs);
+    /* the next batch reuses these buffers unless one opened meanwhile */
+    if (f->cap == 0 && f->req.cap == 0 && !req.oom && req.cap <= 64 * 1024) {
+        f->who = who;
+        f->refs = refs;
+        f->cap = cap;
+        req.len = 0;
+        f->req = req;
+    } else {
+        kvcache_out_fini(&req);
+        free(who);
+        free(refs);
+    }
     return own;
 }
 
