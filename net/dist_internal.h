@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "dist.h"
 #include "hook.h"
@@ -258,6 +259,17 @@ uint64_t hy__dist_held_deadline(const struct ep_priv *pv);
 void hy__dist_mac(uint8_t out[32], const char *label, const uint8_t *a, const uint8_t *b,
                   uint32_t n1, uint32_t c1, uint32_t n2, uint32_t c2);
 void hy__dist_frame_tag(const struct hy__chan *ch, const uint8_t *buf, size_t n, uint8_t out[16]);
+/* Whether two frame tags are equal, in time independent of where they
+ * differ (no early exit): two 64-bit words each, differences OR-ed. */
+static inline bool hy__dist_tag_equal(const uint8_t a[16], const uint8_t b[16])
+{
+    uint64_t a0, a1, b0, b1;
+    memcpy(&a0, a, 8);
+    memcpy(&a1, a + 8, 8);
+    memcpy(&b0, b, 8);
+    memcpy(&b1, b + 8, 8);
+    return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+}
 void hy__hs_start(struct hy__chan *ch);
 void hy__hs_established(struct hy__chan *ch);
 bool hy__hs_allowed(struct hy__ep *ep, int pi, uint64_t now);

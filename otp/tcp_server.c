@@ -8,14 +8,18 @@
  * messages keep the active count; stop asks each manager (TAG_STOP, payload
  * int64_t drain ns) and waits for the managers' DOWN. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "errors.h"
 #include "log.h"
 #include "msg.h"
+#include "pidset_internal.h"
 #include "proc.h"
 #include "runtime.h"
 #include "signals.h"
@@ -128,38 +132,26 @@ static void acceptor(void *arg)
 
 /* ---- managers ------------------------------------------------------------------- */
 
+/* The manager's live handlers: a pid set, so a close costs O(1) however
+ * many connections are open. */
 struct handlers {
-    hy_pid *pid;
-    size_t n, cap;
+    struct hy__pidset set;
 };
 
 static void handlers_add(struct handlers *hs, hy_pid p)
 {
-    if (hs->n == hs->cap) {
-        size_t nc = hs->cap ? hs->cap * 2 : 64;
-        hy_pid *np = realloc(hs->pid, nc * sizeof(*np));
-        if (!np)
-            hy_panic("tcp_server: out of memory tracking handlers");
-        hs->pid = np;
-        hs->cap = nc;
-    }
-    hs->pid[hs->n++] = p;
+    if (hy__pidset_add(&hs->set, p) != 0)
+        hy_panic("tcp_server: out of memory tracking handlers");
 }
 
 static bool handlers_del(struct handlers *hs, hy_pid p)
 {
-    for (size_t i = hs->n; i-- > 0;) {
-        if (hy_pid_eq(hs->pid[i], p)) {
-            hs->pid[i] = hs->pid[--hs->n];
-            return true;
-        }
-    }
-    return false;
+    return hy__pidset_del(&hs->set, p);
 }
 
 static void handlers_free(void *arg)
 {
-    free(((struct handlers *)arg)->pid);
+    hy__pidset_fini(&((struct handlers *)arg)->set);
 }
 
 /* A DOWN of a handler: count it out. */
@@ -265,12 +257,13 @@ static void manager(void *arg)
                 hy_exit_pid(h, hy_reason_make(HY_REASON_SHUTDOWN));
             hy_msg_free(m);
         }
-        if (hs->n == 0)
+        if (hs->set.n == 0)
             break;
         uint64_t now = hy_now_ns();
         if (!killed && now >= deadline) {
-            for (size_t i = 0; i < hs->n; i++)
-                hy_exit_pid(hs->pid[i], hy_reason_make(HY_REASON_SHUTDOWN));
+            for (size_t i = 0; i < hs->set.cap; i++)
+                if (!hy_pid_is_none(hs->set.slot[i]))
+                    hy_exit_pid(hs->set.slot[i], hy_reason_make(HY_REASON_SHUTDOWN));
             killed = true;
         }
         int64_t wait = killed || deadline == UINT64_MAX ? 100000000 : (int64_t)(deadline - now);
@@ -300,6 +293,26 @@ static int stop_managers(struct hy_tcp_server *srv, int64_t drain_ns)
     return 0;
 }
 
+/* The shards' listeners share their port by SO_REUSEPORT, which would also
+ * let another program (or a second server here) join the port and take part
+ * of the connections unnoticed. A plain bind (no SO_REUSEPORT) fails while
+ * anyone listens there, so the start fails as a single listener would. Two
+ * servers starting at the same instant may both pass: the check is a probe,
+ * not a lock. */
+static int port_taken(const struct hy_addr *a)
+{
+    if (hy_addr_port(a) == 0)
+        return 0;
+    int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0; /* the listeners' own socket() reports it */
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    int rc = bind(fd, (const struct sockaddr *)&a->ss, a->len) == 0 ? 0 : errno;
+    close(fd);
+    return rc == EADDRINUSE ? HY_EADDRINUSE : 0;
+}
+
 int hy_tcp_server_start(const struct hy_tcp_server_opts *o, struct hy_tcp_server **out)
 {
     if (!hy_in_process())
@@ -313,6 +326,11 @@ int hy_tcp_server_start(const struct hy_tcp_server_opts *o, struct hy_tcp_server
     for (unsigned i = 0; o->shards && i < n; i++)
         if (o->shards[i] >= hy_shard_count())
             return HY_EINVAL;
+    if (o->listen.reuseport && port_taken(&o->listen.addr)) {
+        hy_log(HY_LOG_WARNING, "tcp_server_start: listen.addr: port %u is in use",
+               (unsigned)hy_addr_port(&o->listen.addr));
+        return HY_EADDRINUSE;
+    }
     struct hy_tcp_server *srv = calloc(1, sizeof(*srv));
     if (!srv)
         return HY_ENOMEM;

@@ -75,9 +75,12 @@ struct hy_tcp_server_stats {
 
 /* Starts a server (o borrowed, see the fields for what is kept) and
  * returns it owned in *out once every shard listens.
- * Errors: HY_EADDRINUSE, HY_EADDRNOTAVAIL, HY_EINVAL (ops or handle NULL, bad
- * shard, bad options), HY_ENOMEM, HY_ENOTPROC. On error nothing is left
- * listening. Context: a process. */
+ * The shards share the port by SO_REUSEPORT; before they listen, a plain
+ * bind of the address checks that no one else listens on that port (another
+ * program with SO_REUSEPORT would otherwise silently share it).
+ * Errors: HY_EADDRINUSE (someone listens on the port), HY_EADDRNOTAVAIL,
+ * HY_EINVAL (ops or handle NULL, bad shard, bad options), HY_ENOMEM,
+ * HY_ENOTPROC. On error nothing is left listening. Context: a process. */
 int hy_tcp_server_start(const struct hy_tcp_server_opts *o, struct hy_tcp_server **out);
 
 /* The port the server listens on (the chosen one after port 0).

@@ -398,10 +398,11 @@ static void partial_main(void *arg)
     }
 }
 
-static void test_tcp_partial_reads_writes_tiny_buffers(void **state)
+/* runs the transfer (plain or vectored send) and checks every byte arrived
+ * once, in order, over more than one read, then the close */
+static void check_partial(bool vectored)
 {
-    (void)state;
-    struct partial_ctx c = {0};
+    struct partial_ctx c = {.vectored = vectored};
     hy_test_run_fd_checked(1, partial_main, &c);
     assert_int_equal(c.send_rc, 0);
     assert_int_equal(c.received, BIG);
@@ -410,19 +411,19 @@ static void test_tcp_partial_reads_writes_tiny_buffers(void **state)
     assert_int_equal(c.end_rc, HY_ECLOSED);
 }
 
+static void test_tcp_partial_reads_writes_tiny_buffers(void **state)
+{
+    (void)state;
+    check_partial(false);
+}
+
 /* A vectored send that the kernel takes in many short writes: the rest is
  * resumed from the middle of a piece, empty pieces skipped, every byte once
  * and in order. */
 static void test_tcp_sendv_partial_writes_tiny_buffers(void **state)
 {
     (void)state;
-    struct partial_ctx c = {.vectored = true};
-    hy_test_run_fd_checked(1, partial_main, &c);
-    assert_int_equal(c.send_rc, 0);
-    assert_int_equal(c.received, BIG);
-    assert_int_equal(c.mismatches, 0);
-    assert_true(c.reads > 1);
-    assert_int_equal(c.end_rc, HY_ECLOSED);
+    check_partial(true);
 }
 
 /* ---- peer closes mid-send; reset; half-close -------------------------------- */
@@ -731,6 +732,49 @@ static void test_tcp_handover_across_shards(void **state)
     assert_int_equal(c.ack_rc, 0);
 }
 
+/* ---- a handover still in flight when the runtime stops ----------------------- */
+
+static void wait_forever(void *arg)
+{
+    (void)arg;
+    struct hy_msg *m;
+    hy_recv_tag(0x6e657665u, &m, HY_INFINITY); /* never sent */
+}
+
+/* The main process hands sockets to a process on the other shard and
+ * returns at once, so the runtime stops with the handovers in a ring, in an
+ * overflow queue or just taken: every descriptor is closed either way (the
+ * fd count before and after the run must match). */
+static void handover_stop_main(void *arg)
+{
+    unsigned rounds = *(unsigned *)arg;
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.shard = 1;
+    hy_pid r;
+    HY_CHECK_EQ(hy_spawn_opt(wait_forever, NULL, &o, &r), 0);
+    for (unsigned i = 0; i < rounds; i++) {
+        struct pair p;
+        HY_CHECK_EQ(make_pair(&p, NULL), 0);
+        HY_CHECK_EQ(hy_tcp_controlling_process(p.server, r), 0);
+        HY_CHECK_EQ(hy_tcp_controlling_process(p.client, r), 0);
+    }
+}
+
+static void test_tcp_handover_in_flight_at_stop_closes(void **state)
+{
+    (void)state;
+    for (unsigned rounds = 1; rounds <= 64; rounds *= 4) {
+        int before = hy_test_fd_count();
+        struct hy_config cfg;
+        hy_config_init(&cfg);
+        cfg.nshards = 2;
+        cfg.io_backend = hy_test_io_backend();
+        assert_int_equal(hy_run(&cfg, handover_stop_main, &rounds), 0);
+        hy_test_assert_checks();
+        assert_int_equal(hy_test_fd_count(), before);
+    }
+}
+
 /* ---- owners that die while blocked ------------------------------------------- */
 
 static void blocked_reader(void *arg)
@@ -960,6 +1004,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_tcp_active_once_n_flow_control),
         cmocka_unit_test(test_tcp_framing_line_length_oversize),
         cmocka_unit_test(test_tcp_handover_across_shards),
+        cmocka_unit_test(test_tcp_handover_in_flight_at_stop_closes),
         cmocka_unit_test(test_tcp_owner_killed_or_crashing_in_recv),
         cmocka_unit_test(test_tcp_connect_close_cycles_no_fd_leak),
         cmocka_unit_test(test_tcp_compact_stack_buffers),

@@ -178,6 +178,146 @@ static void test_tcp_server_spread_and_crash(void **state)
     assert_true(c.v.per_shard[1] > 0);
 }
 
+/* ---- many connections, closed in a scrambled order -------------------------- */
+
+/* Every handler the managers track is counted out exactly once when its
+ * connection closes, whatever the order: the managers' handler sets grow
+ * past their first size and lose entries from the middle of probe runs. */
+struct many_ctx {
+    struct svc v;
+    unsigned n, opened, active_all, active_half_ok, active_end;
+};
+
+static bool wait_active(struct hy_tcp_server *srv, unsigned want, int64_t limit)
+{
+    struct hy_tcp_server_stats st;
+    uint64_t end = hy_now_ns() + (uint64_t)limit;
+    for (;;) {
+        hy_tcp_server_stats(srv, &st);
+        if (st.active == want)
+            return true;
+        if (hy_now_ns() >= end)
+            return false;
+        hy_sleep_ns(2 * MS);
+    }
+}
+
+static void many_main(void *arg)
+{
+    struct many_ctx *c = arg;
+    struct hy_tcp_server *srv = start(&c->v, 0, 2);
+    if (!srv)
+        return;
+    unsigned n = c->n;
+    struct hy_tcp **cs = calloc(n, sizeof(*cs));
+    HY_CHECK(cs != NULL);
+    for (unsigned i = 0; i < n; i++) {
+        if (conn(srv, &cs[i]) != 0 || roundtrip(cs[i], "x\n") != 0) {
+            if (cs[i])
+                hy_tcp_close(cs[i]);
+            cs[i] = NULL;
+            continue;
+        }
+        c->opened++;
+    }
+    struct hy_tcp_server_stats st;
+    c->active_all = wait_active(srv, c->opened, 30 * SECOND);
+    /* close every other connection in a scrambled order (a stride
+     * coprime with n), then the rest */
+    unsigned stride = 7;
+    while (n % stride == 0)
+        stride += 2;
+    unsigned closed = 0;
+    for (unsigned k = 0; k < n; k++) {
+        unsigned i = (unsigned)(((uint64_t)k * stride) % n);
+        if ((i & 1) == 0 && cs[i]) {
+            hy_tcp_close(cs[i]);
+            cs[i] = NULL;
+            closed++;
+        }
+    }
+    c->active_half_ok = wait_active(srv, c->opened - closed, 30 * SECOND);
+    for (unsigned k = n; k-- > 0;) {
+        unsigned i = (unsigned)(((uint64_t)k * stride) % n);
+        if (cs[i]) {
+            hy_tcp_close(cs[i]);
+            cs[i] = NULL;
+        }
+    }
+    wait_active(srv, 0, 30 * SECOND);
+    hy_tcp_server_stats(srv, &st);
+    c->active_end = (unsigned)st.active;
+    free(cs);
+    HY_CHECK_EQ(hy_tcp_server_stop(srv, SECOND), 0);
+}
+
+static void test_tcp_server_many_connections_counted_out(void **state)
+{
+    (void)state;
+    struct many_ctx c;
+    memset(&c, 0, sizeof(c));
+    c.n = (unsigned)hy_test_scaled(300);
+    hy_test_run_fd_checked(2, many_main, &c);
+    assert_int_equal(c.opened, c.n);
+    assert_true(c.active_all);
+    assert_true(c.active_half_ok);
+    assert_int_equal(c.active_end, 0);
+}
+
+/* ---- a port someone else holds ------------------------------------------------ */
+
+struct taken_ctx {
+    struct svc v;
+    int second_rc, listener_rc, still_serves, restart_rc;
+};
+
+static void taken_main(void *arg)
+{
+    struct taken_ctx *c = arg;
+    struct hy_tcp_server *srv = start(&c->v, 0, 1);
+    if (!srv)
+        return;
+    uint16_t port = hy_tcp_server_port(srv);
+    /* a second server on the same port: refused, not sharing it */
+    struct hy_tcp_server_opts o;
+    hy_tcp_server_opts_init(&o);
+    o.ops = &line_ops;
+    o.arg = &c->v;
+    o.listen.addr = hy_test_loopback(port);
+    struct hy_tcp_server *second = NULL;
+    c->second_rc = hy_tcp_server_start(&o, &second);
+    HY_CHECK(second == NULL);
+    struct hy_tcp *x;
+    HY_CHECK_EQ(conn(srv, &x), 0);
+    c->still_serves = roundtrip(x, "still\n") == 0;
+    hy_tcp_close(x);
+    HY_CHECK_EQ(hy_tcp_server_stop(srv, SECOND), 0);
+    /* a plain SO_REUSEPORT listener of another kind on the port */
+    struct hy_tcp_listen_opts lo;
+    hy_tcp_listen_opts_init(&lo);
+    lo.addr = hy_test_loopback(port);
+    struct hy_tcp *ls;
+    HY_CHECK_EQ(hy_tcp_listen(&lo, &ls), 0);
+    c->listener_rc = hy_tcp_server_start(&o, &second);
+    hy_tcp_close(ls);
+    /* once it is gone the port is free again */
+    c->restart_rc = hy_tcp_server_start(&o, &second);
+    if (c->restart_rc == 0)
+        HY_CHECK_EQ(hy_tcp_server_stop(second, SECOND), 0);
+}
+
+static void test_tcp_server_port_in_use_refused(void **state)
+{
+    (void)state;
+    struct taken_ctx c;
+    memset(&c, 0, sizeof(c));
+    hy_test_run_fd_checked(2, taken_main, &c);
+    assert_int_equal(c.second_rc, HY_EADDRINUSE);
+    assert_true(c.still_serves);
+    assert_int_equal(c.listener_rc, HY_EADDRINUSE);
+    assert_int_equal(c.restart_rc, 0);
+}
+
 /* ---- max connections --------------------------------------------------------- */
 
 struct max_ctx {
@@ -384,6 +524,8 @@ int main(int argc, char **argv)
         cmocka_set_test_filter(argv[1]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tcp_server_spread_and_crash),
+        cmocka_unit_test(test_tcp_server_many_connections_counted_out),
+        cmocka_unit_test(test_tcp_server_port_in_use_refused),
         cmocka_unit_test(test_tcp_server_max_connections),
         cmocka_unit_test(test_tcp_server_stop_drains),
         cmocka_unit_test(test_tcp_server_slowloris_idle_timeout),
