@@ -15,7 +15,6 @@ extern "C" {
  * use the same vocabulary in their own APIs, as the stack example returns
  * HY_ENODATA for an empty stack. X(name, value, message), like the map below. */
 #define HY_ERRNO_APP_MAP(X)                                                              \
-    X(EINTR, -4, "interrupted")                                                          \
     X(ERANGE, -34, "value out of range")                                                 \
     X(ENOSYS, -38, "not implemented on this platform")                                   \
     X(ENODATA, -61, "no data available")                                                 \
@@ -32,6 +31,7 @@ extern "C" {
     X(EPERM, -1, "operation not permitted in this context")                              \
     X(ENOENT, -2, "no such entry")                                                       \
     X(ESRCH, -3, "no such process")                                                      \
+    X(EINTR, -4, "interrupted (a message arrived)")                                      \
     X(EIO, -5, "input/output error")                                                     \
     X(EBADF, -9, "bad or closed socket")                                                 \
     X(EAGAIN, -11, "resource temporarily unavailable, try again")                        \

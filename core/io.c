@@ -218,10 +218,15 @@ void hy__io_fini_shard(struct hy_shard *sh)
 
 /* ---- parking ------------------------------------------------------------ */
 
-HY__HOT int hy__sock_wait(struct hy__sock *s, uint32_t ev, int64_t timeout_ns)
+/* The park of hy__sock_wait and hy__sock_wait_msg: msg, a constant at each
+ * call, says whether a message in the mailbox ends it (HY_EINTR). */
+static inline __attribute__((always_inline)) int sock_wait(struct hy__sock *s, uint32_t ev,
+                                                           int64_t timeout_ns, bool msg)
 {
     struct hy_proc *p = s->owner;
     struct hy_shard *sh = s->sh;
+    if (msg && p->mb_head)
+        return HY_EINTR;
     if (timeout_ns == 0)
         return HY_ETIMEDOUT;
     s->waiter = p;
@@ -230,10 +235,13 @@ HY__HOT int hy__sock_wait(struct hy__sock *s, uint32_t ev, int64_t timeout_ns)
     p->timed_out = 0;
     if (armed)
         hy__wait_arm(sh, p, (uint64_t)timeout_ns);
-    while (s->waiter == p && !p->timed_out) {
+    /* with msg, every append to the mailbox makes p ready (wait_msg 1: a
+     * message is queued, never handed over) */
+    while (s->waiter == p && !p->timed_out && !(msg && p->mb_head)) {
         p->state = HY_P_WAITING;
-        p->wait_msg = 0;
+        p->wait_msg = msg;
         hy__sched_switch_out(p);
+        p->wait_msg = 0;
         if (p->exit_pending && !p->defer_exit) {
             s->waiter = NULL;
             if (armed)
@@ -246,7 +254,19 @@ HY__HOT int hy__sock_wait(struct hy__sock *s, uint32_t ev, int64_t timeout_ns)
     if (armed)
         hy__wait_disarm(sh, p);
     p->timed_out = 0;
-    return woken ? 0 : HY_ETIMEDOUT;
+    if (woken)
+        return 0;
+    return msg && p->mb_head ? HY_EINTR : HY_ETIMEDOUT;
+}
+
+HY__HOT int hy__sock_wait(struct hy__sock *s, uint32_t ev, int64_t timeout_ns)
+{
+    return sock_wait(s, ev, timeout_ns, false);
+}
+
+HY__HOT int hy__sock_wait_msg(struct hy__sock *s, uint32_t ev, int64_t timeout_ns)
+{
+    return sock_wait(s, ev, timeout_ns, true);
 }
 
 HY__HOT void hy__io_wake(struct hy_shard *sh, struct hy_proc *p)

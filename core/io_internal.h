@@ -189,6 +189,10 @@ void hy__sock_detach(struct hy__sock *s);
 void hy__sock_proc_exit(struct hy_shard *sh, struct hy_proc *p);
 /* Waits on s for ev (0 woken, HY_ETIMEDOUT): the common park for sockets. */
 int hy__sock_wait(struct hy__sock *s, uint32_t ev, int64_t timeout_ns);
+/* As hy__sock_wait, and a message in the owner's mailbox (there at the call
+ * or arriving during the wait, left there) ends it with HY_EINTR; readiness
+ * that came with it wins (0). */
+int hy__sock_wait_msg(struct hy__sock *s, uint32_t ev, int64_t timeout_ns);
 /* Counts of sockets open on the shard. */
 void hy__sock_count_add(struct hy_shard *sh, int d);
 

@@ -615,8 +615,8 @@ HY__HOT static int recv_begin(struct hy_tcp *s, const void *buf, size_t len)
 
 /* Raw receive of up to len bytes into buf (the caller runs: its stack,
  * compact or not, is in place while the kernel copies). */
-HY__HOT static int recv_some(struct hy_tcp *s, uint8_t *buf, size_t len, size_t *got,
-                             struct tmo *deadline)
+HY__HOT static inline __attribute__((always_inline)) int
+recv_some_(struct hy_tcp *s, uint8_t *buf, size_t len, size_t *got, struct tmo *deadline, bool msg)
 {
     for (;;) {
         if (s->roff < s->rlen) {
@@ -652,13 +652,23 @@ HY__HOT static int recv_some(struct hy_tcp *s, uint8_t *buf, size_t len, size_t 
             }
             continue;
         }
-        int rc = hy__sock_wait(&s->s, HY_IO_IN, remaining(deadline));
+        int rc = msg ? hy__sock_wait_msg(&s->s, HY_IO_IN, remaining(deadline))
+                     : hy__sock_wait(&s->s, HY_IO_IN, remaining(deadline));
         if (rc)
             return rc;
     }
 }
 
-HY__HOT int hy_tcp_recv(struct hy_tcp *s, void *buf, size_t len, size_t *got, int64_t timeout_ns)
+HY__HOT static int recv_some(struct hy_tcp *s, uint8_t *buf, size_t len, size_t *got,
+                             struct tmo *deadline)
+{
+    return recv_some_(s, buf, len, got, deadline, false);
+}
+
+/* hy_tcp_recv and hy_tcp_recv_or_msg: msg, a constant at each call, says
+ * whether a message in the caller's mailbox ends the wait (HY_EINTR). */
+static inline __attribute__((always_inline)) int recv_(struct hy_tcp *s, void *buf, size_t len,
+                                                       size_t *got, int64_t timeout_ns, bool msg)
 {
     int rc = recv_begin(s, buf, len);
     if (rc)
@@ -669,7 +679,7 @@ HY__HOT int hy_tcp_recv(struct hy_tcp *s, void *buf, size_t len, size_t *got, in
     *got = 0;
     struct tmo deadline = tmo_of(timeout_ns);
     if (s->packet == HY_TCP_PACKET_RAW)
-        return len ? recv_some(s, buf, len, got, &deadline) : 0;
+        return len ? recv_some_(s, buf, len, got, &deadline, msg) : 0;
     for (;;) {
         uint32_t hdr, body;
         int f = frame(s, &hdr, &body);
@@ -695,10 +705,22 @@ HY__HOT int hy_tcp_recv(struct hy_tcp *s, void *buf, size_t len, size_t *got, in
                 return rc;
             continue;
         }
-        rc = hy__sock_wait(&s->s, HY_IO_IN, remaining(&deadline));
+        rc = msg ? hy__sock_wait_msg(&s->s, HY_IO_IN, remaining(&deadline))
+                 : hy__sock_wait(&s->s, HY_IO_IN, remaining(&deadline));
         if (rc)
             return rc;
     }
+}
+
+HY__HOT int hy_tcp_recv(struct hy_tcp *s, void *buf, size_t len, size_t *got, int64_t timeout_ns)
+{
+    return recv_(s, buf, len, got, timeout_ns, false);
+}
+
+HY__HOT int hy_tcp_recv_or_msg(struct hy_tcp *s, void *buf, size_t len, size_t *got,
+                               int64_t timeout_ns)
+{
+    return recv_(s, buf, len, got, timeout_ns, true);
 }
 
 int hy_tcp_recv_exact(struct hy_tcp *s, void *buf, size_t len, size_t *got, int64_t timeout_ns)

@@ -200,6 +200,21 @@ int hy_tcp_connect_host(const char *host, uint16_t port, const struct hy_tcp_opt
  * Context: a process (the owner). */
 int hy_tcp_recv(struct hy_tcp *s, void *buf, size_t len, size_t *got, int64_t timeout_ns);
 
+/* As hy_tcp_recv(), and a message in the caller's mailbox also ends the
+ * wait, as it would end a receive: a process that waits for its client and
+ * for other processes at once (gen_tcp's {active, once} without turning
+ * the socket active) parks here. Bytes (or a packet) the socket is known to
+ * hold (read ahead by the runtime, or reported readable by the poller and
+ * not yet drained) win: they are returned with 0 whatever the mailbox
+ * holds. Otherwise, if the
+ * mailbox holds a message when the call would wait, or one arrives during
+ * the wait, it returns HY_EINTR with *got 0 and leaves the message in the
+ * mailbox for hy_recv() and the like; a caller that leaves messages there
+ * gets HY_EINTR again at once, so it takes (or drops) what it does not
+ * want. Errors: HY_EINTR, and those of hy_tcp_recv.
+ * Context: a process (the owner). */
+int hy_tcp_recv_or_msg(struct hy_tcp *s, void *buf, size_t len, size_t *got, int64_t timeout_ns);
+
 /* Receives exactly len bytes (raw mode; framing ignored) within timeout_ns
  * for the whole call. On HY_ETIMEDOUT, HY_ECLOSED or HY_ECONNRESET, *got (may
  * be NULL) tells how many bytes were stored in buf before the error; those

@@ -32,6 +32,7 @@ struct kvcache_config {
     uint32_t read_timeout_s;     /* a command left incomplete this long closes (0 off) */
     uint32_t stats_interval_s;   /* the listener prints a stats line (0 off) */
     uint32_t acceptors;          /* acceptor processes per shard */
+    bool direct;                 /* owners write forwarded replies to the socket */
     uint64_t started;            /* unix time the stores' clocks count from */
     const char *console_addr;    /* --console: the node console's address (NULL off) */
     uint16_t console_port;
@@ -90,7 +91,38 @@ enum kvcache_req {
     KVCACHE_REQ_RESET,      /* `stats reset`; empty reply */
     KVCACHE_REQ_STOP_CONNS, /* the node stops: end idle connections now; no reply */
     KVCACHE_REQ_BATCH,      /* [u32 len][command] ...: reply one [u32 len][output] chunk each */
+    KVCACHE_REQ_DIRECT,     /* [struct kvcache_direct *][command]: write the output to
+                             * the connection's socket; an empty reply only when the
+                             * connection waits (state WAITING) */
 };
+
+/* A connection's channel for replies its owner writes itself
+ * (KVCACHE_REQ_DIRECT): the connection forwards its last command and goes
+ * back to reading; the owner runs it and writes the output to fd, a
+ * duplicate of the connection's socket, so a connection that ends while
+ * its command is at the owner cannot have its descriptor number reused
+ * under the owner's write. Shared by the connection's shard and the
+ * owner's: refs, state and (before state becomes DONE) left are the only
+ * fields written after creation. */
+enum kvcache_direct_state {
+    KVCACHE_DIRECT_IDLE = 0, /* no command at an owner */
+    KVCACHE_DIRECT_PENDING,  /* a command is at the owner */
+    KVCACHE_DIRECT_WAITING,  /* ... and the connection waits for its ack */
+    KVCACHE_DIRECT_DONE,     /* the owner answered; left holds what it could not write */
+};
+
+struct kvcache_direct {
+    _Atomic unsigned refs;  /* the connection's, and one per command at an owner */
+    _Atomic int state;      /* enum kvcache_direct_state */
+    int fd;                 /* dup of the connection's socket; closed with the last ref */
+    char *left;             /* output the owner could not write (owned; NULL: none) */
+    size_t left_len;
+    bool left_failed;       /* the owner did not answer: reply SERVER_ERROR */
+};
+
+/* Drops one reference to d; the last closes d->fd and frees d. Context:
+ * any thread. */
+void kvcache_direct_put(struct kvcache_direct *d);
 
 #define KVCACHE_TAG_REQ 0x4b5652ull       /* "KVR" */
 #define KVCACHE_TAG_PART 0x4b5650ull      /* a reply part, more follow */
@@ -119,6 +151,14 @@ void kvcache_owner_name(unsigned shard, char *buf, size_t len);
  * Errors: HY_ENOPROC (no owner), hy_msg_alloc's and send's. Context: a
  * process. */
 int kvcache_server_send(unsigned shard, uint8_t kind, const void *data, size_t len, hy_ref *ref);
+
+/* Sends one whole command (raw[0..len)) to shard's owner as
+ * KVCACHE_REQ_DIRECT over d (borrowed; the message takes a reference of
+ * it, which the owner drops); *ref gets the reference of the ack. Errors:
+ * HY_ENOPROC (no owner), hy_msg_alloc's and send's (the reference is then
+ * dropped again). Context: a process. */
+int kvcache_server_send_direct(unsigned shard, struct kvcache_direct *d, const char *raw,
+                               size_t len, hy_ref *ref);
 
 /* Waits for the reply parts of ref and appends them to *reply. Errors:
  * HY_ETIMEDOUT (nothing in 5 s: the owner died or restarted), HY_ENOMEM.

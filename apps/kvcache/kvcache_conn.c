@@ -4,6 +4,7 @@
  * the shard's store directly and forwards the others to their owner, and
  * writes replies in bounded batches: a client that stops reading is closed
  * after the write timeout, so its replies never pile up. */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,9 @@ struct conn {
     struct kvcache_out out;
     struct kvcache_out scratch; /* forwarded replies, sub-requests */
     uint64_t partial_since;     /* when the incomplete command began (0: none) */
+    struct kvcache_direct *d;   /* replies an owner writes itself (NULL: none yet) */
+    hy_ref dref;                /* the ack of the command at the owner */
+    bool may_direct;            /* the command in hand may go direct */
     bool close;
     uint16_t color;    /* the record's offset in its page */
     uint16_t in_inline_cap;
@@ -48,6 +52,10 @@ struct conn {
 
 _Static_assert(offsetof(struct conn, in_inline) + (CONN_COLORS - 1) * 64 + 1536 <= CONN_PAGE,
                "a connection and 1.5 KiB of input fit one page");
+
+/* a connection whose last command is at an owner gives up on it after this
+ * long without an answer (the owner died with it, or restarted) */
+#define DIRECT_GIVE_UP_NS (5 * SEC)
 
 static void fwd_fail_all(struct kvcache_fwd *f);
 
@@ -62,6 +70,8 @@ static void conn_cleanup(void *arg)
         if (f && f->n && hy_pid_eq(f->leader, c->link.pid))
             fwd_fail_all(f);
     }
+    if (c->d)
+        kvcache_direct_put(c->d); /* the owner's reference keeps the socket open */
     atomic_store_explicit(&c->sh->curr_conns,
                           atomic_load_explicit(&c->sh->curr_conns, memory_order_relaxed) - 1,
                           memory_order_relaxed);
@@ -118,6 +128,96 @@ static KV_HOT bool flush(struct conn *c)
         kvcache_out_use(&c->out, c->out_inline, OUT_INLINE);
     }
     return true;
+}
+
+/* ---- direct replies: the owner writes to the socket -------------------------- */
+
+static bool direct_pending(const struct conn *c)
+{
+    return c->d && atomic_load_explicit(&c->d->state, memory_order_acquire) != KVCACHE_DIRECT_IDLE;
+}
+
+/* sends the connection's last command (nothing else unwritten) to owner o,
+ * which writes the output itself; false: send it the usual way */
+static bool direct_send(struct conn *c, unsigned o, const char *raw, size_t len)
+{
+    if (!c->d) {
+        struct kvcache_direct *d = calloc(1, sizeof(*d));
+        if (!d)
+            return false;
+        d->fd = fcntl(hy_tcp_fd(c->sock), F_DUPFD_CLOEXEC, 0);
+        if (d->fd < 0) {
+            free(d);
+            return false;
+        }
+        atomic_init(&d->refs, 1);
+        atomic_init(&d->state, KVCACHE_DIRECT_IDLE);
+        c->d = d;
+    }
+    atomic_store_explicit(&c->d->state, KVCACHE_DIRECT_PENDING, memory_order_relaxed);
+    if (kvcache_server_send_direct(o, c->d, raw, len, &c->dref) != 0) {
+        atomic_store_explicit(&c->d->state, KVCACHE_DIRECT_IDLE, memory_order_relaxed);
+        return false;
+    }
+    return true;
+}
+
+enum direct_how {
+    DIRECT_LOOK,    /* take the answer if the owner gave it */
+    DIRECT_WAIT,    /* wait for it: the connection has more to do */
+    DIRECT_GIVE_UP, /* no answer in DIRECT_GIVE_UP_NS: the owner died with it */
+};
+
+/* settles the command at the owner; what the owner left unwritten (or its
+ * failure) goes to c->out first */
+static void direct_settle(struct conn *c, enum direct_how how)
+{
+    struct kvcache_direct *d = c->d;
+    int st = atomic_load_explicit(&d->state, memory_order_acquire);
+    if (st == KVCACHE_DIRECT_PENDING) {
+        if (how == DIRECT_LOOK)
+            return;
+        bool late = how == DIRECT_GIVE_UP;
+        int exp = KVCACHE_DIRECT_PENDING;
+        if (!late && atomic_compare_exchange_strong_explicit(&d->state, &exp,
+                                                             KVCACHE_DIRECT_WAITING,
+                                                             memory_order_acq_rel,
+                                                             memory_order_acquire)) {
+            struct kvcache_out ack = {0};
+            late = kvcache_server_wait(c->dref, &ack) != 0;
+            kvcache_out_fini(&ack);
+        }
+        if (late) {
+            /* the owner died with the command (a restart): leave d to it */
+            kvcache_direct_put(d);
+            c->d = NULL;
+            kvcache_out_str(&c->out, "SERVER_ERROR key owner unavailable\r\n");
+            return;
+        }
+    }
+    if (d->left) {
+        kvcache_out_put(&c->out, d->left, d->left_len);
+        free(d->left);
+        d->left = NULL;
+        d->left_len = 0;
+    }
+    if (d->left_failed) {
+        kvcache_out_str(&c->out, "SERVER_ERROR out of memory\r\n");
+        d->left_failed = false;
+    }
+    atomic_store_explicit(&d->state, KVCACHE_DIRECT_IDLE, memory_order_relaxed);
+}
+
+/* a message ended the connection's receive: the owner's answer to the
+ * command it holds (sent only when it left output to the connection), or a
+ * late reply of a request given up on; none is wanted once taken */
+static KV_COLD void drain_mailbox(struct conn *c)
+{
+    struct hy_msg *m;
+    while (hy_recv(&m, HY_NOWAIT) == 0)
+        hy_msg_free(m);
+    if (direct_pending(c))
+        direct_settle(c, DIRECT_LOOK);
 }
 
 /* ---- forwarding: one batch per owner per turn ---------------------------------- */
@@ -278,6 +378,8 @@ static KV_HOT void do_get(struct conn *c, struct kvcache_store *st, const struct
     if (mask && (mask & (mask - 1)) == 0) {
         /* one owner, not this shard's store: the command goes whole */
         unsigned o = (unsigned)__builtin_ctzll(mask);
+        if (c->may_direct && c->out.len == 0 && direct_send(c, o, raw, cmd->total))
+            return;
         if (forward(c, o, raw, cmd->total, &c->out) != 0)
             kvcache_out_str(&c->out, "SERVER_ERROR key owner unavailable\r\n");
         return;
@@ -455,6 +557,8 @@ static KV_HOT void handle(struct conn *c, const struct kvcache_cmd *cmd, const c
         kvcache_proto_exec(st, cmd, &c->out);
         return;
     }
+    if (c->may_direct && c->out.len == 0 && direct_send(c, o, raw, cmd->total))
+        return;
     if (forward(c, o, raw, cmd->total, &c->out) != 0)
         kvcache_out_str(&c->out, "SERVER_ERROR key owner unavailable\r\n");
 }
@@ -486,6 +590,8 @@ static KV_HOT bool process(struct conn *c)
     size_t pos = 0;
     uint32_t item_max = kvcache_cfg.set.item_size_max;
     bool ok = true; /* the store's clock: the owner's tick (kvcache_server.c) */
+    if (direct_pending(c))
+        direct_settle(c, DIRECT_WAIT); /* its reply comes before the next ones */
     while (pos < c->in_len) {
         if (c->swallow) {
             size_t d = c->in_len - pos < c->swallow ? c->in_len - pos : (size_t)c->swallow;
@@ -502,7 +608,13 @@ static KV_HOT bool process(struct conn *c)
         }
         if (r == 0)
             break; /* the rest arrives later; the buffer doubles when full */
+        /* the last command of what was read, nothing unwritten before it:
+         * its owner may write the reply itself */
+        c->may_direct = kvcache_cfg.direct && kvcache_cfg.set.nshards > 1 &&
+                        pos + cmd.total == c->in_len && cmd.swallow == 0 && !cmd.close &&
+                        !c->sh->stopping;
         handle(c, &cmd, c->in + pos);
+        c->may_direct = false;
         pos += cmd.total;
         c->swallow = cmd.swallow;
         c->partial_since = 0; /* progress: the next command gets its own deadline */
@@ -582,10 +694,29 @@ KV_HOT void kvcache_conn_handle(struct hy_tcp *sock, void *arg)
             if (kvcache_cfg.set.idle_timeout)
                 timeout = (int64_t)kvcache_cfg.set.idle_timeout * SEC;
         }
+        bool pending = direct_pending(c), capped = false;
+        if (pending && (timeout < 0 || timeout > DIRECT_GIVE_UP_NS)) {
+            timeout = DIRECT_GIVE_UP_NS;
+            capped = true;
+        }
         size_t got = 0;
         c->link.busy = false;
-        int rc = hy_tcp_recv(sock, c->in + c->in_len, c->in_cap - c->in_len, &got, timeout);
+        /* with a command at an owner, the owner's message (output it left
+         * to the connection: a full socket) ends the wait as bytes do */
+        int rc = pending ? hy_tcp_recv_or_msg(sock, c->in + c->in_len, c->in_cap - c->in_len,
+                                              &got, timeout)
+                         : hy_tcp_recv(sock, c->in + c->in_len, c->in_cap - c->in_len, &got,
+                                       timeout);
         c->link.busy = true;
+        if (rc == HY_EINTR || (rc == HY_ETIMEDOUT && capped)) {
+            if (rc == HY_EINTR)
+                drain_mailbox(c);
+            else if (direct_pending(c))
+                direct_settle(c, DIRECT_GIVE_UP);
+            if (!flush(c))
+                break;
+            continue;
+        }
         if (rc != 0)
             break;
         add_counter(&c->sh->bytes_read, got);

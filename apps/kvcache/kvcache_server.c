@@ -4,10 +4,13 @@
  * ends however it ends: a restarted owner starts empty (a cache may lose
  * data; the node keeps serving). Connections of its own shard use the store
  * directly (same thread, no yield inside a store call). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "kvcache.h"
 
@@ -166,6 +169,73 @@ static KV_HOT void serve_batch(struct kvcache_store *st, const char *p, size_t n
     }
 }
 
+void kvcache_direct_put(struct kvcache_direct *d)
+{
+    if (atomic_fetch_sub_explicit(&d->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    close(d->fd);
+    free(d->left);
+    free(d);
+}
+
+/* the largest output the owner writes itself; more goes back to the
+ * connection, which writes it under its write timeout */
+#define DIRECT_MAX (16 * 1024)
+
+/* [struct kvcache_direct *][command]: runs it, writes what the socket takes
+ * at once, leaves the rest (if any) for the connection, then marks the
+ * command answered and tells the connection only when it waits or has
+ * output left to write */
+static KV_HOT void serve_direct(struct kvcache_store *st, const struct hy_msg *m, const char *p, size_t n,
+                         struct kvcache_out *out)
+{
+    struct kvcache_direct *d;
+    if (n < sizeof(d))
+        return;
+    memcpy(&d, p, sizeof(d));
+    p += sizeof(d);
+    n -= sizeof(d);
+    struct kvcache_cmd cmd;
+    size_t need;
+    if (kvcache_proto_parse(p, n, kvcache_cfg.set.item_size_max, &cmd, &need) > 0)
+        kvcache_proto_exec(st, &cmd, out);
+    else
+        kvcache_out_str(out, "SERVER_ERROR forwarded command incomplete\r\n");
+    size_t done = 0;
+    if (out->oom) {
+        d->left_failed = true;
+    } else if (out->len > 0 && out->len <= DIRECT_MAX) {
+        ssize_t w = send(d->fd, out->buf, out->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w > 0)
+            done = (size_t)w;
+        else if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            done = out->len; /* the client is gone: the connection sees it too */
+        struct kvcache_shard *sh = &kvcache_shards[hy_shard_id()];
+        atomic_store_explicit(&sh->bytes_written,
+                              atomic_load_explicit(&sh->bytes_written, memory_order_relaxed) +
+                                  (w > 0 ? (uint64_t)w : 0),
+                              memory_order_relaxed);
+    }
+    if (!out->oom && done < out->len) {
+        d->left = malloc(out->len - done);
+        if (d->left) {
+            memcpy(d->left, out->buf + done, out->len - done);
+            d->left_len = out->len - done;
+        } else {
+            d->left_failed = true;
+        }
+    }
+    /* read before DONE: from then on the connection may take and free left */
+    bool leftover = d->left || d->left_failed;
+    int was = atomic_exchange_explicit(&d->state, KVCACHE_DIRECT_DONE, memory_order_acq_rel);
+    /* a connection waiting for the answer gets it; one parked in its
+     * receive (hy_tcp_recv_or_msg) is woken only when it has output to
+     * write: everything else went to the client already */
+    if (was == KVCACHE_DIRECT_WAITING || leftover)
+        hy_send_ref(m->from, KVCACHE_TAG_LAST, m->ref, NULL, 0);
+    kvcache_direct_put(d);
+}
+
 static KV_HOT int owner_info(struct hy_gs *gs, const struct hy_msg *m)
 {
     struct kvcache_shard *sh = &kvcache_shards[hy_shard_id()];
@@ -198,6 +268,9 @@ static KV_HOT int owner_info(struct hy_gs *gs, const struct hy_msg *m)
     case KVCACHE_REQ_BATCH:
         serve_batch(st, p, n, &out);
         reply_parts(m, &out, true);
+        break;
+    case KVCACHE_REQ_DIRECT:
+        serve_direct(st, m, p, n, &out);
         break;
     case KVCACHE_REQ_GETKEYS:
         serve_getkeys(st, p, n, &out);
@@ -278,6 +351,31 @@ KV_HOT int kvcache_server_send(unsigned shard, uint8_t kind, const void *data, s
         m->ref = *ref;
     }
     return hy_msg_send(owner, m);
+}
+
+int kvcache_server_send_direct(unsigned shard, struct kvcache_direct *d, const char *raw,
+                               size_t len, hy_ref *ref)
+{
+    char name[HY_NAME_MAX];
+    kvcache_owner_name(shard, name, sizeof(name));
+    hy_pid owner;
+    if (hy_whereis(name, &owner) != 0)
+        return HY_ENOPROC;
+    struct hy_msg *m;
+    int rc = hy_msg_alloc(1 + sizeof(d) + len, &m);
+    if (rc != 0)
+        return rc;
+    m->tag = KVCACHE_TAG_REQ;
+    m->data[0] = KVCACHE_REQ_DIRECT;
+    memcpy(m->data + 1, &d, sizeof(d));
+    memcpy(m->data + 1 + sizeof(d), raw, len);
+    hy_ref_make(ref);
+    m->ref = *ref;
+    atomic_fetch_add_explicit(&d->refs, 1, memory_order_relaxed);
+    rc = hy_msg_send(owner, m);
+    if (rc != 0)
+        atomic_fetch_sub_explicit(&d->refs, 1, memory_order_relaxed); /* the connection's stays */
+    return rc;
 }
 
 KV_HOT int kvcache_server_wait(hy_ref ref, struct kvcache_out *reply)

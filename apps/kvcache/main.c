@@ -44,7 +44,12 @@ static void usage(FILE *f)
             "                           shards' threads, next to the clients and the TCP\n"
             "                           work they wake, as memcached's threads; 1: each\n"
             "                           shard's thread stays on its CPU, so every wake-up\n"
-            "                           of it from another CPU costs an interrupt)\n"
+            "                           of it from another CPU costs an interrupt),\n"
+            "                           direct=0|1 (1: a connection's last command for a\n"
+            "                           key of another shard is answered by that shard on\n"
+            "                           the socket itself, one hand-off between shards\n"
+            "                           instead of two; 0, the default: the reply travels\n"
+            "                           back to the connection's shard)\n"
             "  --console=ADDR:PORT      serve the node console (dashboard, /metrics, /api)\n"
             "                           there, e.g. 127.0.0.1:8080; a non-loopback address\n"
             "                           needs HYDRA_CONSOLE_TOKEN set (actions need it too)\n"
@@ -131,6 +136,8 @@ static bool parse_ext(char *arg)
             idle_spin_us = (int64_t)v;
         else if (strcmp(t, "pin") == 0 && v <= 1)
             pin = v == 1;
+        else if (strcmp(t, "direct") == 0 && v <= 1)
+            kvcache_cfg.direct = v == 1;
         else if (strcmp(t, "acceptors") == 0 && v > 0 && v <= 64)
             kvcache_cfg.acceptors = (uint32_t)v;
         else {
@@ -141,10 +148,12 @@ static bool parse_ext(char *arg)
     return true;
 }
 
-/* room for every connection plus listeners, rings' eventfds and the like */
+/* room for every connection twice (its socket, and the duplicate the key
+ * owners write direct replies through) plus listeners, rings' eventfds and
+ * the like */
 static void raise_nofile(uint32_t conns, unsigned shards)
 {
-    rlim_t want = (rlim_t)conns + 64 + 16 * (rlim_t)shards;
+    rlim_t want = 2 * (rlim_t)conns + 64 + 16 * (rlim_t)shards;
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
         return;
@@ -175,6 +184,7 @@ int main(int argc, char **argv)
     kvcache_cfg.write_timeout_s = 5;
     kvcache_cfg.read_timeout_s = 30;
     kvcache_cfg.acceptors = 4;
+    kvcache_cfg.direct = false; /* until a quiet-machine run shows it wins */
     unsigned shards = 0;
 
     static const struct option longopts[] = {

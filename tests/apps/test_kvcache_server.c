@@ -1,7 +1,8 @@
 /* Tests of apps/kvcache/kvcache_server.c: the key owners under their
  * supervisors in a running two-shard node. A command on a key of the other
- * shard is forwarded and answered (alone, or in a batch); each owner's
- * clock ticks (items expire with no command); a killed owner is restarted by its
+ * shard is forwarded and answered (alone, or in a batch, or written by the
+ * owner to the client's socket itself); each owner's clock ticks (items
+ * expire with no command); a killed owner is restarted by its
  * supervisor with an empty store and the node keeps serving. The checks run
  * in the application's main process and are asserted after the node stops
  * (cmocka must not unwind a process's stack). */
@@ -12,6 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -128,6 +134,140 @@ static void clock_ticks(void)
     }
 }
 
+/* reads from fd until want bytes or EOF (eof: expect it after them), with
+ * a deadline; what came in buf */
+static size_t read_all(int fd, char *buf, size_t cap, bool eof)
+{
+    size_t got = 0;
+    uint64_t t0 = hy_now_ns();
+    while (hy_now_ns() - t0 < 10 * (uint64_t)SEC) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        if (poll(&pf, 1, 0) == 1) {
+            ssize_t n = read(fd, buf + got, cap - 1 - got);
+            if (n <= 0)
+                break;
+            got += (size_t)n;
+            if (!eof)
+                break;
+            continue;
+        }
+        hy_sleep_ns(1000000); /* the owner runs on the other shard */
+    }
+    buf[got] = '\0';
+    return got;
+}
+
+static struct kvcache_direct *direct_new(int fd)
+{
+    struct kvcache_direct *d = calloc(1, sizeof(*d));
+    d->fd = fd;
+    atomic_init(&d->refs, 1);
+    atomic_init(&d->state, KVCACHE_DIRECT_PENDING);
+    return d;
+}
+
+/* the owner writes the reply to the client's socket itself: to the right
+ * client after the connection has ended and its descriptor number is
+ * reused, closing the socket with the last reference; what the socket does
+ * not take at once (a full socket, a reply over 16 KiB) is left to the
+ * connection, in order; a connection that waits for the owner gets its ack */
+static void direct(const char *k)
+{
+    char buf[256], cmd[96];
+    int sv[2];
+    note(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
+    struct kvcache_direct *d = direct_new(dup(sv[0]));
+    int num = sv[0];
+    close(sv[0]); /* the connection ends: its number goes to the next client */
+    int next[2];
+    note(socketpair(AF_UNIX, SOCK_STREAM, 0, next) == 0, "socketpair 2");
+    note(next[0] == num || next[1] == num, "the number %d is reused (%d %d)", num, next[0], next[1]);
+    hy_ref ref;
+    snprintf(cmd, sizeof(cmd), "set %s 0 0 2\r\nab\r\n", k);
+    note(kvcache_server_send_direct(1, d, cmd, strlen(cmd), &ref) == 0, "send_direct");
+    kvcache_direct_put(d); /* the connection's reference */
+    size_t n = read_all(sv[1], buf, sizeof(buf), true);
+    note(n == 8 && strcmp(buf, "STORED\r\n") == 0, "direct reply after close: %s", buf);
+    struct pollfd pf[2] = {{.fd = next[0], .events = POLLIN}, {.fd = next[1], .events = POLLIN}};
+    note(poll(pf, 2, 0) == 0, "the next client got nothing");
+    close(next[0]);
+    close(next[1]);
+    close(sv[1]);
+
+    /* a connection that waits gets the ack, the reply is on the socket */
+    for (int i = 0; i < 20; i++) {
+        note(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair 3");
+        d = direct_new(sv[0]);
+        snprintf(cmd, sizeof(cmd), "get %s\r\n", k);
+        note(kvcache_server_send_direct(1, d, cmd, strlen(cmd), &ref) == 0, "send_direct 2");
+        int exp = KVCACHE_DIRECT_PENDING;
+        if (atomic_compare_exchange_strong(&d->state, &exp, KVCACHE_DIRECT_WAITING)) {
+            struct kvcache_out ack = {0};
+            note(kvcache_server_wait(ref, &ack) == 0 && ack.len == 0, "ack");
+            kvcache_out_fini(&ack);
+        } else {
+            /* answered already: no ack may come */
+            struct hy_msg *m = NULL;
+            note(hy_recv_ref(ref, &m, 0) == HY_ETIMEDOUT, "no ack when not waiting");
+            if (m)
+                hy_msg_free(m);
+        }
+        note(atomic_load(&d->state) == KVCACHE_DIRECT_DONE && !d->left, "done, nothing left");
+        char want[96];
+        snprintf(want, sizeof(want), "VALUE %s 0 2\r\nab\r\nEND\r\n", k);
+        n = read_all(sv[1], buf, strlen(want) + 1, false);
+        note(strcmp(buf, want) == 0, "get direct: %s", buf);
+        kvcache_direct_put(d);
+        close(sv[1]);
+    }
+
+    /* a full socket: the whole reply is left to the connection */
+    note(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair 4");
+    fcntl(sv[0], F_SETFL, O_NONBLOCK);
+    static char junk[4096];
+    size_t filled = 0;
+    while (write(sv[0], junk, sizeof(junk)) > 0)
+        filled += sizeof(junk);
+    d = direct_new(sv[0]);
+    snprintf(cmd, sizeof(cmd), "set %s 0 0 3\r\nxyz\r\n", k);
+    note(kvcache_server_send_direct(1, d, cmd, strlen(cmd), &ref) == 0, "send_direct 3");
+    /* output left to the connection: the owner tells it (the message that
+     * ends its hy_tcp_recv_or_msg), though it did not wait */
+    struct hy_msg *am = NULL;
+    note(hy_recv_ref(ref, &am, 10 * SEC) == 0, "full socket: the connection is told");
+    if (am)
+        hy_msg_free(am);
+    note(atomic_load(&d->state) == KVCACHE_DIRECT_DONE && d->left && d->left_len == 8 &&
+             memcmp(d->left, "STORED\r\n", 8) == 0,
+         "full socket: left %zu bytes after %zu written", d->left_len, filled);
+    kvcache_direct_put(d);
+    close(sv[1]);
+
+    /* a reply over 16 KiB is left whole to the connection */
+    static char big[20000 + 128];
+    int hl = snprintf(big, sizeof(big), "set %s 0 0 20000\r\n", k);
+    memset(big + hl, 'v', 20000);
+    memcpy(big + hl + 20000, "\r\n", 2);
+    struct kvcache_out r = {0};
+    note(kvcache_server_request(1, KVCACHE_REQ_RAW, big, (size_t)hl + 20002, &r) == 0, "set big");
+    kvcache_out_fini(&r);
+    note(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair 5");
+    d = direct_new(sv[0]);
+    snprintf(cmd, sizeof(cmd), "get %s\r\n", k);
+    note(kvcache_server_send_direct(1, d, cmd, strlen(cmd), &ref) == 0, "send_direct 4");
+    am = NULL;
+    note(hy_recv_ref(ref, &am, 10 * SEC) == 0, "big reply: the connection is told");
+    if (am)
+        hy_msg_free(am);
+    size_t whole = strlen(k) + strlen("VALUE  0 20000\r\n") + 20002 + 5;
+    note(atomic_load(&d->state) == KVCACHE_DIRECT_DONE && d->left && d->left_len == whole,
+         "big reply: left %zu of %zu", d->left_len, whole);
+    pf[0] = (struct pollfd){.fd = sv[1], .events = POLLIN};
+    note(poll(pf, 1, 0) == 0, "big reply: nothing written");
+    kvcache_direct_put(d);
+    close(sv[1]);
+}
+
 static void body(void *arg)
 {
     (void)arg;
@@ -135,6 +275,7 @@ static void body(void *arg)
     clock_ticks();
     key_of(1, k, sizeof(k));
     batch(k);
+    direct(k);
     snprintf(cmd, sizeof(cmd), "set %s 0 0 5\r\nhello\r\n", k);
     note(ask(1, cmd, r, sizeof(r)) == 0 && strcmp(r, "STORED\r\n") == 0, "set: %s", r);
     snprintf(cmd, sizeof(cmd), "get %s\r\n", k);

@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -294,6 +295,117 @@ static int make_pair(struct pair *p, const struct hy_tcp_opts *o)
         rc = hy_tcp_accept(ls, &p->server, 5 * SECOND);
     hy_tcp_close(ls);
     return rc;
+}
+
+/* ---- a receive that a message ends (hy_tcp_recv_or_msg) ------------------- */
+
+#define TAG_POKE 0x504f4b45u
+
+struct ormsg_ctx {
+    hy_pid waiter;
+    _Atomic int in_recv;      /* the waiter is inside the call */
+    int poked_in_recv;        /* the same-shard poker ran while it waited */
+    int wake_rc, wake_tag_ok; /* a same-shard message during the wait */
+    int queued_rc;            /* a message already in the mailbox */
+    int data_rc;              /* bytes and a message: the bytes */
+    size_t data_got;
+    int plain_rc;             /* hy_tcp_recv is not ended by a message */
+    int cross_rc;             /* a message from another shard during the wait */
+    int line_rc;              /* framed (line) socket */
+    int left_rc;              /* the message stayed in the mailbox: HY_EINTR again */
+};
+
+static void ormsg_poke(void *arg)
+{
+    struct ormsg_ctx *c = arg;
+    /* same shard: runs only once the waiter parked */
+    c->poked_in_recv = atomic_load(&c->in_recv);
+    hy_test_send_tag(c->waiter, TAG_POKE);
+}
+
+static void ormsg_poke_far(void *arg)
+{
+    hy_pid to = *(hy_pid *)arg;
+    hy_test_send_tag(to, TAG_POKE);
+}
+
+static int take_poke(void)
+{
+    struct hy_msg *m = NULL;
+    int ok = hy_recv(&m, HY_NOWAIT) == 0 && m->tag == TAG_POKE;
+    if (m)
+        hy_msg_free(m);
+    return ok;
+}
+
+static void ormsg_main(void *arg)
+{
+    struct ormsg_ctx *c = arg;
+    c->waiter = hy_self();
+    struct pair p;
+    HY_CHECK_EQ(make_pair(&p, NULL), 0);
+    char buf[16];
+    size_t got = 99;
+
+    /* woken while parked, by a process of the same shard */
+    HY_CHECK_EQ(hy_spawn(ormsg_poke, c, NULL), 0);
+    atomic_store(&c->in_recv, 1);
+    c->wake_rc = hy_tcp_recv_or_msg(p.server, buf, sizeof(buf), &got, 30 * SECOND);
+    atomic_store(&c->in_recv, 0);
+    HY_CHECK_EQ(got, 0);
+    c->wake_tag_ok = take_poke();
+
+    /* a message left in the mailbox ends the next call at once, again */
+    hy_test_send_tag(hy_self(), TAG_POKE);
+    c->queued_rc = hy_tcp_recv_or_msg(p.server, buf, sizeof(buf), &got, 30 * SECOND);
+    c->left_rc = hy_tcp_recv_or_msg(p.server, buf, sizeof(buf), &got, 30 * SECOND);
+
+    /* bytes the socket is known to hold win over the message (still
+     * queued): the first read of two bytes takes one, so the socket stays
+     * readable for the second */
+    HY_CHECK_EQ(hy_tcp_send(p.client, "xy", 2, SECOND), 0);
+    HY_CHECK_EQ(hy_tcp_recv_exact(p.server, buf, 1, &got, 10 * SECOND), 0);
+    c->data_rc = hy_tcp_recv_or_msg(p.server, buf, sizeof(buf), &c->data_got, 30 * SECOND);
+    HY_CHECK_EQ(take_poke(), 1);
+
+    /* the plain receive ignores messages: it times out */
+    hy_test_send_tag(hy_self(), TAG_POKE);
+    c->plain_rc = hy_tcp_recv(p.server, buf, sizeof(buf), &got, 200 * 1000000LL);
+    HY_CHECK_EQ(take_poke(), 1);
+
+    /* woken by a message from another shard */
+    struct hy_spawn_opts so = HY_SPAWN_OPTS_INIT;
+    so.shard = 1;
+    so.arg_size = sizeof(hy_pid);
+    HY_CHECK_EQ(hy_spawn_opt(ormsg_poke_far, &c->waiter, &so, NULL), 0);
+    c->cross_rc = hy_tcp_recv_or_msg(p.server, buf, sizeof(buf), &got, 30 * SECOND);
+    HY_CHECK_EQ(take_poke(), 1);
+
+    /* a framed socket, a partial line buffered: the message still ends it */
+    HY_CHECK_EQ(hy_tcp_set_packet(p.server, HY_TCP_PACKET_LINE, 0), 0);
+    HY_CHECK_EQ(hy_tcp_send(p.client, "ab", 2, SECOND), 0);
+    HY_CHECK_EQ(hy_spawn_opt(ormsg_poke_far, &c->waiter, &so, NULL), 0);
+    c->line_rc = hy_tcp_recv_or_msg(p.server, buf, sizeof(buf), &got, 30 * SECOND);
+    HY_CHECK_EQ(take_poke(), 1);
+    hy_tcp_close(p.client);
+    hy_tcp_close(p.server);
+}
+
+static void test_tcp_recv_or_msg_ends_on_message(void **state)
+{
+    (void)state;
+    struct ormsg_ctx c = {0};
+    hy_test_run_fd_checked(2, ormsg_main, &c);
+    assert_int_equal(c.poked_in_recv, 1);
+    assert_int_equal(c.wake_rc, HY_EINTR);
+    assert_int_equal(c.wake_tag_ok, 1);
+    assert_int_equal(c.queued_rc, HY_EINTR);
+    assert_int_equal(c.left_rc, HY_EINTR);
+    assert_int_equal(c.data_rc, 0);
+    assert_int_equal(c.data_got, 1);
+    assert_int_equal(c.plain_rc, HY_ETIMEDOUT);
+    assert_int_equal(c.cross_rc, HY_EINTR);
+    assert_int_equal(c.line_rc, HY_EINTR);
 }
 
 /* ---- partial reads and writes with tiny buffers ---------------------------- */
@@ -1009,6 +1121,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_tcp_connect_close_cycles_no_fd_leak),
         cmocka_unit_test(test_tcp_compact_stack_buffers),
         cmocka_unit_test(test_tcp_misuse_errors),
+        cmocka_unit_test(test_tcp_recv_or_msg_ends_on_message),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
