@@ -65,6 +65,7 @@ struct kvcache_fwd {
 
 struct kvcache_shard {
     struct kvcache_store *store;   /* NULL while the owner (re)starts */
+    struct kvcache_out spare;      /* a reply buffer kept between batches (empty: none) */
     struct kvcache_fwd *fwd[KVCACHE_MAX_SHARDS]; /* per owner; this shard's thread only */
     bool stopping;                 /* the node stops: connections end */
     struct kvcache_conn_link conns; /* list head */
@@ -72,6 +73,29 @@ struct kvcache_shard {
 } __attribute__((aligned(64)));
 
 extern struct kvcache_shard kvcache_shards[KVCACHE_MAX_SHARDS];
+
+/* Starts *o empty on the calling shard's spare reply buffer (a forwarded
+ * batch's request, reply or owner's output), so that a batch costs no
+ * malloc/free pair; kvcache_spare_give() hands it back (or frees it: a
+ * spare is kept already, or the buffer grew large). Context: a process on
+ * sh's shard. */
+static inline void kvcache_spare_take(struct kvcache_shard *sh, struct kvcache_out *o)
+{
+    *o = sh->spare;
+    sh->spare = (struct kvcache_out){0};
+    o->len = 0;
+}
+
+static inline void kvcache_spare_give(struct kvcache_shard *sh, struct kvcache_out *o)
+{
+    if (sh->spare.cap == 0 && !o->borrowed && !o->oom && o->cap <= 64 * 1024) {
+        sh->spare = *o;
+        sh->spare.len = 0;
+    } else {
+        kvcache_out_fini(o);
+    }
+    *o = (struct kvcache_out){0};
+}
 
 /* The shard that owns key: the one function that places keys (a later
  * cluster mode extends it to nodes). */

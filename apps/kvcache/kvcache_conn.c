@@ -299,7 +299,8 @@ static KV_HOT int forward(struct conn *c, unsigned o, const char *raw, size_t le
     f->refs = NULL;
     f->cap = 0;
     fwd_reset(f);
-    struct kvcache_out rep = {0};
+    struct kvcache_out rep;
+    kvcache_spare_take(c->sh, &rep);
     rc = req.oom ? HY_ENOMEM : kvcache_server_request(o, KVCACHE_REQ_BATCH, req.buf, req.len, &rep);
     size_t cur = 0;
     int own = HY_ENOPROC;
@@ -323,7 +324,7 @@ static KV_HOT int forward(struct conn *c, unsigned o, const char *raw, size_t le
         if (have)
             cur += 4 + l;
     }
-    kvcache_out_fini(&rep);
+    kvcache_spare_give(c->sh, &rep);
     /* the next batch reuses these buffers unless one opened meanwhile */
     if (f->cap == 0 && f->req.cap == 0 && !req.oom && req.cap <= 64 * 1024) {
         f->who = who;

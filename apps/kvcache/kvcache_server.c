@@ -37,7 +37,26 @@ KV_HOT uint64_t kvcache_unix_now(void)
 
 void kvcache_owner_name(unsigned shard, char *buf, size_t len)
 {
-    snprintf(buf, len, "kvcache_owner_%u", shard);
+    /* "kvcache_owner_N" without snprintf: every forwarded batch looks its
+     * owner up by this name */
+    static const char pre[] = "kvcache_owner_";
+    char tmp[sizeof(pre) + 10];
+    size_t n = sizeof(pre) - 1;
+    memcpy(tmp, pre, n);
+    char d[10];
+    int k = 0;
+    do {
+        d[k++] = (char)('0' + shard % 10);
+        shard /= 10;
+    } while (shard);
+    while (k)
+        tmp[n++] = d[--k];
+    if (len == 0)
+        return;
+    if (n > len - 1)
+        n = len - 1;
+    memcpy(buf, tmp, n);
+    buf[n] = '\0';
 }
 
 /* ---- the owner ---------------------------------------------------------------- */
@@ -253,7 +272,8 @@ static KV_HOT int owner_info(struct hy_gs *gs, const struct hy_msg *m)
         return HY_GS_OK;
     const char *p = (const char *)m->data + 1;
     size_t n = m->size - 1;
-    struct kvcache_out out = {0};
+    struct kvcache_out out;
+    kvcache_spare_take(sh, &out);
     switch (m->data[0]) {
     case KVCACHE_REQ_RAW: {
         struct kvcache_cmd cmd;
@@ -308,7 +328,7 @@ static KV_HOT int owner_info(struct hy_gs *gs, const struct hy_msg *m)
     default:
         break;
     }
-    kvcache_out_fini(&out);
+    kvcache_spare_give(sh, &out);
     return HY_GS_OK;
 }
 
