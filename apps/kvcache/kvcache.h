@@ -114,7 +114,10 @@ enum kvcache_req {
     KVCACHE_REQ_FLUSH,      /* int64 delay follows; empty reply */
     KVCACHE_REQ_RESET,      /* `stats reset`; empty reply */
     KVCACHE_REQ_STOP_CONNS, /* the node stops: end idle connections now; no reply */
-    KVCACHE_REQ_BATCH,      /* [u32 len][command] ...: reply one [u32 len][output] chunk each */
+    KVCACHE_REQ_BATCH,      /* [u32 len][command] ...: reply one [u32 len][output] chunk each;
+                             * len | KVCACHE_BATCH_DIRECT: [struct kvcache_direct *][command],
+                             * answered as KVCACHE_REQ_DIRECT, no chunk; a batch of
+                             * direct entries only is sent without a ref: no reply */
     KVCACHE_REQ_DIRECT,     /* [struct kvcache_direct *][command]: write the output to
                              * the connection's socket; an empty reply only when the
                              * connection waits (state WAITING) */
@@ -139,6 +142,8 @@ struct kvcache_direct {
     _Atomic unsigned refs;  /* the connection's, and one per command at an owner */
     _Atomic int state;      /* enum kvcache_direct_state */
     int fd;                 /* dup of the connection's socket; closed with the last ref */
+    hy_pid pid;             /* the connection (for an ack of a batched command) */
+    hy_ref ref;             /* its ack's reference, set before each command goes */
     char *left;             /* output the owner could not write (owned; NULL: none) */
     size_t left_len;
     bool left_failed;       /* the owner did not answer: reply SERVER_ERROR */
@@ -147,6 +152,8 @@ struct kvcache_direct {
 /* Drops one reference to d; the last closes d->fd and frees d. Context:
  * any thread. */
 void kvcache_direct_put(struct kvcache_direct *d);
+
+#define KVCACHE_BATCH_DIRECT 0x80000000u
 
 #define KVCACHE_TAG_REQ 0x4b5652ull       /* "KVR" */
 #define KVCACHE_TAG_PART 0x4b5650ull      /* a reply part, more follow */

@@ -58,6 +58,8 @@ _Static_assert(offsetof(struct conn, in_inline) + (CONN_COLORS - 1) * 64 + 1536 
 #define DIRECT_GIVE_UP_NS (5 * SEC)
 
 static void fwd_fail_all(struct kvcache_fwd *f);
+static int forward(struct conn *c, unsigned o, const char *raw, size_t len,
+                   struct kvcache_out *out, struct kvcache_direct *d);
 
 static void conn_cleanup(void *arg)
 {
@@ -155,7 +157,7 @@ static bool direct_send(struct conn *c, unsigned o, const char *raw, size_t len)
         c->d = d;
     }
     atomic_store_explicit(&c->d->state, KVCACHE_DIRECT_PENDING, memory_order_relaxed);
-    if (kvcache_server_send_direct(o, c->d, raw, len, &c->dref) != 0) {
+    if (forward(c, o, raw, len, &c->out, c->d) != 0) {
         atomic_store_explicit(&c->d->state, KVCACHE_DIRECT_IDLE, memory_order_relaxed);
         return false;
     }
@@ -230,17 +232,62 @@ static void fwd_reset(struct kvcache_fwd *f)
     f->leader = HY_PID_NONE;
 }
 
+/* a direct command that will get no answer (its batch was not sent): the
+ * owner's part is done here, the error left for its connection, which the
+ * message wakes (or, waiting, gets) */
+static void direct_fail(struct kvcache_direct *d)
+{
+    if (!d->left && !d->left_failed) {
+        static const char err[] = "SERVER_ERROR key owner unavailable\r\n";
+        d->left = malloc(sizeof(err) - 1);
+        if (d->left) {
+            memcpy(d->left, err, sizeof(err) - 1);
+            d->left_len = sizeof(err) - 1;
+        } else {
+            d->left_failed = true;
+        }
+    }
+    atomic_store_explicit(&d->state, KVCACHE_DIRECT_DONE, memory_order_release);
+    hy_send_ref(d->pid, KVCACHE_TAG_LAST, d->ref, NULL, 0);
+    kvcache_direct_put(d); /* the batch's reference */
+}
+
+/* the direct entries of a batch that was not sent (req: the batch's
+ * request) fail; the others get KVCACHE_TAG_FAIL, except skip's */
+static void fwd_fail(const struct kvcache_out *req, const hy_pid *who, const hy_ref *refs,
+                     size_t n, hy_pid skip)
+{
+    size_t at = 0;
+    for (size_t i = 0; i < n && at + 4 <= req->len; i++) {
+        uint32_t l;
+        memcpy(&l, req->buf + at, 4);
+        if (hy_ref_is_none(refs[i])) {
+            struct kvcache_direct *d;
+            memcpy(&d, req->buf + at + 4, sizeof(d));
+            direct_fail(d);
+        } else if (!hy_pid_eq(who[i], skip)) {
+            hy_send_ref(who[i], KVCACHE_TAG_FAIL, refs[i], NULL, 0);
+        }
+        at += 4 + (l & ~KVCACHE_BATCH_DIRECT);
+    }
+}
+
 static void fwd_fail_all(struct kvcache_fwd *f)
 {
-    for (size_t i = 0; i < f->n; i++)
-        if (!hy_pid_eq(f->who[i], f->leader))
-            hy_send_ref(f->who[i], KVCACHE_TAG_FAIL, f->refs[i], NULL, 0);
+    fwd_fail(&f->req, f->who, f->refs, f->req.oom ? 0 : f->n, f->leader);
     fwd_reset(f);
 }
 
-/* runs raw[0..len) (one whole command) at shard o and appends its output
- * to out; 0, or an error (the owner did not answer, no memory) */
-static KV_HOT int forward(struct conn *c, unsigned o, const char *raw, size_t len, struct kvcache_out *out)
+/* runs raw[0..len) (one whole command) at shard o. Without d: appends its
+ * output to out; 0, or an error (the owner did not answer, no memory).
+ * With d (the connection's direct channel, state PENDING): the owner writes
+ * the output to the client itself; 0 once the command is in a batch (its
+ * answer comes through d), or an error before (it was not queued: send it
+ * the usual way). Commands of one turn for one owner go as one batch: the
+ * first connection to add one (the leader) yields once, sends the batch,
+ * and waits only if some command is not direct. */
+static KV_HOT int forward(struct conn *c, unsigned o, const char *raw, size_t len,
+                          struct kvcache_out *out, struct kvcache_direct *d)
 {
     struct kvcache_fwd *f = c->sh->fwd[o];
     if (!f) {
@@ -264,7 +311,9 @@ static KV_HOT int forward(struct conn *c, unsigned o, const char *raw, size_t le
     /* a batch stays within one message (the runtime's limit is the item
      * limit plus 128 KiB): a command that would overflow the open batch
      * goes alone */
-    if (f->n > 0 && f->req.len + 4 + len > (size_t)kvcache_cfg.set.item_size_max + 64 * 1024) {
+    if (f->n > 0 && f->req.len + 4 + sizeof(d) + len > (size_t)kvcache_cfg.set.item_size_max + 64 * 1024) {
+        if (d)
+            return HY_EMSGSIZE;
         struct kvcache_out rep = {0};
         int rr = kvcache_server_request(o, KVCACHE_REQ_RAW, raw, len, &rep);
         if (rr == 0)
@@ -272,19 +321,32 @@ static KV_HOT int forward(struct conn *c, unsigned o, const char *raw, size_t le
         kvcache_out_fini(&rep);
         return rr;
     }
-    hy_ref ref;
-    int rc = hy_ref_make(&ref);
-    if (rc != 0)
-        return rc;
-    bool leader = f->n == 0;
-    uint32_t l32 = (uint32_t)len;
-    kvcache_out_put(&f->req, &l32, 4);
+    hy_ref ref = HY_REF_NONE; /* none: a direct command */
+    int rc;
+    if (d) {
+        rc = hy_ref_make(&c->dref);
+        if (rc != 0)
+            return rc;
+        d->pid = c->link.pid;
+        d->ref = c->dref;
+        uint32_t l32 = (uint32_t)(sizeof(d) + len) | KVCACHE_BATCH_DIRECT;
+        kvcache_out_put(&f->req, &l32, 4);
+        kvcache_out_put(&f->req, &d, sizeof(d));
+        atomic_fetch_add_explicit(&d->refs, 1, memory_order_relaxed); /* the batch's */
+    } else {
+        rc = hy_ref_make(&ref);
+        if (rc != 0)
+            return rc;
+        uint32_t l32 = (uint32_t)len;
+        kvcache_out_put(&f->req, &l32, 4);
+    }
     kvcache_out_put(&f->req, raw, len);
+    bool leader = f->n == 0;
     f->who[f->n] = c->link.pid;
     f->refs[f->n] = ref;
     f->n++;
     if (!leader)
-        return kvcache_server_wait(ref, out) == 0 ? 0 : HY_ENOPROC;
+        return d ? 0 : kvcache_server_wait(ref, out) == 0 ? 0 : HY_ENOPROC;
     f->leader = c->link.pid;
     /* the other connections ready in this turn add theirs meanwhile */
     hy_yield();
@@ -299,12 +361,24 @@ static KV_HOT int forward(struct conn *c, unsigned o, const char *raw, size_t le
     f->refs = NULL;
     f->cap = 0;
     fwd_reset(f);
+    bool wait = false;
+    for (size_t i = 0; i < n && !wait; i++)
+        wait = !hy_ref_is_none(refs[i]);
     struct kvcache_out rep;
     kvcache_spare_take(c->sh, &rep);
-    rc = req.oom ? HY_ENOMEM : kvcache_server_request(o, KVCACHE_REQ_BATCH, req.buf, req.len, &rep);
+    hy_ref bref;
+    rc = req.oom ? HY_ENOMEM
+                 : kvcache_server_send(o, KVCACHE_REQ_BATCH, req.buf, req.len, wait ? &bref : NULL);
+    if (rc != 0 && !req.oom)
+        fwd_fail(&req, who, refs, n, c->link.pid);
+    if (rc == 0 && wait)
+        rc = kvcache_server_wait(bref, &rep);
     size_t cur = 0;
-    int own = HY_ENOPROC;
-    for (size_t i = 0; i < n; i++) {
+    /* a direct command's answer, or failure, comes through d */
+    int own = d ? 0 : HY_ENOPROC;
+    for (size_t i = 0; i < n && wait; i++) {
+        if (hy_ref_is_none(refs[i]))
+            continue; /* direct: no chunk (or failed above) */
         uint32_t l = 0;
         bool have = rc == 0 && cur + 4 <= rep.len;
         if (have) {
@@ -381,7 +455,7 @@ static KV_HOT void do_get(struct conn *c, struct kvcache_store *st, const struct
         unsigned o = (unsigned)__builtin_ctzll(mask);
         if (c->may_direct && c->out.len == 0 && direct_send(c, o, raw, cmd->total))
             return;
-        if (forward(c, o, raw, cmd->total, &c->out) != 0)
+        if (forward(c, o, raw, cmd->total, &c->out, NULL) != 0)
             kvcache_out_str(&c->out, "SERVER_ERROR key owner unavailable\r\n");
         return;
     }
@@ -560,7 +634,7 @@ static KV_HOT void handle(struct conn *c, const struct kvcache_cmd *cmd, const c
     }
     if (c->may_direct && c->out.len == 0 && direct_send(c, o, raw, cmd->total))
         return;
-    if (forward(c, o, raw, cmd->total, &c->out) != 0)
+    if (forward(c, o, raw, cmd->total, &c->out, NULL) != 0)
         kvcache_out_str(&c->out, "SERVER_ERROR key owner unavailable\r\n");
 }
 

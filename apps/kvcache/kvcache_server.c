@@ -160,13 +160,33 @@ static void serve_getkeys(struct kvcache_store *st, const char *p, size_t n, str
     }
 }
 
-/* [u32 len][command] ...: runs each, one [u32 len][output] chunk each */
+static void direct_run(struct kvcache_store *st, struct kvcache_direct *d, const char *p, size_t n,
+                       struct kvcache_out *out, hy_pid who, hy_ref ref);
+
+/* [u32 len][command] ...: runs each, one [u32 len][output] chunk each;
+ * an entry whose len has KVCACHE_BATCH_DIRECT set is
+ * [struct kvcache_direct *][command] and gets no chunk: its output goes to
+ * the connection's socket (direct_run) */
 static KV_HOT void serve_batch(struct kvcache_store *st, const char *p, size_t n, struct kvcache_out *out)
 {
     size_t at = 0;
     while (at + 4 <= n) {
         uint32_t l;
         memcpy(&l, p + at, 4);
+        if (l & KVCACHE_BATCH_DIRECT) {
+            l &= ~KVCACHE_BATCH_DIRECT;
+            struct kvcache_direct *d;
+            if (l > n - at - 4 || l < sizeof(d))
+                return;
+            memcpy(&d, p + at + 4, sizeof(d));
+            char buf[2048];
+            struct kvcache_out dout;
+            kvcache_out_use(&dout, buf, sizeof(buf));
+            direct_run(st, d, p + at + 4 + sizeof(d), l - sizeof(d), &dout, d->pid, d->ref);
+            kvcache_out_fini(&dout);
+            at += 4 + l;
+            continue;
+        }
         if (l > n - at - 4)
             return;
         size_t start = out->len;
@@ -205,15 +225,12 @@ void kvcache_direct_put(struct kvcache_direct *d)
  * at once, leaves the rest (if any) for the connection, then marks the
  * command answered and tells the connection only when it waits or has
  * output left to write */
-static KV_HOT void serve_direct(struct kvcache_store *st, const struct hy_msg *m, const char *p, size_t n,
-                         struct kvcache_out *out)
+/* runs one whole command (p[0..n)) for d's connection, writes what the
+ * socket takes at once, leaves the rest (if any) for the connection, then
+ * marks the command answered; out (empty) is scratch */
+static KV_HOT void direct_run(struct kvcache_store *st, struct kvcache_direct *d, const char *p,
+                              size_t n, struct kvcache_out *out, hy_pid who, hy_ref ref)
 {
-    struct kvcache_direct *d;
-    if (n < sizeof(d))
-        return;
-    memcpy(&d, p, sizeof(d));
-    p += sizeof(d);
-    n -= sizeof(d);
     struct kvcache_cmd cmd;
     size_t need;
     if (kvcache_proto_parse(p, n, kvcache_cfg.set.item_size_max, &cmd, &need) > 0)
@@ -251,8 +268,20 @@ static KV_HOT void serve_direct(struct kvcache_store *st, const struct hy_msg *m
      * receive (hy_tcp_recv_or_msg) is woken only when it has output to
      * write: everything else went to the client already */
     if (was == KVCACHE_DIRECT_WAITING || leftover)
-        hy_send_ref(m->from, KVCACHE_TAG_LAST, m->ref, NULL, 0);
+        hy_send_ref(who, KVCACHE_TAG_LAST, ref, NULL, 0);
     kvcache_direct_put(d);
+}
+
+/* [struct kvcache_direct *][command] (KVCACHE_REQ_DIRECT): the sender is
+ * the connection, the message's ref its ack */
+static void serve_direct(struct kvcache_store *st, const struct hy_msg *m, const char *p, size_t n,
+                         struct kvcache_out *out)
+{
+    struct kvcache_direct *d;
+    if (n < sizeof(d))
+        return;
+    memcpy(&d, p, sizeof(d));
+    direct_run(st, d, p + sizeof(d), n - sizeof(d), out, m->from, m->ref);
 }
 
 static KV_HOT int owner_info(struct hy_gs *gs, const struct hy_msg *m)
@@ -287,7 +316,8 @@ static KV_HOT int owner_info(struct hy_gs *gs, const struct hy_msg *m)
     }
     case KVCACHE_REQ_BATCH:
         serve_batch(st, p, n, &out);
-        reply_parts(m, &out, true);
+        if (!hy_ref_is_none(m->ref)) /* none: every entry was direct */
+            reply_parts(m, &out, true);
         break;
     case KVCACHE_REQ_DIRECT:
         serve_direct(st, m, p, n, &out);
