@@ -221,6 +221,66 @@ static void direct(const char *k)
         close(sv[1]);
     }
 
+    /* direct commands inside a batch: a batch of direct entries only goes
+     * without a ref and gets no reply; in a mixed batch only the other
+     * entries get chunks, in order; each direct entry's output is on its
+     * socket */
+    {
+        int a[2], b[2];
+        note(socketpair(AF_UNIX, SOCK_STREAM, 0, a) == 0 && socketpair(AF_UNIX, SOCK_STREAM, 0, b) == 0,
+             "socketpairs (batch)");
+        struct kvcache_direct *da = direct_new(a[0]), *db = direct_new(b[0]);
+        da->pid = db->pid = hy_self();
+        hy_ref_make(&da->ref);
+        hy_ref_make(&db->ref);
+        char set[96], get[64], want[96];
+        snprintf(set, sizeof(set), "set %s 0 0 2\r\ncd\r\n", k);
+        snprintf(get, sizeof(get), "get %s\r\n", k);
+        snprintf(want, sizeof(want), "VALUE %s 0 2\r\ncd\r\nEND\r\n", k);
+        struct kvcache_out req = {0}, rep = {0};
+        uint32_t l = (uint32_t)(sizeof(da) + strlen(set)) | KVCACHE_BATCH_DIRECT;
+        kvcache_out_put(&req, &l, 4);
+        kvcache_out_put(&req, &da, sizeof(da));
+        kvcache_out_put(&req, set, strlen(set));
+        atomic_fetch_add(&da->refs, 1); /* the batch's, dropped by the owner */
+        note(kvcache_server_send(1, KVCACHE_REQ_BATCH, req.buf, req.len, NULL) == 0, "direct-only batch");
+        n = read_all(a[1], buf, 9, false);
+        note(strcmp(buf, "STORED\r\n") == 0, "direct-only batch: %s", buf);
+        req.len = 0;
+        put_entry(&req, get, (uint32_t)strlen(get));
+        l = (uint32_t)(sizeof(db) + strlen(get)) | KVCACHE_BATCH_DIRECT;
+        kvcache_out_put(&req, &l, 4);
+        kvcache_out_put(&req, &db, sizeof(db));
+        kvcache_out_put(&req, get, strlen(get));
+        atomic_fetch_add(&db->refs, 1);
+        put_entry(&req, "version\r\n", 9);
+        note(kvcache_server_request(1, KVCACHE_REQ_BATCH, req.buf, req.len, &rep) == 0, "mixed batch");
+        uint32_t l0 = 0, l1 = 0;
+        if (rep.len >= 4)
+            memcpy(&l0, rep.buf, 4);
+        if (rep.len >= 8 + l0)
+            memcpy(&l1, rep.buf + 4 + l0, 4);
+        note(l0 == strlen(want) && rep.len == 8 + (size_t)l0 + l1 && memcmp(rep.buf + 4, want, l0) == 0 &&
+                 memcmp(rep.buf + 8 + l0, "VERSION ", 8) == 0,
+             "mixed batch: two chunks (%zu bytes)", rep.len);
+        n = read_all(b[1], buf, strlen(want) + 1, false);
+        note(strcmp(buf, want) == 0, "mixed batch, direct entry: %s", buf);
+        /* the owner's acks: none (nobody waited, nothing left) */
+        struct hy_msg *m = NULL;
+        note(hy_recv_ref(da->ref, &m, 0) == HY_ETIMEDOUT && hy_recv_ref(db->ref, &m, 0) == HY_ETIMEDOUT,
+             "batched direct: no ack");
+        if (m)
+            hy_msg_free(m);
+        note(atomic_load(&da->state) == KVCACHE_DIRECT_DONE && atomic_load(&db->state) == KVCACHE_DIRECT_DONE,
+             "batched direct: done");
+        kvcache_out_fini(&req);
+        kvcache_out_fini(&rep);
+        kvcache_direct_put(da);
+        kvcache_direct_put(db);
+        close(a[1]);
+        close(b[1]);
+    }
+
     /* a full socket: the whole reply is left to the connection */
     note(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair 4");
     fcntl(sv[0], F_SETFL, O_NONBLOCK);
