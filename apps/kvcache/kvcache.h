@@ -33,6 +33,7 @@ struct kvcache_config {
     uint32_t stats_interval_s;   /* the listener prints a stats line (0 off) */
     uint32_t acceptors;          /* acceptor processes per shard */
     bool direct;                 /* owners write forwarded replies to the socket */
+    bool direct_batch;           /* ... and those commands travel in the batches */
     uint64_t started;            /* unix time the stores' clocks count from */
     const char *console_addr;    /* --console: the node console's address (NULL off) */
     uint16_t console_port;

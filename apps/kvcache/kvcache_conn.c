@@ -157,7 +157,9 @@ static bool direct_send(struct conn *c, unsigned o, const char *raw, size_t len)
         c->d = d;
     }
     atomic_store_explicit(&c->d->state, KVCACHE_DIRECT_PENDING, memory_order_relaxed);
-    if (forward(c, o, raw, len, &c->out, c->d) != 0) {
+    int rc = kvcache_cfg.direct_batch ? forward(c, o, raw, len, &c->out, c->d)
+                                      : kvcache_server_send_direct(o, c->d, raw, len, &c->dref);
+    if (rc != 0) {
         atomic_store_explicit(&c->d->state, KVCACHE_DIRECT_IDLE, memory_order_relaxed);
         return false;
     }

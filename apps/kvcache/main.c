@@ -49,7 +49,10 @@ static void usage(FILE *f)
             "                           key of another shard is answered by that shard on\n"
             "                           the socket itself, one hand-off between shards\n"
             "                           instead of two; 0, the default: the reply travels\n"
-            "                           back to the connection's shard)\n"
+            "                           back to the connection's shard), direct_batch=0|1\n"
+            "                           (1: such commands wait for the shard's per-owner\n"
+            "                           batch, one message per owner per turn; 0, the\n"
+            "                           default: each goes at once, a message of its own)\n"
             "  --console=ADDR:PORT      serve the node console (dashboard, /metrics, /api)\n"
             "                           there, e.g. 127.0.0.1:8080; a non-loopback address\n"
             "                           needs HYDRA_CONSOLE_TOKEN set (actions need it too)\n"
@@ -138,6 +141,8 @@ static bool parse_ext(char *arg)
             pin = v == 1;
         else if (strcmp(t, "direct") == 0 && v <= 1)
             kvcache_cfg.direct = v == 1;
+        else if (strcmp(t, "direct_batch") == 0 && v <= 1)
+            kvcache_cfg.direct_batch = v == 1;
         else if (strcmp(t, "acceptors") == 0 && v > 0 && v <= 64)
             kvcache_cfg.acceptors = (uint32_t)v;
         else {
