@@ -1,5 +1,5 @@
 /* The handshake: the cookie challenge/response that opens a channel's
- * session, and its crypto (libsodium): HMAC-SHA256 with the cookie for
+ * session, and its crypto: HMAC-SHA256 with the cookie (libsodium) for
  * the proofs and the session key, SipHash-2-4 (128-bit) for frame tags.
  *
  * A (initiator) sends HELLO(nA); B answers CHALLENGE(nB, proof_B), proof_B
