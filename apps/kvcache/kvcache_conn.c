@@ -255,15 +255,21 @@ static void direct_fail(struct kvcache_direct *d)
 }
 
 /* the direct entries of a batch that was not sent (req: the batch's
- * request) fail; the others get KVCACHE_TAG_FAIL, except skip's */
+ * request) fail; the others get KVCACHE_TAG_FAIL, except skip's. A request
+ * that ran out of memory cannot be walked: its direct entries are left to
+ * their connections' give-up (DIRECT_GIVE_UP_NS) */
 static void fwd_fail(const struct kvcache_out *req, const hy_pid *who, const hy_ref *refs,
                      size_t n, hy_pid skip)
 {
     size_t at = 0;
-    for (size_t i = 0; i < n && at + 4 <= req->len; i++) {
-        uint32_t l;
-        memcpy(&l, req->buf + at, 4);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t l = 0;
+        bool walk = !req->oom && at + 4 <= req->len;
+        if (walk)
+            memcpy(&l, req->buf + at, 4);
         if (hy_ref_is_none(refs[i])) {
+            if (!walk)
+                continue;
             struct kvcache_direct *d;
             memcpy(&d, req->buf + at + 4, sizeof(d));
             direct_fail(d);
@@ -276,7 +282,7 @@ static void fwd_fail(const struct kvcache_out *req, const hy_pid *who, const hy_
 
 static void fwd_fail_all(struct kvcache_fwd *f)
 {
-    fwd_fail(&f->req, f->who, f->refs, f->req.oom ? 0 : f->n, f->leader);
+    fwd_fail(&f->req, f->who, f->refs, f->n, f->leader);
     fwd_reset(f);
 }
 
@@ -371,9 +377,11 @@ static KV_HOT int forward(struct conn *c, unsigned o, const char *raw, size_t le
     hy_ref bref;
     rc = req.oom ? HY_ENOMEM
                  : kvcache_server_send(o, KVCACHE_REQ_BATCH, req.buf, req.len, wait ? &bref : NULL);
-    if (rc != 0 && !req.oom)
+    if (rc != 0) { /* not sent: every other command is told here */
         fwd_fail(&req, who, refs, n, c->link.pid);
-    if (rc == 0 && wait)
+        wait = false;
+    }
+    if (wait)
         rc = kvcache_server_wait(bref, &rep);
     size_t cur = 0;
     /* a direct command's answer, or failure, comes through d */
