@@ -27,13 +27,15 @@ static inline unsigned class_of(size_t len)
 }
 
 /* hy__charge's common case inlined: a reduction taken from a budget that
- * is not spent, no exit pending, no signal from another shard waiting. */
+ * is not spent, no signal from another shard waiting. A pending exit signal
+ * needs no test of its own: setting exit_pending on the running process
+ * spends its budget (hy__kill), and a process the scheduler runs with one
+ * pending starts with a spent budget (run_proc, sched.c). */
 static inline __attribute__((always_inline)) void charge(struct hy_proc *p)
 {
-    /* three tests and branches (fewer instructions than or-ing the
-     * three conditions' values) */
-    if (__builtin_expect(p->exit_pending != 0, 0) || __builtin_expect(p->budget <= 1, 0) ||
-        __builtin_expect(hy__mesh_sig_in(p->shard), 0))
+    /* two tests and branches (fewer instructions than or-ing the
+     * conditions' values) */
+    if (__builtin_expect(p->budget <= 1, 0) || __builtin_expect(hy__mesh_sig_in(p->shard), 0))
         hy__charge(p);
     else
         p->budget--;
@@ -44,8 +46,7 @@ static inline __attribute__((always_inline)) void charge(struct hy_proc *p)
 static inline __attribute__((always_inline)) void charge_on(struct hy_shard *sh,
                                                             struct hy_proc *p)
 {
-    if (__builtin_expect(p->exit_pending != 0, 0) || __builtin_expect(p->budget <= 1, 0) ||
-        __builtin_expect(hy__mesh_sig_in(sh), 0))
+    if (__builtin_expect(p->budget <= 1, 0) || __builtin_expect(hy__mesh_sig_in(sh), 0))
         hy__charge(p);
     else
         p->budget--;
@@ -500,6 +501,8 @@ void hy__mailbox_append(struct hy_shard *sh, struct hy_proc *p, struct hy_msg *m
         if (p->mailbox_policy == HY_MAILBOX_KILL && !p->exit_pending) {
             p->exit_pending = 1;
             p->exit_reason_pending = hy_reason_user(0, "mailbox_overflow");
+            if (p == sh->current)
+                p->budget = 0; /* its next charge acts on it (hy__kill's note) */
             if (p->state == HY_P_WAITING)
                 hy__sched_make_ready(sh, p);
         }
@@ -961,8 +964,7 @@ static inline __attribute__((always_inline)) int send_user(hy_pid to_in, uint64_
             hy__sched_make_ready_inline(sh, p);
     }
     if (cur) {
-        if (__builtin_expect(cur->exit_pending != 0, 0) ||
-            __builtin_expect(cur->budget <= 1, 0) || __builtin_expect(hy__mesh_sig_in(sh), 0))
+        if (__builtin_expect(cur->budget <= 1, 0) || __builtin_expect(hy__mesh_sig_in(sh), 0))
             return charge_slow(cur);
         cur->budget--;
     }
@@ -1149,13 +1151,16 @@ static __attribute__((noinline)) int recv_any(struct hy_msg **out, int64_t timeo
 int hy_recv(struct hy_msg **out, int64_t timeout_ns)
 {
     struct hy_shard *sh = hy__tls_shard;
-    /* one branch each (or-ing the conditions' values took more) */
-    if (__builtin_expect(!sh, 0) || __builtin_expect(timeout_ns >= 0, 0) ||
-        __builtin_expect(!out, 0))
+    /* one test and branch each (the empty asm keeps the compiler from
+     * or-ing the conditions' values, which took more) */
+    if (__builtin_expect(timeout_ns >= 0, 0) || __builtin_expect(!sh, 0))
         return recv_any(out, timeout_ns);
     struct hy_proc *p = sh->current;
     if (__builtin_expect(!p, 0))
-        return recv_any(out, timeout_ns);
+        return HY_ENOTPROC;
+    __asm__("" : "+r"(out));
+    if (__builtin_expect(!out, 0))
+        return HY_EINVAL;
     charge_on(sh, p);
     p->timed_out = 0;
     struct hy_msg *m;

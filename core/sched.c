@@ -206,7 +206,11 @@ static int32_t run_proc(struct hy_shard *sh, struct hy_proc *p, int32_t budget)
                           atomic_load_explicit(&sh->run_seq, memory_order_relaxed) + 1,
                           memory_order_relaxed);
     __atomic_store_n(&sh->handoffs, 0, __ATOMIC_RELEASE);
-    begin_run(sh, p, budget);
+    /* with an exit signal pending (a deferred one, or one that came before
+     * a first run) it starts with a spent budget: the inline charges test
+     * only the budget, and its next one goes to hy__charge, which acts on
+     * the signal (a hand-over never goes to such a process) */
+    begin_run(sh, p, p->exit_pending ? 0 : budget);
     sh->in_runtime = false;
     hy__stack_switch_in(sh, p);
     sh->in_runtime = true;

@@ -1320,6 +1320,93 @@ static void test_msg_mailbox_kill(void **state)
     hy_test_run(2, body_kill, NULL);
 }
 
+/* A process that overflows its own bounded mailbox (policy kill) dies in
+ * that send, not once its budget runs out: the inline charge tests only
+ * the budget, which the overflow spends. Then a process whose mailbox
+ * overflowed before its first run dies at its first charge (it starts
+ * with a spent budget). */
+static struct {
+    hy_pid parent;
+    _Atomic int after;
+} ks;
+
+static void ks_self_overflow(void *arg)
+{
+    (void)arg;
+    hy_pid self = hy_self();
+    for (uint32_t i = 0; i < 3; i++) /* the third is over the bound of 2 */
+        hy_send(self, T_DATA, &i, sizeof(i));
+    atomic_store(&ks.after, 1); /* never: it dies in the third send */
+    for (uint32_t i = 0; i < 100; i++)
+        hy_send(self, T_DATA, NULL, 0);
+}
+
+static void ks_first_run(void *arg)
+{
+    (void)arg;
+    hy_send(ks.parent, T_DATA, NULL, 0); /* its first charge: dies here */
+    atomic_store(&ks.after, 1);
+    for (uint32_t i = 0; i < 100; i++)
+        hy_send(ks.parent, T_DATA, NULL, 0);
+}
+
+static void ks_down(hy_ref mon)
+{
+    struct hy_msg *m = hy_test_must_recv_tag(HY_TAG_DOWN, WAIT_NS);
+    if (!m)
+        return;
+    struct hy_down_info d;
+    memcpy(&d, m->data, sizeof(d));
+    HY_CHECK(hy_ref_eq(m->ref, mon));
+    HY_CHECK_EQ(d.reason.kind, HY_REASON_USER);
+    HY_CHECK(strstr(d.reason.text, "mailbox_overflow") != NULL);
+    hy_msg_free(m);
+}
+
+static void body_kill_self(void *arg)
+{
+    (void)arg;
+    ks.parent = hy_self();
+    for (int shard = 0; shard < 2; shard++) {
+        struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+        o.shard = shard;
+        o.max_mailbox = 2;
+        o.mailbox_policy = HY_MAILBOX_KILL;
+        hy_ref mon;
+        o.monitor = true;
+        o.monitor_ref = &mon;
+        atomic_store(&ks.after, 0);
+        spawn_opts(ks_self_overflow, NULL, &o);
+        ks_down(mon);
+        HY_CHECK_EQ(atomic_load(&ks.after), 0);
+    }
+    /* queued, not yet run (same shard: it runs when this one blocks), when
+     * its mailbox overflows */
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.shard = 0;
+    o.max_mailbox = 1;
+    o.mailbox_policy = HY_MAILBOX_KILL;
+    hy_ref mon;
+    o.monitor = true;
+    o.monitor_ref = &mon;
+    atomic_store(&ks.after, 0);
+    hy_pid v = spawn_opts(ks_first_run, NULL, &o);
+    hy_test_send_u32(v, T_DATA, 0);
+    hy_test_send_u32(v, T_DATA, 1); /* over the bound */
+    ks_down(mon);
+    HY_CHECK_EQ(atomic_load(&ks.after), 0);
+    struct hy_msg *m;
+    while (hy_recv_tag(T_DATA, &m, HY_NOWAIT) == 0)
+        hy_msg_free(m);
+    check_empty();
+}
+
+static void test_msg_mailbox_kill_self_acts_at_the_send(void **state)
+{
+    (void)state;
+    hy_test_run(2, body_kill_self, NULL);
+}
+
 /* A process killed by its mailbox policy while inside a blocking call
  * (whose argument lives on its stack) dies only after the call returned;
  * and the call's result, a runtime reply, is not refused by the full
@@ -2284,6 +2371,7 @@ int main(void)
         cmocka_unit_test(test_msg_send_to_dead_is_dropped),
         cmocka_unit_test(test_msg_mailbox_drop_new),
         cmocka_unit_test(test_msg_mailbox_kill),
+        cmocka_unit_test(test_msg_mailbox_kill_self_acts_at_the_send),
         cmocka_unit_test(test_msg_mailbox_kill_does_not_wait_for_blocking_call),
         cmocka_unit_test(test_msg_full_mailbox_gets_runtime_replies),
         cmocka_unit_test(test_msg_mailbox_len),
