@@ -916,13 +916,33 @@ static __attribute__((noinline)) int send_user_slow(hy_pid to, uint64_t tag, hy_
     return send_common(to, tag, ref, data, len, sys);
 }
 
+/* send_user_slow for a message without a ref: five arguments, all in
+ * registers, so that the send's call of it is a jump and its common path
+ * needs no frame of its own (send_user_slow's eight take stack slots). */
+static __attribute__((noinline)) int send_user_slow_noref(hy_pid to, uint64_t tag,
+                                                          const void *data, size_t len)
+{
+    return send_user_slow(to, tag, HY_REF_NONE, data, len, false);
+}
+
+/* The user sends' exit to the general paths. */
+static inline __attribute__((always_inline)) int send_slow(hy_pid to, uint64_t tag, hy_ref ref,
+                                                           const void *data, size_t len, bool sys,
+                                                           bool noref)
+{
+    if (noref)
+        return send_user_slow_noref(to, tag, data, len);
+    return send_user_slow(to, tag, ref, data, len, sys);
+}
+
 /* The user sends: a small message to a live process of the caller's own
  * shard with room in its mailbox is sent here, inline (send_fast_body's
  * path for kind HY_K_MSG, with every call moved to the uncommon exits);
  * anything else goes to send_user_slow (the cross-shard fast path, then
  * the general one). */
 static inline __attribute__((always_inline)) int send_user(hy_pid to_in, uint64_t tag, hy_ref ref,
-                                                           const void *data, size_t len, bool sys)
+                                                           const void *data, size_t len, bool sys,
+                                                           bool noref)
 {
     /* the pid word by word (the empty asm): as one 16-byte value the
      * compiler took it through the stack into a vector register */
@@ -934,12 +954,12 @@ static inline __attribute__((always_inline)) int send_user(hy_pid to_in, uint64_
     struct hy_shard *sh = hy__tls_shard;
     /* one compare for node, creation and shard: the shard's cached pid word */
     if (__builtin_expect(!sh || ((tag & HY_TAG_SYSTEM) && !sys) || to.hi != sh->pid_hi, 0))
-        return send_user_slow(to, tag, ref, data, len, sys);
+        return send_slow(to, tag, ref, data, len, sys, noref);
     /* buffers_out and msgs_sent_local counted at once, in local_fast
      * (added to both when the statistics are read, stats.c) */
     struct hy_msg *m = small_msg_body(sh, true, HY_K_MSG, tag, ref, to, data, len, false);
     if (!m)
-        return send_user_slow(to, tag, ref, data, len, sys);
+        return send_slow(to, tag, ref, data, len, sys, noref);
     /* No runtime bracket (in_rt) from here to the charge: nothing here
      * calls out of the runtime, and a fault in this code is told to be the
      * runtime's by its address (crash.c), bracket or not. */
@@ -973,17 +993,17 @@ static inline __attribute__((always_inline)) int send_user(hy_pid to_in, uint64_
 
 int hy_send(hy_pid to, uint64_t tag, const void *data, size_t len)
 {
-    return send_user(to, tag, HY_REF_NONE, data, len, false);
+    return send_user(to, tag, HY_REF_NONE, data, len, false, true);
 }
 
 int hy_send_ref(hy_pid to, uint64_t tag, hy_ref ref, const void *data, size_t len)
 {
-    return send_user(to, tag, ref, data, len, false);
+    return send_user(to, tag, ref, data, len, false, false);
 }
 
 int hy_send_sys(hy_pid to, uint64_t tag, hy_ref ref, const void *data, size_t len)
 {
-    return send_user(to, tag, ref, data, len, true);
+    return send_user(to, tag, ref, data, len, true, false);
 }
 
 int hy_msg_send(hy_pid to, struct hy_msg *m)
