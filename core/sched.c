@@ -347,11 +347,12 @@ static unsigned turn(struct hy_shard *sh)
     return work + sh->rq_len;
 }
 
-static void futex_sleep(struct hy_shard *sh, uint64_t deadline)
+/* now: the clock read idle_sleep made (for a deadline other than
+ * UINT64_MAX; unused otherwise). */
+static void futex_sleep(struct hy_shard *sh, uint64_t deadline, uint64_t now)
 {
     struct timespec ts, *tsp = NULL;
     if (deadline != UINT64_MAX) {
-        uint64_t now = hy_now_ns();
         uint64_t d = deadline > now ? deadline - now : 0;
         ts.tv_sec = (time_t)(d / 1000000000u);
         ts.tv_nsec = (long)(d % 1000000000u);
@@ -380,6 +381,7 @@ static void poll_sleep(struct hy_shard *sh, uint64_t deadline, int io_fd)
     }
     struct timespec ts, *tsp = NULL;
     if (deadline != UINT64_MAX) {
+        /* read again: the poller's pre-sleep step may have made calls */
         uint64_t now = hy_now_ns();
         uint64_t d = deadline > now ? deadline - now : 0;
         ts.tv_sec = (time_t)(d / 1000000000u);
@@ -404,8 +406,16 @@ static void idle_sleep(struct hy_shard *sh)
         if (h < deadline)
             deadline = h;
     }
-    if (deadline <= hy_now_ns())
-        return;
+    /* no clock read without a deadline; with one, the futex sleep's
+     * timeout is measured from this read too (what lies between is a few
+     * loads and stores: the wake-up is not early, and late by less than
+     * the timer wheel's 1 us tick) */
+    uint64_t now = 0;
+    if (deadline != UINT64_MAX) {
+        now = hy_now_ns();
+        if (deadline <= now)
+            return;
+    }
     /* sockets registered: sleep on the poller's descriptor too */
     int io_fd = hy__io_sleep_fd(sh);
     if (io_fd >= 0 && !hy__io_pre_sleep(sh))
@@ -424,7 +434,7 @@ static void idle_sleep(struct hy_shard *sh)
     if (sh->nhook_fds || io_fd >= 0)
         poll_sleep(sh, deadline, io_fd);
     else
-        futex_sleep(sh, deadline);
+        futex_sleep(sh, deadline, now);
     /* seq_cst: pairs with the watchdog's store of parked then its check */
     atomic_store_explicit(&sh->sleeping, 0, memory_order_seq_cst);
     if (hy__stall_parked())
