@@ -696,6 +696,45 @@ static void test_msg_handed_to_blocked_receiver(void **state)
     hy_test_run(1, body_handed, NULL);
 }
 
+/* hy_msg_free puts a buffer of the calling shard back on its class's pool,
+ * whatever the class: the next allocation of that size gets the same
+ * buffer (the pools are LIFO), and buffers_out is back where it was. Class
+ * 0 takes hy_msg_free's inline path, the others its out-of-line one. */
+static uint64_t shard0_out(void)
+{
+    struct hy_stats st;
+    HY_CHECK_EQ(hy_stats_get(0, &st), 0);
+    return st.buffers_out;
+}
+
+static void body_free_every_class(void *arg)
+{
+    (void)arg;
+    static const size_t class_sizes[] = {0, 1, 48, 49, 100, 200, 500, 1000, 2000, 4000, 8000, 30000};
+    uint64_t out0 = shard0_out();
+    for (size_t i = 0; i < sizeof(class_sizes) / sizeof(class_sizes[0]); i++) {
+        struct hy_msg *a = NULL, *b = NULL;
+        HY_CHECK_EQ(hy_msg_alloc(class_sizes[i], &a), 0);
+        if (!a)
+            return;
+        HY_CHECK_EQ(shard0_out(), out0 + 1);
+        hy_msg_free(a);
+        HY_CHECK_EQ(shard0_out(), out0);
+        HY_CHECK_EQ(hy_msg_alloc(class_sizes[i], &b), 0);
+        if (b != a)
+            print_error("size %zu: a buffer other than the one freed\n", class_sizes[i]);
+        HY_CHECK(b == a);
+        hy_msg_free(b);
+    }
+    HY_CHECK_EQ(shard0_out(), out0);
+}
+
+static void test_msg_free_every_class_back_to_its_pool(void **state)
+{
+    (void)state;
+    hy_test_run(1, body_free_every_class, NULL);
+}
+
 /* Across shards: a sender on shard 1 mixes the cross-shard fast path
  * (small), the general path (bigger, another buffer class), alias sends (a
  * kind that is not an ordinary message) and sends to a second receiver, so
@@ -2364,6 +2403,7 @@ int main(void)
         cmocka_unit_test(test_msg_selective_receive_keeps_order),
         cmocka_unit_test(test_msg_fast_and_general_paths_keep_order),
         cmocka_unit_test(test_msg_handed_to_blocked_receiver),
+        cmocka_unit_test(test_msg_free_every_class_back_to_its_pool),
         cmocka_unit_test(test_msg_selective_receive_cross_shard),
         cmocka_unit_test(test_msg_recv_timeout),
         cmocka_unit_test(test_msg_recv_timeout_racing_message),
