@@ -598,6 +598,8 @@ void hy__deliver_run(struct hy_shard *sh, const uintptr_t *ms, unsigned n)
 void hy__mailbox_drop_all(struct hy_shard *sh, struct hy_proc *p)
 {
     if (p->handed) {
+        /* the send counted it received (local_handed): it never was */
+        hy__stat_add(&sh->st.msgs_received, (uint64_t)-1);
         hy__msg_free_local(sh, p->handed);
         p->handed = NULL;
     }
@@ -955,8 +957,9 @@ static inline __attribute__((always_inline)) int send_user(hy_pid to_in, uint64_
     /* one compare for node, creation and shard: the shard's cached pid word */
     if (__builtin_expect(!sh || ((tag & HY_TAG_SYSTEM) && !sys) || to.hi != sh->pid_hi, 0))
         return send_slow(to, tag, ref, data, len, sys, noref);
-    /* buffers_out and msgs_sent_local counted at once, in local_fast
-     * (added to both when the statistics are read, stats.c) */
+    /* buffers_out and msgs_sent_local counted at once, in local_fast (or
+     * with msgs_received too, in local_handed), added to each when the
+     * statistics are read (stats.c) */
     struct hy_msg *m = small_msg_body(sh, true, HY_K_MSG, tag, ref, to, data, len, false);
     if (!m)
         return send_slow(to, tag, ref, data, len, sys, noref);
@@ -964,17 +967,21 @@ static inline __attribute__((always_inline)) int send_user(hy_pid to_in, uint64_
      * calls out of the runtime, and a fault in this code is told to be the
      * runtime's by its address (crash.c), bracket or not. */
     struct hy_proc *cur = sh->current;
-    hy__stat_add(&sh->st.local_fast, 1);
     struct hy_proc *p = local_receiver(sh, to);
-    if (__builtin_expect(!p, 0))
+    if (__builtin_expect(!p, 0)) {
+        hy__stat_add(&sh->st.local_fast, 1);
         return send_local_rest(sh, p, m);
+    }
     if (p->state == HY_P_WAITING && p->wait_msg == HY_WAIT_ANY) {
         /* blocked in a plain receive with an empty mailbox: handed over,
          * the receive returns it when p resumes (what arrives meanwhile
-         * goes to the mailbox, behind it: p is ready from now on) */
+         * goes to the mailbox, behind it: p is ready from now on); counted
+         * received now (a kill that frees it takes that back) */
         p->handed = m;
         ready_waiting(sh, p);
+        hy__stat_add(&sh->st.local_handed, 1);
     } else {
+        hy__stat_add(&sh->st.local_fast, 1);
         if (__builtin_expect(p->mb_max && p->mb_len >= p->mb_max, 0))
             return send_local_rest(sh, p, m);
         *p->mb_tailp = m; /* small_msg set m->next to NULL */
@@ -1196,9 +1203,9 @@ int hy_recv(struct hy_msg **out, int64_t timeout_ns)
         if (p->exit_pending && !p->defer_exit)
             hy__proc_exit_current(p, p->exit_reason_pending); /* frees a handed one */
         if ((m = p->handed) != NULL) {
-            /* a same-shard send handed it over: never in the mailbox */
+            /* a same-shard send handed it over: never in the mailbox
+             * (counted received by the send, in local_handed) */
             p->handed = NULL;
-            hy__stat_add(&sh->st.msgs_received, 1);
             *out = m;
             return 0;
         }

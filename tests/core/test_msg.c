@@ -630,8 +630,9 @@ static void test_msg_fast_and_general_paths_keep_order(void **state)
 /* A same-shard send to a process blocked in a plain receive with an empty
  * mailbox hands the message over: the receiver takes it on resuming, before
  * what was sent to it meanwhile (into its mailbox), and the message counts
- * as queued (hy_proc_info) until then. A receiver killed before it resumes
- * frees the handed message: every buffer comes home. */
+ * as queued (hy_proc_info) until then, and as received once. A receiver
+ * killed before it resumes frees the handed message: every buffer comes
+ * home, and it does not count as received. */
 struct handed_arg {
     hy_pid parent;
 };
@@ -662,6 +663,7 @@ static void body_handed(void *arg)
     struct handed_arg a = {.parent = hy_self()};
     hy_pid r = spawn_on(0, handed_receiver, &a);
     hy_msg_free(hy_test_must_recv_tag(T_READY, WAIT_NS));
+    uint64_t recv0 = SHARD(0, msgs_received);
     /* r sent T_READY, then blocked in its receive before this one resumed:
      * the first send hands over, the next two queue behind it */
     hy_test_send_u32(r, T_DATA, 1);
@@ -675,6 +677,8 @@ static void body_handed(void *arg)
         HY_CHECK_EQ(payload_u32(m), 123u);
         hy_msg_free(m);
     }
+    /* received once each: the three (the handed one too) and T_DONE */
+    HY_CHECK_EQ(SHARD(0, msgs_received) - recv0, 4u);
 
     /* killed with the handed message not yet taken */
     r = spawn_on(0, handed_receiver, &a);
@@ -682,11 +686,14 @@ static void body_handed(void *arg)
     hy_ref mon;
     HY_CHECK_EQ(hy_monitor(r, &mon), 0);
     uint64_t before = SHARD(0, buffers_out);
+    uint64_t recv1 = SHARD(0, msgs_received);
     hy_test_send_u32(r, T_DATA, 1);
     HY_CHECK_EQ(SHARD(0, buffers_out), before + 1);
     HY_CHECK_EQ(hy_exit_pid(r, hy_reason_user(0, "killed")), 0);
     hy_msg_free(hy_test_must_recv_tag(HY_TAG_DOWN, WAIT_NS));
     HY_CHECK(hy_test_wait_until(shard0_buffers_at, &before, WAIT_MS));
+    /* the DOWN only: the handed message was never received */
+    HY_CHECK_EQ(SHARD(0, msgs_received) - recv1, 1u);
     check_empty();
 }
 
