@@ -202,17 +202,35 @@ static inline void mark_dirty(struct hy_shard *sh, unsigned dst)
     }
 }
 
+void hy__mesh_batch_full(struct hy_shard *sh, unsigned dst)
+{
+    struct hy_ring *r = sh->out[dst];
+    uint32_t staged = hy__ring_staged(r);
+    hy__ring_publish(r);
+    count_batch(sh, dst, staged);
+    /* No full barrier here (it would wait, once per batch, for every store
+     * still buffered: the entry lines and head, each a transfer from the
+     * other core): a plain load of the flag. A consumer that set it just
+     * now, too late for this load, re-checked its rings after it set it
+     * (and may have missed this publish, still in a store buffer): the
+     * ring stays dirty, and the end of the turn's hy__mesh_flush makes
+     * the full check (hy__wake_shard) for it. */
+    struct hy_shard *t = hy__rt.shards[dst];
+#ifdef HX_FENCE
+    hy__wake_shard(t);
+#else
+    if (atomic_load_explicit(&t->sleeping, memory_order_relaxed))
+        hy__wake_shard(t);
+#endif
+}
+
 /* After a push into the ring towards dst: flushed at the end of the turn,
  * or published now when a batch is full. */
 static inline void pushed(struct hy_shard *sh, unsigned dst, struct hy_ring *r)
 {
     mark_dirty(sh, dst);
-    uint32_t staged = hy__ring_staged(r);
-    if (staged >= PUBLISH_BATCH) {
-        hy__ring_publish(r);
-        count_batch(sh, dst, staged);
-        hy__wake_shard(hy__rt.shards[dst]);
-    }
+    if (hy__ring_staged(r) >= PUBLISH_BATCH)
+        hy__mesh_batch_full(sh, dst);
 }
 
 /* Counts one entry queued behind the full ring towards dst, and has the
@@ -258,11 +276,7 @@ void hy__mesh_entry_commit_rest(struct hy_shard *sh, unsigned dst)
         return;
     }
     /* staged and marked dirty inline; a full batch goes now, as pushed() */
-    struct hy_ring *r = sh->out[dst];
-    uint32_t staged = hy__ring_staged(r);
-    hy__ring_publish(r);
-    count_batch(sh, dst, staged);
-    hy__wake_shard(hy__rt.shards[dst]);
+    hy__mesh_batch_full(sh, dst);
 }
 
 void hy__mesh_push(struct hy_shard *sh, unsigned dst, uintptr_t entry)
@@ -303,8 +317,11 @@ void hy__mesh_flush(struct hy_shard *sh)
         if (staged) {
             hy__ring_publish(r);
             count_batch(sh, dst, staged);
-            hy__wake_shard(hy__rt.shards[dst]);
         }
+        /* pushed to this turn: the full check, also when every entry went
+         * in a batch published earlier (hy__mesh_batch_full's plain load
+         * may have missed a consumer falling asleep) */
+        hy__wake_shard(hy__rt.shards[dst]);
     }
     sh->ndirty = 0;
 }

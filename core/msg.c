@@ -849,6 +849,18 @@ static __attribute__((noinline)) int charge_slow(struct hy_proc *p)
     return 0;
 }
 
+/* The end of an inline cross-shard send whose entry made a full batch:
+ * published now (hy__mesh_batch_full), then the charge. Out of line, a tail
+ * call of send_user's cross branch, so that the branch calls nothing on its
+ * common path. */
+static __attribute__((noinline)) int send_cross_batch(struct hy_shard *sh, unsigned dst)
+{
+    hy__mesh_batch_full(sh, dst);
+    if (sh->current)
+        charge(sh->current);
+    return 0;
+}
+
 static __attribute__((noinline)) int send_user_slow(hy_pid to, uint64_t tag, hy_ref ref,
                                                     const void *data, size_t len, bool sys)
 {
@@ -862,11 +874,81 @@ static __attribute__((noinline)) int send_user_slow(hy_pid to, uint64_t tag, hy_
     return send_common(to, tag, ref, data, len, sys);
 }
 
+/* send_cross_small's way out to the general path (the system tag was
+ * checked: sys true is the same as the caller's flag now). Out of line, a
+ * tail call, so that send_cross_small needs no frame. */
+static __attribute__((noinline)) int send_cross_other(uint64_t to_hi, uint64_t to_lo, uint64_t tag,
+                                                     const void *data, size_t len)
+{
+    hy_pid to = {.hi = to_hi, .lo = to_lo};
+    return send_user_slow(to, tag, HY_REF_NONE, data, len, true);
+}
+
+/* The cross-shard branch of the user sends, jumped to (a tail call, no
+ * frame) by send_user for a message without a ref to a pid of another
+ * shard (or node): a small ordinary message (at most HY_RING_ENTRY_DATA
+ * payload bytes) to a process of another shard of this node goes whole
+ * into the line of the ring's entry array at the ring's next position, and
+ * HY_RING_ENTRY into its slot, when nothing waits in the overflow queue
+ * towards that shard and the array has a line free: send_cross_fast and
+ * hy__mesh_entry_reserve / hy__mesh_entry_commit's ring case without their
+ * calls, frames and re-checks, the same stores in the same order, so the
+ * one FIFO per shard pair holds. Anything else (a bigger payload, a full
+ * array, a backlog, another node) goes to send_user_slow. It calls out
+ * only by tail calls. No runtime code that can fault runs between the
+ * first store into the line and the slot's store, so in_rt is not raised
+ * (a fault reading the sender's bytes aborts the node as any fault in the
+ * runtime's code does). */
+static __attribute__((noinline)) int send_cross_small(struct hy_shard *sh, uint64_t to_hi,
+                                                     uint64_t to_lo, uint64_t tag,
+                                                     const void *data, size_t len)
+{
+    uint64_t dst = to_hi & 0xffff;
+    /* same node and creation (the pid words differ in the shard only);
+     * small_max bounds len by max_message_size too */
+    if (__builtin_expect((to_hi ^ sh->pid_hi) > 0xffff || dst >= HY_MAX_SHARDS ||
+                             len > HY_RING_ENTRY_DATA || len > sh->small_max || (!data && len),
+                         0))
+        return send_cross_other(to_hi, to_lo, tag, data, len);
+    struct hy_ring *r = sh->out[dst]; /* NULL: no such shard */
+    struct hy__centry *e;
+    if (__builtin_expect(!r || (e = hy__mesh_entry_try(sh, (unsigned)dst)) == NULL, 0))
+        return send_cross_other(to_hi, to_lo, tag, data, len);
+    e->tag = tag;
+    e->to_lo = to_lo;
+    e->size = (uint32_t)len;
+    copy_small(e->data, data, len);
+    struct hy_proc *cur = sh->current;
+    e->from_lo = cur ? cur->pid.lo : 0;
+    e->flags = cur ? 0 : HY__CE_NO_SENDER;
+    /* the line a later send writes: its last reader was the other shard's
+     * drain; fetched for writing while this one is staged (past the
+     * array's end near its end: a hint, harmless) */
+#ifndef HX_PF
+#define HX_PF 2
+#endif
+    hy__prefetch_w(e + HX_PF);
+#ifdef HX_PFS
+    hy__prefetch_w(&r->slots[(r->head_local + HX_PFS) & r->mask]);
+#endif
+    hy__stat_add(&sh->st.msgs_sent_cross, 1);
+    if (hy__mesh_entry_stage(sh, (unsigned)dst, r))
+        return send_cross_batch(sh, (unsigned)dst);
+    if (cur) {
+        if (__builtin_expect(cur->exit_pending != 0, 0) ||
+            __builtin_expect(cur->budget <= 1, 0) || __builtin_expect(hy__mesh_sig_in(sh), 0))
+            return charge_slow(cur);
+        cur->budget--;
+    }
+    return 0;
+}
+
 /* The user sends: a small message to a live process of the caller's own
  * shard with room in its mailbox is sent here, inline (send_fast_body's
- * path for kind HY_K_MSG, with every call moved to the uncommon exits);
- * anything else goes to send_user_slow (the cross-shard fast path, then
- * the general one). */
+ * path for kind HY_K_MSG, with every call moved to the uncommon exits); a
+ * small one to another shard of the node goes into the ring inline
+ * (send_cross_small, a tail call); anything else goes to send_user_slow (the cross-shard
+ * fast path, then the general one). */
 static inline __attribute__((always_inline)) int send_user(hy_pid to_in, uint64_t tag, hy_ref ref,
                                                            const void *data, size_t len, bool sys)
 {
@@ -878,9 +960,14 @@ static inline __attribute__((always_inline)) int send_user(hy_pid to_in, uint64_
     to.hi = to_hi;
     to.lo = to_lo;
     struct hy_shard *sh = hy__tls_shard;
-    /* one compare for node, creation and shard: the shard's cached pid word */
-    if (__builtin_expect(!sh || ((tag & HY_TAG_SYSTEM) && !sys) || to.hi != sh->pid_hi, 0))
+    if (__builtin_expect(!sh || ((tag & HY_TAG_SYSTEM) && !sys), 0))
         return send_user_slow(to, tag, ref, data, len, sys);
+    /* one compare for node, creation and shard: the shard's cached pid word */
+    if (__builtin_expect(to.hi != sh->pid_hi, 0)) {
+        if ((ref.hi | ref.lo) == 0)
+            return send_cross_small(sh, to.hi, to.lo, tag, data, len);
+        return send_user_slow(to, tag, ref, data, len, sys);
+    }
     struct hy_msg *m = small_msg(sh, true, HY_K_MSG, tag, ref, to, data, len);
     if (!m)
         return send_user_slow(to, tag, ref, data, len, sys);
