@@ -796,32 +796,52 @@ static inline bool send_cross_fast(struct hy_shard *sh, hy_pid to, uint64_t tag,
     return true;
 }
 
-struct hy_msg *hy__msg_from_entry(struct hy_shard *sh, unsigned src, const struct hy__centry *e)
+unsigned hy__msg_from_entries(struct hy_shard *sh, unsigned src, const struct hy_ring *r,
+                              uintptr_t *buf, unsigned n)
 {
     struct hy__msg_pool *pool = &sh->pools[0];
-    struct hy_msg *m = pool->free;
-    uint32_t len = e->size;
-    if (__builtin_expect(m != NULL, 1)) {
-        pool->free = m->next;
-        pool->nfree--;
-        hy__stat_add(&sh->st.buffers_out, 1);
-    } else if (hy__msg_alloc(sh, len, &m) != 0) {
-        return NULL;
-    }
-    _Static_assert(HY_RING_ENTRY_DATA <= FAST_LEN_MAX, "an entry's payload fits class 0");
-    memcpy(m->data, e->data, HY_RING_ENTRY_DATA);
     uint64_t node = sh->pid_hi & ~(uint64_t)0xffff; /* node and creation */
-    m->next = NULL;
-    m->tag = e->tag;
-    m->from.hi = (e->flags & HY__CE_NO_SENDER) ? 0 : node | src;
-    m->from.lo = e->from_lo;
-    m->to.hi = node | sh->id;
-    m->to.lo = e->to_lo;
-    m->ref = HY_REF_NONE;
-    m->size = len;
-    m->kind = HY_K_MSG;
-    m->aux = 0;
-    return m;
+    uint64_t from_hi = node | src;
+    struct hy_msg *fl = pool->free;
+    uint32_t taken = 0;
+    unsigned k;
+    _Static_assert(HY_RING_ENTRY_DATA <= FAST_LEN_MAX, "an entry's payload fits class 0");
+    for (k = 0; k < n; k++) {
+        if (buf[k] != HY_RING_ENTRY)
+            continue;
+        const struct hy__centry *e = hy__ring_entry_at(r, k);
+        struct hy_msg *m = fl;
+        if (__builtin_expect(m != NULL, 1)) {
+            fl = m->next;
+            taken++;
+        } else {
+            /* the pool is empty: the general allocator (which counts what
+             * it hands out) refills it from a new slab, or fails */
+            pool->free = NULL;
+            pool->nfree -= taken;
+            hy__stat_add(&sh->st.buffers_out, taken);
+            taken = 0;
+            if (hy__msg_alloc(sh, e->size, &m) != 0)
+                return k; /* this entry and what follows wait in the ring */
+            fl = pool->free;
+        }
+        memcpy(m->data, e->data, HY_RING_ENTRY_DATA);
+        m->next = NULL;
+        m->tag = e->tag;
+        m->from.hi = (e->flags & HY__CE_NO_SENDER) ? 0 : from_hi;
+        m->from.lo = e->from_lo;
+        m->to.hi = sh->pid_hi;
+        m->to.lo = e->to_lo;
+        m->ref = HY_REF_NONE;
+        m->size = e->size;
+        m->kind = HY_K_MSG;
+        m->aux = 0;
+        buf[k] = (uintptr_t)m;
+    }
+    pool->free = fl;
+    pool->nfree -= taken;
+    hy__stat_add(&sh->st.buffers_out, taken);
+    return k;
 }
 
 /* The end of a same-shard user send whose receiver is gone or has a full

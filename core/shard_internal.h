@@ -629,10 +629,15 @@ static inline __attribute__((always_inline)) void hy__mesh_entry_commit(struct h
         return;
     hy__mesh_entry_commit_rest(sh, dst);
 }
-/* Consumer: turns ring entry e, from shard src, into a buffer of this
- * shard's pool (returns owned; NULL when no buffer can be had: the entry
- * then stays in the ring for the next drain). In core/msg.c. */
-struct hy_msg *hy__msg_from_entry(struct hy_shard *sh, unsigned src, const struct hy__centry *e);
+/* Consumer: turns the ring entries among the n slots of a burst just
+ * peeked from r, the ring from shard src (slots HY_RING_ENTRY, their lines
+ * at hy__ring_entry_at(r, k)), into buffers of this shard's pool, in place
+ * in buf (each returned owned), taking the buffers off the pool in one run.
+ * Returns how many of the n positions are ready: n, or the position of the
+ * first entry no buffer could be had for (it, and what follows it, stay in
+ * the ring for the next drain). In core/msg.c. */
+unsigned hy__msg_from_entries(struct hy_shard *sh, unsigned src, const struct hy_ring *r,
+                              uintptr_t *buf, unsigned n);
 /* Publishes staged entries and moves overflow into rings; wakes sleepers. */
 void hy__mesh_flush(struct hy_shard *sh);
 /* Drains inbound rings and the foreign inbox; returns entries handled. */
