@@ -941,16 +941,7 @@ static __attribute__((noinline)) int send_cross_small(struct hy_shard *sh, uint6
     struct hy_proc *cur = sh->current;
     e->from_lo = cur ? cur->pid.lo : 0;
     e->flags = cur ? 0 : HY__CE_NO_SENDER;
-    /* the line a later send writes: its last reader was the other shard's
-     * drain; fetched for writing while this one is staged (past the
-     * array's end near its end: a hint, harmless) */
-#ifndef HX_PF
-#define HX_PF 2
-#endif
-    hy__prefetch_w(e + HX_PF);
-#ifdef HX_PFS
-    hy__prefetch_w(&r->slots[(r->head_local + HX_PFS) & r->mask]);
-#endif
+    hy__ring_entry_prefetch(r);
     hy__stat_add(&sh->st.msgs_sent_cross, 1);
     if (hy__mesh_entry_stage(sh, (unsigned)dst, r))
         return send_cross_batch(sh, (unsigned)dst);
