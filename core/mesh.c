@@ -216,12 +216,8 @@ void hy__mesh_batch_full(struct hy_shard *sh, unsigned dst)
      * ring stays dirty, and the end of the turn's hy__mesh_flush makes
      * the full check (hy__wake_shard) for it. */
     struct hy_shard *t = hy__rt.shards[dst];
-#ifdef HX_FENCE
-    hy__wake_shard(t);
-#else
     if (atomic_load_explicit(&t->sleeping, memory_order_relaxed))
         hy__wake_shard(t);
-#endif
 }
 
 /* After a push into the ring towards dst: flushed at the end of the turn,

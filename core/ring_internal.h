@@ -151,14 +151,8 @@ static inline struct hy__centry *hy__ring_entry_reserve(struct hy_ring *r)
  * producer fetches for writing at each entry it writes: their last reader
  * was the consumer's core, and moving a line between the cores takes longer
  * than several sends (with 2 lines ahead, the producer waited for them). */
-#ifndef HX_PF
-#define HX_PF 8
-#endif
-#ifndef HX_PFS
-#define HX_PFS 16
-#endif
-#define HY_RING_PREFETCH_ENTRY HX_PF
-#define HY_RING_PREFETCH_SLOT HX_PFS
+#define HY_RING_PREFETCH_ENTRY 8
+#define HY_RING_PREFETCH_SLOT 16
 
 /* Producer, after filling the entry hy__ring_entry_reserve() returned (and
  * before staging it): fetches for writing the entry line and the slot a
@@ -170,10 +164,7 @@ static inline __attribute__((always_inline)) void hy__ring_entry_prefetch(const 
 {
     _Static_assert(HY_RING_PREFETCH_ENTRY <= HY_RING_PREFETCH_SLOT, "one bound for both");
     uint32_t h = r->head_local;
-#ifndef HX_NOGUARD
-    if (__builtin_expect(h + HY_RING_PREFETCH_SLOT - r->tail_cache <= r->emask, 1))
-#endif
-    {
+    if (__builtin_expect(h + HY_RING_PREFETCH_SLOT - r->tail_cache <= r->emask, 1)) {
         hy__prefetch_w(&r->ents[(h + HY_RING_PREFETCH_ENTRY) & r->emask]);
         hy__prefetch_w(&r->slots[(h + HY_RING_PREFETCH_SLOT) & r->mask]);
     }

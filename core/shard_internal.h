@@ -592,10 +592,7 @@ static inline struct hy__centry *hy__mesh_entry_reserve(struct hy_shard *sh, uns
 }
 /* Entries staged towards one shard before they are published at once
  * (otherwise at the end of the turn). */
-#ifndef HX_BATCH
-#define HX_BATCH 32
-#endif
-#define HY__MESH_PUBLISH_BATCH HX_BATCH
+#define HY__MESH_PUBLISH_BATCH 32
 /* Producer: publishes the ring towards dst, whose staged entries make a
  * full batch, in the middle of a turn: counted, and its consumer woken if
  * it is seen asleep (without the full barrier of the end of the turn's
