@@ -27,13 +27,26 @@ static inline unsigned class_of(size_t len)
 }
 
 /* hy__charge's common case inlined: a reduction taken from a budget that
- * is not spent, no exit pending, no signal from another shard waiting. */
+ * is not spent, no signal from another shard waiting. A pending exit signal
+ * needs no test of its own: setting exit_pending on the running process
+ * spends its budget (hy__kill), and a process the scheduler runs with one
+ * pending starts with a spent budget (run_proc, sched.c). */
 static inline __attribute__((always_inline)) void charge(struct hy_proc *p)
 {
-    /* three tests and branches (fewer instructions than or-ing the
-     * three conditions' values) */
-    if (__builtin_expect(p->exit_pending != 0, 0) || __builtin_expect(p->budget <= 1, 0) ||
-        __builtin_expect(hy__mesh_sig_in(p->shard), 0))
+    /* two tests and branches (fewer instructions than or-ing the
+     * conditions' values) */
+    if (__builtin_expect(p->budget <= 1, 0) || __builtin_expect(hy__mesh_sig_in(p->shard), 0))
+        hy__charge(p);
+    else
+        p->budget--;
+}
+
+/* charge() for the current process p of shard sh (p->shard), with sh at
+ * hand. */
+static inline __attribute__((always_inline)) void charge_on(struct hy_shard *sh,
+                                                            struct hy_proc *p)
+{
+    if (__builtin_expect(p->budget <= 1, 0) || __builtin_expect(hy__mesh_sig_in(sh), 0))
         hy__charge(p);
     else
         p->budget--;
@@ -317,20 +330,41 @@ int hy_msg_alloc(size_t len, struct hy_msg **out)
     return hy__msg_alloc(sh, len, out);
 }
 
-/* What hy_msg_free does with a buffer that is not a small one of the
- * calling shard's own (another shard's, a big one, a foreign one), then
- * the end of the runtime bracket cur's count was raised for. Out of line:
- * the common case then needs no saved registers. */
-static __attribute__((noinline)) void msg_free_other(struct hy_shard *sh, struct hy_proc *cur,
-                                                     struct hy_msg *m, unsigned home)
+/* What hy_msg_free does with a buffer that is not a class-0 one of the
+ * calling shard's own (another shard's, a bigger one, a foreign one), inside
+ * the runtime bracket (it may call free()). Out of line: the common case
+ * then needs no saved registers. */
+static __attribute__((noinline)) void msg_free_other(struct hy_shard *sh, struct hy_msg *m,
+                                                     unsigned home)
 {
+    HY_RT_ENTER(sh);
     if (home < hy__rt.nshards && home != sh->id)
         ret_add(sh, home, m); /* another shard's: back home with the next batch */
     else
         msg_free_body(sh, m);
-    __asm__ volatile("" ::: "memory");
-    if (cur)
-        cur->in_rt--;
+    HY_RT_LEAVE();
+}
+
+/* A buffer's home, kind and class read as one 32-bit word (they are
+ * adjacent): masked, it equals HOME_CLS0(id) exactly for a class-0 buffer
+ * of shard id, the one every fast send takes, so that hy_msg_free tells its
+ * common case with one load and compare. */
+_Static_assert(offsetof(struct hy_msg, kind) == offsetof(struct hy_msg, home) + 2 &&
+                   offsetof(struct hy_msg, cls) == offsetof(struct hy_msg, home) + 3,
+               "home, kind and cls are one 32-bit word");
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define HOME_CLS_MASK 0xff00ffffu /* cls in the high byte, home in the low half */
+#define HOME_CLS0(id) ((uint32_t)(id))
+#else
+#define HOME_CLS_MASK 0xffff00ffu
+#define HOME_CLS0(id) ((uint32_t)(id) << 16)
+#endif
+
+static inline uint32_t home_cls_word(const struct hy_msg *m)
+{
+    uint32_t w;
+    memcpy(&w, &m->home, sizeof(w));
+    return w & HOME_CLS_MASK;
 }
 
 void hy_msg_free(struct hy_msg *m)
@@ -342,26 +376,17 @@ void hy_msg_free(struct hy_msg *m)
             free(m);
         return;
     }
-    /* a slab buffer of this shard goes straight back on its pool (the
-     * buffer is read under the runtime bracket: a wild pointer is a fault
-     * in the runtime, crash.c) */
-    struct hy_proc *cur = sh->current;
-    if (cur)
-        cur->in_rt++;
-    __asm__ volatile("" ::: "memory"); /* raised before m is read */
-    unsigned home = m->home;
-    unsigned cls = m->cls;
-    if (__builtin_expect(home != sh->id || cls > SMALL_CLASS_MAX, 0)) {
-        msg_free_other(sh, cur, m, home);
+    /* a class-0 buffer of this shard goes straight back on its pool. No
+     * runtime bracket (in_rt) on this path: a wild pointer faults here, in
+     * the runtime's code, which crash.c tells by the faulting address. */
+    if (__builtin_expect(home_cls_word(m) != HOME_CLS0(sh->id), 0)) {
+        msg_free_other(sh, m, m->home);
         return;
     }
-    struct hy__msg_pool *pool = &sh->pools[cls];
+    struct hy__msg_pool *pool = &sh->pools[0];
     hy__stat_add(&sh->st.buffers_out, (uint64_t)-1);
     m->next = pool->free;
     pool->free = m; /* nfree: not kept for a small class */
-    __asm__ volatile("" ::: "memory");
-    if (cur)
-        cur->in_rt--;
 }
 
 /* ---- routing ----------------------------------------------------------- */
@@ -476,6 +501,8 @@ void hy__mailbox_append(struct hy_shard *sh, struct hy_proc *p, struct hy_msg *m
         if (p->mailbox_policy == HY_MAILBOX_KILL && !p->exit_pending) {
             p->exit_pending = 1;
             p->exit_reason_pending = hy_reason_user(0, "mailbox_overflow");
+            if (p == sh->current)
+                p->budget = 0; /* its next charge acts on it (hy__kill's note) */
             if (p->state == HY_P_WAITING)
                 hy__sched_make_ready(sh, p);
         }
@@ -571,6 +598,8 @@ void hy__deliver_run(struct hy_shard *sh, const uintptr_t *ms, unsigned n)
 void hy__mailbox_drop_all(struct hy_shard *sh, struct hy_proc *p)
 {
     if (p->handed) {
+        /* the send counted it received (local_handed): it never was */
+        hy__stat_add(&sh->st.msgs_received, (uint64_t)-1);
         hy__msg_free_local(sh, p->handed);
         p->handed = NULL;
     }
@@ -670,8 +699,8 @@ static inline __attribute__((always_inline)) void copy_small(unsigned char *d,
  * not for the caller's path (dest_ok false), the pool is empty or the
  * payload does not fit: the general path decides. */
 static inline __attribute__((always_inline)) struct hy_msg *
-small_msg(struct hy_shard *sh, bool dest_ok, unsigned kind, uint64_t tag, hy_ref ref, hy_pid to,
-          const void *data, size_t len)
+small_msg_body(struct hy_shard *sh, bool dest_ok, unsigned kind, uint64_t tag, hy_ref ref,
+               hy_pid to, const void *data, size_t len, bool count_out)
 {
     struct hy__msg_pool *pool = &sh->pools[0];
     struct hy_msg *m = pool->free;
@@ -680,7 +709,8 @@ small_msg(struct hy_shard *sh, bool dest_ok, unsigned kind, uint64_t tag, hy_ref
         return NULL;
     struct hy_proc *cur = sh->current;
     pool->free = m->next; /* nfree: not kept for a small class */
-    hy__stat_add(&sh->st.buffers_out, 1);
+    if (count_out)
+        hy__stat_add(&sh->st.buffers_out, 1);
     copy_small(m->data, data, len); /* the sender's bytes: a fault here is the sender's */
     m->next = NULL;
     m->size = (uint32_t)len;
@@ -691,6 +721,30 @@ small_msg(struct hy_shard *sh, bool dest_ok, unsigned kind, uint64_t tag, hy_ref
     m->tag = tag;
     m->to = to;
     return m;
+}
+
+static inline __attribute__((always_inline)) struct hy_msg *
+small_msg(struct hy_shard *sh, bool dest_ok, unsigned kind, uint64_t tag, hy_ref ref, hy_pid to,
+          const void *data, size_t len)
+{
+    return small_msg_body(sh, dest_ok, kind, tag, ref, to, data, len, true);
+}
+
+/* hy__sched_make_ready_inline for p WAITING: not on the run queue (a
+ * process is queued only once ready, and leaves the queue to run; only a
+ * running process makes itself WAITING) and not new. */
+static inline __attribute__((always_inline)) void ready_waiting(struct hy_shard *sh,
+                                                                struct hy_proc *p)
+{
+    p->in_runq = 1;
+    p->state = HY_P_READY;
+    p->rq_next = NULL;
+    if (sh->rq_tail)
+        sh->rq_tail->rq_next = p;
+    else
+        sh->rq_head = p;
+    sh->rq_tail = p;
+    sh->rq_len++;
 }
 
 /* The same-shard fast path of the sends: a small message to a process of
@@ -852,6 +906,8 @@ static __attribute__((noinline)) int send_local_rest(struct hy_shard *sh, struct
                                                      struct hy_msg *m)
 {
     struct hy_proc *cur = sh->current;
+    if (cur)
+        cur->in_rt++;
     if (p)
         hy__mailbox_append(sh, p, m);
     else
@@ -892,6 +948,25 @@ static __attribute__((noinline)) int send_user_slow(hy_pid to, uint64_t tag, hy_
         return 0;
     }
     return send_common(to, tag, ref, data, len, sys);
+}
+
+/* send_user_slow for a message without a ref: five arguments, all in
+ * registers, so that the send's call of it is a jump and its common path
+ * needs no frame of its own (send_user_slow's eight take stack slots). */
+static __attribute__((noinline)) int send_user_slow_noref(hy_pid to, uint64_t tag,
+                                                          const void *data, size_t len)
+{
+    return send_user_slow(to, tag, HY_REF_NONE, data, len, false);
+}
+
+/* The user sends' exit to the general paths. */
+static inline __attribute__((always_inline)) int send_slow(hy_pid to, uint64_t tag, hy_ref ref,
+                                                           const void *data, size_t len, bool sys,
+                                                           bool noref)
+{
+    if (noref)
+        return send_user_slow_noref(to, tag, data, len);
+    return send_user_slow(to, tag, ref, data, len, sys);
 }
 
 /* send_cross_small's way out to the general path (the system tag was
@@ -946,8 +1021,7 @@ static __attribute__((noinline)) int send_cross_small(struct hy_shard *sh, uint6
     if (hy__mesh_entry_stage(sh, (unsigned)dst, r))
         return send_cross_batch(sh, (unsigned)dst);
     if (cur) {
-        if (__builtin_expect(cur->exit_pending != 0, 0) ||
-            __builtin_expect(cur->budget <= 1, 0) || __builtin_expect(hy__mesh_sig_in(sh), 0))
+        if (__builtin_expect(cur->budget <= 1, 0) || __builtin_expect(hy__mesh_sig_in(sh), 0))
             return charge_slow(cur);
         cur->budget--;
     }
@@ -957,11 +1031,12 @@ static __attribute__((noinline)) int send_cross_small(struct hy_shard *sh, uint6
 /* The user sends: a small message to a live process of the caller's own
  * shard with room in its mailbox is sent here, inline (send_fast_body's
  * path for kind HY_K_MSG, with every call moved to the uncommon exits); a
- * small one to another shard of the node goes into the ring inline
- * (send_cross_small, a tail call); anything else goes to send_user_slow (the cross-shard
- * fast path, then the general one). */
+ * small one to another shard of the node goes into the ring
+ * (send_cross_small, a tail call); anything else goes to send_user_slow
+ * (the cross-shard fast path, then the general one). */
 static inline __attribute__((always_inline)) int send_user(hy_pid to_in, uint64_t tag, hy_ref ref,
-                                                           const void *data, size_t len, bool sys)
+                                                           const void *data, size_t len, bool sys,
+                                                           bool noref)
 {
     /* the pid word by word (the empty asm): as one 16-byte value the
      * compiler took it through the stack into a vector register */
@@ -972,30 +1047,38 @@ static inline __attribute__((always_inline)) int send_user(hy_pid to_in, uint64_
     to.lo = to_lo;
     struct hy_shard *sh = hy__tls_shard;
     if (__builtin_expect(!sh || ((tag & HY_TAG_SYSTEM) && !sys), 0))
-        return send_user_slow(to, tag, ref, data, len, sys);
+        return send_slow(to, tag, ref, data, len, sys, noref);
     /* one compare for node, creation and shard: the shard's cached pid word */
     if (__builtin_expect(to.hi != sh->pid_hi, 0)) {
         if ((ref.hi | ref.lo) == 0)
             return send_cross_small(sh, to.hi, to.lo, tag, data, len);
-        return send_user_slow(to, tag, ref, data, len, sys);
+        return send_slow(to, tag, ref, data, len, sys, noref);
     }
-    struct hy_msg *m = small_msg(sh, true, HY_K_MSG, tag, ref, to, data, len);
+    /* buffers_out and msgs_sent_local counted at once, in local_fast (or
+     * with msgs_received too, in local_handed), added to each when the
+     * statistics are read (stats.c) */
+    struct hy_msg *m = small_msg_body(sh, true, HY_K_MSG, tag, ref, to, data, len, false);
     if (!m)
-        return send_user_slow(to, tag, ref, data, len, sys);
+        return send_slow(to, tag, ref, data, len, sys, noref);
+    /* No runtime bracket (in_rt) from here to the charge: nothing here
+     * calls out of the runtime, and a fault in this code is told to be the
+     * runtime's by its address (crash.c), bracket or not. */
     struct hy_proc *cur = sh->current;
-    if (cur)
-        cur->in_rt++;
-    hy__stat_add(&sh->st.msgs_sent_local, 1);
     struct hy_proc *p = local_receiver(sh, to);
-    if (__builtin_expect(!p, 0))
+    if (__builtin_expect(!p, 0)) {
+        hy__stat_add(&sh->st.local_fast, 1);
         return send_local_rest(sh, p, m);
+    }
     if (p->state == HY_P_WAITING && p->wait_msg == HY_WAIT_ANY) {
         /* blocked in a plain receive with an empty mailbox: handed over,
          * the receive returns it when p resumes (what arrives meanwhile
-         * goes to the mailbox, behind it: p is ready from now on) */
+         * goes to the mailbox, behind it: p is ready from now on); counted
+         * received now (a kill that frees it takes that back) */
         p->handed = m;
-        hy__sched_make_ready_inline(sh, p);
+        ready_waiting(sh, p);
+        hy__stat_add(&sh->st.local_handed, 1);
     } else {
+        hy__stat_add(&sh->st.local_fast, 1);
         if (__builtin_expect(p->mb_max && p->mb_len >= p->mb_max, 0))
             return send_local_rest(sh, p, m);
         *p->mb_tailp = m; /* small_msg set m->next to NULL */
@@ -1005,9 +1088,7 @@ static inline __attribute__((always_inline)) int send_user(hy_pid to_in, uint64_
             hy__sched_make_ready_inline(sh, p);
     }
     if (cur) {
-        cur->in_rt--;
-        if (__builtin_expect(cur->exit_pending != 0, 0) ||
-            __builtin_expect(cur->budget <= 1, 0) || __builtin_expect(hy__mesh_sig_in(sh), 0))
+        if (__builtin_expect(cur->budget <= 1, 0) || __builtin_expect(hy__mesh_sig_in(sh), 0))
             return charge_slow(cur);
         cur->budget--;
     }
@@ -1016,17 +1097,17 @@ static inline __attribute__((always_inline)) int send_user(hy_pid to_in, uint64_
 
 int hy_send(hy_pid to, uint64_t tag, const void *data, size_t len)
 {
-    return send_user(to, tag, HY_REF_NONE, data, len, false);
+    return send_user(to, tag, HY_REF_NONE, data, len, false, true);
 }
 
 int hy_send_ref(hy_pid to, uint64_t tag, hy_ref ref, const void *data, size_t len)
 {
-    return send_user(to, tag, ref, data, len, false);
+    return send_user(to, tag, ref, data, len, false, false);
 }
 
 int hy_send_sys(hy_pid to, uint64_t tag, hy_ref ref, const void *data, size_t len)
 {
-    return send_user(to, tag, ref, data, len, true);
+    return send_user(to, tag, ref, data, len, true, false);
 }
 
 int hy_msg_send(hy_pid to, struct hy_msg *m)
@@ -1194,10 +1275,17 @@ static __attribute__((noinline)) int recv_any(struct hy_msg **out, int64_t timeo
 int hy_recv(struct hy_msg **out, int64_t timeout_ns)
 {
     struct hy_shard *sh = hy__tls_shard;
-    struct hy_proc *p = sh ? sh->current : NULL;
-    if (__builtin_expect(!p || !out || timeout_ns >= 0, 0))
+    /* one test and branch each (the empty asm keeps the compiler from
+     * or-ing the conditions' values, which took more) */
+    if (__builtin_expect(timeout_ns >= 0, 0) || __builtin_expect(!sh, 0))
         return recv_any(out, timeout_ns);
-    charge(p);
+    struct hy_proc *p = sh->current;
+    if (__builtin_expect(!p, 0))
+        return HY_ENOTPROC;
+    __asm__("" : "+r"(out));
+    if (__builtin_expect(!out, 0))
+        return HY_EINVAL;
+    charge_on(sh, p);
     p->timed_out = 0;
     struct hy_msg *m;
     while ((m = p->mb_head) == NULL) {
@@ -1212,9 +1300,9 @@ int hy_recv(struct hy_msg **out, int64_t timeout_ns)
         if (p->exit_pending && !p->defer_exit)
             hy__proc_exit_current(p, p->exit_reason_pending); /* frees a handed one */
         if ((m = p->handed) != NULL) {
-            /* a same-shard send handed it over: never in the mailbox */
+            /* a same-shard send handed it over: never in the mailbox
+             * (counted received by the send, in local_handed) */
             p->handed = NULL;
-            hy__stat_add(&sh->st.msgs_received, 1);
             *out = m;
             return 0;
         }

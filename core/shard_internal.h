@@ -168,7 +168,8 @@ struct hy_proc {
     uint8_t in_runq;
     uint8_t timed_out;
     uint8_t mailbox_policy;
-    uint8_t exit_pending;      /* a signal asked it to die at its next runtime call */
+    uint8_t exit_pending;      /* a signal asked it to die at its next runtime call (set on
+                                  the running process, it also zeroes budget: hy__kill) */
     uint8_t wait_msg;          /* WAITING for a message (not a plain sleep); HY_WAIT_ANY:
                                   in hy_recv's plain receive, with an empty mailbox */
     uint8_t defer_exit;        /* exit signals wait until this is cleared (blocking calls) */

@@ -220,8 +220,13 @@ void hy__kill(struct hy_shard *sh, struct hy_proc *p, struct hy_reason r)
         return;
     p->exit_pending = 1;
     p->exit_reason_pending = r;
-    if (p == sh->current)
-        return; /* it exits at its next preemption point */
+    if (p == sh->current) {
+        /* it exits at its next preemption point: a spent budget sends its
+         * next charge to hy__charge, which acts on exit_pending (the inline
+         * charges test the budget only) */
+        p->budget = 0;
+        return;
+    }
     if (p->defer_exit) {
         return; /* it exits when its blocking wait is over */
     }

@@ -31,6 +31,14 @@ static void snap(const struct hy__shard_stats *s, struct hy_stats *o)
         RD(turn_log2[k]);
         o->turns += o->turn_log2[k];
     }
+    /* read after the fields they add to: a buffer or a received message
+     * counted here is counted before it is freed or taken back, so a sum
+     * is not below the true figure of the moment the fields were read */
+    uint64_t fast = atomic_load_explicit(&s->local_fast, memory_order_relaxed);
+    uint64_t handed = atomic_load_explicit(&s->local_handed, memory_order_relaxed);
+    o->msgs_sent_local += fast + handed;
+    o->buffers_out += fast + handed;
+    o->msgs_received += handed;
 #undef RD
 }
 

@@ -28,7 +28,9 @@ struct hy_stats {
     uint64_t procs_exited;      /* total: processes that ended */
     uint64_t msgs_sent_local;   /* total: sends to a process of the same shard */
     uint64_t msgs_sent_cross;   /* total: sends to another shard */
-    uint64_t msgs_received;     /* total: messages taken by a receive */
+    uint64_t msgs_received;     /* total: messages taken by a receive (one a same-shard
+                                   send hands to a receiver blocked in hy_recv counts
+                                   from the hand-over, unless the receiver dies first) */
     uint64_t dropped_dead;      /* total: sends to a dead or unknown pid */
     uint64_t dropped_full;      /* total: sends dropped by a full bounded mailbox */
     uint64_t ring_overflows;    /* total: entries that had to wait behind a full ring */

@@ -1,7 +1,8 @@
 /* The runtime's side of stats.h: each shard's counters, atomic, written by
  * the shard only (relaxed) and read by anyone (hy_stats_get). Not installed.
  * One field per field of struct hy_stats, same names (turns is the sum of
- * turn_log2, computed when read). */
+ * turn_log2, computed when read), and local_fast and local_handed, which
+ * add to two and three of them. */
 #ifndef HY_CORE_STATS_INTERNAL_H
 #define HY_CORE_STATS_INTERNAL_H
 
@@ -18,6 +19,14 @@ struct hy__shard_stats {
     _Atomic uint64_t buffers_out, stacks_pooled, stalls, timers_armed;
     _Atomic uint64_t io_backend, io_sockets, io_syscalls, io_events, io_wakeups;
     _Atomic uint64_t turn_log2[HY_STATS_TURN_BUCKETS];
+    /* messages the inline same-shard send took a buffer for: each counts
+     * in msgs_sent_local and in buffers_out (one store instead of two on
+     * that path; the sum is made when read, after the fields above) */
+    _Atomic uint64_t local_fast;
+    /* the same for those the send handed to a receiver blocked in a plain
+     * receive: each also counts in msgs_received (taken back from it, as
+     * a decrement, when a kill frees a handed message) */
+    _Atomic uint64_t local_handed;
 };
 
 /* Adds v to counter c. Single writer (the owning shard): a relaxed load and

@@ -46,7 +46,7 @@
  * the handshake a peer's HELLO opens replaces the session only once its
  * CONFIRM proves it (the old session's links and monitors then get
  * noconnection). Answers to HELLOs are rate-limited per peer (a burst of
- * 64, then one a millisecond: hs_limited), and a channel costs ~0.6 KB
+ * 64, then one a millisecond: hs_limited), and a channel costs ~0.85 KB
  * until a session is proven. Frames must come from the claimed peer's
  * address and port (base_port + its shard): others are counted
  * (wrong_source) and dropped. Handshakes are logged at info level: done,

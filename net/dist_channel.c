@@ -103,7 +103,7 @@ static size_t frame_build(struct hy__chan *ch, uint8_t type, uint32_t seq, uint8
     hy__wire_put_hdr(buf, &h);
     size_t n = HY_WIRE_HDR + len;
     if (auth) {
-        hy__dist_frame_tag(ch, buf, n, buf + n);
+        hy__dist_frame_tag_mid(ch, &ch->tag_tx, buf, n, buf + n);
         n += HY_WIRE_TAG;
     }
     return n;
@@ -147,7 +147,7 @@ static void retransmit(struct hy__chan *ch, struct txf *f)
     h.ts_echo = ch->ts_recent;
     hy__wire_put_hdr(f->buf, &h);
     if (h.flags & HY_WF_AUTH)
-        hy__dist_frame_tag(ch, f->buf, n - HY_WIRE_TAG, f->buf + n - HY_WIRE_TAG);
+        hy__dist_frame_tag_mid(ch, &ch->tag_tx, f->buf, n - HY_WIRE_TAG, f->buf + n - HY_WIRE_TAG);
     hy__dist_frame_tx(ch->ep, &hy__dist.peers[ch->pi], ch->rshard, f->buf, n);
     f->rtx++;
     f->sent = hy__dist_now();
@@ -729,3 +729,4 @@ bool hy__dist_busy(struct hy_shard *sh, hy_pid to)
     hy__dist_count(&ep->st.busy_waits, 1);
     return true;
 }
+

@@ -222,7 +222,7 @@ void hy__dist_on_frame(struct hy__ep *ep, const uint8_t *buf, size_t n, const st
     }
     if (h.flags & HY_WF_AUTH) {
         uint8_t tag[HY_WIRE_TAG];
-        hy__dist_frame_tag(ch, buf, n - HY_WIRE_TAG, tag);
+        hy__dist_frame_tag_mid(ch, &ch->tag_rx, buf, n - HY_WIRE_TAG, tag);
         if (!hy__dist_tag_equal(tag, buf + n - HY_WIRE_TAG)) {
             hy__dist_count(&ep->st.auth_failures, 1);
             hy__dist_count(&ch->cst.auth_failures, 1);

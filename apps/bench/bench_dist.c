@@ -312,8 +312,36 @@ struct dist_run {
     uint64_t n;
     double vals[BENCH_REPS_MAX];
     size_t nvals;
+    int rep; /* the repetition running (0: warm-up) */
     struct hy_dist_stats st0, st1;
 };
+
+/* HYDRA_BENCH_RTT_PCT=1: each repetition of a round-trip row also records
+ * every round trip and prints its 1st, 10th and 50th percentiles as a note.
+ * On a loaded machine the mean mostly measures the scheduler's time slices
+ * (either node preempted mid round trip); the low percentiles are the
+ * round trips during which both ran, i.e. the code's own latency. */
+static uint32_t *rtt_pct_alloc(uint64_t n)
+{
+    const char *e = getenv("HYDRA_BENCH_RTT_PCT");
+    return e && strcmp(e, "1") == 0 ? calloc(n, sizeof(uint32_t)) : NULL;
+}
+
+static int rtt_pct_cmp(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+static void rtt_pct_print(const char *row, int rep, uint32_t *ns, uint64_t n)
+{
+    if (!ns || !n)
+        return;
+    qsort(ns, n, sizeof(*ns), rtt_pct_cmp);
+    fprintf(stdout, "# %s rep %d: p1 %.2f p10 %.2f p25 %.2f p50 %.2f us\n", row, rep,
+            ns[n / 100] / 1e3, ns[n / 10] / 1e3, ns[n / 4] / 1e3, ns[n / 2] / 1e3);
+    fflush(stdout);
+}
 
 static double rtt_rep(struct dist_run *run, hy_pid echo)
 {
@@ -321,18 +349,27 @@ static double rtt_rep(struct dist_run *run, hy_pid echo)
     uint32_t errors = 0;
     struct hy_msg *m;
 
-    uint64_t t0 = hy_now_ns();
+    uint32_t *pct = rtt_pct_alloc(run->n);
+    uint64_t t0 = hy_now_ns(), tk = t0;
     for (uint64_t k = 0; k < run->n; k++) {
         if (hy_send(echo, BENCH_TAG_PING, &self, sizeof(self)) < 0 ||
             hy_recv(&m, bench_timeout_ns) < 0) {
             bench_fail("round trip %llu: send or receive failed", (unsigned long long)k + 1);
+            free(pct);
             return -1;
         }
         if (m->tag != BENCH_TAG_PING)
             errors++;
         hy_msg_free(m);
+        if (pct) {
+            uint64_t t = hy_now_ns();
+            pct[k] = (uint32_t)(t - tk < UINT32_MAX ? t - tk : UINT32_MAX);
+            tk = t;
+        }
     }
     uint64_t dt = hy_now_ns() - t0;
+    rtt_pct_print(run->b->name, run->rep, pct, run->n);
+    free(pct);
     if (errors) {
         bench_fail("%u unexpected messages", errors);
         return -1;
@@ -414,6 +451,7 @@ static void node_a_main(void *arg)
     }
     hy_dist_stats_get(&run->st0);
     for (int i = 0; i <= BENCH_REPS && !bench_failed(); i++) {
+        run->rep = i;
         double v = run->throughput ? throughput_rep(run, pids[1]) : rtt_rep(run, pids[0]);
 
         if (bench_failed() || !(v >= 0.0))
@@ -800,7 +838,7 @@ out:
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
 
-#define MR_LEN 64
+#define MR_LEN_DEFAULT 64
 #define MR_STOP 0xffffffffffffffffull
 
 static int mr_port_up(const char *dir, int server, int cpu)
@@ -856,17 +894,28 @@ static int mr_port_up(const char *dir, int server, int cpu)
     return 0;
 }
 
+/* The frame's length: 64 bytes, or HYDRA_BENCH_MEMIF_LEN (64..1514): the
+ * floor for frames of dist_rtt's own size (~190 bytes). */
+static unsigned mr_len = MR_LEN_DEFAULT;
+
+static unsigned mr_len_from_env(void)
+{
+    const char *e = getenv("HYDRA_BENCH_MEMIF_LEN");
+    long v = e ? strtol(e, NULL, 10) : 0;
+    return v >= 64 && v <= 1514 ? (unsigned)v : MR_LEN_DEFAULT;
+}
+
 static struct rte_mbuf *mr_frame(struct rte_mempool *mp, uint64_t seq)
 {
     struct rte_mbuf *m = rte_pktmbuf_alloc(mp);
     char *p;
 
-    if (!m || !(p = rte_pktmbuf_append(m, MR_LEN))) {
+    if (!m || !(p = rte_pktmbuf_append(m, (uint16_t)mr_len))) {
         if (m)
             rte_pktmbuf_free(m);
         return NULL;
     }
-    memset(p, 0, MR_LEN);
+    memset(p, 0, mr_len);
     memset(p, 0xff, 6);                     /* broadcast */
     p[6] = 0x02;                            /* locally administered source */
     p[12] = (char)0x88, p[13] = (char)0xb5; /* local experimental ethertype */
@@ -894,7 +943,7 @@ static int mr_wait(uint64_t seq, uint64_t timeout_ns)
             uint64_t v;
 
             memcpy(&v, rte_pktmbuf_mtod(rx[i], char *) + 14, sizeof(v));
-            got |= v == seq && rte_pktmbuf_pkt_len(rx[i]) == MR_LEN;
+            got |= v == seq && rte_pktmbuf_pkt_len(rx[i]) == mr_len;
             rte_pktmbuf_free(rx[i]);
         }
         if (got)
@@ -931,7 +980,8 @@ static int mr_ping(const char *dir, int cpu, uint64_t n, int reps, int wfd)
         return 1;
     }
     for (int r = 0; r <= reps; r++) {
-        uint64_t t0 = hy_now_ns();
+        uint32_t *pct = rtt_pct_alloc(n);
+        uint64_t t0 = hy_now_ns(), tk = t0;
 
         for (uint64_t k = 0; k < n; k++) {
             if (!(m = mr_frame(mp, ++seq))) {
@@ -943,8 +993,15 @@ static int mr_ping(const char *dir, int cpu, uint64_t n, int reps, int wfd)
                 fprintf(stdout, "# memif_raw_rtt: echo %llu lost\n", (unsigned long long)k);
                 return 1;
             }
+            if (pct) {
+                uint64_t t = hy_now_ns();
+                pct[k] = (uint32_t)(t - tk < UINT32_MAX ? t - tk : UINT32_MAX);
+                tk = t;
+            }
         }
         double us = (double)(hy_now_ns() - t0) / (double)n / 1e3;
+        rtt_pct_print("memif_raw_rtt", r, pct, n);
+        free(pct);
         if (r > 0 && write(wfd, &us, sizeof(us)) != (ssize_t)sizeof(us)) /* r 0: warm-up */
             return 1;
     }
@@ -988,11 +1045,12 @@ int bench_memif_raw_rtt_run(const struct bench *b, const struct bench_env *env)
         bench_fail("mkdtemp or pipe: %s", strerror(errno));
         return 1;
     }
-    bench_note("%llu round trips of a 64-byte frame over a net_memif pair between two "
+    mr_len = mr_len_from_env();
+    bench_note("%llu round trips of a %u-byte frame over a net_memif pair between two "
                "processes with their own EAL (-l %d, memif server, ping; -l %d, client, pong; "
                "--no-pci --no-huge --no-shconf), one queue, rte_eth_tx_burst and busy-polled "
                "rte_eth_rx_burst; no runtime: the DPDK floor under dist_rtt",
-               (unsigned long long)n, cpu_a, cpu_b);
+               (unsigned long long)n, mr_len, cpu_a, cpu_b);
     fflush(NULL);
     pid_t ping = fork();
     if (ping == 0) {

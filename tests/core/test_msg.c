@@ -630,8 +630,9 @@ static void test_msg_fast_and_general_paths_keep_order(void **state)
 /* A same-shard send to a process blocked in a plain receive with an empty
  * mailbox hands the message over: the receiver takes it on resuming, before
  * what was sent to it meanwhile (into its mailbox), and the message counts
- * as queued (hy_proc_info) until then. A receiver killed before it resumes
- * frees the handed message: every buffer comes home. */
+ * as queued (hy_proc_info) until then, and as received once. A receiver
+ * killed before it resumes frees the handed message: every buffer comes
+ * home, and it does not count as received. */
 struct handed_arg {
     hy_pid parent;
 };
@@ -662,6 +663,7 @@ static void body_handed(void *arg)
     struct handed_arg a = {.parent = hy_self()};
     hy_pid r = spawn_on(0, handed_receiver, &a);
     hy_msg_free(hy_test_must_recv_tag(T_READY, WAIT_NS));
+    uint64_t recv0 = SHARD(0, msgs_received);
     /* r sent T_READY, then blocked in its receive before this one resumed:
      * the first send hands over, the next two queue behind it */
     hy_test_send_u32(r, T_DATA, 1);
@@ -675,6 +677,8 @@ static void body_handed(void *arg)
         HY_CHECK_EQ(payload_u32(m), 123u);
         hy_msg_free(m);
     }
+    /* received once each: the three (the handed one too) and T_DONE */
+    HY_CHECK_EQ(SHARD(0, msgs_received) - recv0, 4u);
 
     /* killed with the handed message not yet taken */
     r = spawn_on(0, handed_receiver, &a);
@@ -682,11 +686,14 @@ static void body_handed(void *arg)
     hy_ref mon;
     HY_CHECK_EQ(hy_monitor(r, &mon), 0);
     uint64_t before = SHARD(0, buffers_out);
+    uint64_t recv1 = SHARD(0, msgs_received);
     hy_test_send_u32(r, T_DATA, 1);
     HY_CHECK_EQ(SHARD(0, buffers_out), before + 1);
     HY_CHECK_EQ(hy_exit_pid(r, hy_reason_user(0, "killed")), 0);
     hy_msg_free(hy_test_must_recv_tag(HY_TAG_DOWN, WAIT_NS));
     HY_CHECK(hy_test_wait_until(shard0_buffers_at, &before, WAIT_MS));
+    /* the DOWN only: the handed message was never received */
+    HY_CHECK_EQ(SHARD(0, msgs_received) - recv1, 1u);
     check_empty();
 }
 
@@ -694,6 +701,45 @@ static void test_msg_handed_to_blocked_receiver(void **state)
 {
     (void)state;
     hy_test_run(1, body_handed, NULL);
+}
+
+/* hy_msg_free puts a buffer of the calling shard back on its class's pool,
+ * whatever the class: the next allocation of that size gets the same
+ * buffer (the pools are LIFO), and buffers_out is back where it was. Class
+ * 0 takes hy_msg_free's inline path, the others its out-of-line one. */
+static uint64_t shard0_out(void)
+{
+    struct hy_stats st;
+    HY_CHECK_EQ(hy_stats_get(0, &st), 0);
+    return st.buffers_out;
+}
+
+static void body_free_every_class(void *arg)
+{
+    (void)arg;
+    static const size_t class_sizes[] = {0, 1, 48, 49, 100, 200, 500, 1000, 2000, 4000, 8000, 30000};
+    uint64_t out0 = shard0_out();
+    for (size_t i = 0; i < sizeof(class_sizes) / sizeof(class_sizes[0]); i++) {
+        struct hy_msg *a = NULL, *b = NULL;
+        HY_CHECK_EQ(hy_msg_alloc(class_sizes[i], &a), 0);
+        if (!a)
+            return;
+        HY_CHECK_EQ(shard0_out(), out0 + 1);
+        hy_msg_free(a);
+        HY_CHECK_EQ(shard0_out(), out0);
+        HY_CHECK_EQ(hy_msg_alloc(class_sizes[i], &b), 0);
+        if (b != a)
+            print_error("size %zu: a buffer other than the one freed\n", class_sizes[i]);
+        HY_CHECK(b == a);
+        hy_msg_free(b);
+    }
+    HY_CHECK_EQ(shard0_out(), out0);
+}
+
+static void test_msg_free_every_class_back_to_its_pool(void **state)
+{
+    (void)state;
+    hy_test_run(1, body_free_every_class, NULL);
 }
 
 /* Across shards: a sender on shard 1 mixes the cross-shard fast path
@@ -1318,6 +1364,93 @@ static void test_msg_mailbox_kill(void **state)
 {
     (void)state;
     hy_test_run(2, body_kill, NULL);
+}
+
+/* A process that overflows its own bounded mailbox (policy kill) dies in
+ * that send, not once its budget runs out: the inline charge tests only
+ * the budget, which the overflow spends. Then a process whose mailbox
+ * overflowed before its first run dies at its first charge (it starts
+ * with a spent budget). */
+static struct {
+    hy_pid parent;
+    _Atomic int after;
+} ks;
+
+static void ks_self_overflow(void *arg)
+{
+    (void)arg;
+    hy_pid self = hy_self();
+    for (uint32_t i = 0; i < 3; i++) /* the third is over the bound of 2 */
+        hy_send(self, T_DATA, &i, sizeof(i));
+    atomic_store(&ks.after, 1); /* never: it dies in the third send */
+    for (uint32_t i = 0; i < 100; i++)
+        hy_send(self, T_DATA, NULL, 0);
+}
+
+static void ks_first_run(void *arg)
+{
+    (void)arg;
+    hy_send(ks.parent, T_DATA, NULL, 0); /* its first charge: dies here */
+    atomic_store(&ks.after, 1);
+    for (uint32_t i = 0; i < 100; i++)
+        hy_send(ks.parent, T_DATA, NULL, 0);
+}
+
+static void ks_down(hy_ref mon)
+{
+    struct hy_msg *m = hy_test_must_recv_tag(HY_TAG_DOWN, WAIT_NS);
+    if (!m)
+        return;
+    struct hy_down_info d;
+    memcpy(&d, m->data, sizeof(d));
+    HY_CHECK(hy_ref_eq(m->ref, mon));
+    HY_CHECK_EQ(d.reason.kind, HY_REASON_USER);
+    HY_CHECK(strstr(d.reason.text, "mailbox_overflow") != NULL);
+    hy_msg_free(m);
+}
+
+static void body_kill_self(void *arg)
+{
+    (void)arg;
+    ks.parent = hy_self();
+    for (int shard = 0; shard < 2; shard++) {
+        struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+        o.shard = shard;
+        o.max_mailbox = 2;
+        o.mailbox_policy = HY_MAILBOX_KILL;
+        hy_ref mon;
+        o.monitor = true;
+        o.monitor_ref = &mon;
+        atomic_store(&ks.after, 0);
+        spawn_opts(ks_self_overflow, NULL, &o);
+        ks_down(mon);
+        HY_CHECK_EQ(atomic_load(&ks.after), 0);
+    }
+    /* queued, not yet run (same shard: it runs when this one blocks), when
+     * its mailbox overflows */
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.shard = 0;
+    o.max_mailbox = 1;
+    o.mailbox_policy = HY_MAILBOX_KILL;
+    hy_ref mon;
+    o.monitor = true;
+    o.monitor_ref = &mon;
+    atomic_store(&ks.after, 0);
+    hy_pid v = spawn_opts(ks_first_run, NULL, &o);
+    hy_test_send_u32(v, T_DATA, 0);
+    hy_test_send_u32(v, T_DATA, 1); /* over the bound */
+    ks_down(mon);
+    HY_CHECK_EQ(atomic_load(&ks.after), 0);
+    struct hy_msg *m;
+    while (hy_recv_tag(T_DATA, &m, HY_NOWAIT) == 0)
+        hy_msg_free(m);
+    check_empty();
+}
+
+static void test_msg_mailbox_kill_self_acts_at_the_send(void **state)
+{
+    (void)state;
+    hy_test_run(2, body_kill_self, NULL);
 }
 
 /* A process killed by its mailbox policy while inside a blocking call
@@ -2277,6 +2410,7 @@ int main(void)
         cmocka_unit_test(test_msg_selective_receive_keeps_order),
         cmocka_unit_test(test_msg_fast_and_general_paths_keep_order),
         cmocka_unit_test(test_msg_handed_to_blocked_receiver),
+        cmocka_unit_test(test_msg_free_every_class_back_to_its_pool),
         cmocka_unit_test(test_msg_selective_receive_cross_shard),
         cmocka_unit_test(test_msg_recv_timeout),
         cmocka_unit_test(test_msg_recv_timeout_racing_message),
@@ -2284,6 +2418,7 @@ int main(void)
         cmocka_unit_test(test_msg_send_to_dead_is_dropped),
         cmocka_unit_test(test_msg_mailbox_drop_new),
         cmocka_unit_test(test_msg_mailbox_kill),
+        cmocka_unit_test(test_msg_mailbox_kill_self_acts_at_the_send),
         cmocka_unit_test(test_msg_mailbox_kill_does_not_wait_for_blocking_call),
         cmocka_unit_test(test_msg_full_mailbox_gets_runtime_replies),
         cmocka_unit_test(test_msg_mailbox_len),

@@ -2418,6 +2418,34 @@ static void test_dist_frame_tag_vectors_and_check(void **state)
     assert_int_equal(refused, 301);
 }
 
+/* The tag computed from a channel's kept state after the frame's first 24
+ * bytes is the full tag, byte for byte, also when the key or those bytes
+ * change under it (a new session with the same nodes, creations and shards;
+ * another frame type), and the SipHash written here is libsodium's. */
+static void test_dist_frame_tag_from_kept_state_is_the_full_tag(void **state)
+{
+    (void)state;
+    CHECK(sodium_init() >= 0);
+    static struct hy__chan ch;
+    struct hy__tag_mid mid;
+    uint8_t buf[301], full[HY_WIRE_TAG], kept[HY_WIRE_TAG], ref[HY_WIRE_TAG];
+    memset(&mid, 0, sizeof(mid));
+    randombytes_buf(buf, sizeof(buf));
+    for (int round = 0; round < 4; round++) {
+        if (round != 2)
+            randombytes_buf(ch.key, sizeof(ch.key)); /* a new session key, same prefix */
+        else
+            buf[3] ^= 0x01; /* another frame type, same key */
+        for (size_t n = 0; n <= 300; n++) {
+            crypto_shorthash_siphashx24(ref, buf, n, ch.key);
+            hy__siphash24_128(ch.key, buf, n, full);
+            assert_memory_equal(full, ref, sizeof(ref));
+            hy__dist_frame_tag_mid(&ch, &mid, buf, n, kept);
+            assert_memory_equal(kept, ref, sizeof(ref));
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2444,6 +2472,7 @@ int main(void)
         cmocka_unit_test(test_dist_hello_flood_is_rate_limited),
         cmocka_unit_test(test_dist_forged_refusal_does_not_abort_handshake),
         cmocka_unit_test(test_dist_frame_tag_vectors_and_check),
+        cmocka_unit_test(test_dist_frame_tag_from_kept_state_is_the_full_tag),
         cmocka_unit_test(test_dist_wire_layout_is_little_endian),
     };
     if (getenv("HY_TEST_FILTER"))
