@@ -202,17 +202,31 @@ static inline void mark_dirty(struct hy_shard *sh, unsigned dst)
     }
 }
 
+void hy__mesh_batch_full(struct hy_shard *sh, unsigned dst)
+{
+    struct hy_ring *r = sh->out[dst];
+    uint32_t staged = hy__ring_staged(r);
+    hy__ring_publish(r);
+    count_batch(sh, dst, staged);
+    /* No full barrier here (it would wait, once per batch, for every store
+     * still buffered: the entry lines and head, each a transfer from the
+     * other core): a plain load of the flag. A consumer that set it just
+     * now, too late for this load, re-checked its rings after it set it
+     * (and may have missed this publish, still in a store buffer): the
+     * ring stays dirty, and the end of the turn's hy__mesh_flush makes
+     * the full check (hy__wake_shard) for it. */
+    struct hy_shard *t = hy__rt.shards[dst];
+    if (atomic_load_explicit(&t->sleeping, memory_order_relaxed))
+        hy__wake_shard(t);
+}
+
 /* After a push into the ring towards dst: flushed at the end of the turn,
  * or published now when a batch is full. */
 static inline void pushed(struct hy_shard *sh, unsigned dst, struct hy_ring *r)
 {
     mark_dirty(sh, dst);
-    uint32_t staged = hy__ring_staged(r);
-    if (staged >= PUBLISH_BATCH) {
-        hy__ring_publish(r);
-        count_batch(sh, dst, staged);
-        hy__wake_shard(hy__rt.shards[dst]);
-    }
+    if (hy__ring_staged(r) >= PUBLISH_BATCH)
+        hy__mesh_batch_full(sh, dst);
 }
 
 /* Counts one entry queued behind the full ring towards dst, and has the
@@ -258,11 +272,7 @@ void hy__mesh_entry_commit_rest(struct hy_shard *sh, unsigned dst)
         return;
     }
     /* staged and marked dirty inline; a full batch goes now, as pushed() */
-    struct hy_ring *r = sh->out[dst];
-    uint32_t staged = hy__ring_staged(r);
-    hy__ring_publish(r);
-    count_batch(sh, dst, staged);
-    hy__wake_shard(hy__rt.shards[dst]);
+    hy__mesh_batch_full(sh, dst);
 }
 
 void hy__mesh_push(struct hy_shard *sh, unsigned dst, uintptr_t entry)
@@ -303,8 +313,11 @@ void hy__mesh_flush(struct hy_shard *sh)
         if (staged) {
             hy__ring_publish(r);
             count_batch(sh, dst, staged);
-            hy__wake_shard(hy__rt.shards[dst]);
         }
+        /* pushed to this turn: the full check, also when every entry went
+         * in a batch published earlier (hy__mesh_batch_full's plain load
+         * may have missed a consumer falling asleep) */
+        hy__wake_shard(hy__rt.shards[dst]);
     }
     sh->ndirty = 0;
 }
@@ -362,13 +375,14 @@ static unsigned drain_inbox(struct hy_shard *sh)
 }
 
 /* Dispatches one burst popped from an inbound ring, in ring order. The
- * buffers were last written by the producing shard's core: their header
- * lines are fetched for the whole burst first, so that the misses overlap
- * instead of being paid one message at a time. A run of ordinary messages
- * to the same receiver is linked onto its mailbox in one step. */
-static void drain_burst(struct hy_shard *sh, const uintptr_t *buf, unsigned got)
+ * buffers were last written by the producing shard's core: with prefetch,
+ * their header lines are fetched for the whole burst first, so that the
+ * misses overlap instead of being paid one message at a time. A run of
+ * ordinary messages to the same receiver is linked onto its mailbox in one
+ * step. */
+static void drain_burst(struct hy_shard *sh, const uintptr_t *buf, unsigned got, bool prefetch)
 {
-    for (unsigned k = 0; k < got; k++) {
+    for (unsigned k = 0; prefetch && k < got; k++) {
         const char *b = (const char *)(buf[k] & ~(uintptr_t)3);
         /* the first line for writing (the mailbox link writes next in
          * it), the second for reading (size and payload are only read) */
@@ -407,27 +421,29 @@ static void drain_burst(struct hy_shard *sh, const uintptr_t *buf, unsigned got)
  * the ring's entry array become buffers of this shard's pool, in their
  * place, before the positions are released to the producer. When no buffer
  * can be had the burst ends before that entry (it stays for the next
- * drain: nothing is lost or reordered). */
-static unsigned pop_burst(struct hy_shard *sh, unsigned src, struct hy_ring *r, uintptr_t *buf)
+ * drain: nothing is lost or reordered). *nent: how many of the burst were
+ * entries (their buffers are this shard's own, in its cache). */
+static unsigned pop_burst(struct hy_shard *sh, unsigned src, struct hy_ring *r, uintptr_t *buf,
+                          unsigned *nent)
 {
     unsigned got = hy__ring_peek_burst(r, buf, DRAIN_BURST);
-    if (!got)
-        return 0;
-    for (unsigned k = 0; k < got; k++)
-        if (buf[k] == HY_RING_ENTRY)
-            __builtin_prefetch(hy__ring_entry_at(r, k), 0, 3);
+    unsigned ne = 0;
     for (unsigned k = 0; k < got; k++) {
-        if (buf[k] != HY_RING_ENTRY)
-            continue;
-        struct hy_msg *m = hy__msg_from_entry(sh, src, hy__ring_entry_at(r, k));
-        if (__builtin_expect(!m, 0)) {
-            got = k;
-            break;
+        if (buf[k] == HY_RING_ENTRY) {
+            __builtin_prefetch(hy__ring_entry_at(r, k), 0, 3);
+            ne++;
         }
-        buf[k] = (uintptr_t)m;
+    }
+    if (ne) {
+        unsigned done = hy__msg_from_entries(sh, src, r, buf, got);
+        if (__builtin_expect(done < got, 0)) {
+            got = done;
+            ne = 0; /* not all converted: have drain_burst prefetch them all */
+        }
     }
     if (got)
         hy__ring_release(r, got);
+    *nent = ne;
     return got;
 }
 
@@ -440,9 +456,11 @@ unsigned hy__mesh_drain(struct hy_shard *sh)
         struct hy_ring *r = sh->in[j];
         if (!r)
             continue;
-        unsigned got, done = 0;
-        while (done < DRAIN_MAX_PER_RING && (got = pop_burst(sh, j, r, buf)) != 0) {
-            drain_burst(sh, buf, got);
+        unsigned got, nent, done = 0;
+        while (done < DRAIN_MAX_PER_RING && (got = pop_burst(sh, j, r, buf, &nent)) != 0) {
+            /* the buffers of entries are this shard's own, just written:
+             * nothing to fetch when the burst was all entries */
+            drain_burst(sh, buf, got, nent < got);
             done += got;
         }
         total += done;

@@ -850,32 +850,52 @@ static inline bool send_cross_fast(struct hy_shard *sh, hy_pid to, uint64_t tag,
     return true;
 }
 
-struct hy_msg *hy__msg_from_entry(struct hy_shard *sh, unsigned src, const struct hy__centry *e)
+unsigned hy__msg_from_entries(struct hy_shard *sh, unsigned src, const struct hy_ring *r,
+                              uintptr_t *buf, unsigned n)
 {
     struct hy__msg_pool *pool = &sh->pools[0];
-    struct hy_msg *m = pool->free;
-    uint32_t len = e->size;
-    if (__builtin_expect(m != NULL, 1)) {
-        pool->free = m->next;
-        pool->nfree--;
-        hy__stat_add(&sh->st.buffers_out, 1);
-    } else if (hy__msg_alloc(sh, len, &m) != 0) {
-        return NULL;
-    }
-    _Static_assert(HY_RING_ENTRY_DATA <= FAST_LEN_MAX, "an entry's payload fits class 0");
-    memcpy(m->data, e->data, HY_RING_ENTRY_DATA);
     uint64_t node = sh->pid_hi & ~(uint64_t)0xffff; /* node and creation */
-    m->next = NULL;
-    m->tag = e->tag;
-    m->from.hi = (e->flags & HY__CE_NO_SENDER) ? 0 : node | src;
-    m->from.lo = e->from_lo;
-    m->to.hi = node | sh->id;
-    m->to.lo = e->to_lo;
-    m->ref = HY_REF_NONE;
-    m->size = len;
-    m->kind = HY_K_MSG;
-    m->aux = 0;
-    return m;
+    uint64_t from_hi = node | src;
+    struct hy_msg *fl = pool->free;
+    uint32_t taken = 0;
+    unsigned k;
+    _Static_assert(HY_RING_ENTRY_DATA <= FAST_LEN_MAX, "an entry's payload fits class 0");
+    for (k = 0; k < n; k++) {
+        if (buf[k] != HY_RING_ENTRY)
+            continue;
+        const struct hy__centry *e = hy__ring_entry_at(r, k);
+        struct hy_msg *m = fl;
+        if (__builtin_expect(m != NULL, 1)) {
+            fl = m->next;
+            taken++;
+        } else {
+            /* the pool is empty: the general allocator (which counts what
+             * it hands out) refills it from a new slab, or fails */
+            pool->free = NULL;
+            pool->nfree -= taken;
+            hy__stat_add(&sh->st.buffers_out, taken);
+            taken = 0;
+            if (hy__msg_alloc(sh, e->size, &m) != 0)
+                return k; /* this entry and what follows wait in the ring */
+            fl = pool->free;
+        }
+        memcpy(m->data, e->data, HY_RING_ENTRY_DATA);
+        m->next = NULL;
+        m->tag = e->tag;
+        m->from.hi = (e->flags & HY__CE_NO_SENDER) ? 0 : from_hi;
+        m->from.lo = e->from_lo;
+        m->to.hi = sh->pid_hi;
+        m->to.lo = e->to_lo;
+        m->ref = HY_REF_NONE;
+        m->size = e->size;
+        m->kind = HY_K_MSG;
+        m->aux = 0;
+        buf[k] = (uintptr_t)m;
+    }
+    pool->free = fl;
+    pool->nfree -= taken;
+    hy__stat_add(&sh->st.buffers_out, taken);
+    return k;
 }
 
 /* The end of a same-shard user send whose receiver is gone or has a full
@@ -902,6 +922,18 @@ static __attribute__((noinline)) int send_local_rest(struct hy_shard *sh, struct
 static __attribute__((noinline)) int charge_slow(struct hy_proc *p)
 {
     hy__charge(p);
+    return 0;
+}
+
+/* The end of an inline cross-shard send whose entry made a full batch:
+ * published now (hy__mesh_batch_full), then the charge. Out of line, a tail
+ * call of send_user's cross branch, so that the branch calls nothing on its
+ * common path. */
+static __attribute__((noinline)) int send_cross_batch(struct hy_shard *sh, unsigned dst)
+{
+    hy__mesh_batch_full(sh, dst);
+    if (sh->current)
+        charge(sh->current);
     return 0;
 }
 
@@ -937,11 +969,71 @@ static inline __attribute__((always_inline)) int send_slow(hy_pid to, uint64_t t
     return send_user_slow(to, tag, ref, data, len, sys);
 }
 
+/* send_cross_small's way out to the general path (the system tag was
+ * checked: sys true is the same as the caller's flag now). Out of line, a
+ * tail call, so that send_cross_small needs no frame. */
+static __attribute__((noinline)) int send_cross_other(uint64_t to_hi, uint64_t to_lo, uint64_t tag,
+                                                     const void *data, size_t len)
+{
+    hy_pid to = {.hi = to_hi, .lo = to_lo};
+    return send_user_slow(to, tag, HY_REF_NONE, data, len, true);
+}
+
+/* The cross-shard branch of the user sends, jumped to (a tail call, no
+ * frame) by send_user for a message without a ref to a pid of another
+ * shard (or node): a small ordinary message (at most HY_RING_ENTRY_DATA
+ * payload bytes) to a process of another shard of this node goes whole
+ * into the line of the ring's entry array at the ring's next position, and
+ * HY_RING_ENTRY into its slot, when nothing waits in the overflow queue
+ * towards that shard and the array has a line free: send_cross_fast and
+ * hy__mesh_entry_reserve / hy__mesh_entry_commit's ring case without their
+ * calls, frames and re-checks, the same stores in the same order, so the
+ * one FIFO per shard pair holds. Anything else (a bigger payload, a full
+ * array, a backlog, another node) goes to send_user_slow. It calls out
+ * only by tail calls. No runtime code that can fault runs between the
+ * first store into the line and the slot's store, so in_rt is not raised
+ * (a fault reading the sender's bytes aborts the node as any fault in the
+ * runtime's code does). */
+static __attribute__((noinline)) int send_cross_small(struct hy_shard *sh, uint64_t to_hi,
+                                                     uint64_t to_lo, uint64_t tag,
+                                                     const void *data, size_t len)
+{
+    uint64_t dst = to_hi & 0xffff;
+    /* same node and creation (the pid words differ in the shard only);
+     * small_max bounds len by max_message_size too */
+    if (__builtin_expect((to_hi ^ sh->pid_hi) > 0xffff || dst >= HY_MAX_SHARDS ||
+                             len > HY_RING_ENTRY_DATA || len > sh->small_max || (!data && len),
+                         0))
+        return send_cross_other(to_hi, to_lo, tag, data, len);
+    struct hy_ring *r = sh->out[dst]; /* NULL: no such shard */
+    struct hy__centry *e;
+    if (__builtin_expect(!r || (e = hy__mesh_entry_try(sh, (unsigned)dst)) == NULL, 0))
+        return send_cross_other(to_hi, to_lo, tag, data, len);
+    e->tag = tag;
+    e->to_lo = to_lo;
+    e->size = (uint32_t)len;
+    copy_small(e->data, data, len);
+    struct hy_proc *cur = sh->current;
+    e->from_lo = cur ? cur->pid.lo : 0;
+    e->flags = cur ? 0 : HY__CE_NO_SENDER;
+    hy__ring_entry_prefetch(r);
+    hy__stat_add(&sh->st.msgs_sent_cross, 1);
+    if (hy__mesh_entry_stage(sh, (unsigned)dst, r))
+        return send_cross_batch(sh, (unsigned)dst);
+    if (cur) {
+        if (__builtin_expect(cur->budget <= 1, 0) || __builtin_expect(hy__mesh_sig_in(sh), 0))
+            return charge_slow(cur);
+        cur->budget--;
+    }
+    return 0;
+}
+
 /* The user sends: a small message to a live process of the caller's own
  * shard with room in its mailbox is sent here, inline (send_fast_body's
- * path for kind HY_K_MSG, with every call moved to the uncommon exits);
- * anything else goes to send_user_slow (the cross-shard fast path, then
- * the general one). */
+ * path for kind HY_K_MSG, with every call moved to the uncommon exits); a
+ * small one to another shard of the node goes into the ring
+ * (send_cross_small, a tail call); anything else goes to send_user_slow
+ * (the cross-shard fast path, then the general one). */
 static inline __attribute__((always_inline)) int send_user(hy_pid to_in, uint64_t tag, hy_ref ref,
                                                            const void *data, size_t len, bool sys,
                                                            bool noref)
@@ -954,9 +1046,14 @@ static inline __attribute__((always_inline)) int send_user(hy_pid to_in, uint64_
     to.hi = to_hi;
     to.lo = to_lo;
     struct hy_shard *sh = hy__tls_shard;
-    /* one compare for node, creation and shard: the shard's cached pid word */
-    if (__builtin_expect(!sh || ((tag & HY_TAG_SYSTEM) && !sys) || to.hi != sh->pid_hi, 0))
+    if (__builtin_expect(!sh || ((tag & HY_TAG_SYSTEM) && !sys), 0))
         return send_slow(to, tag, ref, data, len, sys, noref);
+    /* one compare for node, creation and shard: the shard's cached pid word */
+    if (__builtin_expect(to.hi != sh->pid_hi, 0)) {
+        if ((ref.hi | ref.lo) == 0)
+            return send_cross_small(sh, to.hi, to.lo, tag, data, len);
+        return send_slow(to, tag, ref, data, len, sys, noref);
+    }
     /* buffers_out and msgs_sent_local counted at once, in local_fast (or
      * with msgs_received too, in local_handed), added to each when the
      * statistics are read (stats.c) */

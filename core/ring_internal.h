@@ -147,6 +147,29 @@ static inline struct hy__centry *hy__ring_entry_reserve(struct hy_ring *r)
     return &ents[h & r->emask];
 }
 
+/* Positions ahead of the next one whose entry line, and slot, the
+ * producer fetches for writing at each entry it writes: their last reader
+ * was the consumer's core, and moving a line between the cores takes longer
+ * than several sends (with 2 lines ahead, the producer waited for them). */
+#define HY_RING_PREFETCH_ENTRY 8
+#define HY_RING_PREFETCH_SLOT 16
+
+/* Producer, after filling the entry hy__ring_entry_reserve() returned (and
+ * before staging it): fetches for writing the entry line and the slot a
+ * later push writes, HY_RING_PREFETCH_ENTRY and HY_RING_PREFETCH_SLOT
+ * positions on, when the consumer is done with them as far as the tail
+ * last seen says (else the prefetch would take a line from the consumer
+ * before it has read it: a near-full ring, the consumer behind). A hint. */
+static inline __attribute__((always_inline)) void hy__ring_entry_prefetch(const struct hy_ring *r)
+{
+    _Static_assert(HY_RING_PREFETCH_ENTRY <= HY_RING_PREFETCH_SLOT, "one bound for both");
+    uint32_t h = r->head_local;
+    if (__builtin_expect(h + HY_RING_PREFETCH_SLOT - r->tail_cache <= r->emask, 1)) {
+        hy__prefetch_w(&r->ents[(h + HY_RING_PREFETCH_ENTRY) & r->emask]);
+        hy__prefetch_w(&r->slots[(h + HY_RING_PREFETCH_SLOT) & r->mask]);
+    }
+}
+
 /* Producer: true when a pointer could still be pushed, as far as the tail
  * last seen says (the entry array may be smaller than the ring). */
 static inline bool hy__ring_has_room(const struct hy_ring *r)

@@ -564,6 +564,19 @@ void hy__mesh_push(struct hy_shard *sh, unsigned dst, uintptr_t entry);
  * NULL when the ring has no entry array, or has room for a pointer but no
  * line of its entry array free (an array smaller than the ring). */
 struct hy__centry *hy__mesh_entry_queue(struct hy_shard *sh, unsigned dst);
+/* Producer: the line of the entry array of the ring towards dst (which
+ * must exist) at the ring's next position, when an entry can go straight
+ * into the ring: nothing waits in the overflow queue (its len counts what
+ * is queued) and the array has a line the consumer is done with. NULL
+ * otherwise. Fill it, then stage it with hy__mesh_entry_stage() before
+ * anything else is pushed towards dst. */
+static inline __attribute__((always_inline)) struct hy__centry *
+hy__mesh_entry_try(struct hy_shard *sh, unsigned dst)
+{
+    if (__builtin_expect(sh->ovf[dst].len != 0, 0))
+        return NULL;
+    return hy__ring_entry_reserve(sh->out[dst]);
+}
 /* Producer: the ring entry (one line) a small ordinary message to shard dst
  * is written into, to be filled and then staged with
  * hy__mesh_entry_commit() before anything else is pushed towards dst. When
@@ -573,17 +586,33 @@ struct hy__centry *hy__mesh_entry_queue(struct hy_shard *sh, unsigned dst);
  * says. */
 static inline struct hy__centry *hy__mesh_entry_reserve(struct hy_shard *sh, unsigned dst)
 {
-    const struct hy__overflow *o = &sh->ovf[dst];
-    if (__builtin_expect(o->head == o->tail && o->rd == o->wr, 1)) {
-        struct hy__centry *e = hy__ring_entry_reserve(sh->out[dst]);
-        if (__builtin_expect(e != NULL, 1))
-            return e;
-    }
+    struct hy__centry *e = hy__mesh_entry_try(sh, dst);
+    if (__builtin_expect(e != NULL, 1))
+        return e;
     return hy__mesh_entry_queue(sh, dst);
 }
 /* Entries staged towards one shard before they are published at once
  * (otherwise at the end of the turn). */
 #define HY__MESH_PUBLISH_BATCH 32
+/* Producer: publishes the ring towards dst, whose staged entries make a
+ * full batch, in the middle of a turn: counted, and its consumer woken if
+ * it is seen asleep (without the full barrier of the end of the turn's
+ * check: hy__mesh_flush makes that one for every ring pushed to). */
+void hy__mesh_batch_full(struct hy_shard *sh, unsigned dst);
+/* Producer: stages the entry hy__mesh_entry_try() returned in r, the ring
+ * towards dst (the slot, the dirty mark); true when the staged entries now
+ * make a full batch, for the caller to publish with hy__mesh_batch_full(). */
+static inline __attribute__((always_inline)) bool hy__mesh_entry_stage(struct hy_shard *sh,
+                                                                      unsigned dst,
+                                                                      struct hy_ring *r)
+{
+    hy__ring_entry_commit(r);
+    if (!sh->is_dirty[dst]) {
+        sh->is_dirty[dst] = 1;
+        sh->dirty[sh->ndirty++] = (uint16_t)dst;
+    }
+    return __builtin_expect(hy__ring_staged(r) >= HY__MESH_PUBLISH_BATCH, 0);
+}
 /* The uncommon end of hy__mesh_entry_commit: the entry reserved last is in
  * an overflow queue (counted, the sender yields), or the ring's staged
  * entries make a full batch (published, the consumer woken). */
@@ -594,22 +623,19 @@ void hy__mesh_entry_commit_rest(struct hy_shard *sh, unsigned dst);
 static inline __attribute__((always_inline)) void hy__mesh_entry_commit(struct hy_shard *sh,
                                                                         unsigned dst)
 {
-    if (__builtin_expect(!sh->entry_queued, 1)) {
-        struct hy_ring *r = sh->out[dst];
-        hy__ring_entry_commit(r);
-        if (!sh->is_dirty[dst]) {
-            sh->is_dirty[dst] = 1;
-            sh->dirty[sh->ndirty++] = (uint16_t)dst;
-        }
-        if (__builtin_expect(hy__ring_staged(r) < HY__MESH_PUBLISH_BATCH, 1))
-            return;
-    }
+    if (__builtin_expect(!sh->entry_queued, 1) && !hy__mesh_entry_stage(sh, dst, sh->out[dst]))
+        return;
     hy__mesh_entry_commit_rest(sh, dst);
 }
-/* Consumer: turns ring entry e, from shard src, into a buffer of this
- * shard's pool (returns owned; NULL when no buffer can be had: the entry
- * then stays in the ring for the next drain). In core/msg.c. */
-struct hy_msg *hy__msg_from_entry(struct hy_shard *sh, unsigned src, const struct hy__centry *e);
+/* Consumer: turns the ring entries among the n slots of a burst just
+ * peeked from r, the ring from shard src (slots HY_RING_ENTRY, their lines
+ * at hy__ring_entry_at(r, k)), into buffers of this shard's pool, in place
+ * in buf (each returned owned), taking the buffers off the pool in one run.
+ * Returns how many of the n positions are ready: n, or the position of the
+ * first entry no buffer could be had for (it, and what follows it, stay in
+ * the ring for the next drain). In core/msg.c. */
+unsigned hy__msg_from_entries(struct hy_shard *sh, unsigned src, const struct hy_ring *r,
+                              uintptr_t *buf, unsigned n);
 /* Publishes staged entries and moves overflow into rings; wakes sleepers. */
 void hy__mesh_flush(struct hy_shard *sh);
 /* Drains inbound rings and the foreign inbox; returns entries handled. */

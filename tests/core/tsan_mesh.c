@@ -86,7 +86,7 @@ struct tstate {
     uint64_t received, returned, sleeps, sent_total;
     uint64_t sent_buf;     /* of sent_total, those sent as buffers (the rest as entries) */
     uint64_t entries_in;   /* entries turned into buffers here */
-    uint64_t no_buffer;    /* hy__msg_from_entry calls that found none (on purpose) */
+    uint64_t no_buffer;    /* entries hy__msg_from_entries found no buffer for (on purpose) */
     struct hy_msg *ret[NSHARDS]; /* buffers to send home, per home */
     unsigned nret[NSHARDS];
     unsigned npush; /* return pushes so far (every fourth goes as a plain list) */
@@ -221,30 +221,38 @@ void hy__ret_receive(struct hy_shard *sh, struct hy_msg *list)
     }
 }
 
-/* As msg.c: an entry becomes a buffer of the consuming shard (here one of
- * malloc's, marked aux 1, freed by its receiver). Every 97th call finds no
- * buffer: mesh.c must leave the entry, and what follows it, in the ring. */
-struct hy_msg *hy__msg_from_entry(struct hy_shard *sh, unsigned src, const struct hy__centry *e)
+/* As msg.c: the entries of a burst become buffers of the consuming shard
+ * (here malloc's, marked aux 1, freed by their receiver), in place. Every
+ * 97th entry finds no buffer: the call returns its position, and mesh.c
+ * must leave it, and what follows it, in the ring. */
+unsigned hy__msg_from_entries(struct hy_shard *sh, unsigned src, const struct hy_ring *r,
+                              uintptr_t *buf, unsigned n)
 {
     struct tstate *t = &ts[sh->id];
-    if ((t->entries_in + t->no_buffer) % 97 == 96) {
-        t->no_buffer++;
-        return NULL;
+    for (unsigned k = 0; k < n; k++) {
+        if (buf[k] != HY_RING_ENTRY)
+            continue;
+        if ((t->entries_in + t->no_buffer) % 97 == 96) {
+            t->no_buffer++;
+            return k;
+        }
+        const struct hy__centry *e = hy__ring_entry_at(r, k);
+        struct hy_msg *m = calloc(1, BUF_BYTES);
+        if (!m)
+            abort();
+        memcpy(m->data, e->data, e->size);
+        m->tag = e->tag;
+        m->from.hi = src;
+        m->from.lo = e->from_lo;
+        m->to.hi = sh->id;
+        m->to.lo = e->to_lo;
+        m->size = e->size;
+        m->home = (uint16_t)sh->id;
+        m->aux = 1;
+        t->entries_in++;
+        buf[k] = (uintptr_t)m;
     }
-    struct hy_msg *m = calloc(1, BUF_BYTES);
-    if (!m)
-        abort();
-    memcpy(m->data, e->data, e->size);
-    m->tag = e->tag;
-    m->from.hi = src;
-    m->from.lo = e->from_lo;
-    m->to.hi = sh->id;
-    m->to.lo = e->to_lo;
-    m->size = e->size;
-    m->home = (uint16_t)sh->id;
-    m->aux = 1;
-    t->entries_in++;
-    return m;
+    return n;
 }
 
 /* mesh.c hands runs of ordinary messages to one receiver over together */
