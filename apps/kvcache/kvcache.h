@@ -186,11 +186,23 @@ int kvcache_server_send(unsigned shard, uint8_t kind, const void *data, size_t l
 
 /* Sends one whole command (raw[0..len)) to shard's owner as
  * KVCACHE_REQ_DIRECT over d (borrowed; the message takes a reference of
- * it, which the owner drops); *ref gets the reference of the ack. Errors:
- * HY_ENOPROC (no owner), hy_msg_alloc's and send's (the reference is then
- * dropped again). Context: a process. */
+ * it, which the owner drops); *ref gets the reference of the ack, *to
+ * (NULL: not wanted) the owner it went to. Errors: HY_ENOPROC (no owner),
+ * hy_msg_alloc's and send's (the reference is then dropped again).
+ * Context: a process. */
 int kvcache_server_send_direct(unsigned shard, struct kvcache_direct *d, const char *raw,
-                               size_t len, hy_ref *ref);
+                               size_t len, hy_ref *ref, hy_pid *to);
+
+/* A connection gives up on the command it sent over d to owner `to`, shard's
+ * owner then (kvcache_server_send_direct), which has not answered. When `to`
+ * has ended (shard's owner name no longer names it: a killed owner that
+ * its supervisor restarted) and d's command was not answered, the command
+ * went with that owner's mailbox and will never run: the reference its
+ * message held is dropped here and true returned. Otherwise (the owner
+ * lives, or answered before it ended) false: the owner still holds or has
+ * already dropped that reference. The connection's own reference is the
+ * caller's to drop. Context: a process. */
+bool kvcache_direct_abandon(struct kvcache_direct *d, unsigned shard, hy_pid to);
 
 /* Waits for the reply parts of ref and appends them to *reply. Errors:
  * HY_ETIMEDOUT (nothing in 5 s: the owner died or restarted), HY_ENOMEM.

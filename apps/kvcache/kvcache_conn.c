@@ -42,6 +42,8 @@ struct conn {
     uint64_t partial_since;     /* when the incomplete command began (0: none) */
     struct kvcache_direct *d;   /* replies an owner writes itself (NULL: none yet) */
     hy_ref dref;                /* the ack of the command at the owner */
+    hy_pid downer;              /* the owner it went to (none: in a batch) */
+    unsigned dshard;            /* that owner's shard */
     bool may_direct;            /* the command in hand may go direct */
     bool close;
     uint16_t color;    /* the record's offset in its page */
@@ -72,8 +74,15 @@ static void conn_cleanup(void *arg)
         if (f && f->n && hy_pid_eq(f->leader, c->link.pid))
             fwd_fail_all(f);
     }
-    if (c->d)
-        kvcache_direct_put(c->d); /* the owner's reference keeps the socket open */
+    if (c->d) {
+        /* a command still at an owner that ended with it: that reference
+         * goes too (kvcache_direct_abandon); a live owner's keeps the
+         * socket open until it has answered */
+        if (atomic_load_explicit(&c->d->state, memory_order_acquire) != KVCACHE_DIRECT_IDLE &&
+            !hy_pid_is_none(c->downer))
+            kvcache_direct_abandon(c->d, c->dshard, c->downer);
+        kvcache_direct_put(c->d);
+    }
     atomic_store_explicit(&c->sh->curr_conns,
                           atomic_load_explicit(&c->sh->curr_conns, memory_order_relaxed) - 1,
                           memory_order_relaxed);
@@ -157,8 +166,11 @@ static bool direct_send(struct conn *c, unsigned o, const char *raw, size_t len)
         c->d = d;
     }
     atomic_store_explicit(&c->d->state, KVCACHE_DIRECT_PENDING, memory_order_relaxed);
-    int rc = kvcache_cfg.direct_batch ? forward(c, o, raw, len, &c->out, c->d)
-                                      : kvcache_server_send_direct(o, c->d, raw, len, &c->dref);
+    c->downer = HY_PID_NONE;
+    c->dshard = o;
+    int rc = kvcache_cfg.direct_batch
+                 ? forward(c, o, raw, len, &c->out, c->d)
+                 : kvcache_server_send_direct(o, c->d, raw, len, &c->dref, &c->downer);
     if (rc != 0) {
         atomic_store_explicit(&c->d->state, KVCACHE_DIRECT_IDLE, memory_order_relaxed);
         return false;
@@ -192,11 +204,19 @@ static void direct_settle(struct conn *c, enum direct_how how)
             kvcache_out_fini(&ack);
         }
         if (late) {
-            /* the owner died with the command (a restart): leave d to it */
-            kvcache_direct_put(d);
-            c->d = NULL;
-            kvcache_out_str(&c->out, "SERVER_ERROR key owner unavailable\r\n");
-            return;
+            /* no answer: the owner it went to ended with it in its mailbox
+             * (its reference is dropped here, so the socket's duplicate
+             * closes with ours), or it lives and is slow (d is left to it) */
+            bool dropped = !hy_pid_is_none(c->downer) &&
+                           kvcache_direct_abandon(d, c->dshard, c->downer);
+            if (dropped ||
+                atomic_load_explicit(&d->state, memory_order_acquire) != KVCACHE_DIRECT_DONE) {
+                kvcache_direct_put(d);
+                c->d = NULL;
+                kvcache_out_str(&c->out, "SERVER_ERROR key owner unavailable\r\n");
+                return;
+            }
+            /* answered after all, in the meantime: settled as usual */
         }
     }
     if (d->left) {

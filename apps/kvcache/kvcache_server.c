@@ -264,12 +264,14 @@ static KV_HOT void direct_run(struct kvcache_store *st, struct kvcache_direct *d
     /* read before DONE: from then on the connection may take and free left */
     bool leftover = d->left || d->left_failed;
     int was = atomic_exchange_explicit(&d->state, KVCACHE_DIRECT_DONE, memory_order_acq_rel);
+    /* dropped before the send, which is a preemption point: an owner killed
+     * there has already let go of d (kvcache_direct_abandon relies on it) */
+    kvcache_direct_put(d);
     /* a connection waiting for the answer gets it; one parked in its
      * receive (hy_tcp_recv_or_msg) is woken only when it has output to
      * write: everything else went to the client already */
     if (was == KVCACHE_DIRECT_WAITING || leftover)
         hy_send_ref(who, KVCACHE_TAG_LAST, ref, NULL, 0);
-    kvcache_direct_put(d);
 }
 
 /* [struct kvcache_direct *][command] (KVCACHE_REQ_DIRECT): the sender is
@@ -404,13 +406,15 @@ KV_HOT int kvcache_server_send(unsigned shard, uint8_t kind, const void *data, s
 }
 
 int kvcache_server_send_direct(unsigned shard, struct kvcache_direct *d, const char *raw,
-                               size_t len, hy_ref *ref)
+                               size_t len, hy_ref *ref, hy_pid *to)
 {
     char name[HY_NAME_MAX];
     kvcache_owner_name(shard, name, sizeof(name));
     hy_pid owner;
     if (hy_whereis(name, &owner) != 0)
         return HY_ENOPROC;
+    if (to)
+        *to = owner;
     struct hy_msg *m;
     int rc = hy_msg_alloc(1 + sizeof(d) + len, &m);
     if (rc != 0)
@@ -426,6 +430,24 @@ int kvcache_server_send_direct(unsigned shard, struct kvcache_direct *d, const c
     if (rc != 0)
         atomic_fetch_sub_explicit(&d->refs, 1, memory_order_relaxed); /* the connection's stays */
     return rc;
+}
+
+bool kvcache_direct_abandon(struct kvcache_direct *d, unsigned shard, hy_pid to)
+{
+    char name[HY_NAME_MAX];
+    kvcache_owner_name(shard, name, sizeof(name));
+    hy_pid now;
+    /* a name is dropped when its process ends, and a process that ended
+     * never runs again: a name naming another process (or none) means `to`
+     * will never take the command */
+    if (hy_whereis(name, &now) == 0 && hy_pid_eq(now, to))
+        return false;
+    /* it may have answered before it ended: it dropped its reference right
+     * after marking the command DONE, with no preemption point between */
+    if (atomic_load_explicit(&d->state, memory_order_acquire) == KVCACHE_DIRECT_DONE)
+        return false;
+    kvcache_direct_put(d);
+    return true;
 }
 
 KV_HOT int kvcache_server_wait(hy_ref ref, struct kvcache_out *reply)

@@ -184,7 +184,7 @@ static void direct(const char *k)
     note(next[0] == num || next[1] == num, "the number %d is reused (%d %d)", num, next[0], next[1]);
     hy_ref ref;
     snprintf(cmd, sizeof(cmd), "set %s 0 0 2\r\nab\r\n", k);
-    note(kvcache_server_send_direct(1, d, cmd, strlen(cmd), &ref) == 0, "send_direct");
+    note(kvcache_server_send_direct(1, d, cmd, strlen(cmd), &ref, NULL) == 0, "send_direct");
     kvcache_direct_put(d); /* the connection's reference */
     size_t n = read_all(sv[1], buf, sizeof(buf), true);
     note(n == 8 && strcmp(buf, "STORED\r\n") == 0, "direct reply after close: %s", buf);
@@ -199,7 +199,7 @@ static void direct(const char *k)
         note(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair 3");
         d = direct_new(sv[0]);
         snprintf(cmd, sizeof(cmd), "get %s\r\n", k);
-        note(kvcache_server_send_direct(1, d, cmd, strlen(cmd), &ref) == 0, "send_direct 2");
+        note(kvcache_server_send_direct(1, d, cmd, strlen(cmd), &ref, NULL) == 0, "send_direct 2");
         int exp = KVCACHE_DIRECT_PENDING;
         if (atomic_compare_exchange_strong(&d->state, &exp, KVCACHE_DIRECT_WAITING)) {
             struct kvcache_out ack = {0};
@@ -290,7 +290,7 @@ static void direct(const char *k)
         filled += sizeof(junk);
     d = direct_new(sv[0]);
     snprintf(cmd, sizeof(cmd), "set %s 0 0 3\r\nxyz\r\n", k);
-    note(kvcache_server_send_direct(1, d, cmd, strlen(cmd), &ref) == 0, "send_direct 3");
+    note(kvcache_server_send_direct(1, d, cmd, strlen(cmd), &ref, NULL) == 0, "send_direct 3");
     /* output left to the connection: the owner tells it (the message that
      * ends its hy_tcp_recv_or_msg), though it did not wait */
     struct hy_msg *am = NULL;
@@ -314,7 +314,7 @@ static void direct(const char *k)
     note(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair 5");
     d = direct_new(sv[0]);
     snprintf(cmd, sizeof(cmd), "get %s\r\n", k);
-    note(kvcache_server_send_direct(1, d, cmd, strlen(cmd), &ref) == 0, "send_direct 4");
+    note(kvcache_server_send_direct(1, d, cmd, strlen(cmd), &ref, NULL) == 0, "send_direct 4");
     am = NULL;
     note(hy_recv_ref(ref, &am, 10 * SEC) == 0, "big reply: the connection is told");
     if (am)
@@ -326,6 +326,14 @@ static void direct(const char *k)
     note(poll(pf, 1, 0) == 0, "big reply: nothing written");
     kvcache_direct_put(d);
     close(sv[1]);
+}
+
+/* the other end of fd was closed (read gives 0 bytes), within 5 s */
+static bool closed_at_peer(int fd)
+{
+    struct pollfd pf = {.fd = fd, .events = POLLIN};
+    char c;
+    return poll(&pf, 1, 5000) == 1 && read(fd, &c, 1) == 0;
 }
 
 static void body(void *arg)
@@ -348,6 +356,18 @@ static void body(void *arg)
     kvcache_owner_name(1, name, sizeof(name));
     hy_pid old, now = HY_PID_NONE;
     note(hy_whereis(name, &old) == 0, "owner 1 registered");
+    /* a direct command as if in owner 1's mailbox (the message's reference
+     * taken as kvcache_server_send_direct takes it), and one it answered:
+     * while the owner lives, a connection giving up leaves both to it */
+    int lost[2], answered[2];
+    note(socketpair(AF_UNIX, SOCK_STREAM, 0, lost) == 0 &&
+             socketpair(AF_UNIX, SOCK_STREAM, 0, answered) == 0,
+         "socketpairs (abandon)");
+    struct kvcache_direct *dl = direct_new(lost[0]), *da = direct_new(answered[0]);
+    atomic_fetch_add(&dl->refs, 1);
+    atomic_store(&da->state, KVCACHE_DIRECT_DONE); /* its reference already dropped */
+    note(!kvcache_direct_abandon(dl, 1, old) && atomic_load(&dl->refs) == 2,
+         "abandon while the owner lives: its reference stays (%u)", atomic_load(&dl->refs));
     note(hy_exit_pid(old, hy_reason_make(HY_REASON_KILL)) == 0, "kill owner 1");
     uint64_t t0 = hy_now_ns();
     while (hy_now_ns() - t0 < 10 * (uint64_t)SEC) {
@@ -356,6 +376,18 @@ static void body(void *arg)
         hy_sleep_ns(1000000);
     }
     note(!hy_pid_eq(now, old) && !hy_pid_is_none(now), "owner 1 restarted");
+    /* the owner ended: the unanswered command's reference is dropped with
+     * the connection's, and the socket's duplicate closes (the client sees
+     * the end); the answered one's is not dropped twice */
+    note(kvcache_direct_abandon(dl, 1, old), "abandon after the owner ended");
+    note(!kvcache_direct_abandon(da, 1, old) && atomic_load(&da->refs) == 1,
+         "an answered command is not abandoned (%u)", atomic_load(&da->refs));
+    kvcache_direct_put(dl); /* the connection's */
+    kvcache_direct_put(da);
+    note(closed_at_peer(lost[1]), "the lost command's socket closed");
+    note(closed_at_peer(answered[1]), "the answered command's socket closed");
+    close(lost[1]);
+    close(answered[1]);
     /* restarted empty; serving again */
     note(ask(1, cmd, r, sizeof(r)) == 0 && strcmp(r, "END\r\n") == 0, "get after restart: %s", r);
     snprintf(cmd, sizeof(cmd), "set %s 0 0 2\r\nhi\r\n", k);
