@@ -738,13 +738,7 @@ static inline __attribute__((always_inline)) void ready_waiting(struct hy_shard 
 {
     p->in_runq = 1;
     p->state = HY_P_READY;
-    p->rq_next = NULL;
-    if (sh->rq_tail)
-        sh->rq_tail->rq_next = p;
-    else
-        sh->rq_head = p;
-    sh->rq_tail = p;
-    sh->rq_len++;
+    hy__runq_append(sh, p);
 }
 
 /* The same-shard fast path of the sends: a small message to a process of

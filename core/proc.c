@@ -8,15 +8,9 @@
 #include "crash_internal.h"
 #include "errors.h"
 #include "io_internal.h"
+#include "ctx_internal.h"
 #include "shard_internal.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define HY_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define HY_ASAN 1 /* clang < 16 does not define __SANITIZE_ADDRESS__ */
-#endif
-#endif
 #ifdef HY_ASAN
 #include <sanitizer/common_interface_defs.h>
 #endif

@@ -15,14 +15,6 @@
 #include "io_internal.h"
 #include "shard_internal.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define HY_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define HY_ASAN 1
-#endif
-#endif
-
 /* hy__stack_switch_direct for a process that stays alive: without the
  * sanitizers' fiber annotations it is the register switch alone, called
  * here directly (one call step fewer per hand-over). */

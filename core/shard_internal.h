@@ -467,13 +467,11 @@ void hy__sched_loop(struct hy_shard *sh);
 void hy__sched_make_ready(struct hy_shard *sh, struct hy_proc *p);
 /* hy__sched_make_ready's body, for the hot paths that inline it: p goes
  * to the tail of sh's run queue unless it is queued already. */
-static inline void hy__sched_make_ready_inline(struct hy_shard *sh, struct hy_proc *p)
+/* Appends p (not queued: in_runq already set by the caller) to the tail of
+ * sh's run queue. */
+static inline __attribute__((always_inline)) void hy__runq_append(struct hy_shard *sh,
+                                                                  struct hy_proc *p)
 {
-    if (p->in_runq)
-        return;
-    p->in_runq = 1;
-    if (p->state != HY_P_NEW)
-        p->state = HY_P_READY;
     p->rq_next = NULL;
     if (sh->rq_tail)
         sh->rq_tail->rq_next = p;
@@ -481,6 +479,16 @@ static inline void hy__sched_make_ready_inline(struct hy_shard *sh, struct hy_pr
         sh->rq_head = p;
     sh->rq_tail = p;
     sh->rq_len++;
+}
+
+static inline void hy__sched_make_ready_inline(struct hy_shard *sh, struct hy_proc *p)
+{
+    if (p->in_runq)
+        return;
+    p->in_runq = 1;
+    if (p->state != HY_P_NEW)
+        p->state = HY_P_READY;
+    hy__runq_append(sh, p);
 }
 /* Switches from the running process back to the scheduler. */
 void hy__sched_switch_out(struct hy_proc *p);

@@ -12,14 +12,6 @@
 #include "log.h"
 #include "shard_internal.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define HY_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define HY_ASAN 1
-#endif
-#endif
-
 #ifdef HY_ASAN
 #include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
