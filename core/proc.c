@@ -134,7 +134,8 @@ static inline __attribute__((always_inline)) int slot_alloc(struct hy_shard *sh,
     if (chunk >= HY_SLOT_MAX_CHUNKS)
         return HY_ENOMEM;
     if (!sh->slot_chunks[chunk]) {
-        struct hy__slot *c = calloc(HY_SLOT_CHUNK, sizeof(struct hy__slot));
+        struct hy__slot *c =
+            calloc(1, HY_SLOT_CHUNK * sizeof(struct hy__slot) + HY_SLOT_LIVE_WORDS * sizeof(uint64_t));
         if (!c)
             return HY_ENOMEM;
         for (uint32_t i = 0; i < HY_SLOT_CHUNK; i++)
@@ -150,6 +151,8 @@ static void slot_free(struct hy_shard *sh, uint32_t idx)
 {
     struct hy__slot *s = slot_at(sh, idx);
     s->proc = NULL;
+    hy__slot_live_bits(sh->slot_chunks[idx >> HY_SLOT_CHUNK_BITS])[(idx & (HY_SLOT_CHUNK - 1)) >> 6] &=
+        ~(1ull << (idx & 63));
     if (++s->gen == 0)
         s->gen = 1;
     s->next_free = 0;
@@ -320,6 +323,8 @@ proc_create(struct hy_shard *sh, hy_proc_fn fn, void *arg, const struct hy_spawn
         p->arg = copy;
     }
     s->proc = p;
+    hy__slot_live_bits(sh->slot_chunks[idx >> HY_SLOT_CHUNK_BITS])[(idx & (HY_SLOT_CHUNK - 1)) >> 6] |=
+        1ull << (idx & 63);
     hy__stat_add(&sh->st.procs_spawned, 1);
     hy__stat_add(&sh->st.procs_alive, 1);
     hy__sched_make_ready(sh, p);

@@ -241,6 +241,15 @@ struct hy__slot {
 #define HY_SLOT_CHUNK_BITS 12
 #define HY_SLOT_CHUNK (1u << HY_SLOT_CHUNK_BITS)
 #define HY_SLOT_MAX_CHUNKS 4096 /* 16 M processes per shard */
+/* Each chunk of slots is followed by a bitmap of its slots that hold a
+ * process (bit i of word i / 64): listing the live processes reads it
+ * instead of every slot. */
+#define HY_SLOT_LIVE_WORDS (HY_SLOT_CHUNK / 64)
+
+static inline uint64_t *hy__slot_live_bits(struct hy__slot *chunk)
+{
+    return (uint64_t *)(void *)(chunk + HY_SLOT_CHUNK);
+}
 
 #define HY_MSG_CLASSES 16
 
