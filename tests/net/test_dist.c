@@ -1083,6 +1083,31 @@ static int start_remote_child(const void *arg, size_t len, hy_pid *pid)
     return hy_dist_spawn(2, "worker", arg, len, &o, pid);
 }
 
+/* A spawn on a node that never answers (configured, not running) waits
+ * the caller's timeout, not the 5 s of down_after_ns. */
+static void spawn_timeout_main(void *a)
+{
+    (void)a;
+    dist_up();
+    uint64_t v = 7;
+    struct hy_dist_spawn_opts o = {.shard = 1, .timeout_ns = SEC / 5};
+    hy_pid p;
+    uint64_t t0 = hy_now_ns();
+    CHECK(hy_dist_spawn(2, "worker", &v, sizeof(v), &o, &p) == HY_ETIMEDOUT);
+    uint64_t took = hy_now_ns() - t0;
+    CHECK(took >= SEC / 5);
+    CHECK(took < 4 * SEC); /* down_after_ns is 5 s */
+    hy_dist_stop();
+}
+
+static void test_dist_spawn_waits_the_callers_timeout(void **state)
+{
+    (void)state;
+    set_peers(2, pick_base());
+    pid_t a = spawn_node(1, spawn_timeout_main);
+    assert_int_equal(wait_node(a, 60000), 0);
+}
+
 static hy_pid child_of(hy_pid sup)
 {
     struct hy_child_info ci;
@@ -2453,6 +2478,7 @@ int main(void)
         cmocka_unit_test(test_dist_order_under_loss),
         cmocka_unit_test(test_dist_sequence_wraps),
         cmocka_unit_test(test_dist_recv_backlog_bounded),
+        cmocka_unit_test(test_dist_spawn_waits_the_callers_timeout),
         cmocka_unit_test(test_dist_full_queue_waits_never_drops),
         cmocka_unit_test(test_dist_lone_send_leaves_at_once),
         cmocka_unit_test(test_dist_senders_that_cannot_wait_queue_past_limit),
