@@ -1100,6 +1100,60 @@ static void spawn_timeout_main(void *a)
     hy_dist_stop();
 }
 
+/* Linked to a process on node 2, it cuts the connection: the noconnection
+ * exit signal reaches it while it runs, inside its own call, and it must
+ * end at its next send, not after a budget's worth of them. */
+static void disconnect_victim(void *a)
+{
+    hy_pid parent;
+    memcpy(&parent, a, sizeof(parent));
+    uint64_t v = 7;
+    struct hy_dist_spawn_opts o = {.shard = 1, .link = true};
+    hy_pid w;
+    CHECK(hy_dist_spawn(2, "worker", &v, sizeof(v), &o, &w) == 0);
+    CHECK(hy_dist_disconnect(2) == 0);
+    for (uint64_t i = 0; i < 100000; i++)
+        hy_send(parent, T_SEQ, &i, sizeof(i));
+}
+
+static void disconnect_kill_main(void *a)
+{
+    (void)a;
+    dist_up();
+    find_echo(2);
+    hy_pid self = hy_self(), v;
+    struct hy_spawn_opts so = HY_SPAWN_OPTS_INIT;
+    so.shard = (int)hy_pid_shard(self); /* where hy_dist_disconnect acts inline */
+    so.arg_size = sizeof(self);
+    CHECK(hy_spawn_opt(disconnect_victim, &self, &so, &v) == 0);
+    hy_ref r;
+    CHECK(hy_monitor(v, &r) == 0);
+    struct hy_msg *m;
+    CHECK(hy_recv_ref(r, &m, 20 * SEC) == 0);
+    struct hy_down_info d;
+    memcpy(&d, m->data, sizeof(d));
+    hy_msg_free(m);
+    CHECK(d.reason.kind == HY_REASON_NOCONNECTION);
+    /* its DOWN comes after every message it sent */
+    unsigned sent = 0;
+    while (hy_recv_tag(T_SEQ, &m, 0) == 0) {
+        sent++;
+        hy_msg_free(m);
+    }
+    if (sent > 1)
+        fprintf(stderr, "node 1: the killed process sent %u messages\n", sent);
+    CHECK(sent <= 1);
+    CHECK(hy_dist_connect(2) == 0);
+    hy_dist_send_name("main", 2, T_QUIT, NULL, 0);
+    hy_dist_stop();
+}
+
+static void test_dist_disconnect_kills_linked_caller_at_once(void **state)
+{
+    (void)state;
+    run_pair(disconnect_kill_main);
+}
+
 static void test_dist_spawn_waits_the_callers_timeout(void **state)
 {
     (void)state;
@@ -2479,6 +2533,7 @@ int main(void)
         cmocka_unit_test(test_dist_sequence_wraps),
         cmocka_unit_test(test_dist_recv_backlog_bounded),
         cmocka_unit_test(test_dist_spawn_waits_the_callers_timeout),
+        cmocka_unit_test(test_dist_disconnect_kills_linked_caller_at_once),
         cmocka_unit_test(test_dist_full_queue_waits_never_drops),
         cmocka_unit_test(test_dist_lone_send_leaves_at_once),
         cmocka_unit_test(test_dist_senders_that_cannot_wait_queue_past_limit),
