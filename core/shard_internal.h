@@ -276,6 +276,7 @@ struct hy__overflow {
     struct hy__ovf_chunk *head, *tail;
     uint32_t rd, wr; /* read index in head, write index in tail */
     size_t len;      /* entries queued (hy__mesh_backlog) */
+    size_t bytes;    /* their payload bytes (hy__mesh_backlog_bytes) */
 };
 
 struct hy__ret_list {
@@ -678,6 +679,10 @@ bool hy__mesh_idle(struct hy_shard *sh); /* no overflow, nothing staged */
  * towards any shard: what a source that can hold back (a network receive
  * path) checks before it adds more. */
 size_t hy__mesh_backlog(const struct hy_shard *sh, int dst);
+/* The payload bytes of those entries (a message carried whole in a ring
+ * entry counts as HY_RING_ENTRY_DATA), for dst, or the most towards any
+ * shard when dst < 0. */
+size_t hy__mesh_backlog_bytes(const struct hy_shard *sh, int dst);
 void hy__ret_flush(struct hy_shard *sh);
 
 /* ---- stack.c ------------------------------------------------------------ */

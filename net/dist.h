@@ -122,6 +122,11 @@ struct hy_dist_config {
      * thus held back by the peer's own reliability layer, in order and
      * exactly once, and never grows this node's memory without bound. */
     size_t recv_backlog_max;
+    /* The same bound in payload bytes (default 64 MiB; 0 = the default):
+     * past it, as past recv_backlog_max, data frames are left unaccepted.
+     * It bounds the memory of a backlog of large messages, which a count
+     * alone does not. */
+    size_t recv_backlog_bytes_max;
     /* Fault injection, for tests only (all 0 = off, the default; never set
      * in production). Each is a per-mille fraction of the outgoing frames of
      * every shard, retransmissions and handshake frames included, chosen by

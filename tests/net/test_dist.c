@@ -63,6 +63,7 @@ static size_t queue_max;
  * thread on it (no frame read or acknowledged there) until a byte comes. */
 static int hold_pipe[2] = {-1, -1};
 static size_t backlog_max;   /* hy_dist_config.recv_backlog_max (0: default) */
+static size_t backlog_bytes_max; /* hy_dist_config.recv_backlog_bytes_max (0: default) */
 static unsigned ring_size;   /* hy_config.ring_size (0: default) */
 
 static void set_peers(unsigned n, uint16_t base)
@@ -146,6 +147,8 @@ static void dist_up(void)
         c.send_queue_max = queue_max;
     if (backlog_max)
         c.recv_backlog_max = backlog_max;
+    if (backlog_bytes_max)
+        c.recv_backlog_bytes_max = backlog_bytes_max;
     int rc = hy_dist_start(&c);
     if (rc != 0)
         fprintf(stderr, "node %u: hy_dist_start: %s\n", me, hy_strerror(rc));
@@ -711,6 +714,28 @@ static void test_dist_recv_backlog_bounded(void **state)
     pid_t rest[1] = {b};
     reap_all(rest, 1);
     backlog_max = 0;
+    ring_size = 0;
+    assert_int_equal(ra, 0);
+    assert_true(rb == 0 || rb == -1 || rb == 128 + SIGKILL);
+}
+
+/* The same with a bound in bytes only (the count's bound far away): 64
+ * messages of 8 bytes fill 512 bytes. */
+static void test_dist_recv_backlog_bytes_bounded(void **state)
+{
+    (void)state;
+    backlog_max = 1000000;
+    backlog_bytes_max = 512;
+    ring_size = 16;
+    set_peers(2, pick_base());
+    pid_t b = spawn_node(2, backlog_server_main);
+    pid_t a = spawn_node(1, backlog_client_main);
+    int ra = wait_node(a, 60000);
+    int rb = wait_node(b, 10000);
+    pid_t rest[1] = {b};
+    reap_all(rest, 1);
+    backlog_max = 0;
+    backlog_bytes_max = 0;
     ring_size = 0;
     assert_int_equal(ra, 0);
     assert_true(rb == 0 || rb == -1 || rb == 128 + SIGKILL);
@@ -2532,6 +2557,7 @@ int main(void)
         cmocka_unit_test(test_dist_order_under_loss),
         cmocka_unit_test(test_dist_sequence_wraps),
         cmocka_unit_test(test_dist_recv_backlog_bounded),
+        cmocka_unit_test(test_dist_recv_backlog_bytes_bounded),
         cmocka_unit_test(test_dist_spawn_waits_the_callers_timeout),
         cmocka_unit_test(test_dist_disconnect_kills_linked_caller_at_once),
         cmocka_unit_test(test_dist_full_queue_waits_never_drops),
