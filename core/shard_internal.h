@@ -291,7 +291,7 @@ struct hy_shard {
     void *sched_stack_lo;     /* thread stack bounds (ASan) */
     size_t sched_stack_size;
 
-    struct hy_proc *rq_head, *rq_tail;
+    struct hy_proc *rq_head, *rq_tail; /* rq_tail: the last one while rq_head is set */
     uint32_t rq_len;
     uint32_t handoffs;        /* direct process-to-process switches this batch (the
                                  stall detector reads it: __atomic stores) */
@@ -473,7 +473,9 @@ static inline __attribute__((always_inline)) void hy__runq_append(struct hy_shar
                                                                   struct hy_proc *p)
 {
     p->rq_next = NULL;
-    if (sh->rq_tail)
+    /* rq_tail is meaningful only while rq_head is set: taking the last one
+     * off the queue leaves it stale (one store and branch fewer a pop) */
+    if (sh->rq_head)
         sh->rq_tail->rq_next = p;
     else
         sh->rq_head = p;
