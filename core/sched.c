@@ -142,9 +142,9 @@ HY__HOT void hy__sched_switch_out(struct hy_proc *p)
      * take_handoff. The hand-over fault point is there only: a process's
      * first run (no stack yet) always goes that way, and a fault in either
      * path is the runtime's by its address; a test of it here cost three
-     * instructions a switch. */
-    if (__builtin_expect(next && next != p && handoffs < sh->run_batch &&
-                             next->stack_mode == HY_STACK_GUARDED && !next->exit_pending &&
+     * instructions a switch. A stack of its own (next->stack) tells a
+     * guarded process: a compact one never has one (stack.c). */
+    if (__builtin_expect(next && next != p && handoffs < sh->run_batch && !next->exit_pending &&
                              budget > 0 && next->stack && !(sh->ndirty | sh->novf),
                          1)) {
         pop_handoff(sh, next, handoffs);

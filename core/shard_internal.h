@@ -182,7 +182,8 @@ struct hy_proc {
     size_t mb_len;
     size_t mb_max;             /* 0 = unbounded */
     struct hy_msg **mark;      /* receive marker: link field at ref creation */
-    struct hy_stack *stack;    /* guarded stack (a direct hand-over looks at it) */
+    struct hy_stack *stack;    /* guarded stack (a direct hand-over looks at it); never set
+                                  for a compact process (the hand-over relies on it) */
     uint64_t reductions;       /* times scheduled */
     /* a message handed over by a same-shard send to this process while it
      * waited in a plain receive (wait_msg HY_WAIT_ANY): it comes before the
