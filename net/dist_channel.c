@@ -314,8 +314,8 @@ static void record_error(struct hy__chan *ch, const char *what, uint32_t v)
     struct hy__ep *ep = ch->ep;
     hy__dist_count(&ep->st.malformed, 1);
     hy__dist_count(&ep->st.record_errors, 1);
-    hy_log(HY_LOG_WARNING, "dist: shard %u: node %u shard %u sent a record with %s %u: session closed",
-           ep->shard, hy__dist.peers[ch->pi].node_id, ch->rshard, what, v);
+    hy_log(HY_LOG_WARNING,
+           "dist: shard %u: node %u shard %u sent a record with %s %u: session closed", ep->shard, hy__dist.peers[ch->pi].node_id, ch->rshard, what, v);
     int pi = ch->pi;
     uint32_t since = ch->epoch;
     hy__chan_xmit(ch, HY_WT_CLOSE, 0, NULL, 0, NULL);
@@ -382,9 +382,10 @@ static void take_frame(struct hy__chan *ch, const struct hy_wire_hdr *h, const u
             ch->in_hdr_len = 0;
             if (m) {
                 struct hy_wire_msg wm;
-                hy__wire_get_rec(
-                    ch->in_hdr, &wm, hy__wire_pid_base(hy__dist.peers[ch->pi].node_id, ch->peer_creation),
-                    hy__wire_pid_base(hy__rt.node_id, hy__rt.creation));
+                uint64_t peer = hy__wire_pid_base(hy__dist.peers[ch->pi].node_id,
+                                                  ch->peer_creation);
+                hy__wire_get_rec(ch->in_hdr, &wm, peer,
+                                 hy__wire_pid_base(hy__rt.node_id, hy__rt.creation));
                 hy__dist_deliver(ch, m, &wm);
             }
         }

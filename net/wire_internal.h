@@ -21,7 +21,10 @@
 #include "pid.h"
 
 #define HY_WIRE_MAGIC 0x4859u /* "HY" */
-#define HY_WIRE_VERSION 4u /* 4: message records of 6-66 bytes (fields only when needed); 3: SipHash-2-4 (128-bit) frame tags; 2: keyed BLAKE2b tags, ts/ts_echo, derived first sequence numbers */
+/* 4: message records of 6-66 bytes (fields only when needed); 3: SipHash-2-4
+ * (128-bit) frame tags; 2: keyed BLAKE2b tags, ts/ts_echo, derived first
+ * sequence numbers */
+#define HY_WIRE_VERSION 4u
 #define HY_WIRE_MTU 1472      /* UDP payload within a 1500-byte IPv4 frame */
 #define HY_WIRE_HDR 56
 #define HY_WIRE_TAG 16

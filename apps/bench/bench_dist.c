@@ -91,12 +91,23 @@ static void fill_peers(const struct dist_setup *s, struct hy_dist_peer peers[2])
     peers[1].mac[5] = 2;
 }
 
+/* HYDRA_BENCH_MEMIF_ZC=1: the memif client (node b; memif_raw_rtt's pong
+ * side) runs in memif's zero-copy mode, its EAL with --single-file-segments
+ * so memif can share its memory (memfd-backed without hugepages): the
+ * client's rx and tx then hand mbufs over instead of copying. For dist_rtt
+ * and memif_raw_rtt alike, so the floor keeps the same configuration. */
+static bool memif_zc(void)
+{
+    const char *e = getenv("HYDRA_BENCH_MEMIF_ZC");
+    return e && strcmp(e, "1") == 0;
+}
+
 static int dist_up(const struct dist_setup *s, uint32_t self)
 {
     struct hy_dist_peer peers[2];
     struct hy_dist_config c;
     char vdev[256], prefix[96], sock[128];
-    const char *eal[6];
+    const char *eal[7];
 
     fill_peers(s, peers);
     hy_dist_config_init(&c);
@@ -105,8 +116,9 @@ static int dist_up(const struct dist_setup *s, uint32_t self)
     c.transport = HY_DIST_UDP;
     if (s->memif_dir[0]) {
         memif_sock_path(s, sock, sizeof(sock));
-        snprintf(vdev, sizeof(vdev), "--vdev=net_memif0,role=%s,socket=%s,socket-abstract=no",
-                 self == NODE_A ? "server" : "client", sock);
+        snprintf(vdev, sizeof(vdev), "--vdev=net_memif0,role=%s,socket=%s,socket-abstract=no%s",
+                 self == NODE_A ? "server" : "client", sock,
+                 self != NODE_A && memif_zc() ? ",zero-copy=yes" : "");
         snprintf(prefix, sizeof(prefix), "--file-prefix=%s-%u", strrchr(s->memif_dir, '/') + 1,
                  self);
         eal[0] = "--no-pci";
@@ -118,6 +130,8 @@ static int dist_up(const struct dist_setup *s, uint32_t self)
         c.transport = HY_DIST_DPDK;
         c.eal_args = eal;
         c.eal_argc = 6;
+        if (memif_zc())
+            eal[c.eal_argc++] = "--single-file-segments";
         c.dpdk_port = 0;
     }
     c.peers = peers;
@@ -851,11 +865,15 @@ static int mr_port_up(const char *dir, int server, int cpu)
     snprintf(core, sizeof(core), "%d", cpu);
     snprintf(prefix, sizeof(prefix), "--file-prefix=%s-%d", strrchr(dir, '/') + 1,
              server ? 1 : 2);
-    snprintf(vdev, sizeof(vdev), "--vdev=net_memif0,role=%s,socket=%s/memif.sock,socket-abstract=no",
-             server ? "server" : "client", dir);
+    snprintf(vdev, sizeof(vdev),
+             "--vdev=net_memif0,role=%s,socket=%s/memif.sock,socket-abstract=no%s",
+             server ? "server" : "client", dir, !server && memif_zc() ? ",zero-copy=yes" : "");
     char *argv[] = {"hydra-bench", "-l",       core,     "--log-level=4", "--no-pci",
-                    "--no-huge",   "--no-shconf", "--no-telemetry", prefix, vdev, NULL};
-    if (rte_eal_init(10, argv) < 0) {
+                    "--no-huge",   "--no-shconf", "--no-telemetry", prefix, vdev, NULL, NULL};
+    int argc = 10;
+    if (memif_zc())
+        argv[argc++] = "--single-file-segments";
+    if (rte_eal_init(argc, argv) < 0) {
         fprintf(stdout, "# memif_raw_rtt: rte_eal_init failed: %s\n", rte_strerror(rte_errno));
         return -1;
     }

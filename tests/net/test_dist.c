@@ -2486,7 +2486,7 @@ static void test_dist_wire_layout_is_little_endian(void **state)
     for (unsigned f = 0; f < 32; f++) {
         struct hy_wire_msg x = {
             .tag = (f & 1) ? ~0ull : 0,
-            .from = (f & 2) ? hy_pid_make(7, 11, 0xffff, ~0u, ~0u) : hy_pid_make(7, 9, 0xffff, ~0u, ~0u),
+            .from = hy_pid_make(7, (f & 2) ? 11 : 9, 0xffff, ~0u, ~0u),
             .to = (f & 4) ? (hy_pid){.hi = ~0ull, .lo = ~0ull} : hy_pid_make(8, 10, 3, 1, 0),
             .ref = (f & 16) ? (hy_ref){.hi = 0, .lo = 1} : HY_REF_NONE,
             .aux = (f & 8) ? ~0u : 0,

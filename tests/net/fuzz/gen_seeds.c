@@ -63,8 +63,9 @@ static void record(struct buf *s, uint8_t kind, uint64_t tag, hy_pid from, hy_pi
     uint8_t h[HY_WIRE_RECHDR_MAX];
     struct hy_wire_msg wm = {.tag = tag, .from = from, .to = to, .ref = ref, .aux = aux,
                              .kind = kind};
-    uint32_t hl = hy__wire_put_rec(h, &wm, len, hy__wire_pid_base(HY_FUZZ_PEER, HY_FUZZ_PEER_CREATION),
-                                   hy__wire_pid_base(FUZZ_NODE, FUZZ_CREATION));
+    uint32_t hl =
+        hy__wire_put_rec(h, &wm, len, hy__wire_pid_base(HY_FUZZ_PEER, HY_FUZZ_PEER_CREATION),
+                         hy__wire_pid_base(FUZZ_NODE, FUZZ_CREATION));
     put(s, h, hl);
     if (len)
         put(s, pay, len);
