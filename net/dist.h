@@ -257,7 +257,7 @@ struct hy_dist_stats {
     uint64_t wrong_source;      /* frames whose UDP source is not the claimed peer's address/port */
     uint64_t unproven;          /* handshake frames ignored: nothing they claim could be proven */
     uint64_t hs_limited;        /* HELLOs unanswered (and REJECTs unsent): per-peer rate limit */
-    uint64_t record_errors;     /* sessions closed for a record shorter than its header */
+    uint64_t record_errors;     /* sessions closed for an unreadable record (too short, unknown fields) */
     uint64_t dropped_nomem;     /* frames or messages dropped for want of memory */
     uint64_t busy_waits;        /* waits of a sending process on a channel over send_queue_max */
     /* frames left unaccepted (the sender retransmits them) while this
