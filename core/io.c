@@ -203,6 +203,12 @@ bool hy__io_pre_sleep(struct hy_shard *sh)
     return sh->io->be->pre_sleep(sh, sh->io->state);
 }
 
+bool hy__io_sleep(struct hy_shard *sh, uint64_t deadline)
+{
+    struct hy__io *io = sh->io;
+    return io->be->sleep && io->be->sleep(sh, io->state, deadline);
+}
+
 void hy__io_fini_shard(struct hy_shard *sh)
 {
     struct hy__io *io = sh->io;

@@ -114,6 +114,11 @@ struct hy__io_backend {
     int (*sleep_fd)(void *state);
     /* Prepares to sleep: consumes stale wake-ups; false = do not sleep. */
     bool (*pre_sleep)(struct hy_shard *sh, void *state);
+    /* Sleeps until readiness, a wake-up of the shard (its wake_fd) or the
+     * absolute deadline (hy_now_ns; UINT64_MAX: none), submitting what is
+     * queued in the same system call. false: the backend cannot sleep for
+     * this shard now (the caller sleeps in ppoll on sleep_fd). NULL: never. */
+    bool (*sleep)(struct hy_shard *sh, void *state, uint64_t deadline);
     /* Fills the ring pointers of pk (NULL: the backend has no ring to peek). */
     void (*peek_init)(void *state, struct hy__io_peek *pk);
 };
@@ -138,6 +143,11 @@ unsigned hy__io_poll(struct hy_shard *sh);     /* in a turn where hy__io_due */
 bool hy__io_pending(struct hy_shard *sh);      /* events to reap: do not sleep */
 int hy__io_sleep_fd(struct hy_shard *sh);      /* -1 when inactive */
 bool hy__io_pre_sleep(struct hy_shard *sh);
+/* After hy__io_pre_sleep said yes: sleeps in the backend itself (io_uring:
+ * one io_uring_enter that submits and waits, with the shard's wake_fd
+ * watched by the ring) until readiness, a wake-up or deadline; false = not
+ * done (epoll, or hooks with descriptors): sleep in ppoll on sleep_fd. */
+bool hy__io_sleep(struct hy_shard *sh, uint64_t deadline);
 void hy__io_fini_shard(struct hy_shard *sh);
 
 /* Backend callback: routes an event to its watch (stale cookies dropped). */

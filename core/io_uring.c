@@ -2,10 +2,20 @@
  * multishot poll request for input, output and hang-up; its completions are
  * reaped straight from the shared completion ring (no system call), and the
  * submissions of a turn (new polls, re-arms, removals) go to the kernel in
- * one io_uring_enter at the end of the turn. An eventfd registered with the
- * ring is signalled for every completion, so a completion wakes the shard
- * sleeping in ppoll. No ring flag that would need an io_uring_enter to post
- * completions (DEFER_TASKRUN) is used.
+ * one io_uring_enter at the end of the turn.
+ *
+ * The idle shard sleeps in the ring itself: one io_uring_enter submits what
+ * is queued and waits for a completion (or the timer deadline), as a plain
+ * io_uring server's loop does. The shard's wake_fd (written by other shards
+ * to wake it) has a multishot poll in the ring, so a wake-up is a
+ * completion too. Sleeping in ppoll on an eventfd instead cost two more
+ * system calls per sleep (the eventfd's read before it, and the ppoll
+ * restarted after the task work that posts the completion), and on this
+ * machine every system call empties the TLB. A shard whose hooks watch
+ * descriptors still sleeps in ppoll: an eventfd registered with the ring is
+ * signalled for every completion, so a completion wakes that sleep. No ring
+ * flag that would need an io_uring_enter to post completions
+ * (DEFER_TASKRUN) is used.
  *
  * The ring is set up with COOP_TASKRUN and TASKRUN_FLAG where the kernel
  * has them (5.19): a socket's readiness then reaches the ring as task work
@@ -21,6 +31,7 @@
 #include <liburing.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <time.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -35,7 +46,14 @@
 struct ur {
     struct io_uring ring;
     int efd;
+    int wake_fd; /* the shard's, polled by the ring; -1: the start-up probe */
 };
+
+/* The cookie of the wake_fd's poll (no watch: bit 62 is never set in a
+ * watch's cookie, whose generation has 31 bits). */
+#define WAKE_COOKIE (1ull << 62)
+
+static void arm(struct ur *u, int fd, uint64_t cookie);
 
 static inline void stat_inc(_Atomic uint64_t *c)
 {
@@ -62,6 +80,7 @@ static int ur_init(struct hy_shard *sh, void **state)
         return hy__errno_to_hy(-rc);
     }
     u->efd = -1;
+    u->wake_fd = -1;
     if (sh) { /* not for the start-up probe */
         u->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (u->efd < 0 || io_uring_register_eventfd(&u->ring, u->efd) < 0) {
@@ -70,6 +89,10 @@ static int ur_init(struct hy_shard *sh, void **state)
             io_uring_queue_exit(&u->ring);
             free(u);
             return HY_ENOMEM;
+        }
+        if (sh->wake_fd >= 0) {
+            u->wake_fd = sh->wake_fd;
+            arm(u, u->wake_fd, WAKE_COOKIE);
         }
     }
     *state = u;
@@ -166,6 +189,14 @@ HY__HOT static unsigned ur_poll(struct hy_shard *sh, void *state)
             uint64_t cookie = io_uring_cqe_get_data64(cqes[i]);
             int res = cqes[i]->res;
             unsigned flags = cqes[i]->flags;
+            if (cookie == WAKE_COOKIE) {
+                /* another shard woke us: consume it, keep watching */
+                uint64_t v;
+                (void)!read(u->wake_fd, &v, sizeof(v));
+                if (!(flags & IORING_CQE_F_MORE))
+                    arm(u, u->wake_fd, WAKE_COOKIE);
+                continue;
+            }
             if (cookie & REMOVE_BIT) {
                 /* -EALREADY: the poll was completing; the kernel keeps the
                  * socket's file until the poll is gone, so ask again */
@@ -211,9 +242,20 @@ static int ur_sleep_fd(void *state)
     return ((struct ur *)state)->efd;
 }
 
+/* The shard sleeps in the ring (ur_sleep), not in ppoll: its hooks watch
+ * no descriptor, and the ring watches its wake_fd. */
+static inline bool ring_sleeps(const struct hy_shard *sh, const struct ur *u)
+{
+    return !sh->nhook_fds && u->wake_fd >= 0;
+}
+
 static bool ur_pre_sleep(struct hy_shard *sh, void *state)
 {
     struct ur *u = state;
+    /* the sleep's own io_uring_enter submits, runs the task work and
+     * flushes an overflow: only completions already posted keep us up */
+    if (ring_sleeps(sh, u))
+        return !io_uring_cq_ready(&u->ring);
     if (io_uring_sq_ready(&u->ring)) {
         io_uring_submit(&u->ring);
         stat_inc(&sh->st.io_syscalls);
@@ -224,6 +266,29 @@ static bool ur_pre_sleep(struct hy_shard *sh, void *state)
     uint64_t v;
     (void)!read(u->efd, &v, sizeof(v));
     return !io_uring_cq_ready(&u->ring);
+}
+
+static bool ur_sleep(struct hy_shard *sh, void *state, uint64_t deadline)
+{
+    struct ur *u = state;
+    if (!ring_sleeps(sh, u))
+        return false;
+    struct __kernel_timespec ts, *tsp = NULL;
+    if (deadline != UINT64_MAX) {
+        uint64_t now = hy_now_ns();
+        uint64_t d = deadline > now ? deadline - now : 0;
+        ts.tv_sec = (long long)(d / 1000000000u);
+        ts.tv_nsec = (long long)(d % 1000000000u);
+        tsp = &ts;
+    }
+    stat_inc(&sh->st.io_sleeps);
+    struct io_uring_cqe *cqe = NULL;
+    /* submits this turn's queue and waits in the same call; -ETIME at the
+     * deadline, -EINTR on a signal: the scheduler's next turn looks */
+    int rc = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, tsp, NULL);
+    if (rc >= 0 && cqe && io_uring_cqe_get_data64(cqe) != WAKE_COOKIE)
+        stat_inc(&sh->st.io_wakeups);
+    return true;
 }
 
 static void ur_peek_init(void *state, struct hy__io_peek *pk)
@@ -248,5 +313,6 @@ const struct hy__io_backend hy__io_uring_backend = {
     .pending = ur_pending,
     .sleep_fd = ur_sleep_fd,
     .pre_sleep = ur_pre_sleep,
+    .sleep = ur_sleep,
     .peek_init = ur_peek_init,
 };
