@@ -43,11 +43,36 @@
 #define CQ_ENTRIES 8192
 #define POLL_MASK (POLLIN | POLLOUT | POLLRDHUP)
 
+/* The shard's pool of receive buffers (a provided-buffer ring, group 0):
+ * RX_N buffers of RX_SIZE bytes. A receive takes one only when bytes
+ * arrive, and its socket holds it until the owner copies them out, so
+ * idle sockets hold none; with the pool empty a receive fails (ENOBUFS)
+ * and the owner reads with recv as it would without the pool. */
+#define RX_N 64u
+#define RX_SIZE 4096u
+#define RX_BGID 0
+
 struct ur {
     struct io_uring ring;
     int efd;
     int wake_fd; /* the shard's, polled by the ring; -1: the start-up probe */
+    struct io_uring_buf_ring *br; /* NULL: no pool (receive by recv only) */
+    uint8_t *rx_mem;
+    uint32_t *lazy; /* the peek's count of receives queued since the last submit */
+    uint32_t lazy0; /* its place before peek_init */
 };
+
+/* Hands the queued entries to the kernel (also runs pending task work). */
+static inline void submit(struct ur *u)
+{
+    io_uring_submit(&u->ring);
+    *u->lazy = 0;
+}
+
+/* Receive requests carry their socket's cookie with this bit; the
+ * completion of a cancel of one has this cookie (nothing to do). */
+#define RECV_BIT (1ull << 61)
+#define CANCEL_COOKIE (1ull << 60)
 
 /* The cookie of the wake_fd's poll (no watch: bit 62 is never set in a
  * watch's cookie, whose generation has 31 bits). */
@@ -59,6 +84,30 @@ static inline void stat_inc(_Atomic uint64_t *c)
 {
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
                           memory_order_relaxed);
+}
+
+/* Sets up the receive pool; without it (a kernel before 5.19, no memory)
+ * receives are made by recv. */
+static void rx_pool_init(struct ur *u)
+{
+    void *br = NULL;
+    if (posix_memalign(&br, 4096, RX_N * sizeof(struct io_uring_buf)) != 0)
+        return;
+    u->rx_mem = malloc((size_t)RX_N * RX_SIZE);
+    struct io_uring_buf_reg reg = {.ring_addr = (uint64_t)(uintptr_t)br,
+                                   .ring_entries = RX_N, .bgid = RX_BGID};
+    if (!u->rx_mem || io_uring_register_buf_ring(&u->ring, &reg, 0) != 0) {
+        free(u->rx_mem);
+        u->rx_mem = NULL;
+        free(br);
+        return;
+    }
+    u->br = br;
+    io_uring_buf_ring_init(u->br);
+    for (unsigned i = 0; i < RX_N; i++)
+        io_uring_buf_ring_add(u->br, u->rx_mem + (size_t)i * RX_SIZE, RX_SIZE, (unsigned short)i,
+                              io_uring_buf_ring_mask(RX_N), (int)i);
+    io_uring_buf_ring_advance(u->br, RX_N);
 }
 
 static int ur_init(struct hy_shard *sh, void **state)
@@ -81,6 +130,7 @@ static int ur_init(struct hy_shard *sh, void **state)
     }
     u->efd = -1;
     u->wake_fd = -1;
+    u->lazy = &u->lazy0;
     if (sh) { /* not for the start-up probe */
         u->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (u->efd < 0 || io_uring_register_eventfd(&u->ring, u->efd) < 0) {
@@ -94,6 +144,7 @@ static int ur_init(struct hy_shard *sh, void **state)
             u->wake_fd = sh->wake_fd;
             arm(u, u->wake_fd, WAKE_COOKIE);
         }
+        rx_pool_init(u);
     }
     *state = u;
     return 0;
@@ -103,9 +154,11 @@ static void ur_fini(struct hy_shard *sh, void *state)
 {
     (void)sh;
     struct ur *u = state;
-    io_uring_queue_exit(&u->ring);
+    io_uring_queue_exit(&u->ring); /* cancels the receives in flight */
     if (u->efd >= 0)
         close(u->efd);
+    free(u->br);
+    free(u->rx_mem);
     free(u);
 }
 
@@ -114,7 +167,7 @@ static struct io_uring_sqe *sqe_get(struct ur *u)
     struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
     if (!sqe) {
         /* the queue of this turn is full: hand it over now */
-        io_uring_submit(&u->ring);
+        submit(u);
         sqe = io_uring_get_sqe(&u->ring);
     }
     return sqe;
@@ -157,7 +210,7 @@ static void ur_del(void *state, int fd, uint64_t cookie)
      * really closed only when this removal reaches the kernel */
     /* now, not at the end of the turn: a listener closed by the caller must
      * refuse the connect it makes next */
-    io_uring_submit(&u->ring);
+    submit(u);
 }
 
 /* descriptor of a live cookie, for re-arming a poll that ended */
@@ -174,7 +227,7 @@ HY__HOT static unsigned ur_poll(struct hy_shard *sh, void *state)
     struct ur *u = state;
     unsigned total = 0;
     if (io_uring_sq_ready(&u->ring)) {
-        io_uring_submit(&u->ring); /* also runs pending task work */
+        submit(u); /* also runs pending task work */
         stat_inc(&sh->st.io_syscalls);
     } else if (kernel_holds(u)) {
         io_uring_get_events(&u->ring);
@@ -195,6 +248,14 @@ HY__HOT static unsigned ur_poll(struct hy_shard *sh, void *state)
                 (void)!read(u->wake_fd, &v, sizeof(v));
                 if (!(flags & IORING_CQE_F_MORE))
                     arm(u, u->wake_fd, WAKE_COOKIE);
+                continue;
+            }
+            if (cookie == CANCEL_COOKIE)
+                continue;
+            if (cookie & RECV_BIT) {
+                int bid = (flags & IORING_CQE_F_BUFFER) ? (int)(flags >> IORING_CQE_BUFFER_SHIFT)
+                                                        : -1;
+                hy__io_dispatch_recv(sh, cookie & ~RECV_BIT, res, bid, RX_SIZE);
                 continue;
             }
             if (cookie & REMOVE_BIT) {
@@ -257,7 +318,7 @@ static bool ur_pre_sleep(struct hy_shard *sh, void *state)
     if (ring_sleeps(sh, u))
         return !io_uring_cq_ready(&u->ring);
     if (io_uring_sq_ready(&u->ring)) {
-        io_uring_submit(&u->ring);
+        submit(u);
         stat_inc(&sh->st.io_syscalls);
     }
     if (kernel_holds(u))
@@ -266,6 +327,55 @@ static bool ur_pre_sleep(struct hy_shard *sh, void *state)
     uint64_t v;
     (void)!read(u->efd, &v, sizeof(v));
     return !io_uring_cq_ready(&u->ring);
+}
+
+static bool ur_recv_arm(void *state, int fd, uint64_t cookie)
+{
+    struct ur *u = state;
+    if (!u->br)
+        return false;
+    struct io_uring_sqe *sqe = sqe_get(u);
+    if (!sqe)
+        return false;
+    /* submitted with the turn's queue, or by the sleep's io_uring_enter */
+    io_uring_prep_recv(sqe, fd, NULL, RX_SIZE, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = RX_BGID;
+    io_uring_sqe_set_data64(sqe, cookie | RECV_BIT);
+    (*u->lazy)++;
+    return true;
+}
+
+static void ur_recv_cancel(void *state, uint64_t cookie, bool sync)
+{
+    struct ur *u = state;
+    if (sync) {
+        /* the receive may still be queued here: hand it over first */
+        submit(u);
+        struct io_uring_sync_cancel_reg reg = {.addr = cookie | RECV_BIT, .fd = -1,
+                                               .timeout = {.tv_sec = -1, .tv_nsec = -1}};
+        (void)io_uring_register_sync_cancel(&u->ring, &reg);
+        return;
+    }
+    struct io_uring_sqe *sqe = sqe_get(u);
+    if (!sqe)
+        hy__fatal("io_uring: no submission entry after a submit");
+    io_uring_prep_cancel64(sqe, cookie | RECV_BIT, 0);
+    io_uring_sqe_set_data64(sqe, CANCEL_COOKIE);
+}
+
+static const uint8_t *ur_recv_buf(void *state, uint16_t bid)
+{
+    struct ur *u = state;
+    return u->rx_mem + (size_t)bid * RX_SIZE;
+}
+
+static void ur_recv_put(void *state, uint16_t bid)
+{
+    struct ur *u = state;
+    io_uring_buf_ring_add(u->br, u->rx_mem + (size_t)bid * RX_SIZE, RX_SIZE, bid,
+                          io_uring_buf_ring_mask(RX_N), 0);
+    io_uring_buf_ring_advance(u->br, 1);
 }
 
 static bool ur_sleep(struct hy_shard *sh, void *state, uint64_t deadline)
@@ -286,6 +396,7 @@ static bool ur_sleep(struct hy_shard *sh, void *state, uint64_t deadline)
     /* submits this turn's queue and waits in the same call; -ETIME at the
      * deadline, -EINTR on a signal: the scheduler's next turn looks */
     int rc = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, tsp, NULL);
+    *u->lazy = 0;
     if (rc >= 0 && cqe && io_uring_cqe_get_data64(cqe) != WAKE_COOKIE)
         stat_inc(&sh->st.io_wakeups);
     return true;
@@ -300,6 +411,8 @@ static void ur_peek_init(void *state, struct hy__io_peek *pk)
     pk->sq_tail = &u->ring.sq.sqe_tail;
     pk->kflags = u->ring.sq.kflags;
     pk->kmask = IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN;
+    pk->lazy = *u->lazy;
+    u->lazy = &pk->lazy;
 }
 
 const struct hy__io_backend hy__io_uring_backend = {
@@ -314,5 +427,9 @@ const struct hy__io_backend hy__io_uring_backend = {
     .sleep_fd = ur_sleep_fd,
     .pre_sleep = ur_pre_sleep,
     .sleep = ur_sleep,
+    .recv_arm = ur_recv_arm,
+    .recv_cancel = ur_recv_cancel,
+    .recv_buf = ur_recv_buf,
+    .recv_put = ur_recv_put,
     .peek_init = ur_peek_init,
 };

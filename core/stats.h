@@ -59,6 +59,10 @@ struct hy_stats {
      * The other sleeps of a shard with sockets (epoll, or hooks watching
      * descriptors) wait in ppoll. */
     uint64_t io_sleeps;
+    /* total: receives made by the socket poller for a process parked in a
+     * passive receive (io_uring), whose bytes came with the wake-up; each
+     * spares the process a recv system call */
+    uint64_t io_recvs;
 };
 
 /* Copies shard's counters into *out (borrowed).
