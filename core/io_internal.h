@@ -8,8 +8,11 @@
  * socket code sees EAGAIN and clears them. The read and write system calls
  * themselves are made by the socket code: by the owning process while it
  * runs (passive calls), or by the scheduler into buffers the socket owns
- * (active mode). So the kernel never writes into a suspended process's
- * memory, whatever its stack mode.
+ * (active mode). With io_uring, a raw passive socket whose owner parks for
+ * input has one receive made by the poller into a buffer of the shard's
+ * pool (struct hy__io_watch's rx_* fields), copied out when the owner runs.
+ * So the kernel never writes into a suspended process's memory, whatever
+ * its stack mode.
  *
  * Watches live in a per-shard table; the backend's cookie for an event is
  * (generation << 32 | index), so an event for a watch removed meanwhile
