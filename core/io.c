@@ -190,8 +190,9 @@ HY__HOT void hy__io_dispatch_recv(struct hy_shard *sh, uint64_t cookie, int res,
     if (idx && idx < io->cap && io->gen[idx] == (uint32_t)(cookie >> 32))
         w = io->slots[idx];
     if (!w || !w->rx_armed || res <= 0 || bid < 0) {
-        if (bid >= 0) /* the watch went away, or no bytes came */
-            io->be->recv_put(io->state, (uint16_t)bid);
+        /* the watch went away, or no bytes came: the buffer (if any) and
+         * the receive's place go back */
+        io->be->recv_put(io->state, bid);
         if (!w || !w->rx_armed)
             return;
         /* the end, an error or an empty pool: the owner's recv finds out */
@@ -227,7 +228,7 @@ HY__HOT void hy__io_recv_release(struct hy_shard *sh, struct hy__io_watch *w)
 {
     if (!w->rx_len)
         return;
-    sh->io->be->recv_put(sh->io->state, w->rx_bid);
+    sh->io->be->recv_put(sh->io->state, (int)w->rx_bid);
     w->rx_len = w->rx_off = 0;
     w->rx_ptr = NULL;
 }

@@ -145,9 +145,11 @@ struct hy__io_backend {
     /* Cancels the receive of cookie; sync: returns once its completion is
      * in the ring. */
     void (*recv_cancel)(void *state, uint64_t cookie, bool sync);
-    /* Address of pool buffer bid; gives buffer bid back to the pool. */
+    /* Address of pool buffer bid. */
     const uint8_t *(*recv_buf)(void *state, uint16_t bid);
-    void (*recv_put)(void *state, uint16_t bid);
+    /* Ends what a receive reserved: its buffer bid goes back to the pool
+     * (bid < 0: it brought none). Once per receive armed. */
+    void (*recv_put)(void *state, int bid);
     /* Fills the ring pointers of pk (NULL: the backend has no ring to peek). */
     void (*peek_init)(void *state, struct hy__io_peek *pk);
 };

@@ -58,6 +58,8 @@ struct ur {
     int wake_fd; /* the shard's, polled by the ring; -1: the start-up probe */
     struct io_uring_buf_ring *br; /* NULL: no pool (receive by recv only) */
     uint8_t *rx_mem;
+    uint32_t rx_reserved; /* receives armed + buffers held: at most RX_N, so
+                             an armed receive always finds a buffer */
     uint32_t *lazy; /* the peek's count of receives queued since the last submit */
     uint32_t lazy0; /* its place before peek_init */
 };
@@ -332,11 +334,15 @@ static bool ur_pre_sleep(struct hy_shard *sh, void *state)
 static bool ur_recv_arm(void *state, int fd, uint64_t cookie)
 {
     struct ur *u = state;
-    if (!u->br)
+    /* one buffer per receive armed: with more sockets waiting than the pool
+     * has buffers, the others read with recv (a receive that found the pool
+     * empty would cost the kernel a request and the owner a recv anyway) */
+    if (!u->br || u->rx_reserved >= RX_N)
         return false;
     struct io_uring_sqe *sqe = sqe_get(u);
     if (!sqe)
         return false;
+    u->rx_reserved++;
     /* submitted with the turn's queue, or by the sleep's io_uring_enter */
     io_uring_prep_recv(sqe, fd, NULL, RX_SIZE, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
@@ -370,11 +376,14 @@ static const uint8_t *ur_recv_buf(void *state, uint16_t bid)
     return u->rx_mem + (size_t)bid * RX_SIZE;
 }
 
-static void ur_recv_put(void *state, uint16_t bid)
+static void ur_recv_put(void *state, int bid)
 {
     struct ur *u = state;
-    io_uring_buf_ring_add(u->br, u->rx_mem + (size_t)bid * RX_SIZE, RX_SIZE, bid,
-                          io_uring_buf_ring_mask(RX_N), 0);
+    u->rx_reserved--;
+    if (bid < 0)
+        return;
+    io_uring_buf_ring_add(u->br, u->rx_mem + (size_t)bid * RX_SIZE, RX_SIZE,
+                          (unsigned short)bid, io_uring_buf_ring_mask(RX_N), 0);
     io_uring_buf_ring_advance(u->br, 1);
 }
 
