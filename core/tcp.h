@@ -35,9 +35,10 @@
  * with the wake-up, and the owner's call copies them out instead of making
  * a recv system call. The socket holds at most that one buffer, only while
  * those bytes are unread (an idle socket holds none), and gives it back to
- * the pool as soon as they are taken; a receive that finds the pool empty
- * leaves the owner to read with recv as it otherwise would, so the pool
- * bounds the memory whatever the number of connections. A receive still
+ * the pool as soon as they are taken. No more receives are armed or held
+ * than the pool has buffers: beyond that, a parked owner reads with recv
+ * as it otherwise would, so the pool bounds the memory whatever the number
+ * of connections. A receive still
  * armed when the call returns (a timeout, HY_EINTR) stays armed: its bytes
  * come first at the next call. The end of the stream and errors are
  * reported by the owner's own recv, as without it. Switching the socket to

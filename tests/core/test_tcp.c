@@ -1223,8 +1223,8 @@ static void rx_main(void *arg)
     hy_tcp_close(p.client);
     c->eof_ok = hy_tcp_recv(p.server, b, sizeof(b), &got, 10 * SECOND) == HY_ECLOSED;
     hy_tcp_close(p.server);
-    /* more parked sockets with input than the pool has buffers: the rest
-     * read with recv, nothing is lost */
+    /* more parked sockets than the pool has buffers: no more receives are
+     * armed than that, the rest read with recv, nothing is lost */
     static struct pair ps[RX_PAIRS];
     for (int i = 0; i < RX_PAIRS; i++)
         HY_CHECK_EQ(make_pair(&ps[i], NULL), 0);
