@@ -902,10 +902,18 @@ static int mr_port_up(const char *dir, int server, int cpu)
         }
         usleep(10000);
     }
+    uint64_t tried = hy_now_ns();
     do {
         memset(&link, 0, sizeof(link));
         if (rte_eth_link_get_nowait(0, &link) == 0 && link.link_status == RTE_ETH_LINK_UP)
             break;
+        /* a server that had not started its port yet refused us, and a
+         * memif client never dials again by itself (as net/transport_dpdk.c) */
+        if (!server && hy_now_ns() - tried > SEC / 4) {
+            tried = hy_now_ns();
+            rte_eth_dev_stop(0);
+            rte_eth_dev_start(0);
+        }
         usleep(1000);
     } while (hy_now_ns() - t0 < 20 * SEC);
     if (link.link_status != RTE_ETH_LINK_UP) {
