@@ -64,8 +64,17 @@ struct kvcache_fwd {
     hy_pid leader;          /* HY_PID_NONE: no batch open */
 };
 
+/* A shard's cached look-up of another shard's owner (its registered name):
+ * valid while that shard's owner_gen is still gen. */
+struct kvcache_owner_cache {
+    hy_pid pid;
+    uint64_t gen; /* 0: none */
+};
+
 struct kvcache_shard {
     struct kvcache_store *store;   /* NULL while the owner (re)starts */
+    _Atomic uint64_t owner_gen;    /* moves on as this shard's owner starts and ends */
+    struct kvcache_owner_cache owners[KVCACHE_MAX_SHARDS]; /* this shard's thread only */
     struct kvcache_out spare;      /* a reply buffer kept between batches (empty: none) */
     struct kvcache_fwd *fwd[KVCACHE_MAX_SHARDS]; /* per owner; this shard's thread only */
     bool stopping;                 /* the node stops: connections end */

@@ -438,6 +438,20 @@ static KV_HOT void do_get(struct conn *c, struct kvcache_store *st, struct kvcac
     size_t pos = 0, nkeys = 0;
     const char *k;
     size_t nk;
+    if (cmd->key) { /* the only key */
+        cmd->hash = kvcache_key_hash(cmd->key, cmd->nkey);
+        cmd->hashed = true;
+        unsigned o = kvcache_hash_owner(cmd->hash);
+        if (o == c->shard && st) {
+            kvcache_proto_exec(st, cmd, &c->out);
+            return;
+        }
+        if (c->may_direct && c->out.len == 0 && direct_send(c, o, cmd, raw))
+            return;
+        if (forward(c, o, cmd, raw, cmd->total, &c->out) != 0)
+            kvcache_out_str(&c->out, "SERVER_ERROR key owner unavailable\r\n");
+        return;
+    }
     while (kvcache_proto_next_key(cmd, &pos, &k, &nk)) {
         if (n <= 1 && nkeys == 1) { /* one shard: only a single key's hash is wanted */
             nkeys++;

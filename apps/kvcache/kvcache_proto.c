@@ -318,6 +318,16 @@ static KV_HOT int parse_get(struct kvcache_cmd *c, const char *line, size_t n, c
         return fail(c, "ERROR");
     c->keys = t[first].s;
     c->keys_len = (size_t)(line + n - t[first].s);
+    if (nt < MAX_TOKENS) { /* the tokens are all the keys */
+        for (int i = first; i < nt; i++)
+            if (t[i].n > KVCACHE_KEY_MAX)
+                return fail(c, E_FORMAT);
+        if (nt == first + 1) { /* the only key: no walk of the list for it */
+            c->key = t[first].s;
+            c->nkey = t[first].n;
+        }
+        return 1;
+    }
     size_t pos = 0;
     const char *k;
     size_t nk;
@@ -709,9 +719,9 @@ KV_HOT bool kvcache_proto_pack(const struct kvcache_cmd *c, const char *raw,
 {
     if (c->op < KVCACHE_OP_GET || c->op > KVCACHE_OP_TOUCH || c->total > UINT32_MAX)
         return false;
-    bool get = c->op <= KVCACHE_OP_GATS;
-    const char *k = get ? c->keys : c->key;
-    size_t nk = get ? c->keys_len : c->nkey;
+    bool list = c->op <= KVCACHE_OP_GATS && !c->key; /* a get of several keys */
+    const char *k = list ? c->keys : c->key;
+    size_t nk = list ? c->keys_len : c->nkey;
     /* the key must be in the text (not a decoded copy in the command) */
     if (!k || k < raw || (size_t)(k - raw) + nk > c->total)
         return false;
@@ -730,6 +740,7 @@ KV_HOT bool kvcache_proto_pack(const struct kvcache_cmd *c, const char *raw,
     w->noreply = c->noreply;
     w->too_large = c->too_large;
     w->hashed = c->hashed;
+    w->single = !list;
     return true;
 }
 
@@ -744,12 +755,16 @@ KV_HOT bool kvcache_proto_unpack(const struct kvcache_cmd_wire *w, const char *r
     c->total = len;
     c->noreply = w->noreply;
     c->too_large = w->too_large;
-    if (c->op <= KVCACHE_OP_GATS) {
+    if (c->op <= KVCACHE_OP_GATS && !w->single) {
         c->keys = raw + w->key;
         c->keys_len = w->nkey;
     } else {
         c->key = raw + w->key;
         c->nkey = w->nkey;
+        if (c->op <= KVCACHE_OP_GATS) { /* a get's only key is its list too */
+            c->keys = c->key;
+            c->keys_len = c->nkey;
+        }
     }
     c->flags = w->flags;
     c->exptime = w->exptime;
@@ -1159,13 +1174,17 @@ KV_HOT void kvcache_proto_exec(struct kvcache_store *st, const struct kvcache_cm
     case KVCACHE_OP_GETS:
     case KVCACHE_OP_GAT:
     case KVCACHE_OP_GATS: {
-        size_t pos = 0;
-        const char *k;
-        size_t nk;
-        bool first = c->hashed; /* the hash of the only key */
-        while (kvcache_proto_next_key(c, &pos, &k, &nk)) {
-            get_one(st, c, k, nk, first ? c->hash : kvcache_key_hash(k, nk), out);
-            first = false;
+        if (c->key) { /* the only key */
+            get_one(st, c, c->key, c->nkey, key_hash(c), out);
+        } else {
+            size_t pos = 0;
+            const char *k;
+            size_t nk;
+            bool first = c->hashed; /* the hash of the only key */
+            while (kvcache_proto_next_key(c, &pos, &k, &nk)) {
+                get_one(st, c, k, nk, first ? c->hash : kvcache_key_hash(k, nk), out);
+                first = false;
+            }
         }
         kvcache_out_put(out, "END\r\n", 5);
         return;

@@ -75,8 +75,9 @@ struct kvcache_cmd {
     bool close;               /* close the connection after replying */
     bool noreply;
     const char *error;        /* KVCACHE_OP_ERROR: the reply line, no CRLF */
-    const char *key;          /* single-key commands (decoded if base64) */
-    size_t nkey;
+    const char *key;          /* single-key commands (decoded if base64), and the */
+    size_t nkey;              /* get family's only key (NULL: several, or too many
+                               * tokens to tell: walk keys) */
     const char *keys;         /* get family: the key list, space separated */
     size_t keys_len;
     const char *args;         /* stats: its argument words */
@@ -136,6 +137,7 @@ struct kvcache_cmd_wire {
     uint32_t data, nbytes;    /* the value: text offset, length */
     uint8_t op;
     bool noreply, too_large, hashed;
+    bool single;              /* a get's span is its only key, not a list */
 };
 
 /* Fills *w from cmd, whose text starts at raw (cmd->total bytes). Returns

@@ -69,6 +69,7 @@ void kvcache_owner_name(unsigned shard, char *buf, size_t len)
 static void owner_cleanup(void *arg)
 {
     struct kvcache_shard *sh = arg;
+    atomic_fetch_add_explicit(&sh->owner_gen, 1, memory_order_release); /* looked up again */
     kvcache_store_destroy(sh->store);
     sh->store = NULL;
 }
@@ -103,6 +104,9 @@ static int owner_init(struct hy_gs *gs, void *arg)
         sh->conns.prev = &sh->conns;
     }
     sh->store = st;
+    /* the other shards' cached look-ups of the owner are stale now (its
+     * name is registered before init runs) */
+    atomic_fetch_add_explicit(&sh->owner_gen, 1, memory_order_release);
     /* the store's clock advances on a tick, as memcached's does (a timer
      * once a second), not by a clock read per command: the vDSO's code and
      * data are two more pages per command, each a page walk after the
@@ -412,12 +416,33 @@ int kvcache_server_start_link(const void *arg, size_t arg_size, hy_pid *pid)
 
 /* ---- requests ----------------------------------------------------------------- */
 
-KV_HOT int kvcache_server_send(unsigned shard, uint8_t kind, const void *data, size_t len, hy_ref *ref)
+/* shard's owner: its registered name, looked up once per owner (a forwarded
+ * command would otherwise pay a name look-up): the calling shard keeps the
+ * pid while shard's owner_gen stays what it was at the look-up. An owner
+ * that ends moves owner_gen on in its cleanup, its successor in its init;
+ * a send that races with the end is lost as it would be after a look-up
+ * (the connection's give-up answers it) */
+static KV_HOT int owner_pid(unsigned shard, hy_pid *out)
 {
+    struct kvcache_owner_cache *oc = &kvcache_shards[hy_shard_id()].owners[shard];
+    uint64_t gen = atomic_load_explicit(&kvcache_shards[shard].owner_gen, memory_order_acquire);
+    if (oc->gen == gen && gen != 0) {
+        *out = oc->pid;
+        return 0;
+    }
     char name[HY_NAME_MAX];
     kvcache_owner_name(shard, name, sizeof(name));
+    if (hy_whereis(name, out) != 0)
+        return HY_ENOPROC;
+    oc->pid = *out;
+    oc->gen = gen;
+    return 0;
+}
+
+KV_HOT int kvcache_server_send(unsigned shard, uint8_t kind, const void *data, size_t len, hy_ref *ref)
+{
     hy_pid owner;
-    if (hy_whereis(name, &owner) != 0)
+    if (owner_pid(shard, &owner) != 0)
         return HY_ENOPROC;
     struct hy_msg *m;
     int rc = hy_msg_alloc(len + 1, &m);
@@ -439,10 +464,8 @@ int kvcache_server_send_direct(unsigned shard, struct kvcache_direct *d,
                                const struct kvcache_cmd *cmd, const char *raw, size_t len,
                                hy_ref *ref, hy_pid *to)
 {
-    char name[HY_NAME_MAX];
-    kvcache_owner_name(shard, name, sizeof(name));
     hy_pid owner;
-    if (hy_whereis(name, &owner) != 0)
+    if (owner_pid(shard, &owner) != 0)
         return HY_ENOPROC;
     if (to)
         *to = owner;
