@@ -59,12 +59,9 @@ void kvcache_out_use(struct kvcache_out *o, char *buf, size_t cap)
     *o = (struct kvcache_out){.buf = buf, .cap = cap, .borrowed = true};
 }
 
-KV_HOT void kvcache_out_put(struct kvcache_out *o, const void *p, size_t n)
+bool kvcache_out_grow(struct kvcache_out *o, size_t n)
 {
-    if (n == 0 || !out_reserve(o, n))
-        return;
-    memcpy(o->buf + o->len, p, n);
-    o->len += n;
+    return out_reserve(o, n);
 }
 
 KV_HOT void kvcache_out_str(struct kvcache_out *o, const char *s)

@@ -109,7 +109,20 @@ struct kvcache_out {
  * moves the contents to a malloc'd buffer, which o then owns. */
 void kvcache_out_use(struct kvcache_out *o, char *buf, size_t cap);
 
-void kvcache_out_put(struct kvcache_out *o, const void *p, size_t n);
+/* Makes room for n more bytes (moving a borrowed buffer to malloc'd
+ * storage); false (and o->oom set) when there is no memory. */
+bool kvcache_out_grow(struct kvcache_out *o, size_t n);
+
+/* Appends p[0..n) (copied; lost when out of memory: o->oom). Inline: most
+ * appends are a few bytes into room there is. */
+static inline void kvcache_out_put(struct kvcache_out *o, const void *p, size_t n)
+{
+    if (n == 0 || (o->len + n > o->cap && !kvcache_out_grow(o, n)))
+        return;
+    __builtin_memcpy(o->buf + o->len, p, n);
+    o->len += n;
+}
+
 void kvcache_out_str(struct kvcache_out *o, const char *s);
 void kvcache_out_fini(struct kvcache_out *o);
 
