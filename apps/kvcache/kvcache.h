@@ -162,13 +162,10 @@ enum kvcache_direct_state {
  * each claims it with a compare-and-swap from PENDING, and the one that
  * loses leaves the answer to the other (a connection that gives up on a
  * slow owner answers SERVER_ERROR; the owner then skips the command). */
-
 struct kvcache_direct {
     _Atomic unsigned refs;  /* the connection's, and one per command at an owner */
     _Atomic int state;      /* enum kvcache_direct_state */
     int fd;                 /* dup of the connection's socket; closed with the last ref */
-    hy_pid pid;             /* the connection (for an ack of a batched command) */
-    hy_ref ref;             /* its ack's reference, set before each command goes */
     char *left;             /* output the owner could not write (owned; NULL: none) */
     size_t left_len;
     bool left_failed;       /* the owner did not answer: reply SERVER_ERROR */
@@ -236,6 +233,16 @@ int kvcache_server_send_direct(unsigned shard, struct kvcache_direct *d,
  * claimed it and answers (or has). The connection's own reference is the
  * caller's to drop. Context: a process. */
 bool kvcache_direct_abandon(struct kvcache_direct *d, unsigned shard, hy_pid to);
+
+/* A connection ends with the command it sent over d to owner `to` (shard's
+ * owner then) unanswered. The command is not claimed: a live owner still
+ * runs it (a client that sent a command and closed, or half-closed, gets
+ * it done and, if it still reads, its reply) and drops the reference its
+ * message holds. When `to` has ended without taking the command, that
+ * reference is dropped here and true returned; otherwise false. The
+ * connection's own reference is the caller's to drop. Context: a
+ * process. */
+bool kvcache_direct_release(struct kvcache_direct *d, unsigned shard, hy_pid to);
 
 /* Waits for the reply parts of ref and appends them to *reply. Errors:
  * HY_ETIMEDOUT (nothing in 5 s: the owner died or restarted), HY_ENOMEM.

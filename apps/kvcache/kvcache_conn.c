@@ -78,10 +78,10 @@ static void conn_cleanup(void *arg)
     }
     if (c->d) {
         /* a command still at an owner that ended with it: that reference
-         * goes too (kvcache_direct_abandon); a live owner's keeps the
+         * goes too (kvcache_direct_release); a live owner's keeps the
          * socket open until it has answered */
         if (atomic_load_explicit(&c->d->state, memory_order_acquire) != KVCACHE_DIRECT_IDLE)
-            kvcache_direct_abandon(c->d, c->dshard, c->downer);
+            kvcache_direct_release(c->d, c->dshard, c->downer);
         kvcache_direct_put(c->d);
     }
     atomic_store_explicit(&c->sh->curr_conns,

@@ -506,23 +506,39 @@ bool kvcache_direct_abandon(struct kvcache_direct *d, unsigned shard, hy_pid to)
                                                   memory_order_acq_rel, memory_order_acquire))
             break;
     }
+    /* a live owner drops the message's reference when it takes it
+     * (direct_claim); one that ended never will */
+    kvcache_direct_release(d, shard, to);
+    return true;
+}
+
+bool kvcache_direct_release(struct kvcache_direct *d, unsigned shard, hy_pid to)
+{
     if (hy_pid_is_none(to))
-        return true;
+        return false;
     char name[HY_NAME_MAX];
     kvcache_owner_name(shard, name, sizeof(name));
     hy_pid now;
     /* a name is dropped when its process ends, and a process that ended
      * never runs again: a name naming another process (or none) means `to`
-     * will never take the message, whose reference is dropped here. A live
-     * owner drops it when it takes the message (direct_claim); whichever
-     * moves ABANDONED to DONE drops it */
+     * will never take the message */
     if (hy_whereis(name, &now) == 0 && hy_pid_eq(now, to))
-        return true;
-    int exp = KVCACHE_DIRECT_ABANDONED;
-    if (atomic_compare_exchange_strong_explicit(&d->state, &exp, KVCACHE_DIRECT_DONE,
-                                                memory_order_acq_rel, memory_order_acquire))
-        kvcache_direct_put(d);
-    return true;
+        return false;
+    /* not taken (PENDING, or ABANDONED by the connection): the message's
+     * reference is dropped here, once (whoever moves the state to DONE
+     * drops it); taken and answered (DONE): the owner dropped it before it
+     * could end (no preemption point between its claim and the put) */
+    int cur = atomic_load_explicit(&d->state, memory_order_acquire);
+    for (;;) {
+        int base = cur & ~KVCACHE_DIRECT_WAITER;
+        if (base != KVCACHE_DIRECT_PENDING && base != KVCACHE_DIRECT_ABANDONED)
+            return false;
+        if (atomic_compare_exchange_weak_explicit(&d->state, &cur, KVCACHE_DIRECT_DONE,
+                                                  memory_order_acq_rel, memory_order_acquire)) {
+            kvcache_direct_put(d);
+            return true;
+        }
+    }
 }
 
 KV_HOT int kvcache_server_wait(hy_ref ref, struct kvcache_out *reply)

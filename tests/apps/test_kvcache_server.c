@@ -372,9 +372,50 @@ static void slow_owner(void)
     note(write(fd, "version\r\n", 9) == 9, "slow: write version");
     n = client_read(fd, r, sizeof(r), NULL);
     note(strncmp(r, "VERSION ", 8) == 0, "slow: the next reply is the next command's: %s", r);
+    close(fd);
+
+    /* a client that sends a command and closes at once (pymemcache's
+     * noreply set): its connection ends while the command waits at the
+     * owner, which must still run it */
+    atomic_store(&hook_entered, 0);
+    atomic_store(&hook_release, 0);
+    int fired = -1;
+    for (int attempt = 0; attempt < 20 && fired < 0; attempt++) {
+        unsigned s = (unsigned)attempt % 2;
+        int f2 = socket(AF_INET, SOCK_STREAM, 0);
+        note(connect(f2, (struct sockaddr *)&sa, sizeof(sa)) == 0, "connect 2");
+        snprintf(cmd, sizeof(cmd), "set %s 0 0 4 noreply\r\nlate\r\n", k[s]);
+        note(write(f2, cmd, strlen(cmd)) == (ssize_t)strlen(cmd), "closing client: write");
+        close(f2);
+        /* a connection on the key's own shard runs it at once: no hook */
+        uint64_t t0 = hy_now_ns();
+        while (!atomic_load(&hook_entered) && hy_now_ns() - t0 < (uint64_t)SEC)
+            hy_sleep_ns(1000000);
+        if (atomic_load(&hook_entered))
+            fired = (int)s;
+    }
+    note(fired >= 0, "closing client: a command reached the held owner");
+    /* the connection has ended (it saw the client close) before the owner
+     * takes the command */
+    uint64_t t0 = hy_now_ns();
+    for (;;) {
+        uint64_t conns = 0;
+        for (unsigned s = 0; s < 2; s++)
+            conns += atomic_load(&kvcache_shards[s].curr_conns);
+        if (conns == 0 || hy_now_ns() - t0 > 10 * (uint64_t)SEC)
+            break;
+        hy_sleep_ns(1000000);
+    }
+    atomic_store(&hook_release, 1);
+    if (fired >= 0) {
+        char want[96];
+        snprintf(cmd, sizeof(cmd), "get %s\r\n", k[fired]);
+        snprintf(want, sizeof(want), "VALUE %s 0 4\r\nlate\r\nEND\r\n", k[fired]);
+        note(ask((unsigned)fired, cmd, r, sizeof(r)) == 0 && strcmp(r, want) == 0,
+             "closing client: the owner ran its command: %s", r);
+    }
     atomic_store(&kvcache_direct_hook, NULL);
     kvcache_cfg.direct_give_up_ns = 0;
-    close(fd);
     hy_tcp_server_stop(srv, 1000000000LL);
 }
 
