@@ -528,17 +528,17 @@ static inline __attribute__((always_inline)) struct hy_proc *live_receiver(struc
     return p && p->state < HY_P_EXITING ? p : NULL;
 }
 
-/* live_receiver for a pid whose hi word is this shard's (node and creation
- * already checked): the slot and its generation only. */
-static inline __attribute__((always_inline)) struct hy_proc *local_receiver(struct hy_shard *sh,
-                                                                           hy_pid to)
+/* The process in the slot a pid of this shard names (hi word already
+ * checked), whatever its state: NULL when the slot is free or reused. */
+static inline __attribute__((always_inline)) struct hy_proc *local_slot_proc(struct hy_shard *sh,
+                                                                            hy_pid to)
 {
     uint32_t idx = hy_pid_slot(to);
     if (__builtin_expect(idx >= sh->nslots, 0))
         return NULL;
     struct hy__slot *s = &sh->slot_chunks[idx >> HY_SLOT_CHUNK_BITS][idx & (HY_SLOT_CHUNK - 1)];
     struct hy_proc *p = s->proc;
-    return s->gen == hy_pid_gen(to) && p && p->state < HY_P_EXITING ? p : NULL;
+    return s->gen == hy_pid_gen(to) ? p : NULL;
 }
 
 static inline __attribute__((always_inline)) void deliver_body(struct hy_shard *sh,
@@ -668,11 +668,12 @@ static int send_common(hy_pid to, uint64_t tag, hy_ref ref, const void *data, si
 
 #define FAST_LEN_MAX HY__FAST_LEN_MAX /* payloads that fit pool class 0 */
 
-/* Copies len (<= FAST_LEN_MAX) bytes with a few fixed-size moves instead of
- * a call to memcpy; the source is never read past len (a destination of
+/* Copies len (1 .. FAST_LEN_MAX) bytes with a few fixed-size moves instead
+ * of a call to memcpy; the source is never read past len (a destination of
  * class 0 has room for FAST_LEN_MAX). */
-static inline __attribute__((always_inline)) void copy_small(unsigned char *d,
-                                                             const unsigned char *s, size_t len)
+static inline __attribute__((always_inline)) void copy_small_nz(unsigned char *d,
+                                                                const unsigned char *s,
+                                                                size_t len)
 {
     _Static_assert(FAST_LEN_MAX <= 48, "copy_small copies at most 48 bytes");
     if (len >= 16) {
@@ -686,11 +687,21 @@ static inline __attribute__((always_inline)) void copy_small(unsigned char *d,
     } else if (len >= 4) {
         __builtin_memcpy(d, s, 4);
         __builtin_memcpy(d + len - 4, s + len - 4, 4);
-    } else if (len) {
+    } else {
+        /* 1 to 3 bytes: one temporary register at a time (a third one
+         * here made the inline send save a callee-saved register) */
         d[0] = s[0];
-        d[len / 2] = s[len / 2];
-        d[len - 1] = s[len - 1];
+        if (len > 1)
+            __builtin_memcpy(d + len - 2, s + len - 2, 2);
     }
+}
+
+/* copy_small_nz for len 0 .. FAST_LEN_MAX. */
+static inline __attribute__((always_inline)) void copy_small(unsigned char *d,
+                                                             const unsigned char *s, size_t len)
+{
+    if (len)
+        copy_small_nz(d, s, len);
 }
 
 /* The allocator inlined into the fast sends: a buffer of the smallest class
@@ -699,19 +710,25 @@ static inline __attribute__((always_inline)) void copy_small(unsigned char *d,
  * not for the caller's path (dest_ok false), the pool is empty or the
  * payload does not fit: the general path decides. */
 static inline __attribute__((always_inline)) struct hy_msg *
-small_msg_body(struct hy_shard *sh, bool dest_ok, unsigned kind, uint64_t tag, hy_ref ref,
-               hy_pid to, const void *data, size_t len, bool count_out)
+small_msg_body(struct hy_shard *sh, struct hy_proc *cur, bool dest_ok, unsigned kind,
+               uint64_t tag, hy_ref ref, hy_pid to, const void *data, size_t len, bool count_out)
 {
     struct hy__msg_pool *pool = &sh->pools[0];
     struct hy_msg *m = pool->free;
     /* small_max: FAST_LEN_MAX or max_message_size, the smaller */
-    if (__builtin_expect(!dest_ok || !m || len > sh->small_max || (!data && len), 0))
+    if (__builtin_expect(!dest_ok || !m || len > sh->small_max, 0))
         return NULL;
-    struct hy_proc *cur = sh->current;
+    /* the payload first, while the buffer is still on the pool (a fault
+     * here is the sender's bytes'); an empty one costs one test and
+     * branch, the NULL data test only a payload's */
+    if (len) {
+        if (__builtin_expect(!data, 0))
+            return NULL;
+        copy_small_nz(m->data, data, len);
+    }
     pool->free = m->next; /* nfree: not kept for a small class */
     if (count_out)
         hy__stat_add(&sh->st.buffers_out, 1);
-    copy_small(m->data, data, len); /* the sender's bytes: a fault here is the sender's */
     m->next = NULL;
     m->size = (uint32_t)len;
     m->kind = (uint8_t)kind;
@@ -727,7 +744,7 @@ static inline __attribute__((always_inline)) struct hy_msg *
 small_msg(struct hy_shard *sh, bool dest_ok, unsigned kind, uint64_t tag, hy_ref ref, hy_pid to,
           const void *data, size_t len)
 {
-    return small_msg_body(sh, dest_ok, kind, tag, ref, to, data, len, true);
+    return small_msg_body(sh, sh->current, dest_ok, kind, tag, ref, to, data, len, true);
 }
 
 /* hy__sched_make_ready_inline for p WAITING: not on the run queue (a
@@ -1051,18 +1068,22 @@ static inline __attribute__((always_inline)) int send_user(hy_pid to_in, uint64_
     /* buffers_out and msgs_sent_local counted at once, in local_fast (or
      * with msgs_received too, in local_handed), added to each when the
      * statistics are read (stats.c) */
-    struct hy_msg *m = small_msg_body(sh, true, HY_K_MSG, tag, ref, to, data, len, false);
+    /* loaded once, before the payload's byte stores (which the compiler
+     * would otherwise assume may change it) */
+    struct hy_proc *cur = sh->current;
+    struct hy_msg *m = small_msg_body(sh, cur, true, HY_K_MSG, tag, ref, to, data, len, false);
     if (!m)
         return send_slow(to, tag, ref, data, len, sys, noref);
     /* No runtime bracket (in_rt) from here to the charge: nothing here
      * calls out of the runtime, and a fault in this code is told to be the
      * runtime's by its address (crash.c), bracket or not. */
-    struct hy_proc *cur = sh->current;
-    struct hy_proc *p = local_receiver(sh, to);
+    struct hy_proc *p = local_slot_proc(sh, to);
     if (__builtin_expect(!p, 0)) {
         hy__stat_add(&sh->st.local_fast, 1);
         return send_local_rest(sh, p, m);
     }
+    /* WAITING implies alive: the handed case is tested first, the
+     * state bound (an exiting receiver: dropped as dead) only after it */
     if (p->state == HY_P_WAITING && p->wait_msg == HY_WAIT_ANY) {
         /* blocked in a plain receive with an empty mailbox: handed over,
          * the receive returns it when p resumes (what arrives meanwhile
@@ -1073,6 +1094,8 @@ static inline __attribute__((always_inline)) int send_user(hy_pid to_in, uint64_
         hy__stat_add(&sh->st.local_handed, 1);
     } else {
         hy__stat_add(&sh->st.local_fast, 1);
+        if (__builtin_expect(p->state >= HY_P_EXITING, 0))
+            return send_local_rest(sh, NULL, m);
         if (__builtin_expect(p->mb_max && p->mb_len >= p->mb_max, 0))
             return send_local_rest(sh, p, m);
         *p->mb_tailp = m; /* small_msg set m->next to NULL */
@@ -1281,12 +1304,10 @@ int hy_recv(struct hy_msg **out, int64_t timeout_ns)
         return HY_EINVAL;
     charge_on(sh, p);
     p->timed_out = 0;
-    struct hy_msg *m;
-    while ((m = p->mb_head) == NULL) {
-        if (p->timed_out) { /* as recv_body: a timeout flag raised meanwhile ends it */
-            p->timed_out = 0;
-            return HY_ETIMEDOUT;
-        }
+    struct hy_msg *m = p->mb_head;
+    /* the timeout flag was just cleared: it is looked at only after a
+     * switch-out (as recv_body: a timeout flag raised meanwhile ends it) */
+    while (m == NULL) {
         p->state = HY_P_WAITING;
         p->wait_msg = HY_WAIT_ANY;
         hy__sched_switch_out(p);
@@ -1300,6 +1321,10 @@ int hy_recv(struct hy_msg **out, int64_t timeout_ns)
             *out = m;
             return 0;
         }
+        if ((m = p->mb_head) == NULL && p->timed_out) {
+            p->timed_out = 0;
+            return HY_ETIMEDOUT;
+        }
     }
     p->mb_head = m->next;
     if (p->mb_tailp == &m->next)
@@ -1308,7 +1333,9 @@ int hy_recv(struct hy_msg **out, int64_t timeout_ns)
         p->mark = &p->mb_head;
     p->mb_len--;
     m->next = NULL;
-    hy__stat_add(&sh->st.msgs_received, 1);
+    /* p->shard, not sh: sh is then not kept across the switch-out (one
+     * callee-saved register fewer to save and restore a receive) */
+    hy__stat_add(&p->shard->st.msgs_received, 1);
     *out = m;
     return 0;
 }

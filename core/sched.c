@@ -52,9 +52,7 @@ static inline struct hy_proc *rq_pop(struct hy_shard *sh)
 {
     struct hy_proc *p = sh->rq_head;
     if (p) {
-        sh->rq_head = p->rq_next;
-        if (!sh->rq_head)
-            sh->rq_tail = NULL;
+        sh->rq_head = p->rq_next; /* rq_tail: stale once empty (hy__runq_append) */
         sh->rq_len--;
         p->in_runq = 0;
     }
@@ -82,9 +80,7 @@ static inline __attribute__((always_inline)) void pop_handoff(struct hy_shard *s
                                                               struct hy_proc *next,
                                                               uint32_t handoffs)
 {
-    sh->rq_head = next->rq_next;
-    if (!sh->rq_head)
-        sh->rq_tail = NULL;
+    sh->rq_head = next->rq_next; /* rq_tail: stale once empty (hy__runq_append) */
     sh->rq_len--;
     next->in_runq = 0;
     /* the stall detector's count of runs within this batch (release: its
@@ -141,14 +137,15 @@ HY__HOT void hy__sched_switch_out(struct hy_proc *p)
     uint32_t handoffs = sh->handoffs;
     int32_t budget = p->budget;
     /* take_handoff's common case, with no call before the switch (so no
-     * saved registers): the same conditions, plus a stack already there,
-     * nothing to flush to other shards and the hand-over fault point not
-     * armed; anything else goes through take_handoff */
-    if (__builtin_expect(next && next != p && handoffs < sh->run_batch &&
-                             next->stack_mode == HY_STACK_GUARDED && !next->exit_pending &&
-                             budget > 0 && next->stack && !(sh->ndirty | sh->novf) &&
-                             atomic_load_explicit(&hy__fault_point, memory_order_relaxed) !=
-                                 HY_FP_HANDOFF,
+     * saved registers): the same conditions, plus a stack already there and
+     * nothing to flush to other shards; anything else goes through
+     * take_handoff. The hand-over fault point is there only: a process's
+     * first run (no stack yet) always goes that way, and a fault in either
+     * path is the runtime's by its address; a test of it here cost three
+     * instructions a switch. A stack of its own (next->stack) tells a
+     * guarded process: a compact one never has one (stack.c). */
+    if (__builtin_expect(next && next != p && handoffs < sh->run_batch && !next->exit_pending &&
+                             budget > 0 && next->stack && !(sh->ndirty | sh->novf),
                          1)) {
         pop_handoff(sh, next, handoffs);
         begin_run(sh, next, budget);

@@ -182,7 +182,8 @@ struct hy_proc {
     size_t mb_len;
     size_t mb_max;             /* 0 = unbounded */
     struct hy_msg **mark;      /* receive marker: link field at ref creation */
-    struct hy_stack *stack;    /* guarded stack (a direct hand-over looks at it) */
+    struct hy_stack *stack;    /* guarded stack (a direct hand-over looks at it); never set
+                                  for a compact process (the hand-over relies on it) */
     uint64_t reductions;       /* times scheduled */
     /* a message handed over by a same-shard send to this process while it
      * waited in a plain receive (wait_msg HY_WAIT_ANY): it comes before the
@@ -291,7 +292,7 @@ struct hy_shard {
     void *sched_stack_lo;     /* thread stack bounds (ASan) */
     size_t sched_stack_size;
 
-    struct hy_proc *rq_head, *rq_tail;
+    struct hy_proc *rq_head, *rq_tail; /* rq_tail: the last one while rq_head is set */
     uint32_t rq_len;
     uint32_t handoffs;        /* direct process-to-process switches this batch (the
                                  stall detector reads it: __atomic stores) */
@@ -473,7 +474,9 @@ static inline __attribute__((always_inline)) void hy__runq_append(struct hy_shar
                                                                   struct hy_proc *p)
 {
     p->rq_next = NULL;
-    if (sh->rq_tail)
+    /* rq_tail is meaningful only while rq_head is set: taking the last one
+     * off the queue leaves it stale (one store and branch fewer a pop) */
+    if (sh->rq_head)
         sh->rq_tail->rq_next = p;
     else
         sh->rq_head = p;

@@ -29,12 +29,30 @@ struct hy__shard_stats {
     _Atomic uint64_t local_handed;
 };
 
+/* ThreadSanitizer must see the counters' stores (clang < 16 does not
+ * define __SANITIZE_THREAD__) */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define HY__STATS_TSAN 1
+#endif
+#endif
+#ifndef HY__STATS_TSAN
+#define HY__STATS_TSAN 0
+#endif
+
 /* Adds v to counter c. Single writer (the owning shard): a relaxed load and
  * store, no atomic read-modify-write, so readers see every value whole. */
 static inline void hy__stat_add(_Atomic uint64_t *c, uint64_t v)
 {
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__) && !HY__STATS_TSAN
+    /* the same as one add to memory (compilers do not fuse the atomic load
+     * and store: three instructions): not a locked one, the writer is
+     * alone, and the aligned 8-byte store in it is seen whole */
+    __asm__("addq %1, %0" : "+m"(*(uint64_t *)c) : "er"(v));
+#else
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
                           memory_order_relaxed);
+#endif
 }
 
 /* Counts one busy scheduler turn of ns nanoseconds in its log2 bucket:
