@@ -148,6 +148,10 @@ void hy__io_del(struct hy_shard *sh, struct hy__io_watch *w)
     if (!io || !w->idx)
         return;
     uint32_t idx = w->idx;
+    if (w->rx_armed) /* its completion will find the cookie stale */
+        io->be->recv_cancel(io->state, cookie_of(io, idx), false);
+    w->rx_armed = 0;
+    hy__io_recv_release(sh, w);
     io->be->del(io->state, w->fd, cookie_of(io, idx));
     hy__stat_add(&sh->st.io_syscalls, 1); /* epoll_ctl, or io_uring_enter */
     io->slots[idx] = NULL;
@@ -167,8 +171,77 @@ HY__HOT void hy__io_dispatch(struct hy_shard *sh, uint64_t cookie, uint32_t ev)
     struct hy__io_watch *w = io->slots[idx];
     if (!w)
         return;
+    /* a receive armed or bytes held: input comes through them (a hang-up
+     * or an error still wakes) */
+    if ((w->rx_armed | (w->rx_len != 0)) && !(ev & HY_IO_HUP))
+        ev &= ~HY_IO_IN;
+    if (!ev)
+        return;
     w->ready |= ev;
     w->on_ready(sh, w, ev);
+}
+
+HY__HOT void hy__io_dispatch_recv(struct hy_shard *sh, uint64_t cookie, int res, int bid,
+                                  uint32_t bufsz)
+{
+    struct hy__io *io = sh->io;
+    uint32_t idx = (uint32_t)cookie;
+    struct hy__io_watch *w = NULL;
+    if (idx && idx < io->cap && io->gen[idx] == (uint32_t)(cookie >> 32))
+        w = io->slots[idx];
+    if (!w || !w->rx_armed || res <= 0 || bid < 0) {
+        /* the watch went away, or no bytes came: the buffer (if any) and
+         * the receive's place go back */
+        io->be->recv_put(io->state, bid);
+        if (!w || !w->rx_armed)
+            return;
+        /* the end, an error or an empty pool: the owner's recv finds out */
+        w->rx_armed = 0;
+        w->ready |= HY_IO_IN;
+        w->on_ready(sh, w, HY_IO_IN);
+        return;
+    }
+    hy__stat_add(&sh->st.io_recvs, 1);
+    w->rx_armed = 0;
+    w->rx_bid = (uint16_t)bid;
+    w->rx_ptr = io->be->recv_buf(io->state, (uint16_t)bid);
+    w->rx_off = 0;
+    w->rx_len = (uint32_t)res;
+    /* a full buffer: more may be queued in the kernel */
+    if ((uint32_t)res >= bufsz)
+        w->ready |= HY_IO_IN;
+    w->on_ready(sh, w, HY_IO_IN);
+}
+
+HY__HOT bool hy__io_recv_arm(struct hy_shard *sh, struct hy__io_watch *w)
+{
+    struct hy__io *io = sh->io;
+    if (!io->be->recv_arm || !w->idx || w->rx_armed || w->rx_len)
+        return false;
+    if (!io->be->recv_arm(io->state, w->fd, cookie_of(io, w->idx)))
+        return false;
+    w->rx_armed = 1;
+    return true;
+}
+
+HY__HOT void hy__io_recv_release(struct hy_shard *sh, struct hy__io_watch *w)
+{
+    if (!w->rx_len)
+        return;
+    sh->io->be->recv_put(sh->io->state, (int)w->rx_bid);
+    w->rx_len = w->rx_off = 0;
+    w->rx_ptr = NULL;
+}
+
+void hy__io_recv_settle(struct hy_shard *sh, struct hy__io_watch *w)
+{
+    struct hy__io *io = sh->io;
+    for (int i = 0; w->rx_armed && i < 1000; i++) {
+        io->be->recv_cancel(io->state, cookie_of(io, w->idx), true);
+        hy__io_poll(sh);
+    }
+    if (w->rx_armed)
+        hy__fatal("io: a receive through the poller could not be cancelled");
 }
 
 bool hy__io_active(struct hy_shard *sh)
@@ -201,6 +274,12 @@ int hy__io_sleep_fd(struct hy_shard *sh)
 bool hy__io_pre_sleep(struct hy_shard *sh)
 {
     return sh->io->be->pre_sleep(sh, sh->io->state);
+}
+
+bool hy__io_sleep(struct hy_shard *sh, uint64_t deadline)
+{
+    struct hy__io *io = sh->io;
+    return io->be->sleep && io->be->sleep(sh, io->state, deadline);
 }
 
 void hy__io_fini_shard(struct hy_shard *sh)

@@ -8,8 +8,11 @@
  * socket code sees EAGAIN and clears them. The read and write system calls
  * themselves are made by the socket code: by the owning process while it
  * runs (passive calls), or by the scheduler into buffers the socket owns
- * (active mode). So the kernel never writes into a suspended process's
- * memory, whatever its stack mode.
+ * (active mode). With io_uring, a raw passive socket whose owner parks for
+ * input has one receive made by the poller into a buffer of the shard's
+ * pool (struct hy__io_watch's rx_* fields), copied out when the owner runs.
+ * So the kernel never writes into a suspended process's memory, whatever
+ * its stack mode.
  *
  * Watches live in a per-shard table; the backend's cookie for an event is
  * (generation << 32 | index), so an event for a watch removed meanwhile
@@ -55,6 +58,9 @@ struct hy__io_peek {
     unsigned kmask;                    /* flags that ask for an io_uring_enter */
     uint32_t nwatch;                   /* watches registered */
     uint32_t skip;                     /* turns left to skip */
+    uint32_t lazy;                     /* io_uring: queued entries that may wait
+                                          for the sleep's io_uring_enter (the
+                                          receives armed since the last submit) */
 };
 
 #define HY__IO_BUSY_EVERY 4u
@@ -70,7 +76,10 @@ static inline bool hy__io_due(void *io, unsigned work)
             return false;
         }
         pk->skip = HY__IO_BUSY_EVERY - 1;
-        return *pk->sq_tail != __atomic_load_n(pk->sq_head, __ATOMIC_ACQUIRE) ||
+        /* queued receives alone wait for the sleep, which submits them
+         * in its own system call: the socket's poll still reports input,
+         * and a completion makes this turn submit them */
+        return *pk->sq_tail - __atomic_load_n(pk->sq_head, __ATOMIC_ACQUIRE) > pk->lazy ||
                __atomic_load_n(pk->cq_tail, __ATOMIC_ACQUIRE) != *pk->cq_head ||
                (__atomic_load_n(pk->kflags, __ATOMIC_RELAXED) & pk->kmask);
     }
@@ -92,6 +101,16 @@ struct hy__io_watch {
     uint32_t idx;          /* slot in the shard's table, 0 = not registered */
     uint32_t ready;        /* latched HY_IO_* bits */
     hy__io_ready_fn on_ready;
+    /* Receive through the poller (io_uring): a one-shot receive into a
+     * buffer of the shard's pool, armed when the owner parks for input.
+     * While it is armed, input readiness from the poll is not latched (the
+     * receive brings the bytes); its bytes are held here, [rx_off, rx_len)
+     * of rx_ptr, until the owner takes them (hy__io_recv_release gives the
+     * buffer back). At most one buffer per socket, none while idle. */
+    uint8_t rx_armed;
+    uint16_t rx_bid;
+    uint32_t rx_off, rx_len;
+    const uint8_t *rx_ptr;
 };
 
 /* A backend: what io.c asks of io_uring.c and io_epoll.c. */
@@ -114,6 +133,23 @@ struct hy__io_backend {
     int (*sleep_fd)(void *state);
     /* Prepares to sleep: consumes stale wake-ups; false = do not sleep. */
     bool (*pre_sleep)(struct hy_shard *sh, void *state);
+    /* Sleeps until readiness, a wake-up of the shard (its wake_fd) or the
+     * absolute deadline (hy_now_ns; UINT64_MAX: none), submitting what is
+     * queued in the same system call. false: the backend cannot sleep for
+     * this shard now (the caller sleeps in ppoll on sleep_fd). NULL: never. */
+    bool (*sleep)(struct hy_shard *sh, void *state, uint64_t deadline);
+    /* Queues a one-shot receive on fd into a pool buffer, its completion
+     * reported through hy__io_dispatch_recv(cookie). false: not available
+     * (NULL: never). */
+    bool (*recv_arm)(void *state, int fd, uint64_t cookie);
+    /* Cancels the receive of cookie; sync: returns once its completion is
+     * in the ring. */
+    void (*recv_cancel)(void *state, uint64_t cookie, bool sync);
+    /* Address of pool buffer bid. */
+    const uint8_t *(*recv_buf)(void *state, uint16_t bid);
+    /* Ends what a receive reserved: its buffer bid goes back to the pool
+     * (bid < 0: it brought none). Once per receive armed. */
+    void (*recv_put)(void *state, int bid);
     /* Fills the ring pointers of pk (NULL: the backend has no ring to peek). */
     void (*peek_init)(void *state, struct hy__io_peek *pk);
 };
@@ -138,10 +174,33 @@ unsigned hy__io_poll(struct hy_shard *sh);     /* in a turn where hy__io_due */
 bool hy__io_pending(struct hy_shard *sh);      /* events to reap: do not sleep */
 int hy__io_sleep_fd(struct hy_shard *sh);      /* -1 when inactive */
 bool hy__io_pre_sleep(struct hy_shard *sh);
+/* After hy__io_pre_sleep said yes: sleeps in the backend itself (io_uring:
+ * one io_uring_enter that submits and waits, with the shard's wake_fd
+ * watched by the ring) until readiness, a wake-up or deadline; false = not
+ * done (epoll, or hooks with descriptors): sleep in ppoll on sleep_fd. */
+bool hy__io_sleep(struct hy_shard *sh, uint64_t deadline);
 void hy__io_fini_shard(struct hy_shard *sh);
 
 /* Backend callback: routes an event to its watch (stale cookies dropped). */
 void hy__io_dispatch(struct hy_shard *sh, uint64_t cookie, uint32_t ev);
+/* Backend callback: the receive armed for cookie completed with res (bytes,
+ * 0 at the end of the stream, -errno) into pool buffer bid (-1: none). The
+ * bytes are held by the watch (a stale cookie's buffer goes back to the
+ * pool); an end, an error or no buffer latches input readiness instead, so
+ * the owner's own recv sees what happened. Wakes through on_ready(IN). */
+void hy__io_dispatch_recv(struct hy_shard *sh, uint64_t cookie, int res, int bid, uint32_t bufsz);
+
+/* ---- receive through the poller ----------------------------------------- */
+
+/* Arms a receive for w (registered, none armed, nothing held) when the
+ * backend offers it; false: wait for readiness and recv as usual. */
+bool hy__io_recv_arm(struct hy_shard *sh, struct hy__io_watch *w);
+/* Gives w's held buffer back to the pool (its bytes are consumed). */
+void hy__io_recv_release(struct hy_shard *sh, struct hy__io_watch *w);
+/* Ends w's armed receive and waits until its completion is dispatched:
+ * afterwards nothing is armed (bytes it brought are held). For a socket
+ * about to read by other means (framing, active mode, a move). */
+void hy__io_recv_settle(struct hy_shard *sh, struct hy__io_watch *w);
 
 /* ---- parking a process on a socket -------------------------------------- */
 

@@ -2,10 +2,20 @@
  * multishot poll request for input, output and hang-up; its completions are
  * reaped straight from the shared completion ring (no system call), and the
  * submissions of a turn (new polls, re-arms, removals) go to the kernel in
- * one io_uring_enter at the end of the turn. An eventfd registered with the
- * ring is signalled for every completion, so a completion wakes the shard
- * sleeping in ppoll. No ring flag that would need an io_uring_enter to post
- * completions (DEFER_TASKRUN) is used.
+ * one io_uring_enter at the end of the turn.
+ *
+ * The idle shard sleeps in the ring itself: one io_uring_enter submits what
+ * is queued and waits for a completion (or the timer deadline), as a plain
+ * io_uring server's loop does. The shard's wake_fd (written by other shards
+ * to wake it) has a multishot poll in the ring, so a wake-up is a
+ * completion too. Sleeping in ppoll on an eventfd instead cost two more
+ * system calls per sleep (the eventfd's read before it, and the ppoll
+ * restarted after the task work that posts the completion), and on this
+ * machine every system call empties the TLB. A shard whose hooks watch
+ * descriptors still sleeps in ppoll: an eventfd registered with the ring is
+ * signalled for every completion, so a completion wakes that sleep. No ring
+ * flag that would need an io_uring_enter to post completions
+ * (DEFER_TASKRUN) is used.
  *
  * The ring is set up with COOP_TASKRUN and TASKRUN_FLAG where the kernel
  * has them (5.19): a socket's readiness then reaches the ring as task work
@@ -21,6 +31,7 @@
 #include <liburing.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <time.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -32,15 +43,73 @@
 #define CQ_ENTRIES 8192
 #define POLL_MASK (POLLIN | POLLOUT | POLLRDHUP)
 
+/* The shard's pool of receive buffers (a provided-buffer ring, group 0):
+ * RX_N buffers of RX_SIZE bytes. A receive takes one only when bytes
+ * arrive, and its socket holds it until the owner copies them out, so
+ * idle sockets hold none; with the pool empty a receive fails (ENOBUFS)
+ * and the owner reads with recv as it would without the pool. */
+#define RX_N 64u
+#define RX_SIZE 4096u
+#define RX_BGID 0
+
 struct ur {
     struct io_uring ring;
     int efd;
+    int wake_fd; /* the shard's, polled by the ring; -1: the start-up probe */
+    struct io_uring_buf_ring *br; /* NULL: no pool (receive by recv only) */
+    uint8_t *rx_mem;
+    uint32_t rx_reserved; /* receives armed + buffers held: at most RX_N, so
+                             an armed receive always finds a buffer */
+    uint32_t *lazy; /* the peek's count of receives queued since the last submit */
+    uint32_t lazy0; /* its place before peek_init */
 };
+
+/* Hands the queued entries to the kernel (also runs pending task work). */
+static inline void submit(struct ur *u)
+{
+    io_uring_submit(&u->ring);
+    *u->lazy = 0;
+}
+
+/* Receive requests carry their socket's cookie with this bit; the
+ * completion of a cancel of one has this cookie (nothing to do). */
+#define RECV_BIT (1ull << 61)
+#define CANCEL_COOKIE (1ull << 60)
+
+/* The cookie of the wake_fd's poll (no watch: bit 62 is never set in a
+ * watch's cookie, whose generation has 31 bits). */
+#define WAKE_COOKIE (1ull << 62)
+
+static void arm(struct ur *u, int fd, uint64_t cookie);
 
 static inline void stat_inc(_Atomic uint64_t *c)
 {
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
                           memory_order_relaxed);
+}
+
+/* Sets up the receive pool; without it (a kernel before 5.19, no memory)
+ * receives are made by recv. */
+static void rx_pool_init(struct ur *u)
+{
+    void *br = NULL;
+    if (posix_memalign(&br, 4096, RX_N * sizeof(struct io_uring_buf)) != 0)
+        return;
+    u->rx_mem = malloc((size_t)RX_N * RX_SIZE);
+    struct io_uring_buf_reg reg = {.ring_addr = (uint64_t)(uintptr_t)br,
+                                   .ring_entries = RX_N, .bgid = RX_BGID};
+    if (!u->rx_mem || io_uring_register_buf_ring(&u->ring, &reg, 0) != 0) {
+        free(u->rx_mem);
+        u->rx_mem = NULL;
+        free(br);
+        return;
+    }
+    u->br = br;
+    io_uring_buf_ring_init(u->br);
+    for (unsigned i = 0; i < RX_N; i++)
+        io_uring_buf_ring_add(u->br, u->rx_mem + (size_t)i * RX_SIZE, RX_SIZE, (unsigned short)i,
+                              io_uring_buf_ring_mask(RX_N), (int)i);
+    io_uring_buf_ring_advance(u->br, RX_N);
 }
 
 static int ur_init(struct hy_shard *sh, void **state)
@@ -62,6 +131,8 @@ static int ur_init(struct hy_shard *sh, void **state)
         return hy__errno_to_hy(-rc);
     }
     u->efd = -1;
+    u->wake_fd = -1;
+    u->lazy = &u->lazy0;
     if (sh) { /* not for the start-up probe */
         u->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (u->efd < 0 || io_uring_register_eventfd(&u->ring, u->efd) < 0) {
@@ -71,6 +142,11 @@ static int ur_init(struct hy_shard *sh, void **state)
             free(u);
             return HY_ENOMEM;
         }
+        if (sh->wake_fd >= 0) {
+            u->wake_fd = sh->wake_fd;
+            arm(u, u->wake_fd, WAKE_COOKIE);
+        }
+        rx_pool_init(u);
     }
     *state = u;
     return 0;
@@ -80,9 +156,11 @@ static void ur_fini(struct hy_shard *sh, void *state)
 {
     (void)sh;
     struct ur *u = state;
-    io_uring_queue_exit(&u->ring);
+    io_uring_queue_exit(&u->ring); /* cancels the receives in flight */
     if (u->efd >= 0)
         close(u->efd);
+    free(u->br);
+    free(u->rx_mem);
     free(u);
 }
 
@@ -91,7 +169,7 @@ static struct io_uring_sqe *sqe_get(struct ur *u)
     struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
     if (!sqe) {
         /* the queue of this turn is full: hand it over now */
-        io_uring_submit(&u->ring);
+        submit(u);
         sqe = io_uring_get_sqe(&u->ring);
     }
     return sqe;
@@ -134,7 +212,7 @@ static void ur_del(void *state, int fd, uint64_t cookie)
      * really closed only when this removal reaches the kernel */
     /* now, not at the end of the turn: a listener closed by the caller must
      * refuse the connect it makes next */
-    io_uring_submit(&u->ring);
+    submit(u);
 }
 
 /* descriptor of a live cookie, for re-arming a poll that ended */
@@ -151,7 +229,7 @@ HY__HOT static unsigned ur_poll(struct hy_shard *sh, void *state)
     struct ur *u = state;
     unsigned total = 0;
     if (io_uring_sq_ready(&u->ring)) {
-        io_uring_submit(&u->ring); /* also runs pending task work */
+        submit(u); /* also runs pending task work */
         stat_inc(&sh->st.io_syscalls);
     } else if (kernel_holds(u)) {
         io_uring_get_events(&u->ring);
@@ -166,6 +244,22 @@ HY__HOT static unsigned ur_poll(struct hy_shard *sh, void *state)
             uint64_t cookie = io_uring_cqe_get_data64(cqes[i]);
             int res = cqes[i]->res;
             unsigned flags = cqes[i]->flags;
+            if (cookie == WAKE_COOKIE) {
+                /* another shard woke us: consume it, keep watching */
+                uint64_t v;
+                (void)!read(u->wake_fd, &v, sizeof(v));
+                if (!(flags & IORING_CQE_F_MORE))
+                    arm(u, u->wake_fd, WAKE_COOKIE);
+                continue;
+            }
+            if (cookie == CANCEL_COOKIE)
+                continue;
+            if (cookie & RECV_BIT) {
+                int bid = (flags & IORING_CQE_F_BUFFER) ? (int)(flags >> IORING_CQE_BUFFER_SHIFT)
+                                                        : -1;
+                hy__io_dispatch_recv(sh, cookie & ~RECV_BIT, res, bid, RX_SIZE);
+                continue;
+            }
             if (cookie & REMOVE_BIT) {
                 /* -EALREADY: the poll was completing; the kernel keeps the
                  * socket's file until the poll is gone, so ask again */
@@ -211,11 +305,22 @@ static int ur_sleep_fd(void *state)
     return ((struct ur *)state)->efd;
 }
 
+/* The shard sleeps in the ring (ur_sleep), not in ppoll: its hooks watch
+ * no descriptor, and the ring watches its wake_fd. */
+static inline bool ring_sleeps(const struct hy_shard *sh, const struct ur *u)
+{
+    return !sh->nhook_fds && u->wake_fd >= 0;
+}
+
 static bool ur_pre_sleep(struct hy_shard *sh, void *state)
 {
     struct ur *u = state;
+    /* the sleep's own io_uring_enter submits, runs the task work and
+     * flushes an overflow: only completions already posted keep us up */
+    if (ring_sleeps(sh, u))
+        return !io_uring_cq_ready(&u->ring);
     if (io_uring_sq_ready(&u->ring)) {
-        io_uring_submit(&u->ring);
+        submit(u);
         stat_inc(&sh->st.io_syscalls);
     }
     if (kernel_holds(u))
@@ -224,6 +329,86 @@ static bool ur_pre_sleep(struct hy_shard *sh, void *state)
     uint64_t v;
     (void)!read(u->efd, &v, sizeof(v));
     return !io_uring_cq_ready(&u->ring);
+}
+
+static bool ur_recv_arm(void *state, int fd, uint64_t cookie)
+{
+    struct ur *u = state;
+    /* one buffer per receive armed: with more sockets waiting than the pool
+     * has buffers, the others read with recv (a receive that found the pool
+     * empty would cost the kernel a request and the owner a recv anyway) */
+    if (!u->br || u->rx_reserved >= RX_N)
+        return false;
+    struct io_uring_sqe *sqe = sqe_get(u);
+    if (!sqe)
+        return false;
+    u->rx_reserved++;
+    /* submitted with the turn's queue, or by the sleep's io_uring_enter */
+    io_uring_prep_recv(sqe, fd, NULL, RX_SIZE, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = RX_BGID;
+    io_uring_sqe_set_data64(sqe, cookie | RECV_BIT);
+    (*u->lazy)++;
+    return true;
+}
+
+static void ur_recv_cancel(void *state, uint64_t cookie, bool sync)
+{
+    struct ur *u = state;
+    if (sync) {
+        /* the receive may still be queued here: hand it over first */
+        submit(u);
+        struct io_uring_sync_cancel_reg reg = {.addr = cookie | RECV_BIT, .fd = -1,
+                                               .timeout = {.tv_sec = -1, .tv_nsec = -1}};
+        (void)io_uring_register_sync_cancel(&u->ring, &reg);
+        return;
+    }
+    struct io_uring_sqe *sqe = sqe_get(u);
+    if (!sqe)
+        hy__fatal("io_uring: no submission entry after a submit");
+    io_uring_prep_cancel64(sqe, cookie | RECV_BIT, 0);
+    io_uring_sqe_set_data64(sqe, CANCEL_COOKIE);
+}
+
+static const uint8_t *ur_recv_buf(void *state, uint16_t bid)
+{
+    struct ur *u = state;
+    return u->rx_mem + (size_t)bid * RX_SIZE;
+}
+
+static void ur_recv_put(void *state, int bid)
+{
+    struct ur *u = state;
+    u->rx_reserved--;
+    if (bid < 0)
+        return;
+    io_uring_buf_ring_add(u->br, u->rx_mem + (size_t)bid * RX_SIZE, RX_SIZE,
+                          (unsigned short)bid, io_uring_buf_ring_mask(RX_N), 0);
+    io_uring_buf_ring_advance(u->br, 1);
+}
+
+static bool ur_sleep(struct hy_shard *sh, void *state, uint64_t deadline)
+{
+    struct ur *u = state;
+    if (!ring_sleeps(sh, u))
+        return false;
+    struct __kernel_timespec ts, *tsp = NULL;
+    if (deadline != UINT64_MAX) {
+        uint64_t now = hy_now_ns();
+        uint64_t d = deadline > now ? deadline - now : 0;
+        ts.tv_sec = (long long)(d / 1000000000u);
+        ts.tv_nsec = (long long)(d % 1000000000u);
+        tsp = &ts;
+    }
+    stat_inc(&sh->st.io_sleeps);
+    struct io_uring_cqe *cqe = NULL;
+    /* submits this turn's queue and waits in the same call; -ETIME at the
+     * deadline, -EINTR on a signal: the scheduler's next turn looks */
+    int rc = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, tsp, NULL);
+    *u->lazy = 0;
+    if (rc >= 0 && cqe && io_uring_cqe_get_data64(cqe) != WAKE_COOKIE)
+        stat_inc(&sh->st.io_wakeups);
+    return true;
 }
 
 static void ur_peek_init(void *state, struct hy__io_peek *pk)
@@ -235,6 +420,8 @@ static void ur_peek_init(void *state, struct hy__io_peek *pk)
     pk->sq_tail = &u->ring.sq.sqe_tail;
     pk->kflags = u->ring.sq.kflags;
     pk->kmask = IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN;
+    pk->lazy = *u->lazy;
+    u->lazy = &pk->lazy;
 }
 
 const struct hy__io_backend hy__io_uring_backend = {
@@ -248,5 +435,10 @@ const struct hy__io_backend hy__io_uring_backend = {
     .pending = ur_pending,
     .sleep_fd = ur_sleep_fd,
     .pre_sleep = ur_pre_sleep,
+    .sleep = ur_sleep,
+    .recv_arm = ur_recv_arm,
+    .recv_cancel = ur_recv_cancel,
+    .recv_buf = ur_recv_buf,
+    .recv_put = ur_recv_put,
     .peek_init = ur_peek_init,
 };

@@ -420,7 +420,9 @@ static void idle_sleep(struct hy_shard *sh)
         return;
     }
     hy__stat_add(&sh->st.sleeps, 1);
-    if (sh->nhook_fds || io_fd >= 0)
+    if (io_fd >= 0 && hy__io_sleep(sh, deadline))
+        ; /* slept in the poller (io_uring: submit and wait in one call) */
+    else if (sh->nhook_fds || io_fd >= 0)
         poll_sleep(sh, deadline, io_fd);
     else
         futex_sleep(sh, deadline, now);

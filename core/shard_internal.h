@@ -341,7 +341,8 @@ struct hy_shard {
     _Alignas(HY_CACHE_LINE) _Atomic(struct hy_msg *) inbox;
 
     /* idle: 1 while asleep (atomic, written by senders too); how it sleeps:
-     * 0 = futex on `sleeping`, 1 = ppoll on hook fds + wake_fd (eventfd) */
+     * 0 = futex on `sleeping`, 1 = wake_fd (eventfd) written: ppoll on hook
+     * fds + wake_fd, or the io_uring ring, which polls wake_fd */
     _Alignas(HY_CACHE_LINE) _Atomic uint32_t sleeping;
     _Atomic uint32_t sleep_kind;
     /* 1 when another shard published an exit signal into one of our inbound

@@ -26,6 +26,8 @@ static void snap(const struct hy__shard_stats *s, struct hy_stats *o)
     RD(io_syscalls);
     RD(io_events);
     RD(io_wakeups);
+    RD(io_sleeps);
+    RD(io_recvs);
     o->turns = 0;
     for (unsigned k = 0; k < HY_STATS_TURN_BUCKETS; k++) {
         RD(turn_log2[k]);

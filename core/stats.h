@@ -54,6 +54,15 @@ struct hy_stats {
      * last bucket every turn of 2^(HY_STATS_TURN_BUCKETS - 1) ns or more. */
     uint64_t turns;                                /* total: busy turns (sum of turn_log2) */
     uint64_t turn_log2[HY_STATS_TURN_BUCKETS];     /* total: busy turns per log2 bucket */
+    /* total: sleeps made in the socket poller itself, one system call each
+     * (io_uring: submit and wait in one io_uring_enter); part of sleeps.
+     * The other sleeps of a shard with sockets (epoll, or hooks watching
+     * descriptors) wait in ppoll. */
+    uint64_t io_sleeps;
+    /* total: receives made by the socket poller for a process parked in a
+     * passive receive (io_uring), whose bytes came with the wake-up; each
+     * spares the process a recv system call */
+    uint64_t io_recvs;
 };
 
 /* Copies shard's counters into *out (borrowed).

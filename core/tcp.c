@@ -240,6 +240,12 @@ static inline int64_t remaining(struct tmo *t)
     return now >= t->deadline ? 0 : (int64_t)(t->deadline - now);
 }
 
+/* False when the call may not wait at all (timeout 0). */
+static inline bool remaining_nonzero(const struct tmo *t)
+{
+    return t->ns != 0;
+}
+
 /* The input edge is consumed: the kernel queue was seen empty. A hang-up
  * stays latched so that the next read sees the EOF. */
 static inline void input_drained(struct hy_tcp *s)
@@ -336,12 +342,40 @@ static int rbuf_room(struct hy_tcp *s, uint32_t *room)
     return 0;
 }
 
+/* Ends a receive through the poller and appends what it brought to rbuf,
+ * so that what follows reads in order by other means (framing, active
+ * mode, a move to another shard). 0, or HY_ENOMEM (the bytes stay held). */
+static int rx_settle(struct hy_tcp *s)
+{
+    struct hy__io_watch *w = &s->s.w;
+    if (w->rx_armed)
+        hy__io_recv_settle(s->s.sh, w);
+    while (w->rx_len) {
+        uint32_t room;
+        int rc = rbuf_room(s, &room);
+        if (rc)
+            return rc;
+        uint32_t n = w->rx_len - w->rx_off;
+        if (n > room)
+            n = room;
+        memcpy(s->rbuf + s->rlen, w->rx_ptr + w->rx_off, n);
+        s->rlen += n;
+        w->rx_off += n;
+        if (w->rx_off == w->rx_len)
+            hy__io_recv_release(s->s.sh, w);
+    }
+    return 0;
+}
+
 /* One read into rbuf: > 0 bytes, 0 nothing now (EAGAIN), < 0 error or
  * HY_ECLOSED (EOF; s->eof set). */
 static int fill(struct hy_tcp *s)
 {
     uint32_t room;
-    int rc = rbuf_room(s, &room);
+    int rc = rx_settle(s);
+    if (rc)
+        return rc;
+    rc = rbuf_room(s, &room);
     if (rc)
         return rc;
     ssize_t n = tcp_recv(s->s.w.fd, s->rbuf + s->rlen, room, MSG_DONTWAIT);
@@ -628,11 +662,23 @@ recv_some_(struct hy_tcp *s, uint8_t *buf, size_t len, size_t *got, struct tmo *
             *got = n;
             return 0;
         }
+        struct hy__io_watch *w = &s->s.w;
+        if (w->rx_len) { /* bytes the poller's receive brought */
+            size_t n = w->rx_len - w->rx_off;
+            if (n > len)
+                n = len;
+            memcpy(buf, w->rx_ptr + w->rx_off, n);
+            w->rx_off += (uint32_t)n;
+            if (w->rx_off == w->rx_len)
+                hy__io_recv_release(s->s.sh, w);
+            *got = n;
+            return 0;
+        }
         if (s->rd_err)
             return s->rd_err;
         if (s->eof)
             return HY_ECLOSED;
-        if (s->s.w.ready & HY_IO_IN) {
+        if ((w->ready & HY_IO_IN) && !w->rx_armed) {
             ssize_t n = tcp_recv(s->s.w.fd, buf, len, MSG_DONTWAIT);
             if (n > 0) {
                 if ((size_t)n < len)
@@ -652,6 +698,10 @@ recv_some_(struct hy_tcp *s, uint8_t *buf, size_t len, size_t *got, struct tmo *
             }
             continue;
         }
+        /* the poller receives for us while we wait: the bytes come with
+         * the wake-up, no recv after it (no-op when armed or unavailable) */
+        if (!w->rx_armed && remaining_nonzero(deadline))
+            hy__io_recv_arm(s->s.sh, w);
         int rc = msg ? hy__sock_wait_msg(&s->s, HY_IO_IN, remaining(deadline))
                      : hy__sock_wait(&s->s, HY_IO_IN, remaining(deadline));
         if (rc)
@@ -873,6 +923,8 @@ int hy_tcp_set_active(struct hy_tcp *s, int mode)
         return rc;
     if (s->listening || !active_ok(mode))
         return HY_EINVAL;
+    if (mode != 0 && (rc = rx_settle(s)) != 0)
+        return rc;
     if (mode > 0) {
         int cur = s->active > 0 ? s->active : 0;
         s->active = cur + mode > HY_TCP_ACTIVE_MAX ? HY_TCP_ACTIVE_MAX : cur + mode;
@@ -892,6 +944,8 @@ int hy_tcp_set_packet(struct hy_tcp *s, enum hy_tcp_packet packet, uint32_t max_
         return rc;
     if (s->listening || !packet_ok(packet) || max_packet > hy__rt.cfg.max_message_size)
         return HY_EINVAL;
+    if ((rc = rx_settle(s)) != 0)
+        return rc;
     s->packet = packet;
     s->max_packet = max_packet ? max_packet : HY_TCP_DEFAULT_MAX_PACKET;
     if (s->active)
@@ -1038,6 +1092,8 @@ int hy_tcp_controlling_process(struct hy_tcp *s, hy_pid to)
             pump(s);
         return 0;
     }
+    if ((rc = rx_settle(s)) != 0)
+        return rc;
     uint32_t nbuf = s->rlen - s->roff;
     struct hy_msg *m;
     rc = hy__msg_alloc_rt(sh, sizeof(struct move) + nbuf, &m);

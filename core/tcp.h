@@ -17,7 +17,8 @@
  * another one (the descriptor travels through the ring mesh).
  *
  * Memory. The kernel never writes into a process's stack while the process
- * is suspended: the poller only reports readiness, and the read and write
+ * is suspended: the poller reports readiness or receives into buffers of
+ * the shard's own pool (below), and the read and write
  * system calls are made by the calling process itself while it runs (its
  * stack, compact or not, is in place), or, for framed and active sockets,
  * by the runtime into a buffer the socket owns, copied out when the owner
@@ -25,6 +26,27 @@
  * socket (or its owner's exit) never leaves the kernel writing into freed
  * memory, and every call here works for compact-stack processes, with
  * buffers on their stack.
+ *
+ * Receives made by the poller (io_uring). When the owner of a raw passive
+ * socket parks in hy_tcp_recv* for input, the poller queues one receive for
+ * it into a buffer of the shard's pool (64 buffers of 4 KiB, owned by the
+ * shard, never by a process); it goes to the kernel with the shard's next
+ * submission, usually the one system call of its sleep. The bytes come
+ * with the wake-up, and the owner's call copies them out instead of making
+ * a recv system call. The socket holds at most that one buffer, only while
+ * those bytes are unread (an idle socket holds none), and gives it back to
+ * the pool as soon as they are taken. No more receives are armed or held
+ * than the pool has buffers: beyond that, a parked owner reads with recv
+ * as it otherwise would, so the pool bounds the memory whatever the number
+ * of connections. A receive still
+ * armed when the call returns (a timeout, HY_EINTR) stays armed: its bytes
+ * come first at the next call. The end of the stream and errors are
+ * reported by the owner's own recv, as without it. Switching the socket to
+ * framing or active mode, or moving it to another process, first ends the
+ * receive (waiting for the kernel to confirm) and keeps the bytes it
+ * brought, in order. Closing the socket cancels it. With epoll, and
+ * for framed or active sockets, the owner always reads itself. The figure
+ * is hy_stats.io_recvs.
  *
  * Modes. A socket is *passive* by default: data is read with hy_tcp_recv*.
  * In *active* mode (hy_tcp_set_active) the socket delivers what arrives to

@@ -155,7 +155,12 @@ struct hy_dist_config {
      * (borrowed for the call), e.g. "--vdev=net_memif0,role=server,socket=/x",
      * "--no-huge", "--file-prefix=a". Unless they give one, the core list
      * (-l) is the shard CPUs and --file-prefix is "hydra-node<id>". EAL is
-     * initialised once per OS process: a later hy_dist_start ignores them. */
+     * initialised once per OS process: a later hy_dist_start ignores them.
+     * A memif client port (memif's role unless role=server) whose server is
+     * not there yet, or refuses it because the server's own port has not
+     * started, is dialled again every 250 ms: hy_dist_start waits up to 5 s
+     * for the port to start (HY_EIO after that) and up to 30 s for its link,
+     * then carries on (frames flow once the link comes up). */
     const char *const *eal_args;
     int eal_argc;
     uint16_t dpdk_port; /* DPDK port id to use (default 0): one queue pair per shard */
@@ -268,7 +273,7 @@ struct hy_dist_stats {
     uint64_t wrong_source;      /* frames whose UDP source is not the claimed peer's address/port */
     uint64_t unproven;          /* handshake frames ignored: nothing they claim could be proven */
     uint64_t hs_limited;        /* HELLOs unanswered (and REJECTs unsent): per-peer rate limit */
-    uint64_t record_errors;     /* sessions closed for a record shorter than its header */
+    uint64_t record_errors;     /* sessions closed for an unreadable record (too short, unknown fields) */
     uint64_t dropped_nomem;     /* frames or messages dropped for want of memory */
     uint64_t busy_waits;        /* waits of a sending process on a channel over send_queue_max */
     /* frames left unaccepted (the sender retransmits them) while this

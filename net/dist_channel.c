@@ -197,7 +197,7 @@ void hy__chan_reset(struct hy__chan *ch, bool keep_queue)
         hy__msg_free_local(sh, ch->in_msg);
         ch->in_msg = NULL;
     }
-    ch->in_hdr_got = ch->in_got = ch->in_len = 0;
+    ch->in_hdr_got = ch->in_hdr_len = ch->in_got = ch->in_len = 0;
     ch->in_skip = false;
     if (ch->cur) {
         /* a half-framed message cannot be resumed in a new session */
@@ -262,16 +262,17 @@ void hy__chan_pump(struct hy__chan *ch)
                 ch->q_len--;
                 struct hy_wire_msg wm = {.tag = m->tag, .from = m->from, .to = m->to,
                                          .ref = m->ref, .aux = m->aux, .kind = m->kind};
-                hy__wr32(ch->cur_hdr, HY_WIRE_MSGHDR + m->size);
-                hy__wire_put_msg(ch->cur_hdr + 4, &wm);
+                ch->cur_hdr_len = hy__wire_put_rec(
+                    ch->cur_hdr, &wm, m->size, hy__wire_pid_base(hy__rt.node_id, hy__rt.creation),
+                    hy__wire_pid_base(hy__dist.peers[ch->pi].node_id, ch->peer_creation));
                 ch->cur = m;
                 ch->cur_off = 0;
-                ch->cur_len = 4 + HY_WIRE_MSGHDR + m->size;
+                ch->cur_len = ch->cur_hdr_len + m->size;
             }
             uint32_t room = HY_WIRE_MAXPAY - n;
             uint32_t left = ch->cur_len - ch->cur_off;
             uint32_t take = left < room ? left : room;
-            uint32_t hdr = 4 + HY_WIRE_MSGHDR;
+            uint32_t hdr = ch->cur_hdr_len;
             uint32_t off = ch->cur_off;
             if (off < hdr) {
                 uint32_t k = hdr - off < take ? hdr - off : take;
@@ -306,14 +307,30 @@ void hy__chan_pump(struct hy__chan *ch)
     }
 }
 
+/* The record being read cannot be followed (a length below its own header,
+ * unknown header fields): the session ends, counted. */
+static void record_error(struct hy__chan *ch, const char *what, uint32_t v)
+{
+    struct hy__ep *ep = ch->ep;
+    hy__dist_count(&ep->st.malformed, 1);
+    hy__dist_count(&ep->st.record_errors, 1);
+    hy_log(HY_LOG_WARNING,
+           "dist: shard %u: node %u shard %u sent a record with %s %u: session closed", ep->shard, hy__dist.peers[ch->pi].node_id, ch->rshard, what, v);
+    int pi = ch->pi;
+    uint32_t since = ch->epoch;
+    hy__chan_xmit(ch, HY_WT_CLOSE, 0, NULL, 0, NULL);
+    hy__chan_reset(ch, false);
+    hy__dist_node_went_down(hy__shard(), pi, since);
+}
+
 /* An in-order DATA frame: its bytes continue the message stream. */
 static void take_frame(struct hy__chan *ch, const struct hy_wire_hdr *h, const uint8_t *pay)
 {
     struct hy_shard *sh = hy__shard();
     struct hy__ep *ep = ch->ep;
     uint32_t n = h->len, i = 0;
-    const uint32_t hdr = 4 + HY_WIRE_MSGHDR;
     while (i < n && ch->state == CH_UP) {
+        uint32_t hdr = ch->in_hdr_len ? ch->in_hdr_len : HY_WIRE_RECHDR_MIN;
         if (ch->in_hdr_got < hdr) {
             uint32_t k = hdr - ch->in_hdr_got;
             if (k > n - i)
@@ -323,48 +340,52 @@ static void take_frame(struct hy__chan *ch, const struct hy_wire_hdr *h, const u
             i += k;
             if (ch->in_hdr_got < hdr)
                 return;
+            if (!ch->in_hdr_len) {
+                /* the fixed bytes are in: the fields byte sets the header's size
+                 * (always more than the fixed bytes) */
+                ch->in_hdr_len = hy__wire_rec_hdr_size(ch->in_hdr[5]);
+                if (!ch->in_hdr_len) {
+                    record_error(ch, "unknown header fields", ch->in_hdr[5]);
+                    return;
+                }
+                continue;
+            }
             ch->in_len = hy__rd32(ch->in_hdr);
             ch->in_got = 0;
             ch->in_msg = NULL;
             ch->in_skip = false;
-            if (ch->in_len < HY_WIRE_MSGHDR) {
+            if (ch->in_len < hdr - 4) {
                 /* a record shorter than its own header: the stream cannot be
-                 * followed past it, so the session ends (counted) */
-                hy__dist_count(&ep->st.malformed, 1);
-                hy__dist_count(&ep->st.record_errors, 1);
-                hy_log(HY_LOG_WARNING,
-                       "dist: shard %u: node %u shard %u sent a record of length %u (below "
-                       "the %u-byte message header): session closed",
-                       ep->shard, hy__dist.peers[ch->pi].node_id, ch->rshard, ch->in_len,
-                       (unsigned)HY_WIRE_MSGHDR);
-                int pi = ch->pi;
-                uint32_t since = ch->epoch;
-                hy__chan_xmit(ch, HY_WT_CLOSE, 0, NULL, 0, NULL);
-                hy__chan_reset(ch, false);
-                hy__dist_node_went_down(sh, pi, since);
+                 * followed past it */
+                record_error(ch, "a length below its header's, length", ch->in_len);
                 return;
             }
-            if (ch->in_len - HY_WIRE_MSGHDR > hy__dist.cfg.max_message_size) {
+            if (ch->in_len - (hdr - 4) > hy__dist.cfg.max_message_size) {
                 /* counted and skipped; the stream stays in step */
                 hy__dist_count(&ep->st.malformed, 1);
                 ch->in_skip = true;
-            } else if (hy__msg_alloc(sh, ch->in_len - HY_WIRE_MSGHDR, &ch->in_msg) != 0) {
+            } else if (hy__msg_alloc(sh, ch->in_len - (hdr - 4), &ch->in_msg) != 0) {
                 ch->in_skip = true;
             }
         }
-        uint32_t want = ch->in_len - HY_WIRE_MSGHDR - ch->in_got;
+        uint32_t size = ch->in_len - (hdr - 4);
+        uint32_t want = size - ch->in_got;
         uint32_t k = want < n - i ? want : n - i;
         if (k && !ch->in_skip)
             memcpy(ch->in_msg->data + ch->in_got, pay + i, k);
         ch->in_got += k;
         i += k;
-        if (ch->in_got == ch->in_len - HY_WIRE_MSGHDR) {
+        if (ch->in_got == size) {
             struct hy_msg *m = ch->in_msg;
             ch->in_msg = NULL;
             ch->in_hdr_got = 0;
+            ch->in_hdr_len = 0;
             if (m) {
                 struct hy_wire_msg wm;
-                hy__wire_get_msg(ch->in_hdr + 4, &wm);
+                uint64_t peer = hy__wire_pid_base(hy__dist.peers[ch->pi].node_id,
+                                                  ch->peer_creation);
+                hy__wire_get_rec(ch->in_hdr, &wm, peer,
+                                 hy__wire_pid_base(hy__rt.node_id, hy__rt.creation));
                 hy__dist_deliver(ch, m, &wm);
             }
         }

@@ -148,10 +148,10 @@ struct hy__chan {
     /* messages waiting to be framed */
     struct hy_msg *q_head, **q_tailp;
     size_t q_len;
-    /* the message being streamed out: [u32 len][64-byte header][payload] */
+    /* the message being streamed out: [record header][payload] */
     struct hy_msg *cur;
-    uint8_t cur_hdr[4 + HY_WIRE_MSGHDR];
-    uint32_t cur_off, cur_len;
+    uint8_t cur_hdr[HY_WIRE_RECHDR_MAX];
+    uint32_t cur_off, cur_len, cur_hdr_len;
     /* sending */
     uint32_t snd_next, snd_una;
     struct txf *win;          /* [WIN], allocated when the first session begins */
@@ -162,9 +162,10 @@ struct hy__chan {
     struct rxf *ooo;          /* [WIN], likewise: a channel no session reached stays small */
     unsigned nooo;            /* frames held in ooo (selective acks scan only when some are) */
     /* the message being parsed from the in-order byte stream */
-    uint8_t in_hdr[4 + HY_WIRE_MSGHDR];
+    uint8_t in_hdr[HY_WIRE_RECHDR_MAX];
     uint32_t in_hdr_got;     /* bytes of in_hdr filled */
-    uint32_t in_len;         /* 64 + payload of the record being read */
+    uint32_t in_hdr_len;     /* the record header's bytes (0: its fields byte not read yet) */
+    uint32_t in_len;         /* the record's length word: the bytes after it */
     struct hy_msg *in_msg;   /* its buffer (NULL while skipping an oversized one) */
     uint32_t in_got;         /* payload bytes filled */
     bool in_skip;

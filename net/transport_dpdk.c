@@ -51,6 +51,8 @@
 #include <unistd.h>
 
 #include <rte_byteorder.h>
+#include <rte_dev.h>
+#include <rte_devargs.h>
 #include <rte_eal.h>
 #include <rte_epoll.h>
 #include <rte_errno.h>
@@ -78,6 +80,8 @@
 #define SLEEP_MAX_NS 5000000ull   /* longest idle sleep without RX interrupts */
 #define LINK_WAIT_NS 3000000000ull /* start waits this long for the link to come up */
 #define START_RETRY_NS 5000000000ull /* rte_eth_dev_start retried this long (memif client) */
+#define CLIENT_REDIAL_NS 250000000ull /* a memif client whose link is down dials again */
+#define CLIENT_LINK_WAIT_NS 30000000000ull /* ... for this long at its start */
 #define MAX_SOCKETS 8
 
 struct dpdk_ep {
@@ -370,6 +374,17 @@ static void flows_destroy(void)
     G.flow = false;
 }
 
+/* Whether port's device is a memif client (client is memif's role unless
+ * its devargs say role=server): the one kind of port whose link needs this
+ * node to dial again. */
+static bool memif_client(const struct rte_eth_dev_info *di)
+{
+    if (!di->driver_name || strcmp(di->driver_name, "net_memif") != 0 || !di->device)
+        return false;
+    const struct rte_devargs *da = rte_dev_devargs(di->device);
+    return !(da && da->args && strstr(da->args, "role=server") != NULL);
+}
+
 static int port_up(struct start_args *sa)
 {
     const struct hy_dist_config *cfg = sa->cfg;
@@ -489,16 +504,32 @@ static int port_up(struct start_args *sa)
            : nq > 1 ? "none, frames on the wrong queue are handed over"
                     : "single queue",
            G.intr ? "RX interrupts" : "bounded poll-then-sleep (no RX interrupts)");
-    /* wait a while for the link (a memif server: until its client connects) */
+    /* wait a while for the link (a memif server: until its client connects;
+     * a memif client: reconnected while the server refuses it) */
+    bool client = memif_client(&di);
     t0 = hy_now_ns();
+    uint64_t tried = t0;
     for (;;) {
         struct rte_eth_link link;
         memset(&link, 0, sizeof(link));
         if (rte_eth_link_get_nowait(port, &link) == 0 && link.link_status == RTE_ETH_LINK_UP)
             break;
-        if (hy_now_ns() - t0 > LINK_WAIT_NS) {
+        uint64_t now = hy_now_ns();
+        if (now - t0 > (client ? CLIENT_LINK_WAIT_NS : LINK_WAIT_NS)) {
             hy_log(HY_LOG_NOTICE, "dist/dpdk: port %u: link still down; carrying on", port);
             break;
+        }
+        if (client && now - tried > CLIENT_REDIAL_NS) {
+            /* the server took the connection before its own port started
+             * (its socket exists from its EAL's start) and refused it; the
+             * memif client does not dial again by itself: stop and start */
+            tried = now;
+            hy_log(HY_LOG_INFO, "dist/dpdk: port %u: memif link down; dialling the server again",
+                   port);
+            rte_eth_dev_stop(port);
+            if ((rc = rte_eth_dev_start(port)) != 0)
+                hy_log(HY_LOG_INFO, "dist/dpdk: port %u: start: %s (trying again)", port,
+                       rte_strerror(-rc));
         }
         usleep(5000);
     }

@@ -4,8 +4,9 @@
  * bytes, and, when the channel authenticates (flag HY_WF_AUTH), a 16-byte
  * SipHash-2-4 (128-bit output) tag over header and payload, keyed with the session key.
  * DATA frames carry a channel's byte stream, in sequence order: each message
- * is a record [u32 length][64-byte message header][payload] (length counts
- * header and payload); small records share a frame, a large one spans many,
+ * is a record [u32 length][message header, 6-66 bytes][payload] (length counts
+ * what follows it: the rest of the header and the payload; see "message
+ * records" below); small records share a frame, a large one spans many,
  * so fragmentation keeps a message's place in the order. Every frame of a
  * session carries its sender's clock (ts, microseconds, never 0) and echoes
  * the ts of the latest frame that advanced its receive sequence (ts_echo),
@@ -20,11 +21,13 @@
 #include "pid.h"
 
 #define HY_WIRE_MAGIC 0x4859u /* "HY" */
-#define HY_WIRE_VERSION 3u /* 3: SipHash-2-4 (128-bit) frame tags; 2: keyed BLAKE2b tags, ts/ts_echo, derived first sequence numbers */
+/* 4: message records of 6-66 bytes (fields only when needed); 3: SipHash-2-4
+ * (128-bit) frame tags; 2: keyed BLAKE2b tags, ts/ts_echo, derived first
+ * sequence numbers */
+#define HY_WIRE_VERSION 4u
 #define HY_WIRE_MTU 1472      /* UDP payload within a 1500-byte IPv4 frame */
 #define HY_WIRE_HDR 56
 #define HY_WIRE_TAG 16
-#define HY_WIRE_MSGHDR 64
 #define HY_WIRE_MAXPAY (HY_WIRE_MTU - HY_WIRE_HDR - HY_WIRE_TAG)
 
 enum hy_wire_type {
@@ -57,17 +60,55 @@ struct hy_wire_hdr {
     uint16_t flags;
 };
 
-/* Serialised message header (first 64 bytes of a message's first fragment). */
+/* A message's header fields, decoded (the record header's content). */
 struct hy_wire_msg {
     uint64_t tag;
     hy_pid from, to;
     hy_ref ref;
     uint32_t aux;
     uint8_t kind;
-    uint8_t pad[3];
 };
 
-_Static_assert(sizeof(struct hy_wire_msg) == HY_WIRE_MSGHDR, "wire message header");
+/* Message records. A record begins with 6 fixed bytes:
+ *   [u32 length][u8 kind][u8 fields]
+ * then, in this order, only the fields its `fields` bits name:
+ *   HY_WR_TAG       u64 tag                  (absent: 0)
+ *   from            HY_WR_FROM_FULL: u64 hi, u64 lo; otherwise u16 shard,
+ *                   u64 lo, the node and creation being the sending node's
+ *   to              HY_WR_TO_FULL: u64 hi, u64 lo; otherwise u16 shard,
+ *                   u64 lo, the node and creation being the receiving node's
+ *   HY_WR_AUX       u32 aux                  (absent: 0)
+ *   HY_WR_REF       u64 hi, u64 lo           (absent: no ref)
+ * and the payload. `length` counts every byte after itself (the header's
+ * other bytes and the payload), so a record is 4 + length bytes. A set bit
+ * outside HY_WR_ALL makes the record unreadable (the stream cannot be
+ * followed past it). The encoding is exact: any field value round-trips. */
+#define HY_WR_TAG 1u
+#define HY_WR_FROM_FULL 2u
+#define HY_WR_TO_FULL 4u
+#define HY_WR_AUX 8u
+#define HY_WR_REF 16u
+#define HY_WR_ALL 31u
+#define HY_WIRE_RECHDR_MIN 6u                       /* fixed bytes, read first */
+#define HY_WIRE_RECHDR_MAX (6u + 8 + 16 + 16 + 4 + 16) /* every field, both pids in full */
+
+/* The hi word of a pid with the given node and creation and shard 0: what
+ * a compact pid's shard is added to. */
+static inline uint64_t hy__wire_pid_base(uint32_t node, uint32_t creation)
+{
+    return hy_pid_make(node, creation, 0, 0, 0).hi;
+}
+
+/* Bytes of a record header (the length word included) whose fields byte is
+ * `fields`, or 0 when it has a bit outside HY_WR_ALL. */
+static inline uint32_t hy__wire_rec_hdr_size(uint8_t fields)
+{
+    if (fields & ~HY_WR_ALL)
+        return 0;
+    return HY_WIRE_RECHDR_MIN + ((fields & HY_WR_TAG) ? 8u : 0u) +
+           ((fields & HY_WR_FROM_FULL) ? 16u : 10u) + ((fields & HY_WR_TO_FULL) ? 16u : 10u) +
+           ((fields & HY_WR_AUX) ? 4u : 0u) + ((fields & HY_WR_REF) ? 16u : 0u);
+}
 
 /* Little-endian loads and stores of any alignment: one move each on a
  * little-endian CPU (a byte loop here was not merged by the compiler and
@@ -168,31 +209,99 @@ static inline int hy__wire_get_hdr(const uint8_t *b, size_t n, struct hy_wire_hd
     return 0;
 }
 
-static inline void hy__wire_put_msg(uint8_t *b, const struct hy_wire_msg *m)
+/* Writes the header of a record carrying m and `size` payload bytes at b
+ * (room for HY_WIRE_RECHDR_MAX bytes) and returns its length in bytes.
+ * from_base / to_base: hy__wire_pid_base of the sending / receiving node. */
+static inline uint32_t hy__wire_put_rec(uint8_t *b, const struct hy_wire_msg *m, uint32_t size,
+                                        uint64_t from_base, uint64_t to_base)
 {
-    hy__wr64(b, m->tag);
-    hy__wr64(b + 8, m->from.hi);
-    hy__wr64(b + 16, m->from.lo);
-    hy__wr64(b + 24, m->to.hi);
-    hy__wr64(b + 32, m->to.lo);
-    hy__wr64(b + 40, m->ref.hi);
-    hy__wr64(b + 48, m->ref.lo);
-    hy__wr32(b + 56, m->aux);
-    b[60] = m->kind;
-    b[61] = b[62] = b[63] = 0;
+    uint8_t fields = 0;
+    uint8_t *p = b + HY_WIRE_RECHDR_MIN;
+    if (m->tag) {
+        fields |= HY_WR_TAG;
+        hy__wr64(p, m->tag);
+        p += 8;
+    }
+    if ((m->from.hi & ~(uint64_t)0xffff) == from_base) {
+        hy__wr16(p, (uint16_t)m->from.hi);
+        hy__wr64(p + 2, m->from.lo);
+        p += 10;
+    } else {
+        fields |= HY_WR_FROM_FULL;
+        hy__wr64(p, m->from.hi);
+        hy__wr64(p + 8, m->from.lo);
+        p += 16;
+    }
+    if ((m->to.hi & ~(uint64_t)0xffff) == to_base) {
+        hy__wr16(p, (uint16_t)m->to.hi);
+        hy__wr64(p + 2, m->to.lo);
+        p += 10;
+    } else {
+        fields |= HY_WR_TO_FULL;
+        hy__wr64(p, m->to.hi);
+        hy__wr64(p + 8, m->to.lo);
+        p += 16;
+    }
+    if (m->aux) {
+        fields |= HY_WR_AUX;
+        hy__wr32(p, m->aux);
+        p += 4;
+    }
+    if (m->ref.hi | m->ref.lo) {
+        fields |= HY_WR_REF;
+        hy__wr64(p, m->ref.hi);
+        hy__wr64(p + 8, m->ref.lo);
+        p += 16;
+    }
+    uint32_t n = (uint32_t)(p - b);
+    hy__wr32(b, n - 4 + size);
+    b[4] = m->kind;
+    b[5] = fields;
+    return n;
 }
 
-static inline void hy__wire_get_msg(const uint8_t *b, struct hy_wire_msg *m)
+/* Reads a record header whose hy__wire_rec_hdr_size(b[5]) bytes are at b
+ * (the caller checked it is not 0) into m. from_base / to_base: as for
+ * hy__wire_put_rec, of the node that sent it and of this one. */
+static inline void hy__wire_get_rec(const uint8_t *b, struct hy_wire_msg *m, uint64_t from_base,
+                                    uint64_t to_base)
 {
-    m->tag = hy__rd64(b);
-    m->from.hi = hy__rd64(b + 8);
-    m->from.lo = hy__rd64(b + 16);
-    m->to.hi = hy__rd64(b + 24);
-    m->to.lo = hy__rd64(b + 32);
-    m->ref.hi = hy__rd64(b + 40);
-    m->ref.lo = hy__rd64(b + 48);
-    m->aux = hy__rd32(b + 56);
-    m->kind = b[60];
+    uint8_t fields = b[5];
+    const uint8_t *p = b + HY_WIRE_RECHDR_MIN;
+    m->kind = b[4];
+    m->tag = 0;
+    if (fields & HY_WR_TAG) {
+        m->tag = hy__rd64(p);
+        p += 8;
+    }
+    if (fields & HY_WR_FROM_FULL) {
+        m->from.hi = hy__rd64(p);
+        m->from.lo = hy__rd64(p + 8);
+        p += 16;
+    } else {
+        m->from.hi = from_base | hy__rd16(p);
+        m->from.lo = hy__rd64(p + 2);
+        p += 10;
+    }
+    if (fields & HY_WR_TO_FULL) {
+        m->to.hi = hy__rd64(p);
+        m->to.lo = hy__rd64(p + 8);
+        p += 16;
+    } else {
+        m->to.hi = to_base | hy__rd16(p);
+        m->to.lo = hy__rd64(p + 2);
+        p += 10;
+    }
+    m->aux = 0;
+    if (fields & HY_WR_AUX) {
+        m->aux = hy__rd32(p);
+        p += 4;
+    }
+    m->ref.hi = m->ref.lo = 0;
+    if (fields & HY_WR_REF) {
+        m->ref.hi = hy__rd64(p);
+        m->ref.lo = hy__rd64(p + 8);
+    }
 }
 
 #endif /* HY_NET_WIRE_INTERNAL_H */

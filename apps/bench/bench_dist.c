@@ -6,8 +6,9 @@
  * memif_raw_rtt (a bare DPDK ping-pong over memif, no runtime).
  *
  * memif: node a is the memif server, node b the client, each with its own
- * EAL (--no-pci --no-huge --no-shconf --no-telemetry, its own --file-prefix)
- * and a socket file in a private temporary directory, as tests/net/test_dpdk.c.
+ * EAL (--no-pci --no-huge --no-shconf --no-telemetry, its own --file-prefix;
+ * the client also --single-file-segments, in memif's zero-copy mode unless
+ * HYDRA_BENCH_MEMIF_ZC=0) and a socket file in a private temporary directory, as tests/net/test_dpdk.c.
  * EAL is initialised once per OS process and never again, so a memif
  * benchmark runs node a in a forked child of this program too (this process
  * stays free of EAL for the next benchmark); the child prints the lines.
@@ -91,12 +92,24 @@ static void fill_peers(const struct dist_setup *s, struct hy_dist_peer peers[2])
     peers[1].mac[5] = 2;
 }
 
+/* The memif client (node b; memif_raw_rtt's pong side) runs in memif's
+ * zero-copy mode, its EAL with --single-file-segments so memif can share its
+ * memory (memfd-backed without hugepages): the client's rx and tx hand
+ * mbufs over instead of copying them. For the dist rows and memif_raw_rtt
+ * alike, so the floor keeps the same configuration. HYDRA_BENCH_MEMIF_ZC=0:
+ * both copy, as memif does by default. */
+static bool memif_zc(void)
+{
+    const char *e = getenv("HYDRA_BENCH_MEMIF_ZC");
+    return !(e && strcmp(e, "0") == 0);
+}
+
 static int dist_up(const struct dist_setup *s, uint32_t self)
 {
     struct hy_dist_peer peers[2];
     struct hy_dist_config c;
     char vdev[256], prefix[96], sock[128];
-    const char *eal[6];
+    const char *eal[7];
 
     fill_peers(s, peers);
     hy_dist_config_init(&c);
@@ -105,8 +118,9 @@ static int dist_up(const struct dist_setup *s, uint32_t self)
     c.transport = HY_DIST_UDP;
     if (s->memif_dir[0]) {
         memif_sock_path(s, sock, sizeof(sock));
-        snprintf(vdev, sizeof(vdev), "--vdev=net_memif0,role=%s,socket=%s,socket-abstract=no",
-                 self == NODE_A ? "server" : "client", sock);
+        snprintf(vdev, sizeof(vdev), "--vdev=net_memif0,role=%s,socket=%s,socket-abstract=no%s",
+                 self == NODE_A ? "server" : "client", sock,
+                 self != NODE_A && memif_zc() ? ",zero-copy=yes" : "");
         snprintf(prefix, sizeof(prefix), "--file-prefix=%s-%u", strrchr(s->memif_dir, '/') + 1,
                  self);
         eal[0] = "--no-pci";
@@ -118,6 +132,8 @@ static int dist_up(const struct dist_setup *s, uint32_t self)
         c.transport = HY_DIST_DPDK;
         c.eal_args = eal;
         c.eal_argc = 6;
+        if (memif_zc())
+            eal[c.eal_argc++] = "--single-file-segments";
         c.dpdk_port = 0;
     }
     c.peers = peers;
@@ -544,10 +560,11 @@ static int dist_run(const struct bench *b, const struct bench_env *env, int thro
     if (s.memif_dir[0])
         bench_note("%s: two nodes over DPDK net_memif (net/dist.h, HY_DIST_DPDK; EAL --no-pci "
                    "--no-huge --no-shconf, socket in %s): node a (a child of this program, "
-                   "memif server, 1 shard on CPU %d) and node b (its child, memif client, 1 "
+                   "memif server, 1 shard on CPU %d) and node b (its child, memif client%s, 1 "
                    "shard on CPU %d); idle policy of both nodes: %s; send queue bound %llu "
                    "messages",
-                   b->name, s.memif_dir, s.cpu_a, s.cpu_b,
+                   b->name, s.memif_dir, s.cpu_a,
+                   memif_zc() ? " in zero-copy mode, --single-file-segments" : "", s.cpu_b,
                    s.busy_poll ? "HY_IDLE_BUSY_POLL (a core per shard)"
                                : "default (spin, then memif's poll-then-sleep steps)",
                    (unsigned long long)s.send_queue_max);
@@ -851,11 +868,15 @@ static int mr_port_up(const char *dir, int server, int cpu)
     snprintf(core, sizeof(core), "%d", cpu);
     snprintf(prefix, sizeof(prefix), "--file-prefix=%s-%d", strrchr(dir, '/') + 1,
              server ? 1 : 2);
-    snprintf(vdev, sizeof(vdev), "--vdev=net_memif0,role=%s,socket=%s/memif.sock,socket-abstract=no",
-             server ? "server" : "client", dir);
+    snprintf(vdev, sizeof(vdev),
+             "--vdev=net_memif0,role=%s,socket=%s/memif.sock,socket-abstract=no%s",
+             server ? "server" : "client", dir, !server && memif_zc() ? ",zero-copy=yes" : "");
     char *argv[] = {"hydra-bench", "-l",       core,     "--log-level=4", "--no-pci",
-                    "--no-huge",   "--no-shconf", "--no-telemetry", prefix, vdev, NULL};
-    if (rte_eal_init(10, argv) < 0) {
+                    "--no-huge",   "--no-shconf", "--no-telemetry", prefix, vdev, NULL, NULL};
+    int argc = 10;
+    if (memif_zc())
+        argv[argc++] = "--single-file-segments";
+    if (rte_eal_init(argc, argv) < 0) {
         fprintf(stdout, "# memif_raw_rtt: rte_eal_init failed: %s\n", rte_strerror(rte_errno));
         return -1;
     }
@@ -881,10 +902,18 @@ static int mr_port_up(const char *dir, int server, int cpu)
         }
         usleep(10000);
     }
+    uint64_t tried = hy_now_ns();
     do {
         memset(&link, 0, sizeof(link));
         if (rte_eth_link_get_nowait(0, &link) == 0 && link.link_status == RTE_ETH_LINK_UP)
             break;
+        /* a server that had not started its port yet refused us, and a
+         * memif client never dials again by itself (as net/transport_dpdk.c) */
+        if (!server && hy_now_ns() - tried > SEC / 4) {
+            tried = hy_now_ns();
+            rte_eth_dev_stop(0);
+            rte_eth_dev_start(0);
+        }
         usleep(1000);
     } while (hy_now_ns() - t0 < 20 * SEC);
     if (link.link_status != RTE_ETH_LINK_UP) {
@@ -1047,10 +1076,11 @@ int bench_memif_raw_rtt_run(const struct bench *b, const struct bench_env *env)
     }
     mr_len = mr_len_from_env();
     bench_note("%llu round trips of a %u-byte frame over a net_memif pair between two "
-               "processes with their own EAL (-l %d, memif server, ping; -l %d, client, pong; "
+               "processes with their own EAL (-l %d, memif server, ping; -l %d, client%s, pong; "
                "--no-pci --no-huge --no-shconf), one queue, rte_eth_tx_burst and busy-polled "
                "rte_eth_rx_burst; no runtime: the DPDK floor under dist_rtt",
-               (unsigned long long)n, mr_len, cpu_a, cpu_b);
+               (unsigned long long)n, mr_len, cpu_a, cpu_b,
+               memif_zc() ? " in zero-copy mode, --single-file-segments" : "");
     fflush(NULL);
     pid_t ping = fork();
     if (ping == 0) {

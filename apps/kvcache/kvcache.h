@@ -33,7 +33,7 @@ struct kvcache_config {
     uint32_t stats_interval_s;   /* the listener prints a stats line (0 off) */
     uint32_t acceptors;          /* acceptor processes per shard */
     bool direct;                 /* owners write forwarded replies to the socket */
-    bool direct_batch;           /* ... and those commands travel in the batches */
+    uint64_t direct_give_up_ns;  /* ... a connection waits this long for one (0: 5 s) */
     uint64_t started;            /* unix time the stores' clocks count from */
     const char *console_addr;    /* --console: the node console's address (NULL off) */
     uint16_t console_port;
@@ -64,8 +64,17 @@ struct kvcache_fwd {
     hy_pid leader;          /* HY_PID_NONE: no batch open */
 };
 
+/* A shard's cached look-up of another shard's owner (its registered name):
+ * valid while that shard's owner_gen is still gen. */
+struct kvcache_owner_cache {
+    hy_pid pid;
+    uint64_t gen; /* 0: none */
+};
+
 struct kvcache_shard {
     struct kvcache_store *store;   /* NULL while the owner (re)starts */
+    _Atomic uint64_t owner_gen;    /* moves on as this shard's owner starts and ends */
+    struct kvcache_owner_cache owners[KVCACHE_MAX_SHARDS]; /* this shard's thread only */
     struct kvcache_out spare;      /* a reply buffer kept between batches (empty: none) */
     struct kvcache_fwd *fwd[KVCACHE_MAX_SHARDS]; /* per owner; this shard's thread only */
     bool stopping;                 /* the node stops: connections end */
@@ -98,8 +107,13 @@ static inline void kvcache_spare_give(struct kvcache_shard *sh, struct kvcache_o
     *o = (struct kvcache_out){0};
 }
 
-/* The shard that owns key: the one function that places keys (a later
- * cluster mode extends it to nodes). */
+/* The shard that owns the key of hash (kvcache_key_hash): the one function
+ * that places keys (a later cluster mode extends it to nodes). It takes the
+ * hash's high bits; the store's bucket takes the low ones, so a command
+ * hashes its key once. Context: any thread (after the configuration). */
+unsigned kvcache_hash_owner(uint64_t hash);
+
+/* kvcache_hash_owner(kvcache_key_hash(key, nkey)). */
 unsigned kvcache_key_owner(const char *key, size_t nkey);
 
 /* The current unix time in seconds (a coarse clock). */
@@ -116,12 +130,14 @@ enum kvcache_req {
     KVCACHE_REQ_RESET,      /* `stats reset`; empty reply */
     KVCACHE_REQ_STOP_CONNS, /* the node stops: end idle connections now; no reply */
     KVCACHE_REQ_BATCH,      /* [u32 len][command] ...: reply one [u32 len][output] chunk each;
-                             * len | KVCACHE_BATCH_DIRECT: [struct kvcache_direct *][command],
-                             * answered as KVCACHE_REQ_DIRECT, no chunk; a batch of
-                             * direct entries only is sent without a ref: no reply */
+                             * len | KVCACHE_BATCH_CMD: [struct kvcache_cmd_wire][command],
+                             * the command as the connection parsed it */
     KVCACHE_REQ_DIRECT,     /* [struct kvcache_direct *][command]: write the output to
                              * the connection's socket; an empty reply only when the
-                             * connection waits (state WAITING) */
+                             * connection waits (KVCACHE_DIRECT_WAITER) or has output
+                             * left to write */
+    KVCACHE_REQ_DIRECT_CMD, /* [struct kvcache_direct *][struct kvcache_cmd_wire][command]:
+                             * as KVCACHE_REQ_DIRECT, the command as parsed */
 };
 
 /* A connection's channel for replies its owner writes itself
@@ -133,18 +149,23 @@ enum kvcache_req {
  * owner's: refs, state and (before state becomes DONE) left are the only
  * fields written after creation. */
 enum kvcache_direct_state {
-    KVCACHE_DIRECT_IDLE = 0, /* no command at an owner */
-    KVCACHE_DIRECT_PENDING,  /* a command is at the owner */
-    KVCACHE_DIRECT_WAITING,  /* ... and the connection waits for its ack */
-    KVCACHE_DIRECT_DONE,     /* the owner answered; left holds what it could not write */
+    KVCACHE_DIRECT_IDLE = 0,   /* no command at an owner */
+    KVCACHE_DIRECT_PENDING,    /* a command is at the owner, unclaimed */
+    KVCACHE_DIRECT_RUNNING,    /* the owner claimed it (PENDING -> RUNNING): it answers */
+    KVCACHE_DIRECT_DONE,       /* the owner answered; left holds what it could not write */
+    KVCACHE_DIRECT_ABANDONED,  /* the connection claimed it (PENDING -> ABANDONED): it
+                                * answered the client, the owner does not run it */
+    KVCACHE_DIRECT_WAITER = 16, /* or'd into PENDING or RUNNING: the connection waits
+                                 * for the owner's ack */
 };
-
+/* Exactly one of the owner and the connection answers a direct command:
+ * each claims it with a compare-and-swap from PENDING, and the one that
+ * loses leaves the answer to the other (a connection that gives up on a
+ * slow owner answers SERVER_ERROR; the owner then skips the command). */
 struct kvcache_direct {
     _Atomic unsigned refs;  /* the connection's, and one per command at an owner */
     _Atomic int state;      /* enum kvcache_direct_state */
     int fd;                 /* dup of the connection's socket; closed with the last ref */
-    hy_pid pid;             /* the connection (for an ack of a batched command) */
-    hy_ref ref;             /* its ack's reference, set before each command goes */
     char *left;             /* output the owner could not write (owned; NULL: none) */
     size_t left_len;
     bool left_failed;       /* the owner did not answer: reply SERVER_ERROR */
@@ -154,7 +175,11 @@ struct kvcache_direct {
  * any thread. */
 void kvcache_direct_put(struct kvcache_direct *d);
 
-#define KVCACHE_BATCH_DIRECT 0x80000000u
+#define KVCACHE_BATCH_CMD 0x40000000u
+
+/* For tests: called by an owner as it takes a direct command, before it
+ * claims it (NULL: none). Context: the owner's process. */
+extern void (*_Atomic kvcache_direct_hook)(void);
 
 #define KVCACHE_TAG_REQ 0x4b5652ull       /* "KVR" */
 #define KVCACHE_TAG_PART 0x4b5650ull      /* a reply part, more follow */
@@ -184,25 +209,40 @@ void kvcache_owner_name(unsigned shard, char *buf, size_t len);
  * process. */
 int kvcache_server_send(unsigned shard, uint8_t kind, const void *data, size_t len, hy_ref *ref);
 
-/* Sends one whole command (raw[0..len)) to shard's owner as
- * KVCACHE_REQ_DIRECT over d (borrowed; the message takes a reference of
- * it, which the owner drops); *ref gets the reference of the ack, *to
- * (NULL: not wanted) the owner it went to. Errors: HY_ENOPROC (no owner),
- * hy_msg_alloc's and send's (the reference is then dropped again).
- * Context: a process. */
-int kvcache_server_send_direct(unsigned shard, struct kvcache_direct *d, const char *raw,
-                               size_t len, hy_ref *ref, hy_pid *to);
+/* Sends one whole command (raw[0..len)) to shard's owner over d
+ * (borrowed; the message takes a reference of it, which the owner drops):
+ * with cmd (borrowed; NULL: none), the command as parsed from raw, which
+ * the owner then runs without parsing it again (KVCACHE_REQ_DIRECT_CMD,
+ * when kvcache_proto_pack takes it), else the text (KVCACHE_REQ_DIRECT).
+ * *ref gets the reference of the ack, *to (NULL: not wanted) the owner it
+ * went to. Errors: HY_ENOPROC (no owner), hy_msg_alloc's and send's (the
+ * reference is then dropped again). Context: a process. */
+int kvcache_server_send_direct(unsigned shard, struct kvcache_direct *d,
+                               const struct kvcache_cmd *cmd, const char *raw, size_t len,
+                               hy_ref *ref, hy_pid *to);
 
-/* A connection gives up on the command it sent over d to owner `to`, shard's
- * owner then (kvcache_server_send_direct), which has not answered. When `to`
- * has ended (shard's owner name no longer names it: a killed owner that
- * its supervisor restarted) and d's command was not answered, the command
- * went with that owner's mailbox and will never run: the reference its
- * message held is dropped here and true returned. Otherwise (the owner
- * lives, or answered before it ended) false: the owner still holds or has
- * already dropped that reference. The connection's own reference is the
+/* A connection gives up on the command it sent over d to owner `to`
+ * (shard's owner then; HY_PID_NONE: not known), or ends with it unanswered.
+ * Claims the command (PENDING -> ABANDONED) unless the owner claimed it
+ * first. Returns true when the connection holds the claim (now or from an
+ * earlier call): the owner will never run the command, and the connection
+ * answers the client. Then, when `to` has ended (shard's owner name no
+ * longer names it: a killed owner that its supervisor restarted), the
+ * command went with its mailbox: the reference its message held is dropped
+ * here (a live owner drops it when it takes the message). False: the owner
+ * claimed it and answers (or has). The connection's own reference is the
  * caller's to drop. Context: a process. */
 bool kvcache_direct_abandon(struct kvcache_direct *d, unsigned shard, hy_pid to);
+
+/* A connection ends with the command it sent over d to owner `to` (shard's
+ * owner then) unanswered. The command is not claimed: a live owner still
+ * runs it (a client that sent a command and closed, or half-closed, gets
+ * it done and, if it still reads, its reply) and drops the reference its
+ * message holds. When `to` has ended without taking the command, that
+ * reference is dropped here and true returned; otherwise false. The
+ * connection's own reference is the caller's to drop. Context: a
+ * process. */
+bool kvcache_direct_release(struct kvcache_direct *d, unsigned shard, hy_pid to);
 
 /* Waits for the reply parts of ref and appends them to *reply. Errors:
  * HY_ETIMEDOUT (nothing in 5 s: the owner died or restarted), HY_ENOMEM.

@@ -56,12 +56,14 @@ _Static_assert(offsetof(struct conn, in_inline) + (CONN_COLORS - 1) * 64 + 1536 
                "a connection and 1.5 KiB of input fit one page");
 
 /* a connection whose last command is at an owner gives up on it after this
- * long without an answer (the owner died with it, or restarted) */
-#define DIRECT_GIVE_UP_NS (5 * SEC)
+ * long without an answer (the owner died with it, or restarted, or is slow:
+ * kvcache_cfg.direct_give_up_ns when set) */
+#define DIRECT_GIVE_UP_NS \
+    (kvcache_cfg.direct_give_up_ns ? (int64_t)kvcache_cfg.direct_give_up_ns : 5 * SEC)
 
 static void fwd_fail_all(struct kvcache_fwd *f);
-static int forward(struct conn *c, unsigned o, const char *raw, size_t len,
-                   struct kvcache_out *out, struct kvcache_direct *d);
+static int forward(struct conn *c, unsigned o, const struct kvcache_cmd *cmd, const char *raw,
+                   size_t len, struct kvcache_out *out);
 
 static void conn_cleanup(void *arg)
 {
@@ -76,11 +78,10 @@ static void conn_cleanup(void *arg)
     }
     if (c->d) {
         /* a command still at an owner that ended with it: that reference
-         * goes too (kvcache_direct_abandon); a live owner's keeps the
+         * goes too (kvcache_direct_release); a live owner's keeps the
          * socket open until it has answered */
-        if (atomic_load_explicit(&c->d->state, memory_order_acquire) != KVCACHE_DIRECT_IDLE &&
-            !hy_pid_is_none(c->downer))
-            kvcache_direct_abandon(c->d, c->dshard, c->downer);
+        if (atomic_load_explicit(&c->d->state, memory_order_acquire) != KVCACHE_DIRECT_IDLE)
+            kvcache_direct_release(c->d, c->dshard, c->downer);
         kvcache_direct_put(c->d);
     }
     atomic_store_explicit(&c->sh->curr_conns,
@@ -150,7 +151,8 @@ static bool direct_pending(const struct conn *c)
 
 /* sends the connection's last command (nothing else unwritten) to owner o,
  * which writes the output itself; false: send it the usual way */
-static bool direct_send(struct conn *c, unsigned o, const char *raw, size_t len)
+static bool direct_send(struct conn *c, unsigned o, const struct kvcache_cmd *cmd,
+                        const char *raw)
 {
     if (!c->d) {
         struct kvcache_direct *d = calloc(1, sizeof(*d));
@@ -168,9 +170,7 @@ static bool direct_send(struct conn *c, unsigned o, const char *raw, size_t len)
     atomic_store_explicit(&c->d->state, KVCACHE_DIRECT_PENDING, memory_order_relaxed);
     c->downer = HY_PID_NONE;
     c->dshard = o;
-    int rc = kvcache_cfg.direct_batch
-                 ? forward(c, o, raw, len, &c->out, c->d)
-                 : kvcache_server_send_direct(o, c->d, raw, len, &c->dref, &c->downer);
+    int rc = kvcache_server_send_direct(o, c->d, cmd, raw, cmd->total, &c->dref, &c->downer);
     if (rc != 0) {
         atomic_store_explicit(&c->d->state, KVCACHE_DIRECT_IDLE, memory_order_relaxed);
         return false;
@@ -181,42 +181,63 @@ static bool direct_send(struct conn *c, unsigned o, const char *raw, size_t len)
 enum direct_how {
     DIRECT_LOOK,    /* take the answer if the owner gave it */
     DIRECT_WAIT,    /* wait for it: the connection has more to do */
-    DIRECT_GIVE_UP, /* no answer in DIRECT_GIVE_UP_NS: the owner died with it */
+    DIRECT_GIVE_UP, /* no answer in DIRECT_GIVE_UP_NS: the owner died with it, or is slow */
 };
 
+/* marks the connection as waiting for the owner's ack (the WAITER bit, on
+ * PENDING or RUNNING); false: the command is settled (DONE) already */
+static bool direct_wait_mark(struct kvcache_direct *d)
+{
+    int cur = atomic_load_explicit(&d->state, memory_order_acquire);
+    for (;;) {
+        int base = cur & ~KVCACHE_DIRECT_WAITER;
+        if (base != KVCACHE_DIRECT_PENDING && base != KVCACHE_DIRECT_RUNNING)
+            return false;
+        if (cur & KVCACHE_DIRECT_WAITER)
+            return true;
+        if (atomic_compare_exchange_weak_explicit(&d->state, &cur, cur | KVCACHE_DIRECT_WAITER,
+                                                  memory_order_acq_rel, memory_order_acquire))
+            return true;
+    }
+}
+
 /* settles the command at the owner; what the owner left unwritten (or its
- * failure) goes to c->out first */
+ * failure) goes to c->out first. Exactly one of the two answers: a
+ * connection that gives up claims the command (kvcache_direct_abandon) and
+ * answers SERVER_ERROR, unless the owner claimed it first: then the owner's
+ * answer is waited for (between its claim and its answer the owner has no
+ * preemption point: it cannot end there, and it does not wait) */
 static void direct_settle(struct conn *c, enum direct_how how)
 {
     struct kvcache_direct *d = c->d;
-    int st = atomic_load_explicit(&d->state, memory_order_acquire);
-    if (st == KVCACHE_DIRECT_PENDING) {
+    int st = atomic_load_explicit(&d->state, memory_order_acquire) & ~KVCACHE_DIRECT_WAITER;
+    if (st == KVCACHE_DIRECT_PENDING || st == KVCACHE_DIRECT_RUNNING) {
         if (how == DIRECT_LOOK)
             return;
         bool late = how == DIRECT_GIVE_UP;
-        int exp = KVCACHE_DIRECT_PENDING;
-        if (!late && atomic_compare_exchange_strong_explicit(&d->state, &exp,
-                                                             KVCACHE_DIRECT_WAITING,
-                                                             memory_order_acq_rel,
-                                                             memory_order_acquire)) {
+        if (!late && direct_wait_mark(d)) {
             struct kvcache_out ack = {0};
             late = kvcache_server_wait(c->dref, &ack) != 0;
             kvcache_out_fini(&ack);
         }
-        if (late) {
-            /* no answer: the owner it went to ended with it in its mailbox
-             * (its reference is dropped here, so the socket's duplicate
-             * closes with ours), or it lives and is slow (d is left to it) */
-            bool dropped = !hy_pid_is_none(c->downer) &&
-                           kvcache_direct_abandon(d, c->dshard, c->downer);
-            if (dropped ||
-                atomic_load_explicit(&d->state, memory_order_acquire) != KVCACHE_DIRECT_DONE) {
+        while (late) {
+            if (kvcache_direct_abandon(d, c->dshard, c->downer)) {
+                /* no answer, and now there never will be one from the
+                 * owner: it ended with the command in its mailbox (its
+                 * message's reference was dropped, so the socket's
+                 * duplicate closes with ours), or it lives and is slow (it
+                 * drops its reference when it takes the command, unrun) */
                 kvcache_direct_put(d);
                 c->d = NULL;
                 kvcache_out_str(&c->out, "SERVER_ERROR key owner unavailable\r\n");
                 return;
             }
-            /* answered after all, in the meantime: settled as usual */
+            /* the owner claimed it: its answer comes */
+            if (!direct_wait_mark(d))
+                break; /* answered in the meantime */
+            struct kvcache_out ack = {0};
+            late = kvcache_server_wait(c->dref, &ack) != 0;
+            kvcache_out_fini(&ack);
         }
     }
     if (d->left) {
@@ -254,68 +275,29 @@ static void fwd_reset(struct kvcache_fwd *f)
     f->leader = HY_PID_NONE;
 }
 
-/* a direct command that will get no answer (its batch was not sent): the
- * owner's part is done here, the error left for its connection, which the
- * message wakes (or, waiting, gets) */
-static void direct_fail(struct kvcache_direct *d)
+/* the commands of a batch that was not sent get KVCACHE_TAG_FAIL, except
+ * skip's */
+static void fwd_fail(const hy_pid *who, const hy_ref *refs, size_t n, hy_pid skip)
 {
-    if (!d->left && !d->left_failed) {
-        static const char err[] = "SERVER_ERROR key owner unavailable\r\n";
-        d->left = malloc(sizeof(err) - 1);
-        if (d->left) {
-            memcpy(d->left, err, sizeof(err) - 1);
-            d->left_len = sizeof(err) - 1;
-        } else {
-            d->left_failed = true;
-        }
-    }
-    atomic_store_explicit(&d->state, KVCACHE_DIRECT_DONE, memory_order_release);
-    hy_send_ref(d->pid, KVCACHE_TAG_LAST, d->ref, NULL, 0);
-    kvcache_direct_put(d); /* the batch's reference */
-}
-
-/* the direct entries of a batch that was not sent (req: the batch's
- * request) fail; the others get KVCACHE_TAG_FAIL, except skip's. A request
- * that ran out of memory cannot be walked: its direct entries are left to
- * their connections' give-up (DIRECT_GIVE_UP_NS) */
-static void fwd_fail(const struct kvcache_out *req, const hy_pid *who, const hy_ref *refs,
-                     size_t n, hy_pid skip)
-{
-    size_t at = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t l = 0;
-        bool walk = !req->oom && at + 4 <= req->len;
-        if (walk)
-            memcpy(&l, req->buf + at, 4);
-        if (hy_ref_is_none(refs[i])) {
-            if (!walk)
-                continue;
-            struct kvcache_direct *d;
-            memcpy(&d, req->buf + at + 4, sizeof(d));
-            direct_fail(d);
-        } else if (!hy_pid_eq(who[i], skip)) {
+    for (size_t i = 0; i < n; i++)
+        if (!hy_pid_eq(who[i], skip))
             hy_send_ref(who[i], KVCACHE_TAG_FAIL, refs[i], NULL, 0);
-        }
-        at += 4 + (l & ~KVCACHE_BATCH_DIRECT);
-    }
 }
 
 static void fwd_fail_all(struct kvcache_fwd *f)
 {
-    fwd_fail(&f->req, f->who, f->refs, f->n, f->leader);
+    fwd_fail(f->who, f->refs, f->n, f->leader);
     fwd_reset(f);
 }
 
-/* runs raw[0..len) (one whole command) at shard o. Without d: appends its
- * output to out; 0, or an error (the owner did not answer, no memory).
- * With d (the connection's direct channel, state PENDING): the owner writes
- * the output to the client itself; 0 once the command is in a batch (its
- * answer comes through d), or an error before (it was not queued: send it
- * the usual way). Commands of one turn for one owner go as one batch: the
- * first connection to add one (the leader) yields once, sends the batch,
- * and waits only if some command is not direct. */
-static KV_HOT int forward(struct conn *c, unsigned o, const char *raw, size_t len,
-                          struct kvcache_out *out, struct kvcache_direct *d)
+/* runs raw[0..len) (one whole command; cmd: as parsed, NULL: text only) at
+ * shard o and appends its output to out; 0, or an error (the owner did not
+ * answer, no memory). The owner runs a parsed command without parsing it
+ * again (kvcache_proto_pack). Commands of one turn for one owner go as one
+ * batch: the first connection to add one (the leader) yields once, sends
+ * the batch, waits for its reply and hands each connection its part. */
+static KV_HOT int forward(struct conn *c, unsigned o, const struct kvcache_cmd *cmd,
+                          const char *raw, size_t len, struct kvcache_out *out)
 {
     struct kvcache_fwd *f = c->sh->fwd[o];
     if (!f) {
@@ -339,9 +321,10 @@ static KV_HOT int forward(struct conn *c, unsigned o, const char *raw, size_t le
     /* a batch stays within one message (the runtime's limit is the item
      * limit plus 128 KiB): a command that would overflow the open batch
      * goes alone */
-    if (f->n > 0 && f->req.len + 4 + sizeof(d) + len > (size_t)kvcache_cfg.set.item_size_max + 64 * 1024) {
-        if (d)
-            return HY_EMSGSIZE;
+    struct kvcache_cmd_wire w;
+    bool parsed = cmd && kvcache_proto_pack(cmd, raw, &w);
+    if (f->n > 0 &&
+        f->req.len + 4 + sizeof(w) + len > (size_t)kvcache_cfg.set.item_size_max + 64 * 1024) {
         struct kvcache_out rep = {0};
         int rr = kvcache_server_request(o, KVCACHE_REQ_RAW, raw, len, &rep);
         if (rr == 0)
@@ -349,22 +332,15 @@ static KV_HOT int forward(struct conn *c, unsigned o, const char *raw, size_t le
         kvcache_out_fini(&rep);
         return rr;
     }
-    hy_ref ref = HY_REF_NONE; /* none: a direct command */
-    int rc;
-    if (d) {
-        rc = hy_ref_make(&c->dref);
-        if (rc != 0)
-            return rc;
-        d->pid = c->link.pid;
-        d->ref = c->dref;
-        uint32_t l32 = (uint32_t)(sizeof(d) + len) | KVCACHE_BATCH_DIRECT;
+    hy_ref ref;
+    int rc = hy_ref_make(&ref);
+    if (rc != 0)
+        return rc;
+    if (parsed) {
+        uint32_t l32 = (uint32_t)(sizeof(w) + len) | KVCACHE_BATCH_CMD;
         kvcache_out_put(&f->req, &l32, 4);
-        kvcache_out_put(&f->req, &d, sizeof(d));
-        atomic_fetch_add_explicit(&d->refs, 1, memory_order_relaxed); /* the batch's */
+        kvcache_out_put(&f->req, &w, sizeof(w));
     } else {
-        rc = hy_ref_make(&ref);
-        if (rc != 0)
-            return rc;
         uint32_t l32 = (uint32_t)len;
         kvcache_out_put(&f->req, &l32, 4);
     }
@@ -374,7 +350,7 @@ static KV_HOT int forward(struct conn *c, unsigned o, const char *raw, size_t le
     f->refs[f->n] = ref;
     f->n++;
     if (!leader)
-        return d ? 0 : kvcache_server_wait(ref, out) == 0 ? 0 : HY_ENOPROC;
+        return kvcache_server_wait(ref, out) == 0 ? 0 : HY_ENOPROC;
     f->leader = c->link.pid;
     /* the other connections ready in this turn add theirs meanwhile */
     hy_yield();
@@ -389,26 +365,18 @@ static KV_HOT int forward(struct conn *c, unsigned o, const char *raw, size_t le
     f->refs = NULL;
     f->cap = 0;
     fwd_reset(f);
-    bool wait = false;
-    for (size_t i = 0; i < n && !wait; i++)
-        wait = !hy_ref_is_none(refs[i]);
     struct kvcache_out rep;
     kvcache_spare_take(c->sh, &rep);
     hy_ref bref;
-    rc = req.oom ? HY_ENOMEM
-                 : kvcache_server_send(o, KVCACHE_REQ_BATCH, req.buf, req.len, wait ? &bref : NULL);
-    if (rc != 0) { /* not sent: every other command is told here */
-        fwd_fail(&req, who, refs, n, c->link.pid);
-        wait = false;
-    }
-    if (wait)
+    rc = req.oom ? HY_ENOMEM : kvcache_server_send(o, KVCACHE_REQ_BATCH, req.buf, req.len, &bref);
+    bool sent = rc == 0;
+    if (!sent) /* every other command is told here */
+        fwd_fail(who, refs, n, c->link.pid);
+    else
         rc = kvcache_server_wait(bref, &rep);
     size_t cur = 0;
-    /* a direct command's answer, or failure, comes through d */
-    int own = d ? 0 : HY_ENOPROC;
-    for (size_t i = 0; i < n && wait; i++) {
-        if (hy_ref_is_none(refs[i]))
-            continue; /* direct: no chunk (or failed above) */
+    int own = HY_ENOPROC;
+    for (size_t i = 0; i < n && sent; i++) {
         uint32_t l = 0;
         bool have = rc == 0 && cur + 4 <= rep.len;
         if (have) {
@@ -462,20 +430,43 @@ static void do_get_multi(struct conn *c, struct kvcache_store *st, const struct 
 
 /* the get family: keys this shard owns run here, a single other owner gets
  * the command whole, keys of several owners go to do_get_multi */
-static KV_HOT void do_get(struct conn *c, struct kvcache_store *st, const struct kvcache_cmd *cmd,
-                   const char *raw)
+static KV_HOT void do_get(struct conn *c, struct kvcache_store *st, struct kvcache_cmd *cmd,
+                          const char *raw)
 {
     unsigned n = kvcache_cfg.set.nshards;
+    uint64_t mask = 0;
+    size_t pos = 0, nkeys = 0;
+    const char *k;
+    size_t nk;
+    if (cmd->key) { /* the only key */
+        cmd->hash = kvcache_key_hash(cmd->key, cmd->nkey);
+        cmd->hashed = true;
+        unsigned o = kvcache_hash_owner(cmd->hash);
+        if (o == c->shard && st) {
+            kvcache_proto_exec(st, cmd, &c->out);
+            return;
+        }
+        if (c->may_direct && c->out.len == 0 && direct_send(c, o, cmd, raw))
+            return;
+        if (forward(c, o, cmd, raw, cmd->total, &c->out) != 0)
+            kvcache_out_str(&c->out, "SERVER_ERROR key owner unavailable\r\n");
+        return;
+    }
+    while (kvcache_proto_next_key(cmd, &pos, &k, &nk)) {
+        if (n <= 1 && nkeys == 1) { /* one shard: only a single key's hash is wanted */
+            nkeys++;
+            break;
+        }
+        uint64_t h = kvcache_key_hash(k, nk);
+        mask |= 1ull << kvcache_hash_owner(h);
+        cmd->hash = h; /* the only key's, if it is the only one: hashed once */
+        nkeys++;
+    }
+    cmd->hashed = nkeys == 1;
     if (n <= 1 && st) { /* one shard: every key is this store's */
         kvcache_proto_exec(st, cmd, &c->out);
         return;
     }
-    uint64_t mask = 0;
-    size_t pos = 0;
-    const char *k;
-    size_t nk;
-    while (kvcache_proto_next_key(cmd, &pos, &k, &nk))
-        mask |= 1ull << kvcache_key_owner(k, nk);
     if ((mask & ~(1ull << c->shard)) == 0 && st) {
         kvcache_proto_exec(st, cmd, &c->out);
         return;
@@ -483,9 +474,9 @@ static KV_HOT void do_get(struct conn *c, struct kvcache_store *st, const struct
     if (mask && (mask & (mask - 1)) == 0) {
         /* one owner, not this shard's store: the command goes whole */
         unsigned o = (unsigned)__builtin_ctzll(mask);
-        if (c->may_direct && c->out.len == 0 && direct_send(c, o, raw, cmd->total))
+        if (c->may_direct && c->out.len == 0 && direct_send(c, o, cmd, raw))
             return;
-        if (forward(c, o, raw, cmd->total, &c->out, NULL) != 0)
+        if (forward(c, o, cmd, raw, cmd->total, &c->out) != 0)
             kvcache_out_str(&c->out, "SERVER_ERROR key owner unavailable\r\n");
         return;
     }
@@ -625,7 +616,7 @@ static KV_COLD void do_stats(struct conn *c, const struct kvcache_cmd *cmd)
 }
 
 /* one parsed command; raw is its text (line and data) for forwarding */
-static KV_HOT void handle(struct conn *c, const struct kvcache_cmd *cmd, const char *raw)
+static KV_HOT void handle(struct conn *c, struct kvcache_cmd *cmd, const char *raw)
 {
     struct kvcache_store *st = c->sh->store;
     switch (cmd->op) {
@@ -657,14 +648,16 @@ static KV_HOT void handle(struct conn *c, const struct kvcache_cmd *cmd, const c
     }
     if (cmd->op >= KVCACHE_OP_MG)
         add_counter(&c->sh->cmd_meta, 1);
-    unsigned o = kvcache_key_owner(cmd->key, cmd->nkey);
+    cmd->hash = kvcache_key_hash(cmd->key, cmd->nkey);
+    cmd->hashed = true;
+    unsigned o = kvcache_hash_owner(cmd->hash);
     if (o == c->shard && st) {
         kvcache_proto_exec(st, cmd, &c->out);
         return;
     }
-    if (c->may_direct && c->out.len == 0 && direct_send(c, o, raw, cmd->total))
+    if (c->may_direct && c->out.len == 0 && direct_send(c, o, cmd, raw))
         return;
-    if (forward(c, o, raw, cmd->total, &c->out, NULL) != 0)
+    if (forward(c, o, cmd, raw, cmd->total, &c->out) != 0)
         kvcache_out_str(&c->out, "SERVER_ERROR key owner unavailable\r\n");
 }
 

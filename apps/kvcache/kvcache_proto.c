@@ -59,12 +59,9 @@ void kvcache_out_use(struct kvcache_out *o, char *buf, size_t cap)
     *o = (struct kvcache_out){.buf = buf, .cap = cap, .borrowed = true};
 }
 
-KV_HOT void kvcache_out_put(struct kvcache_out *o, const void *p, size_t n)
+bool kvcache_out_grow(struct kvcache_out *o, size_t n)
 {
-    if (n == 0 || !out_reserve(o, n))
-        return;
-    memcpy(o->buf + o->len, p, n);
-    o->len += n;
+    return out_reserve(o, n);
 }
 
 KV_HOT void kvcache_out_str(struct kvcache_out *o, const char *s)
@@ -318,6 +315,16 @@ static KV_HOT int parse_get(struct kvcache_cmd *c, const char *line, size_t n, c
         return fail(c, "ERROR");
     c->keys = t[first].s;
     c->keys_len = (size_t)(line + n - t[first].s);
+    if (nt < MAX_TOKENS) { /* the tokens are all the keys */
+        for (int i = first; i < nt; i++)
+            if (t[i].n > KVCACHE_KEY_MAX)
+                return fail(c, E_FORMAT);
+        if (nt == first + 1) { /* the only key: no walk of the list for it */
+            c->key = t[first].s;
+            c->nkey = t[first].n;
+        }
+        return 1;
+    }
     size_t pos = 0;
     const char *k;
     size_t nk;
@@ -702,15 +709,83 @@ KV_HOT int kvcache_proto_parse(const char *buf, size_t len, uint32_t item_max, s
     return fail(c, "ERROR");
 }
 
+/* ---- a parsed command for its owner ------------------------------------------ */
+
+KV_HOT bool kvcache_proto_pack(const struct kvcache_cmd *c, const char *raw,
+                               struct kvcache_cmd_wire *w)
+{
+    if (c->op < KVCACHE_OP_GET || c->op > KVCACHE_OP_TOUCH || c->total > UINT32_MAX)
+        return false;
+    bool list = c->op <= KVCACHE_OP_GATS && !c->key; /* a get of several keys */
+    const char *k = list ? c->keys : c->key;
+    size_t nk = list ? c->keys_len : c->nkey;
+    /* the key must be in the text (not a decoded copy in the command) */
+    if (!k || k < raw || (size_t)(k - raw) + nk > c->total)
+        return false;
+    if (c->data && (c->data < raw || (size_t)(c->data - raw) + c->nbytes > c->total))
+        return false;
+    w->hash = c->hash;
+    w->exptime = c->exptime;
+    w->cas = c->cas;
+    w->delta = c->delta;
+    w->flags = c->flags;
+    w->key = (uint32_t)(k - raw);
+    w->nkey = (uint32_t)nk;
+    w->data = c->data ? (uint32_t)(c->data - raw) : 0;
+    w->nbytes = (uint32_t)c->nbytes;
+    w->op = (uint8_t)c->op;
+    w->noreply = c->noreply;
+    w->too_large = c->too_large;
+    w->hashed = c->hashed;
+    w->single = !list;
+    return true;
+}
+
+KV_HOT bool kvcache_proto_unpack(const struct kvcache_cmd_wire *w, const char *raw, size_t len,
+                                 struct kvcache_cmd *c)
+{
+    if (w->op < KVCACHE_OP_GET || w->op > KVCACHE_OP_TOUCH || (size_t)w->key + w->nkey > len ||
+        (size_t)w->data + w->nbytes > len)
+        return false;
+    memset(c, 0, offsetof(struct kvcache_cmd, keybuf));
+    c->op = (enum kvcache_op)w->op;
+    c->total = len;
+    c->noreply = w->noreply;
+    c->too_large = w->too_large;
+    if (c->op <= KVCACHE_OP_GATS && !w->single) {
+        c->keys = raw + w->key;
+        c->keys_len = w->nkey;
+    } else {
+        c->key = raw + w->key;
+        c->nkey = w->nkey;
+        if (c->op <= KVCACHE_OP_GATS) { /* a get's only key is its list too */
+            c->keys = c->key;
+            c->keys_len = c->nkey;
+        }
+    }
+    c->flags = w->flags;
+    c->exptime = w->exptime;
+    c->cas = w->cas;
+    c->delta = w->delta;
+    if (c->op >= KVCACHE_OP_SET && c->op <= KVCACHE_OP_CAS && !c->too_large) {
+        c->data = raw + w->data;
+        c->nbytes = w->nbytes;
+    }
+    c->hash = w->hash;
+    c->hashed = w->hashed;
+    return true;
+}
+
 /* ---- executor ----------------------------------------------------------------- */
 
-KV_HOT void kvcache_proto_get_one(struct kvcache_store *st, const struct kvcache_cmd *cmd,
-                           const char *key, size_t nkey, struct kvcache_out *out)
+/* the get family for one key of hash h */
+static KV_HOT void get_one(struct kvcache_store *st, const struct kvcache_cmd *cmd,
+                           const char *key, size_t nkey, uint64_t h, struct kvcache_out *out)
 {
     bool touch = cmd->op == KVCACHE_OP_GAT || cmd->op == KVCACHE_OP_GATS;
     bool with_cas = cmd->op == KVCACHE_OP_GETS || cmd->op == KVCACHE_OP_GATS;
     struct kvcache_view v;
-    if (!kvcache_store_get(st, key, nkey, true, touch, cmd->exptime, true, &v))
+    if (!kvcache_store_get_hashed(st, key, nkey, h, true, touch, cmd->exptime, true, &v))
         return;
     if (!out_reserve(out, 6 + nkey + 3 * 22 + 2 + v.nbytes + 2))
         return;
@@ -732,6 +807,19 @@ KV_HOT void kvcache_proto_get_one(struct kvcache_store *st, const struct kvcache
     memcpy(p, v.value, v.nbytes + 2);
     p += v.nbytes + 2;
     out->len = (size_t)(p - out->buf);
+}
+
+KV_HOT void kvcache_proto_get_one(struct kvcache_store *st, const struct kvcache_cmd *cmd,
+                                  const char *key, size_t nkey, struct kvcache_out *out)
+{
+    get_one(st, cmd, key, nkey, kvcache_key_hash(key, nkey), out);
+}
+
+/* the hash of a single-key command's key: the one the connection computed
+ * to choose its owner, when it did */
+static inline uint64_t key_hash(const struct kvcache_cmd *c)
+{
+    return c->hashed ? c->hash : kvcache_key_hash(c->key, c->nkey);
 }
 
 static KV_HOT void reply(const struct kvcache_cmd *c, struct kvcache_out *out, const char *s)
@@ -1083,11 +1171,18 @@ KV_HOT void kvcache_proto_exec(struct kvcache_store *st, const struct kvcache_cm
     case KVCACHE_OP_GETS:
     case KVCACHE_OP_GAT:
     case KVCACHE_OP_GATS: {
-        size_t pos = 0;
-        const char *k;
-        size_t nk;
-        while (kvcache_proto_next_key(c, &pos, &k, &nk))
-            kvcache_proto_get_one(st, c, k, nk, out);
+        if (c->key) { /* the only key */
+            get_one(st, c, c->key, c->nkey, key_hash(c), out);
+        } else {
+            size_t pos = 0;
+            const char *k;
+            size_t nk;
+            bool first = c->hashed; /* the hash of the only key */
+            while (kvcache_proto_next_key(c, &pos, &k, &nk)) {
+                get_one(st, c, k, nk, first ? c->hash : kvcache_key_hash(k, nk), out);
+                first = false;
+            }
+        }
         kvcache_out_put(out, "END\r\n", 5);
         return;
     }
@@ -1099,23 +1194,26 @@ KV_HOT void kvcache_proto_exec(struct kvcache_store *st, const struct kvcache_cm
     case KVCACHE_OP_CAS: {
         if (c->too_large) {
             if (c->op == KVCACHE_OP_SET)
-                kvcache_store_delete(st, c->key, c->nkey, 0);
+                kvcache_store_delete_hashed(st, c->key, c->nkey, key_hash(c), 0);
             reply(c, out, E_TOO_LARGE);
             return;
         }
-        enum kvcache_result r = kvcache_store_set(st, set_mode(c->op), c->key, c->nkey, c->flags,
-                                                  c->exptime, c->data, c->nbytes, c->cas, 0, NULL);
+        enum kvcache_result r = kvcache_store_set_hashed(st, set_mode(c->op), c->key, c->nkey,
+                                                         key_hash(c), c->flags, c->exptime,
+                                                         c->data, c->nbytes, c->cas, 0, NULL);
         reply(c, out, store_reply(r));
         return;
     }
     case KVCACHE_OP_DELETE:
-        reply(c, out, store_reply(kvcache_store_delete(st, c->key, c->nkey, 0)));
+        reply(c, out,
+              store_reply(kvcache_store_delete_hashed(st, c->key, c->nkey, key_hash(c), 0)));
         return;
     case KVCACHE_OP_INCR:
     case KVCACHE_OP_DECR: {
         uint64_t v;
-        enum kvcache_result r = kvcache_store_delta(st, c->key, c->nkey, c->op == KVCACHE_OP_INCR,
-                                                    c->delta, 0, &v, NULL);
+        enum kvcache_result r = kvcache_store_delta_hashed(st, c->key, c->nkey, key_hash(c),
+                                                           c->op == KVCACHE_OP_INCR, c->delta, 0,
+                                                           &v, NULL);
         if (r == KVCACHE_STORED) {
             char num[24];
             char *p = fmt_u64(num, v);
@@ -1127,7 +1225,8 @@ KV_HOT void kvcache_proto_exec(struct kvcache_store *st, const struct kvcache_cm
         return;
     }
     case KVCACHE_OP_TOUCH:
-        reply(c, out, store_reply(kvcache_store_touch(st, c->key, c->nkey, c->exptime)));
+        reply(c, out, store_reply(kvcache_store_touch_hashed(st, c->key, c->nkey, key_hash(c),
+                                                             c->exptime)));
         return;
     case KVCACHE_OP_FLUSH_ALL:
         kvcache_store_flush(st, c->exptime);

@@ -75,8 +75,9 @@ struct kvcache_cmd {
     bool close;               /* close the connection after replying */
     bool noreply;
     const char *error;        /* KVCACHE_OP_ERROR: the reply line, no CRLF */
-    const char *key;          /* single-key commands (decoded if base64) */
-    size_t nkey;
+    const char *key;          /* single-key commands (decoded if base64), and the */
+    size_t nkey;              /* get family's only key (NULL: several, or too many
+                               * tokens to tell: walk keys) */
     const char *keys;         /* get family: the key list, space separated */
     size_t keys_len;
     const char *args;         /* stats: its argument words */
@@ -89,6 +90,8 @@ struct kvcache_cmd {
     size_t nbytes;
     bool too_large;           /* a store the limit refuses (swallow set) */
     struct kvcache_meta meta;
+    uint64_t hash;            /* kvcache_key_hash of key, or of a get's only key, */
+    bool hashed;              /* ... when true (the parser leaves it false) */
     char keybuf[KVCACHE_KEY_MAX + 1]; /* a base64 key decoded */
 };
 
@@ -106,7 +109,20 @@ struct kvcache_out {
  * moves the contents to a malloc'd buffer, which o then owns. */
 void kvcache_out_use(struct kvcache_out *o, char *buf, size_t cap);
 
-void kvcache_out_put(struct kvcache_out *o, const void *p, size_t n);
+/* Makes room for n more bytes (moving a borrowed buffer to malloc'd
+ * storage); false (and o->oom set) when there is no memory. */
+bool kvcache_out_grow(struct kvcache_out *o, size_t n);
+
+/* Appends p[0..n) (copied; lost when out of memory: o->oom). Inline: most
+ * appends are a few bytes into room there is. */
+static inline void kvcache_out_put(struct kvcache_out *o, const void *p, size_t n)
+{
+    if (n == 0 || (o->len + n > o->cap && !kvcache_out_grow(o, n)))
+        return;
+    __builtin_memcpy(o->buf + o->len, p, n);
+    o->len += n;
+}
+
 void kvcache_out_str(struct kvcache_out *o, const char *s);
 void kvcache_out_fini(struct kvcache_out *o);
 
@@ -118,6 +134,36 @@ void kvcache_out_fini(struct kvcache_out *o);
  * are swallowed). */
 int kvcache_proto_parse(const char *buf, size_t len, uint32_t item_max, struct kvcache_cmd *cmd,
                         size_t *need);
+
+/* A parsed command as it travels to its key's owner with its text (line
+ * and data, as kvcache_proto_parse consumed it), so that the owner runs it
+ * without parsing it again: the key (or a get's key list) and the value as
+ * offsets into the text. The classic keyed commands only (get, gets, gat,
+ * gats, the storage commands, delete, incr, decr, touch); the others travel
+ * as text. */
+struct kvcache_cmd_wire {
+    uint64_t hash;            /* as cmd.hash (valid when hashed) */
+    int64_t exptime;
+    uint64_t cas, delta;
+    uint32_t flags;
+    uint32_t key, nkey;       /* the key or key list: text offset, length */
+    uint32_t data, nbytes;    /* the value: text offset, length */
+    uint8_t op;
+    bool noreply, too_large, hashed;
+    bool single;              /* a get's span is its only key, not a list */
+};
+
+/* Fills *w from cmd, whose text starts at raw (cmd->total bytes). Returns
+ * false when cmd is not one of the commands a wire form carries, or refers
+ * outside its text: it travels as text then. Context: any thread. */
+bool kvcache_proto_pack(const struct kvcache_cmd *cmd, const char *raw,
+                        struct kvcache_cmd_wire *w);
+
+/* Fills *cmd from w and the command's text raw[0..len) (borrowed: cmd
+ * points into it). Returns false when w's spans do not fit in len. Context:
+ * any thread. */
+bool kvcache_proto_unpack(const struct kvcache_cmd_wire *w, const char *raw, size_t len,
+                          struct kvcache_cmd *cmd);
 
 /* Applies a keyed command (or mn/version/verbosity/quit/error) to st and
  * appends the reply to out. For the get family, every key of cmd is looked

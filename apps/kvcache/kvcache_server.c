@@ -19,13 +19,18 @@
 struct kvcache_config kvcache_cfg;
 struct kvcache_shard kvcache_shards[KVCACHE_MAX_SHARDS];
 
-KV_HOT unsigned kvcache_key_owner(const char *key, size_t nkey)
+KV_HOT unsigned kvcache_hash_owner(uint64_t hash)
 {
     unsigned n = kvcache_cfg.set.nshards;
     if (n <= 1)
         return 0;
-    uint64_t h = kvcache_hash(key, nkey, 0x6b7663616368ull);
-    return (unsigned)(((unsigned __int128)h * n) >> 64);
+    /* the high bits (the store's bucket takes the low ones) */
+    return (unsigned)(((unsigned __int128)hash * n) >> 64);
+}
+
+KV_HOT unsigned kvcache_key_owner(const char *key, size_t nkey)
+{
+    return kvcache_hash_owner(kvcache_key_hash(key, nkey));
 }
 
 KV_HOT uint64_t kvcache_unix_now(void)
@@ -64,6 +69,7 @@ void kvcache_owner_name(unsigned shard, char *buf, size_t len)
 static void owner_cleanup(void *arg)
 {
     struct kvcache_shard *sh = arg;
+    atomic_fetch_add_explicit(&sh->owner_gen, 1, memory_order_release); /* looked up again */
     kvcache_store_destroy(sh->store);
     sh->store = NULL;
 }
@@ -98,6 +104,9 @@ static int owner_init(struct hy_gs *gs, void *arg)
         sh->conns.prev = &sh->conns;
     }
     sh->store = st;
+    /* the other shards' cached look-ups of the owner are stale now (its
+     * name is registered before init runs) */
+    atomic_fetch_add_explicit(&sh->owner_gen, 1, memory_order_release);
     /* the store's clock advances on a tick, as memcached's does (a timer
      * once a second), not by a clock read per command: the vDSO's code and
      * data are two more pages per command, each a page walk after the
@@ -160,33 +169,41 @@ static void serve_getkeys(struct kvcache_store *st, const char *p, size_t n, str
     }
 }
 
-static void direct_run(struct kvcache_store *st, struct kvcache_direct *d, const char *p, size_t n,
-                       struct kvcache_out *out, hy_pid who, hy_ref ref);
+/* runs one forwarded command: p[0..n) is [struct kvcache_cmd_wire][text]
+ * when parsed (the connection parsed it: no second parse), else the text */
+static KV_HOT void run_forwarded(struct kvcache_store *st, const char *p, size_t n, bool parsed,
+                                 struct kvcache_out *out)
+{
+    struct kvcache_cmd cmd;
+    size_t need;
+    bool ok;
+    if (parsed) {
+        struct kvcache_cmd_wire w;
+        ok = n >= sizeof(w);
+        if (ok) {
+            memcpy(&w, p, sizeof(w));
+            ok = kvcache_proto_unpack(&w, p + sizeof(w), n - sizeof(w), &cmd);
+        }
+    } else {
+        ok = kvcache_proto_parse(p, n, kvcache_cfg.set.item_size_max, &cmd, &need) > 0;
+    }
+    if (ok)
+        kvcache_proto_exec(st, &cmd, out);
+    else
+        kvcache_out_str(out, "SERVER_ERROR forwarded command incomplete\r\n");
+}
 
-/* [u32 len][command] ...: runs each, one [u32 len][output] chunk each;
- * an entry whose len has KVCACHE_BATCH_DIRECT set is
- * [struct kvcache_direct *][command] and gets no chunk: its output goes to
- * the connection's socket (direct_run) */
+/* [u32 len][command] ...: runs each, one [u32 len][output] chunk each; an
+ * entry whose len has KVCACHE_BATCH_CMD set is [struct kvcache_cmd_wire]
+ * [command] */
 static KV_HOT void serve_batch(struct kvcache_store *st, const char *p, size_t n, struct kvcache_out *out)
 {
     size_t at = 0;
     while (at + 4 <= n) {
         uint32_t l;
         memcpy(&l, p + at, 4);
-        if (l & KVCACHE_BATCH_DIRECT) {
-            l &= ~KVCACHE_BATCH_DIRECT;
-            struct kvcache_direct *d;
-            if (l > n - at - 4 || l < sizeof(d))
-                return;
-            memcpy(&d, p + at + 4, sizeof(d));
-            char buf[2048];
-            struct kvcache_out dout;
-            kvcache_out_use(&dout, buf, sizeof(buf));
-            direct_run(st, d, p + at + 4 + sizeof(d), l - sizeof(d), &dout, d->pid, d->ref);
-            kvcache_out_fini(&dout);
-            at += 4 + l;
-            continue;
-        }
+        bool parsed = (l & KVCACHE_BATCH_CMD) != 0;
+        l &= ~KVCACHE_BATCH_CMD;
         if (l > n - at - 4)
             return;
         size_t start = out->len;
@@ -194,12 +211,7 @@ static KV_HOT void serve_batch(struct kvcache_store *st, const char *p, size_t n
         kvcache_out_put(out, &zero, 4);
         if (out->oom)
             return;
-        struct kvcache_cmd cmd;
-        size_t need;
-        if (kvcache_proto_parse(p + at + 4, l, kvcache_cfg.set.item_size_max, &cmd, &need) > 0)
-            kvcache_proto_exec(st, &cmd, out);
-        else
-            kvcache_out_str(out, "SERVER_ERROR forwarded command incomplete\r\n");
+        run_forwarded(st, p + at + 4, l, parsed, out);
         if (out->oom)
             return;
         uint32_t len = (uint32_t)(out->len - start - 4);
@@ -221,22 +233,49 @@ void kvcache_direct_put(struct kvcache_direct *d)
  * connection, which writes it under its write timeout */
 #define DIRECT_MAX (16 * 1024)
 
-/* [struct kvcache_direct *][command]: runs it, writes what the socket takes
- * at once, leaves the rest (if any) for the connection, then marks the
- * command answered and tells the connection only when it waits or has
- * output left to write */
-/* runs one whole command (p[0..n)) for d's connection, writes what the
- * socket takes at once, leaves the rest (if any) for the connection, then
- * marks the command answered; out (empty) is scratch */
-static KV_HOT void direct_run(struct kvcache_store *st, struct kvcache_direct *d, const char *p,
-                              size_t n, struct kvcache_out *out, hy_pid who, hy_ref ref)
+void (*_Atomic kvcache_direct_hook)(void);
+
+/* claims d's command for the owner: PENDING -> RUNNING (the connection's
+ * WAITER bit kept). False: the connection gave up on it first (ABANDONED):
+ * it answered the client, the command is not run, and the owner's part of
+ * d is done (its reference dropped here, the state DONE so that nobody
+ * drops it again) */
+static KV_HOT bool direct_claim(struct kvcache_direct *d)
 {
-    struct kvcache_cmd cmd;
-    size_t need;
-    if (kvcache_proto_parse(p, n, kvcache_cfg.set.item_size_max, &cmd, &need) > 0)
-        kvcache_proto_exec(st, &cmd, out);
-    else
-        kvcache_out_str(out, "SERVER_ERROR forwarded command incomplete\r\n");
+    int cur = atomic_load_explicit(&d->state, memory_order_acquire);
+    for (;;) {
+        int base = cur & ~KVCACHE_DIRECT_WAITER;
+        if (base == KVCACHE_DIRECT_ABANDONED) {
+            if (atomic_compare_exchange_weak_explicit(&d->state, &cur, KVCACHE_DIRECT_DONE,
+                                                      memory_order_acq_rel,
+                                                      memory_order_acquire)) {
+                kvcache_direct_put(d);
+                return false;
+            }
+            continue;
+        }
+        if (atomic_compare_exchange_weak_explicit(
+                &d->state, &cur, KVCACHE_DIRECT_RUNNING | (cur & KVCACHE_DIRECT_WAITER),
+                memory_order_acq_rel, memory_order_acquire))
+            return true;
+    }
+}
+
+/* runs d's connection's command p[0..n) (parsed: [wire][text], else text)
+ * once claimed, writes what the socket takes at once, leaves the rest (if
+ * any) for the connection, then marks the command answered and tells the
+ * connection only when it waits or has output left to write; out (empty)
+ * is scratch */
+static KV_HOT void direct_run(struct kvcache_store *st, struct kvcache_direct *d, const char *p,
+                              size_t n, bool parsed, struct kvcache_out *out, hy_pid who,
+                              hy_ref ref)
+{
+    void (*hook)(void) = atomic_load_explicit(&kvcache_direct_hook, memory_order_relaxed);
+    if (hook)
+        hook();
+    if (!direct_claim(d))
+        return;
+    run_forwarded(st, p, n, parsed, out);
     size_t done = 0;
     if (out->oom) {
         d->left_failed = true;
@@ -270,20 +309,21 @@ static KV_HOT void direct_run(struct kvcache_store *st, struct kvcache_direct *d
     /* a connection waiting for the answer gets it; one parked in its
      * receive (hy_tcp_recv_or_msg) is woken only when it has output to
      * write: everything else went to the client already */
-    if (was == KVCACHE_DIRECT_WAITING || leftover)
+    if ((was & KVCACHE_DIRECT_WAITER) || leftover)
         hy_send_ref(who, KVCACHE_TAG_LAST, ref, NULL, 0);
 }
 
-/* [struct kvcache_direct *][command] (KVCACHE_REQ_DIRECT): the sender is
- * the connection, the message's ref its ack */
+/* [struct kvcache_direct *]([struct kvcache_cmd_wire])[command]
+ * (KVCACHE_REQ_DIRECT, KVCACHE_REQ_DIRECT_CMD): the sender is the
+ * connection, the message's ref its ack */
 static void serve_direct(struct kvcache_store *st, const struct hy_msg *m, const char *p, size_t n,
-                         struct kvcache_out *out)
+                         bool parsed, struct kvcache_out *out)
 {
     struct kvcache_direct *d;
     if (n < sizeof(d))
         return;
     memcpy(&d, p, sizeof(d));
-    direct_run(st, d, p + sizeof(d), n - sizeof(d), out, m->from, m->ref);
+    direct_run(st, d, p + sizeof(d), n - sizeof(d), parsed, out, m->from, m->ref);
 }
 
 static KV_HOT int owner_info(struct hy_gs *gs, const struct hy_msg *m)
@@ -306,23 +346,17 @@ static KV_HOT int owner_info(struct hy_gs *gs, const struct hy_msg *m)
     struct kvcache_out out;
     kvcache_spare_take(sh, &out);
     switch (m->data[0]) {
-    case KVCACHE_REQ_RAW: {
-        struct kvcache_cmd cmd;
-        size_t need;
-        if (kvcache_proto_parse(p, n, kvcache_cfg.set.item_size_max, &cmd, &need) > 0)
-            kvcache_proto_exec(st, &cmd, &out);
-        else
-            kvcache_out_str(&out, "SERVER_ERROR forwarded command incomplete\r\n");
+    case KVCACHE_REQ_RAW:
+        run_forwarded(st, p, n, false, &out);
         reply_parts(m, &out, false);
         break;
-    }
     case KVCACHE_REQ_BATCH:
         serve_batch(st, p, n, &out);
-        if (!hy_ref_is_none(m->ref)) /* none: every entry was direct */
-            reply_parts(m, &out, true);
+        reply_parts(m, &out, true);
         break;
     case KVCACHE_REQ_DIRECT:
-        serve_direct(st, m, p, n, &out);
+    case KVCACHE_REQ_DIRECT_CMD:
+        serve_direct(st, m, p, n, m->data[0] == KVCACHE_REQ_DIRECT_CMD, &out);
         break;
     case KVCACHE_REQ_GETKEYS:
         serve_getkeys(st, p, n, &out);
@@ -382,12 +416,33 @@ int kvcache_server_start_link(const void *arg, size_t arg_size, hy_pid *pid)
 
 /* ---- requests ----------------------------------------------------------------- */
 
-KV_HOT int kvcache_server_send(unsigned shard, uint8_t kind, const void *data, size_t len, hy_ref *ref)
+/* shard's owner: its registered name, looked up once per owner (a forwarded
+ * command would otherwise pay a name look-up): the calling shard keeps the
+ * pid while shard's owner_gen stays what it was at the look-up. An owner
+ * that ends moves owner_gen on in its cleanup, its successor in its init;
+ * a send that races with the end is lost as it would be after a look-up
+ * (the connection's give-up answers it) */
+static KV_HOT int owner_pid(unsigned shard, hy_pid *out)
 {
+    struct kvcache_owner_cache *oc = &kvcache_shards[hy_shard_id()].owners[shard];
+    uint64_t gen = atomic_load_explicit(&kvcache_shards[shard].owner_gen, memory_order_acquire);
+    if (oc->gen == gen && gen != 0) {
+        *out = oc->pid;
+        return 0;
+    }
     char name[HY_NAME_MAX];
     kvcache_owner_name(shard, name, sizeof(name));
+    if (hy_whereis(name, out) != 0)
+        return HY_ENOPROC;
+    oc->pid = *out;
+    oc->gen = gen;
+    return 0;
+}
+
+KV_HOT int kvcache_server_send(unsigned shard, uint8_t kind, const void *data, size_t len, hy_ref *ref)
+{
     hy_pid owner;
-    if (hy_whereis(name, &owner) != 0)
+    if (owner_pid(shard, &owner) != 0)
         return HY_ENOPROC;
     struct hy_msg *m;
     int rc = hy_msg_alloc(len + 1, &m);
@@ -405,24 +460,28 @@ KV_HOT int kvcache_server_send(unsigned shard, uint8_t kind, const void *data, s
     return hy_msg_send(owner, m);
 }
 
-int kvcache_server_send_direct(unsigned shard, struct kvcache_direct *d, const char *raw,
-                               size_t len, hy_ref *ref, hy_pid *to)
+int kvcache_server_send_direct(unsigned shard, struct kvcache_direct *d,
+                               const struct kvcache_cmd *cmd, const char *raw, size_t len,
+                               hy_ref *ref, hy_pid *to)
 {
-    char name[HY_NAME_MAX];
-    kvcache_owner_name(shard, name, sizeof(name));
     hy_pid owner;
-    if (hy_whereis(name, &owner) != 0)
+    if (owner_pid(shard, &owner) != 0)
         return HY_ENOPROC;
     if (to)
         *to = owner;
+    struct kvcache_cmd_wire w;
+    bool parsed = cmd && kvcache_proto_pack(cmd, raw, &w);
+    size_t wl = parsed ? sizeof(w) : 0;
     struct hy_msg *m;
-    int rc = hy_msg_alloc(1 + sizeof(d) + len, &m);
+    int rc = hy_msg_alloc(1 + sizeof(d) + wl + len, &m);
     if (rc != 0)
         return rc;
     m->tag = KVCACHE_TAG_REQ;
-    m->data[0] = KVCACHE_REQ_DIRECT;
+    m->data[0] = parsed ? KVCACHE_REQ_DIRECT_CMD : KVCACHE_REQ_DIRECT;
     memcpy(m->data + 1, &d, sizeof(d));
-    memcpy(m->data + 1 + sizeof(d), raw, len);
+    if (parsed)
+        memcpy(m->data + 1 + sizeof(d), &w, sizeof(w));
+    memcpy(m->data + 1 + sizeof(d) + wl, raw, len);
     hy_ref_make(ref);
     m->ref = *ref;
     atomic_fetch_add_explicit(&d->refs, 1, memory_order_relaxed);
@@ -434,20 +493,52 @@ int kvcache_server_send_direct(unsigned shard, struct kvcache_direct *d, const c
 
 bool kvcache_direct_abandon(struct kvcache_direct *d, unsigned shard, hy_pid to)
 {
+    /* claim the command: PENDING -> ABANDONED, unless the owner claimed it
+     * first (RUNNING, DONE: it answers) */
+    int cur = atomic_load_explicit(&d->state, memory_order_acquire);
+    for (;;) {
+        int base = cur & ~KVCACHE_DIRECT_WAITER;
+        if (base == KVCACHE_DIRECT_ABANDONED)
+            break; /* claimed before (the connection gave up, now it ends) */
+        if (base != KVCACHE_DIRECT_PENDING)
+            return false;
+        if (atomic_compare_exchange_weak_explicit(&d->state, &cur, KVCACHE_DIRECT_ABANDONED,
+                                                  memory_order_acq_rel, memory_order_acquire))
+            break;
+    }
+    /* a live owner drops the message's reference when it takes it
+     * (direct_claim); one that ended never will */
+    kvcache_direct_release(d, shard, to);
+    return true;
+}
+
+bool kvcache_direct_release(struct kvcache_direct *d, unsigned shard, hy_pid to)
+{
+    if (hy_pid_is_none(to))
+        return false;
     char name[HY_NAME_MAX];
     kvcache_owner_name(shard, name, sizeof(name));
     hy_pid now;
     /* a name is dropped when its process ends, and a process that ended
      * never runs again: a name naming another process (or none) means `to`
-     * will never take the command */
+     * will never take the message */
     if (hy_whereis(name, &now) == 0 && hy_pid_eq(now, to))
         return false;
-    /* it may have answered before it ended: it dropped its reference right
-     * after marking the command DONE, with no preemption point between */
-    if (atomic_load_explicit(&d->state, memory_order_acquire) == KVCACHE_DIRECT_DONE)
-        return false;
-    kvcache_direct_put(d);
-    return true;
+    /* not taken (PENDING, or ABANDONED by the connection): the message's
+     * reference is dropped here, once (whoever moves the state to DONE
+     * drops it); taken and answered (DONE): the owner dropped it before it
+     * could end (no preemption point between its claim and the put) */
+    int cur = atomic_load_explicit(&d->state, memory_order_acquire);
+    for (;;) {
+        int base = cur & ~KVCACHE_DIRECT_WAITER;
+        if (base != KVCACHE_DIRECT_PENDING && base != KVCACHE_DIRECT_ABANDONED)
+            return false;
+        if (atomic_compare_exchange_weak_explicit(&d->state, &cur, KVCACHE_DIRECT_DONE,
+                                                  memory_order_acq_rel, memory_order_acquire)) {
+            kvcache_direct_put(d);
+            return true;
+        }
+    }
 }
 
 KV_HOT int kvcache_server_wait(hy_ref ref, struct kvcache_out *reply)

@@ -18,6 +18,8 @@ struct kv_item {
     uint32_t atime;   /* last access, store clock */
     uint32_t flags;
     uint32_t nbytes;  /* value length without the trailing CRLF */
+    uint32_t hlo;     /* the key's hash, low half: its bucket without hashing
+                       * again (the header's size is unchanged: it was padding) */
     uint8_t nkey;
     uint8_t cls;
     uint8_t iflags;
@@ -234,9 +236,11 @@ static inline size_t it_total(const struct kv_item *it)
     return kvcache_store_item_size(it->nkey, it->nbytes);
 }
 
-static KV_HOT struct kv_item **bucket_of(struct kvcache_store *st, const char *key, size_t nkey)
+/* a key's bucket: the low bits of its hash (its owner shard takes the
+ * high ones, kvcache_hash_owner), so one hash serves both */
+static KV_HOT struct kv_item **bucket_of(struct kvcache_store *st, uint64_t h)
 {
-    return &st->buckets[kvcache_hash(key, nkey, 0x5bd1e995u) & (st->nbuckets - 1)];
+    return &st->buckets[(uint32_t)h & (st->nbuckets - 1)]; /* items keep 32 bits */
 }
 
 static void grow_table(struct kvcache_store *st)
@@ -249,7 +253,7 @@ static void grow_table(struct kvcache_store *st)
         struct kv_item *it = st->buckets[i];
         while (it) {
             struct kv_item *next = it->hnext;
-            uint64_t h = kvcache_hash(it_key(it), it->nkey, 0x5bd1e995u) & (n - 1);
+            uint64_t h = it->hlo & (n - 1);
             it->hnext = b[h];
             b[h] = it;
             it = next;
@@ -299,7 +303,7 @@ static KV_HOT void chunk_free(struct kvcache_store *st, struct kv_item *it)
 /* removes it from the table and its LRU, frees its chunk */
 static KV_HOT void item_unlink(struct kvcache_store *st, struct kv_item *it)
 {
-    struct kv_item **pp = bucket_of(st, it_key(it), it->nkey);
+    struct kv_item **pp = bucket_of(st, it->hlo);
     while (*pp && *pp != it)
         pp = &(*pp)->hnext;
     if (*pp)
@@ -315,7 +319,7 @@ static KV_HOT void item_unlink(struct kvcache_store *st, struct kv_item *it)
 
 static KV_HOT void item_link(struct kvcache_store *st, struct kv_item *it)
 {
-    struct kv_item **b = bucket_of(st, it_key(it), it->nkey);
+    struct kv_item **b = bucket_of(st, it->hlo);
     it->hnext = *b;
     *b = it;
     lru_push(st, it);
@@ -342,11 +346,12 @@ static int item_dead(const struct kvcache_store *st, const struct kv_item *it)
 }
 
 /* finds a live item; a dead one found is unlinked (*dead says why) */
-static KV_HOT struct kv_item *find(struct kvcache_store *st, const char *key, size_t nkey, int *dead)
+static KV_HOT struct kv_item *find(struct kvcache_store *st, const char *key, size_t nkey,
+                                   uint64_t h, int *dead)
 {
     if (dead)
         *dead = 0;
-    struct kv_item *it = *bucket_of(st, key, nkey);
+    struct kv_item *it = *bucket_of(st, h);
     for (; it; it = it->hnext)
         if (it->nkey == nkey && memcmp(it_key(it), key, nkey) == 0)
             break;
@@ -499,11 +504,12 @@ static void fill_view(const struct kvcache_store *st, struct kv_item *it, bool f
     v->win_sent = (it->iflags & IT_WIN) != 0;
 }
 
-KV_HOT bool kvcache_store_get(struct kvcache_store *st, const char *key, size_t nkey, bool count,
-                       bool touch, int64_t exptime, bool bump_it, struct kvcache_view *v)
+KV_HOT bool kvcache_store_get_hashed(struct kvcache_store *st, const char *key, size_t nkey,
+                                     uint64_t h, bool count, bool touch, int64_t exptime,
+                                     bool bump_it, struct kvcache_view *v)
 {
     int dead;
-    struct kv_item *it = find(st, key, nkey, &dead);
+    struct kv_item *it = find(st, key, nkey, h, &dead);
     if (count) {
         st->c.cmd_get++;
         if (touch)
@@ -540,13 +546,15 @@ KV_HOT bool kvcache_store_get(struct kvcache_store *st, const char *key, size_t 
     return true;
 }
 
-KV_HOT enum kvcache_result kvcache_store_set(struct kvcache_store *st, enum kvcache_set_mode mode,
-                                      const char *key, size_t nkey, uint32_t flags,
-                                      int64_t exptime, const void *data, size_t nbytes,
-                                      uint64_t cas_in, uint64_t cas_new, uint64_t *cas_out)
+KV_HOT enum kvcache_result kvcache_store_set_hashed(struct kvcache_store *st,
+                                                    enum kvcache_set_mode mode, const char *key,
+                                                    size_t nkey, uint64_t h, uint32_t flags,
+                                                    int64_t exptime, const void *data,
+                                                    size_t nbytes, uint64_t cas_in,
+                                                    uint64_t cas_new, uint64_t *cas_out)
 {
     st->c.cmd_set++;
-    struct kv_item *old = find(st, key, nkey, NULL);
+    struct kv_item *old = find(st, key, nkey, h, NULL);
     enum kvcache_result r;
     if (!kvcache_store_fits(st, nkey, nbytes) && mode != KVCACHE_APPEND && mode != KVCACHE_PREPEND) {
         st->c.store_too_large++;
@@ -596,13 +604,14 @@ KV_HOT enum kvcache_result kvcache_store_set(struct kvcache_store *st, enum kvca
         return r;
     /* the allocation may have evicted old (only if it was the last item of
      * its class): look again */
-    if (old && find(st, key, nkey, NULL) != old)
+    if (old && find(st, key, nkey, h, NULL) != old)
         old = NULL;
     if ((mode == KVCACHE_APPEND || mode == KVCACHE_PREPEND) && !old) {
         chunk_free(st, it);
         return KVCACHE_NOT_STORED;
     }
     memcpy(it->data, key, nkey);
+    it->hlo = (uint32_t)h;
     char *v = it_value(it);
     if (mode == KVCACHE_APPEND) {
         memcpy(v, it_value(old), old->nbytes);
@@ -629,10 +638,11 @@ KV_HOT enum kvcache_result kvcache_store_set(struct kvcache_store *st, enum kvca
     return KVCACHE_STORED;
 }
 
-KV_HOT enum kvcache_result kvcache_store_delete(struct kvcache_store *st, const char *key, size_t nkey,
+KV_HOT enum kvcache_result kvcache_store_delete_hashed(struct kvcache_store *st, const char *key,
+                                                      size_t nkey, uint64_t h,
                                          uint64_t cas_in)
 {
-    struct kv_item *it = find(st, key, nkey, NULL);
+    struct kv_item *it = find(st, key, nkey, h, NULL);
     if (!it) {
         st->c.delete_misses++;
         return KVCACHE_NOT_FOUND;
@@ -648,7 +658,7 @@ KV_HOT enum kvcache_result kvcache_store_delete(struct kvcache_store *st, const 
 enum kvcache_result kvcache_store_invalidate(struct kvcache_store *st, const char *key,
                                              size_t nkey, uint64_t cas_in, int64_t exptime)
 {
-    struct kv_item *it = find(st, key, nkey, NULL);
+    struct kv_item *it = find(st, key, nkey, kvcache_key_hash(key, nkey), NULL);
     if (!it) {
         st->c.delete_misses++;
         return KVCACHE_NOT_FOUND;
@@ -666,7 +676,7 @@ enum kvcache_result kvcache_store_invalidate(struct kvcache_store *st, const cha
 
 void kvcache_store_mark_win(struct kvcache_store *st, const char *key, size_t nkey)
 {
-    struct kv_item *it = find(st, key, nkey, NULL);
+    struct kv_item *it = find(st, key, nkey, kvcache_key_hash(key, nkey), NULL);
     if (it)
         it->iflags |= IT_WIN;
 }
@@ -693,11 +703,12 @@ static bool parse_counter(const char *s, size_t n, uint64_t *out)
     return true;
 }
 
-enum kvcache_result kvcache_store_delta(struct kvcache_store *st, const char *key, size_t nkey,
+enum kvcache_result kvcache_store_delta_hashed(struct kvcache_store *st, const char *key,
+                                               size_t nkey, uint64_t h,
                                         bool incr, uint64_t delta, uint64_t cas_in,
                                         uint64_t *value, uint64_t *cas_out)
 {
-    struct kv_item *it = find(st, key, nkey, NULL);
+    struct kv_item *it = find(st, key, nkey, h, NULL);
     if (!it) {
         if (incr)
             st->c.incr_misses++;
@@ -736,9 +747,10 @@ enum kvcache_result kvcache_store_delta(struct kvcache_store *st, const char *ke
         struct kv_item *nit = item_alloc(st, nkey, (size_t)n, &r);
         if (!nit)
             return r;
-        if (find(st, key, nkey, NULL) == it)
+        if (find(st, key, nkey, h, NULL) == it)
             item_unlink(st, it);
         memcpy(nit->data, key, nkey);
+        nit->hlo = (uint32_t)h;
         memcpy(it_value(nit), buf, (size_t)n);
         it_value(nit)[n] = '\r';
         it_value(nit)[n + 1] = '\n';
@@ -753,11 +765,12 @@ enum kvcache_result kvcache_store_delta(struct kvcache_store *st, const char *ke
     return KVCACHE_STORED;
 }
 
-enum kvcache_result kvcache_store_touch(struct kvcache_store *st, const char *key, size_t nkey,
+enum kvcache_result kvcache_store_touch_hashed(struct kvcache_store *st, const char *key,
+                                               size_t nkey, uint64_t h,
                                         int64_t exptime)
 {
     st->c.cmd_touch++;
-    struct kv_item *it = find(st, key, nkey, NULL);
+    struct kv_item *it = find(st, key, nkey, h, NULL);
     if (!it) {
         st->c.touch_misses++;
         return KVCACHE_NOT_FOUND;

@@ -127,12 +127,33 @@ uint32_t kvcache_store_now(const struct kvcache_store *st);
  * days relative, beyond a unix time) to the store clock (0 = never). */
 uint32_t kvcache_store_exptime(const struct kvcache_store *st, int64_t exptime);
 
+/* Seeded 64-bit hash of a key. */
+uint64_t kvcache_hash(const void *key, size_t n, uint64_t seed);
+
+/* The one hash of a key a command computes: its owner shard takes the high
+ * bits (kvcache_hash_owner), its bucket in the owner's store the low ones.
+ * The store's calls that take a key come in two forms: X(st, key, nkey, ...)
+ * hashes the key, X_hashed(st, key, nkey, h, ...) is given its hash
+ * h == kvcache_key_hash(key, nkey) (a forwarded command carries it). */
+#define KVCACHE_KEY_SEED 0x6b7663616368ull
+static inline uint64_t kvcache_key_hash(const void *key, size_t n)
+{
+    return kvcache_hash(key, n, KVCACHE_KEY_SEED);
+}
+
 /* Looks key up. touch: also set its exptime (gat); bump: move it to the
  * head of its LRU and mark it fetched. Counts cmd_get/get_hits/get_misses
  * (and touch counters when touch) when count is true. Returns true and fills
  * v on a hit. */
-bool kvcache_store_get(struct kvcache_store *st, const char *key, size_t nkey, bool count,
-                       bool touch, int64_t exptime, bool bump, struct kvcache_view *v);
+bool kvcache_store_get_hashed(struct kvcache_store *st, const char *key, size_t nkey,
+                              uint64_t h, bool count, bool touch, int64_t exptime, bool bump, struct kvcache_view *v);
+static inline bool kvcache_store_get(struct kvcache_store *st, const char *key, size_t nkey,
+                                     bool count, bool touch, int64_t exptime, bool bump,
+                                     struct kvcache_view *v)
+{
+    return kvcache_store_get_hashed(st, key, nkey, kvcache_key_hash(key, nkey), count, touch,
+                                    exptime, bump, v);
+}
 
 /* Stores a value (copied). cas_in is compared for KVCACHE_CAS (and for
  * other modes when non-zero, as the meta protocol's C flag does); flags and
@@ -141,18 +162,35 @@ bool kvcache_store_get(struct kvcache_store *st, const char *key, size_t nkey, b
  * item's cas. stale marks the stored item stale (meta I flag on a cas
  * mismatch). Returns KVCACHE_STORED, NOT_STORED, EXISTS, NOT_FOUND,
  * TOO_LARGE or NO_MEMORY. */
-enum kvcache_result kvcache_store_set(struct kvcache_store *st, enum kvcache_set_mode mode,
-                                      const char *key, size_t nkey, uint32_t flags,
-                                      int64_t exptime, const void *data, size_t nbytes,
-                                      uint64_t cas_in, uint64_t cas_new, uint64_t *cas_out);
+enum kvcache_result kvcache_store_set_hashed(struct kvcache_store *st,
+                                             enum kvcache_set_mode mode, const char *key,
+                                             size_t nkey, uint64_t h, uint32_t flags,
+                                             int64_t exptime, const void *data, size_t nbytes,
+                                             uint64_t cas_in, uint64_t cas_new,
+                                             uint64_t *cas_out);
+static inline enum kvcache_result kvcache_store_set(struct kvcache_store *st,
+                                                    enum kvcache_set_mode mode, const char *key,
+                                                    size_t nkey, uint32_t flags, int64_t exptime,
+                                                    const void *data, size_t nbytes,
+                                                    uint64_t cas_in, uint64_t cas_new,
+                                                    uint64_t *cas_out)
+{
+    return kvcache_store_set_hashed(st, mode, key, nkey, kvcache_key_hash(key, nkey), flags,
+                                    exptime, data, nbytes, cas_in, cas_new, cas_out);
+}
 
 /* Whether an item of nkey and nbytes could ever be stored (TOO_LARGE). */
 bool kvcache_store_fits(const struct kvcache_store *st, size_t nkey, size_t nbytes);
 
 /* Deletes key (if cas_in is non-zero, only when the cas matches: else
  * EXISTS). Returns DELETED or NOT_FOUND or EXISTS. */
-enum kvcache_result kvcache_store_delete(struct kvcache_store *st, const char *key, size_t nkey,
-                                         uint64_t cas_in);
+enum kvcache_result kvcache_store_delete_hashed(struct kvcache_store *st, const char *key,
+                                                size_t nkey, uint64_t h, uint64_t cas_in);
+static inline enum kvcache_result kvcache_store_delete(struct kvcache_store *st, const char *key,
+                                                       size_t nkey, uint64_t cas_in)
+{
+    return kvcache_store_delete_hashed(st, key, nkey, kvcache_key_hash(key, nkey), cas_in);
+}
 
 /* Marks key stale and gives it a new cas (meta delete with I); exptime
  * non-negative also sets its ttl. Returns DELETED or NOT_FOUND or EXISTS. */
@@ -167,13 +205,27 @@ void kvcache_store_mark_win(struct kvcache_store *st, const char *key, size_t nk
  * result is padded with spaces in place. *value gets the new value, *cas_out
  * (may be NULL) the item's cas. cas_in non-zero must match (else EXISTS).
  * Returns STORED, NOT_FOUND, NON_NUMERIC, EXISTS or NO_MEMORY. */
-enum kvcache_result kvcache_store_delta(struct kvcache_store *st, const char *key, size_t nkey,
-                                        bool incr, uint64_t delta, uint64_t cas_in,
-                                        uint64_t *value, uint64_t *cas_out);
+enum kvcache_result kvcache_store_delta_hashed(struct kvcache_store *st, const char *key,
+                                               size_t nkey, uint64_t h, bool incr, uint64_t delta,
+                                               uint64_t cas_in, uint64_t *value,
+                                               uint64_t *cas_out);
+static inline enum kvcache_result kvcache_store_delta(struct kvcache_store *st, const char *key,
+                                                      size_t nkey, bool incr, uint64_t delta,
+                                                      uint64_t cas_in, uint64_t *value,
+                                                      uint64_t *cas_out)
+{
+    return kvcache_store_delta_hashed(st, key, nkey, kvcache_key_hash(key, nkey), incr, delta,
+                                      cas_in, value, cas_out);
+}
 
 /* Sets the exptime of key. Returns TOUCHED or NOT_FOUND. */
-enum kvcache_result kvcache_store_touch(struct kvcache_store *st, const char *key, size_t nkey,
-                                        int64_t exptime);
+enum kvcache_result kvcache_store_touch_hashed(struct kvcache_store *st, const char *key,
+                                               size_t nkey, uint64_t h, int64_t exptime);
+static inline enum kvcache_result kvcache_store_touch(struct kvcache_store *st, const char *key,
+                                                      size_t nkey, int64_t exptime)
+{
+    return kvcache_store_touch_hashed(st, key, nkey, kvcache_key_hash(key, nkey), exptime);
+}
 
 /* Invalidates every item now (delay <= 0) or at now + delay (an exptime as
  * for items: relative or a unix time). */
@@ -198,7 +250,5 @@ unsigned kvcache_store_class_of(const struct kvcache_store *st, size_t ntotal);
 /* Bytes an item of nkey and nbytes takes. */
 size_t kvcache_store_item_size(size_t nkey, size_t nbytes);
 
-/* Seeded 64-bit hash of a key (also used to pick a key's owner shard). */
-uint64_t kvcache_hash(const void *key, size_t n, uint64_t seed);
 
 #endif /* HY_APPS_KVCACHE_STORE_H */

@@ -49,10 +49,7 @@ static void usage(FILE *f)
             "                           command for a key of another shard is answered by\n"
             "                           that shard on the socket itself, one hand-off\n"
             "                           between shards instead of two; 0: the reply travels\n"
-            "                           back to the connection's shard), direct_batch=0|1\n"
-            "                           (1: such commands wait for the shard's per-owner\n"
-            "                           batch, one message per owner per turn; 0, the\n"
-            "                           default: each goes at once, a message of its own)\n"
+            "                           back to the connection's shard)\n"
             "  --console=ADDR:PORT      serve the node console (dashboard, /metrics, /api)\n"
             "                           there, e.g. 127.0.0.1:8080; a non-loopback address\n"
             "                           needs HYDRA_CONSOLE_TOKEN set (actions need it too)\n"
@@ -141,8 +138,6 @@ static bool parse_ext(char *arg)
             pin = v == 1;
         else if (strcmp(t, "direct") == 0 && v <= 1)
             kvcache_cfg.direct = v == 1;
-        else if (strcmp(t, "direct_batch") == 0 && v <= 1)
-            kvcache_cfg.direct_batch = v == 1;
         else if (strcmp(t, "acceptors") == 0 && v > 0 && v <= 64)
             kvcache_cfg.acceptors = (uint32_t)v;
         else {

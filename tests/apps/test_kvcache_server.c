@@ -16,6 +16,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -184,7 +186,7 @@ static void direct(const char *k)
     note(next[0] == num || next[1] == num, "the number %d is reused (%d %d)", num, next[0], next[1]);
     hy_ref ref;
     snprintf(cmd, sizeof(cmd), "set %s 0 0 2\r\nab\r\n", k);
-    note(kvcache_server_send_direct(1, d, cmd, strlen(cmd), &ref, NULL) == 0, "send_direct");
+    note(kvcache_server_send_direct(1, d, NULL, cmd, strlen(cmd), &ref, NULL) == 0, "send_direct");
     kvcache_direct_put(d); /* the connection's reference */
     size_t n = read_all(sv[1], buf, sizeof(buf), true);
     note(n == 8 && strcmp(buf, "STORED\r\n") == 0, "direct reply after close: %s", buf);
@@ -199,9 +201,10 @@ static void direct(const char *k)
         note(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair 3");
         d = direct_new(sv[0]);
         snprintf(cmd, sizeof(cmd), "get %s\r\n", k);
-        note(kvcache_server_send_direct(1, d, cmd, strlen(cmd), &ref, NULL) == 0, "send_direct 2");
+        note(kvcache_server_send_direct(1, d, NULL, cmd, strlen(cmd), &ref, NULL) == 0, "send_direct 2");
         int exp = KVCACHE_DIRECT_PENDING;
-        if (atomic_compare_exchange_strong(&d->state, &exp, KVCACHE_DIRECT_WAITING)) {
+        if (atomic_compare_exchange_strong(&d->state, &exp,
+                                           KVCACHE_DIRECT_PENDING | KVCACHE_DIRECT_WAITER)) {
             struct kvcache_out ack = {0};
             note(kvcache_server_wait(ref, &ack) == 0 && ack.len == 0, "ack");
             kvcache_out_fini(&ack);
@@ -221,66 +224,6 @@ static void direct(const char *k)
         close(sv[1]);
     }
 
-    /* direct commands inside a batch: a batch of direct entries only goes
-     * without a ref and gets no reply; in a mixed batch only the other
-     * entries get chunks, in order; each direct entry's output is on its
-     * socket */
-    {
-        int a[2], b[2];
-        note(socketpair(AF_UNIX, SOCK_STREAM, 0, a) == 0 && socketpair(AF_UNIX, SOCK_STREAM, 0, b) == 0,
-             "socketpairs (batch)");
-        struct kvcache_direct *da = direct_new(a[0]), *db = direct_new(b[0]);
-        da->pid = db->pid = hy_self();
-        hy_ref_make(&da->ref);
-        hy_ref_make(&db->ref);
-        char set[96], get[64], want[96];
-        snprintf(set, sizeof(set), "set %s 0 0 2\r\ncd\r\n", k);
-        snprintf(get, sizeof(get), "get %s\r\n", k);
-        snprintf(want, sizeof(want), "VALUE %s 0 2\r\ncd\r\nEND\r\n", k);
-        struct kvcache_out req = {0}, rep = {0};
-        uint32_t l = (uint32_t)(sizeof(da) + strlen(set)) | KVCACHE_BATCH_DIRECT;
-        kvcache_out_put(&req, &l, 4);
-        kvcache_out_put(&req, &da, sizeof(da));
-        kvcache_out_put(&req, set, strlen(set));
-        atomic_fetch_add(&da->refs, 1); /* the batch's, dropped by the owner */
-        note(kvcache_server_send(1, KVCACHE_REQ_BATCH, req.buf, req.len, NULL) == 0, "direct-only batch");
-        n = read_all(a[1], buf, 9, false);
-        note(strcmp(buf, "STORED\r\n") == 0, "direct-only batch: %s", buf);
-        req.len = 0;
-        put_entry(&req, get, (uint32_t)strlen(get));
-        l = (uint32_t)(sizeof(db) + strlen(get)) | KVCACHE_BATCH_DIRECT;
-        kvcache_out_put(&req, &l, 4);
-        kvcache_out_put(&req, &db, sizeof(db));
-        kvcache_out_put(&req, get, strlen(get));
-        atomic_fetch_add(&db->refs, 1);
-        put_entry(&req, "version\r\n", 9);
-        note(kvcache_server_request(1, KVCACHE_REQ_BATCH, req.buf, req.len, &rep) == 0, "mixed batch");
-        uint32_t l0 = 0, l1 = 0;
-        if (rep.len >= 4)
-            memcpy(&l0, rep.buf, 4);
-        if (rep.len >= 8 + l0)
-            memcpy(&l1, rep.buf + 4 + l0, 4);
-        note(l0 == strlen(want) && rep.len == 8 + (size_t)l0 + l1 && memcmp(rep.buf + 4, want, l0) == 0 &&
-                 memcmp(rep.buf + 8 + l0, "VERSION ", 8) == 0,
-             "mixed batch: two chunks (%zu bytes)", rep.len);
-        n = read_all(b[1], buf, strlen(want) + 1, false);
-        note(strcmp(buf, want) == 0, "mixed batch, direct entry: %s", buf);
-        /* the owner's acks: none (nobody waited, nothing left) */
-        struct hy_msg *m = NULL;
-        note(hy_recv_ref(da->ref, &m, 0) == HY_ETIMEDOUT && hy_recv_ref(db->ref, &m, 0) == HY_ETIMEDOUT,
-             "batched direct: no ack");
-        if (m)
-            hy_msg_free(m);
-        note(atomic_load(&da->state) == KVCACHE_DIRECT_DONE && atomic_load(&db->state) == KVCACHE_DIRECT_DONE,
-             "batched direct: done");
-        kvcache_out_fini(&req);
-        kvcache_out_fini(&rep);
-        kvcache_direct_put(da);
-        kvcache_direct_put(db);
-        close(a[1]);
-        close(b[1]);
-    }
-
     /* a full socket: the whole reply is left to the connection */
     note(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair 4");
     fcntl(sv[0], F_SETFL, O_NONBLOCK);
@@ -290,7 +233,7 @@ static void direct(const char *k)
         filled += sizeof(junk);
     d = direct_new(sv[0]);
     snprintf(cmd, sizeof(cmd), "set %s 0 0 3\r\nxyz\r\n", k);
-    note(kvcache_server_send_direct(1, d, cmd, strlen(cmd), &ref, NULL) == 0, "send_direct 3");
+    note(kvcache_server_send_direct(1, d, NULL, cmd, strlen(cmd), &ref, NULL) == 0, "send_direct 3");
     /* output left to the connection: the owner tells it (the message that
      * ends its hy_tcp_recv_or_msg), though it did not wait */
     struct hy_msg *am = NULL;
@@ -314,7 +257,7 @@ static void direct(const char *k)
     note(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair 5");
     d = direct_new(sv[0]);
     snprintf(cmd, sizeof(cmd), "get %s\r\n", k);
-    note(kvcache_server_send_direct(1, d, cmd, strlen(cmd), &ref, NULL) == 0, "send_direct 4");
+    note(kvcache_server_send_direct(1, d, NULL, cmd, strlen(cmd), &ref, NULL) == 0, "send_direct 4");
     am = NULL;
     note(hy_recv_ref(ref, &am, 10 * SEC) == 0, "big reply: the connection is told");
     if (am)
@@ -326,6 +269,154 @@ static void direct(const char *k)
     note(poll(pf, 1, 0) == 0, "big reply: nothing written");
     kvcache_direct_put(d);
     close(sv[1]);
+}
+
+/* ---- a slow owner and a connection that gives up on it ------------------ */
+
+static _Atomic int hook_entered, hook_release;
+
+/* the owner takes a direct command and is slow to run it: it waits (up to
+ * 30 s) until the test releases it */
+static void slow_hook(void)
+{
+    atomic_fetch_add(&hook_entered, 1);
+    uint64_t t0 = hy_now_ns();
+    while (!atomic_load(&hook_release) && hy_now_ns() - t0 < 30 * (uint64_t)SEC)
+        hy_sleep_ns(1000000);
+}
+
+/* reads from the client socket fd (nonblocking) into buf until it holds a
+ * "\r\n" or 10 s pass, letting the node's processes run meanwhile; stop
+ * (may be NULL) ends the wait early when it becomes non-zero */
+static size_t client_read(int fd, char *buf, size_t cap, _Atomic int *stop)
+{
+    size_t got = 0;
+    uint64_t t0 = hy_now_ns();
+    while (hy_now_ns() - t0 < 10 * (uint64_t)SEC && got < cap - 1) {
+        ssize_t n = read(fd, buf + got, cap - 1 - got);
+        if (n > 0) {
+            got += (size_t)n;
+            buf[got] = '\0';
+            if (strstr(buf, "\r\n"))
+                break;
+            continue;
+        }
+        if (n == 0 || (stop && atomic_load(stop)))
+            break;
+        hy_sleep_ns(1000000);
+    }
+    buf[got] = '\0';
+    return got;
+}
+
+/* a live owner slower than the connection's give-up: the connection
+ * answers SERVER_ERROR, and the owner, when it gets to the command at
+ * last, does not run it or write its reply (exactly one of them answers):
+ * the client's next reply is that of its next command */
+static void slow_owner(void)
+{
+    static const struct hy_tcp_server_ops ops = {.handle = kvcache_conn_handle};
+    struct hy_tcp_server_opts o;
+    hy_tcp_server_opts_init(&o);
+    note(hy_addr_parse("127.0.0.1", 0, &o.listen.addr) == 0, "addr");
+    o.ops = &ops;
+    struct hy_tcp_server *srv = NULL;
+    note(hy_tcp_server_start(&o, &srv) == 0, "tcp server");
+    if (!srv)
+        return;
+    kvcache_cfg.direct = true;
+    kvcache_cfg.direct_give_up_ns = 200 * 1000000ull;
+    char k[2][32], cmd[96], r[256];
+    for (unsigned s = 0; s < 2; s++) {
+        key_of(s, k[s], sizeof(k[s]));
+        snprintf(cmd, sizeof(cmd), "set %s 0 0 4\r\nslow\r\n", k[s]);
+        note(ask(s, cmd, r, sizeof(r)) == 0 && strcmp(r, "STORED\r\n") == 0, "slow: set %s", r);
+    }
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(hy_tcp_server_port(srv)),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    note(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "connect");
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    atomic_store(&hook_entered, 0);
+    atomic_store(&hook_release, 0);
+    atomic_store(&kvcache_direct_hook, slow_hook);
+    /* a key of the connection's own shard is answered at once; the other
+     * shard's goes to its owner, which stops in the hook */
+    int owner = -1;
+    for (unsigned s = 0; s < 2 && owner < 0; s++) {
+        snprintf(cmd, sizeof(cmd), "get %s\r\n", k[s]);
+        note(write(fd, cmd, strlen(cmd)) == (ssize_t)strlen(cmd), "slow: write");
+        size_t n = client_read(fd, r, sizeof(r), &hook_entered);
+        if (atomic_load(&hook_entered))
+            owner = (int)s;
+        else
+            note(n > 0 && strncmp(r, "VALUE ", 6) == 0, "slow: a local get: %s", r);
+        if (!atomic_load(&hook_entered) && n > 0 && !strstr(r, "END\r\n"))
+            client_read(fd, r, sizeof(r), NULL); /* the rest of it */
+    }
+    note(owner >= 0, "slow: a command reached the slow owner");
+    /* the connection gives up after 200 ms and answers */
+    size_t n = client_read(fd, r, sizeof(r), NULL);
+    note(n > 0 && strcmp(r, "SERVER_ERROR key owner unavailable\r\n") == 0,
+         "slow: the connection answers: %s", r);
+    /* the owner goes on; once it has answered a later request, it has
+     * taken the command: it must have written nothing */
+    atomic_store(&hook_release, 1);
+    if (owner >= 0)
+        note(ask((unsigned)owner, "version\r\n", r, sizeof(r)) == 0 &&
+                 strncmp(r, "VERSION ", 8) == 0,
+             "slow: owner answers after: %s", r);
+    n = (size_t)read(fd, r, sizeof(r) - 1);
+    r[n < sizeof(r) ? n : 0] = '\0';
+    note(n == (size_t)-1 && errno == EAGAIN, "slow: the owner wrote a late reply too: %s", r);
+    note(write(fd, "version\r\n", 9) == 9, "slow: write version");
+    n = client_read(fd, r, sizeof(r), NULL);
+    note(strncmp(r, "VERSION ", 8) == 0, "slow: the next reply is the next command's: %s", r);
+    close(fd);
+
+    /* a client that sends a command and closes at once (pymemcache's
+     * noreply set): its connection ends while the command waits at the
+     * owner, which must still run it */
+    atomic_store(&hook_entered, 0);
+    atomic_store(&hook_release, 0);
+    int fired = -1;
+    for (int attempt = 0; attempt < 20 && fired < 0; attempt++) {
+        unsigned s = (unsigned)attempt % 2;
+        int f2 = socket(AF_INET, SOCK_STREAM, 0);
+        note(connect(f2, (struct sockaddr *)&sa, sizeof(sa)) == 0, "connect 2");
+        snprintf(cmd, sizeof(cmd), "set %s 0 0 4 noreply\r\nlate\r\n", k[s]);
+        note(write(f2, cmd, strlen(cmd)) == (ssize_t)strlen(cmd), "closing client: write");
+        close(f2);
+        /* a connection on the key's own shard runs it at once: no hook */
+        uint64_t t0 = hy_now_ns();
+        while (!atomic_load(&hook_entered) && hy_now_ns() - t0 < (uint64_t)SEC)
+            hy_sleep_ns(1000000);
+        if (atomic_load(&hook_entered))
+            fired = (int)s;
+    }
+    note(fired >= 0, "closing client: a command reached the held owner");
+    /* the connection has ended (it saw the client close) before the owner
+     * takes the command */
+    uint64_t t0 = hy_now_ns();
+    for (;;) {
+        uint64_t conns = 0;
+        for (unsigned s = 0; s < 2; s++)
+            conns += atomic_load(&kvcache_shards[s].curr_conns);
+        if (conns == 0 || hy_now_ns() - t0 > 10 * (uint64_t)SEC)
+            break;
+        hy_sleep_ns(1000000);
+    }
+    atomic_store(&hook_release, 1);
+    if (fired >= 0) {
+        char want[96];
+        snprintf(cmd, sizeof(cmd), "get %s\r\n", k[fired]);
+        snprintf(want, sizeof(want), "VALUE %s 0 4\r\nlate\r\nEND\r\n", k[fired]);
+        note(ask((unsigned)fired, cmd, r, sizeof(r)) == 0 && strcmp(r, want) == 0,
+             "closing client: the owner ran its command: %s", r);
+    }
+    atomic_store(&kvcache_direct_hook, NULL);
+    kvcache_cfg.direct_give_up_ns = 0;
+    hy_tcp_server_stop(srv, 1000000000LL);
 }
 
 /* the other end of fd was closed (read gives 0 bytes), within 5 s */
@@ -344,6 +435,7 @@ static void body(void *arg)
     key_of(1, k, sizeof(k));
     batch(k);
     direct(k);
+    slow_owner();
     snprintf(cmd, sizeof(cmd), "set %s 0 0 5\r\nhello\r\n", k);
     note(ask(1, cmd, r, sizeof(r)) == 0 && strcmp(r, "STORED\r\n") == 0, "set: %s", r);
     snprintf(cmd, sizeof(cmd), "get %s\r\n", k);
@@ -358,7 +450,9 @@ static void body(void *arg)
     note(hy_whereis(name, &old) == 0, "owner 1 registered");
     /* a direct command as if in owner 1's mailbox (the message's reference
      * taken as kvcache_server_send_direct takes it), and one it answered:
-     * while the owner lives, a connection giving up leaves both to it */
+     * while the owner lives, a connection giving up claims the unanswered one
+     * (the owner would skip it and drop its reference) and leaves the
+     * answered one alone */
     int lost[2], answered[2];
     note(socketpair(AF_UNIX, SOCK_STREAM, 0, lost) == 0 &&
              socketpair(AF_UNIX, SOCK_STREAM, 0, answered) == 0,
@@ -366,8 +460,9 @@ static void body(void *arg)
     struct kvcache_direct *dl = direct_new(lost[0]), *da = direct_new(answered[0]);
     atomic_fetch_add(&dl->refs, 1);
     atomic_store(&da->state, KVCACHE_DIRECT_DONE); /* its reference already dropped */
-    note(!kvcache_direct_abandon(dl, 1, old) && atomic_load(&dl->refs) == 2,
-         "abandon while the owner lives: its reference stays (%u)", atomic_load(&dl->refs));
+    note(kvcache_direct_abandon(dl, 1, old) && atomic_load(&dl->refs) == 2,
+         "abandon while the owner lives: claimed, its reference stays (%u)",
+         atomic_load(&dl->refs));
     note(hy_exit_pid(old, hy_reason_make(HY_REASON_KILL)) == 0, "kill owner 1");
     uint64_t t0 = hy_now_ns();
     while (hy_now_ns() - t0 < 10 * (uint64_t)SEC) {

@@ -4,7 +4,9 @@
  * registered, and an idle node with open idle connections that sleeps
  * (near 0% CPU) instead of spinning, a shard served by its sockets that
  * sleeps between requests instead of spinning, and readiness that reaches
- * a shard which makes no system call. Backend from HYDRA_IO_BACKEND. */
+ * a shard which makes no system call, and an idle shard that sleeps in the
+ * io_uring ring (one system call) and wakes for readiness, a message from
+ * another shard and a timer. Backend from HYDRA_IO_BACKEND. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -358,6 +360,124 @@ static void test_io_readiness_reaches_shard_without_syscalls(void **state)
     assert_true(c.seen_while_busy);
 }
 
+/* ---- the idle shard sleeps in the ring --------------------------------------- */
+
+/* Shard 1 holds sockets and sleeps; readiness, a message from shard 0 and
+ * a timer each end a sleep. With io_uring each of those sleeps is one
+ * io_uring_enter made by the poller (io_sleeps), not a ppoll. */
+struct ring_ctx {
+    hy_pid main;
+    uint16_t port;
+    uint64_t base;            /* shard 1's sleep count before it blocks */
+    uint64_t sleeps0, io_sleeps0, sleeps1, io_sleeps1;
+    int64_t timer_ns;         /* how long shard 1's 30 ms sleep took */
+    int got_data, got_msg;
+};
+
+enum { TAG_READY = 71, TAG_POKE, TAG_DONE };
+
+static uint64_t shard1_sleeps(void)
+{
+    struct hy_stats st;
+    hy_stats_get(1, &st);
+    return hy_test_io_backend() == HY_IO_EPOLL ? st.sleeps : st.io_sleeps + st.sleeps;
+}
+
+static bool shard1_slept(void *arg)
+{
+    struct ring_ctx *c = arg;
+    return shard1_sleeps() > c->base;
+}
+
+/* On shard 1: the socket end that sleeps. */
+static void ring_sleeper(void *arg)
+{
+    struct ring_ctx *c = arg;
+    struct hy_tcp *ls, *sv;
+    HY_CHECK_EQ(hy_tcp_listen(NULL, &ls), 0);
+    struct hy_addr a;
+    hy_tcp_sockname(ls, &a);
+    c->port = hy_addr_port(&a);
+    struct hy_stats st;
+    hy_stats_get(1, &st);
+    c->sleeps0 = st.sleeps;
+    c->io_sleeps0 = st.io_sleeps;
+    c->base = shard1_sleeps();
+    hy_test_send_tag(c->main, TAG_READY);
+    HY_CHECK_EQ(hy_tcp_accept(ls, &sv, 10 * SECOND), 0);
+    /* 1: readiness ends the sleep (main sends once shard 1 slept) */
+    c->base = shard1_sleeps();
+    hy_test_send_tag(c->main, TAG_READY);
+    char b[4];
+    size_t got;
+    if (hy_tcp_recv_exact(sv, b, 4, &got, 10 * SECOND) == 0 && memcmp(b, "ring", 4) == 0)
+        c->got_data = 1;
+    /* 2: a message from the other shard ends it */
+    c->base = shard1_sleeps();
+    hy_test_send_tag(c->main, TAG_READY);
+    struct hy_msg *m = hy_test_must_recv_tag(TAG_POKE, 10 * SECOND);
+    c->got_msg = m != NULL;
+    hy_msg_free(m);
+    /* 3: a timer ends it */
+    uint64_t t0 = hy_now_ns();
+    hy_sleep_ns(30 * MS);
+    c->timer_ns = (int64_t)(hy_now_ns() - t0);
+    hy_stats_get(1, &st);
+    c->sleeps1 = st.sleeps;
+    c->io_sleeps1 = st.io_sleeps;
+    hy_tcp_close(sv);
+    hy_tcp_close(ls);
+    hy_test_send_tag(c->main, TAG_DONE);
+}
+
+static void ring_main(void *arg)
+{
+    struct ring_ctx *c = arg;
+    c->main = hy_self();
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.shard = 1;
+    hy_pid sp;
+    HY_CHECK_EQ(hy_spawn_opt(ring_sleeper, c, &o, &sp), 0);
+    hy_msg_free(hy_test_must_recv_tag(TAG_READY, 10 * SECOND));
+    struct hy_tcp *cl;
+    struct hy_addr a = hy_test_loopback(c->port);
+    HY_CHECK_EQ(hy_tcp_connect(&a, NULL, 10 * SECOND, &cl), 0);
+    hy_msg_free(hy_test_must_recv_tag(TAG_READY, 10 * SECOND));
+    HY_CHECK(hy_test_wait_until(shard1_slept, c, 10000));
+    HY_CHECK_EQ(hy_tcp_send(cl, "ring", 4, SECOND), 0);
+    hy_msg_free(hy_test_must_recv_tag(TAG_READY, 10 * SECOND));
+    HY_CHECK(hy_test_wait_until(shard1_slept, c, 10000));
+    hy_test_send_tag(sp, TAG_POKE);
+    hy_msg_free(hy_test_must_recv_tag(TAG_DONE, 10 * SECOND));
+    hy_tcp_close(cl);
+}
+
+static void test_io_idle_shard_sleeps_in_the_ring_woken_by_readiness_messages_timers(void **state)
+{
+    (void)state;
+    struct hy_config cfg;
+    hy_config_init(&cfg);
+    cfg.nshards = 2;
+    cfg.io_backend = hy_test_io_backend();
+    struct ring_ctx c = {0};
+    assert_int_equal(hy_test_run_cfg(&cfg, ring_main, &c), 0);
+    hy_test_assert_checks();
+    assert_true(c.got_data);
+    assert_true(c.got_msg);
+    assert_true(c.timer_ns >= 30 * MS);
+    assert_true(c.timer_ns < 10 * SECOND);
+    uint64_t sleeps = c.sleeps1 - c.sleeps0, io_sleeps = c.io_sleeps1 - c.io_sleeps0;
+    print_message("shard 1: %llu sleeps, %llu in the poller\n", (unsigned long long)sleeps,
+                  (unsigned long long)io_sleeps);
+    assert_true(sleeps >= 3);
+    if (hy_test_io_backend() == HY_IO_EPOLL) {
+        assert_int_equal(io_sleeps, 0);
+    } else {
+        /* no hook watches a descriptor: every sleep is one io_uring_enter */
+        assert_int_equal(io_sleeps, sleeps);
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -368,6 +488,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_io_idle_connections_sleep),
         cmocka_unit_test(test_io_socket_served_shard_sleeps_between_requests),
         cmocka_unit_test(test_io_readiness_reaches_shard_without_syscalls),
+        cmocka_unit_test(test_io_idle_shard_sleeps_in_the_ring_woken_by_readiness_messages_timers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

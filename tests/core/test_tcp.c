@@ -1101,6 +1101,173 @@ static void test_tcp_misuse_errors(void **state)
     assert_int_equal(c.bad_packet, HY_EINVAL);
 }
 
+/* ---- receives made by the poller for a parked process ------------------------ */
+
+#define TAG_MOVED 0x4d4f5645u
+#define RX_PAIRS 70 /* more than the shard's pool of receive buffers (64) */
+
+struct rx_ctx {
+    hy_pid parent;
+    uint64_t recvs0, recvs1;
+    int partial_ok, line_ok, line2_ok, active_ok, moved_ok, eof_ok, pool_ok;
+    char moved[8];
+};
+
+static uint64_t io_recvs(void)
+{
+    struct hy_stats st;
+    hy_stats_get(hy_shard_id(), &st);
+    return st.io_recvs;
+}
+
+struct recvs_above {
+    uint64_t n;
+};
+
+static bool recvs_reached(void *arg)
+{
+    return io_recvs() >= ((struct recvs_above *)arg)->n;
+}
+
+/* Parks in a receive that times out: with io_uring it leaves a receive
+ * armed in the poller (the next bytes are taken by it). */
+static void arm(struct hy_tcp *s)
+{
+    char b[4];
+    size_t got;
+    HY_CHECK_EQ(hy_tcp_recv(s, b, sizeof(b), &got, 2000000), HY_ETIMEDOUT);
+}
+
+/* With io_uring, waits until the poller's receive took the bytes sent (so
+ * that the test reads them from the buffer the socket holds). */
+static void wait_recvs(uint64_t n)
+{
+    if (hy_test_io_backend() == HY_IO_EPOLL)
+        return;
+    struct recvs_above r = {n};
+    HY_CHECK(hy_test_wait_until(recvs_reached, &r, 10000));
+}
+
+static void rx_mover(void *arg)
+{
+    struct rx_ctx *c = arg;
+    struct hy_msg *m = hy_test_must_recv_tag(HY_TCP_TAG_GIVEN, 10 * SECOND);
+    if (!m)
+        return;
+    struct hy_tcp *s = hy_tcp_msg_of(m)->sock;
+    hy_msg_free(m);
+    size_t have = 0;
+    c->moved_ok = hy_tcp_recv_exact(s, c->moved, 6, &have, 10 * SECOND) == 0 &&
+                  hy_shard_id() == 1;
+    hy_tcp_close(s);
+    hy_test_send_tag(c->parent, TAG_MOVED);
+}
+
+static void rx_main(void *arg)
+{
+    struct rx_ctx *c = arg;
+    c->parent = hy_self();
+    struct pair p;
+    HY_CHECK_EQ(make_pair(&p, NULL), 0);
+    char b[64];
+    size_t got = 0;
+    bool uring = hy_test_io_backend() != HY_IO_EPOLL;
+    c->recvs0 = io_recvs();
+    /* the bytes of one receive taken in two reads, in order */
+    arm(p.server);
+    HY_CHECK_EQ(hy_tcp_send(p.client, "hello world", 11, SECOND), 0);
+    HY_CHECK_EQ(hy_tcp_recv(p.server, b, 5, &got, 10 * SECOND), 0);
+    c->partial_ok = got == 5 && !memcmp(b, "hello", 5);
+    HY_CHECK_EQ(hy_tcp_recv(p.server, b, sizeof(b), &got, 10 * SECOND), 0);
+    c->partial_ok &= got == 6 && !memcmp(b, " world", 6);
+    /* framing switched on with the bytes held by the socket */
+    uint64_t r = io_recvs();
+    arm(p.server);
+    HY_CHECK_EQ(hy_tcp_send(p.client, "ab\ncd\n", 6, SECOND), 0);
+    wait_recvs(r + 1);
+    HY_CHECK_EQ(hy_tcp_set_packet(p.server, HY_TCP_PACKET_LINE, 0), 0);
+    c->line_ok = hy_tcp_recv(p.server, b, sizeof(b), &got, 10 * SECOND) == 0 && got == 3 &&
+                 !memcmp(b, "ab\n", 3);
+    c->line_ok &= hy_tcp_recv(p.server, b, sizeof(b), &got, 10 * SECOND) == 0 && got == 3 &&
+                  !memcmp(b, "cd\n", 3);
+    /* ... and with a receive armed, before any byte */
+    HY_CHECK_EQ(hy_tcp_set_packet(p.server, HY_TCP_PACKET_RAW, 0), 0);
+    arm(p.server);
+    HY_CHECK_EQ(hy_tcp_set_packet(p.server, HY_TCP_PACKET_LINE, 0), 0);
+    HY_CHECK_EQ(hy_tcp_send(p.client, "ef\n", 3, SECOND), 0);
+    c->line2_ok = hy_tcp_recv(p.server, b, sizeof(b), &got, 10 * SECOND) == 0 && got == 3 &&
+                  !memcmp(b, "ef\n", 3);
+    HY_CHECK_EQ(hy_tcp_set_packet(p.server, HY_TCP_PACKET_RAW, 0), 0);
+    /* active mode with a receive armed */
+    arm(p.server);
+    HY_CHECK_EQ(hy_tcp_set_active(p.server, HY_TCP_ACTIVE_ONCE), 0);
+    HY_CHECK_EQ(hy_tcp_send(p.client, "xyz", 3, SECOND), 0);
+    struct hy_msg *m = hy_test_must_recv_tag(HY_TCP_TAG_DATA, 10 * SECOND);
+    c->active_ok = m && hy_tcp_msg_of(m)->len == 3 && !memcmp(hy_tcp_msg_of(m)->data, "xyz", 3);
+    hy_msg_free(m);
+    /* a move to another shard with the bytes held */
+    arm(p.server);
+    r = io_recvs();
+    HY_CHECK_EQ(hy_tcp_send(p.client, "moved!", 6, SECOND), 0);
+    wait_recvs(r + 1);
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.shard = 1;
+    hy_pid mv;
+    HY_CHECK_EQ(hy_spawn_opt(rx_mover, c, &o, &mv), 0);
+    HY_CHECK_EQ(hy_tcp_controlling_process(p.server, mv), 0);
+    hy_msg_free(hy_test_must_recv_tag(TAG_MOVED, 10 * SECOND));
+    hy_tcp_close(p.client);
+    /* the end of the stream while a receive is armed */
+    HY_CHECK_EQ(make_pair(&p, NULL), 0);
+    arm(p.server);
+    hy_tcp_close(p.client);
+    c->eof_ok = hy_tcp_recv(p.server, b, sizeof(b), &got, 10 * SECOND) == HY_ECLOSED;
+    hy_tcp_close(p.server);
+    /* more parked sockets than the pool has buffers: no more receives are
+     * armed than that, the rest read with recv, nothing is lost */
+    static struct pair ps[RX_PAIRS];
+    for (int i = 0; i < RX_PAIRS; i++)
+        HY_CHECK_EQ(make_pair(&ps[i], NULL), 0);
+    for (int i = 0; i < RX_PAIRS; i++)
+        arm(ps[i].server);
+    r = io_recvs();
+    for (int i = 0; i < RX_PAIRS; i++)
+        HY_CHECK_EQ(hy_tcp_send(ps[i].client, &(char){(char)i}, 1, SECOND), 0);
+    wait_recvs(r + 64);
+    c->pool_ok = 1;
+    for (int i = 0; i < RX_PAIRS; i++) {
+        char x = -1;
+        if (hy_tcp_recv(ps[i].server, &x, 1, &got, 10 * SECOND) != 0 || x != (char)i)
+            c->pool_ok = 0;
+        hy_tcp_close(ps[i].server);
+        hy_tcp_close(ps[i].client);
+    }
+    c->recvs1 = io_recvs();
+    (void)uring;
+}
+
+static void test_tcp_recv_through_the_poller(void **state)
+{
+    (void)state;
+    struct rx_ctx c;
+    memset(&c, 0, sizeof(c));
+    hy_test_run_fd_checked(2, rx_main, &c);
+    hy_test_assert_checks();
+    assert_true(c.partial_ok);
+    assert_true(c.line_ok);
+    assert_true(c.line2_ok);
+    assert_true(c.active_ok);
+    assert_true(c.moved_ok);
+    assert_memory_equal(c.moved, "moved!", 6);
+    assert_true(c.eof_ok);
+    assert_true(c.pool_ok);
+    print_message("receives by the poller: %llu\n", (unsigned long long)(c.recvs1 - c.recvs0));
+    if (hy_test_io_backend() == HY_IO_EPOLL)
+        assert_int_equal(c.recvs1 - c.recvs0, 0);
+    else /* the first read, the held lines, the move, the pool's 64 */
+        assert_true(c.recvs1 - c.recvs0 >= 67);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -1122,6 +1289,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_tcp_compact_stack_buffers),
         cmocka_unit_test(test_tcp_misuse_errors),
         cmocka_unit_test(test_tcp_recv_or_msg_ends_on_message),
+        cmocka_unit_test(test_tcp_recv_through_the_poller),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

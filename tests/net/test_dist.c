@@ -246,20 +246,21 @@ static void serve_main(void *a)
         fprintf(stderr, "node %u: quit; dist_stop %d in %.1f ms\n", me, rc, (hy_now_ns() - t0) / 1e6);
 }
 
-/* Finds the echo on node: ask by name until it answers; returns its pid. */
-/* Probe numbers: each find_echo call takes a range of its own, and counts
+/* Finds the process registered as name on node (one that answers T_PROBE):
+ * ask by name until it answers; returns its pid. */
+/* Probe numbers: each find_name call takes a range of its own, and counts
  * only answers to its own probes. An answer to an earlier call's retry can
  * come late (a loaded machine answers after the 50 ms a try waits), even
  * from a node's previous incarnation; such an answer is dropped here and
  * never mistaken for anything else (T_PROBE_ACK, not T_PONG). */
 static _Atomic uint32_t probe_next;
 
-static hy_pid find_echo(uint32_t node)
+static hy_pid find_name(const char *name, uint32_t node)
 {
     enum { TRIES = 200 };
     uint32_t first = atomic_fetch_add(&probe_next, TRIES);
     for (uint32_t n = first; n < first + TRIES; n++) {
-        CHECK(hy_dist_send_name("echo", node, T_PROBE, &n, sizeof(n)) == 0);
+        CHECK(hy_dist_send_name(name, node, T_PROBE, &n, sizeof(n)) == 0);
         uint64_t until = hy_now_ns() + SEC / 20;
         struct hy_msg *m;
         for (uint64_t now = hy_now_ns(); now < until; now = hy_now_ns()) {
@@ -274,8 +275,14 @@ static hy_pid find_echo(uint32_t node)
                 return p;
         }
     }
-    CHECK(!"echo never answered");
+    fprintf(stderr, "%s on node %u never answered\n", name, node);
+    CHECK(!"never answered");
     return HY_PID_NONE;
+}
+
+static hy_pid find_echo(uint32_t node)
+{
+    return find_name("echo", node);
 }
 
 /* ---- running nodes ------------------------------------------------------------- */
@@ -1347,13 +1354,19 @@ static void test_dist_gen_server_call_remote(void **state)
 static void relay(void *a)
 {
     (void)a;
+    /* registered late on purpose, as a loaded node may: node 1 must find
+     * the name before it sends (its first messages were dropped otherwise,
+     * and node 1 waited in vain for their answers) */
+    hy_sleep_ns(300 * 1000 * 1000);
     CHECK(hy_register("relay", HY_PID_NONE) == 0);
     hy_pid client = HY_PID_NONE;
     for (;;) {
         struct hy_msg *m;
         if (hy_recv(&m, HY_INFINITY) != 0)
             continue;
-        if (m->tag == T_SEQ) {
+        if (m->tag == T_PROBE) {
+            hy_send(m->from, T_PROBE_ACK, m->data, m->size); /* registered: found */
+        } else if (m->tag == T_SEQ) {
             /* node 1 -> here -> node 3's echo, which answers us */
             client = m->from;
             hy_dist_send_name("echo", 3, m->tag, m->data, m->size);
@@ -1384,6 +1397,9 @@ static void three_main(void *a)
     (void)a;
     dist_up();
     hy_pid e3 = find_echo(3);
+    /* the relay registers its name on node 2's shard 1 when it runs: until
+     * then a message to the name is dropped there (as to a dead pid) */
+    find_name("relay", 2);
     uint64_t count = hy_test_scaled(5000);
     /* 1 -> 2 -> 3 -> 2 -> 1, every hop keeping its pair's order; and 1 <-> 3 directly */
     for (uint64_t i = 0; i < count; i++)
@@ -1706,14 +1722,14 @@ static void fake_handshake(void)
 static void fake_send_msg(uint8_t kind, uint64_t tag, hy_pid to, const void *data, size_t len)
 {
     uint8_t pay[HY_WIRE_MAXPAY];
-    CHECK(4 + HY_WIRE_MSGHDR + len <= sizeof(pay));
+    CHECK(HY_WIRE_RECHDR_MAX + len <= sizeof(pay));
     struct hy_wire_msg wm = {.tag = tag, .from = hy_pid_make(2, fk.creation, 0, 1, 1), .to = to,
                              .ref = HY_REF_NONE, .kind = kind};
-    hy__wr32(pay, (uint32_t)(HY_WIRE_MSGHDR + len));
-    hy__wire_put_msg(pay + 4, &wm);
+    uint32_t hl = hy__wire_put_rec(pay, &wm, (uint32_t)len, hy__wire_pid_base(2, fk.creation),
+                                   hy__wire_pid_base(1, fk.a_creation));
     if (len)
-        memcpy(pay + 4 + HY_WIRE_MSGHDR, data, len);
-    fake_send(HY_WT_DATA, pay, (uint16_t)(4 + HY_WIRE_MSGHDR + len));
+        memcpy(pay + hl, data, len);
+    fake_send(HY_WT_DATA, pay, (uint16_t)(hl + len));
 }
 
 /* A message to the process registered as name on node 1. */
@@ -1808,17 +1824,19 @@ static int fake_pump_run(unsigned ms, uint64_t tag, void *out, size_t max, uint8
         }
         fake_send(HY_WT_ACK, NULL, 0);
         /* whole records */
-        while (fk.stream_len >= 4 + HY_WIRE_MSGHDR) {
+        while (fk.stream_len >= HY_WIRE_RECHDR_MIN) {
             uint32_t rl = hy__rd32(fk.stream);
-            CHECK(rl >= HY_WIRE_MSGHDR);
+            uint32_t hl = hy__wire_rec_hdr_size(fk.stream[5]);
+            CHECK(hl != 0 && rl >= hl - 4);
             if (fk.stream_len < 4 + rl)
                 break;
             struct hy_wire_msg wm;
-            hy__wire_get_msg(fk.stream + 4, &wm);
-            size_t dl = rl - HY_WIRE_MSGHDR;
+            hy__wire_get_rec(fk.stream, &wm, hy__wire_pid_base(1, fk.a_creation),
+                             hy__wire_pid_base(2, fk.creation));
+            size_t dl = rl - (hl - 4);
             bool hit = wm.tag == tag && dl <= max;
             if (hit)
-                memcpy(out, fk.stream + 4 + HY_WIRE_MSGHDR, dl);
+                memcpy(out, fk.stream + hl, dl);
             memmove(fk.stream, fk.stream + 4 + rl, fk.stream_len - 4 - rl);
             fk.stream_len -= 4 + rl;
             if (hit)
@@ -2015,18 +2033,19 @@ static void test_dist_forged_data_frame_dropped(void **state)
     hostile_done(a);
 }
 
-/* A record whose length is below the message header's: node 1 closes the
- * session (CLOSE), counted, instead of skipping ~4 GB of stream. */
+/* A record whose length is below its header's: node 1 closes the session
+ * (CLOSE), counted, instead of skipping ~4 GB of stream. */
 static void test_dist_short_record_closes_session(void **state)
 {
     (void)state;
     pid_t a = hostile_setup();
     fake_handshake();
     CHECK(fake_echo(1));
-    uint8_t rec[4 + HY_WIRE_MSGHDR];
+    uint8_t rec[HY_WIRE_RECHDR_MAX];
     memset(rec, 0, sizeof(rec));
-    hy__wr32(rec, 10); /* < 64 */
-    fake_send(HY_WT_DATA, rec, sizeof(rec));
+    CHECK(hy__wire_rec_hdr_size(0) == 26); /* no optional fields, compact pids */
+    hy__wr32(rec, 21); /* one below the 22 header bytes after the length */
+    fake_send(HY_WT_DATA, rec, 26);
     if (fake_pump(20000, 0xdead, NULL, 0, HY_WT_CLOSE) != -2) {
         fake_pump_report("short record");
         CHECK(!"no CLOSE for the short record");
@@ -2037,6 +2056,84 @@ static void test_dist_short_record_closes_session(void **state)
     CHECK(fake_echo(2));
     struct hy_dist_stats ds = fake_stats();
     CHECK(ds.record_errors == 1 && ds.malformed >= 1);
+    hostile_done(a);
+}
+
+/* A record header with a fields bit node 1 does not know (its size cannot
+ * be known, so neither can the stream's next record): the session is
+ * closed (CLOSE), counted, and a new one works. */
+static void test_dist_unknown_record_fields_close_session(void **state)
+{
+    (void)state;
+    pid_t a = hostile_setup();
+    fake_handshake();
+    CHECK(fake_echo(1));
+    uint8_t rec[HY_WIRE_RECHDR_MAX];
+    memset(rec, 0, sizeof(rec));
+    hy__wr32(rec, HY_WIRE_RECHDR_MAX - 4);
+    rec[4] = HY_K_MSG;
+    rec[5] = (uint8_t)(HY_WR_ALL + 1); /* every known field and one more */
+    fake_send(HY_WT_DATA, rec, sizeof(rec));
+    if (fake_pump(20000, 0xdead, NULL, 0, HY_WT_CLOSE) != -2) {
+        fake_pump_report("unknown record fields");
+        CHECK(!"no CLOSE for the unknown record fields");
+    }
+    fk.stream_len = 0;
+    fake_handshake();
+    CHECK(fake_echo(2));
+    struct hy_dist_stats ds = fake_stats();
+    CHECK(ds.record_errors == 1 && ds.malformed >= 1);
+    hostile_done(a);
+}
+
+/* Sends pay[len] as two DATA frames cut at `cut`, the second once node 1
+ * acknowledged the first (the fake peer keeps one frame to retransmit). */
+static void fake_send_cut(const uint8_t *pay, uint32_t len, uint32_t cut)
+{
+    fake_send(HY_WT_DATA, pay, (uint16_t)cut);
+    uint64_t end = now_ms() + 20000;
+    while (fk.rtx_pending && now_ms() < end)
+        fake_pump_run(50, 0xdead, NULL, 0, 0);
+    CHECK(!fk.rtx_pending);
+    fake_send(HY_WT_DATA, pay + cut, (uint16_t)(len - cut));
+}
+
+/* A record whose header (the longest a message by name makes: a tag, an aux
+ * word, a ref) is cut between two frames at every byte, the fixed bytes
+ * included: node 1 reads it whole each time (the echo answers with the
+ * payload), and the stream stays in step for the next. */
+static void test_dist_record_header_split_across_frames(void **state)
+{
+    (void)state;
+    pid_t a = hostile_setup();
+    fake_handshake();
+    CHECK(fake_echo(1));
+    uint8_t body[HY_NAME_MAX + sizeof(uint64_t)];
+    memset(body, 0, sizeof(body));
+    strcpy((char *)body, "echo");
+    uint8_t pay[HY_WIRE_RECHDR_MAX + sizeof(body)];
+    struct hy_wire_msg wm = {.tag = T_PING, .from = hy_pid_make(2, fk.creation, 0, 1, 1),
+                             .to = hy_pid_make(1, 0, 0, 0, 0),
+                             .ref = {.hi = hy_pid_make(2, fk.creation, 0, 0, 0).hi, .lo = 77},
+                             .aux = 0x100u, .kind = HY_K_DIST_NAME};
+    uint32_t hl = hy__wire_put_rec(pay, &wm, sizeof(body), hy__wire_pid_base(2, fk.creation),
+                                   hy__wire_pid_base(1, fk.a_creation));
+    CHECK(pay[5] == (HY_WR_TAG | HY_WR_TO_FULL | HY_WR_AUX | HY_WR_REF));
+    CHECK(hl == 6 + 8 + 10 + 16 + 4 + 16);
+    for (uint32_t cut = 1; cut <= hl; cut++) {
+        uint64_t v = 1000 + cut, got = 0;
+        memcpy(body + HY_NAME_MAX, &v, sizeof(v));
+        memcpy(pay + hl, body, sizeof(body));
+        fake_send_cut(pay, hl + (uint32_t)sizeof(body), cut);
+        int r = fake_pump(20000, T_PONG, &got, sizeof(got), 0);
+        if (r != (int)sizeof(got) || got != v) {
+            fprintf(stderr, "cut %u: pump %d, got %llu\n", cut, r, (unsigned long long)got);
+            fake_pump_report("split record");
+            CHECK(!"the split record was not read whole");
+        }
+    }
+    struct hy_dist_stats ds = fake_stats();
+    CHECK(ds.record_errors == 0 && ds.malformed == 0);
     hostile_done(a);
 }
 
@@ -2467,22 +2564,63 @@ static void test_dist_wire_layout_is_little_endian(void **state)
           g.seq == h.seq && g.ack == h.ack && g.sack == h.sack && g.ts == h.ts &&
           g.ts_echo == h.ts_echo && g.len == 3 && g.flags == 0);
     CHECK(hy__wire_get_hdr(b, sizeof(b) - 1, &g) != 0);
-    struct hy_wire_msg m = {.tag = 0x0807060504030201ull,
-                            .from = {.hi = 0x100f0e0d0c0b0a09ull, .lo = 0x1817161514131211ull},
-                            .to = {.hi = 0x201f1e1d1c1b1a19ull, .lo = 0x2827262524232221ull},
-                            .ref = {.hi = 0x302f2e2d2c2b2a29ull, .lo = 0x3837363534333231ull},
-                            .aux = 0x3c3b3a39u, .kind = 0x3d};
-    uint8_t r[HY_WIRE_MSGHDR];
+    /* a message record with every field, both pids in full: the bytes in order */
+    struct hy_wire_msg m = {.tag = 0x0d0c0b0a09080706ull,
+                            .from = {.hi = 0x15141312111000e0ull, .lo = 0x1d1c1b1a19181716ull},
+                            .to = {.hi = 0x2524232221201f1eull, .lo = 0x2d2c2b2a29282726ull},
+                            .ref = {.hi = 0x3938373635343332ull, .lo = 0x41403f3e3d3c3b3aull},
+                            .aux = 0x31302f2eu, .kind = 0x05};
+    const uint64_t fb = hy__wire_pid_base(7, 9), tb = hy__wire_pid_base(8, 10);
+    uint8_t r[HY_WIRE_RECHDR_MAX + 1];
     memset(r, 0xee, sizeof(r));
-    hy__wire_put_msg(r, &m);
-    for (unsigned i = 0; i < 61; i++)
-        CHECK(r[i] == i + 1);
-    CHECK(r[61] == 0 && r[62] == 0 && r[63] == 0);
+    CHECK(hy__wire_put_rec(r, &m, 1000, fb, tb) == HY_WIRE_RECHDR_MAX);
+    CHECK(hy__rd32(r) == HY_WIRE_RECHDR_MAX - 4 + 1000 && r[4] == 0x05 && r[5] == HY_WR_ALL);
+    for (unsigned i = 6; i < 14; i++)
+        CHECK(r[i] == i); /* tag */
+    CHECK(r[14] == 0xe0 && r[15] == 0x00);
+    for (unsigned i = 16; i < HY_WIRE_RECHDR_MAX; i++)
+        CHECK(r[i] == i); /* from.hi's rest, from.lo, to, aux, ref */
+    CHECK(r[HY_WIRE_RECHDR_MAX] == 0xee);
     struct hy_wire_msg q;
-    hy__wire_get_msg(r, &q);
-    CHECK(q.tag == m.tag && q.from.hi == m.from.hi && q.from.lo == m.from.lo &&
-          q.to.hi == m.to.hi && q.to.lo == m.to.lo && q.ref.hi == m.ref.hi &&
-          q.ref.lo == m.ref.lo && q.aux == m.aux && q.kind == m.kind);
+    hy__wire_get_rec(r, &q, fb, tb);
+    CHECK(q.tag == m.tag && hy_pid_eq(q.from, m.from) && hy_pid_eq(q.to, m.to) &&
+          hy_ref_eq(q.ref, m.ref) && q.aux == m.aux && q.kind == m.kind);
+    /* the shortest: no tag, aux or ref, both pids of the nodes the frame names */
+    struct hy_wire_msg c = {.from = hy_pid_make(7, 9, 0x0201, 0x0a090807u, 0x06050403u),
+                            .to = hy_pid_make(8, 10, 0x0c0b, 0x14131211u, 0x100f0e0du),
+                            .kind = HY_K_MSG};
+    memset(r, 0xee, sizeof(r));
+    CHECK(hy__wire_put_rec(r, &c, 0, fb, tb) == 26);
+    CHECK(hy__rd32(r) == 22 && r[4] == HY_K_MSG && r[5] == 0);
+    for (unsigned i = 6; i < 26; i++)
+        CHECK(r[i] == i - 5); /* from: shard, lo; to: shard, lo */
+    CHECK(r[26] == 0xee);
+    hy__wire_get_rec(r, &q, fb, tb);
+    CHECK(q.tag == 0 && hy_pid_eq(q.from, c.from) && hy_pid_eq(q.to, c.to) &&
+          hy_ref_is_none(q.ref) && q.aux == 0 && q.kind == HY_K_MSG);
+    /* read with the other nodes' bases, the compact pids name those nodes */
+    hy__wire_get_rec(r, &q, tb, fb);
+    CHECK(hy_pid_node(q.from) == 8 && hy_pid_node(q.to) == 7);
+    /* every combination of present and absent fields round-trips, and
+     * the header's size is the one its fields byte gives */
+    for (unsigned f = 0; f < 32; f++) {
+        struct hy_wire_msg x = {
+            .tag = (f & 1) ? ~0ull : 0,
+            .from = hy_pid_make(7, (f & 2) ? 11 : 9, 0xffff, ~0u, ~0u),
+            .to = (f & 4) ? (hy_pid){.hi = ~0ull, .lo = ~0ull} : hy_pid_make(8, 10, 3, 1, 0),
+            .ref = (f & 16) ? (hy_ref){.hi = 0, .lo = 1} : HY_REF_NONE,
+            .aux = (f & 8) ? ~0u : 0,
+            .kind = 0xff};
+        uint32_t size = (f & 1) ? 0 : 0xffffffffu - HY_WIRE_RECHDR_MAX;
+        memset(r, 0, sizeof(r));
+        uint32_t hl = hy__wire_put_rec(r, &x, size, fb, tb);
+        CHECK(r[5] == f && hl == hy__wire_rec_hdr_size((uint8_t)f) && hy__rd32(r) == hl - 4 + size);
+        hy__wire_get_rec(r, &q, fb, tb);
+        CHECK(q.tag == x.tag && hy_pid_eq(q.from, x.from) && hy_pid_eq(q.to, x.to) &&
+              hy_ref_eq(q.ref, x.ref) && q.aux == x.aux && q.kind == x.kind);
+    }
+    for (unsigned f = 32; f < 256; f++)
+        CHECK(hy__wire_rec_hdr_size((uint8_t)f) == 0);
 }
 
 /* A frame's tag is SipHash-2-4 with a 128-bit output: the algorithm's
@@ -2576,6 +2714,8 @@ int main(void)
         cmocka_unit_test(test_dist_session_survives_forged_handshake_frames),
         cmocka_unit_test(test_dist_forged_data_frame_dropped),
         cmocka_unit_test(test_dist_short_record_closes_session),
+        cmocka_unit_test(test_dist_unknown_record_fields_close_session),
+        cmocka_unit_test(test_dist_record_header_split_across_frames),
         cmocka_unit_test(test_dist_hello_flood_is_rate_limited),
         cmocka_unit_test(test_dist_forged_refusal_does_not_abort_handshake),
         cmocka_unit_test(test_dist_frame_tag_vectors_and_check),

@@ -4,7 +4,10 @@
  * and the replies are checked to be the same as when the whole input is fed
  * at once (segmentation must not matter). The parser must never ask for
  * more than a line plus the item limit, and the store's counters must stay
- * consistent. */
+ * consistent. The chunked run executes each command as it travels to a key's
+ * owner in another shard: its key hashed once by the connection, packed
+ * (kvcache_proto_pack) beside a copy of its text and unpacked there: the
+ * owner's replies must be those of the command as parsed. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -23,8 +26,40 @@ struct run {
     size_t len, cap;
     uint64_t swallow;
     bool closed;
+    bool wire; /* run commands through kvcache_proto_pack/unpack */
     struct kvcache_out out;
 };
+
+/* a command as the connection hands it to its key's owner, and as the
+ * owner runs it */
+static void exec_wire(struct run *r, struct kvcache_cmd *cmd, const char *raw)
+{
+    if (cmd->op >= KVCACHE_OP_GET && cmd->op <= KVCACHE_OP_GATS) {
+        size_t pos = 0, nkeys = 0;
+        const char *k;
+        size_t nk;
+        while (kvcache_proto_next_key(cmd, &pos, &k, &nk)) {
+            cmd->hash = kvcache_key_hash(k, nk);
+            nkeys++;
+        }
+        cmd->hashed = nkeys == 1;
+    } else if (cmd->op > KVCACHE_OP_GATS && cmd->op <= KVCACHE_OP_TOUCH) {
+        cmd->hash = kvcache_key_hash(cmd->key, cmd->nkey);
+        cmd->hashed = true;
+    }
+    struct kvcache_cmd_wire w;
+    if (!kvcache_proto_pack(cmd, raw, &w)) {
+        kvcache_proto_exec(r->st, cmd, &r->out);
+        return;
+    }
+    char *copy = malloc(cmd->total);
+    memcpy(copy, raw, cmd->total);
+    struct kvcache_cmd at;
+    if (!kvcache_proto_unpack(&w, copy, cmd->total, &at))
+        abort();
+    kvcache_proto_exec(r->st, &at, &r->out);
+    free(copy);
+}
 
 static void feed(struct run *r, const char *p, size_t n)
 {
@@ -63,7 +98,10 @@ static void feed(struct run *r, const char *p, size_t n)
         }
         if (cmd.total == 0 || cmd.total > r->len - pos)
             abort();
-        kvcache_proto_exec(r->st, &cmd, &r->out);
+        if (r->wire)
+            exec_wire(r, &cmd, r->buf + pos);
+        else
+            kvcache_proto_exec(r->st, &cmd, &r->out);
         pos += cmd.total;
         r->swallow = cmd.swallow;
         if (cmd.close) {
@@ -75,9 +113,10 @@ static void feed(struct run *r, const char *p, size_t n)
     r->len -= pos;
 }
 
-static void run(struct run *r, const char *p, size_t n, size_t chunk)
+static void run(struct run *r, const char *p, size_t n, size_t chunk, bool wire)
 {
     memset(r, 0, sizeof(*r));
+    r->wire = wire;
     struct kvcache_store_settings s = {
         .maxbytes = 2 << 20, .item_size_max = ITEM_MAX, .factor = 1.25, .chunk_min = 48,
         .started = 1000, .cas_first = 1, .cas_step = 1, .hashpower = 6,
@@ -107,8 +146,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
     const char *p = (const char *)d + 1;
     n--;
     struct run a, b;
-    run(&a, p, n, n ? n : 1);
-    run(&b, p, n, chunk);
+    run(&a, p, n, n ? n : 1, false);
+    run(&b, p, n, chunk, true);
     /* stats-free commands only touch the store: the replies must match */
     if (a.out.len != b.out.len || (a.out.len && memcmp(a.out.buf, b.out.buf, a.out.len) != 0) ||
         a.closed != b.closed)

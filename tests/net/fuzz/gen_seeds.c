@@ -60,12 +60,13 @@ static hy_pid peer_pid(uint32_t slot)
 static void record(struct buf *s, uint8_t kind, uint64_t tag, hy_pid from, hy_pid to, hy_ref ref,
                    uint32_t aux, const void *pay, uint32_t len)
 {
-    uint8_t h[4 + HY_WIRE_MSGHDR];
-    hy__wr32(h, HY_WIRE_MSGHDR + len);
+    uint8_t h[HY_WIRE_RECHDR_MAX];
     struct hy_wire_msg wm = {.tag = tag, .from = from, .to = to, .ref = ref, .aux = aux,
                              .kind = kind};
-    hy__wire_put_msg(h + 4, &wm);
-    put(s, h, sizeof(h));
+    uint32_t hl =
+        hy__wire_put_rec(h, &wm, len, hy__wire_pid_base(HY_FUZZ_PEER, HY_FUZZ_PEER_CREATION),
+                         hy__wire_pid_base(FUZZ_NODE, FUZZ_CREATION));
+    put(s, h, hl);
     if (len)
         put(s, pay, len);
 }
