@@ -5,14 +5,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "callback_internal.h"
 #include "log.h"
 #include "shard_internal.h"
 
 static _Atomic int level = -1;
-/* ctx is stored before fn (release) and read after it (acquire): a thread
- * that sees a new sink sees its ctx. */
-static _Atomic(hy_log_sink_fn) sink;
-static void *_Atomic sink_ctx;
+/* the sink and its ctx, read as one pair; replacing them waits for the
+ * lines being written through the old pair (callback_internal.h) */
+static struct hy__callback sink = HY__CALLBACK_INIT;
 
 static int env_level(void)
 {
@@ -42,16 +42,18 @@ enum hy_log_level hy_log_get_level(void)
 
 void hy_log_set_sink(hy_log_sink_fn fn, void *ctx)
 {
-    atomic_store_explicit(&sink_ctx, ctx, memory_order_release);
-    atomic_store_explicit(&sink, fn, memory_order_release);
+    hy__callback_set(&sink, (hy__callback_fn)fn, ctx);
 }
 
 void hy_log_get_sink(hy_log_sink_fn *fn, void **ctx)
 {
+    hy__callback_fn f;
+    void *c;
+    hy__callback_get(&sink, &f, &c);
     if (fn)
-        *fn = atomic_load_explicit(&sink, memory_order_acquire);
+        *fn = (hy_log_sink_fn)f;
     if (ctx)
-        *ctx = atomic_load_explicit(&sink_ctx, memory_order_acquire);
+        *ctx = c;
 }
 
 void hy_log(enum hy_log_level l, const char *fmt, ...)
@@ -78,19 +80,23 @@ void hy_log(enum hy_log_level l, const char *fmt, ...)
     size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
     if (len > sizeof(line) - 2)
         len = sizeof(line) - 2;
-    hy_log_sink_fn fn = atomic_load_explicit(&sink, memory_order_acquire);
-    if (fn) {
+    hy__callback_fn f;
+    void *ctx;
+    unsigned slot = hy__callback_enter(&sink, &f, &ctx);
+    if (f) {
         line[len] = '\0';
         /* the sink runs inside the runtime's call: a fault in it is not the
          * calling process's own (crash.c) */
         struct hy_proc *p = sh ? sh->current : NULL;
         if (p)
             p->in_rt++;
-        fn(l, line, atomic_load_explicit(&sink_ctx, memory_order_acquire));
+        ((hy_log_sink_fn)f)(l, line, ctx);
         if (p)
             p->in_rt--;
+        hy__callback_exit(&sink, slot);
         return;
     }
+    hy__callback_exit(&sink, slot);
     line[len++] = '\n';
     (void)!write(2, line, len);
 }

@@ -122,6 +122,16 @@ static inline bool ovf_empty(const struct hy__overflow *o)
     return o->head == o->tail && o->rd == o->wr;
 }
 
+/* The payload bytes entry e carries (0 for buffers going home). */
+static inline size_t ovf_bytes(uintptr_t e)
+{
+    if (e == HY_RING_ENTRY)
+        return HY_RING_ENTRY_DATA; /* filled after it is queued: at most this */
+    if (e & 1u)
+        return 0;
+    return ((const struct hy_msg *)e)->size;
+}
+
 static void ovf_push(struct hy__overflow *o, uintptr_t e)
 {
     if (!o->tail || o->wr == HY_OVF_CHUNK) {
@@ -141,6 +151,7 @@ static void ovf_push(struct hy__overflow *o, uintptr_t e)
     }
     o->tail->e[o->wr++] = e;
     o->len++;
+    o->bytes += ovf_bytes(e);
 }
 
 /* Moves one queued entry into the ring; false when it has no room. A
@@ -163,9 +174,14 @@ static bool ovf_drain_into(struct hy__overflow *o, struct hy_ring *r)
 {
     while (o->head) {
         uint32_t end = o->head == o->tail ? o->wr : HY_OVF_CHUNK;
-        while (o->rd < end && ovf_move_one(o->head, o->rd, r)) {
+        while (o->rd < end) {
+            /* read before the move: the consumer may free it after */
+            size_t b = ovf_bytes(o->head->e[o->rd]);
+            if (!ovf_move_one(o->head, o->rd, r))
+                break;
             o->rd++;
             o->len--;
+            o->bytes -= b;
         }
         if (o->rd < end)
             return false; /* the ring is full again */
@@ -329,6 +345,18 @@ size_t hy__mesh_backlog(const struct hy_shard *sh, int dst)
     size_t most = 0;
     for (unsigned k = 0; k < sh->novf; k++) {
         size_t n = sh->ovf[sh->ovf_list[k]].len;
+        most = n > most ? n : most;
+    }
+    return most;
+}
+
+size_t hy__mesh_backlog_bytes(const struct hy_shard *sh, int dst)
+{
+    if (dst >= 0)
+        return sh->ovf[dst].bytes;
+    size_t most = 0;
+    for (unsigned k = 0; k < sh->novf; k++) {
+        size_t n = sh->ovf[sh->ovf_list[k]].bytes;
         most = n > most ? n : most;
     }
     return most;

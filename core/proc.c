@@ -134,7 +134,8 @@ static inline __attribute__((always_inline)) int slot_alloc(struct hy_shard *sh,
     if (chunk >= HY_SLOT_MAX_CHUNKS)
         return HY_ENOMEM;
     if (!sh->slot_chunks[chunk]) {
-        struct hy__slot *c = calloc(HY_SLOT_CHUNK, sizeof(struct hy__slot));
+        struct hy__slot *c =
+            calloc(1, HY_SLOT_CHUNK * sizeof(struct hy__slot) + HY_SLOT_LIVE_WORDS * sizeof(uint64_t));
         if (!c)
             return HY_ENOMEM;
         for (uint32_t i = 0; i < HY_SLOT_CHUNK; i++)
@@ -146,10 +147,12 @@ static inline __attribute__((always_inline)) int slot_alloc(struct hy_shard *sh,
     return 0;
 }
 
-static void slot_free(struct hy_shard *sh, uint32_t idx)
+static inline __attribute__((always_inline)) void slot_free(struct hy_shard *sh, uint32_t idx)
 {
-    struct hy__slot *s = slot_at(sh, idx);
+    struct hy__slot *chunk = sh->slot_chunks[idx >> HY_SLOT_CHUNK_BITS];
+    struct hy__slot *s = &chunk[idx & (HY_SLOT_CHUNK - 1)];
     s->proc = NULL;
+    hy__slot_live_bits(chunk)[(idx & (HY_SLOT_CHUNK - 1)) >> 6] &= ~(1ull << (idx & 63));
     if (++s->gen == 0)
         s->gen = 1;
     s->next_free = 0;
@@ -292,8 +295,9 @@ proc_create(struct hy_shard *sh, hy_proc_fn fn, void *arg, const struct hy_spawn
         slot_free(sh, idx);
         return HY_ENOMEM;
     }
+    struct hy__slot *chunk = sh->slot_chunks[idx >> HY_SLOT_CHUNK_BITS];
+    struct hy__slot *s = &chunk[idx & (HY_SLOT_CHUNK - 1)];
     clear_record(p); /* the reasons are written before use */
-    struct hy__slot *s = slot_at(sh, idx);
     p->pid = hy_pid_make(hy__rt.node_id, hy__rt.creation, (uint16_t)sh->id, idx, s->gen);
     p->shard = sh;
     p->fn = fn;
@@ -320,6 +324,7 @@ proc_create(struct hy_shard *sh, hy_proc_fn fn, void *arg, const struct hy_spawn
         p->arg = copy;
     }
     s->proc = p;
+    hy__slot_live_bits(chunk)[(idx & (HY_SLOT_CHUNK - 1)) >> 6] |= 1ull << (idx & 63);
     hy__stat_add(&sh->st.procs_spawned, 1);
     hy__stat_add(&sh->st.procs_alive, 1);
     hy__sched_make_ready(sh, p);

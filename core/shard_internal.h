@@ -242,6 +242,15 @@ struct hy__slot {
 #define HY_SLOT_CHUNK_BITS 12
 #define HY_SLOT_CHUNK (1u << HY_SLOT_CHUNK_BITS)
 #define HY_SLOT_MAX_CHUNKS 4096 /* 16 M processes per shard */
+/* Each chunk of slots is followed by a bitmap of its slots that hold a
+ * process (bit i of word i / 64): listing the live processes reads it
+ * instead of every slot. */
+#define HY_SLOT_LIVE_WORDS (HY_SLOT_CHUNK / 64)
+
+static inline uint64_t *hy__slot_live_bits(struct hy__slot *chunk)
+{
+    return (uint64_t *)(void *)(chunk + HY_SLOT_CHUNK);
+}
 
 #define HY_MSG_CLASSES 16
 
@@ -268,6 +277,7 @@ struct hy__overflow {
     struct hy__ovf_chunk *head, *tail;
     uint32_t rd, wr; /* read index in head, write index in tail */
     size_t len;      /* entries queued (hy__mesh_backlog) */
+    size_t bytes;    /* their payload bytes (hy__mesh_backlog_bytes) */
 };
 
 struct hy__ret_list {
@@ -673,6 +683,10 @@ bool hy__mesh_idle(struct hy_shard *sh); /* no overflow, nothing staged */
  * towards any shard: what a source that can hold back (a network receive
  * path) checks before it adds more. */
 size_t hy__mesh_backlog(const struct hy_shard *sh, int dst);
+/* The payload bytes of those entries (a message carried whole in a ring
+ * entry counts as HY_RING_ENTRY_DATA), for dst, or the most towards any
+ * shard when dst < 0. */
+size_t hy__mesh_backlog_bytes(const struct hy_shard *sh, int dst);
 void hy__ret_flush(struct hy_shard *sh);
 
 /* ---- stack.c ------------------------------------------------------------ */

@@ -1144,15 +1144,24 @@ struct list_req {
     size_t max;
 };
 
+/* The live processes of sh in slot order, read from each chunk's bitmap of
+ * occupied slots (64 slots per word) rather than slot by slot. */
 static size_t collect(struct hy_shard *sh, hy_pid *out, size_t max)
 {
     size_t n = 0;
-    for (uint32_t i = 0; i < sh->nslots; i++) {
-        struct hy__slot *s = &sh->slot_chunks[i >> HY_SLOT_CHUNK_BITS][i & (HY_SLOT_CHUNK - 1)];
-        if (s->proc && s->proc->state < HY_P_EXITING) {
-            if (n < max)
-                out[n] = s->proc->pid;
-            n++;
+    uint32_t nchunks = (sh->nslots + HY_SLOT_CHUNK - 1) >> HY_SLOT_CHUNK_BITS;
+    for (uint32_t c = 0; c < nchunks; c++) {
+        struct hy__slot *chunk = sh->slot_chunks[c];
+        const uint64_t *bits = hy__slot_live_bits(chunk);
+        for (uint32_t w = 0; w < HY_SLOT_LIVE_WORDS; w++) {
+            for (uint64_t x = bits[w]; x; x &= x - 1) {
+                struct hy_proc *p = chunk[w * 64 + (uint32_t)__builtin_ctzll(x)].proc;
+                if (p->state < HY_P_EXITING) {
+                    if (n < max)
+                        out[n] = p->pid;
+                    n++;
+                }
+            }
         }
     }
     return n;

@@ -65,6 +65,7 @@ void hy_dist_config_init(struct hy_dist_config *cfg)
     cfg->down_after_ns = 1000000000ull;
     cfg->send_queue_max = 65536;
     cfg->recv_backlog_max = 4096;
+    cfg->recv_backlog_bytes_max = 64u << 20;
     cfg->authenticate = true;
 }
 
@@ -167,6 +168,8 @@ int hy_dist_start(const struct hy_dist_config *cfg)
         hy__dist.cfg.send_queue_max = 65536;
     if (!hy__dist.cfg.recv_backlog_max)
         hy__dist.cfg.recv_backlog_max = 4096;
+    if (!hy__dist.cfg.recv_backlog_bytes_max)
+        hy__dist.cfg.recv_backlog_bytes_max = 64u << 20;
     if (!hy__dist.cfg.max_message_size || hy__dist.cfg.max_message_size > hy__rt.cfg.max_message_size)
         hy__dist.cfg.max_message_size = hy__rt.cfg.max_message_size;
     memcpy(hy__dist.peers, cfg->peers, cfg->npeers * sizeof(*cfg->peers));

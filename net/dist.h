@@ -122,6 +122,11 @@ struct hy_dist_config {
      * thus held back by the peer's own reliability layer, in order and
      * exactly once, and never grows this node's memory without bound. */
     size_t recv_backlog_max;
+    /* The same bound in payload bytes (default 64 MiB; 0 = the default):
+     * past it, as past recv_backlog_max, data frames are left unaccepted.
+     * It bounds the memory of a backlog of large messages, which a count
+     * alone does not. */
+    size_t recv_backlog_bytes_max;
     /* Fault injection, for tests only (all 0 = off, the default; never set
      * in production). Each is a per-mille fraction of the outgoing frames of
      * every shard, retransmissions and handshake frames included, chosen by
@@ -235,6 +240,9 @@ struct hy_dist_spawn_opts {
     bool link;         /* link to the caller, set atomically with the spawn */
     bool monitor;      /* monitor it; the ref goes to *monitor_ref */
     hy_ref *monitor_ref;
+    /* how long to wait for the answer: 0 (the default) waits the
+     * configuration's down_after_ns, HY_INFINITY (< 0) without a bound */
+    int64_t timeout_ns;
 };
 
 /* Spawns the function registered as fn_name on node, with a copy of
@@ -242,7 +250,10 @@ struct hy_dist_spawn_opts {
  * waits for its pid. A supervisor's child start function can call it with
  * link = true: the child is then supervised across nodes like a local one.
  * Errors: HY_ENOENT (not a peer), HY_ESRCH (no such function there),
- * HY_ETIMEDOUT (no answer within down_after_ns), HY_EINVAL, HY_EMSGSIZE,
+ * HY_ETIMEDOUT (no answer within opts->timeout_ns, by default
+ * down_after_ns; the process may still start there, and its late answer
+ * then comes to the caller's mailbox as a system message, tag bit 63 set,
+ * with link or monitor installed), HY_EINVAL, HY_EMSGSIZE,
  * HY_ENOTPROC. Context: a process. */
 int hy_dist_spawn(uint32_t node, const char *fn_name, const void *arg, size_t len,
                   const struct hy_dist_spawn_opts *opts, hy_pid *out);

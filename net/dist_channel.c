@@ -409,15 +409,19 @@ void hy__chan_on_data(struct hy__chan *ch, const struct hy_wire_hdr *h, const ui
         return; /* beyond the window: the sender will retransmit */
     }
     size_t backlog = hy__mesh_backlog(hy__shard(), -1);
-    if (backlog > hy__dist.cfg.recv_backlog_max) {
+    size_t backlog_bytes = hy__mesh_backlog_bytes(hy__shard(), -1);
+    if (backlog > hy__dist.cfg.recv_backlog_max ||
+        backlog_bytes > hy__dist.cfg.recv_backlog_bytes_max) {
         /* other shards lag behind what this one hands them: the frame is
          * left unaccepted (not acknowledged, the sender retransmits), which
          * keeps order and exactly-once and bounds the memory a peer uses */
         if (ch->ep->st.dropped_backlog == 0)
             hy_log(HY_LOG_WARNING,
-                   "dist: shard %u holds back peers' data: %zu messages queue behind a full "
-                   "ring (recv_backlog_max %zu); counted in dropped_backlog from now on",
-                   ch->ep->shard, backlog, hy__dist.cfg.recv_backlog_max);
+                   "dist: shard %u holds back peers' data: %zu messages (%zu bytes) queue "
+                   "behind a full ring (recv_backlog_max %zu, recv_backlog_bytes_max %zu); "
+                   "counted in dropped_backlog from now on",
+                   ch->ep->shard, backlog, backlog_bytes, hy__dist.cfg.recv_backlog_max,
+                   hy__dist.cfg.recv_backlog_bytes_max);
         hy__dist_count(&ch->ep->st.dropped_backlog, 1);
         return;
     }

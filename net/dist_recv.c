@@ -183,7 +183,8 @@ void hy__dist_on_frame(struct hy__ep *ep, const uint8_t *buf, size_t n, const st
             hy__dist_count(&ep->st.malformed, 1);
             return;
         }
-        if (hy__mesh_backlog(sh, h.dst_shard) > hy__dist.cfg.recv_backlog_max) {
+        if (hy__mesh_backlog(sh, h.dst_shard) > hy__dist.cfg.recv_backlog_max ||
+            hy__mesh_backlog_bytes(sh, h.dst_shard) > hy__dist.cfg.recv_backlog_bytes_max) {
             /* not yet seen by its channel: as if lost, the peer resends */
             hy__dist_count(&ep->st.dropped_backlog, 1);
             return;

@@ -126,7 +126,7 @@ int hy_dist_spawn(uint32_t node, const char *fn_name, const void *arg, size_t le
     hy__route(sh, m);
     struct hy_msg *r;
     p->defer_exit++;
-    rc = hy_recv_ref(ref, &r, (int64_t)hy__dist.cfg.down_after_ns);
+    rc = hy_recv_ref(ref, &r, opts->timeout_ns ? opts->timeout_ns : (int64_t)hy__dist.cfg.down_after_ns);
     p->defer_exit--;
     if (rc)
         return rc;

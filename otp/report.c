@@ -4,12 +4,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "callback_internal.h"
 #include "errors.h"
 #include "report.h"
 
 static _Atomic int enabled = -1; /* -1: not decided yet (environment) */
-static _Atomic(hy_report_fn) handler;
-static void *_Atomic handler_ctx;
+/* the handler and its ctx, read as one pair; replacing them waits for the
+ * reports being handled by the old pair (callback_internal.h) */
+static struct hy__callback handler = HY__CALLBACK_INIT;
 
 bool hy_report_enabled(void)
 {
@@ -31,17 +33,18 @@ void hy_report_set_enabled(bool on)
 
 void hy_report_set_handler(hy_report_fn fn, void *ctx)
 {
-    /* ctx first: a reader that sees the new handler sees its ctx */
-    atomic_store_explicit(&handler_ctx, ctx, memory_order_release);
-    atomic_store_explicit(&handler, fn, memory_order_release);
+    hy__callback_set(&handler, (hy__callback_fn)fn, ctx);
 }
 
 void hy_report_get_handler(hy_report_fn *fn, void **ctx)
 {
+    hy__callback_fn f;
+    void *c;
+    hy__callback_get(&handler, &f, &c);
     if (fn)
-        *fn = atomic_load_explicit(&handler, memory_order_acquire);
+        *fn = (hy_report_fn)f;
     if (ctx)
-        *ctx = atomic_load_explicit(&handler_ctx, memory_order_acquire);
+        *ctx = c;
 }
 
 static const char *type_name(int type)
@@ -100,11 +103,15 @@ void hy_report(const struct hy_report *r)
 {
     if (!r || !hy_report_enabled())
         return;
-    hy_report_fn fn = atomic_load_explicit(&handler, memory_order_acquire);
-    if (fn) {
-        fn(r, atomic_load_explicit(&handler_ctx, memory_order_acquire));
+    hy__callback_fn f;
+    void *ctx;
+    unsigned slot = hy__callback_enter(&handler, &f, &ctx);
+    if (f) {
+        ((hy_report_fn)f)(r, ctx);
+        hy__callback_exit(&handler, slot);
         return;
     }
+    hy__callback_exit(&handler, slot);
     if ((int)r->level > (int)hy_log_get_level())
         return;
     char line[512];

@@ -80,7 +80,7 @@ struct hy_report {
 
 /* Receives every report while reports are enabled; r is borrowed for the
  * call. Runs on the reporting process's shard, inside it: it must not
- * receive or block for long. */
+ * receive, yield or block for long, and must not set a handler itself. */
 typedef void (*hy_report_fn)(const struct hy_report *r, void *ctx);
 
 /* Emits r (borrowed): to the handler if one is set, else formatted through
@@ -89,17 +89,19 @@ typedef void (*hy_report_fn)(const struct hy_report *r, void *ctx);
 void hy_report(const struct hy_report *r);
 
 /* Sets the handler (NULL restores the default: one hy_log line). ctx is
- * borrowed until the handler is replaced.
- * Context: while no report can be emitted (before the runtime starts, or
- * with reports disabled). */
+ * borrowed until the handler is replaced: this returns once every report
+ * being handled by the previous handler, on any thread, has left it, so the
+ * previous ctx may then be destroyed (the calling thread yields the CPU
+ * meanwhile).
+ * Context: anywhere but a signal handler or a report handler. */
 void hy_report_set_handler(hy_report_fn fn, void *ctx);
 
 /* Stores the current handler and its ctx in *fn and *ctx (both borrowed;
  * either may be NULL to skip it); *fn is NULL for the default. A module
  * that installs a handler of its own reads the previous one first, passes
  * every report on to it, and sets it back when it is done.
- * Context: anywhere but a signal handler; the pair is read consistently
- * only while no other thread sets a handler. */
+ * Context: anywhere but a signal handler; the pair is read as one (a
+ * handler and the ctx it was set with). */
 void hy_report_get_handler(hy_report_fn *fn, void **ctx);
 
 /* Switches reports on or off (default on, unless the environment has

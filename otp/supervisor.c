@@ -64,9 +64,11 @@ struct sup {
     /* open-addressing map pid -> child, for O(1) lookups with many children */
     struct pidmap_ent *map;
     size_t map_cap, map_used;
-    /* ring of the last `intensity` restart times */
+    /* ring of the restart times within the last period (at most
+     * `intensity` of them), grown as restarts come: its size follows the
+     * restarts that happen, not the configured intensity */
     uint64_t *rtimes;
-    unsigned rt_head, rt_count;
+    unsigned rt_head, rt_count, rt_cap;
 };
 
 /* ---- pid map ------------------------------------------------------------------ */
@@ -424,6 +426,25 @@ static void shutdown_all(struct sup *s)
         shutdown_from(s, s->head);
 }
 
+/* Doubles the restart ring (at least 8 entries, at most `intensity`),
+ * keeping its order; false when out of memory. */
+static bool grow_restarts(struct sup *s)
+{
+    unsigned cap = s->rt_cap ? s->rt_cap * 2 : 8;
+    if (cap > (unsigned)s->flags.intensity || cap < s->rt_cap)
+        cap = (unsigned)s->flags.intensity;
+    uint64_t *n = malloc((size_t)cap * sizeof(*n));
+    if (!n)
+        return false;
+    for (unsigned i = 0; i < s->rt_count; i++)
+        n[i] = s->rtimes[(s->rt_head + i) % s->rt_cap];
+    free(s->rtimes);
+    s->rtimes = n;
+    s->rt_head = 0;
+    s->rt_cap = cap;
+    return true;
+}
+
 /* Records a restart; false when it is one too many within the period. */
 static bool add_restart(struct sup *s)
 {
@@ -432,16 +453,20 @@ static bool add_restart(struct sup *s)
         return false;
     uint64_t now = hy_now_ns();
     uint64_t period = (uint64_t)s->flags.period_s * 1000000000ull;
-    if (s->rt_count < (unsigned)intensity) {
-        s->rtimes[(s->rt_head + s->rt_count) % (unsigned)intensity] = now;
-        s->rt_count++;
-        return true;
+    /* the restarts older than the period no longer count */
+    while (s->rt_count && now - s->rtimes[s->rt_head] >= period) {
+        s->rt_head = (s->rt_head + 1) % s->rt_cap;
+        s->rt_count--;
     }
-    uint64_t oldest = s->rtimes[s->rt_head];
-    if (now - oldest < period)
+    if (s->rt_count >= (unsigned)intensity)
         return false;
-    s->rtimes[s->rt_head] = now;
-    s->rt_head = (s->rt_head + 1) % (unsigned)intensity;
+    if (s->rt_count == s->rt_cap && !grow_restarts(s)) {
+        hy_log(HY_LOG_ERROR, "supervisor: no memory for its restart history (intensity %d)",
+               intensity);
+        return false;
+    }
+    s->rtimes[(s->rt_head + s->rt_count) % s->rt_cap] = now;
+    s->rt_count++;
     return true;
 }
 
@@ -589,13 +614,6 @@ static int sup_init(struct hy_gs *gs, void *arg)
         return HY_GS_STOP;
     }
     s->flags = si->flags;
-    if (s->flags.intensity > 0) {
-        s->rtimes = calloc((size_t)s->flags.intensity, sizeof(uint64_t));
-        if (!s->rtimes) {
-            hy_gen_server_stop_reason(gs, hy_reason_user(0, "out of memory"));
-            return HY_GS_STOP;
-        }
-    }
     hy_gen_server_set_state(gs, s);
     size_t off = 0;
     for (size_t i = 0; i < si->nchildren; i++) {

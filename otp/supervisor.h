@@ -16,7 +16,9 @@
  * Intensity: more than `intensity` restarts within `period_s` seconds make the
  * supervisor stop all children (reverse order) and exit with reason
  * shutdown, which its own supervisor sees. The bookkeeping is a ring of the
- * last `intensity` restart times: O(1) per restart (OTP walks a list).
+ * restart times within the last period: O(1) per restart (OTP walks a
+ * list), and its memory follows the restarts that happen (8 bytes each, at
+ * most `intensity`), not the intensity configured.
  * Children are started in order; if one fails to start, the ones already
  * started are stopped in reverse order and the supervisor's start fails with
  * HY_ESTOPPED and reason user(…, "failed_to_start_child: <id>").

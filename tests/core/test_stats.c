@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include <cmocka.h>
 
@@ -174,6 +175,92 @@ static void body_list_local(void *arg)
     HY_CHECK(hy_test_quiesce(1, 10000));
 }
 
+static void idle_until_done(void *arg)
+{
+    (void)arg;
+    struct hy_msg *m;
+    HY_CHECK_EQ(hy_recv_tag(T_DONE, &m, HY_INFINITY), 0);
+    hy_msg_free(m);
+}
+
+static int by_slot(const void *a, const void *b)
+{
+    uint32_t x = hy_pid_slot(*(const hy_pid *)a), y = hy_pid_slot(*(const hy_pid *)b);
+    return x < y ? -1 : x > y;
+}
+
+/* hy_proc_list_local() gives exactly pids[0..n) (the live ones), in slot
+ * order. */
+static void check_list_is(hy_pid *want, size_t n)
+{
+    qsort(want, n, sizeof(*want), by_slot);
+    hy_pid *got = calloc(n + 1, sizeof(*got));
+    size_t count = 0;
+    HY_CHECK_EQ(hy_proc_list_local(got, n + 1, &count), 0);
+    HY_CHECK_EQ(count, n);
+    size_t bad = 0;
+    for (size_t i = 0; i < n && i < count; i++)
+        bad += !hy_pid_eq(got[i], want[i]);
+    HY_CHECK_EQ(bad, 0);
+    free(got);
+}
+
+/* Over several chunks of the process table, with holes where processes
+ * ended and slots used again: the list holds the live processes, each once,
+ * in slot order. */
+static void body_list_local_holes(void *arg)
+{
+    (void)arg;
+    /* more than two chunks of slots (4,096 each); more than one under
+     * ThreadSanitizer (its scale), which makes a fiber per process and
+     * allows about 8,000 */
+    const size_t N = hy_test_scale() >= 0.2 ? 9000 : 4400;
+    hy_pid *pids = calloc(N + 1, sizeof(*pids));
+    hy_pid *live = calloc(2 * N + 1, sizeof(*live));
+    HY_CHECK(pids && live);
+    if (!pids || !live)
+        return;
+    for (size_t i = 0; i < N; i++)
+        HY_CHECK_EQ(hy_spawn(idle_until_done, NULL, &pids[i]), 0);
+    /* every third one and a whole run of 200 end */
+    size_t ended = 0;
+    for (size_t i = 0; i < N; i++)
+        if (i % 3 == 0 || (i >= 4000 && i < 4200)) {
+            hy_test_send_tag(pids[i], T_DONE);
+            pids[i] = HY_PID_NONE;
+            ended++;
+        }
+    HY_CHECK(hy_test_quiesce(1 + N - ended, 10000));
+    size_t n = 0;
+    live[n++] = hy_self();
+    for (size_t i = 0; i < N; i++)
+        if (!hy_pid_is_none(pids[i]))
+            live[n++] = pids[i];
+    check_list_is(live, n);
+    /* new processes take the freed slots */
+    hy_pid more[100];
+    for (size_t i = 0; i < 100; i++) {
+        HY_CHECK_EQ(hy_spawn(idle_until_done, NULL, &more[i]), 0);
+        live[n++] = more[i];
+    }
+    check_list_is(live, n);
+    for (size_t i = 0; i < n; i++)
+        if (!hy_pid_eq(live[i], hy_self()))
+            hy_test_send_tag(live[i], T_DONE);
+    HY_CHECK(hy_test_quiesce(1, 10000));
+    size_t count = 0;
+    HY_CHECK_EQ(hy_proc_list_local(live, 2, &count), 0);
+    HY_CHECK(count == 1 && hy_pid_eq(live[0], hy_self()));
+    free(pids);
+    free(live);
+}
+
+static void test_stats_list_local_holes(void **state)
+{
+    (void)state;
+    assert_int_equal(hy_test_run(2, body_list_local_holes, NULL), 0);
+}
+
 static void test_stats_list_local(void **state)
 {
     (void)state;
@@ -187,6 +274,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stats_pair_counts_batches),
         cmocka_unit_test(test_stats_list_local),
+        cmocka_unit_test(test_stats_list_local_holes),
         cmocka_unit_test(test_stats_turn_histogram),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

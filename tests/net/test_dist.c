@@ -63,6 +63,7 @@ static size_t queue_max;
  * thread on it (no frame read or acknowledged there) until a byte comes. */
 static int hold_pipe[2] = {-1, -1};
 static size_t backlog_max;   /* hy_dist_config.recv_backlog_max (0: default) */
+static size_t backlog_bytes_max; /* hy_dist_config.recv_backlog_bytes_max (0: default) */
 static unsigned ring_size;   /* hy_config.ring_size (0: default) */
 
 static void set_peers(unsigned n, uint16_t base)
@@ -146,6 +147,8 @@ static void dist_up(void)
         c.send_queue_max = queue_max;
     if (backlog_max)
         c.recv_backlog_max = backlog_max;
+    if (backlog_bytes_max)
+        c.recv_backlog_bytes_max = backlog_bytes_max;
     int rc = hy_dist_start(&c);
     if (rc != 0)
         fprintf(stderr, "node %u: hy_dist_start: %s\n", me, hy_strerror(rc));
@@ -723,6 +726,28 @@ static void test_dist_recv_backlog_bounded(void **state)
     assert_true(rb == 0 || rb == -1 || rb == 128 + SIGKILL);
 }
 
+/* The same with a bound in bytes only (the count's bound far away): 64
+ * messages of 8 bytes fill 512 bytes. */
+static void test_dist_recv_backlog_bytes_bounded(void **state)
+{
+    (void)state;
+    backlog_max = 1000000;
+    backlog_bytes_max = 512;
+    ring_size = 16;
+    set_peers(2, pick_base());
+    pid_t b = spawn_node(2, backlog_server_main);
+    pid_t a = spawn_node(1, backlog_client_main);
+    int ra = wait_node(a, 60000);
+    int rb = wait_node(b, 10000);
+    pid_t rest[1] = {b};
+    reap_all(rest, 1);
+    backlog_max = 0;
+    backlog_bytes_max = 0;
+    ring_size = 0;
+    assert_int_equal(ra, 0);
+    assert_true(rb == 0 || rb == -1 || rb == 128 + SIGKILL);
+}
+
 static void signals_main(void *a)
 {
     (void)a;
@@ -1088,6 +1113,85 @@ static int start_remote_child(const void *arg, size_t len, hy_pid *pid)
 {
     struct hy_dist_spawn_opts o = {.shard = 1, .link = true};
     return hy_dist_spawn(2, "worker", arg, len, &o, pid);
+}
+
+/* A spawn on a node that never answers (configured, not running) waits
+ * the caller's timeout, not the 5 s of down_after_ns. */
+static void spawn_timeout_main(void *a)
+{
+    (void)a;
+    dist_up();
+    uint64_t v = 7;
+    struct hy_dist_spawn_opts o = {.shard = 1, .timeout_ns = SEC / 5};
+    hy_pid p;
+    uint64_t t0 = hy_now_ns();
+    CHECK(hy_dist_spawn(2, "worker", &v, sizeof(v), &o, &p) == HY_ETIMEDOUT);
+    uint64_t took = hy_now_ns() - t0;
+    CHECK(took >= SEC / 5);
+    CHECK(took < 4 * SEC); /* down_after_ns is 5 s */
+    hy_dist_stop();
+}
+
+/* Linked to a process on node 2, it cuts the connection: the noconnection
+ * exit signal reaches it while it runs, inside its own call, and it must
+ * end at its next send, not after a budget's worth of them. */
+static void disconnect_victim(void *a)
+{
+    hy_pid parent;
+    memcpy(&parent, a, sizeof(parent));
+    uint64_t v = 7;
+    struct hy_dist_spawn_opts o = {.shard = 1, .link = true};
+    hy_pid w;
+    CHECK(hy_dist_spawn(2, "worker", &v, sizeof(v), &o, &w) == 0);
+    CHECK(hy_dist_disconnect(2) == 0);
+    for (uint64_t i = 0; i < 100000; i++)
+        hy_send(parent, T_SEQ, &i, sizeof(i));
+}
+
+static void disconnect_kill_main(void *a)
+{
+    (void)a;
+    dist_up();
+    find_echo(2);
+    hy_pid self = hy_self(), v;
+    struct hy_spawn_opts so = HY_SPAWN_OPTS_INIT;
+    so.shard = (int)hy_pid_shard(self); /* where hy_dist_disconnect acts inline */
+    so.arg_size = sizeof(self);
+    CHECK(hy_spawn_opt(disconnect_victim, &self, &so, &v) == 0);
+    hy_ref r;
+    CHECK(hy_monitor(v, &r) == 0);
+    struct hy_msg *m;
+    CHECK(hy_recv_ref(r, &m, 20 * SEC) == 0);
+    struct hy_down_info d;
+    memcpy(&d, m->data, sizeof(d));
+    hy_msg_free(m);
+    CHECK(d.reason.kind == HY_REASON_NOCONNECTION);
+    /* its DOWN comes after every message it sent */
+    unsigned sent = 0;
+    while (hy_recv_tag(T_SEQ, &m, 0) == 0) {
+        sent++;
+        hy_msg_free(m);
+    }
+    if (sent > 1)
+        fprintf(stderr, "node 1: the killed process sent %u messages\n", sent);
+    CHECK(sent <= 1);
+    CHECK(hy_dist_connect(2) == 0);
+    hy_dist_send_name("main", 2, T_QUIT, NULL, 0);
+    hy_dist_stop();
+}
+
+static void test_dist_disconnect_kills_linked_caller_at_once(void **state)
+{
+    (void)state;
+    run_pair(disconnect_kill_main);
+}
+
+static void test_dist_spawn_waits_the_callers_timeout(void **state)
+{
+    (void)state;
+    set_peers(2, pick_base());
+    pid_t a = spawn_node(1, spawn_timeout_main);
+    assert_int_equal(wait_node(a, 60000), 0);
 }
 
 static hy_pid child_of(hy_pid sup)
@@ -2591,6 +2695,9 @@ int main(void)
         cmocka_unit_test(test_dist_order_under_loss),
         cmocka_unit_test(test_dist_sequence_wraps),
         cmocka_unit_test(test_dist_recv_backlog_bounded),
+        cmocka_unit_test(test_dist_recv_backlog_bytes_bounded),
+        cmocka_unit_test(test_dist_spawn_waits_the_callers_timeout),
+        cmocka_unit_test(test_dist_disconnect_kills_linked_caller_at_once),
         cmocka_unit_test(test_dist_full_queue_waits_never_drops),
         cmocka_unit_test(test_dist_lone_send_leaves_at_once),
         cmocka_unit_test(test_dist_senders_that_cannot_wait_queue_past_limit),

@@ -18,6 +18,8 @@
  * lets a restart period elapse: the passage of time is what it tests.
  * Tests named *_same_shard / *_cross_shard run the children on the
  * supervisor's shard and on shard 1. */
+#include <limits.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -811,9 +813,10 @@ static void body_intensity(void *arg)
 {
     int shard = *(int *)arg;
     begin();
-    /* {intensity flag, restarts allowed}: 0 allows none, as OTP; -1 too */
-    const int cases[3][2] = {{3, 3}, {0, 0}, {-1, 0}};
-    for (int c = 0; c < 3; c++) {
+    /* {intensity flag, restarts allowed}: 0 allows none, as OTP; -1 too;
+     * 20 takes the restart history past its first sizes */
+    const int cases[4][2] = {{3, 3}, {0, 0}, {-1, 0}, {20, 20}};
+    for (int c = 0; c < 4; c++) {
         struct hy_sup_gs_child g;
         struct hy_child_spec spec = kid_spec("k", &trapping[0], shard, &g);
         struct hy_sup_flags f = flags(HY_ONE_FOR_ONE, cases[c][0], 60);
@@ -832,6 +835,29 @@ static void body_intensity(void *arg)
     }
 }
 BOTH_SHARDS(intensity)
+
+/* A supervisor's memory follows the restarts that happen, not its
+ * intensity: INT_MAX (a silly or hostile configuration) costs no more than
+ * 1 (it once allocated 8 bytes per unit of intensity, 16 GiB). */
+static void body_intensity_huge(void *arg)
+{
+    int shard = *(int *)arg;
+    begin();
+    struct hy_sup_gs_child g;
+    struct hy_child_spec spec = kid_spec("k", &trapping[0], shard, &g);
+    struct hy_sup_flags f = flags(HY_ONE_FOR_ONE, INT_MAX, 3600);
+    struct mallinfo2 before = mallinfo2(); /* zeros under AddressSanitizer */
+    hy_pid sup = start_sup(&f, &spec, 1);
+    hy_pid kid = expect_sev(S_INIT, 0).pid;
+    kid = crash_restarts(kid, 30);
+    struct mallinfo2 after = mallinfo2();
+    HY_CHECK(after.hblkhd + after.uordblks < before.hblkhd + before.uordblks + (16u << 20));
+    HY_CHECK_EQ(counts(sup).active, 1);
+    stop_sup(sup);
+    expect_sev(S_TERM, 0);
+    end();
+}
+BOTH_SHARDS(intensity_huge)
 
 /* Restarts spread over more than a period do not add up. */
 static void body_intensity_period(void *arg)
@@ -1601,6 +1627,7 @@ int main(void)
         cmocka_unit_test(test_supervisor_start_dynamic_not_simple),
         BOTH_TESTS(restart_types),
         BOTH_TESTS(intensity),
+        BOTH_TESTS(intensity_huge),
         BOTH_TESTS(intensity_period),
         BOTH_TESTS(intensity_failed_restarts),
         BOTH_TESTS(shutdown_brutal_kill),
