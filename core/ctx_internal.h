@@ -22,30 +22,13 @@ void hy__ctx_switch(void **from, void *to);
  * the first switch to it; returns the stack pointer to switch to. */
 void *hy__ctx_make(void *stack_hi, hy__ctx_fn fn, void *arg);
 
-/* HY_ASAN: built with AddressSanitizer (the stacks' and switches'
- * annotations, crash.c's reports). clang < 16 does not define
- * __SANITIZE_ADDRESS__. */
-#if defined(__SANITIZE_ADDRESS__)
-#define HY_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define HY_ASAN 1
-#endif
-#endif
+#include "sanitize_internal.h"
 
 /* ThreadSanitizer follows the switches only when told: each process is a
  * TSan fiber, created at its first switch-in and destroyed when it is
  * reaped; hy__tsan_switch() is called immediately before hy__ctx_switch()
  * with the fiber about to run (synchronising: what one fiber did before a
  * switch happens-before what the next does after it). No-ops otherwise. */
-#if defined(__SANITIZE_THREAD__)
-#define HY_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define HY_TSAN 1
-#endif
-#endif
-
 #ifdef HY_TSAN
 #include <sanitizer/tsan_interface.h>
 static inline void *hy__tsan_current(void) { return __tsan_get_current_fiber(); }

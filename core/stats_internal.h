@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "sanitize_internal.h"
 #include "stats.h"
 
 struct hy__shard_stats {
@@ -29,22 +30,11 @@ struct hy__shard_stats {
     _Atomic uint64_t local_handed;
 };
 
-/* ThreadSanitizer must see the counters' stores (clang < 16 does not
- * define __SANITIZE_THREAD__) */
-#if defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define HY__STATS_TSAN 1
-#endif
-#endif
-#ifndef HY__STATS_TSAN
-#define HY__STATS_TSAN 0
-#endif
-
 /* Adds v to counter c. Single writer (the owning shard): a relaxed load and
  * store, no atomic read-modify-write, so readers see every value whole. */
 static inline void hy__stat_add(_Atomic uint64_t *c, uint64_t v)
 {
-#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__) && !HY__STATS_TSAN
+#if defined(__x86_64__) && !defined(HY_TSAN) /* ThreadSanitizer must see the stores */
     /* the same as one add to memory (compilers do not fuse the atomic load
      * and store: three instructions): not a locked one, the writer is
      * alone, and the aligned 8-byte store in it is seen whole */

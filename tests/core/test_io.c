@@ -368,7 +368,10 @@ static void test_io_readiness_reaches_shard_without_syscalls(void **state)
 struct ring_ctx {
     hy_pid main;
     uint16_t port;
-    uint64_t base;            /* shard 1's sleep count before it blocks */
+    uint64_t base;            /* shard 1's sleep count before it blocks (atomic: main's
+                                 last read of a step and shard 1's next write are
+                                 ordered only through the socket, which ThreadSanitizer
+                                 does not see) */
     uint64_t sleeps0, io_sleeps0, sleeps1, io_sleeps1;
     int64_t timer_ns;         /* how long shard 1's 30 ms sleep took */
     int got_data, got_msg;
@@ -386,7 +389,7 @@ static uint64_t shard1_sleeps(void)
 static bool shard1_slept(void *arg)
 {
     struct ring_ctx *c = arg;
-    return shard1_sleeps() > c->base;
+    return shard1_sleeps() > __atomic_load_n(&c->base, __ATOMIC_ACQUIRE);
 }
 
 /* On shard 1: the socket end that sleeps. */
@@ -402,18 +405,18 @@ static void ring_sleeper(void *arg)
     hy_stats_get(1, &st);
     c->sleeps0 = st.sleeps;
     c->io_sleeps0 = st.io_sleeps;
-    c->base = shard1_sleeps();
+    __atomic_store_n(&c->base, shard1_sleeps(), __ATOMIC_RELEASE);
     hy_test_send_tag(c->main, TAG_READY);
     HY_CHECK_EQ(hy_tcp_accept(ls, &sv, 10 * SECOND), 0);
     /* 1: readiness ends the sleep (main sends once shard 1 slept) */
-    c->base = shard1_sleeps();
+    __atomic_store_n(&c->base, shard1_sleeps(), __ATOMIC_RELEASE);
     hy_test_send_tag(c->main, TAG_READY);
     char b[4];
     size_t got;
     if (hy_tcp_recv_exact(sv, b, 4, &got, 10 * SECOND) == 0 && memcmp(b, "ring", 4) == 0)
         c->got_data = 1;
     /* 2: a message from the other shard ends it */
-    c->base = shard1_sleeps();
+    __atomic_store_n(&c->base, shard1_sleeps(), __ATOMIC_RELEASE);
     hy_test_send_tag(c->main, TAG_READY);
     struct hy_msg *m = hy_test_must_recv_tag(TAG_POKE, 10 * SECOND);
     c->got_msg = m != NULL;
