@@ -426,6 +426,24 @@ static const char *op_word(enum kvcache_op op)
     }
 }
 
+/* A command of one key: hashed once, run here when this shard owns the key,
+ * else sent to its owner (directly, or forwarded with the reply coming back) */
+static KV_HOT void route_one(struct conn *c, struct kvcache_store *st, struct kvcache_cmd *cmd,
+                             const char *raw)
+{
+    cmd->hash = kvcache_key_hash(cmd->key, cmd->nkey);
+    cmd->hashed = true;
+    unsigned o = kvcache_hash_owner(cmd->hash);
+    if (o == c->shard && st) {
+        kvcache_proto_exec(st, cmd, &c->out);
+        return;
+    }
+    if (c->may_direct && c->out.len == 0 && direct_send(c, o, cmd, raw))
+        return;
+    if (forward(c, o, cmd, raw, cmd->total, &c->out) != 0)
+        kvcache_out_str(&c->out, "SERVER_ERROR key owner unavailable\r\n");
+}
+
 static void do_get_multi(struct conn *c, struct kvcache_store *st, const struct kvcache_cmd *cmd);
 
 /* the get family: keys this shard owns run here, a single other owner gets
@@ -439,17 +457,7 @@ static KV_HOT void do_get(struct conn *c, struct kvcache_store *st, struct kvcac
     const char *k;
     size_t nk;
     if (cmd->key) { /* the only key */
-        cmd->hash = kvcache_key_hash(cmd->key, cmd->nkey);
-        cmd->hashed = true;
-        unsigned o = kvcache_hash_owner(cmd->hash);
-        if (o == c->shard && st) {
-            kvcache_proto_exec(st, cmd, &c->out);
-            return;
-        }
-        if (c->may_direct && c->out.len == 0 && direct_send(c, o, cmd, raw))
-            return;
-        if (forward(c, o, cmd, raw, cmd->total, &c->out) != 0)
-            kvcache_out_str(&c->out, "SERVER_ERROR key owner unavailable\r\n");
+        route_one(c, st, cmd, raw);
         return;
     }
     while (kvcache_proto_next_key(cmd, &pos, &k, &nk)) {
@@ -648,17 +656,7 @@ static KV_HOT void handle(struct conn *c, struct kvcache_cmd *cmd, const char *r
     }
     if (cmd->op >= KVCACHE_OP_MG)
         add_counter(&c->sh->cmd_meta, 1);
-    cmd->hash = kvcache_key_hash(cmd->key, cmd->nkey);
-    cmd->hashed = true;
-    unsigned o = kvcache_hash_owner(cmd->hash);
-    if (o == c->shard && st) {
-        kvcache_proto_exec(st, cmd, &c->out);
-        return;
-    }
-    if (c->may_direct && c->out.len == 0 && direct_send(c, o, cmd, raw))
-        return;
-    if (forward(c, o, cmd, raw, cmd->total, &c->out) != 0)
-        kvcache_out_str(&c->out, "SERVER_ERROR key owner unavailable\r\n");
+    route_one(c, st, cmd, raw);
 }
 
 /* doubles the input buffer, up to a get line plus the largest item;
