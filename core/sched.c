@@ -448,10 +448,9 @@ static void idle_sleep(struct hy_shard *sh)
 
 /* True when anything a turn would take in arrived: a published ring entry,
  * a foreign message, an exit signal's flag, a stop request. */
-static inline bool idle_input(struct hy_shard *sh)
+static inline bool idle_input(const struct hy_shard *sh)
 {
-    return hy__mesh_has_input(sh) || hy__mesh_sig_in(sh) ||
-           atomic_load_explicit(&hy__rt.stop, memory_order_relaxed);
+    return hy__mesh_input_hint(sh) || atomic_load_explicit(&hy__rt.stop, memory_order_relaxed);
 }
 
 /* The idle spin between two turns (now: the last turn's clock read). A
