@@ -432,6 +432,44 @@ static void idle_sleep(struct hy_shard *sh)
         hy__stall_kick();
 }
 
+/* Pauses an idle spin between two scheduler turns makes at most: a turn
+ * (clock read, timers, name quiescence, the rings, the poller's peek) is a
+ * few hundred instructions, which a waiting shard ran back to back with one
+ * pause between them; in between, only the inbound rings' published heads,
+ * the foreign inbox and the stop flag are looked at, each a load of a line
+ * that stays in this core's cache until a writer takes it. So a message is
+ * seen within one pause of its publish instead of somewhere in a turn, and
+ * a spinning shard leaves the core's shared resources (an SMT sibling's, or
+ * the host's) to the work it waits for, as ring_raw_rtt's consumer does. */
+#define IDLE_POLL_PAUSES 32
+/* A timer due sooner than this after the turn's clock read gets the turns
+ * back to back (one pause each), as before: the light poll reads no clock. */
+#define IDLE_POLL_TIMER_NS 4000
+
+/* True when anything a turn would take in arrived: a published ring entry,
+ * a foreign message, an exit signal's flag, a stop request. */
+static inline bool idle_input(const struct hy_shard *sh)
+{
+    return hy__mesh_input_hint(sh) || atomic_load_explicit(&hy__rt.stop, memory_order_relaxed);
+}
+
+/* The idle spin between two turns (now: the last turn's clock read). A
+ * shard with poll hooks or watched sockets keeps one pause per turn: its
+ * hooks (a NIC queue) and its poller are looked at only by the turn. */
+static void idle_spin(struct hy_shard *sh, uint64_t now)
+{
+    if (sh->hooks || hy__io_active(sh) ||
+        hy__wheel_next_expiry(&sh->wheel) <= now + IDLE_POLL_TIMER_NS) {
+        cpu_relax();
+        return;
+    }
+    for (unsigned i = 0; i < IDLE_POLL_PAUSES; i++) {
+        cpu_relax();
+        if (idle_input(sh))
+            return;
+    }
+}
+
 void hy__sched_loop(struct hy_shard *sh)
 {
     uint64_t idle_since = 0;
@@ -476,7 +514,7 @@ void hy__sched_loop(struct hy_shard *sh)
             continue;
         }
         if (now - idle_since < (io_last && hy__io_active(sh) ? 0 : spin)) {
-            cpu_relax();
+            idle_spin(sh, now);
             continue;
         }
         hy__stack_trim(sh); /* off the hot path: only when about to sleep */

@@ -664,6 +664,20 @@ void hy__mesh_flush(struct hy_shard *sh);
 unsigned hy__mesh_drain(struct hy_shard *sh);
 /* True when an inbound ring or the inbox has something (consumer side). */
 bool hy__mesh_has_input(struct hy_shard *sh);
+/* Consumer, for the idle spin: a hint that something arrived (an inbound
+ * ring's published head past what this shard has taken, a foreign message,
+ * the signal flag). Relaxed loads only, one per inbound ring, and no cached
+ * head updated: the drain that follows makes the acquire loads. */
+static inline bool hy__mesh_input_hint(const struct hy_shard *sh)
+{
+    for (unsigned j = 0; j < hy__rt.nshards; j++) {
+        const struct hy_ring *r = sh->in[j];
+        if (r && atomic_load_explicit(&r->head, memory_order_relaxed) != r->tail_local)
+            return true;
+    }
+    return atomic_load_explicit(&sh->inbox, memory_order_relaxed) != NULL ||
+           atomic_load_explicit(&sh->sig_in, memory_order_relaxed) != 0;
+}
 /* Producer: publishes everything staged for dst now and raises dst's sig_in
  * flag, for an exit signal just pushed (it must act at the target's next
  * runtime call, not after the sender's turn). */

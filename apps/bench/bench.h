@@ -99,6 +99,17 @@ void bench_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void bench_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* True once bench_fail() was called for the running benchmark. */
 bool bench_failed(void);
+/* HYDRA_BENCH_RTT_PCT=1: a round-trip row also times every round trip and
+ * prints the 1st, 10th, 25th and 50th percentiles of each repetition. On a
+ * loaded machine the mean mostly measures the scheduler's time slices (one
+ * side preempted mid round trip); the low percentiles are the round trips
+ * during which both sides ran, i.e. the code's own latency. Returns an
+ * array of n zeroed slots (the caller frees it), or NULL when the variable
+ * is not set (or on no memory): then time nothing. */
+uint32_t *bench_rtt_pct_alloc(uint64_t n);
+/* Prints "# ROW rep R: p1 .. p10 .. p25 .. p50 .. us" from ns[0..n) (sorts
+ * it in place; nothing when ns is NULL). */
+void bench_rtt_pct_print(const char *row, int rep, uint32_t *ns, uint64_t n);
 /* Median of n values (sorts vals in place). */
 double bench_median(double *vals, size_t n);
 /* Prints "# NAME reps: [...] UNIT" and "bench=NAME value=V unit=UNIT". */

@@ -128,6 +128,7 @@ struct ping_arg {
     hy_pid parent;
     hy_pid pong;
     uint64_t n;
+    uint32_t *pct; /* each round trip's ns (HYDRA_BENCH_RTT_PCT), or NULL */
 };
 
 /* {ping, From} -> From ! pong; {stop, From} -> report and end. */
@@ -169,7 +170,7 @@ static void ping_proc(void *arg)
     uint32_t errors = 0;
     struct hy_msg *m;
 
-    uint64_t t0 = hy_now_ns();
+    uint64_t t0 = hy_now_ns(), tk = t0;
     for (uint64_t k = 0; k < a->n; k++) {
         if (hy_send(a->pong, BENCH_TAG_PING, &self, sizeof(self)) < 0 ||
             hy_recv(&m, HY_INFINITY) < 0) {
@@ -179,15 +180,20 @@ static void ping_proc(void *arg)
         if (m->tag != BENCH_TAG_PONG)
             errors++;
         hy_msg_free(m);
+        if (a->pct) {
+            uint64_t t = hy_now_ns();
+            a->pct[k] = (uint32_t)(t - tk < UINT32_MAX ? t - tk : UINT32_MAX);
+            tk = t;
+        }
     }
     bench_send_done(a->parent, t0, hy_now_ns(), errors);
 }
 
 /* Returns elapsed ns of n round trips, ping on ping_shard, pong on
  * pong_shard; or a negative value on failure. */
-static double pingpong(uint64_t n, int ping_shard, int pong_shard)
+static double pingpong(uint64_t n, int ping_shard, int pong_shard, uint32_t *pct)
 {
-    struct ping_arg a = {.parent = hy_self(), .n = n};
+    struct ping_arg a = {.parent = hy_self(), .n = n, .pct = pct};
     struct bench_done dping, dpong;
     hy_pid ping, self = hy_self();
 
@@ -216,7 +222,7 @@ void bench_pingpong_local_describe(const struct bench_env *env)
 double bench_pingpong_local_rep(const struct bench_env *env)
 {
     uint64_t n = bench_scaled(env, 1000000);
-    double dt = pingpong(n, 0, 0);
+    double dt = pingpong(n, 0, 0, NULL);
 
     return dt < 0 ? dt : dt / (double)(2 * n);
 }
@@ -229,9 +235,15 @@ void bench_pingpong_cross_describe(const struct bench_env *env)
 
 double bench_pingpong_cross_rep(const struct bench_env *env)
 {
+    static int rep; /* 0: the warm-up (one runtime per row and process) */
     uint64_t n = bench_scaled(env, 200000);
-    double dt = pingpong(n, 0, 1);
+    uint32_t *pct = bench_rtt_pct_alloc(n);
+    double dt = pingpong(n, 0, 1, pct);
 
+    if (dt >= 0)
+        bench_rtt_pct_print("pingpong_cross", rep, pct, n);
+    rep++;
+    free(pct);
     return dt < 0 ? dt : dt / (double)n;
 }
 

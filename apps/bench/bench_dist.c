@@ -332,40 +332,13 @@ struct dist_run {
     struct hy_dist_stats st0, st1;
 };
 
-/* HYDRA_BENCH_RTT_PCT=1: each repetition of a round-trip row also records
- * every round trip and prints its 1st, 10th and 50th percentiles as a note.
- * On a loaded machine the mean mostly measures the scheduler's time slices
- * (either node preempted mid round trip); the low percentiles are the
- * round trips during which both ran, i.e. the code's own latency. */
-static uint32_t *rtt_pct_alloc(uint64_t n)
-{
-    const char *e = getenv("HYDRA_BENCH_RTT_PCT");
-    return e && strcmp(e, "1") == 0 ? calloc(n, sizeof(uint32_t)) : NULL;
-}
-
-static int rtt_pct_cmp(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return (x > y) - (x < y);
-}
-
-static void rtt_pct_print(const char *row, int rep, uint32_t *ns, uint64_t n)
-{
-    if (!ns || !n)
-        return;
-    qsort(ns, n, sizeof(*ns), rtt_pct_cmp);
-    fprintf(stdout, "# %s rep %d: p1 %.2f p10 %.2f p25 %.2f p50 %.2f us\n", row, rep,
-            ns[n / 100] / 1e3, ns[n / 10] / 1e3, ns[n / 4] / 1e3, ns[n / 2] / 1e3);
-    fflush(stdout);
-}
-
 static double rtt_rep(struct dist_run *run, hy_pid echo)
 {
     hy_pid self = hy_self();
     uint32_t errors = 0;
     struct hy_msg *m;
 
-    uint32_t *pct = rtt_pct_alloc(run->n);
+    uint32_t *pct = bench_rtt_pct_alloc(run->n);
     uint64_t t0 = hy_now_ns(), tk = t0;
     for (uint64_t k = 0; k < run->n; k++) {
         if (hy_send(echo, BENCH_TAG_PING, &self, sizeof(self)) < 0 ||
@@ -384,7 +357,7 @@ static double rtt_rep(struct dist_run *run, hy_pid echo)
         }
     }
     uint64_t dt = hy_now_ns() - t0;
-    rtt_pct_print(run->b->name, run->rep, pct, run->n);
+    bench_rtt_pct_print(run->b->name, run->rep, pct, run->n);
     free(pct);
     if (errors) {
         bench_fail("%u unexpected messages", errors);
@@ -1009,7 +982,7 @@ static int mr_ping(const char *dir, int cpu, uint64_t n, int reps, int wfd)
         return 1;
     }
     for (int r = 0; r <= reps; r++) {
-        uint32_t *pct = rtt_pct_alloc(n);
+        uint32_t *pct = bench_rtt_pct_alloc(n);
         uint64_t t0 = hy_now_ns(), tk = t0;
 
         for (uint64_t k = 0; k < n; k++) {
@@ -1029,7 +1002,7 @@ static int mr_ping(const char *dir, int cpu, uint64_t n, int reps, int wfd)
             }
         }
         double us = (double)(hy_now_ns() - t0) / (double)n / 1e3;
-        rtt_pct_print("memif_raw_rtt", r, pct, n);
+        bench_rtt_pct_print("memif_raw_rtt", r, pct, n);
         free(pct);
         if (r > 0 && write(wfd, &us, sizeof(us)) != (ssize_t)sizeof(us)) /* r 0: warm-up */
             return 1;

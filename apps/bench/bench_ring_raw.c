@@ -48,6 +48,7 @@ struct rr_shared {
     uint64_t errors;      /* payloads that were not what was sent */
     uint64_t prod_errors; /* rtt: a buffer other than the one sent came back */
     uint64_t checksum;
+    uint32_t *pct; /* rtt: each round trip's ns (HYDRA_BENCH_RTT_PCT), or NULL */
 };
 
 static uint64_t rr_now_ns(void)
@@ -104,6 +105,7 @@ static void *rr_producer(void *arg)
     if (s->rtt) {
         /* One buffer goes round: the next message leaves when it is back. */
         void *b = &s->pool[0], *back;
+        uint64_t tk = s->t0;
 
         for (; seq < s->n; seq++) {
             rr_fill(b, seq);
@@ -113,6 +115,11 @@ static void *rr_producer(void *arg)
                 rte_pause();
             if (back != b)
                 s->prod_errors++;
+            if (s->pct) { /* as pingpong_cross: a clock read per round trip */
+                uint64_t t = rr_now_ns();
+                s->pct[seq] = (uint32_t)(t - tk < UINT32_MAX ? t - tk : UINT32_MAX);
+                tk = t;
+            }
         }
         s->t1 = rr_now_ns();
         return NULL;
@@ -245,6 +252,8 @@ static int rr_run(const struct bench *b, const struct bench_env *env, int rtt)
                    "consumer reads each payload and returns the buffers on a second ring",
                    rte_version(), (unsigned long long)s.n, RR_BULK, RR_DATA_SIZE, RR_NBUF, s.cpu[0],
                    s.cpu[1]);
+    if (rtt)
+        s.pct = bench_rtt_pct_alloc(s.n);
     for (int r = 0; r <= BENCH_REPS; r++) {
         uint64_t dt = rr_once(&s);
 
@@ -253,12 +262,14 @@ static int rr_run(const struct bench *b, const struct bench_env *env, int rtt)
                 bench_fail("repetition %d failed", r);
             goto out;
         }
+        bench_rtt_pct_print(b->name, r, s.pct, s.n);
         if (r > 0) /* the first one is the warm-up */
             vals[r - 1] = rtt ? (double)dt / (double)s.n : (double)s.n / (double)dt * 1e3;
     }
     bench_report(b, b->name, vals, BENCH_REPS);
     rc = 0;
 out:
+    free(s.pct);
     free(s.data);
     free(s.ret);
     free(s.pool);

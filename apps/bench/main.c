@@ -164,6 +164,28 @@ uint64_t bench_scaled(const struct bench_env *env, uint64_t base)
     return v < 1.0 ? 1 : (uint64_t)v;
 }
 
+uint32_t *bench_rtt_pct_alloc(uint64_t n)
+{
+    const char *e = getenv("HYDRA_BENCH_RTT_PCT");
+    return e && strcmp(e, "1") == 0 ? calloc(n, sizeof(uint32_t)) : NULL;
+}
+
+static int rtt_pct_cmp(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+void bench_rtt_pct_print(const char *row, int rep, uint32_t *ns, uint64_t n)
+{
+    if (!ns || !n)
+        return;
+    qsort(ns, n, sizeof(*ns), rtt_pct_cmp);
+    fprintf(stdout, "# %s rep %d: p1 %.3f p10 %.3f p25 %.3f p50 %.3f us\n", row, rep,
+            ns[n / 100] / 1e3, ns[n / 10] / 1e3, ns[n / 4] / 1e3, ns[n / 2] / 1e3);
+    fflush(stdout);
+}
+
 void bench_note(const char *fmt, ...)
 {
     char line[1024];
