@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <time.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "errors.h"
@@ -75,6 +76,8 @@ static inline void submit(struct ur *u)
  * completion of a cancel of one has this cookie (nothing to do). */
 #define RECV_BIT (1ull << 61)
 #define CANCEL_COOKIE (1ull << 60)
+/* Send requests carry their socket's cookie with this bit. */
+#define SEND_BIT (1ull << 59)
 
 /* The cookie of the wake_fd's poll (no watch: bit 62 is never set in a
  * watch's cookie, whose generation has 31 bits). */
@@ -254,6 +257,10 @@ HY__HOT static unsigned ur_poll(struct hy_shard *sh, void *state)
             }
             if (cookie == CANCEL_COOKIE)
                 continue;
+            if ((cookie & (SEND_BIT | REMOVE_BIT)) == SEND_BIT) {
+                hy__io_dispatch_send(sh, cookie & ~SEND_BIT, res);
+                continue;
+            }
             if (cookie & RECV_BIT) {
                 int bid = (flags & IORING_CQE_F_BUFFER) ? (int)(flags >> IORING_CQE_BUFFER_SHIFT)
                                                         : -1;
@@ -370,6 +377,34 @@ static void ur_recv_cancel(void *state, uint64_t cookie, bool sync)
     io_uring_sqe_set_data64(sqe, CANCEL_COOKIE);
 }
 
+static bool ur_send(void *state, int fd, const void *buf, uint32_t len, uint64_t cookie)
+{
+    struct ur *u = state;
+    struct io_uring_sqe *sqe = sqe_get(u);
+    if (!sqe)
+        return false;
+    /* submitted with the turn's queue: a socket with room takes the bytes
+     * in that io_uring_enter; a full one is polled by the kernel */
+    io_uring_prep_send(sqe, fd, buf, len, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, cookie | SEND_BIT);
+    return true;
+}
+
+static void ur_flush(struct hy_shard *sh, void *state)
+{
+    submit(state);
+    stat_inc(&sh->st.io_syscalls);
+}
+
+static void ur_send_cancel(void *state, uint64_t cookie)
+{
+    struct ur *u = state;
+    submit(u);
+    struct io_uring_sync_cancel_reg reg = {.addr = cookie | SEND_BIT, .fd = -1,
+                                           .timeout = {.tv_sec = -1, .tv_nsec = -1}};
+    (void)io_uring_register_sync_cancel(&u->ring, &reg);
+}
+
 static const uint8_t *ur_recv_buf(void *state, uint16_t bid)
 {
     struct ur *u = state;
@@ -440,5 +475,8 @@ const struct hy__io_backend hy__io_uring_backend = {
     .recv_cancel = ur_recv_cancel,
     .recv_buf = ur_recv_buf,
     .recv_put = ur_recv_put,
+    .send = ur_send,
+    .send_cancel = ur_send_cancel,
+    .flush = ur_flush,
     .peek_init = ur_peek_init,
 };
