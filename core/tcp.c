@@ -882,8 +882,7 @@ send_direct(struct hy_tcp *s, const struct iovec *iov, int iovcnt, size_t total,
 /* A send the poller's queue could not take at once: an earlier queued
  * send failed (its error, once), the queue is full or the bytes are too
  * many for it while it holds some. Waits for the queue's progress; sends
- * itself once nothing is queued. None of this call's bytes is out when
- * it times out waiting for the queue, so the stream stays whole. */
+ * itself once nothing is queued. */
 __attribute__((noinline)) static int send_slow(struct hy_tcp *s, const struct iovec *iov, int iovcnt,
                                                size_t total, int64_t timeout_ns)
 {
@@ -903,8 +902,14 @@ __attribute__((noinline)) static int send_slow(struct hy_tcp *s, const struct io
         if (!w->tx_busy)
             return send_direct(s, iov, iovcnt, total, waited ? remaining(&deadline) : timeout_ns);
         int rc = hy__sock_wait(&s->s, HY_IO_TX, remaining(&deadline));
-        if (rc)
+        if (rc) {
+            /* as a send that timed out itself: what is queued is dropped
+             * and the stream ends there, never torn by a later send */
+            hy__io_send_settle(s->s.sh, w);
+            shutdown(s->s.w.fd, SHUT_WR);
+            s->wr_shut = 1;
             return rc;
+        }
         waited = true;
     }
 }
