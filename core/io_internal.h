@@ -10,7 +10,9 @@
  * runs (passive calls), or by the scheduler into buffers the socket owns
  * (active mode). With io_uring, a raw passive socket whose owner parks for
  * input has one receive made by the poller into a buffer of the shard's
- * pool (struct hy__io_watch's rx_* fields), copied out when the owner runs.
+ * pool (struct hy__io_watch's rx_* fields), copied out when the owner runs,
+ * and a send of up to 16 KiB is copied into the socket's send queue (tx_*
+ * fields) and made by the poller with the turn's submission.
  * So the kernel never writes into a suspended process's memory, whatever
  * its stack mode.
  *

@@ -48,9 +48,13 @@
  * RX_N buffers of RX_SIZE bytes. A receive takes one only when bytes
  * arrive, and its socket holds it until the owner copies them out, so
  * idle sockets hold none; with the pool empty a receive fails (ENOBUFS)
- * and the owner reads with recv as it would without the pool. */
-#define RX_N 64u
-#define RX_SIZE 4096u
+ * and the owner reads with recv as it would without the pool. 1,024 of
+ * 2 KiB (2 MiB of address space a shard, touched as used): at 1,000
+ * connections 64 of 4 KiB left ~0.95 of the requests to a recvfrom of
+ * their own, and with sends through the ring too a turn serving N
+ * connections now makes one io_uring_enter (docs/BENCHMARKS.md, session 24). */
+#define RX_N 1024u
+#define RX_SIZE 2048u
 #define RX_BGID 0
 
 struct ur {
@@ -231,13 +235,16 @@ HY__HOT static unsigned ur_poll(struct hy_shard *sh, void *state)
 {
     struct ur *u = state;
     unsigned total = 0;
-    if (io_uring_sq_ready(&u->ring)) {
+    /* receives queued alone wait for the sleep's io_uring_enter, or for
+     * input readiness reaped below (their socket may be the one) */
+    if (io_uring_sq_ready(&u->ring) > *u->lazy) {
         submit(u); /* also runs pending task work */
         stat_inc(&sh->st.io_syscalls);
     } else if (kernel_holds(u)) {
         io_uring_get_events(&u->ring);
         stat_inc(&sh->st.io_syscalls);
     }
+    bool input = false;
     for (;;) {
         struct io_uring_cqe *cqes[64];
         unsigned n = io_uring_peek_batch_cqe(&u->ring, cqes, 64);
@@ -275,6 +282,8 @@ HY__HOT static unsigned ur_poll(struct hy_shard *sh, void *state)
                 continue;
             }
             uint32_t ev = 0;
+            /* input, a hang-up or an error (also one ending the poll) */
+            input |= res < 0 || (res & (POLLIN | POLLRDHUP | POLLERR | POLLHUP));
             if (res > 0) {
                 if (res & POLLIN)
                     ev |= HY_IO_IN;
@@ -297,6 +306,10 @@ HY__HOT static unsigned ur_poll(struct hy_shard *sh, void *state)
         }
         io_uring_cq_advance(&u->ring, n);
         total += n;
+    }
+    if (input && io_uring_sq_ready(&u->ring)) {
+        submit(u);
+        stat_inc(&sh->st.io_syscalls);
     }
     return total;
 }
