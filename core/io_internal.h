@@ -10,7 +10,9 @@
  * runs (passive calls), or by the scheduler into buffers the socket owns
  * (active mode). With io_uring, a raw passive socket whose owner parks for
  * input has one receive made by the poller into a buffer of the shard's
- * pool (struct hy__io_watch's rx_* fields), copied out when the owner runs.
+ * pool (struct hy__io_watch's rx_* fields), copied out when the owner runs,
+ * and a send of up to 16 KiB is copied into the socket's send queue (tx_*
+ * fields) and made by the poller with the turn's submission.
  * So the kernel never writes into a suspended process's memory, whatever
  * its stack mode.
  *
@@ -27,6 +29,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <sys/uio.h>
+
 #include "addr.h"
 #include "runtime.h"
 
@@ -38,6 +42,7 @@ enum {
     HY_IO_OUT = 2u,  /* writable, or a connect finished */
     HY_IO_HUP = 4u,  /* peer shut its side, hung up or error: latched (a short
                         read does not clear IN), wakes readers and writers */
+    HY_IO_TX = 8u,   /* a queued send completed (never latched in ready) */
 };
 
 /* The head of a shard's poller (struct hy__io in io.c): what the scheduler
@@ -111,6 +116,17 @@ struct hy__io_watch {
     uint16_t rx_bid;
     uint32_t rx_off, rx_len;
     const uint8_t *rx_ptr;
+    /* Sends through the poller (io_uring): bytes the owner sent, copied
+     * into tx_buf (the socket's, tx_cap bytes), [tx_off, tx_len) not yet
+     * taken by the kernel; while tx_busy one send request for
+     * [tx_off, tx_len) at its submission is queued or in the kernel
+     * (the buffer may not move or be freed), and bytes appended meanwhile
+     * go with the next request, made when it completes. tx_err: the
+     * HY_* error a send request ended with (sticky; the rest dropped). */
+    uint8_t tx_busy;
+    int tx_err;
+    uint32_t tx_off, tx_len, tx_cap;
+    uint8_t *tx_buf;
 };
 
 /* A backend: what io.c asks of io_uring.c and io_epoll.c. */
@@ -150,6 +166,16 @@ struct hy__io_backend {
     /* Ends what a receive reserved: its buffer bid goes back to the pool
      * (bid < 0: it brought none). Once per receive armed. */
     void (*recv_put)(void *state, int bid);
+    /* Queues a send of len bytes at buf (kept in place until its
+     * completion) on fd, reported through hy__io_dispatch_send(cookie).
+     * false: not available (NULL: never). */
+    bool (*send)(void *state, int fd, const void *buf, uint32_t len, uint64_t cookie);
+    /* Hands what is queued to the kernel now (one system call). */
+    void (*flush)(struct hy_shard *sh, void *state);
+    /* Hands what is queued to the kernel now (sends that fit the socket's
+     * buffer complete in the call), then cancels the send of cookie if it
+     * is still in the kernel: returns once its completion is in the ring. */
+    void (*send_cancel)(void *state, uint64_t cookie);
     /* Fills the ring pointers of pk (NULL: the backend has no ring to peek). */
     void (*peek_init)(void *state, struct hy__io_peek *pk);
 };
@@ -201,6 +227,30 @@ void hy__io_recv_release(struct hy_shard *sh, struct hy__io_watch *w);
  * afterwards nothing is armed (bytes it brought are held). For a socket
  * about to read by other means (framing, active mode, a move). */
 void hy__io_recv_settle(struct hy_shard *sh, struct hy__io_watch *w);
+
+/* ---- sends through the poller ----------------------------------------- */
+
+/* Largest number of bytes a socket keeps queued for the kernel. */
+#define HY__IO_TX_CAP (64u * 1024u)
+
+/* Copies the total bytes of iov into w's send queue and queues a send
+ * request for them unless one is in flight (the next one takes them). The
+ * request goes to the kernel with the turn's submission, at once when no
+ * other process of the shard is ready to run.
+ * 1: queued; 0: not through the poller (epoll, the backend refused, or
+ * total does not fit the queue now: the caller waits for HY_IO_TX while
+ * w->tx_busy, or sends itself once nothing is queued); HY_ENOMEM. */
+int hy__io_send(struct hy_shard *sh, struct hy__io_watch *w, const struct iovec *iov, int iovcnt,
+                size_t total);
+/* Backend callback: the send request of cookie ended with res (bytes
+ * taken, -errno). Queues the next request for what is left or was
+ * appended, or records the error; wakes through on_ready(HY_IO_TX). */
+void hy__io_dispatch_send(struct hy_shard *sh, uint64_t cookie, int res);
+/* Ends w's send queue before its socket closes or moves: hands what is
+ * queued to the kernel, cancels what it could not take at once (the peer
+ * is not reading; those bytes are dropped, tx_err HY_ECLOSED), and frees
+ * the buffer. Afterwards nothing is queued. */
+void hy__io_send_settle(struct hy_shard *sh, struct hy__io_watch *w);
 
 /* ---- parking a process on a socket -------------------------------------- */
 

@@ -63,6 +63,10 @@ struct hy_stats {
      * passive receive (io_uring), whose bytes came with the wake-up; each
      * spares the process a recv system call */
     uint64_t io_recvs;
+    /* total: sends queued to the socket poller (io_uring): the bytes were
+     * copied into the socket's send queue and went to the kernel with the
+     * shard's next submission; each spares the process a send system call */
+    uint64_t io_sends;
 };
 
 /* Copies shard's counters into *out (borrowed).

@@ -94,6 +94,12 @@ static inline ssize_t tcp_sendmsg(int fd, const struct msghdr *mh, int flags)
 }
 
 #define RAW_CHUNK (16u * 1024u)
+/* Sends of up to this many bytes go through the poller's queue (io_uring);
+ * larger ones are made by the caller, after what is queued. */
+#define TX_QUEUE_MAX (16u * 1024u)
+/* How long a shutdown, a close by the owner or a move to another shard
+ * waits for queued sends to reach the kernel. */
+#define TX_DRAIN_NS (5ll * 1000000000)
 #define MAX_IOV 64
 
 struct hy_tcp {
@@ -845,22 +851,10 @@ __attribute__((noinline)) static int sendv_rest(struct hy_tcp *s, const struct i
     return 0;
 }
 
-HY__HOT int hy_tcp_sendv(struct hy_tcp *s, const struct iovec *iov, int iovcnt, int64_t timeout_ns)
+/* The send system call from the caller's buffers (nothing queued). */
+static inline __attribute__((always_inline)) int
+send_direct(struct hy_tcp *s, const struct iovec *iov, int iovcnt, size_t total, int64_t timeout_ns)
 {
-    struct hy_proc *p;
-    int rc = owner_check(s, &p);
-    if (rc)
-        return rc;
-    if (s->listening || s->connecting || iovcnt < 0 || iovcnt > MAX_IOV || (!iov && iovcnt))
-        return HY_EINVAL;
-    if (s->wr_shut)
-        return HY_ECLOSED;
-    hy__charge(p);
-    size_t total = 0;
-    for (int i = 0; i < iovcnt; i++)
-        total += iov[i].iov_len;
-    if (!total)
-        return 0;
     size_t done = 0;
     if (s->s.w.ready & HY_IO_OUT) {
         /* straight from the caller's vector (the kernel only reads it) */
@@ -885,6 +879,81 @@ HY__HOT int hy_tcp_sendv(struct hy_tcp *s, const struct iovec *iov, int iovcnt, 
     return sendv_rest(s, iov, iovcnt, done, timeout_ns);
 }
 
+/* A send the poller's queue could not take at once: an earlier queued
+ * send failed (its error, once), the queue is full or the bytes are too
+ * many for it while it holds some. Waits for the queue's progress; sends
+ * itself once nothing is queued. */
+__attribute__((noinline)) static int send_slow(struct hy_tcp *s, const struct iovec *iov, int iovcnt,
+                                               size_t total, int64_t timeout_ns)
+{
+    struct hy__io_watch *w = &s->s.w;
+    struct tmo deadline = tmo_of(timeout_ns);
+    bool waited = false;
+    for (;;) {
+        if (w->tx_err) {
+            s->wr_shut = 1;
+            return w->tx_err;
+        }
+        if (total <= TX_QUEUE_MAX) {
+            int q = hy__io_send(s->s.sh, w, iov, iovcnt, total);
+            if (q)
+                return q < 0 ? q : 0;
+        }
+        if (!w->tx_busy)
+            return send_direct(s, iov, iovcnt, total, waited ? remaining(&deadline) : timeout_ns);
+        int rc = hy__sock_wait(&s->s, HY_IO_TX, remaining(&deadline));
+        if (rc) {
+            /* as a send that timed out itself: what is queued is dropped
+             * and the stream ends there, never torn by a later send */
+            hy__io_send_settle(s->s.sh, w);
+            shutdown(s->s.w.fd, SHUT_WR);
+            s->wr_shut = 1;
+            return rc;
+        }
+        waited = true;
+    }
+}
+
+/* Waits up to timeout_ns for the queued sends to reach the kernel (a
+ * shutdown or close must not overtake them); what is left is dropped. */
+static void tx_drain(struct hy_tcp *s, int64_t timeout_ns)
+{
+    struct hy__io_watch *w = &s->s.w;
+    struct tmo deadline = tmo_of(timeout_ns);
+    while (w->tx_busy && hy__sock_wait(&s->s, HY_IO_TX, remaining(&deadline)) == 0) {
+    }
+    if (w->tx_busy || w->tx_buf)
+        hy__io_send_settle(s->s.sh, w);
+}
+
+HY__HOT int hy_tcp_sendv(struct hy_tcp *s, const struct iovec *iov, int iovcnt, int64_t timeout_ns)
+{
+    struct hy_proc *p;
+    int rc = owner_check(s, &p);
+    if (rc)
+        return rc;
+    if (s->listening || s->connecting || iovcnt < 0 || iovcnt > MAX_IOV || (!iov && iovcnt))
+        return HY_EINVAL;
+    if (s->wr_shut)
+        return HY_ECLOSED;
+    hy__charge(p);
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    if (!total)
+        return 0;
+    /* copied into the socket's queue, to the kernel with the shard's next
+     * submission (one system call for every send of the turn) */
+    if (total <= TX_QUEUE_MAX) {
+        rc = hy__io_send(s->s.sh, &s->s.w, iov, iovcnt, total);
+        if (rc)
+            return rc < 0 ? rc : 0;
+    }
+    if (s->s.w.tx_busy | (s->s.w.tx_err != 0))
+        return send_slow(s, iov, iovcnt, total, timeout_ns);
+    return send_direct(s, iov, iovcnt, total, timeout_ns);
+}
+
 HY__HOT int hy_tcp_send(struct hy_tcp *s, const void *data, size_t len, int64_t timeout_ns)
 {
     if (!data && len)
@@ -901,6 +970,8 @@ int hy_tcp_shutdown(struct hy_tcp *s, int how)
         return rc;
     if (s->listening || (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR))
         return HY_EINVAL;
+    if (how != SHUT_RD && (s->s.w.tx_busy | (s->s.w.tx_buf != NULL)))
+        tx_drain(s, TX_DRAIN_NS);
     if (shutdown(s->s.w.fd, how) != 0)
         return hy__errno_to_hy(errno);
     if (how != SHUT_RD)
@@ -910,6 +981,9 @@ int hy_tcp_shutdown(struct hy_tcp *s, int how)
 
 int hy_tcp_close(struct hy_tcp *s)
 {
+    struct hy_proc *p;
+    if (s && s->s.w.tx_busy && owner_check(s, &p) == 0)
+        tx_drain(s, TX_DRAIN_NS);
     return hy__sock_close(s ? &s->s : NULL);
 }
 
@@ -1094,6 +1168,8 @@ int hy_tcp_controlling_process(struct hy_tcp *s, hy_pid to)
     }
     if ((rc = rx_settle(s)) != 0)
         return rc;
+    if (s->s.w.tx_busy | (s->s.w.tx_buf != NULL))
+        tx_drain(s, TX_DRAIN_NS);
     uint32_t nbuf = s->rlen - s->roff;
     struct hy_msg *m;
     rc = hy__msg_alloc_rt(sh, sizeof(struct move) + nbuf, &m);

@@ -25,11 +25,36 @@
  * runs. No kernel operation holds a user buffer across a wait, so closing a
  * socket (or its owner's exit) never leaves the kernel writing into freed
  * memory, and every call here works for compact-stack processes, with
- * buffers on their stack.
+ * buffers on their stack. Sends through the poller (below) copy the
+ * caller's bytes into a buffer the socket owns.
+ *
+ * Sends made by the poller (io_uring). A send of up to 16 KiB is copied
+ * into the socket's send queue (at most 64 KiB queued per socket, owned by
+ * the socket, freed when it closes) and returns 0; the queue goes to the
+ * kernel with the shard's submission at the end of the scheduler's turn,
+ * in one io_uring_enter for every socket served in that turn (at once when
+ * no other process of the shard is ready to run, so a process alone on its
+ * shard has its bytes in the kernel when the call returns). A socket with
+ * room in its kernel buffer takes them in that system call; a full one
+ * keeps them queued, and the kernel sends them as the peer reads. Bytes of
+ * later sends queue behind them, in order; a send that finds the queue
+ * full waits (its timeout) for room, and a larger send waits for the queue
+ * to empty and is then made by the caller as without the queue. What
+ * changes against a send made by the caller: an error the kernel reports
+ * for queued bytes (the peer reset or closed: HY_ECONNRESET, HY_ECLOSED)
+ * is returned by the socket's next send, and the rest of the queue is
+ * dropped; a send that times out waiting for room also drops what is
+ * queued (bytes earlier calls returned 0 for) before shutting the socket
+ * down for writing. hy_tcp_shutdown() (writing side), hy_tcp_close() by
+ * the owner and a move to another shard first wait up to 5 s for the queue
+ * to reach the kernel; when the owner exits, or after those 5 s, what the
+ * kernel cannot take at once (its buffer full, the peer not reading) is
+ * dropped. With epoll, and for larger sends, the caller makes the send
+ * system call itself. The figure is hy_stats.io_sends.
  *
  * Receives made by the poller (io_uring). When the owner of a raw passive
  * socket parks in hy_tcp_recv* for input, the poller queues one receive for
- * it into a buffer of the shard's pool (64 buffers of 4 KiB, owned by the
+ * it into a buffer of the shard's pool (1,024 buffers of 2 KiB, owned by the
  * shard, never by a process); it goes to the kernel with the shard's next
  * submission, usually the one system call of its sleep. The bytes come
  * with the wake-up, and the owner's call copies them out instead of making
@@ -244,11 +269,14 @@ int hy_tcp_recv_or_msg(struct hy_tcp *s, void *buf, size_t len, size_t *got, int
 int hy_tcp_recv_exact(struct hy_tcp *s, void *buf, size_t len, size_t *got, int64_t timeout_ns);
 
 /* Sends all len bytes of data (borrowed for the call) or fails, waiting up to
- * timeout_ns while the kernel's buffer is full. Framing is not applied: the
+ * timeout_ns while the kernel's buffer (or the socket's send queue, see
+ * "Sends made by the poller" above) is full. Framing is not applied: the
  * caller writes prefixes and newlines itself. On HY_ETIMEDOUT the bytes not
- * sent are dropped and the socket is shut down for writing (the stream would
- * be torn). Errors: HY_ECLOSED / HY_ECONNRESET (the peer is gone: EPIPE or
- * RST), HY_ETIMEDOUT, HY_EINVAL, and the common ones.
+ * sent (and those still queued) are dropped and the socket is shut down for
+ * writing (the stream would be torn). Errors: HY_ECLOSED / HY_ECONNRESET
+ * (the peer is gone: EPIPE or RST, for this call's bytes or for queued
+ * ones), HY_ETIMEDOUT, HY_ENOMEM (no memory for the queue), HY_EINVAL, and
+ * the common ones.
  * Context: a process (the owner). */
 int hy_tcp_send(struct hy_tcp *s, const void *data, size_t len, int64_t timeout_ns);
 
@@ -258,14 +286,16 @@ int hy_tcp_send(struct hy_tcp *s, const void *data, size_t len, int64_t timeout_
 int hy_tcp_sendv(struct hy_tcp *s, const struct iovec *iov, int iovcnt, int64_t timeout_ns);
 
 /* Half-close: how is SHUT_RD, SHUT_WR or SHUT_RDWR (sys/socket.h). After
- * SHUT_WR the peer reads EOF and this side may still receive.
+ * SHUT_WR the peer reads EOF and this side may still receive. SHUT_WR and
+ * SHUT_RDWR first wait up to 5 s for queued sends to reach the kernel.
  * Errors: HY_EINVAL (bad how, listening socket), HY_ENOTCONN, common ones.
  * Context: a process (the owner). */
 int hy_tcp_shutdown(struct hy_tcp *s, int how);
 
-/* Closes s (transferred): cancels what is in flight on it, closes the
- * descriptor, frees the handle. Data already received but not read is
- * dropped. NULL is a no-op returning 0. Errors: HY_EPERM (not the owner),
+/* Closes s (transferred): waits up to 5 s for queued sends to reach the
+ * kernel (io_uring; what it still cannot take is then dropped), cancels
+ * what is in flight on it, closes the descriptor, frees the handle. Data
+ * already received but not read is dropped. NULL is a no-op returning 0. Errors: HY_EPERM (not the owner),
  * HY_ENOTPROC. Context: a process (the owner). */
 int hy_tcp_close(struct hy_tcp *s);
 

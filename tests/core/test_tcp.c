@@ -1104,7 +1104,8 @@ static void test_tcp_misuse_errors(void **state)
 /* ---- receives made by the poller for a parked process ------------------------ */
 
 #define TAG_MOVED 0x4d4f5645u
-#define RX_PAIRS 70 /* more than the shard's pool of receive buffers (64) */
+#define RX_POOL 1024 /* the shard's pool of receive buffers (core/io_uring.c) */
+#define RX_PAIRS (RX_POOL + 6) /* more than that */
 
 struct rx_ctx {
     hy_pid parent;
@@ -1233,7 +1234,7 @@ static void rx_main(void *arg)
     r = io_recvs();
     for (int i = 0; i < RX_PAIRS; i++)
         HY_CHECK_EQ(hy_tcp_send(ps[i].client, &(char){(char)i}, 1, SECOND), 0);
-    wait_recvs(r + 64);
+    wait_recvs(r + RX_POOL);
     c->pool_ok = 1;
     for (int i = 0; i < RX_PAIRS; i++) {
         char x = -1;
@@ -1264,8 +1265,249 @@ static void test_tcp_recv_through_the_poller(void **state)
     print_message("receives by the poller: %llu\n", (unsigned long long)(c.recvs1 - c.recvs0));
     if (hy_test_io_backend() == HY_IO_EPOLL)
         assert_int_equal(c.recvs1 - c.recvs0, 0);
-    else /* the first read, the held lines, the move, the pool's 64 */
-        assert_true(c.recvs1 - c.recvs0 >= 67);
+    else /* the first read, the held lines, the move, the whole pool */
+        assert_true(c.recvs1 - c.recvs0 >= RX_POOL + 3);
+}
+
+/* ---- sends through the poller (io_uring: queued, one submission a turn) ---- */
+
+struct tx_ctx {
+    hy_pid parent;
+    atomic_int stop;   /* ends the yielder */
+    struct hy_tcp *rd; /* the reader's socket */
+    size_t expect;     /* bytes the reader must see, then the end */
+    size_t got;
+    int mismatches, end_rc;
+    uint64_t sends0, sends1;
+    int order_ok, close_ok, exit_ok, never_rc, never_prefix_ok, never_end_rc;
+    size_t never_sent, never_read;
+    int reset_first_rc, reset_rc, reset_after_rc, reset_queued;
+};
+
+static uint64_t io_sends(void)
+{
+    struct hy_stats st;
+    hy_stats_get(hy_shard_id(), &st);
+    return st.io_sends;
+}
+
+/* Keeps another process ready on the shard, so that a send is queued for
+ * the turn's submission instead of going to the kernel at once. */
+static void tx_yielder(void *arg)
+{
+    struct tx_ctx *c = arg;
+    uint64_t deadline = hy_now_ns() + 30 * SECOND;
+    while (!atomic_load(&c->stop) && hy_now_ns() < deadline)
+        hy_yield();
+}
+
+static uint8_t pat(size_t i)
+{
+    return (uint8_t)(i % 251);
+}
+
+/* Reads c->rd to its end, checking the pattern, then tells the parent. */
+static void tx_reader(void *arg)
+{
+    struct tx_ctx *c = arg;
+    struct hy_msg *m = hy_test_must_recv_tag(HY_TCP_TAG_GIVEN, 10 * SECOND);
+    if (!m)
+        return;
+    hy_msg_free(m);
+    static uint8_t buf[8192];
+    c->got = 0;
+    c->mismatches = 0;
+    for (;;) {
+        size_t n;
+        int rc = hy_tcp_recv(c->rd, buf, sizeof(buf), &n, 10 * SECOND);
+        if (rc) {
+            c->end_rc = rc;
+            break;
+        }
+        for (size_t i = 0; i < n; i++)
+            c->mismatches += buf[i] != pat(c->got + i);
+        c->got += n;
+    }
+    hy_tcp_close(c->rd);
+    hy_test_send_tag(c->parent, TAG_DONE);
+}
+
+static void start_reader(struct tx_ctx *c, struct hy_tcp *client)
+{
+    c->rd = client;
+    c->end_rc = 0;
+    hy_pid r;
+    HY_CHECK_EQ(hy_spawn(tx_reader, c, &r), 0);
+    HY_CHECK_EQ(hy_tcp_controlling_process(client, r), 0);
+}
+
+/* Sends [*off, *off + len) of the pattern (from a stack buffer that is
+ * overwritten right after: the queue must have copied it). */
+static int send_pat(struct hy_tcp *s, size_t *off, size_t len, int64_t timeout)
+{
+    uint8_t b[1024];
+    for (size_t i = 0; i < len; i++)
+        b[i] = pat(*off + i);
+    int rc = hy_tcp_send(s, b, len, timeout);
+    memset(b, 0xee, sizeof(b));
+    if (rc == 0)
+        *off += len;
+    return rc;
+}
+
+/* A process that sends, then ends without closing: its exit closes the
+ * socket after the queued bytes. */
+static void tx_exiter(void *arg)
+{
+    (void)arg;
+    struct hy_msg *m = hy_test_must_recv_tag(HY_TCP_TAG_GIVEN, 10 * SECOND);
+    if (!m)
+        return;
+    struct hy_tcp *s = hy_tcp_msg_of(m)->sock;
+    hy_msg_free(m);
+    size_t off = 0;
+    for (int i = 0; i < 50; i++)
+        HY_CHECK_EQ(send_pat(s, &off, 100, SECOND), 0);
+}
+
+/* The client end of the reset: resets the connection when told. */
+static void tx_resetter(void *arg)
+{
+    (void)arg;
+    struct hy_msg *m = hy_test_must_recv_tag(HY_TCP_TAG_GIVEN, 10 * SECOND);
+    if (!m)
+        return;
+    struct hy_tcp *s = hy_tcp_msg_of(m)->sock;
+    hy_msg_free(m);
+    hy_msg_free(hy_test_must_recv_tag(TAG_GO, 10 * SECOND));
+    struct linger lg = {1, 0};
+    setsockopt(hy_tcp_fd(s), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    hy_tcp_close(s); /* RST */
+}
+
+static void tx_main(void *arg)
+{
+    struct tx_ctx *c = arg;
+    c->parent = hy_self();
+    bool uring = hy_test_io_backend() != HY_IO_EPOLL;
+    hy_pid y;
+    HY_CHECK_EQ(hy_spawn(tx_yielder, c, &y), 0);
+    c->sends0 = io_sends();
+
+    /* order: small sends queued, a large one (made by the caller after the
+     * queue drained), vectored ones, then the close after queued bytes */
+    struct pair p;
+    HY_CHECK_EQ(make_pair(&p, NULL), 0);
+    start_reader(c, p.client);
+    size_t off = 0;
+    for (size_t i = 0; i < 300; i++)
+        HY_CHECK_EQ(send_pat(p.server, &off, 1 + i % 200, SECOND), 0);
+    size_t big = 256u * 1024u;
+    uint8_t *bb = malloc(big);
+    for (size_t i = 0; i < big; i++)
+        bb[i] = pat(off + i);
+    HY_CHECK_EQ(hy_tcp_send(p.server, bb, big, 10 * SECOND), 0);
+    off += big;
+    free(bb);
+    for (size_t i = 0; i < 50; i++) {
+        uint8_t b[3][40];
+        struct iovec v[3];
+        for (int k = 0; k < 3; k++) {
+            for (int j = 0; j < 40; j++)
+                b[k][j] = pat(off + (size_t)k * 40 + (size_t)j);
+            v[k].iov_base = b[k];
+            v[k].iov_len = 40;
+        }
+        HY_CHECK_EQ(hy_tcp_sendv(p.server, v, 3, SECOND), 0);
+        off += 120;
+    }
+    for (size_t i = 0; i < 100; i++)
+        HY_CHECK_EQ(send_pat(p.server, &off, 64, SECOND), 0);
+    HY_CHECK_EQ(hy_tcp_close(p.server), 0);
+    hy_msg_free(hy_test_must_recv_tag(TAG_DONE, 20 * SECOND));
+    c->order_ok = c->got == off && c->mismatches == 0 && c->end_rc == HY_ECLOSED;
+    c->close_ok = c->order_ok;
+
+    /* a process that exits with bytes queued */
+    HY_CHECK_EQ(make_pair(&p, NULL), 0);
+    start_reader(c, p.client);
+    hy_pid ex;
+    HY_CHECK_EQ(hy_spawn(tx_exiter, c, &ex), 0);
+    HY_CHECK_EQ(hy_tcp_controlling_process(p.server, ex), 0);
+    hy_msg_free(hy_test_must_recv_tag(TAG_DONE, 20 * SECOND));
+    c->exit_ok = c->got == 5000 && c->mismatches == 0 && c->end_rc == HY_ECLOSED;
+
+    /* a client that never reads: sends wait, time out, and what was
+     * accepted stays bounded; the peer then reads a prefix of the stream
+     * and its end (nothing torn, nothing after the gap) */
+    struct hy_tcp_opts o;
+    hy_tcp_opts_init(&o);
+    o.sndbuf = 4096;
+    o.rcvbuf = 4096;
+    HY_CHECK_EQ(make_pair(&p, &o), 0);
+    off = 0;
+    int rc = 0;
+    while (off < (64u << 20) && (rc = send_pat(p.server, &off, 1024, 200000000)) == 0) {
+    }
+    c->never_rc = rc;
+    c->never_sent = off;
+    c->never_end_rc = hy_tcp_send(p.server, "x", 1, SECOND);
+    start_reader(c, p.client);
+    hy_msg_free(hy_test_must_recv_tag(TAG_DONE, 20 * SECOND));
+    c->never_read = c->got;
+    c->never_prefix_ok = c->mismatches == 0 && c->end_rc == HY_ECLOSED;
+    hy_tcp_close(p.server);
+
+    /* a send queued, then the peer resets: the next send reports it */
+    HY_CHECK_EQ(make_pair(&p, NULL), 0);
+    hy_pid rs;
+    HY_CHECK_EQ(hy_spawn(tx_resetter, c, &rs), 0);
+    HY_CHECK_EQ(hy_tcp_controlling_process(p.client, rs), 0);
+    uint64_t q0 = io_sends();
+    c->reset_first_rc = hy_tcp_send(p.server, "abc", 3, SECOND);
+    c->reset_queued = io_sends() > q0;
+    hy_test_send_tag(rs, TAG_GO); /* it runs in this turn, before our submission */
+    c->reset_rc = 0;
+    uint64_t deadline = hy_now_ns() + 5 * SECOND;
+    while (c->reset_rc == 0 && hy_now_ns() < deadline) {
+        hy_sleep_ns(1000000);
+        c->reset_rc = hy_tcp_send(p.server, "d", 1, SECOND);
+    }
+    c->reset_after_rc = hy_tcp_send(p.server, "e", 1, SECOND);
+    hy_tcp_close(p.server);
+
+    c->sends1 = io_sends();
+    atomic_store(&c->stop, 1);
+    (void)uring;
+}
+
+static void test_tcp_sends_through_the_poller(void **state)
+{
+    (void)state;
+    struct tx_ctx c;
+    memset(&c, 0, sizeof(c));
+    hy_test_run_fd_checked(1, tx_main, &c);
+    hy_test_assert_checks();
+    print_message("sends queued: %llu; never-reading client: %zu bytes accepted, %zu read, rc %d\n",
+                  (unsigned long long)(c.sends1 - c.sends0), c.never_sent, c.never_read,
+                  c.never_rc);
+    assert_true(c.order_ok);
+    assert_true(c.close_ok);
+    assert_true(c.exit_ok);
+    assert_int_equal(c.never_rc, HY_ETIMEDOUT);
+    assert_true(c.never_sent < (2u << 20)); /* bounded: buffers + the queue */
+    assert_int_equal(c.never_end_rc, HY_ECLOSED);
+    assert_true(c.never_prefix_ok);
+    assert_true(c.never_read <= c.never_sent + 1024);
+    assert_int_equal(c.reset_first_rc, 0);
+    assert_true(c.reset_rc == HY_ECONNRESET || c.reset_rc == HY_ECLOSED);
+    assert_int_equal(c.reset_after_rc, HY_ECLOSED);
+    if (hy_test_io_backend() == HY_IO_EPOLL) {
+        assert_int_equal(c.sends1 - c.sends0, 0);
+    } else {
+        assert_true(c.reset_queued);
+        assert_true(c.sends1 - c.sends0 >= 300 + 50 + 100 + 50);
+    }
 }
 
 int main(int argc, char **argv)
@@ -1290,6 +1532,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_tcp_misuse_errors),
         cmocka_unit_test(test_tcp_recv_or_msg_ends_on_message),
         cmocka_unit_test(test_tcp_recv_through_the_poller),
+        cmocka_unit_test(test_tcp_sends_through_the_poller),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
