@@ -176,6 +176,9 @@ static struct hy_proc *proc_record_alloc(struct hy_shard *sh)
         char *c = NULL;
         if (posix_memalign((void **)&c, 64, 64 + rec * PROC_CHUNK) != 0)
             return NULL;
+        /* the loop below writes every record: its pages in one call, not
+         * a fault each (stack.c) */
+        hy__mem_populate(c, 64 + rec * PROC_CHUNK);
         ((struct proc_chunk *)c)->next = sh->proc_chunks;
         sh->proc_chunks = c;
         for (int i = PROC_CHUNK - 1; i >= 0; i--) {

@@ -370,6 +370,7 @@ struct hy_shard {
     char *slab_next;                          /* guard page of the next stack to carve */
     unsigned slab_left;                       /* stacks left to carve from slab_next */
     unsigned slab_grow;                       /* stacks in the next slab */
+    unsigned slab_warm;                       /* of those, stacks whose top page is backed */
     struct hy__stack_slab *slabs;             /* every slab, unmapped at shutdown */
     unsigned nslabs, slabs_cap;
     void **stack_cold;                        /* trimmed stacks (memory given back): guard addresses */
@@ -709,6 +710,12 @@ void hy__stack_fini_shard(struct hy_shard *sh);
 struct hy_stack *hy__stack_get(struct hy_shard *sh, size_t size);
 void hy__stack_put(struct hy_shard *sh, struct hy_stack *s);
 void hy__stack_trim(struct hy_shard *sh);
+/* Backs the whole pages inside [p, p + len) with memory now, in one system
+ * call (MADV_POPULATE_WRITE), instead of a page fault per page at first
+ * touch. For memory about to be written whole (a chunk of process records).
+ * Best effort: where the kernel refuses the advice (before Linux 5.14) it
+ * is not asked again; nothing is reported. Any thread. */
+void hy__mem_populate(void *p, size_t len);
 /* Switches into p, which may be guarded or compact, from the scheduler. */
 void hy__stack_switch_in(struct hy_shard *sh, struct hy_proc *p);
 /* Switches from the current process p back to the scheduler. */

@@ -1,5 +1,6 @@
 /* Process stacks: the guarded pool and the compact (copy-stack) mode, and
  * the switch into and out of a process, annotated for AddressSanitizer. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -26,6 +27,9 @@
 #define HY_MADV_GUARD_INSTALL MADV_GUARD_INSTALL
 #else
 #define HY_MADV_GUARD_INSTALL 102
+#endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14+ (uapi value) */
 #endif
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -59,6 +63,7 @@ int hy__stack_init_shard(struct hy_shard *sh)
     sh->compact_map = NULL; /* the compact stack is mapped on first use */
     sh->slab_next = NULL;
     sh->slab_left = 0;
+    sh->slab_warm = 0;
     sh->slab_grow = SLAB_FIRST;
     sh->slabs = NULL;
     sh->nslabs = sh->slabs_cap = 0;
@@ -140,6 +145,67 @@ static int guard_install(struct hy_shard *sh, char *first, size_t stride, unsign
     return 0;
 }
 
+/* ---- backing stack tops in batches -----------------------------------------
+ *
+ * A process touches its stack's top page first (the stack record lives
+ * there, then its first frames). Left to the first touch, every such page
+ * costs a page fault of its own; on a VM each of those also costs the
+ * hypervisor an exit. One process_madvise(MADV_POPULATE_WRITE) call backs
+ * the top pages of the next POP_AHEAD stacks of a slab at once, so the
+ * spawns that take them fault no more (the hypervisor's own first-touch
+ * work remains; docs/BENCHMARKS.md has the measures). Only pages that the
+ * next spawns will touch anyway are backed: at most POP_AHEAD - 1 stack
+ * tops (4 KiB each) are backed ahead of need per shard. Where the kernel
+ * refuses the advice (before Linux 6.13 for process_madvise on oneself, or
+ * before 5.14 for the advice), this is learnt once per process and stack
+ * tops are left to their first touch, as before. A failure for want of
+ * memory is not learnt: the touch then faults, as it would have. */
+#define POP_AHEAD 32u
+static _Atomic int populate_ok = 1;
+
+/* Backs the top page of n stacks whose guard pages are at first, first +
+ * stride, ... Best effort: nothing to report on failure. */
+static void populate_tops(struct hy_shard *sh, char *first, size_t stride, unsigned n)
+{
+    size_t ps = page_size();
+    struct iovec iov[POP_AHEAD];
+
+    if (!atomic_load_explicit(&populate_ok, memory_order_relaxed) || n < 2)
+        return;
+    if (sh->pidfd < 0)
+        sh->pidfd = (int)syscall(SYS_pidfd_open, (long)getpid(), 0L);
+    if (sh->pidfd < 0) {
+        atomic_store_explicit(&populate_ok, 0, memory_order_relaxed);
+        return;
+    }
+    if (n > POP_AHEAD)
+        n = POP_AHEAD;
+    for (unsigned i = 0; i < n; i++) {
+        iov[i].iov_base = first + (size_t)(i + 1) * stride - ps;
+        iov[i].iov_len = ps;
+    }
+    long r = syscall(SYS_process_madvise, sh->pidfd, iov, (unsigned long)n, MADV_POPULATE_WRITE,
+                     0u);
+    if (r < 0 && (errno == EINVAL || errno == EPERM || errno == ENOSYS || errno == EBADF)) {
+        hy_log(HY_LOG_DEBUG, "shard %u: stack tops left to their first touch (process_madvise "
+                             "MADV_POPULATE_WRITE: %s)", sh->id, strerror(errno));
+        atomic_store_explicit(&populate_ok, 0, memory_order_relaxed);
+    }
+}
+
+void hy__mem_populate(void *p, size_t len)
+{
+    static _Atomic int refused;
+    size_t ps = page_size();
+    uintptr_t lo = ((uintptr_t)p + ps - 1) & ~(uintptr_t)(ps - 1);
+    uintptr_t hi = ((uintptr_t)p + len) & ~(uintptr_t)(ps - 1);
+
+    if (hi <= lo + ps || atomic_load_explicit(&refused, memory_order_relaxed))
+        return; /* a single page: its fault costs no more than the call */
+    if (madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE) != 0 && errno == EINVAL)
+        atomic_store_explicit(&refused, 1, memory_order_relaxed);
+}
+
 /* ---- the guarded pool -----------------------------------------------------
  *
  * Stacks of the configured size (every stack unless a spawn asks for
@@ -201,6 +267,7 @@ static int slab_new(struct hy_shard *sh)
     sh->slabs[sh->nslabs++] = (struct hy__stack_slab){map, stride * n};
     sh->slab_next = map;
     sh->slab_left = n;
+    sh->slab_warm = 0;
     if (sh->slab_grow < SLAB_MAX)
         sh->slab_grow *= 2;
     return 0;
@@ -225,6 +292,7 @@ void hy__stack_fini_shard(struct hy_shard *sh)
     sh->nslabs = sh->slabs_cap = 0;
     sh->slab_next = NULL;
     sh->slab_left = 0;
+    sh->slab_warm = 0;
     free(sh->stack_cold);
     sh->stack_cold = NULL;
     sh->ncold = sh->cold_cap = 0;
@@ -258,6 +326,11 @@ struct hy_stack *hy__stack_get(struct hy_shard *sh, size_t size)
             if (!sh->slab_left && slab_new(sh) != 0)
                 return NULL;
             char *g = sh->slab_next;
+            if (!sh->slab_warm) {
+                sh->slab_warm = sh->slab_left < POP_AHEAD ? sh->slab_left : POP_AHEAD;
+                populate_tops(sh, g, size + ps, sh->slab_warm);
+            }
+            sh->slab_warm--;
             sh->slab_next += size + ps;
             sh->slab_left--;
             c = stack_at(g, size + ps);

@@ -14,10 +14,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include "shard_internal.h"
 #include "test_support.h"
 
 #define TAG_STOP 1
@@ -417,6 +420,130 @@ static void test_stack_guarded_slabs_few_mappings(void **state)
     assert_true(c.maps_after - c.maps_before < MANY / 16);
 }
 
+/* Stack tops backed ahead (stack.c, populate_tops): carving a stack from a
+ * slab backs the top pages of the next stacks of its batch in one call, so
+ * a stack not yet taken by any process is resident already; its guard page
+ * is not touched, and the stacks still run. Without the batch, no process
+ * has touched those pages: mincore() says they are not resident. */
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+static bool kernel_populates_by_process_madvise(void)
+{
+    long ps = sysconf(_SC_PAGESIZE);
+    int pidfd = (int)syscall(SYS_pidfd_open, (long)getpid(), 0L);
+    if (pidfd < 0)
+        return false;
+    void *m = mmap(NULL, (size_t)ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    bool ok = false;
+    if (m != MAP_FAILED) {
+        struct iovec iov = {m, (size_t)ps};
+        ok = syscall(SYS_process_madvise, pidfd, &iov, 1ul, MADV_POPULATE_WRITE, 0u) == ps;
+        munmap(m, (size_t)ps);
+    }
+    close(pidfd);
+    return ok;
+}
+
+/* 1 if the page at a is resident, 0 if not or not mapped. */
+static int resident(uintptr_t a)
+{
+    long ps = sysconf(_SC_PAGESIZE);
+    unsigned char v = 0;
+    if (mincore((void *)(a & ~(uintptr_t)(ps - 1)), (size_t)ps, &v) != 0)
+        return 0;
+    return v & 1;
+}
+
+struct tops_ctx {
+    uintptr_t top[2];          /* a frame in each parked process's top page */
+    _Atomic unsigned ran;
+    int next_resident[2];      /* the page one stride above each, before it is taken */
+    int guard_resident[2];     /* the guard page just above each top page */
+    int ran_after;
+};
+
+static void tops_parked(void *arg)
+{
+    struct tops_ctx *c = arg;
+    struct hy_msg *m;
+    unsigned i = atomic_load(&c->ran);
+    c->top[i] = frame();
+    atomic_fetch_add(&c->ran, 1);
+    if (hy_recv_tag(TAG_STOP, &m, HY_INFINITY) == 0)
+        hy_msg_free(m);
+}
+
+static void tops_main(void *arg)
+{
+    struct tops_ctx *c = arg;
+    uintptr_t ps = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t stride = 64 * KIB + ps; /* the default stack size and its guard page */
+    hy_pid pid[2];
+    for (unsigned i = 0; i < 2; i++) {
+        HY_CHECK_EQ(hy_spawn(tops_parked, c, &pid[i]), 0);
+        /* it runs as soon as this process waits */
+        uint64_t t0 = hy_now_ns();
+        while (atomic_load(&c->ran) != i + 1 && hy_now_ns() - t0 < 5 * (uint64_t)SECOND)
+            hy_sleep_ns(100000);
+        HY_CHECK_EQ(atomic_load(&c->ran), i + 1);
+        uintptr_t top_page = c->top[i] & ~(ps - 1);
+        c->next_resident[i] = resident(top_page + stride);
+        c->guard_resident[i] = resident(top_page + ps);
+    }
+    for (unsigned i = 0; i < 2; i++)
+        hy_send(pid[i], TAG_STOP, NULL, 0);
+    HY_CHECK(hy_test_quiesce(1, 20000));
+    c->ran_after = 1;
+}
+
+static void test_stack_tops_backed_ahead(void **state)
+{
+    (void)state;
+    if (!kernel_populates_by_process_madvise())
+        skip();
+    struct hy_config cfg;
+    hy_config_init(&cfg);
+    if (cfg.stack_size != 64 * KIB)
+        skip();
+    struct tops_ctx c = {0};
+    hy_test_run(1, tops_main, &c);
+    assert_int_equal(atomic_load(&c.ran), 2);
+    assert_true(c.ran_after);
+    /* the second process took the stack one stride above the first unless
+     * the first was the last of its slab; either way one of the two had an
+     * untaken stack above it in its batch (a batch holds 16 or more) */
+    assert_true(c.next_resident[0] || c.next_resident[1]);
+    /* guard pages are never backed */
+    assert_false(c.guard_resident[0]);
+    assert_false(c.guard_resident[1]);
+}
+
+/* hy__mem_populate (stack.c; a chunk of process records is backed by it in
+ * proc.c): the whole pages inside the range are resident after one call,
+ * the partial page at either end is left alone. */
+static void test_stack_mem_populate_whole_pages(void **state)
+{
+    (void)state;
+    long ps = sysconf(_SC_PAGESIZE);
+    char *m = mmap(NULL, (size_t)ps * 8, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(m != MAP_FAILED);
+    if (madvise(m + 7 * ps, (size_t)ps, MADV_POPULATE_WRITE) != 0) {
+        munmap(m, (size_t)ps * 8);
+        skip(); /* the kernel lacks the advice (before Linux 5.14) */
+    }
+    hy__mem_populate(m + 100, (size_t)ps * 6); /* whole pages 1..5, partial 0 and 6 */
+    unsigned char v[8];
+    assert_int_equal(mincore(m, (size_t)ps * 8, v), 0);
+    assert_false(v[0] & 1);
+    for (int i = 1; i <= 5; i++)
+        assert_true(v[i] & 1);
+    assert_false(v[6] & 1);
+    assert_true(v[7] & 1); /* the probe above */
+    munmap(m, (size_t)ps * 8);
+}
+
 /* ---- compact stacks ----------------------------------------------------------------- */
 
 #define ARR 256
@@ -670,6 +797,8 @@ int main(void)
         cmocka_unit_test(test_stack_pooled_and_reused),
         cmocka_unit_test(test_stack_pool_trimmed_after_spike),
         cmocka_unit_test(test_stack_guarded_slabs_few_mappings),
+        cmocka_unit_test(test_stack_tops_backed_ahead),
+        cmocka_unit_test(test_stack_mem_populate_whole_pages),
         cmocka_unit_test(test_stack_compact_locals_survive),
         cmocka_unit_test(test_stack_compact_per_spawn),
         cmocka_unit_test(test_stack_mixed_modes_messaging),
