@@ -5,6 +5,7 @@
  * writes replies in bounded batches: a client that stops reading is closed
  * after the write timeout, so its replies never pile up. */
 #include <fcntl.h>
+#include <sys/uio.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,8 @@ struct conn {
     hy_pid downer;              /* the owner it went to (none: in a batch) */
     unsigned dshard;            /* that owner's shard */
     bool may_direct;            /* the command in hand may go direct */
+    bool last;                  /* it is the last of what was read: a local get's
+                                 * reply goes out at once (send_get) */
     bool close;
     uint16_t color;    /* the record's offset in its page */
     uint16_t in_inline_cap;
@@ -426,6 +429,57 @@ static const char *op_word(enum kvcache_op op)
     }
 }
 
+/* a local get's reply, sent at once without copying the value from the
+ * item (VALUES_FROM values and up): what the connection owed before it,
+ * the VALUE line, the value and "END" in one send; what the socket does not
+ * take is copied to c->out (flush waits for room), since the item may be
+ * replaced or freed once this process yields. Only for the last command of
+ * what was read: a later command's reply would have to wait behind it. */
+#define VALUES_FROM 512
+
+static KV_HOT void send_get(struct conn *c, struct kvcache_store *st, const struct kvcache_cmd *cmd)
+{
+    char head[KVCACHE_VALUE_LINE_MAX];
+    size_t hl = 0;
+    struct kvcache_view v;
+    if (!kvcache_proto_get_head(st, cmd, head, &hl, &v)) {
+        kvcache_out_put(&c->out, "END\r\n", 5);
+        return;
+    }
+    size_t vl = (size_t)v.nbytes + 2;
+    if (vl < VALUES_FROM || c->out.oom) {
+        kvcache_out_put(&c->out, head, hl);
+        kvcache_out_put(&c->out, v.value, vl);
+        kvcache_out_put(&c->out, "END\r\n", 5);
+        return;
+    }
+    struct iovec iov[4] = {{c->out.buf, c->out.len},
+                           {head, hl},
+                           {(void *)v.value, vl},
+                           {(void *)"END\r\n", 5}};
+    int first = c->out.len ? 0 : 1;
+    size_t sent = 0;
+    /* an error leaves everything to c->out: flush reports it */
+    hy_tcp_send_some(c->sock, iov + first, 4 - first, &sent);
+    add_counter(&c->sh->bytes_written, sent);
+    if (sent < c->out.len) {
+        memmove(c->out.buf, c->out.buf + sent, c->out.len - sent);
+        c->out.len -= sent;
+        sent = 0;
+    } else {
+        sent -= c->out.len;
+        c->out.len = 0;
+    }
+    for (int i = 1; i < 4; i++) {
+        if (sent >= iov[i].iov_len) {
+            sent -= iov[i].iov_len;
+            continue;
+        }
+        kvcache_out_put(&c->out, (const char *)iov[i].iov_base + sent, iov[i].iov_len - sent);
+        sent = 0;
+    }
+}
+
 /* A command of one key: hashed once, run here when this shard owns the key,
  * else sent to its owner (directly, or forwarded with the reply coming back) */
 static KV_HOT void route_one(struct conn *c, struct kvcache_store *st, struct kvcache_cmd *cmd,
@@ -435,7 +489,10 @@ static KV_HOT void route_one(struct conn *c, struct kvcache_store *st, struct kv
     cmd->hashed = true;
     unsigned o = kvcache_hash_owner(cmd->hash);
     if (o == c->shard && st) {
-        kvcache_proto_exec(st, cmd, &c->out);
+        if (c->last && cmd->op >= KVCACHE_OP_GET && cmd->op <= KVCACHE_OP_GATS)
+            send_get(c, st, cmd);
+        else
+            kvcache_proto_exec(st, cmd, &c->out);
         return;
     }
     if (c->may_direct && c->out.len == 0 && direct_send(c, o, cmd, raw))
@@ -706,11 +763,12 @@ static KV_HOT bool process(struct conn *c)
             break; /* the rest arrives later; the buffer doubles when full */
         /* the last command of what was read, nothing unwritten before it:
          * its owner may write the reply itself */
-        c->may_direct = kvcache_cfg.direct && kvcache_cfg.set.nshards > 1 &&
-                        pos + cmd.total == c->in_len && cmd.swallow == 0 && !cmd.close &&
+        c->last = pos + cmd.total == c->in_len && cmd.swallow == 0 && !cmd.close;
+        c->may_direct = c->last && kvcache_cfg.direct && kvcache_cfg.set.nshards > 1 &&
                         !c->sh->stopping;
         handle(c, &cmd, c->in + pos);
         c->may_direct = false;
+        c->last = false;
         pos += cmd.total;
         c->swallow = cmd.swallow;
         c->partial_since = 0; /* progress: the next command gets its own deadline */
