@@ -78,6 +78,13 @@ struct kvcache_shard {
     struct kvcache_out spare;      /* a reply buffer kept between batches (empty: none) */
     struct kvcache_fwd *fwd[KVCACHE_MAX_SHARDS]; /* per owner; this shard's thread only */
     bool stopping;                 /* the node stops: connections end */
+    /* the command a connection of this shard has just parsed, one for all
+     * of them: its lines stay in the cache, where a command on each
+     * connection's own stack (hundreds of stacks) would cost a line miss
+     * per line the parser writes. Valid only until the connection yields
+     * (a forward's wait, a send that waits): what is needed after that is
+     * copied first. This shard's thread only. */
+    struct kvcache_cmd cmd;
     struct kvcache_conn_link conns; /* list head */
     _Atomic uint64_t bytes_read, bytes_written, cmd_meta, curr_conns, total_conns;
 } __attribute__((aligned(64)));

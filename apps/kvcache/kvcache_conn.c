@@ -554,8 +554,11 @@ static KV_HOT void do_get(struct conn *c, struct kvcache_store *st, struct kvcac
  * call below a get (the store, the forward's wait and switch) would run
  * on stack pages further down, each a page walk after a system call. */
 static KV_COLD void do_get_multi(struct conn *c, struct kvcache_store *st,
-                                     const struct kvcache_cmd *cmd)
+                                     const struct kvcache_cmd *shard_cmd)
 {
+    /* the shard's command is another connection's once this one waits */
+    const struct kvcache_cmd own = *shard_cmd;
+    const struct kvcache_cmd *cmd = &own;
     unsigned n = kvcache_cfg.set.nshards;
     size_t pos;
     const char *k;
@@ -638,8 +641,11 @@ static KV_COLD void do_broadcast(struct conn *c, uint8_t kind, const void *data,
     }
 }
 
-static KV_COLD void do_stats(struct conn *c, const struct kvcache_cmd *cmd)
+static KV_COLD void do_stats(struct conn *c, const struct kvcache_cmd *shard_cmd)
 {
+    /* the shard's command is another connection's once this one waits */
+    const struct kvcache_cmd own = *shard_cmd;
+    const struct kvcache_cmd *cmd = &own;
     if (cmd->args_len >= 5 && memcmp(cmd->args, "reset", 5) == 0 &&
         (cmd->args_len == 5 || cmd->args[5] == ' ')) {
         do_broadcast(c, KVCACHE_REQ_RESET, NULL, 0);
@@ -680,7 +686,9 @@ static KV_COLD void do_stats(struct conn *c, const struct kvcache_cmd *cmd)
     free(r);
 }
 
-/* one parsed command; raw is its text (line and data) for forwarding */
+/* one parsed command (the shard's, c->sh->cmd: not to be used after a
+ * yield, since another connection parses into it); raw is its text (line
+ * and data) for forwarding */
 static KV_HOT void handle(struct conn *c, struct kvcache_cmd *cmd, const char *raw)
 {
     struct kvcache_store *st = c->sh->store;
@@ -696,8 +704,9 @@ static KV_HOT void handle(struct conn *c, struct kvcache_cmd *cmd, const char *r
         return;
     case KVCACHE_OP_FLUSH_ALL: {
         int64_t delay = cmd->exptime;
+        bool noreply = cmd->noreply; /* the shard's command changes during the wait */
         do_broadcast(c, KVCACHE_REQ_FLUSH, &delay, sizeof(delay));
-        if (!cmd->noreply)
+        if (!noreply)
             kvcache_out_str(&c->out, "OK\r\n");
         return;
     }
@@ -752,27 +761,33 @@ static KV_HOT bool process(struct conn *c)
             c->swallow -= d;
             continue;
         }
-        struct kvcache_cmd cmd;
+        /* the shard's command (hot in the cache), not one on this
+         * process's stack: what is needed after handle() (which may yield)
+         * is taken first */
+        struct kvcache_cmd *cmd = &c->sh->cmd;
         size_t need;
-        int r = kvcache_proto_parse(c->in + pos, c->in_len - pos, item_max, &cmd, &need);
+        int r = kvcache_proto_parse(c->in + pos, c->in_len - pos, item_max, cmd, &need);
         if (r < 0) {
             ok = false;
             break;
         }
         if (r == 0)
             break; /* the rest arrives later; the buffer doubles when full */
+        size_t total = cmd->total;
+        uint64_t swallow = cmd->swallow;
+        bool close = cmd->close;
         /* the last command of what was read, nothing unwritten before it:
          * its owner may write the reply itself */
-        c->last = pos + cmd.total == c->in_len && cmd.swallow == 0 && !cmd.close;
+        c->last = pos + total == c->in_len && swallow == 0 && !close;
         c->may_direct = c->last && kvcache_cfg.direct && kvcache_cfg.set.nshards > 1 &&
                         !c->sh->stopping;
-        handle(c, &cmd, c->in + pos);
+        handle(c, cmd, c->in + pos);
         c->may_direct = false;
         c->last = false;
-        pos += cmd.total;
-        c->swallow = cmd.swallow;
+        pos += total;
+        c->swallow = swallow;
         c->partial_since = 0; /* progress: the next command gets its own deadline */
-        if (cmd.close) {
+        if (close) {
             c->close = true;
             break;
         }
