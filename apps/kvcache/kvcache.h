@@ -33,6 +33,8 @@ struct kvcache_config {
     uint32_t stats_interval_s;   /* the listener prints a stats line (0 off) */
     uint32_t acceptors;          /* acceptor processes per shard */
     bool direct;                 /* owners write forwarded replies to the socket */
+    uint32_t send_from_item;     /* a local get's value (with its CRLF) of this many
+                                  * bytes and up is sent from the item (0: never) */
     uint64_t direct_give_up_ns;  /* ... a connection waits this long for one (0: 5 s) */
     uint64_t started;            /* unix time the stores' clocks count from */
     const char *console_addr;    /* --console: the node console's address (NULL off) */

@@ -430,13 +430,11 @@ static const char *op_word(enum kvcache_op op)
 }
 
 /* a local get's reply, sent at once without copying the value from the
- * item (VALUES_FROM values and up): what the connection owed before it,
+ * item (values of kvcache_cfg.send_from_item bytes and up): what the connection owed before it,
  * the VALUE line, the value and "END" in one send; what the socket does not
  * take is copied to c->out (flush waits for room), since the item may be
  * replaced or freed once this process yields. Only for the last command of
  * what was read: a later command's reply would have to wait behind it. */
-#define VALUES_FROM 512
-
 static KV_HOT void send_get(struct conn *c, struct kvcache_store *st, const struct kvcache_cmd *cmd)
 {
     char head[KVCACHE_VALUE_LINE_MAX];
@@ -447,7 +445,7 @@ static KV_HOT void send_get(struct conn *c, struct kvcache_store *st, const stru
         return;
     }
     size_t vl = (size_t)v.nbytes + 2;
-    if (vl < VALUES_FROM || c->out.oom) {
+    if (!kvcache_cfg.send_from_item || vl < kvcache_cfg.send_from_item || c->out.oom) {
         kvcache_out_put(&c->out, head, hl);
         kvcache_out_put(&c->out, v.value, vl);
         kvcache_out_put(&c->out, "END\r\n", 5);

@@ -481,6 +481,7 @@ static void sent_from_item(void)
         return;
     kvcache_cfg.direct = true;
     kvcache_cfg.write_timeout_s = 10; /* the client reads slowly */
+    kvcache_cfg.send_from_item = 512;
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(hy_tcp_server_port(srv)),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     char k[2][32];
