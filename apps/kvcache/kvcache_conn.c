@@ -437,29 +437,37 @@ static const char *op_word(enum kvcache_op op)
  * what was read: a later command's reply would have to wait behind it. */
 static KV_HOT void send_get(struct conn *c, struct kvcache_store *st, const struct kvcache_cmd *cmd)
 {
-    char head[KVCACHE_VALUE_LINE_MAX];
+    /* the VALUE line goes straight into the output buffer (the
+     * connection's page), "END" after it, outside the reply's length: no
+     * buffer on the stack to write, and the kernel reads two pages, that
+     * one and the item's */
+    if (!kvcache_out_grow(&c->out, KVCACHE_VALUE_LINE_MAX + 5))
+        return;
     size_t hl = 0;
     struct kvcache_view v;
-    if (!kvcache_proto_get_head(st, cmd, head, &hl, &v)) {
+    if (!kvcache_proto_get_head(st, cmd, c->out.buf + c->out.len, &hl, &v)) {
         kvcache_out_put(&c->out, "END\r\n", 5);
         return;
     }
+    c->out.len += hl;
     size_t vl = (size_t)v.nbytes + 2;
-    if (!kvcache_cfg.send_from_item || vl < kvcache_cfg.send_from_item || c->out.oom) {
-        kvcache_out_put(&c->out, head, hl);
+    if (!kvcache_cfg.send_from_item || vl < kvcache_cfg.send_from_item) {
         kvcache_out_put(&c->out, v.value, vl);
         kvcache_out_put(&c->out, "END\r\n", 5);
         return;
     }
-    struct iovec iov[4] = {{c->out.buf, c->out.len},
-                           {head, hl},
+    memcpy(c->out.buf + c->out.len, "END\r\n", 5);
+    struct iovec iov[3] = {{c->out.buf, c->out.len},
                            {(void *)v.value, vl},
-                           {(void *)"END\r\n", 5}};
-    int first = c->out.len ? 0 : 1;
+                           {c->out.buf + c->out.len, 5}};
     size_t sent = 0;
     /* an error leaves everything to c->out: flush reports it */
-    hy_tcp_send_some(c->sock, iov + first, 4 - first, &sent);
+    hy_tcp_send_some(c->sock, iov, 3, &sent);
     add_counter(&c->sh->bytes_written, sent);
+    if (sent >= c->out.len + vl + 5) {
+        c->out.len = 0;
+        return;
+    }
     if (sent < c->out.len) {
         memmove(c->out.buf, c->out.buf + sent, c->out.len - sent);
         c->out.len -= sent;
@@ -468,14 +476,10 @@ static KV_HOT void send_get(struct conn *c, struct kvcache_store *st, const stru
         sent -= c->out.len;
         c->out.len = 0;
     }
-    for (int i = 1; i < 4; i++) {
-        if (sent >= iov[i].iov_len) {
-            sent -= iov[i].iov_len;
-            continue;
-        }
-        kvcache_out_put(&c->out, (const char *)iov[i].iov_base + sent, iov[i].iov_len - sent);
-        sent = 0;
-    }
+    if (sent < vl)
+        kvcache_out_put(&c->out, v.value + sent, vl - sent);
+    sent = sent > vl ? sent - vl : 0;
+    kvcache_out_put(&c->out, "END\r\n" + sent, 5 - sent);
 }
 
 /* A command of one key: hashed once, run here when this shard owns the key,
