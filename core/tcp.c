@@ -954,6 +954,52 @@ HY__HOT int hy_tcp_sendv(struct hy_tcp *s, const struct iovec *iov, int iovcnt, 
     return send_direct(s, iov, iovcnt, total, timeout_ns);
 }
 
+HY__HOT int hy_tcp_send_some(struct hy_tcp *s, const struct iovec *iov, int iovcnt, size_t *sent)
+{
+    if (!sent)
+        return HY_EINVAL;
+    *sent = 0;
+    struct hy_proc *p;
+    int rc = owner_check(s, &p);
+    if (rc)
+        return rc;
+    if (s->listening || s->connecting || iovcnt < 0 || iovcnt > MAX_IOV || (!iov && iovcnt))
+        return HY_EINVAL;
+    if (s->wr_shut)
+        return HY_ECLOSED;
+    hy__charge(p);
+    struct hy__io_watch *w = &s->s.w;
+    if (w->tx_err) { /* an earlier queued send failed: its error, once */
+        s->wr_shut = 1;
+        return w->tx_err;
+    }
+    /* bytes of earlier sends still queued for the kernel go first: none of
+     * these may overtake them, so the kernel takes nothing now */
+    if (w->tx_busy || w->tx_len != w->tx_off)
+        return 0;
+    if (!iovcnt || !(w->ready & HY_IO_OUT))
+        return 0;
+    ssize_t n;
+    if (iovcnt == 1) {
+        n = tcp_send1(w->fd, iov[0].iov_base, iov[0].iov_len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    } else {
+        struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+        n = tcp_sendmsg(w->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+    }
+    if (n >= 0) {
+        *sent = (size_t)n;
+        return 0;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        w->ready &= ~HY_IO_OUT;
+        return 0;
+    }
+    if (errno == EINTR)
+        return 0;
+    s->wr_shut = 1;
+    return errno == EPIPE ? HY_ECLOSED : hy__errno_to_hy(errno);
+}
+
 HY__HOT int hy_tcp_send(struct hy_tcp *s, const void *data, size_t len, int64_t timeout_ns)
 {
     if (!data && len)

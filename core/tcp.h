@@ -285,6 +285,19 @@ int hy_tcp_send(struct hy_tcp *s, const void *data, size_t len, int64_t timeout_
  * Context: a process (the owner). */
 int hy_tcp_sendv(struct hy_tcp *s, const struct iovec *iov, int iovcnt, int64_t timeout_ns);
 
+/* One attempt to send iov[0..iovcnt) (<= 64 buffers, borrowed for the call)
+ * without waiting: *sent gets the bytes the kernel took now (0 when its
+ * buffer is full, or while bytes of earlier sends are still queued for the
+ * kernel: these never overtake them); the rest is the caller's to send
+ * later (hy_tcp_send) or to copy, since the buffers may change once the
+ * call returns. A reply sent straight from storage that other processes
+ * may change (a cache's item) needs no pin beyond the call. Errors:
+ * HY_ECLOSED / HY_ECONNRESET (the peer is gone, also for queued bytes of
+ * earlier sends), HY_EINVAL (iovcnt out of range, sent NULL), and the
+ * common ones; never HY_ETIMEDOUT. Context: a process (the owner); it
+ * never parks. */
+int hy_tcp_send_some(struct hy_tcp *s, const struct iovec *iov, int iovcnt, size_t *sent);
+
 /* Half-close: how is SHUT_RD, SHUT_WR or SHUT_RDWR (sys/socket.h). After
  * SHUT_WR the peer reads EOF and this side may still receive. SHUT_WR and
  * SHUT_RDWR first wait up to 5 s for queued sends to reach the kernel.

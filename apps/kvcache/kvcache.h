@@ -33,6 +33,8 @@ struct kvcache_config {
     uint32_t stats_interval_s;   /* the listener prints a stats line (0 off) */
     uint32_t acceptors;          /* acceptor processes per shard */
     bool direct;                 /* owners write forwarded replies to the socket */
+    uint32_t send_from_item;     /* a local get's value (with its CRLF) of this many
+                                  * bytes and up is sent from the item (0: never) */
     uint64_t direct_give_up_ns;  /* ... a connection waits this long for one (0: 5 s) */
     uint64_t started;            /* unix time the stores' clocks count from */
     const char *console_addr;    /* --console: the node console's address (NULL off) */
@@ -78,6 +80,13 @@ struct kvcache_shard {
     struct kvcache_out spare;      /* a reply buffer kept between batches (empty: none) */
     struct kvcache_fwd *fwd[KVCACHE_MAX_SHARDS]; /* per owner; this shard's thread only */
     bool stopping;                 /* the node stops: connections end */
+    /* the command a connection of this shard has just parsed, one for all
+     * of them: its lines stay in the cache, where a command on each
+     * connection's own stack (hundreds of stacks) would cost a line miss
+     * per line the parser writes. Valid only until the connection yields
+     * (a forward's wait, a send that waits): what is needed after that is
+     * copied first. This shard's thread only. */
+    struct kvcache_cmd cmd;
     struct kvcache_conn_link conns; /* list head */
     _Atomic uint64_t bytes_read, bytes_written, cmd_meta, curr_conns, total_conns;
 } __attribute__((aligned(64)));

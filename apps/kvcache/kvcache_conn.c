@@ -5,6 +5,7 @@
  * writes replies in bounded batches: a client that stops reading is closed
  * after the write timeout, so its replies never pile up. */
 #include <fcntl.h>
+#include <sys/uio.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,8 @@ struct conn {
     hy_pid downer;              /* the owner it went to (none: in a batch) */
     unsigned dshard;            /* that owner's shard */
     bool may_direct;            /* the command in hand may go direct */
+    bool last;                  /* it is the last of what was read: a local get's
+                                 * reply goes out at once (send_get) */
     bool close;
     uint16_t color;    /* the record's offset in its page */
     uint16_t in_inline_cap;
@@ -426,6 +429,59 @@ static const char *op_word(enum kvcache_op op)
     }
 }
 
+/* a local get's reply, sent at once without copying the value from the
+ * item (values of kvcache_cfg.send_from_item bytes and up): what the connection owed before it,
+ * the VALUE line, the value and "END" in one send; what the socket does not
+ * take is copied to c->out (flush waits for room), since the item may be
+ * replaced or freed once this process yields. Only for the last command of
+ * what was read: a later command's reply would have to wait behind it. */
+static KV_HOT void send_get(struct conn *c, struct kvcache_store *st, const struct kvcache_cmd *cmd)
+{
+    /* the VALUE line goes straight into the output buffer (the
+     * connection's page), "END" after it, outside the reply's length: no
+     * buffer on the stack to write, and the kernel reads two pages, that
+     * one and the item's */
+    if (!kvcache_out_grow(&c->out, KVCACHE_VALUE_LINE_MAX + 5))
+        return;
+    size_t hl = 0;
+    struct kvcache_view v;
+    if (!kvcache_proto_get_head(st, cmd, c->out.buf + c->out.len, &hl, &v)) {
+        kvcache_out_put(&c->out, "END\r\n", 5);
+        return;
+    }
+    c->out.len += hl;
+    size_t vl = (size_t)v.nbytes + 2;
+    if (!kvcache_cfg.send_from_item || vl < kvcache_cfg.send_from_item) {
+        kvcache_out_put(&c->out, v.value, vl);
+        kvcache_out_put(&c->out, "END\r\n", 5);
+        return;
+    }
+    memcpy(c->out.buf + c->out.len, "END\r\n", 5);
+    struct iovec iov[3] = {{c->out.buf, c->out.len},
+                           {(void *)v.value, vl},
+                           {c->out.buf + c->out.len, 5}};
+    size_t sent = 0;
+    /* an error leaves everything to c->out: flush reports it */
+    hy_tcp_send_some(c->sock, iov, 3, &sent);
+    add_counter(&c->sh->bytes_written, sent);
+    if (sent >= c->out.len + vl + 5) {
+        c->out.len = 0;
+        return;
+    }
+    if (sent < c->out.len) {
+        memmove(c->out.buf, c->out.buf + sent, c->out.len - sent);
+        c->out.len -= sent;
+        sent = 0;
+    } else {
+        sent -= c->out.len;
+        c->out.len = 0;
+    }
+    if (sent < vl)
+        kvcache_out_put(&c->out, v.value + sent, vl - sent);
+    sent = sent > vl ? sent - vl : 0;
+    kvcache_out_put(&c->out, "END\r\n" + sent, 5 - sent);
+}
+
 /* A command of one key: hashed once, run here when this shard owns the key,
  * else sent to its owner (directly, or forwarded with the reply coming back) */
 static KV_HOT void route_one(struct conn *c, struct kvcache_store *st, struct kvcache_cmd *cmd,
@@ -435,7 +491,10 @@ static KV_HOT void route_one(struct conn *c, struct kvcache_store *st, struct kv
     cmd->hashed = true;
     unsigned o = kvcache_hash_owner(cmd->hash);
     if (o == c->shard && st) {
-        kvcache_proto_exec(st, cmd, &c->out);
+        if (c->last && cmd->op >= KVCACHE_OP_GET && cmd->op <= KVCACHE_OP_GATS)
+            send_get(c, st, cmd);
+        else
+            kvcache_proto_exec(st, cmd, &c->out);
         return;
     }
     if (c->may_direct && c->out.len == 0 && direct_send(c, o, cmd, raw))
@@ -497,8 +556,11 @@ static KV_HOT void do_get(struct conn *c, struct kvcache_store *st, struct kvcac
  * call below a get (the store, the forward's wait and switch) would run
  * on stack pages further down, each a page walk after a system call. */
 static KV_COLD void do_get_multi(struct conn *c, struct kvcache_store *st,
-                                     const struct kvcache_cmd *cmd)
+                                     const struct kvcache_cmd *shard_cmd)
 {
+    /* the shard's command is another connection's once this one waits */
+    const struct kvcache_cmd own = *shard_cmd;
+    const struct kvcache_cmd *cmd = &own;
     unsigned n = kvcache_cfg.set.nshards;
     size_t pos;
     const char *k;
@@ -581,8 +643,11 @@ static KV_COLD void do_broadcast(struct conn *c, uint8_t kind, const void *data,
     }
 }
 
-static KV_COLD void do_stats(struct conn *c, const struct kvcache_cmd *cmd)
+static KV_COLD void do_stats(struct conn *c, const struct kvcache_cmd *shard_cmd)
 {
+    /* the shard's command is another connection's once this one waits */
+    const struct kvcache_cmd own = *shard_cmd;
+    const struct kvcache_cmd *cmd = &own;
     if (cmd->args_len >= 5 && memcmp(cmd->args, "reset", 5) == 0 &&
         (cmd->args_len == 5 || cmd->args[5] == ' ')) {
         do_broadcast(c, KVCACHE_REQ_RESET, NULL, 0);
@@ -623,7 +688,9 @@ static KV_COLD void do_stats(struct conn *c, const struct kvcache_cmd *cmd)
     free(r);
 }
 
-/* one parsed command; raw is its text (line and data) for forwarding */
+/* one parsed command (the shard's, c->sh->cmd: not to be used after a
+ * yield, since another connection parses into it); raw is its text (line
+ * and data) for forwarding */
 static KV_HOT void handle(struct conn *c, struct kvcache_cmd *cmd, const char *raw)
 {
     struct kvcache_store *st = c->sh->store;
@@ -639,8 +706,9 @@ static KV_HOT void handle(struct conn *c, struct kvcache_cmd *cmd, const char *r
         return;
     case KVCACHE_OP_FLUSH_ALL: {
         int64_t delay = cmd->exptime;
+        bool noreply = cmd->noreply; /* the shard's command changes during the wait */
         do_broadcast(c, KVCACHE_REQ_FLUSH, &delay, sizeof(delay));
-        if (!cmd->noreply)
+        if (!noreply)
             kvcache_out_str(&c->out, "OK\r\n");
         return;
     }
@@ -695,26 +763,33 @@ static KV_HOT bool process(struct conn *c)
             c->swallow -= d;
             continue;
         }
-        struct kvcache_cmd cmd;
+        /* the shard's command (hot in the cache), not one on this
+         * process's stack: what is needed after handle() (which may yield)
+         * is taken first */
+        struct kvcache_cmd *cmd = &c->sh->cmd;
         size_t need;
-        int r = kvcache_proto_parse(c->in + pos, c->in_len - pos, item_max, &cmd, &need);
+        int r = kvcache_proto_parse(c->in + pos, c->in_len - pos, item_max, cmd, &need);
         if (r < 0) {
             ok = false;
             break;
         }
         if (r == 0)
             break; /* the rest arrives later; the buffer doubles when full */
+        size_t total = cmd->total;
+        uint64_t swallow = cmd->swallow;
+        bool close = cmd->close;
         /* the last command of what was read, nothing unwritten before it:
          * its owner may write the reply itself */
-        c->may_direct = kvcache_cfg.direct && kvcache_cfg.set.nshards > 1 &&
-                        pos + cmd.total == c->in_len && cmd.swallow == 0 && !cmd.close &&
+        c->last = pos + total == c->in_len && swallow == 0 && !close;
+        c->may_direct = c->last && kvcache_cfg.direct && kvcache_cfg.set.nshards > 1 &&
                         !c->sh->stopping;
-        handle(c, &cmd, c->in + pos);
+        handle(c, cmd, c->in + pos);
         c->may_direct = false;
-        pos += cmd.total;
-        c->swallow = cmd.swallow;
+        c->last = false;
+        pos += total;
+        c->swallow = swallow;
         c->partial_since = 0; /* progress: the next command gets its own deadline */
-        if (cmd.close) {
+        if (close) {
             c->close = true;
             break;
         }

@@ -778,32 +778,51 @@ KV_HOT bool kvcache_proto_unpack(const struct kvcache_cmd_wire *w, const char *r
 
 /* ---- executor ----------------------------------------------------------------- */
 
-/* the get family for one key of hash h */
-static KV_HOT void get_one(struct kvcache_store *st, const struct kvcache_cmd *cmd,
-                           const char *key, size_t nkey, uint64_t h, struct kvcache_out *out)
+/* writes a hit's "VALUE key flags bytes [cas]\r\n" line at p (room for
+ * 6 + nkey + 3 * 22 + 2 bytes); returns its end */
+static KV_HOT char *value_line(char *p, const struct kvcache_cmd *cmd, const char *key,
+                               size_t nkey, const struct kvcache_view *v)
 {
-    bool touch = cmd->op == KVCACHE_OP_GAT || cmd->op == KVCACHE_OP_GATS;
     bool with_cas = cmd->op == KVCACHE_OP_GETS || cmd->op == KVCACHE_OP_GATS;
-    struct kvcache_view v;
-    if (!kvcache_store_get_hashed(st, key, nkey, h, true, touch, cmd->exptime, true, &v))
-        return;
-    if (!out_reserve(out, 6 + nkey + 3 * 22 + 2 + v.nbytes + 2))
-        return;
-    char *p = out->buf + out->len;
     memcpy(p, "VALUE ", 6);
     p += 6;
     memcpy(p, key, nkey);
     p += nkey;
     *p++ = ' ';
-    p = fmt_u64(p, v.flags);
+    p = fmt_u64(p, v->flags);
     *p++ = ' ';
-    p = fmt_u64(p, v.nbytes);
+    p = fmt_u64(p, v->nbytes);
     if (with_cas) {
         *p++ = ' ';
-        p = fmt_u64(p, v.cas);
+        p = fmt_u64(p, v->cas);
     }
     *p++ = '\r';
     *p++ = '\n';
+    return p;
+}
+
+KV_HOT bool kvcache_proto_get_head(struct kvcache_store *st, const struct kvcache_cmd *cmd,
+                                   char *head, size_t *head_len, struct kvcache_view *v)
+{
+    bool touch = cmd->op == KVCACHE_OP_GAT || cmd->op == KVCACHE_OP_GATS;
+    uint64_t h = cmd->hashed ? cmd->hash : kvcache_key_hash(cmd->key, cmd->nkey);
+    if (!kvcache_store_get_hashed(st, cmd->key, cmd->nkey, h, true, touch, cmd->exptime, true, v))
+        return false;
+    *head_len = (size_t)(value_line(head, cmd, cmd->key, cmd->nkey, v) - head);
+    return true;
+}
+
+/* the get family for one key of hash h */
+static KV_HOT void get_one(struct kvcache_store *st, const struct kvcache_cmd *cmd,
+                           const char *key, size_t nkey, uint64_t h, struct kvcache_out *out)
+{
+    bool touch = cmd->op == KVCACHE_OP_GAT || cmd->op == KVCACHE_OP_GATS;
+    struct kvcache_view v;
+    if (!kvcache_store_get_hashed(st, key, nkey, h, true, touch, cmd->exptime, true, &v))
+        return;
+    if (!out_reserve(out, 6 + nkey + 3 * 22 + 2 + v.nbytes + 2))
+        return;
+    char *p = value_line(out->buf + out->len, cmd, key, nkey, &v);
     memcpy(p, v.value, v.nbytes + 2);
     p += v.nbytes + 2;
     out->len = (size_t)(p - out->buf);

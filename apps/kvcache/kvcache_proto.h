@@ -175,6 +175,21 @@ void kvcache_proto_exec(struct kvcache_store *st, const struct kvcache_cmd *cmd,
 void kvcache_proto_get_one(struct kvcache_store *st, const struct kvcache_cmd *cmd,
                            const char *key, size_t nkey, struct kvcache_out *out);
 
+/* Room kvcache_proto_get_head needs for a VALUE line. */
+#define KVCACHE_VALUE_LINE_MAX (6 + KVCACHE_KEY_MAX + 3 * 22 + 2)
+
+/* The get family for a command of one key (cmd->key; cmd->hash when
+ * cmd->hashed), without copying the value: looks it up in st as
+ * kvcache_proto_exec would (counters, gat's touch, the LRU mark) and, on a
+ * hit, writes its "VALUE key flags bytes [cas]\r\n" line into
+ * head[0..KVCACHE_VALUE_LINE_MAX) (*head_len its length) and fills *v: the
+ * value and its "\r\n" are v->value[0..v->nbytes + 2), inside the item,
+ * valid only until the next call into st (the caller sends or copies them
+ * before it yields). The reply ends with "END\r\n", the caller's to add.
+ * Returns false on a miss. Context: the store's shard, no yield. */
+bool kvcache_proto_get_head(struct kvcache_store *st, const struct kvcache_cmd *cmd, char *head,
+                            size_t *head_len, struct kvcache_view *v);
+
 /* Iterates the keys of a get-family command: *pos starts at 0. Returns
  * false at the end. */
 bool kvcache_proto_next_key(const struct kvcache_cmd *cmd, size_t *pos, const char **key,

@@ -9,6 +9,8 @@
 #define IT_FETCHED 1u
 #define IT_STALE 2u
 #define IT_WIN 4u
+#define IT_ACTIVE 8u /* read since it was last put at its LRU's head */
+#define LRU_ROTATE_MAX 64 /* active tail items moved to the head per eviction, at most */
 
 struct kv_item {
     struct kv_item *hnext;
@@ -374,6 +376,7 @@ static KV_HOT struct kv_item *find(struct kvcache_store *st, const char *key, si
 static void bump(struct kvcache_store *st, struct kv_item *it)
 {
     it->atime = st->now;
+    it->iflags &= (uint8_t)~IT_ACTIVE;
     if (st->cls[it->cls].head != it) {
         lru_unlink(st, it);
         lru_push(st, it);
@@ -434,6 +437,17 @@ static KV_HOT struct kv_item *item_alloc(struct kvcache_store *st, size_t nkey, 
     struct kv_class *c = &st->cls[id];
     struct kv_item *it = chunk_take(st, c);
     if (!it) {
+        /* items read since they were last moved (IT_ACTIVE) go back to
+         * the head instead of being evicted (a bounded number per eviction:
+         * with every item active the tail goes anyway) */
+        for (int i = 0; i < LRU_ROTATE_MAX && c->tail && c->tail != c->head &&
+                        (c->tail->iflags & IT_ACTIVE);
+             i++) {
+            struct kv_item *a = c->tail;
+            a->iflags &= (uint8_t)~IT_ACTIVE;
+            lru_unlink(st, a);
+            lru_push(st, a);
+        }
         /* reclaim an expired item near the tail, else evict the tail */
         struct kv_item *t = c->tail;
         for (int i = 0; t && i < 5; i++, t = t->prev) {
@@ -540,8 +554,14 @@ KV_HOT bool kvcache_store_get_hashed(struct kvcache_store *st, const char *key, 
     bool fetched = (it->iflags & IT_FETCHED) != 0;
     fill_view(st, it, fetched, v);
     if (bump_it) {
+        /* a read marks the item active instead of moving it (memcached's
+         * ITEM_ACTIVE): moving it writes its two neighbours and the old
+         * head, three more items' lines (and pages) per get; an eviction
+         * moves an active tail item to the head instead of evicting it */
         it->iflags |= IT_FETCHED;
-        bump(st, it);
+        it->atime = st->now;
+        if (st->cls[it->cls].head != it)
+            it->iflags |= IT_ACTIVE;
     }
     return true;
 }

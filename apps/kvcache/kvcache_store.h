@@ -141,8 +141,11 @@ static inline uint64_t kvcache_key_hash(const void *key, size_t n)
     return kvcache_hash(key, n, KVCACHE_KEY_SEED);
 }
 
-/* Looks key up. touch: also set its exptime (gat); bump: move it to the
- * head of its LRU and mark it fetched. Counts cmd_get/get_hits/get_misses
+/* Looks key up. touch: also set its exptime (gat); bump: mark it fetched
+ * and recently used: it is not moved now (that would write its LRU
+ * neighbours), it is marked active, and an eviction that finds an active
+ * item at its LRU's tail moves it to the head instead (memcached's
+ * ITEM_ACTIVE; at most 64 such moves per eviction). Counts cmd_get/get_hits/get_misses
  * (and touch counters when touch) when count is true. Returns true and fills
  * v on a hit. */
 bool kvcache_store_get_hashed(struct kvcache_store *st, const char *key, size_t nkey,

@@ -419,6 +419,194 @@ static void slow_owner(void)
     hy_tcp_server_stop(srv, 1000000000LL);
 }
 
+/* reads exactly want bytes from the nonblocking client socket fd into buf
+ * (within 10 s), letting the node's processes run meanwhile */
+static size_t read_n(int fd, char *buf, size_t want)
+{
+    size_t got = 0;
+    uint64_t t0 = hy_now_ns();
+    while (got < want && hy_now_ns() - t0 < 10 * (uint64_t)SEC) {
+        ssize_t n = read(fd, buf + got, want - got);
+        if (n > 0) {
+            got += (size_t)n;
+            continue;
+        }
+        if (n == 0)
+            break;
+        hy_sleep_ns(1000000);
+    }
+    return got;
+}
+
+/* a value of n bytes of pattern c (its "\r\n" not included) */
+static char *pattern(size_t n, char c)
+{
+    char *v = malloc(n + 1);
+    for (size_t i = 0; i < n; i++)
+        v[i] = (char)(c + (char)(i % 7));
+    v[n] = '\0';
+    return v;
+}
+
+/* sets k (owned by shard s) to v at its owner */
+static void set_at(unsigned s, const char *k, const char *v)
+{
+    size_t n = strlen(v);
+    char *cmd = malloc(n + 128);
+    int hl = snprintf(cmd, 128, "set %s 0 0 %zu\r\n", k, n);
+    memcpy(cmd + hl, v, n);
+    memcpy(cmd + hl + n, "\r\n", 3);
+    char r[64];
+    note(ask(s, cmd, r, sizeof(r)) == 0 && strcmp(r, "STORED\r\n") == 0, "set_at %s: %s", k, r);
+    free(cmd);
+}
+
+/* a local get of a large value is sent straight from the item (send_get):
+ * pipelined gets keep their order, and when the socket takes only part of
+ * the reply, the rest is the item's value as it was, although the item is
+ * deleted and its chunk reused by another value before the client reads
+ * (the rest was copied, not left pointing into the item); a key of the
+ * other shard (the owner's direct write) likewise */
+static void sent_from_item(void)
+{
+    static const struct hy_tcp_server_ops ops = {.handle = kvcache_conn_handle};
+    struct hy_tcp_server_opts o;
+    hy_tcp_server_opts_init(&o);
+    note(hy_addr_parse("127.0.0.1", 0, &o.listen.addr) == 0, "addr");
+    o.ops = &ops;
+    o.listen.conn.sndbuf = 8192; /* fixed (no autotuning): large replies go out in parts */
+    struct hy_tcp_server *srv = NULL;
+    note(hy_tcp_server_start(&o, &srv) == 0, "tcp server");
+    if (!srv)
+        return;
+    kvcache_cfg.direct = true;
+    kvcache_cfg.write_timeout_s = 10; /* the client reads slowly */
+    kvcache_cfg.send_from_item = 512;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(hy_tcp_server_port(srv)),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    char k[2][32];
+    for (unsigned s = 0; s < 2; s++)
+        key_of(s, k[s], sizeof(k[s]));
+    /* pipelined: large values of both shards and a miss, in one write;
+     * the last get's reply goes out with the earlier ones' */
+    char *v1 = pattern(1000, 'a'), *v0 = pattern(3000, 'A');
+    set_at(0, k[0], v0);
+    set_at(1, k[1], v1);
+    char cmd[512], want[16384], got[16384];
+    snprintf(cmd, sizeof(cmd), "get %s\r\nget %s\r\nget nokey%s\r\nget %s\r\nget %s\r\n", k[0],
+             k[1], k[0], k[1], k[0]);
+    size_t wl = 0;
+    const char *order[4] = {k[0], k[1], NULL, k[1]};
+    for (int i = 0; i < 5; i++) {
+        const char *kk = i == 4 ? k[0] : order[i];
+        if (kk) {
+            const char *v = kk == k[0] ? v0 : v1;
+            wl += (size_t)snprintf(want + wl, sizeof(want) - wl, "VALUE %s 0 %zu\r\n%s\r\n", kk,
+                                   strlen(v), v);
+        }
+        wl += (size_t)snprintf(want + wl, sizeof(want) - wl, "END\r\n");
+    }
+    for (int conn = 0; conn < 4; conn++) { /* connections land on both shards */
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        note(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "connect");
+        fcntl(fd, F_SETFL, O_NONBLOCK);
+        note(write(fd, cmd, strlen(cmd)) == (ssize_t)strlen(cmd), "pipelined: write");
+        size_t n = read_n(fd, got, wl);
+        note(n == wl && memcmp(got, want, wl) == 0, "pipelined gets: %zu of %zu bytes, %.60s", n,
+             wl, n ? got : "");
+        /* one at a time, each the last of its read */
+        for (int i = 0; i < 2; i++) {
+            snprintf(cmd + 256, 256, "get %s\r\n", k[i]);
+            note(write(fd, cmd + 256, strlen(cmd + 256)) == (ssize_t)strlen(cmd + 256), "write");
+            const char *v = i ? v1 : v0;
+            int l = snprintf(want + 8192, 8192, "VALUE %s 0 %zu\r\n%s\r\nEND\r\n", k[i],
+                             strlen(v), v);
+            n = read_n(fd, got, (size_t)l);
+            note(n == (size_t)l && memcmp(got, want + 8192, (size_t)l) == 0,
+                 "a single get: %zu of %d bytes", n, l);
+        }
+        close(fd);
+    }
+    free(v0);
+    free(v1);
+
+    /* a reply larger than the socket takes at once; the item goes and its
+     * chunk takes another value before the client reads. Connections until
+     * one has landed on each shard (its curr_conns moves): its own shard's
+     * key is sent from the item, the other's by the owner (direct) */
+    size_t big = 900 * 1024;
+    size_t cap = big + 256;
+    char *buf = malloc(cap), *exp = malloc(cap);
+    bool covered[2] = {false, false};
+    for (int attempt = 0; attempt < 40 && !(covered[0] && covered[1]); attempt++) {
+        uint64_t before[2];
+        for (unsigned s = 0; s < 2; s++)
+            before[s] = atomic_load(&kvcache_shards[s].curr_conns);
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        int rb = 4096;
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rb, sizeof(rb));
+        note(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "connect");
+        fcntl(fd, F_SETFL, O_NONBLOCK);
+        char r[64];
+        note(write(fd, "version\r\n", 9) == 9, "partial: write version");
+        client_read(fd, r, sizeof(r), NULL);
+        int here = -1;
+        for (unsigned s = 0; s < 2; s++)
+            if (atomic_load(&kvcache_shards[s].curr_conns) > before[s])
+                here = (int)s;
+        if (here < 0 || covered[here]) {
+            close(fd);
+        } else {
+            covered[here] = true;
+            for (unsigned i = 0; i < 2; i++) {
+                unsigned s = i == 0 ? (unsigned)here : 1u - (unsigned)here;
+                char *orig = pattern(big, 'a'), *other = pattern(big, 'M');
+                set_at(s, k[s], orig);
+                snprintf(cmd, sizeof(cmd), "get %s\r\n", k[s]);
+                note(write(fd, cmd, strlen(cmd)) == (ssize_t)strlen(cmd), "partial: write");
+                /* the reply has started: part of it is in the socket */
+                size_t n = read_n(fd, buf, 1);
+                note(n == 1, "partial: the reply starts");
+                snprintf(cmd, sizeof(cmd), "delete %s\r\n", k[s]);
+                note(ask(s, cmd, r, sizeof(r)) == 0 && strcmp(r, "DELETED\r\n") == 0,
+                     "delete: %s", r);
+                set_at(s, k[s], other); /* the freed chunk, same class */
+                int el = snprintf(exp, cap, "VALUE %s 0 %zu\r\n", k[s], big);
+                memcpy(exp + el, orig, big);
+                memcpy(exp + el + big, "\r\nEND\r\n", 7);
+                size_t total = (size_t)el + big + 7;
+                n += read_n(fd, buf + 1, total - 1);
+                size_t diff = 0;
+                while (diff < n && diff < total && buf[diff] == exp[diff])
+                    diff++;
+                note(n == total && diff == total,
+                     "partial reply of shard %u's key on shard %d: %zu of %zu bytes, first "
+                     "difference at %zu",
+                     s, here, n, total, diff);
+                free(orig);
+                free(other);
+            }
+            /* and the connection goes on */
+            note(write(fd, "version\r\n", 9) == 9, "partial: write version");
+            client_read(fd, r, sizeof(r), NULL);
+            note(strncmp(r, "VERSION ", 8) == 0, "partial: the next reply: %s", r);
+            close(fd);
+        }
+        /* until the connection has ended: the next one's shard is told by
+         * its curr_conns */
+        uint64_t t0 = hy_now_ns();
+        while (atomic_load(&kvcache_shards[0].curr_conns) +
+                       atomic_load(&kvcache_shards[1].curr_conns) >
+                   before[0] + before[1] &&
+               hy_now_ns() - t0 < 10 * (uint64_t)SEC)
+            hy_sleep_ns(1000000);
+    }
+    note(covered[0] && covered[1], "partial: connections on both shards");
+    free(buf);
+    free(exp);
+    hy_tcp_server_stop(srv, 1000000000LL);
+}
+
 /* the other end of fd was closed (read gives 0 bytes), within 5 s */
 static bool closed_at_peer(int fd)
 {
@@ -436,6 +624,7 @@ static void body(void *arg)
     batch(k);
     direct(k);
     slow_owner();
+    sent_from_item();
     snprintf(cmd, sizeof(cmd), "set %s 0 0 5\r\nhello\r\n", k);
     note(ask(1, cmd, r, sizeof(r)) == 0 && strcmp(r, "STORED\r\n") == 0, "set: %s", r);
     snprintf(cmd, sizeof(cmd), "get %s\r\n", k);

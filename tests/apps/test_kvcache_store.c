@@ -209,6 +209,53 @@ static void test_kvcache_store_lru_eviction_small_memory(void **state)
     kvcache_store_destroy(st);
 }
 
+/* a read marks an item instead of moving it in its LRU (no write to its
+ * neighbours): an item read once since it was stored outlives the items
+ * stored around it by one pass of the LRU (eviction moves it to the head
+ * instead of evicting it, and clears the mark), then goes in its turn
+ * unless read again; items not read go in the order they were stored */
+static void test_kvcache_store_lru_read_item_kept_once(void **state)
+{
+    (void)state;
+    struct kvcache_store *st = mk(2 << 20);
+    char key[32], val[1000];
+    memset(val, 'v', sizeof(val) - 1);
+    val[sizeof(val) - 1] = '\0';
+    for (int i = 0; i < 10; i++) {
+        snprintf(key, sizeof(key), "k%05d", i);
+        assert_int_equal(put(st, key, val, 0), KVCACHE_STORED);
+    }
+    struct kvcache_view v;
+    assert_true(kvcache_store_get(st, "k00001", 6, true, false, 0, true, &v));
+    /* store until k00002 (stored after k00001, never read) is evicted */
+    int i = 10;
+    for (; i < 100000 && has(st, "k00002"); i++) {
+        snprintf(key, sizeof(key), "k%05d", i);
+        assert_int_equal(put(st, key, val, 0), KVCACHE_STORED);
+    }
+    assert_false(has(st, "k00000"));
+    assert_false(has(st, "k00002"));
+    assert_true(has(st, "k00001")); /* moved to the head, not evicted */
+    int moved_at = i;
+    snprintf(key, sizeof(key), "k%05d", i - 1);
+    assert_true(has(st, key));
+    /* not read again: it goes after the items stored before it was moved
+     * (as the last one, k(moved_at - 1) was being stored), before those
+     * stored after */
+    for (; i < 100000 && has(st, "k00001"); i++) {
+        snprintf(key, sizeof(key), "k%05d", i);
+        assert_int_equal(put(st, key, val, 0), KVCACHE_STORED);
+    }
+    assert_false(has(st, "k00001"));
+    snprintf(key, sizeof(key), "k%05d", moved_at - 2);
+    assert_false(has(st, key));
+    snprintf(key, sizeof(key), "k%05d", moved_at - 1);
+    assert_true(has(st, key));
+    struct kvcache_counters c = counters(st);
+    assert_int_equal(c.curr_items + c.evictions, (uint64_t)i);
+    kvcache_store_destroy(st);
+}
+
 /* every class gets its first page even past the limit (as memcached) */
 static void test_kvcache_store_first_page_per_class(void **state)
 {
@@ -435,6 +482,7 @@ int main(void)
         cmocka_unit_test(test_kvcache_store_expiry_relative_absolute_negative),
         cmocka_unit_test(test_kvcache_store_expired_memory_is_reused),
         cmocka_unit_test(test_kvcache_store_lru_eviction_small_memory),
+        cmocka_unit_test(test_kvcache_store_lru_read_item_kept_once),
         cmocka_unit_test(test_kvcache_store_first_page_per_class),
         cmocka_unit_test(test_kvcache_store_too_large),
         cmocka_unit_test(test_kvcache_store_cas_conflicts),

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -536,6 +537,69 @@ static void test_tcp_sendv_partial_writes_tiny_buffers(void **state)
 {
     (void)state;
     check_partial(true);
+}
+
+/* ---- one send attempt that never waits (hy_tcp_send_some) ------------------- */
+
+struct some_ctx {
+    int first_rc, einval_rc, einval2_rc;
+    size_t first_sent, total, calls;
+    bool stream_ok;
+};
+
+static void some_main(void *arg)
+{
+    struct some_ctx *c = arg;
+    struct pair p;
+    struct hy_tcp_opts o;
+    hy_tcp_opts_init(&o);
+    o.sndbuf = 4096;
+    o.rcvbuf = 4096;
+    HY_CHECK_EQ(make_pair(&p, &o), 0);
+    size_t n = 1u << 20;
+    uint8_t *buf = malloc(n), *in = malloc(n);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = (uint8_t)(i * 7 + i / 251);
+    c->total = n;
+    /* three buffers; the kernel takes a part, the call returns at once */
+    struct iovec v[3] = {{buf, 100}, {buf + 100, n / 2 - 100}, {buf + n / 2, n - n / 2}};
+    c->first_rc = hy_tcp_send_some(p.server, v, 3, &c->first_sent);
+    size_t sent = c->first_sent, got = 0;
+    /* the rest, taking what the peer read out each time */
+    while (got < n && c->calls < 100000) {
+        if (sent < n) {
+            struct iovec r = {buf + sent, n - sent};
+            size_t k = 0;
+            if (hy_tcp_send_some(p.server, &r, 1, &k) != 0)
+                break;
+            sent += k;
+            c->calls++;
+        }
+        size_t k = 0;
+        if (got < sent && hy_tcp_recv(p.client, in + got, n - got, &k, 5 * SECOND) != 0)
+            break;
+        got += k;
+    }
+    c->stream_ok = got == n && memcmp(in, buf, n) == 0;
+    size_t k;
+    c->einval_rc = hy_tcp_send_some(p.server, v, 3, NULL);
+    c->einval2_rc = hy_tcp_send_some(p.server, v, 65, &k);
+    free(buf);
+    free(in);
+    hy_tcp_close(p.client);
+    hy_tcp_close(p.server);
+}
+
+static void test_tcp_send_some_takes_what_fits(void **state)
+{
+    (void)state;
+    struct some_ctx c = {0};
+    hy_test_run_fd_checked(1, some_main, &c);
+    assert_int_equal(c.first_rc, 0);
+    assert_true(c.first_sent > 0 && c.first_sent < c.total); /* 4 KiB buffers, 1 MiB */
+    assert_true(c.stream_ok);
+    assert_int_equal(c.einval_rc, HY_EINVAL);
+    assert_int_equal(c.einval2_rc, HY_EINVAL);
 }
 
 /* ---- peer closes mid-send; reset; half-close -------------------------------- */
@@ -1521,6 +1585,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_tcp_echo_pipelined),
         cmocka_unit_test(test_tcp_partial_reads_writes_tiny_buffers),
         cmocka_unit_test(test_tcp_sendv_partial_writes_tiny_buffers),
+        cmocka_unit_test(test_tcp_send_some_takes_what_fits),
         cmocka_unit_test(test_tcp_peer_close_reset_half_close),
         cmocka_unit_test(test_tcp_active_once_n_flow_control),
         cmocka_unit_test(test_tcp_framing_line_length_oversize),
