@@ -1,9 +1,11 @@
 /* Message buffers, routing, mailboxes and selective receive. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "crash_internal.h"
 #include "errors.h"
+#include "log.h"
 #include "shard_internal.h"
 
 #define MSG_HDR sizeof(struct hy_msg)
@@ -13,6 +15,12 @@
 #define RET_BATCH 32
 #define RET_BLOCK_MAX 16 /* buffers a return block lists (one class-0 buffer holds it) */
 #define POOL_KEEP_LARGE 64
+
+/* aux of an ordinary message (HY_K_MSG, whose aux is otherwise 0): the
+ * high byte is 1 + the index of its drop function (hy_msg_set_drop) in
+ * drop_fns, 0 for none */
+#define DROP_SHIFT 24
+_Static_assert(HY_MSG_DROP_FNS <= 255, "a drop function's number fits aux's high byte");
 
 static inline size_t class_bytes(unsigned cls) { return (size_t)128 << cls; }
 
@@ -402,10 +410,75 @@ void hy_hook_set_remote_send(hy_remote_send_fn fn, void *ctx)
     atomic_store_explicit(&remote_send_fn, fn, memory_order_release);
 }
 
+/* The drop functions in use, each once, never removed: an entry is written
+ * before the count that covers it (release), so a reader that loads the
+ * count (acquire) sees the entries below it. Appended under the lock. */
+static hy_msg_drop_fn drop_fns[HY_MSG_DROP_FNS];
+static _Atomic unsigned ndrop_fns;
+static pthread_mutex_t drop_fns_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* 1 + fn's index in drop_fns (added if new); 0 when the table is full */
+static unsigned drop_fn_number(hy_msg_drop_fn fn)
+{
+    unsigned n = atomic_load_explicit(&ndrop_fns, memory_order_acquire);
+    for (unsigned i = 0; i < n; i++)
+        if (drop_fns[i] == fn)
+            return i + 1;
+    pthread_mutex_lock(&drop_fns_lock);
+    n = atomic_load_explicit(&ndrop_fns, memory_order_relaxed);
+    unsigned i = 0;
+    while (i < n && drop_fns[i] != fn)
+        i++;
+    if (i == n && n < HY_MSG_DROP_FNS) {
+        drop_fns[n] = fn;
+        atomic_store_explicit(&ndrop_fns, n + 1, memory_order_release);
+    }
+    pthread_mutex_unlock(&drop_fns_lock);
+    return i < HY_MSG_DROP_FNS ? i + 1 : 0;
+}
+
+int hy_msg_set_drop(struct hy_msg *m, hy_msg_drop_fn fn)
+{
+    if (!m)
+        return HY_EINVAL;
+    unsigned k = 0;
+    if (fn && (k = drop_fn_number(fn)) == 0) {
+        hy_log(HY_LOG_ERROR, "hy_msg_set_drop: fn: %d drop functions in use already",
+               HY_MSG_DROP_FNS);
+        return HY_ENOMEM;
+    }
+    m->aux = (m->aux & ((1u << DROP_SHIFT) - 1)) | (k << DROP_SHIFT);
+    return 0;
+}
+
+/* m is dropped undelivered: its drop function releases what its payload
+ * holds (once: the number goes with the call). Cold: only messages given
+ * one by hy_msg_set_drop come here. */
+static __attribute__((noinline, cold)) void run_drop_fn(struct hy_msg *m)
+{
+    unsigned k = m->aux >> DROP_SHIFT;
+    m->aux &= (1u << DROP_SHIFT) - 1;
+    hy_msg_drop_fn fn = drop_fns[k - 1]; /* k <= ndrop_fns: read after its set */
+    fn(m);
+}
+
+static inline void drop_fn(struct hy_msg *m)
+{
+    if (__builtin_expect(m->kind == HY_K_MSG && (m->aux >> DROP_SHIFT) != 0, 0))
+        run_drop_fn(m);
+}
+
+/* Frees m, a message no process received. */
+static inline void msg_drop(struct hy_shard *sh, struct hy_msg *m)
+{
+    drop_fn(m);
+    hy__msg_free_local(sh, m);
+}
+
 static inline void drop_dead(struct hy_shard *sh, struct hy_msg *m)
 {
     hy__stat_add(&sh->st.dropped_dead, 1);
-    hy__msg_free_local(sh, m);
+    msg_drop(sh, m);
 }
 
 static __attribute__((noinline)) void route_cross(struct hy_shard *sh, unsigned dst,
@@ -423,6 +496,7 @@ static void route_body(struct hy_shard *sh, struct hy_msg *m)
 {
     hy_pid to = m->to;
     if (hy_pid_node(to) != hy__rt.node_id) {
+        drop_fn(m); /* its payload goes as bytes: what it holds stays here */
         hy_remote_send_fn fn = atomic_load_explicit(&remote_send_fn, memory_order_acquire);
         if (fn && fn(m, atomic_load_explicit(&remote_send_ctx, memory_order_acquire)) == 0)
             return;
@@ -507,7 +581,7 @@ void hy__mailbox_append(struct hy_shard *sh, struct hy_proc *p, struct hy_msg *m
                 hy__sched_make_ready(sh, p);
         }
         hy__stat_add(&sh->st.dropped_full, 1);
-        hy__msg_free_local(sh, m);
+        msg_drop(sh, m);
         return;
     }
     m->next = NULL;
@@ -600,13 +674,13 @@ void hy__mailbox_drop_all(struct hy_shard *sh, struct hy_proc *p)
     if (p->handed) {
         /* the send counted it received (local_handed): it never was */
         hy__stat_add(&sh->st.msgs_received, (uint64_t)-1);
-        hy__msg_free_local(sh, p->handed);
+        msg_drop(sh, p->handed);
         p->handed = NULL;
     }
     struct hy_msg *m = p->mb_head;
     while (m) {
         struct hy_msg *n = m->next;
-        hy__msg_free_local(sh, m);
+        msg_drop(sh, m);
         m = n;
     }
     p->mb_head = NULL;

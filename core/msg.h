@@ -42,6 +42,12 @@ extern "C" {
 #define HY_INFINITY (-1)
 #define HY_NOWAIT 0
 
+struct hy_msg;
+
+/* A message's drop function (hy_msg_set_drop): releases what its payload
+ * holds. */
+typedef void (*hy_msg_drop_fn)(const struct hy_msg *m);
+
 /* A received message. Read its fields; do not write them. Payload is
  * 16-byte aligned. */
 struct hy_msg {
@@ -55,7 +61,7 @@ struct hy_msg {
     uint16_t home;       /* shard that owns the buffer */
     uint8_t kind;        /* runtime: message or signal kind */
     uint8_t cls;         /* runtime: size class */
-    uint32_t aux;        /* runtime: signal argument */
+    uint32_t aux;        /* runtime: signal argument; hy_msg_set_drop's function */
     uint8_t data[] __attribute__((aligned(16)));
 };
 
@@ -84,6 +90,26 @@ int hy_msg_alloc(size_t len, struct hy_msg **out);
  * ref fields as set by the caller (m->tag, m->ref may be written before the
  * send). Errors: as hy_send. Context: a process or shard callback. */
 int hy_msg_send(hy_pid to, struct hy_msg *m);
+
+/* Gives m (from hy_msg_alloc, not yet sent) a drop function, for a payload
+ * that holds a resource (a reference to shared memory, a descriptor): when
+ * the runtime drops m undelivered, after a successful hy_msg_send (its
+ * receiver dead or unknown or gone to another node, its mailbox full, or
+ * the receiver ending with m still queued), it calls fn(m) once, on the
+ * dropping shard's thread, before the buffer is freed. A process that
+ * receives m takes the resource over: hy_msg_free() never calls fn (nor
+ * does a hy_msg_send that fails: its caller still holds the resource). fn
+ * must not call the runtime (send, receive, allocate or free messages): it
+ * runs inside it; free(), close() and atomic operations are fine. A message
+ * sent to another node goes as bytes: fn runs as it leaves. NULL clears the
+ * function. The runtime keeps each distinct fn in a table of
+ * HY_MSG_DROP_FNS for good (the message header has no room for a pointer):
+ * use a few static functions, not one per message.
+ * Errors: HY_EINVAL (m NULL), HY_ENOMEM (HY_MSG_DROP_FNS distinct
+ * functions in use already: m is left without one).
+ * Context: any thread; m owned by the caller. */
+#define HY_MSG_DROP_FNS 255
+int hy_msg_set_drop(struct hy_msg *m, hy_msg_drop_fn fn);
 
 /* Releases a message (transferred): back to its home shard's allocator.
  * NULL is a no-op. Context: a shard thread. */

@@ -162,7 +162,7 @@ HY__HOT void hy__charge(struct hy_proc *p)
     /* a flag check, not a drain: with an exit signal from another shard in
      * the rings, go through the scheduler, which drains them before it
      * resumes anyone (the signal may be for p) */
-    if (__builtin_expect((--p->budget <= 0) | hy__mesh_sig_in(p->shard), 0)) {
+    if (__builtin_expect(--p->budget <= 0 || hy__mesh_sig_in(p->shard), 0)) {
         p->budget = 0;
         hy__sched_make_ready(p->shard, p);
         hy__sched_switch_out(p);

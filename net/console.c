@@ -1438,11 +1438,12 @@ int hy_console_stop(struct hy_console *c)
     hy_log_get_sink(&cur_sink, NULL);
     if (cur_sink == on_log)
         hy_log_set_sink(c->prev_sink, c->prev_sink_ctx);
-    /* a line another thread (the stall watchdog) logged through on_log
-     * holds the lock or has released it: taking it once orders that line's
-     * end before the destruction (ThreadSanitizer saw none) */
-    pthread_mutex_lock(&c->lock);
-    pthread_mutex_unlock(&c->lock);
+    /* no thread uses c->lock any more: hy_log_set_sink and
+     * hy_report_set_handler return only once every call through the old
+     * pair (on_log, on_report with c) has returned, and acquire each
+     * call's end (core/callback_internal.h); a sink or handler someone set
+     * over ours was drained by that set likewise; the console's processes
+     * (connections, collectors) have ended above */
     pthread_mutex_destroy(&c->lock);
     atomic_store(&the_console, NULL);
     free(c);

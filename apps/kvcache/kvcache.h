@@ -164,15 +164,20 @@ enum kvcache_direct_state {
     KVCACHE_DIRECT_DONE,       /* the owner answered; left holds what it could not write */
     KVCACHE_DIRECT_ABANDONED,  /* the connection claimed it (PENDING -> ABANDONED): it
                                 * answered the client, the owner does not run it */
+    KVCACHE_DIRECT_DROPPED,    /* the message was dropped unrun (PENDING -> DROPPED: its
+                                * owner ended first): the connection answers */
     KVCACHE_DIRECT_WAITER = 16, /* or'd into PENDING or RUNNING: the connection waits
                                  * for the owner's ack */
 };
 /* Exactly one of the owner and the connection answers a direct command:
  * each claims it with a compare-and-swap from PENDING, and the one that
  * loses leaves the answer to the other (a connection that gives up on a
- * slow owner answers SERVER_ERROR; the owner then skips the command). */
+ * slow owner answers SERVER_ERROR; the owner then skips the command). A
+ * command whose message is dropped before its owner takes it (the owner
+ * ended) is the connection's to answer too (DROPPED). */
 struct kvcache_direct {
-    _Atomic unsigned refs;  /* the connection's, and one per command at an owner */
+    _Atomic unsigned refs;  /* the connection's, and one per command message (the
+                             * owner's to drop, or the message's drop function) */
     _Atomic int state;      /* enum kvcache_direct_state */
     int fd;                 /* dup of the connection's socket; closed with the last ref */
     char *left;             /* output the owner could not write (owned; NULL: none) */
@@ -219,39 +224,30 @@ void kvcache_owner_name(unsigned shard, char *buf, size_t len);
 int kvcache_server_send(unsigned shard, uint8_t kind, const void *data, size_t len, hy_ref *ref);
 
 /* Sends one whole command (raw[0..len)) to shard's owner over d
- * (borrowed; the message takes a reference of it, which the owner drops):
- * with cmd (borrowed; NULL: none), the command as parsed from raw, which
- * the owner then runs without parsing it again (KVCACHE_REQ_DIRECT_CMD,
- * when kvcache_proto_pack takes it), else the text (KVCACHE_REQ_DIRECT).
- * *ref gets the reference of the ack, *to (NULL: not wanted) the owner it
- * went to. Errors: HY_ENOPROC (no owner), hy_msg_alloc's and send's (the
- * reference is then dropped again). Context: a process. */
+ * (borrowed; the message takes a reference of it, which the owner drops
+ * as it takes the command, or the message's drop function if the owner
+ * never does: it ended with the command queued or in flight; the state
+ * then goes PENDING -> DROPPED, or ABANDONED -> DONE): with cmd (borrowed;
+ * NULL: none), the command as parsed from raw, which the owner then runs
+ * without parsing it again (KVCACHE_REQ_DIRECT_CMD, when kvcache_proto_pack
+ * takes it), else the text (KVCACHE_REQ_DIRECT). *ref gets the reference
+ * of the ack. Errors: HY_ENOPROC (no owner), hy_msg_alloc's and send's
+ * (the reference is then dropped again). Context: a process. */
 int kvcache_server_send_direct(unsigned shard, struct kvcache_direct *d,
                                const struct kvcache_cmd *cmd, const char *raw, size_t len,
-                               hy_ref *ref, hy_pid *to);
+                               hy_ref *ref);
 
-/* A connection gives up on the command it sent over d to owner `to`
- * (shard's owner then; HY_PID_NONE: not known), or ends with it unanswered.
- * Claims the command (PENDING -> ABANDONED) unless the owner claimed it
- * first. Returns true when the connection holds the claim (now or from an
- * earlier call): the owner will never run the command, and the connection
- * answers the client. Then, when `to` has ended (shard's owner name no
- * longer names it: a killed owner that its supervisor restarted), the
- * command went with its mailbox: the reference its message held is dropped
- * here (a live owner drops it when it takes the message). False: the owner
- * claimed it and answers (or has). The connection's own reference is the
- * caller's to drop. Context: a process. */
-bool kvcache_direct_abandon(struct kvcache_direct *d, unsigned shard, hy_pid to);
-
-/* A connection ends with the command it sent over d to owner `to` (shard's
- * owner then) unanswered. The command is not claimed: a live owner still
- * runs it (a client that sent a command and closed, or half-closed, gets
- * it done and, if it still reads, its reply) and drops the reference its
- * message holds. When `to` has ended without taking the command, that
- * reference is dropped here and true returned; otherwise false. The
- * connection's own reference is the caller's to drop. Context: a
- * process. */
-bool kvcache_direct_release(struct kvcache_direct *d, unsigned shard, hy_pid to);
+/* A connection gives up on the command it sent over d, or ends with it
+ * unanswered. Claims the command (PENDING -> ABANDONED) unless the owner
+ * claimed it first. Returns true when the connection holds the claim (now
+ * or from an earlier call) or the command was dropped unrun (DROPPED): the
+ * owner will never run it, and the connection answers the client. False:
+ * the owner claimed it and answers (or has). Either way the reference the
+ * command's message holds is not the caller's: the owner drops it when it
+ * takes the message, the message's drop function when it is dropped
+ * undelivered. The connection's own reference is the caller's to drop.
+ * Context: any thread. */
+bool kvcache_direct_abandon(struct kvcache_direct *d);
 
 /* Waits for the reply parts of ref and appends them to *reply. Errors:
  * HY_ETIMEDOUT (nothing in 5 s: the owner died or restarted), HY_ENOMEM.

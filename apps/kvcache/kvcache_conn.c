@@ -43,8 +43,6 @@ struct conn {
     uint64_t partial_since;     /* when the incomplete command began (0: none) */
     struct kvcache_direct *d;   /* replies an owner writes itself (NULL: none yet) */
     hy_ref dref;                /* the ack of the command at the owner */
-    hy_pid downer;              /* the owner it went to (none: in a batch) */
-    unsigned dshard;            /* that owner's shard */
     bool may_direct;            /* the command in hand may go direct */
     bool last;                  /* it is the last of what was read: a local get's
                                  * reply goes out at once (send_get) */
@@ -79,14 +77,10 @@ static void conn_cleanup(void *arg)
         if (f && f->n && hy_pid_eq(f->leader, c->link.pid))
             fwd_fail_all(f);
     }
-    if (c->d) {
-        /* a command still at an owner that ended with it: that reference
-         * goes too (kvcache_direct_release); a live owner's keeps the
-         * socket open until it has answered */
-        if (atomic_load_explicit(&c->d->state, memory_order_acquire) != KVCACHE_DIRECT_IDLE)
-            kvcache_direct_release(c->d, c->dshard, c->downer);
+    /* a command still at an owner keeps the socket open through its
+     * message's reference until it is answered or dropped */
+    if (c->d)
         kvcache_direct_put(c->d);
-    }
     atomic_store_explicit(&c->sh->curr_conns,
                           atomic_load_explicit(&c->sh->curr_conns, memory_order_relaxed) - 1,
                           memory_order_relaxed);
@@ -171,9 +165,7 @@ static bool direct_send(struct conn *c, unsigned o, const struct kvcache_cmd *cm
         c->d = d;
     }
     atomic_store_explicit(&c->d->state, KVCACHE_DIRECT_PENDING, memory_order_relaxed);
-    c->downer = HY_PID_NONE;
-    c->dshard = o;
-    int rc = kvcache_server_send_direct(o, c->d, cmd, raw, cmd->total, &c->dref, &c->downer);
+    int rc = kvcache_server_send_direct(o, c->d, cmd, raw, cmd->total, &c->dref);
     if (rc != 0) {
         atomic_store_explicit(&c->d->state, KVCACHE_DIRECT_IDLE, memory_order_relaxed);
         return false;
@@ -224,12 +216,13 @@ static void direct_settle(struct conn *c, enum direct_how how)
             kvcache_out_fini(&ack);
         }
         while (late) {
-            if (kvcache_direct_abandon(d, c->dshard, c->downer)) {
+            if (kvcache_direct_abandon(d)) {
                 /* no answer, and now there never will be one from the
-                 * owner: it ended with the command in its mailbox (its
-                 * message's reference was dropped, so the socket's
-                 * duplicate closes with ours), or it lives and is slow (it
-                 * drops its reference when it takes the command, unrun) */
+                 * owner: it ended with the command in its mailbox (the
+                 * message's drop function drops its reference, so the
+                 * socket's duplicate closes with ours), or it lives and is
+                 * slow (it drops its reference when it takes the command,
+                 * unrun) */
                 kvcache_direct_put(d);
                 c->d = NULL;
                 kvcache_out_str(&c->out, "SERVER_ERROR key owner unavailable\r\n");
@@ -242,6 +235,13 @@ static void direct_settle(struct conn *c, enum direct_how how)
             late = kvcache_server_wait(c->dref, &ack) != 0;
             kvcache_out_fini(&ack);
         }
+    }
+    if ((atomic_load_explicit(&d->state, memory_order_acquire) & ~KVCACHE_DIRECT_WAITER) ==
+        KVCACHE_DIRECT_DROPPED) {
+        /* its owner ended before it took the command: nobody ran it */
+        kvcache_out_str(&c->out, "SERVER_ERROR key owner unavailable\r\n");
+        atomic_store_explicit(&d->state, KVCACHE_DIRECT_IDLE, memory_order_relaxed);
+        return;
     }
     if (d->left) {
         kvcache_out_put(&c->out, d->left, d->left_len);

@@ -304,7 +304,7 @@ static KV_HOT void direct_run(struct kvcache_store *st, struct kvcache_direct *d
     bool leftover = d->left || d->left_failed;
     int was = atomic_exchange_explicit(&d->state, KVCACHE_DIRECT_DONE, memory_order_acq_rel);
     /* dropped before the send, which is a preemption point: an owner killed
-     * there has already let go of d (kvcache_direct_abandon relies on it) */
+     * there has already let go of d */
     kvcache_direct_put(d);
     /* a connection waiting for the answer gets it; one parked in its
      * receive (hy_tcp_recv_or_msg) is woken only when it has output to
@@ -460,15 +460,37 @@ KV_HOT int kvcache_server_send(unsigned shard, uint8_t kind, const void *data, s
     return hy_msg_send(owner, m);
 }
 
+/* A direct command's message dropped undelivered (its owner ended with it
+ * queued, or before it arrived): the owner will never run it. The reference
+ * the message holds goes with it; the connection learns that the command
+ * went unanswered (PENDING -> DROPPED), or has given up on it already
+ * (ABANDONED -> DONE). Runs inside the runtime (hy_msg_set_drop): no
+ * runtime call. */
+static void direct_dropped(const struct hy_msg *m)
+{
+    struct kvcache_direct *d;
+    memcpy(&d, m->data + 1, sizeof(d));
+    int cur = atomic_load_explicit(&d->state, memory_order_acquire);
+    for (;;) {
+        int base = cur & ~KVCACHE_DIRECT_WAITER;
+        int next = base == KVCACHE_DIRECT_PENDING     ? KVCACHE_DIRECT_DROPPED
+                   : base == KVCACHE_DIRECT_ABANDONED ? KVCACHE_DIRECT_DONE
+                                                      : -1;
+        if (next < 0 || atomic_compare_exchange_weak_explicit(&d->state, &cur, next,
+                                                              memory_order_acq_rel,
+                                                              memory_order_acquire))
+            break;
+    }
+    kvcache_direct_put(d);
+}
+
 int kvcache_server_send_direct(unsigned shard, struct kvcache_direct *d,
                                const struct kvcache_cmd *cmd, const char *raw, size_t len,
-                               hy_ref *ref, hy_pid *to)
+                               hy_ref *ref)
 {
     hy_pid owner;
     if (owner_pid(shard, &owner) != 0)
         return HY_ENOPROC;
-    if (to)
-        *to = owner;
     struct kvcache_cmd_wire w;
     bool parsed = cmd && kvcache_proto_pack(cmd, raw, &w);
     size_t wl = parsed ? sizeof(w) : 0;
@@ -484,6 +506,13 @@ int kvcache_server_send_direct(unsigned shard, struct kvcache_direct *d,
     memcpy(m->data + 1 + sizeof(d) + wl, raw, len);
     hy_ref_make(ref);
     m->ref = *ref;
+    /* the message's reference: dropped by the owner as it takes the
+     * command, or by direct_dropped if it never does */
+    rc = hy_msg_set_drop(m, direct_dropped);
+    if (rc != 0) {
+        hy_msg_free(m);
+        return rc;
+    }
     atomic_fetch_add_explicit(&d->refs, 1, memory_order_relaxed);
     rc = hy_msg_send(owner, m);
     if (rc != 0)
@@ -491,53 +520,21 @@ int kvcache_server_send_direct(unsigned shard, struct kvcache_direct *d,
     return rc;
 }
 
-bool kvcache_direct_abandon(struct kvcache_direct *d, unsigned shard, hy_pid to)
+bool kvcache_direct_abandon(struct kvcache_direct *d)
 {
     /* claim the command: PENDING -> ABANDONED, unless the owner claimed it
-     * first (RUNNING, DONE: it answers) */
+     * first (RUNNING, DONE: it answers) or it was dropped unrun (DROPPED:
+     * nobody will, the connection answers) */
     int cur = atomic_load_explicit(&d->state, memory_order_acquire);
     for (;;) {
         int base = cur & ~KVCACHE_DIRECT_WAITER;
-        if (base == KVCACHE_DIRECT_ABANDONED)
-            break; /* claimed before (the connection gave up, now it ends) */
+        if (base == KVCACHE_DIRECT_ABANDONED || base == KVCACHE_DIRECT_DROPPED)
+            return true; /* claimed before (the connection gave up, now it ends) */
         if (base != KVCACHE_DIRECT_PENDING)
             return false;
         if (atomic_compare_exchange_weak_explicit(&d->state, &cur, KVCACHE_DIRECT_ABANDONED,
                                                   memory_order_acq_rel, memory_order_acquire))
-            break;
-    }
-    /* a live owner drops the message's reference when it takes it
-     * (direct_claim); one that ended never will */
-    kvcache_direct_release(d, shard, to);
-    return true;
-}
-
-bool kvcache_direct_release(struct kvcache_direct *d, unsigned shard, hy_pid to)
-{
-    if (hy_pid_is_none(to))
-        return false;
-    char name[HY_NAME_MAX];
-    kvcache_owner_name(shard, name, sizeof(name));
-    hy_pid now;
-    /* a name is dropped when its process ends, and a process that ended
-     * never runs again: a name naming another process (or none) means `to`
-     * will never take the message */
-    if (hy_whereis(name, &now) == 0 && hy_pid_eq(now, to))
-        return false;
-    /* not taken (PENDING, or ABANDONED by the connection): the message's
-     * reference is dropped here, once (whoever moves the state to DONE
-     * drops it); taken and answered (DONE): the owner dropped it before it
-     * could end (no preemption point between its claim and the put) */
-    int cur = atomic_load_explicit(&d->state, memory_order_acquire);
-    for (;;) {
-        int base = cur & ~KVCACHE_DIRECT_WAITER;
-        if (base != KVCACHE_DIRECT_PENDING && base != KVCACHE_DIRECT_ABANDONED)
-            return false;
-        if (atomic_compare_exchange_weak_explicit(&d->state, &cur, KVCACHE_DIRECT_DONE,
-                                                  memory_order_acq_rel, memory_order_acquire)) {
-            kvcache_direct_put(d);
             return true;
-        }
     }
 }
 

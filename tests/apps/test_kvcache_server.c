@@ -24,6 +24,7 @@
 #include <cmocka.h>
 
 #include "kvcache.h"
+#include "test_support.h"
 
 #define SEC 1000000000LL
 
@@ -186,7 +187,7 @@ static void direct(const char *k)
     note(next[0] == num || next[1] == num, "the number %d is reused (%d %d)", num, next[0], next[1]);
     hy_ref ref;
     snprintf(cmd, sizeof(cmd), "set %s 0 0 2\r\nab\r\n", k);
-    note(kvcache_server_send_direct(1, d, NULL, cmd, strlen(cmd), &ref, NULL) == 0, "send_direct");
+    note(kvcache_server_send_direct(1, d, NULL, cmd, strlen(cmd), &ref) == 0, "send_direct");
     kvcache_direct_put(d); /* the connection's reference */
     size_t n = read_all(sv[1], buf, sizeof(buf), true);
     note(n == 8 && strcmp(buf, "STORED\r\n") == 0, "direct reply after close: %s", buf);
@@ -201,7 +202,7 @@ static void direct(const char *k)
         note(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair 3");
         d = direct_new(sv[0]);
         snprintf(cmd, sizeof(cmd), "get %s\r\n", k);
-        note(kvcache_server_send_direct(1, d, NULL, cmd, strlen(cmd), &ref, NULL) == 0, "send_direct 2");
+        note(kvcache_server_send_direct(1, d, NULL, cmd, strlen(cmd), &ref) == 0, "send_direct 2");
         int exp = KVCACHE_DIRECT_PENDING;
         if (atomic_compare_exchange_strong(&d->state, &exp,
                                            KVCACHE_DIRECT_PENDING | KVCACHE_DIRECT_WAITER)) {
@@ -233,7 +234,7 @@ static void direct(const char *k)
         filled += sizeof(junk);
     d = direct_new(sv[0]);
     snprintf(cmd, sizeof(cmd), "set %s 0 0 3\r\nxyz\r\n", k);
-    note(kvcache_server_send_direct(1, d, NULL, cmd, strlen(cmd), &ref, NULL) == 0, "send_direct 3");
+    note(kvcache_server_send_direct(1, d, NULL, cmd, strlen(cmd), &ref) == 0, "send_direct 3");
     /* output left to the connection: the owner tells it (the message that
      * ends its hy_tcp_recv_or_msg), though it did not wait */
     struct hy_msg *am = NULL;
@@ -257,7 +258,7 @@ static void direct(const char *k)
     note(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair 5");
     d = direct_new(sv[0]);
     snprintf(cmd, sizeof(cmd), "get %s\r\n", k);
-    note(kvcache_server_send_direct(1, d, NULL, cmd, strlen(cmd), &ref, NULL) == 0, "send_direct 4");
+    note(kvcache_server_send_direct(1, d, NULL, cmd, strlen(cmd), &ref) == 0, "send_direct 4");
     am = NULL;
     note(hy_recv_ref(ref, &am, 10 * SEC) == 0, "big reply: the connection is told");
     if (am)
@@ -615,6 +616,40 @@ static bool closed_at_peer(int fd)
     return poll(&pf, 1, 5000) == 1 && read(fd, &c, 1) == 0;
 }
 
+/* ---- an owner killed with direct commands in its mailbox ------------------ */
+
+static _Atomic int owner_took;
+
+static void count_take(void)
+{
+    atomic_fetch_add(&owner_took, 1);
+}
+
+#define QUEUED_TAG 0x5155ull
+
+struct queued_ctx {
+    hy_pid owner, parent;
+    struct kvcache_direct *lost, *waited;
+    char cmd[64];
+    int sent;
+    bool abandoned;
+};
+
+/* On the owner's shard, in one run (the owner cannot run meanwhile): sends
+ * two direct commands to it, gives up on the first while the owner lives,
+ * then kills the owner with both in its mailbox. */
+static void queue_and_kill(void *arg)
+{
+    struct queued_ctx *q = arg;
+    hy_ref ref;
+    q->sent = 0;
+    q->sent += kvcache_server_send_direct(1, q->lost, NULL, q->cmd, strlen(q->cmd), &ref) == 0;
+    q->sent += kvcache_server_send_direct(1, q->waited, NULL, q->cmd, strlen(q->cmd), &ref) == 0;
+    q->abandoned = kvcache_direct_abandon(q->lost);
+    hy_exit_pid(q->owner, hy_reason_make(HY_REASON_KILL));
+    hy_send(q->parent, QUEUED_TAG, NULL, 0);
+}
+
 static void body(void *arg)
 {
     (void)arg;
@@ -637,22 +672,34 @@ static void body(void *arg)
     kvcache_owner_name(1, name, sizeof(name));
     hy_pid old, now = HY_PID_NONE;
     note(hy_whereis(name, &old) == 0, "owner 1 registered");
-    /* a direct command as if in owner 1's mailbox (the message's reference
-     * taken as kvcache_server_send_direct takes it), and one it answered:
-     * while the owner lives, a connection giving up claims the unanswered one
-     * (the owner would skip it and drop its reference) and leaves the
-     * answered one alone */
-    int lost[2], answered[2];
+    /* two direct commands in owner 1's mailbox as it is killed: one whose
+     * connection has given up on it (while the owner still lived: not its
+     * to drop), one still waited for; and one the owner answered. The
+     * dropped messages' references go with them (their drop function): the
+     * sockets' duplicates close; the waited-for one is DROPPED, for its
+     * connection to answer */
+    int fds0 = hy_test_fd_count();
+    int lost[2], waited[2], answered[2];
     note(socketpair(AF_UNIX, SOCK_STREAM, 0, lost) == 0 &&
+             socketpair(AF_UNIX, SOCK_STREAM, 0, waited) == 0 &&
              socketpair(AF_UNIX, SOCK_STREAM, 0, answered) == 0,
          "socketpairs (abandon)");
-    struct kvcache_direct *dl = direct_new(lost[0]), *da = direct_new(answered[0]);
-    atomic_fetch_add(&dl->refs, 1);
-    atomic_store(&da->state, KVCACHE_DIRECT_DONE); /* its reference already dropped */
-    note(kvcache_direct_abandon(dl, 1, old) && atomic_load(&dl->refs) == 2,
-         "abandon while the owner lives: claimed, its reference stays (%u)",
-         atomic_load(&dl->refs));
-    note(hy_exit_pid(old, hy_reason_make(HY_REASON_KILL)) == 0, "kill owner 1");
+    struct kvcache_direct *dl = direct_new(lost[0]), *dw = direct_new(waited[0]);
+    struct kvcache_direct *da = direct_new(answered[0]);
+    atomic_store(&da->state, KVCACHE_DIRECT_DONE); /* its message's reference dropped */
+    static struct queued_ctx q;
+    q = (struct queued_ctx){.owner = old, .lost = dl, .waited = dw, .parent = hy_self()};
+    snprintf(q.cmd, sizeof(q.cmd), "get %s\r\n", k);
+    atomic_store(&owner_took, 0);
+    atomic_store(&kvcache_direct_hook, count_take);
+    struct hy_spawn_opts so = HY_SPAWN_OPTS_INIT;
+    so.shard = 1;
+    note(hy_spawn_opt(queue_and_kill, &q, &so, NULL) == 0, "spawn on shard 1");
+    struct hy_msg *qm = NULL;
+    note(hy_recv_tag(QUEUED_TAG, &qm, 10 * SEC) == 0, "queued and killed");
+    hy_msg_free(qm);
+    note(q.sent == 2 && q.abandoned, "queue_and_kill: %d sent, abandoned %d", q.sent,
+         (int)q.abandoned);
     uint64_t t0 = hy_now_ns();
     while (hy_now_ns() - t0 < 10 * (uint64_t)SEC) {
         if (hy_whereis(name, &now) == 0 && !hy_pid_eq(now, old))
@@ -660,18 +707,28 @@ static void body(void *arg)
         hy_sleep_ns(1000000);
     }
     note(!hy_pid_eq(now, old) && !hy_pid_is_none(now), "owner 1 restarted");
-    /* the owner ended: the unanswered command's reference is dropped with
-     * the connection's, and the socket's duplicate closes (the client sees
-     * the end); the answered one's is not dropped twice */
-    note(kvcache_direct_abandon(dl, 1, old), "abandon after the owner ended");
-    note(!kvcache_direct_abandon(da, 1, old) && atomic_load(&da->refs) == 1,
+    atomic_store(&kvcache_direct_hook, NULL);
+    note(atomic_load(&owner_took) == 0, "the owner took %d queued commands",
+         atomic_load(&owner_took));
+    /* the waited-for command: dropped unrun, its message's reference gone;
+     * the connection answers it (abandon says so) */
+    note((atomic_load(&dw->state) & ~KVCACHE_DIRECT_WAITER) == KVCACHE_DIRECT_DROPPED &&
+             atomic_load(&dw->refs) == 1,
+         "the waited-for command: state %d, %u refs", atomic_load(&dw->state),
+         atomic_load(&dw->refs));
+    note(kvcache_direct_abandon(dw), "a dropped command is the connection's to answer");
+    note(!kvcache_direct_abandon(da) && atomic_load(&da->refs) == 1,
          "an answered command is not abandoned (%u)", atomic_load(&da->refs));
-    kvcache_direct_put(dl); /* the connection's */
+    kvcache_direct_put(dl); /* the connections' */
+    kvcache_direct_put(dw);
     kvcache_direct_put(da);
-    note(closed_at_peer(lost[1]), "the lost command's socket closed");
+    note(closed_at_peer(lost[1]), "the given-up command's socket closed");
+    note(closed_at_peer(waited[1]), "the waited-for command's socket closed");
     note(closed_at_peer(answered[1]), "the answered command's socket closed");
     close(lost[1]);
+    close(waited[1]);
     close(answered[1]);
+    note(hy_test_fd_count() == fds0, "fds: %d, %d before", hy_test_fd_count(), fds0);
     /* restarted empty; serving again */
     note(ask(1, cmd, r, sizeof(r)) == 0 && strcmp(r, "END\r\n") == 0, "get after restart: %s", r);
     snprintf(cmd, sizeof(cmd), "set %s 0 0 2\r\nhi\r\n", k);

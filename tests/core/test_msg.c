@@ -1667,6 +1667,144 @@ static void test_msg_zero_copy_send(void **state)
     hy_test_run(2, body_zero_copy, NULL);
 }
 
+/* ---- drop functions ----------------------------------------------------------- */
+
+/* A message whose payload holds a resource has a drop function
+ * (hy_msg_set_drop): it runs exactly once for a message dropped undelivered
+ * (its receiver dead, its mailbox full, the receiver ending with it still
+ * queued), never for one received and freed, nor for a send that fails.
+ * The payload is the message's index into drops. */
+
+#define NDROP 6
+
+static _Atomic int drops[NDROP];
+
+static void count_drop(const struct hy_msg *m)
+{
+    uint32_t id = payload_u32(m);
+    if (id < NDROP)
+        atomic_fetch_add(&drops[id], 1);
+}
+
+static int send_with_drop(hy_pid to, uint64_t tag, uint32_t id)
+{
+    struct hy_msg *m;
+    int rc = hy_msg_alloc(sizeof(id), &m);
+    if (rc)
+        return rc;
+    memcpy(m->data, &id, sizeof(id));
+    m->tag = tag;
+    rc = hy_msg_set_drop(m, count_drop);
+    if (rc) {
+        hy_msg_free(m);
+        return rc;
+    }
+    return hy_msg_send(to, m);
+}
+
+static struct {
+    hy_pid parent;
+    _Atomic int go;
+} dr;
+
+static bool dr_go(void *arg)
+{
+    (void)arg;
+    return atomic_load(&dr.go) != 0;
+}
+
+/* takes its ping and the oldest T_DATA, then ends with the rest queued */
+static void drop_receiver(void *arg)
+{
+    (void)arg;
+    hy_test_send_u32(dr.parent, T_READY, 0);
+    hy_msg_free(hy_test_must_recv_tag(T_PING, WAIT_NS));
+    struct hy_msg *m = hy_test_must_recv_tag(T_DATA, WAIT_NS);
+    if (m) {
+        HY_CHECK_EQ(payload_u32(m), 0);
+        hy_msg_free(m); /* received: its drop function never runs */
+    }
+    hy_test_send_u32(dr.parent, T_DONE, 0);
+}
+
+/* a mailbox of one that takes nothing until go, then takes what it holds */
+static void drop_full_receiver(void *arg)
+{
+    (void)arg;
+    hy_test_send_u32(dr.parent, T_READY, 0);
+    HY_CHECK(hy_test_wait_until(dr_go, NULL, WAIT_MS));
+    struct hy_msg *m;
+    while (hy_recv(&m, HY_NOWAIT) == 0)
+        hy_msg_free(m);
+    hy_test_send_u32(dr.parent, T_DONE, 0);
+}
+
+struct drop_at {
+    unsigned id;
+    int n;
+};
+
+static bool drop_reached(void *arg)
+{
+    struct drop_at *d = arg;
+    return atomic_load(&drops[d->id]) >= d->n;
+}
+
+static void body_drop_fn(void *arg)
+{
+    (void)arg;
+    dr.parent = hy_self();
+    for (int shard = 0; shard < 2; shard++) {
+        for (unsigned i = 0; i < NDROP; i++)
+            atomic_store(&drops[i], 0);
+        atomic_store(&dr.go, 0);
+        hy_pid r = spawn_on(shard, drop_receiver, NULL);
+        hy_msg_free(hy_test_must_recv_tag(T_READY, WAIT_NS));
+        HY_CHECK_EQ(send_with_drop(r, T_DATA, 0), 0);
+        HY_CHECK_EQ(send_with_drop(r, T_DATA, 1), 0);
+        hy_test_send_u32(r, T_PING, 0);
+        hy_msg_free(hy_test_must_recv_tag(T_DONE, WAIT_NS));
+        /* 1 was queued when its receiver ended */
+        struct drop_at d1 = {1, 1};
+        HY_CHECK(hy_test_wait_until(drop_reached, &d1, WAIT_MS));
+        /* r is gone (or going): a send to it is dropped as to the dead */
+        struct drop_at d2 = {2, 1};
+        HY_CHECK_EQ(send_with_drop(r, T_DATA, 2), 0);
+        HY_CHECK(hy_test_wait_until(drop_reached, &d2, WAIT_MS));
+        /* a full mailbox drops the new one */
+        struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+        o.shard = shard;
+        o.max_mailbox = 1;
+        o.mailbox_policy = HY_MAILBOX_DROP_NEW;
+        hy_pid f = spawn_opts(drop_full_receiver, NULL, &o);
+        hy_msg_free(hy_test_must_recv_tag(T_READY, WAIT_NS));
+        HY_CHECK_EQ(send_with_drop(f, T_DATA, 3), 0);
+        HY_CHECK_EQ(send_with_drop(f, T_DATA, 4), 0);
+        struct drop_at d4 = {4, 1};
+        HY_CHECK(hy_test_wait_until(drop_reached, &d4, WAIT_MS));
+        atomic_store(&dr.go, 1);
+        hy_msg_free(hy_test_must_recv_tag(T_DONE, WAIT_NS));
+        /* a send that fails frees the message without it: the caller
+         * still holds what the payload refers to */
+        HY_CHECK_EQ(send_with_drop(r, HY_TAG_SYSTEM | T_DATA, 5), HY_EINVAL);
+        HY_CHECK_EQ(hy_msg_set_drop(NULL, count_drop), HY_EINVAL);
+        /* once each, and only for those dropped */
+        HY_CHECK(hy_test_quiesce(1, WAIT_MS));
+        HY_CHECK_EQ(atomic_load(&drops[0]), 0);
+        HY_CHECK_EQ(atomic_load(&drops[1]), 1);
+        HY_CHECK_EQ(atomic_load(&drops[2]), 1);
+        HY_CHECK_EQ(atomic_load(&drops[3]), 0);
+        HY_CHECK_EQ(atomic_load(&drops[4]), 1);
+        HY_CHECK_EQ(atomic_load(&drops[5]), 0);
+    }
+}
+
+static void test_msg_drop_fn_runs_for_a_message_never_received(void **state)
+{
+    (void)state;
+    hy_test_run(2, body_drop_fn, NULL);
+}
+
 /* ---- foreign threads ---------------------------------------------------------- */
 
 #define FOREIGN_THREADS 3
@@ -2423,6 +2561,7 @@ int main(void)
         cmocka_unit_test(test_msg_full_mailbox_gets_runtime_replies),
         cmocka_unit_test(test_msg_mailbox_len),
         cmocka_unit_test(test_msg_zero_copy_send),
+        cmocka_unit_test(test_msg_drop_fn_runs_for_a_message_never_received),
         cmocka_unit_test(test_msg_send_foreign),
         cmocka_unit_test(test_msg_buffers_go_home),
         cmocka_unit_test(test_msg_return_blocks_restore_buffers),

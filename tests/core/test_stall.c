@@ -8,6 +8,7 @@
  * with a 5 s cap. Process bodies record failures with HY_CHECK. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -212,10 +213,12 @@ static void check_stall_results(const struct stall_ctx *c)
     /* one warning per stall, naming the process and the shard */
     pthread_mutex_lock(&log_lock);
     int n = log_n;
-    char lines[2][512];
+    char lines[MAX_LINES][512];
     memcpy(lines, log_lines, sizeof(lines));
     pthread_mutex_unlock(&log_lock);
-    assert_int_equal(n, 2);
+    if (n != 2)
+        fail_msg("%d stall lines, not 2: %s | %s | %s | %s", n, lines[0], lines[1],
+                 n > 2 ? lines[2] : "", n > 3 ? lines[3] : "");
     /* each report comes with the stalled code's backtrace, named (libdw):
      * function, file and line of the spinning process */
     assert_true(atomic_load(&bt_lines) >= 2);
@@ -370,20 +373,47 @@ static void test_stall_aborts_past_the_multiple(void **state)
 
 /* ---- a process blocked in a system call ------------------------------------------ */
 
+/* The blocked process waits in poll() on a pipe that the log sink writes
+ * to once it has seen the report (the watchdog logs it after counting it):
+ * the call lasts until the report, whenever the watchdog gets the CPU on a
+ * loaded machine, and not past it. (A fixed sleep of 10 thresholds lost
+ * the race when the watchdog ran late: the run was over, or ending, before
+ * its second look.) Bounded: 10 s. */
+static int blocked_pipe[2] = {-1, -1};
+
+static void blocked_capture(enum hy_log_level level, const char *line, void *ctx)
+{
+    capture(level, line, ctx);
+    if (strstr(line, "blocked in a system call") && blocked_pipe[1] >= 0)
+        (void)!write(blocked_pipe[1], "r", 1);
+}
+
 struct blocked_ctx {
     hy_pid pid;
     uint64_t stalls;
+    bool woken; /* by the report, not by the deadline */
 };
 
-/* Sleeps in the kernel without returning to the scheduler (a blocking read
- * or accept would look the same) for 10 x the threshold: no CPU used. */
+/* Waits in the kernel without returning to the scheduler (a blocking read
+ * or accept would look the same) until the report: no CPU used. */
 static void blocked_main(void *arg)
 {
     struct blocked_ctx *c = arg;
     c->pid = hy_self();
-    struct timespec ts = {0, (long)(10 * THRESHOLD_NS)}, rem;
-    while (nanosleep(&ts, &rem) != 0 && errno == EINTR)
-        ts = rem; /* the report's backtrace signal interrupts it */
+    uint64_t deadline = clock_ns(CLOCK_MONOTONIC) + 10ull * 1000000000u;
+    for (;;) {
+        uint64_t now = clock_ns(CLOCK_MONOTONIC);
+        if (now >= deadline)
+            break;
+        struct pollfd pf = {.fd = blocked_pipe[0], .events = POLLIN};
+        int r = poll(&pf, 1, (int)((deadline - now) / 1000000u) + 1);
+        if (r == 1) {
+            c->woken = true;
+            break;
+        }
+        if (r < 0 && errno != EINTR) /* the report's signal interrupts it */
+            break;
+    }
     struct hy_stats st;
     hy_stats_total(&st);
     c->stalls = st.stalls;
@@ -397,9 +427,15 @@ static void test_stall_reports_a_blocking_syscall_by_wall_clock(void **state)
     cfg.nshards = 1;
     struct blocked_ctx c;
     memset(&c, 0, sizeof(c));
+    assert_int_equal(pipe(blocked_pipe), 0);
     capture_start();
+    hy_log_set_sink(blocked_capture, NULL);
     hy_test_run_cfg(&cfg, blocked_main, &c);
     hy_log_set_sink(NULL, NULL);
+    close(blocked_pipe[0]);
+    close(blocked_pipe[1]);
+    blocked_pipe[0] = blocked_pipe[1] = -1;
+    assert_true(c.woken);
     assert_int_equal(c.stalls, 1);
     pthread_mutex_lock(&log_lock);
     int n = log_n;
