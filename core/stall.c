@@ -33,6 +33,7 @@
 
 #include "errors.h"
 #include "log.h"
+#include "sanitize_internal.h"
 #include "shard_internal.h"
 #include "symbol_internal.h"
 
@@ -130,6 +131,26 @@ static uint64_t run_id(struct hy_shard *sh)
     return (seq << 32) ^ h;
 }
 
+/* A seqlock's read: the record's pid may be rewritten by a spawn into it
+ * (clear_record, spawn) while this thread reads it; running_pid uses the
+ * value only when the run id, read before and after, shows that no such
+ * write can have happened in between. So this one load is told to
+ * ThreadSanitizer as the benign race it is (the spawn path keeps its plain
+ * stores), and is volatile so that it is one real read between the two
+ * checks. */
+#ifdef HY_TSAN
+__attribute__((noinline, no_sanitize_thread))
+#endif
+static hy_pid pid_of_record(const struct hy_proc *p)
+{
+    const volatile uint64_t *w = (const volatile uint64_t *)(const void *)&p->pid;
+    _Static_assert(sizeof(hy_pid) == 2 * sizeof(uint64_t), "a pid is two words");
+    hy_pid pid;
+    pid.hi = w[0];
+    pid.lo = w[1];
+    return pid;
+}
+
 /* The pid of the process that began run id on sh; HY_PID_NONE if another
  * run has begun since. The record is read only while that run still holds
  * the shard (checked after the read): the shard writes a record's pid only
@@ -139,7 +160,8 @@ static hy_pid running_pid(struct hy_shard *sh, uint64_t id)
     struct hy_proc *p = __atomic_load_n(&sh->current, __ATOMIC_ACQUIRE);
     if (!p || run_id(sh) != id)
         return HY_PID_NONE;
-    hy_pid pid = p->pid;
+    hy_pid pid = pid_of_record(p);
+    __atomic_thread_fence(__ATOMIC_ACQUIRE); /* the read before the check */
     if (run_id(sh) != id || __atomic_load_n(&sh->current, __ATOMIC_ACQUIRE) != p)
         return HY_PID_NONE;
     return pid;
