@@ -89,12 +89,38 @@ static void on_stall_signal(int sig, siginfo_t *si, void *uc)
     errno = saved_errno;
 }
 
-/* Watchdog: waits (bounded) for the stalled shard's handler, then names the
- * frames and logs them. */
-static void log_backtrace(struct hy_shard *sh, unsigned shard)
+static uint64_t mono_ns(void)
 {
-    for (int i = 0;
-         i < 200 && atomic_load_explicit(&sh->stall_bt_ready, memory_order_acquire) != 2; i++) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* How long the watchdog waits for the stalled shard's handler. The handler
+ * runs as soon as the shard's thread next gets a CPU, which on a loaded
+ * machine may be well after the signal: the request is withdrawn only once
+ * the thread has run for BT_WAIT_CPU_NS since the signal without answering
+ * (and BT_WAIT_MIN_NS have passed), or after BT_WAIT_MAX_NS in any case
+ * (a thread that never gets a CPU must not hold up the watchdog for good).
+ * A fixed 200 ms wall-clock wait withdrew requests whose thread had simply
+ * not been scheduled yet, so that a stall got "no backtrace". */
+#define BT_WAIT_MIN_NS (200ull * 1000 * 1000)
+#define BT_WAIT_CPU_NS (20ull * 1000 * 1000)
+#define BT_WAIT_MAX_NS (2000ull * 1000 * 1000)
+
+/* Watchdog: waits (bounded) for the stalled shard's handler, then names the
+ * frames and logs them. cpu_at_signal: the shard thread's CPU clock when
+ * the signal was sent. */
+static void log_backtrace(struct hy_shard *sh, unsigned shard, clockid_t clk,
+                          uint64_t cpu_at_signal)
+{
+    uint64_t t0 = mono_ns();
+    while (atomic_load_explicit(&sh->stall_bt_ready, memory_order_acquire) != 2) {
+        uint64_t waited = mono_ns() - t0;
+        if (waited >= BT_WAIT_MAX_NS ||
+            (waited >= BT_WAIT_MIN_NS &&
+             hy__thread_cpu_ns(clk) - cpu_at_signal >= BT_WAIT_CPU_NS))
+            break;
         struct timespec d = {0, 1000000};
         nanosleep(&d, NULL);
     }
@@ -316,10 +342,15 @@ static void *watch(void *unused)
                        "without a runtime call",
                        pid, i, (double)held / 1e6);
                 atomic_store_explicit(&sh->stall_bt_ready, 1, memory_order_release);
+                uint64_t cpu_at_signal = hy__thread_cpu_ns(clk);
                 if (pthread_kill(sh->thread, STALL_SIGNAL) == 0)
-                    log_backtrace(sh, i);
+                    log_backtrace(sh, i, clk, cpu_at_signal);
                 else
                     atomic_store_explicit(&sh->stall_bt_ready, 0, memory_order_relaxed);
+                /* naming the frames can take a while (debug information
+                 * read at the first use): judge the abort on a fresh look */
+                if (run_id(sh) == seq)
+                    held = hy__thread_cpu_ns(clk) - s[i].cpu_at_seq;
             }
             unsigned mult = hy__rt.cfg.stall_abort_multiple;
             if (mult && held >= thr * mult) {

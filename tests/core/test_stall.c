@@ -49,6 +49,7 @@ static int log_n;
 
 static _Atomic int bt_named; /* backtrace lines that named the staller */
 static _Atomic int bt_lines;
+static _Atomic int bt_reports; /* backtraces logged or given up ("no backtrace") */
 
 static void capture(enum hy_log_level level, const char *line, void *ctx)
 {
@@ -61,8 +62,12 @@ static void capture(enum hy_log_level level, const char *line, void *ctx)
             atomic_fetch_add(&bt_named, 1);
         return;
     }
-    if (strstr(line, "stall: backtrace of"))
+    if (strstr(line, "stall: backtrace of")) {
+        atomic_fetch_add(&bt_reports, 1);
         return;
+    }
+    if (strstr(line, "stall: no backtrace"))
+        atomic_fetch_add(&bt_reports, 1); /* and kept as a line: the check sees it */
     pthread_mutex_lock(&log_lock);
     if (log_n < MAX_LINES)
         snprintf(log_lines[log_n], sizeof(log_lines[0]), "%s", line);
@@ -77,6 +82,7 @@ static void capture_start(void)
     pthread_mutex_unlock(&log_lock);
     atomic_store(&bt_lines, 0);
     atomic_store(&bt_named, 0);
+    atomic_store(&bt_reports, 0);
     hy_log_set_sink(capture, NULL);
 }
 
@@ -143,6 +149,14 @@ static bool spin_done(void *arg)
     return atomic_load(&((struct spin *)arg)->done) != 0;
 }
 
+/* The watchdog has taken (or given up) the backtrace of the n-th stall: it
+ * counts a stall before it signals the shard for the backtrace, so the
+ * count alone does not say the sample has been taken. */
+static bool backtraces_reach(void *arg)
+{
+    return atomic_load(&bt_reports) >= *(int *)arg;
+}
+
 static uint64_t stalls_of(unsigned shard)
 {
     struct hy_stats st;
@@ -151,8 +165,10 @@ static uint64_t stalls_of(unsigned shard)
 }
 
 /* Spawns a staller on `shard`, waits (from the caller's shard) until the
- * stall is counted, lets it spin on for 4 more thresholds, and returns the
- * staller's pid. */
+ * stall is counted and its backtrace taken (until then the staller spins in
+ * its own frame, which the backtrace must name: after `seen` it spins in
+ * the clock, which a frame-pointer walk from the C library can skip), lets
+ * it spin on for 4 more thresholds, and returns the staller's pid. */
 static hy_pid one_stall(unsigned shard, uint64_t expect_stalls, uint64_t alive,
                         uint64_t *seen_after)
 {
@@ -165,6 +181,8 @@ static hy_pid one_stall(unsigned shard, uint64_t expect_stalls, uint64_t alive,
     HY_CHECK_EQ(hy_spawn_opt(staller, &s, &o, &pid), 0);
     struct stalls_at w = {shard, expect_stalls};
     HY_CHECK(hy_test_wait_until(stalls_reach, &w, 5000));
+    int nbt = (int)expect_stalls;
+    HY_CHECK(hy_test_wait_until(backtraces_reach, &nbt, 5000));
     atomic_store(&s.seen, 1);
     HY_CHECK(hy_test_wait_until(spin_done, &s, 10000));
     HY_CHECK(hy_test_quiesce(alive, 5000));
@@ -298,11 +316,21 @@ static void test_stall_on_the_hy_run_thread(void **state)
 
 /* ---- abort past the multiple ---------------------------------------------------------- */
 
+/* Stalls until the node aborts it. Bounded by its own CPU time (1 s, 33 x
+ * the 30 ms the abort needs), with a wall-clock bound far beyond it: the
+ * watchdog reports the stall, then takes and names its backtrace (~130 ms
+ * of its CPU in an ASan build: the C library's debug information is read
+ * at the first frame there) before its next look can abort, and on a
+ * loaded machine that CPU comes at the scheduler's pace. A 5 s wall-clock
+ * bound ended the stall first under load: reported at ~12 ms, never
+ * aborted. */
 static void endless_staller(void *arg)
 {
     (void)arg;
-    uint64_t cap = clock_ns(CLOCK_MONOTONIC) + CAP_NS;
-    while (clock_ns(CLOCK_MONOTONIC) < cap)
+    uint64_t cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    uint64_t cap = clock_ns(CLOCK_MONOTONIC) + 4 * CAP_NS;
+    while (clock_ns(CLOCK_MONOTONIC) < cap &&
+           clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0 < 1000000000ull)
         ;
 }
 
@@ -313,7 +341,7 @@ static void abort_child_main(void *arg)
     o.shard = 1;
     hy_spawn_opt(endless_staller, NULL, &o, NULL);
     struct hy_msg *m;
-    hy_recv_tag(1, &m, 10ll * 1000000000); /* the node aborts meanwhile */
+    hy_recv_tag(1, &m, 30ll * 1000000000); /* the node aborts meanwhile */
 }
 
 static void test_stall_aborts_past_the_multiple(void **state)
