@@ -926,7 +926,11 @@ static void tx_drain(struct hy_tcp *s, int64_t timeout_ns)
         hy__io_send_settle(s->s.sh, w);
 }
 
-HY__HOT int hy_tcp_sendv(struct hy_tcp *s, const struct iovec *iov, int iovcnt, int64_t timeout_ns)
+/* What a vectored send checks before it sends: the caller owns s, the
+ * vector is well formed, the writing side is open; then the send is
+ * charged to the caller. 0 or the error to return. */
+static inline __attribute__((always_inline)) int send_begin(struct hy_tcp *s,
+                                                            const struct iovec *iov, int iovcnt)
 {
     struct hy_proc *p;
     int rc = owner_check(s, &p);
@@ -937,6 +941,14 @@ HY__HOT int hy_tcp_sendv(struct hy_tcp *s, const struct iovec *iov, int iovcnt, 
     if (s->wr_shut)
         return HY_ECLOSED;
     hy__charge(p);
+    return 0;
+}
+
+HY__HOT int hy_tcp_sendv(struct hy_tcp *s, const struct iovec *iov, int iovcnt, int64_t timeout_ns)
+{
+    int rc = send_begin(s, iov, iovcnt);
+    if (rc)
+        return rc;
     size_t total = 0;
     for (int i = 0; i < iovcnt; i++)
         total += iov[i].iov_len;
@@ -959,15 +971,9 @@ HY__HOT int hy_tcp_send_some(struct hy_tcp *s, const struct iovec *iov, int iovc
     if (!sent)
         return HY_EINVAL;
     *sent = 0;
-    struct hy_proc *p;
-    int rc = owner_check(s, &p);
+    int rc = send_begin(s, iov, iovcnt);
     if (rc)
         return rc;
-    if (s->listening || s->connecting || iovcnt < 0 || iovcnt > MAX_IOV || (!iov && iovcnt))
-        return HY_EINVAL;
-    if (s->wr_shut)
-        return HY_ECLOSED;
-    hy__charge(p);
     struct hy__io_watch *w = &s->s.w;
     if (w->tx_err) { /* an earlier queued send failed: its error, once */
         s->wr_shut = 1;
