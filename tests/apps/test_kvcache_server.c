@@ -467,8 +467,10 @@ static void set_at(unsigned s, const char *k, const char *v)
  * the reply, the rest is the item's value as it was, although the item is
  * deleted and its chunk reused by another value before the client reads
  * (the rest was copied, not left pointing into the item); a key of the
- * other shard (the owner's direct write) likewise */
-static void sent_from_item(void)
+ * other shard (the owner's direct write) likewise. from_item: the
+ * send_from_item setting (0: every local get is copied instead, and the
+ * replies must be the same) */
+static void sent_from_item(uint32_t from_item)
 {
     static const struct hy_tcp_server_ops ops = {.handle = kvcache_conn_handle};
     struct hy_tcp_server_opts o;
@@ -482,7 +484,7 @@ static void sent_from_item(void)
         return;
     kvcache_cfg.direct = true;
     kvcache_cfg.write_timeout_s = 10; /* the client reads slowly */
-    kvcache_cfg.send_from_item = 512;
+    kvcache_cfg.send_from_item = from_item;
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(hy_tcp_server_port(srv)),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     char k[2][32];
@@ -535,8 +537,7 @@ static void sent_from_item(void)
      * chunk takes another value before the client reads. Connections until
      * one has landed on each shard (its curr_conns moves): its own shard's
      * key is sent from the item, the other's by the owner (direct) */
-    size_t big = 900 * 1024;
-    size_t cap = big + 256;
+    size_t cap = 900 * 1024 + 256;
     char *buf = malloc(cap), *exp = malloc(cap);
     bool covered[2] = {false, false};
     for (int attempt = 0; attempt < 40 && !(covered[0] && covered[1]); attempt++) {
@@ -559,8 +560,13 @@ static void sent_from_item(void)
             close(fd);
         } else {
             covered[here] = true;
-            for (unsigned i = 0; i < 2; i++) {
-                unsigned s = i == 0 ? (unsigned)here : 1u - (unsigned)here;
+            /* 900 KiB: more than the owner writes itself (DIRECT_MAX, 16
+             * KiB), left to the connection; 15 KiB: the owner writes what
+             * the socket takes (14 KiB here) and leaves a copy of the rest
+             * to the connection (a copy off by one byte fails at 14336) */
+            for (unsigned i = 0; i < 4; i++) {
+                unsigned s = i % 2 == 0 ? (unsigned)here : 1u - (unsigned)here;
+                size_t big = i < 2 ? 900 * 1024 : 15 * 1024;
                 char *orig = pattern(big, 'a'), *other = pattern(big, 'M');
                 set_at(s, k[s], orig);
                 snprintf(cmd, sizeof(cmd), "get %s\r\n", k[s]);
@@ -581,9 +587,9 @@ static void sent_from_item(void)
                 while (diff < n && diff < total && buf[diff] == exp[diff])
                     diff++;
                 note(n == total && diff == total,
-                     "partial reply of shard %u's key on shard %d: %zu of %zu bytes, first "
-                     "difference at %zu",
-                     s, here, n, total, diff);
+                     "partial reply of shard %u's key on shard %d (%zu bytes): %zu of %zu "
+                     "bytes, first difference at %zu",
+                     s, here, big, n, total, diff);
                 free(orig);
                 free(other);
             }
@@ -605,6 +611,99 @@ static void sent_from_item(void)
     note(covered[0] && covered[1], "partial: connections on both shards");
     free(buf);
     free(exp);
+    hy_tcp_server_stop(srv, 1000000000LL);
+}
+
+/* writes p[0..n) to the nonblocking client socket fd (within 10 s),
+ * letting the node's processes (this shard's too) run while it is full */
+static bool write_all(int fd, const char *p, size_t n)
+{
+    uint64_t t0 = hy_now_ns();
+    while (n > 0 && hy_now_ns() - t0 < 10 * (uint64_t)SEC) {
+        ssize_t w = write(fd, p, n);
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+        } else {
+            hy_sleep_ns(1000000);
+        }
+    }
+    return n == 0;
+}
+
+/* a client that closes in the middle of a set's value (sent in many small
+ * writes, the input buffer grown past the connection's page): nothing is
+ * stored, the connection ends (curr_conns back) and its buffers go with it
+ * (the ASan build's leak check); a value longer than declared on the same
+ * path is refused and nothing stored either */
+static void closed_mid_value(void)
+{
+    static const struct hy_tcp_server_ops ops = {.handle = kvcache_conn_handle};
+    struct hy_tcp_server_opts o;
+    hy_tcp_server_opts_init(&o);
+    note(hy_addr_parse("127.0.0.1", 0, &o.listen.addr) == 0, "addr");
+    o.ops = &ops;
+    struct hy_tcp_server *srv = NULL;
+    note(hy_tcp_server_start(&o, &srv) == 0, "tcp server");
+    if (!srv)
+        return;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(hy_tcp_server_port(srv)),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    char k[2][32], cmd[128], r[256];
+    for (unsigned s = 0; s < 2; s++) /* keys no earlier part set */
+        for (unsigned i = 0;; i++) {
+            snprintf(k[s], sizeof(k[s]), "midvalue%u", i);
+            if (kvcache_key_owner(k[s], strlen(k[s])) == s)
+                break;
+        }
+    size_t vlen = 200 * 1024, sent_part = 120 * 1024;
+    char *part = pattern(sent_part, 'q');
+    for (int round = 0; round < 4; round++) { /* connections land on both shards */
+        unsigned s = (unsigned)round % 2;
+        uint64_t before = atomic_load(&kvcache_shards[0].curr_conns) +
+                          atomic_load(&kvcache_shards[1].curr_conns);
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        note(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "mid-value: connect");
+        fcntl(fd, F_SETFL, O_NONBLOCK);
+        int hl = snprintf(cmd, sizeof(cmd), "set %s 0 0 %zu\r\n", k[s], vlen);
+        note(write_all(fd, cmd, (size_t)hl), "mid-value: write the line");
+        for (size_t at = 0; at < sent_part; at += 1000) { /* small segments */
+            size_t n = sent_part - at < 1000 ? sent_part - at : 1000;
+            note(write_all(fd, part + at, n), "mid-value: write a segment");
+            if (at % 16000 == 0)
+                hy_sleep_ns(100000); /* let the connection read what came */
+        }
+        close(fd);
+        uint64_t t0 = hy_now_ns(), now;
+        while ((now = atomic_load(&kvcache_shards[0].curr_conns) +
+                      atomic_load(&kvcache_shards[1].curr_conns)) > before &&
+               hy_now_ns() - t0 < 10 * (uint64_t)SEC)
+            hy_sleep_ns(1000000);
+        note(now <= before, "mid-value: the connection ended (%llu open, %llu before)",
+             (unsigned long long)now, (unsigned long long)before);
+        snprintf(cmd, sizeof(cmd), "get %s\r\n", k[s]);
+        note(ask(s, cmd, r, sizeof(r)) == 0 && strcmp(r, "END\r\n") == 0,
+             "mid-value: nothing stored for %s: %s", k[s], r);
+    }
+    /* longer than declared, after many small segments: refused, nothing stored */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    note(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "longer: connect");
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    int hl = snprintf(cmd, sizeof(cmd), "set %s 0 0 %zu\r\n", k[0], sent_part - 10);
+    note(write_all(fd, cmd, (size_t)hl), "longer: write the line");
+    for (size_t at = 0; at < sent_part; at += 1000) {
+        size_t n = sent_part - at < 1000 ? sent_part - at : 1000;
+        note(write_all(fd, part + at, n), "longer: write a segment");
+    }
+    note(write_all(fd, "\r\nmn\r\n", 6), "longer: write the end");
+    char got[128];
+    size_t n = client_read(fd, got, sizeof(got), NULL);
+    note(n > 0 && strncmp(got, "CLIENT_ERROR bad data chunk\r\n", 29) == 0, "longer: %.40s", got);
+    close(fd);
+    snprintf(cmd, sizeof(cmd), "get %s\r\n", k[0]);
+    note(ask(0, cmd, r, sizeof(r)) == 0 && strcmp(r, "END\r\n") == 0,
+         "longer: nothing stored: %s", r);
+    free(part);
     hy_tcp_server_stop(srv, 1000000000LL);
 }
 
@@ -659,7 +758,9 @@ static void body(void *arg)
     batch(k);
     direct(k);
     slow_owner();
-    sent_from_item();
+    closed_mid_value();
+    sent_from_item(512);
+    sent_from_item(0);
     snprintf(cmd, sizeof(cmd), "set %s 0 0 5\r\nhello\r\n", k);
     note(ask(1, cmd, r, sizeof(r)) == 0 && strcmp(r, "STORED\r\n") == 0, "set: %s", r);
     snprintf(cmd, sizeof(cmd), "get %s\r\n", k);
