@@ -537,15 +537,16 @@ void hy__sched_loop(struct hy_shard *sh)
         }
         hy__stack_trim(sh); /* off the hot path: only when about to sleep */
         idle_sleep(sh);
-        /* reap what woke it now (io_uring: the peek idle_sleep asked for;
-         * epoll: a ppoll that saw the poller's descriptor readable), so
-         * the next turn runs the processes it made ready instead of only
-         * finding them: two turns a request at one connection, not three */
-        if (sh->io && hy__io_due(sh->io, 0))
-            hy__io_poll(sh);
         uint64_t after = hy_now_ns();
         hy__stat_add(&sh->st.idle_ns, after - last);
         last = after;
         idle_since = after;
+        /* reap what woke it now (io_uring: the peek idle_sleep asked for;
+         * epoll: a ppoll that saw the poller's descriptor readable), so
+         * the next turn runs the processes it made ready instead of only
+         * finding them: two turns a request at one connection, not three
+         * (its time counts as the next turn's) */
+        if (sh->io && hy__io_due(sh->io, 0))
+            hy__io_poll(sh);
     }
 }
