@@ -13,7 +13,9 @@
  * restarted after the task work that posts the completion), and on this
  * machine every system call empties the TLB. A shard whose hooks watch
  * descriptors still sleeps in ppoll: an eventfd registered with the ring is
- * signalled for every completion, so a completion wakes that sleep. No ring
+ * signalled for every completion, so a completion wakes that sleep (the
+ * signal is switched off, IORING_CQ_EVENTFD_DISABLED, while the shard sleeps
+ * in the ring: nobody reads it then). No ring
  * flag that would need an io_uring_enter to post completions
  * (DEFER_TASKRUN) is used.
  *
@@ -30,6 +32,7 @@
 #include <errno.h>
 #include <liburing.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
 #include <sys/eventfd.h>
@@ -336,9 +339,26 @@ static bool ur_pre_sleep(struct hy_shard *sh, void *state)
 {
     struct ur *u = state;
     /* the sleep's own io_uring_enter submits, runs the task work and
-     * flushes an overflow: only completions already posted keep us up */
-    if (ring_sleeps(sh, u))
+     * flushes an overflow: only completions already posted keep us up.
+     * Nobody waits on the eventfd then, so the kernel is told not to
+     * signal it (a flag in the shared ring, no system call): otherwise
+     * each batch of completions costs it an eventfd_signal for nothing,
+     * twice a request at one connection. */
+    if (ring_sleeps(sh, u)) {
+        (void)io_uring_cq_eventfd_toggle(&u->ring, false);
         return !io_uring_cq_ready(&u->ring);
+    }
+    if (!io_uring_cq_eventfd_enabled(&u->ring)) {
+        /* the first ppoll sleep since the ring slept (a hook with a
+         * descriptor came): signal again, and do not sleep this time. A
+         * completion posted while the kernel still saw the flag set did
+         * not signal, and our store of the flag can pass its store of
+         * the tail (both sides store, then load); the next pre-sleep,
+         * a turn later, finds it in the ring, and later ones signal. */
+        (void)io_uring_cq_eventfd_toggle(&u->ring, true);
+        atomic_thread_fence(memory_order_seq_cst);
+        return false;
+    }
     if (io_uring_sq_ready(&u->ring)) {
         submit(u);
         stat_inc(&sh->st.io_syscalls);

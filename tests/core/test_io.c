@@ -6,7 +6,9 @@
  * sleeps between requests instead of spinning, and readiness that reaches
  * a shard which makes no system call, and an idle shard that sleeps in the
  * io_uring ring (one system call) and wakes for readiness, a message from
- * another shard and a timer. Backend from HYDRA_IO_BACKEND. */
+ * another shard and a timer; a served shard that sleeps after one idle
+ * turn, and one whose hook's descriptor makes it sleep in ppoll after it
+ * slept in the ring, still woken by readiness. Backend from HYDRA_IO_BACKEND. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -20,6 +22,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -309,6 +312,170 @@ static void test_io_socket_served_shard_sleeps_between_requests(void **state)
     assert_true(c.shard_cpu_share < 0.2);
 }
 
+/* ---- a socket-served shard sleeps after one idle turn --------------------- */
+
+/* A poll hook without a descriptor is called once per scheduler turn: it
+ * counts them. */
+static unsigned count_turn(void *ctx)
+{
+    atomic_fetch_add_explicit((atomic_ulong *)ctx, 1, memory_order_relaxed);
+    return 0;
+}
+
+/* The counter and the hook live outside the process's stack: the scheduler
+ * writes them while the process is suspended. */
+struct turns_ctx {
+    atomic_ulong turns;
+    struct hy_poll_hook hook;
+    double turns_per_req;
+    uint64_t sleeps;
+    int echoed;
+};
+
+static void turns_main(void *arg)
+{
+    struct turns_ctx *c = arg;
+    c->hook = (struct hy_poll_hook){.poll = count_turn, .ctx = &c->turns, .fd = -1};
+    struct hy_tcp *ls, *sv;
+    HY_CHECK_EQ(hy_tcp_listen(NULL, &ls), 0);
+    struct hy_addr a;
+    hy_tcp_sockname(ls, &a);
+    struct client cl = {.port = hy_addr_port(&a), .count = 100, .gap_ns = 1000000};
+    pthread_t t;
+    HY_CHECK_EQ(pthread_create(&t, NULL, client_thread, &cl), 0);
+    HY_CHECK_EQ(hy_tcp_accept(ls, &sv, 10 * SECOND), 0);
+    HY_CHECK_EQ(hy_hook_add_poll(&c->hook), 0);
+    struct hy_stats s0, s1;
+    char b;
+    size_t got;
+    /* counted from the 10th request: the shard spins (200 us) until
+     * socket input has ended one of its idle periods */
+    int n = 0;
+    for (; n < 10; n++)
+        if (hy_tcp_recv(sv, &b, 1, &got, 10 * SECOND) != 0 || hy_tcp_send(sv, &b, 1, SECOND) != 0)
+            break;
+    hy_stats_get(0, &s0);
+    unsigned long t0 = atomic_load(&c->turns);
+    for (n = 0; n < 90; n++)
+        if (hy_tcp_recv(sv, &b, 1, &got, 10 * SECOND) != 0 || hy_tcp_send(sv, &b, 1, SECOND) != 0)
+            break;
+    unsigned long t1 = atomic_load(&c->turns);
+    hy_stats_get(0, &s1);
+    HY_CHECK_EQ(hy_hook_remove_poll(&c->hook), 0);
+    atomic_store(&cl.done, 1);
+    pthread_join(t, NULL);
+    c->turns_per_req = n ? (double)(t1 - t0) / n : 0;
+    c->sleeps = s1.sleeps - s0.sleeps;
+    c->echoed = cl.echoed;
+    hy_tcp_close(sv);
+    hy_tcp_close(ls);
+}
+
+/* Between two requests 1 ms apart the shard reaps the input as it wakes,
+ * runs the handler in the next turn (it sends and parks in recv), finds
+ * nothing in one idle turn and sleeps: two turns a request. With no spin
+ * window to wait out, a second idle turn before the sleep only found the
+ * same nothing, and a turn after the wake-up that only reaped the input
+ * (~350 instructions and a clock read each) only made the handler ready. */
+static void test_io_socket_served_shard_sleeps_after_one_idle_turn(void **state)
+{
+    (void)state;
+    struct hy_config cfg;
+    hy_config_init(&cfg);
+    cfg.nshards = 1;
+    cfg.io_backend = hy_test_io_backend();
+    struct turns_ctx c = {0};
+    assert_int_equal(hy_test_run_cfg(&cfg, turns_main, &c), 0);
+    hy_test_assert_checks();
+    assert_int_equal(c.echoed, 100);
+    print_message("%.2f scheduler turns a request, %llu sleeps\n", c.turns_per_req,
+                  (unsigned long long)c.sleeps);
+    assert_true(c.sleeps >= 45);
+    /* 2 a request; before: 4 with epoll (a turn to reap, a second idle
+     * turn), 5 with io_uring (whose turn after a wake-up did not peek) */
+    assert_true(c.turns_per_req < 2.5);
+}
+
+/* ---- a hook's descriptor after sleeps in the ring ------------------------- */
+
+static unsigned hook_nothing(void *ctx)
+{
+    (void)ctx;
+    return 0;
+}
+
+struct hookfd_ctx {
+    struct hy_poll_hook hook; /* outside the process's stack */
+    int before, after;  /* requests echoed before and after the hook came */
+    int64_t after_ns;   /* how long the requests after it took */
+    uint64_t io_sleeps, sleeps; /* after the hook came */
+};
+
+static void hookfd_main(void *arg)
+{
+    struct hookfd_ctx *c = arg;
+    struct hy_tcp *ls, *sv;
+    HY_CHECK_EQ(hy_tcp_listen(NULL, &ls), 0);
+    struct hy_addr a;
+    hy_tcp_sockname(ls, &a);
+    struct client cl = {.port = hy_addr_port(&a), .count = 20, .gap_ns = 1000000};
+    pthread_t t;
+    HY_CHECK_EQ(pthread_create(&t, NULL, client_thread, &cl), 0);
+    HY_CHECK_EQ(hy_tcp_accept(ls, &sv, 10 * SECOND), 0);
+    char b;
+    size_t got;
+    for (; c->before < 10; c->before++)
+        if (hy_tcp_recv(sv, &b, 1, &got, 10 * SECOND) != 0 || hy_tcp_send(sv, &b, 1, SECOND) != 0)
+            break;
+    /* a descriptor the hook watches (never readable): the shard now
+     * sleeps in ppoll, where only the ring's eventfd tells of completions */
+    int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    HY_CHECK(efd >= 0);
+    c->hook = (struct hy_poll_hook){.poll = hook_nothing, .ctx = NULL, .fd = efd};
+    HY_CHECK_EQ(hy_hook_add_poll(&c->hook), 0);
+    struct hy_stats s0, s1;
+    hy_stats_get(0, &s0);
+    uint64_t t0 = hy_now_ns();
+    for (; c->after < 10; c->after++)
+        if (hy_tcp_recv(sv, &b, 1, &got, 3 * SECOND) != 0 || hy_tcp_send(sv, &b, 1, SECOND) != 0)
+            break;
+    c->after_ns = (int64_t)(hy_now_ns() - t0);
+    hy_stats_get(0, &s1);
+    c->io_sleeps = s1.io_sleeps - s0.io_sleeps;
+    c->sleeps = s1.sleeps - s0.sleeps;
+    HY_CHECK_EQ(hy_hook_remove_poll(&c->hook), 0);
+    close(efd);
+    atomic_store(&cl.done, 1);
+    pthread_join(t, NULL);
+    hy_tcp_close(sv);
+    hy_tcp_close(ls);
+}
+
+/* While the shard sleeps in the io_uring ring its completions do not
+ * signal the ring's eventfd (nobody reads it); once a hook watches a
+ * descriptor the shard sleeps in ppoll, on that eventfd among others, and
+ * socket input must still wake it at once (not at the receive's timeout). */
+static void test_io_hook_descriptor_after_ring_sleeps_still_woken_by_readiness(void **state)
+{
+    (void)state;
+    struct hy_config cfg;
+    hy_config_init(&cfg);
+    cfg.nshards = 1;
+    cfg.io_backend = hy_test_io_backend();
+    struct hookfd_ctx c = {0};
+    assert_int_equal(hy_test_run_cfg(&cfg, hookfd_main, &c), 0);
+    hy_test_assert_checks();
+    print_message("after the hook: %d requests in %.1f ms, %llu sleeps (%llu in the ring)\n",
+                  c.after, (double)c.after_ns / 1e6, (unsigned long long)c.sleeps,
+                  (unsigned long long)c.io_sleeps);
+    assert_int_equal(c.before, 10);
+    assert_int_equal(c.after, 10);
+    /* 10 requests 1 ms apart; a sleep left to its timeout takes 3 s */
+    assert_true(c.after_ns < 2 * SECOND);
+    assert_true(c.sleeps >= 5);
+    assert_int_equal(c.io_sleeps, 0); /* every one a ppoll */
+}
+
 /* ---- readiness reaches a shard that makes no system call ----------------- */
 
 struct nosys_ctx {
@@ -490,6 +657,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_io_backend_in_stats_and_no_syscalls_without_sockets),
         cmocka_unit_test(test_io_idle_connections_sleep),
         cmocka_unit_test(test_io_socket_served_shard_sleeps_between_requests),
+        cmocka_unit_test(test_io_socket_served_shard_sleeps_after_one_idle_turn),
+        cmocka_unit_test(test_io_hook_descriptor_after_ring_sleeps_still_woken_by_readiness),
         cmocka_unit_test(test_io_readiness_reaches_shard_without_syscalls),
         cmocka_unit_test(test_io_idle_shard_sleeps_in_the_ring_woken_by_readiness_messages_timers),
     };
