@@ -102,20 +102,21 @@ struct hy__io_watch;
 typedef void (*hy__io_ready_fn)(struct hy_shard *sh, struct hy__io_watch *w, uint32_t ev);
 
 struct hy__io_watch {
+    /* The fields a request touches (the poller's dispatch, the owner's
+     * recv and send, the park) come first: with the socket record aligned
+     * to a cache line (hy__sock_new), the watch is its first line. */
     int fd;
     uint32_t idx;          /* slot in the shard's table, 0 = not registered */
     uint32_t ready;        /* latched HY_IO_* bits */
-    hy__io_ready_fn on_ready;
     /* Receive through the poller (io_uring): a one-shot receive into a
      * buffer of the shard's pool, armed when the owner parks for input.
      * While it is armed, input readiness from the poll is not latched (the
      * receive brings the bytes); its bytes are held here, [rx_off, rx_len)
      * of rx_ptr, until the owner takes them (hy__io_recv_release gives the
      * buffer back). At most one buffer per socket, none while idle. */
-    uint8_t rx_armed;
-    uint16_t rx_bid;
     uint32_t rx_off, rx_len;
-    const uint8_t *rx_ptr;
+    uint16_t rx_bid;
+    uint8_t rx_armed;
     /* Sends through the poller (io_uring): bytes the owner sent, copied
      * into tx_buf (the socket's, tx_cap bytes), [tx_off, tx_len) not yet
      * taken by the kernel; while tx_busy one send request for
@@ -124,10 +125,13 @@ struct hy__io_watch {
      * go with the next request, made when it completes. tx_err: the
      * HY_* error a send request ended with (sticky; the rest dropped). */
     uint8_t tx_busy;
+    hy__io_ready_fn on_ready;
+    const uint8_t *rx_ptr;
     int tx_err;
     uint32_t tx_off, tx_len, tx_cap;
     uint8_t *tx_buf;
 };
+_Static_assert(sizeof(struct hy__io_watch) == 64, "a socket's watch is one cache line");
 
 /* A backend: what io.c asks of io_uring.c and io_epoll.c. */
 struct hy__io_backend {
@@ -262,20 +266,37 @@ void hy__io_wake(struct hy_shard *sh, struct hy_proc *p);
 
 /* ---- ownership: sockets of a process ------------------------------------ */
 
-/* Common head of struct hy_tcp and struct hy_udp. */
+/* Common head of struct hy_tcp and struct hy_udp, 64-byte aligned (the
+ * records come from a per-shard slab, hy__sock_new): the watch is the
+ * first cache line, and what the owner's calls and the wake-up read of the
+ * rest (owner, waiter, shard) starts the second, which the protocol's
+ * own hot fields fill. The owner's list links and the destructor, read
+ * only when a socket is made, changes owner or closes, are kept after the
+ * protocol's record (hy__sock_cold, at cold_off), not in those lines. */
 struct hy__sock {
     struct hy__io_watch w;
-    struct hy_shard *sh;
     struct hy_proc *owner;
-    struct hy__sock *onext, **oprev; /* owner's list */
     struct hy_proc *waiter;          /* process parked on it (the owner) */
+    struct hy_shard *sh;
     uint32_t wait_ev;                /* HY_IO_* the waiter needs */
+    uint16_t cold_off;               /* offset of its struct hy__sock_cold */
+};
+
+struct hy__sock_cold {
+    struct hy__sock *onext, **oprev; /* owner's list */
     void (*destroy)(struct hy__sock *s); /* closes and frees */
 };
 
+static inline struct hy__sock_cold *hy__sock_cold(struct hy__sock *s)
+{
+    return (struct hy__sock_cold *)(void *)((char *)s + s->cold_off);
+}
+
 void hy__sock_attach(struct hy__sock *s, struct hy_proc *owner);
 /* Allocates a zeroed socket of size bytes whose head (offset 0) is a
- * struct hy__sock, wraps fd in it on sh (registers its watch with the
+ * struct hy__sock, 64-byte aligned, from sh's slab of socket records
+ * (records of a size are reused last freed first, so the few most recently
+ * closed are taken again while in the cache), wraps fd in it on sh (registers its watch with the
  * shard's poller, counts it) and makes owner its owner. fd is transferred:
  * closed on error. On success *out is the new socket, owned through owner's
  * list and freed by destroy. Errors: HY_ENOMEM, those of hy__io_add.
@@ -294,6 +315,9 @@ int hy__sock_close(struct hy__sock *s);
  * the system call's mapped by hy__errno_to_hy. */
 int hy__sock_name(struct hy__sock *s, struct hy_addr *out, bool peer);
 void hy__sock_detach(struct hy__sock *s);
+/* Gives the record of a socket made by hy__sock_new (detached, its watch
+ * removed) back to its shard's slab. Context: s->sh's shard. */
+void hy__sock_free(struct hy__sock *s);
 /* Closes every socket p owns (p is exiting; called by proc.c). */
 void hy__sock_proc_exit(struct hy_shard *sh, struct hy_proc *p);
 /* Waits on s for ev (0 woken, HY_ETIMEDOUT): the common park for sockets. */

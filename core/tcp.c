@@ -8,6 +8,7 @@
  * packets into messages for the owner. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stddef.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -104,6 +105,8 @@ static inline ssize_t tcp_sendmsg(int fd, const struct msghdr *mh, int flags)
 
 struct hy_tcp {
     struct hy__sock s; /* first: the poller and the owner's list see this */
+    /* What a request reads of the socket's own state comes first: with the
+     * end of s, the record's second cache line (io_internal.h). */
     uint8_t listening;
     uint8_t connecting;
     uint8_t eof;       /* the peer's FIN was read */
@@ -111,12 +114,15 @@ struct hy_tcp {
     uint8_t ev_done;   /* active: CLOSED or ERROR was delivered */
     int rd_err;        /* sticky read error (HY_ECONNRESET, HY_EMSGSIZE, ...) */
     int active;        /* HY_TCP_ACTIVE_* or N */
+    uint32_t rlen, roff; /* bytes read but not consumed: [roff, rlen) of rbuf */
     enum hy_tcp_packet packet;
     uint32_t max_packet;
-    uint8_t *rbuf;     /* bytes read but not consumed: [roff, rlen) */
-    uint32_t rcap, rlen, roff;
+    uint8_t *rbuf;
+    uint32_t rcap;
     struct hy_tcp_opts conn; /* listener: options of accepted sockets */
 };
+_Static_assert(offsetof(struct hy_tcp, max_packet) + sizeof(uint32_t) <= 128,
+               "a request's fields of a TCP socket are in its record's first two lines");
 
 /* ---- options ------------------------------------------------------------ */
 
@@ -194,7 +200,7 @@ static void tcp_destroy(struct hy__sock *hs)
     hy__sock_detach(hs);
     hy__sock_count_add(sh, -1);
     free(s->rbuf);
-    free(s);
+    hy__sock_free(hs);
 }
 
 /* Wraps fd (owned) in a socket owned by p on sh. On error fd is closed. */

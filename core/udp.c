@@ -22,7 +22,7 @@ static void udp_destroy(struct hy__sock *hs)
     close(hs->w.fd);
     hy__sock_detach(hs);
     hy__sock_count_add(hs->sh, -1);
-    free(hs);
+    hy__sock_free(hs);
 }
 
 static void udp_ready(struct hy_shard *sh, struct hy__io_watch *w, uint32_t ev)
