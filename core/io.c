@@ -113,6 +113,9 @@ static struct hy__io *io_get(struct hy_shard *sh)
     }
     if (io->be->peek_init)
         io->be->peek_init(io->state, &io->pk);
+    /* the pool's buffers, for hy__io_rx_data (NULL: no pool) */
+    if (io->be->recv_buf && (io->pk.rx_base = io->be->recv_buf(io->state, 0)) != NULL)
+        io->pk.rx_size = (uint32_t)(io->be->recv_buf(io->state, 1) - io->pk.rx_base);
     sh->io = io;
     return io;
 }
@@ -241,7 +244,6 @@ HY__HOT void hy__io_dispatch_recv(struct hy_shard *sh, uint64_t cookie, int res,
     hy__stat_add(&sh->st.io_recvs, 1);
     w->rx_armed = 0;
     w->rx_bid = (uint16_t)bid;
-    w->rx_ptr = io->be->recv_buf(io->state, (uint16_t)bid);
     w->rx_off = 0;
     w->rx_len = (uint32_t)res;
     /* a full buffer: more may be queued in the kernel */
@@ -267,7 +269,6 @@ HY__HOT void hy__io_recv_release(struct hy_shard *sh, struct hy__io_watch *w)
         return;
     sh->io->be->recv_put(sh->io->state, (int)w->rx_bid);
     w->rx_len = w->rx_off = 0;
-    w->rx_ptr = NULL;
 }
 
 void hy__io_recv_settle(struct hy_shard *sh, struct hy__io_watch *w)
@@ -461,28 +462,28 @@ static inline __attribute__((always_inline)) int sock_wait(struct hy__sock *s, u
         return HY_EINTR;
     if (timeout_ns == 0)
         return HY_ETIMEDOUT;
-    s->waiter = p;
-    s->wait_ev = ev;
+    s->w.waiter = p;
+    s->w.wait_ev = ev;
     bool armed = timeout_ns > 0;
     p->timed_out = 0;
     if (armed)
         hy__wait_arm(sh, p, (uint64_t)timeout_ns);
     /* with msg, every append to the mailbox makes p ready (wait_msg 1: a
      * message is queued, never handed over) */
-    while (s->waiter == p && !p->timed_out && !(msg && p->mb_head)) {
+    while (s->w.waiter == p && !p->timed_out && !(msg && p->mb_head)) {
         p->state = HY_P_WAITING;
         p->wait_msg = msg;
         hy__sched_switch_out(p);
         p->wait_msg = 0;
         if (p->exit_pending && !p->defer_exit) {
-            s->waiter = NULL;
+            s->w.waiter = NULL;
             if (armed)
                 hy__wait_disarm(sh, p);
             hy__proc_exit_current(p, p->exit_reason_pending);
         }
     }
-    bool woken = s->waiter != p;
-    s->waiter = NULL;
+    bool woken = s->w.waiter != p;
+    s->w.waiter = NULL;
     if (armed)
         hy__wait_disarm(sh, p);
     p->timed_out = 0;
@@ -681,7 +682,7 @@ void hy__sock_proc_exit(struct hy_shard *sh, struct hy_proc *p)
     (void)sh;
     while (p->socks) {
         struct hy__sock *s = p->socks;
-        s->waiter = NULL;
+        s->w.waiter = NULL;
         hy__sock_cold(s)->destroy(s); /* detaches s */
     }
 }
