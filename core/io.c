@@ -601,7 +601,8 @@ int hy__sock_new(size_t size, struct hy_shard *sh, int fd, hy__io_ready_fn on_re
                  void (*destroy)(struct hy__sock *s), struct hy_proc *owner,
                  struct hy__sock **out)
 {
-    struct hy__io *io = size <= 4096 ? io_get(sh) : NULL;
+    /* the cold part's offset is 16 bits: records are a few hundred bytes */
+    struct hy__io *io = size <= 0x8000 ? io_get(sh) : NULL;
     struct hy__sock *s = io ? sock_alloc(io, sock_size(size)) : NULL;
     if (!s) {
         close(fd);
