@@ -12,7 +12,32 @@
 #include "errors.h"
 #include "io_internal.h"
 #include "log.h"
+#include "sanitize_internal.h"
 #include "shard_internal.h"
+
+#ifdef HY_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
+/* Socket records of one size (hy__sock_new): carved from chunks of
+ * SOCK_CHUNK records, 64-byte aligned, so a shard's sockets sit densely on
+ * few pages; a freed record goes on the head of its class's free list and
+ * the next socket takes it (its lines are likely still in the cache). */
+#define SOCK_CHUNK 64u
+#define SOCK_CLASSES 4
+
+struct sock_chunk {
+    struct sock_chunk *next;
+    void *mem;
+};
+
+struct sock_class {
+    uint32_t size;            /* record bytes, a multiple of 64; 0 = unused */
+    uint32_t left;            /* records not yet carved from next */
+    char *next;               /* the next record to carve */
+    void *free;               /* freed records (link in the first word) */
+    struct sock_chunk *chunks;
+};
 
 struct hy__io {
     struct hy__io_peek pk;       /* first: read by hy__io_due */
@@ -29,6 +54,7 @@ struct hy__io {
      * connection, 1,000 of them on 500 pages at 1,000 connections. */
     uint8_t *tx_free[64];
     uint32_t ntx_free;
+    struct sock_class sock[SOCK_CLASSES];
 };
 
 #define TX_BUF 2048u
@@ -87,6 +113,9 @@ static struct hy__io *io_get(struct hy_shard *sh)
     }
     if (io->be->peek_init)
         io->be->peek_init(io->state, &io->pk);
+    /* the pool's buffers, for hy__io_rx_data (NULL: no pool) */
+    if (io->be->recv_buf && (io->pk.rx_base = io->be->recv_buf(io->state, 0)) != NULL)
+        io->pk.rx_size = (uint32_t)(io->be->recv_buf(io->state, 1) - io->pk.rx_base);
     sh->io = io;
     return io;
 }
@@ -215,7 +244,6 @@ HY__HOT void hy__io_dispatch_recv(struct hy_shard *sh, uint64_t cookie, int res,
     hy__stat_add(&sh->st.io_recvs, 1);
     w->rx_armed = 0;
     w->rx_bid = (uint16_t)bid;
-    w->rx_ptr = io->be->recv_buf(io->state, (uint16_t)bid);
     w->rx_off = 0;
     w->rx_len = (uint32_t)res;
     /* a full buffer: more may be queued in the kernel */
@@ -241,7 +269,6 @@ HY__HOT void hy__io_recv_release(struct hy_shard *sh, struct hy__io_watch *w)
         return;
     sh->io->be->recv_put(sh->io->state, (int)w->rx_bid);
     w->rx_len = w->rx_off = 0;
-    w->rx_ptr = NULL;
 }
 
 void hy__io_recv_settle(struct hy_shard *sh, struct hy__io_watch *w)
@@ -405,6 +432,16 @@ void hy__io_fini_shard(struct hy_shard *sh)
     io->be->fini(sh, io->state);
     while (io->ntx_free)
         free(io->tx_free[--io->ntx_free]);
+    for (unsigned i = 0; i < SOCK_CLASSES; i++) {
+        for (struct sock_chunk *c = io->sock[i].chunks, *n; c; c = n) {
+            n = c->next;
+#ifdef HY_ASAN
+            __asan_unpoison_memory_region(c->mem, (size_t)io->sock[i].size * SOCK_CHUNK);
+#endif
+            free(c->mem);
+            free(c);
+        }
+    }
     free(io->slots);
     free(io->gen);
     free(io->next_free);
@@ -425,28 +462,28 @@ static inline __attribute__((always_inline)) int sock_wait(struct hy__sock *s, u
         return HY_EINTR;
     if (timeout_ns == 0)
         return HY_ETIMEDOUT;
-    s->waiter = p;
-    s->wait_ev = ev;
+    s->w.waiter = p;
+    s->w.wait_ev = ev;
     bool armed = timeout_ns > 0;
     p->timed_out = 0;
     if (armed)
         hy__wait_arm(sh, p, (uint64_t)timeout_ns);
     /* with msg, every append to the mailbox makes p ready (wait_msg 1: a
      * message is queued, never handed over) */
-    while (s->waiter == p && !p->timed_out && !(msg && p->mb_head)) {
+    while (s->w.waiter == p && !p->timed_out && !(msg && p->mb_head)) {
         p->state = HY_P_WAITING;
         p->wait_msg = msg;
         hy__sched_switch_out(p);
         p->wait_msg = 0;
         if (p->exit_pending && !p->defer_exit) {
-            s->waiter = NULL;
+            s->w.waiter = NULL;
             if (armed)
                 hy__wait_disarm(sh, p);
             hy__proc_exit_current(p, p->exit_reason_pending);
         }
     }
-    bool woken = s->waiter != p;
-    s->waiter = NULL;
+    bool woken = s->w.waiter != p;
+    s->w.waiter = NULL;
     if (armed)
         hy__wait_disarm(sh, p);
     p->timed_out = 0;
@@ -475,31 +512,111 @@ HY__HOT void hy__io_wake(struct hy_shard *sh, struct hy_proc *p)
 
 void hy__sock_attach(struct hy__sock *s, struct hy_proc *owner)
 {
+    struct hy__sock_cold *c = hy__sock_cold(s);
     s->owner = owner;
-    s->oprev = &owner->socks;
-    s->onext = owner->socks;
-    if (s->onext)
-        s->onext->oprev = &s->onext;
+    c->oprev = &owner->socks;
+    c->onext = owner->socks;
+    if (c->onext)
+        hy__sock_cold(c->onext)->oprev = &c->onext;
     owner->socks = s;
+}
+
+/* A zeroed record of size bytes (a multiple of 64) from io's slab; NULL
+ * without memory. */
+static void *sock_alloc(struct hy__io *io, uint32_t size)
+{
+    struct sock_class *k = NULL;
+    for (unsigned i = 0; i < SOCK_CLASSES && !k; i++) {
+        if (io->sock[i].size == size || !io->sock[i].size) {
+            k = &io->sock[i];
+            k->size = size;
+        }
+    }
+    void *r;
+    if (!k) { /* more sizes than classes: a record of its own */
+        r = aligned_alloc(64, size);
+        if (r)
+            memset(r, 0, size);
+        return r;
+    }
+    if (k->free) {
+        r = k->free;
+#ifdef HY_ASAN
+        __asan_unpoison_memory_region(r, size);
+#endif
+        k->free = *(void **)r;
+    } else {
+        if (!k->left) {
+            struct sock_chunk *c = malloc(sizeof(*c));
+            void *mem = c ? aligned_alloc(64, (size_t)size * SOCK_CHUNK) : NULL;
+            if (!mem) {
+                free(c);
+                return NULL;
+            }
+#ifdef HY_ASAN
+            __asan_poison_memory_region(mem, (size_t)size * SOCK_CHUNK);
+#endif
+            c->mem = mem;
+            c->next = k->chunks;
+            k->chunks = c;
+            k->next = mem;
+            k->left = SOCK_CHUNK;
+        }
+        r = k->next;
+        k->next += size;
+        k->left--;
+#ifdef HY_ASAN
+        __asan_unpoison_memory_region(r, size);
+#endif
+    }
+    memset(r, 0, size); /* nothing of the record's last socket survives */
+    return r;
+}
+
+static uint32_t sock_size(size_t size)
+{
+    return (uint32_t)((size + 7) / 8 * 8 + sizeof(struct hy__sock_cold) + 63) / 64 * 64;
+}
+
+void hy__sock_free(struct hy__sock *s)
+{
+    struct hy__io *io = s->sh->io;
+    uint32_t size = sock_size(s->cold_off);
+    for (unsigned i = 0; i < SOCK_CLASSES; i++) {
+        struct sock_class *k = &io->sock[i];
+        if (k->size == size) {
+            *(void **)s = k->free;
+            k->free = s;
+#ifdef HY_ASAN
+            /* a use after close is reported (the link word stays readable) */
+            __asan_poison_memory_region((char *)s + sizeof(void *), size - sizeof(void *));
+#endif
+            return;
+        }
+    }
+    free(s);
 }
 
 int hy__sock_new(size_t size, struct hy_shard *sh, int fd, hy__io_ready_fn on_ready,
                  void (*destroy)(struct hy__sock *s), struct hy_proc *owner,
                  struct hy__sock **out)
 {
-    struct hy__sock *s = calloc(1, size);
+    /* the cold part's offset is 16 bits: records are a few hundred bytes */
+    struct hy__io *io = size <= 0x8000 ? io_get(sh) : NULL;
+    struct hy__sock *s = io ? sock_alloc(io, sock_size(size)) : NULL;
     if (!s) {
         close(fd);
         return HY_ENOMEM;
     }
+    s->cold_off = (uint16_t)((size + 7) / 8 * 8);
     s->w.fd = fd;
     s->w.on_ready = on_ready;
     s->sh = sh;
-    s->destroy = destroy;
+    hy__sock_cold(s)->destroy = destroy;
     int rc = hy__io_add(sh, &s->w);
     if (rc) {
         close(fd);
-        free(s);
+        hy__sock_free(s);
         return rc;
     }
     hy__sock_count_add(sh, 1);
@@ -529,7 +646,7 @@ int hy__sock_close(struct hy__sock *s)
     int rc = hy__sock_owner_check(s, &p);
     if (rc)
         return rc;
-    s->destroy(s);
+    hy__sock_cold(s)->destroy(s);
     return 0;
 }
 
@@ -550,13 +667,14 @@ int hy__sock_name(struct hy__sock *s, struct hy_addr *out, bool peer)
 
 void hy__sock_detach(struct hy__sock *s)
 {
-    if (!s->oprev)
+    struct hy__sock_cold *c = hy__sock_cold(s);
+    if (!c->oprev)
         return;
-    *s->oprev = s->onext;
-    if (s->onext)
-        s->onext->oprev = s->oprev;
-    s->onext = NULL;
-    s->oprev = NULL;
+    *c->oprev = c->onext;
+    if (c->onext)
+        hy__sock_cold(c->onext)->oprev = c->oprev;
+    c->onext = NULL;
+    c->oprev = NULL;
     s->owner = NULL;
 }
 
@@ -565,8 +683,8 @@ void hy__sock_proc_exit(struct hy_shard *sh, struct hy_proc *p)
     (void)sh;
     while (p->socks) {
         struct hy__sock *s = p->socks;
-        s->waiter = NULL;
-        s->destroy(s); /* detaches s */
+        s->w.waiter = NULL;
+        hy__sock_cold(s)->destroy(s); /* detaches s */
     }
 }
 

@@ -66,6 +66,8 @@ struct hy__io_peek {
     uint32_t lazy;                     /* io_uring: queued entries that may wait
                                           for the sleep's io_uring_enter (the
                                           receives armed since the last submit) */
+    uint32_t rx_size;                  /* the receive pool's buffers: rx_size bytes */
+    const uint8_t *rx_base;            /* each, buffer i at rx_base + i * rx_size */
 };
 
 #define HY__IO_BUSY_EVERY 4u
@@ -102,20 +104,27 @@ struct hy__io_watch;
 typedef void (*hy__io_ready_fn)(struct hy_shard *sh, struct hy__io_watch *w, uint32_t ev);
 
 struct hy__io_watch {
+    /* What a request touches (the poller's dispatch of a completion, the
+     * wake-up, the owner's recv and send, the park) is here: with the
+     * socket record aligned to a cache line (hy__sock_new), the watch is
+     * its first line, and a completion reads no other line of the socket. */
     int fd;
     uint32_t idx;          /* slot in the shard's table, 0 = not registered */
-    uint32_t ready;        /* latched HY_IO_* bits */
-    hy__io_ready_fn on_ready;
     /* Receive through the poller (io_uring): a one-shot receive into a
      * buffer of the shard's pool, armed when the owner parks for input.
      * While it is armed, input readiness from the poll is not latched (the
      * receive brings the bytes); its bytes are held here, [rx_off, rx_len)
-     * of rx_ptr, until the owner takes them (hy__io_recv_release gives the
-     * buffer back). At most one buffer per socket, none while idle. */
-    uint8_t rx_armed;
-    uint16_t rx_bid;
+     * of pool buffer rx_bid (hy__io_rx_data), until the owner takes them
+     * (hy__io_recv_release gives the buffer back). At most one buffer per
+     * socket, none while idle. */
     uint32_t rx_off, rx_len;
-    const uint8_t *rx_ptr;
+    uint16_t rx_bid;
+    uint8_t rx_armed;
+    uint8_t tx_busy;       /* see tx_* below */
+    uint8_t ready;         /* latched HY_IO_* bits */
+    uint8_t wait_ev;       /* HY_IO_* the waiter needs */
+    hy__io_ready_fn on_ready;
+    struct hy_proc *waiter; /* the process parked on it (its owner, hy__sock_wait) */
     /* Sends through the poller (io_uring): bytes the owner sent, copied
      * into tx_buf (the socket's, tx_cap bytes), [tx_off, tx_len) not yet
      * taken by the kernel; while tx_busy one send request for
@@ -123,11 +132,11 @@ struct hy__io_watch {
      * (the buffer may not move or be freed), and bytes appended meanwhile
      * go with the next request, made when it completes. tx_err: the
      * HY_* error a send request ended with (sticky; the rest dropped). */
-    uint8_t tx_busy;
     int tx_err;
     uint32_t tx_off, tx_len, tx_cap;
     uint8_t *tx_buf;
 };
+_Static_assert(sizeof(struct hy__io_watch) == 64, "a socket's watch is one cache line");
 
 /* A backend: what io.c asks of io_uring.c and io_epoll.c. */
 struct hy__io_backend {
@@ -221,6 +230,14 @@ void hy__io_dispatch_recv(struct hy_shard *sh, uint64_t cookie, int res, int bid
 /* Arms a receive for w (registered, none armed, nothing held) when the
  * backend offers it; false: wait for readiness and recv as usual. */
 bool hy__io_recv_arm(struct hy_shard *sh, struct hy__io_watch *w);
+/* The bytes w holds from a receive through the poller: [rx_off, rx_len) of
+ * this (valid while w->rx_len != 0); io is the shard's poller (sh->io).
+ * Context: the shard's thread. */
+static inline const uint8_t *hy__io_rx_data(const void *io, const struct hy__io_watch *w)
+{
+    const struct hy__io_peek *pk = io;
+    return pk->rx_base + (size_t)w->rx_bid * pk->rx_size;
+}
 /* Gives w's held buffer back to the pool (its bytes are consumed). */
 void hy__io_recv_release(struct hy_shard *sh, struct hy__io_watch *w);
 /* Ends w's armed receive and waits until its completion is dispatched:
@@ -262,20 +279,35 @@ void hy__io_wake(struct hy_shard *sh, struct hy_proc *p);
 
 /* ---- ownership: sockets of a process ------------------------------------ */
 
-/* Common head of struct hy_tcp and struct hy_udp. */
+/* Common head of struct hy_tcp and struct hy_udp, 64-byte aligned (the
+ * records come from a per-shard slab, hy__sock_new): the watch is the
+ * first cache line (a completion and its wake-up read only that line), and
+ * what the owner's calls read of the rest (owner, shard) starts the second,
+ * which the protocol's own hot fields fill. The owner's list links and the destructor, read
+ * only when a socket is made, changes owner or closes, are kept after the
+ * protocol's record (hy__sock_cold, at cold_off), not in those lines. */
 struct hy__sock {
-    struct hy__io_watch w;
-    struct hy_shard *sh;
+    struct hy__io_watch w;           /* w.waiter, w.wait_ev: who is parked on it, for what */
     struct hy_proc *owner;
+    struct hy_shard *sh;
+    uint16_t cold_off;               /* offset of its struct hy__sock_cold */
+};
+
+struct hy__sock_cold {
     struct hy__sock *onext, **oprev; /* owner's list */
-    struct hy_proc *waiter;          /* process parked on it (the owner) */
-    uint32_t wait_ev;                /* HY_IO_* the waiter needs */
     void (*destroy)(struct hy__sock *s); /* closes and frees */
 };
 
+static inline struct hy__sock_cold *hy__sock_cold(struct hy__sock *s)
+{
+    return (struct hy__sock_cold *)(void *)((char *)s + s->cold_off);
+}
+
 void hy__sock_attach(struct hy__sock *s, struct hy_proc *owner);
 /* Allocates a zeroed socket of size bytes whose head (offset 0) is a
- * struct hy__sock, wraps fd in it on sh (registers its watch with the
+ * struct hy__sock, 64-byte aligned, from sh's slab of socket records
+ * (records of a size are reused last freed first, so the few most recently
+ * closed are taken again while in the cache), wraps fd in it on sh (registers its watch with the
  * shard's poller, counts it) and makes owner its owner. fd is transferred:
  * closed on error. On success *out is the new socket, owned through owner's
  * list and freed by destroy. Errors: HY_ENOMEM, those of hy__io_add.
@@ -294,6 +326,9 @@ int hy__sock_close(struct hy__sock *s);
  * the system call's mapped by hy__errno_to_hy. */
 int hy__sock_name(struct hy__sock *s, struct hy_addr *out, bool peer);
 void hy__sock_detach(struct hy__sock *s);
+/* Gives the record of a socket made by hy__sock_new (detached, its watch
+ * removed) back to its shard's slab. Context: s->sh's shard. */
+void hy__sock_free(struct hy__sock *s);
 /* Closes every socket p owns (p is exiting; called by proc.c). */
 void hy__sock_proc_exit(struct hy_shard *sh, struct hy_proc *p);
 /* Waits on s for ev (0 woken, HY_ETIMEDOUT): the common park for sockets. */

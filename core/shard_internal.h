@@ -157,11 +157,18 @@ struct hy__wait_timer {
 
 struct hy_proc {
     /* Hot part, the record's first two cache lines (records are line-aligned,
-     * proc.c): what a message, a receive and a switch read and write. */
+     * proc.c): what a message, a receive and a switch read and write. The
+     * first line has what a wake-up and a switch to the process read (the
+     * run queue link, the state, its stack, the counts a run updates), so
+     * a process woken by its socket and switched to costs one line of its
+     * record; the second has the pid and the mailbox, which a message's
+     * delivery reads. */
     void *sp;                  /* saved context */
     struct hy_shard *shard;
     struct hy_proc *rq_next;
-    hy_pid pid;
+    struct hy_stack *stack;    /* guarded stack (a direct hand-over looks at it); never set
+                                  for a compact process (the hand-over relies on it) */
+    uint64_t reductions;       /* times scheduled */
     uint8_t state;
     uint8_t stack_mode;        /* HY_STACK_GUARDED / HY_STACK_COMPACT */
     uint8_t trap_exit;
@@ -178,13 +185,11 @@ struct hy_proc {
 
     /* mailbox: singly linked FIFO; tailp points at the last link field */
     struct hy_msg *mb_head;
+    hy_pid pid;
     struct hy_msg **mb_tailp;
     size_t mb_len;
     size_t mb_max;             /* 0 = unbounded */
     struct hy_msg **mark;      /* receive marker: link field at ref creation */
-    struct hy_stack *stack;    /* guarded stack (a direct hand-over looks at it); never set
-                                  for a compact process (the hand-over relies on it) */
-    uint64_t reductions;       /* times scheduled */
     /* a message handed over by a same-shard send to this process while it
      * waited in a plain receive (wait_msg HY_WAIT_ANY): it comes before the
      * mailbox's messages and the receive takes it when the process resumes;
@@ -230,6 +235,8 @@ struct hy_proc {
 };
 _Static_assert(offsetof(struct hy_proc, handed) + sizeof(struct hy_msg *) <= 128,
                "the hot part of struct hy_proc fits two cache lines");
+_Static_assert(offsetof(struct hy_proc, mb_head) + sizeof(struct hy_msg *) <= 64,
+               "a wake-up and a switch read the record's first line only");
 
 /* ---- shards ------------------------------------------------------------- */
 

@@ -8,6 +8,7 @@
  * packets into messages for the owner. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stddef.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -104,6 +105,8 @@ static inline ssize_t tcp_sendmsg(int fd, const struct msghdr *mh, int flags)
 
 struct hy_tcp {
     struct hy__sock s; /* first: the poller and the owner's list see this */
+    /* What a request reads of the socket's own state comes first: with the
+     * end of s, the record's second cache line (io_internal.h). */
     uint8_t listening;
     uint8_t connecting;
     uint8_t eof;       /* the peer's FIN was read */
@@ -111,12 +114,15 @@ struct hy_tcp {
     uint8_t ev_done;   /* active: CLOSED or ERROR was delivered */
     int rd_err;        /* sticky read error (HY_ECONNRESET, HY_EMSGSIZE, ...) */
     int active;        /* HY_TCP_ACTIVE_* or N */
+    uint32_t rlen, roff; /* bytes read but not consumed: [roff, rlen) of rbuf */
     enum hy_tcp_packet packet;
     uint32_t max_packet;
-    uint8_t *rbuf;     /* bytes read but not consumed: [roff, rlen) */
-    uint32_t rcap, rlen, roff;
+    uint8_t *rbuf;
+    uint32_t rcap;
     struct hy_tcp_opts conn; /* listener: options of accepted sockets */
 };
+_Static_assert(offsetof(struct hy_tcp, max_packet) + sizeof(uint32_t) <= 128,
+               "a request's fields of a TCP socket are in its record's first two lines");
 
 /* ---- options ------------------------------------------------------------ */
 
@@ -183,6 +189,7 @@ static int apply_opts(int fd, const struct hy_tcp_opts *o)
 /* ---- socket objects ----------------------------------------------------- */
 
 static void on_ready(struct hy_shard *sh, struct hy__io_watch *w, uint32_t ev);
+static void set_active(struct hy_tcp *s, int active);
 
 static void tcp_destroy(struct hy__sock *hs)
 {
@@ -194,7 +201,7 @@ static void tcp_destroy(struct hy__sock *hs)
     hy__sock_detach(hs);
     hy__sock_count_add(sh, -1);
     free(s->rbuf);
-    free(s);
+    hy__sock_free(hs);
 }
 
 /* Wraps fd (owned) in a socket owned by p on sh. On error fd is closed. */
@@ -207,7 +214,7 @@ static int tcp_new(struct hy_shard *sh, struct hy_proc *p, int fd, const struct 
         return rc;
     /* set before the shard next polls: no event reaches s until then */
     struct hy_tcp *s = (struct hy_tcp *)hs;
-    s->active = o ? o->active : 0;
+    set_active(s, o ? o->active : 0);
     s->packet = o ? o->packet : HY_TCP_PACKET_RAW;
     s->max_packet = o && o->max_packet ? o->max_packet : HY_TCP_DEFAULT_MAX_PACKET;
     *out = s;
@@ -364,7 +371,7 @@ static int rx_settle(struct hy_tcp *s)
         uint32_t n = w->rx_len - w->rx_off;
         if (n > room)
             n = room;
-        memcpy(s->rbuf + s->rlen, w->rx_ptr + w->rx_off, n);
+        memcpy(s->rbuf + s->rlen, hy__io_rx_data(s->s.sh->io, w) + w->rx_off, n);
         s->rlen += n;
         w->rx_off += n;
         if (w->rx_off == w->rx_len)
@@ -433,8 +440,8 @@ static void deliver(struct hy_tcp *s, uint64_t tag, int err, const void *data, u
 static void spend(struct hy_tcp *s)
 {
     if (s->active == HY_TCP_ACTIVE_ONCE) {
-        s->active = 0;
-    } else if (s->active > 0 && --s->active == 0) {
+        set_active(s, 0);
+    } else if (s->active > 0 && (set_active(s, s->active - 1), s->active == 0)) {
         deliver(s, HY_TCP_TAG_PASSIVE, 0, NULL, 0);
     }
 }
@@ -472,16 +479,31 @@ static void pump(struct hy_tcp *s)
     }
 }
 
+/* The poller's callback of a passive socket: wakes the owner parked for
+ * ev. It reads only the watch, the record's first cache line. */
 HY__HOT static void on_ready(struct hy_shard *sh, struct hy__io_watch *w, uint32_t ev)
 {
-    struct hy_tcp *s = (struct hy_tcp *)w;
-    struct hy_proc *p = s->s.waiter;
-    if (p && (ev & (s->s.wait_ev | HY_IO_HUP))) {
-        s->s.waiter = NULL;
+    struct hy_proc *p = w->waiter;
+    if (p && (ev & (w->wait_ev | HY_IO_HUP))) {
+        w->waiter = NULL;
         hy__io_wake(sh, p);
     }
+}
+
+/* ... and of a socket in active mode (set_active): input becomes messages. */
+static void on_ready_active(struct hy_shard *sh, struct hy__io_watch *w, uint32_t ev)
+{
+    struct hy_tcp *s = (struct hy_tcp *)w;
+    on_ready(sh, w, ev);
     if (s->active && (ev & HY_IO_IN))
         pump(s);
+}
+
+/* Sets s's active mode and the poller's callback that goes with it. */
+static void set_active(struct hy_tcp *s, int active)
+{
+    s->active = active;
+    s->s.w.on_ready = active ? on_ready_active : on_ready;
 }
 
 /* ---- listen, accept, connect -------------------------------------------- */
@@ -673,7 +695,7 @@ recv_some_(struct hy_tcp *s, uint8_t *buf, size_t len, size_t *got, struct tmo *
             size_t n = w->rx_len - w->rx_off;
             if (n > len)
                 n = len;
-            memcpy(buf, w->rx_ptr + w->rx_off, n);
+            memcpy(buf, hy__io_rx_data(s->s.sh->io, w) + w->rx_off, n);
             w->rx_off += (uint32_t)n;
             if (w->rx_off == w->rx_len)
                 hy__io_recv_release(s->s.sh, w);
@@ -1053,9 +1075,9 @@ int hy_tcp_set_active(struct hy_tcp *s, int mode)
         return rc;
     if (mode > 0) {
         int cur = s->active > 0 ? s->active : 0;
-        s->active = cur + mode > HY_TCP_ACTIVE_MAX ? HY_TCP_ACTIVE_MAX : cur + mode;
+        set_active(s, cur + mode > HY_TCP_ACTIVE_MAX ? HY_TCP_ACTIVE_MAX : cur + mode);
     } else {
-        s->active = mode;
+        set_active(s, mode);
     }
     if (s->active && !s->connecting)
         pump(s);
@@ -1170,7 +1192,7 @@ static void tcp_move_arrived(struct hy_shard *sh, struct hy_msg *m)
     if (!p || p->state >= HY_P_EXITING) {
         close(mv.fd); /* the new owner is gone: so is the socket */
     } else if (tcp_new(sh, p, mv.fd, NULL, &s) == 0) {
-        s->active = mv.active;
+        set_active(s, mv.active);
         s->rd_err = mv.rd_err;
         s->packet = (enum hy_tcp_packet)mv.packet;
         s->max_packet = mv.max_packet;

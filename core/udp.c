@@ -22,15 +22,15 @@ static void udp_destroy(struct hy__sock *hs)
     close(hs->w.fd);
     hy__sock_detach(hs);
     hy__sock_count_add(hs->sh, -1);
-    free(hs);
+    hy__sock_free(hs);
 }
 
 static void udp_ready(struct hy_shard *sh, struct hy__io_watch *w, uint32_t ev)
 {
     struct hy__sock *s = (struct hy__sock *)w;
-    struct hy_proc *p = s->waiter;
-    if (p && (ev & (s->wait_ev | HY_IO_HUP))) {
-        s->waiter = NULL;
+    struct hy_proc *p = s->w.waiter;
+    if (p && (ev & (s->w.wait_ev | HY_IO_HUP))) {
+        s->w.waiter = NULL;
         hy__io_wake(sh, p);
     }
 }

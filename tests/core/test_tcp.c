@@ -752,6 +752,86 @@ static void test_tcp_active_once_n_flow_control(void **state)
     assert_true(c.max_mailbox <= 5);
 }
 
+/* ---- socket records reused after a close ---------------------------------- */
+
+struct reuse_ctx {
+    int reused;          /* the new server socket has the closed one's record */
+    int empty_rc;        /* a receive with nothing sent: HY_ETIMEDOUT */
+    int recv_rc;         /* the peer's bytes */
+    size_t got;
+    char buf[16];
+    int echo_rc;         /* and a send back */
+    size_t echo_got;
+};
+
+static void reuse_main(void *arg)
+{
+    struct reuse_ctx *c = arg;
+    /* A socket left with every kind of state: line framing, active once,
+     * an incomplete line buffered, the peer's end read. */
+    struct hy_tcp_opts o;
+    hy_tcp_opts_init(&o);
+    o.packet = HY_TCP_PACKET_LINE;
+    o.active = HY_TCP_ACTIVE_ONCE;
+    struct pair a;
+    HY_CHECK_EQ(make_pair(&a, &o), 0);
+    struct hy_tcp_listen_opts lo;
+    hy_tcp_listen_opts_init(&lo);
+    struct hy_tcp *spare;
+    HY_CHECK_EQ(hy_tcp_listen(&lo, &spare), 0);
+    HY_CHECK_EQ(hy_tcp_send(a.client, "abc", 3, 5 * SECOND), 0);
+    HY_CHECK_EQ(hy_tcp_close(a.client), 0);
+    a.client = NULL;
+    /* the server's active-once socket: the half line, then the end */
+    struct hy_msg *m;
+    HY_CHECK_EQ(hy_recv(&m, 5 * SECOND), 0);
+    const struct hy_tcp_msg *t = hy_tcp_msg_of(m);
+    HY_CHECK(t && m->tag == HY_TCP_TAG_CLOSED);
+    hy_msg_free(m);
+    /* freed last first: spare, then the other two; the next pair's
+     * listener, client and server take them in that order */
+    struct hy_tcp *old = a.server;
+    struct hy_tcp *other;
+    HY_CHECK_EQ(hy_tcp_listen(&lo, &other), 0);
+    HY_CHECK_EQ(hy_tcp_close(a.server), 0);
+    HY_CHECK_EQ(hy_tcp_close(other), 0);
+    HY_CHECK_EQ(hy_tcp_close(spare), 0);
+    /* a raw passive pair: nothing of the old socket may show */
+    struct pair b;
+    HY_CHECK_EQ(make_pair(&b, NULL), 0);
+    c->reused = b.server == old || b.client == old;
+    struct hy_tcp *s = b.server == old ? b.server : b.client;
+    struct hy_tcp *peer = s == b.server ? b.client : b.server;
+    size_t got = 99;
+    c->empty_rc = hy_tcp_recv(s, c->buf, sizeof(c->buf), &got, 0);
+    HY_CHECK_EQ(hy_tcp_send(peer, "xyz", 3, 5 * SECOND), 0);
+    c->recv_rc = hy_tcp_recv(s, c->buf, sizeof(c->buf), &c->got, 5 * SECOND);
+    HY_CHECK_EQ(hy_tcp_send(s, "pong", 4, 5 * SECOND), 0);
+    char back[8];
+    c->echo_rc = hy_tcp_recv_exact(peer, back, 4, &c->echo_got, 5 * SECOND);
+    if (c->echo_rc == 0 && memcmp(back, "pong", 4) != 0)
+        c->echo_rc = -1000;
+    hy_tcp_close(b.server);
+    hy_tcp_close(b.client);
+}
+
+/* A closed socket's record goes back to its shard's slab and the next
+ * socket gets it (io.c): nothing of the old one (framing, active mode,
+ * buffered bytes, the end of stream) may reach the new one. */
+static void test_tcp_record_reused_after_close_starts_clean(void **state)
+{
+    (void)state;
+    struct reuse_ctx c = {0};
+    hy_test_run_fd_checked(1, reuse_main, &c);
+    assert_true(c.reused);
+    assert_int_equal(c.empty_rc, HY_ETIMEDOUT);
+    assert_int_equal(c.recv_rc, 0);
+    assert_int_equal(c.got, 3);
+    assert_memory_equal(c.buf, "xyz", 3);
+    assert_int_equal(c.echo_rc, 0);
+    assert_int_equal(c.echo_got, 4);
+}
+
 /* ---- framing ---------------------------------------------------------------- */
 
 struct frame_ctx {
@@ -1588,6 +1668,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_tcp_send_some_takes_what_fits),
         cmocka_unit_test(test_tcp_peer_close_reset_half_close),
         cmocka_unit_test(test_tcp_active_once_n_flow_control),
+        cmocka_unit_test(test_tcp_record_reused_after_close_starts_clean),
         cmocka_unit_test(test_tcp_framing_line_length_oversize),
         cmocka_unit_test(test_tcp_handover_across_shards),
         cmocka_unit_test(test_tcp_handover_in_flight_at_stop_closes),
