@@ -330,6 +330,30 @@ static void take_frame(struct hy__chan *ch, const struct hy_wire_hdr *h, const u
     struct hy__ep *ep = ch->ep;
     uint32_t n = h->len, i = 0;
     while (i < n && ch->state == CH_UP) {
+        /* The common case: no record begun, and a whole one (header and
+         * payload, of a size within the limits) next in the frame: read in
+         * place, its header without a copy into in_hdr. Anything else (a
+         * record cut between frames, a bad header or length, no memory)
+         * goes the general way below, which counts and refuses it. */
+        if (ch->in_hdr_got == 0 && n - i >= HY_WIRE_RECHDR_MIN) {
+            const uint8_t *r = pay + i;
+            uint32_t rh = hy__wire_rec_hdr_size(r[5]);
+            uint32_t len = hy__rd32(r);
+            struct hy_msg *m;
+            if (rh && n - i >= rh && len >= rh - 4 && len - (rh - 4) <= n - i - rh &&
+                len - (rh - 4) <= hy__dist.cfg.max_message_size &&
+                hy__msg_alloc(sh, len - (rh - 4), &m) == 0) {
+                uint32_t size = len - (rh - 4);
+                memcpy(m->data, r + rh, size);
+                struct hy_wire_msg wm;
+                hy__wire_get_rec(r, &wm,
+                                 hy__wire_pid_base(hy__dist.peers[ch->pi].node_id, ch->peer_creation),
+                                 hy__wire_pid_base(hy__rt.node_id, hy__rt.creation));
+                i += rh + size;
+                hy__dist_deliver(ch, m, &wm);
+                continue;
+            }
+        }
         uint32_t hdr = ch->in_hdr_len ? ch->in_hdr_len : HY_WIRE_RECHDR_MIN;
         if (ch->in_hdr_got < hdr) {
             uint32_t k = hdr - ch->in_hdr_got;

@@ -2137,6 +2137,67 @@ static void test_dist_record_header_split_across_frames(void **state)
     hostile_done(a);
 }
 
+/* Writes a record of a message by name to the echo carrying v (tag T_PING,
+ * compact pids: the shortest header the fast read takes whole) at out;
+ * returns its length. */
+static uint32_t echo_record(uint8_t *out, uint64_t v)
+{
+    uint8_t body[HY_NAME_MAX + sizeof(uint64_t)];
+    memset(body, 0, sizeof(body));
+    strcpy((char *)body, "echo");
+    memcpy(body + HY_NAME_MAX, &v, sizeof(v));
+    struct hy_wire_msg wm = {.tag = T_PING, .from = hy_pid_make(2, fk.creation, 0, 1, 1),
+                             .to = hy_pid_make(1, fk.a_creation, 0, 0, 0),
+                             .kind = HY_K_DIST_NAME};
+    uint32_t hl = hy__wire_put_rec(out, &wm, sizeof(body), hy__wire_pid_base(2, fk.creation),
+                                   hy__wire_pid_base(1, fk.a_creation));
+    memcpy(out + hl, body, sizeof(body));
+    return hl + (uint32_t)sizeof(body);
+}
+
+/* Whole records and a record cut in its payload in the same frames (the
+ * whole ones are read in place, the cut one through the record buffer):
+ * frame 1 = records 1 and 2 and the head of 3, frame 2 = the rest of 3 and
+ * record 4. Node 1 answers 1, 2, 3, 4 in that order, nothing counted as
+ * malformed. */
+static void test_dist_whole_and_cut_records_share_frames(void **state)
+{
+    (void)state;
+    pid_t a = hostile_setup();
+    fake_handshake();
+    CHECK(fake_echo(1));
+    uint8_t pay[4 * (HY_WIRE_RECHDR_MAX + HY_NAME_MAX + sizeof(uint64_t))];
+    uint32_t n = 0;
+    n += echo_record(pay + n, 2001);
+    n += echo_record(pay + n, 2002);
+    uint32_t third = n;
+    n += echo_record(pay + n, 2003);
+    uint32_t cut = third + (n - third) - 5; /* within record 3's payload */
+    n += echo_record(pay + n, 2004);
+    /* frame 1; its answers (1 and 2) are read while node 1 acknowledges it */
+    fake_send(HY_WT_DATA, pay, (uint16_t)cut);
+    for (uint64_t v = 2001; v <= 2004; v++) {
+        if (v == 2003) {
+            uint64_t end = now_ms() + 20000;
+            while (fk.rtx_pending && now_ms() < end)
+                fake_pump_run(50, 0xdead, NULL, 0, 0);
+            CHECK(!fk.rtx_pending);
+            fake_send(HY_WT_DATA, pay + cut, (uint16_t)(n - cut));
+        }
+        uint64_t got = 0;
+        int r = fake_pump(20000, T_PONG, &got, sizeof(got), 0);
+        if (r != (int)sizeof(got) || got != v) {
+            fprintf(stderr, "expected %llu: pump %d, got %llu\n", (unsigned long long)v, r,
+                    (unsigned long long)got);
+            fake_pump_report("records sharing frames");
+            CHECK(!"the records were not read whole and in order");
+        }
+    }
+    struct hy_dist_stats ds = fake_stats();
+    CHECK(ds.record_errors == 0 && ds.malformed == 0);
+    hostile_done(a);
+}
+
 /* Datagrams the kernel dropped at UDP port `port` (its receive queue was
  * full: the node never saw them), from /proc/net/udp's last column. */
 static uint64_t udp_drops(uint16_t port)
@@ -2716,6 +2777,7 @@ int main(void)
         cmocka_unit_test(test_dist_short_record_closes_session),
         cmocka_unit_test(test_dist_unknown_record_fields_close_session),
         cmocka_unit_test(test_dist_record_header_split_across_frames),
+        cmocka_unit_test(test_dist_whole_and_cut_records_share_frames),
         cmocka_unit_test(test_dist_hello_flood_is_rate_limited),
         cmocka_unit_test(test_dist_forged_refusal_does_not_abort_handshake),
         cmocka_unit_test(test_dist_frame_tag_vectors_and_check),
