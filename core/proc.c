@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "crash_internal.h"
 #include "errors.h"
@@ -118,6 +119,8 @@ static inline void clear_record(struct hy_proc *p)
         ((hy__u64a *)(void *)p)[CLEAR_LEN / 8 - 1] = 0;
 }
 
+static void *proc_carve(struct hy_shard *sh, size_t len);
+
 static inline __attribute__((always_inline)) int slot_alloc(struct hy_shard *sh, uint32_t *idx_out)
 {
     if (sh->free_head) {
@@ -134,8 +137,8 @@ static inline __attribute__((always_inline)) int slot_alloc(struct hy_shard *sh,
     if (chunk >= HY_SLOT_MAX_CHUNKS)
         return HY_ENOMEM;
     if (!sh->slot_chunks[chunk]) {
-        struct hy__slot *c =
-            calloc(1, HY_SLOT_CHUNK * sizeof(struct hy__slot) + HY_SLOT_LIVE_WORDS * sizeof(uint64_t));
+        size_t len = HY_SLOT_CHUNK * sizeof(struct hy__slot) + HY_SLOT_LIVE_WORDS * sizeof(uint64_t);
+        struct hy__slot *c = proc_carve(sh, (len + 63) & ~(size_t)63); /* zeroed */
         if (!c)
             return HY_ENOMEM;
         for (uint32_t i = 0; i < HY_SLOT_CHUNK; i++)
@@ -164,25 +167,69 @@ static inline __attribute__((always_inline)) void slot_free(struct hy_shard *sh,
     sh->free_tail = idx + 1;
 }
 
-struct proc_chunk {
-    struct proc_chunk *next;
+/* Process records (in chunks of PROC_CHUNK) and the slot table's chunks
+ * are carved from regions the shard maps itself, doubling from
+ * PROC_REGION_MIN to PROC_REGION_MAX bytes (a region's first line holds its
+ * header; carved memory is never given back before the shard stops, and
+ * comes zeroed from the kernel). They were malloc'd one chunk at a time:
+ * the heap then grew by brk or, in a shard thread's arena, by mprotect
+ * about once per chunk (~8,000 calls per 10^6 spawns), and each such call
+ * takes the process's mmap lock for writing. With the other shard holding
+ * that lock for reading (stack tops populated, guards installed) and its
+ * thread preempted on a loaded machine, those calls waited 50 ms and more:
+ * the stall watchdog's "blocked in a system call" (docs/BENCHMARKS.md,
+ * session 25). Regions take 17 mmap calls for 10^6 records. Regions of
+ * 2 MiB and more may get transparent huge pages where those are on
+ * "always": at most one partly used region per shard. */
+#define PROC_REGION_MIN (256u << 10)
+#define PROC_REGION_MAX (64u << 20)
+
+struct proc_region {
+    struct proc_region *next;
+    size_t size;
+    size_t used; /* bytes carved, the header's line included */
 };
+
+/* len bytes (a multiple of 64, at most PROC_REGION_MIN - 64), line-aligned
+ * and zeroed; NULL when no memory can be mapped. */
+_Static_assert(((sizeof(struct hy_proc) + 63) & ~(size_t)63) * PROC_CHUNK <= PROC_REGION_MIN - 64,
+               "a chunk of records fits in the smallest region");
+
+static void *proc_carve(struct hy_shard *sh, size_t len)
+{
+    struct proc_region *r = sh->proc_chunks;
+    if (!r || r->size - r->used < len) {
+        size_t size = r ? r->size * 2 : PROC_REGION_MIN;
+        if (size > PROC_REGION_MAX)
+            size = PROC_REGION_MAX;
+        void *m = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (m == MAP_FAILED)
+            return NULL;
+        r = m;
+        r->next = sh->proc_chunks;
+        r->size = size;
+        r->used = 64;
+        sh->proc_chunks = r;
+    }
+    char *c = (char *)r + r->used;
+    r->used += len;
+    return c;
+}
 
 static struct hy_proc *proc_record_alloc(struct hy_shard *sh)
 {
     if (!sh->proc_free) {
         size_t rec = (sizeof(struct hy_proc) + 63) & ~(size_t)63;
-        /* line-aligned: a record's hot part is its first two lines */
-        char *c = NULL;
-        if (posix_memalign((void **)&c, 64, 64 + rec * PROC_CHUNK) != 0)
+        size_t len = rec * PROC_CHUNK; /* line-aligned: a record's hot part is its first two lines */
+        char *c = proc_carve(sh, len);
+        if (!c)
             return NULL;
         /* the loop below writes every record: its pages in one call, not
          * a fault each (stack.c) */
-        hy__mem_populate(c, 64 + rec * PROC_CHUNK);
-        ((struct proc_chunk *)c)->next = sh->proc_chunks;
-        sh->proc_chunks = c;
+        hy__mem_populate(c, len);
         for (int i = PROC_CHUNK - 1; i >= 0; i--) {
-            struct hy_proc *p = (struct hy_proc *)(c + 64 + rec * (size_t)i);
+            struct hy_proc *p = (struct hy_proc *)(c + rec * (size_t)i);
             p->rq_next = sh->proc_free;
             sh->proc_free = p;
         }
@@ -194,17 +241,15 @@ static struct hy_proc *proc_record_alloc(struct hy_shard *sh)
 
 void hy__proc_table_fini(struct hy_shard *sh)
 {
-    for (uint32_t c = 0; c < HY_SLOT_MAX_CHUNKS && sh->slot_chunks[c]; c++) {
-        free(sh->slot_chunks[c]);
-        sh->slot_chunks[c] = NULL;
-    }
+    for (uint32_t c = 0; c < HY_SLOT_MAX_CHUNKS && sh->slot_chunks[c]; c++)
+        sh->slot_chunks[c] = NULL; /* carved from the regions below */
     sh->nslots = 0;
     sh->free_head = sh->free_tail = 0;
-    struct proc_chunk *c = sh->proc_chunks;
-    while (c) {
-        struct proc_chunk *n = c->next;
-        free(c);
-        c = n;
+    struct proc_region *r = sh->proc_chunks;
+    while (r) {
+        struct proc_region *n = r->next;
+        munmap(r, r->size);
+        r = n;
     }
     sh->proc_chunks = NULL;
     sh->proc_free = NULL;

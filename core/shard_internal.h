@@ -378,6 +378,7 @@ struct hy_shard {
     unsigned slab_left;                       /* stacks left to carve from slab_next */
     unsigned slab_grow;                       /* stacks in the next slab */
     unsigned slab_warm;                       /* of those, stacks whose top page is backed */
+    unsigned slab_guarded;                    /* of those, stacks whose guard is installed */
     struct hy__stack_slab *slabs;             /* every slab, unmapped at shutdown */
     unsigned nslabs, slabs_cap;
     void **stack_cold;                        /* trimmed stacks (memory given back): guard addresses */

@@ -20,7 +20,8 @@
 
 #define TRIM_INTERVAL_NS 1000000000ull
 #define SLAB_FIRST 16u /* stacks in a shard's first slab; doubling up to SLAB_MAX */
-#define SLAB_MAX 256u
+#define SLAB_MAX 16384u
+#define GUARD_RUN 256u /* guards installed at once, as the carving reaches them */
 
 /* Linux 6.13+: a guard page without a VMA of its own (uapi value). */
 #ifdef MADV_GUARD_INSTALL
@@ -64,6 +65,7 @@ int hy__stack_init_shard(struct hy_shard *sh)
     sh->slab_next = NULL;
     sh->slab_left = 0;
     sh->slab_warm = 0;
+    sh->slab_guarded = 0;
     sh->slab_grow = SLAB_FIRST;
     sh->slabs = NULL;
     sh->nslabs = sh->slabs_cap = 0;
@@ -104,6 +106,16 @@ enum { GUARD_BATCH = 0, GUARD_MADVISE, GUARD_MPROTECT };
 static _Atomic int guard_how = GUARD_BATCH;
 #define GUARD_IOV 32 /* iovecs per process_madvise call (on the caller's stack) */
 
+/* The shard's pidfd of this process, for process_madvise(), opened at its
+ * first use; -1 where pidfd_open is refused (before Linux 5.3, seccomp). A
+ * refusal is tried again at the next use: the callers learn theirs once. */
+static int shard_pidfd(struct hy_shard *sh)
+{
+    if (sh->pidfd < 0)
+        sh->pidfd = (int)syscall(SYS_pidfd_open, (long)getpid(), 0L);
+    return sh->pidfd;
+}
+
 /* Guard pages at first, first + stride, ... (n of them); 0 or HY_ENOMEM. */
 static int guard_install(struct hy_shard *sh, char *first, size_t stride, unsigned n)
 {
@@ -112,16 +124,15 @@ static int guard_install(struct hy_shard *sh, char *first, size_t stride, unsign
     int how = atomic_load_explicit(&guard_how, memory_order_relaxed);
 
     if (how == GUARD_BATCH && n > 1) {
-        if (sh->pidfd < 0)
-            sh->pidfd = (int)syscall(SYS_pidfd_open, (long)getpid(), 0L);
-        while (sh->pidfd >= 0 && done < n) {
+        int pidfd = shard_pidfd(sh);
+        while (pidfd >= 0 && done < n) {
             struct iovec iov[GUARD_IOV];
             unsigned k = n - done < GUARD_IOV ? n - done : GUARD_IOV;
             for (unsigned i = 0; i < k; i++) {
                 iov[i].iov_base = first + (size_t)(done + i) * stride;
                 iov[i].iov_len = ps;
             }
-            long r = syscall(SYS_process_madvise, sh->pidfd, iov, (unsigned long)k,
+            long r = syscall(SYS_process_madvise, pidfd, iov, (unsigned long)k,
                              HY_MADV_GUARD_INSTALL, 0u);
             if (r < 0)
                 break;
@@ -172,9 +183,8 @@ static void populate_tops(struct hy_shard *sh, char *first, size_t stride, unsig
 
     if (!atomic_load_explicit(&populate_ok, memory_order_relaxed) || n < 2)
         return;
-    if (sh->pidfd < 0)
-        sh->pidfd = (int)syscall(SYS_pidfd_open, (long)getpid(), 0L);
-    if (sh->pidfd < 0) {
+    int pidfd = shard_pidfd(sh);
+    if (pidfd < 0) {
         atomic_store_explicit(&populate_ok, 0, memory_order_relaxed);
         return;
     }
@@ -184,8 +194,7 @@ static void populate_tops(struct hy_shard *sh, char *first, size_t stride, unsig
         iov[i].iov_base = first + (size_t)(i + 1) * stride - ps;
         iov[i].iov_len = ps;
     }
-    long r = syscall(SYS_process_madvise, sh->pidfd, iov, (unsigned long)n, MADV_POPULATE_WRITE,
-                     0u);
+    long r = syscall(SYS_process_madvise, pidfd, iov, (unsigned long)n, MADV_POPULATE_WRITE, 0u);
     if (r < 0 && (errno == EINVAL || errno == EPERM || errno == ENOSYS || errno == EBADF)) {
         hy_log(HY_LOG_DEBUG, "shard %u: stack tops left to their first touch (process_madvise "
                              "MADV_POPULATE_WRITE: %s)", sh->id, strerror(errno));
@@ -210,9 +219,17 @@ void hy__mem_populate(void *p, size_t len)
  *
  * Stacks of the configured size (every stack unless a spawn asks for
  * another size) come from slabs: one mapping of slab_grow stacks, each a
- * guard page followed by the stack, whose guard pages are installed at once
- * (mapping work is paid once per slab, not per spawn). Slabs double from
- * SLAB_FIRST to SLAB_MAX stacks. An exiting process's stack goes to the
+ * guard page followed by the stack, whose guard pages are installed
+ * GUARD_RUN at a time as the carving reaches them (mapping work is paid
+ * once per slab, guard work once per run of stacks, not per spawn). Slabs
+ * double from SLAB_FIRST to SLAB_MAX stacks (1.06 GiB of address space with
+ * the default 64 KiB stacks, MAP_NORESERVE: only what runs is backed).
+ * Slabs of at most 256 stacks meant an mmap every 256 spawns, and an mmap
+ * takes the process's mmap lock for writing: on a loaded machine it then
+ * waited for the other shard's populate or guard install (which hold it for
+ * reading) whose thread the OS had preempted, 50 ms and more, and the
+ * stall watchdog reported the shard "blocked in a system call"
+ * (docs/BENCHMARKS.md, session 25). An exiting process's stack goes to the
  * pool (LIFO: the next spawn takes the warmest one); trimming gives the
  * memory of surplus pool stacks back to the kernel (MADV_DONTNEED; guards
  * stay) and keeps their address in the cold list, reused before carving.
@@ -260,14 +277,11 @@ static int slab_new(struct hy_shard *sh)
     }
     if (map == MAP_FAILED)
         return HY_ENOMEM;
-    if (guard_install(sh, map, stride, n) != 0) {
-        munmap(map, stride * n);
-        return HY_ENOMEM;
-    }
     sh->slabs[sh->nslabs++] = (struct hy__stack_slab){map, stride * n};
     sh->slab_next = map;
     sh->slab_left = n;
     sh->slab_warm = 0;
+    sh->slab_guarded = 0;
     if (sh->slab_grow < SLAB_MAX)
         sh->slab_grow *= 2;
     return 0;
@@ -293,6 +307,7 @@ void hy__stack_fini_shard(struct hy_shard *sh)
     sh->slab_next = NULL;
     sh->slab_left = 0;
     sh->slab_warm = 0;
+    sh->slab_guarded = 0;
     free(sh->stack_cold);
     sh->stack_cold = NULL;
     sh->ncold = sh->cold_cap = 0;
@@ -326,6 +341,13 @@ struct hy_stack *hy__stack_get(struct hy_shard *sh, size_t size)
             if (!sh->slab_left && slab_new(sh) != 0)
                 return NULL;
             char *g = sh->slab_next;
+            if (!sh->slab_guarded) {
+                unsigned k = sh->slab_left < GUARD_RUN ? sh->slab_left : GUARD_RUN;
+                if (guard_install(sh, g, size + ps, k) != 0)
+                    return NULL; /* tried again at the next spawn */
+                sh->slab_guarded = k;
+            }
+            sh->slab_guarded--;
             if (!sh->slab_warm) {
                 sh->slab_warm = sh->slab_left < POP_AHEAD ? sh->slab_left : POP_AHEAD;
                 populate_tops(sh, g, size + ps, sh->slab_warm);

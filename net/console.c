@@ -74,15 +74,31 @@ struct hy_console {
     } restarts[NRESTARTS];
     unsigned nrestart;
 
+    struct console_hook *hook; /* the ctx of its report handler and log sink */
+};
+
+/* The ctx of the console's report handler and log sink, apart from the
+ * console: a handler or sink set after the console's may have read ours
+ * (hy_log_get_sink) and call it from its own, and still be in place when
+ * the console stops. The console cannot take itself out of that chain, so
+ * the hook then outlives it (never freed): c goes NULL and every report
+ * and line is passed straight on. Freeing the console under such a chain
+ * was a use-after-free (on_log wrote into the freed console). */
+struct console_hook {
+    pthread_mutex_t lock;  /* c's liveness; taken before c->lock */
+    struct hy_console *c;  /* NULL once the console stopped */
     /* what was installed before the console: every report and line is
      * passed on to it, and it is set back when the console stops */
     hy_report_fn prev_report;
     void *prev_report_ctx;
     hy_log_sink_fn prev_sink;
     void *prev_sink_ctx;
+    struct console_hook *next_retired;
 };
 
 static _Atomic(struct hy_console *) the_console;
+/* hooks left in a chain by a stopped console (kept reachable: never freed) */
+static struct console_hook *_Atomic retired_hooks;
 
 /* ---- a growable text buffer ---------------------------------------------- */
 
@@ -242,15 +258,18 @@ static uint64_t restarts_of(struct hy_console *c, hy_pid sup)
 
 static void on_report(const struct hy_report *r, void *ctx)
 {
-    struct hy_console *c = ctx;
+    struct console_hook *h = ctx;
     char line[256];
     hy_report_format(r, line, sizeof(line));
-    if (r->type == HY_REPORT_SUPERVISOR && r->action && strcmp(r->action, "restart") == 0)
+    pthread_mutex_lock(&h->lock);
+    struct hy_console *c = h->c;
+    if (c && r->type == HY_REPORT_SUPERVISOR && r->action && strcmp(r->action, "restart") == 0)
         count_restart(c, r->who);
-    if (r->type == HY_REPORT_CRASH || r->type == HY_REPORT_SUPERVISOR)
+    if (c && (r->type == HY_REPORT_CRASH || r->type == HY_REPORT_SUPERVISOR))
         keep_report(c, r->type == HY_REPORT_CRASH ? 0 : 1, line);
-    if (c->prev_report) {
-        c->prev_report(r, c->prev_report_ctx);
+    pthread_mutex_unlock(&h->lock);
+    if (h->prev_report) {
+        h->prev_report(r, h->prev_report_ctx);
         return;
     }
     /* What the default handler does: one log line. */
@@ -259,11 +278,15 @@ static void on_report(const struct hy_report *r, void *ctx)
 
 static void on_log(enum hy_log_level level, const char *line, void *ctx)
 {
-    struct hy_console *c = ctx;
-    if (level <= HY_LOG_WARNING && !strstr(line, "_report ")) /* reports are kept already */
-        keep_report(c, 2, line);
-    if (c->prev_sink) {
-        c->prev_sink(level, line, c->prev_sink_ctx);
+    struct console_hook *h = ctx;
+    if (level <= HY_LOG_WARNING && !strstr(line, "_report ")) { /* reports are kept already */
+        pthread_mutex_lock(&h->lock);
+        if (h->c)
+            keep_report(h->c, 2, line);
+        pthread_mutex_unlock(&h->lock);
+    }
+    if (h->prev_sink) {
+        h->prev_sink(level, line, h->prev_sink_ctx);
         return;
     }
     if (level <= hy_log_get_level()) {
@@ -1358,13 +1381,21 @@ int hy_console_start(const char *address, uint16_t port, const struct hy_console
         return HY_EPERM;
     }
     struct hy_console *c = calloc(1, sizeof(*c));
-    if (!c)
+    struct console_hook *hook = calloc(1, sizeof(*hook));
+    if (!c || !hook) {
+        free(c);
+        free(hook);
         return HY_ENOMEM;
+    }
     struct hy_console *none = NULL;
     if (!atomic_compare_exchange_strong(&the_console, &none, c)) {
         free(c);
+        free(hook);
         return HY_EALREADY;
     }
+    pthread_mutex_init(&hook->lock, NULL);
+    hook->c = c;
+    c->hook = hook;
     c->o = o;
     c->has_token = has_token;
     if (has_token)
@@ -1400,14 +1431,16 @@ int hy_console_start(const char *address, uint16_t port, const struct hy_console
     }
     bool reports_on = hy_report_enabled();
     hy_report_set_enabled(false);
-    hy_report_get_handler(&c->prev_report, &c->prev_report_ctx);
-    hy_report_set_handler(on_report, c);
+    hy_report_get_handler(&hook->prev_report, &hook->prev_report_ctx);
+    hy_report_set_handler(on_report, hook);
     hy_report_set_enabled(reports_on);
-    hy_log_get_sink(&c->prev_sink, &c->prev_sink_ctx);
-    hy_log_set_sink(on_log, c);
+    hy_log_get_sink(&hook->prev_sink, &hook->prev_sink_ctx);
+    hy_log_set_sink(on_log, hook);
     *out = c;
     return 0;
 fail:
+    pthread_mutex_destroy(&hook->lock);
+    free(hook);
     pthread_mutex_destroy(&c->lock);
     atomic_store(&the_console, NULL);
     free(c);
@@ -1427,22 +1460,44 @@ int hy_console_stop(struct hy_console *c)
         return HY_ENOTPROC;
     hy_tcp_server_stop(c->srv, 0);
     stop_collectors(c, c->nshards);
+    struct console_hook *h = c->hook;
+    bool chained = false; /* a handler or sink set after ours may still call ours */
     bool reports_on = hy_report_enabled();
     hy_report_set_enabled(false);
     hy_report_fn cur_report;
-    hy_report_get_handler(&cur_report, NULL);
-    if (cur_report == on_report) /* unless someone replaced it meanwhile */
-        hy_report_set_handler(c->prev_report, c->prev_report_ctx);
+    void *cur_ctx;
+    hy_report_get_handler(&cur_report, &cur_ctx);
+    if (cur_report == on_report && cur_ctx == h) /* unless someone replaced it meanwhile */
+        hy_report_set_handler(h->prev_report, h->prev_report_ctx);
+    else
+        chained = true;
     hy_report_set_enabled(reports_on);
     hy_log_sink_fn cur_sink;
-    hy_log_get_sink(&cur_sink, NULL);
-    if (cur_sink == on_log)
-        hy_log_set_sink(c->prev_sink, c->prev_sink_ctx);
-    /* no thread uses c->lock any more: hy_log_set_sink and
-     * hy_report_set_handler return only once every call through the old
-     * pair (on_log, on_report with c) has returned, and acquire each
-     * call's end (core/callback_internal.h); a sink or handler someone set
-     * over ours was drained by that set likewise; the console's processes
+    hy_log_get_sink(&cur_sink, &cur_ctx);
+    if (cur_sink == on_log && cur_ctx == h)
+        hy_log_set_sink(h->prev_sink, h->prev_sink_ctx);
+    else
+        chained = true;
+    /* from here on no call through the hook touches c: a call in flight
+     * holds h->lock while it does */
+    pthread_mutex_lock(&h->lock);
+    h->c = NULL;
+    pthread_mutex_unlock(&h->lock);
+    if (chained) {
+        h->next_retired = atomic_load(&retired_hooks);
+        while (!atomic_compare_exchange_weak(&retired_hooks, &h->next_retired, h))
+            ;
+        hy_log(HY_LOG_INFO, "console: a report handler or log sink set after the console's "
+                            "still calls it: its pass-through stays in place");
+    } else {
+        /* hy_log_set_sink and hy_report_set_handler returned only once
+         * every call through the hook had returned (and acquired each
+         * call's end, core/callback_internal.h): nothing calls it now */
+        pthread_mutex_destroy(&h->lock);
+        free(h);
+    }
+    /* no thread uses c->lock any more: calls through the hook leave c
+     * alone since h->c went NULL above; the console's processes
      * (connections, collectors) have ended above */
     pthread_mutex_destroy(&c->lock);
     atomic_store(&the_console, NULL);

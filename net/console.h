@@ -98,7 +98,11 @@ uint16_t hy_console_port(const struct hy_console *c);
 /* Stops c (transferred; freed on return): closes the listener and the
  * connections, ends the collectors, sets back the report handler and log
  * sink that were set before it started (unless they were replaced while it
- * ran). NULL is a no-op. Errors: HY_ENOTPROC.
+ * ran). Where a handler or sink set after the console's is still in place,
+ * it may call the console's from its own (hy_log_get_sink's chaining): the
+ * console's then stays allocated (a few dozen bytes, for good) and passes
+ * every report and line on to the ones set before the console, keeping
+ * nothing. NULL is a no-op. Errors: HY_ENOTPROC.
  * Context: a process. */
 int hy_console_stop(struct hy_console *c);
 

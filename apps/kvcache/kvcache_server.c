@@ -74,9 +74,29 @@ static void owner_cleanup(void *arg)
     sh->store = NULL;
 }
 
+/* Connections to wake whose direct command was dropped unrun: the drop
+ * function may not call the runtime, so it queues the connection's pid and
+ * the command's ref on the dropping shard (the owner's), and that shard's
+ * owner sends each KVCACHE_TAG_FAIL under the ref: in its init (an owner
+ * that ended with commands queued is restarted there, the common case) and
+ * before each message it handles (at the latest its next clock tick). The
+ * message ends the connection's wait at once, and it answers SERVER_ERROR
+ * (the command is DROPPED) instead of at its give-up (DIRECT_GIVE_UP_NS,
+ * 5 s). Each list is touched by its shard's thread only. */
+struct drop_wake {
+    struct drop_wake *next;
+    hy_pid to;
+    hy_ref ref;
+};
+
+static struct drop_wake *drop_wakes[KVCACHE_MAX_SHARDS];
+
+static void send_drop_wakes(void);
+
 static int owner_init(struct hy_gs *gs, void *arg)
 {
     (void)arg;
+    send_drop_wakes(); /* connections waiting on commands its predecessor dropped */
     int shard = hy_shard_id();
     struct kvcache_shard *sh = &kvcache_shards[shard];
     unsigned n = kvcache_cfg.set.nshards ? kvcache_cfg.set.nshards : 1;
@@ -330,6 +350,8 @@ static KV_HOT int owner_info(struct hy_gs *gs, const struct hy_msg *m)
 {
     struct kvcache_shard *sh = &kvcache_shards[hy_shard_id()];
     struct kvcache_store *st = sh->store;
+    if (__builtin_expect(drop_wakes[sh - kvcache_shards] != NULL, 0))
+        send_drop_wakes();
     if (m->tag == KVCACHE_TAG_TICK) {
         kvcache_store_set_time(st, kvcache_unix_now());
         int trc = hy_send_after(KVCACHE_TICK_NS, hy_self(), KVCACHE_TAG_TICK, NULL, 0, 0, NULL);
@@ -460,26 +482,46 @@ KV_HOT int kvcache_server_send(unsigned shard, uint8_t kind, const void *data, s
     return hy_msg_send(owner, m);
 }
 
+static void send_drop_wakes(void)
+{
+    int shard = hy_shard_id();
+    while (drop_wakes[shard]) {
+        struct drop_wake *w = drop_wakes[shard];
+        drop_wakes[shard] = w->next;
+        hy_send_ref(w->to, KVCACHE_TAG_FAIL, w->ref, NULL, 0); /* a dead connection: dropped */
+        free(w);
+    }
+}
+
 /* A direct command's message dropped undelivered (its owner ended with it
  * queued, or before it arrived): the owner will never run it. The reference
  * the message holds goes with it; the connection learns that the command
- * went unanswered (PENDING -> DROPPED), or has given up on it already
- * (ABANDONED -> DONE). Runs inside the runtime (hy_msg_set_drop): no
- * runtime call. */
+ * went unanswered (PENDING -> DROPPED: woken by send_drop_wakes), or has
+ * given up on it already (ABANDONED -> DONE). Runs inside the runtime
+ * (hy_msg_set_drop): no runtime call. */
 static void direct_dropped(const struct hy_msg *m)
 {
     struct kvcache_direct *d;
     memcpy(&d, m->data + 1, sizeof(d));
     int cur = atomic_load_explicit(&d->state, memory_order_acquire);
+    int next;
     for (;;) {
         int base = cur & ~KVCACHE_DIRECT_WAITER;
-        int next = base == KVCACHE_DIRECT_PENDING     ? KVCACHE_DIRECT_DROPPED
-                   : base == KVCACHE_DIRECT_ABANDONED ? KVCACHE_DIRECT_DONE
-                                                      : -1;
+        next = base == KVCACHE_DIRECT_PENDING     ? KVCACHE_DIRECT_DROPPED
+               : base == KVCACHE_DIRECT_ABANDONED ? KVCACHE_DIRECT_DONE
+                                                  : -1;
         if (next < 0 || atomic_compare_exchange_weak_explicit(&d->state, &cur, next,
                                                               memory_order_acq_rel,
                                                               memory_order_acquire))
             break;
+    }
+    int shard = hy_shard_id();
+    if (next == KVCACHE_DIRECT_DROPPED && shard >= 0 && !hy_pid_is_none(m->from)) {
+        struct drop_wake *w = malloc(sizeof(*w)); /* none: the give-up answers */
+        if (w) {
+            *w = (struct drop_wake){.next = drop_wakes[shard], .to = m->from, .ref = m->ref};
+            drop_wakes[shard] = w;
+        }
     }
     kvcache_direct_put(d);
 }

@@ -732,11 +732,15 @@ struct queued_ctx {
     char cmd[64];
     int sent;
     bool abandoned;
+    int woken; /* hy_recv_ref's result for the waited-for command's wake */
+    uint64_t tag, wake_ns;
 };
 
 /* On the owner's shard, in one run (the owner cannot run meanwhile): sends
  * two direct commands to it, gives up on the first while the owner lives,
- * then kills the owner with both in its mailbox. */
+ * then kills the owner with both in its mailbox, and waits (as the waiting
+ * connection does) for word of the second under its ref: the drop wakes
+ * it, well before the connection's give-up (5 s). */
 static void queue_and_kill(void *arg)
 {
     struct queued_ctx *q = arg;
@@ -746,6 +750,14 @@ static void queue_and_kill(void *arg)
     q->sent += kvcache_server_send_direct(1, q->waited, NULL, q->cmd, strlen(q->cmd), &ref) == 0;
     q->abandoned = kvcache_direct_abandon(q->lost);
     hy_exit_pid(q->owner, hy_reason_make(HY_REASON_KILL));
+    uint64_t t0 = hy_now_ns();
+    struct hy_msg *w = NULL;
+    q->woken = hy_recv_ref(ref, &w, 4 * SEC);
+    q->wake_ns = hy_now_ns() - t0;
+    if (w) {
+        q->tag = w->tag;
+        hy_msg_free(w);
+    }
     hy_send(q->parent, QUEUED_TAG, NULL, 0);
 }
 
@@ -801,6 +813,9 @@ static void body(void *arg)
     hy_msg_free(qm);
     note(q.sent == 2 && q.abandoned, "queue_and_kill: %d sent, abandoned %d", q.sent,
          (int)q.abandoned);
+    note(q.woken == 0 && q.tag == KVCACHE_TAG_FAIL,
+         "the dropped command's waiter woken: %s, tag %#llx, after %.1f ms", hy_err_name(q.woken),
+         (unsigned long long)q.tag, (double)q.wake_ns / 1e6);
     uint64_t t0 = hy_now_ns();
     while (hy_now_ns() - t0 < 10 * (uint64_t)SEC) {
         if (hy_whereis(name, &now) == 0 && !hy_pid_eq(now, old))

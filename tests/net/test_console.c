@@ -2,6 +2,7 @@
  * without a token are refused; every counter of the Prometheus text lies
  * between two hy_stats reads taken just before and just after the scrape,
  * under message load; promtool accepts the text. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -318,6 +319,99 @@ static void test_console_chains_user_handler_and_sink(void **state)
     assert_int_equal(hy_test_run(2, body_chain, &seen), 0);
 }
 
+/* A sink and handler set after the console's, chaining to them (as
+ * hy_log_get_sink tells a program to), still in place when the console
+ * stops: the console cannot take itself out of that chain, and a line or
+ * report passed through it must not touch the stopped console (freed: a
+ * use-after-free that AddressSanitizer reports in on_log). A plain thread
+ * logs meanwhile (ThreadSanitizer: the stop against a line in flight). */
+struct stacked {
+    hy_log_sink_fn sink;
+    void *sink_ctx;
+    hy_report_fn report;
+    void *report_ctx;
+    _Atomic bool stop_logger;
+    _Atomic unsigned logged;
+};
+
+static struct stacked stacked;
+
+static void stacked_sink(enum hy_log_level level, const char *line, void *ctx)
+{
+    struct stacked *st = ctx;
+    st->sink(level, line, st->sink_ctx);
+}
+
+static void stacked_report(const struct hy_report *r, void *ctx)
+{
+    struct stacked *st = ctx;
+    st->report(r, st->report_ctx);
+}
+
+static void *stacked_logger(void *arg)
+{
+    struct stacked *st = arg;
+    while (!atomic_load(&st->stop_logger)) {
+        hy_log(HY_LOG_WARNING, "console stacked logger line");
+        atomic_fetch_add(&st->logged, 1);
+    }
+    return NULL;
+}
+
+static void body_stacked(void *arg)
+{
+    struct seen *seen = arg;
+    bool reports_on = hy_report_enabled();
+    hy_report_set_enabled(false);
+    hy_report_set_handler(user_report, seen);
+    hy_report_set_enabled(true);
+    hy_log_set_sink(user_sink, seen);
+    pthread_t logger;
+    atomic_store(&stacked.stop_logger, false);
+    HY_CHECK_EQ(pthread_create(&logger, NULL, stacked_logger, &stacked), 0);
+    struct hy_console *c;
+    int rc = hy_console_start("127.0.0.1", 0, NULL, &c);
+    HY_CHECK(rc == 0 || rc == HY_ENOSYS);
+    if (rc == 0) {
+        /* a program stacks its own over the console's, chaining to them */
+        hy_log_get_sink(&stacked.sink, &stacked.sink_ctx);
+        hy_log_set_sink(stacked_sink, &stacked);
+        hy_report_set_enabled(false);
+        hy_report_get_handler(&stacked.report, &stacked.report_ctx);
+        hy_report_set_handler(stacked_report, &stacked);
+        hy_report_set_enabled(true);
+        unsigned before = atomic_load(&stacked.logged);
+        while (atomic_load(&stacked.logged) < before + 10) /* lines in flight meanwhile */
+            hy_yield();
+        HY_CHECK_EQ(hy_console_stop(c), 0);
+        /* the chain still reaches the user's sink and handler */
+        struct hy_report r = {.type = HY_REPORT_SUPERVISOR, .level = HY_LOG_ERROR,
+                              .context = "console_chain_test", .who = hy_self(),
+                              .child = HY_PID_NONE};
+        hy_report(&r);
+        hy_log(HY_LOG_WARNING, "console chain line %d", 7);
+        HY_CHECK_EQ(atomic_load(&seen->reports), 1u);
+        HY_CHECK_EQ(atomic_load(&seen->lines), 1u);
+        HY_CHECK(strstr(seen->last_line, "console chain line 7") != NULL);
+        before = atomic_load(&stacked.logged);
+        while (atomic_load(&stacked.logged) < before + 10)
+            hy_yield();
+    }
+    atomic_store(&stacked.stop_logger, true);
+    pthread_join(logger, NULL);
+    hy_report_set_enabled(false);
+    hy_report_set_handler(NULL, NULL);
+    hy_report_set_enabled(reports_on);
+    hy_log_set_sink(NULL, NULL);
+}
+
+static void test_console_stopped_under_a_stacked_sink(void **state)
+{
+    (void)state;
+    static struct seen seen;
+    assert_int_equal(hy_test_run(2, body_stacked, &seen), 0);
+}
+
 /* The process page: a process parked in a function of ours, with three
  * messages it does not take waiting in its mailbox. */
 #define T_Q1 0x51
@@ -413,6 +507,7 @@ int main(void)
         cmocka_unit_test(test_console_refuses_unsafe_binds),
         cmocka_unit_test(test_console_metrics_between_stats_reads),
         cmocka_unit_test(test_console_chains_user_handler_and_sink),
+        cmocka_unit_test(test_console_stopped_under_a_stacked_sink),
         cmocka_unit_test(test_console_proc_page_mailbox_and_backtrace),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
