@@ -14,6 +14,7 @@
 
 #ifdef HY_ASAN
 #include <sanitizer/common_interface_defs.h>
+#include <sanitizer/lsan_interface.h>
 #endif
 
 #define PROC_CHUNK 64
@@ -206,6 +207,11 @@ static void *proc_carve(struct hy_shard *sh, size_t len)
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (m == MAP_FAILED)
             return NULL;
+#ifdef HY_ASAN
+        /* the records hold the only pointers to their heap parts (signal
+         * state, names): LeakSanitizer scans the heap, not our mappings */
+        __lsan_register_root_region(m, size);
+#endif
         r = m;
         r->next = sh->proc_chunks;
         r->size = size;
@@ -248,6 +254,9 @@ void hy__proc_table_fini(struct hy_shard *sh)
     struct proc_region *r = sh->proc_chunks;
     while (r) {
         struct proc_region *n = r->next;
+#ifdef HY_ASAN
+        __lsan_unregister_root_region(r, r->size);
+#endif
         munmap(r, r->size);
         r = n;
     }
