@@ -479,7 +479,7 @@ static KV_HOT void send_get(struct conn *c, struct kvcache_store *st, const stru
     if (sent < vl)
         kvcache_out_put(&c->out, v.value + sent, vl - sent);
     sent = sent > vl ? sent - vl : 0;
-    kvcache_out_put(&c->out, "END\r\n" + sent, 5 - sent);
+    kvcache_out_put(&c->out, &"END\r\n"[sent], 5 - sent);
 }
 
 /* A command of one key: hashed once, run here when this shard owns the key,
