@@ -310,19 +310,29 @@ static size_t client_read(int fd, char *buf, size_t cap, _Atomic int *stop)
     return got;
 }
 
-/* a live owner slower than the connection's give-up: the connection
- * answers SERVER_ERROR, and the owner, when it gets to the command at
- * last, does not run it or write its reply (exactly one of them answers):
- * the client's next reply is that of its next command */
-static void slow_owner(void)
+/* A kvcache server on 127.0.0.1 (a free port), its connections' send
+ * buffer sndbuf bytes (0: the kernel's default); NULL (noted) if it cannot
+ * start. */
+static struct hy_tcp_server *server_start(int sndbuf)
 {
     static const struct hy_tcp_server_ops ops = {.handle = kvcache_conn_handle};
     struct hy_tcp_server_opts o;
     hy_tcp_server_opts_init(&o);
     note(hy_addr_parse("127.0.0.1", 0, &o.listen.addr) == 0, "addr");
     o.ops = &ops;
+    o.listen.conn.sndbuf = sndbuf;
     struct hy_tcp_server *srv = NULL;
     note(hy_tcp_server_start(&o, &srv) == 0, "tcp server");
+    return srv;
+}
+
+/* a live owner slower than the connection's give-up: the connection
+ * answers SERVER_ERROR, and the owner, when it gets to the command at
+ * last, does not run it or write its reply (exactly one of them answers):
+ * the client's next reply is that of its next command */
+static void slow_owner(void)
+{
+    struct hy_tcp_server *srv = server_start(0);
     if (!srv)
         return;
     kvcache_cfg.direct = true;
@@ -472,14 +482,8 @@ static void set_at(unsigned s, const char *k, const char *v)
  * replies must be the same) */
 static void sent_from_item(uint32_t from_item)
 {
-    static const struct hy_tcp_server_ops ops = {.handle = kvcache_conn_handle};
-    struct hy_tcp_server_opts o;
-    hy_tcp_server_opts_init(&o);
-    note(hy_addr_parse("127.0.0.1", 0, &o.listen.addr) == 0, "addr");
-    o.ops = &ops;
-    o.listen.conn.sndbuf = 8192; /* fixed (no autotuning): large replies go out in parts */
-    struct hy_tcp_server *srv = NULL;
-    note(hy_tcp_server_start(&o, &srv) == 0, "tcp server");
+    /* a fixed send buffer (no autotuning): large replies go out in parts */
+    struct hy_tcp_server *srv = server_start(8192);
     if (!srv)
         return;
     kvcache_cfg.direct = true;
@@ -638,13 +642,7 @@ static bool write_all(int fd, const char *p, size_t n)
  * path is refused and nothing stored either */
 static void closed_mid_value(void)
 {
-    static const struct hy_tcp_server_ops ops = {.handle = kvcache_conn_handle};
-    struct hy_tcp_server_opts o;
-    hy_tcp_server_opts_init(&o);
-    note(hy_addr_parse("127.0.0.1", 0, &o.listen.addr) == 0, "addr");
-    o.ops = &ops;
-    struct hy_tcp_server *srv = NULL;
-    note(hy_tcp_server_start(&o, &srv) == 0, "tcp server");
+    struct hy_tcp_server *srv = server_start(0);
     if (!srv)
         return;
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(hy_tcp_server_port(srv)),

@@ -255,6 +255,41 @@ static void *client_thread(void *arg)
     return NULL;
 }
 
+/* Listens, starts a client thread of count requests gap_ns apart and
+ * accepts its connection (the harness's checks fail the test otherwise). */
+static void client_start(struct client *cl, int count, pthread_t *t, struct hy_tcp **ls,
+                         struct hy_tcp **sv)
+{
+    HY_CHECK_EQ(hy_tcp_listen(NULL, ls), 0);
+    struct hy_addr a;
+    hy_tcp_sockname(*ls, &a);
+    *cl = (struct client){.port = hy_addr_port(&a), .count = count, .gap_ns = 1000000};
+    HY_CHECK_EQ(pthread_create(t, NULL, client_thread, cl), 0);
+    HY_CHECK_EQ(hy_tcp_accept(*ls, sv, 10 * SECOND), 0);
+}
+
+/* Tells the client to go, waits for it and closes both sockets. */
+static void client_end(struct client *cl, pthread_t t, struct hy_tcp *ls, struct hy_tcp *sv)
+{
+    atomic_store(&cl->done, 1);
+    pthread_join(t, NULL);
+    hy_tcp_close(sv);
+    hy_tcp_close(ls);
+}
+
+/* Echoes up to n one-byte requests (each receive waits up to timeout_ns);
+ * returns how many were echoed. */
+static int echo_n(struct hy_tcp *sv, int n, int64_t timeout_ns)
+{
+    char b;
+    size_t got;
+    int i = 0;
+    for (; i < n; i++)
+        if (hy_tcp_recv(sv, &b, 1, &got, timeout_ns) != 0 || hy_tcp_send(sv, &b, 1, SECOND) != 0)
+            break;
+    return i;
+}
+
 static uint64_t thread_cpu_ns(void)
 {
     struct timespec ts;
@@ -271,28 +306,16 @@ static void paced_main(void *arg)
 {
     struct paced_ctx *c = arg;
     struct hy_tcp *ls, *sv;
-    HY_CHECK_EQ(hy_tcp_listen(NULL, &ls), 0);
-    struct hy_addr a;
-    hy_tcp_sockname(ls, &a);
-    struct client cl = {.port = hy_addr_port(&a), .count = 100, .gap_ns = 1000000};
+    struct client cl;
     pthread_t t;
-    HY_CHECK_EQ(pthread_create(&t, NULL, client_thread, &cl), 0);
-    HY_CHECK_EQ(hy_tcp_accept(ls, &sv, 10 * SECOND), 0);
+    client_start(&cl, 100, &t, &ls, &sv);
     /* this process runs on the shard's thread: its CPU clock is the shard's */
     uint64_t cpu0 = thread_cpu_ns(), t0 = hy_now_ns();
-    for (int i = 0; i < 100; i++) {
-        char b;
-        size_t got;
-        if (hy_tcp_recv(sv, &b, 1, &got, 10 * SECOND) != 0 || hy_tcp_send(sv, &b, 1, SECOND) != 0)
-            break;
-    }
+    echo_n(sv, 100, 10 * SECOND);
     uint64_t cpu1 = thread_cpu_ns(), t1 = hy_now_ns();
-    atomic_store(&cl.done, 1);
-    pthread_join(t, NULL);
+    client_end(&cl, t, ls, sv);
     c->shard_cpu_share = (double)(cpu1 - cpu0) / (double)(t1 - t0);
     c->echoed = cl.echoed;
-    hy_tcp_close(sv);
-    hy_tcp_close(ls);
 }
 
 static void test_io_socket_served_shard_sleeps_between_requests(void **state)
@@ -337,38 +360,24 @@ static void turns_main(void *arg)
     struct turns_ctx *c = arg;
     c->hook = (struct hy_poll_hook){.poll = count_turn, .ctx = &c->turns, .fd = -1};
     struct hy_tcp *ls, *sv;
-    HY_CHECK_EQ(hy_tcp_listen(NULL, &ls), 0);
-    struct hy_addr a;
-    hy_tcp_sockname(ls, &a);
-    struct client cl = {.port = hy_addr_port(&a), .count = 100, .gap_ns = 1000000};
+    struct client cl;
     pthread_t t;
-    HY_CHECK_EQ(pthread_create(&t, NULL, client_thread, &cl), 0);
-    HY_CHECK_EQ(hy_tcp_accept(ls, &sv, 10 * SECOND), 0);
+    client_start(&cl, 100, &t, &ls, &sv);
     HY_CHECK_EQ(hy_hook_add_poll(&c->hook), 0);
     struct hy_stats s0, s1;
-    char b;
-    size_t got;
     /* counted from the 10th request: the shard spins (200 us) until
      * socket input has ended one of its idle periods */
-    int n = 0;
-    for (; n < 10; n++)
-        if (hy_tcp_recv(sv, &b, 1, &got, 10 * SECOND) != 0 || hy_tcp_send(sv, &b, 1, SECOND) != 0)
-            break;
+    echo_n(sv, 10, 10 * SECOND);
     hy_stats_get(0, &s0);
     unsigned long t0 = atomic_load(&c->turns);
-    for (n = 0; n < 90; n++)
-        if (hy_tcp_recv(sv, &b, 1, &got, 10 * SECOND) != 0 || hy_tcp_send(sv, &b, 1, SECOND) != 0)
-            break;
+    int n = echo_n(sv, 90, 10 * SECOND);
     unsigned long t1 = atomic_load(&c->turns);
     hy_stats_get(0, &s1);
     HY_CHECK_EQ(hy_hook_remove_poll(&c->hook), 0);
-    atomic_store(&cl.done, 1);
-    pthread_join(t, NULL);
+    client_end(&cl, t, ls, sv);
     c->turns_per_req = n ? (double)(t1 - t0) / n : 0;
     c->sleeps = s1.sleeps - s0.sleeps;
     c->echoed = cl.echoed;
-    hy_tcp_close(sv);
-    hy_tcp_close(ls);
 }
 
 /* Between two requests 1 ms apart the shard reaps the input as it wakes,
@@ -415,18 +424,10 @@ static void hookfd_main(void *arg)
 {
     struct hookfd_ctx *c = arg;
     struct hy_tcp *ls, *sv;
-    HY_CHECK_EQ(hy_tcp_listen(NULL, &ls), 0);
-    struct hy_addr a;
-    hy_tcp_sockname(ls, &a);
-    struct client cl = {.port = hy_addr_port(&a), .count = 20, .gap_ns = 1000000};
+    struct client cl;
     pthread_t t;
-    HY_CHECK_EQ(pthread_create(&t, NULL, client_thread, &cl), 0);
-    HY_CHECK_EQ(hy_tcp_accept(ls, &sv, 10 * SECOND), 0);
-    char b;
-    size_t got;
-    for (; c->before < 10; c->before++)
-        if (hy_tcp_recv(sv, &b, 1, &got, 10 * SECOND) != 0 || hy_tcp_send(sv, &b, 1, SECOND) != 0)
-            break;
+    client_start(&cl, 20, &t, &ls, &sv);
+    c->before = echo_n(sv, 10, 10 * SECOND);
     /* a descriptor the hook watches (never readable): the shard now
      * sleeps in ppoll, where only the ring's eventfd tells of completions */
     int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -436,19 +437,14 @@ static void hookfd_main(void *arg)
     struct hy_stats s0, s1;
     hy_stats_get(0, &s0);
     uint64_t t0 = hy_now_ns();
-    for (; c->after < 10; c->after++)
-        if (hy_tcp_recv(sv, &b, 1, &got, 3 * SECOND) != 0 || hy_tcp_send(sv, &b, 1, SECOND) != 0)
-            break;
+    c->after = echo_n(sv, 10, 3 * SECOND);
     c->after_ns = (int64_t)(hy_now_ns() - t0);
     hy_stats_get(0, &s1);
     c->io_sleeps = s1.io_sleeps - s0.io_sleeps;
     c->sleeps = s1.sleeps - s0.sleeps;
     HY_CHECK_EQ(hy_hook_remove_poll(&c->hook), 0);
     close(efd);
-    atomic_store(&cl.done, 1);
-    pthread_join(t, NULL);
-    hy_tcp_close(sv);
-    hy_tcp_close(ls);
+    client_end(&cl, t, ls, sv);
 }
 
 /* While the shard sleeps in the io_uring ring its completions do not

@@ -254,6 +254,16 @@ static void user_sink(enum hy_log_level level, const char *line, void *ctx)
     }
 }
 
+/* Puts back the runtime's own report handler and log sink, reports enabled
+ * as reports_on says. */
+static void handlers_reset(bool reports_on)
+{
+    hy_report_set_enabled(false);
+    hy_report_set_handler(NULL, NULL);
+    hy_report_set_enabled(reports_on);
+    hy_log_set_sink(NULL, NULL);
+}
+
 static void body_chain(void *arg)
 {
     struct seen *seen = arg;
@@ -306,10 +316,7 @@ static void body_chain(void *arg)
     hy_log(HY_LOG_WARNING, "console chain line %d", 3);
     HY_CHECK_EQ(atomic_load(&seen->reports), 4u);
     HY_CHECK_EQ(atomic_load(&seen->lines), 4u);
-    hy_report_set_enabled(false);
-    hy_report_set_handler(NULL, NULL);
-    hy_report_set_enabled(reports_on);
-    hy_log_set_sink(NULL, NULL);
+    handlers_reset(reports_on);
 }
 
 static void test_console_chains_user_handler_and_sink(void **state)
@@ -399,10 +406,7 @@ static void body_stacked(void *arg)
     }
     atomic_store(&stacked.stop_logger, true);
     pthread_join(logger, NULL);
-    hy_report_set_enabled(false);
-    hy_report_set_handler(NULL, NULL);
-    hy_report_set_enabled(reports_on);
-    hy_log_set_sink(NULL, NULL);
+    handlers_reset(reports_on);
 }
 
 static void test_console_stopped_under_a_stacked_sink(void **state)
