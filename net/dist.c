@@ -185,6 +185,7 @@ int hy_dist_start(const struct hy_dist_config *cfg)
     for (size_t i = 0; i < MAX_PEERS; i++) {
         atomic_store(&hy__dist.node_up[i], 0);
         atomic_store(&hy__dist.node_down[i], 0);
+        atomic_store(&hy__dist.peer_quiet[i], 0);
     }
     if (hy__dist.self < 0) {
         atomic_store(&hy__dist.started, 0);
@@ -233,6 +234,15 @@ int hy_dist_start(const struct hy_dist_config *cfg)
     return 0;
 }
 
+/* Whether every peer said it no longer polls its device (HY_WCLOSE_STOPPED). */
+static bool peers_quiet(void)
+{
+    for (size_t i = 0; i < hy__dist.npeers; i++)
+        if ((int)i != hy__dist.self && !atomic_load(&hy__dist.peer_quiet[i]))
+            return false;
+    return true;
+}
+
 int hy_dist_stop(void)
 {
     struct hy_shard *sh = hy__shard();
@@ -255,10 +265,32 @@ int hy_dist_stop(void)
     hy__dist_monitor_node_hook = NULL;
     __atomic_store_n(&hy__dist_busy_hook, NULL, __ATOMIC_RELEASE);
     atomic_store_explicit(&hy__dist_reachable_hook, NULL, memory_order_release);
+    /* First every shard stops polling the device, then the CLOSEs go out,
+     * saying so (HY_WCLOSE_STOPPED): a peer that shares the device's rings
+     * with us (memif) may free them once it has one. */
     atomic_store(&hy__dist.stopped, 0);
+    atomic_store(&hy__dist.quiesced, 0);
+    atomic_store(&hy__dist.all_quiet, 0);
+    for (unsigned s = 0; s < hy__rt.nshards; s++)
+        hy__dist_send_ctrl(sh, s, CTRL_QUIESCE, 0, HY_PID_NONE, HY_REF_NONE);
+    int rc = wait_count(&hy__dist.quiesced, (int)hy__rt.nshards);
+    if (rc == 0)
+        atomic_store(&hy__dist.all_quiet, 1);
     for (unsigned s = 0; s < hy__rt.nshards; s++)
         hy__dist_send_ctrl(sh, s, CTRL_STOP, 0, HY_PID_NONE, HY_REF_NONE);
-    int rc = wait_count(&hy__dist.stopped, (int)hy__rt.nshards);
+    int rc2 = wait_count(&hy__dist.stopped, (int)hy__rt.nshards);
+    rc = rc ? rc : rc2;
+    if (rc == 0 && hy__dist.tp->peer_attached && !peers_quiet()) {
+        /* A peer sharing our rings (memif) may still be polling them, and
+         * our stop would free them under it (DPDK's memif frees them on its
+         * interrupt thread, unsynchronised with the poller). Our shards no
+         * longer poll, so its own stop is safe for us: wait for it to
+         * detach, up to the silence limit, after which it declares us down
+         * anyway. */
+        uint64_t until = hy_now_ns() + hy__dist.cfg.down_after_ns;
+        while (hy__dist.tp->peer_attached() && !peers_quiet() && hy_now_ns() < until)
+            hy_sleep_ns(1000000);
+    }
     if (rc == 0 && hy__dist.tp->stop)
         hy__dist.tp->stop(); /* (a shard that never closed may still use it) */
     atomic_store(&hy__dist.started, 0);

@@ -94,10 +94,15 @@ static void ep_close(struct hy_shard *sh)
     struct hy__ep *ep = hy__dist.eps[sh->id];
     struct ep_priv *pv = &hy__dist.priv[sh->id];
     if (ep) {
+        /* (hy_dist_stop has every shard stop polling first: its CLOSEs then
+         * say that these frames are the last the node puts on the device) */
+        if (!ep->quiet)
+            hy_hook_remove_poll(&ep->hook);
+        uint8_t flags = atomic_load(&hy__dist.all_quiet) ? HY_WCLOSE_STOPPED : 0;
         for (size_t i = 0; i < pv->nactive; i++) {
             struct hy__chan *ch = pv->active[i];
             if (ch->state == CH_UP)
-                hy__chan_xmit(ch, HY_WT_CLOSE, 0, NULL, 0, NULL);
+                hy__chan_xmit(ch, HY_WT_CLOSE, 0, &flags, 1, NULL);
         }
         if (pv->nheld)
             hy__dist_held_release(ep, 0, false, true);
@@ -112,7 +117,6 @@ static void ep_close(struct hy_shard *sh)
             free(ch->ooo);
             free(ch);
         }
-        hy_hook_remove_poll(&ep->hook);
         hy__dist.tp->close(ep);
         free(ep->chans);
         ep->open = false;
@@ -148,6 +152,13 @@ void hy__dist_on_ctrl(struct hy_shard *sh, struct hy_msg *m)
     switch (c.op) {
     case CTRL_OPEN:
         ep_open(sh);
+        return;
+    case CTRL_QUIESCE:
+        if (ep && ep->open && !ep->quiet) {
+            hy_hook_remove_poll(&ep->hook);
+            ep->quiet = true;
+        }
+        atomic_fetch_add(&hy__dist.quiesced, 1);
         return;
     case CTRL_STOP:
         ep_close(sh);

@@ -241,6 +241,7 @@ static void established(struct hy__chan *ch, uint32_t isn)
     hy__dist_count(&ch->ep->st.handshakes, 1);
     hy_log(HY_LOG_INFO, "dist: shard %u: session with node %u (%s) shard %u up", ch->ep->shard,
            hy__dist.peers[ch->pi].node_id, peer_name(ch), ch->rshard);
+    atomic_store(&hy__dist.peer_quiet[ch->pi], 0); /* it polls again */
     if (ch->master) {
         atomic_store(&hy__dist.node_down[ch->pi], 0);
         atomic_store(&hy__dist.node_up[ch->pi], 1);

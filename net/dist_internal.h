@@ -32,6 +32,11 @@ struct hy__transport {
                  unsigned nshards);
     /* optional: once every endpoint has closed (hy_dist_stop, failed start) */
     void (*stop)(void);
+    /* optional: whether a peer still shares this node's rings (memif: the
+     * link is up), so that stop() would free them under the peer's poller:
+     * hy_dist_stop waits (bounded) for the peer to detach first unless the
+     * peer said it no longer polls (HY_WCLOSE_STOPPED) */
+    bool (*peer_attached)(void);
     int (*open)(struct hy__ep *ep);
     void (*close)(struct hy__ep *ep);
     unsigned (*rx)(struct hy__ep *ep, struct hy__rx *out, unsigned max);
@@ -60,6 +65,7 @@ struct hy__ep {
     struct hy__chan **chans; /* [npeers * HY_MAX_SHARDS], lazily */
     struct hy_dist_stats st;
     bool open;
+    bool quiet; /* polling stopped (hy_dist_stop's first step) */
     _Atomic unsigned unsent; /* channels with data not yet acknowledged (for a graceful stop) */
 };
 
@@ -91,7 +97,7 @@ enum { CH_IDLE = 0, CH_HELLO_SENT, CH_CONFIRM_SENT, CH_UP };
 #define HS_REFILL_NS 1000000ull
 
 enum { CTRL_OPEN = 1, CTRL_ENSURE, CTRL_CONNECT, CTRL_NODE_DOWN, CTRL_NODE_UP, CTRL_STOP,
-       CTRL_DISCONNECT };
+       CTRL_DISCONNECT, CTRL_QUIESCE };
 
 struct txf {
     uint8_t *buf;
@@ -213,6 +219,12 @@ struct hy__dist_state {
     size_t cookie_len;
     _Atomic int started;
     _Atomic int opened, open_err, stopped;
+    /* hy_dist_stop: shards that stopped polling (CTRL_QUIESCE), and 1 once
+     * all had, before any CLOSE of the stop went out */
+    _Atomic int quiesced, all_quiet;
+    /* 1 once the peer's CLOSE said none of its shards polls its device any
+     * more (HY_WCLOSE_STOPPED), until a new session with it comes up */
+    _Atomic uint8_t peer_quiet[MAX_PEERS];
     _Atomic uint8_t node_up[MAX_PEERS];
     /* 1 from the moment a peer is declared down until a new handshake with
      * it completes: its pids answer noconnection at once (hy_monitor,

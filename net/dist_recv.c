@@ -240,6 +240,8 @@ void hy__dist_on_frame(struct hy__ep *ep, const uint8_t *buf, size_t n, const st
     if (h.type == HY_WT_CLOSE) {
         hy_log(HY_LOG_INFO, "dist: shard %u: node %u (%s) shard %u closed the session", ep->shard,
                hy__dist.peers[pi].node_id, hy__dist.peers[pi].name, h.src_shard);
+        if (h.len >= 1 && (pay[0] & HY_WCLOSE_STOPPED))
+            atomic_store(&hy__dist.peer_quiet[pi], 1);
         if (ch->master)
             hy__dist_node_went_down(sh, pi, ch->epoch);
         else

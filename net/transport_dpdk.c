@@ -50,6 +50,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include <rte_alarm.h>
 #include <rte_byteorder.h>
 #include <rte_dev.h>
 #include <rte_devargs.h>
@@ -128,6 +129,7 @@ static struct {
     bool intr;     /* the port has per-queue RX interrupt descriptors */
     bool flow;     /* rte_flow rules steer each shard's port to its queue */
     bool rss;      /* RSS spreads UDP flows over the queues */
+    bool memif;    /* the port is a net_memif (its peer shares our rings) */
     struct rte_flow *flows[HY_MAX_SHARDS];
 } G;
 
@@ -374,6 +376,54 @@ static void flows_destroy(void)
     G.flow = false;
 }
 
+/* Stopping a port on EAL's interrupt thread.
+ *
+ * memif handles its peer's disconnect on that thread (its control channel's
+ * callback), where it frees the shared rings and regions; a stop of our own
+ * frees them too. Run from another thread, the two can free the same
+ * regions at once (EAL's "Error: Invalid memory", a corrupted heap). An
+ * alarm callback runs on the interrupt thread, one callback at a time, so a
+ * stop queued there runs after a disconnect in progress, never beside it. */
+struct port_stop {
+    uint16_t port;
+    int rc;
+    _Atomic int done;
+};
+
+static void port_stop_cb(void *a)
+{
+    struct port_stop *ps = a;
+    ps->rc = rte_eth_dev_stop(ps->port);
+    atomic_store(&ps->done, 1);
+}
+
+#define PORT_STOP_WAIT_NS 5000000000ull
+
+static int port_stop(uint16_t port)
+{
+    struct port_stop *ps = calloc(1, sizeof(*ps));
+    if (!ps)
+        return rte_eth_dev_stop(port);
+    ps->port = port;
+    if (rte_eal_alarm_set(1, port_stop_cb, ps) != 0) {
+        free(ps);
+        return rte_eth_dev_stop(port); /* no interrupt thread to queue on */
+    }
+    uint64_t t0 = hy_now_ns();
+    while (!atomic_load(&ps->done)) {
+        if (hy_now_ns() - t0 > PORT_STOP_WAIT_NS) {
+            /* the interrupt thread is stuck: leave it the record */
+            hy_log(HY_LOG_WARNING, "dist/dpdk: port %u: stop not run by EAL's interrupt thread "
+                   "within %llu s", port, PORT_STOP_WAIT_NS / 1000000000ull);
+            return -ETIMEDOUT;
+        }
+        usleep(1000);
+    }
+    int rc = ps->rc;
+    free(ps);
+    return rc;
+}
+
 /* Whether port's device is a memif client (client is memif's role unless
  * its devargs say role=server): the one kind of port whose link needs this
  * node to dial again. */
@@ -407,6 +457,7 @@ static int port_up(struct start_args *sa)
         return HY_ENOTSUP;
     }
     G.port = port;
+    G.memif = di.driver_name && strcmp(di.driver_name, "net_memif") == 0;
     G.nshards = nq;
     G.ip = sa->self->ip;
     G.base_port = sa->self->base_port;
@@ -504,12 +555,15 @@ static int port_up(struct start_args *sa)
            : nq > 1 ? "none, frames on the wrong queue are handed over"
                     : "single queue",
            G.intr ? "RX interrupts" : "bounded poll-then-sleep (no RX interrupts)");
-    /* wait a while for the link (a memif server: until its client connects;
-     * a memif client: reconnected while the server refuses it) */
+    /* wait a while for the link (a memif client: reconnected while the
+     * server refuses it). A memif server does not wait: its client dials it,
+     * and a client started once the server's port is up is never refused. */
     bool client = memif_client(&di);
     t0 = hy_now_ns();
     uint64_t tried = t0;
     for (;;) {
+        if (G.memif && !client)
+            break;
         struct rte_eth_link link;
         memset(&link, 0, sizeof(link));
         if (rte_eth_link_get_nowait(port, &link) == 0 && link.link_status == RTE_ETH_LINK_UP)
@@ -526,7 +580,7 @@ static int port_up(struct start_args *sa)
             tried = now;
             hy_log(HY_LOG_INFO, "dist/dpdk: port %u: memif link down; dialling the server again",
                    port);
-            rte_eth_dev_stop(port);
+            port_stop(port);
             if ((rc = rte_eth_dev_start(port)) != 0)
                 hy_log(HY_LOG_INFO, "dist/dpdk: port %u: start: %s (trying again)", port,
                        rte_strerror(-rc));
@@ -580,7 +634,7 @@ static int stop_job(void *a)
     flows_destroy();
     if (G.port_configured) {
         /* memif tells its peer; queues are released by the next configure */
-        int rc = rte_eth_dev_stop(G.port);
+        int rc = port_stop(G.port);
         if (rc != 0)
             hy_log(HY_LOG_WARNING, "dist/dpdk: port %u: stop: %s", G.port, rte_strerror(-rc));
     }
@@ -591,6 +645,18 @@ static void dpdk_stop(void)
 {
     if (G.eal_ok)
         run_on_helper(stop_job, NULL);
+}
+
+/* memif: whether the peer is still attached (the link up), i.e. still
+ * sharing rings that our stop would free under its poller. Other devices:
+ * false (their peers share no memory with us). */
+static bool dpdk_peer_attached(void)
+{
+    if (!G.eal_ok || !G.port_configured || !G.memif)
+        return false;
+    struct rte_eth_link link;
+    memset(&link, 0, sizeof(link));
+    return rte_eth_link_get_nowait(G.port, &link) == 0 && link.link_status == RTE_ETH_LINK_UP;
 }
 
 /* ---- endpoints (each on its shard's thread) ---------------------------------------------------- */
@@ -857,6 +923,7 @@ const struct hy__transport hy__transport_dpdk = {
     .name = "dpdk",
     .start = dpdk_start,
     .stop = dpdk_stop,
+    .peer_attached = dpdk_peer_attached,
     .open = dpdk_open,
     .close = dpdk_close,
     .rx = dpdk_rx,

@@ -43,6 +43,10 @@ enum hy_wire_type {
 
 #define HY_WF_AUTH 1u
 
+/* CLOSE's optional first payload byte */
+#define HY_WCLOSE_STOPPED 1u /* every shard of the sender has stopped polling its
+                              * device: this frame was its last touch of it */
+
 struct hy_wire_hdr {
     uint16_t magic;
     uint8_t version;

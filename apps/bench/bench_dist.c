@@ -26,6 +26,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sched.h>
@@ -75,6 +76,16 @@ struct dist_setup {
 static void memif_sock_path(const struct dist_setup *s, char *buf, size_t len)
 {
     snprintf(buf, len, "%s/memif.sock", s->memif_dir);
+}
+
+/* Created by node a once its port has started: node b dials only then. A
+ * memif server refuses a client that dials earlier (its socket exists from
+ * its EAL's start), and a zero-copy client cannot dial again after that:
+ * DPDK's memif closes the descriptor of the client's own memory on the
+ * refusal, so every later attempt offers whatever file took its number. */
+static void memif_ready_path(const char *dir, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/ready", dir);
 }
 
 static void fill_peers(const struct dist_setup *s, struct hy_dist_peer peers[2])
@@ -147,7 +158,15 @@ static int dist_up(const struct dist_setup *s, uint32_t self)
     const char *auth = getenv("HYDRA_BENCH_DIST_AUTH");
     if (auth && strcmp(auth, "0") == 0)
         c.authenticate = false;
-    return hy_dist_start(&c);
+    int rc = hy_dist_start(&c);
+    if (rc == 0 && s->memif_dir[0] && self == NODE_A) {
+        char ready[128];
+        memif_ready_path(s->memif_dir, ready, sizeof(ready));
+        int fd = open(ready, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        if (fd >= 0)
+            close(fd);
+    }
+    return rc;
 }
 
 static void node_config(struct hy_config *cfg, uint32_t node, int cpu, int busy_poll)
@@ -299,13 +318,12 @@ int bench_dist_node_main(int argc, char **argv)
     s.send_queue_max = strtoull(argv[4], NULL, 10);
     hy_log_set_level(HY_LOG_WARNING);
     if (s.memif_dir[0]) {
-        /* the memif server (node a) creates its socket when its EAL probes
-         * the vdev; the client's port start needs it there */
-        char sock[128];
+        /* node a's port has started (see memif_ready_path) */
+        char ready[128];
         struct stat st;
 
-        memif_sock_path(&s, sock, sizeof(sock));
-        for (int i = 0; i < 3000 && stat(sock, &st) != 0; i++)
+        memif_ready_path(s.memif_dir, ready, sizeof(ready));
+        for (int i = 0; i < 3000 && stat(ready, &st) != 0; i++)
             usleep(10000);
     }
     node_config(&cfg, NODE_B, s.cpu_b, s.busy_poll);
@@ -638,6 +656,8 @@ static void memif_cleanup(const char *dir)
         rmdir(p);
     }
     snprintf(p, sizeof(p), "%s/memif.sock", dir);
+    unlink(p);
+    memif_ready_path(dir, p, sizeof(p));
     unlink(p);
     rmdir(dir);
 }

@@ -79,6 +79,7 @@ static void set_peers(void)
 static uint32_t me;
 static char dir[64];
 static char sock_path[128];
+static char ready_path[160]; /* created by node 1 once its memif server port has started */
 static unsigned drop_permille;
 /* silence before a node is down: short where a test waits for it, longer
  * elsewhere so a loaded machine does not fail the other tests */
@@ -141,6 +142,12 @@ static void dist_up(void)
     if (rc != 0)
         fprintf(stderr, "node %u: hy_dist_start: %s\n", me, hy_strerror(rc));
     CHECK(rc == 0);
+    if (!use_tap && !use_afp && me == 1) {
+        /* the memif server's port has started: node 2 may dial (spawn_server) */
+        int fd = open(ready_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        CHECK(fd >= 0);
+        close(fd);
+    }
 }
 
 /* Registered "echo" (on shard 1): answers every message to its sender;
@@ -256,6 +263,7 @@ static void make_dir(void)
     snprintf(dir, sizeof(dir), "/tmp/hydra-dpdk-XXXXXX");
     assert_non_null(mkdtemp(dir));
     snprintf(sock_path, sizeof(sock_path), "%s/memif.sock", dir);
+    snprintf(ready_path, sizeof(ready_path), "%s/ready", dir);
 }
 
 /* EAL's runtime directory of a --file-prefix, as EAL names it: left behind
@@ -288,16 +296,19 @@ static void remove_dir(void)
 {
     remove_eal_dirs();
     unlink(sock_path);
+    unlink(ready_path);
     rmdir(dir);
 }
 
-/* The memif server (node 1) creates its socket when EAL probes the vdev; the
- * client's port start needs it there. */
+/* The memif server (node 1) creates its socket when EAL probes the vdev, but
+ * refuses clients until its port has started; node 2 starts once it has
+ * (ready_path). A refused zero-copy client cannot dial again: DPDK's memif
+ * closes the descriptor of the client's own memory on the refusal. */
 static pid_t spawn_server(hy_proc_fn fn)
 {
     pid_t p = spawn_node(1, fn);
     struct stat st;
-    for (int i = 0; i < 1000 && stat(sock_path, &st) != 0; i++)
+    for (int i = 0; i < 3000 && stat(ready_path, &st) != 0; i++)
         usleep(10000);
     return p;
 }
@@ -467,6 +478,109 @@ static void test_dpdk_order_large_zero_copy(void **state)
     use_zc = true;
     run_pair(order_main, serve_main);
     use_zc = false;
+}
+
+/* The stop order over memif. DPDK's memif frees the rings it shares with its
+ * peer when the peer disconnects, on its interrupt thread, unsynchronised with
+ * a shard polling them: a node must not disconnect while its peer still
+ * polls. Node 1 stops first while node 2 still runs: node 1's stop must wait
+ * for node 2 to detach (node 2 stops half a second after it sees node 1 go
+ * down; without the wait node 1's stop returns long before that); node 2's
+ * stop must not wait, since node 1's CLOSE said it polls no more. */
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void write_stamp(const char *name, uint64_t v)
+{
+    char p[200];
+    snprintf(p, sizeof(p), "%s/%s", dir, name);
+    FILE *f = fopen(p, "w");
+    CHECK(f != NULL);
+    fprintf(f, "%llu\n", (unsigned long long)v);
+    fclose(f);
+}
+
+static uint64_t read_stamp(const char *name)
+{
+    char p[200];
+    unsigned long long v = 0;
+    snprintf(p, sizeof(p), "%s/%s", dir, name);
+    FILE *f = fopen(p, "r");
+    if (f) {
+        if (fscanf(f, "%llu", &v) != 1)
+            v = 0;
+        fclose(f);
+        unlink(p);
+    }
+    return v;
+}
+
+static void stop_first_main(void *a)
+{
+    (void)a;
+    dist_up();
+    hy_pid e = find_echo(2);
+    (void)e;
+    hy_dist_send_name("main", 2, T_QUIT, NULL, 0); /* node 2: watch for our going down */
+    struct hy_msg *m;
+    CHECK(hy_recv_tag(T_SEQ_ACK, &m, 10 * SEC) == 0); /* it is watching */
+    hy_msg_free(m);
+    CHECK(hy_dist_stop() == 0);
+    write_stamp("stopped1", mono_ns());
+}
+
+static void stop_second_main(void *a)
+{
+    (void)a;
+    dist_up();
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.shard = 1;
+    hy_pid e;
+    CHECK(hy_spawn_opt(echo, NULL, &o, &e) == 0);
+    CHECK(hy_register("main", HY_PID_NONE) == 0);
+    struct hy_msg *m;
+    CHECK(hy_recv_tag(T_QUIT, &m, 120 * SEC) == 0);
+    hy_pid from = m->from;
+    hy_msg_free(m);
+    CHECK(hy_monitor_node(1, true) == 0);
+    CHECK(hy_send(from, T_SEQ_ACK, NULL, 0) == 0);
+    CHECK(hy_recv_tag(HY_TAG_NODEDOWN, &m, 20 * SEC) == 0);
+    hy_msg_free(m);
+    /* a peer that takes its time to stop, polling meanwhile: node 1 must
+     * still be waiting when it begins (well within node 1's 2 s limit) */
+    hy_sleep_ns(SEC / 2);
+    uint64_t t0 = mono_ns();
+    write_stamp("stopping2", t0);
+    CHECK(hy_dist_stop() == 0);
+    write_stamp("stop2_ns", mono_ns() - t0);
+}
+
+static void test_dpdk_stop_waits_for_the_memif_peer(void **state)
+{
+    (void)state;
+    drop_permille = 0;
+    make_dir();
+    pid_t a = spawn_server(stop_first_main);
+    pid_t b = spawn_node(2, stop_second_main);
+    int ra = wait_node(a, 120000);
+    int rb = wait_node(b, 30000);
+    uint64_t stopped1 = read_stamp("stopped1"), stopping2 = read_stamp("stopping2");
+    uint64_t stop2 = read_stamp("stop2_ns");
+    reap(a);
+    reap(b);
+    remove_dir();
+    assert_int_equal(ra, 0);
+    assert_int_equal(rb, 0);
+    assert_true(stopped1 != 0 && stopping2 != 0 && stop2 != 0);
+    /* node 1 returned from its stop only after node 2 had begun its own */
+    assert_true(stopped1 > stopping2);
+    /* node 2 did not wait for node 1 (which had said it polls no more):
+     * well under the silence limit it would otherwise wait (2 s) */
+    assert_true(stop2 < down_after_ns / 2);
 }
 
 /* A memif server refuses a client that dials before the server's port has
@@ -985,6 +1099,7 @@ int main(void)
         cmocka_unit_test(test_dpdk_order_large_and_handover),
         cmocka_unit_test(test_dpdk_order_large_zero_copy),
         cmocka_unit_test(test_dpdk_client_dials_again_after_refusal),
+        cmocka_unit_test(test_dpdk_stop_waits_for_the_memif_peer),
         cmocka_unit_test(test_dpdk_order_under_loss),
         cmocka_unit_test(test_dpdk_links_and_monitors),
         cmocka_unit_test(test_dpdk_node_down_and_restart),
