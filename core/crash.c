@@ -80,6 +80,7 @@ enum { CODE_RUNTIME = 1, CODE_LIBC, CODE_LIB, CODE_USER };
 
 struct code_range {
     uintptr_t lo, hi;
+    uintptr_t base; /* the object's load address: offsets in a fatal report are from it */
     int kind;
     char name[40]; /* the object's file name (for the diagnostic) */
 };
@@ -94,13 +95,14 @@ static int runtime_known; /* the runtime's code could be told apart */
 extern char __start_hydra_text[] __attribute__((weak, visibility("hidden")));
 extern char __stop_hydra_text[] __attribute__((weak, visibility("hidden")));
 
-static void add_range(uintptr_t lo, uintptr_t hi, int kind, const char *path)
+static void add_range(uintptr_t lo, uintptr_t hi, uintptr_t base, int kind, const char *path)
 {
     if (nranges == MAX_RANGES || lo >= hi)
         return;
     struct code_range *r = &ranges[nranges++];
     r->lo = lo;
     r->hi = hi;
+    r->base = base;
     r->kind = kind;
     const char *slash = path ? strrchr(path, '/') : NULL;
     snprintf(r->name, sizeof(r->name), "%s", slash ? slash + 1 : (path && *path ? path : "?"));
@@ -132,6 +134,8 @@ static int add_object(struct dl_phdr_info *info, size_t size, void *ctx)
         if (ph->p_type == PT_LOAD && marker >= lo && marker < lo + ph->p_memsz)
             runtime = !main_program;
     }
+    if (main_program && nranges && ranges[0].kind == CODE_RUNTIME && !ranges[0].base)
+        ranges[0].base = info->dlpi_addr; /* the runtime's section: offsets in the program */
     int kind = CODE_USER;
     if (runtime) {
         kind = CODE_RUNTIME;
@@ -147,7 +151,7 @@ static int add_object(struct dl_phdr_info *info, size_t size, void *ctx)
         if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X))
             continue;
         uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
-        add_range(lo, lo + ph->p_memsz, kind, path);
+        add_range(lo, lo + ph->p_memsz, info->dlpi_addr, kind, path);
     }
     return 0;
 }
@@ -160,7 +164,7 @@ static void build_ranges(void)
      * the lookup takes the first match */
     uintptr_t rt_lo = (uintptr_t)__start_hydra_text, rt_hi = (uintptr_t)__stop_hydra_text;
     if (rt_lo && rt_hi > rt_lo) {
-        add_range(rt_lo, rt_hi, CODE_RUNTIME, "hydra_text");
+        add_range(rt_lo, rt_hi, 0, CODE_RUNTIME, "the program");
         runtime_known = 1;
     }
     unsigned index = 0;
@@ -265,8 +269,21 @@ static bool hit_guard(struct hy_shard *sh, struct hy_proc *p, uintptr_t addr)
     return glo && addr >= glo && addr < lo;
 }
 
-static __attribute__((noreturn)) void die(int sig, siginfo_t *si, uintptr_t pc, const char *where,
-                                          const char *object)
+/* " in OBJECT+0xOFFSET" for a code address in a known object (what
+ * addr2line -e OBJECT takes), nothing otherwise. */
+static void put_where(uintptr_t a)
+{
+    const struct code_range *r = range_of(a);
+    if (!r)
+        return;
+    put(" in ");
+    put(r->name);
+    put("+");
+    put_hex(a - r->base);
+}
+
+static __attribute__((noreturn)) void die(int sig, siginfo_t *si, const void *ucv, uintptr_t pc,
+                                          const char *where, const char *object)
 {
     struct hy_shard *sh = hy__tls_shard;
     put("hydra: fatal: ");
@@ -275,6 +292,7 @@ static __attribute__((noreturn)) void die(int sig, siginfo_t *si, uintptr_t pc, 
     put_hex((uint64_t)(uintptr_t)si->si_addr);
     put(" (pc ");
     put_hex(pc);
+    put_where(pc);
     put(") ");
     put(where);
     if (object) {
@@ -285,6 +303,23 @@ static __attribute__((noreturn)) void die(int sig, siginfo_t *si, uintptr_t pc, 
     if (sh && hit_guard(sh, sh->current, (uintptr_t)si->si_addr))
         put(", stack overflow");
     put(": not survivable, aborting\n");
+    /* where it happened: frame pointers (objects built without them end the
+     * walk early), each address with its object and offset */
+    if (sh) {
+        uintptr_t bt[16];
+        unsigned n = hy__crash_backtrace(sh, ucv, bt, 16);
+        for (unsigned i = 0; i < n; i++) {
+            char num[8] = "  #";
+            num[3] = (char)('0' + (i / 10) % 10);
+            num[4] = (char)('0' + i % 10);
+            num[5] = ' ';
+            num[6] = 0;
+            put(num);
+            put_hex(bt[i]);
+            put_where(bt[i]);
+            put("\n");
+        }
+    }
     signal(SIGABRT, SIG_DFL);
     abort();
 }
@@ -393,17 +428,17 @@ static void on_fault(int sig, siginfo_t *si, void *ucv)
     uintptr_t pc, fp;
     hy__uc_pc_fp(ucv, &pc, &fp);
     if (!p || sh->in_runtime || p->in_rt)
-        die(sig, si, pc, "while the shard was inside the Hydra runtime", NULL);
+        die(sig, si, ucv, pc, "while the shard was inside the Hydra runtime", NULL);
     const struct code_range *r = range_of(pc);
     if (!r)
-        die(sig, si, pc, "in code unknown to the runtime (not loaded when it started)", NULL);
+        die(sig, si, ucv, pc, "in code unknown to the runtime (not loaded when it started)", NULL);
     switch (r->kind) {
     case CODE_RUNTIME:
-        die(sig, si, pc, "inside the Hydra runtime", NULL);
+        die(sig, si, ucv, pc, "inside the Hydra runtime", NULL);
     case CODE_LIBC:
-        die(sig, si, pc, "inside the C library, called from a process", r->name);
+        die(sig, si, ucv, pc, "inside the C library, called from a process", r->name);
     case CODE_LIB:
-        die(sig, si, pc, "inside a library, called from a process", r->name);
+        die(sig, si, ucv, pc, "inside a library, called from a process", r->name);
     default:
         break;
     }

@@ -1047,6 +1047,15 @@ static void test_crash_in_runtime_aborts(void **state)
     (void)state;
     char *out = run_in_child(wild_free_main);
     expect_diagnostic(out, "inside the Hydra runtime");
+    /* the faulting code's object and offset, then the frames that led there
+     * (at least the allocator and the process's function) */
+    const char *pc = strstr(out, "(pc 0x");
+    if (!pc || !strstr(pc, " in ") || !strstr(out, "  #00 0x") || !strstr(out, "  #01 0x"))
+        print_error("stderr of the child:\n%s\n", out);
+    assert_non_null(pc);
+    assert_true(strstr(pc, " in ") != NULL && strstr(pc, " in ") < strchr(pc, ')'));
+    assert_non_null(strstr(out, "  #00 0x"));
+    assert_non_null(strstr(out, "  #01 0x"));
     free(out);
 }
 
