@@ -188,9 +188,13 @@ int hy_dist_cluster_load(const char *path, struct hy_dist_peer *peers, size_t ma
  * first), once. */
 int hy_dist_start(const struct hy_dist_config *cfg);
 
-/* Stops distribution: peers are told (CLOSE), every connection is dropped
- * (links/monitors get noconnection), endpoints close. Errors: HY_ENOTSTARTED.
- * Context: a process. */
+/* Stops distribution: first every shard stops polling the transport, then
+ * peers are told (CLOSE), every connection is dropped (links/monitors get
+ * noconnection), endpoints close. Over memif (HY_DIST_DPDK with a net_memif
+ * port, whose peer shares our rings) it then waits, up to down_after_ns, for
+ * a peer that has not itself stopped to detach before stopping the port.
+ * Returns after what was sent was acknowledged or down_after_ns passed.
+ * Errors: HY_ENOTSTARTED. Context: a process. */
 int hy_dist_stop(void);
 
 /* Connects to node now (it is done automatically on first use). Returns
