@@ -327,7 +327,14 @@ static void *watch(void *unused)
                        "stall: process %s has held shard %u for %.1f ms of wall-clock time "
                        "(%.1f ms of CPU): blocked in a system call",
                        pid, i, (double)wall_held / 1e6, (double)held / 1e6);
-                pthread_kill(sh->thread, STALL_SIGNAL);
+                /* the signal interrupts the call (SA_RESTART resumes it); its
+                 * handler records where the process waits */
+                atomic_store_explicit(&sh->stall_bt_ready, 1, memory_order_release);
+                uint64_t cpu_at_signal = hy__thread_cpu_ns(clk);
+                if (pthread_kill(sh->thread, STALL_SIGNAL) == 0)
+                    log_backtrace(sh, i, clk, cpu_at_signal);
+                else
+                    atomic_store_explicit(&sh->stall_bt_ready, 0, memory_order_relaxed);
                 continue;
             }
             if (held >= thr && !s[i].reported) {
