@@ -91,6 +91,7 @@ static inline void submit(struct ur *u)
 #define WAKE_COOKIE (1ull << 62)
 
 static void arm(struct ur *u, int fd, uint64_t cookie);
+static void arm_wake(struct ur *u);
 
 static inline void stat_inc(_Atomic uint64_t *c)
 {
@@ -154,7 +155,7 @@ static int ur_init(struct hy_shard *sh, void **state)
         }
         if (sh->wake_fd >= 0) {
             u->wake_fd = sh->wake_fd;
-            arm(u, u->wake_fd, WAKE_COOKIE);
+            arm_wake(u);
         }
         rx_pool_init(u);
     }
@@ -185,13 +186,29 @@ static struct io_uring_sqe *sqe_get(struct ur *u)
     return sqe;
 }
 
-static void arm(struct ur *u, int fd, uint64_t cookie)
+static void arm_mask(struct ur *u, int fd, unsigned mask, uint64_t cookie)
 {
     struct io_uring_sqe *sqe = sqe_get(u);
     if (!sqe)
         hy__fatal("io_uring: no submission entry after a submit");
-    io_uring_prep_poll_multishot(sqe, fd, POLL_MASK);
+    io_uring_prep_poll_multishot(sqe, fd, mask);
     io_uring_sqe_set_data64(sqe, cookie);
+}
+
+static void arm(struct ur *u, int fd, uint64_t cookie)
+{
+    arm_mask(u, fd, POLL_MASK, cookie);
+}
+
+/* The wake_fd's poll: input only. Every write to an eventfd wakes its
+ * waiters, so each wake-up posts a completion whatever the counter holds,
+ * and the counter is never read back while the shard sleeps in the ring
+ * (poll_sleep reads it when it sleeps in ppoll instead). Reading it after
+ * each wake-up cost two system calls: the read, and a second one for the
+ * completion the read's own wake-up (POLLOUT) posted, which found 0. */
+static void arm_wake(struct ur *u)
+{
+    arm_mask(u, u->wake_fd, POLLIN, WAKE_COOKIE);
 }
 
 static int ur_add(void *state, int fd, uint64_t cookie)
@@ -258,11 +275,9 @@ HY__HOT static unsigned ur_poll(struct hy_shard *sh, void *state)
             int res = cqes[i]->res;
             unsigned flags = cqes[i]->flags;
             if (cookie == WAKE_COOKIE) {
-                /* another shard woke us: consume it, keep watching */
-                uint64_t v;
-                (void)!read(u->wake_fd, &v, sizeof(v));
+                /* another shard woke us: keep watching (arm_wake) */
                 if (!(flags & IORING_CQE_F_MORE))
-                    arm(u, u->wake_fd, WAKE_COOKIE);
+                    arm_wake(u);
                 continue;
             }
             if (cookie == CANCEL_COOKIE)
