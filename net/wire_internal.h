@@ -58,24 +58,24 @@ enum hy_wire_type {
 
 /* The header, in wire order (offsets in bytes). */
 struct hy_wire_hdr {
-    uint16_t magic;     /*  0 */
-    uint8_t version;    /*  2 */
-    uint8_t type;       /*  3 */
-    uint16_t flags;     /*  4 */
-    uint16_t src_shard; /*  6 */
-    uint32_t src_node;  /*  8 */
+    uint16_t magic;        /*  0 */
+    uint8_t version;       /*  2 */
+    uint8_t type;          /*  3 */
+    uint16_t flags;        /*  4 */
+    uint16_t src_shard;    /*  6 */
+    uint32_t src_node;     /*  8 */
     uint32_t src_creation; /* 12 */
-    uint32_t dst_node;  /* 16 */
+    uint32_t dst_node;     /* 16 */
     uint32_t dst_creation; /* 20 */
-    uint32_t session;   /* 24: identifies the handshake; 0 before it */
-    uint16_t dst_shard; /* 28 */
-                        /* 30: u16 reserved, 0 (a frame with another value is malformed) */
-    uint32_t seq;       /* 32: DATA: sequence number */
-    uint32_t ack;       /* 36: next sequence expected from the peer */
-    uint64_t sack;      /* 40: bit i: seq ack+1+i received */
-    uint32_t ts;        /* 48: sender's clock, us (0: none) */
-    uint32_t ts_echo;   /* 52: the peer's ts being echoed (0: none) */
-    uint16_t len;       /* not sent: the payload's bytes, from the datagram's length */
+    uint32_t session;      /* 24: identifies the handshake; 0 before it */
+    uint16_t dst_shard;    /* 28 */
+                           /* 30: u16 reserved, 0 (a frame with another value is malformed) */
+    uint32_t seq;          /* 32: DATA: sequence number */
+    uint32_t ack;          /* 36: next sequence expected from the peer */
+    uint64_t sack;         /* 40: bit i: seq ack+1+i received */
+    uint32_t ts;           /* 48: sender's clock, us (0: none) */
+    uint32_t ts_echo;      /* 52: the peer's ts being echoed (0: none) */
+    uint16_t len;          /* not sent: the payload's bytes, from the datagram's length */
 };
 
 /* A message's header fields, decoded (the record header's content). */
