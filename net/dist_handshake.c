@@ -49,9 +49,10 @@ void hy__dist_mac(uint8_t out[32], const char *label, const uint8_t *a, const ui
  * small frame here, against ~520 ns for keyed BLAKE2b and ~900 ns for
  * HMAC-SHA256. Its cost is the algorithm's: two rounds per 8-byte word,
  * eight to finish. Written here (not libsodium's call) for one reason: a
- * frame's first 24 bytes are the same on every DATA frame of a session, so
- * the state after them is kept per channel and direction
- * (hy__dist_frame_tag_mid) and each tag starts from it. */
+ * frame's first HY__TAG_MID (32) bytes are the same on every DATA frame of a
+ * session in one direction (wire_internal.h), so the state after them is kept
+ * per channel and direction (hy__dist_frame_tag_mid) and each tag starts
+ * from it. */
 _Static_assert(crypto_shorthash_siphashx24_BYTES == HY_WIRE_TAG, "tag size");
 _Static_assert(crypto_shorthash_siphashx24_KEYBYTES <= sizeof(((struct hy__chan *)0)->key),
                "session key size");

@@ -118,10 +118,11 @@ struct waiter {
 };
 
 /* SipHash-2-4's state after a frame's first HY__TAG_MID bytes (magic,
- * version, type, nodes, creations, shards: the same on every DATA frame of
- * a session in one direction), with the key and the bytes it was computed
- * from; recomputed whenever either differs, so it is never stale. */
-#define HY__TAG_MID 24
+ * version, type, flags, nodes, creations, shards, session: the same on every
+ * DATA frame of a session in one direction), with the key and the bytes it
+ * was computed from; recomputed whenever either differs, so it is never
+ * stale. */
+#define HY__TAG_MID HY_WIRE_HDR_FIXED
 struct hy__tag_mid {
     uint64_t v[4];
     uint8_t key[16];
@@ -146,7 +147,7 @@ struct hy__chan {
     uint64_t rsp_began;
     uint8_t my_nonce[16], peer_nonce[16];
     uint8_t key[32];
-    /* frame tags' SipHash state after the first 24 bytes, which are the same
+    /* frame tags' SipHash state after the first 32 bytes, which are the same
      * on every DATA frame of a session, per direction (hy__dist_frame_tag_mid) */
     struct hy__tag_mid tag_tx, tag_rx;
     uint64_t hs_retry, hs_began;

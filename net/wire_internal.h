@@ -1,8 +1,15 @@
 /* Hydra's wire format: the UDP payload of every frame. Not installed.
  *
- * All integers little-endian. A frame is a 56-byte header, `len` payload
- * bytes, and, when the channel authenticates (flag HY_WF_AUTH), a 16-byte
- * SipHash-2-4 (128-bit output) tag over header and payload, keyed with the session key.
+ * All integers little-endian. A frame is a 56-byte header, a payload, and,
+ * when the channel authenticates (flag HY_WF_AUTH), a 16-byte SipHash-2-4
+ * (128-bit output) tag over header and payload, keyed with the session key.
+ * The payload's length is the datagram's less the header and the tag (the
+ * header carries none). The header's first 32 bytes (HY_WIRE_HDR_FIXED:
+ * magic, version, type, flags, both nodes, creations and shards, session)
+ * are the same on every DATA frame of a session in one direction, so the
+ * tag's SipHash state after those four words is kept per channel and
+ * direction (dist_handshake.c); only the last 24 bytes (sequence, acks,
+ * timestamps) and the payload are absorbed per frame.
  * DATA frames carry a channel's byte stream, in sequence order: each message
  * is a record [u32 length][message header, 6-66 bytes][payload] (length counts
  * what follows it: the rest of the header and the payload; see "message
@@ -21,12 +28,14 @@
 #include "pid.h"
 
 #define HY_WIRE_MAGIC 0x4859u /* "HY" */
-/* 4: message records of 6-66 bytes (fields only when needed); 3: SipHash-2-4
+/* 5: per-session fields first (a 32-byte fixed prefix), no length field;
+ * 4: message records of 6-66 bytes (fields only when needed); 3: SipHash-2-4
  * (128-bit) frame tags; 2: keyed BLAKE2b tags, ts/ts_echo, derived first
  * sequence numbers */
-#define HY_WIRE_VERSION 4u
+#define HY_WIRE_VERSION 5u
 #define HY_WIRE_MTU 1472      /* UDP payload within a 1500-byte IPv4 frame */
 #define HY_WIRE_HDR 56
+#define HY_WIRE_HDR_FIXED 32 /* the per-session prefix: see above */
 #define HY_WIRE_TAG 16
 #define HY_WIRE_MAXPAY (HY_WIRE_MTU - HY_WIRE_HDR - HY_WIRE_TAG)
 
@@ -47,21 +56,26 @@ enum hy_wire_type {
 #define HY_WCLOSE_STOPPED 1u /* every shard of the sender has stopped polling its
                               * device: this frame was its last touch of it */
 
+/* The header, in wire order (offsets in bytes). */
 struct hy_wire_hdr {
-    uint16_t magic;
-    uint8_t version;
-    uint8_t type;
-    uint32_t src_node, src_creation;
-    uint32_t dst_node, dst_creation;
-    uint16_t src_shard, dst_shard;
-    uint32_t session;   /* identifies the handshake; 0 before it */
-    uint32_t seq;       /* DATA: sequence number */
-    uint32_t ack;       /* next sequence expected from the peer */
-    uint64_t sack;      /* bit i: seq ack+1+i received */
-    uint32_t ts;        /* sender's clock, us (0: none) */
-    uint32_t ts_echo;   /* the peer's ts being echoed (0: none) */
-    uint16_t len;       /* payload bytes of this frame */
-    uint16_t flags;
+    uint16_t magic;        /*  0 */
+    uint8_t version;       /*  2 */
+    uint8_t type;          /*  3 */
+    uint16_t flags;        /*  4 */
+    uint16_t src_shard;    /*  6 */
+    uint32_t src_node;     /*  8 */
+    uint32_t src_creation; /* 12 */
+    uint32_t dst_node;     /* 16 */
+    uint32_t dst_creation; /* 20 */
+    uint32_t session;      /* 24: identifies the handshake; 0 before it */
+    uint16_t dst_shard;    /* 28 */
+                           /* 30: u16 reserved, 0 (a frame with another value is malformed) */
+    uint32_t seq;          /* 32: DATA: sequence number */
+    uint32_t ack;          /* 36: next sequence expected from the peer */
+    uint64_t sack;         /* 40: bit i: seq ack+1+i received */
+    uint32_t ts;           /* 48: sender's clock, us (0: none) */
+    uint32_t ts_echo;      /* 52: the peer's ts being echoed (0: none) */
+    uint16_t len;          /* not sent: the payload's bytes, from the datagram's length */
 };
 
 /* A message's header fields, decoded (the record header's content). */
@@ -161,29 +175,33 @@ static inline uint64_t hy__rd64(const uint8_t *p)
     return HY__LE64(v);
 }
 
+/* Writes h's fields at b (HY_WIRE_HDR bytes); h->len is not written. */
 static inline void hy__wire_put_hdr(uint8_t *b, const struct hy_wire_hdr *h)
 {
     hy__wr16(b + 0, h->magic);
     b[2] = h->version;
     b[3] = h->type;
-    hy__wr32(b + 4, h->src_node);
-    hy__wr32(b + 8, h->src_creation);
-    hy__wr32(b + 12, h->dst_node);
-    hy__wr32(b + 16, h->dst_creation);
-    hy__wr16(b + 20, h->src_shard);
-    hy__wr16(b + 22, h->dst_shard);
+    hy__wr16(b + 4, h->flags);
+    hy__wr16(b + 6, h->src_shard);
+    hy__wr32(b + 8, h->src_node);
+    hy__wr32(b + 12, h->src_creation);
+    hy__wr32(b + 16, h->dst_node);
+    hy__wr32(b + 20, h->dst_creation);
     hy__wr32(b + 24, h->session);
-    hy__wr32(b + 28, h->seq);
-    hy__wr32(b + 32, h->ack);
-    hy__wr64(b + 36, h->sack);
-    hy__wr32(b + 44, h->ts);
-    hy__wr32(b + 48, h->ts_echo);
-    hy__wr16(b + 52, h->len);
-    hy__wr16(b + 54, h->flags);
+    hy__wr16(b + 28, h->dst_shard);
+    hy__wr16(b + 30, 0);
+    hy__wr32(b + 32, h->seq);
+    hy__wr32(b + 36, h->ack);
+    hy__wr64(b + 40, h->sack);
+    hy__wr32(b + 48, h->ts);
+    hy__wr32(b + 52, h->ts_echo);
 }
 
-/* Returns 0, or -1 when the frame is malformed (bad magic, version, or a
- * length that does not match n). */
+/* Reads the header of the n-byte frame at b into h, h->len being the
+ * payload's length (n less the header and, with HY_WF_AUTH, the tag).
+ * Returns 0, or -1 when the frame is malformed (short, bad magic, type or
+ * reserved field, a payload longer than HY_WIRE_MAXPAY); the version is the
+ * caller's to check. */
 static inline int hy__wire_get_hdr(const uint8_t *b, size_t n, struct hy_wire_hdr *h)
 {
     if (n < HY_WIRE_HDR)
@@ -191,25 +209,26 @@ static inline int hy__wire_get_hdr(const uint8_t *b, size_t n, struct hy_wire_hd
     h->magic = hy__rd16(b);
     h->version = b[2];
     h->type = b[3];
-    h->src_node = hy__rd32(b + 4);
-    h->src_creation = hy__rd32(b + 8);
-    h->dst_node = hy__rd32(b + 12);
-    h->dst_creation = hy__rd32(b + 16);
-    h->src_shard = hy__rd16(b + 20);
-    h->dst_shard = hy__rd16(b + 22);
+    h->flags = hy__rd16(b + 4);
+    h->src_shard = hy__rd16(b + 6);
+    h->src_node = hy__rd32(b + 8);
+    h->src_creation = hy__rd32(b + 12);
+    h->dst_node = hy__rd32(b + 16);
+    h->dst_creation = hy__rd32(b + 20);
     h->session = hy__rd32(b + 24);
-    h->seq = hy__rd32(b + 28);
-    h->ack = hy__rd32(b + 32);
-    h->sack = hy__rd64(b + 36);
-    h->ts = hy__rd32(b + 44);
-    h->ts_echo = hy__rd32(b + 48);
-    h->len = hy__rd16(b + 52);
-    h->flags = hy__rd16(b + 54);
-    if (h->magic != HY_WIRE_MAGIC || h->type < HY_WT_DATA || h->type > HY_WT_REJECT)
+    h->dst_shard = hy__rd16(b + 28);
+    h->seq = hy__rd32(b + 32);
+    h->ack = hy__rd32(b + 36);
+    h->sack = hy__rd64(b + 40);
+    h->ts = hy__rd32(b + 48);
+    h->ts_echo = hy__rd32(b + 52);
+    if (h->magic != HY_WIRE_MAGIC || h->type < HY_WT_DATA || h->type > HY_WT_REJECT ||
+        hy__rd16(b + 30) != 0)
         return -1;
-    size_t want = HY_WIRE_HDR + (size_t)h->len + ((h->flags & HY_WF_AUTH) ? HY_WIRE_TAG : 0);
-    if (want != n || h->len > HY_WIRE_MAXPAY)
+    size_t over = HY_WIRE_HDR + ((h->flags & HY_WF_AUTH) ? HY_WIRE_TAG : 0);
+    if (n < over || n - over > HY_WIRE_MAXPAY)
         return -1;
+    h->len = (uint16_t)(n - over);
     return 0;
 }
 
