@@ -212,10 +212,9 @@ static inline void count_batch(struct hy_shard *sh, unsigned dst, uint32_t n)
 
 static inline void mark_dirty(struct hy_shard *sh, unsigned dst)
 {
-    if (sh->is_dirty[dst] != HY__DIRTY_WAKE) {
-        if (!sh->is_dirty[dst])
-            sh->dirty[sh->ndirty++] = (uint16_t)dst;
-        sh->is_dirty[dst] = HY__DIRTY_WAKE;
+    if (!sh->is_dirty[dst]) {
+        sh->is_dirty[dst] = 1;
+        sh->dirty[sh->ndirty++] = (uint16_t)dst;
     }
 }
 
@@ -292,21 +291,6 @@ void hy__mesh_entry_commit_rest(struct hy_shard *sh, unsigned dst)
     hy__mesh_batch_full(sh, dst);
 }
 
-void hy__mesh_push_home(struct hy_shard *sh, unsigned dst, uintptr_t entry)
-{
-    struct hy_ring *r = sh->out[dst];
-    if (__builtin_expect(ovf_empty(&sh->ovf[dst]), 1) && hy__ring_push(r, entry)) {
-        if (!sh->is_dirty[dst]) {
-            sh->is_dirty[dst] = HY__DIRTY_QUIET;
-            sh->dirty[sh->ndirty++] = (uint16_t)dst;
-        }
-        if (hy__ring_staged(r) >= PUBLISH_BATCH)
-            hy__mesh_batch_full(sh, dst);
-        return;
-    }
-    hy__mesh_push(sh, dst, entry);
-}
-
 void hy__mesh_push(struct hy_shard *sh, unsigned dst, uintptr_t entry)
 {
     struct hy__overflow *o = &sh->ovf[dst];
@@ -339,7 +323,6 @@ void hy__mesh_flush(struct hy_shard *sh)
     }
     for (unsigned k = 0; k < sh->ndirty; k++) {
         unsigned dst = sh->dirty[k];
-        bool wake = sh->is_dirty[dst] == HY__DIRTY_WAKE;
         sh->is_dirty[dst] = 0;
         struct hy_ring *r = sh->out[dst];
         uint32_t staged = hy__ring_staged(r);
@@ -350,37 +333,9 @@ void hy__mesh_flush(struct hy_shard *sh)
         /* pushed to this turn: the full check, also when every entry went
          * in a batch published earlier (hy__mesh_batch_full's plain load
          * may have missed a consumer falling asleep) */
-        if (wake) {
-            hy__wake_shard(hy__rt.shards[dst]);
-        } else if (!sh->is_ret_quiet[dst]) {
-            if (!sh->nret_quiet)
-                sh->ret_quiet_at = sh->now;
-            sh->is_ret_quiet[dst] = 1;
-            sh->ret_quiet[sh->nret_quiet++] = (uint16_t)dst;
-        }
+        hy__wake_shard(hy__rt.shards[dst]);
     }
     sh->ndirty = 0;
-}
-
-unsigned hy__mesh_ret_announce(struct hy_shard *sh, bool wake)
-{
-    for (unsigned k = 0; k < sh->nret_quiet;) {
-        unsigned dst = sh->ret_quiet[k];
-        struct hy_ring *r = sh->out[dst];
-        /* acquire: pairs with the consumer's release of the tail */
-        bool taken = atomic_load_explicit(&r->tail, memory_order_acquire) == r->head_pub;
-        if (!taken && !wake) {
-            k++;
-            continue;
-        }
-        if (!taken)
-            hy__wake_shard(hy__rt.shards[dst]); /* the full check: fence, then sleeping */
-        sh->is_ret_quiet[dst] = 0;
-        sh->ret_quiet[k] = sh->ret_quiet[--sh->nret_quiet];
-    }
-    if (sh->nret_quiet && !wake)
-        return sh->nret_quiet;
-    return 0;
 }
 
 size_t hy__mesh_backlog(const struct hy_shard *sh, int dst)

@@ -220,7 +220,7 @@ static void ret_push(struct hy_shard *sh, unsigned home, struct hy__ret_list *rl
         b->cls = cls;
         e |= 2u;
     }
-    hy__mesh_push_home(sh, home, e);
+    hy__mesh_push(sh, home, e);
     rl->head = NULL;
     rl->tail = NULL;
     rl->n = 0;

@@ -316,8 +316,6 @@ static unsigned turn(struct hy_shard *sh)
         hy__ret_flush(sh);
     }
     sh->now = hy_now_ns();
-    if (sh->nret_quiet && sh->now - sh->ret_quiet_at >= HY__RET_QUIET_NS)
-        hy__mesh_ret_announce(sh, true);
     hy__timer_expire(sh);
     if (sh->reap_head) {
         hy__reap_pending(sh);
@@ -399,11 +397,6 @@ static void idle_sleep(struct hy_shard *sh)
         if (h < deadline)
             deadline = h;
     }
-    /* buffers sent home to a sleeping shard and not taken yet: wake up
-     * when it is time to wake their home (hy__mesh_ret_announce) */
-    if (sh->nret_quiet && hy__mesh_ret_announce(sh, false) &&
-        sh->ret_quiet_at + HY__RET_QUIET_NS < deadline)
-        deadline = sh->ret_quiet_at + HY__RET_QUIET_NS;
     /* no clock read without a deadline; with one, the futex sleep's
      * timeout is measured from this read too (what lies between is a few
      * loads and stores: the wake-up is not early, and late by less than

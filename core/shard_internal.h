@@ -294,16 +294,6 @@ struct hy__ret_list {
     struct hy_msg *tail;   /* the first one freed: the list's last */
 };
 
-/* is_dirty[dst]: a ring pushed to this turn, whose end-of-turn flush wakes
- * dst if it sleeps (a message or a signal), or only publishes (nothing but
- * buffers going home, which wait for dst's next wake-up). */
-#define HY__DIRTY_WAKE 1
-#define HY__DIRTY_QUIET 2
-/* How long buffers going home may wait in the ring of a sleeping home
- * shard before their sender wakes it (its next wake-up for anything else
- * usually comes first, and takes them). */
-#define HY__RET_QUIET_NS 1000000u
-
 struct hy_shard {
     unsigned id;
     int cpu;
@@ -349,15 +339,7 @@ struct hy_shard {
     struct hy__overflow ovf[HY_MAX_SHARDS];
     uint16_t dirty[HY_MAX_SHARDS];           /* rings with staged entries */
     uint16_t ndirty;
-    uint8_t is_dirty[HY_MAX_SHARDS];         /* 0, HY__DIRTY_WAKE or HY__DIRTY_QUIET */
-    /* Rings whose last flush published buffers going home without waking
-     * their consumer (HY__DIRTY_QUIET): if it still has not taken them
-     * HY__RET_QUIET_NS after the first of them, hy__mesh_ret_announce
-     * wakes it, and a shard going to sleep wakes up for that then. */
-    uint16_t ret_quiet[HY_MAX_SHARDS];
-    uint16_t nret_quiet;
-    uint8_t is_ret_quiet[HY_MAX_SHARDS];
-    uint64_t ret_quiet_at;                   /* sh->now at the first of them */
+    uint8_t is_dirty[HY_MAX_SHARDS];
     uint16_t ovf_list[HY_MAX_SHARDS];        /* shards with a non-empty overflow */
     uint16_t novf;
     uint8_t entry_queued;                    /* the entry reserved last is in an overflow queue */
@@ -608,14 +590,6 @@ int hy__mesh_create(void);
 void hy__mesh_destroy(void);
 /* Queues an entry (message pointer, or return list with bit 0 set) for shard dst. */
 void hy__mesh_push(struct hy_shard *sh, unsigned dst, uintptr_t entry);
-/* As hy__mesh_push, for buffers going home: the end of the turn's flush
- * publishes them but does not wake dst for them alone. */
-void hy__mesh_push_home(struct hy_shard *sh, unsigned dst, uintptr_t entry);
-/* Forgets the rings of ret_quiet whose consumer took everything published;
- * with wake, wakes the consumers of the others (if asleep) and forgets
- * them too. Returns how many are left (0 with wake). Called by the
- * scheduler: every turn once HY__RET_QUIET_NS passed, and before a sleep. */
-unsigned hy__mesh_ret_announce(struct hy_shard *sh, bool wake);
 /* Producer: an entry at the tail of the overflow queue towards dst (for
  * hy__mesh_entry_reserve when the ring is full or entries already wait);
  * NULL when the ring has no entry array, or has room for a pointer but no
@@ -664,10 +638,9 @@ static inline __attribute__((always_inline)) bool hy__mesh_entry_stage(struct hy
                                                                       struct hy_ring *r)
 {
     hy__ring_entry_commit(r);
-    if (sh->is_dirty[dst] != HY__DIRTY_WAKE) {
-        if (!sh->is_dirty[dst])
-            sh->dirty[sh->ndirty++] = (uint16_t)dst;
-        sh->is_dirty[dst] = HY__DIRTY_WAKE;
+    if (!sh->is_dirty[dst]) {
+        sh->is_dirty[dst] = 1;
+        sh->dirty[sh->ndirty++] = (uint16_t)dst;
     }
     return __builtin_expect(hy__ring_staged(r) >= HY__MESH_PUBLISH_BATCH, 0);
 }

@@ -19,7 +19,6 @@
 #include <cmocka.h>
 
 #include "hydra.h"
-#include "shard_internal.h"
 #include "test_support.h"
 
 #define SEC     INT64_C(1000000000)
@@ -346,102 +345,6 @@ static void test_mesh_flood_both_ways_no_deadlock(void **state)
     hy_test_run_cfg(&cfg, body_flood, NULL);
 }
 
-/* Buffers going home do not wake their home shard: a message of shard 0's
- * pool freed on shard 1 goes back in shard 1's ring towards shard 0, whose
- * flush publishes it without waking shard 0 (asleep, nothing else to do);
- * HY__RET_QUIET_NS later shard 1 wakes it for them, and they are home. */
-static struct {
-    hy_pid parent;
-    uint64_t sleeps_before, sleeps_after;
-    uint32_t asleep_after, taken_after, quiet_after;
-    bool home_before, asleep_before, home_later;
-} qr;
-
-static bool shard1_returns_taken(void *arg)
-{
-    (void)arg;
-    struct hy_shard *sh = hy__rt.shards[1]; /* the caller runs on shard 1 */
-    struct hy_ring *r = sh->out[0];
-    return sh->nret_quiet == 0 && !sh->ret_pending &&
-           atomic_load_explicit(&r->tail, memory_order_acquire) == r->head_pub;
-}
-
-static bool shard0_asleep(void *arg)
-{
-    (void)arg;
-    struct hy_stats st;
-    hy_stats_get(0, &st);
-    return st.sleeps >= 1 &&
-           atomic_load_explicit(&hy__rt.shards[0]->sleeping, memory_order_seq_cst) == 1;
-}
-
-static void quiet_freer(void *arg)
-{
-    (void)arg;
-    struct hy_msg *m = hy_test_must_recv_tag(T_DATA, WAIT_NS);
-    if (!m)
-        return;
-    HY_CHECK_EQ(m->home, 0);
-    /* the spawn's own buffer went home first: wait until it is taken, and
-     * until shard 0 sleeps (its process waits with no timer due soon) */
-    qr.home_before = hy_test_wait_until(shard1_returns_taken, NULL, 10000);
-    qr.asleep_before = hy_test_wait_until(shard0_asleep, NULL, 10000);
-    struct hy_stats st;
-    hy_stats_get(0, &st);
-    qr.sleeps_before = st.sleeps;
-    struct hy_shard *sh = hy__rt.shards[1];
-    hy_msg_free(m);
-    /* the turn's end sends it home; a yielded process may run again in the
-     * same turn, so yield until the flush has happened (bounded) */
-    uint64_t deadline = hy_now_ns() + 10 * SEC;
-    while (sh->ret_pending && hy_now_ns() < deadline)
-        hy_yield();
-    hy_yield();
-    qr.quiet_after = sh->nret_quiet;
-    qr.asleep_after = atomic_load_explicit(&hy__rt.shards[0]->sleeping, memory_order_seq_cst);
-    qr.taken_after = atomic_load_explicit(&sh->out[0]->tail, memory_order_acquire) ==
-                     sh->out[0]->head_pub;
-    hy_stats_get(0, &st);
-    qr.sleeps_after = st.sleeps;
-    /* nothing else happens: shard 1 wakes shard 0 for them itself */
-    qr.home_later = hy_test_wait_until(shard1_returns_taken, NULL, 10000);
-    hy_test_send_u32(qr.parent, T_DONE, 0);
-}
-
-static void body_quiet_returns(void *arg)
-{
-    (void)arg;
-    qr.parent = hy_self();
-    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
-    o.shard = 1;
-    hy_pid p;
-    HY_CHECK_EQ(hy_spawn_opt(quiet_freer, NULL, &o, &p), 0);
-    /* more than a ring entry carries: a buffer of shard 0's pool */
-    unsigned char buf[512] = {0};
-    HY_CHECK_EQ(hy_send(p, T_DATA, buf, sizeof(buf)), 0);
-    hy_msg_free(hy_test_must_recv_tag(T_DONE, WAIT_NS));
-}
-
-static void test_mesh_buffers_home_do_not_wake_the_home_shard(void **state)
-{
-    (void)state;
-    memset(&qr, 0, sizeof(qr));
-    struct hy_config cfg;
-    hy_config_init(&cfg);
-    cfg.nshards = 2;
-    cfg.idle_spin_ns = 0; /* an idle shard sleeps at once */
-    hy_test_run_cfg(&cfg, body_quiet_returns, NULL);
-    assert_true(qr.home_before);
-    assert_true(qr.asleep_before);
-    /* published, not taken, shard 0 still in the same sleep */
-    assert_int_equal(qr.quiet_after, 1);
-    assert_int_equal(qr.asleep_after, 1);
-    assert_int_equal(qr.taken_after, 0);
-    assert_int_equal(qr.sleeps_after, qr.sleeps_before);
-    /* and home within the bound's wake-up */
-    assert_true(qr.home_later);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -449,7 +352,6 @@ int main(void)
         cmocka_unit_test(test_mesh_four_shards),
         cmocka_unit_test(test_mesh_small_rings_overflow),
         cmocka_unit_test(test_mesh_flood_both_ways_no_deadlock),
-        cmocka_unit_test(test_mesh_buffers_home_do_not_wake_the_home_shard),
     };
     if (getenv("HY_TEST_FILTER"))
         cmocka_set_test_filter(getenv("HY_TEST_FILTER"));
