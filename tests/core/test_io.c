@@ -218,6 +218,7 @@ struct client {
     long gap_ns;
     atomic_int *go;
     atomic_int done;
+    atomic_int finished; /* the client made its requests (or gave up) */
     int echoed;
 };
 
@@ -245,6 +246,7 @@ static void *client_thread(void *arg)
             nanosleep(&gap, NULL);
         }
     }
+    atomic_store(&c->finished, 1);
     /* until the server has read what it needed (closing early would make
      * its read see the end of the stream instead) */
     uint64_t deadline = hy_now_ns() + 10 * SECOND;
@@ -271,6 +273,13 @@ static void client_start(struct client *cl, int count, pthread_t *t, struct hy_t
 /* Tells the client to go, waits for it and closes both sockets. */
 static void client_end(struct client *cl, pthread_t t, struct hy_tcp *ls, struct hy_tcp *sv)
 {
+    /* the last reply reaches the kernel when this process next waits (a
+     * send alone on the shard goes with the submission of the receive
+     * armed next, or of the next turn), and the join below blocks the
+     * shard's thread: wait here for the client's last read */
+    uint64_t deadline = hy_now_ns() + 10 * SECOND;
+    while (!atomic_load(&cl->finished) && hy_now_ns() < deadline)
+        hy_sleep_ns(100000);
     atomic_store(&cl->done, 1);
     pthread_join(t, NULL);
     hy_tcp_close(sv);
