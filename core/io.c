@@ -227,9 +227,21 @@ HY__HOT void hy__io_dispatch(struct hy_shard *sh, uint64_t cookie, uint32_t ev)
 static void tx_progress(struct hy_shard *sh, struct hy__io_watch *w, uint64_t cookie, int res)
 {
     struct hy__io *io = sh->io;
-    if (res == -ECANCELED && w->tx_link == HY__IO_TX_CANCEL)
+    uint8_t link = w->tx_link;
+    if (res == -ECANCELED && link == HY__IO_TX_CANCEL)
         res = 0; /* a linked send cancelled by tx_unlink: nothing taken */
     w->tx_link = 0;
+    bool rx_lost = false;
+    if (link >= HY__IO_TX_LINKED && w->rx_armed) {
+        /* a linked send completes only when it failed or was cut short:
+         * the kernel then cancelled the receive behind it without a
+         * completion (a failed request that skips its completion on
+         * success skips those of its links): the owner's recv finds out */
+        w->rx_armed = 0;
+        io->be->recv_put(io->state, -1);
+        w->ready |= HY_IO_IN;
+        rx_lost = true;
+    }
     if (res > 0) {
         w->tx_off += (uint32_t)res;
     } else if (res < 0 && res != -EAGAIN && res != -EINTR) {
@@ -250,7 +262,7 @@ static void tx_progress(struct hy_shard *sh, struct hy__io_watch *w, uint64_t co
             w->tx_cap = 0;
         }
     }
-    w->on_ready(sh, w, HY_IO_TX);
+    w->on_ready(sh, w, rx_lost ? HY_IO_TX | HY_IO_IN : HY_IO_TX);
 }
 
 /* Ends the link of w's send request (tx_link set): afterwards tx_link is 0
@@ -276,8 +288,10 @@ __attribute__((noinline)) static void tx_unlink(struct hy_shard *sh, struct hy__
      * dispatches it (tx_progress clears tx_link) */
     for (int i = 0; w->tx_link && i < (r == 1 ? 1 : 1000); i++)
         hy__io_poll(sh);
-    if (w->tx_link) /* no completion: it took every byte */
+    if (w->tx_link) { /* no completion: it took every byte (the receive runs) */
+        w->tx_link = 0;
         tx_progress(sh, w, cookie, (int)(w->tx_len - w->tx_off));
+    }
 }
 
 HY__HOT void hy__io_dispatch_recv(struct hy_shard *sh, uint64_t cookie, int res, int bid,
@@ -289,8 +303,10 @@ HY__HOT void hy__io_dispatch_recv(struct hy_shard *sh, uint64_t cookie, int res,
     if (idx && idx < io->cap && io->gen[idx] == (uint32_t)(cookie >> 32))
         w = io->slots[idx];
     /* the receive ran: the send linked ahead of it took every byte */
-    if (w && w->tx_link >= HY__IO_TX_LINKED && res != -ECANCELED)
+    if (w && w->tx_link >= HY__IO_TX_LINKED && res != -ECANCELED) {
+        w->tx_link = 0;
         tx_progress(sh, w, cookie, (int)(w->tx_len - w->tx_off));
+    }
     if (!w || !w->rx_armed || res <= 0 || bid < 0) {
         /* the watch went away, or no bytes came: the buffer (if any) and
          * the receive's place go back */
