@@ -27,7 +27,14 @@
  * load. When the shard makes no system call, the kernel raises
  * IORING_SQ_TASKRUN in the ring's flags; the poll (each turn, a read of
  * shared memory) sees it and enters the kernel once to have the work run,
- * and a sleeping shard is woken by the task work itself. */
+ * and a sleeping shard is woken by the task work itself.
+ *
+ * A send queued last may have the same socket's receive linked behind it
+ * (recv_arm_linked: IOSQE_IO_LINK, the send with IOSQE_CQE_SKIP_SUCCESS and
+ * MSG_WAITALL): a reply and the wait for the next request go to the kernel
+ * in the sleep's one io_uring_enter, and only the receive completes. A
+ * send that fails or is cut short completes, and the kernel cancels the
+ * receive behind it without a completion (io.c's tx_progress). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <liburing.h>
