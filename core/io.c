@@ -381,7 +381,9 @@ HY__HOT int hy__io_send(struct hy_shard *sh, struct hy__io_watch *w, const struc
     struct hy__io *io = sh->io;
     if (!io->be->send || !w->idx || w->tx_err)
         return 0;
-    if (w->tx_link) /* appended bytes may not wait for the peer */
+    /* appended bytes may not wait for the peer: a linked send's link ends
+     * (a held one, still the ring's last entry, grows to take them) */
+    if (w->tx_link > HY__IO_TX_HELD)
         tx_unlink(sh, w);
     if (total > HY__IO_TX_CAP - w->tx_len)
         return 0;
@@ -406,8 +408,11 @@ HY__HOT int hy__io_send(struct hy_shard *sh, struct hy__io_watch *w, const struc
         w->tx_cap = TX_BUF;
     }
     if (need > w->tx_cap) {
-        if (w->tx_busy) /* the kernel reads the buffer: it may not move */
+        if (w->tx_busy) { /* the kernel reads the buffer: it may not move */
+            if (w->tx_link)
+                tx_unlink(sh, w);
             return 0;
+        }
         uint32_t ncap = w->tx_cap ? w->tx_cap : TX_BUF;
         while (ncap < need)
             ncap *= 2;
@@ -424,8 +429,14 @@ HY__HOT int hy__io_send(struct hy_shard *sh, struct hy__io_watch *w, const struc
     }
     w->tx_len = need;
     hy__stat_add(&sh->st.io_sends, 1);
-    if (w->tx_busy) /* they go with the next request */
+    if (w->tx_busy) {
+        /* a held send takes them if it is still the last entry; else
+         * they go with the next request */
+        if (w->tx_link == HY__IO_TX_HELD &&
+            !io->be->send_grow(io->state, cookie_of(io, w->idx), w->tx_len - w->tx_off))
+            w->tx_link = 0;
         return 1;
+    }
     if (!io->be->send(io->state, w->fd, w->tx_buf + w->tx_off, w->tx_len - w->tx_off,
                       cookie_of(io, w->idx))) {
         w->tx_len -= (uint32_t)total;

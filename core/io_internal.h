@@ -192,6 +192,10 @@ struct hy__io_backend {
      * is in the ring or comes with the next poll); 2 when it was cancelled
      * in the kernel (its completion, with the bytes taken, comes). */
     int (*send_unlink)(void *state, uint64_t cookie);
+    /* The held send of cookie (the last entry queued, not submitted) now
+     * sends len bytes from the same address; false: it is not held (an
+     * entry came after it, or it was submitted). */
+    bool (*send_grow)(void *state, uint64_t cookie, uint32_t len);
     /* Cancels the receive of cookie; sync: returns once its completion is
      * in the ring. */
     void (*recv_cancel)(void *state, uint64_t cookie, bool sync);

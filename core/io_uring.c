@@ -435,6 +435,15 @@ static int ur_recv_arm_linked(void *state, int fd, uint64_t cookie)
     return 1;
 }
 
+static bool ur_send_grow(void *state, uint64_t cookie, uint32_t len)
+{
+    struct ur *u = state;
+    if (!u->held || u->held_cookie != cookie)
+        return false;
+    u->held->len = len;
+    return true;
+}
+
 static int ur_send_unlink(void *state, uint64_t cookie)
 {
     struct ur *u = state;
@@ -576,6 +585,7 @@ const struct hy__io_backend hy__io_uring_backend = {
     .recv_arm = ur_recv_arm,
     .recv_arm_linked = ur_recv_arm_linked,
     .send_unlink = ur_send_unlink,
+    .send_grow = ur_send_grow,
     .recv_cancel = ur_recv_cancel,
     .recv_buf = ur_recv_buf,
     .recv_put = ur_recv_put,

@@ -816,7 +816,9 @@ static void link_main(void *arg)
             if (hy_tcp_recv(sv, &q, 1, &got, 5 * SECOND) != 0 || q != 'q')
                 break;
             c->served++;
-            if (link_send(sv, b, &off, LINK_REPLY) != 0)
+            /* in two sends: the second grows the held first */
+            if (link_send(sv, b, &off, LINK_REPLY / 2) != 0 ||
+                link_send(sv, b, &off, LINK_REPLY / 2) != 0)
                 break;
             if (c->mode != LINK_APPEND_IN_FLIGHT)
                 continue;
