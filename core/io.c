@@ -221,6 +221,79 @@ HY__HOT void hy__io_dispatch(struct hy_shard *sh, uint64_t cookie, uint32_t ev)
     w->on_ready(sh, w, ev);
 }
 
+/* What a send request of w (cookie) ended with, res bytes taken or
+ * -errno: queues the next request for what is left or was appended, or
+ * records the error; wakes through on_ready(HY_IO_TX). */
+static void tx_progress(struct hy_shard *sh, struct hy__io_watch *w, uint64_t cookie, int res)
+{
+    struct hy__io *io = sh->io;
+    uint8_t link = w->tx_link;
+    if (res == -ECANCELED && link == HY__IO_TX_CANCEL)
+        res = 0; /* a linked send cancelled by tx_unlink: nothing taken */
+    w->tx_link = 0;
+    bool rx_lost = false;
+    if (link >= HY__IO_TX_LINKED && w->rx_armed) {
+        /* a linked send completes only when it failed or was cut short:
+         * the kernel then cancelled the receive behind it without a
+         * completion (a failed request that skips its completion on
+         * success skips those of its links): the owner's recv finds out */
+        w->rx_armed = 0;
+        io->be->recv_put(io->state, -1);
+        w->ready |= HY_IO_IN;
+        rx_lost = true;
+    }
+    if (res > 0) {
+        w->tx_off += (uint32_t)res;
+    } else if (res < 0 && res != -EAGAIN && res != -EINTR) {
+        w->tx_err = res == -EPIPE || res == -ECANCELED ? HY_ECLOSED : hy__errno_to_hy(-res);
+        w->tx_off = w->tx_len; /* the rest can never go in order */
+    }
+    if (w->tx_off < w->tx_len &&
+        io->be->send(io->state, w->fd, w->tx_buf + w->tx_off, w->tx_len - w->tx_off, cookie)) {
+        /* a short send, or bytes appended meanwhile: the next request */
+    } else {
+        if (w->tx_off < w->tx_len && !w->tx_err)
+            w->tx_err = HY_ENOMEM;
+        w->tx_busy = 0;
+        w->tx_off = w->tx_len = 0;
+        if (w->tx_cap == TX_BUF && io->ntx_free < sizeof(io->tx_free) / sizeof(io->tx_free[0])) {
+            io->tx_free[io->ntx_free++] = w->tx_buf;
+            w->tx_buf = NULL;
+            w->tx_cap = 0;
+        }
+    }
+    w->on_ready(sh, w, rx_lost ? HY_IO_TX | HY_IO_IN : HY_IO_TX);
+}
+
+/* Ends the link of w's send request (tx_link set): afterwards tx_link is 0
+ * and the request is an ordinary one whose completion comes, or it ended
+ * (its end dispatched). For bytes appended behind it, a receive cancelled
+ * or a socket closed or moved: none may wait for the peer's next bytes. */
+__attribute__((noinline)) static void tx_unlink(struct hy_shard *sh, struct hy__io_watch *w)
+{
+    struct hy__io *io = sh->io;
+    uint64_t cookie = cookie_of(io, w->idx);
+    if (w->tx_link == HY__IO_TX_HELD) { /* no receive after it yet */
+        (void)io->be->send_unlink(io->state, cookie);
+        w->tx_link = 0;
+        return;
+    }
+    int r = io->be->send_unlink(io->state, cookie);
+    if (r == 0) {
+        w->tx_link = 0;
+        return;
+    }
+    w->tx_link = HY__IO_TX_CANCEL;
+    /* a failure's completion (1) or the cancelled request's (2): the poll
+     * dispatches it (tx_progress clears tx_link) */
+    for (int i = 0; w->tx_link && i < (r == 1 ? 1 : 1000); i++)
+        hy__io_poll(sh);
+    if (w->tx_link) { /* no completion: it took every byte (the receive runs) */
+        w->tx_link = 0;
+        tx_progress(sh, w, cookie, (int)(w->tx_len - w->tx_off));
+    }
+}
+
 HY__HOT void hy__io_dispatch_recv(struct hy_shard *sh, uint64_t cookie, int res, int bid,
                                   uint32_t bufsz)
 {
@@ -229,6 +302,11 @@ HY__HOT void hy__io_dispatch_recv(struct hy_shard *sh, uint64_t cookie, int res,
     struct hy__io_watch *w = NULL;
     if (idx && idx < io->cap && io->gen[idx] == (uint32_t)(cookie >> 32))
         w = io->slots[idx];
+    /* the receive ran: the send linked ahead of it took every byte */
+    if (w && w->tx_link >= HY__IO_TX_LINKED && res != -ECANCELED) {
+        w->tx_link = 0;
+        tx_progress(sh, w, cookie, (int)(w->tx_len - w->tx_off));
+    }
     if (!w || !w->rx_armed || res <= 0 || bid < 0) {
         /* the watch went away, or no bytes came: the buffer (if any) and
          * the receive's place go back */
@@ -257,6 +335,17 @@ HY__HOT bool hy__io_recv_arm(struct hy_shard *sh, struct hy__io_watch *w)
     struct hy__io *io = sh->io;
     if (!io->be->recv_arm || !w->idx || w->rx_armed || w->rx_len)
         return false;
+    if (w->tx_link == HY__IO_TX_HELD) {
+        /* the reply's send and this receive in one submission */
+        w->tx_link = 0;
+        int r = io->be->recv_arm_linked(io->state, w->fd, cookie_of(io, w->idx));
+        if (r < 0)
+            return false;
+        if (r > 0)
+            w->tx_link = HY__IO_TX_LINKED;
+        w->rx_armed = 1;
+        return true;
+    }
     if (!io->be->recv_arm(io->state, w->fd, cookie_of(io, w->idx)))
         return false;
     w->rx_armed = 1;
@@ -274,6 +363,8 @@ HY__HOT void hy__io_recv_release(struct hy_shard *sh, struct hy__io_watch *w)
 void hy__io_recv_settle(struct hy_shard *sh, struct hy__io_watch *w)
 {
     struct hy__io *io = sh->io;
+    if (w->tx_link) /* a cancelled receive would hide the linked send's end */
+        tx_unlink(sh, w);
     for (int i = 0; w->rx_armed && i < 1000; i++) {
         io->be->recv_cancel(io->state, cookie_of(io, w->idx), true);
         hy__io_poll(sh);
@@ -290,15 +381,26 @@ HY__HOT int hy__io_send(struct hy_shard *sh, struct hy__io_watch *w, const struc
     struct hy__io *io = sh->io;
     if (!io->be->send || !w->idx || w->tx_err)
         return 0;
+    /* appended bytes may not wait for the peer: a linked send's link ends
+     * (a held one, still the ring's last entry, grows to take them) */
+    if (w->tx_link > HY__IO_TX_HELD)
+        tx_unlink(sh, w);
     if (total > HY__IO_TX_CAP - w->tx_len)
         return 0;
+    bool hold = false;
     if (!sh->rq_head && !w->tx_busy) {
         /* alone on the shard with nothing queued for the kernel: no send
-         * of another process to go with, and the caller's own send system
-         * call is cheaper than a copy, a submission and a completion */
+         * of another process to go with. Where the backend links a send
+         * to the receive armed next, the send is held for it (the reply
+         * and the wait for the next request: one system call, the
+         * sleep's); otherwise the caller's own send system call is
+         * cheaper than a copy, a submission and a completion */
         const struct hy__io_peek *pk = &io->pk;
-        if (*pk->sq_tail - __atomic_load_n(pk->sq_head, __ATOMIC_ACQUIRE) <= pk->lazy)
-            return 0;
+        if (*pk->sq_tail - __atomic_load_n(pk->sq_head, __ATOMIC_ACQUIRE) <= pk->lazy) {
+            if (!io->be->recv_arm_linked || w->tx_err)
+                return 0;
+            hold = true;
+        }
     }
     uint32_t need = w->tx_len + (uint32_t)total;
     if (!w->tx_buf && need <= TX_BUF && io->ntx_free) {
@@ -306,8 +408,11 @@ HY__HOT int hy__io_send(struct hy_shard *sh, struct hy__io_watch *w, const struc
         w->tx_cap = TX_BUF;
     }
     if (need > w->tx_cap) {
-        if (w->tx_busy) /* the kernel reads the buffer: it may not move */
+        if (w->tx_busy) { /* the kernel reads the buffer: it may not move */
+            if (w->tx_link)
+                tx_unlink(sh, w);
             return 0;
+        }
         uint32_t ncap = w->tx_cap ? w->tx_cap : TX_BUF;
         while (ncap < need)
             ncap *= 2;
@@ -324,14 +429,26 @@ HY__HOT int hy__io_send(struct hy_shard *sh, struct hy__io_watch *w, const struc
     }
     w->tx_len = need;
     hy__stat_add(&sh->st.io_sends, 1);
-    if (w->tx_busy) /* they go with the next request */
+    if (w->tx_busy) {
+        /* a held send takes them if it is still the last entry; else
+         * they go with the next request */
+        if (w->tx_link == HY__IO_TX_HELD &&
+            !io->be->send_grow(io->state, cookie_of(io, w->idx), w->tx_len - w->tx_off))
+            w->tx_link = 0;
         return 1;
+    }
     if (!io->be->send(io->state, w->fd, w->tx_buf + w->tx_off, w->tx_len - w->tx_off,
                       cookie_of(io, w->idx))) {
         w->tx_len -= (uint32_t)total;
         return 0;
     }
     w->tx_busy = 1;
+    if (hold) {
+        /* to the kernel with the receive armed next (hy__io_recv_arm), or
+         * with the submission of the next turn or sleep */
+        w->tx_link = HY__IO_TX_HELD;
+        return 1;
+    }
     /* no other process to run: the turn ends when this one parks, so
      * nothing is gained by waiting, and a caller that next blocks the
      * thread must not hold its bytes back */
@@ -349,32 +466,20 @@ HY__HOT void hy__io_dispatch_send(struct hy_shard *sh, uint64_t cookie, int res)
         w = io->slots[idx];
     if (!w || !w->tx_busy)
         return;
-    if (res > 0) {
-        w->tx_off += (uint32_t)res;
-    } else if (res < 0 && res != -EAGAIN && res != -EINTR) {
-        w->tx_err = res == -EPIPE || res == -ECANCELED ? HY_ECLOSED : hy__errno_to_hy(-res);
-        w->tx_off = w->tx_len; /* the rest can never go in order */
-    }
-    if (w->tx_off < w->tx_len &&
-        io->be->send(io->state, w->fd, w->tx_buf + w->tx_off, w->tx_len - w->tx_off, cookie)) {
-        /* a short send, or bytes appended meanwhile: the next request */
-    } else {
-        if (w->tx_off < w->tx_len && !w->tx_err)
-            w->tx_err = HY_ENOMEM;
-        w->tx_busy = 0;
-        w->tx_off = w->tx_len = 0;
-        if (w->tx_cap == TX_BUF && io->ntx_free < sizeof(io->tx_free) / sizeof(io->tx_free[0])) {
-            io->tx_free[io->ntx_free++] = w->tx_buf;
-            w->tx_buf = NULL;
-            w->tx_cap = 0;
-        }
-    }
-    w->on_ready(sh, w, HY_IO_TX);
+    tx_progress(sh, w, cookie, res);
+}
+
+void hy__io_send_unlink(struct hy_shard *sh, struct hy__io_watch *w)
+{
+    if (w->tx_link)
+        tx_unlink(sh, w);
 }
 
 void hy__io_send_settle(struct hy_shard *sh, struct hy__io_watch *w)
 {
     struct hy__io *io = sh->io;
+    if (w->tx_link)
+        tx_unlink(sh, w);
     for (int i = 0; w->tx_busy && i < 1000; i++) {
         io->be->send_cancel(io->state, cookie_of(io, w->idx));
         hy__io_poll(sh);

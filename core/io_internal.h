@@ -123,6 +123,7 @@ struct hy__io_watch {
     uint8_t tx_busy;       /* see tx_* below */
     uint8_t ready;         /* latched HY_IO_* bits */
     uint8_t wait_ev;       /* HY_IO_* the waiter needs */
+    uint8_t tx_link;       /* HY__IO_TX_* below: the send request's link */
     hy__io_ready_fn on_ready;
     struct hy_proc *waiter; /* the process parked on it (its owner, hy__sock_wait) */
     /* Sends through the poller (io_uring): bytes the owner sent, copied
@@ -137,6 +138,18 @@ struct hy__io_watch {
     uint8_t *tx_buf;
 };
 _Static_assert(sizeof(struct hy__io_watch) == 64, "a socket's watch is one cache line");
+
+/* tx_link: the send request in flight (tx_busy) is
+ * HY__IO_TX_HELD: queued, not submitted, and the last entry: the owner's
+ *   receive armed next is linked after it (hy__io_recv_arm);
+ * HY__IO_TX_LINKED: linked ahead of the socket's receive, without a
+ *   completion when it takes every byte: the receive's completion (anything
+ *   but -ECANCELED) says it did;
+ * HY__IO_TX_CANCEL: a linked send being cancelled (its -ECANCELED means
+ *   nothing taken, not an error; the rest goes in a new request). */
+#define HY__IO_TX_HELD 1
+#define HY__IO_TX_LINKED 2
+#define HY__IO_TX_CANCEL 3
 
 /* A backend: what io.c asks of io_uring.c and io_epoll.c. */
 struct hy__io_backend {
@@ -167,6 +180,22 @@ struct hy__io_backend {
      * reported through hy__io_dispatch_recv(cookie). false: not available
      * (NULL: never). */
     bool (*recv_arm)(void *state, int fd, uint64_t cookie);
+    /* As recv_arm, and when the last entry queued is the send of cookie
+     * (the last send queued, not submitted), links the two: the send
+     * without a completion when it takes every byte, the receive cancelled
+     * when it does not. 1: armed and linked, 0: armed alone, -1: not
+     * armed. NULL: never links. */
+    int (*recv_arm_linked)(void *state, int fd, uint64_t cookie);
+    /* Ends the link of cookie's send: 0 when it was still queued here (an
+     * ordinary send now, its completion will come); 1 when the kernel no
+     * longer has it (it took every byte, or it failed and its completion
+     * is in the ring or comes with the next poll); 2 when it was cancelled
+     * in the kernel (its completion, with the bytes taken, comes). */
+    int (*send_unlink)(void *state, uint64_t cookie);
+    /* The held send of cookie (the last entry queued, not submitted) now
+     * sends len bytes from the same address; false: it is not held (an
+     * entry came after it, or it was submitted). */
+    bool (*send_grow)(void *state, uint64_t cookie, uint32_t len);
     /* Cancels the receive of cookie; sync: returns once its completion is
      * in the ring. */
     void (*recv_cancel)(void *state, uint64_t cookie, bool sync);
@@ -263,6 +292,11 @@ int hy__io_send(struct hy_shard *sh, struct hy__io_watch *w, const struct iovec 
  * taken, -errno). Queues the next request for what is left or was
  * appended, or records the error; wakes through on_ready(HY_IO_TX). */
 void hy__io_dispatch_send(struct hy_shard *sh, uint64_t cookie, int res);
+/* Makes w's send request an ordinary one (tx_link 0) if it was held for
+ * or linked to the socket's receive: its end is then dispatched, or its
+ * completion comes (HY_IO_TX). Before waiting for HY_IO_TX or for the
+ * queue to empty. Context: the shard's thread; may poll. */
+void hy__io_send_unlink(struct hy_shard *sh, struct hy__io_watch *w);
 /* Ends w's send queue before its socket closes or moves: hands what is
  * queued to the kernel, cancels what it could not take at once (the peer
  * is not reading; those bytes are dropped, tx_err HY_ECLOSED), and frees

@@ -27,7 +27,14 @@
  * load. When the shard makes no system call, the kernel raises
  * IORING_SQ_TASKRUN in the ring's flags; the poll (each turn, a read of
  * shared memory) sees it and enters the kernel once to have the work run,
- * and a sleeping shard is woken by the task work itself. */
+ * and a sleeping shard is woken by the task work itself.
+ *
+ * A send queued last may have the same socket's receive linked behind it
+ * (recv_arm_linked: IOSQE_IO_LINK, the send with IOSQE_CQE_SKIP_SUCCESS and
+ * MSG_WAITALL): a reply and the wait for the next request go to the kernel
+ * in the sleep's one io_uring_enter, and only the receive completes. A
+ * send that fails or is cut short completes, and the kernel cancels the
+ * receive behind it without a completion (io.c's tx_progress). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <liburing.h>
@@ -70,6 +77,14 @@ struct ur {
                              an armed receive always finds a buffer */
     uint32_t *lazy; /* the peek's count of receives queued since the last submit */
     uint32_t lazy0; /* its place before peek_init */
+    /* A send and its receive in one submission (send_link): the kernel
+     * skips completions of successful requests (IORING_FEAT_CQE_SKIP). */
+    bool can_link;
+    /* Until the next submit: held, the last entry queued when it is a send
+     * that the same socket's receive may still be linked after; pair, a
+     * send linked ahead of its receive, both queued. */
+    struct io_uring_sqe *held, *pair;
+    uint64_t held_cookie, pair_cookie;
 };
 
 /* Hands the queued entries to the kernel (also runs pending task work). */
@@ -77,6 +92,7 @@ static inline void submit(struct ur *u)
 {
     io_uring_submit(&u->ring);
     *u->lazy = 0;
+    u->held = u->pair = NULL;
 }
 
 /* Receive requests carry their socket's cookie with this bit; the
@@ -141,6 +157,7 @@ static int ur_init(struct hy_shard *sh, void **state)
         free(u);
         return hy__errno_to_hy(-rc);
     }
+    u->can_link = (p.features & IORING_FEAT_CQE_SKIP) != 0;
     u->efd = -1;
     u->wake_fd = -1;
     u->lazy = &u->lazy0;
@@ -177,6 +194,7 @@ static void ur_fini(struct hy_shard *sh, void *state)
 
 static struct io_uring_sqe *sqe_get(struct ur *u)
 {
+    u->held = NULL; /* an entry after a send: no receive linked to it */
     struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
     if (!sqe) {
         /* the queue of this turn is full: hand it over now */
@@ -407,6 +425,61 @@ static bool ur_recv_arm(void *state, int fd, uint64_t cookie)
     return true;
 }
 
+static int ur_recv_arm_linked(void *state, int fd, uint64_t cookie)
+{
+    struct ur *u = state;
+    struct io_uring_sqe *send = u->held;
+    if (!send || u->held_cookie != cookie || io_uring_sq_space_left(&u->ring) < 1 ||
+        !u->br || u->rx_reserved >= RX_N)
+        return ur_recv_arm(state, fd, cookie) ? 0 : -1;
+    /* the receive is the entry right after the send: the send succeeds
+     * whole (MSG_WAITALL: a short one fails, breaks the link and reports
+     * what it took) without a completion, or fails with one and the
+     * receive completes -ECANCELED; the receive's completion stands for
+     * both, and the sleep's io_uring_enter submits the pair */
+    send->msg_flags |= MSG_WAITALL;
+    send->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
+    if (!ur_recv_arm(state, fd, cookie)) { /* not reached: room checked */
+        send->msg_flags &= ~(uint32_t)MSG_WAITALL;
+        send->flags &= (uint8_t)~(IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS);
+        return -1;
+    }
+    u->pair = send;
+    u->pair_cookie = cookie;
+    (*u->lazy)++; /* the send waits for the sleep too */
+    return 1;
+}
+
+static bool ur_send_grow(void *state, uint64_t cookie, uint32_t len)
+{
+    struct ur *u = state;
+    if (!u->held || u->held_cookie != cookie)
+        return false;
+    u->held->len = len;
+    return true;
+}
+
+static int ur_send_unlink(void *state, uint64_t cookie)
+{
+    struct ur *u = state;
+    if (u->held && u->held_cookie == cookie) {
+        u->held = NULL;
+        return 0;
+    }
+    if (u->pair && u->pair_cookie == cookie) {
+        /* still queued here: an ordinary send, with its completion */
+        u->pair->msg_flags &= ~(uint32_t)MSG_WAITALL;
+        u->pair->flags &= (uint8_t)~(IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS);
+        u->pair = NULL;
+        if (*u->lazy)
+            (*u->lazy)--;
+        return 0;
+    }
+    struct io_uring_sync_cancel_reg reg = {.addr = cookie | SEND_BIT, .fd = -1,
+                                           .timeout = {.tv_sec = -1, .tv_nsec = -1}};
+    return io_uring_register_sync_cancel(&u->ring, &reg) == -ENOENT ? 1 : 2;
+}
+
 static void ur_recv_cancel(void *state, uint64_t cookie, bool sync)
 {
     struct ur *u = state;
@@ -435,6 +508,10 @@ static bool ur_send(void *state, int fd, const void *buf, uint32_t len, uint64_t
      * in that io_uring_enter; a full one is polled by the kernel */
     io_uring_prep_send(sqe, fd, buf, len, MSG_NOSIGNAL);
     io_uring_sqe_set_data64(sqe, cookie | SEND_BIT);
+    if (u->can_link) { /* the same socket's receive may follow it */
+        u->held = sqe;
+        u->held_cookie = cookie;
+    }
     return true;
 }
 
@@ -489,6 +566,7 @@ static bool ur_sleep(struct hy_shard *sh, void *state, uint64_t deadline)
      * deadline, -EINTR on a signal: the scheduler's next turn looks */
     int rc = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, tsp, NULL);
     *u->lazy = 0;
+    u->held = u->pair = NULL;
     if (rc >= 0 && cqe && io_uring_cqe_get_data64(cqe) != WAKE_COOKIE)
         stat_inc(&sh->st.io_wakeups);
     return true;
@@ -520,6 +598,9 @@ const struct hy__io_backend hy__io_uring_backend = {
     .pre_sleep = ur_pre_sleep,
     .sleep = ur_sleep,
     .recv_arm = ur_recv_arm,
+    .recv_arm_linked = ur_recv_arm_linked,
+    .send_unlink = ur_send_unlink,
+    .send_grow = ur_send_grow,
     .recv_cancel = ur_recv_cancel,
     .recv_buf = ur_recv_buf,
     .recv_put = ur_recv_put,

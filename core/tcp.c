@@ -921,6 +921,8 @@ __attribute__((noinline)) static int send_slow(struct hy_tcp *s, const struct io
             if (q)
                 return q < 0 ? q : 0;
         }
+        if (w->tx_link) /* its end must not wait for the peer's bytes */
+            hy__io_send_unlink(s->s.sh, w);
         if (!w->tx_busy)
             return send_direct(s, iov, iovcnt, total, waited ? remaining(&deadline) : timeout_ns);
         int rc = hy__sock_wait(&s->s, HY_IO_TX, remaining(&deadline));
@@ -942,6 +944,8 @@ static void tx_drain(struct hy_tcp *s, int64_t timeout_ns)
 {
     struct hy__io_watch *w = &s->s.w;
     struct tmo deadline = tmo_of(timeout_ns);
+    if (w->tx_link) /* a linked send's end must not wait for the peer's bytes */
+        hy__io_send_unlink(s->s.sh, w);
     while (w->tx_busy && hy__sock_wait(&s->s, HY_IO_TX, remaining(&deadline)) == 0) {
     }
     if (w->tx_busy || w->tx_buf)
@@ -1003,6 +1007,8 @@ HY__HOT int hy_tcp_send_some(struct hy_tcp *s, const struct iovec *iov, int iovc
     }
     /* bytes of earlier sends still queued for the kernel go first: none of
      * these may overtake them, so the kernel takes nothing now */
+    if (w->tx_link) /* a linked send's end must not wait for the peer's bytes */
+        hy__io_send_unlink(s->s.sh, w);
     if (w->tx_busy || w->tx_len != w->tx_off)
         return 0;
     if (!iovcnt || !(w->ready & HY_IO_OUT))

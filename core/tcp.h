@@ -33,8 +33,11 @@
  * the socket, freed when it closes) and returns 0; the queue goes to the
  * kernel with the shard's submission at the end of the scheduler's turn,
  * in one io_uring_enter for every socket served in that turn (at once when
- * no other process of the shard is ready to run, so a process alone on its
- * shard has its bytes in the kernel when the call returns). A socket with
+ * no other process of the shard is ready to run; a process alone on its
+ * shard with nothing else queued has them go with the receive it arms next
+ * on the socket, in the io_uring_enter of the shard's sleep, or with the
+ * next turn's submission: its bytes are in the kernel when it next waits,
+ * not when the call returns). A socket with
  * room in its kernel buffer takes them in that system call; a full one
  * keeps them queued, and the kernel sends them as the peer reads. Bytes of
  * later sends queue behind them, in order; a send that finds the queue

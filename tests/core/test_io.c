@@ -8,7 +8,10 @@
  * io_uring ring (one system call) and wakes for readiness, a message from
  * another shard and a timer; a served shard that sleeps after one idle
  * turn, and one whose hook's descriptor makes it sleep in ppoll after it
- * slept in the ring, still woken by readiness. Backend from HYDRA_IO_BACKEND. */
+ * slept in the ring, still woken by readiness; a reply's send linked ahead
+ * of the next receive that the kernel cannot finish at once, that has bytes
+ * appended while in the kernel, or that fails: no reply byte reordered or
+ * lost, the next request still received. Backend from HYDRA_IO_BACKEND. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -218,6 +221,7 @@ struct client {
     long gap_ns;
     atomic_int *go;
     atomic_int done;
+    atomic_int finished; /* the client made its requests (or gave up) */
     int echoed;
 };
 
@@ -245,6 +249,7 @@ static void *client_thread(void *arg)
             nanosleep(&gap, NULL);
         }
     }
+    atomic_store(&c->finished, 1);
     /* until the server has read what it needed (closing early would make
      * its read see the end of the stream instead) */
     uint64_t deadline = hy_now_ns() + 10 * SECOND;
@@ -271,6 +276,13 @@ static void client_start(struct client *cl, int count, pthread_t *t, struct hy_t
 /* Tells the client to go, waits for it and closes both sockets. */
 static void client_end(struct client *cl, pthread_t t, struct hy_tcp *ls, struct hy_tcp *sv)
 {
+    /* the last reply reaches the kernel when this process next waits (a
+     * send alone on the shard goes with the submission of the receive
+     * armed next, or of the next turn), and the join below blocks the
+     * shard's thread: wait here for the client's last read */
+    uint64_t deadline = hy_now_ns() + 10 * SECOND;
+    while (!atomic_load(&cl->finished) && hy_now_ns() < deadline)
+        hy_sleep_ns(100000);
     atomic_store(&cl->done, 1);
     pthread_join(t, NULL);
     hy_tcp_close(sv);
@@ -644,6 +656,248 @@ static void test_io_idle_shard_sleeps_in_the_ring_woken_by_readiness_messages_ti
     }
 }
 
+/* ---- a reply's send linked ahead of the next receive ---------------------- */
+
+/* A process alone on its shard that replies and then waits for the next
+ * request has its send held and linked ahead of that receive (io_uring):
+ * one submission, the receive's completion standing for the send's. A send
+ * the kernel cannot finish at once (the client reads late, small buffers),
+ * bytes appended while it is still in the kernel, and a send that fails must
+ * neither lose the receive behind it nor reorder or drop reply bytes. */
+#define LINK_REPLY (16u * 1024u)
+#define LINK_MORE 1000u
+#define LINK_ROUNDS 8
+#define TAG_LINK_GO 0x4c474f21u
+#define TAG_LINK_POKE 0x4c504f4bu
+
+enum link_mode { LINK_SLOW_READER, LINK_APPEND_IN_FLIGHT, LINK_SEND_FAILS };
+
+struct link_ctx {
+    enum link_mode mode;
+    uint16_t port;
+    atomic_int listening;
+    atomic_int bad;      /* client: a reply byte out of order, or a read failed */
+    atomic_long got;     /* client: reply bytes read */
+    atomic_int finished; /* client: done reading */
+    int served;          /* server: requests received */
+    int first_rc, recv_after_rc, send_after_rc;
+    char after;
+    uint64_t sends;      /* io_sends during the rounds */
+    hy_pid server;
+};
+
+static uint8_t link_pat(size_t i)
+{
+    return (uint8_t)(i * 7 % 253);
+}
+
+static void *link_client(void *arg)
+{
+    struct link_ctx *c = arg;
+    uint64_t deadline = hy_now_ns() + 10 * SECOND;
+    while (!atomic_load(&c->listening) && hy_now_ns() < deadline)
+        sched_yield();
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int rb = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rb, sizeof(rb));
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(c->port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        atomic_store(&c->bad, 1);
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    static uint8_t buf[LINK_REPLY + LINK_MORE];
+    size_t off = 0;
+    if (c->mode == LINK_SEND_FAILS) {
+        /* a request, then the next while the server's write side is shut */
+        if (write(fd, "q", 1) != 1)
+            atomic_store(&c->bad, 1);
+        struct timespec d = {.tv_nsec = 50 * MS};
+        nanosleep(&d, NULL);
+        if (write(fd, "r", 1) != 1)
+            atomic_store(&c->bad, 1);
+        ssize_t n;
+        while ((n = read(fd, buf, sizeof(buf))) > 0)
+            off += (size_t)n;
+        atomic_store(&c->got, (long)off);
+        atomic_store(&c->finished, 1);
+        close(fd);
+        return NULL;
+    }
+    size_t per = LINK_REPLY + (c->mode == LINK_APPEND_IN_FLIGHT ? LINK_MORE : 0);
+    for (int r = 0; r < LINK_ROUNDS && !atomic_load(&c->bad); r++) {
+        if (write(fd, "q", 1) != 1) {
+            atomic_store(&c->bad, 1);
+            break;
+        }
+        /* read late: the reply does not fit the buffers, so its send is
+         * still in the kernel (the receive linked behind it) for a while */
+        struct timespec d = {.tv_nsec = 20 * MS};
+        nanosleep(&d, NULL);
+        for (size_t have = 0; have < per;) {
+            ssize_t n = read(fd, buf, per - have);
+            if (n <= 0) {
+                atomic_store(&c->bad, 1);
+                break;
+            }
+            for (ssize_t i = 0; i < n; i++)
+                if (buf[i] != link_pat(off + (size_t)i))
+                    atomic_store(&c->bad, 1);
+            have += (size_t)n;
+            off += (size_t)n;
+        }
+    }
+    atomic_store(&c->got, (long)off);
+    atomic_store(&c->finished, 1);
+    close(fd);
+    return NULL;
+}
+
+static int link_send(struct hy_tcp *s, uint8_t *b, size_t *off, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        b[i] = link_pat(*off + i);
+    *off += len;
+    return hy_tcp_send(s, b, len, 5 * SECOND);
+}
+
+/* Pokes the server (a message) 2 ms after its go, once per round. */
+static void link_poker(void *arg)
+{
+    struct link_ctx *c = arg;
+    for (int r = 0; r < LINK_ROUNDS; r++) {
+        struct hy_msg *m = hy_test_must_recv_tag(TAG_LINK_GO, 10 * SECOND);
+        if (!m)
+            return;
+        hy_msg_free(m);
+        hy_sleep_ns(2 * MS);
+        hy_test_send_tag(c->server, TAG_LINK_POKE);
+    }
+}
+
+static void link_main(void *arg)
+{
+    struct link_ctx *c = arg;
+    c->server = hy_self();
+    struct hy_tcp *ls, *sv;
+    HY_CHECK_EQ(hy_tcp_listen(NULL, &ls), 0);
+    struct hy_addr a;
+    hy_tcp_sockname(ls, &a);
+    c->port = hy_addr_port(&a);
+    pthread_t t;
+    HY_CHECK_EQ(pthread_create(&t, NULL, link_client, c), 0);
+    atomic_store(&c->listening, 1);
+    HY_CHECK_EQ(hy_tcp_accept(ls, &sv, 10 * SECOND), 0);
+    HY_CHECK_EQ(hy_tcp_set_bufsizes(sv, 4096, -1), 0);
+    hy_pid poker = {0};
+    if (c->mode == LINK_APPEND_IN_FLIGHT)
+        HY_CHECK_EQ(hy_spawn(link_poker, c, &poker), 0);
+    uint8_t *b = malloc(LINK_REPLY);
+    struct hy_stats s0, s1;
+    hy_stats_get(0, &s0);
+    size_t off = 0;
+    char q;
+    size_t got;
+    if (c->mode == LINK_SEND_FAILS) {
+        if (hy_tcp_recv(sv, &q, 1, &got, 5 * SECOND) == 0)
+            c->served++;
+        /* the reply's send fails in the kernel (EPIPE): the receive linked
+         * behind it is cancelled, and the next request must still come */
+        shutdown(hy_tcp_fd(sv), SHUT_WR);
+        c->first_rc = link_send(sv, b, &off, 100);
+        c->recv_after_rc = hy_tcp_recv(sv, &c->after, 1, &got, 5 * SECOND);
+        c->send_after_rc = hy_tcp_send(sv, "x", 1, SECOND);
+    } else {
+        for (int r = 0; r < LINK_ROUNDS; r++) {
+            if (hy_tcp_recv(sv, &q, 1, &got, 5 * SECOND) != 0 || q != 'q')
+                break;
+            c->served++;
+            /* in two sends: the second grows the held first */
+            if (link_send(sv, b, &off, LINK_REPLY / 2) != 0 ||
+                link_send(sv, b, &off, LINK_REPLY / 2) != 0)
+                break;
+            if (c->mode != LINK_APPEND_IN_FLIGHT)
+                continue;
+            /* parked in a receive (linked behind the reply) when the
+             * poke comes: more bytes behind the reply still in the kernel */
+            hy_test_send_tag(poker, TAG_LINK_GO);
+            int rc = hy_tcp_recv_or_msg(sv, &q, 1, &got, 5 * SECOND);
+            if (rc != HY_EINTR)
+                break;
+            hy_msg_free(hy_test_must_recv_tag(TAG_LINK_POKE, SECOND));
+            if (link_send(sv, b, &off, LINK_MORE) != 0)
+                break;
+        }
+    }
+    hy_stats_get(0, &s1);
+    c->sends = s1.io_sends - s0.io_sends;
+    /* the last reply goes when this process waits: wait for the client's
+     * last read before the join blocks the shard's thread */
+    uint64_t deadline = hy_now_ns() + 15 * SECOND;
+    while (!atomic_load(&c->finished) && hy_now_ns() < deadline)
+        hy_sleep_ns(MS);
+    pthread_join(t, NULL);
+    free(b);
+    hy_tcp_close(sv);
+    hy_tcp_close(ls);
+}
+
+static void run_link(struct link_ctx *c, enum link_mode mode)
+{
+    memset(c, 0, sizeof(*c));
+    c->mode = mode;
+    struct hy_config cfg;
+    hy_config_init(&cfg);
+    cfg.nshards = 1;
+    cfg.io_backend = hy_test_io_backend();
+    assert_int_equal(hy_test_run_cfg(&cfg, link_main, c), 0);
+    hy_test_assert_checks();
+    print_message("mode %d: %d requests, %ld reply bytes read, %llu sends through the poller\n",
+                  (int)mode, c->served, (long)atomic_load(&c->got), (unsigned long long)c->sends);
+}
+
+static void test_io_linked_reply_slow_reader_keeps_order_and_next_request(void **state)
+{
+    (void)state;
+    struct link_ctx c;
+    run_link(&c, LINK_SLOW_READER);
+    assert_int_equal(atomic_load(&c.bad), 0);
+    assert_int_equal(c.served, LINK_ROUNDS);
+    assert_int_equal(atomic_load(&c.got), (long)LINK_ROUNDS * LINK_REPLY);
+    if (hy_test_io_backend() != HY_IO_EPOLL)
+        assert_true(c.sends >= LINK_ROUNDS); /* each reply went through the ring */
+}
+
+static void test_io_linked_reply_bytes_appended_in_flight_keep_order(void **state)
+{
+    (void)state;
+    struct link_ctx c;
+    run_link(&c, LINK_APPEND_IN_FLIGHT);
+    assert_int_equal(atomic_load(&c.bad), 0);
+    assert_int_equal(c.served, LINK_ROUNDS);
+    assert_int_equal(atomic_load(&c.got), (long)LINK_ROUNDS * (LINK_REPLY + LINK_MORE));
+}
+
+static void test_io_linked_reply_that_fails_keeps_the_next_request(void **state)
+{
+    (void)state;
+    struct link_ctx c;
+    run_link(&c, LINK_SEND_FAILS);
+    assert_int_equal(atomic_load(&c.bad), 0);
+    assert_int_equal(c.served, 1);
+    /* queued (io_uring: its error comes with the next send) or sent by
+     * the caller (epoll: the error at once) */
+    assert_true(c.first_rc == 0 || c.first_rc == HY_ECLOSED);
+    assert_int_equal(c.recv_after_rc, 0);
+    assert_int_equal(c.after, 'r');
+    assert_int_equal(c.send_after_rc, HY_ECLOSED);
+    assert_int_equal(atomic_load(&c.got), 0);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -657,6 +911,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_io_hook_descriptor_after_ring_sleeps_still_woken_by_readiness),
         cmocka_unit_test(test_io_readiness_reaches_shard_without_syscalls),
         cmocka_unit_test(test_io_idle_shard_sleeps_in_the_ring_woken_by_readiness_messages_timers),
+        cmocka_unit_test(test_io_linked_reply_slow_reader_keeps_order_and_next_request),
+        cmocka_unit_test(test_io_linked_reply_bytes_appended_in_flight_keep_order),
+        cmocka_unit_test(test_io_linked_reply_that_fails_keeps_the_next_request),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
