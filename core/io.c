@@ -397,7 +397,13 @@ HY__HOT int hy__io_send(struct hy_shard *sh, struct hy__io_watch *w, const struc
          * cheaper than a copy, a submission and a completion */
         const struct hy__io_peek *pk = &io->pk;
         if (*pk->sq_tail - __atomic_load_n(pk->sq_head, __ATOMIC_ACQUIRE) <= pk->lazy) {
-            if (!io->be->recv_arm_linked || w->tx_err)
+            /* held only when no completion waits either: the shard is then
+             * about to sleep, and the sleep's io_uring_enter submits the
+             * pair at once. With completions waiting (many connections) it
+             * runs more turns first, and the reply would wait for the next
+             * submission: 1,000 connections lost a third of their req/s */
+            if (!io->be->recv_arm_linked || w->tx_err ||
+                __atomic_load_n(pk->cq_tail, __ATOMIC_ACQUIRE) != *pk->cq_head)
                 return 0;
             hold = true;
         }
