@@ -144,6 +144,18 @@ static void log_backtrace(struct hy_shard *sh, unsigned shard, clockid_t clk,
     }
 }
 
+/* Watchdog: signals the shard's thread for the backtrace of the process
+ * holding it and logs it (log_backtrace). */
+static void ask_backtrace(struct hy_shard *sh, unsigned shard, clockid_t clk)
+{
+    atomic_store_explicit(&sh->stall_bt_ready, 1, memory_order_release);
+    uint64_t cpu_at_signal = hy__thread_cpu_ns(clk);
+    if (pthread_kill(sh->thread, STALL_SIGNAL) == 0)
+        log_backtrace(sh, shard, clk, cpu_at_signal);
+    else
+        atomic_store_explicit(&sh->stall_bt_ready, 0, memory_order_relaxed);
+}
+
 /* A run's identity: the shard's batch of runs (run_seq, bumped by the
  * scheduler) and the direct hand-overs within it (handoffs, back to 0 at
  * each batch): a switch-in changes one of them, and nothing else is stored
@@ -329,12 +341,7 @@ static void *watch(void *unused)
                        pid, i, (double)wall_held / 1e6, (double)held / 1e6);
                 /* the signal interrupts the call (SA_RESTART resumes it); its
                  * handler records where the process waits */
-                atomic_store_explicit(&sh->stall_bt_ready, 1, memory_order_release);
-                uint64_t cpu_at_signal = hy__thread_cpu_ns(clk);
-                if (pthread_kill(sh->thread, STALL_SIGNAL) == 0)
-                    log_backtrace(sh, i, clk, cpu_at_signal);
-                else
-                    atomic_store_explicit(&sh->stall_bt_ready, 0, memory_order_relaxed);
+                ask_backtrace(sh, i, clk);
                 continue;
             }
             if (held >= thr && !s[i].reported) {
@@ -348,12 +355,7 @@ static void *watch(void *unused)
                        "stall: process %s has held shard %u for %.1f ms of CPU time "
                        "without a runtime call",
                        pid, i, (double)held / 1e6);
-                atomic_store_explicit(&sh->stall_bt_ready, 1, memory_order_release);
-                uint64_t cpu_at_signal = hy__thread_cpu_ns(clk);
-                if (pthread_kill(sh->thread, STALL_SIGNAL) == 0)
-                    log_backtrace(sh, i, clk, cpu_at_signal);
-                else
-                    atomic_store_explicit(&sh->stall_bt_ready, 0, memory_order_relaxed);
+                ask_backtrace(sh, i, clk);
                 /* naming the frames can take a while (debug information
                  * read at the first use): judge the abort on a fresh look */
                 if (run_id(sh) == seq)

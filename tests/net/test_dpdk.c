@@ -180,9 +180,10 @@ static void echo(void *a)
     }
 }
 
-static void serve_main(void *a)
+/* Node 2's start: the distribution, the echo on shard 1, "main" registered;
+ * then waits for T_QUIT and returns its sender. */
+static hy_pid serve_until_quit(void)
 {
-    (void)a;
     dist_up();
     struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
     o.shard = 1;
@@ -191,7 +192,15 @@ static void serve_main(void *a)
     CHECK(hy_register("main", HY_PID_NONE) == 0);
     struct hy_msg *m;
     CHECK(hy_recv_tag(T_QUIT, &m, 120 * SEC) == 0);
+    hy_pid from = m->from;
     hy_msg_free(m);
+    return from;
+}
+
+static void serve_main(void *a)
+{
+    (void)a;
+    serve_until_quit();
     hy_dist_stop();
 }
 
@@ -536,16 +545,8 @@ static void stop_first_main(void *a)
 static void stop_second_main(void *a)
 {
     (void)a;
-    dist_up();
-    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
-    o.shard = 1;
-    hy_pid e;
-    CHECK(hy_spawn_opt(echo, NULL, &o, &e) == 0);
-    CHECK(hy_register("main", HY_PID_NONE) == 0);
+    hy_pid from = serve_until_quit();
     struct hy_msg *m;
-    CHECK(hy_recv_tag(T_QUIT, &m, 120 * SEC) == 0);
-    hy_pid from = m->from;
-    hy_msg_free(m);
     CHECK(hy_monitor_node(1, true) == 0);
     CHECK(hy_send(from, T_SEQ_ACK, NULL, 0) == 0);
     CHECK(hy_recv_tag(HY_TAG_NODEDOWN, &m, 20 * SEC) == 0);
