@@ -199,7 +199,14 @@ static hy_pid running_pid(struct hy_shard *sh, uint64_t id)
     if (!p || run_id(sh) != id)
         return HY_PID_NONE;
     hy_pid pid = pid_of_record(p);
+#ifdef HY_TSAN
+    /* ThreadSanitizer does not model fences (GCC's -Wtsan says so) and the
+     * racing read above is exempt from it; on x86 loads are not reordered
+     * with loads, so keeping the compiler from moving them is enough. */
+    __asm__ volatile("" ::: "memory");
+#else
     __atomic_thread_fence(__ATOMIC_ACQUIRE); /* the read before the check */
+#endif
     if (run_id(sh) != id || __atomic_load_n(&sh->current, __ATOMIC_ACQUIRE) != p)
         return HY_PID_NONE;
     return pid;
