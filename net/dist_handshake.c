@@ -93,7 +93,8 @@ static void sip_init(uint64_t v[4], const uint8_t key[16], unsigned tlen)
 }
 
 /* Absorbs the nw whole 8-byte words at p. */
-static void sip_words(uint64_t v[4], const uint8_t *p, size_t nw)
+static inline __attribute__((always_inline)) void sip_words(uint64_t v[4], const uint8_t *p,
+                                                         size_t nw)
 {
     uint64_t v0 = v[0], v1 = v[1], v2 = v[2], v3 = v[3];
     for (size_t i = 0; i < nw; i++) {
@@ -108,9 +109,11 @@ static void sip_words(uint64_t v[4], const uint8_t *p, size_t nw)
 
 /* From state v after the message's first len - rest bytes, absorbs the rest
  * bytes at p and writes the tlen-byte output (8 or 16, as v was started
- * with); len is the whole length. */
-static void sip_finish(const uint64_t vin[4], const uint8_t *p, size_t rest, size_t len,
-                       unsigned tlen, uint8_t *out)
+ * with); len is the whole length. Inlined into one function per length, so
+ * neither pays for the other's branches. */
+static inline __attribute__((always_inline)) void
+sip_finish_n(const uint64_t vin[4], const uint8_t *p, size_t rest, size_t len, unsigned tlen,
+             uint8_t *out)
 {
     uint64_t v[4] = {vin[0], vin[1], vin[2], vin[3]};
     size_t nw = rest / 8;
@@ -140,45 +143,79 @@ static void sip_finish(const uint64_t vin[4], const uint8_t *p, size_t rest, siz
     hy__wr64(out + 8, v0 ^ v1 ^ v2 ^ v3);
 }
 
+static void sip_finish64(const uint64_t v[4], const uint8_t *p, size_t rest, size_t len,
+                         uint8_t *out)
+{
+    sip_finish_n(v, p, rest, len, 8, out);
+}
+
+static void sip_finish128(const uint64_t v[4], const uint8_t *p, size_t rest, size_t len,
+                          uint8_t *out)
+{
+    sip_finish_n(v, p, rest, len, 16, out);
+}
+
 void hy__siphash24_128(const uint8_t key[16], const uint8_t *buf, size_t n, uint8_t out[16])
 {
     uint64_t v[4];
     sip_init(v, key, 16);
-    sip_finish(v, buf, n, n, 16, out);
+    sip_finish128(v, buf, n, n, out);
 }
 
 void hy__siphash24_64(const uint8_t key[16], const uint8_t *buf, size_t n, uint8_t out[8])
 {
     uint64_t v[4];
     sip_init(v, key, 8);
-    sip_finish(v, buf, n, n, 8, out);
+    sip_finish64(v, buf, n, n, out);
 }
 
 void hy__dist_frame_tag(const struct hy__chan *ch, const uint8_t *buf, size_t n, unsigned tlen,
                         uint8_t *out)
 {
-    uint64_t v[4];
-    sip_init(v, ch->key, tlen);
-    sip_finish(v, buf, n, n, tlen, out);
+    if (tlen == 16)
+        hy__siphash24_128(ch->key, buf, n, out);
+    else
+        hy__siphash24_64(ch->key, buf, n, out);
 }
 
-void hy__dist_frame_tag_mid(const struct hy__chan *ch, struct hy__tag_mid *mid,
-                            const uint8_t *buf, size_t n, unsigned tlen, uint8_t *out)
+static void tag_mid_finish(const struct hy__tag_mid *mid, const uint8_t *buf, size_t n,
+                           unsigned tlen, uint8_t *out)
+{
+    if (tlen == 16)
+        sip_finish128(mid->v, buf + HY__TAG_MID, n - HY__TAG_MID, n, out);
+    else
+        sip_finish64(mid->v, buf + HY__TAG_MID, n - HY__TAG_MID, n, out);
+}
+
+/* The kept state's miss path (a new session, frame type or tag length):
+ * out of line, so the hit path saves no registers and ends in a tail call. */
+static __attribute__((noinline)) void tag_mid_fill(const struct hy__chan *ch,
+                                                   struct hy__tag_mid *mid, const uint8_t *buf,
+                                                   size_t n, unsigned tlen, uint8_t *out)
 {
     if (n < HY__TAG_MID) {
         hy__dist_frame_tag(ch, buf, n, tlen, out);
         return;
     }
-    if (!mid->valid || mid->tlen != tlen || memcmp(mid->prefix, buf, HY__TAG_MID) != 0 ||
-        memcmp(mid->key, ch->key, sizeof(mid->key)) != 0) {
-        sip_init(mid->v, ch->key, tlen);
-        sip_words(mid->v, buf, HY__TAG_MID / 8);
-        memcpy(mid->prefix, buf, HY__TAG_MID);
-        memcpy(mid->key, ch->key, sizeof(mid->key));
-        mid->tlen = (uint8_t)tlen;
-        mid->valid = true;
+    sip_init(mid->v, ch->key, tlen);
+    sip_words(mid->v, buf, HY__TAG_MID / 8);
+    memcpy(mid->prefix, buf, HY__TAG_MID);
+    memcpy(mid->key, ch->key, sizeof(mid->key));
+    mid->tlen = (uint8_t)tlen;
+    tag_mid_finish(mid, buf, n, tlen, out);
+}
+
+void hy__dist_frame_tag_mid(const struct hy__chan *ch, struct hy__tag_mid *mid,
+                            const uint8_t *buf, size_t n, unsigned tlen, uint8_t *out)
+{
+    if (__builtin_expect(n < HY__TAG_MID || mid->tlen != tlen ||
+                             memcmp(mid->prefix, buf, HY__TAG_MID) != 0 ||
+                             memcmp(mid->key, ch->key, sizeof(mid->key)) != 0,
+                         0)) {
+        tag_mid_fill(ch, mid, buf, n, tlen, out);
+        return;
     }
-    sip_finish(mid->v, buf + HY__TAG_MID, n - HY__TAG_MID, n, tlen, out);
+    tag_mid_finish(mid, buf, n, tlen, out);
 }
 
 /* A token of the peer's handshake-answer bucket: false when a flood spent it. */

@@ -126,9 +126,9 @@ struct waiter {
 struct hy__tag_mid {
     uint64_t v[4];
     uint8_t key[16];
-    uint8_t tlen; /* the tag length it was computed for (its initial state differs) */
+    uint8_t tlen; /* the tag length it was computed for (its initial state
+                   * differs); 0: not computed yet */
     uint8_t prefix[HY__TAG_MID];
-    bool valid;
 };
 
 struct hy__chan {

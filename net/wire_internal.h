@@ -65,7 +65,8 @@ enum hy_wire_type {
 /* The tag's bytes at the end of a frame with these header flags: 0, 8 or 16. */
 static inline unsigned hy__wire_tag_len(uint16_t flags)
 {
-    return (flags & HY_WF_AUTH) ? ((flags & HY_WF_TAG128) ? HY_WIRE_TAG128 : HY_WIRE_TAG64) : 0;
+    unsigned f = flags & (HY_WF_AUTH | HY_WF_TAG128);
+    return ((f & HY_WF_AUTH) * HY_WIRE_TAG64) << (f >> 1); /* 0, 8, 0, 16: no branch */
 }
 
 /* HELLO's payload: [nonce 16][u8 the sender's frame tag length, 8 or 16] */
