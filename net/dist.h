@@ -279,7 +279,8 @@ struct hy_dist_stats {
     uint64_t frames_tx, frames_rx, bytes_tx, bytes_rx;
     uint64_t retransmits, fast_retransmits, dup_frames;
     uint64_t malformed;         /* frames counted and dropped as malformed */
-    uint64_t auth_failures;     /* frames or handshakes that failed authentication */
+    uint64_t auth_failures;     /* frames or handshakes that failed authentication (a wrong
+                                 * tag, a tag of the other length, a wrong proof, a REJECT) */
     uint64_t stale;             /* frames from another incarnation, dropped */
     uint64_t dropped_queue_full;
     uint64_t handshakes;        /* completed */
@@ -288,7 +289,8 @@ struct hy_dist_stats {
     uint64_t handed_over;       /* frames that landed on another shard's queue */
     /* (fields below added later; the ones above keep their places) */
     uint64_t wrong_source;      /* frames whose UDP source is not the claimed peer's address/port */
-    uint64_t unproven;          /* handshake frames ignored: nothing they claim could be proven */
+    uint64_t unproven;          /* handshake frames ignored: nothing they claim could be proven
+                                 * (also HELLOs refused for another tag length) */
     uint64_t hs_limited;        /* HELLOs unanswered (and REJECTs unsent): per-peer rate limit */
     uint64_t record_errors;     /* sessions closed for an unreadable record (too short, unknown fields) */
     uint64_t dropped_nomem;     /* frames or messages dropped for want of memory */
