@@ -67,6 +67,7 @@ void hy_dist_config_init(struct hy_dist_config *cfg)
     cfg->recv_backlog_max = 4096;
     cfg->recv_backlog_bytes_max = 64u << 20;
     cfg->authenticate = true;
+    cfg->tag_bits = 64;
 }
 
 static int wait_count(_Atomic int *counter, int want)
@@ -104,6 +105,11 @@ static int check_config(const struct hy_dist_config *cfg)
     if (cfg->npeers > MAX_PEERS) {
         hy_log(HY_LOG_ERROR, "dist: start: %zu peers; at most %d", cfg->npeers, MAX_PEERS);
         return HY_ENOSPC;
+    }
+    if (cfg->tag_bits != 0 && cfg->tag_bits != 64 && cfg->tag_bits != 128) {
+        hy_log(HY_LOG_ERROR, "dist: start: hy_dist_config.tag_bits is %u; 64 or 128 (0: 64)",
+               cfg->tag_bits);
+        return HY_EINVAL;
     }
     if (cfg->node_id && cfg->node_id != hy__rt.node_id) {
         hy_log(HY_LOG_ERROR,
@@ -181,6 +187,10 @@ int hy_dist_start(const struct hy_dist_config *cfg)
             hy__dist.self = (int)i;
     strcpy(hy__dist.cookie, cfg->cookie);
     hy__dist.cookie_len = strlen(cfg->cookie);
+    if (!hy__dist.cfg.tag_bits)
+        hy__dist.cfg.tag_bits = 64;
+    hy__dist.tag_len = (uint8_t)(hy__dist.cfg.tag_bits / 8);
+    hy__dist.tag_flags = (uint16_t)(HY_WF_AUTH | (hy__dist.tag_len == HY_WIRE_TAG128 ? HY_WF_TAG128 : 0));
     hy__dist.tp = tp;
     for (size_t i = 0; i < MAX_PEERS; i++) {
         atomic_store(&hy__dist.node_up[i], 0);

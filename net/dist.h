@@ -54,8 +54,17 @@
  *
  * Frame authentication (`authenticate`, on by default): a session key
  * derived from both nonces tags every frame after the handshake
- * (SipHash-2-4 with a 128-bit output, 16 bytes; libsodium), so nobody on the path can inject a
- * message or a signal. Off, DATA, ACK, HEARTBEAT and CLOSE frames are
+ * (SipHash-2-4, a MAC under that key, over header and payload), so nobody
+ * on the path can inject a message or a signal. `tag_bits` sets the tag's
+ * length: 64 (the default: SipHash-2-4's standard output, 8 bytes a frame)
+ * or 128 (its 128-bit output, 16 bytes). Every node of a cluster must use
+ * the same: the HELLO carries it and both proofs cover it, so two nodes
+ * that differ never form a session (the responder refuses the HELLO and
+ * logs both lengths; the initiator's connect ends with HY_ECONNREFUSED),
+ * and no one on the path can make them agree on another length. A forged
+ * frame passes a 64-bit tag with probability 2^-64 per try; failed tags
+ * are counted (auth_failures) and the frame dropped (net/README.md has the
+ * argument). Off, DATA, ACK, HEARTBEAT and CLOSE frames are
  * checked only against the 32-bit session id, which travels in clear, and
  * the addresses: anyone who sees the traffic can inject a `kill`. Turn it
  * off only on a trusted network, and on every node of the cluster alike.
@@ -111,6 +120,8 @@ struct hy_dist_config {
     uint64_t heartbeat_ns;         /* default 100 ms */
     uint64_t down_after_ns;        /* default 1 s of silence */
     bool authenticate;             /* tag every frame (default on; see above) */
+    unsigned tag_bits;             /* frame tag length: 64 (default; 0 = 64) or 128 (see above);
+                                    * anything else: hy_dist_start fails with HY_EINVAL */
     size_t max_message_size;       /* default: the runtime's max_message_size */
     size_t send_queue_max;         /* messages per channel before a sending process waits (default 65536) */
     /* Received messages for a process of another shard are handed over
@@ -166,7 +177,8 @@ struct hy_dist_config {
     uint16_t dpdk_port; /* DPDK port id to use (default 0): one queue pair per shard */
 };
 
-/* Fills cfg with defaults (no peers, no cookie; node_id 0, authenticate on). */
+/* Fills cfg with defaults (no peers, no cookie; node_id 0, authenticate on,
+ * tag_bits 64). */
 void hy_dist_config_init(struct hy_dist_config *cfg);
 
 /* Reads a cluster file into peers (up to max); *count gets how many there
@@ -180,7 +192,8 @@ int hy_dist_cluster_load(const char *path, struct hy_dist_peer *peers, size_t ma
 /* Starts distribution on the running runtime: opens every shard's endpoint
  * and installs the remote-send hook (cfg: borrowed for the call; the peers
  * are copied). Each refusal is logged with its cause. Errors: HY_EINVAL
- * (cfg NULL, no cookie, no peers, cfg->node_id set and not the runtime's),
+ * (cfg NULL, no cookie, no peers, cfg->node_id set and not the runtime's,
+ * tag_bits not 0, 64 or 128),
  * HY_ERANGE (cookie longer than 255 bytes), HY_ENOSPC (more than 64 peers),
  * HY_ENOENT (this node not among the peers), HY_EEXIST (a node id twice),
  * HY_EIO (a socket could not be bound), HY_ENOTSUP (transport not built),
@@ -266,7 +279,8 @@ struct hy_dist_stats {
     uint64_t frames_tx, frames_rx, bytes_tx, bytes_rx;
     uint64_t retransmits, fast_retransmits, dup_frames;
     uint64_t malformed;         /* frames counted and dropped as malformed */
-    uint64_t auth_failures;     /* frames or handshakes that failed authentication */
+    uint64_t auth_failures;     /* frames or handshakes that failed authentication (a wrong
+                                 * tag, a tag of the other length, a wrong proof, a REJECT) */
     uint64_t stale;             /* frames from another incarnation, dropped */
     uint64_t dropped_queue_full;
     uint64_t handshakes;        /* completed */
@@ -275,7 +289,8 @@ struct hy_dist_stats {
     uint64_t handed_over;       /* frames that landed on another shard's queue */
     /* (fields below added later; the ones above keep their places) */
     uint64_t wrong_source;      /* frames whose UDP source is not the claimed peer's address/port */
-    uint64_t unproven;          /* handshake frames ignored: nothing they claim could be proven */
+    uint64_t unproven;          /* handshake frames ignored: nothing they claim could be proven
+                                 * (also HELLOs refused for another tag length) */
     uint64_t hs_limited;        /* HELLOs unanswered (and REJECTs unsent): per-peer rate limit */
     uint64_t record_errors;     /* sessions closed for an unreadable record (too short, unknown fields) */
     uint64_t dropped_nomem;     /* frames or messages dropped for want of memory */

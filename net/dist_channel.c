@@ -99,12 +99,12 @@ static size_t frame_build(struct hy__chan *ch, uint8_t type, uint32_t seq, uint8
     bool auth = hy__dist.cfg.authenticate && ch->session && type != HY_WT_HELLO &&
                 type != HY_WT_CHALLENGE && type != HY_WT_CONFIRM && type != HY_WT_REJECT;
     if (auth)
-        h.flags |= HY_WF_AUTH;
+        h.flags |= hy__dist.tag_flags;
     hy__wire_put_hdr(buf, &h);
     size_t n = HY_WIRE_HDR + len;
     if (auth) {
-        hy__dist_frame_tag_mid(ch, &ch->tag_tx, buf, n, buf + n);
-        n += HY_WIRE_TAG;
+        hy__dist_frame_tag_mid(ch, &ch->tag_tx, buf, n, hy__dist.tag_len, buf + n);
+        n += hy__dist.tag_len;
     }
     return n;
 }
@@ -146,8 +146,9 @@ static void retransmit(struct hy__chan *ch, struct txf *f)
     h.ts = hy__dist_ts(hy__dist_now());
     h.ts_echo = ch->ts_recent;
     hy__wire_put_hdr(f->buf, &h);
-    if (h.flags & HY_WF_AUTH)
-        hy__dist_frame_tag_mid(ch, &ch->tag_tx, f->buf, n - HY_WIRE_TAG, f->buf + n - HY_WIRE_TAG);
+    unsigned tl = hy__wire_tag_len(h.flags);
+    if (tl)
+        hy__dist_frame_tag_mid(ch, &ch->tag_tx, f->buf, n - tl, tl, f->buf + n - tl);
     hy__dist_frame_tx(ch->ep, &hy__dist.peers[ch->pi], ch->rshard, f->buf, n);
     f->rtx++;
     f->sent = hy__dist_now();

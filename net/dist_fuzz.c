@@ -74,6 +74,8 @@ void hy__dist_fuzz_reset(bool authenticate, bool idle, size_t max_message_size)
         hy__dist.self = 0;
         strcpy(hy__dist.cookie, "fuzz-cookie");
         hy__dist.cookie_len = strlen(hy__dist.cookie);
+        hy__dist.tag_len = HY_WIRE_TAG64; /* hy_dist_start's for tag_bits 64 */
+        hy__dist.tag_flags = HY_WF_AUTH;
         hy__dist.tp = &fuzz_transport;
         struct hy__ep *ep = calloc(1, sizeof(*ep));
         if (!ep || !(ep->chans = calloc(hy__dist.npeers * HY_MAX_SHARDS, sizeof(*ep->chans))))
@@ -136,8 +138,9 @@ void hy__dist_fuzz_sign(uint8_t *frame, size_t n)
 {
     struct hy__chan ch;
     memset(ch.key, 0x4b, sizeof(ch.key));
-    if (n >= HY_WIRE_HDR + HY_WIRE_TAG)
-        hy__dist_frame_tag(&ch, frame, n - HY_WIRE_TAG, frame + n - HY_WIRE_TAG);
+    unsigned tl = hy__dist.tag_len;
+    if (n >= HY_WIRE_HDR + tl)
+        hy__dist_frame_tag(&ch, frame, n - tl, tl, frame + n - tl);
 }
 
 int hy__dist_fuzz_send(uint16_t rshard, size_t len)

@@ -1,6 +1,7 @@
 /* The handshake: the cookie challenge/response that opens a channel's
  * session, and its crypto: HMAC-SHA256 with the cookie (libsodium) for
- * the proofs and the session key, SipHash-2-4 (128-bit) for frame tags.
+ * the proofs and the session key, SipHash-2-4 (64-bit output, or 128 with
+ * the dist option tag_bits = 128) for frame tags.
  *
  * A (initiator) sends HELLO(nA); B answers CHALLENGE(nB, proof_B), proof_B
  * = HMAC(cookie, "B", nA, nB, ids); A checks it and sends CONFIRM(proof_A);
@@ -40,20 +41,24 @@ void hy__dist_mac(uint8_t out[32], const char *label, const uint8_t *a, const ui
     hy__wr32(ids + 8, n2);
     hy__wr32(ids + 12, c2);
     crypto_auth_hmacsha256_update(&st, ids, sizeof(ids));
+    uint8_t tlen = hy__dist.tag_len; /* this node's: a peer with another length fails the proof */
+    crypto_auth_hmacsha256_update(&st, &tlen, 1);
     crypto_auth_hmacsha256_final(&st, out);
 }
 
-/* A frame's tag: SipHash-2-4 with a 128-bit output (a PRF, hence a MAC;
- * byte for byte libsodium's crypto_shorthash_siphashx24) keyed with the
- * first 16 bytes of the session key, over header and payload. ~45 ns for a
- * small frame here, against ~520 ns for keyed BLAKE2b and ~900 ns for
+/* A frame's tag: SipHash-2-4 (a PRF, hence a MAC) keyed with the first 16
+ * bytes of the session key, over header and payload: its standard 64-bit
+ * output (byte for byte libsodium's crypto_shorthash_siphash24), or with
+ * tag_bits = 128 its 128-bit output (crypto_shorthash_siphashx24). ~40 ns
+ * for a small frame here, against ~520 ns for keyed BLAKE2b and ~900 ns for
  * HMAC-SHA256. Its cost is the algorithm's: two rounds per 8-byte word,
- * eight to finish. Written here (not libsodium's call) for one reason: a
- * frame's first HY__TAG_MID (32) bytes are the same on every DATA frame of a
- * session in one direction (wire_internal.h), so the state after them is kept
- * per channel and direction (hy__dist_frame_tag_mid) and each tag starts
- * from it. */
-_Static_assert(crypto_shorthash_siphashx24_BYTES == HY_WIRE_TAG, "tag size");
+ * four to finish (eight for 128 bits). Written here (not libsodium's call)
+ * for one reason: a frame's first HY__TAG_MID (32) bytes are the same on
+ * every DATA frame of a session in one direction (wire_internal.h), so the
+ * state after them is kept per channel and direction
+ * (hy__dist_frame_tag_mid) and each tag starts from it. */
+_Static_assert(crypto_shorthash_siphashx24_BYTES == HY_WIRE_TAG128, "tag size");
+_Static_assert(crypto_shorthash_siphash24_BYTES == HY_WIRE_TAG64, "tag size");
 _Static_assert(crypto_shorthash_siphashx24_KEYBYTES <= sizeof(((struct hy__chan *)0)->key),
                "session key size");
 _Static_assert(HY__TAG_MID % 8 == 0 && HY__TAG_MID <= HY_WIRE_HDR, "whole words of the header");
@@ -77,17 +82,19 @@ _Static_assert(HY__TAG_MID % 8 == 0 && HY__TAG_MID <= HY_WIRE_HDR, "whole words 
         v2 = SIP_ROTL(v2, 32);                                                                     \
     } while (0)
 
-static void sip_init(uint64_t v[4], const uint8_t key[16])
+/* tlen: the output's bytes, 8 or 16 (the initial state differs) */
+static void sip_init(uint64_t v[4], const uint8_t key[16], unsigned tlen)
 {
     uint64_t k0 = hy__rd64(key), k1 = hy__rd64(key + 8);
     v[0] = 0x736f6d6570736575ull ^ k0;
-    v[1] = 0x646f72616e646f6dull ^ k1 ^ 0xee; /* 0xee: the 128-bit output */
+    v[1] = 0x646f72616e646f6dull ^ k1 ^ (tlen == 16 ? 0xee : 0); /* 0xee: the 128-bit output */
     v[2] = 0x6c7967656e657261ull ^ k0;
     v[3] = 0x7465646279746573ull ^ k1;
 }
 
 /* Absorbs the nw whole 8-byte words at p. */
-static void sip_words(uint64_t v[4], const uint8_t *p, size_t nw)
+static inline __attribute__((always_inline)) void sip_words(uint64_t v[4], const uint8_t *p,
+                                                         size_t nw)
 {
     uint64_t v0 = v[0], v1 = v[1], v2 = v[2], v3 = v[3];
     for (size_t i = 0; i < nw; i++) {
@@ -101,9 +108,12 @@ static void sip_words(uint64_t v[4], const uint8_t *p, size_t nw)
 }
 
 /* From state v after the message's first len - rest bytes, absorbs the rest
- * bytes at p and writes the 16-byte output; len is the whole length. */
-static void sip_finish(const uint64_t vin[4], const uint8_t *p, size_t rest, size_t len,
-                       uint8_t out[16])
+ * bytes at p and writes the tlen-byte output (8 or 16, as v was started
+ * with); len is the whole length. Inlined into one function per length, so
+ * neither pays for the other's branches. */
+static inline __attribute__((always_inline)) void
+sip_finish_n(const uint64_t vin[4], const uint8_t *p, size_t rest, size_t len, unsigned tlen,
+             uint8_t *out)
 {
     uint64_t v[4] = {vin[0], vin[1], vin[2], vin[3]};
     size_t nw = rest / 8;
@@ -117,12 +127,14 @@ static void sip_finish(const uint64_t vin[4], const uint8_t *p, size_t rest, siz
     SIP_ROUND;
     SIP_ROUND;
     v0 ^= b;
-    v2 ^= 0xee;
+    v2 ^= tlen == 16 ? 0xee : 0xff;
     SIP_ROUND;
     SIP_ROUND;
     SIP_ROUND;
     SIP_ROUND;
     hy__wr64(out, v0 ^ v1 ^ v2 ^ v3);
+    if (tlen != 16)
+        return;
     v1 ^= 0xdd;
     SIP_ROUND;
     SIP_ROUND;
@@ -131,34 +143,79 @@ static void sip_finish(const uint64_t vin[4], const uint8_t *p, size_t rest, siz
     hy__wr64(out + 8, v0 ^ v1 ^ v2 ^ v3);
 }
 
+static void sip_finish64(const uint64_t v[4], const uint8_t *p, size_t rest, size_t len,
+                         uint8_t *out)
+{
+    sip_finish_n(v, p, rest, len, 8, out);
+}
+
+static void sip_finish128(const uint64_t v[4], const uint8_t *p, size_t rest, size_t len,
+                          uint8_t *out)
+{
+    sip_finish_n(v, p, rest, len, 16, out);
+}
+
 void hy__siphash24_128(const uint8_t key[16], const uint8_t *buf, size_t n, uint8_t out[16])
 {
     uint64_t v[4];
-    sip_init(v, key);
-    sip_finish(v, buf, n, n, out);
+    sip_init(v, key, 16);
+    sip_finish128(v, buf, n, n, out);
 }
 
-void hy__dist_frame_tag(const struct hy__chan *ch, const uint8_t *buf, size_t n, uint8_t out[16])
+void hy__siphash24_64(const uint8_t key[16], const uint8_t *buf, size_t n, uint8_t out[8])
 {
-    hy__siphash24_128(ch->key, buf, n, out);
+    uint64_t v[4];
+    sip_init(v, key, 8);
+    sip_finish64(v, buf, n, n, out);
+}
+
+void hy__dist_frame_tag(const struct hy__chan *ch, const uint8_t *buf, size_t n, unsigned tlen,
+                        uint8_t *out)
+{
+    if (tlen == 16)
+        hy__siphash24_128(ch->key, buf, n, out);
+    else
+        hy__siphash24_64(ch->key, buf, n, out);
+}
+
+static void tag_mid_finish(const struct hy__tag_mid *mid, const uint8_t *buf, size_t n,
+                           unsigned tlen, uint8_t *out)
+{
+    if (tlen == 16)
+        sip_finish128(mid->v, buf + HY__TAG_MID, n - HY__TAG_MID, n, out);
+    else
+        sip_finish64(mid->v, buf + HY__TAG_MID, n - HY__TAG_MID, n, out);
+}
+
+/* The kept state's miss path (a new session, frame type or tag length):
+ * out of line, so the hit path saves no registers and ends in a tail call. */
+static __attribute__((noinline)) void tag_mid_fill(const struct hy__chan *ch,
+                                                   struct hy__tag_mid *mid, const uint8_t *buf,
+                                                   size_t n, unsigned tlen, uint8_t *out)
+{
+    if (n < HY__TAG_MID) {
+        hy__dist_frame_tag(ch, buf, n, tlen, out);
+        return;
+    }
+    sip_init(mid->v, ch->key, tlen);
+    sip_words(mid->v, buf, HY__TAG_MID / 8);
+    memcpy(mid->prefix, buf, HY__TAG_MID);
+    memcpy(mid->key, ch->key, sizeof(mid->key));
+    mid->tlen = (uint8_t)tlen;
+    tag_mid_finish(mid, buf, n, tlen, out);
 }
 
 void hy__dist_frame_tag_mid(const struct hy__chan *ch, struct hy__tag_mid *mid,
-                            const uint8_t *buf, size_t n, uint8_t out[16])
+                            const uint8_t *buf, size_t n, unsigned tlen, uint8_t *out)
 {
-    if (n < HY__TAG_MID) {
-        hy__siphash24_128(ch->key, buf, n, out);
+    if (__builtin_expect(n < HY__TAG_MID || mid->tlen != tlen ||
+                             memcmp(mid->prefix, buf, HY__TAG_MID) != 0 ||
+                             memcmp(mid->key, ch->key, sizeof(mid->key)) != 0,
+                         0)) {
+        tag_mid_fill(ch, mid, buf, n, tlen, out);
         return;
     }
-    if (!mid->valid || memcmp(mid->prefix, buf, HY__TAG_MID) != 0 ||
-        memcmp(mid->key, ch->key, sizeof(mid->key)) != 0) {
-        sip_init(mid->v, ch->key);
-        sip_words(mid->v, buf, HY__TAG_MID / 8);
-        memcpy(mid->prefix, buf, HY__TAG_MID);
-        memcpy(mid->key, ch->key, sizeof(mid->key));
-        mid->valid = true;
-    }
-    sip_finish(mid->v, buf + HY__TAG_MID, n - HY__TAG_MID, n, out);
+    tag_mid_finish(mid, buf, n, tlen, out);
 }
 
 /* A token of the peer's handshake-answer bucket: false when a flood spent it. */
@@ -214,6 +271,15 @@ static const char *peer_name(const struct hy__chan *ch)
     return hy__dist.peers[ch->pi].name;
 }
 
+/* HELLO: [nonce 16][u8 the sender's frame tag length in bytes] */
+static void hello(struct hy__chan *ch)
+{
+    uint8_t pay[HY_HELLO_LEN];
+    memcpy(pay, ch->my_nonce, 16);
+    pay[16] = hy__dist.tag_len;
+    hs_send(ch, HY_WT_HELLO, 0, pay, sizeof(pay));
+}
+
 void hy__hs_start(struct hy__chan *ch)
 {
     randombytes_buf(ch->my_nonce, sizeof(ch->my_nonce));
@@ -227,7 +293,7 @@ void hy__hs_start(struct hy__chan *ch)
     ch->hs_retry = now + HS_RETRY_NS;
     ch->last_rx = now;
     hy__chan_activate(ch);
-    hs_send(ch, HY_WT_HELLO, 0, ch->my_nonce, 16);
+    hello(ch);
 }
 
 /* The session is up: isn is its first sequence number, both ways. */
@@ -333,8 +399,26 @@ void hy__hs_frame(struct hy__ep *ep, struct hy__chan *ch, const struct hy_wire_h
     const struct hy_dist_peer *me = &hy__dist.peers[hy__dist.self], *peer = &hy__dist.peers[ch->pi];
     switch (h->type) {
     case HY_WT_HELLO: {
-        if (h->len != 16) {
+        if (h->len != HY_HELLO_LEN) {
             hy__dist_count(&ep->st.malformed, 1);
+            return;
+        }
+        if (pay[16] != hy__dist.tag_len) {
+            /* a configuration error (or a forged HELLO: a REJECT proves
+             * nothing, so it costs the peer nothing but a log line) */
+            if (!hy__hs_allowed(ep, ch->pi, now))
+                return;
+            hy__dist_count(&ep->st.unproven, 1);
+            if (!ch->tag_mismatch_logged)
+                hy_log(HY_LOG_WARNING,
+                       "dist: shard %u: node %u (%s) asks for %u-bit frame tags, this node "
+                       "uses %u (hy_dist_config.tag_bits must be the same on every node): "
+                       "refused",
+                       ep->shard, peer->node_id, peer->name, 8u * pay[16],
+                       8u * hy__dist.tag_len);
+            ch->tag_mismatch_logged = true;
+            uint8_t why[2] = {HY_WREJ_TAG_BITS, hy__dist.tag_len};
+            hs_send(ch, HY_WT_REJECT, h->src_creation, why, sizeof(why));
             return;
         }
         if (ch->state == CH_HELLO_SENT && me->node_id < peer->node_id)
@@ -427,7 +511,18 @@ void hy__hs_frame(struct hy__ep *ep, struct hy__chan *ch, const struct hy_wire_h
         return;
     }
     case HY_WT_REJECT:
-        if (ch->state == CH_HELLO_SENT || ch->state == CH_CONFIRM_SENT) {
+        if (ch->state == CH_HELLO_SENT && h->len == 2 && pay[0] == HY_WREJ_TAG_BITS) {
+            /* (unproven, like any REJECT: the handshake goes on waiting) */
+            hy__dist_count(&ep->st.auth_failures, 1);
+            if (!ch->refused)
+                hy_log(HY_LOG_WARNING,
+                       "dist: shard %u: node %u (%s) refused our handshake: it uses %u-bit "
+                       "frame tags, this node %u (hy_dist_config.tag_bits must be the same "
+                       "on every node)",
+                       ep->shard, peer->node_id, peer->name, 8u * pay[1],
+                       8u * hy__dist.tag_len);
+            ch->refused = true;
+        } else if (ch->state == CH_HELLO_SENT || ch->state == CH_CONFIRM_SENT) {
             hy__dist_count(&ep->st.auth_failures, 1);
             if (!ch->refused)
                 hy_log(HY_LOG_INFO,
@@ -477,7 +572,7 @@ void hy__hs_timers(struct hy__chan *ch, uint64_t now)
     if (now >= ch->hs_retry) {
         ch->hs_retry = now + HS_RETRY_NS;
         if (ch->state == CH_HELLO_SENT)
-            hs_send(ch, HY_WT_HELLO, 0, ch->my_nonce, 16);
+            hello(ch);
         else
             confirm(ch);
     }

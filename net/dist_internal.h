@@ -126,8 +126,9 @@ struct waiter {
 struct hy__tag_mid {
     uint64_t v[4];
     uint8_t key[16];
+    uint8_t tlen; /* the tag length it was computed for (its initial state
+                   * differs); 0: not computed yet */
     uint8_t prefix[HY__TAG_MID];
-    bool valid;
 };
 
 struct hy__chan {
@@ -137,6 +138,7 @@ struct hy__chan {
     bool master; /* shard 0 <-> the peer's shard 0: decides node up/down */
     int state;
     bool refused;  /* our handshake saw a REJECT or a bad proof (unproven: it goes on) */
+    bool tag_mismatch_logged; /* a HELLO with another tag length was refused and logged */
     uint32_t epoch; /* the peer's node-down epoch when this session or handshake began */
     uint32_t peer_creation, session;
     uint32_t isn;  /* the session's first sequence number (derived with its key) */
@@ -218,6 +220,10 @@ struct hy__dist_state {
     struct ep_priv priv[HY_MAX_SHARDS];
     char cookie[256];
     size_t cookie_len;
+    /* frame tags: cfg.tag_bits / 8 (HY_WIRE_TAG64 or HY_WIRE_TAG128), and the
+     * header flags of a tagged frame (HY_WF_AUTH, with HY_WF_TAG128 for 16) */
+    uint8_t tag_len;
+    uint16_t tag_flags;
     _Atomic int started;
     _Atomic int opened, open_err, stopped;
     /* hy_dist_stop: shards that stopped polling (CTRL_QUIESCE), and 1 once
@@ -290,26 +296,41 @@ void hy__dist_held_release(struct hy__ep *ep, uint64_t now, bool sent, bool all)
 uint64_t hy__dist_held_deadline(const struct ep_priv *pv);
 
 /* dist_handshake.c */
+/* HMAC-SHA256 with the cookie over label, a and b (16 bytes each), the four
+ * ids and this node's frame tag length (hy__dist.tag_len: both proofs and
+ * the session key cover it, so a changed HELLO cannot make two nodes agree
+ * on another length than their own). */
 void hy__dist_mac(uint8_t out[32], const char *label, const uint8_t *a, const uint8_t *b,
                   uint32_t n1, uint32_t c1, uint32_t n2, uint32_t c2);
-void hy__dist_frame_tag(const struct hy__chan *ch, const uint8_t *buf, size_t n, uint8_t out[16]);
+/* A frame's tag of tlen bytes (HY_WIRE_TAG64: SipHash-2-4's 64-bit output;
+ * HY_WIRE_TAG128: its 128-bit output) over the n bytes at buf, keyed with
+ * the first 16 bytes of ch's session key; written to out[tlen]. */
+void hy__dist_frame_tag(const struct hy__chan *ch, const uint8_t *buf, size_t n, unsigned tlen,
+                        uint8_t *out);
 /* The same tag, byte for byte, starting from mid's state when the frame
- * begins with the bytes mid was computed from under ch's key (else mid is
- * recomputed first): 3 of a DATA frame's ~17 compression steps saved. */
+ * begins with the bytes mid was computed from under ch's key for this tag
+ * length (else mid is recomputed first): 4 of a DATA frame's ~14
+ * compression steps saved. */
 void hy__dist_frame_tag_mid(const struct hy__chan *ch, struct hy__tag_mid *mid,
-                            const uint8_t *buf, size_t n, uint8_t out[16]);
+                            const uint8_t *buf, size_t n, unsigned tlen, uint8_t *out);
 /* SipHash-2-4 with a 128-bit output (the published algorithm; the same as
  * libsodium's crypto_shorthash_siphashx24) of the n bytes at buf. */
 void hy__siphash24_128(const uint8_t key[16], const uint8_t *buf, size_t n, uint8_t out[16]);
-/* Whether two frame tags are equal, in time independent of where they
- * differ (no early exit): two 64-bit words each, differences OR-ed. */
-static inline bool hy__dist_tag_equal(const uint8_t a[16], const uint8_t b[16])
+/* SipHash-2-4 with its standard 64-bit output (the same as libsodium's
+ * crypto_shorthash_siphash24), written little-endian to out[8]. */
+void hy__siphash24_64(const uint8_t key[16], const uint8_t *buf, size_t n, uint8_t out[8]);
+/* Whether two frame tags of tlen bytes (8 or 16) are equal, in time
+ * independent of where they differ (no early exit): 64-bit words,
+ * differences OR-ed. */
+static inline bool hy__dist_tag_equal(const uint8_t *a, const uint8_t *b, unsigned tlen)
 {
-    uint64_t a0, a1, b0, b1;
+    uint64_t a0, a1 = 0, b0, b1 = 0;
     memcpy(&a0, a, 8);
-    memcpy(&a1, a + 8, 8);
     memcpy(&b0, b, 8);
-    memcpy(&b1, b + 8, 8);
+    if (tlen > 8) {
+        memcpy(&a1, a + 8, 8);
+        memcpy(&b1, b + 8, 8);
+    }
     return ((a0 ^ b0) | (a1 ^ b1)) == 0;
 }
 void hy__hs_start(struct hy__chan *ch);
@@ -374,7 +395,7 @@ void hy__dist_spawn_here(struct hy_shard *sh, struct hy_msg *m);
  * HY_FUZZ_PEER_CREATION, sequence numbers from 1, every byte of the frame
  * key 0x4b. hy__dist_fuzz_frame hands one datagram to the receive path as
  * the transport would; hy__dist_fuzz_sign writes the authentication tag
- * into the last HY_WIRE_TAG bytes of a frame; hy__dist_fuzz_send queues a
+ * (64-bit: the fuzz endpoint's tag_bits) into the last 8 bytes of a frame; hy__dist_fuzz_send queues a
  * message of len bytes for a process on HY_FUZZ_PEER's shard rshard;
  * hy__dist_fuzz_poll runs the endpoint's poll hook once (framing, acks,
  * timers). */

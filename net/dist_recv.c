@@ -222,9 +222,17 @@ void hy__dist_on_frame(struct hy__ep *ep, const uint8_t *buf, size_t n, const st
         return;
     }
     if (h.flags & HY_WF_AUTH) {
-        uint8_t tag[HY_WIRE_TAG];
-        hy__dist_frame_tag_mid(ch, &ch->tag_rx, buf, n - HY_WIRE_TAG, tag);
-        if (!hy__dist_tag_equal(tag, buf + n - HY_WIRE_TAG)) {
+        /* the tag length is the session's (both nodes' tag_bits), never the
+         * frame's choice: a frame flagged with the other length fails */
+        unsigned tl = hy__dist.tag_len;
+        uint8_t tag[HY_WIRE_TAG_MAX];
+        if ((h.flags & (HY_WF_AUTH | HY_WF_TAG128)) != hy__dist.tag_flags) {
+            hy__dist_count(&ep->st.auth_failures, 1);
+            hy__dist_count(&ch->cst.auth_failures, 1);
+            return;
+        }
+        hy__dist_frame_tag_mid(ch, &ch->tag_rx, buf, n - tl, tl, tag);
+        if (!hy__dist_tag_equal(tag, buf + n - tl, tl)) {
             hy__dist_count(&ep->st.auth_failures, 1);
             hy__dist_count(&ch->cst.auth_failures, 1);
             return;

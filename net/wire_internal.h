@@ -1,8 +1,12 @@
 /* Hydra's wire format: the UDP payload of every frame. Not installed.
  *
  * All integers little-endian. A frame is a 56-byte header, a payload, and,
- * when the channel authenticates (flag HY_WF_AUTH), a 16-byte SipHash-2-4
- * (128-bit output) tag over header and payload, keyed with the session key.
+ * when the channel authenticates (flag HY_WF_AUTH), a SipHash-2-4 tag over
+ * header and payload, keyed with the session key: 8 bytes (SipHash-2-4's
+ * standard 64-bit output), or 16 (its 128-bit output) with flag
+ * HY_WF_TAG128. Both nodes of a session use the same length (the dist
+ * option tag_bits, checked in the handshake and covered by its proofs); a
+ * frame whose flag says the other length is dropped as a failed tag.
  * The payload's length is the datagram's less the header and the tag (the
  * header carries none). The header's first 32 bytes (HY_WIRE_HDR_FIXED:
  * magic, version, type, flags, both nodes, creations and shards, session)
@@ -28,16 +32,21 @@
 #include "pid.h"
 
 #define HY_WIRE_MAGIC 0x4859u /* "HY" */
-/* 5: per-session fields first (a 32-byte fixed prefix), no length field;
+/* 6: 64-bit frame tags by default (HY_WF_TAG128: 128-bit), the tag length
+ * in the HELLO and the proofs;
+ * 5: per-session fields first (a 32-byte fixed prefix), no length field;
  * 4: message records of 6-66 bytes (fields only when needed); 3: SipHash-2-4
  * (128-bit) frame tags; 2: keyed BLAKE2b tags, ts/ts_echo, derived first
  * sequence numbers */
-#define HY_WIRE_VERSION 5u
+#define HY_WIRE_VERSION 6u
 #define HY_WIRE_MTU 1472      /* UDP payload within a 1500-byte IPv4 frame */
 #define HY_WIRE_HDR 56
 #define HY_WIRE_HDR_FIXED 32 /* the per-session prefix: see above */
-#define HY_WIRE_TAG 16
-#define HY_WIRE_MAXPAY (HY_WIRE_MTU - HY_WIRE_HDR - HY_WIRE_TAG)
+#define HY_WIRE_TAG64 8   /* a tag's bytes without HY_WF_TAG128 */
+#define HY_WIRE_TAG128 16 /* with it */
+#define HY_WIRE_TAG_MAX HY_WIRE_TAG128
+/* (the same for both tag lengths: a session's frames carry at most this) */
+#define HY_WIRE_MAXPAY (HY_WIRE_MTU - HY_WIRE_HDR - HY_WIRE_TAG_MAX)
 
 enum hy_wire_type {
     HY_WT_DATA = 1,      /* a fragment of a message */
@@ -50,7 +59,22 @@ enum hy_wire_type {
     HY_WT_REJECT = 8,    /* handshake refused (proof or version) */
 };
 
-#define HY_WF_AUTH 1u
+#define HY_WF_AUTH 1u   /* the frame ends with a tag */
+#define HY_WF_TAG128 2u /* with HY_WF_AUTH: the tag is 16 bytes, not 8 (alone: malformed) */
+
+/* The tag's bytes at the end of a frame with these header flags: 0, 8 or 16. */
+static inline unsigned hy__wire_tag_len(uint16_t flags)
+{
+    unsigned f = flags & (HY_WF_AUTH | HY_WF_TAG128);
+    return ((f & HY_WF_AUTH) * HY_WIRE_TAG64) << (f >> 1); /* 0, 8, 0, 16: no branch */
+}
+
+/* HELLO's payload: [nonce 16][u8 the sender's frame tag length, 8 or 16] */
+#define HY_HELLO_LEN 17u
+/* REJECT's optional payload: [u8 why][u8 detail]; why HY_WREJ_TAG_BITS: the
+ * HELLO asked for another tag length than the refusing node's (detail: its
+ * length in bytes). Unproven, like the REJECT itself: for the log only. */
+#define HY_WREJ_TAG_BITS 1u
 
 /* CLOSE's optional first payload byte */
 #define HY_WCLOSE_STOPPED 1u /* every shard of the sender has stopped polling its
@@ -198,9 +222,10 @@ static inline void hy__wire_put_hdr(uint8_t *b, const struct hy_wire_hdr *h)
 }
 
 /* Reads the header of the n-byte frame at b into h, h->len being the
- * payload's length (n less the header and, with HY_WF_AUTH, the tag).
- * Returns 0, or -1 when the frame is malformed (short, bad magic, type or
- * reserved field, a payload longer than HY_WIRE_MAXPAY); the version is the
+ * payload's length (n less the header and, with HY_WF_AUTH, the tag of
+ * hy__wire_tag_len(flags) bytes). Returns 0, or -1 when the frame is
+ * malformed (short, bad magic, type or reserved field, HY_WF_TAG128 without
+ * HY_WF_AUTH, a payload longer than HY_WIRE_MAXPAY); the version is the
  * caller's to check. */
 static inline int hy__wire_get_hdr(const uint8_t *b, size_t n, struct hy_wire_hdr *h)
 {
@@ -223,9 +248,9 @@ static inline int hy__wire_get_hdr(const uint8_t *b, size_t n, struct hy_wire_hd
     h->ts = hy__rd32(b + 48);
     h->ts_echo = hy__rd32(b + 52);
     if (h->magic != HY_WIRE_MAGIC || h->type < HY_WT_DATA || h->type > HY_WT_REJECT ||
-        hy__rd16(b + 30) != 0)
+        hy__rd16(b + 30) != 0 || (h->flags & (HY_WF_AUTH | HY_WF_TAG128)) == HY_WF_TAG128)
         return -1;
-    size_t over = HY_WIRE_HDR + ((h->flags & HY_WF_AUTH) ? HY_WIRE_TAG : 0);
+    size_t over = HY_WIRE_HDR + hy__wire_tag_len(h->flags);
     if (n < over || n - over > HY_WIRE_MAXPAY)
         return -1;
     h->len = (uint16_t)(n - over);

@@ -158,6 +158,10 @@ static int dist_up(const struct dist_setup *s, uint32_t self)
     const char *auth = getenv("HYDRA_BENCH_DIST_AUTH");
     if (auth && strcmp(auth, "0") == 0)
         c.authenticate = false;
+    /* HYDRA_BENCH_DIST_TAG_BITS=128: 128-bit frame tags (the default is 64) */
+    const char *tb = getenv("HYDRA_BENCH_DIST_TAG_BITS");
+    if (tb && *tb)
+        c.tag_bits = (unsigned)strtoul(tb, NULL, 10);
     int rc = hy_dist_start(&c);
     if (rc == 0 && s->memif_dir[0] && self == NODE_A) {
         char ready[128];

@@ -55,6 +55,7 @@ static struct hy_dist_peer peers[MAXN];
 static unsigned npeers;
 static uint32_t me;
 static const char *cookie_of[MAXN + 1];
+static unsigned tag_bits_of[MAXN + 1]; /* hy_dist_config.tag_bits (0: the default) */
 static unsigned drop_permille;
 static bool authenticate = true; /* the default */
 static uint32_t first_seq;
@@ -142,6 +143,8 @@ static void dist_up(void)
     c.down_after_ns = 5000000000ull;
     c.test_drop_permille = drop_permille;
     c.authenticate = authenticate;
+    if (tag_bits_of[me])
+        c.tag_bits = tag_bits_of[me];
     c.test_first_seq = first_seq;
     if (queue_max)
         c.send_queue_max = queue_max;
@@ -957,6 +960,25 @@ static void test_dist_wrong_cookie_refused(void **state)
     assert_int_equal(rb, 0);
 }
 
+/* Different frame tag lengths (hy_dist_config.tag_bits 64 on node 1, 128
+ * on node 2): no session forms. Each node refuses the other's HELLO (its
+ * tag length is not this node's; a REJECT saying why, logged on both
+ * sides), and connect ends with HY_ECONNREFUSED once the handshake's
+ * timeout ends the wait, as for a wrong cookie. */
+static void test_dist_different_tag_bits_refused(void **state)
+{
+    (void)state;
+    set_peers(2, pick_base());
+    tag_bits_of[2] = 128;
+    pid_t b = spawn_node(2, bad_cookie_main);
+    pid_t a = spawn_node(1, bad_cookie_main);
+    int ra = wait_node(a, 30000);
+    int rb = wait_node(b, 30000);
+    tag_bits_of[2] = 0;
+    assert_int_equal(ra, 0);
+    assert_int_equal(rb, 0);
+}
+
 /* Malformed datagrams are counted and dropped; the node keeps serving. */
 static void malformed_main(void *a)
 {
@@ -1466,7 +1488,7 @@ static void start_errors_main(void *a)
     hy_dist_config_init(&c);
     c.peers = peers;
     c.npeers = npeers;
-    CHECK(c.node_id == 0 && c.authenticate);
+    CHECK(c.node_id == 0 && c.authenticate && c.tag_bits == 64);
     CHECK(hy_dist_start(&c) == HY_EINVAL); /* no cookie */
     char longc[300];
     memset(longc, 'k', sizeof(longc) - 1);
@@ -1489,6 +1511,10 @@ static void start_errors_main(void *a)
     c.node_id = 7;
     CHECK(hy_dist_start(&c) == HY_EINVAL); /* not the runtime's */
     c.node_id = 0;
+    CHECK(c.tag_bits == 64);
+    c.tag_bits = 32;
+    CHECK(hy_dist_start(&c) == HY_EINVAL); /* 64 or 128 only */
+    c.tag_bits = 0; /* the default */
     c.peers = peers + 1; /* this node left out */
     c.npeers = 1;
     CHECK(hy_dist_start(&c) == HY_ENOENT);
@@ -1563,7 +1589,10 @@ struct fake {
     struct hy__chan key;       /* (only its key is used, by hy__dist_frame_tag) */
     uint32_t snd_next, rcv_next;
     bool auth;
+    unsigned tlen;             /* the tags' length: 8 (node 1's default tag_bits) or 16 */
+    unsigned hello_tlen;       /* the tag length a HELLO says (0: tlen) */
     bool forge;                /* the next DATA: tag spoiled, sequence number not used up */
+    bool keep_seq;             /* the next DATA: its sequence number not used up */
     uint8_t stream[1 << 16];   /* node 1's byte stream, not yet parsed */
     size_t stream_len;
     uint64_t last_tx;
@@ -1587,6 +1616,7 @@ static void fake_open(void)
      * net/'s state, which this process, never a node, may set) */
     strcpy(hy__dist.cookie, "test-cookie");
     hy__dist.cookie_len = strlen(hy__dist.cookie);
+    hy__dist.tag_len = HY_WIRE_TAG64; /* (what the MACs cover: node 1's tag_bits) */
     CHECK(sodium_init() >= 0);
     for (int i = 0; i < 2; i++) {
         fk.fd[i] = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -1598,6 +1628,7 @@ static void fake_open(void)
     }
     fk.a_base = peers[0].base_port;
     fk.auth = true; /* node 1 runs with the default: frames authenticated */
+    fk.tlen = HY_WIRE_TAG64; /* and 64-bit tags */
     randombytes_buf(&fk.creation, sizeof(fk.creation));
     fk.creation |= 1;
 }
@@ -1613,6 +1644,13 @@ static void fake_send_from(int fd, uint16_t shard, uint8_t type, uint32_t dst_cr
                            uint32_t seq, const void *pay, uint16_t len)
 {
     uint8_t buf[HY_WIRE_MTU];
+    uint8_t hello[HY_HELLO_LEN];
+    if (type == HY_WT_HELLO && len == 16) { /* the nonce: the tag length follows */
+        memcpy(hello, pay, 16);
+        hello[16] = (uint8_t)(fk.hello_tlen ? fk.hello_tlen : fk.tlen);
+        pay = hello;
+        len = HY_HELLO_LEN;
+    }
     struct hy_wire_hdr h = {.magic = HY_WIRE_MAGIC, .version = HY_WIRE_VERSION, .type = type,
                             .src_node = 2, .src_creation = fk.creation, .dst_node = 1,
                             .dst_creation = dst_creation, .src_shard = shard, .dst_shard = 0,
@@ -1620,16 +1658,16 @@ static void fake_send_from(int fd, uint16_t shard, uint8_t type, uint32_t dst_cr
     bool tag = fk.auth && session && (type == HY_WT_DATA || type == HY_WT_ACK ||
                                       type == HY_WT_HEARTBEAT || type == HY_WT_CLOSE);
     if (tag)
-        h.flags = HY_WF_AUTH;
+        h.flags = (uint16_t)(HY_WF_AUTH | (fk.tlen == HY_WIRE_TAG128 ? HY_WF_TAG128 : 0));
     hy__wire_put_hdr(buf, &h);
     if (len)
         memcpy(buf + HY_WIRE_HDR, pay, len);
     size_t n = HY_WIRE_HDR + len;
     if (tag) {
-        hy__dist_frame_tag(&fk.key, buf, n, buf + n);
+        hy__dist_frame_tag(&fk.key, buf, n, fk.tlen, buf + n);
         if (fk.forge)
             buf[n] ^= 1;
-        n += HY_WIRE_TAG;
+        n += fk.tlen;
     }
     struct sockaddr_in to = {.sin_family = AF_INET};
     to.sin_addr.s_addr = htonl(0x7f000001);
@@ -1640,8 +1678,9 @@ static void fake_send_from(int fd, uint16_t shard, uint8_t type, uint32_t dst_cr
 
 static void fake_send(uint8_t type, const void *pay, uint16_t len)
 {
-    uint32_t seq = type == HY_WT_DATA ? (fk.forge ? fk.snd_next : fk.snd_next++) : 0;
-    if (type == HY_WT_DATA && !fk.forge) {
+    bool once = fk.forge || fk.keep_seq; /* a frame node 1 must drop */
+    uint32_t seq = type == HY_WT_DATA ? (once ? fk.snd_next : fk.snd_next++) : 0;
+    if (type == HY_WT_DATA && !once) {
         CHECK(len <= sizeof(fk.rtx));
         memcpy(fk.rtx, pay, len);
         fk.rtx_len = len;
@@ -2023,13 +2062,26 @@ static void test_dist_forged_data_frame_dropped(void **state)
     pid_t a = hostile_setup();
     fake_handshake();
     CHECK(fake_echo(1));
-    fk.forge = true;
+    fk.forge = true; /* a 64-bit tag, one bit wrong */
     uint64_t v = 66;
     fake_send_name("echo", T_PING, &v, sizeof(v));
     fk.forge = false;
     CHECK(fake_echo(67)); /* the first answer is to 67: 66 never arrived */
     struct hy_dist_stats ds = fake_stats();
     CHECK(ds.auth_failures >= 1);
+    uint64_t failed = ds.auth_failures;
+    /* a frame flagged and tagged with the other length, its 128-bit tag
+     * right under the session key: the session's length is 64, so it is
+     * dropped and counted too (the frame cannot pick its tag length) */
+    fk.tlen = HY_WIRE_TAG128;
+    fk.keep_seq = true;
+    v = 68;
+    fake_send_name("echo", T_PING, &v, sizeof(v));
+    fk.keep_seq = false;
+    fk.tlen = HY_WIRE_TAG64;
+    CHECK(fake_echo(69));
+    ds = fake_stats();
+    CHECK(ds.auth_failures >= failed + 1);
     hostile_done(a);
 }
 
@@ -2300,7 +2352,7 @@ static void test_dist_forged_refusal_does_not_abort_handshake(void **state)
     do
         CHECK(fake_recv(5000, &h, pay));
     while (h.type != HY_WT_HELLO);
-    CHECK(h.len == 16);
+    CHECK(h.len == HY_HELLO_LEN && pay[16] == HY_WIRE_TAG64); /* its tag length follows */
     memcpy(fk.a_nonce, pay, 16);
     fk.a_creation = h.src_creation;
     uint8_t ch[48];
@@ -2597,7 +2649,7 @@ static void test_dist_exactly_once_in_order_under_faults(void **state)
 
 /* The wire's integers are little-endian at fixed offsets whatever the CPU
  * does: a frame header is encoded to the exact bytes the protocol describes
- * (version 5: the per-session fields in the first HY_WIRE_HDR_FIXED bytes,
+ * (version 5 on: the per-session fields in the first HY_WIRE_HDR_FIXED bytes,
  * no length field), decoded back to the same fields with the payload's
  * length taken from the frame's, and a frame too short for its header and
  * tag, or with the reserved field set, is refused. */
@@ -2635,17 +2687,27 @@ static void test_dist_wire_layout_is_little_endian(void **state)
     b[31] = 1; /* the reserved field */
     CHECK(hy__wire_get_hdr(b, sizeof(b), &g) != 0);
     b[31] = 0;
-    /* authenticated: the tag's 16 bytes are not payload */
-    h.flags = HY_WF_AUTH;
-    uint8_t t[HY_WIRE_HDR + 3 + HY_WIRE_TAG] = {0};
+    /* authenticated: the tag's 8 bytes (16 with HY_WF_TAG128) are not payload */
+    uint8_t t[HY_WIRE_HDR + 3 + HY_WIRE_TAG_MAX] = {0};
+    for (unsigned tl = HY_WIRE_TAG64; tl <= HY_WIRE_TAG128; tl += 8) {
+        uint16_t fl = (uint16_t)(HY_WF_AUTH | (tl == HY_WIRE_TAG128 ? HY_WF_TAG128 : 0));
+        h.flags = fl;
+        CHECK(hy__wire_tag_len(fl) == tl);
+        hy__wire_put_hdr(t, &h);
+        CHECK(t[4] == fl && t[5] == 0);
+        CHECK(hy__wire_get_hdr(t, HY_WIRE_HDR + 3 + tl, &g) == 0 && g.len == 3 && g.flags == fl);
+        CHECK(hy__wire_get_hdr(t, HY_WIRE_HDR + tl, &g) == 0 && g.len == 0);
+        CHECK(hy__wire_get_hdr(t, HY_WIRE_HDR + tl - 1, &g) != 0);
+        uint8_t big[HY_WIRE_MTU + 1] = {0};
+        hy__wire_put_hdr(big, &h);
+        CHECK(hy__wire_get_hdr(big, HY_WIRE_HDR + HY_WIRE_MAXPAY + tl, &g) == 0 &&
+              g.len == HY_WIRE_MAXPAY);
+        CHECK(hy__wire_get_hdr(big, HY_WIRE_HDR + HY_WIRE_MAXPAY + tl + 1, &g) != 0);
+    }
+    h.flags = HY_WF_TAG128; /* a tag length but no tag: malformed */
     hy__wire_put_hdr(t, &h);
-    CHECK(hy__wire_get_hdr(t, sizeof(t), &g) == 0 && g.len == 3 && g.flags == HY_WF_AUTH);
-    CHECK(hy__wire_get_hdr(t, HY_WIRE_HDR + HY_WIRE_TAG, &g) == 0 && g.len == 0);
-    CHECK(hy__wire_get_hdr(t, HY_WIRE_HDR + HY_WIRE_TAG - 1, &g) != 0);
-    uint8_t big[HY_WIRE_MTU + 1] = {0};
-    hy__wire_put_hdr(big, &h);
-    CHECK(hy__wire_get_hdr(big, HY_WIRE_MTU, &g) == 0 && g.len == HY_WIRE_MAXPAY);
-    CHECK(hy__wire_get_hdr(big, HY_WIRE_MTU + 1, &g) != 0);
+    CHECK(hy__wire_get_hdr(t, HY_WIRE_HDR + 3, &g) != 0);
+    CHECK(hy__wire_tag_len(0) == 0 && hy__wire_tag_len(HY_WF_TAG128) == 0);
     h.flags = 0;
     /* the fixed prefix holds every per-session field and nothing a frame
      * changes: the tags' kept state covers it (hy__dist_frame_tag_mid) */
@@ -2732,69 +2794,137 @@ static void test_dist_wire_layout_is_little_endian(void **state)
         CHECK(hy__wire_rec_hdr_size((uint8_t)f) == 0);
 }
 
-/* A frame's tag is SipHash-2-4 with a 128-bit output: the algorithm's
- * published test vectors; and the tag check (net/'s own constant-time
- * comparison) refuses a tag that differs from the right one in any one bit,
- * and takes it when equal, for random tags and frames of every length 0..300. */
+/* A frame's tag is SipHash-2-4, 64-bit (tag_bits 64) or 128-bit output:
+ * the algorithm's published test vectors; and the tag check (net/'s own
+ * constant-time comparison) refuses a tag that differs from the right one
+ * in any one of its bits, and takes it when equal, for random tags and
+ * frames of every length 0..300, at both lengths. */
 static void test_dist_frame_tag_vectors_and_check(void **state)
 {
     (void)state;
     CHECK(sodium_init() >= 0);
     static struct hy__chan ch;
-    uint8_t buf[301], mine[HY_WIRE_TAG], other[HY_WIRE_TAG];
+    uint8_t buf[301], mine[HY_WIRE_TAG_MAX], other[HY_WIRE_TAG_MAX];
     /* key 00..0f, message 00, 01, .. of length 0 and 1 */
-    static const uint8_t want[2][HY_WIRE_TAG] = {
+    static const uint8_t want128[2][HY_WIRE_TAG128] = {
         {0xa3, 0x81, 0x7f, 0x04, 0xba, 0x25, 0xa8, 0xe6, 0x6d, 0xf6, 0x72, 0x14, 0xc7, 0x55, 0x02,
          0x93},
         {0xda, 0x87, 0xc1, 0xd8, 0x6b, 0x99, 0xaf, 0x44, 0x34, 0x76, 0x59, 0x11, 0x9b, 0x22, 0xfc,
          0x45},
     };
+    static const uint8_t want64[2][HY_WIRE_TAG64] = {
+        {0x31, 0x0e, 0x0e, 0xdd, 0x47, 0xdb, 0x6f, 0x72},
+        {0xfd, 0x67, 0xdc, 0x93, 0xc5, 0x39, 0xf8, 0x74},
+    };
     for (int i = 0; i < 16; i++)
         ch.key[i] = buf[i] = (uint8_t)i;
     for (size_t n = 0; n < 2; n++) {
-        hy__dist_frame_tag(&ch, buf, n, mine);
-        assert_memory_equal(mine, want[n], sizeof(mine));
+        hy__dist_frame_tag(&ch, buf, n, HY_WIRE_TAG128, mine);
+        assert_memory_equal(mine, want128[n], HY_WIRE_TAG128);
+        hy__dist_frame_tag(&ch, buf, n, HY_WIRE_TAG64, mine);
+        assert_memory_equal(mine, want64[n], HY_WIRE_TAG64);
     }
-    unsigned refused = 0;
-    randombytes_buf(ch.key, sizeof(ch.key));
-    randombytes_buf(buf, sizeof(buf));
-    for (size_t n = 0; n <= 300; n++) {
-        hy__dist_frame_tag(&ch, buf, n, mine);
-        memcpy(other, mine, sizeof(mine));
-        assert_true(hy__dist_tag_equal(mine, other));
-        int bit = (int)(n % (8 * HY_WIRE_TAG));
-        other[bit / 8] ^= (uint8_t)(1u << (bit % 8));
-        refused += !hy__dist_tag_equal(mine, other);
+    for (unsigned tl = HY_WIRE_TAG64; tl <= HY_WIRE_TAG128; tl += 8) {
+        unsigned refused = 0;
+        randombytes_buf(ch.key, sizeof(ch.key));
+        randombytes_buf(buf, sizeof(buf));
+        for (size_t n = 0; n <= 300; n++) {
+            hy__dist_frame_tag(&ch, buf, n, tl, mine);
+            memcpy(other, mine, tl);
+            assert_true(hy__dist_tag_equal(mine, other, tl));
+            int bit = (int)(n % (8 * tl));
+            other[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+            refused += !hy__dist_tag_equal(mine, other, tl);
+        }
+        assert_int_equal(refused, 301);
     }
-    assert_int_equal(refused, 301);
 }
 
-/* The tag computed from a channel's kept state after the frame's first 24
- * bytes is the full tag, byte for byte, also when the key or those bytes
- * change under it (a new session with the same nodes, creations and shards;
- * another frame type), and the SipHash written here is libsodium's. */
+/* The tag computed from a channel's kept state after the frame's first 32
+ * bytes is the full tag, byte for byte, also when the key, those bytes or
+ * the tag length change under it (a new session with the same nodes,
+ * creations and shards; another frame type; tag_bits 64 then 128 with the
+ * same key and prefix), and the SipHash written here is libsodium's:
+ * crypto_shorthash_siphash24 (64-bit) and crypto_shorthash_siphashx24
+ * (128-bit), for every length 0..300. */
 static void test_dist_frame_tag_from_kept_state_is_the_full_tag(void **state)
 {
     (void)state;
     CHECK(sodium_init() >= 0);
     static struct hy__chan ch;
     struct hy__tag_mid mid;
-    uint8_t buf[301], full[HY_WIRE_TAG], kept[HY_WIRE_TAG], ref[HY_WIRE_TAG];
+    uint8_t buf[301], full[HY_WIRE_TAG_MAX], kept[HY_WIRE_TAG_MAX], ref[HY_WIRE_TAG_MAX];
     memset(&mid, 0, sizeof(mid));
     randombytes_buf(buf, sizeof(buf));
-    for (int round = 0; round < 4; round++) {
-        if (round != 2)
-            randombytes_buf(ch.key, sizeof(ch.key)); /* a new session key, same prefix */
-        else
+    for (int round = 0; round < 8; round++) {
+        unsigned tl = (round & 1) ? HY_WIRE_TAG128 : HY_WIRE_TAG64; /* same key, other length */
+        if (round == 4)
             buf[3] ^= 0x01; /* another frame type, same key */
+        else if (!(round & 1))
+            randombytes_buf(ch.key, sizeof(ch.key)); /* a new session key, same prefix */
         for (size_t n = 0; n <= 300; n++) {
-            crypto_shorthash_siphashx24(ref, buf, n, ch.key);
-            hy__siphash24_128(ch.key, buf, n, full);
-            assert_memory_equal(full, ref, sizeof(ref));
-            hy__dist_frame_tag_mid(&ch, &mid, buf, n, kept);
-            assert_memory_equal(kept, ref, sizeof(ref));
+            memset(kept, 0xee, sizeof(kept));
+            if (tl == HY_WIRE_TAG64) {
+                crypto_shorthash_siphash24(ref, buf, n, ch.key);
+                hy__siphash24_64(ch.key, buf, n, full);
+            } else {
+                crypto_shorthash_siphashx24(ref, buf, n, ch.key);
+                hy__siphash24_128(ch.key, buf, n, full);
+            }
+            assert_memory_equal(full, ref, tl);
+            hy__dist_frame_tag_mid(&ch, &mid, buf, n, tl, kept);
+            assert_memory_equal(kept, ref, tl);
+            if (tl == HY_WIRE_TAG64)
+                assert_int_equal(kept[8], 0xee); /* 8 bytes written, no more */
         }
     }
+}
+
+/* The tag length is covered by the handshake's proofs: a HELLO from a node
+ * with 128-bit tags whose tag length someone on the path rewrote to 64
+ * (node 1's) gets a CHALLENGE whose proof that node refuses, and its CONFIRM
+ * fails node 1's check: no session forms with tags of another length than a
+ * node's own. The real 64-bit handshake after it succeeds. */
+static void test_dist_tag_length_rewritten_on_the_path_fails_the_proofs(void **state)
+{
+    (void)state;
+    pid_t a = hostile_setup();
+    fk.hello_tlen = HY_WIRE_TAG64;     /* what the HELLO says, rewritten */
+    hy__dist.tag_len = HY_WIRE_TAG128; /* what the fake node's MACs cover */
+    randombytes_buf(fk.nonce, 16);
+    struct hy_wire_hdr h;
+    uint8_t pay[HY_WIRE_MTU];
+    bool challenged = false;
+    uint64_t end = now_ms() + 20000;
+    fake_send(HY_WT_HELLO, fk.nonce, 16);
+    while (!challenged && now_ms() < end) {
+        if (!fake_recv(200, &h, pay)) {
+            fake_send(HY_WT_HELLO, fk.nonce, 16);
+            continue;
+        }
+        if (h.type != HY_WT_CHALLENGE)
+            continue;
+        CHECK(h.len == 48);
+        fk.a_creation = h.src_creation;
+        uint8_t want[32];
+        hy__dist_mac(want, "B", fk.nonce, pay, 2, fk.creation, 1, fk.a_creation);
+        CHECK(memcmp(want, pay + 16, 32) != 0); /* node 1's proof covers 64 */
+        memcpy(fk.a_nonce, pay, 16);
+        uint8_t proof[32];
+        hy__dist_mac(proof, "A", fk.a_nonce, fk.nonce, 1, fk.a_creation, 2, fk.creation);
+        fake_send(HY_WT_CONFIRM, proof, 32); /* covers 128: refused */
+        challenged = true;
+    }
+    CHECK(challenged);
+    hy__dist.tag_len = HY_WIRE_TAG64;
+    fk.hello_tlen = 0;
+    while (fake_recv(300, &h, pay)) /* node 1's answers to the repeated HELLOs */
+        ;
+    fake_handshake();
+    CHECK(fake_echo(1));
+    struct hy_dist_stats ds = fake_stats();
+    CHECK(ds.handshakes == 1 && ds.auth_failures >= 1);
+    hostile_done(a);
 }
 
 int main(void)
@@ -2813,6 +2943,7 @@ int main(void)
         cmocka_unit_test(test_dist_links_and_monitors),
         cmocka_unit_test(test_dist_node_down_and_restart),
         cmocka_unit_test(test_dist_wrong_cookie_refused),
+        cmocka_unit_test(test_dist_different_tag_bits_refused),
         cmocka_unit_test(test_dist_malformed_frames_counted),
         cmocka_unit_test(test_dist_gen_server_call_remote),
         cmocka_unit_test(test_dist_three_nodes_authenticated),
@@ -2830,6 +2961,7 @@ int main(void)
         cmocka_unit_test(test_dist_forged_refusal_does_not_abort_handshake),
         cmocka_unit_test(test_dist_frame_tag_vectors_and_check),
         cmocka_unit_test(test_dist_frame_tag_from_kept_state_is_the_full_tag),
+        cmocka_unit_test(test_dist_tag_length_rewritten_on_the_path_fails_the_proofs),
         cmocka_unit_test(test_dist_wire_layout_is_little_endian),
     };
     if (getenv("HY_TEST_FILTER"))

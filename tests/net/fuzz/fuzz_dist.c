@@ -190,7 +190,7 @@ static void run_input(const uint8_t *data, size_t size)
                 .len = (uint16_t)len,
                 .flags = auth ? HY_WF_AUTH : 0,
             };
-            size_t n = HY_WIRE_HDR + len + (auth ? HY_WIRE_TAG : 0);
+            size_t n = HY_WIRE_HDR + len + (auth ? HY_WIRE_TAG64 : 0);
             uint8_t *f = malloc(n);
             if (!f)
                 abort();

@@ -262,18 +262,25 @@ int main(int argc, char **argv)
     put8(&o, FUZZ_MODE_IDLE);
     uint8_t nonce[48];
     memset(nonce, 0x22, sizeof(nonce));
-    op_raw_frame(&o, HY_WT_HELLO, 0, 0, nonce, 16);
-    op_raw_frame(&o, HY_WT_HELLO, 0, 0, nonce, 16);
+    uint8_t hello_f[HY_HELLO_LEN];
+    memset(hello_f, 0x22, 16);
+    hello_f[16] = HY_WIRE_TAG128; /* another tag length: refused, with a REJECT saying why */
+    op_raw_frame(&o, HY_WT_HELLO, 0, 0, hello_f, HY_HELLO_LEN);
+    hello_f[16] = HY_WIRE_TAG64; /* the fuzz endpoint's */
+    op_raw_frame(&o, HY_WT_HELLO, 0, 0, hello_f, HY_HELLO_LEN);
+    op_raw_frame(&o, HY_WT_HELLO, 0, 0, hello_f, HY_HELLO_LEN);
     op_raw_frame(&o, HY_WT_CONFIRM, 0, 0, nonce, 32);
     op_raw_frame(&o, HY_WT_CHALLENGE, 0, 0, nonce, 48);
     op_raw_frame(&o, HY_WT_REJECT, 0, 0, NULL, 0);
+    uint8_t why[2] = {HY_WREJ_TAG_BITS, HY_WIRE_TAG128};
+    op_raw_frame(&o, HY_WT_REJECT, 0, 0, why, sizeof(why));
     op_poll(&o);
     emit("idle-handshake", &o);
 
     /* a HELLO on an UP channel (the peer restarted), and a bad magic */
     memset(&o, 0, sizeof(o));
     put8(&o, 0);
-    op_raw_frame(&o, HY_WT_HELLO, 0, 0, nonce, 16);
+    op_raw_frame(&o, HY_WT_HELLO, 0, 0, hello_f, HY_HELLO_LEN);
     put8(&o, FUZZ_OP_RAW);
     put16(&o, 60);
     for (int i = 0; i < 60; i++)
