@@ -3,7 +3,8 @@
  * ae_epoll.c beside ae.c. Not installed.
  *
  * The poller is a readiness source. A socket registers its descriptor once
- * (edge-triggered interest in input, output and hang-up); the backend
+ * (edge-triggered interest in input, output and hang-up; io_uring leaves
+ * input out while the socket is read through its receives, poll_noin); the backend
  * reports readiness, which is latched in the watch's `ready` bits until the
  * socket code sees EAGAIN and clears them. The read and write system calls
  * themselves are made by the socket code: by the owning process while it

@@ -1,5 +1,9 @@
 /* io_uring backend of the socket poller. Each registered descriptor has a
- * multishot poll request for input, output and hang-up; its completions are
+ * multishot poll request for input, output and hang-up (input left out,
+ * by one poll update, while the socket is read through the ring's
+ * receives: the bytes a receive waits for would also complete the poll,
+ * a wake-up, a task work and a completion a request; ur_poll_input);
+ * its completions are
  * reaped straight from the shared completion ring (no system call), and the
  * submissions of a turn (new polls, re-arms, removals) go to the kernel in
  * one io_uring_enter at the end of the turn.
@@ -302,8 +306,9 @@ HY__HOT static unsigned ur_poll(struct hy_shard *sh, void *state)
 {
     struct ur *u = state;
     unsigned total = 0;
-    /* receives queued alone wait for the sleep's io_uring_enter, or for
-     * input readiness reaped below (their socket may be the one) */
+    /* receives queued alone wait for the sleep's io_uring_enter, for
+     * input readiness reaped below (their socket may be the one, if its
+     * poll still watches input), or HY__IO_LAZY_TURNS busy turns */
     if (io_uring_sq_ready(&u->ring) > *u->lazy) {
         submit(u); /* also runs pending task work */
         stat_inc(&sh->st.io_syscalls);
