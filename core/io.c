@@ -166,6 +166,7 @@ int hy__io_add(struct hy_shard *sh, struct hy__io_watch *w)
     io->slots[idx] = w;
     w->idx = idx;
     w->ready = HY_IO_IN | HY_IO_OUT;
+    w->poll_noin = 0; /* the poll watches input until a receive is armed */
     int rc = io->be->add(io->state, w->fd, cookie_of(io, idx));
     hy__stat_add(&sh->st.io_syscalls, io->be->kind == HY_IO_EPOLL); /* epoll_ctl */
     if (rc) {
@@ -330,6 +331,20 @@ HY__HOT void hy__io_dispatch_recv(struct hy_shard *sh, uint64_t cookie, int res,
     w->on_ready(sh, w, HY_IO_IN);
 }
 
+/* The first receive armed for w: the bytes it waits for would also
+ * complete the socket's poll (a wake-up, a task work that polls the socket
+ * and a completion, dispatched and dropped: once a request), so the poll
+ * leaves input out from now on; a wait for input without a receive armed
+ * watches it again (hy__io_watch_input). Queued after the receive (and
+ * after a send linked ahead of it: the link is unchanged). */
+__attribute__((noinline)) static void input_unwatch(struct hy__io *io, struct hy__io_watch *w)
+{
+    if (!io->be->poll_input)
+        return;
+    w->poll_noin = 1;
+    io->be->poll_input(io->state, w->fd, cookie_of(io, w->idx), false);
+}
+
 HY__HOT bool hy__io_recv_arm(struct hy_shard *sh, struct hy__io_watch *w)
 {
     struct hy__io *io = sh->io;
@@ -344,12 +359,24 @@ HY__HOT bool hy__io_recv_arm(struct hy_shard *sh, struct hy__io_watch *w)
         if (r > 0)
             w->tx_link = HY__IO_TX_LINKED;
         w->rx_armed = 1;
+        if (__builtin_expect(!w->poll_noin, 0))
+            input_unwatch(io, w);
         return true;
     }
     if (!io->be->recv_arm(io->state, w->fd, cookie_of(io, w->idx)))
         return false;
     w->rx_armed = 1;
+    if (__builtin_expect(!w->poll_noin, 0))
+        input_unwatch(io, w);
     return true;
+}
+
+void hy__io_watch_input_slow(struct hy_shard *sh, struct hy__io_watch *w)
+{
+    struct hy__io *io = sh->io;
+    w->poll_noin = 0;
+    if (w->idx && io->be->poll_input)
+        io->be->poll_input(io->state, w->fd, cookie_of(io, w->idx), true);
 }
 
 HY__HOT void hy__io_recv_release(struct hy_shard *sh, struct hy__io_watch *w)
@@ -569,6 +596,9 @@ static inline __attribute__((always_inline)) int sock_wait(struct hy__sock *s, u
 {
     struct hy_proc *p = s->owner;
     struct hy_shard *sh = s->sh;
+    /* input waited for without a receive armed: the poll must report it */
+    if ((ev & HY_IO_IN) && !s->w.rx_armed)
+        hy__io_watch_input(sh, &s->w);
     if (msg && p->mb_head)
         return HY_EINTR;
     if (timeout_ns == 0)
@@ -847,13 +877,14 @@ int hy__errno_to_hy(int e)
     }
 }
 
-int hy__io_cookie_fd(struct hy_shard *sh, uint64_t cookie);
-int hy__io_cookie_fd(struct hy_shard *sh, uint64_t cookie)
+int hy__io_cookie_fd(struct hy_shard *sh, uint64_t cookie, bool *input);
+int hy__io_cookie_fd(struct hy_shard *sh, uint64_t cookie, bool *input)
 {
     struct hy__io *io = sh->io;
     uint32_t idx = (uint32_t)cookie;
     if (!io || idx == 0 || idx >= io->cap || io->gen[idx] != (uint32_t)(cookie >> 32) ||
         !io->slots[idx])
         return -1;
+    *input = !io->slots[idx]->poll_noin;
     return io->slots[idx]->fd;
 }

@@ -3,7 +3,8 @@
  * ae_epoll.c beside ae.c. Not installed.
  *
  * The poller is a readiness source. A socket registers its descriptor once
- * (edge-triggered interest in input, output and hang-up); the backend
+ * (edge-triggered interest in input, output and hang-up; io_uring leaves
+ * input out while the socket is read through its receives, poll_noin); the backend
  * reports readiness, which is latched in the watch's `ready` bits until the
  * socket code sees EAGAIN and clears them. The read and write system calls
  * themselves are made by the socket code: by the owning process while it
@@ -66,11 +67,17 @@ struct hy__io_peek {
     uint32_t lazy;                     /* io_uring: queued entries that may wait
                                           for the sleep's io_uring_enter (the
                                           receives armed since the last submit) */
+    uint32_t lazy_turns;               /* io_uring: busy turns seen with lazy != 0 */
     uint32_t rx_size;                  /* the receive pool's buffers: rx_size bytes */
     const uint8_t *rx_base;            /* each, buffer i at rx_base + i * rx_size */
 };
 
 #define HY__IO_BUSY_EVERY 4u
+/* Receives queued alone wait for the sleep's io_uring_enter at most this
+ * many busy turns: a shard kept busy (a process that computes) submits
+ * them then. A socket whose poll leaves input out (poll_noin) has nothing
+ * else to tell that its bytes came. */
+#define HY__IO_LAZY_TURNS 4u
 
 /* True when this turn should call hy__io_poll; work = what the turn found
  * to do so far. Context: the shard's thread. */
@@ -84,8 +91,14 @@ static inline bool hy__io_due(void *io, unsigned work)
         }
         pk->skip = HY__IO_BUSY_EVERY - 1;
         /* queued receives alone wait for the sleep, which submits them
-         * in its own system call: the socket's poll still reports input,
-         * and a completion makes this turn submit them */
+         * in its own system call, or for a completion or another entry
+         * (this turn submits them), or HY__IO_LAZY_TURNS busy turns */
+        if (!pk->lazy) {
+            pk->lazy_turns = 0;
+        } else if (++pk->lazy_turns >= HY__IO_LAZY_TURNS) {
+            pk->lazy_turns = 0;
+            pk->lazy = 0;
+        }
         return *pk->sq_tail - __atomic_load_n(pk->sq_head, __ATOMIC_ACQUIRE) > pk->lazy ||
                __atomic_load_n(pk->cq_tail, __ATOMIC_ACQUIRE) != *pk->cq_head ||
                (__atomic_load_n(pk->kflags, __ATOMIC_RELAXED) & pk->kmask);
@@ -124,6 +137,12 @@ struct hy__io_watch {
     uint8_t ready;         /* latched HY_IO_* bits */
     uint8_t wait_ev;       /* HY_IO_* the waiter needs */
     uint8_t tx_link;       /* HY__IO_TX_* below: the send request's link */
+    /* The backend's readiness watch leaves input out (io_uring): set when a
+     * receive through the poller is first armed, so the bytes a receive
+     * waits for do not also complete the socket's poll; cleared (input
+     * watched again, readiness re-read) when input is waited for with no
+     * receive armed (hy__io_watch_input). */
+    uint8_t poll_noin;
     hy__io_ready_fn on_ready;
     struct hy_proc *waiter; /* the process parked on it (its owner, hy__sock_wait) */
     /* Sends through the poller (io_uring): bytes the owner sent, copied
@@ -214,6 +233,13 @@ struct hy__io_backend {
      * buffer complete in the call), then cancels the send of cookie if it
      * is still in the kernel: returns once its completion is in the ring. */
     void (*send_cancel)(void *state, uint64_t cookie);
+    /* Changes the readiness watch of fd (cookie) to watch input (in) or
+     * not (output and hang-up only), queued with the turn's submission;
+     * the kernel re-reads the socket's readiness, so input already queued
+     * is reported. The watch's current choice is w->poll_noin, read back
+     * (hy__io_cookie_input) when the change must be retried or the poll
+     * re-armed. NULL: input always watched. */
+    void (*poll_input)(void *state, int fd, uint64_t cookie, bool in);
     /* Fills the ring pointers of pk (NULL: the backend has no ring to peek). */
     void (*peek_init)(void *state, struct hy__io_peek *pk);
 };
@@ -266,6 +292,16 @@ static inline const uint8_t *hy__io_rx_data(const void *io, const struct hy__io_
 {
     const struct hy__io_peek *pk = io;
     return pk->rx_base + (size_t)w->rx_bid * pk->rx_size;
+}
+/* Has the backend watch w's input again if it left it out (w->poll_noin):
+ * for a wait for input with no receive armed (an empty pool, framing,
+ * active mode, a try without waiting). Readiness already there is reported
+ * by a later poll. Context: the shard's thread. */
+void hy__io_watch_input_slow(struct hy_shard *sh, struct hy__io_watch *w);
+static inline void hy__io_watch_input(struct hy_shard *sh, struct hy__io_watch *w)
+{
+    if (w->poll_noin)
+        hy__io_watch_input_slow(sh, w);
 }
 /* Gives w's held buffer back to the pool (its bytes are consumed). */
 void hy__io_recv_release(struct hy_shard *sh, struct hy__io_watch *w);

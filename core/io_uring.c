@@ -1,5 +1,9 @@
 /* io_uring backend of the socket poller. Each registered descriptor has a
- * multishot poll request for input, output and hang-up; its completions are
+ * multishot poll request for input, output and hang-up (input left out,
+ * by one poll update, while the socket is read through the ring's
+ * receives: the bytes a receive waits for would also complete the poll,
+ * a wake-up, a task work and a completion a request; ur_poll_input);
+ * its completions are
  * reaped straight from the shared completion ring (no system call), and the
  * submissions of a turn (new polls, re-arms, removals) go to the kernel in
  * one io_uring_enter at the end of the turn.
@@ -53,6 +57,9 @@
 #define SQ_ENTRIES 256
 #define CQ_ENTRIES 8192
 #define POLL_MASK (POLLIN | POLLOUT | POLLRDHUP)
+/* A socket read through the ring's receives (its watch's poll_noin): the
+ * bytes a receive waits for do not also complete the poll */
+#define POLL_MASK_NOIN (POLLOUT | POLLRDHUP)
 
 /* The shard's pool of receive buffers (a provided-buffer ring, group 0):
  * RX_N buffers of RX_SIZE bytes. A receive takes one only when bytes
@@ -101,12 +108,15 @@ static inline void submit(struct ur *u)
 #define CANCEL_COOKIE (1ull << 60)
 /* Send requests carry their socket's cookie with this bit. */
 #define SEND_BIT (1ull << 59)
+/* A poll's update (ur_poll_input) carries its cookie with both of these
+ * (REMOVE_BIT below alone: a removal; SEND_BIT alone: a send). */
+#define UPDATE_BITS ((1ull << 63) | SEND_BIT)
 
 /* The cookie of the wake_fd's poll (no watch: bit 62 is never set in a
  * watch's cookie, whose generation has 31 bits). */
 #define WAKE_COOKIE (1ull << 62)
 
-static void arm(struct ur *u, int fd, uint64_t cookie);
+static void arm(struct ur *u, int fd, uint64_t cookie, bool input);
 static void arm_wake(struct ur *u);
 
 static inline void stat_inc(_Atomic uint64_t *c)
@@ -213,9 +223,9 @@ static void arm_mask(struct ur *u, int fd, unsigned mask, uint64_t cookie)
     io_uring_sqe_set_data64(sqe, cookie);
 }
 
-static void arm(struct ur *u, int fd, uint64_t cookie)
+static void arm(struct ur *u, int fd, uint64_t cookie, bool input)
 {
-    arm_mask(u, fd, POLL_MASK, cookie);
+    arm_mask(u, fd, input ? POLL_MASK : POLL_MASK_NOIN, cookie);
 }
 
 /* The wake_fd's poll: input only. Every write to an eventfd wakes its
@@ -231,8 +241,31 @@ static void arm_wake(struct ur *u)
 
 static int ur_add(void *state, int fd, uint64_t cookie)
 {
-    arm(state, fd, cookie);
+    arm(state, fd, cookie, true);
     return 0;
+}
+
+/* Queues the update of cookie's poll to watch input or not; the kernel
+ * re-reads the socket's readiness (a completion for what is already
+ * there). Its completion: 0, or -EALREADY (the poll was completing: the
+ * update is queued again, with the watch's choice then) or -ENOENT (the
+ * poll ended: re-armed by its last completion, with that choice). */
+static void queue_update(struct ur *u, uint64_t cookie, bool input)
+{
+    struct io_uring_sqe *sqe = sqe_get(u);
+    if (!sqe)
+        hy__fatal("io_uring: no submission entry after a submit");
+    /* new user data 0: the kernel refuses another without
+     * IORING_POLL_UPDATE_USER_DATA (-EINVAL) */
+    io_uring_prep_poll_update(sqe, cookie, 0, input ? POLL_MASK : POLL_MASK_NOIN,
+                              IORING_POLL_UPDATE_EVENTS | IORING_POLL_ADD_MULTI);
+    io_uring_sqe_set_data64(sqe, cookie | UPDATE_BITS);
+}
+
+static void ur_poll_input(void *state, int fd, uint64_t cookie, bool in)
+{
+    (void)fd;
+    queue_update(state, cookie, in);
 }
 
 /* Removal requests carry the poll's cookie with this bit: their completion
@@ -261,7 +294,7 @@ static void ur_del(void *state, int fd, uint64_t cookie)
 }
 
 /* descriptor of a live cookie, for re-arming a poll that ended */
-int hy__io_cookie_fd(struct hy_shard *sh, uint64_t cookie);
+int hy__io_cookie_fd(struct hy_shard *sh, uint64_t cookie, bool *input);
 
 /* the kernel holds completions back: task work not run yet, or overflow */
 static inline bool kernel_holds(const struct ur *u)
@@ -273,8 +306,9 @@ HY__HOT static unsigned ur_poll(struct hy_shard *sh, void *state)
 {
     struct ur *u = state;
     unsigned total = 0;
-    /* receives queued alone wait for the sleep's io_uring_enter, or for
-     * input readiness reaped below (their socket may be the one) */
+    /* receives queued alone wait for the sleep's io_uring_enter, for
+     * input readiness reaped below (their socket may be the one, if its
+     * poll still watches input), or HY__IO_LAZY_TURNS busy turns */
     if (io_uring_sq_ready(&u->ring) > *u->lazy) {
         submit(u); /* also runs pending task work */
         stat_inc(&sh->st.io_syscalls);
@@ -300,6 +334,14 @@ HY__HOT static unsigned ur_poll(struct hy_shard *sh, void *state)
             }
             if (cookie == CANCEL_COOKIE)
                 continue;
+            if ((cookie & UPDATE_BITS) == UPDATE_BITS) {
+                /* -EALREADY: the poll was completing; ask again with the
+                 * watch's choice now (-ENOENT: its end re-arms it) */
+                bool in;
+                if (res == -EALREADY && hy__io_cookie_fd(sh, cookie & ~UPDATE_BITS, &in) >= 0)
+                    queue_update(u, cookie & ~UPDATE_BITS, in);
+                continue;
+            }
             if ((cookie & (SEND_BIT | REMOVE_BIT)) == SEND_BIT) {
                 hy__io_dispatch_send(sh, cookie & ~SEND_BIT, res);
                 continue;
@@ -333,9 +375,10 @@ HY__HOT static unsigned ur_poll(struct hy_shard *sh, void *state)
             if (!(flags & IORING_CQE_F_MORE) && res != -ECANCELED && res != -ENOENT) {
                 /* the multishot poll ended (or the kernel only does one
                  * shot): re-arm it if the watch still exists */
-                int fd = hy__io_cookie_fd(sh, cookie);
+                bool in;
+                int fd = hy__io_cookie_fd(sh, cookie, &in);
                 if (fd >= 0)
-                    arm(u, fd, cookie);
+                    arm(u, fd, cookie, in);
             }
             if (ev)
                 hy__io_dispatch(sh, cookie, ev);
@@ -607,5 +650,6 @@ const struct hy__io_backend hy__io_uring_backend = {
     .send = ur_send,
     .send_cancel = ur_send_cancel,
     .flush = ur_flush,
+    .poll_input = ur_poll_input,
     .peek_init = ur_peek_init,
 };

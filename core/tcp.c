@@ -504,6 +504,10 @@ static void set_active(struct hy_tcp *s, int active)
 {
     s->active = active;
     s->s.w.on_ready = active ? on_ready_active : on_ready;
+    /* the pump reads on input readiness: the poll must report it (it may
+     * have left input out while receives through the poller read) */
+    if (active)
+        hy__io_watch_input(s->s.sh, &s->s.w);
 }
 
 /* ---- listen, accept, connect -------------------------------------------- */

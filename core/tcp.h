@@ -59,7 +59,12 @@
  * socket parks in hy_tcp_recv* for input, the poller queues one receive for
  * it into a buffer of the shard's pool (1,024 buffers of 2 KiB, owned by the
  * shard, never by a process); it goes to the kernel with the shard's next
- * submission, usually the one system call of its sleep. The bytes come
+ * submission, usually the one system call of its sleep (at the latest
+ * after a few scheduler turns when other processes keep the shard busy).
+ * From the socket's first such receive, the poller's readiness watch
+ * leaves input out (the receive brings it); a later wait for input with no
+ * receive armed (framing, active mode, an empty pool, HY_NOWAIT) watches it
+ * again, and input already queued is then reported. The bytes come
  * with the wake-up, and the owner's call copies them out instead of making
  * a recv system call. The socket holds at most that one buffer, only while
  * those bytes are unread (an idle socket holds none), and gives it back to

@@ -11,7 +11,11 @@
  * slept in the ring, still woken by readiness; a reply's send linked ahead
  * of the next receive that the kernel cannot finish at once, that has bytes
  * appended while in the kernel, or that fails: no reply byte reordered or
- * lost, the next request still received. Backend from HYDRA_IO_BACKEND. */
+ * lost, the next request still received; a socket read through the
+ * ring's receives (its poll leaves input out) whose input is then waited
+ * for otherwise: beside a process that keeps the shard busy, by a try
+ * without waiting, in active mode, by a framed read. Backend from
+ * HYDRA_IO_BACKEND. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -898,6 +902,167 @@ static void test_io_linked_reply_that_fails_keeps_the_next_request(void **state)
     assert_int_equal(atomic_load(&c.got), 0);
 }
 
+/* ---- a socket read through the ring's receives: input without them ---- */
+
+/* With io_uring, a socket's first receive through the ring has its poll
+ * leave input out (the receive brings the bytes). Input waited for by other
+ * means afterwards must still be reported: a receive queued while another
+ * process keeps the shard busy (no sleep submits it), a try without waiting,
+ * active mode, a framed read. Each mode: 4 one-byte requests answered
+ * first (read through the ring), then the client sends "x\n" once told. */
+enum noin_mode { NOIN_BUSY, NOIN_NOWAIT, NOIN_ACTIVE, NOIN_LINE };
+
+struct noin_ctx {
+    enum noin_mode mode;
+    uint16_t port;
+    atomic_int go, got, done;
+    uint64_t ring_recvs; /* receives through the ring in the 4 requests */
+    int seen_while_busy;
+};
+
+static void *noin_client(void *arg)
+{
+    struct noin_ctx *c = arg;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(c->port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+        int i = 0;
+        for (char b; i < 4; i++)
+            if (write(fd, "w", 1) != 1 || read(fd, &b, 1) != 1 || b != 'w')
+                break;
+        uint64_t deadline = hy_now_ns() + 10 * SECOND;
+        while (i == 4 && !atomic_load(&c->go) && hy_now_ns() < deadline)
+            sched_yield();
+        (void)!write(fd, "x\n", 2);
+    }
+    uint64_t deadline = hy_now_ns() + 20 * SECOND;
+    while (!atomic_load(&c->done) && hy_now_ns() < deadline)
+        sched_yield();
+    if (fd >= 0)
+        close(fd);
+    return NULL;
+}
+
+/* Yields for up to 10 s (the shard never sleeps) until the byte came. */
+static void noin_busy(void *arg)
+{
+    struct noin_ctx *c = arg;
+    atomic_store(&c->go, 1);
+    uint64_t deadline = hy_now_ns() + 10 * SECOND;
+    while (!atomic_load(&c->got) && hy_now_ns() < deadline)
+        hy_yield();
+    c->seen_while_busy = atomic_load(&c->got);
+}
+
+static void noin_main(void *arg)
+{
+    struct noin_ctx *c = arg;
+    struct hy_tcp *ls, *sv;
+    HY_CHECK_EQ(hy_tcp_listen(NULL, &ls), 0);
+    struct hy_addr a;
+    hy_tcp_sockname(ls, &a);
+    c->port = hy_addr_port(&a);
+    pthread_t t;
+    HY_CHECK_EQ(pthread_create(&t, NULL, noin_client, c), 0);
+    HY_CHECK_EQ(hy_tcp_accept(ls, &sv, 10 * SECOND), 0);
+    struct hy_stats st0, st1;
+    hy_stats_get(0, &st0);
+    char b[2];
+    size_t got;
+    for (int i = 0; i < 4; i++) {
+        HY_CHECK_EQ(hy_tcp_recv(sv, b, 1, &got, 10 * SECOND), 0);
+        HY_CHECK_EQ(hy_tcp_send(sv, b, 1, 10 * SECOND), 0);
+    }
+    hy_stats_get(0, &st1);
+    c->ring_recvs = st1.io_recvs - st0.io_recvs;
+    uint64_t deadline = hy_now_ns() + 10 * SECOND;
+    switch (c->mode) {
+    case NOIN_BUSY: {
+        hy_pid y;
+        HY_CHECK_EQ(hy_spawn(noin_busy, c, &y), 0);
+        if (hy_tcp_recv(sv, b, 1, &got, 20 * SECOND) == 0 && b[0] == 'x')
+            atomic_store(&c->got, 1);
+        break;
+    }
+    case NOIN_NOWAIT:
+        atomic_store(&c->go, 1);
+        /* tries without waiting, the shard's turns in between */
+        while (hy_now_ns() < deadline) {
+            if (hy_tcp_recv(sv, b, 1, &got, 0) == 0) {
+                atomic_store(&c->got, got == 1 && b[0] == 'x');
+                break;
+            }
+            hy_yield();
+        }
+        break;
+    case NOIN_ACTIVE: {
+        HY_CHECK_EQ(hy_tcp_set_active(sv, HY_TCP_ACTIVE_ONCE), 0);
+        atomic_store(&c->go, 1);
+        struct hy_msg *m = hy_test_must_recv_tag(HY_TCP_TAG_DATA, 10 * SECOND);
+        if (m) {
+            const struct hy_tcp_msg *tm = hy_tcp_msg_of(m);
+            atomic_store(&c->got, tm->len >= 1 && tm->data[0] == 'x');
+            hy_msg_free(m);
+        }
+        break;
+    }
+    case NOIN_LINE:
+        HY_CHECK_EQ(hy_tcp_set_packet(sv, HY_TCP_PACKET_LINE, 0), 0);
+        atomic_store(&c->go, 1);
+        if (hy_tcp_recv(sv, b, 2, &got, 10 * SECOND) == 0 && got == 2 && b[0] == 'x')
+            atomic_store(&c->got, 1);
+        break;
+    }
+    atomic_store(&c->done, 1);
+    pthread_join(t, NULL);
+    hy_tcp_close(sv);
+    hy_tcp_close(ls);
+}
+
+static void run_noin(struct noin_ctx *c, enum noin_mode mode)
+{
+    memset(c, 0, sizeof(*c));
+    c->mode = mode;
+    assert_int_equal(hy_test_run(1, noin_main, c), 0);
+    hy_test_assert_checks();
+    /* the case exists only where receives go through the ring */
+    if (hy_test_io_backend() != HY_IO_EPOLL)
+        assert_true(c->ring_recvs >= 1);
+    assert_int_equal(atomic_load(&c->got), 1);
+}
+
+static void test_io_ring_read_socket_receives_beside_a_busy_process(void **state)
+{
+    (void)state;
+    struct noin_ctx c;
+    run_noin(&c, NOIN_BUSY);
+    assert_true(c.seen_while_busy);
+}
+
+static void test_io_ring_read_socket_reports_input_to_a_try_without_waiting(void **state)
+{
+    (void)state;
+    struct noin_ctx c;
+    run_noin(&c, NOIN_NOWAIT);
+}
+
+static void test_io_ring_read_socket_reports_input_in_active_mode(void **state)
+{
+    (void)state;
+    struct noin_ctx c;
+    run_noin(&c, NOIN_ACTIVE);
+}
+
+static void test_io_ring_read_socket_reports_input_to_a_framed_read(void **state)
+{
+    (void)state;
+    struct noin_ctx c;
+    run_noin(&c, NOIN_LINE);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -914,6 +1079,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_io_linked_reply_slow_reader_keeps_order_and_next_request),
         cmocka_unit_test(test_io_linked_reply_bytes_appended_in_flight_keep_order),
         cmocka_unit_test(test_io_linked_reply_that_fails_keeps_the_next_request),
+        cmocka_unit_test(test_io_ring_read_socket_receives_beside_a_busy_process),
+        cmocka_unit_test(test_io_ring_read_socket_reports_input_to_a_try_without_waiting),
+        cmocka_unit_test(test_io_ring_read_socket_reports_input_in_active_mode),
+        cmocka_unit_test(test_io_ring_read_socket_reports_input_to_a_framed_read),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
