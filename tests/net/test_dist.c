@@ -1715,8 +1715,12 @@ static bool fake_recv(unsigned ms, struct hy_wire_hdr *h, uint8_t *pay)
     }
 }
 
+static void ask_node_diag(void);
+
 /* Node 2's side of a handshake that node 2 opens; fails the test if node
- * 1 does not complete it within 20 s. */
+ * 1 does not complete it within 20 s (after node 1's diag process, if it
+ * runs, said what node 1 saw: frames received, dropped and why, its
+ * shards' sleeps). */
 static void fake_handshake(void)
 {
     randombytes_buf(fk.nonce, 16);
@@ -1726,12 +1730,16 @@ static void fake_handshake(void)
     uint8_t pay[HY_WIRE_MTU];
     uint64_t end = now_ms() + 20000;
     bool confirmed = false;
+    unsigned hellos = 1, got[16] = {0};
     while (now_ms() < end) {
         if (!fake_recv(50, &h, pay)) {
-            if (!confirmed)
+            if (!confirmed) {
                 fake_send(HY_WT_HELLO, fk.nonce, 16);
+                hellos++;
+            }
             continue;
         }
+        got[h.type & 15]++;
         if (h.type == HY_WT_CHALLENGE && !confirmed) {
             CHECK(h.len == 48);
             uint8_t want[32];
@@ -1754,6 +1762,11 @@ static void fake_handshake(void)
             return; /* node 1's first session frame: up */
         }
     }
+    ask_node_diag();
+    fprintf(stderr,
+            "fake_handshake: %u HELLOs sent, confirmed %d; frames from node 1 by type 1-8: %u %u "
+            "%u %u %u %u %u %u\n",
+            hellos, (int)confirmed, got[1], got[2], got[3], got[4], got[5], got[6], got[7], got[8]);
     CHECK(!"node 1 never completed the handshake");
 }
 
@@ -1794,14 +1807,24 @@ static struct {
     uint64_t started, ended;
 } fk_seen;
 
+/* Has node 1's diag process print what node 1 sees (waits up to 5 s for
+ * it; says so when it never answers: node 1 did not get as far as starting
+ * it, or its shard 1 does not run). */
+static void ask_node_diag(void)
+{
+    if (!diag_flag)
+        return;
+    __atomic_store_n(diag_flag, 1, __ATOMIC_RELEASE);
+    uint64_t until = now_ms() + 5000;
+    while (__atomic_load_n(diag_flag, __ATOMIC_ACQUIRE) != 2 && now_ms() < until)
+        poll(NULL, 0, 10);
+    if (__atomic_load_n(diag_flag, __ATOMIC_ACQUIRE) != 2)
+        fprintf(stderr, "node 1 diag: no answer in 5 s\n");
+}
+
 static void fake_pump_report(const char *what)
 {
-    if (diag_flag) { /* node 1's side first */
-        __atomic_store_n(diag_flag, 1, __ATOMIC_RELEASE);
-        uint64_t until = now_ms() + 5000;
-        while (__atomic_load_n(diag_flag, __ATOMIC_ACQUIRE) != 2 && now_ms() < until)
-            poll(NULL, 0, 10);
-    }
+    ask_node_diag(); /* node 1's side first */
     fprintf(stderr,
             "%s: pump ran %llu ms: %u frames (%u DATA, %u in order, %u of another session; "
             "types 1-8: %u %u %u %u %u %u %u %u), last seq %u session %#x; "
@@ -1935,7 +1958,21 @@ static void diag_main(void *a)
     struct hy_proc_info pi;
     int rc = hy_proc_info(e, &pi);
     struct hy_dist_stats ds;
-    hy_dist_stats_get(&ds);
+    memset(&ds, 0, sizeof(ds));
+    int drc = hy_dist_stats_get(&ds);
+    fprintf(stderr,
+            "node 1 diag: dist stats rc %d: handshakes %llu unproven %llu hs_limited %llu "
+            "wrong_source %llu handed_over %llu nodes_down %llu\n",
+            drc, (unsigned long long)ds.handshakes, (unsigned long long)ds.unproven,
+            (unsigned long long)ds.hs_limited, (unsigned long long)ds.wrong_source,
+            (unsigned long long)ds.handed_over, (unsigned long long)ds.nodes_down);
+    for (unsigned s = 0; s < 2; s++) {
+        struct hy_stats ss;
+        memset(&ss, 0, sizeof(ss));
+        if (hy_stats_get(s, &ss) == 0)
+            fprintf(stderr, "node 1 diag: shard %u: sleeps %llu buffers_out %llu\n", s,
+                    (unsigned long long)ss.sleeps, (unsigned long long)ss.buffers_out);
+    }
     fprintf(stderr,
             "node 1 diag: echo info rc %d status %d mailbox %zu reductions %llu; dist msgs_rx "
             "%llu msgs_tx %llu frames_rx %llu frames_tx %llu busy_waits %llu dropped_backlog "
