@@ -12,6 +12,19 @@
 #include "shard_internal.h"
 #include "signals.h"
 
+#include <stddef.h>
+
+/* tag_bits (added later) sits in what was padding after `authenticate`: the
+ * fields after it keep their offsets and the struct its size, so a program
+ * built against the older header still works with this library. */
+_Static_assert(offsetof(struct hy_dist_config, tag_bits) >
+                   offsetof(struct hy_dist_config, authenticate) &&
+                   offsetof(struct hy_dist_config, tag_bits) + sizeof(unsigned) <=
+                       offsetof(struct hy_dist_config, max_message_size) &&
+                   offsetof(struct hy_dist_config, max_message_size) ==
+                       offsetof(struct hy_dist_config, down_after_ns) + 2 * sizeof(uint64_t),
+               "hy_dist_config's layout after authenticate is unchanged");
+
 struct hy__dist_state hy__dist;
 
 /* ---- control messages between shards ------------------------------------------- */

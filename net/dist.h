@@ -120,7 +120,8 @@ struct hy_dist_config {
     uint64_t heartbeat_ns;         /* default 100 ms */
     uint64_t down_after_ns;        /* default 1 s of silence */
     bool authenticate;             /* tag every frame (default on; see above) */
-    unsigned tag_bits;             /* frame tag length: 64 (default; 0 = 64) or 128 (see above);
+    unsigned tag_bits;             /* frame tag length: 64 (default; 0 = 64) or 128 (see above;
+                                    * in what was padding: later fields keep their offsets);
                                     * anything else: hy_dist_start fails with HY_EINVAL */
     size_t max_message_size;       /* default: the runtime's max_message_size */
     size_t send_queue_max;         /* messages per channel before a sending process waits (default 65536) */
