@@ -915,9 +915,9 @@ enum noin_mode { NOIN_BUSY, NOIN_NOWAIT, NOIN_ACTIVE, NOIN_LINE };
 struct noin_ctx {
     enum noin_mode mode;
     uint16_t port;
-    atomic_int go, got, done;
+    struct nosys_ctx y;  /* go, got, and what busy_yielder saw */
+    atomic_int done;
     uint64_t ring_recvs; /* receives through the ring in the 4 requests */
-    int seen_while_busy;
 };
 
 static void *noin_client(void *arg)
@@ -934,7 +934,7 @@ static void *noin_client(void *arg)
             if (write(fd, "w", 1) != 1 || read(fd, &b, 1) != 1 || b != 'w')
                 break;
         uint64_t deadline = hy_now_ns() + 10 * SECOND;
-        while (i == 4 && !atomic_load(&c->go) && hy_now_ns() < deadline)
+        while (i == 4 && !atomic_load(&c->y.go) && hy_now_ns() < deadline)
             sched_yield();
         (void)!write(fd, "x\n", 2);
     }
@@ -944,17 +944,6 @@ static void *noin_client(void *arg)
     if (fd >= 0)
         close(fd);
     return NULL;
-}
-
-/* Yields for up to 10 s (the shard never sleeps) until the byte came. */
-static void noin_busy(void *arg)
-{
-    struct noin_ctx *c = arg;
-    atomic_store(&c->go, 1);
-    uint64_t deadline = hy_now_ns() + 10 * SECOND;
-    while (!atomic_load(&c->got) && hy_now_ns() < deadline)
-        hy_yield();
-    c->seen_while_busy = atomic_load(&c->got);
 }
 
 static void noin_main(void *arg)
@@ -982,17 +971,17 @@ static void noin_main(void *arg)
     switch (c->mode) {
     case NOIN_BUSY: {
         hy_pid y;
-        HY_CHECK_EQ(hy_spawn(noin_busy, c, &y), 0);
+        HY_CHECK_EQ(hy_spawn(busy_yielder, &c->y, &y), 0);
         if (hy_tcp_recv(sv, b, 1, &got, 20 * SECOND) == 0 && b[0] == 'x')
-            atomic_store(&c->got, 1);
+            atomic_store(&c->y.got, 1);
         break;
     }
     case NOIN_NOWAIT:
-        atomic_store(&c->go, 1);
+        atomic_store(&c->y.go, 1);
         /* tries without waiting, the shard's turns in between */
         while (hy_now_ns() < deadline) {
             if (hy_tcp_recv(sv, b, 1, &got, 0) == 0) {
-                atomic_store(&c->got, got == 1 && b[0] == 'x');
+                atomic_store(&c->y.got, got == 1 && b[0] == 'x');
                 break;
             }
             hy_yield();
@@ -1000,20 +989,20 @@ static void noin_main(void *arg)
         break;
     case NOIN_ACTIVE: {
         HY_CHECK_EQ(hy_tcp_set_active(sv, HY_TCP_ACTIVE_ONCE), 0);
-        atomic_store(&c->go, 1);
+        atomic_store(&c->y.go, 1);
         struct hy_msg *m = hy_test_must_recv_tag(HY_TCP_TAG_DATA, 10 * SECOND);
         if (m) {
             const struct hy_tcp_msg *tm = hy_tcp_msg_of(m);
-            atomic_store(&c->got, tm->len >= 1 && tm->data[0] == 'x');
+            atomic_store(&c->y.got, tm->len >= 1 && tm->data[0] == 'x');
             hy_msg_free(m);
         }
         break;
     }
     case NOIN_LINE:
         HY_CHECK_EQ(hy_tcp_set_packet(sv, HY_TCP_PACKET_LINE, 0), 0);
-        atomic_store(&c->go, 1);
+        atomic_store(&c->y.go, 1);
         if (hy_tcp_recv(sv, b, 2, &got, 10 * SECOND) == 0 && got == 2 && b[0] == 'x')
-            atomic_store(&c->got, 1);
+            atomic_store(&c->y.got, 1);
         break;
     }
     atomic_store(&c->done, 1);
@@ -1031,7 +1020,7 @@ static void run_noin(struct noin_ctx *c, enum noin_mode mode)
     /* the case exists only where receives go through the ring */
     if (hy_test_io_backend() != HY_IO_EPOLL)
         assert_true(c->ring_recvs >= 1);
-    assert_int_equal(atomic_load(&c->got), 1);
+    assert_int_equal(atomic_load(&c->y.got), 1);
 }
 
 static void test_io_ring_read_socket_receives_beside_a_busy_process(void **state)
@@ -1039,7 +1028,7 @@ static void test_io_ring_read_socket_receives_beside_a_busy_process(void **state
     (void)state;
     struct noin_ctx c;
     run_noin(&c, NOIN_BUSY);
-    assert_true(c.seen_while_busy);
+    assert_true(c.y.seen_while_busy);
 }
 
 static void test_io_ring_read_socket_reports_input_to_a_try_without_waiting(void **state)
