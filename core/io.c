@@ -337,12 +337,13 @@ HY__HOT void hy__io_dispatch_recv(struct hy_shard *sh, uint64_t cookie, int res,
  * leaves input out from now on; a wait for input without a receive armed
  * watches it again (hy__io_watch_input). Queued after the receive (and
  * after a send linked ahead of it: the link is unchanged). */
-__attribute__((noinline)) static void input_unwatch(struct hy__io *io, struct hy__io_watch *w)
+__attribute__((noinline)) static void input_unwatch(struct hy_shard *sh, struct hy__io_watch *w)
 {
+    struct hy__io *io = sh->io;
     if (!io->be->poll_input)
         return;
     w->poll_noin = 1;
-    io->be->poll_input(io->state, w->fd, cookie_of(io, w->idx), false);
+    io->be->poll_input(sh, io->state, w->fd, cookie_of(io, w->idx), false);
 }
 
 HY__HOT bool hy__io_recv_arm(struct hy_shard *sh, struct hy__io_watch *w)
@@ -360,14 +361,14 @@ HY__HOT bool hy__io_recv_arm(struct hy_shard *sh, struct hy__io_watch *w)
             w->tx_link = HY__IO_TX_LINKED;
         w->rx_armed = 1;
         if (__builtin_expect(!w->poll_noin, 0))
-            input_unwatch(io, w);
+            input_unwatch(sh, w);
         return true;
     }
     if (!io->be->recv_arm(io->state, w->fd, cookie_of(io, w->idx)))
         return false;
     w->rx_armed = 1;
     if (__builtin_expect(!w->poll_noin, 0))
-        input_unwatch(io, w);
+        input_unwatch(sh, w);
     return true;
 }
 
@@ -376,7 +377,7 @@ void hy__io_watch_input_slow(struct hy_shard *sh, struct hy__io_watch *w)
     struct hy__io *io = sh->io;
     w->poll_noin = 0;
     if (w->idx && io->be->poll_input)
-        io->be->poll_input(io->state, w->fd, cookie_of(io, w->idx), true);
+        io->be->poll_input(sh, io->state, w->fd, cookie_of(io, w->idx), true);
 }
 
 HY__HOT void hy__io_recv_release(struct hy_shard *sh, struct hy__io_watch *w)

@@ -237,9 +237,10 @@ struct hy__io_backend {
      * not (output and hang-up only), queued with the turn's submission;
      * the kernel re-reads the socket's readiness, so input already queued
      * is reported. The watch's current choice is w->poll_noin, read back
-     * (hy__io_cookie_input) when the change must be retried or the poll
-     * re-armed. NULL: input always watched. */
-    void (*poll_input)(void *state, int fd, uint64_t cookie, bool in);
+     * (hy__io_cookie_fd) when the change must be retried or the poll
+     * re-armed; each update queued (retries too) counts in
+     * hy_stats.io_poll_updates. NULL: input always watched. */
+    void (*poll_input)(struct hy_shard *sh, void *state, int fd, uint64_t cookie, bool in);
     /* Fills the ring pointers of pk (NULL: the backend has no ring to peek). */
     void (*peek_init)(void *state, struct hy__io_peek *pk);
 };
@@ -309,6 +310,21 @@ void hy__io_recv_release(struct hy_shard *sh, struct hy__io_watch *w);
  * afterwards nothing is armed (bytes it brought are held). For a socket
  * about to read by other means (framing, active mode, a move). */
 void hy__io_recv_settle(struct hy_shard *sh, struct hy__io_watch *w);
+
+/* ---- for tests ----------------------------------------------------------- */
+
+/* Sets how many receive buffers (RX_SIZE bytes each) the io_uring pollers
+ * created from now on give their shard's pool: n 0 (the default, 1,024) to
+ * 32,768. Lets a test run the pool dry with a few sockets; set it before
+ * hy_start (a runtime already started keeps its pools). Errors: HY_EINVAL
+ * (n too large; logged, naming rx_pool). Context: any thread. */
+int hy__io_set_rx_pool(unsigned n);
+/* Over every io_uring poller since the process started: *retries, poll
+ * updates queued again because they found the poll completing (-EALREADY);
+ * *inflight, updates queued whose completion was not yet reaped (0 once the
+ * shards have reaped everything: none is lost or repeated for ever).
+ * Context: any thread. */
+void hy__io_uring_update_counts(uint64_t *retries, int64_t *inflight);
 
 /* ---- sends through the poller ----------------------------------------- */
 

@@ -52,6 +52,7 @@
 
 #include "errors.h"
 #include "io_internal.h"
+#include "log.h"
 #include "shard_internal.h"
 
 #define SQ_ENTRIES 256
@@ -73,6 +74,18 @@
 #define RX_N 1024u
 #define RX_SIZE 2048u
 #define RX_BGID 0
+/* The most buffers a pool may have (hy__io_set_rx_pool): a buffer's id is
+ * 16 bits, and the kernel's provided-buffer ring holds at most 32,768. */
+#define RX_N_MAX 32768u
+
+/* Buffers of the pools made from now on (0: RX_N); hy__io_set_rx_pool. */
+static _Atomic unsigned rx_pool_n;
+
+/* Poll updates that found the poll completing (-EALREADY) and were queued
+ * again, and updates queued whose completion has not been reaped, over
+ * every shard (hy__io_uring_update_counts: tests). */
+static _Atomic uint64_t upd_retries;
+static _Atomic int64_t upd_inflight;
 
 struct ur {
     struct io_uring ring;
@@ -80,7 +93,9 @@ struct ur {
     int wake_fd; /* the shard's, polled by the ring; -1: the start-up probe */
     struct io_uring_buf_ring *br; /* NULL: no pool (receive by recv only) */
     uint8_t *rx_mem;
-    uint32_t rx_reserved; /* receives armed + buffers held: at most RX_N, so
+    uint32_t rx_n;        /* buffers in the pool (RX_N unless set for tests) */
+    uint32_t rx_mask;     /* the provided-buffer ring's index mask */
+    uint32_t rx_reserved; /* receives armed + buffers held: at most rx_n, so
                              an armed receive always finds a buffer */
     uint32_t *lazy; /* the peek's count of receives queued since the last submit */
     uint32_t lazy0; /* its place before peek_init */
@@ -129,12 +144,18 @@ static inline void stat_inc(_Atomic uint64_t *c)
  * receives are made by recv. */
 static void rx_pool_init(struct ur *u)
 {
+    unsigned n = atomic_load_explicit(&rx_pool_n, memory_order_relaxed);
+    if (!n)
+        n = RX_N;
+    unsigned entries = 1; /* the kernel's ring: a power of two */
+    while (entries < n)
+        entries <<= 1;
     void *br = NULL;
-    if (posix_memalign(&br, 4096, RX_N * sizeof(struct io_uring_buf)) != 0)
+    if (posix_memalign(&br, 4096, entries * sizeof(struct io_uring_buf)) != 0)
         return;
-    u->rx_mem = malloc((size_t)RX_N * RX_SIZE);
+    u->rx_mem = malloc((size_t)n * RX_SIZE);
     struct io_uring_buf_reg reg = {.ring_addr = (uint64_t)(uintptr_t)br,
-                                   .ring_entries = RX_N, .bgid = RX_BGID};
+                                   .ring_entries = entries, .bgid = RX_BGID};
     if (!u->rx_mem || io_uring_register_buf_ring(&u->ring, &reg, 0) != 0) {
         free(u->rx_mem);
         u->rx_mem = NULL;
@@ -142,11 +163,30 @@ static void rx_pool_init(struct ur *u)
         return;
     }
     u->br = br;
+    u->rx_n = n;
+    u->rx_mask = (uint32_t)io_uring_buf_ring_mask(entries);
     io_uring_buf_ring_init(u->br);
-    for (unsigned i = 0; i < RX_N; i++)
+    for (unsigned i = 0; i < n; i++)
         io_uring_buf_ring_add(u->br, u->rx_mem + (size_t)i * RX_SIZE, RX_SIZE, (unsigned short)i,
-                              io_uring_buf_ring_mask(RX_N), (int)i);
-    io_uring_buf_ring_advance(u->br, RX_N);
+                              (int)u->rx_mask, (int)i);
+    io_uring_buf_ring_advance(u->br, (int)n);
+}
+
+int hy__io_set_rx_pool(unsigned n)
+{
+    if (n > RX_N_MAX) {
+        hy_log(HY_LOG_ERROR, "io: rx_pool = %u buffers: must be 0 (the default, %u) to %u", n,
+               RX_N, RX_N_MAX);
+        return HY_EINVAL;
+    }
+    atomic_store_explicit(&rx_pool_n, n, memory_order_relaxed);
+    return 0;
+}
+
+void hy__io_uring_update_counts(uint64_t *retries, int64_t *inflight)
+{
+    *retries = atomic_load_explicit(&upd_retries, memory_order_relaxed);
+    *inflight = atomic_load_explicit(&upd_inflight, memory_order_relaxed);
 }
 
 static int ur_init(struct hy_shard *sh, void **state)
@@ -250,8 +290,10 @@ static int ur_add(void *state, int fd, uint64_t cookie)
  * there). Its completion: 0, or -EALREADY (the poll was completing: the
  * update is queued again, with the watch's choice then) or -ENOENT (the
  * poll ended: re-armed by its last completion, with that choice). */
-static void queue_update(struct ur *u, uint64_t cookie, bool input)
+static void queue_update(struct hy_shard *sh, struct ur *u, uint64_t cookie, bool input)
 {
+    stat_inc(&sh->st.io_poll_updates);
+    atomic_fetch_add_explicit(&upd_inflight, 1, memory_order_relaxed);
     struct io_uring_sqe *sqe = sqe_get(u);
     if (!sqe)
         hy__fatal("io_uring: no submission entry after a submit");
@@ -262,10 +304,10 @@ static void queue_update(struct ur *u, uint64_t cookie, bool input)
     io_uring_sqe_set_data64(sqe, cookie | UPDATE_BITS);
 }
 
-static void ur_poll_input(void *state, int fd, uint64_t cookie, bool in)
+static void ur_poll_input(struct hy_shard *sh, void *state, int fd, uint64_t cookie, bool in)
 {
     (void)fd;
-    queue_update(state, cookie, in);
+    queue_update(sh, state, cookie, in);
 }
 
 /* Removal requests carry the poll's cookie with this bit: their completion
@@ -338,8 +380,11 @@ HY__HOT static unsigned ur_poll(struct hy_shard *sh, void *state)
                 /* -EALREADY: the poll was completing; ask again with the
                  * watch's choice now (-ENOENT: its end re-arms it) */
                 bool in;
-                if (res == -EALREADY && hy__io_cookie_fd(sh, cookie & ~UPDATE_BITS, &in) >= 0)
-                    queue_update(u, cookie & ~UPDATE_BITS, in);
+                atomic_fetch_sub_explicit(&upd_inflight, 1, memory_order_relaxed);
+                if (res == -EALREADY && hy__io_cookie_fd(sh, cookie & ~UPDATE_BITS, &in) >= 0) {
+                    atomic_fetch_add_explicit(&upd_retries, 1, memory_order_relaxed);
+                    queue_update(sh, u, cookie & ~UPDATE_BITS, in);
+                }
                 continue;
             }
             if ((cookie & (SEND_BIT | REMOVE_BIT)) == SEND_BIT) {
@@ -453,7 +498,7 @@ static bool ur_recv_arm(void *state, int fd, uint64_t cookie)
     /* one buffer per receive armed: with more sockets waiting than the pool
      * has buffers, the others read with recv (a receive that found the pool
      * empty would cost the kernel a request and the owner a recv anyway) */
-    if (!u->br || u->rx_reserved >= RX_N)
+    if (!u->br || u->rx_reserved >= u->rx_n)
         return false;
     struct io_uring_sqe *sqe = sqe_get(u);
     if (!sqe)
@@ -473,7 +518,7 @@ static int ur_recv_arm_linked(void *state, int fd, uint64_t cookie)
     struct ur *u = state;
     struct io_uring_sqe *send = u->held;
     if (!send || u->held_cookie != cookie || io_uring_sq_space_left(&u->ring) < 1 ||
-        !u->br || u->rx_reserved >= RX_N)
+        !u->br || u->rx_reserved >= u->rx_n)
         return ur_recv_arm(state, fd, cookie) ? 0 : -1;
     /* the receive is the entry right after the send: the send succeeds
      * whole (MSG_WAITALL: a short one fails, breaks the link and reports
@@ -586,7 +631,7 @@ static void ur_recv_put(void *state, int bid)
     if (bid < 0)
         return;
     io_uring_buf_ring_add(u->br, u->rx_mem + (size_t)bid * RX_SIZE, RX_SIZE,
-                          (unsigned short)bid, io_uring_buf_ring_mask(RX_N), 0);
+                          (unsigned short)bid, (int)u->rx_mask, 0);
     io_uring_buf_ring_advance(u->br, 1);
 }
 

@@ -67,6 +67,14 @@ struct hy_stats {
      * copied into the socket's send queue and went to the kernel with the
      * shard's next submission; each spares the process a send system call */
     uint64_t io_sends;
+    /* total: changes of a socket's readiness watch between watching input
+     * and not (io_uring: one poll update request and its completion each,
+     * made with the shard's next submission; retries of an update that
+     * found the poll completing included). A socket read through the
+     * poller's receives leaves input out; a wait for input without a
+     * receive armed (an empty pool, framing, active mode, a try without
+     * waiting) watches it again */
+    uint64_t io_poll_updates;
 };
 
 /* Copies shard's counters into *out (borrowed).

@@ -27,6 +27,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -1052,6 +1053,247 @@ static void test_io_ring_read_socket_reports_input_to_a_framed_read(void **state
     run_noin(&c, NOIN_LINE);
 }
 
+/* ---- the receive pool running dry ------------------------------------------ */
+
+/* core/io_internal.h (the tests reach it through the internal library) */
+int hy__io_set_rx_pool(unsigned n);
+void hy__io_uring_update_counts(uint64_t *retries, int64_t *inflight);
+
+#define DRY_POOL 2u
+
+struct dry_ctx {
+    int warm_ring_recvs;   /* s0's 4 warm-up requests: receives through the ring */
+    int dry_ring_recvs;    /* its request while the pool is empty */
+    int dry_updates;       /* poll updates around that request */
+    int again_ring_recvs;  /* its request once a buffer came back */
+    int again_updates;
+    int got_x, got_y;      /* the bytes arrived */
+};
+
+static uint64_t shard0_stat(size_t off)
+{
+    struct hy_stats st;
+    hy_stats_get(0, &st);
+    return *(const uint64_t *)(const void *)((const char *)&st + off);
+}
+#define STAT0(f) shard0_stat(offsetof(struct hy_stats, f))
+
+/* One shard, a pool of DRY_POOL buffers: s0 is first read through the
+ * ring (its poll leaves input out); s1 and s2 then arm receives that wait
+ * (the pool's every buffer reserved); s0's next wait must watch input
+ * again and see its byte; once s1 gives its buffer back, s0 gets a receive
+ * through the ring again. */
+static void dry_main(void *arg)
+{
+    struct dry_ctx *c = arg;
+    struct hy_tcp *ls, *cl[3], *sv[3];
+    HY_CHECK_EQ(hy_tcp_listen(NULL, &ls), 0);
+    struct hy_addr a;
+    hy_tcp_sockname(ls, &a);
+    for (int i = 0; i < 3; i++) {
+        HY_CHECK_EQ(hy_tcp_connect(&a, NULL, 10 * SECOND, &cl[i]), 0);
+        HY_CHECK_EQ(hy_tcp_accept(ls, &sv[i], 10 * SECOND), 0);
+    }
+    char b;
+    size_t got;
+    uint64_t r0 = STAT0(io_recvs);
+    for (int i = 0; i < 4; i++) {
+        HY_CHECK_EQ(hy_tcp_send(cl[0], "w", 1, 10 * SECOND), 0);
+        HY_CHECK_EQ(hy_tcp_recv(sv[0], &b, 1, &got, 10 * SECOND), 0);
+        HY_CHECK_EQ(b, 'w');
+    }
+    c->warm_ring_recvs = (int)(STAT0(io_recvs) - r0);
+    /* the pool's buffers reserved by two receives left armed */
+    HY_CHECK_EQ(hy_tcp_recv(sv[1], &b, 1, &got, 1 * MS), HY_ETIMEDOUT);
+    HY_CHECK_EQ(hy_tcp_recv(sv[2], &b, 1, &got, 1 * MS), HY_ETIMEDOUT);
+    r0 = STAT0(io_recvs);
+    uint64_t u0 = STAT0(io_poll_updates);
+    HY_CHECK_EQ(hy_tcp_send(cl[0], "x", 1, 10 * SECOND), 0);
+    c->got_x = hy_tcp_recv(sv[0], &b, 1, &got, 10 * SECOND) == 0 && b == 'x';
+    c->dry_ring_recvs = (int)(STAT0(io_recvs) - r0);
+    c->dry_updates = (int)(STAT0(io_poll_updates) - u0);
+    /* a buffer comes back: s1's receive brings its byte, which is taken */
+    HY_CHECK_EQ(hy_tcp_send(cl[1], "h", 1, 10 * SECOND), 0);
+    HY_CHECK_EQ(hy_tcp_recv(sv[1], &b, 1, &got, 10 * SECOND), 0);
+    HY_CHECK_EQ(b, 'h');
+    r0 = STAT0(io_recvs);
+    u0 = STAT0(io_poll_updates);
+    HY_CHECK_EQ(hy_tcp_send(cl[0], "y", 1, 10 * SECOND), 0);
+    c->got_y = hy_tcp_recv(sv[0], &b, 1, &got, 10 * SECOND) == 0 && b == 'y';
+    c->again_ring_recvs = (int)(STAT0(io_recvs) - r0);
+    c->again_updates = (int)(STAT0(io_poll_updates) - u0);
+    for (int i = 0; i < 3; i++) {
+        hy_tcp_close(cl[i]);
+        hy_tcp_close(sv[i]);
+    }
+    hy_tcp_close(ls);
+}
+
+static void test_io_ring_read_socket_sees_input_while_the_pool_is_empty(void **state)
+{
+    (void)state;
+    struct dry_ctx c = {0};
+    assert_int_equal(hy__io_set_rx_pool(DRY_POOL), 0);
+    int rc = hy_test_run(1, dry_main, &c);
+    hy__io_set_rx_pool(0);
+    assert_int_equal(rc, 0);
+    assert_true(c.got_x);
+    assert_true(c.got_y);
+    if (hy_test_io_backend() == HY_IO_EPOLL)
+        return;
+    assert_true(c.warm_ring_recvs >= 1); /* s0's poll left input out */
+    assert_int_equal(c.dry_ring_recvs, 0); /* the pool was empty: read by recv */
+    assert_true(c.dry_updates >= 1);       /* input watched again */
+    assert_int_equal(c.again_ring_recvs, 1); /* through the ring again */
+    assert_true(c.again_updates >= 1);       /* input left out again */
+}
+
+/* Many sockets waiting at once on a pool of DRY_POOL buffers, round after
+ * round: the pool runs dry in each round, buffers come back as the owners
+ * take their bytes, and no socket may be stranded (no receive armed, its
+ * poll without input). */
+#define DRY_CONNS 8
+#define DRY_ROUNDS 40
+
+struct dry_many_ctx {
+    uint16_t port;
+    atomic_int served[DRY_CONNS];
+    atomic_int rounds_done;
+    atomic_int finished;
+    uint64_t ring_recvs, updates;
+};
+
+struct dry_server {
+    struct dry_many_ctx *c;
+    int i;
+};
+
+static void dry_server(void *arg)
+{
+    struct dry_server *ds = arg;
+    struct hy_msg *m = hy_test_must_recv_tag(HY_TCP_TAG_GIVEN, 10 * SECOND);
+    if (!m)
+        return;
+    struct hy_tcp *s = hy_tcp_msg_of(m)->sock;
+    hy_msg_free(m);
+    for (int r = 0; r < DRY_ROUNDS; r++) {
+        char b;
+        size_t got;
+        /* the order the servers wait in turns round by round, so the
+         * buffers go to other sockets each round: sockets read through
+         * the ring then wait on an empty pool, and the reverse */
+        for (int k = (ds->i + r) % DRY_CONNS; k > 0; k--)
+            hy_yield();
+        if (hy_tcp_recv(s, &b, 1, &got, 10 * SECOND) != 0 ||
+            hy_tcp_send(s, &b, 1, 10 * SECOND) != 0)
+            break;
+        atomic_fetch_add(&ds->c->served[ds->i], 1);
+    }
+    hy_tcp_close(s);
+}
+
+static void *dry_client(void *arg)
+{
+    struct dry_many_ctx *c = arg;
+    int fd[DRY_CONNS];
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(c->port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {.tv_sec = 10};
+    int n = 0;
+    for (; n < DRY_CONNS; n++) {
+        fd[n] = socket(AF_INET, SOCK_STREAM, 0);
+        if (fd[n] < 0)
+            break;
+        setsockopt(fd[n], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        if (connect(fd[n], (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+            close(fd[n]);
+            break;
+        }
+    }
+    int r = 0;
+    for (; n == DRY_CONNS && r < DRY_ROUNDS; r++) {
+        /* every socket's byte at once: more waiters than buffers */
+        bool ok = true;
+        for (int i = 0; i < n; i++)
+            ok &= write(fd[i], "q", 1) == 1;
+        for (int i = 0; i < n; i++) {
+            char b;
+            ok &= read(fd[i], &b, 1) == 1 && b == 'q';
+        }
+        if (!ok)
+            break;
+    }
+    atomic_store(&c->rounds_done, r);
+    for (int i = 0; i < n; i++)
+        close(fd[i]);
+    atomic_store(&c->finished, 1);
+    return NULL;
+}
+
+static bool dry_client_finished(void *arg)
+{
+    return atomic_load(&((struct dry_many_ctx *)arg)->finished) != 0;
+}
+
+static void dry_many_main(void *arg)
+{
+    struct dry_many_ctx *c = arg;
+    struct hy_tcp *ls;
+    HY_CHECK_EQ(hy_tcp_listen(NULL, &ls), 0);
+    struct hy_addr a;
+    hy_tcp_sockname(ls, &a);
+    c->port = hy_addr_port(&a);
+    uint64_t r0 = STAT0(io_recvs), u0 = STAT0(io_poll_updates);
+    pthread_t t;
+    HY_CHECK_EQ(pthread_create(&t, NULL, dry_client, c), 0);
+    static struct dry_server ds[DRY_CONNS];
+    for (int i = 0; i < DRY_CONNS; i++) {
+        struct hy_tcp *s;
+        HY_CHECK_EQ(hy_tcp_accept(ls, &s, 10 * SECOND), 0);
+        ds[i] = (struct dry_server){.c = c, .i = i};
+        hy_pid pid;
+        HY_CHECK_EQ(hy_spawn(dry_server, &ds[i], &pid), 0);
+        HY_CHECK_EQ(hy_tcp_controlling_process(s, pid), 0);
+    }
+    /* the shard serves while the client runs: wait in the runtime */
+    HY_CHECK(hy_test_wait_until(dry_client_finished, c, 60000));
+    pthread_join(t, NULL);
+    c->ring_recvs = STAT0(io_recvs) - r0;
+    c->updates = STAT0(io_poll_updates) - u0;
+    hy_tcp_close(ls);
+}
+
+static void test_io_sockets_waiting_on_an_empty_pool_are_never_stranded(void **state)
+{
+    (void)state;
+    struct dry_many_ctx c;
+    memset(&c, 0, sizeof(c));
+    assert_int_equal(hy__io_set_rx_pool(DRY_POOL), 0);
+    int rc = hy_test_run(1, dry_many_main, &c);
+    hy__io_set_rx_pool(0);
+    assert_int_equal(rc, 0);
+    assert_int_equal(atomic_load(&c.rounds_done), DRY_ROUNDS);
+    for (int i = 0; i < DRY_CONNS; i++)
+        assert_int_equal(atomic_load(&c.served[i]), DRY_ROUNDS);
+    if (hy_test_io_backend() == HY_IO_EPOLL)
+        return;
+    /* the pool served some and ran dry for others */
+    if (getenv("DRY_DEBUG"))
+        fprintf(stderr, "ring_recvs %llu updates %llu of %d requests\n",
+                (unsigned long long)c.ring_recvs, (unsigned long long)c.updates,
+                DRY_CONNS * DRY_ROUNDS);
+    assert_true(c.ring_recvs >= 1);
+    assert_true(c.ring_recvs < (uint64_t)DRY_CONNS * DRY_ROUNDS);
+    assert_true(c.updates >= 1);
+}
+
+static void test_io_rx_pool_size_out_of_range_is_refused(void **state)
+{
+    (void)state;
+    assert_int_equal(hy__io_set_rx_pool(32769), HY_EINVAL);
+    assert_int_equal(hy__io_set_rx_pool(0), 0);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -1072,6 +1314,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_io_ring_read_socket_reports_input_to_a_try_without_waiting),
         cmocka_unit_test(test_io_ring_read_socket_reports_input_in_active_mode),
         cmocka_unit_test(test_io_ring_read_socket_reports_input_to_a_framed_read),
+        cmocka_unit_test(test_io_ring_read_socket_sees_input_while_the_pool_is_empty),
+        cmocka_unit_test(test_io_sockets_waiting_on_an_empty_pool_are_never_stranded),
+        cmocka_unit_test(test_io_rx_pool_size_out_of_range_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
