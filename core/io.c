@@ -61,6 +61,8 @@ struct hy__io {
 
 static const struct hy__io_backend *chosen;
 
+_Atomic uint64_t hy__io_stray_input;
+
 void hy__tcp_init(void);
 
 int hy__io_select(enum hy_io_backend want, enum hy_io_backend *out)
@@ -212,6 +214,8 @@ HY__HOT void hy__io_dispatch(struct hy_shard *sh, uint64_t cookie, uint32_t ev)
     struct hy__io_watch *w = io->slots[idx];
     if (!w)
         return;
+    if (__builtin_expect(w->poll_noin, 0) && (ev & (HY_IO_IN | HY_IO_HUP)) == HY_IO_IN)
+        atomic_fetch_add_explicit(&hy__io_stray_input, 1, memory_order_relaxed);
     /* a receive armed or bytes held: input comes through them (a hang-up
      * or an error still wakes) */
     if ((w->rx_armed | (w->rx_len != 0)) && !(ev & HY_IO_HUP))

@@ -27,6 +27,7 @@
 #ifndef HY_CORE_IO_INTERNAL_H
 #define HY_CORE_IO_INTERNAL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -321,10 +322,15 @@ void hy__io_recv_settle(struct hy_shard *sh, struct hy__io_watch *w);
 int hy__io_set_rx_pool(unsigned n);
 /* Over every io_uring poller since the process started: *retries, poll
  * updates queued again because they found the poll completing (-EALREADY);
- * *inflight, updates queued whose completion was not yet reaped (0 once the
- * shards have reaped everything: none is lost or repeated for ever).
+ * *inflight, updates queued whose completion was not yet reaped (back where
+ * it was once the shards have reaped everything: none lost, none retried
+ * for ever; a runtime stopped with updates in flight leaves them counted);
+ * *stray_input, readiness events that reported input for a watch whose
+ * poll should leave it out (poll_noin): a few while an update is on its
+ * way, one a request if the kernel's poll kept watching input.
  * Context: any thread. */
-void hy__io_uring_update_counts(uint64_t *retries, int64_t *inflight);
+void hy__io_uring_update_counts(uint64_t *retries, int64_t *inflight, uint64_t *stray_input);
+extern _Atomic uint64_t hy__io_stray_input;
 
 /* ---- sends through the poller ----------------------------------------- */
 

@@ -183,10 +183,11 @@ int hy__io_set_rx_pool(unsigned n)
     return 0;
 }
 
-void hy__io_uring_update_counts(uint64_t *retries, int64_t *inflight)
+void hy__io_uring_update_counts(uint64_t *retries, int64_t *inflight, uint64_t *stray_input)
 {
     *retries = atomic_load_explicit(&upd_retries, memory_order_relaxed);
     *inflight = atomic_load_explicit(&upd_inflight, memory_order_relaxed);
+    *stray_input = atomic_load_explicit(&hy__io_stray_input, memory_order_relaxed);
 }
 
 static int ur_init(struct hy_shard *sh, void **state)
