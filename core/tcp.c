@@ -731,8 +731,13 @@ recv_some_(struct hy_tcp *s, uint8_t *buf, size_t len, size_t *got, struct tmo *
             continue;
         }
         /* the poller receives for us while we wait: the bytes come with
-         * the wake-up, no recv after it (no-op when armed or unavailable) */
-        if (!w->rx_armed && remaining_nonzero(deadline))
+         * the wake-up, no recv after it (no-op when armed or unavailable).
+         * A try without waiting arms one too once the socket is read
+         * through the ring (its poll leaves input out): the bytes come for
+         * the next call, and the poll is not made to watch input for the
+         * try and to leave it out again at the next wait (two updates a
+         * request for a process that alternates the two) */
+        if (!w->rx_armed && (remaining_nonzero(deadline) || w->poll_noin))
             hy__io_recv_arm(s->s.sh, w);
         int rc = msg ? hy__sock_wait_msg(&s->s, HY_IO_IN, remaining(deadline))
                      : hy__sock_wait(&s->s, HY_IO_IN, remaining(deadline));

@@ -63,8 +63,12 @@
  * after a few scheduler turns when other processes keep the shard busy).
  * From the socket's first such receive, the poller's readiness watch
  * leaves input out (the receive brings it); a later wait for input with no
- * receive armed (framing, active mode, an empty pool, HY_NOWAIT) watches it
- * again, and input already queued is then reported. The bytes come
+ * receive armed (framing, active mode, an empty pool) watches it again, and
+ * input already queued is then reported. A try without waiting (HY_NOWAIT)
+ * on such a socket arms a receive instead, as a wait would, and returns
+ * HY_ETIMEDOUT: bytes already queued come with the shard's next
+ * submission, for a later call (a try on a socket never read through the
+ * ring, or with the pool empty, watches input as before). The bytes come
  * with the wake-up, and the owner's call copies them out instead of making
  * a recv system call. The socket holds at most that one buffer, only while
  * those bytes are unread (an idle socket holds none), and gives it back to

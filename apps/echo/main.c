@@ -64,12 +64,13 @@ static void echo_main(void *arg)
             "hydra-echo: served %llu connections (%llu crashed), echoed %llu bytes; poller %s: "
             "%.3f poller syscalls and %.3f sleeps (%.3f in the poller: one system call each) per "
             "64-byte request; receives and sends made by the poller %.3f and %.3f per request "
-            "(the rest: a recv or a send system call each)\n",
+            "(the rest: a recv or a send system call each); poll updates %.4f per request\n",
             (unsigned long long)st.accepted, (unsigned long long)st.crashed,
             (unsigned long long)bytes, t.io_backend == HY_IO_URING ? "io_uring" : "epoll",
             req > 0 ? (double)t.io_syscalls / req : 0.0, req > 0 ? (double)t.sleeps / req : 0.0,
             req > 0 ? (double)t.io_sleeps / req : 0.0, req > 0 ? (double)t.io_recvs / req : 0.0,
-            req > 0 ? (double)t.io_sends / req : 0.0);
+            req > 0 ? (double)t.io_sends / req : 0.0,
+            req > 0 ? (double)t.io_poll_updates / req : 0.0);
 }
 
 /* Takes SIGTERM/SIGINT (blocked in every other thread) and tells the main

@@ -1378,6 +1378,71 @@ static void test_io_poll_update_racing_the_polls_completion_loses_nothing(void *
     assert_int_equal(c.stray_after, 0);   /* the retry left input out */
 }
 
+/* ---- tries without waiting between waits -------------------------------- */
+
+/* A process that alternates a try without waiting and a wait on a socket
+ * read through the ring: the try must not make the poll watch input (and
+ * the wait leave it out again: two poll updates a request); it arms the
+ * receive a wait would, whose bytes the next call takes. Half the cycles
+ * have the byte sent before the try, half after. */
+#define TRY_CYCLES 8
+
+struct try_ctx {
+    int bytes_ok, tries_ok;
+    uint64_t updates, ring_recvs;
+};
+
+static void try_main(void *arg)
+{
+    struct try_ctx *c = arg;
+    struct hy_tcp *ls, *cl, *sv;
+    HY_CHECK_EQ(hy_tcp_listen(NULL, &ls), 0);
+    struct hy_addr a;
+    hy_tcp_sockname(ls, &a);
+    HY_CHECK_EQ(hy_tcp_connect(&a, NULL, 10 * SECOND, &cl), 0);
+    HY_CHECK_EQ(hy_tcp_accept(ls, &sv, 10 * SECOND), 0);
+    char b;
+    size_t got;
+    for (int i = 0; i < 4; i++) { /* read through the ring: input left out */
+        HY_CHECK_EQ(hy_tcp_send(cl, "w", 1, 10 * SECOND), 0);
+        HY_CHECK_EQ(hy_tcp_recv(sv, &b, 1, &got, 10 * SECOND), 0);
+    }
+    uint64_t u0 = STAT0(io_poll_updates), r0 = STAT0(io_recvs);
+    c->bytes_ok = c->tries_ok = 1;
+    for (int i = 0; i < TRY_CYCLES; i++) {
+        char want = (char)('a' + i);
+        if (i & 1)
+            HY_CHECK_EQ(hy_tcp_send(cl, &want, 1, 10 * SECOND), 0);
+        int rc = hy_tcp_recv(sv, &b, 1, &got, HY_NOWAIT);
+        if (rc == 0) { /* the byte was there (epoll: read at once) */
+            c->bytes_ok &= (i & 1) && b == want;
+            continue;
+        }
+        c->tries_ok &= rc == HY_ETIMEDOUT;
+        if (!(i & 1))
+            HY_CHECK_EQ(hy_tcp_send(cl, &want, 1, 10 * SECOND), 0);
+        c->bytes_ok &= hy_tcp_recv(sv, &b, 1, &got, 10 * SECOND) == 0 && b == want;
+    }
+    c->updates = STAT0(io_poll_updates) - u0;
+    c->ring_recvs = STAT0(io_recvs) - r0;
+    hy_tcp_close(cl);
+    hy_tcp_close(sv);
+    hy_tcp_close(ls);
+}
+
+static void test_io_tries_between_waits_make_no_poll_updates(void **state)
+{
+    (void)state;
+    struct try_ctx c = {0};
+    assert_int_equal(hy_test_run(1, try_main, &c), 0);
+    assert_true(c.bytes_ok);
+    assert_true(c.tries_ok);
+    if (hy_test_io_backend() == HY_IO_EPOLL)
+        return;
+    assert_int_equal(c.updates, 0);
+    assert_int_equal(c.ring_recvs, TRY_CYCLES); /* every byte through the ring */
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -1402,6 +1467,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_io_sockets_waiting_on_an_empty_pool_are_never_stranded),
         cmocka_unit_test(test_io_rx_pool_size_out_of_range_is_refused),
         cmocka_unit_test(test_io_poll_update_racing_the_polls_completion_loses_nothing),
+        cmocka_unit_test(test_io_tries_between_waits_make_no_poll_updates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
