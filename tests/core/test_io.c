@@ -1443,6 +1443,144 @@ static void test_io_tries_between_waits_make_no_poll_updates(void **state)
     assert_int_equal(c.ring_recvs, TRY_CYCLES); /* every byte through the ring */
 }
 
+/* ---- a ring-read socket closed, orphaned or moved with an update queued --- */
+
+/* Each socket is first read through the ring (its poll leaves input out),
+ * then has input watched again (active mode set and cleared: a poll update
+ * queued, not yet submitted) and at once is closed by its owner, loses its
+ * owner (exit) or moves to a process on the other shard. The peer must see
+ * the end, the next socket (its record and slot reused) must work, the
+ * moved one must serve on its new shard through that shard's ring, and
+ * every update must complete. Run under ASan by scripts/test. */
+struct life_ctx {
+    int64_t inflight0;
+    int closed_eof, reused_ok, exit_eof, moved_ok, settled;
+    uint64_t moved_ring_recvs;
+};
+
+static void life_pair(struct hy_tcp *ls, const struct hy_addr *a, struct hy_tcp **cl,
+                      struct hy_tcp **sv)
+{
+    HY_CHECK_EQ(hy_tcp_connect(a, NULL, 10 * SECOND, cl), 0);
+    HY_CHECK_EQ(hy_tcp_accept(ls, sv, 10 * SECOND), 0);
+    char b;
+    size_t got;
+    for (int i = 0; i < 4; i++) {
+        HY_CHECK_EQ(hy_tcp_send(*cl, "w", 1, 10 * SECOND), 0);
+        HY_CHECK_EQ(hy_tcp_recv(*sv, &b, 1, &got, 10 * SECOND), 0);
+    }
+}
+
+static void life_rewatch(struct hy_tcp *sv)
+{
+    HY_CHECK_EQ(hy_tcp_set_active(sv, HY_TCP_ACTIVE_ONCE), 0);
+    HY_CHECK_EQ(hy_tcp_set_active(sv, HY_TCP_ACTIVE_OFF), 0);
+}
+
+static bool life_eof(struct hy_tcp *cl)
+{
+    char b;
+    size_t got;
+    return hy_tcp_recv(cl, &b, 1, &got, 10 * SECOND) == HY_ECLOSED;
+}
+
+static void life_orphan(void *arg)
+{
+    (void)arg;
+    struct hy_msg *m = hy_test_must_recv_tag(HY_TCP_TAG_GIVEN, 10 * SECOND);
+    if (!m)
+        return;
+    life_rewatch(hy_tcp_msg_of(m)->sock);
+    hy_msg_free(m);
+    /* returns: the socket closes with the update queued */
+}
+
+static void life_moved(void *arg)
+{
+    struct life_ctx *c = *(struct life_ctx **)arg;
+    struct hy_msg *m = hy_test_must_recv_tag(HY_TCP_TAG_GIVEN, 10 * SECOND);
+    if (!m)
+        return;
+    struct hy_tcp *s = hy_tcp_msg_of(m)->sock;
+    hy_msg_free(m);
+    struct hy_stats st0, st1;
+    hy_stats_get(1, &st0);
+    int ok = 1;
+    for (int i = 0; i < 4; i++) {
+        char b;
+        size_t got;
+        ok &= hy_tcp_recv(s, &b, 1, &got, 10 * SECOND) == 0 && b == 'm' &&
+              hy_tcp_send(s, "M", 1, 10 * SECOND) == 0;
+    }
+    hy_stats_get(1, &st1);
+    c->moved_ring_recvs = st1.io_recvs - st0.io_recvs;
+    c->moved_ok = ok;
+    hy_tcp_close(s);
+}
+
+static void life_main(void *arg)
+{
+    struct life_ctx *c = arg;
+    struct hy_tcp *ls, *cl, *sv;
+    HY_CHECK_EQ(hy_tcp_listen(NULL, &ls), 0);
+    struct hy_addr a;
+    hy_tcp_sockname(ls, &a);
+    /* closed by its owner */
+    life_pair(ls, &a, &cl, &sv);
+    life_rewatch(sv);
+    HY_CHECK_EQ(hy_tcp_close(sv), 0);
+    c->closed_eof = life_eof(cl);
+    hy_tcp_close(cl);
+    /* the next socket takes the record and the slot */
+    life_pair(ls, &a, &cl, &sv);
+    c->reused_ok = 1;
+    hy_tcp_close(cl);
+    hy_tcp_close(sv);
+    /* its owner exits */
+    life_pair(ls, &a, &cl, &sv);
+    hy_pid p;
+    HY_CHECK_EQ(hy_spawn(life_orphan, NULL, &p), 0);
+    HY_CHECK_EQ(hy_tcp_controlling_process(sv, p), 0);
+    c->exit_eof = life_eof(cl);
+    hy_tcp_close(cl);
+    /* moved to the other shard */
+    life_pair(ls, &a, &cl, &sv);
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.shard = 1;
+    o.arg_size = sizeof(c);
+    HY_CHECK_EQ(hy_spawn_opt(life_moved, &c, &o, &p), 0);
+    life_rewatch(sv);
+    HY_CHECK_EQ(hy_tcp_controlling_process(sv, p), 0);
+    for (int i = 0; i < 4; i++) {
+        char b;
+        size_t got;
+        HY_CHECK_EQ(hy_tcp_send(cl, "m", 1, 10 * SECOND), 0);
+        HY_CHECK_EQ(hy_tcp_recv(cl, &b, 1, &got, 10 * SECOND), 0);
+        HY_CHECK_EQ(b, 'M');
+    }
+    c->closed_eof &= life_eof(cl);
+    hy_tcp_close(cl);
+    hy_tcp_close(ls);
+    struct already_ctx s = {.inflight0 = c->inflight0};
+    c->settled = hy_test_wait_until(updates_settled, &s, 5000);
+}
+
+static void test_io_ring_read_socket_closed_orphaned_or_moved_with_an_update_queued(void **state)
+{
+    (void)state;
+    struct life_ctx c = {0};
+    uint64_t r, st;
+    hy__io_uring_update_counts(&r, &c.inflight0, &st);
+    assert_int_equal(hy_test_run_fd_checked(2, life_main, &c), 0);
+    assert_true(c.closed_eof);
+    assert_true(c.reused_ok);
+    assert_true(c.exit_eof);
+    assert_true(c.moved_ok);
+    assert_true(c.settled);
+    if (hy_test_io_backend() != HY_IO_EPOLL)
+        assert_true(c.moved_ring_recvs >= 1);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -1468,6 +1606,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_io_rx_pool_size_out_of_range_is_refused),
         cmocka_unit_test(test_io_poll_update_racing_the_polls_completion_loses_nothing),
         cmocka_unit_test(test_io_tries_between_waits_make_no_poll_updates),
+        cmocka_unit_test(test_io_ring_read_socket_closed_orphaned_or_moved_with_an_update_queued),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
