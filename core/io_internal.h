@@ -297,8 +297,9 @@ static inline const uint8_t *hy__io_rx_data(const void *io, const struct hy__io_
 }
 /* Has the backend watch w's input again if it left it out (w->poll_noin):
  * for a wait for input with no receive armed (an empty pool, framing,
- * active mode, a try without waiting). Readiness already there is reported
- * by a later poll. Context: the shard's thread. */
+ * active mode; a try without waiting arms a receive instead, tcp.c's
+ * recv_some_). Readiness already there is reported by a later poll.
+ * Context: the shard's thread. */
 void hy__io_watch_input_slow(struct hy_shard *sh, struct hy__io_watch *w);
 static inline void hy__io_watch_input(struct hy_shard *sh, struct hy__io_watch *w)
 {
