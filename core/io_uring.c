@@ -70,8 +70,8 @@
  * 2 KiB (2 MiB of address space a shard, touched as used): at 1,000
  * connections 64 of 4 KiB left ~0.95 of the requests to a recvfrom of
  * their own, and with sends through the ring too a turn serving N
- * connections now makes one io_uring_enter (docs/BENCHMARKS.md, session 24). */
-/* (tests make pools of other sizes: hy__io_set_rx_pool) */
+ * connections now makes one io_uring_enter (docs/BENCHMARKS.md, session 24).
+ * Tests make pools of other sizes (hy__io_set_rx_pool) to run one dry. */
 #define RX_N 1024u
 #define RX_SIZE 2048u
 #define RX_BGID 0
