@@ -14,7 +14,12 @@
  * lost, the next request still received; a socket read through the
  * ring's receives (its poll leaves input out) whose input is then waited
  * for otherwise: beside a process that keeps the shard busy, by a try
- * without waiting, in active mode, by a framed read. Backend from
+ * without waiting, in active mode, by a framed read; the receive pool
+ * running dry (a small pool set by hy__io_set_rx_pool): input still seen,
+ * receives through the ring again once buffers return, no socket stranded;
+ * poll updates that race the poll's own completion (-EALREADY); tries
+ * without waiting between waits that make no poll update; such sockets
+ * closed, orphaned or moved with an update queued. Backend from
  * HYDRA_IO_BACKEND. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
