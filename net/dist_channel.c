@@ -68,24 +68,36 @@ void hy__chan_activate(struct hy__chan *ch)
 static size_t frame_build(struct hy__chan *ch, uint8_t type, uint32_t seq, uint8_t *buf,
                           uint16_t len)
 {
-    struct hy__ep *ep = ch->ep;
-    struct hy_wire_hdr h = {
-        .magic = HY_WIRE_MAGIC,
-        .version = HY_WIRE_VERSION,
-        .type = type,
-        .src_node = hy__rt.node_id,
-        .src_creation = hy__rt.creation,
-        .dst_node = hy__dist.peers[ch->pi].node_id,
-        .dst_creation = ch->peer_creation,
-        .src_shard = (uint16_t)ep->shard,
-        .dst_shard = ch->rshard,
-        .session = ch->session,
-        .seq = seq,
-        .ack = ch->rcv_next,
-        .ts = hy__dist_ts(hy__dist_now()),
-        .ts_echo = ch->ts_recent,
-        .len = len,
-    };
+    bool auth = hy__dist.cfg.authenticate && ch->session && type != HY_WT_HELLO &&
+                type != HY_WT_CHALLENGE && type != HY_WT_CONFIRM && type != HY_WT_REJECT;
+    if (type == HY_WT_DATA && ch->session && ch->tx_pre_session == ch->session &&
+        ch->tx_pre_creation == ch->peer_creation) {
+        /* a DATA frame of this session: its first 32 bytes are the session's
+         * (the nodes, creations and shards, the flags from the session and
+         * the options, all fixed while session and creation are) */
+        memcpy(buf, ch->tx_pre, HY_WIRE_HDR_FIXED);
+    } else {
+        struct hy_wire_hdr h = {
+            .magic = HY_WIRE_MAGIC,
+            .version = HY_WIRE_VERSION,
+            .type = type,
+            .src_node = hy__rt.node_id,
+            .src_creation = hy__rt.creation,
+            .dst_node = hy__dist.peers[ch->pi].node_id,
+            .dst_creation = ch->peer_creation,
+            .src_shard = (uint16_t)ch->ep->shard,
+            .dst_shard = ch->rshard,
+            .session = ch->session,
+        };
+        if (auth)
+            h.flags |= hy__dist.tag_flags;
+        hy__wire_put_hdr(buf, &h);
+        if (type == HY_WT_DATA && ch->session) {
+            memcpy(ch->tx_pre, buf, HY_WIRE_HDR_FIXED);
+            ch->tx_pre_session = ch->session;
+            ch->tx_pre_creation = ch->peer_creation;
+        }
+    }
     uint64_t sack = 0;
     /* (nothing is held out of order while the next frame is missing, the
      * common case: rcv_next's slot then holds no frame either) */
@@ -95,12 +107,8 @@ static size_t frame_build(struct hy__chan *ch, uint8_t type, uint32_t seq, uint8
                 ch->ooo[(ch->rcv_next + 1 + i) % WIN].h.seq == ch->rcv_next + 1 + i)
                 sack |= 1ull << i;
     }
-    h.sack = sack;
-    bool auth = hy__dist.cfg.authenticate && ch->session && type != HY_WT_HELLO &&
-                type != HY_WT_CHALLENGE && type != HY_WT_CONFIRM && type != HY_WT_REJECT;
-    if (auth)
-        h.flags |= hy__dist.tag_flags;
-    hy__wire_put_hdr(buf, &h);
+    hy__wire_put_hdr_frame(buf, seq, ch->rcv_next, sack, hy__dist_ts(hy__dist_now()),
+                           ch->ts_recent);
     size_t n = HY_WIRE_HDR + len;
     if (auth) {
         hy__dist_frame_tag_mid(ch, &ch->tag_tx, buf, n, hy__dist.tag_len, buf + n);
@@ -209,6 +217,7 @@ void hy__chan_reset(struct hy__chan *ch, bool keep_queue)
         drop_queue(ch);
     ch->state = CH_IDLE;
     ch->session = 0;
+    ch->rx_ok = false;
     ch->snd_next = ch->snd_una = ch->rcv_next = 0;
     ch->ts_recent = 0;
     HY__CH_SET(ch, up, 0);
