@@ -218,6 +218,7 @@ void hy__chan_reset(struct hy__chan *ch, bool keep_queue)
     ch->state = CH_IDLE;
     ch->session = 0;
     ch->rx_ok = false;
+    ch->tx_pre_session = 0; /* (the prefix is rebuilt for the next session) */
     ch->snd_next = ch->snd_una = ch->rcv_next = 0;
     ch->ts_recent = 0;
     HY__CH_SET(ch, up, 0);

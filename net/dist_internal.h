@@ -159,7 +159,9 @@ struct hy__chan {
      * and before the slow path recomputes tag_rx. */
     bool rx_ok;
     /* the DATA frames' 32-byte prefix, built once per session (frame_build);
-     * valid while session and peer_creation are the ones it was built for */
+     * valid while session and peer_creation are the ones it was built for,
+     * until the next reset (the options it depends on can change only with
+     * a reset: a new hy_dist_start, the fuzz target's resets) */
     uint32_t tx_pre_session, tx_pre_creation;
     uint8_t tx_pre[HY_WIRE_HDR_FIXED];
     uint64_t hs_retry, hs_began;
