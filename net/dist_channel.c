@@ -68,24 +68,36 @@ void hy__chan_activate(struct hy__chan *ch)
 static size_t frame_build(struct hy__chan *ch, uint8_t type, uint32_t seq, uint8_t *buf,
                           uint16_t len)
 {
-    struct hy__ep *ep = ch->ep;
-    struct hy_wire_hdr h = {
-        .magic = HY_WIRE_MAGIC,
-        .version = HY_WIRE_VERSION,
-        .type = type,
-        .src_node = hy__rt.node_id,
-        .src_creation = hy__rt.creation,
-        .dst_node = hy__dist.peers[ch->pi].node_id,
-        .dst_creation = ch->peer_creation,
-        .src_shard = (uint16_t)ep->shard,
-        .dst_shard = ch->rshard,
-        .session = ch->session,
-        .seq = seq,
-        .ack = ch->rcv_next,
-        .ts = hy__dist_ts(hy__dist_now()),
-        .ts_echo = ch->ts_recent,
-        .len = len,
-    };
+    bool auth = hy__dist.cfg.authenticate && ch->session && type != HY_WT_HELLO &&
+                type != HY_WT_CHALLENGE && type != HY_WT_CONFIRM && type != HY_WT_REJECT;
+    if (type == HY_WT_DATA && ch->session && ch->tx_pre_session == ch->session &&
+        ch->tx_pre_creation == ch->peer_creation) {
+        /* a DATA frame of this session: its first 32 bytes are the session's
+         * (the nodes, creations and shards, the flags from the session and
+         * the options, all fixed while session and creation are) */
+        memcpy(buf, ch->tx_pre, HY_WIRE_HDR_FIXED);
+    } else {
+        struct hy_wire_hdr h = {
+            .magic = HY_WIRE_MAGIC,
+            .version = HY_WIRE_VERSION,
+            .type = type,
+            .src_node = hy__rt.node_id,
+            .src_creation = hy__rt.creation,
+            .dst_node = hy__dist.peers[ch->pi].node_id,
+            .dst_creation = ch->peer_creation,
+            .src_shard = (uint16_t)ch->ep->shard,
+            .dst_shard = ch->rshard,
+            .session = ch->session,
+        };
+        if (auth)
+            h.flags |= hy__dist.tag_flags;
+        hy__wire_put_hdr(buf, &h);
+        if (type == HY_WT_DATA && ch->session) {
+            memcpy(ch->tx_pre, buf, HY_WIRE_HDR_FIXED);
+            ch->tx_pre_session = ch->session;
+            ch->tx_pre_creation = ch->peer_creation;
+        }
+    }
     uint64_t sack = 0;
     /* (nothing is held out of order while the next frame is missing, the
      * common case: rcv_next's slot then holds no frame either) */
@@ -95,12 +107,8 @@ static size_t frame_build(struct hy__chan *ch, uint8_t type, uint32_t seq, uint8
                 ch->ooo[(ch->rcv_next + 1 + i) % WIN].h.seq == ch->rcv_next + 1 + i)
                 sack |= 1ull << i;
     }
-    h.sack = sack;
-    bool auth = hy__dist.cfg.authenticate && ch->session && type != HY_WT_HELLO &&
-                type != HY_WT_CHALLENGE && type != HY_WT_CONFIRM && type != HY_WT_REJECT;
-    if (auth)
-        h.flags |= hy__dist.tag_flags;
-    hy__wire_put_hdr(buf, &h);
+    hy__wire_put_hdr_frame(buf, seq, ch->rcv_next, sack, hy__dist_ts(hy__dist_now()),
+                           ch->ts_recent);
     size_t n = HY_WIRE_HDR + len;
     if (auth) {
         hy__dist_frame_tag_mid(ch, &ch->tag_tx, buf, n, hy__dist.tag_len, buf + n);
@@ -209,6 +217,8 @@ void hy__chan_reset(struct hy__chan *ch, bool keep_queue)
         drop_queue(ch);
     ch->state = CH_IDLE;
     ch->session = 0;
+    ch->rx_ok = false;
+    ch->tx_pre_session = 0; /* (the prefix is rebuilt for the next session) */
     ch->snd_next = ch->snd_una = ch->rcv_next = 0;
     ch->ts_recent = 0;
     HY__CH_SET(ch, up, 0);
@@ -263,9 +273,21 @@ void hy__chan_pump(struct hy__chan *ch)
                 ch->q_len--;
                 struct hy_wire_msg wm = {.tag = m->tag, .from = m->from, .to = m->to,
                                          .ref = m->ref, .aux = m->aux, .kind = m->kind};
-                ch->cur_hdr_len = hy__wire_put_rec(
-                    ch->cur_hdr, &wm, m->size, hy__wire_pid_base(hy__rt.node_id, hy__rt.creation),
-                    hy__wire_pid_base(hy__dist.peers[ch->pi].node_id, ch->peer_creation));
+                uint64_t from_base = hy__wire_pid_base(hy__rt.node_id, hy__rt.creation);
+                uint64_t to_base =
+                    hy__wire_pid_base(hy__dist.peers[ch->pi].node_id, ch->peer_creation);
+                if (HY_WIRE_MAXPAY - n >= HY_WIRE_RECHDR_MAX &&
+                    m->size <= HY_WIRE_MAXPAY - n - HY_WIRE_RECHDR_MAX) {
+                    /* the whole record fits: its header is written in the
+                     * frame, no copy through cur_hdr */
+                    uint32_t hl = hy__wire_put_rec(pay + n, &wm, m->size, from_base, to_base);
+                    memcpy(pay + n + hl, m->data, m->size);
+                    n += hl + m->size;
+                    hy__msg_free_local(sh, m);
+                    hy__dist_count(&ch->ep->st.msgs_tx, 1);
+                    continue;
+                }
+                ch->cur_hdr_len = hy__wire_put_rec(ch->cur_hdr, &wm, m->size, from_base, to_base);
                 ch->cur = m;
                 ch->cur_off = 0;
                 ch->cur_len = ch->cur_hdr_len + m->size;
@@ -295,12 +317,13 @@ void hy__chan_pump(struct hy__chan *ch)
             }
         }
         struct txf *f = &ch->win[ch->snd_next % WIN];
-        free(f->buf);
+        if (f->buf) /* (acknowledged frames' buffers are gone: rarely any) */
+            free(f->buf);
         f->buf = fbuf;
         f->len = (uint16_t)frame_build(ch, HY_WT_DATA, ch->snd_next, fbuf, (uint16_t)n);
         f->rtx = 0;
         f->sacked = false;
-        f->sent = hy__dist_now();
+        f->sent = sh ? sh->now : hy_now_ns(); /* (hy__dist_now) */
         frame_send(ch, fbuf, f->len);
         ch->snd_next++;
         HY__CH_SET(ch, in_flight, ch->snd_next - ch->snd_una);
@@ -433,8 +456,9 @@ void hy__chan_on_data(struct hy__chan *ch, const struct hy_wire_hdr *h, const ui
         hy__dist_count(&ch->cst.beyond_window, 1);
         return; /* beyond the window: the sender will retransmit */
     }
-    size_t backlog = hy__mesh_backlog(hy__shard(), -1);
-    size_t backlog_bytes = hy__mesh_backlog_bytes(hy__shard(), -1);
+    struct hy_shard *sh = hy__shard();
+    size_t backlog = sh->novf ? hy__mesh_backlog(sh, -1) : 0; /* (none queued: the common case) */
+    size_t backlog_bytes = sh->novf ? hy__mesh_backlog_bytes(sh, -1) : 0;
     if (backlog > hy__dist.cfg.recv_backlog_max ||
         backlog_bytes > hy__dist.cfg.recv_backlog_bytes_max) {
         /* other shards lag behind what this one hands them: the frame is
@@ -518,10 +542,13 @@ void hy__chan_on_acks(struct hy__chan *ch, const struct hy_wire_hdr *h)
          * when that frame was a retransmission, so sustained loss does not
          * starve the estimate (Karn's rule would: nearly every ack then
          * covers a retransmitted frame). */
+        bool sampled = false;
         if (h->ts_echo) {
             uint32_t us = hy__dist_ts(now) - h->ts_echo;
-            if (us < 60000000u) /* (a bogus echo from the future: no sample) */
+            if (us < 60000000u) { /* (a bogus echo from the future: no sample) */
                 rtt_sample(ch, (uint64_t)us * 1000);
+                sampled = true;
+            }
         }
         for (uint32_t s = ch->snd_una; s != h->ack; s++) {
             struct txf *f = &ch->win[s % WIN];
@@ -533,8 +560,9 @@ void hy__chan_on_acks(struct hy__chan *ch, const struct hy_wire_hdr *h)
         }
         ch->snd_una = h->ack;
         HY__CH_SET(ch, in_flight, ch->snd_next - ch->snd_una);
-        /* progress ends a backoff: back to the estimate */
-        if (ch->srtt) {
+        /* progress ends a backoff: back to the estimate (which a sample
+         * just set) */
+        if (!sampled && ch->srtt) {
             uint64_t rto = ch->srtt + 4 * ch->rttvar;
             ch->rto = rto < RTO_MIN_NS ? RTO_MIN_NS : rto > RTO_MAX_NS ? RTO_MAX_NS : rto;
         }

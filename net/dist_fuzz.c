@@ -120,6 +120,7 @@ void hy__dist_fuzz_reset(bool authenticate, bool idle, size_t max_message_size)
         memset(ch->my_nonce, 0x11, sizeof(ch->my_nonce));
         memset(ch->peer_nonce, 0x22, sizeof(ch->peer_nonce));
         memset(ch->key, 0x4b, sizeof(ch->key));
+        ch->rx_ok = false;
         ch->snd_next = ch->snd_una = ch->rcv_next = 1;
         ch->srtt = ch->rttvar = 0;
         ch->rto = 50000000ull;

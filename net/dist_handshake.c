@@ -218,6 +218,12 @@ void hy__dist_frame_tag_mid(const struct hy__chan *ch, struct hy__tag_mid *mid,
     tag_mid_finish(mid, buf, n, tlen, out);
 }
 
+void hy__dist_frame_tag_kept(const struct hy__tag_mid *mid, const uint8_t *buf, size_t n,
+                             unsigned tlen, uint8_t *out)
+{
+    tag_mid_finish(mid, buf, n, tlen, out);
+}
+
 /* A token of the peer's handshake-answer bucket: false when a flood spent it. */
 bool hy__hs_allowed(struct hy__ep *ep, int pi, uint64_t now)
 {
@@ -325,6 +331,7 @@ static uint32_t derive(struct hy__chan *ch, const uint8_t *na, const uint8_t *nb
     uint8_t s[32];
     hy__dist_mac(s, "session", na, nb, an, ac, bn, bc);
     ch->session = hy__rd32(s) | 1u; /* never 0 */
+    ch->rx_ok = false; /* (a new key: the kept receive state is not its) */
     hy__dist_mac(ch->key, "key", na, nb, an, ac, bn, bc);
     return hy__rd32(s + 4); /* a sequence start no one off the path can guess */
 }

@@ -152,6 +152,18 @@ struct hy__chan {
     /* frame tags' SipHash state after the first 32 bytes, which are the same
      * on every DATA frame of a session, per direction (hy__dist_frame_tag_mid) */
     struct hy__tag_mid tag_tx, tag_rx;
+    /* rx_ok: tag_rx holds the state of a prefix that a tagged DATA or ACK
+     * frame of this session passed every check with (hy__dist_on_frame), under
+     * the current key: a frame beginning with the same 32 bytes is checked
+     * by its tag alone (the fast path). Cleared by every new key and reset,
+     * and before the slow path recomputes tag_rx. */
+    bool rx_ok;
+    /* the DATA frames' 32-byte prefix, built once per session (frame_build);
+     * valid while session and peer_creation are the ones it was built for,
+     * until the next reset (the options it depends on can change only with
+     * a reset: a new hy_dist_start, the fuzz target's resets) */
+    uint32_t tx_pre_session, tx_pre_creation;
+    uint8_t tx_pre[HY_WIRE_HDR_FIXED];
     uint64_t hs_retry, hs_began;
     uint64_t last_rx, last_tx;
     /* messages waiting to be framed */
@@ -197,6 +209,7 @@ struct hy__chan {
 struct hy__held; /* a frame held back by fault injection */
 
 struct ep_priv {
+    struct hy__chan *rx_last; /* the channel of the latest frame taken (the fast path's guess) */
     struct hy__chan **active;
     size_t nactive, capactive;
     unsigned turn;
@@ -313,6 +326,12 @@ void hy__dist_frame_tag(const struct hy__chan *ch, const uint8_t *buf, size_t n,
  * compression steps saved. */
 void hy__dist_frame_tag_mid(const struct hy__chan *ch, struct hy__tag_mid *mid,
                             const uint8_t *buf, size_t n, unsigned tlen, uint8_t *out);
+/* The same tag from mid's state without looking at the frame's prefix or
+ * the key: only for a caller that knows mid was computed from the frame's
+ * first HY__TAG_MID bytes under the session's key for tlen (hy__chan.rx_ok);
+ * n >= HY__TAG_MID. */
+void hy__dist_frame_tag_kept(const struct hy__tag_mid *mid, const uint8_t *buf, size_t n,
+                             unsigned tlen, uint8_t *out);
 /* SipHash-2-4 with a 128-bit output (the published algorithm; the same as
  * libsodium's crypto_shorthash_siphashx24) of the n bytes at buf. */
 void hy__siphash24_128(const uint8_t key[16], const uint8_t *buf, size_t n, uint8_t out[16]);

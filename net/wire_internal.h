@@ -199,6 +199,18 @@ static inline uint64_t hy__rd64(const uint8_t *p)
     return HY__LE64(v);
 }
 
+/* Writes a header's per-frame fields (its last HY_WIRE_HDR -
+ * HY_WIRE_HDR_FIXED bytes) at b, the header's start. */
+static inline void hy__wire_put_hdr_frame(uint8_t *b, uint32_t seq, uint32_t ack, uint64_t sack,
+                                          uint32_t ts, uint32_t ts_echo)
+{
+    hy__wr32(b + 32, seq);
+    hy__wr32(b + 36, ack);
+    hy__wr64(b + 40, sack);
+    hy__wr32(b + 48, ts);
+    hy__wr32(b + 52, ts_echo);
+}
+
 /* Writes h's fields at b (HY_WIRE_HDR bytes); h->len is not written. */
 static inline void hy__wire_put_hdr(uint8_t *b, const struct hy_wire_hdr *h)
 {
@@ -214,11 +226,7 @@ static inline void hy__wire_put_hdr(uint8_t *b, const struct hy_wire_hdr *h)
     hy__wr32(b + 24, h->session);
     hy__wr16(b + 28, h->dst_shard);
     hy__wr16(b + 30, 0);
-    hy__wr32(b + 32, h->seq);
-    hy__wr32(b + 36, h->ack);
-    hy__wr64(b + 40, h->sack);
-    hy__wr32(b + 48, h->ts);
-    hy__wr32(b + 52, h->ts_echo);
+    hy__wire_put_hdr_frame(b, h->seq, h->ack, h->sack, h->ts, h->ts_echo);
 }
 
 /* Reads the header of the n-byte frame at b into h, h->len being the

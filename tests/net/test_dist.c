@@ -1593,6 +1593,8 @@ struct fake {
     unsigned hello_tlen;       /* the tag length a HELLO says (0: tlen) */
     bool forge;                /* the next DATA: tag spoiled, sequence number not used up */
     bool keep_seq;             /* the next DATA: its sequence number not used up */
+    int via_fd;                /* the next frames sent from this socket (another address:
+                                * node 1 must drop them), not fd[0]; 0: fd[0] */
     uint8_t stream[1 << 16];   /* node 1's byte stream, not yet parsed */
     size_t stream_len;
     uint64_t last_tx;
@@ -1678,7 +1680,7 @@ static void fake_send_from(int fd, uint16_t shard, uint8_t type, uint32_t dst_cr
 
 static void fake_send(uint8_t type, const void *pay, uint16_t len)
 {
-    bool once = fk.forge || fk.keep_seq; /* a frame node 1 must drop */
+    bool once = fk.forge || fk.keep_seq || fk.via_fd; /* a frame node 1 must drop */
     uint32_t seq = type == HY_WT_DATA ? (once ? fk.snd_next : fk.snd_next++) : 0;
     if (type == HY_WT_DATA && !once) {
         CHECK(len <= sizeof(fk.rtx));
@@ -1690,7 +1692,7 @@ static void fake_send(uint8_t type, const void *pay, uint16_t len)
     }
     bool hs = type == HY_WT_HELLO || type == HY_WT_CHALLENGE || type == HY_WT_CONFIRM ||
               type == HY_WT_REJECT;
-    fake_send_from(fk.fd[0], 0, type, type == HY_WT_HELLO ? 0 : fk.a_creation,
+    fake_send_from(fk.via_fd ? fk.via_fd : fk.fd[0], 0, type, type == HY_WT_HELLO ? 0 : fk.a_creation,
                    hs ? 0 : fk.session, seq, pay, len);
 }
 
@@ -2119,6 +2121,53 @@ static void test_dist_forged_data_frame_dropped(void **state)
     CHECK(fake_echo(69));
     ds = fake_stats();
     CHECK(ds.auth_failures >= failed + 1);
+    hostile_done(a);
+}
+
+/* Node 1 takes a DATA frame whose first 32 bytes are those of the session's
+ * previous DATA frame by a fast path (its tag alone is computed, from the
+ * kept state): a frame with those bytes, the next sequence number and a
+ * right tag, but from another address, is still dropped and counted
+ * (wrong_source), and one with a wrong tag still fails (auth_failures);
+ * the real frames around them are taken, in order. */
+static void test_dist_fast_path_keeps_source_and_tag_checks(void **state)
+{
+    (void)state;
+    pid_t a = hostile_setup();
+    fake_handshake();
+    CHECK(fake_echo(1));
+    struct hy_dist_stats ds0 = fake_stats();
+    int other = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    CHECK(other >= 0);
+    /* no frame between these four: each of the last three follows a DATA
+     * frame of the session with the same first 32 bytes */
+    uint64_t v = 2;
+    fake_send_name("echo", T_PING, &v, sizeof(v));
+    fk.via_fd = other; /* right tag, wrong source port */
+    v = 70;
+    fake_send_name("echo", T_PING, &v, sizeof(v));
+    fk.via_fd = 0;
+    fk.forge = true; /* right source, tag one bit wrong */
+    v = 72;
+    fake_send_name("echo", T_PING, &v, sizeof(v));
+    fk.forge = false;
+    v = 3;
+    fake_send_name("echo", T_PING, &v, sizeof(v));
+    close(other);
+    for (uint64_t want = 2; want <= 3; want++) {
+        uint64_t got = 0;
+        int r = fake_pump(20000, T_PONG, &got, sizeof(got), 0);
+        if (r != (int)sizeof(got) || got != want) {
+            fprintf(stderr, "fast path: wanted the echo of %llu, pump returned %d, got %llu\n",
+                    (unsigned long long)want, r, (unsigned long long)got);
+            fake_pump_report("fast path");
+            CHECK(!"an echo missing or out of order");
+        }
+    }
+    struct hy_dist_stats ds = fake_stats();
+    CHECK(ds.wrong_source >= ds0.wrong_source + 1);
+    CHECK(ds.auth_failures >= ds0.auth_failures + 1);
+    CHECK(fake_echo(4));
     hostile_done(a);
 }
 
@@ -2990,6 +3039,7 @@ int main(void)
         cmocka_unit_test(test_dist_cluster_file_mac_optional),
         cmocka_unit_test(test_dist_session_survives_forged_handshake_frames),
         cmocka_unit_test(test_dist_forged_data_frame_dropped),
+        cmocka_unit_test(test_dist_fast_path_keeps_source_and_tag_checks),
         cmocka_unit_test(test_dist_short_record_closes_session),
         cmocka_unit_test(test_dist_unknown_record_fields_close_session),
         cmocka_unit_test(test_dist_record_header_split_across_frames),
