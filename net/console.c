@@ -910,6 +910,18 @@ static void prometheus(struct hy_console *c, struct sb *b)
     PER_SHARD("hydra_timers_armed", "gauge", "Timers armed.", timers_armed);
     PER_SHARD("hydra_io_sockets", "gauge", "Sockets open.", io_sockets);
     PER_SHARD("hydra_io_syscalls_total", "counter", "Poller system calls.", io_syscalls);
+    PER_SHARD("hydra_io_events_total", "counter", "Readiness events the poller reaped.",
+              io_events);
+    PER_SHARD("hydra_io_wakeups_total", "counter", "Sleeps ended by socket readiness.",
+              io_wakeups);
+    PER_SHARD("hydra_io_sleeps_total", "counter",
+              "Sleeps made in the socket poller itself (one system call each).", io_sleeps);
+    PER_SHARD("hydra_io_recvs_total", "counter",
+              "Receives the poller made for processes parked in a receive.", io_recvs);
+    PER_SHARD("hydra_io_sends_total", "counter", "Sends queued to the poller.", io_sends);
+    PER_SHARD("hydra_io_poll_updates_total", "counter",
+              "Changes of a socket's readiness watch between watching input and not.",
+              io_poll_updates);
 #undef PER_SHARD
 #undef PER_SHARD_SEC
     static const struct metric pm[] = {

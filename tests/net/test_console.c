@@ -180,6 +180,13 @@ static void body_metrics(void *arg)
             CHK("hydra_busy_seconds_total", busy_ns, 1e-9);
             CHK("hydra_idle_seconds_total", idle_ns, 1e-9);
             CHK("hydra_turn_seconds_count", turns, 1);
+            CHK("hydra_io_syscalls_total", io_syscalls, 1);
+            CHK("hydra_io_events_total", io_events, 1);
+            CHK("hydra_io_wakeups_total", io_wakeups, 1);
+            CHK("hydra_io_sleeps_total", io_sleeps, 1);
+            CHK("hydra_io_recvs_total", io_recvs, 1);
+            CHK("hydra_io_sends_total", io_sends, 1);
+            CHK("hydra_io_poll_updates_total", io_poll_updates, 1);
             CHK("hydra_turn_seconds_sum", busy_ns, 1e-9);
             if (strcmp(s->name, "hydra_turn_seconds_bucket") == 0) {
                 /* cumulative: never more than the count read after */
@@ -208,7 +215,7 @@ static void body_metrics(void *arg)
                 checked++;
             }
         }
-        HY_CHECK(checked >= 2 * 14 + 3 * 2);
+        HY_CHECK(checked >= 2 * 21 + 3 * 2);
         HY_CHECK_EQ(nbuckets, 2u * (HY_STATS_TURN_BUCKETS - 7));
         if (round == 0)
             first_cross = before[1].msgs_sent_cross;
