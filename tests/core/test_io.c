@@ -1295,6 +1295,21 @@ static void test_io_rx_pool_size_out_of_range_is_refused(void **state)
     assert_int_equal(hy__io_set_rx_pool(0), 0);
 }
 
+/* A connected pair from listener ls (at a), the accepted end *sv read
+ * through the ring (4 bytes): its poll leaves input out from then on. */
+static void ring_read_pair(struct hy_tcp *ls, const struct hy_addr *a, struct hy_tcp **cl,
+                           struct hy_tcp **sv)
+{
+    HY_CHECK_EQ(hy_tcp_connect(a, NULL, 10 * SECOND, cl), 0);
+    HY_CHECK_EQ(hy_tcp_accept(ls, sv, 10 * SECOND), 0);
+    char b;
+    size_t got;
+    for (int i = 0; i < 4; i++) {
+        HY_CHECK_EQ(hy_tcp_send(*cl, "w", 1, 10 * SECOND), 0);
+        HY_CHECK_EQ(hy_tcp_recv(*sv, &b, 1, &got, 10 * SECOND), 0);
+    }
+}
+
 /* ---- a poll update that finds the poll completing (-EALREADY) -------------- */
 
 /* A ring-read socket alternates active mode once (input watched again: an
@@ -1332,14 +1347,9 @@ static void already_main(void *arg)
     HY_CHECK_EQ(hy_tcp_listen(NULL, &ls), 0);
     struct hy_addr a;
     hy_tcp_sockname(ls, &a);
-    HY_CHECK_EQ(hy_tcp_connect(&a, NULL, 10 * SECOND, &cl), 0);
-    HY_CHECK_EQ(hy_tcp_accept(ls, &sv, 10 * SECOND), 0);
+    ring_read_pair(ls, &a, &cl, &sv);
     char b;
     size_t got;
-    for (int i = 0; i < 4; i++) { /* read through the ring: input left out */
-        HY_CHECK_EQ(hy_tcp_send(cl, "w", 1, 10 * SECOND), 0);
-        HY_CHECK_EQ(hy_tcp_recv(sv, &b, 1, &got, 10 * SECOND), 0);
-    }
     uint64_t re0, re1, st0, st1;
     int64_t in;
     HY_CHECK(hy_test_wait_until(updates_settled, c, 5000));
@@ -1417,14 +1427,9 @@ static void try_main(void *arg)
     HY_CHECK_EQ(hy_tcp_listen(NULL, &ls), 0);
     struct hy_addr a;
     hy_tcp_sockname(ls, &a);
-    HY_CHECK_EQ(hy_tcp_connect(&a, NULL, 10 * SECOND, &cl), 0);
-    HY_CHECK_EQ(hy_tcp_accept(ls, &sv, 10 * SECOND), 0);
+    ring_read_pair(ls, &a, &cl, &sv);
     char b;
     size_t got;
-    for (int i = 0; i < 4; i++) { /* read through the ring: input left out */
-        HY_CHECK_EQ(hy_tcp_send(cl, "w", 1, 10 * SECOND), 0);
-        HY_CHECK_EQ(hy_tcp_recv(sv, &b, 1, &got, 10 * SECOND), 0);
-    }
     uint64_t u0 = STAT0(io_poll_updates), r0 = STAT0(io_recvs);
     c->bytes_ok = c->tries_ok = 1;
     for (int i = 0; i < TRY_CYCLES; i++) {
@@ -1475,19 +1480,6 @@ struct life_ctx {
     int closed_eof, reused_ok, exit_eof, moved_ok, settled;
     uint64_t moved_ring_recvs;
 };
-
-static void life_pair(struct hy_tcp *ls, const struct hy_addr *a, struct hy_tcp **cl,
-                      struct hy_tcp **sv)
-{
-    HY_CHECK_EQ(hy_tcp_connect(a, NULL, 10 * SECOND, cl), 0);
-    HY_CHECK_EQ(hy_tcp_accept(ls, sv, 10 * SECOND), 0);
-    char b;
-    size_t got;
-    for (int i = 0; i < 4; i++) {
-        HY_CHECK_EQ(hy_tcp_send(*cl, "w", 1, 10 * SECOND), 0);
-        HY_CHECK_EQ(hy_tcp_recv(*sv, &b, 1, &got, 10 * SECOND), 0);
-    }
-}
 
 static void life_rewatch(struct hy_tcp *sv)
 {
@@ -1544,25 +1536,25 @@ static void life_main(void *arg)
     struct hy_addr a;
     hy_tcp_sockname(ls, &a);
     /* closed by its owner */
-    life_pair(ls, &a, &cl, &sv);
+    ring_read_pair(ls, &a, &cl, &sv);
     life_rewatch(sv);
     HY_CHECK_EQ(hy_tcp_close(sv), 0);
     c->closed_eof = life_eof(cl);
     hy_tcp_close(cl);
     /* the next socket takes the record and the slot */
-    life_pair(ls, &a, &cl, &sv);
+    ring_read_pair(ls, &a, &cl, &sv);
     c->reused_ok = 1;
     hy_tcp_close(cl);
     hy_tcp_close(sv);
     /* its owner exits */
-    life_pair(ls, &a, &cl, &sv);
+    ring_read_pair(ls, &a, &cl, &sv);
     hy_pid p;
     HY_CHECK_EQ(hy_spawn(life_orphan, NULL, &p), 0);
     HY_CHECK_EQ(hy_tcp_controlling_process(sv, p), 0);
     c->exit_eof = life_eof(cl);
     hy_tcp_close(cl);
     /* moved to the other shard */
-    life_pair(ls, &a, &cl, &sv);
+    ring_read_pair(ls, &a, &cl, &sv);
     struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
     o.shard = 1;
     o.arg_size = sizeof(c);
