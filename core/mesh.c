@@ -338,30 +338,6 @@ void hy__mesh_flush(struct hy_shard *sh)
     sh->ndirty = 0;
 }
 
-size_t hy__mesh_backlog(const struct hy_shard *sh, int dst)
-{
-    if (dst >= 0)
-        return sh->ovf[dst].len;
-    size_t most = 0;
-    for (unsigned k = 0; k < sh->novf; k++) {
-        size_t n = sh->ovf[sh->ovf_list[k]].len;
-        most = n > most ? n : most;
-    }
-    return most;
-}
-
-size_t hy__mesh_backlog_bytes(const struct hy_shard *sh, int dst)
-{
-    if (dst >= 0)
-        return sh->ovf[dst].bytes;
-    size_t most = 0;
-    for (unsigned k = 0; k < sh->novf; k++) {
-        size_t n = sh->ovf[sh->ovf_list[k]].bytes;
-        most = n > most ? n : most;
-    }
-    return most;
-}
-
 bool hy__mesh_idle(struct hy_shard *sh)
 {
     return sh->novf == 0 && sh->ndirty == 0 && !sh->ret_pending;

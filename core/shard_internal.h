@@ -705,11 +705,31 @@ bool hy__mesh_idle(struct hy_shard *sh); /* no overflow, nothing staged */
 /* Entries queued behind full rings towards dst, or (dst < 0) the most
  * towards any shard: what a source that can hold back (a network receive
  * path) checks before it adds more. */
-size_t hy__mesh_backlog(const struct hy_shard *sh, int dst);
+static inline size_t hy__mesh_backlog(const struct hy_shard *sh, int dst)
+{
+    if (dst >= 0)
+        return sh->ovf[dst].len;
+    size_t most = 0; /* (no overflow, the common case: no loop) */
+    for (unsigned k = 0; k < sh->novf; k++) {
+        size_t n = sh->ovf[sh->ovf_list[k]].len;
+        most = n > most ? n : most;
+    }
+    return most;
+}
 /* The payload bytes of those entries (a message carried whole in a ring
  * entry counts as HY_RING_ENTRY_DATA), for dst, or the most towards any
  * shard when dst < 0. */
-size_t hy__mesh_backlog_bytes(const struct hy_shard *sh, int dst);
+static inline size_t hy__mesh_backlog_bytes(const struct hy_shard *sh, int dst)
+{
+    if (dst >= 0)
+        return sh->ovf[dst].bytes;
+    size_t most = 0;
+    for (unsigned k = 0; k < sh->novf; k++) {
+        size_t n = sh->ovf[sh->ovf_list[k]].bytes;
+        most = n > most ? n : most;
+    }
+    return most;
+}
 void hy__ret_flush(struct hy_shard *sh);
 
 /* ---- stack.c ------------------------------------------------------------ */

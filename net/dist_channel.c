@@ -323,7 +323,7 @@ void hy__chan_pump(struct hy__chan *ch)
         f->len = (uint16_t)frame_build(ch, HY_WT_DATA, ch->snd_next, fbuf, (uint16_t)n);
         f->rtx = 0;
         f->sacked = false;
-        f->sent = sh ? sh->now : hy_now_ns(); /* (hy__dist_now) */
+        f->sent = hy__dist_now_on(sh);
         frame_send(ch, fbuf, f->len);
         ch->snd_next++;
         HY__CH_SET(ch, in_flight, ch->snd_next - ch->snd_una);
@@ -457,8 +457,8 @@ void hy__chan_on_data(struct hy__chan *ch, const struct hy_wire_hdr *h, const ui
         return; /* beyond the window: the sender will retransmit */
     }
     struct hy_shard *sh = hy__shard();
-    size_t backlog = sh->novf ? hy__mesh_backlog(sh, -1) : 0; /* (none queued: the common case) */
-    size_t backlog_bytes = sh->novf ? hy__mesh_backlog_bytes(sh, -1) : 0;
+    size_t backlog = hy__mesh_backlog(sh, -1);
+    size_t backlog_bytes = hy__mesh_backlog_bytes(sh, -1);
     if (backlog > hy__dist.cfg.recv_backlog_max ||
         backlog_bytes > hy__dist.cfg.recv_backlog_bytes_max) {
         /* other shards lag behind what this one hands them: the frame is

@@ -259,10 +259,14 @@ extern struct hy__dist_state hy__dist;
 
 /* The shard's clock of this scheduler turn (read at most once per turn: a
  * vDSO clock_gettime costs ~23 ns here). Off a shard the real clock. */
+static inline uint64_t hy__dist_now_on(const struct hy_shard *sh)
+{
+    return sh ? sh->now : hy_now_ns();
+}
+
 static inline uint64_t hy__dist_now(void)
 {
-    struct hy_shard *sh = hy__shard();
-    return sh ? sh->now : hy_now_ns();
+    return hy__dist_now_on(hy__shard());
 }
 
 /* Adds to a statistics counter that only its shard writes (other threads
