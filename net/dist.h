@@ -302,6 +302,9 @@ struct hy_dist_stats {
     uint64_t dropped_backlog;
     uint64_t immediate_tx;      /* DATA frames sent from within the send (a lone message of an
                                    otherwise idle shard), not at the end of the turn */
+    uint64_t rx_spin_frames;    /* frames an idle shard took in its rx spin (memif: the poll
+                                   hook looks at the queue again for a while before the turn
+                                   ends), not at its turn's poll */
 };
 
 /* Sums the counters of every shard's endpoint. Errors: HY_ENOTSTARTED. */

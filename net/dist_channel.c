@@ -635,25 +635,56 @@ void hy__chan_timers(struct hy__chan *ch, uint64_t now)
     }
 }
 
+/* Takes what the transport has received (bursts of up to 32, until one
+ * comes back short); returns the frames taken. */
+static unsigned rx_frames(struct hy__ep *ep)
+{
+    struct hy__rx rx[32];
+    unsigned n, work = 0;
+    while ((n = hy__dist.tp->rx(ep, rx, 32)) != 0) {
+        for (unsigned i = 0; i < n; i++)
+            hy__dist_on_frame(ep, rx[i].buf, rx[i].len, &rx[i]);
+        work += n;
+        if (n < 32)
+            break;
+    }
+    return work;
+}
+
+/* The idle shard's rx spin (RX_SPIN): frames taken, 0 when none came or
+ * other shards' input or a stop request ended it. */
+static unsigned rx_spin(struct hy__ep *ep, struct hy_shard *sh)
+{
+    for (unsigned i = 0; i < RX_SPIN; i++) {
+#if defined(__x86_64__)
+        __builtin_ia32_pause();
+#elif defined(__aarch64__)
+        __asm__ volatile("yield");
+#endif
+        if (hy__mesh_input_hint(sh) || atomic_load_explicit(&hy__rt.stop, memory_order_relaxed))
+            return 0;
+        unsigned n = rx_frames(ep);
+        if (n) {
+            hy__dist_count(&ep->st.rx_spin_frames, n);
+            hy__dist.tp->flush(ep); /* (acks may have sent retransmissions) */
+            return n;
+        }
+    }
+    return 0;
+}
+
 unsigned hy__ep_poll(void *ctx)
 {
     struct hy__ep *ep = ctx;
     struct ep_priv *pv = &hy__dist.priv[ep->shard];
     if (!ep->open)
         return 0;
+    struct hy_shard *sh = hy__shard();
     unsigned work = 0;
-    struct hy__rx rx[32];
-    unsigned n;
-    bool poll_now = (++pv->turn % POLL_EVERY) == 0 || hy__shard()->rq_len == 0;
+    bool poll_now = (++pv->turn % POLL_EVERY) == 0 || sh->rq_len == 0;
     if (poll_now) {
-        while ((n = hy__dist.tp->rx(ep, rx, 32)) != 0) {
-            for (unsigned i = 0; i < n; i++)
-                hy__dist_on_frame(ep, rx[i].buf, rx[i].len, &rx[i]);
-            work += n;
-            if (n < 32)
-                break;
-        }
-        uint64_t now = hy__dist_now();
+        work += rx_frames(ep);
+        uint64_t now = hy__dist_now_on(sh);
         if (now - pv->timers_at >= TIMERS_EVERY_NS) {
             pv->timers_at = now;
             for (size_t i = 0; i < pv->nactive; i++)
@@ -681,6 +712,10 @@ unsigned hy__ep_poll(void *ctx)
         hy__dist_held_release(ep, hy__dist_now(), false, false); /* fault injection's delayed frames */
     hy__dist.tp->flush(ep);
     atomic_store_explicit(&ep->unsent, unsent, memory_order_relaxed);
+    /* nothing came, nothing went out, nothing is ready to run: the shard
+     * is idle, look at a cheap queue a while longer before the turn ends */
+    if (!work && poll_now && ep->rx_spin && sh->rq_len == 0)
+        work = rx_spin(ep, sh);
     return work;
 }
 

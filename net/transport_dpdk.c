@@ -698,6 +698,10 @@ static int dpdk_open(struct hy__ep *ep)
     }
     ep->tp = d;
     ep->fd = d->epfd;
+    /* memif's rx burst reads the shared rings: an idle shard may look
+     * again and again (hy__ep_poll). Not tap's (a read(2) a call) nor
+     * other drivers' (untested) */
+    ep->rx_spin = G.memif;
     return 0;
 }
 

@@ -428,6 +428,13 @@ static void order_main(void *a)
         CHECK(ds.handed_over > 0);
     if (drop_permille)
         CHECK(ds.retransmits + ds.fast_retransmits > 0);
+    /* memif: a shard that waited took frames in its rx spin (thousands of
+     * frames came while one or the other shard had nothing to run); tap's
+     * rx is a read(2) a look: never spun on */
+    if (use_tap)
+        CHECK(ds.rx_spin_frames == 0);
+    else
+        CHECK(ds.rx_spin_frames > 0);
     /* idle, a node must not burn its cores: two shards polling flat out
      * would use two seconds of CPU per second */
     while (hy_recv(&m, SEC / 5) == 0)
