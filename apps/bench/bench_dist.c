@@ -607,11 +607,14 @@ static int dist_run(const struct bench *b, const struct bench_env *env, int thro
     uint64_t msgs = run.st1.msgs_tx - run.st0.msgs_tx;
     uint64_t frames = run.st1.frames_tx - run.st0.frames_tx;
     bench_note("node a sent %llu messages in %llu frames (%.2f frames per message, acks "
-               "included), %llu retransmits, %llu fast retransmits",
+               "included), %llu retransmits, %llu fast retransmits; received %llu frames, "
+               "%llu of them in the idle rx spin",
                (unsigned long long)msgs, (unsigned long long)frames,
                msgs ? (double)frames / (double)msgs : 0.0,
                (unsigned long long)(run.st1.retransmits - run.st0.retransmits),
-               (unsigned long long)(run.st1.fast_retransmits - run.st0.fast_retransmits));
+               (unsigned long long)(run.st1.fast_retransmits - run.st0.fast_retransmits),
+               (unsigned long long)(run.st1.frames_rx - run.st0.frames_rx),
+               (unsigned long long)(run.st1.rx_spin_frames - run.st0.rx_spin_frames));
     bench_report(b, b->name, run.vals, run.nvals);
     return 0;
 }
