@@ -652,15 +652,13 @@ static unsigned rx_frames(struct hy__ep *ep)
 }
 
 /* The idle shard's rx spin (RX_SPIN): frames taken, 0 when none came or
- * other shards' input or a stop request ended it. */
+ * other shards' input or a stop request ended it. No pause between two
+ * looks (memif_raw_rtt's loop has none either): with one, the round trip
+ * was ~40 ns longer in interleaved pairs (docs/BENCHMARKS.md, session 29);
+ * the scheduler's idle loop still pauses once per turn. */
 static unsigned rx_spin(struct hy__ep *ep, struct hy_shard *sh)
 {
     for (unsigned i = 0; i < RX_SPIN; i++) {
-#if defined(__x86_64__)
-        __builtin_ia32_pause();
-#elif defined(__aarch64__)
-        __asm__ volatile("yield");
-#endif
         if (hy__mesh_input_hint(sh) || atomic_load_explicit(&hy__rt.stop, memory_order_relaxed))
             return 0;
         unsigned n = rx_frames(ep);

@@ -84,11 +84,11 @@ struct hy__ep {
 #define ACK_DELAY_NS 200000ull /* 200 us */
 #define POLL_EVERY 4            /* turns between socket reads while busy */
 /* An idle shard's poll hook looks at a cheap transport's queue up to this
- * many more times, one pause apart, before it returns to the scheduler's
- * turn (~250 cycles: the clock read, timers, the rings, the hooks), so a
- * frame that arrives meanwhile is taken within ~100 cycles instead of
- * somewhere in the next turn; the inbound rings and the stop flag end it
- * at once. ~0.6 us at most between two turns. */
+ * many more times, back to back, before it returns to the scheduler's turn
+ * (~250 cycles: the clock read, timers, the rings, the hooks), so a frame
+ * that arrives meanwhile is taken within ~100 cycles instead of somewhere
+ * in the next turn; the inbound rings and the stop flag end it at once.
+ * ~0.5 us at most between two turns. */
 #define RX_SPIN 16
 /* the channels' timers (retransmission >= RTO_MIN_NS, heartbeats, the
  * handshake's 50 ms repeats, silence) are looked at this often at most,
