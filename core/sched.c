@@ -126,6 +126,12 @@ static __attribute__((noinline)) void switch_out_slow(struct hy_shard *sh, struc
         hy__stack_switch_direct(sh, p, next, false);
         return;
     }
+    /* back to the scheduler, which flushes first thing: what p sent to
+     * other shards is published now, before the switch (a reply another
+     * shard waits for leaves that much sooner), without the barrier, which
+     * the scheduler's flush makes */
+    if (sh->ndirty)
+        hy__mesh_publish_staged(sh);
     hy__stack_switch_out(sh, p);
 }
 
