@@ -338,6 +338,15 @@ void hy__mesh_flush(struct hy_shard *sh)
     sh->ndirty = 0;
 }
 
+void hy__mesh_publish_staged(struct hy_shard *sh)
+{
+    for (unsigned k = 0; k < sh->ndirty; k++) {
+        unsigned dst = sh->dirty[k];
+        if (hy__ring_staged(sh->out[dst]))
+            hy__mesh_batch_full(sh, dst);
+    }
+}
+
 bool hy__mesh_idle(struct hy_shard *sh)
 {
     return sh->novf == 0 && sh->ndirty == 0 && !sh->ret_pending;

@@ -126,6 +126,12 @@ static __attribute__((noinline)) void switch_out_slow(struct hy_shard *sh, struc
         hy__stack_switch_direct(sh, p, next, false);
         return;
     }
+    /* back to the scheduler, which flushes first thing: what p sent to
+     * other shards is published now, before the switch (a reply another
+     * shard waits for leaves that much sooner), without the barrier, which
+     * the scheduler's flush makes */
+    if (sh->ndirty)
+        hy__mesh_publish_staged(sh);
     hy__stack_switch_out(sh, p);
 }
 
@@ -466,21 +472,33 @@ static inline bool idle_input(const struct hy_shard *sh)
     return hy__mesh_input_hint(sh) || atomic_load_explicit(&hy__rt.stop, memory_order_relaxed);
 }
 
+/* True when the shard may wait in the light poll (now: the last turn's
+ * clock read): no poll hooks or watched sockets (a NIC queue and the poller
+ * are looked at only by the turn), and no timer due within
+ * IDLE_POLL_TIMER_NS. */
+static inline bool light_poll_ok(struct hy_shard *sh, uint64_t now)
+{
+    return !sh->hooks && !hy__io_active(sh) &&
+           hy__wheel_next_expiry(&sh->wheel) > now + IDLE_POLL_TIMER_NS;
+}
+
+/* The light poll: up to IDLE_POLL_PAUSES pauses, returning as soon as
+ * input arrived (looked at before the first pause). */
+static inline void light_poll(struct hy_shard *sh)
+{
+    for (unsigned i = 0; i < IDLE_POLL_PAUSES && !idle_input(sh); i++)
+        cpu_relax();
+}
+
 /* The idle spin between two turns (now: the last turn's clock read). A
- * shard with poll hooks or watched sockets keeps one pause per turn: its
- * hooks (a NIC queue) and its poller are looked at only by the turn. */
+ * shard that may not wait in the light poll keeps one pause per turn. */
 static void idle_spin(struct hy_shard *sh, uint64_t now)
 {
-    if (sh->hooks || hy__io_active(sh) ||
-        hy__wheel_next_expiry(&sh->wheel) <= now + IDLE_POLL_TIMER_NS) {
+    if (!light_poll_ok(sh, now)) {
         cpu_relax();
         return;
     }
-    for (unsigned i = 0; i < IDLE_POLL_PAUSES; i++) {
-        cpu_relax();
-        if (idle_input(sh))
-            return;
-    }
+    light_poll(sh);
 }
 
 void hy__sched_loop(struct hy_shard *sh)
@@ -509,6 +527,13 @@ void hy__sched_loop(struct hy_shard *sh)
                 io_last = ioe != io_seen;
             }
             idle_since = 0;
+            /* nothing left to run (a process that blocked waiting for a
+             * reply from another shard): wait for that input in the light
+             * poll, not in two idle turns first (each a clock read, the
+             * timers, the name table's counter: a reply that lands during
+             * one waits for its end) */
+            if (!sh->rq_len && spin && !busy_poll && !sh->novf && light_poll_ok(sh, now))
+                light_poll(sh);
             continue;
         }
         hy__stat_add(&sh->st.idle_ns, now - last);
@@ -529,8 +554,10 @@ void hy__sched_loop(struct hy_shard *sh)
         if (!idle_since) {
             idle_since = now;
             io_seen = atomic_load_explicit(&sh->st.io_events, memory_order_relaxed);
-            if (window)
+            if (window) {
+                idle_spin(sh, now);
                 continue;
+            }
         } else if (now - idle_since < window) {
             idle_spin(sh, now);
             continue;

@@ -669,6 +669,13 @@ unsigned hy__msg_from_entries(struct hy_shard *sh, unsigned src, const struct hy
                               uintptr_t *buf, unsigned n);
 /* Publishes staged entries and moves overflow into rings; wakes sleepers. */
 void hy__mesh_flush(struct hy_shard *sh);
+/* Publishes what is staged in the rings pushed to this turn (no overflow
+ * moved), as a full batch is: counted, a consumer seen asleep woken, and
+ * no full barrier; the rings stay dirty, so the hy__mesh_flush that must
+ * follow in the same turn makes the fenced wake-up check. For a process
+ * switching back to the scheduler: its sends leave before that switch.
+ * Context: the shard's thread. */
+void hy__mesh_publish_staged(struct hy_shard *sh);
 /* Drains inbound rings and the foreign inbox; returns entries handled. */
 unsigned hy__mesh_drain(struct hy_shard *sh);
 /* True when an inbound ring or the inbox has something (consumer side). */
