@@ -841,6 +841,10 @@ int hy__blocking_start(unsigned nthreads);
 void hy__blocking_stop(void);
 /* p is reaped while waiting for a blocking call: its memory goes to the job. */
 void hy__blocking_proc_exit(struct hy_shard *sh, struct hy_proc *p);
+/* The signal the stall watchdog sends a stalled shard's thread for its
+ * backtrace. */
+#define HY__STALL_SIGNAL (SIGRTMIN + 7)
+/* clk's CPU time in ns; 0 when it cannot be read (its thread has exited). */
 uint64_t hy__thread_cpu_ns(clockid_t clk);
 
 /* Prints what and aborts: for states the runtime cannot survive. */

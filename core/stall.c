@@ -43,7 +43,7 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cond;
 static bool quit;
 
-#define STALL_SIGNAL (SIGRTMIN + 7)
+#define STALL_SIGNAL HY__STALL_SIGNAL
 
 /* The slow tick's floor, and the ticks every shard must have slept through
  * before the watchdog parks. */
@@ -64,6 +64,24 @@ uint64_t hy__thread_cpu_ns(clockid_t clk)
     if (clock_gettime(clk, &ts) != 0)
         return 0;
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The CPU time clk's thread has used since its reading since, in *held.
+ * False when it cannot be said: the read failed (the thread has exited,
+ * e.g. its runtime stopping while the watchdog looked, and its clock is
+ * gone) or went below since (another thread's clock). Without this check
+ * a failed read (0) minus since came out as ~2^64 ns, and the watchdog
+ * aborted the node for a "stall" of 18,446,744,073,655 ms. */
+static bool cpu_held(clockid_t clk, uint64_t since, uint64_t *held)
+{
+    struct timespec ts;
+    if (clock_gettime(clk, &ts) != 0)
+        return false;
+    uint64_t cpu = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    if (cpu < since)
+        return false;
+    *held = cpu - since;
+    return true;
 }
 
 /* On the stalled shard's thread: records the interrupted code's backtrace
@@ -117,9 +135,11 @@ static void log_backtrace(struct hy_shard *sh, unsigned shard, clockid_t clk,
     uint64_t t0 = mono_ns();
     while (atomic_load_explicit(&sh->stall_bt_ready, memory_order_acquire) != 2) {
         uint64_t waited = mono_ns() - t0;
+        uint64_t ran = 0;
         if (waited >= BT_WAIT_MAX_NS ||
             (waited >= BT_WAIT_MIN_NS &&
-             hy__thread_cpu_ns(clk) - cpu_at_signal >= BT_WAIT_CPU_NS))
+             /* a thread that is gone answers nothing */
+             (!cpu_held(clk, cpu_at_signal, &ran) || ran >= BT_WAIT_CPU_NS)))
             break;
         struct timespec d = {0, 1000000};
         nanosleep(&d, NULL);
@@ -319,7 +339,10 @@ static void *watch(void *unused)
             if (clk == 0 || clk == CLOCK_THREAD_CPUTIME_ID)
                 continue; /* not running yet, or no clock of its own: would read ours */
             uint64_t cpu = hy__thread_cpu_ns(clk);
-            if (seq != s[i].seq || !p) {
+            if (cpu == 0)
+                continue; /* its thread is gone (the runtime stopping): nothing to judge */
+            /* a new run, or a clock below the sample's (another thread's) */
+            if (seq != s[i].seq || !p || cpu < s[i].cpu_at_seq) {
                 s[i].seq = seq;
                 s[i].cpu_at_seq = cpu;
                 s[i].wall_at_seq = wall;
@@ -365,8 +388,9 @@ static void *watch(void *unused)
                 ask_backtrace(sh, i, clk);
                 /* naming the frames can take a while (debug information
                  * read at the first use): judge the abort on a fresh look */
-                if (run_id(sh) == seq)
-                    held = hy__thread_cpu_ns(clk) - s[i].cpu_at_seq;
+                uint64_t now_held;
+                if (run_id(sh) == seq && cpu_held(clk, s[i].cpu_at_seq, &now_held))
+                    held = now_held;
             }
             unsigned mult = hy__rt.cfg.stall_abort_multiple;
             if (mult && held >= thr * mult) {

@@ -344,9 +344,12 @@ static void abort_child_main(void *arg)
     hy_recv_tag(1, &m, 30ll * 1000000000); /* the node aborts meanwhile */
 }
 
-static void test_stall_aborts_past_the_multiple(void **state)
+/* Runs a node in a forked child: a fresh runtime of 2 shards with a 10 ms
+ * threshold and the given abort multiple, whose main is child_main, its
+ * stderr (the log) kept in out (its tail). Returns the child's wait
+ * status; skips the test when fork fails. */
+static int run_forked_node(unsigned abort_multiple, hy_proc_fn child_main, char *out, size_t cap)
 {
-    (void)state;
     assert_false(hy_running()); /* fork only with no runtime threads around */
     int fds[2];
     assert_int_equal(pipe(fds), 0);
@@ -358,7 +361,6 @@ static void test_stall_aborts_past_the_multiple(void **state)
         skip();
     }
     if (child == 0) {
-        /* the child: a fresh runtime whose process stalls for good */
         signal(SIGABRT, SIG_DFL);
         dup2(fds[1], 2);
         close(fds[0]);
@@ -368,18 +370,16 @@ static void test_stall_aborts_past_the_multiple(void **state)
         hy_config_init(&cfg);
         cfg.nshards = 2;
         cfg.stall_threshold_ns = 10ull * 1000 * 1000;
-        cfg.stall_abort_multiple = 3;
-        hy_run(&cfg, abort_child_main, NULL);
-        _exit(0); /* not reached: the stall aborts the node */
+        cfg.stall_abort_multiple = abort_multiple;
+        _exit(hy_run(&cfg, child_main, NULL) == 0 ? 0 : 1);
     }
     close(fds[1]);
-    char out[8192];
     size_t len = 0;
     for (;;) {
-        ssize_t r = read(fds[0], out + len, sizeof(out) - 1 - len);
+        ssize_t r = read(fds[0], out + len, cap - 1 - len);
         if (r > 0) {
             len += (size_t)r;
-            if (len == sizeof(out) - 1)
+            if (len == cap - 1)
                 len = 0; /* keep the tail */
             continue;
         }
@@ -391,12 +391,75 @@ static void test_stall_aborts_past_the_multiple(void **state)
     close(fds[0]);
     int status = 0;
     assert_int_equal(waitpid(child, &status, 0), child);
+    return status;
+}
+
+static void test_stall_aborts_past_the_multiple(void **state)
+{
+    (void)state;
+    char out[8192];
+    /* the process stalls for good: the node aborts */
+    int status = run_forked_node(3, abort_child_main, out, sizeof(out));
     if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGABRT)
         fail_msg("child did not abort (status %#x); its stderr:\n%s", status, out);
     /* the report, then the diagnostic, both naming the shard */
     assert_non_null(strstr(out, "stall: process <"));
     assert_non_null(strstr(out, "held shard 1"));
     assert_non_null(strstr(out, "aborting"));
+}
+
+/* ---- a stalled shard's thread gone while the watchdog waits for its backtrace ---- */
+
+/* Stalls on shard 1 with the watchdog's signal blocked (its backtrace
+ * never comes) until the stall is counted, then tells main and ends: the
+ * node stops and shard 1's thread exits while the watchdog still waits
+ * for the backtrace. The watchdog's next look at that thread's CPU clock
+ * then fails; it read 0 there, took 0 minus the run's start as the time
+ * held (~2^64 ns) and aborted the node. */
+static void gone_staller(void *arg)
+{
+    hy_pid main_pid = *(const hy_pid *)arg;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, HY__STALL_SIGNAL);
+    pthread_sigmask(SIG_BLOCK, &set, NULL); /* left blocked: the thread ends */
+    uint64_t cap = clock_ns(CLOCK_MONOTONIC) + 30ull * 1000000000;
+    struct hy_stats st = {0};
+    while (clock_ns(CLOCK_MONOTONIC) < cap && (hy_stats_get(1, &st) != 0 || st.stalls == 0))
+        ;
+    hy_send(main_pid, st.stalls ? 1 : 2, NULL, 0);
+}
+
+static void gone_child_main(void *arg)
+{
+    (void)arg;
+    hy_pid me = hy_self();
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.shard = 1;
+    o.arg_size = sizeof(me);
+    hy_spawn_opt(gone_staller, &me, &o, NULL);
+    struct hy_msg *m;
+    if (hy_recv(&m, 60ll * 1000000000) != 0)
+        _exit(3);
+    if (m->tag != 1)
+        _exit(4); /* never counted */
+    hy_msg_free(m);
+    /* returning stops the node at once, the watchdog still waiting */
+}
+
+static void test_stall_shard_gone_during_its_backtrace(void **state)
+{
+    (void)state;
+    char out[8192];
+    /* 100 x 10 ms: far above what the staller holds (it ends once counted,
+     * at the watchdog's first look past the threshold: 50 ms at its slow tick) */
+    int status = run_forked_node(100, gone_child_main, out, sizeof(out));
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("child ended with status %#x; its stderr:\n%s", status, out);
+    assert_non_null(strstr(out, "stall: process <"));
+    assert_non_null(strstr(out, "held shard 1"));
+    assert_non_null(strstr(out, "stall: no backtrace from shard 1"));
+    assert_null(strstr(out, "aborting"));
 }
 
 /* ---- a process blocked in a system call ------------------------------------------ */
@@ -580,6 +643,7 @@ int main(void)
         cmocka_unit_test(test_stall_reported_once_per_stall),
         cmocka_unit_test(test_stall_on_the_hy_run_thread),
         cmocka_unit_test(test_stall_aborts_past_the_multiple),
+        cmocka_unit_test(test_stall_shard_gone_during_its_backtrace),
         cmocka_unit_test(test_stall_reports_a_blocking_syscall_by_wall_clock),
         cmocka_unit_test(test_stall_watchdog_sleeps_when_shards_sleep),
         cmocka_unit_test(test_stall_watchdog_wakes_rarely_while_shards_are_busy),
