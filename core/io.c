@@ -540,6 +540,20 @@ int hy_ring_send(struct hy_ring_send *rs)
     return 0;
 }
 
+int hy_ring_submit(void)
+{
+    struct hy_shard *sh = hy__shard();
+    if (!sh)
+        return HY_ENOTSHARD;
+    struct hy__io *io = sh->io;
+    if (!io || !io->be->send_fd || !io->pk.cq_head)
+        return HY_ENOTSUP;
+    const struct hy__io_peek *pk = &io->pk;
+    if (*pk->sq_tail != __atomic_load_n(pk->sq_head, __ATOMIC_ACQUIRE))
+        io->be->flush(sh, io->state);
+    return 0;
+}
+
 static void ring_send_unlink(struct hy_ring_send *rs)
 {
     *rs->prev_ = rs->next_;

@@ -38,7 +38,12 @@
  * MSG_WAITALL): a reply and the wait for the next request go to the kernel
  * in the sleep's one io_uring_enter, and only the receive completes. A
  * send that fails or is cut short completes, and the kernel cancels the
- * receive behind it without a completion (io.c's tx_progress). */
+ * receive behind it without a completion (io.c's tx_progress).
+ *
+ * A send on a descriptor the poller does not watch (hy_ring_send, core/tcp.h)
+ * is one IORING_OP_SEND with MSG_DONTWAIT, its record's address in the
+ * completion's user data (RSEND_BITS): it completes at its submission with
+ * what the socket took, and the poll hands its end to io.c. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <liburing.h>

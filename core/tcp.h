@@ -414,6 +414,15 @@ struct hy_ring_send {
  * (a process or a shard callback). */
 int hy_ring_send(struct hy_ring_send *rs);
 
+/* Hands what the calling shard has queued for its io_uring (ring sends,
+ * and the sockets' own requests) to the kernel now, in one system call,
+ * instead of at the end of the scheduler's turn: for a caller done with a
+ * batch of hy_ring_send()s whose bytes should not wait for the rest of the
+ * turn. Nothing queued: no system call. Returns 0, HY_ENOTSUP (no ring:
+ * epoll, or no socket on the shard yet), HY_ENOTSHARD. Context: a shard
+ * thread. */
+int hy_ring_submit(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -34,7 +34,8 @@ struct kvcache_config {
     uint32_t acceptors;          /* acceptor processes per shard */
     bool direct;                 /* owners write forwarded replies to the socket */
     bool direct_ring;            /* ... through their shard's io_uring (hy_ring_send), not
-                                  * by send(2) (epoll: send(2) still) */
+                                  * by send(2) (epoll: send(2) still; default off) */
+    bool direct_ring_submit;     /* ... submitted as the owner's mailbox empties */
     uint32_t send_from_item;     /* a local get's value (with its CRLF) of this many
                                   * bytes and up is sent from the item (0: never) */
     uint64_t direct_give_up_ns;  /* ... a connection waits this long for one (0: 5 s) */

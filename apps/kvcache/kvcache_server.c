@@ -452,6 +452,11 @@ static KV_HOT int owner_info(struct hy_gs *gs, const struct hy_msg *m)
     case KVCACHE_REQ_DIRECT_CMD:
         if (serve_direct(st, m, p, n, m->data[0] == KVCACHE_REQ_DIRECT_CMD, &out)) {
             kvcache_spare_give(sh, &out);
+            /* the last queued command: its reply (and those of the
+             * commands before it) goes now, not after the rest of the
+             * shard's turn */
+            if (kvcache_cfg.direct_ring_submit && hy_mailbox_len() == 0)
+                (void)hy_ring_submit();
             void (*hook)(void) =
                 atomic_load_explicit(&kvcache_direct_sent_hook, memory_order_relaxed);
             if (hook)

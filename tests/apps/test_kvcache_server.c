@@ -833,7 +833,10 @@ static void body(void *arg)
     key_of(1, k, sizeof(k));
     batch(k);
     direct(k);
-    kvcache_cfg.direct_ring = false; /* the owner's send(2) (as with epoll) */
+    kvcache_cfg.direct_ring_submit = true; /* -o direct_ring=2 */
+    direct(k);
+    kvcache_cfg.direct_ring_submit = false;
+    kvcache_cfg.direct_ring = false; /* the owner's send(2) (hydra-kvcache's default) */
     direct(k);
     kvcache_cfg.direct_ring = true;
     slow_owner();
@@ -937,7 +940,7 @@ static void test_kvcache_server_owner_restarts_empty(void **state)
     s->factor = 1.25;
     s->chunk_size = 48;
     s->nshards = 2;
-    kvcache_cfg.direct_ring = true; /* as hydra-kvcache's default */
+    kvcache_cfg.direct_ring = true; /* the owner's reply through its ring (-o direct_ring=1) */
     kvcache_cfg.started = kvcache_unix_now() - 2;
     struct hy_config cfg;
     hy_config_init(&cfg);

@@ -1715,6 +1715,8 @@ struct rsend_ctx {
     int ok_rc, ok_res, ok_calls, full_rc, full_res, closed_rc, closed_res;
     bool ok_in_proc, ok_bytes, exit_bytes, full_rest_not_sent;
     bool uring;
+    int submit_rc, submit_rc2, submit_res;
+    bool submit_now;
 };
 
 static size_t read_avail(int fd, char *buf, size_t cap, size_t want)
@@ -1755,6 +1757,7 @@ static void rsend_main(void *arg)
 
     if (!c->uring) {
         c->unsupported_rc = hy_ring_send(&r.rs);
+        c->submit_rc2 = hy_ring_submit();
         hy_sleep_ns(1000000); /* a done that should not come would run now */
         c->ok_calls = r.calls;
         close(sv[0]);
@@ -1772,6 +1775,17 @@ static void rsend_main(void *arg)
     c->ok_bytes = n == 5 && memcmp(buf, "hello", 5) == 0;
     hy_sleep_ns(1000000);
     c->ok_calls = r.calls;
+
+    /* hy_ring_submit: the bytes are on the socket when it returns, before
+     * this process yields (without it they wait for the turn's end) */
+    rsend_init(&r, sv[0], "submitted");
+    c->submit_rc = hy_ring_send(&r.rs);
+    c->submit_rc2 = hy_ring_submit();
+    n = 0;
+    ssize_t got = recv(sv[1], buf, sizeof(buf), MSG_DONTWAIT);
+    c->submit_now = got == 9 && memcmp(buf, "submitted", 9) == 0 && r.calls == 0;
+    hy_msg_free(hy_test_must_recv_tag(TAG_RSEND, 10 * SECOND));
+    c->submit_res = r.res;
 
     /* a process that ends with its send queued */
     hy_pid ex;
@@ -1815,7 +1829,8 @@ static void rsend_main(void *arg)
  * caller's, done runs once from the poller outside any process and may
  * send a message; a process that ends with a send queued has it made and
  * reported all the same (the heap record freed by done: the ASan build's
- * leak check); a full socket takes nothing and the send does not wait for
+ * leak check); hy_ring_submit hands it to the kernel at once (the bytes
+ * are there before the caller yields); a full socket takes nothing and the send does not wait for
  * room (done with 0); a closed peer gives HY_ECLOSED. epoll: HY_ENOTSUP,
  * no done. Bad fields: HY_EINVAL. */
 static void test_tcp_ring_send(void **state)
@@ -1830,6 +1845,7 @@ static void test_tcp_ring_send(void **state)
         assert_int_equal(c.einval[i], HY_EINVAL);
     if (!c.uring) {
         assert_int_equal(c.unsupported_rc, HY_ENOTSUP);
+        assert_int_equal(c.submit_rc2, HY_ENOTSUP);
         assert_int_equal(c.ok_calls, 0);
         return;
     }
@@ -1839,6 +1855,10 @@ static void test_tcp_ring_send(void **state)
     assert_false(c.ok_in_proc);
     assert_true(c.ok_bytes);
     assert_true(c.exit_bytes);
+    assert_int_equal(c.submit_rc, 0);
+    assert_int_equal(c.submit_rc2, 0);
+    assert_true(c.submit_now);
+    assert_int_equal(c.submit_res, 9);
     assert_int_equal(c.full_rc, 0);
     assert_int_equal(c.full_res, 0);
     assert_true(c.full_rest_not_sent);
