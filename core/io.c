@@ -14,6 +14,7 @@
 #include "log.h"
 #include "sanitize_internal.h"
 #include "shard_internal.h"
+#include "tcp.h"
 
 #ifdef HY_ASAN
 #include <sanitizer/asan_interface.h>
@@ -55,6 +56,7 @@ struct hy__io {
     uint8_t *tx_free[64];
     uint32_t ntx_free;
     struct sock_class sock[SOCK_CLASSES];
+    struct hy_ring_send *rsend; /* hy_ring_send()s queued, their ends not reported */
 };
 
 #define TX_BUF 2048u
@@ -507,6 +509,73 @@ HY__HOT void hy__io_dispatch_send(struct hy_shard *sh, uint64_t cookie, int res)
     tx_progress(sh, w, cookie, res);
 }
 
+/* ---- a send on a descriptor, made by the ring (hy_ring_send) ----------- */
+
+int hy_ring_send(struct hy_ring_send *rs)
+{
+    const char *bad = !rs             ? "rs"
+                      : !rs->buf      ? "buf"
+                      : !rs->done     ? "done"
+                      : rs->fd < 0    ? "fd"
+                      : rs->len == 0 || rs->len > INT32_MAX ? "len"
+                                      : NULL;
+    if (bad) {
+        hy_log(HY_LOG_ERROR, "hy_ring_send: invalid %s", bad);
+        return HY_EINVAL;
+    }
+    struct hy_shard *sh = hy__shard();
+    if (!sh)
+        return HY_ENOTSHARD;
+    struct hy__io *io = io_get(sh);
+    if (!io)
+        return HY_ENOMEM;
+    if (!io->be->send_fd || !io->be->send_fd(io->state, rs))
+        return HY_ENOTSUP;
+    rs->next_ = io->rsend;
+    rs->prev_ = &io->rsend;
+    if (io->rsend)
+        io->rsend->prev_ = &rs->next_;
+    io->rsend = rs;
+    hy__stat_add(&sh->st.io_sends, 1);
+    return 0;
+}
+
+int hy_ring_submit(void)
+{
+    struct hy_shard *sh = hy__shard();
+    if (!sh)
+        return HY_ENOTSHARD;
+    struct hy__io *io = sh->io;
+    if (!io || !io->be->send_fd || !io->pk.cq_head)
+        return HY_ENOTSUP;
+    const struct hy__io_peek *pk = &io->pk;
+    if (*pk->sq_tail != __atomic_load_n(pk->sq_head, __ATOMIC_ACQUIRE))
+        io->be->flush(sh, io->state);
+    return 0;
+}
+
+static void ring_send_unlink(struct hy_ring_send *rs)
+{
+    *rs->prev_ = rs->next_;
+    if (rs->next_)
+        rs->next_->prev_ = rs->prev_;
+    rs->next_ = NULL;
+    rs->prev_ = NULL;
+}
+
+HY__HOT void hy__io_dispatch_ring_send(struct hy_shard *sh, struct hy_ring_send *rs, int res)
+{
+    (void)sh;
+    ring_send_unlink(rs);
+    if (res == -EAGAIN || res == -EWOULDBLOCK || res == -EINTR)
+        res = 0; /* the socket's buffer was full: nothing taken */
+    else if (res == -EPIPE || res == -ECONNRESET)
+        res = HY_ECLOSED;
+    else if (res < 0)
+        res = hy__errno_to_hy(-res);
+    rs->done(rs, res); /* may free rs */
+}
+
 void hy__io_send_unlink(struct hy_shard *sh, struct hy__io_watch *w)
 {
     if (w->tx_link)
@@ -573,6 +642,13 @@ void hy__io_fini_shard(struct hy_shard *sh)
     if (!io)
         return;
     io->be->fini(sh, io->state);
+    /* ring sends whose end the kernel reported too late, or that were
+     * never submitted: their records go back to their owners */
+    while (io->rsend) {
+        struct hy_ring_send *rs = io->rsend;
+        ring_send_unlink(rs);
+        rs->done(rs, HY_ESHUTDOWN);
+    }
     while (io->ntx_free)
         free(io->tx_free[--io->ntx_free]);
     for (unsigned i = 0; i < SOCK_CLASSES; i++) {

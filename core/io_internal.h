@@ -38,6 +38,7 @@
 
 struct hy_shard;
 struct hy_proc;
+struct hy_ring_send; /* tcp.h */
 
 enum {
     HY_IO_IN = 1u,   /* readable, or a connection to accept */
@@ -228,6 +229,11 @@ struct hy__io_backend {
      * completion) on fd, reported through hy__io_dispatch_send(cookie).
      * false: not available (NULL: never). */
     bool (*send)(void *state, int fd, const void *buf, uint32_t len, uint64_t cookie);
+    /* Queues a send of len bytes at buf on fd that never waits for room
+     * (MSG_DONTWAIT: what the socket takes at the submission), its end
+     * reported through hy__io_dispatch_ring_send(rs) (hy_ring_send). false:
+     * not available (NULL: never). */
+    bool (*send_fd)(void *state, struct hy_ring_send *rs);
     /* Hands what is queued to the kernel now (one system call). */
     void (*flush)(struct hy_shard *sh, void *state);
     /* Hands what is queued to the kernel now (sends that fit the socket's
@@ -351,6 +357,9 @@ int hy__io_send(struct hy_shard *sh, struct hy__io_watch *w, const struct iovec 
  * taken, -errno). Queues the next request for what is left or was
  * appended, or records the error; wakes through on_ready(HY_IO_TX). */
 void hy__io_dispatch_send(struct hy_shard *sh, uint64_t cookie, int res);
+/* Backend callback: the send of hy_ring_send(rs) ended with res (bytes
+ * taken, -errno): rs->done runs. */
+void hy__io_dispatch_ring_send(struct hy_shard *sh, struct hy_ring_send *rs, int res);
 /* Makes w's send request an ordinary one (tx_link 0) if it was held for
  * or linked to the socket's receive: its end is then dispatched, or its
  * completion comes (HY_IO_TX). Before waiting for HY_IO_TX or for the

@@ -38,7 +38,12 @@
  * MSG_WAITALL): a reply and the wait for the next request go to the kernel
  * in the sleep's one io_uring_enter, and only the receive completes. A
  * send that fails or is cut short completes, and the kernel cancels the
- * receive behind it without a completion (io.c's tx_progress). */
+ * receive behind it without a completion (io.c's tx_progress).
+ *
+ * A send on a descriptor the poller does not watch (hy_ring_send, core/tcp.h)
+ * is one IORING_OP_SEND with MSG_DONTWAIT, its record's address in the
+ * completion's user data (RSEND_BITS): it completes at its submission with
+ * what the socket took, and the poll hands its end to io.c. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <liburing.h>
@@ -54,6 +59,7 @@
 #include "io_internal.h"
 #include "log.h"
 #include "shard_internal.h"
+#include "tcp.h"
 
 #define SQ_ENTRIES 256
 #define CQ_ENTRIES 8192
@@ -127,6 +133,10 @@ static inline void submit(struct ur *u)
 /* A poll's update (ur_poll_input) carries its cookie with both of these
  * (REMOVE_BIT below alone: a removal; SEND_BIT alone: a send). */
 #define UPDATE_BITS ((1ull << 63) | SEND_BIT)
+
+/* A hy_ring_send's request carries the address of its record with both
+ * of these (never a watch's cookie, a receive's or the wake_fd's). */
+#define RSEND_BITS ((1ull << 62) | (1ull << 61))
 
 /* The cookie of the wake_fd's poll (no watch: bit 62 is never set in a
  * watch's cookie, whose generation has 31 bits). */
@@ -378,6 +388,11 @@ HY__HOT static unsigned ur_poll(struct hy_shard *sh, void *state)
             }
             if (cookie == CANCEL_COOKIE)
                 continue;
+            if ((cookie & RSEND_BITS) == RSEND_BITS) {
+                hy__io_dispatch_ring_send(
+                    sh, (struct hy_ring_send *)(uintptr_t)(cookie & ~RSEND_BITS), res);
+                continue;
+            }
             if ((cookie & UPDATE_BITS) == UPDATE_BITS) {
                 /* -EALREADY: the poll was completing; ask again with the
                  * watch's choice now (-ENOENT: its end re-arms it) */
@@ -605,6 +620,21 @@ static bool ur_send(void *state, int fd, const void *buf, uint32_t len, uint64_t
     return true;
 }
 
+static bool ur_send_fd(void *state, struct hy_ring_send *rs)
+{
+    struct ur *u = state;
+    if ((uintptr_t)rs >> 59) /* not reached: user addresses have 47 or 56 bits */
+        return false;
+    struct io_uring_sqe *sqe = sqe_get(u);
+    if (!sqe)
+        return false;
+    /* MSG_DONTWAIT: the request completes at its submission with what the
+     * socket took (-EAGAIN: nothing), never polled for room by the kernel */
+    io_uring_prep_send(sqe, rs->fd, rs->buf, rs->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)rs | RSEND_BITS);
+    return true;
+}
+
 static void ur_flush(struct hy_shard *sh, void *state)
 {
     submit(state);
@@ -695,6 +725,7 @@ const struct hy__io_backend hy__io_uring_backend = {
     .recv_buf = ur_recv_buf,
     .recv_put = ur_recv_put,
     .send = ur_send,
+    .send_fd = ur_send_fd,
     .send_cancel = ur_send_cancel,
     .flush = ur_flush,
     .poll_input = ur_poll_input,

@@ -372,6 +372,57 @@ int hy_tcp_controlling_process(struct hy_tcp *s, hy_pid to);
  * Context: a shard thread (0 elsewhere). */
 size_t hy_tcp_count(void);
 
+/* ---- a send on a descriptor, made by the shard's ring ------------------ */
+
+struct hy_ring_send;
+
+/* What a ring send ended with: res is the number of bytes the socket took
+ * (0 .. len: what its buffer had room for when the send was made; the rest
+ * was not sent), or an error: HY_ECLOSED (the peer is gone: EPIPE or RST),
+ * another HY_E* for the system's error, HY_ESHUTDOWN (the runtime stopped
+ * before the send's end was reported: whether its bytes went is unknown;
+ * done must then make no runtime call). Called once per queued send, on the shard that queued it, by its
+ * poller, outside any process: it may send messages (hy_send*), close the
+ * descriptor and free rs, not block or wait. */
+typedef void (*hy_ring_send_fn)(struct hy_ring_send *rs, int res);
+
+/* A send the caller owns from hy_ring_send() until done runs (embed it in
+ * a record of its own that holds the bytes and whatever done needs). */
+struct hy_ring_send {
+    int fd;             /* a connected stream socket, kept open until done runs */
+    uint32_t len;       /* 1 .. INT32_MAX bytes at buf */
+    const void *buf;    /* unchanged and not freed until done runs */
+    hy_ring_send_fn done;
+    /* the runtime's while queued */
+    struct hy_ring_send *next_, **prev_;
+};
+
+/* Sends rs->len bytes at rs->buf on rs->fd without a system call of its
+ * own: an IORING_OP_SEND queued on the calling shard's io_uring and handed
+ * to the kernel with the turn's other submissions (or its sleep's), then
+ * rs->done(rs, res) from the poller once it completed. Like send(2) with
+ * MSG_DONTWAIT | MSG_NOSIGNAL made at the submission: it never waits for
+ * room in the socket's buffer. The descriptor is not registered with the
+ * poller and need not belong to a hy_tcp (a dup of another shard's
+ * socket will do); nothing orders this send against others on the same
+ * socket but the caller. Every send that returns 0 gets its done call
+ * exactly once, also when the calling process ends first.
+ * Returns 0 (queued), HY_ENOTSUP (the shard's poller has no ring: epoll,
+ * or the ring refused; nothing queued, the caller sends itself), HY_EINVAL
+ * (rs, buf or done NULL, fd < 0, len 0 or above INT32_MAX; logged naming
+ * the field), HY_ENOMEM (no poller), HY_ENOTSHARD. Context: a shard thread
+ * (a process or a shard callback). */
+int hy_ring_send(struct hy_ring_send *rs);
+
+/* Hands what the calling shard has queued for its io_uring (ring sends,
+ * and the sockets' own requests) to the kernel now, in one system call,
+ * instead of at the end of the scheduler's turn: for a caller done with a
+ * batch of hy_ring_send()s whose bytes should not wait for the rest of the
+ * turn. Nothing queued: no system call. Returns 0, HY_ENOTSUP (no ring:
+ * epoll, or no socket on the shard yet), HY_ENOTSHARD. Context: a shard
+ * thread. */
+int hy_ring_submit(void);
+
 #ifdef __cplusplus
 }
 #endif

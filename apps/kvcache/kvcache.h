@@ -33,6 +33,9 @@ struct kvcache_config {
     uint32_t stats_interval_s;   /* the listener prints a stats line (0 off) */
     uint32_t acceptors;          /* acceptor processes per shard */
     bool direct;                 /* owners write forwarded replies to the socket */
+    bool direct_ring;            /* ... through their shard's io_uring (hy_ring_send), not
+                                  * by send(2) (epoll: send(2) still; default off) */
+    bool direct_ring_submit;     /* ... submitted as the owner's mailbox empties */
     uint32_t send_from_item;     /* a local get's value (with its CRLF) of this many
                                   * bytes and up is sent from the item (0: never) */
     uint64_t direct_give_up_ns;  /* ... a connection waits this long for one (0: 5 s) */
@@ -194,6 +197,12 @@ void kvcache_direct_put(struct kvcache_direct *d);
 /* For tests: called by an owner as it takes a direct command, before it
  * claims it (NULL: none). Context: the owner's process. */
 extern void (*_Atomic kvcache_direct_hook)(void);
+
+/* For tests: called by an owner right after it handed a direct command's
+ * reply to its shard's ring (kvcache_cfg.direct_ring), its send not yet
+ * submitted, with nothing of the command left on its stack (NULL: none).
+ * Context: the owner's process. */
+extern void (*_Atomic kvcache_direct_sent_hook)(void);
 
 #define KVCACHE_TAG_REQ 0x4b5652ull       /* "KVR" */
 #define KVCACHE_TAG_PART 0x4b5650ull      /* a reply part, more follow */

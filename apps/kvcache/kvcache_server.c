@@ -281,41 +281,23 @@ static KV_HOT bool direct_claim(struct kvcache_direct *d)
     }
 }
 
-/* runs d's connection's command p[0..n) (parsed: [wire][text], else text)
- * once claimed, writes what the socket takes at once, leaves the rest (if
- * any) for the connection, then marks the command answered and tells the
- * connection only when it waits or has output left to write; out (empty)
- * is scratch */
-static KV_HOT void direct_run(struct kvcache_store *st, struct kvcache_direct *d, const char *p,
-                              size_t n, bool parsed, struct kvcache_out *out, hy_pid who,
-                              hy_ref ref)
+/* The end of a direct command the owner claimed: of the output buf[0..len)
+ * the socket took done bytes; the rest (if any) goes to the connection
+ * (d->left), then the command is marked answered and the connection told
+ * only when it waits or has output left to write. Drops the owner's
+ * reference to d (runtime: false when the runtime is stopping, no
+ * message then). Context: the owner's shard, in the owner or in the
+ * completion of its ring send. */
+static KV_HOT void direct_finish(struct kvcache_direct *d, const char *buf, size_t len,
+                                 size_t done, bool failed, hy_pid who, hy_ref ref, bool runtime)
 {
-    void (*hook)(void) = atomic_load_explicit(&kvcache_direct_hook, memory_order_relaxed);
-    if (hook)
-        hook();
-    if (!direct_claim(d))
-        return;
-    run_forwarded(st, p, n, parsed, out);
-    size_t done = 0;
-    if (out->oom) {
+    if (failed) {
         d->left_failed = true;
-    } else if (out->len > 0 && out->len <= DIRECT_MAX) {
-        ssize_t w = send(d->fd, out->buf, out->len, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (w > 0)
-            done = (size_t)w;
-        else if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-            done = out->len; /* the client is gone: the connection sees it too */
-        struct kvcache_shard *sh = &kvcache_shards[hy_shard_id()];
-        atomic_store_explicit(&sh->bytes_written,
-                              atomic_load_explicit(&sh->bytes_written, memory_order_relaxed) +
-                                  (w > 0 ? (uint64_t)w : 0),
-                              memory_order_relaxed);
-    }
-    if (!out->oom && done < out->len) {
-        d->left = malloc(out->len - done);
+    } else if (done < len) {
+        d->left = malloc(len - done);
         if (d->left) {
-            memcpy(d->left, out->buf + done, out->len - done);
-            d->left_len = out->len - done;
+            memcpy(d->left, buf + done, len - done);
+            d->left_len = len - done;
         } else {
             d->left_failed = true;
         }
@@ -329,21 +311,111 @@ static KV_HOT void direct_run(struct kvcache_store *st, struct kvcache_direct *d
     /* a connection waiting for the answer gets it; one parked in its
      * receive (hy_tcp_recv_or_msg) is woken only when it has output to
      * write: everything else went to the client already */
-    if ((was & KVCACHE_DIRECT_WAITER) || leftover)
+    if (runtime && ((was & KVCACHE_DIRECT_WAITER) || leftover))
         hy_send_ref(who, KVCACHE_TAG_LAST, ref, NULL, 0);
+}
+
+static void count_written(size_t n)
+{
+    struct kvcache_shard *sh = &kvcache_shards[hy_shard_id()];
+    atomic_store_explicit(&sh->bytes_written,
+                          atomic_load_explicit(&sh->bytes_written, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+/* A direct reply sent by the owner shard's ring (hy_ring_send): the record
+ * owns the bytes and the owner's reference to d (so d->fd stays open until
+ * the send's end, whoever else lets go of d meanwhile), and outlives the
+ * owner process (killed with the send in flight, its shard's poller still
+ * reports the end): the command is answered from the completion. */
+struct direct_tx {
+    struct hy_ring_send rs;
+    struct kvcache_direct *d;
+    hy_pid who;
+    hy_ref ref;
+    char buf[];
+};
+
+void (*_Atomic kvcache_direct_sent_hook)(void);
+
+static KV_HOT void direct_tx_done(struct hy_ring_send *rs, int res)
+{
+    struct direct_tx *t = (struct direct_tx *)rs;
+    bool runtime = res != HY_ESHUTDOWN;
+    size_t done = 0;
+    if (res > 0)
+        done = (size_t)res;
+    else if (res < 0)
+        done = rs->len; /* the client is gone (or the node stops): the connection sees it too */
+    if (runtime && res > 0)
+        count_written((size_t)res);
+    direct_finish(t->d, t->buf, rs->len, done, false, t->who, t->ref, runtime);
+    free(t);
+}
+
+/* queues out[0..len) on d's socket through the shard's ring; false: not
+ * queued (no ring, no memory): the caller sends it itself */
+static KV_HOT bool direct_ring(struct kvcache_direct *d, const struct kvcache_out *out, hy_pid who,
+                               hy_ref ref)
+{
+    struct direct_tx *t = malloc(sizeof(*t) + out->len);
+    if (!t)
+        return false;
+    memcpy(t->buf, out->buf, out->len);
+    t->rs = (struct hy_ring_send){
+        .fd = d->fd, .len = (uint32_t)out->len, .buf = t->buf, .done = direct_tx_done};
+    t->d = d;
+    t->who = who;
+    t->ref = ref;
+    if (hy_ring_send(&t->rs) != 0) {
+        free(t);
+        return false;
+    }
+    return true;
+}
+
+/* runs d's connection's command p[0..n) (parsed: [wire][text], else text)
+ * once claimed and writes what the socket takes at once: through the
+ * shard's ring (kvcache_cfg.direct_ring, io_uring: the command is answered
+ * when the send's end is reported, direct_tx_done) or by send(2) here; the
+ * rest (if any) is left for the connection (direct_finish); out (empty) is
+ * scratch. True: the reply went to the ring, its end comes later */
+static KV_HOT bool direct_run(struct kvcache_store *st, struct kvcache_direct *d, const char *p,
+                              size_t n, bool parsed, struct kvcache_out *out, hy_pid who,
+                              hy_ref ref)
+{
+    void (*hook)(void) = atomic_load_explicit(&kvcache_direct_hook, memory_order_relaxed);
+    if (hook)
+        hook();
+    if (!direct_claim(d))
+        return false;
+    run_forwarded(st, p, n, parsed, out);
+    size_t done = 0;
+    if (!out->oom && out->len > 0 && out->len <= DIRECT_MAX) {
+        if (kvcache_cfg.direct_ring && direct_ring(d, out, who, ref))
+            return true;
+        ssize_t w = send(d->fd, out->buf, out->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w > 0)
+            done = (size_t)w;
+        else if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            done = out->len; /* the client is gone: the connection sees it too */
+        count_written(w > 0 ? (size_t)w : 0);
+    }
+    direct_finish(d, out->buf, out->len, done, out->oom, who, ref, true);
+    return false;
 }
 
 /* [struct kvcache_direct *]([struct kvcache_cmd_wire])[command]
  * (KVCACHE_REQ_DIRECT, KVCACHE_REQ_DIRECT_CMD): the sender is the
  * connection, the message's ref its ack */
-static void serve_direct(struct kvcache_store *st, const struct hy_msg *m, const char *p, size_t n,
+static bool serve_direct(struct kvcache_store *st, const struct hy_msg *m, const char *p, size_t n,
                          bool parsed, struct kvcache_out *out)
 {
     struct kvcache_direct *d;
     if (n < sizeof(d))
-        return;
+        return false;
     memcpy(&d, p, sizeof(d));
-    direct_run(st, d, p + sizeof(d), n - sizeof(d), parsed, out, m->from, m->ref);
+    return direct_run(st, d, p + sizeof(d), n - sizeof(d), parsed, out, m->from, m->ref);
 }
 
 static KV_HOT int owner_info(struct hy_gs *gs, const struct hy_msg *m)
@@ -378,7 +450,19 @@ static KV_HOT int owner_info(struct hy_gs *gs, const struct hy_msg *m)
         break;
     case KVCACHE_REQ_DIRECT:
     case KVCACHE_REQ_DIRECT_CMD:
-        serve_direct(st, m, p, n, m->data[0] == KVCACHE_REQ_DIRECT_CMD, &out);
+        if (serve_direct(st, m, p, n, m->data[0] == KVCACHE_REQ_DIRECT_CMD, &out)) {
+            kvcache_spare_give(sh, &out);
+            /* the last queued command: its reply (and those of the
+             * commands before it) goes now, not after the rest of the
+             * shard's turn */
+            if (kvcache_cfg.direct_ring_submit && hy_mailbox_len() == 0)
+                (void)hy_ring_submit();
+            void (*hook)(void) =
+                atomic_load_explicit(&kvcache_direct_sent_hook, memory_order_relaxed);
+            if (hook)
+                hook();
+            return HY_GS_OK;
+        }
         break;
     case KVCACHE_REQ_GETKEYS:
         serve_getkeys(st, p, n, &out);

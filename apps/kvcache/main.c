@@ -50,6 +50,11 @@ static void usage(FILE *f)
             "                           that shard on the socket itself, one hand-off\n"
             "                           between shards instead of two; 0: the reply travels\n"
             "                           back to the connection's shard),\n"
+            "                           direct_ring=0|1|2 (1: that shard sends the reply\n"
+            "                           through its io_uring, with its other submissions;\n"
+            "                           2: submitted as soon as its owner's mailbox is\n"
+            "                           empty; 0, the default, or the epoll poller: the\n"
+            "                           owner's send(2)),\n"
             "                           send_from_item=BYTES (a get on the connection's own\n"
             "                           shard of a value this large or larger is sent from\n"
             "                           the item, not copied first; 0: never; default 512)\n"
@@ -141,6 +146,10 @@ static bool parse_ext(char *arg)
             pin = v == 1;
         else if (strcmp(t, "direct") == 0 && v <= 1)
             kvcache_cfg.direct = v == 1;
+        else if (strcmp(t, "direct_ring") == 0 && v <= 2) {
+            kvcache_cfg.direct_ring = v >= 1;
+            kvcache_cfg.direct_ring_submit = v == 2;
+        }
         else if (strcmp(t, "send_from_item") == 0)
             kvcache_cfg.send_from_item = (uint32_t)v;
         else if (strcmp(t, "acceptors") == 0 && v > 0 && v <= 64)
@@ -192,6 +201,10 @@ int main(int argc, char **argv)
     /* direct replies: fewer hand-offs, lower CPU per op in two interleaved
      * A/B runs (docs/BENCHMARKS.md, kvcache section) */
     kvcache_cfg.direct = true;
+    /* the owner's reply through its ring (-o direct_ring=1|2): no win in
+     * interleaved A/B runs at 50 connections, lower CPU per op at 500
+     * (docs/BENCHMARKS.md, session 29): off until a quiet run decides */
+    kvcache_cfg.direct_ring = false;
     /* a local get of 512 B and up sent from the item: lower user time per
      * op at 500 connections in an interleaved A/B (docs/BENCHMARKS.md) */
     kvcache_cfg.send_from_item = 512;

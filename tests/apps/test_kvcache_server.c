@@ -203,9 +203,13 @@ static void direct(const char *k)
         d = direct_new(sv[0]);
         snprintf(cmd, sizeof(cmd), "get %s\r\n", k);
         note(kvcache_server_send_direct(1, d, NULL, cmd, strlen(cmd), &ref) == 0, "send_direct 2");
+        /* waiting marks PENDING or RUNNING (the owner's ring send in
+         * flight: its completion answers), as direct_wait_mark does */
         int exp = KVCACHE_DIRECT_PENDING;
-        if (atomic_compare_exchange_strong(&d->state, &exp,
-                                           KVCACHE_DIRECT_PENDING | KVCACHE_DIRECT_WAITER)) {
+        bool marked = false;
+        while (!marked && (exp == KVCACHE_DIRECT_PENDING || exp == KVCACHE_DIRECT_RUNNING))
+            marked = atomic_compare_exchange_strong(&d->state, &exp, exp | KVCACHE_DIRECT_WAITER);
+        if (marked) {
             struct kvcache_out ack = {0};
             note(kvcache_server_wait(ref, &ack) == 0 && ack.len == 0, "ack");
             kvcache_out_fini(&ack);
@@ -759,6 +763,68 @@ static void queue_and_kill(void *arg)
     hy_send(q->parent, QUEUED_TAG, NULL, 0);
 }
 
+/* ---- an owner killed with its ring send in flight ---------------------------- */
+
+static _Atomic int sent_kills;
+
+/* the owner ends (killed) right after it queued a direct reply on its
+ * shard's ring, before the turn's submission */
+static void kill_after_send(void)
+{
+    atomic_store(&kvcache_direct_sent_hook, NULL);
+    atomic_fetch_add(&sent_kills, 1);
+    hy_exit_pid(hy_self(), hy_reason_make(HY_REASON_KILL));
+}
+
+/* The reply's record, not the owner process, owns the bytes and the
+ * owner's reference to d: the send still goes out, the waiting connection
+ * gets its ack from the completion, d's descriptor stays open until then
+ * and closes with the last reference (no descriptor leaked, the ASan
+ * build's leak check for the rest), and the owner is restarted. */
+static void ring_send_owner_killed(const char *k, const char *value)
+{
+    char name[HY_NAME_MAX], cmd[96], want[96], buf[256];
+    kvcache_owner_name(1, name, sizeof(name));
+    hy_pid old = HY_PID_NONE, now = HY_PID_NONE;
+    note(hy_whereis(name, &old) == 0, "ring kill: owner 1 registered");
+    int fds0 = hy_test_fd_count();
+    int sv[2];
+    note(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "ring kill: socketpair");
+    struct kvcache_direct *d = direct_new(sv[0]);
+    atomic_store(&d->state, KVCACHE_DIRECT_PENDING | KVCACHE_DIRECT_WAITER);
+    atomic_store(&sent_kills, 0);
+    atomic_store(&kvcache_direct_sent_hook, kill_after_send);
+    snprintf(cmd, sizeof(cmd), "get %s\r\n", k);
+    hy_ref ref;
+    note(kvcache_server_send_direct(1, d, NULL, cmd, strlen(cmd), &ref) == 0,
+         "ring kill: send_direct");
+    struct kvcache_out ack = {0};
+    int rc = kvcache_server_wait(ref, &ack);
+    note(rc == 0 && ack.len == 0, "ring kill: the waiting connection's ack: %s", hy_err_name(rc));
+    kvcache_out_fini(&ack);
+    atomic_store(&kvcache_direct_sent_hook, NULL);
+    note(atomic_load(&sent_kills) == 1, "ring kill: the owner was killed %d times",
+         atomic_load(&sent_kills));
+    note(atomic_load(&d->state) == KVCACHE_DIRECT_DONE && !d->left && !d->left_failed &&
+             atomic_load(&d->refs) == 1,
+         "ring kill: state %d, left %zu, %u refs", atomic_load(&d->state), d->left_len,
+         atomic_load(&d->refs));
+    snprintf(want, sizeof(want), "VALUE %s 0 %zu\r\n%s\r\nEND\r\n", k, strlen(value), value);
+    size_t n = read_all(sv[1], buf, strlen(want) + 1, false);
+    note(n == strlen(want) && strcmp(buf, want) == 0, "ring kill: the reply: %s", buf);
+    uint64_t t0 = hy_now_ns();
+    while (hy_now_ns() - t0 < 10 * (uint64_t)SEC) {
+        if (hy_whereis(name, &now) == 0 && !hy_pid_eq(now, old))
+            break;
+        hy_sleep_ns(1000000);
+    }
+    note(!hy_pid_eq(now, old) && !hy_pid_is_none(now), "ring kill: owner 1 restarted");
+    kvcache_direct_put(d); /* the connection's: the last */
+    note(closed_at_peer(sv[1]), "ring kill: the socket closed with the last reference");
+    close(sv[1]);
+    note(hy_test_fd_count() == fds0, "ring kill: fds %d, %d before", hy_test_fd_count(), fds0);
+}
+
 static void body(void *arg)
 {
     (void)arg;
@@ -767,6 +833,12 @@ static void body(void *arg)
     key_of(1, k, sizeof(k));
     batch(k);
     direct(k);
+    kvcache_cfg.direct_ring_submit = true; /* -o direct_ring=2 */
+    direct(k);
+    kvcache_cfg.direct_ring_submit = false;
+    kvcache_cfg.direct_ring = false; /* the owner's send(2) (hydra-kvcache's default) */
+    direct(k);
+    kvcache_cfg.direct_ring = true;
     slow_owner();
     closed_mid_value();
     sent_from_item(512);
@@ -856,6 +928,7 @@ static void body(void *arg)
     note(kvcache_server_gather(st) == 0, "gather");
     note(st->c.curr_items == 2, "curr_items %llu", (unsigned long long)st->c.curr_items);
     free(st);
+    ring_send_owner_killed(k, "hi");
 }
 
 static void test_kvcache_server_owner_restarts_empty(void **state)
@@ -867,6 +940,7 @@ static void test_kvcache_server_owner_restarts_empty(void **state)
     s->factor = 1.25;
     s->chunk_size = 48;
     s->nshards = 2;
+    kvcache_cfg.direct_ring = true; /* the owner's reply through its ring (-o direct_ring=1) */
     kvcache_cfg.started = kvcache_unix_now() - 2;
     struct hy_config cfg;
     hy_config_init(&cfg);

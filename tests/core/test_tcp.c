@@ -1654,6 +1654,218 @@ static void test_tcp_sends_through_the_poller(void **state)
     }
 }
 
+/* ---- hy_ring_send: a send on a descriptor made by the shard's ring ---------- */
+
+#define TAG_RSEND 0x52534e44u
+
+struct rsend {
+    struct hy_ring_send rs;
+    hy_pid tell;     /* told by done (a message sent from the poller) */
+    int res, calls;
+    bool in_proc;    /* done ran inside a process */
+    bool heap;       /* done frees the record */
+    char bytes[128];
+};
+
+static void rsend_done(struct hy_ring_send *rs, int res)
+{
+    struct rsend *r = (struct rsend *)rs;
+    r->res = res;
+    r->calls++;
+    r->in_proc = !hy_pid_is_none(hy_self());
+    hy_pid tell = r->tell;
+    if (r->heap)
+        free(r); /* the record is the caller's again */
+    if (res != HY_ESHUTDOWN)
+        hy_send(tell, TAG_RSEND, NULL, 0);
+}
+
+static void rsend_init(struct rsend *r, int fd, const char *text)
+{
+    memset(r, 0, sizeof(*r));
+    snprintf(r->bytes, sizeof(r->bytes), "%s", text);
+    r->rs = (struct hy_ring_send){.fd = fd, .len = (uint32_t)strlen(text), .buf = r->bytes,
+                                  .done = rsend_done};
+    r->tell = hy_self();
+    r->res = 1 << 30;
+}
+
+/* a process that queues a ring send from a record on the heap and ends at
+ * once, before the turn's submission: the send is still made, its done
+ * still called (and frees the record) */
+static void rsend_exiter(void *arg)
+{
+    int fd = *(int *)arg;
+    struct rsend *r = malloc(sizeof(*r));
+    struct hy_msg *m = hy_test_must_recv_tag(TAG_GO, 10 * SECOND);
+    if (!m)
+        return;
+    rsend_init(r, fd, "from a process that ended");
+    r->tell = m->from;
+    r->heap = true;
+    hy_msg_free(m);
+    if (hy_ring_send(&r->rs) != 0) {
+        hy_test_send_tag(r->tell, TAG_RSEND); /* not queued: the test fails on the bytes */
+        free(r);
+    }
+}
+
+struct rsend_ctx {
+    int unsupported_rc, einval[4];
+    int ok_rc, ok_res, ok_calls, full_rc, full_res, closed_rc, closed_res;
+    bool ok_in_proc, ok_bytes, exit_bytes, full_rest_not_sent;
+    bool uring;
+    int submit_rc, submit_rc2, submit_res;
+    bool submit_now;
+};
+
+static size_t read_avail(int fd, char *buf, size_t cap, size_t want)
+{
+    size_t got = 0;
+    uint64_t deadline = hy_now_ns() + 5 * SECOND;
+    while (got < want && hy_now_ns() < deadline) {
+        ssize_t n = recv(fd, buf + got, cap - got, MSG_DONTWAIT);
+        if (n > 0)
+            got += (size_t)n;
+        else if (n == 0)
+            break;
+        else
+            hy_sleep_ns(1000000);
+    }
+    return got;
+}
+
+static void rsend_main(void *arg)
+{
+    struct rsend_ctx *c = arg;
+    int sv[2];
+    HY_CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    struct rsend r;
+    rsend_init(&r, sv[0], "hello");
+
+    /* bad fields: HY_EINVAL, nothing queued */
+    struct rsend bad = r;
+    bad.rs.len = 0;
+    c->einval[0] = hy_ring_send(&bad.rs);
+    bad = r;
+    bad.rs.fd = -1;
+    c->einval[1] = hy_ring_send(&bad.rs);
+    bad = r;
+    bad.rs.done = NULL;
+    c->einval[2] = hy_ring_send(&bad.rs);
+    c->einval[3] = hy_ring_send(NULL);
+
+    if (!c->uring) {
+        c->unsupported_rc = hy_ring_send(&r.rs);
+        c->submit_rc2 = hy_ring_submit();
+        hy_sleep_ns(1000000); /* a done that should not come would run now */
+        c->ok_calls = r.calls;
+        close(sv[0]);
+        close(sv[1]);
+        return;
+    }
+
+    /* the bytes go, done runs from the poller (outside any process) once */
+    c->ok_rc = hy_ring_send(&r.rs);
+    hy_msg_free(hy_test_must_recv_tag(TAG_RSEND, 10 * SECOND));
+    c->ok_res = r.res;
+    c->ok_in_proc = r.in_proc;
+    char buf[256];
+    size_t n = read_avail(sv[1], buf, sizeof(buf), 5);
+    c->ok_bytes = n == 5 && memcmp(buf, "hello", 5) == 0;
+    hy_sleep_ns(1000000);
+    c->ok_calls = r.calls;
+
+    /* hy_ring_submit: the bytes are on the socket when it returns, before
+     * this process yields (without it they wait for the turn's end) */
+    rsend_init(&r, sv[0], "submitted");
+    c->submit_rc = hy_ring_send(&r.rs);
+    c->submit_rc2 = hy_ring_submit();
+    n = 0;
+    ssize_t got = recv(sv[1], buf, sizeof(buf), MSG_DONTWAIT);
+    c->submit_now = got == 9 && memcmp(buf, "submitted", 9) == 0 && r.calls == 0;
+    hy_msg_free(hy_test_must_recv_tag(TAG_RSEND, 10 * SECOND));
+    c->submit_res = r.res;
+
+    /* a process that ends with its send queued */
+    hy_pid ex;
+    HY_CHECK_EQ(hy_spawn(rsend_exiter, &sv[0], &ex), 0);
+    hy_test_send_tag(ex, TAG_GO);
+    hy_msg_free(hy_test_must_recv_tag(TAG_RSEND, 10 * SECOND));
+    const char *want = "from a process that ended";
+    n = read_avail(sv[1], buf, sizeof(buf), strlen(want));
+    c->exit_bytes = n == strlen(want) && memcmp(buf, want, n) == 0;
+
+    /* a full socket: the send never waits for room, done says 0 bytes */
+    static char junk[4096];
+    while (send(sv[0], junk, sizeof(junk), MSG_DONTWAIT) > 0) {
+    }
+    while (send(sv[0], junk, 1, MSG_DONTWAIT) > 0) {
+    }
+    rsend_init(&r, sv[0], "after a full buffer");
+    c->full_rc = hy_ring_send(&r.rs);
+    hy_msg_free(hy_test_must_recv_tag(TAG_RSEND, 10 * SECOND));
+    c->full_res = r.res;
+    /* drain: nothing of it follows the junk */
+    size_t total = 0;
+    ssize_t k;
+    while ((k = recv(sv[1], buf, sizeof(buf), MSG_DONTWAIT)) > 0) {
+        total += (size_t)k;
+        if (memchr(buf, 'a', (size_t)k))
+            break;
+    }
+    c->full_rest_not_sent = k < 0 && errno == EAGAIN;
+
+    /* the peer is gone: HY_ECLOSED */
+    close(sv[1]);
+    rsend_init(&r, sv[0], "to nobody");
+    c->closed_rc = hy_ring_send(&r.rs);
+    hy_msg_free(hy_test_must_recv_tag(TAG_RSEND, 10 * SECOND));
+    c->closed_res = r.res;
+    close(sv[0]);
+}
+
+/* hy_ring_send (io_uring): the bytes go without a send system call of the
+ * caller's, done runs once from the poller outside any process and may
+ * send a message; a process that ends with a send queued has it made and
+ * reported all the same (the heap record freed by done: the ASan build's
+ * leak check); hy_ring_submit hands it to the kernel at once (the bytes
+ * are there before the caller yields); a full socket takes nothing and the send does not wait for
+ * room (done with 0); a closed peer gives HY_ECLOSED. epoll: HY_ENOTSUP,
+ * no done. Bad fields: HY_EINVAL. */
+static void test_tcp_ring_send(void **state)
+{
+    (void)state;
+    struct rsend_ctx c;
+    memset(&c, 0, sizeof(c));
+    c.uring = hy_test_io_backend() != HY_IO_EPOLL;
+    hy_test_run_fd_checked(1, rsend_main, &c);
+    hy_test_assert_checks();
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(c.einval[i], HY_EINVAL);
+    if (!c.uring) {
+        assert_int_equal(c.unsupported_rc, HY_ENOTSUP);
+        assert_int_equal(c.submit_rc2, HY_ENOTSUP);
+        assert_int_equal(c.ok_calls, 0);
+        return;
+    }
+    assert_int_equal(c.ok_rc, 0);
+    assert_int_equal(c.ok_res, 5);
+    assert_int_equal(c.ok_calls, 1);
+    assert_false(c.ok_in_proc);
+    assert_true(c.ok_bytes);
+    assert_true(c.exit_bytes);
+    assert_int_equal(c.submit_rc, 0);
+    assert_int_equal(c.submit_rc2, 0);
+    assert_true(c.submit_now);
+    assert_int_equal(c.submit_res, 9);
+    assert_int_equal(c.full_rc, 0);
+    assert_int_equal(c.full_res, 0);
+    assert_true(c.full_rest_not_sent);
+    assert_int_equal(c.closed_rc, 0);
+    assert_int_equal(c.closed_res, HY_ECLOSED);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -1679,6 +1891,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_tcp_recv_or_msg_ends_on_message),
         cmocka_unit_test(test_tcp_recv_through_the_poller),
         cmocka_unit_test(test_tcp_sends_through_the_poller),
+        cmocka_unit_test(test_tcp_ring_send),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
