@@ -1163,6 +1163,11 @@ int hy_tcp_fd(const struct hy_tcp *s)
     return s ? s->s.w.fd : -1;
 }
 
+size_t hy_tcp_unsent(const struct hy_tcp *s)
+{
+    return s ? (size_t)(s->s.w.tx_len - s->s.w.tx_off) : 0;
+}
+
 size_t hy_tcp_count(void)
 {
     struct hy_shard *sh = hy__shard();

@@ -310,6 +310,15 @@ int hy_tcp_sendv(struct hy_tcp *s, const struct iovec *iov, int iovcnt, int64_t 
  * never parks. */
 int hy_tcp_send_some(struct hy_tcp *s, const struct iovec *iov, int iovcnt, size_t *sent);
 
+/* Bytes that sends on s returned 0 for and the kernel has not taken yet:
+ * queued for the shard's next submission, or in a send request in flight
+ * (io_uring; see "Sends made by the poller" above). 0 with epoll, where
+ * the caller makes every send, and for NULL. While it is 0, bytes written
+ * to the socket's descriptor by anyone else (another shard's process on a
+ * duplicate, hy_ring_send) come after every byte sent before; while it is
+ * not, they may overtake them. Context: the owner. */
+size_t hy_tcp_unsent(const struct hy_tcp *s);
+
 /* Half-close: how is SHUT_RD, SHUT_WR or SHUT_RDWR (sys/socket.h). After
  * SHUT_WR the peer reads EOF and this side may still receive. SHUT_WR and
  * SHUT_RDWR first wait up to 5 s for queued sends to reach the kernel.

@@ -151,6 +151,12 @@ static bool direct_pending(const struct conn *c)
 static bool direct_send(struct conn *c, unsigned o, const struct kvcache_cmd *cmd,
                         const char *raw)
 {
+    /* earlier replies the socket took (hy_tcp_send returned 0) may still be
+     * queued for this shard's next submission (io_uring), e.g. when the
+     * client's next command was already read: the owner's write would
+     * overtake them */
+    if (hy_tcp_unsent(c->sock) != 0)
+        return false;
     if (!c->d) {
         struct kvcache_direct *d = calloc(1, sizeof(*d));
         if (!d)
