@@ -298,6 +298,17 @@ static int make_pair(struct pair *p, const struct hy_tcp_opts *o)
     return rc;
 }
 
+/* make_pair with 4 KiB kernel buffers both ways: what a send can leave
+ * waiting for the peer is small. */
+static int make_small_pair(struct pair *p)
+{
+    struct hy_tcp_opts o;
+    hy_tcp_opts_init(&o);
+    o.sndbuf = 4096;
+    o.rcvbuf = 4096;
+    return make_pair(p, &o);
+}
+
 /* ---- a receive that a message ends (hy_tcp_recv_or_msg) ------------------- */
 
 #define TAG_POKE 0x504f4b45u
@@ -468,12 +479,8 @@ struct partial_ctx {
 static void partial_main(void *arg)
 {
     struct partial_ctx *c = arg;
-    struct hy_tcp_opts o;
-    hy_tcp_opts_init(&o);
-    o.sndbuf = 4096;
-    o.rcvbuf = 4096;
     struct pair p;
-    HY_CHECK_EQ(make_pair(&p, &o), 0);
+    HY_CHECK_EQ(make_small_pair(&p), 0);
     struct big_ctx bc = {hy_self(), NULL, -1, c->vectored};
     hy_pid snd;
     hy_spawn(big_sender, &bc, &snd);
@@ -551,11 +558,7 @@ static void some_main(void *arg)
 {
     struct some_ctx *c = arg;
     struct pair p;
-    struct hy_tcp_opts o;
-    hy_tcp_opts_init(&o);
-    o.sndbuf = 4096;
-    o.rcvbuf = 4096;
-    HY_CHECK_EQ(make_pair(&p, &o), 0);
+    HY_CHECK_EQ(make_small_pair(&p), 0);
     size_t n = 1u << 20;
     uint8_t *buf = malloc(n), *in = malloc(n);
     for (size_t i = 0; i < n; i++)
@@ -619,11 +622,7 @@ static void unsent_main(void *arg)
 {
     struct unsent_ctx *c = arg;
     struct pair p;
-    struct hy_tcp_opts o;
-    hy_tcp_opts_init(&o);
-    o.sndbuf = 4096;
-    o.rcvbuf = 4096;
-    HY_CHECK_EQ(make_pair(&p, &o), 0);
+    HY_CHECK_EQ(make_small_pair(&p), 0);
     static uint8_t buf[4096], in[32768];
     memset(buf, 'u', sizeof(buf));
     c->before = hy_tcp_unsent(p.server);
@@ -700,12 +699,8 @@ static void close_main(void *arg)
 {
     struct close_ctx *c = arg;
     struct pair p;
-    struct hy_tcp_opts o;
-    hy_tcp_opts_init(&o);
-    o.sndbuf = 4096;
-    o.rcvbuf = 4096;
     /* the peer reads a little then closes while we are sending 8 MiB */
-    HY_CHECK_EQ(make_pair(&p, &o), 0);
+    HY_CHECK_EQ(make_small_pair(&p), 0);
     uint8_t tmp[100];
     size_t got;
     size_t n = 8u << 20;
@@ -1671,11 +1666,7 @@ static void tx_main(void *arg)
     /* a client that never reads: sends wait, time out, and what was
      * accepted stays bounded; the peer then reads a prefix of the stream
      * and its end (nothing torn, nothing after the gap) */
-    struct hy_tcp_opts o;
-    hy_tcp_opts_init(&o);
-    o.sndbuf = 4096;
-    o.rcvbuf = 4096;
-    HY_CHECK_EQ(make_pair(&p, &o), 0);
+    HY_CHECK_EQ(make_small_pair(&p), 0);
     off = 0;
     int rc = 0;
     while (off < (64u << 20) && (rc = send_pat(p.server, &off, 1024, 200000000)) == 0) {
