@@ -710,6 +710,21 @@ static void closed_mid_value(void)
 }
 
 /* the other end of fd was closed (read gives 0 bytes), within 5 s */
+/* Waits (10 s at most) for the process registered as name to be another
+ * than old (its supervisor restarted it); returns the name's pid then, or
+ * whatever the name gives at the deadline (HY_PID_NONE when unregistered). */
+static hy_pid wait_restarted(const char *name, hy_pid old)
+{
+    hy_pid now = HY_PID_NONE;
+    uint64_t t0 = hy_now_ns();
+    while (hy_now_ns() - t0 < 10 * (uint64_t)SEC) {
+        if (hy_whereis(name, &now) == 0 && !hy_pid_eq(now, old))
+            break;
+        hy_sleep_ns(1000000);
+    }
+    return now;
+}
+
 static bool closed_at_peer(int fd)
 {
     struct pollfd pf = {.fd = fd, .events = POLLIN};
@@ -812,12 +827,7 @@ static void ring_send_owner_killed(const char *k, const char *value)
     snprintf(want, sizeof(want), "VALUE %s 0 %zu\r\n%s\r\nEND\r\n", k, strlen(value), value);
     size_t n = read_all(sv[1], buf, strlen(want) + 1, false);
     note(n == strlen(want) && strcmp(buf, want) == 0, "ring kill: the reply: %s", buf);
-    uint64_t t0 = hy_now_ns();
-    while (hy_now_ns() - t0 < 10 * (uint64_t)SEC) {
-        if (hy_whereis(name, &now) == 0 && !hy_pid_eq(now, old))
-            break;
-        hy_sleep_ns(1000000);
-    }
+    now = wait_restarted(name, old);
     note(!hy_pid_eq(now, old) && !hy_pid_is_none(now), "ring kill: owner 1 restarted");
     kvcache_direct_put(d); /* the connection's: the last */
     note(closed_at_peer(sv[1]), "ring kill: the socket closed with the last reference");
@@ -886,12 +896,7 @@ static void body(void *arg)
     note(q.woken == 0 && q.tag == KVCACHE_TAG_FAIL,
          "the dropped command's waiter woken: %s, tag %#llx, after %.1f ms", hy_err_name(q.woken),
          (unsigned long long)q.tag, (double)q.wake_ns / 1e6);
-    uint64_t t0 = hy_now_ns();
-    while (hy_now_ns() - t0 < 10 * (uint64_t)SEC) {
-        if (hy_whereis(name, &now) == 0 && !hy_pid_eq(now, old))
-            break;
-        hy_sleep_ns(1000000);
-    }
+    now = wait_restarted(name, old);
     note(!hy_pid_eq(now, old) && !hy_pid_is_none(now), "owner 1 restarted");
     atomic_store(&kvcache_direct_hook, NULL);
     note(atomic_load(&owner_took) == 0, "the owner took %d queued commands",
