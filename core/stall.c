@@ -74,11 +74,8 @@ uint64_t hy__thread_cpu_ns(clockid_t clk)
  * aborted the node for a "stall" of 18,446,744,073,655 ms. */
 static bool cpu_held(clockid_t clk, uint64_t since, uint64_t *held)
 {
-    struct timespec ts;
-    if (clock_gettime(clk, &ts) != 0)
-        return false;
-    uint64_t cpu = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-    if (cpu < since)
+    uint64_t cpu = hy__thread_cpu_ns(clk);
+    if (cpu == 0 || cpu < since)
         return false;
     *held = cpu - since;
     return true;
