@@ -470,7 +470,32 @@ unsigned hy__mesh_drain(struct hy_shard *sh)
         if (!r)
             continue;
         unsigned got, nent, done = 0;
-        while (done < DRAIN_MAX_PER_RING && (got = pop_burst(sh, j, r, buf, &nent)) != 0) {
+        while (done < DRAIN_MAX_PER_RING && (got = hy__ring_avail(r, DRAIN_BURST)) != 0) {
+            /* the burst's leading entries (all of it, in a stream of small
+             * messages): converted and linked into runs in one pass */
+            unsigned ne = 0;
+            while (ne < got && hy__ring_slot_at(r, ne) == HY_RING_ENTRY) {
+                __builtin_prefetch(hy__ring_entry_at(r, ne), 0, 3);
+                ne++;
+            }
+            if (ne) {
+                struct hy__mrun runs[DRAIN_BURST];
+                unsigned nr;
+                unsigned c = hy__msg_take_entries(sh, j, r, ne, runs, &nr);
+                if (c)
+                    hy__ring_release(r, c);
+                for (unsigned i = 0; i < nr; i++)
+                    hy__deliver_chain(sh, &runs[i]);
+                done += c;
+                if (__builtin_expect(c < ne, 0))
+                    break; /* no buffer: the rest waits for the next drain */
+                continue;
+            }
+            /* a pointer first: the burst as it comes, entries after it
+             * included */
+            got = pop_burst(sh, j, r, buf, &nent);
+            if (!got)
+                break;
             /* the buffers of entries are this shard's own, just written:
              * nothing to fetch when the burst was all entries */
             drain_burst(sh, buf, got, nent < got);

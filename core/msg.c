@@ -983,6 +983,111 @@ unsigned hy__msg_from_entries(struct hy_shard *sh, unsigned src, const struct hy
     return k;
 }
 
+/* hy__msg_take_entries's refill: the pool ran dry after `taken` buffers
+ * were taken off it; the general allocator (which counts what it hands
+ * out) refills it from a new slab, or fails (NULL). */
+static __attribute__((noinline)) struct hy_msg *take_refill(struct hy_shard *sh, uint32_t taken,
+                                                            uint32_t size)
+{
+    struct hy__msg_pool *pool = &sh->pools[0];
+    struct hy_msg *m;
+    pool->free = NULL;
+    pool->nfree -= taken;
+    hy__stat_add(&sh->st.buffers_out, taken);
+    return hy__msg_alloc(sh, size, &m) == 0 ? m : NULL;
+}
+
+unsigned hy__msg_take_entries(struct hy_shard *sh, unsigned src, const struct hy_ring *r,
+                              unsigned n, struct hy__mrun *runs, unsigned *nruns)
+{
+    struct hy__msg_pool *pool = &sh->pools[0];
+    uint64_t to_hi = sh->pid_hi;
+    uint64_t from_hi = (to_hi & ~(uint64_t)0xffff) | src; /* node, creation, shard */
+    /* the ring's consumer fields, read once: the stores below are to
+     * buffers, which the compiler cannot tell from the ring */
+    const struct hy__centry *cents = r->cents;
+    uint32_t t = r->tail_local, cemask = r->cemask;
+    struct hy_msg *fl = pool->free;
+    uint32_t taken = 0;
+    unsigned k, nr = 0;
+    struct hy_msg *tail = NULL;
+    uint64_t run_to = 0;
+    uint32_t run_n = 0;
+    for (k = 0; k < n; k++) {
+        const struct hy__centry *e = &cents[(t + k) & cemask];
+        struct hy_msg *m = fl;
+        if (__builtin_expect(m != NULL, 1)) {
+            fl = m->next;
+            taken++;
+        } else {
+            m = take_refill(sh, taken, e->size);
+            taken = 0;
+            if (!m)
+                break; /* this entry and what follows wait in the ring */
+            fl = pool->free;
+        }
+        memcpy(m->data, e->data, HY_RING_ENTRY_DATA);
+        uint64_t to_lo = e->to_lo;
+        m->tag = e->tag;
+        m->from.hi = (e->flags & HY__CE_NO_SENDER) ? 0 : from_hi;
+        m->from.lo = e->from_lo;
+        m->to.hi = to_hi;
+        m->to.lo = to_lo;
+        m->ref = HY_REF_NONE;
+        m->size = e->size;
+        m->kind = HY_K_MSG;
+        m->aux = 0;
+        if (__builtin_expect(run_n != 0 && to_lo == run_to, 1)) {
+            tail->next = m; /* the same receiver: the run goes on */
+            run_n++;
+        } else {
+            if (run_n) {
+                tail->next = NULL;
+                runs[nr - 1].tail = tail;
+                runs[nr - 1].n = run_n;
+            }
+            runs[nr++].head = m;
+            run_to = to_lo;
+            run_n = 1;
+        }
+        tail = m;
+    }
+    if (run_n) {
+        tail->next = NULL;
+        runs[nr - 1].tail = tail;
+        runs[nr - 1].n = run_n;
+    }
+    pool->free = fl;
+    pool->nfree -= taken;
+    hy__stat_add(&sh->st.buffers_out, taken);
+    *nruns = nr;
+    return k;
+}
+
+void hy__deliver_chain(struct hy_shard *sh, const struct hy__mrun *run)
+{
+    struct hy_msg *m = run->head;
+    struct hy_proc *p = live_receiver(sh, m->to);
+    if (__builtin_expect(!p || p->mb_max != 0, 0)) {
+        /* one at a time: each is dropped or checked against the limit */
+        while (m) {
+            struct hy_msg *next = m->next;
+            m->next = NULL;
+            if (!p)
+                drop_dead(sh, m);
+            else if (!append_fast(sh, p, m))
+                hy__mailbox_append(sh, p, m);
+            m = next;
+        }
+        return;
+    }
+    *p->mb_tailp = m;
+    p->mb_tailp = &run->tail->next;
+    p->mb_len += run->n;
+    if (p->state == HY_P_WAITING && p->wait_msg)
+        hy__sched_make_ready(sh, p);
+}
+
 /* The end of a same-shard user send whose receiver is gone or has a full
  * mailbox (p NULL or not), then the charge. Out of line, with hy__charge's
  * call below, so that the common path of the sends calls nothing and saves
@@ -1359,29 +1464,15 @@ static __attribute__((noinline)) int recv_any(struct hy_msg **out, int64_t timeo
     return recv_body(NULL, NULL, out, timeout_ns, false);
 }
 
-/* A receive of any message without a timeout, the common one: the same
- * steps as recv_body's with no match, no marker and no timer (so no timer
- * to arm or disarm), with the mailbox's head taken directly. Anything else
- * (a timeout, not a process, no out) goes to recv_body. */
-int hy_recv(struct hy_msg **out, int64_t timeout_ns)
+/* hy_recv with an empty mailbox: waits (switched out) until a message is
+ * there or handed over. Out of line, so that hy_recv's common case, a
+ * message waiting, has no frame and saves no registers. */
+static __attribute__((noinline)) int recv_wait(struct hy_proc *p, struct hy_msg **out)
 {
-    struct hy_shard *sh = hy__tls_shard;
-    /* one test and branch each (the empty asm keeps the compiler from
-     * or-ing the conditions' values, which took more) */
-    if (__builtin_expect(timeout_ns >= 0, 0) || __builtin_expect(!sh, 0))
-        return recv_any(out, timeout_ns);
-    struct hy_proc *p = sh->current;
-    if (__builtin_expect(!p, 0))
-        return HY_ENOTPROC;
-    __asm__("" : "+r"(out));
-    if (__builtin_expect(!out, 0))
-        return HY_EINVAL;
-    charge_on(sh, p);
-    p->timed_out = 0;
-    struct hy_msg *m = p->mb_head;
+    struct hy_msg *m;
     /* the timeout flag was just cleared: it is looked at only after a
      * switch-out (as recv_body: a timeout flag raised meanwhile ends it) */
-    while (m == NULL) {
+    do {
         p->state = HY_P_WAITING;
         p->wait_msg = HY_WAIT_ANY;
         hy__sched_switch_out(p);
@@ -1399,7 +1490,7 @@ int hy_recv(struct hy_msg **out, int64_t timeout_ns)
             p->timed_out = 0;
             return HY_ETIMEDOUT;
         }
-    }
+    } while (m == NULL);
     p->mb_head = m->next;
     if (p->mb_tailp == &m->next)
         p->mb_tailp = &p->mb_head;
@@ -1407,9 +1498,65 @@ int hy_recv(struct hy_msg **out, int64_t timeout_ns)
         p->mark = &p->mb_head;
     p->mb_len--;
     m->next = NULL;
-    /* p->shard, not sh: sh is then not kept across the switch-out (one
-     * callee-saved register fewer to save and restore a receive) */
     hy__stat_add(&p->shard->st.msgs_received, 1);
+    *out = m;
+    return 0;
+}
+
+/* hy_recv whose charge is more than a budget decrement (the budget spent,
+ * a signal pending): charged, then the receive as hy_recv's. */
+static __attribute__((noinline)) int recv_charged(struct hy_proc *p, struct hy_msg **out)
+{
+    hy__charge(p);
+    p->timed_out = 0;
+    struct hy_msg *m = p->mb_head;
+    if (m == NULL)
+        return recv_wait(p, out);
+    p->mb_head = m->next;
+    if (p->mb_tailp == &m->next)
+        p->mb_tailp = &p->mb_head;
+    if (p->mark == &m->next)
+        p->mark = &p->mb_head;
+    p->mb_len--;
+    m->next = NULL;
+    hy__stat_add(&p->shard->st.msgs_received, 1);
+    *out = m;
+    return 0;
+}
+
+/* A receive of any message without a timeout, the common one: the same
+ * steps as recv_body's with no match, no marker and no timer (so no timer
+ * to arm or disarm), with the mailbox's head taken directly; an empty
+ * mailbox waits in recv_wait. Anything else (a timeout, not a process, no
+ * out) goes to recv_body. */
+int hy_recv(struct hy_msg **out, int64_t timeout_ns)
+{
+    struct hy_shard *sh = hy__tls_shard;
+    /* one test and branch each (the empty asm keeps the compiler from
+     * or-ing the conditions' values, which took more) */
+    if (__builtin_expect(timeout_ns >= 0, 0) || __builtin_expect(!sh, 0))
+        return recv_any(out, timeout_ns);
+    struct hy_proc *p = sh->current;
+    if (__builtin_expect(!p, 0))
+        return HY_ENOTPROC;
+    __asm__("" : "+r"(out));
+    if (__builtin_expect(!out, 0))
+        return HY_EINVAL;
+    if (__builtin_expect(p->budget <= 1, 0) || __builtin_expect(hy__mesh_sig_in(sh), 0))
+        return recv_charged(p, out);
+    p->budget--; /* charge_on's common case */
+    p->timed_out = 0;
+    struct hy_msg *m = p->mb_head;
+    if (__builtin_expect(m == NULL, 0))
+        return recv_wait(p, out);
+    p->mb_head = m->next;
+    if (p->mb_tailp == &m->next)
+        p->mb_tailp = &p->mb_head;
+    if (p->mark == &m->next)
+        p->mark = &p->mb_head;
+    p->mb_len--;
+    m->next = NULL;
+    hy__stat_add(&sh->st.msgs_received, 1);
     *out = m;
     return 0;
 }

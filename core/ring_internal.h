@@ -259,6 +259,26 @@ static inline uint32_t hy__ring_peek_burst(struct hy_ring *r, uintptr_t *out, ui
 
 /* Consumer: the entry of the k-th position of the burst peeked last (its
  * slot held HY_RING_ENTRY). */
+/* Consumer: how many positions are published and not yet released, at
+ * most max (acquire load of head only when the last one seen is used up). */
+static inline uint32_t hy__ring_avail(struct hy_ring *r, uint32_t max)
+{
+    uint32_t t = r->tail_local;
+    uint32_t avail = r->head_cache - t;
+    if (avail == 0) {
+        r->head_cache = atomic_load_explicit(&r->head, memory_order_acquire);
+        avail = r->head_cache - t;
+    }
+    return avail > max ? max : avail;
+}
+
+/* Consumer: the slot k positions past the first unreleased one (k below
+ * what hy__ring_avail returned). */
+static inline uintptr_t hy__ring_slot_at(const struct hy_ring *r, uint32_t k)
+{
+    return r->slots[(r->tail_local + k) & r->cmask];
+}
+
 static inline const struct hy__centry *hy__ring_entry_at(const struct hy_ring *r, uint32_t k)
 {
     return &r->cents[(r->tail_local + k) & r->cemask];

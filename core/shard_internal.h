@@ -667,6 +667,27 @@ static inline __attribute__((always_inline)) void hy__mesh_entry_commit(struct h
  * the ring for the next drain). In core/msg.c. */
 unsigned hy__msg_from_entries(struct hy_shard *sh, unsigned src, const struct hy_ring *r,
                               uintptr_t *buf, unsigned n);
+/* A run of ordinary messages (HY_K_MSG) to one receiver, in order, linked
+ * from head through next to tail (tail->next NULL), n of them. */
+struct hy__mrun {
+    struct hy_msg *head;
+    struct hy_msg *tail;
+    uint32_t n;
+};
+/* Consumer: turns the first n positions peeked from r, the ring from shard
+ * src, all of them entries (slots HY_RING_ENTRY), into buffers of this
+ * shard's pool, linking each stretch of consecutive messages to the same
+ * receiver into one run (runs[0 .. *nruns), at most n; the buffers are
+ * owned by the runs). Does not release the positions. Returns how many
+ * were converted: n, or fewer when no buffer could be had (the rest stay
+ * in the ring for the next drain). In core/msg.c. */
+unsigned hy__msg_take_entries(struct hy_shard *sh, unsigned src, const struct hy_ring *r,
+                              unsigned n, struct hy__mrun *runs, unsigned *nruns);
+/* Delivers a run (hy__msg_take_entries) onto its receiver's mailbox in one
+ * step: one lookup, one tail update, one make-ready; a receiver with a
+ * mailbox limit takes them one at a time; a dead one's are dropped. Takes
+ * the run's buffers. In core/msg.c. */
+void hy__deliver_chain(struct hy_shard *sh, const struct hy__mrun *run);
 /* Publishes staged entries and moves overflow into rings; wakes sleepers. */
 void hy__mesh_flush(struct hy_shard *sh);
 /* Publishes what is staged in the rings pushed to this turn (no overflow

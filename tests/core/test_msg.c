@@ -2172,6 +2172,88 @@ static void test_msg_small_messages_behind_a_full_ring_stay_entries(void **state
     hy_test_run_cfg(&cfg, body_entries_overflow, NULL);
 }
 
+/* A burst of small messages to several receivers of one shard, the
+ * receiver changing every one to three messages: the drain links each
+ * stretch to one receiver into a run of its own. Every receiver gets its
+ * own messages, all of them, in order, and nothing else; those to a dead
+ * pid of that shard are dropped and counted there. */
+#define RUNS_N 900u
+#define RUNS_RECEIVERS 3u /* index 3: the dead pid */
+
+static unsigned runs_target(uint32_t i)
+{
+    return (i * 7u + i / 3u + (i * i) % 5u) % (RUNS_RECEIVERS + 1u);
+}
+
+static struct {
+    hy_pid main;
+    hy_pid to[RUNS_RECEIVERS + 1];
+    uint32_t bad[RUNS_RECEIVERS];
+} runs;
+
+static void runs_receiver(void *arg)
+{
+    unsigned idx = (unsigned)(uintptr_t)arg;
+    hy_test_send_u32(runs.main, T_READY, idx);
+    for (uint32_t i = 0; i < RUNS_N; i++) {
+        if (runs_target(i) != idx)
+            continue;
+        struct hy_msg *m = must_recv();
+        if (!m)
+            return;
+        if (m->tag != T_DATA || payload_u32(m) != i)
+            runs.bad[idx]++;
+        hy_msg_free(m);
+    }
+    check_empty();
+    hy_test_send_u32(runs.main, T_DONE, idx);
+}
+
+static void runs_sender(void *arg)
+{
+    (void)arg;
+    /* all in one turn, far fewer than the ring's slots: published in
+     * batches of 32, each batch a mixture of receivers */
+    for (uint32_t i = 0; i < RUNS_N; i++)
+        hy_test_send_u32(runs.to[runs_target(i)], T_DATA, i);
+}
+
+static bool shard1_dropped_reached(void *arg)
+{
+    return SHARD(1, dropped_dead) >= ((struct dropped_at_least *)arg)->n;
+}
+
+static void body_entry_runs(void *arg)
+{
+    (void)arg;
+    runs.main = dead.parent = hy_self();
+    runs.to[RUNS_RECEIVERS] = spawn_on(1, short_lived, NULL);
+    hy_msg_free(hy_test_must_recv_tag(T_EXITED, WAIT_NS));
+    for (unsigned k = 0; k < RUNS_RECEIVERS; k++) {
+        runs.to[k] = spawn_on(1, runs_receiver, (void *)(uintptr_t)k);
+        hy_msg_free(hy_test_must_recv_tag(T_READY, WAIT_NS));
+    }
+    uint32_t ndead = 0;
+    for (uint32_t i = 0; i < RUNS_N; i++)
+        ndead += runs_target(i) == RUNS_RECEIVERS;
+    uint64_t dead1 = SHARD(1, dropped_dead);
+    spawn_on(0, runs_sender, NULL);
+    for (unsigned k = 0; k < RUNS_RECEIVERS; k++)
+        hy_msg_free(hy_test_must_recv_tag(T_DONE, WAIT_NS));
+    for (unsigned k = 0; k < RUNS_RECEIVERS; k++)
+        HY_CHECK_EQ(runs.bad[k], 0);
+    /* the last ones to the dead pid may come after every receiver's last */
+    struct dropped_at_least d = {dead1 + ndead};
+    HY_CHECK(hy_test_wait_until(shard1_dropped_reached, &d, WAIT_MS));
+    HY_CHECK_EQ(SHARD(1, dropped_dead) - dead1, ndead);
+}
+
+static void test_msg_entry_bursts_to_several_receivers_keep_each_order(void **state)
+{
+    (void)state;
+    hy_test_run(2, body_entry_runs, NULL);
+}
+
 /* With four shards and 65,536-slot rings the entry arrays are smaller than
  * the rings (16 MiB in all): a burst that outruns the receiver uses up the
  * array's lines while the ring has room, and the small messages after that
@@ -2567,6 +2649,7 @@ int main(void)
         cmocka_unit_test(test_msg_return_blocks_restore_buffers),
         cmocka_unit_test(test_msg_cross_shard_bursts_keep_order),
         cmocka_unit_test(test_msg_small_cross_shard_messages_travel_in_the_ring),
+        cmocka_unit_test(test_msg_entry_bursts_to_several_receivers_keep_each_order),
         cmocka_unit_test(test_msg_small_messages_behind_a_full_ring_stay_entries),
         cmocka_unit_test(test_msg_entry_array_smaller_than_ring_keeps_order),
         cmocka_unit_test(test_msg_cross_shard_entries_buffers_signals_keep_order),

@@ -255,6 +255,51 @@ unsigned hy__msg_from_entries(struct hy_shard *sh, unsigned src, const struct hy
     return n;
 }
 
+/* As msg.c: the n leading entries of a burst become buffers, linked into
+ * runs of consecutive messages to one receiver; the same refusal as above
+ * (every 97th entry finds no buffer: the call returns how many it took,
+ * and mesh.c must leave the rest in the ring). */
+unsigned hy__msg_take_entries(struct hy_shard *sh, unsigned src, const struct hy_ring *r,
+                              unsigned n, struct hy__mrun *runs, unsigned *nruns)
+{
+    uintptr_t buf[64];
+    if (n > 64)
+        FAIL("shard %u: a burst of %u entries\n", sh->id, n);
+    for (unsigned k = 0; k < n; k++)
+        buf[k] = HY_RING_ENTRY;
+    unsigned done = hy__msg_from_entries(sh, src, r, buf, n);
+    unsigned nr = 0;
+    for (unsigned k = 0; k < done; k++) {
+        struct hy_msg *m = (struct hy_msg *)buf[k];
+        m->next = NULL;
+        if (nr && runs[nr - 1].tail->to.lo == m->to.lo) {
+            runs[nr - 1].tail->next = m;
+            runs[nr - 1].tail = m;
+            runs[nr - 1].n++;
+        } else {
+            runs[nr].head = runs[nr].tail = m;
+            runs[nr++].n = 1;
+        }
+    }
+    *nruns = nr;
+    return done;
+}
+
+/* ... and hands each run over, in order */
+void hy__deliver_chain(struct hy_shard *sh, const struct hy__mrun *run)
+{
+    unsigned n = 0;
+    for (struct hy_msg *m = run->head; m;) {
+        struct hy_msg *next = m->next;
+        m->next = NULL;
+        hy__dispatch(sh, m);
+        n++;
+        m = next;
+    }
+    if (n != run->n)
+        FAIL("shard %u: a run of %u messages said %u\n", sh->id, n, run->n);
+}
+
 /* mesh.c hands runs of ordinary messages to one receiver over together */
 void hy__deliver_run(struct hy_shard *sh, const uintptr_t *ms, unsigned n)
 {
