@@ -1008,20 +1008,18 @@ unsigned hy__msg_take_entries(struct hy_shard *sh, unsigned src, const struct hy
     const struct hy__centry *cents = r->cents;
     uint32_t t = r->tail_local, cemask = r->cemask;
     struct hy_msg *fl = pool->free;
-    uint32_t taken = 0;
-    unsigned k, nr = 0;
+    unsigned k, k_pool = 0; /* taken off the pool: k - k_pool */
+    unsigned nr = 0, run_k = 0;
     struct hy_msg *tail = NULL;
     uint64_t run_to = 0;
-    uint32_t run_n = 0;
     for (k = 0; k < n; k++) {
         const struct hy__centry *e = &cents[(t + k) & cemask];
         struct hy_msg *m = fl;
         if (__builtin_expect(m != NULL, 1)) {
             fl = m->next;
-            taken++;
         } else {
-            m = take_refill(sh, taken, e->size);
-            taken = 0;
+            m = take_refill(sh, k - k_pool, e->size);
+            k_pool = k + 1; /* this one is counted by the allocator */
             if (!m)
                 break; /* this entry and what follows wait in the ring */
             fl = pool->free;
@@ -1037,26 +1035,26 @@ unsigned hy__msg_take_entries(struct hy_shard *sh, unsigned src, const struct hy
         m->size = e->size;
         m->kind = HY_K_MSG;
         m->aux = 0;
-        if (__builtin_expect(run_n != 0 && to_lo == run_to, 1)) {
+        if (__builtin_expect(to_lo == run_to && k != 0, 1)) {
             tail->next = m; /* the same receiver: the run goes on */
-            run_n++;
         } else {
-            if (run_n) {
+            if (k != 0) {
                 tail->next = NULL;
                 runs[nr - 1].tail = tail;
-                runs[nr - 1].n = run_n;
+                runs[nr - 1].n = k - run_k;
             }
             runs[nr++].head = m;
             run_to = to_lo;
-            run_n = 1;
+            run_k = k;
         }
         tail = m;
     }
-    if (run_n) {
+    if (k != 0) {
         tail->next = NULL;
         runs[nr - 1].tail = tail;
-        runs[nr - 1].n = run_n;
+        runs[nr - 1].n = k - run_k;
     }
+    uint32_t taken = k > k_pool ? k - k_pool : 0;
     pool->free = fl;
     pool->nfree -= taken;
     hy__stat_add(&sh->st.buffers_out, taken);
