@@ -1462,15 +1462,29 @@ static __attribute__((noinline)) int recv_any(struct hy_msg **out, int64_t timeo
     return recv_body(NULL, NULL, out, timeout_ns, false);
 }
 
-/* hy_recv with an empty mailbox: waits (switched out) until a message is
- * there or handed over. Out of line, so that hy_recv's common case, a
- * message waiting, has no frame and saves no registers. */
-static __attribute__((noinline)) int recv_wait(struct hy_proc *p, struct hy_msg **out)
+/* A receive of any message without a timeout, the common one: the same
+ * steps as recv_body's with no match, no marker and no timer (so no timer
+ * to arm or disarm), with the mailbox's head taken directly. Anything else
+ * (a timeout, not a process, no out) goes to recv_body. */
+int hy_recv(struct hy_msg **out, int64_t timeout_ns)
 {
-    struct hy_msg *m;
+    struct hy_shard *sh = hy__tls_shard;
+    /* one test and branch each (the empty asm keeps the compiler from
+     * or-ing the conditions' values, which took more) */
+    if (__builtin_expect(timeout_ns >= 0, 0) || __builtin_expect(!sh, 0))
+        return recv_any(out, timeout_ns);
+    struct hy_proc *p = sh->current;
+    if (__builtin_expect(!p, 0))
+        return HY_ENOTPROC;
+    __asm__("" : "+r"(out));
+    if (__builtin_expect(!out, 0))
+        return HY_EINVAL;
+    charge_on(sh, p);
+    p->timed_out = 0;
+    struct hy_msg *m = p->mb_head;
     /* the timeout flag was just cleared: it is looked at only after a
      * switch-out (as recv_body: a timeout flag raised meanwhile ends it) */
-    do {
+    while (m == NULL) {
         p->state = HY_P_WAITING;
         p->wait_msg = HY_WAIT_ANY;
         hy__sched_switch_out(p);
@@ -1488,7 +1502,7 @@ static __attribute__((noinline)) int recv_wait(struct hy_proc *p, struct hy_msg 
             p->timed_out = 0;
             return HY_ETIMEDOUT;
         }
-    } while (m == NULL);
+    }
     p->mb_head = m->next;
     if (p->mb_tailp == &m->next)
         p->mb_tailp = &p->mb_head;
@@ -1496,65 +1510,9 @@ static __attribute__((noinline)) int recv_wait(struct hy_proc *p, struct hy_msg 
         p->mark = &p->mb_head;
     p->mb_len--;
     m->next = NULL;
+    /* p->shard, not sh: sh is then not kept across the switch-out (one
+     * callee-saved register fewer to save and restore a receive) */
     hy__stat_add(&p->shard->st.msgs_received, 1);
-    *out = m;
-    return 0;
-}
-
-/* hy_recv whose charge is more than a budget decrement (the budget spent,
- * a signal pending): charged, then the receive as hy_recv's. */
-static __attribute__((noinline)) int recv_charged(struct hy_proc *p, struct hy_msg **out)
-{
-    hy__charge(p);
-    p->timed_out = 0;
-    struct hy_msg *m = p->mb_head;
-    if (m == NULL)
-        return recv_wait(p, out);
-    p->mb_head = m->next;
-    if (p->mb_tailp == &m->next)
-        p->mb_tailp = &p->mb_head;
-    if (p->mark == &m->next)
-        p->mark = &p->mb_head;
-    p->mb_len--;
-    m->next = NULL;
-    hy__stat_add(&p->shard->st.msgs_received, 1);
-    *out = m;
-    return 0;
-}
-
-/* A receive of any message without a timeout, the common one: the same
- * steps as recv_body's with no match, no marker and no timer (so no timer
- * to arm or disarm), with the mailbox's head taken directly; an empty
- * mailbox waits in recv_wait. Anything else (a timeout, not a process, no
- * out) goes to recv_body. */
-int hy_recv(struct hy_msg **out, int64_t timeout_ns)
-{
-    struct hy_shard *sh = hy__tls_shard;
-    /* one test and branch each (the empty asm keeps the compiler from
-     * or-ing the conditions' values, which took more) */
-    if (__builtin_expect(timeout_ns >= 0, 0) || __builtin_expect(!sh, 0))
-        return recv_any(out, timeout_ns);
-    struct hy_proc *p = sh->current;
-    if (__builtin_expect(!p, 0))
-        return HY_ENOTPROC;
-    __asm__("" : "+r"(out));
-    if (__builtin_expect(!out, 0))
-        return HY_EINVAL;
-    if (__builtin_expect(p->budget <= 1, 0) || __builtin_expect(hy__mesh_sig_in(sh), 0))
-        return recv_charged(p, out);
-    p->budget--; /* charge_on's common case */
-    p->timed_out = 0;
-    struct hy_msg *m = p->mb_head;
-    if (__builtin_expect(m == NULL, 0))
-        return recv_wait(p, out);
-    p->mb_head = m->next;
-    if (p->mb_tailp == &m->next)
-        p->mb_tailp = &p->mb_head;
-    if (p->mark == &m->next)
-        p->mark = &p->mb_head;
-    p->mb_len--;
-    m->next = NULL;
-    hy__stat_add(&sh->st.msgs_received, 1);
     *out = m;
     return 0;
 }
