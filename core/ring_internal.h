@@ -257,8 +257,6 @@ static inline uint32_t hy__ring_peek_burst(struct hy_ring *r, uintptr_t *out, ui
     return avail;
 }
 
-/* Consumer: the entry of the k-th position of the burst peeked last (its
- * slot held HY_RING_ENTRY). */
 /* Consumer: how many positions are published and not yet released, at
  * most max (acquire load of head only when the last one seen is used up). */
 static inline uint32_t hy__ring_avail(struct hy_ring *r, uint32_t max)
@@ -279,6 +277,8 @@ static inline uintptr_t hy__ring_slot_at(const struct hy_ring *r, uint32_t k)
     return r->slots[(r->tail_local + k) & r->cmask];
 }
 
+/* Consumer: the entry of the k-th position of the burst peeked last (its
+ * slot held HY_RING_ENTRY). */
 static inline const struct hy__centry *hy__ring_entry_at(const struct hy_ring *r, uint32_t k)
 {
     return &r->cents[(r->tail_local + k) & r->cemask];
