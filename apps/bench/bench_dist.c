@@ -118,6 +118,20 @@ static bool memif_zc(void)
     return !(e && strcmp(e, "0") == 0);
 }
 
+/* HYDRA_BENCH_MEMIF_RSIZE=N (4..14): memif's rings of 2^N slots (its
+ * "rsize"; memif's default is 10), on both sides of every memif row;
+ * returns the devarg (with its comma) or "". */
+static const char *memif_rsize(void)
+{
+    static char arg[16];
+    const char *e = getenv("HYDRA_BENCH_MEMIF_RSIZE");
+    long v = e && *e ? strtol(e, NULL, 10) : 0;
+    if (v < 4 || v > 14)
+        return "";
+    snprintf(arg, sizeof(arg), ",rsize=%ld", v);
+    return arg;
+}
+
 /* The memory of the memif rows' EALs (both nodes, and memif_raw_rtt's ping
  * and pong, so the floor and dist run alike). HYDRA_BENCH_HUGE=auto (the
  * default): 2 MiB hugepages when MEMIF_HUGE_PAGES of them are free, or can
@@ -258,9 +272,9 @@ static int dist_up(const struct dist_setup *s, uint32_t self)
     c.transport = HY_DIST_UDP;
     if (s->memif_dir[0]) {
         memif_sock_path(s, sock, sizeof(sock));
-        snprintf(vdev, sizeof(vdev), "--vdev=net_memif0,role=%s,socket=%s,socket-abstract=no%s",
+        snprintf(vdev, sizeof(vdev), "--vdev=net_memif0,role=%s,socket=%s,socket-abstract=no%s%s",
                  self == NODE_A ? "server" : "client", sock,
-                 self != NODE_A && memif_zc() ? ",zero-copy=yes" : "");
+                 self != NODE_A && memif_zc() ? ",zero-copy=yes" : "", memif_rsize());
         snprintf(prefix, sizeof(prefix), "--file-prefix=%s-%u", strrchr(s->memif_dir, '/') + 1,
                  self);
         int k = 0;
@@ -1010,8 +1024,9 @@ static int mr_port_up(const char *dir, int server, int cpu)
     snprintf(prefix, sizeof(prefix), "--file-prefix=%s-%d", strrchr(dir, '/') + 1,
              server ? 1 : 2);
     snprintf(vdev, sizeof(vdev),
-             "--vdev=net_memif0,role=%s,socket=%s/memif.sock,socket-abstract=no%s",
-             server ? "server" : "client", dir, !server && memif_zc() ? ",zero-copy=yes" : "");
+             "--vdev=net_memif0,role=%s,socket=%s/memif.sock,socket-abstract=no%s%s",
+             server ? "server" : "client", dir, !server && memif_zc() ? ",zero-copy=yes" : "",
+             memif_rsize());
     const char *mem[2];
     int nm = memif_mem_args(mr_huge, mem);
     char *argv[12] = {"hydra-bench", "-l", core, "--log-level=4", "--no-pci"};
