@@ -136,7 +136,7 @@ static const char *memif_rsize(void)
  * and pong, so the floor and dist run alike). HYDRA_BENCH_HUGE=auto (the
  * default): 2 MiB hugepages when MEMIF_HUGE_PAGES of them are free, or can
  * be reserved for the row (root: nr_hugepages raised by the shortfall, at
- * most that many, and set back when the row ends); otherwise --no-huge,
+ * most that many, and lowered by as many when the row ends); otherwise --no-huge,
  * with a note saying so. HYDRA_BENCH_HUGE=0: always --no-huge; =1: hugepages
  * or the row fails. With hugepages the EALs run --in-memory: DPDK 22.11
  * backs them with memfd hugepages (MFD_HUGETLB), no hugetlbfs mount needed
