@@ -166,7 +166,11 @@ struct hy_dist_config {
     /* HY_DIST_DPDK only. EAL arguments passed through to rte_eal_init
      * (borrowed for the call), e.g. "--vdev=net_memif0,role=server,socket=/x",
      * "--no-huge", "--file-prefix=a". Unless they give one, the core list
-     * (-l) is the shard CPUs and --file-prefix is "hydra-node<id>". EAL is
+     * (-l) is the shard CPUs and --file-prefix is "hydra-node<id>"; no
+     * memory option is added, so EAL wants hugepages (a mounted hugetlbfs,
+     * or "--in-memory" for memfd hugepages without a mount) unless they
+     * say "--no-huge" (4 KiB pages; with "--no-shconf", as the tests):
+     * net/README.md. EAL is
      * initialised once per OS process: a later hy_dist_start ignores them.
      * A memif client port (memif's role unless role=server) whose server is
      * not there yet, or refuses it because the server's own port has not

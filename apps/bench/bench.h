@@ -114,6 +114,11 @@ void bench_rtt_pct_print(const char *row, int rep, uint32_t *ns, uint64_t n);
 double bench_median(double *vals, size_t n);
 /* Prints "# NAME reps: [...] UNIT" and "bench=NAME value=V unit=UNIT". */
 void bench_report(const struct bench *b, const char *name, double *vals, size_t n);
+/* Adds " mode=MODE" to the bench= lines bench_report prints from now on
+ * (NULL: nothing), for a row whose figure depends on how it ran (the memif
+ * rows: "hugepages" or "4k-pages"); scripts/bench shows it beside the
+ * figure. MODE must outlive the row. Inherited by forked children. */
+void bench_set_mode(const char *mode);
 /* Fills cfg for a benchmark run: defaults, nshards, explicit CPU list from
  * the start-up affinity mask, stack mode. */
 void bench_config(struct hy_config *cfg, const struct bench_env *env, unsigned nshards,

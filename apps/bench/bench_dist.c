@@ -6,7 +6,9 @@
  * memif_raw_rtt (a bare DPDK ping-pong over memif, no runtime).
  *
  * memif: node a is the memif server, node b the client, each with its own
- * EAL (--no-pci --no-huge --no-shconf --no-telemetry, its own --file-prefix;
+ * EAL (--no-pci --no-telemetry, its own --file-prefix, 2 MiB hugepages with
+ * --in-memory when it can have them, else --no-huge --no-shconf: see
+ * memif_mem_prepare;
  * the client also --single-file-segments, in memif's zero-copy mode unless
  * HYDRA_BENCH_MEMIF_ZC=0) and a socket file in a private temporary directory, as tests/net/test_dpdk.c.
  * EAL is initialised once per OS process and never again, so a memif
@@ -71,6 +73,7 @@ struct dist_setup {
     uint64_t send_queue_max;
     char memif_dir[64];
     int busy_poll;
+    int huge; /* memif: the EALs on 2 MiB hugepages (--in-memory), else --no-huge */
 };
 
 static void memif_sock_path(const struct dist_setup *s, char *buf, size_t len)
@@ -115,12 +118,152 @@ static bool memif_zc(void)
     return !(e && strcmp(e, "0") == 0);
 }
 
+/* HYDRA_BENCH_MEMIF_RSIZE=N (4..14): memif's rings of 2^N slots (its
+ * "rsize"; memif's default is 10), on both sides of every memif row;
+ * returns the devarg (with its comma) or "". */
+static const char *memif_rsize(void)
+{
+    static char arg[16];
+    const char *e = getenv("HYDRA_BENCH_MEMIF_RSIZE");
+    long v = e && *e ? strtol(e, NULL, 10) : 0;
+    if (v < 4 || v > 14)
+        return "";
+    snprintf(arg, sizeof(arg), ",rsize=%ld", v);
+    return arg;
+}
+
+/* The memory of the memif rows' EALs (both nodes, and memif_raw_rtt's ping
+ * and pong, so the floor and dist run alike). HYDRA_BENCH_HUGE=auto (the
+ * default): 2 MiB hugepages when MEMIF_HUGE_PAGES of them are free, or can
+ * be reserved for the row (root: nr_hugepages raised by the shortfall, at
+ * most that many, and lowered by as many when the row ends); otherwise --no-huge,
+ * with a note saying so. HYDRA_BENCH_HUGE=0: always --no-huge; =1: hugepages
+ * or the row fails. With hugepages the EALs run --in-memory: DPDK 22.11
+ * backs them with memfd hugepages (MFD_HUGETLB), no hugetlbfs mount needed
+ * and nothing left behind in one. memif's own rings stay on the memfd
+ * regions it makes (4 KiB pages) in both modes. */
+#if HY_HAVE_DPDK
+#define MEMIF_HUGE_SYS "/sys/kernel/mm/hugepages/hugepages-2048kB/"
+/* Two EALs, each mapping its heap and mbuf pool on demand: measured (free
+ * pages sampled every 10 ms) 22 pages for dist_rtt's or dist_throughput's
+ * two nodes together, 8 for memif_raw_rtt's two sides; about 3x that. */
+#define MEMIF_HUGE_PAGES 64
+
+static long huge_read(const char *file)
+{
+    char path[128], buf[32];
+    long v = -1;
+
+    snprintf(path, sizeof(path), MEMIF_HUGE_SYS "%s", file);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    if (n > 0) {
+        buf[n] = '\0';
+        v = strtol(buf, NULL, 10);
+    }
+    close(fd);
+    return v;
+}
+
+static int huge_write_total(long total)
+{
+    char buf[32];
+    int fd = open(MEMIF_HUGE_SYS "nr_hugepages", O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int len = snprintf(buf, sizeof(buf), "%ld\n", total);
+    ssize_t n = write(fd, buf, (size_t)len);
+    close(fd);
+    return n == len ? 0 : -1;
+}
+
+/* pages this row added to nr_hugepages (taken off again at its end: by
+ * difference, so two benchmarks that overlap give back what each added) */
+static long huge_added;
+
+/* Picks the row's memory mode (1: hugepages) before its processes start;
+ * memif_mem_release() after they ended. Returns -1 (after bench_fail) only
+ * for HYDRA_BENCH_HUGE=1 without hugepages. */
+static int memif_mem_prepare(const char *row)
+{
+    const char *e = getenv("HYDRA_BENCH_HUGE");
+    int want = e && strcmp(e, "1") == 0 ? 1 : e && strcmp(e, "0") == 0 ? 0 : -1;
+    char why[160];
+
+    huge_added = 0;
+    bench_set_mode("4k-pages");
+    if (want == 0) {
+        bench_note("%s: EAL memory --no-huge (HYDRA_BENCH_HUGE=0)", row);
+        return 0;
+    }
+    long total = huge_read("nr_hugepages"), free_ = huge_read("free_hugepages");
+    if (total < 0 || free_ < 0) {
+        snprintf(why, sizeof(why), "no 2 MiB hugepage support (%s)", MEMIF_HUGE_SYS);
+    } else if (free_ >= MEMIF_HUGE_PAGES) {
+        bench_note("%s: EAL memory 2 MiB hugepages (--in-memory; %ld of %ld free)", row, free_,
+                   total);
+        bench_set_mode("hugepages");
+        return 1;
+    } else if (huge_write_total(total + (MEMIF_HUGE_PAGES - free_)) != 0) {
+        snprintf(why, sizeof(why), "%ld free, %d needed, nr_hugepages not writable: %s", free_,
+                 MEMIF_HUGE_PAGES, strerror(errno));
+    } else {
+        huge_added = MEMIF_HUGE_PAGES - free_;
+        long got = huge_read("free_hugepages");
+        if (got >= MEMIF_HUGE_PAGES) {
+            bench_note("%s: EAL memory 2 MiB hugepages (--in-memory; nr_hugepages raised %ld -> "
+                       "%ld for the row)",
+                       row, total, total + huge_added);
+            bench_set_mode("hugepages");
+            return 1;
+        }
+        snprintf(why, sizeof(why), "raised nr_hugepages but only %ld free (fragmented memory?)",
+                 got);
+        huge_write_total(total); /* (what this row added, nothing else yet) */
+        huge_added = 0;
+    }
+    if (want == 1) {
+        bench_fail("%s: HYDRA_BENCH_HUGE=1 but no hugepages: %s", row, why);
+        return -1;
+    }
+    bench_note("%s: EAL memory --no-huge (4 KiB pages), falling back: %s", row, why);
+    return 0;
+}
+
+static void memif_mem_release(void)
+{
+    if (huge_added > 0) {
+        long total = huge_read("nr_hugepages");
+        long back = total > huge_added ? total - huge_added : 0;
+        if (total < 0 || huge_write_total(back) != 0)
+            bench_note("could not take the %ld hugepages added back off nr_hugepages: %s",
+                       huge_added, strerror(errno));
+    }
+    huge_added = 0;
+    bench_set_mode(NULL);
+}
+#endif /* HY_HAVE_DPDK */
+
+/* The EAL arguments of the memory mode: ARGS gets one or two of them. */
+static int memif_mem_args(int huge, const char **args)
+{
+    if (huge) {
+        args[0] = "--in-memory";
+        return 1;
+    }
+    args[0] = "--no-huge";
+    args[1] = "--no-shconf";
+    return 2;
+}
+
 static int dist_up(const struct dist_setup *s, uint32_t self)
 {
     struct hy_dist_peer peers[2];
     struct hy_dist_config c;
     char vdev[256], prefix[96], sock[128];
-    const char *eal[7];
+    const char *eal[8];
 
     fill_peers(s, peers);
     hy_dist_config_init(&c);
@@ -129,20 +272,20 @@ static int dist_up(const struct dist_setup *s, uint32_t self)
     c.transport = HY_DIST_UDP;
     if (s->memif_dir[0]) {
         memif_sock_path(s, sock, sizeof(sock));
-        snprintf(vdev, sizeof(vdev), "--vdev=net_memif0,role=%s,socket=%s,socket-abstract=no%s",
+        snprintf(vdev, sizeof(vdev), "--vdev=net_memif0,role=%s,socket=%s,socket-abstract=no%s%s",
                  self == NODE_A ? "server" : "client", sock,
-                 self != NODE_A && memif_zc() ? ",zero-copy=yes" : "");
+                 self != NODE_A && memif_zc() ? ",zero-copy=yes" : "", memif_rsize());
         snprintf(prefix, sizeof(prefix), "--file-prefix=%s-%u", strrchr(s->memif_dir, '/') + 1,
                  self);
-        eal[0] = "--no-pci";
-        eal[1] = "--no-huge";
-        eal[2] = "--no-shconf";
-        eal[3] = "--no-telemetry";
-        eal[4] = prefix;
-        eal[5] = vdev;
+        int k = 0;
+        eal[k++] = "--no-pci";
+        k += memif_mem_args(s->huge, eal + k);
+        eal[k++] = "--no-telemetry";
+        eal[k++] = prefix;
+        eal[k++] = vdev;
         c.transport = HY_DIST_DPDK;
         c.eal_args = eal;
-        c.eal_argc = 6;
+        c.eal_argc = k;
         if (memif_zc())
             eal[c.eal_argc++] = "--single-file-segments";
         c.dpdk_port = 0;
@@ -301,20 +444,21 @@ static void node_b_main(void *arg)
     hy_dist_stop();
 }
 
-/* argv: base_a base_b cpu_a cpu_b send_queue_max memif_dir|- busy|sleep */
+/* argv: base_a base_b cpu_a cpu_b send_queue_max memif_dir|- busy|sleep huge|nohuge */
 int bench_dist_node_main(int argc, char **argv)
 {
     struct dist_setup s;
     struct hy_config cfg;
 
-    if (argc != 7) {
-        fprintf(stderr, "hydra-bench --dist-node: expected 7 arguments\n");
+    if (argc != 8) {
+        fprintf(stderr, "hydra-bench --dist-node: expected 8 arguments\n");
         return 2;
     }
     memset(&s, 0, sizeof(s));
     if (strcmp(argv[5], "-") != 0)
         snprintf(s.memif_dir, sizeof(s.memif_dir), "%s", argv[5]);
     s.busy_poll = strcmp(argv[6], "busy") == 0;
+    s.huge = strcmp(argv[7], "huge") == 0;
     s.base_a = (uint16_t)atoi(argv[0]);
     s.base_b = (uint16_t)atoi(argv[1]);
     s.cpu_a = atoi(argv[2]);
@@ -514,7 +658,8 @@ static int wait_child(pid_t p, int ms)
 }
 
 static int dist_run(const struct bench *b, const struct bench_env *env, int throughput,
-                    const char *memif_dir, int busy_poll)
+                    const char *memif_dir, int busy_poll,
+                    int huge)
 {
     static uint16_t bump; /* two benchmarks in one invocation: other ports */
     struct dist_setup s;
@@ -528,6 +673,7 @@ static int dist_run(const struct bench *b, const struct bench_env *env, int thro
     if (memif_dir)
         snprintf(s.memif_dir, sizeof(s.memif_dir), "%s", memif_dir);
     s.busy_poll = busy_poll;
+    s.huge = huge;
     run.n = throughput ? bench_scaled(env, 1000000) : bench_scaled(env, 100000);
     s.base_a = (uint16_t)(pick_base() + bump);
     s.base_b = (uint16_t)(s.base_a + 2);
@@ -554,11 +700,12 @@ static int dist_run(const struct bench *b, const struct bench_env *env, int thro
     bench_describe_runtime(b->name, &cfg);
     if (s.memif_dir[0])
         bench_note("%s: two nodes over DPDK net_memif (net/dist.h, HY_DIST_DPDK; EAL --no-pci "
-                   "--no-huge --no-shconf, socket in %s): node a (a child of this program, "
+                   "%s, socket in %s): node a (a child of this program, "
                    "memif server, 1 shard on CPU %d) and node b (its child, memif client%s, 1 "
                    "shard on CPU %d); idle policy of both nodes: %s; send queue bound %llu "
                    "messages",
-                   b->name, s.memif_dir, s.cpu_a,
+                   b->name, s.huge ? "--in-memory (2 MiB hugepages)" : "--no-huge --no-shconf",
+                   s.memif_dir, s.cpu_a,
                    memif_zc() ? " in zero-copy mode, --single-file-segments" : "", s.cpu_b,
                    s.busy_poll ? "HY_IDLE_BUSY_POLL (a core per shard)"
                                : "default (spin, then memif's poll-then-sleep steps)",
@@ -587,7 +734,7 @@ static int dist_run(const struct bench *b, const struct bench_env *env, int thro
     if (child == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the benchmark */
         execl(exe, exe, "--dist-node", a0, a1, a2, a3, a4, s.memif_dir[0] ? s.memif_dir : "-",
-              s.busy_poll ? "busy" : "sleep", (char *)NULL);
+              s.busy_poll ? "busy" : "sleep", s.huge ? "huge" : "nohuge", (char *)NULL);
         _exit(127);
     }
     rc = hy_run(&cfg, node_a_main, &run);
@@ -621,12 +768,12 @@ static int dist_run(const struct bench *b, const struct bench_env *env, int thro
 
 int bench_dist_rtt_udp_run(const struct bench *b, const struct bench_env *env)
 {
-    return dist_run(b, env, 0, NULL, 0);
+    return dist_run(b, env, 0, NULL, 0, 0);
 }
 
 int bench_dist_throughput_udp_run(const struct bench *b, const struct bench_env *env)
 {
-    return dist_run(b, env, 1, NULL, 0);
+    return dist_run(b, env, 1, NULL, 0, 0);
 }
 
 /* ---- memif: private directory, EAL leftovers, a child for node a ------------------ */
@@ -677,8 +824,12 @@ static int dist_memif(const struct bench *b, const struct bench_env *env, int th
     char dir[64];
     int st = 0;
 
+    int huge = memif_mem_prepare(b->name);
+    if (huge < 0)
+        return 1;
     if (memif_mkdir(dir, sizeof(dir)) != 0) {
         bench_fail("mkdtemp: %s", strerror(errno));
+        memif_mem_release();
         return 1;
     }
     fflush(NULL);
@@ -686,17 +837,19 @@ static int dist_memif(const struct bench *b, const struct bench_env *env, int th
     if (a < 0) {
         bench_fail("fork: %s", strerror(errno));
         memif_cleanup(dir);
+        memif_mem_release();
         return 1;
     }
     if (a == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-        int rc = dist_run(b, env, throughput, dir, busy_poll);
+        int rc = dist_run(b, env, throughput, dir, busy_poll, huge);
         fflush(NULL);
         _exit(rc != 0 || bench_failed() ? 1 : 0);
     }
     while (waitpid(a, &st, 0) < 0 && errno == EINTR)
         ;
     memif_cleanup(dir);
+    memif_mem_release();
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
         bench_fail("node a's process ended with %s %d", WIFEXITED(st) ? "status" : "signal",
                    WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
@@ -858,6 +1011,8 @@ out:
 #define MR_LEN_DEFAULT 64
 #define MR_STOP 0xffffffffffffffffull
 
+static int mr_huge; /* the row's memory mode (memif_mem_prepare), set before the fork */
+
 static int mr_port_up(const char *dir, int server, int cpu)
 {
     char core[16], prefix[96], vdev[256];
@@ -869,11 +1024,18 @@ static int mr_port_up(const char *dir, int server, int cpu)
     snprintf(prefix, sizeof(prefix), "--file-prefix=%s-%d", strrchr(dir, '/') + 1,
              server ? 1 : 2);
     snprintf(vdev, sizeof(vdev),
-             "--vdev=net_memif0,role=%s,socket=%s/memif.sock,socket-abstract=no%s",
-             server ? "server" : "client", dir, !server && memif_zc() ? ",zero-copy=yes" : "");
-    char *argv[] = {"hydra-bench", "-l",       core,     "--log-level=4", "--no-pci",
-                    "--no-huge",   "--no-shconf", "--no-telemetry", prefix, vdev, NULL, NULL};
-    int argc = 10;
+             "--vdev=net_memif0,role=%s,socket=%s/memif.sock,socket-abstract=no%s%s",
+             server ? "server" : "client", dir, !server && memif_zc() ? ",zero-copy=yes" : "",
+             memif_rsize());
+    const char *mem[2];
+    int nm = memif_mem_args(mr_huge, mem);
+    char *argv[12] = {"hydra-bench", "-l", core, "--log-level=4", "--no-pci"};
+    int argc = 5;
+    for (int i = 0; i < nm; i++)
+        argv[argc++] = (char *)mem[i];
+    argv[argc++] = "--no-telemetry";
+    argv[argc++] = prefix;
+    argv[argc++] = vdev;
     if (memif_zc())
         argv[argc++] = "--single-file-segments";
     if (rte_eal_init(argc, argv) < 0) {
@@ -1074,17 +1236,22 @@ int bench_memif_raw_rtt_run(const struct bench *b, const struct bench_env *env)
     int fds[2], st = 0, rc = 1;
     struct stat sst;
 
+    mr_huge = memif_mem_prepare(b->name);
+    if (mr_huge < 0)
+        return 1;
     if (memif_mkdir(dir, sizeof(dir)) != 0 || pipe(fds) != 0) {
         bench_fail("mkdtemp or pipe: %s", strerror(errno));
+        memif_mem_release();
         return 1;
     }
     mr_len = mr_len_from_env();
     bench_note("%llu round trips of a %u-byte frame over a net_memif pair between two "
                "processes with their own EAL (-l %d, memif server, ping; -l %d, client%s, pong; "
-               "--no-pci --no-huge --no-shconf), one queue, rte_eth_tx_burst and busy-polled "
+               "--no-pci %s), one queue, rte_eth_tx_burst and busy-polled "
                "rte_eth_rx_burst; no runtime: the DPDK floor under dist_rtt",
                (unsigned long long)n, mr_len, cpu_a, cpu_b,
-               memif_zc() ? " in zero-copy mode, --single-file-segments" : "");
+               memif_zc() ? " in zero-copy mode, --single-file-segments" : "",
+               mr_huge ? "--in-memory (2 MiB hugepages)" : "--no-huge --no-shconf");
     fflush(NULL);
     pid_t ping = fork();
     if (ping == 0) {
@@ -1134,6 +1301,7 @@ out:
     if (pong > 0)
         kill(pong, SIGKILL), waitpid(pong, &st, 0);
     memif_cleanup(dir);
+    memif_mem_release();
     return rc;
 }
 

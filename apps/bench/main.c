@@ -230,6 +230,13 @@ double bench_median(double *vals, size_t n)
     return n % 2 ? vals[n / 2] : (vals[n / 2 - 1] + vals[n / 2]) / 2.0;
 }
 
+static const char *bench_mode;
+
+void bench_set_mode(const char *mode)
+{
+    bench_mode = mode;
+}
+
 void bench_report(const struct bench *b, const char *name, double *vals, size_t n)
 {
     char list[512];
@@ -239,7 +246,8 @@ void bench_report(const struct bench *b, const char *name, double *vals, size_t 
         off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%.*f", i ? " " : "", b->decimals,
                                 vals[i]);
     bench_note("%s reps: [%s] %s", name, list, b->unit);
-    printf("bench=%s value=%.*f unit=%s\n", name, b->decimals, bench_median(vals, n), b->unit);
+    printf("bench=%s value=%.*f unit=%s%s%s\n", name, b->decimals, bench_median(vals, n), b->unit,
+           bench_mode ? " mode=" : "", bench_mode ? bench_mode : "");
     fflush(stdout);
 }
 
