@@ -62,12 +62,12 @@ static void usage(FILE *f)
             "                           send_from_item=BYTES (a get on the connection's own\n"
             "                           shard of a value this large or larger is sent from\n"
             "                           the item, not copied first; 0: never; default 512),\n"
-            "                           hugepages=0|1 (1, the default: each shard's slab\n"
+            "                           hugepages=0|1 (1: each shard's slab\n"
             "                           pages come from one 2 MiB-aligned reservation and\n"
             "                           its hash table from 2 MiB-aligned memory, both\n"
             "                           advised for transparent huge pages, which the\n"
             "                           kernel gives where it can (THP enabled = always or\n"
-            "                           madvise); 0: malloc's pages)\n"
+            "                           madvise); 0, the default: malloc's pages)\n"
             "  --console=ADDR:PORT      serve the node console (dashboard, /metrics, /api)\n"
             "                           there, e.g. 127.0.0.1:8080; a non-loopback address\n"
             "                           needs HYDRA_CONSOLE_TOKEN set (actions need it too)\n"
@@ -222,9 +222,14 @@ int main(int argc, char **argv)
     /* a local get of 512 B and up sent from the item: lower user time per
      * op at 500 connections in an interleaved A/B (docs/BENCHMARKS.md) */
     kvcache_cfg.send_from_item = 512;
-    /* the stores on transparent huge pages: fewer page walks per command
-     * (docs/BENCHMARKS.md, session 30) */
-    kvcache_cfg.hugepages = true;
+    /* the stores on transparent huge pages (-o hugepages=1): lower CPU per
+     * op in 26 of 56 interleaved pairs, no direction (docs/BENCHMARKS.md,
+     * session 30): off until a quiet run decides */
+    kvcache_cfg.hugepages = false;
+    /* a forwarded reply home when the connection's shard is awake (-o
+     * direct_home=1): fewer system calls, lower CPU per op in 14 of 32
+     * pairs (7 of 8 at 1:1, 500 connections; 1 of 8 at 9:1, 50) (same) */
+    kvcache_cfg.direct_home = false;
     unsigned shards = 0;
 
     static const struct option longopts[] = {
