@@ -62,12 +62,12 @@ static void usage(FILE *f)
             "                           send_from_item=BYTES (a get on the connection's own\n"
             "                           shard of a value this large or larger is sent from\n"
             "                           the item, not copied first; 0: never; default 512),\n"
-            "                           hugepages=0|1 (1: each shard's slab\n"
+            "                           hugepages=0|1 (1, the default: each shard's slab\n"
             "                           pages come from one 2 MiB-aligned reservation and\n"
             "                           its hash table from 2 MiB-aligned memory, both\n"
             "                           advised for transparent huge pages, which the\n"
             "                           kernel gives where it can (THP enabled = always or\n"
-            "                           madvise); 0, the default: malloc's pages)\n"
+            "                           madvise); 0: malloc's pages)\n"
             "  --console=ADDR:PORT      serve the node console (dashboard, /metrics, /api)\n"
             "                           there, e.g. 127.0.0.1:8080; a non-loopback address\n"
             "                           needs HYDRA_CONSOLE_TOKEN set (actions need it too)\n"
@@ -222,10 +222,10 @@ int main(int argc, char **argv)
     /* a local get of 512 B and up sent from the item: lower user time per
      * op at 500 connections in an interleaved A/B (docs/BENCHMARKS.md) */
     kvcache_cfg.send_from_item = 512;
-    /* the stores on transparent huge pages (-o hugepages=1): lower CPU per
-     * op in 26 of 56 interleaved pairs, no direction (docs/BENCHMARKS.md,
-     * session 30): off until a quiet run decides */
-    kvcache_cfg.hugepages = false;
+    /* the stores on transparent huge pages: lower CPU per op in 35 of 48
+     * interleaved pairs with 1 KiB values, 26 of 56 with 32 B (even)
+     * (docs/BENCHMARKS.md, session 30) */
+    kvcache_cfg.hugepages = true;
     /* a forwarded reply home when the connection's shard is awake (-o
      * direct_home=1): fewer system calls, lower CPU per op in 23 of 48
      * pairs (18 of 32 at 500 connections, 5 of 16 at 50) (same) */

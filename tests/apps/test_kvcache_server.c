@@ -990,6 +990,7 @@ static void test_kvcache_server_owner_restarts_empty(void **state)
     s->chunk_size = 48;
     s->nshards = 2;
     kvcache_cfg.direct_ring = true; /* the owner's reply through its ring (-o direct_ring=1) */
+    kvcache_cfg.hugepages = true;   /* hydra-kvcache's default: restarted owners' stores too */
     kvcache_cfg.started = kvcache_unix_now() - 2;
     struct hy_config cfg;
     hy_config_init(&cfg);
