@@ -116,6 +116,13 @@ int hy_shard_id(void)
     return sh ? (int)sh->id : -1;
 }
 
+bool hy_shard_asleep(unsigned shard)
+{
+    if (!hy_running() || shard >= hy__rt.nshards)
+        return false;
+    return atomic_load_explicit(&hy__rt.shards[shard]->sleeping, memory_order_relaxed) != 0;
+}
+
 int hy_shard_cpu(unsigned shard, int *cpu, int *numa_node)
 {
     if (!hy_running())

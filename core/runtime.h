@@ -197,6 +197,15 @@ unsigned hy_shard_count(void);
 /* Shard of the calling thread, or -1 off a shard thread. Context: anywhere. */
 int hy_shard_id(void);
 
+/* Whether shard is asleep right now (in the poller's or the futex's wait, or
+ * just about to enter it): a racy hint, read without a barrier, that may be
+ * stale as soon as it is returned; a caller may pick a cheaper path with it
+ * (e.g. send a message rather than write to a socket itself when the shard
+ * is awake and will take the message without a wake-up) but must stay
+ * correct either way. False for a bad shard or when the runtime is not
+ * running. Context: anywhere. */
+bool hy_shard_asleep(unsigned shard);
+
 /* CPU and NUMA node that shard runs on. Errors: HY_EINVAL, HY_ENOTSTARTED. */
 int hy_shard_cpu(unsigned shard, int *cpu, int *numa_node);
 

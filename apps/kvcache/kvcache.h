@@ -36,8 +36,12 @@ struct kvcache_config {
     bool direct_ring;            /* ... through their shard's io_uring (hy_ring_send), not
                                   * by send(2) (epoll: send(2) still; default off) */
     bool direct_ring_submit;     /* ... submitted as the owner's mailbox empties */
+    bool direct_home;            /* ... except when the connection's shard is awake
+                                  * (hy_shard_asleep): then the reply goes back to the
+                                  * connection, which writes it itself */
     uint32_t send_from_item;     /* a local get's value (with its CRLF) of this many
                                   * bytes and up is sent from the item (0: never) */
+    bool hugepages;              /* stores on transparent huge pages (kvcache_store.h) */
     uint64_t direct_give_up_ns;  /* ... a connection waits this long for one (0: 5 s) */
     uint64_t started;            /* unix time the stores' clocks count from */
     const char *console_addr;    /* --console: the node console's address (NULL off) */

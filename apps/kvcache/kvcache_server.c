@@ -108,6 +108,7 @@ static int owner_init(struct hy_gs *gs, void *arg)
         .started = kvcache_cfg.started,
         .cas_first = (uint64_t)shard + 1,
         .cas_step = n,
+        .hugepages = kvcache_cfg.hugepages,
     };
     struct kvcache_store *st = kvcache_store_create(&s);
     if (!st) {
@@ -391,7 +392,13 @@ static KV_HOT bool direct_run(struct kvcache_store *st, struct kvcache_direct *d
         return false;
     run_forwarded(st, p, n, parsed, out);
     size_t done = 0;
-    if (!out->oom && out->len > 0 && out->len <= DIRECT_MAX) {
+    /* the connection's shard awake (kvcache_cfg.direct_home): the reply
+     * goes home as output left to the connection, which writes it with its
+     * shard's other sends, the socket's state not moved to this core and
+     * no wake-up (a racy hint: a shard that fell asleep since is woken by
+     * the message, as for any reply left over) */
+    bool home = kvcache_cfg.direct_home && !hy_shard_asleep(hy_pid_shard(who));
+    if (!home && !out->oom && out->len > 0 && out->len <= DIRECT_MAX) {
         if (kvcache_cfg.direct_ring && direct_ring(d, out, who, ref))
             return true;
         ssize_t w = send(d->fd, out->buf, out->len, MSG_DONTWAIT | MSG_NOSIGNAL);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define IT_FETCHED 1u
 #define IT_STALE 2u
@@ -52,6 +53,10 @@ struct kvcache_store {
     uint64_t nbuckets; /* a power of two */
     char **pages;
     uint64_t npages, pages_cap;
+    uint64_t table_map; /* bytes mapped for buckets (hugepages), 0: calloc'd */
+    char *region;       /* hugepages: the slab pages' reservation (NULL: none yet) */
+    uint64_t region_size, region_used;
+    bool region_failed; /* its mmap failed: pages from malloc */
     uint32_t now;
     uint32_t oldest_live; /* flush_all with a delay: items touched before it are gone */
     uint64_t oldest_cas;  /* flush_all now: items with a cas up to it are gone */
@@ -152,6 +157,101 @@ bool kvcache_store_fits(const struct kvcache_store *st, size_t nkey, size_t nbyt
     return kvcache_store_class_of(st, kvcache_store_item_size(nkey, nbytes)) != 0;
 }
 
+/* ---- huge pages --------------------------------------------------------------- */
+
+#define HUGE_SZ (2ull << 20)
+#define REGION_MAX (64ull << 30) /* a larger store's pages past this come from malloc */
+
+/* size bytes (a multiple of HUGE_SZ) of zeroed memory at a HUGE_SZ-aligned
+ * address, advised MADV_HUGEPAGE: the kernel backs each aligned 2 MiB with a
+ * huge page where it can (THP "always" or "madvise"), with 4 KiB pages where
+ * it cannot ("never", no THP, fragmented memory), same contents either way.
+ * noreserve: address space only, memory as it is touched. NULL if the mmap
+ * fails. */
+static void *huge_map(uint64_t size, bool noreserve)
+{
+    int fl = MAP_PRIVATE | MAP_ANONYMOUS | (noreserve ? MAP_NORESERVE : 0);
+    char *p = mmap(NULL, size + HUGE_SZ, PROT_READ | PROT_WRITE, fl, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    uintptr_t a = ((uintptr_t)p + HUGE_SZ - 1) & ~(uintptr_t)(HUGE_SZ - 1);
+    size_t head = a - (uintptr_t)p, tail = HUGE_SZ - head;
+    if (head)
+        munmap(p, head);
+    if (tail)
+        munmap((char *)a + size, tail);
+#ifdef MADV_HUGEPAGE
+    (void)madvise((void *)a, size, MADV_HUGEPAGE); /* EINVAL without THP: plain pages */
+#endif
+    return (void *)a;
+}
+
+static uint64_t huge_round(uint64_t n)
+{
+    return (n + HUGE_SZ - 1) & ~(HUGE_SZ - 1);
+}
+
+/* a zeroed table of n buckets; *map the bytes mapped (0: calloc'd) */
+static struct kv_item **table_alloc(const struct kvcache_store *st, uint64_t n, uint64_t *map)
+{
+    *map = 0;
+    if (st->set.hugepages) {
+        uint64_t size = huge_round(n * sizeof(struct kv_item *));
+        void *b = huge_map(size, false);
+        if (b) {
+            *map = size;
+            return b;
+        }
+    }
+    return calloc(n, sizeof(struct kv_item *));
+}
+
+static void table_free(struct kv_item **b, uint64_t map)
+{
+    if (map)
+        munmap(b, map);
+    else
+        free(b);
+}
+
+static bool in_region(const struct kvcache_store *st, const char *p)
+{
+    return st->region && p >= st->region && p < st->region + st->region_size;
+}
+
+/* a slab page: the next page_size bytes of the reservation (made at the
+ * first page: maxbytes plus one page per class, since a class takes its
+ * first page past the limit), or malloc once it is used up or failed */
+static char *page_alloc(struct kvcache_store *st)
+{
+    if (st->set.hugepages && !st->region && !st->region_failed) {
+        uint64_t want = st->set.maxbytes + (uint64_t)(st->nclasses + 1) * st->page_size;
+        if (want > REGION_MAX)
+            want = REGION_MAX;
+        want = huge_round(want);
+        st->region = huge_map(want, true);
+        st->region_failed = !st->region;
+        st->region_size = st->region ? want : 0;
+    }
+    if (st->region && st->region_size - st->region_used >= st->page_size) {
+        char *p = st->region + st->region_used;
+        st->region_used += st->page_size;
+        return p;
+    }
+    return malloc(st->page_size);
+}
+
+bool kvcache_store_region(const struct kvcache_store *st, const void **base, uint64_t *size,
+                          uint64_t *used)
+{
+    if (!st->region)
+        return false;
+    *base = st->region;
+    *size = st->region_size;
+    *used = st->region_used;
+    return true;
+}
+
 struct kvcache_store *kvcache_store_create(const struct kvcache_store_settings *s)
 {
     if (s->factor <= 1.0 || s->item_size_max < 1024 || s->chunk_min < 8)
@@ -180,7 +280,7 @@ struct kvcache_store *kvcache_store_create(const struct kvcache_store_settings *
     st->cls[i].perslab = st->page_size / st->set.item_size_max;
     st->nclasses = i;
     st->nbuckets = 1ull << (s->hashpower && s->hashpower < 32 ? s->hashpower : 16);
-    st->buckets = calloc(st->nbuckets, sizeof(*st->buckets));
+    st->buckets = table_alloc(st, st->nbuckets, &st->table_map);
     if (!st->buckets) {
         free(st);
         return NULL;
@@ -194,9 +294,12 @@ void kvcache_store_destroy(struct kvcache_store *st)
     if (!st)
         return;
     for (uint64_t i = 0; i < st->npages; i++)
-        free(st->pages[i]);
+        if (!in_region(st, st->pages[i]))
+            free(st->pages[i]);
+    if (st->region)
+        munmap(st->region, st->region_size);
     free(st->pages);
-    free(st->buckets);
+    table_free(st->buckets, st->table_map);
     free(st);
 }
 
@@ -247,8 +350,8 @@ static KV_HOT struct kv_item **bucket_of(struct kvcache_store *st, uint64_t h)
 
 static void grow_table(struct kvcache_store *st)
 {
-    uint64_t n = st->nbuckets * 2;
-    struct kv_item **b = calloc(n, sizeof(*b));
+    uint64_t n = st->nbuckets * 2, map;
+    struct kv_item **b = table_alloc(st, n, &map);
     if (!b)
         return; /* longer chains, still correct */
     for (uint64_t i = 0; i < st->nbuckets; i++) {
@@ -261,8 +364,9 @@ static void grow_table(struct kvcache_store *st)
             it = next;
         }
     }
-    free(st->buckets);
+    table_free(st->buckets, st->table_map);
     st->buckets = b;
+    st->table_map = map;
     st->nbuckets = n;
     st->c.hash_bytes = n * sizeof(*b);
 }
@@ -397,7 +501,7 @@ static bool add_page(struct kvcache_store *st, struct kv_class *c)
         st->pages = p;
         st->pages_cap = cap;
     }
-    char *page = malloc(st->page_size);
+    char *page = page_alloc(st);
     if (!page)
         return false;
     st->pages[st->npages++] = page;

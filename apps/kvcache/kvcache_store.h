@@ -44,6 +44,11 @@ struct kvcache_store_settings {
     uint64_t cas_first;     /* first cas value handed out (>= 1) */
     uint64_t cas_step;      /* step between cas values (>= 1): shards interleave */
     unsigned hashpower;     /* initial hash table: 2^hashpower buckets (0: 16) */
+    bool hugepages;         /* slab pages carved from one 2 MiB-aligned reservation and
+                             * the hash table on 2 MiB-aligned memory, both advised
+                             * MADV_HUGEPAGE (transparent huge pages where the kernel
+                             * gives them; plain pages, same behaviour, where not);
+                             * false: malloc and calloc */
 };
 
 /* Counters summed over shards for `stats` (every field a uint64_t, so a sum
@@ -116,6 +121,13 @@ struct kvcache_store *kvcache_store_create(const struct kvcache_store_settings *
 
 /* Frees the store and all its items and pages. NULL is a no-op. */
 void kvcache_store_destroy(struct kvcache_store *st);
+
+/* The store's slab reservation (settings.hugepages): *base its start (2 MiB
+ * aligned), *size its length, *used the bytes carved into slab pages so far.
+ * Returns false (outputs untouched) when the store has none: hugepages off,
+ * no page taken yet, or the mmap failed (pages then come from malloc). */
+bool kvcache_store_region(const struct kvcache_store *st, const void **base, uint64_t *size,
+                          uint64_t *used);
 
 /* Sets the clock: unix_now is a unix time in seconds (>= started). */
 void kvcache_store_set_time(struct kvcache_store *st, uint64_t unix_now);

@@ -55,9 +55,19 @@ static void usage(FILE *f)
             "                           2: submitted as soon as its owner's mailbox is\n"
             "                           empty; 0, the default, or the epoll poller: the\n"
             "                           owner's send(2)),\n"
+            "                           direct_home=0|1 (1: when the connection's shard is\n"
+            "                           awake, the reply goes back to it and it writes the\n"
+            "                           reply with its other output; asleep: as direct=1;\n"
+            "                           default 0),\n"
             "                           send_from_item=BYTES (a get on the connection's own\n"
             "                           shard of a value this large or larger is sent from\n"
-            "                           the item, not copied first; 0: never; default 512)\n"
+            "                           the item, not copied first; 0: never; default 512),\n"
+            "                           hugepages=0|1 (1, the default: each shard's slab\n"
+            "                           pages come from one 2 MiB-aligned reservation and\n"
+            "                           its hash table from 2 MiB-aligned memory, both\n"
+            "                           advised for transparent huge pages, which the\n"
+            "                           kernel gives where it can (THP enabled = always or\n"
+            "                           madvise); 0: malloc's pages)\n"
             "  --console=ADDR:PORT      serve the node console (dashboard, /metrics, /api)\n"
             "                           there, e.g. 127.0.0.1:8080; a non-loopback address\n"
             "                           needs HYDRA_CONSOLE_TOKEN set (actions need it too)\n"
@@ -150,6 +160,10 @@ static bool parse_ext(char *arg)
             kvcache_cfg.direct_ring = v >= 1;
             kvcache_cfg.direct_ring_submit = v == 2;
         }
+        else if (strcmp(t, "hugepages") == 0 && v <= 1)
+            kvcache_cfg.hugepages = v == 1;
+        else if (strcmp(t, "direct_home") == 0 && v <= 1)
+            kvcache_cfg.direct_home = v == 1;
         else if (strcmp(t, "send_from_item") == 0)
             kvcache_cfg.send_from_item = (uint32_t)v;
         else if (strcmp(t, "acceptors") == 0 && v > 0 && v <= 64)
@@ -208,6 +222,14 @@ int main(int argc, char **argv)
     /* a local get of 512 B and up sent from the item: lower user time per
      * op at 500 connections in an interleaved A/B (docs/BENCHMARKS.md) */
     kvcache_cfg.send_from_item = 512;
+    /* the stores on transparent huge pages: lower CPU per op in 35 of 48
+     * interleaved pairs with 1 KiB values, 26 of 56 with 32 B (even)
+     * (docs/BENCHMARKS.md, session 30) */
+    kvcache_cfg.hugepages = true;
+    /* a forwarded reply home when the connection's shard is awake (-o
+     * direct_home=1): fewer system calls, lower CPU per op in 23 of 48
+     * pairs (18 of 32 at 500 connections, 5 of 16 at 50) (same) */
+    kvcache_cfg.direct_home = false;
     unsigned shards = 0;
 
     static const struct option longopts[] = {

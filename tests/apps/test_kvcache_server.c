@@ -778,6 +778,49 @@ static void queue_and_kill(void *arg)
     hy_send(q->parent, QUEUED_TAG, NULL, 0);
 }
 
+/* ---- the reply home while the connection's shard is awake ---------------------- */
+
+/* -o direct_home=1: the connection's shard (this process's, 0) stays awake
+ * (this process yields in a loop, never waits) while owner 1 runs its
+ * command, so the owner leaves the whole reply to the connection (d->left)
+ * and tells it by message, writing nothing to the socket; after it, a
+ * connection whose shard sleeps in a receive still gets its replies, in
+ * order (the pipelined and single commands of sent_from_item) */
+static void direct_home(const char *k)
+{
+    kvcache_cfg.direct_home = true;
+    char cmd[96], want[96];
+    snprintf(cmd, sizeof(cmd), "set %s 0 0 4\r\nhome\r\n", k);
+    char r[256];
+    note(ask(1, cmd, r, sizeof(r)) == 0 && strcmp(r, "STORED\r\n") == 0, "home: set: %s", r);
+    snprintf(want, sizeof(want), "VALUE %s 0 4\r\nhome\r\nEND\r\n", k);
+    for (int i = 0; i < 5; i++) {
+        int sv[2];
+        note(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "home: socketpair");
+        struct kvcache_direct *d = direct_new(sv[0]);
+        snprintf(cmd, sizeof(cmd), "get %s\r\n", k);
+        hy_ref ref;
+        note(kvcache_server_send_direct(1, d, NULL, cmd, strlen(cmd), &ref) == 0,
+             "home: send_direct");
+        uint64_t t0 = hy_now_ns();
+        while (atomic_load(&d->state) != KVCACHE_DIRECT_DONE && hy_now_ns() - t0 < 10 * (uint64_t)SEC)
+            hy_yield(); /* awake: runnable throughout, the shard never sleeps */
+        struct hy_msg *m = NULL;
+        note(hy_recv_ref(ref, &m, 10 * SEC) == 0, "home: the connection is told");
+        if (m)
+            hy_msg_free(m);
+        note(atomic_load(&d->state) == KVCACHE_DIRECT_DONE && d->left &&
+                 d->left_len == strlen(want) && memcmp(d->left, want, d->left_len) == 0,
+             "home: the whole reply left to the connection (%zu bytes)", d->left_len);
+        struct pollfd pf = {.fd = sv[1], .events = POLLIN};
+        note(poll(&pf, 1, 0) == 0, "home: nothing written to the socket by the owner");
+        kvcache_direct_put(d);
+        close(sv[1]);
+    }
+    sent_from_item(512);
+    kvcache_cfg.direct_home = false;
+}
+
 /* ---- an owner killed with its ring send in flight ---------------------------- */
 
 static _Atomic int sent_kills;
@@ -853,6 +896,7 @@ static void body(void *arg)
     closed_mid_value();
     sent_from_item(512);
     sent_from_item(0);
+    direct_home(k);
     snprintf(cmd, sizeof(cmd), "set %s 0 0 5\r\nhello\r\n", k);
     note(ask(1, cmd, r, sizeof(r)) == 0 && strcmp(r, "STORED\r\n") == 0, "set: %s", r);
     snprintf(cmd, sizeof(cmd), "get %s\r\n", k);
@@ -946,6 +990,7 @@ static void test_kvcache_server_owner_restarts_empty(void **state)
     s->chunk_size = 48;
     s->nshards = 2;
     kvcache_cfg.direct_ring = true; /* the owner's reply through its ring (-o direct_ring=1) */
+    kvcache_cfg.hugepages = true;   /* hydra-kvcache's default: restarted owners' stores too */
     kvcache_cfg.started = kvcache_unix_now() - 2;
     struct hy_config cfg;
     hy_config_init(&cfg);

@@ -425,6 +425,92 @@ static void test_kvcache_store_touch_and_gat(void **state)
     kvcache_store_destroy(st);
 }
 
+/* hugepages: slab pages carved from one 2 MiB-aligned reservation, the hash
+ * table (and its regrowths) on mapped memory; the same commands give the
+ * same replies, counters and slab figures as on malloc's memory (eviction
+ * under the limit, expiry's reuse, deletes, several classes, the table
+ * grown from 16 buckets), every item inside the reservation, which holds
+ * exactly the pages total_malloced counts */
+static void test_kvcache_store_hugepages_same_as_malloc(void **state)
+{
+    (void)state;
+    struct kvcache_store *st[2];
+    for (int h = 0; h < 2; h++) {
+        struct kvcache_store_settings s = {
+            .maxbytes = 6 << 20,
+            .item_size_max = 1 << 20,
+            .factor = 1.25,
+            .chunk_min = 48,
+            .started = T0 - 2,
+            .cas_first = 1,
+            .cas_step = 1,
+            .hashpower = 4,
+            .hugepages = h == 1,
+        };
+        st[h] = kvcache_store_create(&s);
+        assert_non_null(st[h]);
+        kvcache_store_set_time(st[h], T0);
+    }
+    const void *base = NULL;
+    uint64_t size = 0, used = 0;
+    assert_false(kvcache_store_region(st[0], &base, &size, &used));
+    assert_false(kvcache_store_region(st[1], &base, &size, &used)); /* no page yet */
+    static char val[3000];
+    memset(val, 'v', sizeof(val));
+    char key[32];
+    uint64_t x = 88172645463325252ull;
+    for (int i = 0; i < 60000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        int kl = snprintf(key, sizeof(key), "k%u", (unsigned)(x % 20000));
+        size_t vl = (size_t)(x >> 40) % sizeof(val);
+        int op = (int)((x >> 20) % 10);
+        if (i % 5000 == 4999)
+            for (int h = 0; h < 2; h++)
+                kvcache_store_set_time(st[h], T0 + (uint64_t)i / 5000);
+        int r[2];
+        uint32_t nb[2] = {0, 0};
+        for (int h = 0; h < 2; h++) {
+            struct kvcache_view v;
+            if (op < 5) {
+                r[h] = kvcache_store_set(st[h], KVCACHE_SET, key, (size_t)kl, 7, (int64_t)(x % 3),
+                                         val, vl, 0, 0, NULL);
+            } else if (op < 9) {
+                r[h] = kvcache_store_get(st[h], key, (size_t)kl, false, false, 0, true, &v);
+                if (r[h])
+                    nb[h] = v.nbytes;
+                if (h == 1 && r[h]) {
+                    assert_true(kvcache_store_region(st[1], &base, &size, &used));
+                    assert_true((const char *)v.value >= (const char *)base &&
+                                (const char *)v.value < (const char *)base + used);
+                }
+            } else {
+                r[h] = kvcache_store_delete(st[h], key, (size_t)kl, 0);
+            }
+        }
+        assert_int_equal(r[0], r[1]);
+        assert_int_equal(nb[0], nb[1]);
+    }
+    struct kvcache_counters c0 = counters(st[0]), c1 = counters(st[1]);
+    assert_true(c0.evictions > 0 && c0.reclaimed > 0);
+    assert_true(c0.hash_bytes > 16 * sizeof(void *));
+    assert_memory_equal(&c0, &c1, sizeof(c0));
+    unsigned n = kvcache_store_nclasses(st[0]);
+    assert_int_equal(n, kvcache_store_nclasses(st[1]));
+    for (unsigned i = 1; i <= n; i++) {
+        struct kvcache_class_stats a = {0}, b = {0};
+        kvcache_store_class_stats(st[0], i, &a);
+        kvcache_store_class_stats(st[1], i, &b);
+        assert_memory_equal(&a, &b, sizeof(a));
+    }
+    assert_true(kvcache_store_region(st[1], &base, &size, &used));
+    assert_int_equal((uintptr_t)base % (2u << 20), 0);
+    assert_int_equal(size % (2u << 20), 0);
+    assert_int_equal(used, c1.total_malloced);
+    assert_true(size >= used);
+    for (int h = 0; h < 2; h++)
+        kvcache_store_destroy(st[h]);
+}
+
 static void test_kvcache_store_hash_table_grows(void **state)
 {
     (void)state;
@@ -492,6 +578,7 @@ int main(void)
         cmocka_unit_test(test_kvcache_store_append_prepend_add_replace),
         cmocka_unit_test(test_kvcache_store_touch_and_gat),
         cmocka_unit_test(test_kvcache_store_hash_table_grows),
+        cmocka_unit_test(test_kvcache_store_hugepages_same_as_malloc),
         cmocka_unit_test(test_kvcache_store_hash_every_byte_counts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -360,6 +360,7 @@ static void test_runtime_not_started(void **state)
     assert_int_equal(hy_wait(), HY_ENOTSTARTED);
     int cpu, node;
     assert_int_equal(hy_shard_cpu(0, &cpu, &node), HY_ENOTSTARTED);
+    assert_false(hy_shard_asleep(0));
     struct hy_stats st;
     assert_int_equal(hy_stats_get(0, &st), HY_ENOTSTARTED);
     assert_int_equal(hy_stats_total(&st), HY_ENOTSTARTED);
@@ -844,6 +845,7 @@ static void test_runtime_stats_from_any_process(void **state)
 
 struct idle_ctx {
     bool slept, woken, slept_again;
+    bool hint_asleep, hint_self, hint_bad; /* hy_shard_asleep(1), (0), (2) */
     uint64_t idle_before, idle_after;
     uint64_t sleeps_before;
 };
@@ -876,6 +878,10 @@ static void idle_main(void *arg)
     o.shard = 1;
     HY_CHECK_EQ(hy_spawn_opt(ponger, NULL, &o, &pong), 0);
     c->slept = hy_test_wait_until(shard1_asleep, NULL, 5000);
+    /* shard 1 sleeps until a send wakes it; this shard runs this process */
+    c->hint_asleep = hy_shard_asleep(1);
+    c->hint_self = hy_shard_asleep(0);
+    c->hint_bad = hy_shard_asleep(2);
     struct hy_stats st;
     hy_stats_get(1, &st);
     c->idle_before = st.idle_ns;
@@ -902,6 +908,9 @@ static void test_runtime_idle_sleeps_and_wakes(void **state)
     cfg.nshards = 2;
     hy_test_run_cfg(&cfg, idle_main, &c);
     assert_true(c.slept);
+    assert_true(c.hint_asleep);
+    assert_false(c.hint_self);
+    assert_false(c.hint_bad);
     assert_true(c.woken);
     /* the time asleep was counted as idle when the send woke it */
     assert_true(c.idle_after > c.idle_before);
