@@ -15,7 +15,8 @@
 
 #define T0 1700000000ull /* the tests' "unix time" at store start */
 
-static struct kvcache_store *mk(uint64_t maxbytes)
+/* a store of maxbytes with the tests' settings; hashpower 0: the default table */
+static struct kvcache_store *mk_store(uint64_t maxbytes, unsigned hashpower, bool hugepages)
 {
     struct kvcache_store_settings s = {
         .maxbytes = maxbytes,
@@ -25,11 +26,18 @@ static struct kvcache_store *mk(uint64_t maxbytes)
         .started = T0 - 2,
         .cas_first = 1,
         .cas_step = 1,
+        .hashpower = hashpower,
+        .hugepages = hugepages,
     };
     struct kvcache_store *st = kvcache_store_create(&s);
     assert_non_null(st);
     kvcache_store_set_time(st, T0);
     return st;
+}
+
+static struct kvcache_store *mk(uint64_t maxbytes)
+{
+    return mk_store(maxbytes, 0, false);
 }
 
 static enum kvcache_result put(struct kvcache_store *st, const char *k, const char *v, int64_t exp)
@@ -435,22 +443,8 @@ static void test_kvcache_store_hugepages_same_as_malloc(void **state)
 {
     (void)state;
     struct kvcache_store *st[2];
-    for (int h = 0; h < 2; h++) {
-        struct kvcache_store_settings s = {
-            .maxbytes = 6 << 20,
-            .item_size_max = 1 << 20,
-            .factor = 1.25,
-            .chunk_min = 48,
-            .started = T0 - 2,
-            .cas_first = 1,
-            .cas_step = 1,
-            .hashpower = 4,
-            .hugepages = h == 1,
-        };
-        st[h] = kvcache_store_create(&s);
-        assert_non_null(st[h]);
-        kvcache_store_set_time(st[h], T0);
-    }
+    for (int h = 0; h < 2; h++)
+        st[h] = mk_store(6 << 20, 4, h == 1);
     const void *base = NULL;
     uint64_t size = 0, used = 0;
     assert_false(kvcache_store_region(st[0], &base, &size, &used));
