@@ -81,7 +81,14 @@
 #define SLEEP_MAX_NS 5000000ull   /* longest idle sleep without RX interrupts */
 #define LINK_WAIT_NS 3000000000ull /* start waits this long for the link to come up */
 #define START_RETRY_NS 5000000000ull /* rte_eth_dev_start retried this long (memif client) */
-#define CLIENT_REDIAL_NS 250000000ull /* a memif client whose link is down dials again */
+/* A memif client whose link is still down this long after it dialled dials
+ * again, each wait twice the last. Never sooner: a dial again cuts the
+ * handshake in progress, and DPDK's memif does not survive that (the
+ * server's interrupt thread panicking on a closed descriptor, the
+ * zero-copy client offering a closed one: docs/BENCHMARKS.md, session 31).
+ * A handshake takes 5-15 ms here even at load 25; one whose server is not
+ * scheduled for 250 ms (the old period) happened at load 13. */
+#define CLIENT_REDIAL_NS 2000000000ull
 #define CLIENT_LINK_WAIT_NS 30000000000ull /* ... for this long at its start */
 #define MAX_SOCKETS 8
 
@@ -560,7 +567,7 @@ static int port_up(struct start_args *sa)
      * and a client started once the server's port is up is never refused. */
     bool client = memif_client(&di);
     t0 = hy_now_ns();
-    uint64_t tried = t0;
+    uint64_t tried = t0, redial_ns = CLIENT_REDIAL_NS;
     for (;;) {
         if (G.memif && !client)
             break;
@@ -573,11 +580,12 @@ static int port_up(struct start_args *sa)
             hy_log(HY_LOG_NOTICE, "dist/dpdk: port %u: link still down; carrying on", port);
             break;
         }
-        if (client && now - tried > CLIENT_REDIAL_NS) {
+        if (client && now - tried > redial_ns) {
             /* the server took the connection before its own port started
              * (its socket exists from its EAL's start) and refused it; the
              * memif client does not dial again by itself: stop and start */
             tried = now;
+            redial_ns *= 2;
             hy_log(HY_LOG_INFO, "dist/dpdk: port %u: memif link down; dialling the server again",
                    port);
             port_stop(port);
