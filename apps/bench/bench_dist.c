@@ -180,8 +180,94 @@ static int huge_write_total(long total)
 }
 
 /* pages this row added to nr_hugepages (taken off again at its end: by
- * difference, so two benchmarks that overlap give back what each added) */
-static long huge_added;
+ * difference, so two benchmarks that overlap give back what each added),
+ * and the process that added them (its forked children inherit the signal
+ * handler below, and must not give the pages back a second time) */
+static volatile sig_atomic_t huge_added;
+static pid_t huge_owner;
+
+/* Takes ADDED pages back off nr_hugepages (never below 0): 0, or -1 with
+ * errno. Only open, read, write and close: also called from the signal
+ * handler below. */
+static int huge_give_back(long added)
+{
+    char buf[32];
+    int fd = open(MEMIF_HUGE_SYS "nr_hugepages", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof(buf));
+    close(fd);
+    long total = 0;
+    for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; i++)
+        total = total * 10 + (buf[i] - '0');
+    if (n <= 0 || buf[0] < '0' || buf[0] > '9') {
+        errno = EIO;
+        return -1;
+    }
+    long back = total > added ? total - added : 0;
+    /* the digits of back, then a newline, from the end of buf */
+    size_t k = sizeof(buf);
+    buf[--k] = '\n';
+    do {
+        buf[--k] = (char)('0' + back % 10);
+        back /= 10;
+    } while (back && k > 0);
+    fd = open(MEMIF_HUGE_SYS "nr_hugepages", O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t w = write(fd, buf + k, sizeof(buf) - k);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return w == (ssize_t)(sizeof(buf) - k) ? 0 : -1;
+}
+
+/* A row stopped by SIGINT or SIGTERM (Ctrl-C, timeout(1), scripts/bench's
+ * own timeout) gives back the pages it added before it ends as the signal
+ * says; installed while huge_added > 0. (SIGKILL cannot be caught: then
+ * nr_hugepages keeps the row's pages until someone lowers it.) */
+static struct sigaction huge_old_int, huge_old_term;
+static bool huge_on_int, huge_on_term; /* (not where the signal was ignored) */
+
+static void huge_on_signal(int sig)
+{
+    if (huge_added > 0 && getpid() == huge_owner) {
+        int saved = errno;
+        huge_give_back(huge_added);
+        huge_added = 0;
+        errno = saved;
+    }
+    sigaction(sig, sig == SIGINT ? &huge_old_int : &huge_old_term, NULL);
+    raise(sig);
+}
+
+static void huge_signals(bool on)
+{
+    if (on) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = huge_on_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaddset(&sa.sa_mask, SIGINT);
+        sigaddset(&sa.sa_mask, SIGTERM);
+        /* a signal this process ignores (SIGINT in a background job) does
+         * not end it: leave it ignored */
+        sigaction(SIGINT, NULL, &huge_old_int);
+        sigaction(SIGTERM, NULL, &huge_old_term);
+        huge_on_int = huge_old_int.sa_handler != SIG_IGN;
+        huge_on_term = huge_old_term.sa_handler != SIG_IGN;
+        if (huge_on_int)
+            sigaction(SIGINT, &sa, NULL);
+        if (huge_on_term)
+            sigaction(SIGTERM, &sa, NULL);
+    } else {
+        if (huge_on_int)
+            sigaction(SIGINT, &huge_old_int, NULL);
+        if (huge_on_term)
+            sigaction(SIGTERM, &huge_old_term, NULL);
+        huge_on_int = huge_on_term = false;
+    }
+}
 
 /* Picks the row's memory mode (1: hugepages) before its processes start;
  * memif_mem_release() after they ended. Returns -1 (after bench_fail) only
@@ -210,12 +296,14 @@ static int memif_mem_prepare(const char *row)
         snprintf(why, sizeof(why), "%ld free, %d needed, nr_hugepages not writable: %s", free_,
                  MEMIF_HUGE_PAGES, strerror(errno));
     } else {
+        huge_owner = getpid();
         huge_added = MEMIF_HUGE_PAGES - free_;
+        huge_signals(true);
         long got = huge_read("free_hugepages");
         if (got >= MEMIF_HUGE_PAGES) {
             bench_note("%s: EAL memory 2 MiB hugepages (--in-memory; nr_hugepages raised %ld -> "
                        "%ld for the row)",
-                       row, total, total + huge_added);
+                       row, total, total + (long)huge_added);
             bench_set_mode("hugepages");
             return 1;
         }
@@ -223,6 +311,7 @@ static int memif_mem_prepare(const char *row)
                  got);
         huge_write_total(total); /* (what this row added, nothing else yet) */
         huge_added = 0;
+        huge_signals(false);
     }
     if (want == 1) {
         bench_fail("%s: HYDRA_BENCH_HUGE=1 but no hugepages: %s", row, why);
@@ -235,13 +324,13 @@ static int memif_mem_prepare(const char *row)
 static void memif_mem_release(void)
 {
     if (huge_added > 0) {
-        long total = huge_read("nr_hugepages");
-        long back = total > huge_added ? total - huge_added : 0;
-        if (total < 0 || huge_write_total(back) != 0)
+        long added = huge_added;
+        if (huge_give_back(added) != 0)
             bench_note("could not take the %ld hugepages added back off nr_hugepages: %s",
-                       huge_added, strerror(errno));
+                       added, strerror(errno));
+        huge_added = 0;
+        huge_signals(false);
     }
-    huge_added = 0;
     bench_set_mode(NULL);
 }
 #endif /* HY_HAVE_DPDK */
@@ -658,8 +747,7 @@ static int wait_child(pid_t p, int ms)
 }
 
 static int dist_run(const struct bench *b, const struct bench_env *env, int throughput,
-                    const char *memif_dir, int busy_poll,
-                    int huge)
+                    const char *memif_dir, int busy_poll, int huge)
 {
     static uint16_t bump; /* two benchmarks in one invocation: other ports */
     struct dist_setup s;
@@ -1064,15 +1152,18 @@ static int mr_port_up(const char *dir, int server, int cpu)
         }
         usleep(10000);
     }
-    uint64_t tried = hy_now_ns();
+    uint64_t tried = hy_now_ns(), redial = 2 * SEC;
     do {
         memset(&link, 0, sizeof(link));
         if (rte_eth_link_get_nowait(0, &link) == 0 && link.link_status == RTE_ETH_LINK_UP)
             break;
         /* a server that had not started its port yet refused us, and a
-         * memif client never dials again by itself (as net/transport_dpdk.c) */
-        if (!server && hy_now_ns() - tried > SEC / 4) {
+         * memif client never dials again by itself (as net/transport_dpdk.c,
+         * and as there not sooner than 2 s, then 4, 8 ...: a dial again cuts
+         * a handshake in progress, which memif does not survive) */
+        if (!server && hy_now_ns() - tried > redial) {
             tried = hy_now_ns();
+            redial *= 2;
             rte_eth_dev_stop(0);
             rte_eth_dev_start(0);
         }
