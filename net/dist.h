@@ -174,9 +174,11 @@ struct hy_dist_config {
      * initialised once per OS process: a later hy_dist_start ignores them.
      * A memif client port (memif's role unless role=server) whose server is
      * not there yet, or refuses it because the server's own port has not
-     * started, is dialled again every 250 ms: hy_dist_start waits up to 5 s
-     * for the port to start (HY_EIO after that) and up to 30 s for its link,
-     * then carries on (frames flow once the link comes up). */
+     * started, is dialled again after 2 s of link down, then 4, 8 and 16 s
+     * (never sooner: a dial again cuts a handshake in progress, which memif
+     * does not survive): hy_dist_start waits up to 5 s for the port to start
+     * (HY_EIO after that) and up to 30 s for its link, then carries on
+     * (frames flow once the link comes up). */
     const char *const *eal_args;
     int eal_argc;
     uint16_t dpdk_port; /* DPDK port id to use (default 0): one queue pair per shard */
