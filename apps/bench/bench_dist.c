@@ -326,8 +326,8 @@ static void memif_mem_release(void)
     if (huge_added > 0) {
         long added = huge_added;
         if (huge_give_back(added) != 0)
-            bench_note("could not take the %ld hugepages added back off nr_hugepages: %s",
-                       added, strerror(errno));
+            bench_note("could not take the %ld hugepages added back off nr_hugepages: %s", added,
+                       strerror(errno));
         huge_added = 0;
         huge_signals(false);
     }
