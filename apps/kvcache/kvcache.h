@@ -213,6 +213,7 @@ extern void (*_Atomic kvcache_direct_sent_hook)(void);
 #define KVCACHE_TAG_LAST 0x4b564cull      /* the last reply part */
 #define KVCACHE_TAG_FAIL 0x4b5646ull      /* no reply: the owner did not answer */
 #define KVCACHE_TAG_TICK 0x4b5654ull      /* the owner's clock tick (to itself) */
+#define KVCACHE_TAG_GIVE_UP 0x4b5647ull   /* a connection's give-up check (to itself) */
 #define KVCACHE_TICK_NS 1000000000ull     /* its period: the store's clock is in seconds */
 
 struct kvcache_stats_reply {
