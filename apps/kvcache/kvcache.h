@@ -42,7 +42,8 @@ struct kvcache_config {
     uint32_t send_from_item;     /* a local get's value (with its CRLF) of this many
                                   * bytes and up is sent from the item (0: never) */
     bool hugepages;              /* stores on transparent huge pages (kvcache_store.h) */
-    uint64_t direct_give_up_ns;  /* ... a connection waits this long for one (0: 5 s) */
+    uint64_t direct_give_up_ns;  /* ... a connection gives up on one after this long, at
+                                  * most a quarter more (its checks: 0: 5 s) */
     uint64_t started;            /* unix time the stores' clocks count from */
     const char *console_addr;    /* --console: the node console's address (NULL off) */
     uint16_t console_port;
