@@ -290,7 +290,7 @@ static void direct_settle(struct conn *c, enum direct_how how)
     atomic_store_explicit(&d->state, KVCACHE_DIRECT_IDLE, memory_order_relaxed);
 }
 
-/* a give-up check arrived (GIVE_UP_NS above): the command at the owner, if
+/* a give-up check arrived (GIVE_UP_STEPS above): the command at the owner, if
  * any, seen pending once more; given up on at its GIVE_UP_STEPS + 1-th
  * sighting, else the next check is armed (none while nothing is pending) */
 static void give_up_check(struct conn *c)
