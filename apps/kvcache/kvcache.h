@@ -42,7 +42,8 @@ struct kvcache_config {
     uint32_t send_from_item;     /* a local get's value (with its CRLF) of this many
                                   * bytes and up is sent from the item (0: never) */
     bool hugepages;              /* stores on transparent huge pages (kvcache_store.h) */
-    uint64_t direct_give_up_ns;  /* ... a connection waits this long for one (0: 5 s) */
+    uint64_t direct_give_up_ns;  /* ... a connection gives up on one after this long, at
+                                  * most a quarter more (its checks: 0: 5 s) */
     uint64_t started;            /* unix time the stores' clocks count from */
     const char *console_addr;    /* --console: the node console's address (NULL off) */
     uint16_t console_port;
@@ -213,6 +214,7 @@ extern void (*_Atomic kvcache_direct_sent_hook)(void);
 #define KVCACHE_TAG_LAST 0x4b564cull      /* the last reply part */
 #define KVCACHE_TAG_FAIL 0x4b5646ull      /* no reply: the owner did not answer */
 #define KVCACHE_TAG_TICK 0x4b5654ull      /* the owner's clock tick (to itself) */
+#define KVCACHE_TAG_GIVE_UP 0x4b5647ull   /* a connection's give-up check (to itself) */
 #define KVCACHE_TICK_NS 1000000000ull     /* its period: the store's clock is in seconds */
 
 struct kvcache_stats_reply {

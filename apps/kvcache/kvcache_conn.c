@@ -43,6 +43,10 @@ struct conn {
     uint64_t partial_since;     /* when the incomplete command began (0: none) */
     struct kvcache_direct *d;   /* replies an owner writes itself (NULL: none yet) */
     hy_ref dref;                /* the ack of the command at the owner */
+    uint32_t dseq;              /* direct commands sent so far (the one in hand: the last) */
+    uint32_t gu_seq;            /* the one the give-up checks saw pending, gu_seen times */
+    uint8_t gu_seen;
+    bool gu_armed;              /* a give-up check (KVCACHE_TAG_GIVE_UP) is on its way */
     bool may_direct;            /* the command in hand may go direct */
     bool last;                  /* it is the last of what was read: a local get's
                                  * reply goes out at once (send_get) */
@@ -61,6 +65,18 @@ _Static_assert(offsetof(struct conn, in_inline) + (CONN_COLORS - 1) * 64 + 1536 
  * kvcache_cfg.direct_give_up_ns when set) */
 #define DIRECT_GIVE_UP_NS \
     (kvcache_cfg.direct_give_up_ns ? (int64_t)kvcache_cfg.direct_give_up_ns : 5 * SEC)
+/* The give-up is not a timeout on each direct command's wait (a clock read
+ * and a timer-wheel entry added and removed per forwarded command): one
+ * check message (hy_send_after, KVCACHE_TAG_GIVE_UP) every GIVE_UP_STEPS-th
+ * of DIRECT_GIVE_UP_NS goes to the connection while it has a command at an
+ * owner, armed by the first direct command with none on its way and not
+ * re-armed by a check that finds nothing pending. A command that the checks
+ * have seen pending GIVE_UP_STEPS + 1 times in a row (the command's number,
+ * dseq, unchanged) is given up on: its first sighting was after it was sent
+ * and each check comes at least a step after the one before, so that is at
+ * least DIRECT_GIVE_UP_NS after it was sent, and, as a check wakes a
+ * connection that waits on the owner at once, at most a step more. */
+#define GIVE_UP_STEPS 4
 
 static void fwd_fail_all(struct kvcache_fwd *f);
 static int forward(struct conn *c, unsigned o, const struct kvcache_cmd *cmd, const char *raw,
@@ -146,6 +162,15 @@ static bool direct_pending(const struct conn *c)
     return c->d && atomic_load_explicit(&c->d->state, memory_order_acquire) != KVCACHE_DIRECT_IDLE;
 }
 
+/* sends the connection its next give-up check a step from now; without
+ * one (no memory) its receive takes the give-up as a timeout instead */
+static void give_up_arm(struct conn *c)
+{
+    uint64_t step = (uint64_t)DIRECT_GIVE_UP_NS / GIVE_UP_STEPS;
+    c->gu_armed = hy_send_after(step ? step : 1, c->link.pid, KVCACHE_TAG_GIVE_UP, NULL, 0, 0,
+                                NULL) == 0;
+}
+
 /* sends the connection's last command (nothing else unwritten) to owner o,
  * which writes the output itself; false: send it the usual way */
 static bool direct_send(struct conn *c, unsigned o, const struct kvcache_cmd *cmd,
@@ -176,6 +201,9 @@ static bool direct_send(struct conn *c, unsigned o, const struct kvcache_cmd *cm
         atomic_store_explicit(&c->d->state, KVCACHE_DIRECT_IDLE, memory_order_relaxed);
         return false;
     }
+    c->dseq++;
+    if (!c->gu_armed)
+        give_up_arm(c);
     return true;
 }
 
@@ -262,16 +290,45 @@ static void direct_settle(struct conn *c, enum direct_how how)
     atomic_store_explicit(&d->state, KVCACHE_DIRECT_IDLE, memory_order_relaxed);
 }
 
+/* a give-up check arrived (GIVE_UP_STEPS above): the command at the owner, if
+ * any, seen pending once more; given up on at its GIVE_UP_STEPS + 1-th
+ * sighting, else the next check is armed (none while nothing is pending) */
+static void give_up_check(struct conn *c)
+{
+    c->gu_armed = false;
+    if (!direct_pending(c)) {
+        c->gu_seen = 0;
+        return;
+    }
+    if (c->gu_seen == 0 || c->gu_seq != c->dseq) {
+        c->gu_seq = c->dseq;
+        c->gu_seen = 0;
+    }
+    if (++c->gu_seen > GIVE_UP_STEPS) {
+        c->gu_seen = 0;
+        direct_settle(c, DIRECT_GIVE_UP);
+        if (!direct_pending(c))
+            return;
+    }
+    give_up_arm(c);
+}
+
 /* a message ended the connection's receive: the owner's answer to the
- * command it holds (sent only when it left output to the connection), or a
- * late reply of a request given up on; none is wanted once taken */
+ * command it holds (sent only when it left output to the connection), a
+ * give-up check, or a late reply of a request given up on; none is wanted
+ * once taken */
 static KV_COLD void drain_mailbox(struct conn *c)
 {
     struct hy_msg *m;
-    while (hy_recv(&m, HY_NOWAIT) == 0)
+    bool check = false;
+    while (hy_recv(&m, HY_NOWAIT) == 0) {
+        check |= m->tag == KVCACHE_TAG_GIVE_UP;
         hy_msg_free(m);
+    }
     if (direct_pending(c))
         direct_settle(c, DIRECT_LOOK);
+    if (check)
+        give_up_check(c);
 }
 
 /* ---- forwarding: one batch per owner per turn ---------------------------------- */
@@ -872,7 +929,9 @@ KV_HOT void kvcache_conn_handle(struct hy_tcp *sock, void *arg)
                 timeout = (int64_t)kvcache_cfg.set.idle_timeout * SEC;
         }
         bool pending = direct_pending(c), capped = false;
-        if (pending && (timeout < 0 || timeout > DIRECT_GIVE_UP_NS)) {
+        /* the give-up comes by message (give_up_check); a timeout only
+         * when no check could be armed */
+        if (pending && !c->gu_armed && (timeout < 0 || timeout > DIRECT_GIVE_UP_NS)) {
             timeout = DIRECT_GIVE_UP_NS;
             capped = true;
         }

@@ -434,6 +434,124 @@ static void slow_owner(void)
     hy_tcp_server_stop(srv, 1000000000LL);
 }
 
+/* ---- the give-up checks: by message, a step of the give-up apart ----------- */
+
+static _Atomic uint64_t hold_ns; /* 0: until hook_release */
+
+/* the owner holds each direct command hold_ns (or until released, at most
+ * 30 s) before it runs it */
+static void hold_hook(void)
+{
+    atomic_fetch_add(&hook_entered, 1);
+    uint64_t t0 = hy_now_ns(), h = atomic_load(&hold_ns);
+    while (!atomic_load(&hook_release) && hy_now_ns() - t0 < (h ? h : 30 * (uint64_t)SEC))
+        hy_sleep_ns(1000000);
+}
+
+/* reads from the nonblocking client socket fd into buf until it holds end
+ * or a whole SERVER_ERROR line (or 10 s pass), letting the node's
+ * processes run meanwhile */
+static size_t read_until(int fd, char *buf, size_t cap, const char *end)
+{
+    size_t got = 0;
+    buf[0] = '\0';
+    uint64_t t0 = hy_now_ns();
+    while (!strstr(buf, end) && !(strncmp(buf, "SERVER_ERROR", 12) == 0 && strstr(buf, "\r\n")) &&
+           got < cap - 1 && hy_now_ns() - t0 < 10 * (uint64_t)SEC) {
+        ssize_t n = read(fd, buf + got, cap - 1 - got);
+        if (n > 0) {
+            got += (size_t)n;
+            buf[got] = '\0';
+        } else if (n == 0) {
+            break;
+        } else {
+            hy_sleep_ns(1000000);
+        }
+    }
+    return got;
+}
+
+/* The connection gives up on a command at an owner by its give-up checks
+ * (a message a quarter of the give-up apart while a command is pending),
+ * not by a timeout per command: commands the owner holds well under the
+ * give-up are all answered by it, across many checks, each a new command
+ * that a check saw pending; one held past it is given up on no earlier
+ * than the give-up after it was sent (and soon after), the owner writes
+ * nothing for it, and the connection serves on. */
+static void give_up_checks(void)
+{
+    struct hy_tcp_server *srv = server_start(0);
+    if (!srv)
+        return;
+    kvcache_cfg.direct = true;
+    kvcache_cfg.direct_give_up_ns = 1000 * 1000000ull; /* a check every 250 ms */
+    char k[2][32], cmd[96], r[512], want[96];
+    for (unsigned s = 0; s < 2; s++) {
+        key_of(s, k[s], sizeof(k[s]));
+        snprintf(cmd, sizeof(cmd), "set %s 0 0 4\r\nheld\r\n", k[s]);
+        note(ask(s, cmd, r, sizeof(r)) == 0 && strcmp(r, "STORED\r\n") == 0, "checks: set %s", r);
+    }
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(hy_tcp_server_port(srv)),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    note(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "checks: connect");
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    atomic_store(&hook_entered, 0);
+    atomic_store(&hook_release, 0);
+    atomic_store(&hold_ns, 100 * 1000000ull);
+    atomic_store(&kvcache_direct_hook, hold_hook);
+    /* the key of the other shard than the connection's goes to its owner */
+    int remote = -1;
+    for (unsigned s = 0; s < 2; s++) {
+        int before = atomic_load(&hook_entered);
+        snprintf(cmd, sizeof(cmd), "get %s\r\n", k[s]);
+        snprintf(want, sizeof(want), "VALUE %s 0 4\r\nheld\r\nEND\r\n", k[s]);
+        note(write(fd, cmd, strlen(cmd)) == (ssize_t)strlen(cmd), "checks: write");
+        read_until(fd, r, sizeof(r), "END\r\n");
+        note(strcmp(r, want) == 0, "checks: get %u: %s", s, r);
+        if (atomic_load(&hook_entered) > before)
+            remote = (int)s;
+    }
+    note(remote >= 0, "checks: a command reached the other shard's owner");
+    if (remote >= 0) {
+        /* 12 commands held 100 ms each: 1.2 s, five checks or more */
+        snprintf(cmd, sizeof(cmd), "get %s\r\n", k[remote]);
+        snprintf(want, sizeof(want), "VALUE %s 0 4\r\nheld\r\nEND\r\n", k[remote]);
+        int ok = 0;
+        uint64_t t0 = hy_now_ns();
+        for (int i = 0; i < 12; i++) {
+            note(write(fd, cmd, strlen(cmd)) == (ssize_t)strlen(cmd), "checks: write");
+            read_until(fd, r, sizeof(r), "END\r\n");
+            ok += strcmp(r, want) == 0;
+        }
+        note(ok == 12, "checks: %d of 12 held commands answered by the owner (last: %s)", ok, r);
+        note(hy_now_ns() - t0 >= 1200 * 1000000ull, "checks: the commands were held");
+        /* one held until released: given up on, not before 1 s */
+        atomic_store(&hold_ns, 0);
+        int before = atomic_load(&hook_entered);
+        t0 = hy_now_ns();
+        note(write(fd, cmd, strlen(cmd)) == (ssize_t)strlen(cmd), "checks: write");
+        read_until(fd, r, sizeof(r), "\r\n");
+        uint64_t took = hy_now_ns() - t0;
+        note(strcmp(r, "SERVER_ERROR key owner unavailable\r\n") == 0,
+             "checks: the held command given up on: %s", r);
+        note(took >= 1000 * 1000000ull && took < 8 * (uint64_t)SEC,
+             "checks: given up after %.3f s (give-up 1 s)", (double)took / 1e9);
+        note(atomic_load(&hook_entered) == before + 1, "checks: the owner held it");
+        atomic_store(&hook_release, 1);
+        note(ask((unsigned)remote, "version\r\n", r, sizeof(r)) == 0 &&
+                 strncmp(r, "VERSION ", 8) == 0,
+             "checks: the owner answers after: %s", r);
+        note(write(fd, "version\r\n", 9) == 9, "checks: write version");
+        read_until(fd, r, sizeof(r), "\r\n");
+        note(strncmp(r, "VERSION ", 8) == 0, "checks: the owner wrote nothing late: %s", r);
+    }
+    close(fd);
+    atomic_store(&kvcache_direct_hook, NULL);
+    kvcache_cfg.direct_give_up_ns = 0;
+    hy_tcp_server_stop(srv, 1000000000LL);
+}
+
 /* reads exactly want bytes from the nonblocking client socket fd into buf
  * (within 10 s), letting the node's processes run meanwhile */
 static size_t read_n(int fd, char *buf, size_t want)
@@ -893,6 +1011,7 @@ static void body(void *arg)
     direct(k);
     kvcache_cfg.direct_ring = true;
     slow_owner();
+    give_up_checks();
     closed_mid_value();
     sent_from_item(512);
     sent_from_item(0);
