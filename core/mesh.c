@@ -232,7 +232,8 @@ void hy__mesh_batch_full(struct hy_shard *sh, unsigned dst)
      * ring stays dirty, and the end of the turn's hy__mesh_flush makes
      * the full check (hy__wake_shard) for it. */
     struct hy_shard *t = hy__rt.shards[dst];
-    if (atomic_load_explicit(&t->sleeping, memory_order_relaxed))
+    /* with wake-ups put off, the ring is dirty: the flush owes it one */
+    if (!sh->wake_defer_ns && atomic_load_explicit(&t->sleeping, memory_order_relaxed))
         hy__wake_shard(t);
 }
 
@@ -306,6 +307,18 @@ void hy__mesh_push(struct hy_shard *sh, unsigned dst, uintptr_t entry)
     queued(sh, dst);
 }
 
+/* Owes dst the wake-up check that publishing to it calls for; the first
+ * owed one starts the deferral's clock (the turn's, sh->now). */
+static void owe_wake(struct hy_shard *sh, unsigned dst)
+{
+    if (sh->is_owed[dst])
+        return;
+    if (!sh->nowed)
+        sh->owed_since = sh->now;
+    sh->is_owed[dst] = 1;
+    sh->owed[sh->nowed++] = (uint16_t)dst;
+}
+
 void hy__mesh_flush(struct hy_shard *sh)
 {
     /* move what waits behind full rings first, in order */
@@ -332,10 +345,24 @@ void hy__mesh_flush(struct hy_shard *sh)
         }
         /* pushed to this turn: the full check, also when every entry went
          * in a batch published earlier (hy__mesh_batch_full's plain load
-         * may have missed a consumer falling asleep) */
-        hy__wake_shard(hy__rt.shards[dst]);
+         * may have missed a consumer falling asleep); or, with wake-ups
+         * put off, owed (hy__mesh_wake_owed makes the check) */
+        if (sh->wake_defer_ns)
+            owe_wake(sh, dst);
+        else
+            hy__wake_shard(hy__rt.shards[dst]);
     }
     sh->ndirty = 0;
+}
+
+void hy__mesh_wake_owed(struct hy_shard *sh)
+{
+    for (unsigned k = 0; k < sh->nowed; k++) {
+        unsigned dst = sh->owed[k];
+        sh->is_owed[dst] = 0;
+        hy__wake_shard(hy__rt.shards[dst]);
+    }
+    sh->nowed = 0;
 }
 
 void hy__mesh_publish_staged(struct hy_shard *sh)

@@ -2,6 +2,7 @@
  * stop (with an orderly shutdown of every shard), wait. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <inttypes.h>
 #include <numa.h>
 #include <pthread.h>
 #include <sched.h>
@@ -341,6 +342,9 @@ static int validate(const struct hy_config *cfg)
                           cfg->ring_size);
     if (cfg->run_batch == 0)
         return bad_config(HY_EINVAL, "run_batch = 0: must be at least 1");
+    if (cfg->wake_defer_ns > 1000000000u)
+        return bad_config(HY_EINVAL, "wake_defer_ns = %" PRIu64 ": must be at most 1 s",
+                          cfg->wake_defer_ns);
     if (cfg->reductions == 0 || cfg->reductions > INT32_MAX)
         return bad_config(HY_EINVAL, "reductions = %u: must be 1..%d", cfg->reductions,
                           INT32_MAX);

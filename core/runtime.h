@@ -140,6 +140,20 @@ struct hy_config {
     /* Socket poller backend (default HY_IO_AUTO). The one chosen is logged
      * at start and reported by hy_stats.io_backend. */
     enum hy_io_backend io_backend;
+
+    /* How long a shard with work may put off waking a sleeping shard it
+     * sent messages to, in ns (default 0: the wake-up is made as the
+     * messages are published, after each process's run). With N > 0 the
+     * messages are still published at once (a shard that is awake, or
+     * wakes for its own input, sees them), but the wake-up of one asleep
+     * waits until the sender has nothing left ready to run (before it
+     * spins, polls or sleeps itself) or until N ns after the first one it
+     * put off, whichever comes first: one wake-up for what a busy turn sent
+     * instead of one for each process that sent. For shards that share CPUs
+     * with each other (or with other programs), where each wake-up is a
+     * context switch of its own; a message to a sleeping shard may wait up
+     * to N ns more. At most 1 s. */
+    uint64_t wake_defer_ns;
 };
 
 /* Fills cfg with the defaults documented above. Context: anywhere. */

@@ -515,9 +515,18 @@ void hy__sched_loop(struct hy_shard *sh)
     bool io_last = false;
     sh->run_batch = hy__rt.cfg.run_batch;
     sh->in_runtime = true;
+    /* set here, not at the shard's start: the shutdown's flushes (after
+     * this loop) wake at once */
+    sh->wake_defer_ns = hy__rt.cfg.wake_defer_ns;
     while (!atomic_load_explicit(&hy__rt.stop, memory_order_relaxed)) {
         unsigned work = turn(sh);
         uint64_t now = sh->now;
+        /* wake-ups put off (wake_defer_ns): made before this shard waits
+         * in any way (nothing ready: an idle turn, the light poll, a
+         * sleep), or once the oldest has waited its time */
+        if (__builtin_expect(sh->nowed, 0) &&
+            (!sh->rq_len || now - sh->owed_since >= sh->wake_defer_ns))
+            hy__mesh_wake_owed(sh);
         if (work) {
             hy__stat_add(&sh->st.busy_ns, now - last);
             hy__stats_turn(&sh->st, now - last);
@@ -576,4 +585,6 @@ void hy__sched_loop(struct hy_shard *sh)
         if (sh->io && hy__io_due(sh->io, 0))
             hy__io_poll(sh);
     }
+    sh->wake_defer_ns = 0;
+    hy__mesh_wake_owed(sh);
 }

@@ -340,6 +340,13 @@ struct hy_shard {
     uint16_t dirty[HY_MAX_SHARDS];           /* rings with staged entries */
     uint16_t ndirty;
     uint8_t is_dirty[HY_MAX_SHARDS];
+    /* wake-ups of sleeping shards put off while this one has work
+     * (hy_config.wake_defer_ns; 0: none, every flush wakes at once) */
+    uint64_t wake_defer_ns;
+    uint64_t owed_since;                     /* the oldest owed wake-up's turn (sh->now) */
+    uint16_t owed[HY_MAX_SHARDS];            /* shards owed a wake-up check */
+    uint16_t nowed;
+    uint8_t is_owed[HY_MAX_SHARDS];
     uint16_t ovf_list[HY_MAX_SHARDS];        /* shards with a non-empty overflow */
     uint16_t novf;
     uint8_t entry_queued;                    /* the entry reserved last is in an overflow queue */
@@ -688,8 +695,15 @@ unsigned hy__msg_take_entries(struct hy_shard *sh, unsigned src, const struct hy
  * mailbox limit takes them one at a time; a dead one's are dropped. Takes
  * the run's buffers. In core/msg.c. */
 void hy__deliver_chain(struct hy_shard *sh, const struct hy__mrun *run);
-/* Publishes staged entries and moves overflow into rings; wakes sleepers. */
+/* Publishes staged entries and moves overflow into rings; wakes sleepers,
+ * or, with sh->wake_defer_ns set, owes them the wake-up check
+ * (hy__mesh_wake_owed). */
 void hy__mesh_flush(struct hy_shard *sh);
+/* Makes the wake-up checks owed since the last call (hy__wake_shard for
+ * each shard published to). The scheduler calls it when the shard has
+ * nothing ready to run or the oldest is wake_defer_ns old. Context: the
+ * shard's thread. */
+void hy__mesh_wake_owed(struct hy_shard *sh);
 /* Publishes what is staged in the rings pushed to this turn (no overflow
  * moved), as a full batch is: counted, a consumer seen asleep woken, and
  * no full barrier; the rings stay dirty, so the hy__mesh_flush that must

@@ -10,6 +10,7 @@
  * ThreadSanitizer, is tests/core/tsan_mesh.c (scripts/tsan-ring). */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -345,6 +346,156 @@ static void test_mesh_flood_both_ways_no_deadlock(void **state)
     hy_test_run_cfg(&cfg, body_flood, NULL);
 }
 
+/* ---- wake-ups put off (hy_config.wake_defer_ns) --------------------------------- */
+
+enum {
+    T_PING = 10,
+    T_PONG,
+    T_STOP,
+};
+
+static struct {
+    _Atomic int spin_stop;
+    uint64_t worst_ns;   /* slowest round trip */
+    uint64_t sleeps1;    /* shard 1's sleeps over the round trips */
+    int rc;
+} wd;
+
+/* on shard 1: answers each ping */
+static void wd_echo(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        struct hy_msg *m = NULL;
+        if (hy_recv(&m, HY_INFINITY) != 0)
+            return;
+        uint64_t tag = m->tag;
+        hy_pid from = m->from;
+        hy_msg_free(m);
+        if (tag == T_STOP)
+            return;
+        HY_CHECK_EQ(hy_send(from, T_PONG, NULL, 0), 0);
+    }
+}
+
+/* on shard 0: always ready, so shard 0 never runs out of work */
+static void wd_spinner(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&wd.spin_stop))
+        hy_yield();
+}
+
+static hy_pid wd_spawn_echo(void)
+{
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.shard = 1;
+    hy_pid echo = HY_PID_NONE;
+    HY_CHECK_EQ(hy_spawn_opt(wd_echo, NULL, &o, &echo), 0);
+    return echo;
+}
+
+/* n round trips to an echo on shard 1, each after a pause that lets
+ * shard 1 fall asleep (no idle spin), each waited for up to timeout */
+static void wd_round_trips(hy_pid echo, unsigned n, int64_t timeout)
+{
+    struct hy_stats a, b;
+    HY_CHECK_EQ(hy_stats_get(1, &a), 0);
+    for (unsigned i = 0; i < n && wd.rc == 0; i++) {
+        HY_CHECK_EQ(hy_sleep_ns(2 * 1000 * 1000), 0);
+        uint64_t t0 = hy_now_ns();
+        HY_CHECK_EQ(hy_send(echo, T_PING, NULL, 0), 0);
+        struct hy_msg *m = NULL;
+        wd.rc = hy_recv_tag(T_PONG, &m, timeout);
+        if (wd.rc == 0)
+            hy_msg_free(m);
+        uint64_t d = hy_now_ns() - t0;
+        if (d > wd.worst_ns)
+            wd.worst_ns = d;
+    }
+    HY_CHECK_EQ(hy_stats_get(1, &b), 0);
+    wd.sleeps1 = b.sleeps - a.sleeps;
+}
+
+static void body_wake_defer_idle(void *arg)
+{
+    (void)arg;
+    hy_pid echo = wd_spawn_echo();
+    wd_round_trips(echo, 20, 500 * 1000 * 1000);
+    hy_send(echo, T_STOP, NULL, 0);
+}
+
+/* wake_defer_ns of 1 s: a sender that runs out of work (it waits for the
+ * reply) wakes the sleeping shard at once, and so does the echo's shard for
+ * the reply; a wake-up left to the bound would take a second a round trip */
+static void test_mesh_wake_defer_idle_sender_wakes_at_once(void **state)
+{
+    (void)state;
+    memset(&wd, 0, sizeof(wd));
+    struct hy_config cfg;
+    hy_config_init(&cfg);
+    cfg.nshards = 2;
+    cfg.idle_spin_ns = 0;
+    cfg.wake_defer_ns = 1000 * 1000 * 1000;
+    hy_test_run_cfg(&cfg, body_wake_defer_idle, NULL);
+    assert_int_equal(wd.rc, 0);
+    assert_true(wd.worst_ns < 500ull * 1000 * 1000);
+    /* the echo's shard slept between the pings: the wake-ups were needed */
+    assert_true(wd.sleeps1 >= 10);
+}
+
+static void body_wake_defer_busy(void *arg)
+{
+    (void)arg;
+    hy_pid echo = wd_spawn_echo();
+    hy_pid spinner;
+    HY_CHECK_EQ(hy_spawn(wd_spinner, NULL, &spinner), 0);
+    /* the reply's wake-up comes from an idle shard 1; the ping's from a
+     * shard 0 that never runs out of work: only the bound wakes shard 1 */
+    wd_round_trips(echo, 5, 5 * SEC);
+    atomic_store(&wd.spin_stop, 1);
+    hy_send(echo, T_STOP, NULL, 0);
+}
+
+/* a sender that always has work still wakes the sleeper once the first
+ * wake-up it owes is wake_defer_ns old (20 ms here) */
+static void test_mesh_wake_defer_busy_sender_wakes_after_bound(void **state)
+{
+    (void)state;
+    memset(&wd, 0, sizeof(wd));
+    struct hy_config cfg;
+    hy_config_init(&cfg);
+    cfg.nshards = 2;
+    cfg.idle_spin_ns = 0;
+    cfg.wake_defer_ns = 20 * 1000 * 1000;
+    hy_test_run_cfg(&cfg, body_wake_defer_busy, NULL);
+    assert_int_equal(wd.rc, 0);
+    assert_true(wd.sleeps1 >= 3);
+}
+
+/* every pair both ways, default and tiny rings, wake-ups put off: nothing
+ * lost, reordered or late beyond the receivers' deadline */
+static void test_mesh_wake_defer_all_pairs(void **state)
+{
+    (void)state;
+    for (unsigned n = 2; n <= 4; n += 2) {
+        for (unsigned ring = 0; ring <= 16; ring += 16) {
+            memset(&mt, 0, sizeof(mt));
+            for (unsigned i = 0; i < MAX_SENDERS; i++)
+                mt.dest_of[i] = -1;
+            uint64_t total = hy_test_scaled(1000000) / 4;
+            struct hy_config cfg;
+            hy_config_init(&cfg);
+            cfg.nshards = n;
+            cfg.idle_spin_ns = 0;
+            cfg.wake_defer_ns = 1000 * 1000;
+            if (ring)
+                cfg.ring_size = ring;
+            hy_test_run_cfg(&cfg, body_all_pairs, &total);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -352,6 +503,9 @@ int main(void)
         cmocka_unit_test(test_mesh_four_shards),
         cmocka_unit_test(test_mesh_small_rings_overflow),
         cmocka_unit_test(test_mesh_flood_both_ways_no_deadlock),
+        cmocka_unit_test(test_mesh_wake_defer_idle_sender_wakes_at_once),
+        cmocka_unit_test(test_mesh_wake_defer_busy_sender_wakes_after_bound),
+        cmocka_unit_test(test_mesh_wake_defer_all_pairs),
     };
     if (getenv("HY_TEST_FILTER"))
         cmocka_set_test_filter(getenv("HY_TEST_FILTER"));
