@@ -50,6 +50,53 @@ hy_build() {
     mv -f "$log" "$dir/hydra-build.log" 2>/dev/null || rm -f "$log"
 }
 
+# hy_build_tests DIR [meson options...]: as hy_build, but builds only what
+# DIR's tests run (their executables and the programs they name as
+# depends), not the apps, benchmarks and header checks a sanitizer build
+# does not run.
+hy_build_tests() {
+    local dir=$1
+    shift
+    local log
+    log=$(mktemp "${TMPDIR:-/tmp}/hydra-build.XXXXXX")
+    local what
+    if [ ! -f "$dir/build.ninja" ]; then
+        what="meson setup $dir $*"
+        meson setup "$dir" "$@" >"$log" 2>&1 || { hy_build_failed "$what" "$log"; return 1; }
+    elif [ $# -gt 0 ]; then
+        what="meson configure $dir $*"
+        meson configure "$dir" "$@" >"$log" 2>&1 || { hy_build_failed "$what" "$log"; return 1; }
+    fi
+    local targets
+    what="meson introspect $dir (the tests' targets)"
+    targets=$(hy_test_targets "$dir" 2>>"$log") && [ -n "$targets" ] ||
+        { hy_build_failed "$what" "$log"; return 1; }
+    what="ninja -C $dir (the tests' targets)"
+    # shellcheck disable=SC2086
+    ninja -C "$dir" $targets >>"$log" 2>&1 || { hy_build_failed "$what" "$log"; return 1; }
+    mv -f "$log" "$dir/hydra-build.log" 2>/dev/null || rm -f "$log"
+}
+
+# hy_test_targets DIR: the ninja targets (paths below DIR) that DIR's tests
+# need: each test's program when it is built here, and its depends.
+hy_test_targets() {
+    local dir=$1
+    (cd "$dir" && meson introspect --tests --targets) | /usr/bin/python3 -c '
+import json, os, sys
+d = json.load(sys.stdin)
+files = {t["id"]: t["filename"] for t in d["targets"]}
+byfile = {f for t in d["targets"] for f in t["filename"]}
+out = set()
+for t in d["tests"]:
+    out.update(f for f in t["cmd"][:1] if f in byfile)
+    for dep in t["depends"]:
+        out.update(files.get(dep, []))
+root = os.path.realpath(sys.argv[1])
+for f in sorted(out):
+    print(os.path.relpath(os.path.realpath(f), root))
+' "$dir"
+}
+
 # hy_build_failed WHAT LOG: shows why a build failed: from ninja's first
 # FAILED line on (at most 200 lines), else the end of the log.
 hy_build_failed() {

@@ -6,6 +6,8 @@
 # HY_FUZZ_SECONDS (default 30) from the seeds in tests/apps/fuzz/corpus/.
 # Exit: 0 clean, 1 a crash (input left in build-fuzz/kvfuzz-artifacts/) or a
 # build failure, 77 when clang with libFuzzer cannot be had here.
+# HY_FUZZ_ONLY=build or =run: only builds, or only runs what a build left
+# (as in tests/net/fuzz/run.sh).
 set -uo pipefail
 cd "$(dirname "$0")/../../.."
 
@@ -23,13 +25,21 @@ printf '#include <stddef.h>\n#include <stdint.h>\nint LLVMFuzzerTestOneInput(con
 clang -fsanitize=fuzzer,address,undefined "$d/t.c" -o "$d/t" >/dev/null 2>&1 || { rm -rf "$d"; skip "clang has no libFuzzer runtime (libclang-rt-dev)"; }
 rm -rf "$d"
 
-if [ ! -f "$BUILD/build.ninja" ]; then
-    CC=clang meson setup "$BUILD" -Dbuildtype=debugoptimized -Db_sanitize=address,undefined \
-        -Db_lundef=false -Ddpdk=disabled -Dc_args=-fsanitize=fuzzer-no-link >/tmp/hydra-kvfuzz-setup.log 2>&1 ||
-        { cat /tmp/hydra-kvfuzz-setup.log; echo "fuzz: meson setup failed" >&2; exit 1; }
+case ${HY_FUZZ_ONLY:-} in
+"" | build | run) ;;
+*) echo "fuzz: HY_FUZZ_ONLY is build or run, not $HY_FUZZ_ONLY" >&2; exit 1 ;;
+esac
+if [ "${HY_FUZZ_ONLY:-}" != run ]; then
+    if [ ! -f "$BUILD/build.ninja" ]; then
+        CC=clang meson setup "$BUILD" -Dbuildtype=debugoptimized -Db_sanitize=address,undefined \
+            -Db_lundef=false -Ddpdk=disabled -Dc_args=-fsanitize=fuzzer-no-link >/tmp/hydra-kvfuzz-setup.log 2>&1 ||
+            { cat /tmp/hydra-kvfuzz-setup.log; echo "fuzz: meson setup failed" >&2; exit 1; }
+    fi
+    ninja -C "$BUILD" tests/apps/fuzz/fuzz_kvcache_proto >/tmp/hydra-kvfuzz-build.log 2>&1 ||
+        { tail -40 /tmp/hydra-kvfuzz-build.log; echo "fuzz: build failed" >&2; exit 1; }
 fi
-ninja -C "$BUILD" tests/apps/fuzz/fuzz_kvcache_proto >/tmp/hydra-kvfuzz-build.log 2>&1 ||
-    { tail -40 /tmp/hydra-kvfuzz-build.log; echo "fuzz: build failed" >&2; exit 1; }
+[ "${HY_FUZZ_ONLY:-}" = build ] && exit 0
+[ -x "$BUILD/tests/apps/fuzz/fuzz_kvcache_proto" ] || { echo "fuzz: $BUILD/tests/apps/fuzz/fuzz_kvcache_proto is not built (HY_FUZZ_ONLY=build first)" >&2; exit 1; }
 
 work="$BUILD/kvfuzz-corpus"
 art="$BUILD/kvfuzz-artifacts"

@@ -7,6 +7,10 @@
 # libclang-rt-<version>-dev). Exit: 0 clean, 1 a crash (its input is left in
 # build-fuzz/fuzz-artifacts/: fix the bug, then add the input to corpus/) or
 # a build failure, 77 when clang with libFuzzer cannot be had here.
+# HY_FUZZ_ONLY=build: only builds (exit 0: built); HY_FUZZ_ONLY=run: only
+# runs what such a build left (exit 1 when it is missing), so that
+# scripts/test builds the two fuzz targets one after the other in build-fuzz
+# and runs the fuzzers side by side.
 set -uo pipefail
 cd "$(dirname "$0")/../../.."
 
@@ -48,16 +52,24 @@ fi
 
 # logs of this run: its own directory (runs side by side do not mix them)
 logs=$(mktemp -d "${TMPDIR:-/tmp}/hydra-fuzz.XXXXXX")
-if [ ! -f "$BUILD/build.ninja" ]; then
-    # the whole library is instrumented for coverage (fuzzer-no-link), so the
-    # fuzzer is guided through core/'s signal handlers too; only the fuzz
-    # target is built here
-    CC=clang meson setup "$BUILD" -Dbuildtype=debugoptimized -Db_sanitize=address,undefined \
-        -Db_lundef=false -Ddpdk=disabled -Dc_args=-fsanitize=fuzzer-no-link >"$logs/setup.log" 2>&1 ||
-        { cat "$logs/setup.log"; echo "fuzz: meson setup failed" >&2; exit 1; }
+case ${HY_FUZZ_ONLY:-} in
+"" | build | run) ;;
+*) echo "fuzz: HY_FUZZ_ONLY is build or run, not $HY_FUZZ_ONLY" >&2; exit 1 ;;
+esac
+if [ "${HY_FUZZ_ONLY:-}" != run ]; then
+    if [ ! -f "$BUILD/build.ninja" ]; then
+        # the whole library is instrumented for coverage (fuzzer-no-link), so the
+        # fuzzer is guided through core/'s signal handlers too; only the fuzz
+        # target is built here
+        CC=clang meson setup "$BUILD" -Dbuildtype=debugoptimized -Db_sanitize=address,undefined \
+            -Db_lundef=false -Ddpdk=disabled -Dc_args=-fsanitize=fuzzer-no-link >"$logs/setup.log" 2>&1 ||
+            { cat "$logs/setup.log"; echo "fuzz: meson setup failed" >&2; exit 1; }
+    fi
+    ninja -C "$BUILD" tests/net/fuzz/fuzz_dist >"$logs/build.log" 2>&1 ||
+        { tail -40 "$logs/build.log"; echo "fuzz: build failed" >&2; exit 1; }
 fi
-ninja -C "$BUILD" tests/net/fuzz/fuzz_dist >"$logs/build.log" 2>&1 ||
-    { tail -40 "$logs/build.log"; echo "fuzz: build failed" >&2; exit 1; }
+[ "${HY_FUZZ_ONLY:-}" = build ] && exit 0
+[ -x "$BUILD/tests/net/fuzz/fuzz_dist" ] || { echo "fuzz: $BUILD/tests/net/fuzz/fuzz_dist is not built (HY_FUZZ_ONLY=build first)" >&2; exit 1; }
 
 work="$BUILD/fuzz-corpus"    # what this machine's runs found (kept between runs)
 art="$BUILD/fuzz-artifacts"
