@@ -31,12 +31,14 @@ case ${HY_FUZZ_ONLY:-} in
 esac
 if [ "${HY_FUZZ_ONLY:-}" != run ]; then
     if [ ! -f "$BUILD/build.ninja" ]; then
+        slog=$(mktemp "${TMPDIR:-/tmp}/hydra-kvfuzz-setup.XXXXXX")
         CC=clang meson setup "$BUILD" -Dbuildtype=debugoptimized -Db_sanitize=address,undefined \
-            -Db_lundef=false -Ddpdk=disabled -Dc_args=-fsanitize=fuzzer-no-link >/tmp/hydra-kvfuzz-setup.log 2>&1 ||
-            { cat /tmp/hydra-kvfuzz-setup.log; echo "fuzz: meson setup failed" >&2; exit 1; }
+            -Db_lundef=false -Ddpdk=disabled -Dc_args=-fsanitize=fuzzer-no-link >"$slog" 2>&1 ||
+            { cat "$slog"; rm -f "$slog"; echo "fuzz: meson setup failed" >&2; exit 1; }
+        rm -f "$slog"
     fi
-    ninja -C "$BUILD" tests/apps/fuzz/fuzz_kvcache_proto >/tmp/hydra-kvfuzz-build.log 2>&1 ||
-        { tail -40 /tmp/hydra-kvfuzz-build.log; echo "fuzz: build failed" >&2; exit 1; }
+    ninja -C "$BUILD" tests/apps/fuzz/fuzz_kvcache_proto >"$BUILD/kvfuzz-build.log" 2>&1 ||
+        { tail -40 "$BUILD/kvfuzz-build.log"; echo "fuzz: build failed" >&2; exit 1; }
 fi
 [ "${HY_FUZZ_ONLY:-}" = build ] && exit 0
 [ -x "$BUILD/tests/apps/fuzz/fuzz_kvcache_proto" ] || { echo "fuzz: $BUILD/tests/apps/fuzz/fuzz_kvcache_proto is not built (HY_FUZZ_ONLY=build first)" >&2; exit 1; }
@@ -44,7 +46,9 @@ fi
 work="$BUILD/kvfuzz-corpus"
 art="$BUILD/kvfuzz-artifacts"
 mkdir -p "$work" "$art"
-log=/tmp/hydra-kvfuzz.log
+# (in this checkout's build-fuzz/: runs in two checkouts side by side keep
+# their logs apart)
+log=$BUILD/kvfuzz.log
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     "$BUILD/tests/apps/fuzz/fuzz_kvcache_proto" -max_total_time="$SECONDS_TO_RUN" -timeout=20 \
     -max_len=200000 -artifact_prefix="$art/" -print_final_stats=1 "$work" tests/apps/fuzz/corpus >"$log" 2>&1
