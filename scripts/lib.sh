@@ -37,17 +37,24 @@ hy_build() {
     shift
     local log
     log=$(mktemp "${TMPDIR:-/tmp}/hydra-build.XXXXXX")
-    local what
-    if [ ! -f "$dir/build.ninja" ]; then
-        what="meson setup $dir $*"
-        meson setup "$dir" "$@" >"$log" 2>&1 || { hy_build_failed "$what" "$log"; return 1; }
-    elif [ $# -gt 0 ]; then
-        what="meson configure $dir $*"
-        meson configure "$dir" "$@" >"$log" 2>&1 || { hy_build_failed "$what" "$log"; return 1; }
-    fi
-    what="ninja -C $dir"
-    ninja -C "$dir" >>"$log" 2>&1 || { hy_build_failed "$what" "$log"; return 1; }
+    hy_build_setup "$dir" "$log" "$@" || return 1
+    ninja -C "$dir" >>"$log" 2>&1 || { hy_build_failed "ninja -C $dir" "$log"; return 1; }
     mv -f "$log" "$dir/hydra-build.log" 2>/dev/null || rm -f "$log"
+}
+
+# hy_build_setup DIR LOG [meson options...]: meson setup DIR the first
+# time, meson configure when options are given later; output to LOG; on
+# failure prints what failed and returns 1
+hy_build_setup() {
+    local dir=$1 log=$2
+    shift 2
+    if [ ! -f "$dir/build.ninja" ]; then
+        meson setup "$dir" "$@" >"$log" 2>&1 || { hy_build_failed "meson setup $dir $*" "$log"; return 1; }
+    elif [ $# -gt 0 ]; then
+        meson configure "$dir" "$@" >"$log" 2>&1 ||
+            { hy_build_failed "meson configure $dir $*" "$log"; return 1; }
+    fi
+    return 0
 }
 
 # hy_build_tests DIR [meson options...]: as hy_build, but builds only what
@@ -59,15 +66,8 @@ hy_build_tests() {
     shift
     local log
     log=$(mktemp "${TMPDIR:-/tmp}/hydra-build.XXXXXX")
-    local what
-    if [ ! -f "$dir/build.ninja" ]; then
-        what="meson setup $dir $*"
-        meson setup "$dir" "$@" >"$log" 2>&1 || { hy_build_failed "$what" "$log"; return 1; }
-    elif [ $# -gt 0 ]; then
-        what="meson configure $dir $*"
-        meson configure "$dir" "$@" >"$log" 2>&1 || { hy_build_failed "$what" "$log"; return 1; }
-    fi
-    local targets
+    hy_build_setup "$dir" "$log" "$@" || return 1
+    local targets what
     what="meson introspect $dir (the tests' targets)"
     targets=$(hy_test_targets "$dir" 2>>"$log") && [ -n "$targets" ] ||
         { hy_build_failed "$what" "$log"; return 1; }

@@ -417,6 +417,20 @@ static void wd_round_trips(hy_pid echo, unsigned n, int64_t timeout)
     wd.sleeps1 = b.sleeps - a.sleeps;
 }
 
+/* runs body on two shards without an idle spin, wake-ups put off by
+ * defer_ns; every round trip it waited for was answered */
+static void wd_run(void (*body)(void *), uint64_t defer_ns)
+{
+    memset(&wd, 0, sizeof(wd));
+    struct hy_config cfg;
+    hy_config_init(&cfg);
+    cfg.nshards = 2;
+    cfg.idle_spin_ns = 0;
+    cfg.wake_defer_ns = defer_ns;
+    hy_test_run_cfg(&cfg, body, NULL);
+    assert_int_equal(wd.rc, 0);
+}
+
 static void body_wake_defer_idle(void *arg)
 {
     (void)arg;
@@ -431,14 +445,7 @@ static void body_wake_defer_idle(void *arg)
 static void test_mesh_wake_defer_idle_sender_wakes_at_once(void **state)
 {
     (void)state;
-    memset(&wd, 0, sizeof(wd));
-    struct hy_config cfg;
-    hy_config_init(&cfg);
-    cfg.nshards = 2;
-    cfg.idle_spin_ns = 0;
-    cfg.wake_defer_ns = 1000 * 1000 * 1000;
-    hy_test_run_cfg(&cfg, body_wake_defer_idle, NULL);
-    assert_int_equal(wd.rc, 0);
+    wd_run(body_wake_defer_idle, 1000 * 1000 * 1000);
     assert_true(wd.worst_ns < 500ull * 1000 * 1000);
     /* the echo's shard slept between the pings: the wake-ups were needed */
     assert_true(wd.sleeps1 >= 10);
@@ -462,14 +469,7 @@ static void body_wake_defer_busy(void *arg)
 static void test_mesh_wake_defer_busy_sender_wakes_after_bound(void **state)
 {
     (void)state;
-    memset(&wd, 0, sizeof(wd));
-    struct hy_config cfg;
-    hy_config_init(&cfg);
-    cfg.nshards = 2;
-    cfg.idle_spin_ns = 0;
-    cfg.wake_defer_ns = 20 * 1000 * 1000;
-    hy_test_run_cfg(&cfg, body_wake_defer_busy, NULL);
-    assert_int_equal(wd.rc, 0);
+    wd_run(body_wake_defer_busy, 20 * 1000 * 1000);
     assert_true(wd.sleeps1 >= 3);
 }
 
