@@ -1180,6 +1180,31 @@ static int mr_port_up(const char *dir, int server, int cpu)
  * floor for frames of dist_rtt's own size (~190 bytes). */
 static unsigned mr_len = MR_LEN_DEFAULT;
 
+/* HYDRA_BENCH_MEMIF_TOUCH=1: each side reads one word of every 64-byte
+ * line of a frame it receives and the echo side writes one byte of each
+ * before sending it back, as a dist node reads and writes its frames (by
+ * default only the 8-byte sequence number is read): what each line of a
+ * frame costs between the two CPUs. */
+static int mr_touch;
+static volatile uint64_t mr_sink;
+
+static inline uint64_t mr_touch_frame(struct rte_mbuf *m, int write)
+{
+    unsigned char *p = rte_pktmbuf_mtod(m, unsigned char *);
+    uint32_t n = rte_pktmbuf_data_len(m);
+    uint64_t acc = 0;
+
+    for (uint32_t o = 22; o < n; o += 64) { /* from the word after seq */
+        uint64_t v;
+
+        memcpy(&v, p + (o + 8 <= n ? o : n - 8), sizeof(v));
+        acc += v;
+        if (write)
+            p[o < n ? o : n - 1] ^= 1;
+    }
+    return acc;
+}
+
 static unsigned mr_len_from_env(void)
 {
     const char *e = getenv("HYDRA_BENCH_MEMIF_LEN");
@@ -1226,6 +1251,8 @@ static int mr_wait(uint64_t seq, uint64_t timeout_ns)
 
             memcpy(&v, rte_pktmbuf_mtod(rx[i], char *) + 14, sizeof(v));
             got |= v == seq && rte_pktmbuf_pkt_len(rx[i]) == mr_len;
+            if (mr_touch)
+                mr_sink += mr_touch_frame(rx[i], 0);
             rte_pktmbuf_free(rx[i]);
         }
         if (got)
@@ -1312,6 +1339,8 @@ static int mr_pong(const char *dir, int cpu)
             memcpy(&v, rte_pktmbuf_mtod(rx[i], char *) + 14, sizeof(v));
             if (v == MR_STOP)
                 return 0;
+            if (mr_touch)
+                mr_sink += mr_touch_frame(rx[i], 1);
             mr_send(rx[i]);
         }
     }
@@ -1336,13 +1365,17 @@ int bench_memif_raw_rtt_run(const struct bench *b, const struct bench_env *env)
         return 1;
     }
     mr_len = mr_len_from_env();
+    const char *touch = getenv("HYDRA_BENCH_MEMIF_TOUCH");
+    mr_touch = touch && strcmp(touch, "1") == 0;
     bench_note("%llu round trips of a %u-byte frame over a net_memif pair between two "
                "processes with their own EAL (-l %d, memif server, ping; -l %d, client%s, pong; "
                "--no-pci %s), one queue, rte_eth_tx_burst and busy-polled "
-               "rte_eth_rx_burst; no runtime: the DPDK floor under dist_rtt",
+               "rte_eth_rx_burst%s; no runtime: the DPDK floor under dist_rtt",
                (unsigned long long)n, mr_len, cpu_a, cpu_b,
                memif_zc() ? " in zero-copy mode, --single-file-segments" : "",
-               mr_huge ? "--in-memory (2 MiB hugepages)" : "--no-huge --no-shconf");
+               mr_huge ? "--in-memory (2 MiB hugepages)" : "--no-huge --no-shconf",
+               mr_touch ? ", every 64-byte line of a received frame read (and written before the echo)"
+                        : "");
     fflush(NULL);
     pid_t ping = fork();
     if (ping == 0) {
