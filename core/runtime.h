@@ -154,6 +154,23 @@ struct hy_config {
      * context switch of its own; a message to a sleeping shard may wait up
      * to N ns more. At most 1 s. */
     uint64_t wake_defer_ns;
+
+    /* How long an idle shard in the middle of a cross-shard exchange waits
+     * for the answer in a spin before it sleeps, in ns (default 0: it
+     * sleeps as idle_spin_ns says). A shard whose last turns published
+     * messages to a shard that was awake, or took in messages from other
+     * shards, keeps looking at its inbound rings (and, with io_uring, at
+     * the poller's completion ring, without a system call) for up to this
+     * long after that last exchange, then sleeps; a shard with no such
+     * exchange under way sleeps at once. Saves the sleep and the wake-up
+     * (two context switches and a system call of the sender) when answers
+     * come within a few microseconds; the spin holds the CPU meanwhile, so
+     * it pays where the shards have their CPUs to themselves. It ends at
+     * once for anything a turn would take in (a message, a completion, a
+     * timer due, a stop). Not used by shards with poll hooks, nor by a
+     * shard on the epoll backend while it watches sockets (readiness is
+     * seen only by a system call). At most 1 ms. */
+    uint64_t xshard_spin_ns;
 };
 
 /* Fills cfg with the defaults documented above. Context: anywhere. */
