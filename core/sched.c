@@ -538,14 +538,20 @@ static bool xs_partner_busy(const struct hy_shard *sh)
     return false;
 }
 
-/* Pauses between two clock reads of the cross-shard spin. */
+/* Pauses between two clock reads (and yields) of the cross-shard spin. */
 #define XSHARD_SPIN_PAUSES 16
 
 /* The cross-shard spin (hy_config.xshard_spin_ns), for an idle shard about
  * to sleep (now: the last turn's clock read): while the last exchange with
- * another shard (sh->xs_last) is less than xshard_spin_ns old, waits for
- * input in a spin of pauses, looking at the inbound rings, the stop flag
- * and the poller's completion ring, until that bound or the next timer.
+ * another shard (sh->xs_last) is less than xshard_spin_ns old and a shard
+ * it published to is at work, waits for input in a spin of pauses, looking
+ * at the inbound rings, the stop flag and the poller's completion ring,
+ * until that bound or the next timer. Every XSHARD_SPIN_PAUSES pauses it
+ * yields the CPU (sched_yield): a thread waiting for this CPU (a client,
+ * the kernel's work) runs then, as it would while the shard slept, and the
+ * shard stays runnable, so the answer needs no wake-up (no eventfd write
+ * by the sender, no switch into a sleeping thread). Without the yields the
+ * spin took the CPU from the client and lost (docs/BENCHMARKS.md).
  * True: something arrived (the caller runs a turn); false: the caller
  * sleeps. Not for shards with poll hooks or watching sockets with epoll,
  * whose input only a turn or a system call sees. */
@@ -576,6 +582,7 @@ static bool xshard_spin(struct hy_shard *sh, uint64_t now)
             }
             cpu_relax();
         }
+        sched_yield();
         if (hy_now_ns() >= end || !xs_partner_busy(sh))
             break;
     }
