@@ -349,8 +349,10 @@ void hy__mesh_flush(struct hy_shard *sh)
          * put off, owed (hy__mesh_wake_owed makes the check) */
         /* an exchange under way: its answer may come soon, while dst
          * works (hy_config.xshard_spin_ns) */
-        sh->xs_turn = 1;
-        sh->xs_mask |= 1ull << (dst < 63 ? dst : 63);
+        if (sh->xshard_spin_ns) {
+            sh->xs_turn = 1;
+            sh->xs_mask |= 1ull << (dst < 63 ? dst : 63);
+        }
         if (sh->wake_defer_ns)
             owe_wake(sh, dst);
         else
