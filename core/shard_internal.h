@@ -349,7 +349,7 @@ struct hy_shard {
     uint8_t is_owed[HY_MAX_SHARDS];
     /* the cross-shard spin (hy_config.xshard_spin_ns; 0: none): set by
      * hy__sched_loop; xs_turn raised by a turn that took in messages from
-     * other shards or published to a shard that was awake; xs_last the
+     * other shards or (with the spin on) published to one; xs_last the
      * clock of the last turn that did (sh->now) */
     uint64_t xshard_spin_ns;
     uint64_t xs_last;
