@@ -347,6 +347,12 @@ void hy__mesh_flush(struct hy_shard *sh)
          * in a batch published earlier (hy__mesh_batch_full's plain load
          * may have missed a consumer falling asleep); or, with wake-ups
          * put off, owed (hy__mesh_wake_owed makes the check) */
+        /* an exchange under way: its answer may come soon, while dst
+         * works (hy_config.xshard_spin_ns) */
+        if (sh->xshard_spin_ns) {
+            sh->xs_turn = 1;
+            sh->xs_mask |= 1ull << (dst < 63 ? dst : 63);
+        }
         if (sh->wake_defer_ns)
             owe_wake(sh, dst);
         else

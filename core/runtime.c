@@ -345,6 +345,9 @@ static int validate(const struct hy_config *cfg)
     if (cfg->wake_defer_ns > 1000000000u)
         return bad_config(HY_EINVAL, "wake_defer_ns = %" PRIu64 ": must be at most 1 s",
                           cfg->wake_defer_ns);
+    if (cfg->xshard_spin_ns > 1000000u)
+        return bad_config(HY_EINVAL, "xshard_spin_ns = %" PRIu64 ": must be at most 1 ms",
+                          cfg->xshard_spin_ns);
     if (cfg->reductions == 0 || cfg->reductions > INT32_MAX)
         return bad_config(HY_EINVAL, "reductions = %u: must be 1..%d", cfg->reductions,
                           INT32_MAX);

@@ -154,6 +154,29 @@ struct hy_config {
      * context switch of its own; a message to a sleeping shard may wait up
      * to N ns more. At most 1 s. */
     uint64_t wake_defer_ns;
+
+    /* How long an idle shard in the middle of a cross-shard exchange waits
+     * for more input in a spin before it sleeps, in ns (default 0: it
+     * sleeps as idle_spin_ns says). A shard whose last turns published
+     * messages to other shards or took in messages from them keeps looking
+     * at its inbound rings (and, with io_uring, at the poller's completion
+     * ring, without a system call) for up to this long after that last
+     * exchange, as long as a shard it published to since it last slept is
+     * at work (neither asleep nor in this spin itself: an answer can still
+     * come); then it sleeps. A shard with no exchange under way sleeps at
+     * once. The spin yields the CPU (sched_yield) about every microsecond:
+     * a thread waiting for the CPU (a client, the kernel's work) runs as it
+     * would while the shard slept, but the shard stays awake, so what is
+     * sent to it needs no wake-up (the sender's eventfd write, the switch
+     * into a sleeping thread). For shards that share their CPUs with
+     * clients; the yields are system calls, so where nothing else wants the
+     * CPU the spin costs CPU time. It ends at once for anything a turn
+     * would take in (a message, a completion, a timer due, a stop). Not
+     * used by shards with poll hooks, nor by a shard on the epoll backend
+     * while it watches sockets (readiness is seen only by a system call).
+     * hy_stats.xshard_spins and xshard_spin_hits count the spins. At most
+     * 1 ms. */
+    uint64_t xshard_spin_ns;
 };
 
 /* Fills cfg with the defaults documented above. Context: anywhere. */

@@ -309,6 +309,8 @@ static unsigned turn(struct hy_shard *sh)
         hy__mesh_flush(sh);
     unsigned polled = hy__mesh_poll(sh);
     work += polled;
+    if (polled)
+        sh->xs_turn = 1; /* took in messages from other shards */
     /* what the rings just made ready runs now, not after the rest of the
      * turn: a message from another shard is answered within this turn */
     if (polled && sh->rq_head) {
@@ -337,6 +339,10 @@ static unsigned turn(struct hy_shard *sh)
     if (sh->ndirty | sh->novf | (uint32_t)sh->ret_pending) {
         hy__ret_flush(sh);
         hy__mesh_flush(sh);
+    }
+    if (sh->xs_turn) {
+        sh->xs_turn = 0;
+        sh->xs_last = sh->now;
     }
     stat_set(&sh->st.runq_len, sh->rq_len);
     return work + sh->rq_len;
@@ -501,6 +507,90 @@ static void idle_spin(struct hy_shard *sh, uint64_t now)
     light_poll(sh);
 }
 
+/* True when the socket poller has something for a turn: a completion, or
+ * (COOP_TASKRUN) the kernel's flag that completions wait for this thread's
+ * next system call. Memory reads only; false with epoll or no poller. */
+static inline bool io_input_hint(const struct hy_shard *sh)
+{
+    const struct hy__io_peek *pk = (const struct hy__io_peek *)sh->io;
+    return pk && pk->cq_head &&
+           (__atomic_load_n(pk->cq_tail, __ATOMIC_ACQUIRE) != *pk->cq_head ||
+            (__atomic_load_n(pk->kflags, __ATOMIC_RELAXED) & pk->kmask));
+}
+
+/* True when a shard this one published to since it last slept is at
+ * work: neither asleep nor in the cross-shard spin itself (so the answer
+ * it may owe can still come). */
+static bool xs_partner_busy(const struct hy_shard *sh)
+{
+    uint64_t m = sh->xs_mask;
+    while (m) {
+        unsigned i = (unsigned)__builtin_ctzll(m);
+        m &= m - 1;
+        unsigned last = i < 63 ? i + 1 : hy__rt.nshards;
+        for (unsigned j = i; j < last; j++) {
+            const struct hy_shard *t = hy__rt.shards[j];
+            if (j != sh->id && !atomic_load_explicit(&t->sleeping, memory_order_relaxed) &&
+                !atomic_load_explicit(&t->spinning, memory_order_relaxed))
+                return true;
+        }
+    }
+    return false;
+}
+
+/* Pauses between two clock reads (and yields) of the cross-shard spin. */
+#define XSHARD_SPIN_PAUSES 16
+
+/* The cross-shard spin (hy_config.xshard_spin_ns), for an idle shard about
+ * to sleep (now: the last turn's clock read): while the last exchange with
+ * another shard (sh->xs_last) is less than xshard_spin_ns old and a shard
+ * it published to is at work, waits for input in a spin of pauses, looking
+ * at the inbound rings, the stop flag and the poller's completion ring,
+ * until that bound or the next timer. Every XSHARD_SPIN_PAUSES pauses it
+ * yields the CPU (sched_yield): a thread waiting for this CPU (a client,
+ * the kernel's work) runs then, as it would while the shard slept, and the
+ * shard stays runnable, so the answer needs no wake-up (no eventfd write
+ * by the sender, no switch into a sleeping thread). Without the yields the
+ * spin took the CPU from the client and lost (docs/BENCHMARKS.md).
+ * True: something arrived (the caller runs a turn); false: the caller
+ * sleeps. Not for shards with poll hooks or watching sockets with epoll,
+ * whose input only a turn or a system call sees. */
+static bool xshard_spin(struct hy_shard *sh, uint64_t now)
+{
+    uint64_t end = sh->xs_last + sh->xshard_spin_ns;
+    if (now >= end || sh->hooks)
+        return false;
+    struct hy__io_peek *pk = (struct hy__io_peek *)sh->io;
+    if (pk && !pk->cq_head && hy__io_active(sh))
+        return false;
+    uint64_t next = hy__wheel_next_expiry(&sh->wheel);
+    if (next < end)
+        end = next;
+    if (!xs_partner_busy(sh))
+        return false;
+    hy__stat_add(&sh->st.xshard_spins, 1);
+    atomic_store_explicit(&sh->spinning, 1, memory_order_relaxed);
+    bool got = false;
+    for (;;) {
+        for (unsigned i = 0; i < XSHARD_SPIN_PAUSES; i++) {
+            if (idle_input(sh) || io_input_hint(sh)) {
+                if (pk)
+                    pk->skip = 0; /* the next turn peeks at the poller */
+                got = true;
+                hy__stat_add(&sh->st.xshard_spin_hits, 1);
+                goto out;
+            }
+            cpu_relax();
+        }
+        sched_yield();
+        if (hy_now_ns() >= end || !xs_partner_busy(sh))
+            break;
+    }
+out:
+    atomic_store_explicit(&sh->spinning, 0, memory_order_relaxed);
+    return got;
+}
+
 void hy__sched_loop(struct hy_shard *sh)
 {
     uint64_t idle_since = 0;
@@ -518,6 +608,7 @@ void hy__sched_loop(struct hy_shard *sh)
     /* set here, not at the shard's start: the shutdown's flushes (after
      * this loop) wake at once */
     sh->wake_defer_ns = hy__rt.cfg.wake_defer_ns;
+    sh->xshard_spin_ns = hy__rt.cfg.xshard_spin_ns;
     while (!atomic_load_explicit(&hy__rt.stop, memory_order_relaxed)) {
         unsigned work = turn(sh);
         uint64_t now = sh->now;
@@ -571,6 +662,11 @@ void hy__sched_loop(struct hy_shard *sh)
             idle_spin(sh, now);
             continue;
         }
+        /* an exchange with another shard under way: its answer may come
+         * before a sleep and a wake-up would be over */
+        if (sh->xshard_spin_ns && xshard_spin(sh, now))
+            continue;
+        sh->xs_mask = 0;
         hy__stack_trim(sh); /* off the hot path: only when about to sleep */
         idle_sleep(sh);
         uint64_t after = hy_now_ns();

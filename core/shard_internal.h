@@ -347,6 +347,15 @@ struct hy_shard {
     uint16_t owed[HY_MAX_SHARDS];            /* shards owed a wake-up check */
     uint16_t nowed;
     uint8_t is_owed[HY_MAX_SHARDS];
+    /* the cross-shard spin (hy_config.xshard_spin_ns; 0: none): set by
+     * hy__sched_loop; xs_turn raised by a turn that took in messages from
+     * other shards or (with the spin on) published to one; xs_last the
+     * clock of the last turn that did (sh->now) */
+    uint64_t xshard_spin_ns;
+    uint64_t xs_last;
+    uint64_t xs_mask;   /* shards published to since this one last slept: bit
+                           i for shard i, bit 63 for shard 63 and above */
+    uint8_t xs_turn;
     uint16_t ovf_list[HY_MAX_SHARDS];        /* shards with a non-empty overflow */
     uint16_t novf;
     uint8_t entry_queued;                    /* the entry reserved last is in an overflow queue */
@@ -359,6 +368,9 @@ struct hy_shard {
      * fds + wake_fd, or the io_uring ring, which polls wake_fd */
     _Alignas(HY_CACHE_LINE) _Atomic uint32_t sleeping;
     _Atomic uint32_t sleep_kind;
+    /* 1 while in the cross-shard spin (written by this shard only; read
+     * by other shards' spins: a shard that waits on it waits in vain) */
+    _Atomic uint32_t spinning;
     /* 1 when another shard published an exit signal into one of our inbound
      * rings (atomic: set by producers with release after the publish, taken
      * by this shard with an acquire exchange before it drains). Runtime

@@ -30,6 +30,8 @@ static void snap(const struct hy__shard_stats *s, struct hy_stats *o)
     RD(io_recvs);
     RD(io_sends);
     RD(io_poll_updates);
+    RD(xshard_spins);
+    RD(xshard_spin_hits);
     o->turns = 0;
     for (unsigned k = 0; k < HY_STATS_TURN_BUCKETS; k++) {
         RD(turn_log2[k]);

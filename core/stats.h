@@ -75,6 +75,12 @@ struct hy_stats {
      * receive armed (an empty pool, framing, active mode, a try without
      * waiting) watches it again */
     uint64_t io_poll_updates;
+    /* total: cross-shard spins (hy_config.xshard_spin_ns): waits in a spin
+     * of an idle shard for an answer from a shard at work, instead of a
+     * sleep; xshard_spin_hits of them ended with input (the rest with a
+     * sleep: at the bound, at a timer, or with every shard waited on idle) */
+    uint64_t xshard_spins;
+    uint64_t xshard_spin_hits;
 };
 
 /* Copies shard's counters into *out (borrowed).

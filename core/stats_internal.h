@@ -19,7 +19,7 @@ struct hy__shard_stats {
     _Atomic uint64_t runq_len, busy_ns, idle_ns, sleeps;
     _Atomic uint64_t buffers_out, stacks_pooled, stalls, timers_armed;
     _Atomic uint64_t io_backend, io_sockets, io_syscalls, io_events, io_wakeups, io_sleeps, io_recvs;
-    _Atomic uint64_t io_sends, io_poll_updates;
+    _Atomic uint64_t io_sends, io_poll_updates, xshard_spins, xshard_spin_hits;
     _Atomic uint64_t turn_log2[HY_STATS_TURN_BUCKETS];
     /* messages the inline same-shard send took a buffer for: each counts
      * in msgs_sent_local and in buffers_out (one store instead of two on

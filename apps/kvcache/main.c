@@ -44,6 +44,10 @@ static void usage(FILE *f)
             "                           it sent commands or replies to once it has nothing\n"
             "                           ready to run, or N us after the first, instead of\n"
             "                           as each connection sends; default 0: at once),\n"
+            "                           xshard_spin_us=N (a shard that just forwarded a\n"
+            "                           command to an awake shard or took in one, or a\n"
+            "                           reply, waits up to N us for more in a spin before\n"
+            "                           it sleeps; default 0: it sleeps at once),\n"
             "                           pin=0|1 (0, the default: the kernel places the\n"
             "                           shards' threads, next to the clients and the TCP\n"
             "                           work they wake, as memcached's threads; 1: each\n"
@@ -118,6 +122,8 @@ static enum hy_io_backend io_backend = HY_IO_AUTO;
 static int64_t idle_spin_us = 0;
 /* -o wake_defer_us: hy_config.wake_defer_ns */
 static int64_t wake_defer_us = 0;
+/* -o xshard_spin_us: hy_config.xshard_spin_ns */
+static int64_t xshard_spin_us = 0;
 /* -o pin: unpinned by default. A pinned shard cannot follow the kernel's
  * wake-affine placement of the client and of the softirq work that wakes
  * it, so each wake-up crosses CPUs (an IPI, a VM exit under a hypervisor);
@@ -160,6 +166,8 @@ static bool parse_ext(char *arg)
             idle_spin_us = (int64_t)v;
         else if (strcmp(t, "wake_defer_us") == 0 && v <= 1000000)
             wake_defer_us = (int64_t)v;
+        else if (strcmp(t, "xshard_spin_us") == 0 && v <= 1000)
+            xshard_spin_us = (int64_t)v;
         else if (strcmp(t, "pin") == 0 && v <= 1)
             pin = v == 1;
         else if (strcmp(t, "direct") == 0 && v <= 1)
@@ -367,6 +375,7 @@ int main(int argc, char **argv)
     cfg.io_backend = io_backend;
     cfg.idle_spin_ns = (uint64_t)idle_spin_us * 1000;
     cfg.wake_defer_ns = (uint64_t)wake_defer_us * 1000;
+    cfg.xshard_spin_ns = (uint64_t)xshard_spin_us * 1000;
     cfg.pin = pin;
     size_t msg = (size_t)s->item_size_max + 128 * 1024;
     if (cfg.max_message_size < msg)

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -496,6 +497,174 @@ static void test_mesh_wake_defer_all_pairs(void **state)
     }
 }
 
+/* ---- the cross-shard spin (hy_config.xshard_spin_ns) ----------------------- */
+
+#define XS_SPIN_NS (1000 * 1000) /* the largest allowed: 1 ms */
+#define XS_ROUNDS  20
+
+static struct {
+    hy_pid sink, spinner;
+    struct hy_stats a, b; /* shard 0 before and after the rounds */
+    uint64_t cpu_ns;      /* shard 0's thread CPU time over the rounds */
+    uint64_t answered;
+    int rc;
+} xs;
+
+/* on shard 1: takes every message and drops it, until T_STOP */
+static void xs_sink(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        struct hy_msg *m = NULL;
+        if (hy_recv(&m, HY_INFINITY) != 0)
+            return;
+        uint64_t tag = m->tag;
+        hy_msg_free(m);
+        if (tag == T_STOP)
+            return;
+    }
+}
+
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* XS_ROUNDS rounds on shard 0 of: a message to the sink on shard 1 (or
+ * none), then a 5 ms wait for a timer; shard 0's stats and CPU time taken
+ * around them (the process runs on shard 0's thread) */
+static void xs_rounds(bool send)
+{
+    HY_CHECK_EQ(hy_sleep_ns(5 * 1000 * 1000), 0); /* the spawns' exchange is old */
+    HY_CHECK_EQ(hy_stats_get(0, &xs.a), 0);
+    uint64_t c0 = thread_cpu_ns();
+    for (unsigned i = 0; i < XS_ROUNDS; i++) {
+        if (send)
+            HY_CHECK_EQ(hy_send(xs.sink, T_PING, NULL, 0), 0);
+        HY_CHECK_EQ(hy_sleep_ns(5 * 1000 * 1000), 0);
+    }
+    xs.cpu_ns = thread_cpu_ns() - c0;
+    HY_CHECK_EQ(hy_stats_get(0, &xs.b), 0);
+}
+
+static void xs_spawn(bool busy_partner)
+{
+    struct hy_spawn_opts o = HY_SPAWN_OPTS_INIT;
+    o.shard = 1;
+    HY_CHECK_EQ(hy_spawn_opt(xs_sink, NULL, &o, &xs.sink), 0);
+    if (busy_partner)
+        HY_CHECK_EQ(hy_spawn_opt(wd_spinner, NULL, &o, &xs.spinner), 0);
+}
+
+static void xs_stop(void)
+{
+    atomic_store(&wd.spin_stop, 1);
+    hy_send(xs.sink, T_STOP, NULL, 0);
+}
+
+static void xs_run(void (*body)(void *))
+{
+    memset(&xs, 0, sizeof(xs));
+    memset(&wd, 0, sizeof(wd));
+    struct hy_config cfg;
+    hy_config_init(&cfg);
+    cfg.nshards = 2;
+    cfg.idle_spin_ns = 0;
+    cfg.xshard_spin_ns = XS_SPIN_NS;
+    hy_test_run_cfg(&cfg, body, NULL);
+    assert_int_equal(xs.rc, 0);
+}
+
+static void body_xs_bounded(void *arg)
+{
+    (void)arg;
+    xs_spawn(true);
+    xs_rounds(true);
+    xs_stop();
+}
+
+/* A shard that sent to a shard that stays at work and gets no answer
+ * spins, and the spin ends at its bound (1 ms) with a sleep: each 5 ms wait
+ * for a timer ends in a sleep (a spin without the bound would last until
+ * the timer, with no sleep at all). */
+static void test_mesh_xshard_spin_ends_at_bound(void **state)
+{
+    (void)state;
+    xs_run(body_xs_bounded);
+    assert_true(xs.b.xshard_spins - xs.a.xshard_spins >= XS_ROUNDS);
+    assert_true(xs.b.sleeps - xs.a.sleeps >= XS_ROUNDS);
+}
+
+static void body_xs_no_exchange(void *arg)
+{
+    (void)arg;
+    xs_spawn(true);
+    xs_rounds(false);
+    xs_stop();
+}
+
+/* A shard with no exchange under way sleeps at once, even with another
+ * shard at work: no spin, and its CPU time over 100 ms of waits stays far
+ * below what a 1 ms spin per wait would take (20 ms). */
+static void test_mesh_xshard_spin_none_without_exchange(void **state)
+{
+    (void)state;
+    xs_run(body_xs_no_exchange);
+    assert_int_equal(xs.b.xshard_spins - xs.a.xshard_spins, 0);
+    assert_true(xs.b.sleeps - xs.a.sleeps >= XS_ROUNDS);
+    assert_true(xs.cpu_ns < 10ull * 1000 * 1000);
+}
+
+static void body_xs_idle_partner(void *arg)
+{
+    (void)arg;
+    xs_spawn(false);
+    xs_rounds(true);
+    xs_stop();
+}
+
+/* A shard that sent to a shard that then goes idle (the sink takes the
+ * message and sleeps) stops waiting once it sees that shard asleep: it
+ * sleeps too, well before the bound (1 ms a round would be 20 ms of CPU). */
+static void test_mesh_xshard_spin_stops_when_partner_idle(void **state)
+{
+    (void)state;
+    xs_run(body_xs_idle_partner);
+    assert_true(xs.b.sleeps - xs.a.sleeps >= XS_ROUNDS);
+    assert_true(xs.cpu_ns < 10ull * 1000 * 1000);
+}
+
+static void body_xs_ping_pong(void *arg)
+{
+    (void)arg;
+    hy_pid echo = wd_spawn_echo();
+    HY_CHECK_EQ(hy_stats_get(0, &xs.a), 0);
+    for (unsigned i = 0; i < 200 && xs.rc == 0; i++) {
+        HY_CHECK_EQ(hy_send(echo, T_PING, NULL, 0), 0);
+        struct hy_msg *m = NULL;
+        xs.rc = hy_recv_tag(T_PONG, &m, 10 * SEC);
+        if (xs.rc == 0) {
+            hy_msg_free(m);
+            xs.answered++;
+        }
+    }
+    HY_CHECK_EQ(hy_stats_get(0, &xs.b), 0);
+    hy_send(echo, T_STOP, NULL, 0);
+}
+
+/* Round trips to a shard that sleeps between them: every one answered,
+ * and the spin of the waiting shard found answers (input seen in the spin
+ * makes the turn that takes it). */
+static void test_mesh_xshard_spin_ping_pong(void **state)
+{
+    (void)state;
+    xs_run(body_xs_ping_pong);
+    assert_int_equal(xs.answered, 200);
+    assert_true(xs.b.xshard_spin_hits - xs.a.xshard_spin_hits >= 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -506,6 +675,10 @@ int main(void)
         cmocka_unit_test(test_mesh_wake_defer_idle_sender_wakes_at_once),
         cmocka_unit_test(test_mesh_wake_defer_busy_sender_wakes_after_bound),
         cmocka_unit_test(test_mesh_wake_defer_all_pairs),
+        cmocka_unit_test(test_mesh_xshard_spin_ends_at_bound),
+        cmocka_unit_test(test_mesh_xshard_spin_none_without_exchange),
+        cmocka_unit_test(test_mesh_xshard_spin_stops_when_partner_idle),
+        cmocka_unit_test(test_mesh_xshard_spin_ping_pong),
     };
     if (getenv("HY_TEST_FILTER"))
         cmocka_set_test_filter(getenv("HY_TEST_FILTER"));

@@ -448,6 +448,9 @@ static void test_runtime_bad_config_logged(void **state)
     hy_config_init(&cfg);
     cfg.wake_defer_ns = 2000000000u;
     expect_logged_einval(&cfg, (const char *const[]){"wake_defer_ns", "2000000000", "1 s", NULL});
+    hy_config_init(&cfg);
+    cfg.xshard_spin_ns = 1000001u;
+    expect_logged_einval(&cfg, (const char *const[]){"xshard_spin_ns", "1000001", "1 ms", NULL});
 
     /* more shards than usable CPUs: accepted, with a warning */
     int usable[HY_TOPO_MAX_CPUS];
