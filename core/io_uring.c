@@ -40,6 +40,26 @@
  * send that fails or is cut short completes, and the kernel cancels the
  * receive behind it without a completion (io.c's tx_progress).
  *
+ * With hy_config.io_rx_multishot (off by default) a
+ * socket's receive is multishot (IORING_RECV_MULTISHOT with the provided
+ * buffers): armed once, it stays armed across requests, each of its
+ * completions (IORING_CQE_F_MORE set) carrying one buffer, and the kernel
+ * waits for the socket's next bytes by itself. A one-shot receive armed
+ * per request costs the kernel, for nearly every request, a try that finds
+ * no bytes, an internal poll set up (io_arm_apoll: ~1.0 io_uring_poll_arm
+ * per kvcache op) and torn down, and a request submitted (~1.25 per op);
+ * multishot makes those ~0.01 and ~0.3 (docs/BENCHMARKS.md, session 32). A
+ * receive that brings bytes while the owner still holds a buffer queues
+ * them behind it (io.c); with three held the receive is cancelled, so a
+ * peer that sends faster than its owner reads is held back by the TCP
+ * window, not by our memory, and the owner's next wait arms it again. The
+ * kernel ends it at the end of the stream, on an error, or with the pool
+ * empty (-ENOBUFS): the owner's recv then reads on as with a one-shot
+ * receive that failed. Multishot receives are never linked behind a send.
+ * The kernel is taken to have them when it has receive bundles (6.10;
+ * they came in 6.0, but the ring's features do not say so); one refused
+ * (-EINVAL) switches the ring back to one-shot receives.
+ *
  * A send on a descriptor the poller does not watch (hy_ring_send, core/tcp.h)
  * is one IORING_OP_SEND with MSG_DONTWAIT, its record's address in the
  * completion's user data (RSEND_BITS): it completes at its submission with
@@ -120,7 +140,7 @@ struct ur {
     struct io_uring_sqe *held, *pair;
     uint64_t held_cookie, pair_cookie;
     /* Receives are multishot (hy_config.io_rx_multishot, where the kernel
-     * has them, with a pool): rx_multishot_on */
+     * has them, with a pool): see the header comment */
     bool ms;
 };
 
@@ -567,7 +587,7 @@ static bool ur_recv_arm(void *state, int fd, uint64_t cookie)
     u->rx_reserved++;
     /* submitted with the turn's queue, or by the sleep's io_uring_enter */
     io_uring_prep_recv(sqe, fd, NULL, RX_SIZE, 0);
-    if (u->ms) { /* armed until the kernel ends it (rx_multishot_on) */
+    if (u->ms) { /* armed until the kernel ends it (header comment) */
         sqe->ioprio |= IORING_RECV_MULTISHOT;
         atomic_fetch_add_explicit(&ms_arms, 1, memory_order_relaxed);
     }

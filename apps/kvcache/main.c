@@ -44,6 +44,8 @@ static void usage(FILE *f)
             "                           it sent commands or replies to once it has nothing\n"
             "                           ready to run, or N us after the first, instead of\n"
             "                           as each connection sends; default 0: at once),\n"
+            "                           rx_multishot=0|1 (io_uring: one receive kept armed\n"
+            "                           per connection across requests; default 0),\n"
             "                           pin=0|1 (0, the default: the kernel places the\n"
             "                           shards' threads, next to the clients and the TCP\n"
             "                           work they wake, as memcached's threads; 1: each\n"
@@ -118,6 +120,8 @@ static enum hy_io_backend io_backend = HY_IO_AUTO;
 static int64_t idle_spin_us = 0;
 /* -o wake_defer_us: hy_config.wake_defer_ns */
 static int64_t wake_defer_us = 0;
+/* -o rx_multishot: hy_config.io_rx_multishot */
+static bool rx_multishot = false;
 /* -o pin: unpinned by default. A pinned shard cannot follow the kernel's
  * wake-affine placement of the client and of the softirq work that wakes
  * it, so each wake-up crosses CPUs (an IPI, a VM exit under a hypervisor);
@@ -162,6 +166,8 @@ static bool parse_ext(char *arg)
             wake_defer_us = (int64_t)v;
         else if (strcmp(t, "pin") == 0 && v <= 1)
             pin = v == 1;
+        else if (strcmp(t, "rx_multishot") == 0 && v <= 1)
+            rx_multishot = v == 1;
         else if (strcmp(t, "direct") == 0 && v <= 1)
             kvcache_cfg.direct = v == 1;
         else if (strcmp(t, "direct_ring") == 0 && v <= 2) {
@@ -368,6 +374,7 @@ int main(int argc, char **argv)
     cfg.idle_spin_ns = (uint64_t)idle_spin_us * 1000;
     cfg.wake_defer_ns = (uint64_t)wake_defer_us * 1000;
     cfg.pin = pin;
+    cfg.io_rx_multishot = rx_multishot;
     size_t msg = (size_t)s->item_size_max + 128 * 1024;
     if (cfg.max_message_size < msg)
         cfg.max_message_size = msg;
