@@ -17,6 +17,11 @@
  * without waiting, in active mode, by a framed read; the receive pool
  * running dry (a small pool set by hy__io_set_rx_pool): input still seen,
  * receives through the ring again once buffers return, no socket stranded;
+ * a burst to a socket whose owner does not read, with the default pool and
+ * with one emptied mid-stream: every byte, in order (with multishot
+ * receives, HYDRA_IO_RX_MULTISHOT=1: bytes queued behind the held buffer,
+ * the receive cancelled at three held or ended by the empty pool, and
+ * armed again);
  * poll updates that race the poll's own completion (-EALREADY); tries
  * without waiting between waits that make no poll update; such sockets
  * closed, orphaned or moved with an update queued. Backend from
