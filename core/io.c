@@ -57,6 +57,10 @@ struct hy__io {
     uint32_t ntx_free;
     struct sock_class sock[SOCK_CLASSES];
     struct hy_ring_send *rsend; /* hy_ring_send()s queued, their ends not reported */
+    /* Multishot receives (be->recv_multishot): per pool buffer, a watch's
+     * queue link, (next buffer id + 1) << 16 | the bytes it holds (the
+     * watch's rx_qhead and rx_qtail; NULL: one-shot receives) */
+    uint32_t *rxq;
 };
 
 #define TX_BUF 2048u
@@ -120,6 +124,12 @@ static struct hy__io *io_get(struct hy_shard *sh)
     /* the pool's buffers, for hy__io_rx_data (NULL: no pool) */
     if (io->be->recv_buf && (io->pk.rx_base = io->be->recv_buf(io->state, 0)) != NULL)
         io->pk.rx_size = (uint32_t)(io->be->recv_buf(io->state, 1) - io->pk.rx_base);
+    unsigned nbuf = io->be->recv_multishot ? io->be->recv_multishot(io->state) : 0;
+    if (nbuf && !(io->rxq = calloc(nbuf, sizeof(*io->rxq)))) {
+        io->be->fini(sh, io->state);
+        free(io);
+        return NULL;
+    }
     sh->io = io;
     return io;
 }
@@ -195,7 +205,8 @@ void hy__io_del(struct hy_shard *sh, struct hy__io_watch *w)
     if (w->rx_armed) /* its completion will find the cookie stale */
         io->be->recv_cancel(io->state, cookie_of(io, idx), false);
     w->rx_armed = 0;
-    hy__io_recv_release(sh, w);
+    while (w->rx_len) /* the buffer held and those queued behind it */
+        hy__io_recv_release(sh, w);
     io->be->del(io->state, w->fd, cookie_of(io, idx));
     hy__stat_add(&sh->st.io_syscalls, 1); /* epoll_ctl, or io_uring_enter */
     io->slots[idx] = NULL;
@@ -302,7 +313,7 @@ __attribute__((noinline)) static void tx_unlink(struct hy_shard *sh, struct hy__
 }
 
 HY__HOT void hy__io_dispatch_recv(struct hy_shard *sh, uint64_t cookie, int res, int bid,
-                                  uint32_t bufsz)
+                                  uint32_t bufsz, unsigned fl)
 {
     struct hy__io *io = sh->io;
     uint32_t idx = (uint32_t)cookie;
@@ -318,21 +329,41 @@ HY__HOT void hy__io_dispatch_recv(struct hy_shard *sh, uint64_t cookie, int res,
         /* the watch went away, or no bytes came: the buffer (if any) and
          * the receive's place go back */
         io->be->recv_put(io->state, bid);
-        if (!w || !w->rx_armed)
+        if (!w || !w->rx_armed || (fl & HY__IO_RX_MORE))
             return;
-        /* the end, an error or an empty pool: the owner's recv finds out */
+        /* the end, an error or an empty pool: the owner's recv finds out
+         * (after the bytes held, which came before) */
         w->rx_armed = 0;
         w->ready |= HY_IO_IN;
         w->on_ready(sh, w, HY_IO_IN);
         return;
     }
     hy__stat_add(&sh->st.io_recvs, 1);
-    w->rx_armed = 0;
-    w->rx_bid = (uint16_t)bid;
-    w->rx_off = 0;
-    w->rx_len = (uint32_t)res;
-    /* a full buffer: more may be queued in the kernel */
-    if ((uint32_t)res >= bufsz)
+    if (!(fl & HY__IO_RX_MORE))
+        w->rx_armed = 0;
+    if (__builtin_expect(w->rx_len != 0, 0)) {
+        /* a multishot receive's bytes behind those held: queued */
+        io->rxq[bid] = (uint32_t)res;
+        if (w->rx_qtail) {
+            io->rxq[w->rx_qtail - 1] |= (uint32_t)(bid + 1) << 16;
+            /* a third buffer held: the owner is behind; no more until it
+             * has taken them (its next wait arms a receive again) */
+            if ((fl & HY__IO_RX_MORE) && !(w->rx_armed & HY__IO_RX_CANCEL)) {
+                w->rx_armed |= HY__IO_RX_CANCEL;
+                io->be->recv_cancel(io->state, cookie, false);
+            }
+        } else {
+            w->rx_qhead = (uint16_t)(bid + 1);
+        }
+        w->rx_qtail = (uint16_t)(bid + 1);
+    } else {
+        w->rx_bid = (uint16_t)bid;
+        w->rx_off = 0;
+        w->rx_len = (uint16_t)res;
+    }
+    /* a one-shot receive's full buffer: more may be queued in the kernel;
+     * a multishot receive that ended: whatever came after its last bytes */
+    if ((fl & HY__IO_RX_MS) ? !(fl & HY__IO_RX_MORE) : (uint32_t)res >= bufsz)
         w->ready |= HY_IO_IN;
     w->on_ready(sh, w, HY_IO_IN);
 }
@@ -390,8 +421,19 @@ HY__HOT void hy__io_recv_release(struct hy_shard *sh, struct hy__io_watch *w)
 {
     if (!w->rx_len)
         return;
-    sh->io->be->recv_put(sh->io->state, (int)w->rx_bid);
+    struct hy__io *io = sh->io;
+    io->be->recv_put(io->state, (int)w->rx_bid);
     w->rx_len = w->rx_off = 0;
+    if (__builtin_expect(w->rx_qhead != 0, 0)) {
+        /* the next buffer a multishot receive brought */
+        uint16_t bid = (uint16_t)(w->rx_qhead - 1);
+        uint32_t e = io->rxq[bid];
+        w->rx_bid = bid;
+        w->rx_len = (uint16_t)e;
+        w->rx_qhead = (uint16_t)(e >> 16);
+        if (!w->rx_qhead)
+            w->rx_qtail = 0;
+    }
 }
 
 void hy__io_recv_settle(struct hy_shard *sh, struct hy__io_watch *w)
@@ -651,6 +693,7 @@ void hy__io_fini_shard(struct hy_shard *sh)
     }
     while (io->ntx_free)
         free(io->tx_free[--io->ntx_free]);
+    free(io->rxq);
     for (unsigned i = 0; i < SOCK_CLASSES; i++) {
         for (struct sock_chunk *c = io->sock[i].chunks, *n; c; c = n) {
             n = c->next;

@@ -131,10 +131,17 @@ struct hy__io_watch {
      * receive brings the bytes); its bytes are held here, [rx_off, rx_len)
      * of pool buffer rx_bid (hy__io_rx_data), until the owner takes them
      * (hy__io_recv_release gives the buffer back). At most one buffer per
-     * socket, none while idle. */
-    uint32_t rx_off, rx_len;
+     * socket, none while idle, with one-shot receives. A multishot receive
+     * (hy_config.io_rx_multishot) stays armed across requests, and what it
+     * brings while a buffer is held waits in a queue of buffers behind it,
+     * [rx_qhead, rx_qtail] (buffer ids + 1, 0: empty; chained through
+     * struct hy__io's rxq), taken in order as each is given back; a third
+     * buffer held cancels the receive (HY__IO_RX_CANCEL) until the owner
+     * has taken them all (the kernel's window then holds the peer back). */
+    uint16_t rx_off, rx_len; /* at most the pool's buffer size */
+    uint16_t rx_qhead, rx_qtail;
     uint16_t rx_bid;
-    uint8_t rx_armed;
+    uint8_t rx_armed; /* a receive in the kernel: 1, | HY__IO_RX_CANCEL */
     uint8_t tx_busy;       /* see tx_* below */
     uint8_t ready;         /* latched HY_IO_* bits */
     uint8_t wait_ev;       /* HY_IO_* the waiter needs */
@@ -168,6 +175,9 @@ _Static_assert(sizeof(struct hy__io_watch) == 64, "a socket's watch is one cache
  *   but -ECANCELED) says it did;
  * HY__IO_TX_CANCEL: a linked send being cancelled (its -ECANCELED means
  *   nothing taken, not an error; the rest goes in a new request). */
+/* rx_armed: the multishot receive's cancel is queued (its end comes) */
+#define HY__IO_RX_CANCEL 2u
+
 #define HY__IO_TX_HELD 1
 #define HY__IO_TX_LINKED 2
 #define HY__IO_TX_CANCEL 3
@@ -220,6 +230,10 @@ struct hy__io_backend {
     /* Cancels the receive of cookie; sync: returns once its completion is
      * in the ring. */
     void (*recv_cancel)(void *state, uint64_t cookie, bool sync);
+    /* Multishot receives (hy_config.io_rx_multishot, where the kernel has
+     * them): the number of buffers in the pool, which a watch's queue of
+     * buffers is chained through; 0: one-shot receives. NULL: never. */
+    unsigned (*recv_multishot)(void *state);
     /* Address of pool buffer bid. */
     const uint8_t *(*recv_buf)(void *state, uint16_t bid);
     /* Ends what a receive reserved: its buffer bid goes back to the pool
@@ -285,8 +299,14 @@ void hy__io_dispatch(struct hy_shard *sh, uint64_t cookie, uint32_t ev);
  * 0 at the end of the stream, -errno) into pool buffer bid (-1: none). The
  * bytes are held by the watch (a stale cookie's buffer goes back to the
  * pool); an end, an error or no buffer latches input readiness instead, so
- * the owner's own recv sees what happened. Wakes through on_ready(IN). */
-void hy__io_dispatch_recv(struct hy_shard *sh, uint64_t cookie, int res, int bid, uint32_t bufsz);
+ * the owner's own recv sees what happened. Wakes through on_ready(IN).
+ * fl: HY__IO_RX_MS for a multishot receive's completion, with
+ * HY__IO_RX_MORE when the receive stays armed (the backend then counts
+ * the buffer as one more reserved, which recv_put ends as for any). */
+void hy__io_dispatch_recv(struct hy_shard *sh, uint64_t cookie, int res, int bid, uint32_t bufsz,
+                          unsigned fl);
+#define HY__IO_RX_MS 1u
+#define HY__IO_RX_MORE 2u
 
 /* ---- receive through the poller ----------------------------------------- */
 
@@ -312,7 +332,8 @@ static inline void hy__io_watch_input(struct hy_shard *sh, struct hy__io_watch *
     if (w->poll_noin)
         hy__io_watch_input_slow(sh, w);
 }
-/* Gives w's held buffer back to the pool (its bytes are consumed). */
+/* Gives w's held buffer back to the pool (its bytes are consumed); the
+ * first buffer queued behind it (multishot receives), if any, is held next. */
 void hy__io_recv_release(struct hy_shard *sh, struct hy__io_watch *w);
 /* Ends w's armed receive and waits until its completion is dispatched:
  * afterwards nothing is armed (bytes it brought are held). For a socket
@@ -337,6 +358,12 @@ int hy__io_set_rx_pool(unsigned n);
  * way, one a request if the kernel's poll kept watching input.
  * Context: any thread. */
 void hy__io_uring_update_counts(uint64_t *retries, int64_t *inflight, uint64_t *stray_input);
+/* Over every io_uring poller since the process started: *arms, multishot
+ * receives armed (hy_config.io_rx_multishot); *ends, those the kernel
+ * ended (a completion without IORING_CQE_F_MORE: the end of the stream, an
+ * error, the pool empty, or cancelled because the owner held three
+ * buffers). Context: any thread. */
+void hy__io_uring_multishot_counts(uint64_t *arms, uint64_t *ends);
 extern _Atomic uint64_t hy__io_stray_input;
 
 /* ---- sends through the poller ----------------------------------------- */

@@ -40,6 +40,26 @@
  * send that fails or is cut short completes, and the kernel cancels the
  * receive behind it without a completion (io.c's tx_progress).
  *
+ * With hy_config.io_rx_multishot (off by default) a
+ * socket's receive is multishot (IORING_RECV_MULTISHOT with the provided
+ * buffers): armed once, it stays armed across requests, each of its
+ * completions (IORING_CQE_F_MORE set) carrying one buffer, and the kernel
+ * waits for the socket's next bytes by itself. A one-shot receive armed
+ * per request costs the kernel, for nearly every request, a try that finds
+ * no bytes, an internal poll set up (io_arm_apoll: ~1.0 io_uring_poll_arm
+ * per kvcache op) and torn down, and a request submitted (~1.25 per op);
+ * multishot makes those ~0.01 and ~0.3 (docs/BENCHMARKS.md, session 32). A
+ * receive that brings bytes while the owner still holds a buffer queues
+ * them behind it (io.c); with three held the receive is cancelled, so a
+ * peer that sends faster than its owner reads is held back by the TCP
+ * window, not by our memory, and the owner's next wait arms it again. The
+ * kernel ends it at the end of the stream, on an error, or with the pool
+ * empty (-ENOBUFS): the owner's recv then reads on as with a one-shot
+ * receive that failed. Multishot receives are never linked behind a send.
+ * The kernel is taken to have them when it has receive bundles (6.10;
+ * they came in 6.0, but the ring's features do not say so); one refused
+ * (-EINVAL) switches the ring back to one-shot receives.
+ *
  * A send on a descriptor the poller does not watch (hy_ring_send, core/tcp.h)
  * is one IORING_OP_SEND with MSG_DONTWAIT, its record's address in the
  * completion's user data (RSEND_BITS): it completes at its submission with
@@ -94,6 +114,11 @@ static _Atomic unsigned rx_pool_n;
 static _Atomic uint64_t upd_retries;
 static _Atomic int64_t upd_inflight;
 
+/* Multishot receives armed, and ended by the kernel (a completion without
+ * IORING_CQE_F_MORE), over every shard (hy__io_uring_multishot_counts:
+ * tests). */
+static _Atomic uint64_t ms_arms, ms_ends;
+
 struct ur {
     struct io_uring ring;
     int efd;
@@ -114,7 +139,21 @@ struct ur {
      * send linked ahead of its receive, both queued. */
     struct io_uring_sqe *held, *pair;
     uint64_t held_cookie, pair_cookie;
+    /* Receives are multishot (hy_config.io_rx_multishot, where the kernel
+     * has them, with a pool): see the header comment */
+    bool ms;
 };
+
+/* Multishot receives with provided buffers came with 6.0; the ring's
+ * features say nothing of them, so a kernel that has receive bundles
+ * (6.10, IORING_FEAT_RECVSEND_BUNDLE) is taken to have them. Defined here
+ * for headers older than the kernel. */
+#ifndef IORING_FEAT_RECVSEND_BUNDLE
+#define IORING_FEAT_RECVSEND_BUNDLE (1U << 14)
+#endif
+#ifndef IORING_RECV_MULTISHOT
+#define IORING_RECV_MULTISHOT (1U << 1)
+#endif
 
 /* Hands the queued entries to the kernel (also runs pending task work). */
 static inline void submit(struct ur *u)
@@ -194,6 +233,12 @@ int hy__io_set_rx_pool(unsigned n)
     return 0;
 }
 
+void hy__io_uring_multishot_counts(uint64_t *arms, uint64_t *ends)
+{
+    *arms = atomic_load_explicit(&ms_arms, memory_order_relaxed);
+    *ends = atomic_load_explicit(&ms_ends, memory_order_relaxed);
+}
+
 void hy__io_uring_update_counts(uint64_t *retries, int64_t *inflight, uint64_t *stray_input)
 {
     *retries = atomic_load_explicit(&upd_retries, memory_order_relaxed);
@@ -237,6 +282,8 @@ static int ur_init(struct hy_shard *sh, void **state)
             arm_wake(u);
         }
         rx_pool_init(u);
+        u->ms = u->br && hy__rt.cfg.io_rx_multishot &&
+                (p.features & IORING_FEAT_RECVSEND_BUNDLE) != 0;
     }
     *state = u;
     return 0;
@@ -411,7 +458,24 @@ HY__HOT static unsigned ur_poll(struct hy_shard *sh, void *state)
             if (cookie & RECV_BIT) {
                 int bid = (flags & IORING_CQE_F_BUFFER) ? (int)(flags >> IORING_CQE_BUFFER_SHIFT)
                                                         : -1;
-                hy__io_dispatch_recv(sh, cookie & ~RECV_BIT, res, bid, RX_SIZE);
+                unsigned fl = 0;
+                if (u->ms) {
+                    fl = HY__IO_RX_MS;
+                    if (flags & IORING_CQE_F_MORE) {
+                        /* still armed: the buffer is one more reserved */
+                        fl |= HY__IO_RX_MORE;
+                        u->rx_reserved++;
+                    } else {
+                        atomic_fetch_add_explicit(&ms_ends, 1, memory_order_relaxed);
+                    }
+                    if (!(flags & IORING_CQE_F_MORE) && res == -EINVAL) {
+                        /* refused after all: one-shot receives from now on */
+                        u->ms = false;
+                        hy_log(HY_LOG_WARNING, "io_uring: multishot receive refused (%d): "
+                                            "one-shot receives", res);
+                    }
+                }
+                hy__io_dispatch_recv(sh, cookie & ~RECV_BIT, res, bid, RX_SIZE, fl);
                 continue;
             }
             if (cookie & REMOVE_BIT) {
@@ -523,6 +587,10 @@ static bool ur_recv_arm(void *state, int fd, uint64_t cookie)
     u->rx_reserved++;
     /* submitted with the turn's queue, or by the sleep's io_uring_enter */
     io_uring_prep_recv(sqe, fd, NULL, RX_SIZE, 0);
+    if (u->ms) { /* armed until the kernel ends it (header comment) */
+        sqe->ioprio |= IORING_RECV_MULTISHOT;
+        atomic_fetch_add_explicit(&ms_arms, 1, memory_order_relaxed);
+    }
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = RX_BGID;
     io_uring_sqe_set_data64(sqe, cookie | RECV_BIT);
@@ -534,8 +602,9 @@ static int ur_recv_arm_linked(void *state, int fd, uint64_t cookie)
 {
     struct ur *u = state;
     struct io_uring_sqe *send = u->held;
+    /* a multishot receive is not linked: it outlives the send */
     if (!send || u->held_cookie != cookie || io_uring_sq_space_left(&u->ring) < 1 ||
-        !u->br || u->rx_reserved >= u->rx_n)
+        !u->br || u->rx_reserved >= u->rx_n || u->ms)
         return ur_recv_arm(state, fd, cookie) ? 0 : -1;
     /* the receive is the entry right after the send: the send succeeds
      * whole (MSG_WAITALL: a short one fails, breaks the link and reports
@@ -650,6 +719,12 @@ static void ur_send_cancel(void *state, uint64_t cookie)
     (void)io_uring_register_sync_cancel(&u->ring, &reg);
 }
 
+static unsigned ur_recv_multishot(void *state)
+{
+    struct ur *u = state;
+    return u->ms ? u->rx_n : 0;
+}
+
 static const uint8_t *ur_recv_buf(void *state, uint16_t bid)
 {
     struct ur *u = state;
@@ -722,6 +797,7 @@ const struct hy__io_backend hy__io_uring_backend = {
     .send_unlink = ur_send_unlink,
     .send_grow = ur_send_grow,
     .recv_cancel = ur_recv_cancel,
+    .recv_multishot = ur_recv_multishot,
     .recv_buf = ur_recv_buf,
     .recv_put = ur_recv_put,
     .send = ur_send,

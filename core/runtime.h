@@ -177,6 +177,17 @@ struct hy_config {
      * hy_stats.xshard_spins and xshard_spin_hits count the spins. At most
      * 1 ms. */
     uint64_t xshard_spin_ns;
+
+    /* io_uring poller only (default false): a socket read through the
+     * poller keeps one multishot receive armed across requests instead of
+     * arming a one-shot receive each time its owner waits for input (the
+     * kernel then re-arms its own wait for the socket's bytes, with no
+     * request to submit and no poll to set up per request). Used where the
+     * kernel has it (probed at each shard's ring set-up; kernels before
+     * 6.10 are taken not to); elsewhere, and with the epoll poller, the
+     * setting does nothing. Experimental: docs/BENCHMARKS.md says where it
+     * was measured. */
+    bool io_rx_multishot;
 };
 
 /* Fills cfg with the defaults documented above. Context: anywhere. */

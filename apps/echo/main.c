@@ -3,9 +3,11 @@
  * benchmark.
  *
  *   hydra-echo --port P [--shards N] [--acceptors A] [--io auto|epoll|io_uring] [--spin-ns NS]
+ *                [--rx-multishot]
  *
  * Listens on 127.0.0.1:P with one listener per shard (default: one shard
- * per CPU; --io and --spin-ns set hy_config.io_backend and idle_spin_ns), echoes every byte, and exits 0 on SIGTERM or SIGINT after
+ * per CPU; --io, --spin-ns and --rx-multishot set hy_config.io_backend,
+ * idle_spin_ns and io_rx_multishot), echoes every byte, and exits 0 on SIGTERM or SIGINT after
  * printing how many connections it served. */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -92,7 +94,7 @@ static void *signals(void *arg)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: hydra-echo --port P [--shards N] [--acceptors A] [--io auto|epoll|io_uring] [--spin-ns NS]\n");
+    fprintf(stderr, "usage: hydra-echo --port P [--shards N] [--acceptors A] [--io auto|epoll|io_uring] [--spin-ns NS] [--rx-multishot]\n");
     exit(2);
 }
 
@@ -117,6 +119,8 @@ int main(int argc, char **argv)
                 usage();
         } else if (!strcmp(argv[i], "--spin-ns") && i + 1 < argc)
             cfg.idle_spin_ns = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--rx-multishot"))
+            cfg.io_rx_multishot = true;
         else
             usage();
     }

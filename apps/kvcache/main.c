@@ -48,6 +48,8 @@ static void usage(FILE *f)
             "                           command to an awake shard or took in one, or a\n"
             "                           reply, waits up to N us for more in a spin before\n"
             "                           it sleeps; default 0: it sleeps at once),\n"
+            "                           rx_multishot=0|1 (io_uring: one receive kept armed\n"
+            "                           per connection across requests; default 0),\n"
             "                           pin=0|1 (0, the default: the kernel places the\n"
             "                           shards' threads, next to the clients and the TCP\n"
             "                           work they wake, as memcached's threads; 1: each\n"
@@ -124,6 +126,8 @@ static int64_t idle_spin_us = 0;
 static int64_t wake_defer_us = 0;
 /* -o xshard_spin_us: hy_config.xshard_spin_ns */
 static int64_t xshard_spin_us = 0;
+/* -o rx_multishot: hy_config.io_rx_multishot */
+static bool rx_multishot = false;
 /* -o pin: unpinned by default. A pinned shard cannot follow the kernel's
  * wake-affine placement of the client and of the softirq work that wakes
  * it, so each wake-up crosses CPUs (an IPI, a VM exit under a hypervisor);
@@ -170,6 +174,8 @@ static bool parse_ext(char *arg)
             xshard_spin_us = (int64_t)v;
         else if (strcmp(t, "pin") == 0 && v <= 1)
             pin = v == 1;
+        else if (strcmp(t, "rx_multishot") == 0 && v <= 1)
+            rx_multishot = v == 1;
         else if (strcmp(t, "direct") == 0 && v <= 1)
             kvcache_cfg.direct = v == 1;
         else if (strcmp(t, "direct_ring") == 0 && v <= 2) {
@@ -377,6 +383,7 @@ int main(int argc, char **argv)
     cfg.wake_defer_ns = (uint64_t)wake_defer_us * 1000;
     cfg.xshard_spin_ns = (uint64_t)xshard_spin_us * 1000;
     cfg.pin = pin;
+    cfg.io_rx_multishot = rx_multishot;
     size_t msg = (size_t)s->item_size_max + 128 * 1024;
     if (cfg.max_message_size < msg)
         cfg.max_message_size = msg;

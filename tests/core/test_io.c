@@ -17,6 +17,11 @@
  * without waiting, in active mode, by a framed read; the receive pool
  * running dry (a small pool set by hy__io_set_rx_pool): input still seen,
  * receives through the ring again once buffers return, no socket stranded;
+ * a burst to a socket whose owner does not read, with the default pool and
+ * with one emptied mid-stream: every byte, in order (with multishot
+ * receives, HYDRA_IO_RX_MULTISHOT=1: bytes queued behind the held buffer,
+ * the receive cancelled at three held or ended by the empty pool, and
+ * armed again);
  * poll updates that race the poll's own completion (-EALREADY); tries
  * without waiting between waits that make no poll update; such sockets
  * closed, orphaned or moved with an update queued. Backend from
@@ -38,6 +43,7 @@
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/utsname.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1063,6 +1069,21 @@ static void test_io_ring_read_socket_reports_input_to_a_framed_read(void **state
 /* core/io_internal.h (the tests reach it through the internal library) */
 int hy__io_set_rx_pool(unsigned n);
 void hy__io_uring_update_counts(uint64_t *retries, int64_t *inflight, uint64_t *stray_input);
+void hy__io_uring_multishot_counts(uint64_t *arms, uint64_t *ends);
+
+/* Multishot receives are on for this run and the kernel has them (6.10
+ * and later: core/io_uring.c's probe) */
+static bool rx_multishot(void)
+{
+    const char *e = getenv("HYDRA_IO_RX_MULTISHOT");
+    if (hy_test_io_backend() == HY_IO_EPOLL || !e || strcmp(e, "1") != 0)
+        return false;
+    struct utsname u;
+    unsigned maj = 0, min = 0;
+    return uname(&u) == 0 && sscanf(u.release, "%u.%u", &maj, &min) == 2 &&
+           (maj > 6 || (maj == 6 && min >= 10));
+}
+
 
 #define DRY_POOL 2u
 
@@ -1147,6 +1168,15 @@ static void test_io_ring_read_socket_sees_input_while_the_pool_is_empty(void **s
     if (hy_test_io_backend() == HY_IO_EPOLL)
         return;
     assert_true(c.warm_ring_recvs >= 1); /* s0's poll left input out */
+    if (rx_multishot()) {
+        /* s0's multishot receive stayed armed from the warm-up: each byte
+         * through it, no poll update, whatever the others reserved */
+        assert_int_equal(c.dry_ring_recvs, 1);
+        assert_int_equal(c.dry_updates, 0);
+        assert_int_equal(c.again_ring_recvs, 1);
+        assert_int_equal(c.again_updates, 0);
+        return;
+    }
     assert_int_equal(c.dry_ring_recvs, 0); /* the pool was empty: read by recv */
     assert_true(c.dry_updates >= 1);       /* input watched again */
     assert_int_equal(c.again_ring_recvs, 1); /* through the ring again */
@@ -1286,6 +1316,106 @@ static void test_io_sockets_waiting_on_an_empty_pool_are_never_stranded(void **s
     assert_true(c.ring_recvs >= 1);
     assert_true(c.ring_recvs < (uint64_t)DRY_CONNS * DRY_ROUNDS);
     assert_true(c.updates >= 1);
+}
+
+/* ---- multishot receives (HYDRA_IO_RX_MULTISHOT=1: the io_uring_ms suites) -- */
+
+#define BURST_BYTES (64 * 1024)
+#define BURST_CHUNK 1000
+
+static uint8_t burst_byte(size_t i)
+{
+    return (uint8_t)(i * 7u + i / 251u);
+}
+
+struct burst_ctx {
+    bool intact;         /* every byte came, in order */
+    bool after;          /* a byte sent after the burst came too */
+    uint64_t arms, ends; /* multishot receives armed and ended meanwhile */
+    uint64_t ring_recvs;
+};
+
+/* A receive armed on sv (a wait that times out), then a burst of
+ * BURST_BYTES in chunks sent to it while its owner does not read (the
+ * same process sends): with multishot receives, the chunks come in
+ * through the still-armed receive and queue behind the buffer held until
+ * the third cancels it (or the pool runs dry, ENOBUFS); the owner then
+ * reads the whole burst (the bytes held, then by recv), waits again (a
+ * receive armed again) and gets one more byte. */
+static void burst_main(void *arg)
+{
+    struct burst_ctx *c = arg;
+    struct hy_tcp *ls, *cl, *sv;
+    HY_CHECK_EQ(hy_tcp_listen(NULL, &ls), 0);
+    struct hy_addr a;
+    hy_tcp_sockname(ls, &a);
+    HY_CHECK_EQ(hy_tcp_connect(&a, NULL, 10 * SECOND, &cl), 0);
+    HY_CHECK_EQ(hy_tcp_accept(ls, &sv, 10 * SECOND), 0);
+    char b;
+    size_t got;
+    HY_CHECK_EQ(hy_tcp_send(cl, "s", 1, 10 * SECOND), 0);
+    HY_CHECK_EQ(hy_tcp_recv(sv, &b, 1, &got, 10 * SECOND), 0);
+    HY_CHECK_EQ(b, 's');
+    HY_CHECK_EQ(hy_tcp_recv(sv, &b, 1, &got, 1 * MS), HY_ETIMEDOUT); /* armed */
+    uint64_t a0, e0;
+    hy__io_uring_multishot_counts(&a0, &e0);
+    uint64_t r0 = STAT0(io_recvs);
+    static uint8_t out[BURST_BYTES], in[BURST_BYTES];
+    for (size_t i = 0; i < BURST_BYTES; i++)
+        out[i] = burst_byte(i);
+    for (size_t off = 0; off < BURST_BYTES; off += BURST_CHUNK) {
+        size_t n = BURST_BYTES - off < BURST_CHUNK ? BURST_BYTES - off : BURST_CHUNK;
+        HY_CHECK_EQ(hy_tcp_send(cl, out + off, n, 10 * SECOND), 0);
+        /* each chunk its own segment, reaped before the next (the shard's
+         * poll runs while this process sleeps) */
+        hy_sleep_ns(200000);
+    }
+    size_t have = 0;
+    while (have < BURST_BYTES) {
+        if (hy_tcp_recv(sv, in + have, BURST_BYTES - have, &got, 10 * SECOND) != 0)
+            break;
+        have += got;
+    }
+    c->intact = have == BURST_BYTES && memcmp(in, out, BURST_BYTES) == 0;
+    c->ring_recvs = STAT0(io_recvs) - r0;
+    HY_CHECK_EQ(hy_tcp_recv(sv, &b, 1, &got, 1 * MS), HY_ETIMEDOUT); /* armed again */
+    HY_CHECK_EQ(hy_tcp_send(cl, "z", 1, 10 * SECOND), 0);
+    c->after = hy_tcp_recv(sv, &b, 1, &got, 10 * SECOND) == 0 && b == 'z';
+    uint64_t a1, e1;
+    hy__io_uring_multishot_counts(&a1, &e1);
+    c->arms = a1 - a0;
+    c->ends = e1 - e0;
+    hy_tcp_close(cl);
+    hy_tcp_close(sv);
+    hy_tcp_close(ls);
+}
+
+static void run_burst(unsigned pool)
+{
+    struct burst_ctx c = {0};
+    assert_int_equal(hy__io_set_rx_pool(pool), 0);
+    int rc = hy_test_run(1, burst_main, &c);
+    hy__io_set_rx_pool(0);
+    assert_int_equal(rc, 0);
+    assert_true(c.intact);
+    assert_true(c.after);
+    if (!rx_multishot())
+        return;
+    assert_true(c.ring_recvs >= 2); /* the armed receive brought several chunks */
+    assert_true(c.ends >= 1);       /* and was ended (the cancel, ENOBUFS) */
+    assert_true(c.arms >= 1);       /* and armed again */
+}
+
+static void test_io_burst_to_an_owner_away_arrives_whole_and_in_order(void **state)
+{
+    (void)state;
+    run_burst(0);
+}
+
+static void test_io_burst_that_empties_the_pool_arrives_whole_and_in_order(void **state)
+{
+    (void)state;
+    run_burst(DRY_POOL);
 }
 
 static void test_io_rx_pool_size_out_of_range_is_refused(void **state)
@@ -1613,6 +1743,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_io_ring_read_socket_reports_input_to_a_framed_read),
         cmocka_unit_test(test_io_ring_read_socket_sees_input_while_the_pool_is_empty),
         cmocka_unit_test(test_io_sockets_waiting_on_an_empty_pool_are_never_stranded),
+        cmocka_unit_test(test_io_burst_to_an_owner_away_arrives_whole_and_in_order),
+        cmocka_unit_test(test_io_burst_that_empties_the_pool_arrives_whole_and_in_order),
         cmocka_unit_test(test_io_rx_pool_size_out_of_range_is_refused),
         cmocka_unit_test(test_io_poll_update_racing_the_polls_completion_loses_nothing),
         cmocka_unit_test(test_io_tries_between_waits_make_no_poll_updates),

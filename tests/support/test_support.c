@@ -42,7 +42,14 @@ static void wrapper(void *a)
 int hy_test_run_cfg(const struct hy_config *cfg, hy_proc_fn body, void *arg)
 {
     struct wrap w = {body, arg, false};
-    int rc = hy_run(cfg, wrapper, &w);
+    /* HYDRA_IO_RX_MULTISHOT=1 (tests/meson.build's io_uring_ms suites):
+     * every socket suite again with the io_uring poller's multishot
+     * receives */
+    struct hy_config c = *cfg;
+    const char *ms = getenv("HYDRA_IO_RX_MULTISHOT");
+    if (ms && strcmp(ms, "1") == 0)
+        c.io_rx_multishot = true;
+    int rc = hy_run(&c, wrapper, &w);
     hy_test_assert_checks();
     assert_int_equal(rc, 0);
     assert_true(w.clean);
