@@ -47,7 +47,7 @@ static void usage(FILE *f)
             "                           xshard_spin_us=N (a shard that just forwarded a\n"
             "                           command to an awake shard or took in one, or a\n"
             "                           reply, waits up to N us for more in a spin before\n"
-            "                           it sleeps; default 0: it sleeps at once),\n"
+            "                           it sleeps; default 20; 0: it sleeps at once),\n"
             "                           rx_multishot=0|1 (io_uring: one receive kept armed\n"
             "                           per connection across requests; default 0),\n"
             "                           pin=0|1 (0, the default: the kernel places the\n"
@@ -124,8 +124,10 @@ static enum hy_io_backend io_backend = HY_IO_AUTO;
 static int64_t idle_spin_us = 0;
 /* -o wake_defer_us: hy_config.wake_defer_ns */
 static int64_t wake_defer_us = 0;
-/* -o xshard_spin_us: hy_config.xshard_spin_ns */
-static int64_t xshard_spin_us = 0;
+/* -o xshard_spin_us: hy_config.xshard_spin_ns. 20 by default: in a quiet
+ * interleaved A/B (docs/BENCHMARKS.md, session 32) higher ops/s in 12 of 16
+ * rows and lower CPU per op in 12 of 16, p99 lower in 4 of 8. */
+static int64_t xshard_spin_us = 20;
 /* -o rx_multishot: hy_config.io_rx_multishot */
 static bool rx_multishot = false;
 /* -o pin: unpinned by default. A pinned shard cannot follow the kernel's
