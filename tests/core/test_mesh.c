@@ -564,7 +564,7 @@ static void xs_stop(void)
     hy_send(xs.sink, T_STOP, NULL, 0);
 }
 
-static void xs_run(void (*body)(void *))
+static void xs_run(void (*body)(void *), void *arg)
 {
     memset(&xs, 0, sizeof(xs));
     memset(&wd, 0, sizeof(wd));
@@ -573,15 +573,22 @@ static void xs_run(void (*body)(void *))
     cfg.nshards = 2;
     cfg.idle_spin_ns = 0;
     cfg.xshard_spin_ns = XS_SPIN_NS;
-    hy_test_run_cfg(&cfg, body, NULL);
+    hy_test_run_cfg(&cfg, body, arg);
     assert_int_equal(xs.rc, 0);
 }
 
-static void body_xs_bounded(void *arg)
+/* What body_xs_rounds does: whether the sink stays at work, and whether
+ * the rounds send to it */
+struct xs_case {
+    bool partner_busy;
+    bool exchange;
+};
+
+static void body_xs_rounds(void *arg)
 {
-    (void)arg;
-    xs_spawn(true);
-    xs_rounds(true);
+    const struct xs_case *c = arg;
+    xs_spawn(c->partner_busy);
+    xs_rounds(c->exchange);
     xs_stop();
 }
 
@@ -592,17 +599,9 @@ static void body_xs_bounded(void *arg)
 static void test_mesh_xshard_spin_ends_at_bound(void **state)
 {
     (void)state;
-    xs_run(body_xs_bounded);
+    xs_run(body_xs_rounds, &(struct xs_case){.partner_busy = true, .exchange = true});
     assert_true(xs.b.xshard_spins - xs.a.xshard_spins >= XS_ROUNDS);
     assert_true(xs.b.sleeps - xs.a.sleeps >= XS_ROUNDS);
-}
-
-static void body_xs_no_exchange(void *arg)
-{
-    (void)arg;
-    xs_spawn(true);
-    xs_rounds(false);
-    xs_stop();
 }
 
 /* A shard with no exchange under way sleeps at once, even with another
@@ -611,18 +610,10 @@ static void body_xs_no_exchange(void *arg)
 static void test_mesh_xshard_spin_none_without_exchange(void **state)
 {
     (void)state;
-    xs_run(body_xs_no_exchange);
+    xs_run(body_xs_rounds, &(struct xs_case){.partner_busy = true, .exchange = false});
     assert_int_equal(xs.b.xshard_spins - xs.a.xshard_spins, 0);
     assert_true(xs.b.sleeps - xs.a.sleeps >= XS_ROUNDS);
     assert_true(xs.cpu_ns < 10ull * 1000 * 1000);
-}
-
-static void body_xs_idle_partner(void *arg)
-{
-    (void)arg;
-    xs_spawn(false);
-    xs_rounds(true);
-    xs_stop();
 }
 
 /* A shard that sent to a shard that then goes idle (the sink takes the
@@ -631,7 +622,7 @@ static void body_xs_idle_partner(void *arg)
 static void test_mesh_xshard_spin_stops_when_partner_idle(void **state)
 {
     (void)state;
-    xs_run(body_xs_idle_partner);
+    xs_run(body_xs_rounds, &(struct xs_case){.partner_busy = false, .exchange = true});
     assert_true(xs.b.sleeps - xs.a.sleeps >= XS_ROUNDS);
     assert_true(xs.cpu_ns < 10ull * 1000 * 1000);
 }
@@ -660,7 +651,7 @@ static void body_xs_ping_pong(void *arg)
 static void test_mesh_xshard_spin_ping_pong(void **state)
 {
     (void)state;
-    xs_run(body_xs_ping_pong);
+    xs_run(body_xs_ping_pong, NULL);
     assert_int_equal(xs.answered, 200);
     assert_true(xs.b.xshard_spin_hits - xs.a.xshard_spin_hits >= 1);
 }
