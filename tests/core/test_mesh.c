@@ -362,7 +362,7 @@ static struct {
     int rc;
 } wd;
 
-/* on shard 1: answers each message with T_PONG until T_STOP (with a
+/* on shard 1: answers each message with T_PONG until T_STOP (with
  * arg SINK: takes each and drops it) */
 #define SINK ((void *)1)
 static void wd_echo(void *arg)
